@@ -1,0 +1,37 @@
+"""Audit events: who did what, with which outcome and why. Written in the caller's transaction
+when the action succeeds, or in a transaction of its own when it is refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bridge.store.models import AuditEvent
+
+
+def record(
+    session: Session,
+    *,
+    at: float,
+    event: str,
+    outcome: str,
+    code: str | None = None,
+    idp_slug: str | None = None,
+    client_id: str | None = None,
+    subject: str | None = None,
+    error_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(AuditEvent(
+        at=at,
+        event=event,
+        outcome=outcome,
+        code=code,
+        idp_slug=idp_slug,
+        client_id=client_id,
+        subject=subject,
+        error_id=error_id,
+        detail_json=json.dumps(detail or {}, default=str, sort_keys=True)[:8000],
+    ))

@@ -1,0 +1,158 @@
+"""The ``bridge`` command."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+
+from bridge.clock import SystemClock
+from bridge.config import Settings, load_settings
+from bridge.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bridge", description="SAML-to-JWT federation bridge.")
+    parser.add_argument("--config", help="TOML settings file (default: $BRIDGE_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    serve = commands.add_parser("serve", help="run the bridge (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=2)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", help="apply migrations up to the newest schema")
+    db.add_parser("current", help="show the schema revision of the database")
+
+    idp = commands.add_parser("idp", help="identity providers").add_subparsers(dest="idp",
+                                                                                required=True)
+    idp.add_parser("list", help="list IdPs with their certificates' expiry")
+
+    keys = commands.add_parser("keys", help="token signing keys").add_subparsers(dest="keys",
+                                                                                 required=True)
+    rotate = keys.add_parser("rotate", help="publish a new signing key; it signs after the lead")
+    rotate.add_argument("--now", action="store_true",
+                        help="sign with the new key at once (verifiers with a cached JWKS "
+                             "may reject new tokens until they refresh it)")
+    keys.add_parser("list", help="list signing keys and their windows")
+    keys.add_parser("new-kek", help="print a new key-encryption key")
+
+    commands.add_parser("check", help="validate settings, IdP metadata and the database")
+
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as error:
+        print(f"bridge: {error}", file=sys.stderr)
+        return 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "keys" and args.keys == "new-kek":
+        from bridge.tokens.keys import generate_kek
+
+        print(generate_kek())
+        return 0
+    settings = _settings(args)
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "db":
+        from bridge.store.db import Database
+
+        database = Database(settings.database_url)
+        if args.db == "upgrade":
+            database.upgrade()
+            print(f"database at revision {database.current_revision()}")
+        else:
+            print(database.current_revision() or "none")
+        return 0
+    if args.command == "idp":
+        return _idp_list(settings)
+    if args.command == "keys":
+        from bridge.federation import Bridge
+
+        bridge = Bridge.from_settings(settings, SystemClock())
+        if args.keys == "rotate":
+            kid = bridge.keys.rotate(immediately=args.now)
+            print(f"published key {kid}")
+        return _keys_list(bridge)
+    if args.command == "check":
+        from bridge.federation import Bridge
+
+        bridge = Bridge.from_settings(settings, SystemClock())
+        print(f"ok: {len(bridge.idps)} IdP(s), {len(settings.clients)} client(s), "
+              f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _idp_list(settings: Settings) -> int:
+    from bridge.saml.idp import load_idp_directory
+
+    now = dt.datetime.now(dt.UTC)
+    idps = load_idp_directory(settings.idp_metadata_dir, now=now)
+    print(f"{'slug':<20} {'entity ID':<50} certificate expiry")
+    for slug, idp in sorted(idps.items()):
+        expiries = []
+        for cert in idp.metadata.signing_certificates:
+            days = (cert.not_after - now).days
+            flag = " EXPIRED" if days < 0 else (" WARNING" if days < 30 else "")
+            expiries.append(f"{cert.not_after:%Y-%m-%d} ({days} days){flag}")
+        print(f"{slug:<20} {idp.metadata.entity_id:<50} {', '.join(expiries)}")
+    return 0
+
+
+def _keys_list(bridge: object) -> int:
+    from sqlalchemy import select
+
+    from bridge.federation import Bridge
+    from bridge.store.models import SigningKey
+
+    assert isinstance(bridge, Bridge)
+    with bridge.db.transaction() as session:
+        for key in session.scalars(select(SigningKey).order_by(SigningKey.active_at)):
+            def fmt(value: float | None) -> str:
+                return "-" if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat(
+                    timespec="seconds")
+            print(f"{key.kid}  {key.alg}  active {fmt(key.active_at)}  retired "
+                  f"{fmt(key.retired_at)}  unpublished {fmt(key.unpublish_at)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from bridge.web import create_app
+
+    app = create_app(settings)  # fails fast, before forking, on any configuration problem
+
+    def _fresh_connections(_server: object, _worker: object) -> None:
+        # Connections opened before the fork must not be shared between processes.
+        app.extensions["bridge"].db.engine.dispose(close=False)
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("post_fork", _fresh_connections)
+
+        def load(self):
+            return app
+
+    if os.environ.get("BRIDGE_CONFIG") is None and args.config:
+        os.environ["BRIDGE_CONFIG"] = args.config
+    _Server().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Typed settings: one entry point, validated completely at start-up.
+
+Sources, later wins: embedded defaults, the TOML file named by ``BRIDGE_CONFIG`` (or ``--config``),
+then ``BRIDGE_<KEY>`` environment variables. Secrets come from the environment or from a file named
+by ``BRIDGE_<KEY>_FILE``, never from the TOML file. Every problem is reported at once, each naming
+its key and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.errors import ConfigError
+
+ENVIRONMENTS = ("development", "production")
+CLAIMS_VERSIONS = (1,)
+TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    audience: str
+    claims_version: int = 1
+    public: bool = True
+    refresh_token_delivery: str = "body"
+    # Confidential clients authenticate with this secret (client_secret_basic / _post). It comes
+    # from the environment: BRIDGE_CLIENT_<ID>_SECRET, never from the TOML file.
+    client_secret: str | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = ("openid", "profile", "email", "groups", "offline_access")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    base_url: str = "http://127.0.0.1:8000"
+    database_url: str = ""
+    instance_dir: str = "instance"
+    idp_metadata_dir: str = "idp_metadata"
+    sp_entity_id: str = ""
+    access_token_ttl_seconds: int = 600
+    refresh_token_ttl_seconds: int = 8 * 3600
+    authorization_code_ttl_seconds: int = 60
+    authn_request_ttl_seconds: int = 600
+    token_signing_alg: str = "ES256"
+    max_saml_response_bytes: int = 512 * 1024
+    # Key-encryption key for signing keys at rest (a Fernet key). Secret: env or *_FILE only.
+    key_encryption_key: str | None = field(default=None, repr=False)
+    clients: tuple[ClientConfig, ...] = ()
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def client(self, client_id: str) -> ClientConfig | None:
+        for client in self.clients:
+            if client.client_id == client_id:
+                return client
+        return None
+
+    def acs_url(self, slug: str) -> str:
+        return f"{self.base_url}/saml/{slug}/acs"
+
+
+_INT_LIMITS: dict[str, tuple[int, int]] = {
+    "access_token_ttl_seconds": (60, 3600),
+    "refresh_token_ttl_seconds": (300, 90 * 24 * 3600),
+    "authorization_code_ttl_seconds": (5, 60),
+    "authn_request_ttl_seconds": (60, 3600),
+    "max_saml_response_bytes": (4 * 1024, 10 * 1024 * 1024),
+}
+_STR_KEYS = (
+    "env",
+    "base_url",
+    "database_url",
+    "instance_dir",
+    "idp_metadata_dir",
+    "sp_entity_id",
+    "token_signing_alg",
+)
+_SECRET_KEYS = ("key_encryption_key",)
+_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | {"clients"}
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build validated ``Settings``; raise ``ConfigError`` listing every problem."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+
+    path = config_path or env.get("BRIDGE_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                raw.update(tomllib.load(handle))
+        except FileNotFoundError:
+            problems.append(f"config file {path}: not found (set BRIDGE_CONFIG to an existing file)")
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"config file {path}: not valid TOML ({exc})")
+    for key in sorted(set(raw) - _KNOWN_KEYS):
+        problems.append(f"{key}: unknown setting (check the spelling; see README 'Configuration')")
+    for key in _SECRET_KEYS:
+        if key in raw:
+            problems.append(f"{key}: secrets are not read from the config file; "
+                            f"set BRIDGE_{key.upper()} or BRIDGE_{key.upper()}_FILE")
+            raw.pop(key)
+
+    for key in (*_STR_KEYS, *_INT_LIMITS, "clients"):
+        value = env.get(f"BRIDGE_{key.upper()}")
+        if value is not None:
+            raw[key] = value
+    for key in _SECRET_KEYS:
+        secret = _read_secret(env, f"BRIDGE_{key.upper()}", problems)
+        if secret is not None:
+            raw[key] = secret
+    if overrides:
+        raw.update(overrides)
+
+    values: dict[str, Any] = {}
+    for key in _STR_KEYS:
+        if key in raw:
+            if not isinstance(raw[key], str):
+                problems.append(f"{key}: must be a string")
+            else:
+                values[key] = raw[key]
+    for key, (low, high) in _INT_LIMITS.items():
+        if key in raw:
+            number = _as_int(raw[key])
+            if number is None or not low <= number <= high:
+                problems.append(f"{key}: must be an integer from {low} to {high}, got {raw[key]!r}")
+            else:
+                values[key] = number
+    for key in _SECRET_KEYS:
+        if key in raw:
+            values[key] = raw[key]
+
+    settings = Settings(**values)
+    base_url = settings.base_url.rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        problems.append(f"base_url: must be an absolute http(s) URL without query, got {base_url!r}")
+    elif settings.env == "production" and parts.scheme != "https":
+        problems.append("base_url: must use https in production (tokens and cookies depend on it)")
+    if settings.env not in ENVIRONMENTS:
+        problems.append(f"env: must be one of {', '.join(ENVIRONMENTS)}, got {settings.env!r}")
+    if settings.token_signing_alg not in TOKEN_ALGORITHMS:
+        problems.append(f"token_signing_alg: must be one of {', '.join(TOKEN_ALGORITHMS)}")
+
+    instance_dir = settings.instance_dir
+    database_url = settings.database_url or f"sqlite:///{Path(instance_dir).resolve()}/bridge.db"
+    if not database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
+        problems.append("database_url: must start with sqlite:/// or postgresql+psycopg://")
+
+    clients = _parse_clients(raw.get("clients", []), env, problems)
+
+    if settings.env == "production" and not settings.key_encryption_key:
+        problems.append(
+            "key_encryption_key: required in production to encrypt signing keys at rest; "
+            "create one with `bridge keys new-kek` and set BRIDGE_KEY_ENCRYPTION_KEY "
+            "or BRIDGE_KEY_ENCRYPTION_KEY_FILE"
+        )
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        **{
+            **values,
+            "base_url": base_url,
+            "database_url": database_url,
+            "sp_entity_id": settings.sp_entity_id or f"{base_url}/saml/metadata",
+            "clients": tuple(clients),
+        }
+    )
+
+
+def _read_secret(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+    if env.get(name):
+        return env[name].strip()
+    file_name = env.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            problems.append(f"{name}_FILE: cannot read {file_name} ({exc.strerror})")
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _parse_clients(
+    raw_clients: Any, env: Mapping[str, str], problems: list[str]
+) -> list[ClientConfig]:
+    if isinstance(raw_clients, str):
+        try:
+            raw_clients = json.loads(raw_clients)
+        except json.JSONDecodeError as exc:
+            problems.append(f"clients: BRIDGE_CLIENTS must be a JSON list ({exc})")
+            return []
+    if not isinstance(raw_clients, list):
+        problems.append("clients: must be a list of [[clients]] tables")
+        return []
+    clients: list[ClientConfig] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(raw_clients):
+        where = f"clients[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        client = _parse_client(where, entry, env, problems)
+        if client is None:
+            continue
+        if client.client_id in seen:
+            problems.append(f"{where}.client_id: {client.client_id!r} is registered twice")
+        seen.add(client.client_id)
+        clients.append(client)
+    return clients
+
+
+def _parse_client(
+    where: str, entry: dict[str, Any], env: Mapping[str, str], problems: list[str]
+) -> ClientConfig | None:
+    known = {"client_id", "redirect_uris", "audience", "claims_version", "public",
+             "refresh_token_delivery", "scopes"}
+    before = len(problems)
+    for key in sorted(set(entry) - known):
+        problems.append(f"{where}.{key}: unknown client setting")
+    client_id = entry.get("client_id")
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+        problems.append(f"{where}.client_id: required, letters, digits, '.', '_' or '-'")
+        return None
+    where = f"clients[{client_id}]"
+    uris = entry.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        problems.append(f"{where}.redirect_uris: a non-empty list of absolute URLs is required")
+        uris = []
+    for uri in uris:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            problems.append(f"{where}.redirect_uris: {uri!r} must be an absolute URL without fragment")
+        elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            problems.append(f"{where}.redirect_uris: {uri!r} must use https (http only for loopback)")
+    audience = entry.get("audience")
+    if not isinstance(audience, str) or not audience:
+        problems.append(f"{where}.audience: required (the `aud` the client's APIs check)")
+    version = entry.get("claims_version", 1)
+    if version not in CLAIMS_VERSIONS:
+        problems.append(f"{where}.claims_version: must be one of {list(CLAIMS_VERSIONS)}")
+    public = entry.get("public", True)
+    if not isinstance(public, bool):
+        problems.append(f"{where}.public: must be true or false")
+    delivery = entry.get("refresh_token_delivery", "body")
+    if delivery not in ("body", "cookie"):
+        problems.append(f"{where}.refresh_token_delivery: must be \"body\" or \"cookie\"")
+    scopes = entry.get("scopes", list(ClientConfig.scopes))
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        problems.append(f"{where}.scopes: must be a list of strings")
+        scopes = []
+    secret_var = "BRIDGE_CLIENT_" + re.sub(r"[^A-Z0-9]", "_", client_id.upper()) + "_SECRET"
+    secret = _read_secret(env, secret_var, problems)
+    if public is False and not secret:
+        problems.append(f"{where}: a confidential client needs a secret in {secret_var} "
+                        f"or {secret_var}_FILE")
+    if len(problems) > before:
+        return None
+    return ClientConfig(
+        client_id=client_id,
+        redirect_uris=tuple(uris),
+        audience=str(audience),
+        claims_version=int(version),
+        public=bool(public),
+        refresh_token_delivery=str(delivery),
+        client_secret=secret,
+        scopes=tuple(scopes),
+    )

@@ -1,0 +1,70 @@
+"""HTTP front of the development IdP: login form, SSO endpoint, metadata."""
+
+from __future__ import annotations
+
+import html
+import secrets
+
+from flask import Flask, Response, abort, request
+
+from bridge.dev.saml_idp import DevIdp, PendingRequest
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}}
+input{{display:block;width:100%;margin:.3rem 0 1rem;padding:.5rem}}button{{padding:.5rem 1rem}}
+.note{{color:#5b6373;font-size:.9rem}}</style></head><body>{body}</body></html>"""
+
+
+def create_idp_app(idp: DevIdp) -> Flask:
+    app = Flask(__name__)
+    pending: dict[str, PendingRequest] = {}
+
+    @app.get("/metadata")
+    def metadata() -> Response:
+        return Response(idp.metadata_xml(), mimetype="application/samlmetadata+xml")
+
+    @app.get("/sso/redirect")
+    def sso() -> Response:
+        saml_request = request.args.get("SAMLRequest")
+        if not saml_request:
+            abort(400, "SAMLRequest missing")
+        try:
+            parsed = idp.parse_request(saml_request, request.args.get("RelayState"))
+        except ValueError as exc:
+            abort(400, str(exc))
+        ticket = secrets.token_urlsafe(16)
+        pending[ticket] = parsed
+        users = ", ".join(f"{u.username}/{u.password}" for u in idp.users.values())
+        body = f"""<h1>Development IdP</h1>
+<form method="post" action="/login">
+<input type="hidden" name="ticket" value="{ticket}">
+<label>Username<input name="username" id="username" autofocus></label>
+<label>Password<input name="password" id="password" type="password"></label>
+<button type="submit" id="sign-in">Sign in</button></form>
+<p class="note">Test users (username/password): {html.escape(users)}</p>"""
+        return Response(_PAGE.format(title="Development IdP", body=body))
+
+    @app.post("/login")
+    def login() -> Response:
+        ticket = request.form.get("ticket", "")
+        parsed = pending.get(ticket)
+        if parsed is None:
+            abort(400, "unknown or used login ticket; start again from the application")
+        user = idp.users.get(request.form.get("username", ""))
+        if user is None or not secrets.compare_digest(user.password,
+                                                      request.form.get("password", "")):
+            body = "<h1>Wrong username or password</h1><p><a href='javascript:history.back()'>Back</a></p>"
+            return Response(_PAGE.format(title="Login failed", body=body), status=401)
+        del pending[ticket]
+        saml_response = idp.response_for(parsed, user)
+        relay = ""
+        if parsed.relay_state:
+            relay = f'<input type="hidden" name="RelayState" value="{html.escape(parsed.relay_state)}">'
+        # HTTP-POST binding (SAML Bindings §3.5): an auto-submitting form to the ACS.
+        body = f"""<form method="post" action="{html.escape(parsed.acs_url)}" id="saml-post">
+<input type="hidden" name="SAMLResponse" value="{saml_response}">{relay}
+<noscript><button type="submit">Continue</button></noscript></form>
+<script>document.getElementById('saml-post').submit()</script>"""
+        return Response(_PAGE.format(title="Signing in", body=body))
+
+    return app

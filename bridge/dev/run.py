@@ -1,0 +1,80 @@
+"""Run the whole demo in one process: development IdP, bridge, demo client. Ctrl-C stops all.
+
+    python -m bridge.dev.run          (scripts/dev does the setup first)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+
+from werkzeug.serving import make_server
+
+from bridge.config import load_settings
+from bridge.dev.demo_client import create_demo_app
+from bridge.dev.idp_app import create_idp_app
+from bridge.dev.saml_idp import DevIdp
+from bridge.store.db import Database
+from bridge.web import create_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--bridge-port", type=int, default=8000)
+    parser.add_argument("--idp-port", type=int, default=8001)
+    parser.add_argument("--demo-port", type=int, default=8002)
+    args = parser.parse_args()
+
+    settings = load_settings()
+    host = args.host
+    idp_url = f"http://{host}:{args.idp_port}"
+    demo_url = f"http://{host}:{args.demo_port}"
+
+    bridge_app_holder: dict[str, object] = {}
+
+    def sp_metadata() -> bytes:
+        # Read in-process from the running bridge, as an IdP admin would download it.
+        app = bridge_app_holder["app"]
+        with app.test_client() as client:  # type: ignore[attr-defined]
+            return client.get("/saml/metadata").data
+
+    idp = DevIdp(base_url=idp_url, state_dir=Path(settings.instance_dir) / "dev-idp",
+                 sp_metadata=sp_metadata)
+    metadata_path = idp.write_metadata(Path(settings.idp_metadata_dir))
+    print(f"development IdP metadata written to {metadata_path}")
+
+    Database(settings.database_url).upgrade()
+    bridge_app = create_app(settings)
+    bridge_app_holder["app"] = bridge_app
+
+    servers = [
+        make_server(host, args.idp_port, create_idp_app(idp), threaded=True),
+        make_server(host, args.bridge_port, bridge_app, threaded=True),
+        make_server(host, args.demo_port,
+                    create_demo_app(bridge_url=settings.base_url, public_url=demo_url),
+                    threaded=True),
+    ]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    print(f"""
+  bridge           {settings.base_url}   (discovery: {settings.base_url}/.well-known/openid-configuration)
+  development IdP  {idp_url}   users alice/alice and bob/bob
+  demo app         {demo_url}   <- open this and click "Sign in"
+
+Ctrl-C stops everything.""", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        for server in servers:
+            server.shutdown()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""A development IdP built on pysaml2: an independent SAML implementation that signs real
+assertions with its own throwaway key. Used by the demo (``scripts/dev``) and by the tests.
+
+Never deploy it: it accepts the passwords printed in its source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2.config import IdPConfig
+from saml2.metadata import create_metadata_string
+from saml2.s_utils import UnknownPrincipal, UnsupportedBinding
+from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.server import Server
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    password: str
+    persistent_id: str
+    attributes: dict[str, list[str]]
+
+
+# The development users. Attribute keys are pysaml2 friendly names; it sends them with their
+# urn:oid: names (the SAML V2.0 X.500/LDAP attribute profile), as Shibboleth does.
+USERS = {
+    "alice": User("alice", "alice", "a1b2c3d4-0001", {
+        "mail": ["alice@example.com"],
+        "displayName": ["Alice Andersen"],
+        "givenName": ["Alice"],
+        "sn": ["Andersen"],
+        "isMemberOf": ["engineering", "bridge-admins"],
+    }),
+    "bob": User("bob", "bob", "a1b2c3d4-0002", {
+        "mail": ["bob@example.com"],
+        "displayName": ["Bob Brown"],
+        "givenName": ["Bob"],
+        "sn": ["Brown"],
+        "isMemberOf": ["sales"],
+    }),
+}
+
+
+def make_key_and_cert(directory: Path, common_name: str, *, days: int = 365) -> tuple[Path, Path]:
+    """A throwaway RSA key and self-signed certificate, written once and reused."""
+    key_path, cert_path = directory / "idp.key", directory / "idp.crt"
+    if key_path.exists() and cert_path.exists():
+        return key_path, cert_path
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@dataclass
+class PendingRequest:
+    request_id: str
+    sp_entity_id: str
+    acs_url: str
+    relay_state: str | None
+
+
+@dataclass
+class DevIdp:
+    """pysaml2 IdP server. ``sp_metadata`` is called when the first request arrives, so the IdP
+    can start before the bridge whose metadata it needs."""
+
+    base_url: str
+    state_dir: Path
+    sp_metadata: Callable[[], bytes]
+    users: dict[str, User] = field(default_factory=lambda: dict(USERS))
+    _server: Server | None = field(default=None, init=False, repr=False)
+
+    @property
+    def entity_id(self) -> str:
+        return f"{self.base_url}/metadata"
+
+    def _config(self, sp_metadata: bytes | None) -> IdPConfig:
+        key_path, cert_path = make_key_and_cert(self.state_dir, "bridge development IdP")
+        xmlsec = shutil.which("xmlsec1")
+        if xmlsec is None:
+            raise RuntimeError("the development IdP signs with xmlsec1: install Debian's xmlsec1 "
+                               "(scripts/setup does)")
+        config = {
+            "entityid": self.entity_id,
+            "service": {
+                "idp": {
+                    "name": "Bridge development IdP",
+                    "endpoints": {
+                        "single_sign_on_service": [
+                            (f"{self.base_url}/sso/redirect", BINDING_HTTP_REDIRECT),
+                        ],
+                    },
+                    "policy": {
+                        "default": {
+                            "lifetime": {"minutes": 5},
+                            "attribute_restrictions": None,
+                            "name_form": NAME_FORMAT_URI,
+                        },
+                    },
+                    "name_id_format": [NAMEID_FORMAT_PERSISTENT],
+                    "sign_assertion": True,
+                    "sign_response": True,
+                    "want_authn_requests_signed": False,
+                },
+            },
+            "key_file": str(key_path),
+            "cert_file": str(cert_path),
+            "xmlsec_binary": xmlsec,
+            "signing_algorithm": SIG_RSA_SHA256,
+            "digest_algorithm": DIGEST_SHA256,
+            "metadata": {"inline": [sp_metadata.decode()]} if sp_metadata else {},
+            "accepted_time_diff": 60,
+        }
+        idp_config = IdPConfig()
+        idp_config.load(config)
+        return idp_config
+
+    def metadata_xml(self) -> bytes:
+        document = create_metadata_string(None, config=self._config(None), valid=None, sign=False)
+        return document.rstrip() + b"\n"
+
+    def write_metadata(self, directory: Path, slug: str = "dev") -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{slug}.xml"
+        path.write_bytes(self.metadata_xml())
+        (directory / f"{slug}.toml").write_text(
+            'display_name = "Development IdP"\nemail_domains = ["example.com"]\n'
+        )
+        return path
+
+    def server(self) -> Server:
+        if self._server is None:
+            self._server = Server(config=self._config(self.sp_metadata()))
+        return self._server
+
+    def parse_request(self, saml_request: str, relay_state: str | None) -> PendingRequest:
+        server = self.server()
+        parsed = server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        message = parsed.message
+        sp_entity_id = message.issuer.text
+        try:
+            acs_url = message.assertion_consumer_service_url
+            if acs_url is None:
+                acs_url, _ = server.pick_binding("assertion_consumer_service", [BINDING_HTTP_POST],
+                                                 entity_id=sp_entity_id)
+        except (UnknownPrincipal, UnsupportedBinding) as exc:
+            raise ValueError(f"unknown SP {sp_entity_id}: {exc}") from exc
+        return PendingRequest(message.id, sp_entity_id, acs_url, relay_state)
+
+    def response_for(self, pending: PendingRequest | None, user: User, *,
+                     acs_url: str | None = None, sp_entity_id: str | None = None,
+                     sign_response: bool = True, sign_assertion: bool = True) -> str:
+        """A signed Response (base64) for ``user``; ``pending=None`` makes it unsolicited."""
+        server = self.server()
+        response = server.create_authn_response(
+            identity=user.attributes,
+            in_response_to=pending.request_id if pending else None,
+            destination=acs_url or (pending.acs_url if pending else ""),
+            sp_entity_id=sp_entity_id or (pending.sp_entity_id if pending else ""),
+            name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user.persistent_id),
+            authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+                   "authn_auth": self.entity_id},
+            sign_response=sign_response,
+            sign_assertion=sign_assertion,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+        )
+        import base64
+
+        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")

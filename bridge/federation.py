@@ -1,0 +1,393 @@
+"""The use cases: start a login, consume the IdP's answer, exchange codes, refresh, revoke.
+
+HTTP stays outside (``bridge.web``); XML stays inside ``bridge.saml``; JWTs inside
+``bridge.tokens``. Every success and every refusal leaves an audit event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, update
+
+from bridge import audit
+from bridge.authorization import AuthorizationRequest, check_code_verifier
+from bridge.claims import build_claims
+from bridge.clock import Clock
+from bridge.config import ClientConfig, Settings
+from bridge.errors import AuthorizeError, BridgeError, SamlRejected, TokenError
+from bridge.saml import response as saml_response
+from bridge.saml.idp import IdentityProvider, load_idp_directory
+from bridge.saml.sp import authn_request_redirect
+from bridge.saml.subject import to_identity
+from bridge.store.db import Database
+from bridge.store.models import (
+    AuditEvent,
+    AuthnRequestRecord,
+    AuthorizationCode,
+    ConsumedAssertion,
+    RefreshFamily,
+)
+from bridge.tokens import refresh as refresh_tokens
+from bridge.tokens.access import issue_access_token
+from bridge.tokens.keys import ActiveKey, KeyRing, load_kek
+from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    redirect_url: str
+    browser_token: str
+
+
+@dataclass(frozen=True)
+class IdpChoice:
+    """Several IdPs and nothing to choose by: the user picks one."""
+
+    idps: tuple[IdentityProvider, ...]
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None
+    scope: str
+    client: ClientConfig
+
+    def body(self, *, include_refresh: bool) -> dict[str, object]:
+        body: dict[str, object] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+        if include_refresh and self.refresh_token:
+            body["refresh_token"] = self.refresh_token
+        if self.scope:
+            body["scope"] = self.scope
+        return body
+
+
+class Bridge:
+    def __init__(self, settings: Settings, db: Database, clock: Clock,
+                 idps: dict[str, IdentityProvider]) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.idps = idps
+        kek = load_kek(settings.key_encryption_key, instance_dir=settings.instance_dir,
+                       production=settings.is_production)
+        self.keys = KeyRing(db, kek, clock, alg=settings.token_signing_alg,
+                            access_token_ttl=settings.access_token_ttl_seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock) -> Bridge:
+        now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
+        idps = load_idp_directory(settings.idp_metadata_dir, now=now)
+        db = Database(settings.database_url)
+        db.require_migrated()
+        bridge = cls(settings, db, clock, idps)
+        bridge.keys.ensure_key()
+        return bridge
+
+    def service_provider(self, slug: str) -> saml_response.ServiceProvider:
+        return saml_response.ServiceProvider(entity_id=self.settings.sp_entity_id,
+                                             acs_url=self.settings.acs_url(slug))
+
+    # --- 1. /authorize -> AuthnRequest ---------------------------------------------------------
+
+    def choose_idp(self, request: AuthorizationRequest) -> IdentityProvider | IdpChoice:
+        if request.idp is not None:
+            idp = self.idps.get(request.idp)
+            if idp is None:
+                raise AuthorizeError("idp_unknown", "Unknown idp.", redirectable=True,
+                                     log_detail={"idp": request.idp[:64]})
+            return idp
+        if len(self.idps) == 1:
+            return next(iter(self.idps.values()))
+        if request.login_hint and "@" in request.login_hint:
+            domain = request.login_hint.rsplit("@", 1)[1].lower()
+            matches = [i for i in self.idps.values() if domain in i.settings.email_domains]
+            if len(matches) == 1:
+                return matches[0]
+        if not self.idps:
+            raise AuthorizeError("idp_unknown", "No identity provider is configured.",
+                                 redirectable=True, oauth_error="temporarily_unavailable")
+        return IdpChoice(tuple(sorted(self.idps.values(), key=lambda i: i.display_name)))
+
+    def start_login(self, request: AuthorizationRequest, idp: IdentityProvider,
+                    browser_token: str | None) -> LoginStart:
+        now = self.clock.now()
+        if not browser_token or len(browser_token) > 64:
+            browser_token = new_secret()
+        request_id, url = authn_request_redirect(idp, self.service_provider(idp.slug))
+        with self.db.transaction() as session:
+            session.add(AuthnRequestRecord(
+                id=request_id,
+                idp_slug=idp.slug,
+                client_id=request.client.client_id,
+                redirect_uri=request.redirect_uri,
+                state=request.state,
+                code_challenge=request.code_challenge,
+                scope=request.scope,
+                nonce=request.nonce,
+                browser_hash=secret_hash(browser_token),
+                created_at=now,
+                expires_at=now + self.settings.authn_request_ttl_seconds,
+            ))
+        return LoginStart(redirect_url=url, browser_token=browser_token)
+
+    # --- 2. ACS: SAML Response -> authorization code ------------------------------------------
+
+    def complete_login(self, slug: str, posted_response: str | None,
+                       browser_token: str | None, *, error_id: str) -> str:
+        """Consume a posted SAMLResponse; return the client redirect URL carrying the code."""
+        context: dict[str, str | None] = {"idp": slug, "client": None}
+        try:
+            return self._complete_login(slug, posted_response, browser_token, context)
+        except BridgeError as error:
+            self._audit_refusal("login", error, error_id=error_id, idp_slug=slug,
+                                client_id=context["client"])
+            raise
+
+    def _complete_login(self, slug: str, posted: str | None, browser_token: str | None,
+                        context: dict[str, str | None]) -> str:
+        idp = self.idps.get(slug)
+        if idp is None:
+            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+        if not posted:
+            raise SamlRejected("saml_malformed", "The request carries no SAMLResponse.")
+        received = saml_response.receive(posted, idp=idp, clock=self.clock,
+                                         max_bytes=self.settings.max_saml_response_bytes)
+        now = self.clock.now()
+        request_id = received.claimed_in_response_to
+        if request_id is None:
+            # IdP-initiated (unsolicited) responses never become tokens here: accepting them
+            # directly would let anyone log a victim's browser into the attacker's account.
+            raise SamlRejected("saml_unsolicited",
+                               "This IdP may not start logins (IdP-initiated SSO is disabled).")
+        with self.db.transaction() as session:
+            record = session.get(AuthnRequestRecord, request_id)
+        if record is None or record.idp_slug != slug or record.expires_at <= now:
+            raise SamlRejected("saml_request_unknown",
+                               "The response answers a login request we have no record of.",
+                               log_detail={"in_response_to": request_id[:128],
+                                           "expired": bool(record and record.expires_at <= now)})
+        context["client"] = record.client_id
+        if record.consumed_at is not None:
+            raise SamlRejected("saml_replay", "This login response has already been used.")
+        if not browser_token or not constant_time_equal(secret_hash(browser_token),
+                                                        record.browser_hash):
+            raise SamlRejected("saml_browser_mismatch",
+                               "The login finished in a different browser than it started in.")
+        client = self.settings.client(record.client_id)
+        if client is None:
+            raise SamlRejected("client_unknown", "The client of this login is no longer registered.")
+
+        verified = saml_response.verify(received, idp=idp, sp=self.service_provider(slug),
+                                        expected_request_id=record.id, clock=self.clock)
+        identity = to_identity(verified, idp)
+        claims = build_claims(client.claims_version, identity)
+        code = new_secret()
+        try:
+            with self.db.transaction() as session:
+                consumed = session.execute(
+                    update(AuthnRequestRecord)
+                    .where(AuthnRequestRecord.id == record.id,
+                           AuthnRequestRecord.consumed_at.is_(None))
+                    .values(consumed_at=now)
+                )
+                if consumed.rowcount != 1:  # type: ignore[attr-defined]
+                    raise SamlRejected("saml_replay", "This login response has already been used.")
+                # The primary key (IdP, assertion ID) makes acceptance once-only across every
+                # process and node; the row lives until the assertion could no longer be valid.
+                session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
+                                              assertion_id=verified.assertion_id,
+                                              expires_at=verified.expires_at))
+                session.flush()
+                session.add(AuthorizationCode(
+                    code_hash=secret_hash(code),
+                    client_id=client.client_id,
+                    redirect_uri=record.redirect_uri,
+                    code_challenge=record.code_challenge,
+                    scope=record.scope,
+                    nonce=record.nonce,
+                    subject=identity.subject,
+                    idp_slug=slug,
+                    claims_json=json.dumps(claims, separators=(",", ":")),
+                    auth_time=identity.auth_time,
+                    session_index=identity.session_index,
+                    session_not_on_or_after=identity.session_not_on_or_after,
+                    created_at=now,
+                    expires_at=now + self.settings.authorization_code_ttl_seconds,
+                ))
+                audit.record(session, at=now, event="login", outcome="success", idp_slug=slug,
+                             client_id=client.client_id, subject=identity.subject,
+                             detail={"sha1": verified.uses_sha1} if verified.uses_sha1 else None)
+        except sa_exc.IntegrityError:
+            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+        query = {"code": code}
+        if record.state is not None:
+            query["state"] = record.state
+        separator = "&" if "?" in record.redirect_uri else "?"
+        return record.redirect_uri + separator + urlencode(query)
+
+    # --- 3. /token ---------------------------------------------------------------------------
+
+    def exchange_code(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        try:
+            return self._exchange_code(client, form)
+        except TokenError as error:
+            self._audit_refusal("token", error, client_id=client.client_id)
+            raise
+
+    def _exchange_code(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        code = form.get("code", "")
+        if not code:
+            raise TokenError("invalid_request", "code is required.")
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(AuthorizationCode, secret_hash(code))
+            if row is None:
+                raise TokenError("invalid_grant", "The authorization code is not valid.",
+                                 code="code_unknown")
+            replayed = row.family_id if row.used_at is not None else None
+        if replayed is not None:
+            # RFC 6749 §4.1.2: a code used twice revokes what it produced.
+            with self.db.transaction() as session:
+                refresh_tokens.revoke_family(session, replayed, now=now, reason="code_reuse")
+            raise TokenError("invalid_grant", "The authorization code has already been used.",
+                             code="code_reused")
+        if row.client_id != client.client_id:
+            raise TokenError("invalid_grant", "The authorization code was issued to another client.",
+                             code="code_client_mismatch")
+        if row.expires_at <= now:
+            raise TokenError("invalid_grant", "The authorization code has expired.",
+                             code="code_expired")
+        if form.get("redirect_uri") != row.redirect_uri:
+            raise TokenError("invalid_grant", "redirect_uri does not match the authorization request.",
+                             code="redirect_uri_mismatch")
+        if row.code_challenge is not None:
+            verifier = check_code_verifier(form.get("code_verifier"))
+            if not constant_time_equal(pkce_s256(verifier), row.code_challenge):
+                raise TokenError("invalid_grant", "code_verifier does not match the code_challenge.",
+                                 code="pkce_mismatch")
+        elif form.get("code_verifier"):
+            raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was.",
+                             code="pkce_mismatch")
+
+        claims = json.loads(row.claims_json)
+        key = self.keys.signing_key()  # read before the write transaction below
+        family_end = now + self.settings.refresh_token_ttl_seconds
+        if row.session_not_on_or_after is not None:
+            family_end = min(family_end, row.session_not_on_or_after)
+        with self.db.transaction() as session:
+            used = session.execute(
+                update(AuthorizationCode)
+                .where(AuthorizationCode.code_hash == row.code_hash,
+                       AuthorizationCode.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if used.rowcount != 1:  # type: ignore[attr-defined]
+                raise TokenError("invalid_grant", "The authorization code has already been used.",
+                                 code="code_reused")
+            rotation = refresh_tokens.start_family(
+                session, now=now, client_id=client.client_id, subject=row.subject,
+                idp_slug=row.idp_slug, claims_json=row.claims_json, scope=row.scope,
+                auth_time=row.auth_time, session_index=row.session_index, expires_at=family_end,
+            )
+            session.execute(update(AuthorizationCode)
+                            .where(AuthorizationCode.code_hash == row.code_hash)
+                            .values(family_id=rotation.family.id))
+            access_token = self._access_token(client, claims, row.auth_time, row.scope, key)
+            audit.record(session, at=now, event="token", outcome="success",
+                         idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
+                         detail={"grant": "authorization_code"})
+        return TokenSet(access_token, self.settings.access_token_ttl_seconds,
+                        rotation.refresh_token, row.scope, client)
+
+    def refresh(self, client: ClientConfig, token: str, scope: str | None) -> TokenSet:
+        try:
+            return self._refresh(client, token, scope)
+        except refresh_tokens.ReuseDetected as reuse:
+            with self.db.transaction() as session:
+                refresh_tokens.revoke_family(session, reuse.family_id, now=self.clock.now(),
+                                             reason="reuse_detected")
+            self._audit_refusal("refresh", reuse, client_id=client.client_id)
+            raise
+        except TokenError as error:
+            self._audit_refusal("refresh", error, client_id=client.client_id)
+            raise
+
+    def _refresh(self, client: ClientConfig, token: str, scope: str | None) -> TokenSet:
+        if not token:
+            raise TokenError("invalid_request", "refresh_token is required.")
+        now = self.clock.now()
+        key = self.keys.signing_key()  # read before the write transaction below
+        with self.db.transaction() as session:
+            rotation = refresh_tokens.rotate(session, token=token, client_id=client.client_id,
+                                             now=now)
+            family = rotation.family
+            granted = family.scope.split()
+            if scope is not None:
+                # RFC 6749 §6: a refresh may narrow the scope, never widen it.
+                requested = scope.split()
+                if any(s not in granted for s in requested):
+                    raise TokenError("invalid_scope", "The requested scope exceeds the grant.")
+                granted = requested
+            access_token = self._access_token(client, json.loads(family.claims_json),
+                                              family.auth_time, " ".join(granted), key)
+        return TokenSet(access_token, self.settings.access_token_ttl_seconds,
+                        rotation.refresh_token, " ".join(granted), client)
+
+    def revoke(self, client: ClientConfig, token: str) -> None:
+        """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            family_id = refresh_tokens.family_of(session, token)
+            if family_id is None:
+                return
+            family = session.get(RefreshFamily, family_id)
+            if family is None or family.client_id != client.client_id:
+                return
+            if refresh_tokens.revoke_family(session, family_id, now=now, reason="revoked"):
+                audit.record(session, at=now, event="revoke", outcome="success",
+                             client_id=client.client_id, subject=family.subject,
+                             idp_slug=family.idp_slug)
+
+    def _access_token(self, client: ClientConfig, claims: dict[str, object], auth_time: int,
+                      scope: str, key: ActiveKey) -> str:
+        return issue_access_token(
+            claims,
+            issuer=self.settings.base_url,
+            audience=client.audience,
+            client_id=client.client_id,
+            auth_time=auth_time,
+            scope=scope,
+            ttl=self.settings.access_token_ttl_seconds,
+            key=key,
+            clock=self.clock,
+        )
+
+    # --- audit of refusals ---------------------------------------------------------------------
+
+    def _audit_refusal(self, event: str, error: BridgeError, *, error_id: str | None = None,
+                       idp_slug: str | None = None, client_id: str | None = None) -> None:
+        try:
+            with self.db.transaction() as session:
+                audit.record(session, at=self.clock.now(), event=event, outcome="refused",
+                             code=error.code, idp_slug=idp_slug, client_id=client_id,
+                             error_id=error_id or secrets.token_hex(6), detail=error.log_detail)
+        except BridgeError:
+            pass  # the database is down: the refusal still stands, and is logged by the caller
+
+    def audit_events(self, limit: int = 50) -> list[dict[str, object]]:
+        with self.db.transaction() as session:
+            rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
+            return [{"event": r.event, "outcome": r.outcome, "code": r.code, "idp": r.idp_slug,
+                     "client": r.client_id, "detail": json.loads(r.detail_json)} for r in rows]

@@ -1,0 +1,18 @@
+"""The neutral pivot: who logged in, as told by an IdP, with no SAML and no JWT in sight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Identity:
+    # Stable, opaque, unique across IdPs: derived from the IdP entity ID and its subject identifier.
+    subject: str
+    idp_slug: str
+    idp_entity_id: str
+    attributes: dict[str, tuple[str, ...]]
+    auth_time: int
+    session_index: str | None = None
+    session_not_on_or_after: float | None = None
+    authn_context_class: str | None = None

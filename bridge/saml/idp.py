@@ -1,0 +1,167 @@
+"""Identity providers: metadata plus per-IdP settings, loaded from ``idp_metadata/``.
+
+``<slug>.xml`` is the IdP's SAML metadata; ``<slug>.toml`` beside it (optional) holds its settings.
+Everything is validated at start-up and every problem is reported with the file it is in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+
+from bridge.errors import ConfigError
+from bridge.saml import onelogin
+from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
+from bridge.saml.verify import CertificateKeys
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_CLOCK_SKEW = 300
+
+
+@dataclass(frozen=True)
+class IdpSettings:
+    display_name: str = ""
+    allow_idp_initiated: bool = False
+    clock_skew_seconds: int = 60
+    # A stable attribute (e.g. Entra ID's object ID) to use as the subject instead of the NameID.
+    subject_attribute: str | None = None
+    # E-mail domains for login_hint discovery when several IdPs are configured.
+    email_domains: tuple[str, ...] = ()
+    # Time-boxed exception for legacy IdPs that still sign with SHA-1: refused after this date.
+    insecure_allow_sha1_until: dt.date | None = None
+
+    def allows_sha1(self, now: float) -> bool:
+        until = self.insecure_allow_sha1_until
+        return until is not None and dt.datetime.fromtimestamp(now, dt.UTC).date() <= until
+
+
+@dataclass
+class IdentityProvider:
+    slug: str
+    metadata: IdpMetadata
+    settings: IdpSettings
+    keys: CertificateKeys = field(init=False)
+    _onelogin: dict[tuple[str, str], OneLogin_Saml2_Settings] = field(
+        init=False, default_factory=dict, repr=False
+    )
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.keys = CertificateKeys([c.pem for c in self.metadata.signing_certificates])
+
+    @property
+    def display_name(self) -> str:
+        return self.settings.display_name or self.slug
+
+    @property
+    def sso_url(self) -> str:
+        url = self.metadata.sso_redirect_url or self.metadata.sso_post_url
+        assert url is not None  # metadata parsing guarantees one of them
+        return url
+
+    def onelogin_settings(self, sp: Any) -> OneLogin_Saml2_Settings:
+        """python3-saml settings for this IdP and our SP, built once."""
+        key = (sp.entity_id, sp.acs_url)
+        with self._lock:
+            cached = self._onelogin.get(key)
+            if cached is None:
+                cached = self._onelogin[key] = onelogin.build_settings(onelogin.OneLoginParams(
+                    sp_entity_id=sp.entity_id,
+                    acs_url=sp.acs_url,
+                    idp_entity_id=self.metadata.entity_id,
+                    idp_sso_url=self.sso_url,
+                    idp_certificates=tuple(c.pem for c in self.metadata.signing_certificates),
+                    allow_sha1=self.settings.insecure_allow_sha1_until is not None,
+                ))
+            return cached
+
+
+def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, IdentityProvider]:
+    """Load every ``<slug>.xml`` (+ ``<slug>.toml``); raise ``ConfigError`` listing all problems."""
+    path = Path(directory)
+    problems: list[str] = []
+    idps: dict[str, IdentityProvider] = {}
+    if not path.is_dir():
+        raise ConfigError(f"idp_metadata_dir: {path} is not a directory (create it, or set "
+                          "BRIDGE_IDP_METADATA_DIR)")
+    for toml_file in sorted(path.glob("*.toml")):
+        if not toml_file.with_suffix(".xml").exists():
+            problems.append(f"{toml_file}: settings without metadata ({toml_file.stem}.xml missing)")
+    for xml_file in sorted(path.glob("*.xml")):
+        slug = xml_file.stem
+        if not SLUG_RE.match(slug):
+            problems.append(f"{xml_file}: the file name must be a slug matching "
+                            "[a-z0-9][a-z0-9-]{0,62} followed by .xml")
+            continue
+        try:
+            metadata = parse_idp_metadata(xml_file.read_bytes(), source=str(xml_file), now=now)
+            settings = load_idp_settings(xml_file.with_suffix(".toml"))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        idps[slug] = IdentityProvider(slug=slug, metadata=metadata, settings=settings)
+    entity_ids: dict[str, str] = {}
+    for slug, idp in idps.items():
+        other = entity_ids.setdefault(idp.metadata.entity_id, slug)
+        if other != slug:
+            problems.append(f"{path}/{slug}.xml: entity ID {idp.metadata.entity_id!r} is already "
+                            f"used by {other}.xml")
+    if problems:
+        raise ConfigError(problems)
+    return idps
+
+
+def load_idp_settings(toml_file: Path) -> IdpSettings:
+    if not toml_file.exists():
+        return IdpSettings()
+    try:
+        raw = tomllib.loads(toml_file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{toml_file}: not valid TOML ({exc})") from None
+    return parse_idp_settings(raw, source=str(toml_file))
+
+
+def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
+    problems: list[str] = []
+    known = {"display_name", "allow_idp_initiated", "clock_skew_seconds", "subject_attribute",
+             "email_domains", "insecure_allow_sha1_until"}
+    for key in sorted(set(raw) - known):
+        problems.append(f"{source}: {key}: unknown IdP setting")
+    display_name = raw.get("display_name", "")
+    if not isinstance(display_name, str):
+        problems.append(f"{source}: display_name: must be a string")
+    allow_idp_initiated = raw.get("allow_idp_initiated", False)
+    if not isinstance(allow_idp_initiated, bool):
+        problems.append(f"{source}: allow_idp_initiated: must be true or false")
+    skew = raw.get("clock_skew_seconds", 60)
+    if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew <= MAX_CLOCK_SKEW:
+        problems.append(f"{source}: clock_skew_seconds: must be an integer from 0 to "
+                        f"{MAX_CLOCK_SKEW}, got {skew!r}")
+    subject_attribute = raw.get("subject_attribute")
+    if subject_attribute is not None and (not isinstance(subject_attribute, str)
+                                          or not subject_attribute):
+        problems.append(f"{source}: subject_attribute: must be an attribute name")
+    domains = raw.get("email_domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+        problems.append(f"{source}: email_domains: must be a list of domain names")
+        domains = []
+    sha1_until = raw.get("insecure_allow_sha1_until")
+    if sha1_until is not None and not isinstance(sha1_until, dt.date):
+        problems.append(f"{source}: insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
+    if problems:
+        raise ConfigError(problems)
+    return IdpSettings(
+        display_name=display_name,
+        allow_idp_initiated=allow_idp_initiated,
+        clock_skew_seconds=skew,
+        subject_attribute=subject_attribute,
+        email_domains=tuple(d.lower() for d in domains),
+        insecure_allow_sha1_until=sha1_until,
+    )

@@ -1,0 +1,144 @@
+"""IdP metadata: parse a SAML 2.0 ``EntityDescriptor`` into the facts the SP needs.
+
+Parsing is strict and every refusal names the problem, so an admin can fix the file: no DTD, one
+IdP descriptor, at least one usable signing certificate, an SSO endpoint we can send requests to.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from lxml import etree
+
+from bridge.errors import ConfigError, SamlRejected
+from bridge.saml import ns
+from bridge.saml.xml_parser import parse_untrusted
+
+MAX_METADATA_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SigningCertificate:
+    pem: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    sha256_fingerprint: str
+
+    def is_current(self, now: dt.datetime) -> bool:
+        return self.not_before <= now < self.not_after
+
+
+@dataclass(frozen=True)
+class IdpMetadata:
+    entity_id: str
+    sso_redirect_url: str | None
+    sso_post_url: str | None
+    signing_certificates: tuple[SigningCertificate, ...]
+    nameid_formats: tuple[str, ...]
+    want_authn_requests_signed: bool
+
+
+def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMetadata:
+    """Parse metadata bytes; raise ``ConfigError`` naming ``source`` and the problem."""
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"{source}: {problem}")
+
+    try:
+        root = parse_untrusted(data, max_bytes=MAX_METADATA_BYTES)
+    except SamlRejected as exc:
+        raise fail(f"{exc.public_detail} {exc.log_detail.get('parser', '')}".strip()) from None
+
+    if root.tag == f"{{{ns.MD}}}EntitiesDescriptor":
+        candidates = [e for e in root.iter(f"{{{ns.MD}}}EntityDescriptor")
+                      if e.find(f"{{{ns.MD}}}IDPSSODescriptor") is not None]
+        if len(candidates) != 1:
+            raise fail(f"an EntitiesDescriptor must hold exactly one IdP entity, found "
+                       f"{len(candidates)}; save the one entity you want as its own file")
+        root = candidates[0]
+    if root.tag != f"{{{ns.MD}}}EntityDescriptor":
+        raise fail(f"the root element must be md:EntityDescriptor, found {_local(root.tag)}")
+    entity_id = (root.get("entityID") or "").strip()
+    if not entity_id:
+        raise fail("md:EntityDescriptor has no entityID")
+    descriptors = root.findall(f"{{{ns.MD}}}IDPSSODescriptor")
+    if len(descriptors) != 1:
+        raise fail(f"expected one md:IDPSSODescriptor, found {len(descriptors)}")
+    idp = descriptors[0]
+    if ns.SAMLP not in (idp.get("protocolSupportEnumeration") or "").split():
+        raise fail("md:IDPSSODescriptor does not list the SAML 2.0 protocol in "
+                   "protocolSupportEnumeration")
+
+    redirect_url = post_url = None
+    for service in idp.findall(f"{{{ns.MD}}}SingleSignOnService"):
+        binding, location = service.get("Binding"), (service.get("Location") or "").strip()
+        if binding == ns.BINDING_REDIRECT and location and redirect_url is None:
+            redirect_url = location
+        elif binding == ns.BINDING_POST and location and post_url is None:
+            post_url = location
+    for url in (redirect_url, post_url):
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise fail(f"SingleSignOnService Location {url!r} is not an http(s) URL")
+    if redirect_url is None and post_url is None:
+        raise fail("md:IDPSSODescriptor has no SingleSignOnService with the HTTP-Redirect or "
+                   "HTTP-POST binding")
+
+    certificates: list[SigningCertificate] = []
+    for index, key in enumerate(idp.findall(f"{{{ns.MD}}}KeyDescriptor")):
+        if key.get("use") not in (None, "signing"):
+            continue
+        for cert_el in key.iter(f"{{{ns.DS}}}X509Certificate"):
+            certificates.append(_certificate(cert_el.text or "", f"KeyDescriptor[{index}]", fail))
+    if not certificates:
+        raise fail("md:IDPSSODescriptor has no signing certificate "
+                   "(KeyDescriptor use=\"signing\" with ds:X509Certificate)")
+    if not any(c.not_after > now for c in certificates):
+        latest = max(c.not_after for c in certificates)
+        raise fail(f"every signing certificate has expired (latest expired {latest:%Y-%m-%d}); "
+                   "ask the IdP admin for current metadata")
+
+    formats = tuple((f.text or "").strip() for f in idp.findall(f"{{{ns.MD}}}NameIDFormat"))
+    return IdpMetadata(
+        entity_id=entity_id,
+        sso_redirect_url=redirect_url,
+        sso_post_url=post_url,
+        signing_certificates=tuple(_unique(certificates)),
+        nameid_formats=tuple(f for f in formats if f),
+        want_authn_requests_signed=idp.get("WantAuthnRequestsSigned") in ("true", "1"),
+    )
+
+
+def _certificate(text: str, where: str, fail) -> SigningCertificate:
+    compact = "".join(text.split())
+    try:
+        der = base64.b64decode(compact, validate=True)
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise fail(f"{where}: the ds:X509Certificate is not a valid base64 DER certificate "
+                   f"({exc})") from None
+    lines = [compact[i : i + 64] for i in range(0, len(compact), 64)]
+    pem = "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+    return SigningCertificate(
+        pem=pem,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        sha256_fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
+    )
+
+
+def _unique(certs: list[SigningCertificate]) -> list[SigningCertificate]:
+    seen: set[str] = set()
+    out = []
+    for cert in certs:
+        if cert.sha256_fingerprint not in seen:
+            seen.add(cert.sha256_fingerprint)
+            out.append(cert)
+    return out
+
+
+def _local(tag: object) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else str(tag)

@@ -1,0 +1,345 @@
+"""Consume a SAML Response: untrusted base64 in, ``VerifiedAssertion`` out, or ``SamlRejected``.
+
+Order matters. Cheap refusals first (size, XML shape, algorithm allow-list), then cryptography
+against configured keys only, then the semantic checks of the Web Browser SSO profile on the very
+element whose signature verified, then python3-saml's strict validation as a second, independent
+opinion. Identity and attributes are read only from that verified assertion element.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+
+from lxml import etree
+
+from bridge.clock import Clock
+from bridge.errors import SamlRejected
+from bridge.saml import ns, onelogin
+from bridge.saml.idp import IdentityProvider
+from bridge.saml.ns import q
+from bridge.saml.signature_policy import SignedShape, check_response_shape
+from bridge.saml.verify import verify_signature
+from bridge.saml.xml_parser import parse_untrusted
+
+_MAX_ATTRIBUTE_VALUES = 2000
+_MAX_VALUE_LENGTH = 4096
+_CONSTRUCT = object()
+
+
+@dataclass(frozen=True)
+class ServiceProvider:
+    entity_id: str
+    acs_url: str
+
+
+@dataclass(frozen=True)
+class ReceivedResponse:
+    """A parsed, shape-checked Response that has NOT been verified yet."""
+
+    raw_b64: str
+    shape: SignedShape
+
+    @property
+    def claimed_in_response_to(self) -> str | None:
+        """Unverified: only for finding the outstanding request, which is checked again later."""
+        for data in self.shape.assertion.iter(q(ns.SAML, "SubjectConfirmationData")):
+            if data.get("InResponseTo"):
+                return data.get("InResponseTo")
+        return self.shape.response.get("InResponseTo")
+
+
+class VerifiedAssertion:
+    """Facts read from an assertion whose signature verified. Only this module builds one."""
+
+    __slots__ = (
+        "idp_slug", "idp_entity_id", "assertion_id", "name_id", "name_id_format",
+        "attributes", "authn_instant", "session_index", "session_not_on_or_after",
+        "authn_context_class", "expires_at", "in_response_to", "uses_sha1",
+    )
+
+    def __init__(self, key: object, **facts: object) -> None:
+        if key is not _CONSTRUCT:
+            raise TypeError("VerifiedAssertion is built only by bridge.saml.response")
+        for name in self.__slots__:
+            object.__setattr__(self, name, facts[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("VerifiedAssertion is immutable")
+
+    idp_slug: str
+    idp_entity_id: str
+    assertion_id: str
+    name_id: str
+    name_id_format: str | None
+    attributes: dict[str, tuple[str, ...]]
+    authn_instant: float
+    session_index: str | None
+    session_not_on_or_after: float | None
+    authn_context_class: str | None
+    expires_at: float
+    in_response_to: str | None
+    uses_sha1: bool
+
+
+def receive(
+    saml_response: str, *, idp: IdentityProvider, max_bytes: int, clock: Clock
+) -> ReceivedResponse:
+    """Decode and shape-check a posted ``SAMLResponse`` (HTTP-POST binding: plain base64)."""
+    if len(saml_response) > max_bytes * 4 // 3 + 4:
+        raise SamlRejected("saml_too_large", "The SAML message is larger than this bridge accepts.",
+                           log_detail={"bytes": len(saml_response), "limit": max_bytes})
+    try:
+        data = base64.b64decode("".join(saml_response.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise SamlRejected("saml_malformed", "SAMLResponse is not valid base64.") from None
+    root = parse_untrusted(data, max_bytes=max_bytes)
+    shape = check_response_shape(root, allow_sha1=idp.settings.allows_sha1(clock.now()))
+    return ReceivedResponse(raw_b64=saml_response, shape=shape)
+
+
+def verify(
+    received: ReceivedResponse,
+    *,
+    idp: IdentityProvider,
+    sp: ServiceProvider,
+    expected_request_id: str | None,
+    clock: Clock,
+) -> VerifiedAssertion:
+    """Verify signatures and every profile rule; return the facts of the signed assertion."""
+    shape = received.shape
+    response, assertion = shape.response, shape.assertion
+    now = clock.now()
+    skew = idp.settings.clock_skew_seconds
+
+    if shape.assertion_signature is None:
+        # Signed assertion required: a signed Response alone is refused (SAML Profiles §4.1.3.5
+        # lets the IdP choose; we insist, because only the assertion carries identity).
+        raise SamlRejected("saml_signature_missing", "The assertion is not signed.")
+    if shape.response_signature is not None:
+        verify_signature(shape.response_signature, response, idp.keys, uses_sha1=shape.uses_sha1)
+    verify_signature(shape.assertion_signature, assertion, idp.keys, uses_sha1=shape.uses_sha1)
+
+    _check_status(response)
+    _check_issuers(response, assertion, idp.metadata.entity_id)
+
+    # SAML Bindings §3.5.5.2: Destination must be present on signed or unsigned POSTed responses;
+    # we insist on an exact match with the ACS URL we configured (not a prefix, not the Host).
+    destination = response.get("Destination")
+    if destination != sp.acs_url:
+        raise SamlRejected("saml_destination_mismatch",
+                           "The response was addressed to another endpoint.",
+                           log_detail={"got": destination, "expected": sp.acs_url})
+
+    conditions = _one(assertion, q(ns.SAML, "Conditions"), "saml_malformed", "Conditions")
+    _check_window(conditions, now, skew, what="assertion")
+    _check_audience(conditions, sp.entity_id)
+
+    subject = _one(assertion, q(ns.SAML, "Subject"), "saml_subject_missing", "Subject")
+    name_ids = subject.findall(q(ns.SAML, "NameID"))
+    if len(name_ids) != 1 or not _text(name_ids[0]):
+        raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.",
+                           log_detail={"name_ids": len(name_ids)})
+    name_id = name_ids[0]
+    confirmation_expiry, in_response_to = _check_subject_confirmation(
+        subject, sp, expected_request_id, now, skew
+    )
+    response_irt = response.get("InResponseTo")
+    if response_irt is not None and response_irt != in_response_to:
+        raise SamlRejected("saml_request_mismatch",
+                           "The response answers a different request than its assertion.",
+                           log_detail={"response": response_irt, "assertion": in_response_to})
+
+    authn = _one(assertion, q(ns.SAML, "AuthnStatement"), "saml_malformed", "AuthnStatement")
+    authn_instant = _time(authn.get("AuthnInstant"), "AuthnInstant")
+    session_end = authn.get("SessionNotOnOrAfter")
+    session_not_on_or_after = _time(session_end, "SessionNotOnOrAfter") if session_end else None
+    if session_not_on_or_after is not None and session_not_on_or_after <= now - skew:
+        raise SamlRejected("saml_session_expired", "The IdP session has already ended.",
+                           log_detail={"session_not_on_or_after": session_end,
+                                       "seconds_late": round(now - session_not_on_or_after)})
+    class_ref = authn.find(f"{q(ns.SAML, 'AuthnContext')}/{q(ns.SAML, 'AuthnContextClassRef')}")
+
+    attributes = _attributes(assertion)
+
+    onelogin.strict_validate(
+        idp.onelogin_settings(sp),
+        received.raw_b64,
+        acs_url=sp.acs_url,
+        request_id=expected_request_id,
+        now=now,
+        skew_seconds=skew,
+    )
+
+    not_on_or_after = conditions.get("NotOnOrAfter")
+    expires_at = confirmation_expiry
+    if not_on_or_after:
+        expires_at = max(expires_at, _time(not_on_or_after, "NotOnOrAfter"))
+    return VerifiedAssertion(
+        _CONSTRUCT,
+        idp_slug=idp.slug,
+        idp_entity_id=idp.metadata.entity_id,
+        assertion_id=assertion.get("ID"),
+        name_id=_text(name_id),
+        name_id_format=name_id.get("Format"),
+        attributes=attributes,
+        authn_instant=authn_instant,
+        session_index=authn.get("SessionIndex"),
+        session_not_on_or_after=session_not_on_or_after,
+        authn_context_class=_text(class_ref) if class_ref is not None else None,
+        expires_at=expires_at + skew,
+        in_response_to=in_response_to,
+        uses_sha1=shape.uses_sha1,
+    )
+
+
+def _check_status(response: etree._Element) -> None:
+    code = response.find(f"{q(ns.SAMLP, 'Status')}/{q(ns.SAMLP, 'StatusCode')}")
+    value = code.get("Value") if code is not None else None
+    if value != ns.STATUS_SUCCESS:
+        raise SamlRejected("saml_status_not_success", "The IdP reported that login failed.",
+                           log_detail={"status": value})
+
+
+def _check_issuers(response: etree._Element, assertion: etree._Element, expected: str) -> None:
+    # SAML Core §2.3.3: the assertion Issuer is required; the Response Issuer is optional but
+    # must agree when present (Profiles §4.1.4.2).
+    issuers = assertion.findall(q(ns.SAML, "Issuer"))
+    if len(issuers) != 1 or _text(issuers[0]) != expected:
+        raise SamlRejected("saml_issuer_mismatch", "The assertion was issued by another IdP.",
+                           log_detail={"got": [_text(i) for i in issuers], "expected": expected})
+    response_issuers = response.findall(q(ns.SAML, "Issuer"))
+    if len(response_issuers) > 1 or (response_issuers and _text(response_issuers[0]) != expected):
+        raise SamlRejected("saml_issuer_mismatch", "The response was issued by another IdP.",
+                           log_detail={"got": [_text(i) for i in response_issuers],
+                                       "expected": expected})
+
+
+def _check_window(element: etree._Element, now: float, skew: float, *, what: str) -> None:
+    not_before = element.get("NotBefore")
+    if not_before and _time(not_before, "NotBefore") > now + skew:
+        raise SamlRejected("saml_not_yet_valid", f"The {what} is not valid yet.",
+                           log_detail={"not_before": not_before,
+                                       "seconds_early": round(_time(not_before, "") - now),
+                                       "skew_seconds": skew})
+    not_on_or_after = element.get("NotOnOrAfter")
+    if not_on_or_after and _time(not_on_or_after, "NotOnOrAfter") <= now - skew:
+        raise SamlRejected("saml_expired", f"The {what} has expired.",
+                           log_detail={"not_on_or_after": not_on_or_after,
+                                       "seconds_late": round(now - _time(not_on_or_after, "")),
+                                       "skew_seconds": skew})
+
+
+def _check_audience(conditions: etree._Element, entity_id: str) -> None:
+    # SAML Core §2.5.1.4: each AudienceRestriction must include us; at least one must exist
+    # (an assertion without one would be valid for any relying party).
+    restrictions = conditions.findall(q(ns.SAML, "AudienceRestriction"))
+    audiences = [[_text(a) for a in r.findall(q(ns.SAML, "Audience"))] for r in restrictions]
+    if not restrictions or any(entity_id not in group for group in audiences):
+        raise SamlRejected("saml_audience_mismatch", "The assertion is meant for another SP.",
+                           log_detail={"got": audiences, "expected": entity_id})
+
+
+def _check_subject_confirmation(
+    subject: etree._Element,
+    sp: ServiceProvider,
+    expected_request_id: str | None,
+    now: float,
+    skew: float,
+) -> tuple[float, str | None]:
+    """SAML Profiles §4.1.4.2-3: one bearer confirmation that fits us. Returns its expiry."""
+    reasons = []
+    for confirmation in subject.findall(q(ns.SAML, "SubjectConfirmation")):
+        if confirmation.get("Method") != ns.CM_BEARER:
+            reasons.append("method")
+            continue
+        data = confirmation.find(q(ns.SAML, "SubjectConfirmationData"))
+        if data is None:
+            reasons.append("no data")
+            continue
+        recipient = data.get("Recipient")
+        if recipient != sp.acs_url:
+            raise SamlRejected("saml_recipient_mismatch",
+                               "The assertion was meant for another endpoint.",
+                               log_detail={"got": recipient, "expected": sp.acs_url})
+        in_response_to = data.get("InResponseTo")
+        if expected_request_id is not None and in_response_to != expected_request_id:
+            raise SamlRejected("saml_request_mismatch",
+                               "The assertion does not answer the login request we sent.",
+                               log_detail={"got": in_response_to, "expected": expected_request_id})
+        if expected_request_id is None and in_response_to is not None:
+            raise SamlRejected("saml_request_unknown",
+                               "The assertion answers a login request we have no record of.",
+                               log_detail={"in_response_to": in_response_to})
+        not_on_or_after = data.get("NotOnOrAfter")
+        if not not_on_or_after:
+            raise SamlRejected("saml_subject_confirmation",
+                               "The bearer confirmation has no NotOnOrAfter.")
+        _check_window(data, now, skew, what="subject confirmation")
+        return _time(not_on_or_after, "NotOnOrAfter"), in_response_to
+    raise SamlRejected("saml_subject_confirmation", "The assertion has no bearer confirmation.",
+                       log_detail={"skipped": reasons})
+
+
+def _attributes(assertion: etree._Element) -> dict[str, tuple[str, ...]]:
+    attributes: dict[str, tuple[str, ...]] = {}
+    count = 0
+    for statement in assertion.findall(q(ns.SAML, "AttributeStatement")):
+        if statement.find(q(ns.SAML, "EncryptedAttribute")) is not None:
+            raise SamlRejected("saml_attribute_invalid", "Encrypted attributes are not supported.")
+        for attribute in statement.findall(q(ns.SAML, "Attribute")):
+            name = attribute.get("Name")
+            if not name:
+                raise SamlRejected("saml_attribute_invalid", "An attribute has no Name.")
+            if name in attributes:
+                raise SamlRejected("saml_attribute_duplicate",
+                                   "An attribute appears twice.", log_detail={"name": name})
+            values = []
+            for value_el in attribute.findall(q(ns.SAML, "AttributeValue")):
+                if value_el.get(q(ns.XSI, "nil")) in ("true", "1"):
+                    continue
+                nested = value_el.find(q(ns.SAML, "NameID"))
+                value = _text(nested if nested is not None else value_el)
+                if len(value) > _MAX_VALUE_LENGTH:
+                    raise SamlRejected("saml_attribute_invalid", "An attribute value is too long.",
+                                       log_detail={"name": name, "length": len(value)})
+                if value:
+                    values.append(value)
+            count += len(values)
+            if count > _MAX_ATTRIBUTE_VALUES:
+                raise SamlRejected("saml_attribute_invalid", "Too many attribute values.")
+            attributes[name] = tuple(values)
+    return attributes
+
+
+def _one(parent: etree._Element, tag: str, code: str, what: str) -> etree._Element:
+    found = parent.findall(tag)
+    if len(found) != 1:
+        raise SamlRejected(code, f"The assertion must contain exactly one {what}.",
+                           log_detail={"found": len(found)})
+    return found[0]
+
+
+def _text(element: etree._Element) -> str:
+    # Comments and PIs were removed at parse time, so the text is whole. A value with child
+    # elements has text in several places (``a<x/>b``): refuse it rather than pick a part.
+    if len(element):
+        raise SamlRejected("saml_attribute_invalid", "A value holds markup instead of text.",
+                           log_detail={"element": str(element.tag)})
+    return (element.text or "").strip()
+
+
+def _time(value: str | None, what: str) -> float:
+    if not value:
+        raise SamlRejected("saml_malformed", f"{what} is missing.")
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise SamlRejected("saml_malformed", f"{what} is not an xs:dateTime.",
+                           log_detail={"value": value[:64]}) from None
+    if parsed.tzinfo is None:
+        # SAML Core §1.3.3: times are UTC; a missing zone means UTC.
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()

@@ -1,0 +1,178 @@
+"""Shape and algorithm checks that run *before* any cryptography.
+
+XML signature wrapping works by making the verifier check one element while the application reads
+another. We refuse every shape in which that could happen before xmlsec sees the document:
+
+* exactly one assertion in the whole document, a direct child of the Response;
+* signatures only as direct children of the Response or of that assertion, one each;
+* each signature has exactly one Reference whose URI is ``#`` + its parent's ID (an empty URI
+  would sign the whole document, not the element we read);
+* every ID in the document is unique, so an ID can only ever resolve to one element;
+* no ``ds:Object`` (a place to hide a second copy of signed content);
+* algorithms and transforms from an allow-list: enveloped-signature and exclusive c14n only, so no
+  XSLT and no XPath transform is ever executed. SHA-1 only where an IdP explicitly accepts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from bridge.errors import SamlRejected
+from bridge.saml import ns
+from bridge.saml.ns import q
+
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+SIGNATURE_METHODS = frozenset({
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+})
+DIGEST_METHODS = frozenset({
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+})
+SHA1_SIGNATURE = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1_DIGEST = "http://www.w3.org/2000/09/xmldsig#sha1"
+
+_SIGNATURE = q(ns.DS, "Signature")
+_ASSERTION = q(ns.SAML, "Assertion")
+_ENCRYPTED_ASSERTION = q(ns.SAML, "EncryptedAssertion")
+_RESPONSE = q(ns.SAMLP, "Response")
+
+
+@dataclass(frozen=True)
+class SignedShape:
+    """What the shape check established about a Response document."""
+
+    response: etree._Element
+    assertion: etree._Element
+    response_signature: etree._Element | None
+    assertion_signature: etree._Element | None
+    uses_sha1: bool
+
+
+def check_response_shape(root: etree._Element, *, allow_sha1: bool) -> SignedShape:
+    if root.tag != _RESPONSE:
+        raise SamlRejected("saml_malformed", "The message is not a SAML Response.",
+                           log_detail={"root": str(root.tag)})
+    if root.get("Version") != "2.0" or not root.get("ID"):
+        raise SamlRejected("saml_malformed", "The Response lacks Version=\"2.0\" or an ID.")
+
+    _check_unique_ids(root)
+
+    assertions = list(root.iter(_ASSERTION))
+    encrypted = list(root.iter(_ENCRYPTED_ASSERTION))
+    if encrypted:
+        raise SamlRejected("saml_encrypted_unsupported",
+                           "Encrypted assertions are not enabled for this IdP.")
+    if len(assertions) != 1:
+        raise SamlRejected("saml_assertion_count",
+                           "The Response must contain exactly one Assertion.",
+                           log_detail={"assertions": len(assertions)})
+    assertion = assertions[0]
+    if assertion.getparent() is not root:
+        raise SamlRejected("saml_signature_structure",
+                           "The Assertion must be a direct child of the Response.")
+    if not assertion.get("ID"):
+        raise SamlRejected("saml_malformed", "The Assertion has no ID.")
+
+    response_signature = assertion_signature = None
+    uses_sha1 = False
+    for signature in root.iter(_SIGNATURE):
+        parent = signature.getparent()
+        if parent is root and response_signature is None:
+            response_signature = signature
+        elif parent is assertion and assertion_signature is None:
+            assertion_signature = signature
+        else:
+            raise SamlRejected("saml_signature_structure",
+                               "A signature appears where none is allowed.",
+                               log_detail={"parent": str(parent.tag) if parent is not None else None})
+        uses_sha1 |= _check_signature(signature, parent, allow_sha1=allow_sha1)
+    return SignedShape(root, assertion, response_signature, assertion_signature, uses_sha1)
+
+
+def _check_unique_ids(root: etree._Element) -> None:
+    seen: set[str] = set()
+    for element in root.iter():
+        for name in ("ID", "Id", "id"):
+            value = element.get(name)
+            if value is None:
+                continue
+            if value in seen:
+                raise SamlRejected("saml_signature_structure",
+                                   "Two elements share an ID.", log_detail={"id": value})
+            seen.add(value)
+
+
+def _check_signature(signature: etree._Element, parent: etree._Element, *, allow_sha1: bool) -> bool:
+    """Refuse anything but one enveloped, exclusively canonicalized reference to ``parent``."""
+
+    def refuse(code: str, detail: str, **log: object) -> SamlRejected:
+        return SamlRejected(code, detail, log_detail=dict(log))
+
+    uses_sha1 = False
+    if signature.find(q(ns.DS, "Object")) is not None:
+        raise refuse("saml_signature_structure", "Signatures may not carry ds:Object.")
+    signed_info = signature.findall(q(ns.DS, "SignedInfo"))
+    if len(signed_info) != 1:
+        raise refuse("saml_signature_structure", "A signature must have one SignedInfo.")
+    info = signed_info[0]
+
+    c14n = info.findall(q(ns.DS, "CanonicalizationMethod"))
+    if len(c14n) != 1 or c14n[0].get("Algorithm") != EXC_C14N:
+        raise refuse("saml_signature_algorithm", "Only exclusive canonicalization is accepted.",
+                     algorithm=[c.get("Algorithm") for c in c14n])
+    methods = info.findall(q(ns.DS, "SignatureMethod"))
+    method = methods[0].get("Algorithm") if len(methods) == 1 else None
+    if method == SHA1_SIGNATURE and allow_sha1:
+        uses_sha1 = True
+    elif method not in SIGNATURE_METHODS:
+        raise refuse("saml_signature_algorithm", "The signature algorithm is not accepted.",
+                     algorithm=method)
+
+    references = info.findall(q(ns.DS, "Reference"))
+    if len(references) != 1:
+        raise refuse("saml_signature_structure", "A signature must have exactly one Reference.",
+                     references=len(references))
+    reference = references[0]
+    uri = reference.get("URI")
+    if not uri or uri != "#" + (parent.get("ID") or ""):
+        # An empty URI means "the whole document": never the element we are about to read.
+        raise refuse("saml_signature_structure",
+                     "The signature does not reference the element that carries it.",
+                     uri=uri, parent_id=parent.get("ID"))
+
+    transforms_el = reference.findall(q(ns.DS, "Transforms"))
+    transforms = [t.get("Algorithm") for el in transforms_el for t in el]
+    if len(transforms_el) > 1 or ENVELOPED not in transforms or any(
+        t not in (ENVELOPED, EXC_C14N) for t in transforms
+    ) or len(transforms) != len(set(transforms)):
+        raise refuse("saml_signature_algorithm",
+                     "Only the enveloped-signature and exclusive c14n transforms are accepted.",
+                     transforms=transforms)
+    for transform_el in transforms_el:
+        for transform in transform_el:
+            # InclusiveNamespaces is the only child exc-c14n defines; anything else (XPath, XSLT
+            # stylesheets) has no business here.
+            for child in transform:
+                if child.tag != "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces":
+                    raise refuse("saml_signature_algorithm",
+                                 "Transforms may not carry parameters.")
+
+    digests = reference.findall(q(ns.DS, "DigestMethod"))
+    digest = digests[0].get("Algorithm") if len(digests) == 1 else None
+    if digest == SHA1_DIGEST and allow_sha1:
+        uses_sha1 = True
+    elif digest not in DIGEST_METHODS:
+        raise refuse("saml_signature_algorithm", "The digest algorithm is not accepted.",
+                     algorithm=digest)
+    return uses_sha1

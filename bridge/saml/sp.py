@@ -1,0 +1,48 @@
+"""Our side of SAML: AuthnRequests (HTTP-Redirect binding) and the SP metadata document."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlencode
+
+from lxml import etree
+
+from bridge.saml import ns, onelogin
+from bridge.saml.idp import IdentityProvider
+from bridge.saml.ns import q
+from bridge.saml.response import ServiceProvider
+
+
+def authn_request_redirect(idp: IdentityProvider, sp: ServiceProvider) -> tuple[str, str]:
+    """Return (request ID, URL that carries the AuthnRequest to the IdP).
+
+    The request names its ACS by ``AssertionConsumerServiceURL`` (SAML Core §3.4.1). No RelayState:
+    the response is matched to the stored request by its signed ``InResponseTo``.
+    """
+    request_id, encoded = onelogin.authn_request(idp.onelogin_settings(sp))
+    separator = "&" if "?" in idp.sso_url else "?"
+    return request_id, idp.sso_url + separator + urlencode({"SAMLRequest": encoded})
+
+
+def sp_metadata(entity_id: str, acs_urls: Iterable[str]) -> bytes:
+    """SP metadata: entity ID and every ACS URL (HTTP-POST binding)."""
+    md = etree.Element(q(ns.MD, "EntityDescriptor"), nsmap={"md": ns.MD}, entityID=entity_id)
+    descriptor = etree.SubElement(
+        md,
+        q(ns.MD, "SPSSODescriptor"),
+        AuthnRequestsSigned="false",
+        WantAssertionsSigned="true",
+        protocolSupportEnumeration=ns.SAMLP,
+    )
+    for name_format in (ns.NAMEID_PERSISTENT, ns.NAMEID_EMAIL, ns.NAMEID_UNSPECIFIED):
+        etree.SubElement(descriptor, q(ns.MD, "NameIDFormat")).text = name_format
+    for index, url in enumerate(acs_urls):
+        etree.SubElement(
+            descriptor,
+            q(ns.MD, "AssertionConsumerService"),
+            Binding=ns.BINDING_POST,
+            Location=url,
+            index=str(index),
+            isDefault="true" if index == 0 else "false",
+        )
+    return etree.tostring(md, xml_declaration=True, encoding="UTF-8", pretty_print=True)

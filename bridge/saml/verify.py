@@ -1,0 +1,89 @@
+"""XML signature verification against the IdP's configured certificates only.
+
+The key always comes from metadata, never from the message's ``KeyInfo``; the xmlsec context is
+restricted to the allow-listed transforms so that, even if a shape check were ever missed, libxmlsec
+itself would refuse to run anything else.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import xmlsec
+from lxml import etree
+
+from bridge.errors import SamlRejected
+from bridge.saml.signature_policy import SHA1_DIGEST, SHA1_SIGNATURE
+
+_SIGNATURE_TRANSFORMS = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": xmlsec.constants.TransformRsaSha256,
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": xmlsec.constants.TransformRsaSha384,
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": xmlsec.constants.TransformRsaSha512,
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": xmlsec.constants.TransformEcdsaSha256,
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": xmlsec.constants.TransformEcdsaSha384,
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512": xmlsec.constants.TransformEcdsaSha512,
+    SHA1_SIGNATURE: xmlsec.constants.TransformRsaSha1,
+}
+_REFERENCE_TRANSFORMS = (
+    xmlsec.constants.TransformEnveloped,
+    xmlsec.constants.TransformExclC14N,
+    xmlsec.constants.TransformSha256,
+    xmlsec.constants.TransformSha384,
+    xmlsec.constants.TransformSha512,
+)
+
+
+class CertificateKeys:
+    """The xmlsec keys of one IdP's signing certificates, loaded once."""
+
+    def __init__(self, pems: Sequence[str]) -> None:
+        self._pems = tuple(pems)
+        self._local = threading.local()
+
+    def loaded(self) -> list[xmlsec.Key]:
+        # xmlsec keys are not shared between threads; each thread loads its own copy once.
+        keys = getattr(self._local, "keys", None)
+        if keys is None:
+            keys = [xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatCertPem)
+                    for pem in self._pems]
+            self._local.keys = keys
+        return keys
+
+
+def verify_signature(
+    signature: etree._Element, signed: etree._Element, keys: CertificateKeys, *, uses_sha1: bool
+) -> None:
+    """Raise ``SamlRejected`` unless one configured key verifies ``signature`` over ``signed``."""
+    # Register the ID attribute of the signed element only; the shape check has already made
+    # every ID in the document unique.
+    xmlsec.tree.add_ids(signed, ["ID"])
+    method = signature.find("{http://www.w3.org/2000/09/xmldsig#}SignedInfo/"
+                            "{http://www.w3.org/2000/09/xmldsig#}SignatureMethod")
+    algorithm = method.get("Algorithm") if method is not None else None
+    signature_transform = _SIGNATURE_TRANSFORMS.get(algorithm or "")
+    if signature_transform is None:
+        raise SamlRejected("saml_signature_algorithm", "The signature algorithm is not accepted.")
+    errors = []
+    for key in keys.loaded():
+        context = xmlsec.SignatureContext()
+        context.key = key
+        context.enable_signature_transform(signature_transform)
+        context.enable_signature_transform(xmlsec.constants.TransformExclC14N)
+        for transform in _REFERENCE_TRANSFORMS:
+            context.enable_reference_transform(transform)
+        if uses_sha1:
+            context.enable_reference_transform(xmlsec.constants.TransformSha1)
+        try:
+            context.verify(signature)
+            return
+        except xmlsec.Error as exc:
+            errors.append(str(exc))
+    raise SamlRejected(
+        "saml_signature_invalid",
+        "The signature does not verify with any of the IdP's signing certificates.",
+        log_detail={"xmlsec": errors[:3]},
+    )
+
+
+__all__ = ["CertificateKeys", "verify_signature", "SHA1_DIGEST"]

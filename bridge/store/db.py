@@ -1,0 +1,127 @@
+"""Engine, sessions and migrations. The one place that knows which database we talk to."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.errors import ConfigError, StoreUnavailable
+
+_MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def make_engine(database_url: str) -> Engine:
+    if database_url.startswith("sqlite:///"):
+        path = database_url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(database_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers and the writer proceed together; foreign keys are off by default.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+            # We issue BEGIN ourselves (below) instead of letting pysqlite defer it.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):
+            # IMMEDIATE takes the write lock up front: one writer at a time, and no transaction
+            # can read a row, lose the lock to another writer and then act on a stale read.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class Database:
+    """Owns the engine and hands out transactional sessions."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.engine = make_engine(database_url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commits on success, rolls back on any error, all or nothing."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            if _is_connection_problem(error):
+                raise StoreUnavailable("temporarily_unavailable",
+                                       "The database is unavailable; retry shortly.") from error
+            raise
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return True
+        except exc.SQLAlchemyError:
+            return False
+
+    # --- migrations ----------------------------------------------------------------------------
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", _MIGRATIONS)
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        config = self._alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def require_migrated(self) -> None:
+        """Refuse to serve an un-migrated database, naming the command that fixes it."""
+        try:
+            current = self.current_revision()
+        except exc.SQLAlchemyError as error:
+            raise ConfigError(f"database_url: cannot connect to the database ({error.__class__.__name__}: "
+                              f"{str(error).splitlines()[0][:200]})") from None
+        head = self.head_revision()
+        if current != head:
+            raise ConfigError(
+                f"database: schema is at revision {current or 'none'}, this version needs {head}; "
+                "run `bridge db upgrade` (with the same BRIDGE_CONFIG / BRIDGE_DATABASE_URL)"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_connection_problem(error: exc.DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower() if error.orig is not None else str(error).lower()
+    markers = ("connection", "could not connect", "server closed", "terminating", "timeout",
+               "database is locked", "the database system is")
+    return any(marker in text for marker in markers)

@@ -1,0 +1,140 @@
+"""Database tables. Times are UTC seconds since the epoch (floats), stamped by the injected clock.
+
+Constraint names follow one naming convention so that Alembic migrations can refer to them by
+name on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Double, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SigningKey(Base):
+    """A token signing key. Published in JWKS from ``published_at`` until ``unpublish_at``."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    # The private key, PKCS#8 PEM encrypted with the key-encryption key (Fernet).
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)
+    published_at: Mapped[float] = mapped_column(Double)
+    # Signs from here on (after publication, so verifiers have it before they see its tokens).
+    active_at: Mapped[float] = mapped_column(Double)
+    retired_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    unpublish_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class AuthnRequestRecord(Base):
+    """An outstanding SAML AuthnRequest, bound to the OAuth request and browser that started it."""
+
+    __tablename__ = "authn_requests"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    idp_slug: Mapped[str] = mapped_column(String(63))
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+    consumed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class ConsumedAssertion(Base):
+    """Replay cache: an assertion ID is accepted once per IdP (the primary key enforces it)."""
+
+    __tablename__ = "consumed_assertions"
+
+    idp_entity_id: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    assertion_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    idp_slug: Mapped[str] = mapped_column(String(63))
+    claims_json: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[int] = mapped_column(Integer)
+    session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+    session_not_on_or_after: Mapped[float | None] = mapped_column(Double, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+    used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # The refresh family minted from this code, revoked if the code is ever replayed.
+    family_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RefreshFamily(Base):
+    """All refresh tokens descending from one login (RFC 6819 §5.2.2.3, RFC 9700 §4.14)."""
+
+    __tablename__ = "refresh_families"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    idp_slug: Mapped[str] = mapped_column(String(63), index=True)
+    claims_json: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    auth_time: Mapped[int] = mapped_column(Integer)
+    session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    # Absolute end: never extended by rotation; capped by the SAML SessionNotOnOrAfter.
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[float] = mapped_column(Double)
+    used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Double, index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    idp_slug: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    detail_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+Index("ix_audit_events_event_at", AuditEvent.event, AuditEvent.at)

@@ -1,0 +1,56 @@
+"""The bridge's two cookies, and why each has the attributes it has.
+
+* The *login* cookie binds an outstanding SAML request to the browser that started it. The IdP
+  returns the browser with a cross-site POST, so on https it is ``SameSite=None; Secure`` (and
+  ``__Host-``: this host only, ``Path=/``). It grants nothing by itself.
+* The *refresh* cookie carries a browser client's refresh token, out of reach of JavaScript:
+  ``HttpOnly; Secure; SameSite=Strict`` with the ``__Host-`` prefix (no Domain, ``Path=/``).
+  Refreshes that rely on it must also send ``X-Bridge-Refresh: 1``, a header a cross-site form
+  cannot set.
+
+On plain-http loopback development (``base_url`` http://127.0.0.1...) browsers refuse ``Secure``
+and the prefixes, so the same cookies go without them; production insists on https.
+"""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from bridge.config import Settings
+
+LOGIN_COOKIE = "bridge-login"
+REFRESH_COOKIE = "bridge-refresh"
+REFRESH_HEADER = "X-Bridge-Refresh"
+
+
+def _secure(settings: Settings) -> bool:
+    return settings.base_url.startswith("https://")
+
+
+def login_cookie_name(settings: Settings) -> str:
+    return ("__Host-" if _secure(settings) else "") + LOGIN_COOKIE
+
+
+def refresh_cookie_name(settings: Settings) -> str:
+    return ("__Host-" if _secure(settings) else "") + REFRESH_COOKIE
+
+
+def set_login_cookie(response: Response, settings: Settings, value: str) -> None:
+    secure = _secure(settings)
+    response.set_cookie(
+        login_cookie_name(settings), value,
+        max_age=settings.authn_request_ttl_seconds, path="/", secure=secure, httponly=True,
+        samesite="None" if secure else "Lax",
+    )
+
+
+def set_refresh_cookie(response: Response, settings: Settings, value: str, *, max_age: int) -> None:
+    response.set_cookie(
+        refresh_cookie_name(settings), value,
+        max_age=max_age, path="/", secure=_secure(settings), httponly=True, samesite="Strict",
+    )
+
+
+def clear_refresh_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(refresh_cookie_name(settings), path="/", secure=_secure(settings),
+                           httponly=True, samesite="Strict")

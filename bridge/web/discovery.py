@@ -1,0 +1,63 @@
+"""Discovery (RFC 8414 / OpenID Connect Discovery), JWKS and the published claim schemas."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from bridge.claims import schemas
+from bridge.config import Settings
+from bridge.errors import NotFound
+from bridge.web.context import bridge
+
+discovery = Blueprint("discovery", __name__)
+
+
+def discovery_document(settings: Settings) -> dict[str, object]:
+    base = settings.base_url
+    scopes = sorted({s for c in settings.clients for s in c.scopes})
+    claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/token",
+        "revocation_endpoint": f"{base}/revoke",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic",
+                                                  "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic",
+                                                       "client_secret_post"],
+        "scopes_supported": scopes,
+        "claims_supported": claim_names,
+        "subject_types_supported": ["public"],
+        "access_token_signing_alg_values_supported": [settings.token_signing_alg],
+        "authorization_response_iss_parameter_supported": False,
+        "claims_schema_versions_supported": list(schemas.VERSIONS),
+        "claims_schemas": {str(v): f"{base}/schemas/claims/v{v}.json" for v in schemas.VERSIONS},
+    }
+
+
+@discovery.get("/.well-known/openid-configuration")
+@discovery.get("/.well-known/oauth-authorization-server")
+def configuration() -> Response:
+    response = jsonify(discovery_document(bridge().settings))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@discovery.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    response = jsonify(bridge().keys.jwks())
+    # Short: a key published ahead of its use is seen well before it signs.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@discovery.get("/schemas/claims/v<int:version>.json")
+def claims_schema(version: int) -> Response:
+    if version not in schemas.VERSIONS:
+        raise NotFound("schema_unknown", f"There is no claims schema version {version}.")
+    return Response(schemas.schema_text(version), mimetype="application/schema+json")

@@ -1,0 +1,119 @@
+"""OAuth 2.0 endpoints: /authorize, /token, /revoke."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, jsonify, redirect, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
+
+from bridge.authorization import authenticate_client, parse_authorization_request
+from bridge.errors import AuthorizeError, TokenError
+from bridge.federation import IdpChoice, TokenSet
+from bridge.web.context import bridge
+from bridge.web.cookies import (
+    REFRESH_HEADER,
+    clear_refresh_cookie,
+    login_cookie_name,
+    refresh_cookie_name,
+    set_login_cookie,
+    set_refresh_cookie,
+)
+
+oauth = Blueprint("oauth", __name__)
+
+
+@oauth.get("/authorize")
+def authorize() -> BaseResponse:
+    the_bridge = bridge()
+    params = request.args.to_dict()
+    try:
+        auth_request = parse_authorization_request(the_bridge.settings, params)
+        idp = the_bridge.choose_idp(auth_request)
+    except AuthorizeError as error:
+        if not error.redirectable:
+            raise
+        # RFC 6749 §4.1.2.1: client and redirect_uri are verified; the error goes back to it.
+        query = {"error": error.oauth_error, "error_description": error.public_detail}
+        if params.get("state"):
+            query["state"] = params["state"]
+        uri = params["redirect_uri"]
+        return redirect(uri + ("&" if "?" in uri else "?") + urlencode(query), code=302)
+    if isinstance(idp, IdpChoice):
+        links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
+                 for i in idp.idps]
+        return Response(render_template("choose_idp.html", links=links))
+    start = the_bridge.start_login(auth_request, idp,
+                                   request.cookies.get(login_cookie_name(the_bridge.settings)))
+    response = redirect(start.redirect_url, code=302)
+    set_login_cookie(response, the_bridge.settings, start.browser_token)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _basic_auth() -> tuple[str, str] | None:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return None
+    return auth.username or "", auth.password or ""
+
+
+@oauth.post("/token")
+def token() -> BaseResponse:
+    the_bridge = bridge()
+    form = request.form.to_dict()
+    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    grant_type = form.get("grant_type")
+    if grant_type == "authorization_code":
+        tokens = the_bridge.exchange_code(client, form)
+    elif grant_type == "refresh_token":
+        refresh_token = form.get("refresh_token")
+        if refresh_token is None and client.refresh_token_delivery == "cookie":
+            refresh_token = _refresh_token_from_cookie()
+        tokens = the_bridge.refresh(client, refresh_token or "", form.get("scope"))
+    elif not grant_type:
+        raise TokenError("invalid_request", "grant_type is required.")
+    else:
+        raise TokenError("unsupported_grant_type", "Supported: authorization_code, refresh_token.")
+    return _token_response(tokens)
+
+
+def _refresh_token_from_cookie() -> str | None:
+    # A cookie is sent by the browser on its own, so a cross-site request could ride on it:
+    # require a header that only same-origin script (or an allowed CORS origin) can set.
+    if request.headers.get(REFRESH_HEADER) != "1":
+        raise TokenError("invalid_request",
+                         f"Cookie refreshes require the {REFRESH_HEADER}: 1 header.",
+                         code="csrf_header_missing")
+    return request.cookies.get(refresh_cookie_name(bridge().settings))
+
+
+def _token_response(tokens: TokenSet) -> BaseResponse:
+    in_cookie = tokens.client.refresh_token_delivery == "cookie"
+    response = jsonify(tokens.body(include_refresh=not in_cookie))
+    if in_cookie and tokens.refresh_token:
+        set_refresh_cookie(response, bridge().settings, tokens.refresh_token,
+                           max_age=bridge().settings.refresh_token_ttl_seconds)
+    # RFC 6749 §5.1: token responses must not be cached.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@oauth.post("/revoke")
+def revoke() -> BaseResponse:
+    the_bridge = bridge()
+    form = request.form.to_dict()
+    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    token_value = form.get("token")
+    if token_value is None and client.refresh_token_delivery == "cookie":
+        token_value = _refresh_token_from_cookie()
+    if not token_value:
+        raise TokenError("invalid_request", "token is required.")
+    if form.get("token_type_hint") not in (None, "refresh_token", "access_token"):
+        raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
+    the_bridge.revoke(client, token_value)
+    response = Response(status=200)
+    if client.refresh_token_delivery == "cookie":
+        clear_refresh_cookie(response, the_bridge.settings)
+    return response

@@ -1,0 +1,169 @@
+"""Shared fixtures: a real database (SQLite and PostgreSQL), a real pysaml2 IdP, the bridge app.
+
+PostgreSQL tests skip only outside CI; with ``CI`` set, an unreachable PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bridge.clock import SystemClock
+from bridge.config import Settings, load_settings
+from bridge.dev.saml_idp import DevIdp
+from bridge.federation import Bridge
+from bridge.store.db import Database
+from bridge.store.models import Base
+from bridge.web import create_app
+from tests.helpers import Browser
+
+POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://root@127.0.0.1:5432/test")
+IN_CI = bool(os.environ.get("CI"))
+
+DEMO_CLIENT = {
+    "client_id": "demo",
+    "redirect_uris": ["http://127.0.0.1:8002/callback"],
+    "audience": "demo-api",
+    "claims_version": 1,
+    "public": True,
+}
+CONFIDENTIAL_CLIENT = {
+    "client_id": "backend",
+    "redirect_uris": ["https://backend.example.com/callback"],
+    "audience": "backend-api",
+    "public": False,
+}
+CONFIDENTIAL_SECRET = "s3cret-for-tests-only-0123456789"
+
+
+def _postgres_database(name: str) -> str:
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def migrated_database(request: pytest.FixtureRequest,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One migrated database per backend for the whole session."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "bridge.db"
+        database = Database(f"sqlite:///{path}")
+        database.upgrade()
+        yield database
+        database.dispose()
+        return
+    name = f"bridge_test_{uuid.uuid4().hex[:12]}"
+    try:
+        url = _postgres_database(name)
+    except sa.exc.OperationalError as error:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL must be reachable in CI: {error}")
+        pytest.skip(f"PostgreSQL not reachable: {error}")
+    database = Database(url)
+    database.upgrade()
+    yield database
+    database.dispose()
+    _drop_postgres_database(name)
+
+
+@pytest.fixture
+def database(migrated_database: Database) -> Database:
+    """The session's database, emptied before each test."""
+    with migrated_database.transaction() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(table.delete())
+    return migrated_database
+
+
+@pytest.fixture(scope="session")
+def idp_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dev-idp-keys")
+
+
+@pytest.fixture
+def idp_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "idp_metadata"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def app_holder() -> dict[str, Flask]:
+    return {}
+
+
+@pytest.fixture
+def dev_idp(idp_key_dir: Path, idp_dir: Path, app_holder: dict[str, Flask]) -> DevIdp:
+    """The pysaml2 IdP, registered with the bridge as ``dev``; it reads the bridge's SP metadata
+    from the app the first time it needs it."""
+
+    def sp_metadata() -> bytes:
+        return app_holder["app"].test_client().get("/saml/metadata").data
+
+    idp = DevIdp(base_url="https://idp.example.org", state_dir=idp_key_dir, sp_metadata=sp_metadata)
+    idp.write_metadata(idp_dir)
+    return idp
+
+
+def make_settings(database: Database, idp_dir: Path, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "base_url": "https://bridge.example.com",
+        "database_url": database.url,
+        "idp_metadata_dir": str(idp_dir),
+        "instance_dir": str(tmp_path / "instance"),
+        "clients": [DEMO_CLIENT, CONFIDENTIAL_CLIENT],
+    }
+    values.update(overrides)
+    return load_settings(environ={"BRIDGE_CLIENT_BACKEND_SECRET": CONFIDENTIAL_SECRET},
+                         overrides=values)
+
+
+@pytest.fixture
+def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> Settings:
+    return make_settings(database, idp_dir, tmp_path)
+
+
+@pytest.fixture
+def bridge(settings: Settings) -> Iterator[Bridge]:
+    the_bridge = Bridge.from_settings(settings, SystemClock())
+    yield the_bridge
+    the_bridge.db.dispose()
+
+
+@pytest.fixture
+def app(bridge: Bridge, app_holder: dict[str, Flask]) -> Flask:
+    application = create_app(bridge=bridge)
+    app_holder["app"] = application
+    return application
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def browser(client: FlaskClient, dev_idp: DevIdp, bridge: Bridge) -> Browser:
+    return Browser(client, dev_idp, bridge)
