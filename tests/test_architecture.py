@@ -1,0 +1,55 @@
+"""Layout rules that hold the design together."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+DOMAIN = ["bridge.saml.response", "bridge.saml.sp", "bridge.saml.subject", "bridge.claims",
+          "bridge.claims.v1", "bridge.tokens.keys", "bridge.tokens.access", "bridge.tokens.refresh",
+          "bridge.store.db", "bridge.store.models", "bridge.federation", "bridge.authorization",
+          "bridge.config", "bridge.identity"]
+
+
+def test_domain_imports_no_flask() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {module}\n" for module in DOMAIN)
+        + "bad = sorted(m for m in sys.modules if m == 'flask' or m.startswith(('flask.', 'werkzeug')))\n"
+        + "print(','.join(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_only_saml_package_imports_onelogin_and_xmlsec() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "bridge"
+    offenders = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(("saml/", "dev/")):
+            continue
+        text = path.read_text()
+        if "import onelogin" in text or "from onelogin" in text or "import xmlsec" in text:
+            offenders.append(relative)
+    assert offenders == []
+
+
+def test_lxml_and_xmlsec_share_libxml2() -> None:
+    # Mismatched wheels fail at import with "lxml & xmlsec libxml2 library version mismatch".
+    import lxml.etree
+    import xmlsec
+
+    assert xmlsec.get_libxml_version() == lxml.etree.LIBXML_VERSION
+
+
+def test_only_one_place_encodes_jwts() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "bridge"
+    sites = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
+             if "jwt.encode(" in p.read_text()]
+    assert sites == ["tokens/access.py"]

@@ -1,0 +1,97 @@
+"""Discovery, JWKS, schemas, SP metadata, health: what generic clients configure themselves from."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+from flask.testing import FlaskClient
+from lxml import etree
+
+from bridge.claims.schemas import schema
+from bridge.federation import Bridge
+
+
+def test_discovery_document(client: FlaskClient) -> None:
+    for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        document = client.get(path).get_json()
+        assert document["issuer"] == "https://bridge.example.com"
+        assert document["authorization_endpoint"] == "https://bridge.example.com/authorize"
+        assert document["token_endpoint"] == "https://bridge.example.com/token"
+        assert document["revocation_endpoint"] == "https://bridge.example.com/revoke"
+        assert document["jwks_uri"] == "https://bridge.example.com/.well-known/jwks.json"
+        assert document["response_types_supported"] == ["code"]
+        assert document["code_challenge_methods_supported"] == ["S256"]
+        assert set(document["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+        assert "none" in document["token_endpoint_auth_methods_supported"]
+        assert {"openid", "email"} <= set(document["scopes_supported"])
+        assert {"sub", "email", "groups", "idp", "ver"} <= set(document["claims_supported"])
+        assert document["access_token_signing_alg_values_supported"] == ["ES256"]
+
+
+def test_jwks_publishes_public_keys_only(client: FlaskClient) -> None:
+    keys = client.get("/.well-known/jwks.json").get_json()["keys"]
+    assert len(keys) == 1
+    key = keys[0]
+    assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("EC", "P-256", "ES256", "sig")
+    assert key["kid"]
+    assert "d" not in key
+
+
+def test_claims_schema_is_served_and_is_a_valid_schema(client: FlaskClient) -> None:
+    response = client.get("/schemas/claims/v1.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/schema+json"
+    served = json.loads(response.data)
+    assert served == schema(1)
+    jsonschema.Draft202012Validator.check_schema(served)
+    missing = client.get("/schemas/claims/v99.json", headers={"Accept": "application/json"})
+    assert missing.status_code == 404
+    assert missing.get_json()["code"] == "schema_unknown"
+
+
+def test_sp_metadata_names_every_acs(client: FlaskClient) -> None:
+    response = client.get("/saml/metadata")
+    assert response.status_code == 200
+    root = etree.fromstring(response.data)
+    assert root.get("entityID") == "https://bridge.example.com/saml/metadata"
+    md = "urn:oasis:names:tc:SAML:2.0:metadata"
+    services = root.findall(f"{{{md}}}SPSSODescriptor/{{{md}}}AssertionConsumerService")
+    assert [s.get("Location") for s in services] == ["https://bridge.example.com/saml/dev/acs"]
+    assert services[0].get("Binding") == "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+    assert root.find(f"{{{md}}}SPSSODescriptor").get("WantAssertionsSigned") == "true"
+
+
+def test_health_and_readiness(client: FlaskClient, bridge: Bridge) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_readiness_reports_an_unreachable_database(client: FlaskClient, bridge: Bridge,
+                                                   monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(bridge.db, "ping", lambda: False)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+
+
+def test_unknown_idp_acs_is_404_with_a_code(client: FlaskClient) -> None:
+    response = client.post("/saml/nobody/acs", data={"SAMLResponse": "x"},
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "idp_unknown"
+
+
+def test_error_page_for_browsers_shows_code_and_reference(client: FlaskClient) -> None:
+    response = client.post("/saml/dev/acs", data={"SAMLResponse": "%%%"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'id="error-code">saml_malformed<' in page
+    assert 'id="error-id">' in page
+    assert "Traceback" not in page
+
+
+def test_security_headers(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

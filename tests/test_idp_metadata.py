@@ -1,0 +1,133 @@
+"""IdP metadata and settings files: accepted when sound, refused with the file and the problem."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from bridge.errors import ConfigError
+from bridge.saml.idp import load_idp_directory
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def certificate(days_valid: int = 365, *, expired: bool = False) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp")])
+    start = NOW - dt.timedelta(days=400 if expired else 1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days_valid))
+            .sign(key, hashes.SHA256()))
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+def metadata(*certs: str, entity_id: str = "https://idp.example.org", sso: bool = True,
+             descriptor: bool = True, use: str = "signing") -> str:
+    keys = "".join(
+        f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{c}'
+        "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>" for c in certs)
+    service = ('<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" '
+               'Location="https://idp.example.org/sso"/>') if sso else ""
+    body = (f'<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+            f"{keys}{service}</md:IDPSSODescriptor>") if descriptor else ""
+    return ('<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+            f'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity_id}">{body}'
+            "</md:EntityDescriptor>")
+
+
+def load(tmp_path: Path, files: dict[str, str]) -> dict:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return load_idp_directory(tmp_path, now=NOW)
+
+
+def test_sound_metadata_loads_with_every_signing_certificate(tmp_path: Path) -> None:
+    idps = load(tmp_path, {"corp.xml": metadata(certificate(), certificate())})
+    idp = idps["corp"]
+    assert idp.metadata.entity_id == "https://idp.example.org"
+    assert idp.metadata.sso_redirect_url == "https://idp.example.org/sso"
+    assert len(idp.metadata.signing_certificates) == 2  # rollover: both trusted
+    assert idp.settings.clock_skew_seconds == 60
+    assert idp.settings.allow_idp_initiated is False
+
+
+def test_settings_file_is_read(tmp_path: Path) -> None:
+    idps = load(tmp_path, {"corp.xml": metadata(certificate()),
+                           "corp.toml": 'clock_skew_seconds = 120\ndisplay_name = "Corp"\n'})
+    assert idps["corp"].settings.clock_skew_seconds == 120
+    assert idps["corp"].display_name == "Corp"
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("<md:EntityDescriptor", "not well-formed"),
+    (metadata(certificate(), descriptor=False), "expected one md:IDPSSODescriptor, found 0"),
+    (metadata(), "no signing certificate"),
+    (metadata(certificate(), use="encryption"), "no signing certificate"),
+    (metadata(certificate(days_valid=30, expired=True)), "every signing certificate has expired"),
+    (metadata(certificate(), sso=False), "no SingleSignOnService"),
+    (metadata("bm90IGEgY2VydA=="), "not a valid base64 DER certificate"),
+    (metadata(certificate(), entity_id=""), "has no entityID"),
+    ('<?xml version="1.0"?><!DOCTYPE md [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+     + metadata(certificate()), "DTDs and entity declarations are not allowed"),
+])
+def test_bad_metadata_is_refused_naming_file_and_problem(tmp_path: Path, text: str,
+                                                          problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"corp.xml": text})
+    message = str(caught.value)
+    assert str(tmp_path / "corp.xml") in message
+    assert problem in message
+
+
+def test_expired_certificate_beside_a_current_one_is_accepted(tmp_path: Path) -> None:
+    idps = load(tmp_path, {"corp.xml": metadata(certificate(days_valid=30, expired=True),
+                                                certificate())})
+    assert len(idps["corp"].metadata.signing_certificates) == 2
+
+
+@pytest.mark.parametrize("toml,problem", [
+    ("clock_skew_seconds = 301", "clock_skew_seconds: must be an integer from 0 to 300"),
+    ("allow_idp_initiated = 'yes'", "allow_idp_initiated: must be true or false"),
+    ("colour = 1", "colour: unknown IdP setting"),
+    ("insecure_allow_sha1_until = 'soon'", "insecure_allow_sha1_until: must be a TOML date"),
+    ("x = [", "not valid TOML"),
+])
+def test_bad_settings_are_refused(tmp_path: Path, toml: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"corp.xml": metadata(certificate()), "corp.toml": toml})
+    assert str(tmp_path / "corp.toml") in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_bad_file_names_and_duplicate_entity_ids(tmp_path: Path) -> None:
+    cert = certificate()
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"Bad_Name.xml": metadata(cert), "a.xml": metadata(cert),
+                        "b.xml": metadata(cert), "orphan.toml": ""})
+    text = str(caught.value)
+    assert "Bad_Name.xml: the file name must be a slug" in text
+    assert "is already used by a.xml" in text
+    assert "orphan.toml: settings without metadata" in text
+
+
+def test_bad_metadata_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "idp").mkdir()
+    (tmp_path / "idp" / "corp.xml").write_text(metadata())
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", "check"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={"BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"), "PATH": "/usr/bin:/bin",
+             "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance")},
+    )
+    assert result.returncode == 2
+    assert "corp.xml" in result.stderr and "no signing certificate" in result.stderr
