@@ -571,7 +571,9 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
           f"Assertion")
     print(f"ACS login latency over {login.n} logins: median {statistics.median(ms):.2f} ms, "
           f"p90 {pct(90):.2f} ms, p99 {pct(99):.2f} ms, max {ms[-1]:.2f} ms; "
-          f"CPU/wall {login.cpu / login.wall:.0%} (the rest waits on the database)")
+          f"CPU/wall {login.cpu / login.wall:.0%}"
+          + (" (the rest is spent waiting, e.g. on the database server)"
+             if login.cpu / login.wall < 0.95 else ""))
     db_share = login.us - f_receive.us - f_verify.us
     print(f"login split (µs): receive {f_receive.us:,.0f} + verify {f_verify.us:,.0f} "
           f"(of which python3-saml {f_ours.us:,.0f}) + database/claims/code ≈ {db_share:,.0f}")
