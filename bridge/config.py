@@ -38,6 +38,9 @@ class ClientConfig:
     # from the environment: BRIDGE_CLIENT_<ID>_SECRET, never from the TOML file.
     client_secret: str | None = field(default=None, repr=False)
     scopes: tuple[str, ...] = ("openid", "profile", "email", "groups", "offline_access")
+    # Where the client starts its own SP-initiated login (OIDC "initiate_login_uri"). IdP-initiated
+    # SAML logins are sent here instead of becoming tokens directly.
+    login_start_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ def _parse_client(
     where: str, entry: dict[str, Any], env: Mapping[str, str], problems: list[str]
 ) -> ClientConfig | None:
     known = {"client_id", "redirect_uris", "audience", "claims_version", "public",
-             "refresh_token_delivery", "scopes"}
+             "refresh_token_delivery", "scopes", "login_start_uri"}
     before = len(problems)
     for key in sorted(set(entry) - known):
         problems.append(f"{where}.{key}: unknown client setting")
@@ -256,11 +259,14 @@ def _parse_client(
         problems.append(f"{where}.redirect_uris: a non-empty list of absolute URLs is required")
         uris = []
     for uri in uris:
-        parts = urlsplit(uri)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
-            problems.append(f"{where}.redirect_uris: {uri!r} must be an absolute URL without fragment")
-        elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            problems.append(f"{where}.redirect_uris: {uri!r} must use https (http only for loopback)")
+        _check_client_url(f"{where}.redirect_uris", uri, problems)
+    login_start_uri = entry.get("login_start_uri")
+    if login_start_uri is not None:
+        if not isinstance(login_start_uri, str):
+            problems.append(f"{where}.login_start_uri: must be a URL")
+            login_start_uri = None
+        else:
+            _check_client_url(f"{where}.login_start_uri", login_start_uri, problems)
     audience = entry.get("audience")
     if not isinstance(audience, str) or not audience:
         problems.append(f"{where}.audience: required (the `aud` the client's APIs check)")
@@ -293,4 +299,13 @@ def _parse_client(
         refresh_token_delivery=str(delivery),
         client_secret=secret,
         scopes=tuple(scopes),
+        login_start_uri=login_start_uri,
     )
+
+
+def _check_client_url(where: str, uri: str, problems: list[str]) -> None:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        problems.append(f"{where}: {uri!r} must be an absolute URL without fragment")
+    elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        problems.append(f"{where}: {uri!r} must use https (http only for loopback)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -20,10 +21,11 @@ from bridge.authorization import AuthorizationRequest, check_code_verifier
 from bridge.claims import build_claims
 from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
-from bridge.errors import AuthorizeError, BridgeError, SamlRejected, TokenError
+from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.saml import response as saml_response
 from bridge.saml.idp import IdentityProvider, load_idp_directory
 from bridge.saml.sp import authn_request_redirect
+from bridge.saml.sp_keys import SpKeys
 from bridge.saml.subject import to_identity
 from bridge.store.db import Database
 from bridge.store.models import (
@@ -37,6 +39,8 @@ from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens.access import issue_access_token
 from bridge.tokens.keys import ActiveKey, KeyRing, load_kek
 from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
+
+log = logging.getLogger("bridge.federation")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Bridge:
                        production=settings.is_production)
         self.keys = KeyRing(db, kek, clock, alg=settings.token_signing_alg,
                             access_token_ttl=settings.access_token_ttl_seconds)
+        self.sp_keys = SpKeys(db, kek, clock, entity_id=settings.sp_entity_id)
+        _check_idp_initiated_targets(settings, idps)
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> Bridge:
@@ -93,6 +99,7 @@ class Bridge:
         db.require_migrated()
         bridge = cls(settings, db, clock, idps)
         bridge.keys.ensure_key()
+        bridge.sp_keys.ensure_key()
         return bridge
 
     def service_provider(self, slug: str) -> saml_response.ServiceProvider:
@@ -144,33 +151,39 @@ class Bridge:
 
     # --- 2. ACS: SAML Response -> authorization code ------------------------------------------
 
-    def complete_login(self, slug: str, posted_response: str | None,
-                       browser_token: str | None, *, error_id: str) -> str:
-        """Consume a posted SAMLResponse; return the client redirect URL carrying the code."""
+    def complete_login(self, slug: str, posted_response: str | None, browser_token: str | None,
+                       *, relay_state: str | None = None, error_id: str) -> str:
+        """Consume a posted SAMLResponse; return where to send the browser: the client's
+        redirect_uri with a code, or (IdP-initiated) the client's login start URL."""
         context: dict[str, str | None] = {"idp": slug, "client": None}
         try:
-            return self._complete_login(slug, posted_response, browser_token, context)
+            return self._complete_login(slug, posted_response, browser_token, relay_state, context)
         except BridgeError as error:
             self._audit_refusal("login", error, error_id=error_id, idp_slug=slug,
                                 client_id=context["client"])
             raise
 
     def _complete_login(self, slug: str, posted: str | None, browser_token: str | None,
-                        context: dict[str, str | None]) -> str:
+                        relay_state: str | None, context: dict[str, str | None]) -> str:
         idp = self.idps.get(slug)
         if idp is None:
             raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
         if not posted:
             raise SamlRejected("saml_malformed", "The request carries no SAMLResponse.")
         received = saml_response.receive(posted, idp=idp, clock=self.clock,
-                                         max_bytes=self.settings.max_saml_response_bytes)
+                                         max_bytes=self.settings.max_saml_response_bytes,
+                                         decryption_keys=self.sp_keys.decryption_keys())
         now = self.clock.now()
         request_id = received.claimed_in_response_to
         if request_id is None:
-            # IdP-initiated (unsolicited) responses never become tokens here: accepting them
-            # directly would let anyone log a victim's browser into the attacker's account.
-            raise SamlRejected("saml_unsolicited",
-                               "This IdP may not start logins (IdP-initiated SSO is disabled).")
+            if self._has_outstanding_request(slug, browser_token, now):
+                raise SamlRejected("saml_request_mismatch",
+                                   "The response answers no request, but this browser is waiting "
+                                   "for the answer to one.")
+            if not idp.settings.allow_idp_initiated:
+                raise SamlRejected("saml_unsolicited",
+                                   "This IdP may not start logins (IdP-initiated SSO is disabled).")
+            return self._idp_initiated(idp, received, relay_state, context)
         with self.db.transaction() as session:
             record = session.get(AuthnRequestRecord, request_id)
         if record is None or record.idp_slug != slug or record.expires_at <= now:
@@ -193,6 +206,7 @@ class Bridge:
                                         expected_request_id=record.id, clock=self.clock)
         identity = to_identity(verified, idp)
         claims = build_claims(client.claims_version, identity)
+        self._warn_if_sha1(idp, verified)
         code = new_secret()
         try:
             with self.db.transaction() as session:
@@ -236,6 +250,60 @@ class Bridge:
             query["state"] = record.state
         separator = "&" if "?" in record.redirect_uri else "?"
         return record.redirect_uri + separator + urlencode(query)
+
+    def _has_outstanding_request(self, slug: str, browser_token: str | None, now: float) -> bool:
+        if not browser_token:
+            return False
+        with self.db.transaction() as session:
+            found = session.scalar(select(AuthnRequestRecord.id).where(
+                AuthnRequestRecord.browser_hash == secret_hash(browser_token),
+                AuthnRequestRecord.idp_slug == slug,
+                AuthnRequestRecord.consumed_at.is_(None),
+                AuthnRequestRecord.expires_at > now,
+            ).limit(1))
+        return found is not None
+
+    def _idp_initiated(self, idp: IdentityProvider, received: saml_response.ReceivedResponse,
+                       relay_state: str | None, context: dict[str, str | None]) -> str:
+        """An unsolicited response never becomes tokens: that would let an attacker sign a victim's
+        browser into the attacker's account (login CSRF). It is verified and consumed, and the
+        browser goes to the client's login start URL to begin a normal SP-initiated login, which
+        the IdP's session completes without a password prompt."""
+        allowed = idp.settings.idp_initiated_clients
+        target = relay_state or allowed[0]
+        if target not in allowed:
+            # RelayState is only ever one of the configured client IDs, never a URL.
+            raise SamlRejected("saml_relay_state_invalid",
+                               "RelayState does not name a client this IdP may start logins for.",
+                               log_detail={"relay_state": (relay_state or "")[:200]})
+        context["client"] = target
+        client = self.settings.client(target)
+        assert client is not None and client.login_start_uri  # checked at start-up
+        verified = saml_response.verify(received, idp=idp, sp=self.service_provider(idp.slug),
+                                        expected_request_id=None, clock=self.clock)
+        identity = to_identity(verified, idp)
+        self._warn_if_sha1(idp, verified)
+        now = self.clock.now()
+        try:
+            with self.db.transaction() as session:
+                session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
+                                              assertion_id=verified.assertion_id,
+                                              expires_at=verified.expires_at))
+                session.flush()
+                audit.record(session, at=now, event="login_idp_initiated", outcome="redirected",
+                             idp_slug=idp.slug, client_id=client.client_id,
+                             subject=identity.subject)
+        except sa_exc.IntegrityError:
+            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+        # OpenID Connect Core §4 (third-party initiated login): iss tells the client where to go.
+        query = urlencode({"iss": self.settings.base_url, "idp": idp.slug})
+        uri = client.login_start_uri
+        return uri + ("&" if "?" in uri else "?") + query
+
+    def _warn_if_sha1(self, idp: IdentityProvider, verified: saml_response.VerifiedAssertion) -> None:
+        if verified.uses_sha1:
+            log.warning("insecure: IdP %s signed with SHA-1, accepted under its exception until %s",
+                        idp.slug, idp.settings.insecure_allow_sha1_until)
 
     # --- 3. /token ---------------------------------------------------------------------------
 
@@ -391,3 +459,18 @@ class Bridge:
             rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
             return [{"event": r.event, "outcome": r.outcome, "code": r.code, "idp": r.idp_slug,
                      "client": r.client_id, "detail": json.loads(r.detail_json)} for r in rows]
+
+
+def _check_idp_initiated_targets(settings: Settings, idps: dict[str, IdentityProvider]) -> None:
+    problems = []
+    for slug, idp in sorted(idps.items()):
+        for client_id in idp.settings.idp_initiated_clients:
+            client = settings.client(client_id)
+            if client is None:
+                problems.append(f"{settings.idp_metadata_dir}/{slug}.toml: idp_initiated_clients: "
+                                f"{client_id!r} is not a configured client")
+            elif not client.login_start_uri:
+                problems.append(f"clients[{client_id}].login_start_uri: required, because IdP "
+                                f"{slug} may start logins for this client")
+    if problems:
+        raise ConfigError(problems)

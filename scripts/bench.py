@@ -155,7 +155,7 @@ def stock_worker() -> None:
 
 
 def run_stock_worker(job: dict[str, Any]) -> Figure:
-    completed = subprocess.run(
+    completed = subprocess.run(  # noqa: S603 (our own interpreter and file)
         [sys.executable, os.path.abspath(__file__), STOCK_WORKER_FLAG],
         input=json.dumps(job), capture_output=True, text=True, check=False,
         cwd=tempfile.gettempdir(),  # nothing importable as ``bridge`` by accident
@@ -320,8 +320,8 @@ def machine_facts(rig: Rig | None) -> list[tuple[str, str]]:
         ("cpu", cpu_model or platform.processor() or "?"),
         ("cpu count", f"{os.cpu_count()} (usable by this process: {affinity}); "
                       "the benchmark runs in 1 thread"),
-        ("libraries", f"xmlsec {xmlsec.__version__} (libxmlsec "
-                      f"{'.'.join(map(str, xmlsec.get_libxmlsec_version()))}), "
+        ("libraries", f"xmlsec {getattr(xmlsec, '__version__', '?')} (libxmlsec "
+                      f"{'.'.join(map(str, xmlsec.get_libxmlsec_version()))}), "  # type: ignore[attr-defined]
                       f"lxml {lxml.etree.__version__} (libxml2 "
                       f"{'.'.join(map(str, lxml.etree.LIBXML_VERSION))}), "
                       f"python3-saml {onelogin_version}, pysaml2 {pysaml2_version}, "
@@ -332,7 +332,7 @@ def machine_facts(rig: Rig | None) -> list[tuple[str, str]]:
         db = rig.bridge.db
         with db.engine.connect() as connection:
             if db.dialect == "sqlite":
-                server = "SQLite " + connection.exec_driver_sql("select sqlite_version()").scalar()
+                server = f"SQLite {connection.exec_driver_sql('select sqlite_version()').scalar()}"
             else:
                 server = str(connection.exec_driver_sql("show server_version").scalar())
                 server = f"PostgreSQL {server}"
@@ -407,6 +407,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     from bridge.saml import onelogin
     from bridge.saml import response as saml_response
     from bridge.saml.verify import verify_signature
@@ -507,13 +508,18 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     })
 
     # --- 3. refreshes, chaining the rotated token, vs. one ES256 signature -------------------
+    assert tokens.refresh_token is not None
     state = {"token": tokens.refresh_token}
 
     def refresh_once() -> None:
-        state["token"] = rig.bridge.refresh(rig.client, state["token"], None).refresh_token
+        rotated = rig.bridge.refresh(rig.client, state["token"], None).refresh_token
+        assert rotated is not None
+        state["token"] = rotated
 
     f_refresh = time_loop(refresh_once, seconds=args.seconds)
     signing = rig.bridge.keys.signing_key()
+    if signing.alg != "ES256" or not isinstance(signing.private_key, ec.EllipticCurvePrivateKey):
+        raise SystemExit(f"expected an ES256 signing key, the bridge signs with {signing.alg}")
     payload = jwt.decode(access_token, options={"verify_signature": False})
     headers = {"kid": signing.kid, "typ": "at+jwt"}
     f_sign = time_loop(lambda: jwt.encode(payload, signing.private_key, algorithm="ES256",

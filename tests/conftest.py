@@ -21,6 +21,7 @@ from bridge.dev.saml_idp import DevIdp
 from bridge.federation import Bridge
 from bridge.store.db import Database
 from bridge.store.models import Base
+from bridge.tokens.keys import generate_kek
 from bridge.web import create_app
 from tests.helpers import Browser
 
@@ -42,6 +43,8 @@ CONFIDENTIAL_CLIENT = {
     "public": False,
 }
 CONFIDENTIAL_SECRET = "s3cret-for-tests-only-0123456789"
+# One key-encryption key for the session, since the SP's encryption key outlives a test.
+TEST_KEK = generate_kek()
 
 
 def _postgres_database(name: str) -> str:
@@ -88,12 +91,18 @@ def migrated_database(request: pytest.FixtureRequest,
     _drop_postgres_database(name)
 
 
+# The SP's RSA encryption key takes a while to generate: it survives between tests, like a real
+# deployment's would. Every other table starts empty.
+KEPT_TABLES = {"saml_keys"}
+
+
 @pytest.fixture
 def database(migrated_database: Database) -> Database:
     """The session's database, emptied before each test."""
     with migrated_database.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
-            session.execute(table.delete())
+            if table.name not in KEPT_TABLES:
+                session.execute(table.delete())
     return migrated_database
 
 
@@ -136,7 +145,8 @@ def make_settings(database: Database, idp_dir: Path, tmp_path: Path, **overrides
         "clients": [DEMO_CLIENT, CONFIDENTIAL_CLIENT],
     }
     values.update(overrides)
-    return load_settings(environ={"BRIDGE_CLIENT_BACKEND_SECRET": CONFIDENTIAL_SECRET},
+    return load_settings(environ={"BRIDGE_CLIENT_BACKEND_SECRET": CONFIDENTIAL_SECRET,
+                                  "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK},
                          overrides=values)
 
 

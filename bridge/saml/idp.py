@@ -19,6 +19,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from bridge.errors import ConfigError
 from bridge.saml import onelogin
 from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
+from bridge.saml.sp_keys import DecryptionKey
 from bridge.saml.verify import CertificateKeys
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -29,6 +30,8 @@ MAX_CLOCK_SKEW = 300
 class IdpSettings:
     display_name: str = ""
     allow_idp_initiated: bool = False
+    # Clients an IdP-initiated login may be sent to (RelayState names one; the first is the default).
+    idp_initiated_clients: tuple[str, ...] = ()
     clock_skew_seconds: int = 60
     # A stable attribute (e.g. Entra ID's object ID) to use as the subject instead of the NameID.
     subject_attribute: str | None = None
@@ -48,7 +51,7 @@ class IdentityProvider:
     metadata: IdpMetadata
     settings: IdpSettings
     keys: CertificateKeys = field(init=False)
-    _onelogin: dict[tuple[str, str], OneLogin_Saml2_Settings] = field(
+    _onelogin: dict[tuple[str, str, str | None], OneLogin_Saml2_Settings] = field(
         init=False, default_factory=dict, repr=False
     )
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
@@ -66,9 +69,11 @@ class IdentityProvider:
         assert url is not None  # metadata parsing guarantees one of them
         return url
 
-    def onelogin_settings(self, sp: Any) -> OneLogin_Saml2_Settings:
-        """python3-saml settings for this IdP and our SP, built once."""
-        key = (sp.entity_id, sp.acs_url)
+    def onelogin_settings(self, sp: Any, decryption_key: DecryptionKey | None = None
+                          ) -> OneLogin_Saml2_Settings:
+        """python3-saml settings for this IdP and our SP (and the key that decrypts the
+        assertion, when it was encrypted), built once."""
+        key = (sp.entity_id, sp.acs_url, decryption_key.id if decryption_key else None)
         with self._lock:
             cached = self._onelogin.get(key)
             if cached is None:
@@ -79,6 +84,8 @@ class IdentityProvider:
                     idp_sso_url=self.sso_url,
                     idp_certificates=tuple(c.pem for c in self.metadata.signing_certificates),
                     allow_sha1=self.settings.insecure_allow_sha1_until is not None,
+                    sp_private_key=decryption_key.private_key_pem if decryption_key else "",
+                    sp_certificate=decryption_key.certificate_pem if decryption_key else "",
                 ))
             return cached
 
@@ -130,8 +137,8 @@ def load_idp_settings(toml_file: Path) -> IdpSettings:
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     problems: list[str] = []
-    known = {"display_name", "allow_idp_initiated", "clock_skew_seconds", "subject_attribute",
-             "email_domains", "insecure_allow_sha1_until"}
+    known = {"display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
+             "subject_attribute", "email_domains", "insecure_allow_sha1_until"}
     for key in sorted(set(raw) - known):
         problems.append(f"{source}: {key}: unknown IdP setting")
     display_name = raw.get("display_name", "")
@@ -140,6 +147,13 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     allow_idp_initiated = raw.get("allow_idp_initiated", False)
     if not isinstance(allow_idp_initiated, bool):
         problems.append(f"{source}: allow_idp_initiated: must be true or false")
+    targets = raw.get("idp_initiated_clients", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+        problems.append(f"{source}: idp_initiated_clients: must be a list of client IDs")
+        targets = []
+    if allow_idp_initiated is True and not targets:
+        problems.append(f"{source}: allow_idp_initiated needs idp_initiated_clients: the clients "
+                        "whose login_start_uri an IdP-initiated login is sent to")
     skew = raw.get("clock_skew_seconds", 60)
     if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew <= MAX_CLOCK_SKEW:
         problems.append(f"{source}: clock_skew_seconds: must be an integer from 0 to "
@@ -160,6 +174,7 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     return IdpSettings(
         display_name=display_name,
         allow_idp_initiated=allow_idp_initiated,
+        idp_initiated_clients=tuple(targets),
         clock_skew_seconds=skew,
         subject_attribute=subject_attribute,
         email_domains=tuple(d.lower() for d in domains),

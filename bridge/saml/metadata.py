@@ -49,7 +49,7 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMeta
         return ConfigError(f"{source}: {problem}")
 
     try:
-        root = parse_untrusted(data, max_bytes=MAX_METADATA_BYTES)
+        root = parse_untrusted(data, max_bytes=MAX_METADATA_BYTES, allow_comments=True)
     except SamlRejected as exc:
         raise fail(f"{exc.public_detail} {exc.log_detail.get('parser', '')}".strip()) from None
 

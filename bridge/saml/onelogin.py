@@ -105,6 +105,8 @@ class OneLoginParams:
     idp_sso_url: str
     idp_certificates: tuple[str, ...]
     allow_sha1: bool
+    sp_private_key: str = ""
+    sp_certificate: str = ""
 
 
 def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
@@ -117,8 +119,9 @@ def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
             "entityId": params.sp_entity_id,
             "assertionConsumerService": {"url": params.acs_url, "binding": C.BINDING_HTTP_POST},
             "NameIDFormat": C.NAMEID_UNSPECIFIED,
-            "x509cert": "",
-            "privateKey": "",
+            # Used only to decrypt EncryptedAssertions; we never sign with it.
+            "x509cert": params.sp_certificate,
+            "privateKey": params.sp_private_key,
         },
         "idp": {
             "entityId": params.idp_entity_id,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -18,9 +20,11 @@ from lxml import etree
 from bridge.clock import Clock
 from bridge.errors import SamlRejected
 from bridge.saml import ns, onelogin
+from bridge.saml.decrypt import decrypt_assertion
 from bridge.saml.idp import IdentityProvider
 from bridge.saml.ns import q
 from bridge.saml.signature_policy import SignedShape, check_response_shape
+from bridge.saml.sp_keys import DecryptionKey
 from bridge.saml.verify import verify_signature
 from bridge.saml.xml_parser import parse_untrusted
 
@@ -37,10 +41,14 @@ class ServiceProvider:
 
 @dataclass(frozen=True)
 class ReceivedResponse:
-    """A parsed, shape-checked Response that has NOT been verified yet."""
+    """A parsed, shape-checked (and decrypted) Response that has NOT been verified yet."""
 
     raw_b64: str
     shape: SignedShape
+    # For an encrypted assertion in a signed Response: the Response as signed, before decryption
+    # replaced the EncryptedAssertion, and the id of the key that decrypted it.
+    signed_original: SignedShape | None = None
+    decryption_key: DecryptionKey | None = None
 
     @property
     def claimed_in_response_to(self) -> str | None:
@@ -85,9 +93,15 @@ class VerifiedAssertion:
 
 
 def receive(
-    saml_response: str, *, idp: IdentityProvider, max_bytes: int, clock: Clock
+    saml_response: str,
+    *,
+    idp: IdentityProvider,
+    max_bytes: int,
+    clock: Clock,
+    decryption_keys: Sequence[DecryptionKey] = (),
 ) -> ReceivedResponse:
-    """Decode and shape-check a posted ``SAMLResponse`` (HTTP-POST binding: plain base64)."""
+    """Decode, shape-check and (if needed) decrypt a posted ``SAMLResponse`` (HTTP-POST binding:
+    plain base64)."""
     if len(saml_response) > max_bytes * 4 // 3 + 4:
         raise SamlRejected("saml_too_large", "The SAML message is larger than this bridge accepts.",
                            log_detail={"bytes": len(saml_response), "limit": max_bytes})
@@ -96,8 +110,21 @@ def receive(
     except (binascii.Error, ValueError):
         raise SamlRejected("saml_malformed", "SAMLResponse is not valid base64.") from None
     root = parse_untrusted(data, max_bytes=max_bytes)
-    shape = check_response_shape(root, allow_sha1=idp.settings.allows_sha1(clock.now()))
-    return ReceivedResponse(raw_b64=saml_response, shape=shape)
+    allow_sha1 = idp.settings.allows_sha1(clock.now())
+    encrypted = root.find(q(ns.SAML, "EncryptedAssertion"))
+    if encrypted is None:
+        shape = check_response_shape(root, allow_sha1=allow_sha1)
+        return ReceivedResponse(raw_b64=saml_response, shape=shape)
+    outer = check_response_shape(root, allow_sha1=allow_sha1, encrypted=True)
+    signed_original = None
+    if outer.response_signature is not None:
+        # The Response signature covers the ciphertext: verify it on this copy, as received.
+        original = copy.deepcopy(root)
+        signed_original = check_response_shape(original, allow_sha1=allow_sha1, encrypted=True)
+    key = decrypt_assertion(outer.assertion, decryption_keys)
+    shape = check_response_shape(root, allow_sha1=allow_sha1)
+    return ReceivedResponse(raw_b64=saml_response, shape=shape, signed_original=signed_original,
+                            decryption_key=key)
 
 
 def verify(
@@ -118,7 +145,12 @@ def verify(
         # Signed assertion required: a signed Response alone is refused (SAML Profiles §4.1.3.5
         # lets the IdP choose; we insist, because only the assertion carries identity).
         raise SamlRejected("saml_signature_missing", "The assertion is not signed.")
-    if shape.response_signature is not None:
+    if received.signed_original is not None:
+        original = received.signed_original
+        assert original.response_signature is not None
+        verify_signature(original.response_signature, original.response, idp.keys,
+                         uses_sha1=original.uses_sha1)
+    elif shape.response_signature is not None:
         verify_signature(shape.response_signature, response, idp.keys, uses_sha1=shape.uses_sha1)
     verify_signature(shape.assertion_signature, assertion, idp.keys, uses_sha1=shape.uses_sha1)
 
@@ -165,7 +197,7 @@ def verify(
     attributes = _attributes(assertion)
 
     onelogin.strict_validate(
-        idp.onelogin_settings(sp),
+        idp.onelogin_settings(sp, received.decryption_key),
         received.raw_b64,
         acs_url=sp.acs_url,
         request_id=expected_request_id,

@@ -59,7 +59,10 @@ class SignedShape:
     uses_sha1: bool
 
 
-def check_response_shape(root: etree._Element, *, allow_sha1: bool) -> SignedShape:
+def check_response_shape(root: etree._Element, *, allow_sha1: bool,
+                         encrypted: bool = False) -> SignedShape:
+    """Check a Response; with ``encrypted`` its one assertion is an EncryptedAssertion (whose own
+    signature, if any, is inside the ciphertext and checked after decryption)."""
     if root.tag != _RESPONSE:
         raise SamlRejected("saml_malformed", "The message is not a SAML Response.",
                            log_detail={"root": str(root.tag)})
@@ -69,19 +72,18 @@ def check_response_shape(root: etree._Element, *, allow_sha1: bool) -> SignedSha
     _check_unique_ids(root)
 
     assertions = list(root.iter(_ASSERTION))
-    encrypted = list(root.iter(_ENCRYPTED_ASSERTION))
+    encrypted_assertions = list(root.iter(_ENCRYPTED_ASSERTION))
     if encrypted:
-        raise SamlRejected("saml_encrypted_unsupported",
-                           "Encrypted assertions are not enabled for this IdP.")
-    if len(assertions) != 1:
+        assertions, encrypted_assertions = encrypted_assertions, assertions
+    if encrypted_assertions or len(assertions) != 1:
         raise SamlRejected("saml_assertion_count",
                            "The Response must contain exactly one Assertion.",
-                           log_detail={"assertions": len(assertions)})
+                           log_detail={"assertions": len(assertions) + len(encrypted_assertions)})
     assertion = assertions[0]
     if assertion.getparent() is not root:
         raise SamlRejected("saml_signature_structure",
                            "The Assertion must be a direct child of the Response.")
-    if not assertion.get("ID"):
+    if not encrypted and not assertion.get("ID"):
         raise SamlRejected("saml_malformed", "The Assertion has no ID.")
 
     response_signature = assertion_signature = None
@@ -90,7 +92,7 @@ def check_response_shape(root: etree._Element, *, allow_sha1: bool) -> SignedSha
         parent = signature.getparent()
         if parent is root and response_signature is None:
             response_signature = signature
-        elif parent is assertion and assertion_signature is None:
+        elif parent is assertion and assertion_signature is None and not encrypted:
             assertion_signature = signature
         else:
             raise SamlRejected("saml_signature_structure",

@@ -24,8 +24,19 @@ def authn_request_redirect(idp: IdentityProvider, sp: ServiceProvider) -> tuple[
     return request_id, idp.sso_url + separator + urlencode({"SAMLRequest": encoded})
 
 
-def sp_metadata(entity_id: str, acs_urls: Iterable[str]) -> bytes:
-    """SP metadata: entity ID and every ACS URL (HTTP-POST binding)."""
+# Offered to IdPs that encrypt, strongest first (SAML metadata EncryptionMethod, XML Enc 1.1).
+ENCRYPTION_METHODS = (
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+)
+
+
+def sp_metadata(entity_id: str, acs_urls: Iterable[str],
+                encryption_certificates: Iterable[str] = ()) -> bytes:
+    """SP metadata: entity ID, every ACS URL (HTTP-POST binding), encryption certificates."""
     md = etree.Element(q(ns.MD, "EntityDescriptor"), nsmap={"md": ns.MD}, entityID=entity_id)
     descriptor = etree.SubElement(
         md,
@@ -34,6 +45,14 @@ def sp_metadata(entity_id: str, acs_urls: Iterable[str]) -> bytes:
         WantAssertionsSigned="true",
         protocolSupportEnumeration=ns.SAMLP,
     )
+    for pem in encryption_certificates:
+        key = etree.SubElement(descriptor, q(ns.MD, "KeyDescriptor"), use="encryption")
+        info = etree.SubElement(key, q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+        data = etree.SubElement(info, q(ns.DS, "X509Data"))
+        body = "".join(line for line in pem.strip().splitlines() if "CERTIFICATE" not in line)
+        etree.SubElement(data, q(ns.DS, "X509Certificate")).text = body
+        for algorithm in ENCRYPTION_METHODS:
+            etree.SubElement(key, q(ns.MD, "EncryptionMethod"), Algorithm=algorithm)
     for name_format in (ns.NAMEID_PERSISTENT, ns.NAMEID_EMAIL, ns.NAMEID_UNSPECIFIED):
         etree.SubElement(descriptor, q(ns.MD, "NameIDFormat")).text = name_format
     for index, url in enumerate(acs_urls):

@@ -1,10 +1,13 @@
 """The one way the bridge turns untrusted bytes into an XML tree.
 
 No DTD (so no entities, internal or external, and no billion laughs), no network, no XInclude
-processing, a size limit before parsing and a depth limit after. Comments and processing
-instructions are dropped at parse time: canonicalization without comments ignores them when
-digesting, so a value split by a comment (``admin@corp<!---->.evil``) is read exactly as it was
-signed, whole, and never truncated at the comment.
+processing, a size limit before parsing and a depth limit after.
+
+Comments and processing instructions carry no meaning in SAML protocol messages, but exclusive
+canonicalization ignores them when digesting, which is what the comment-injection attack exploits
+(``admin@corp<!---->.evil`` verifies as signed, and a naive reader sees only ``admin@corp``). In
+messages they are therefore refused outright; in metadata documents, where tools do write comments,
+they are dropped at parse time so text reads whole. CDATA sections are merged into the text.
 """
 
 from __future__ import annotations
@@ -15,21 +18,31 @@ from bridge.errors import SamlRejected
 
 MAX_DEPTH = 64
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    load_dtd=False,
-    dtd_validation=False,
-    no_network=True,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    strip_cdata=True,
-    collect_ids=False,
-)
+
+def _parser(*, drop_comments: bool) -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        load_dtd=False,
+        dtd_validation=False,
+        no_network=True,
+        huge_tree=False,
+        remove_comments=drop_comments,
+        remove_pis=drop_comments,
+        strip_cdata=True,
+        collect_ids=False,
+    )
 
 
-def parse_untrusted(data: bytes, *, max_bytes: int) -> etree._Element:
-    """Parse ``data`` or raise ``SamlRejected`` with a stable code."""
+_MESSAGE_PARSER = _parser(drop_comments=False)
+_DOCUMENT_PARSER = _parser(drop_comments=True)
+
+
+def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False) -> etree._Element:
+    """Parse ``data`` or raise ``SamlRejected`` with a stable code.
+
+    ``allow_comments`` drops comments and processing instructions instead of refusing them; use it
+    only for documents such as metadata, never for protocol messages.
+    """
     if len(data) > max_bytes:
         raise SamlRejected(
             "saml_too_large",
@@ -42,7 +55,7 @@ def parse_untrusted(data: bytes, *, max_bytes: int) -> etree._Element:
     if b"<!doctype" in head or b"<!entity" in data.lower():
         raise SamlRejected("saml_forbidden_xml", "DTDs and entity declarations are not allowed.")
     try:
-        root = etree.fromstring(data, parser=_PARSER)
+        root = etree.fromstring(data, parser=_DOCUMENT_PARSER if allow_comments else _MESSAGE_PARSER)
     except etree.XMLSyntaxError as exc:
         raise SamlRejected(
             "saml_malformed", "The SAML message is not well-formed XML.",
@@ -53,19 +66,24 @@ def parse_untrusted(data: bytes, *, max_bytes: int) -> etree._Element:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise SamlRejected("saml_forbidden_xml", "DTDs are not allowed.")
-    _check_shape(root)
+    for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
+        raise _refuse_node(sibling)
+    check_nodes(root)
     return root
 
 
 _XINCLUDE_NS = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
 
 
-def _check_shape(root: etree._Element) -> None:
+def check_nodes(root: etree._Element) -> None:
+    """Refuse comments, PIs, entity references, XInclude and deep nesting under ``root``."""
     depth = 0
-    for event, element in etree.iterwalk(root, events=("start", "end")):
+    for event, element in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
         if event == "end":
             depth -= 1
             continue
+        if event != "start":
+            raise _refuse_node(element)
         depth += 1
         if depth > MAX_DEPTH:
             # libxml2 already stops at 256 levels; SAML needs well under 20.
@@ -73,7 +91,16 @@ def _check_shape(root: etree._Element) -> None:
                                log_detail={"limit": MAX_DEPTH})
         tag = element.tag
         if not isinstance(tag, str):
-            # Unresolved entity references survive as nodes of their own.
-            raise SamlRejected("saml_forbidden_xml", "Entity references are not allowed.")
+            raise _refuse_node(element)
         if tag.startswith("{") and tag[1:].split("}", 1)[0] in _XINCLUDE_NS:
             raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
+
+
+def _refuse_node(node: etree._Element) -> SamlRejected:
+    if isinstance(node, etree._Comment):
+        return SamlRejected("saml_forbidden_xml", "XML comments are not allowed in SAML messages.")
+    if isinstance(node, etree._ProcessingInstruction):
+        return SamlRejected("saml_forbidden_xml",
+                            "Processing instructions are not allowed in SAML messages.")
+    # Unresolved entity references survive as nodes of their own.
+    return SamlRejected("saml_forbidden_xml", "Entity references are not allowed.")

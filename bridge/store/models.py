@@ -40,6 +40,20 @@ class SigningKey(Base):
     unpublish_at: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
+class SamlKey(Base):
+    """The SP's own SAML keys: the encryption key IdPs encrypt assertions to. Several may be in
+    force during a rollover; all of them decrypt, the newest is advertised first."""
+
+    __tablename__ = "saml_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    use: Mapped[str] = mapped_column(String(16))
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)
+    retired_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
 class AuthnRequestRecord(Base):
     """An outstanding SAML AuthnRequest, bound to the OAuth request and browser that started it."""
 
@@ -53,7 +67,7 @@ class AuthnRequestRecord(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     scope: Mapped[str] = mapped_column(Text)
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
-    browser_hash: Mapped[str] = mapped_column(String(64))
+    browser_hash: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     consumed_at: Mapped[float | None] = mapped_column(Double, nullable=True)

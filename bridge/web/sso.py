@@ -23,6 +23,7 @@ def acs(slug: str) -> BaseResponse:
         slug,
         request.form.get("SAMLResponse"),
         request.cookies.get(login_cookie_name(the_bridge.settings)),
+        relay_state=request.form.get("RelayState"),
         error_id=error_id(),
     )
     response = redirect(location, code=302)
@@ -34,5 +35,6 @@ def acs(slug: str) -> BaseResponse:
 def metadata() -> BaseResponse:
     the_bridge = bridge()
     acs_urls = [the_bridge.settings.acs_url(slug) for slug in sorted(the_bridge.idps)]
-    body = sp_metadata(the_bridge.settings.sp_entity_id, acs_urls)
+    body = sp_metadata(the_bridge.settings.sp_entity_id, acs_urls,
+                       the_bridge.sp_keys.certificates())
     return Response(body, mimetype="application/samlmetadata+xml")
