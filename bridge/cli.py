@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="apply migrations up to the newest schema")
     db.add_parser("current", help="show the schema revision of the database")
+    db.add_parser("purge", help="delete expired requests, replay-cache rows, codes and families")
 
     idp = commands.add_parser("idp", help="identity providers").add_subparsers(dest="idp",
                                                                                 required=True)
@@ -70,6 +71,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.db == "upgrade":
             database.upgrade()
             print(f"database at revision {database.current_revision()}")
+        elif args.db == "purge":
+            import time
+
+            from bridge.store.maintenance import purge_expired
+
+            database.require_migrated()
+            for table, count in purge_expired(database, now=time.time()).items():
+                print(f"{table}: {count} expired row(s) deleted")
         else:
             print(database.current_revision() or "none")
         return 0

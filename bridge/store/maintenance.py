@@ -1,0 +1,62 @@
+"""Purging rows whose purpose has passed, in bounded batches so no statement holds locks long.
+
+Replay-cache rows live until their assertion could no longer be valid; outstanding requests and
+codes until they expire; refresh families (with their tokens) until their absolute end.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from bridge.store.db import Database
+from bridge.store.models import (
+    AuthnRequestRecord,
+    AuthorizationCode,
+    ConsumedAssertion,
+    RefreshFamily,
+    RefreshToken,
+)
+
+# Codes are kept a little past expiry so that a late replay is still recognized as one (and
+# revokes what the code produced) rather than looking unknown.
+CODE_GRACE_SECONDS = 3600
+
+
+def purge_expired(db: Database, *, now: float, batch_size: int = 1000,
+                  max_batches: int = 100) -> dict[str, int]:
+    """Delete expired rows, at most ``batch_size`` per statement; return counts per table."""
+    targets = [
+        ("authn_requests", AuthnRequestRecord, AuthnRequestRecord.id,
+         AuthnRequestRecord.expires_at < now),
+        ("consumed_assertions", ConsumedAssertion, None, ConsumedAssertion.expires_at < now),
+        ("authorization_codes", AuthorizationCode, AuthorizationCode.code_hash,
+         AuthorizationCode.expires_at < now - CODE_GRACE_SECONDS),
+        ("refresh_families", RefreshFamily, RefreshFamily.id, RefreshFamily.expires_at < now),
+    ]
+    counts: dict[str, int] = {}
+    for name, model, key, condition in targets:
+        total = 0
+        for _ in range(max_batches):
+            with db.transaction() as session:
+                if model is ConsumedAssertion:
+                    rows = session.execute(
+                        select(ConsumedAssertion.idp_entity_id, ConsumedAssertion.assertion_id)
+                        .where(condition).limit(batch_size)).all()
+                    for entity_id, assertion_id in rows:
+                        session.execute(delete(ConsumedAssertion).where(
+                            ConsumedAssertion.idp_entity_id == entity_id,
+                            ConsumedAssertion.assertion_id == assertion_id))
+                    deleted = len(rows)
+                else:
+                    assert key is not None
+                    ids = list(session.scalars(select(key).where(condition).limit(batch_size)))
+                    if model is RefreshFamily and ids:
+                        session.execute(delete(RefreshToken).where(RefreshToken.family_id.in_(ids)))
+                    if ids:
+                        session.execute(delete(model).where(key.in_(ids)))
+                    deleted = len(ids)
+            total += deleted
+            if deleted < batch_size:
+                break
+        counts[name] = total
+    return counts
