@@ -19,6 +19,7 @@ from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.federation import Bridge
+from bridge.saml.sp import sp_metadata
 from bridge.store.db import Database
 from bridge.store.models import Base
 from bridge.tokens.keys import generate_kek
@@ -123,22 +124,36 @@ def app_holder() -> dict[str, Flask]:
     return {}
 
 
+BRIDGE_URL = "https://bridge.example.com"
+TEST_IDP_SLUGS = ("dev", "other", "portal")
+
+
+def test_sp_metadata() -> bytes:
+    """What the test IdPs know about us: our entity ID and the ACS of every test IdP slug. (Built
+    once: the pysaml2 servers live for the whole session, as an IdP's configuration would.)"""
+    return sp_metadata(f"{BRIDGE_URL}/saml/metadata",
+                       [f"{BRIDGE_URL}/saml/{slug}/acs" for slug in TEST_IDP_SLUGS])
+
+
+test_sp_metadata.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def session_dev_idp(idp_key_dir: Path) -> DevIdp:
+    return DevIdp(base_url="https://idp.example.org", state_dir=idp_key_dir,
+                  sp_metadata=test_sp_metadata)
+
+
 @pytest.fixture
-def dev_idp(idp_key_dir: Path, idp_dir: Path, app_holder: dict[str, Flask]) -> DevIdp:
-    """The pysaml2 IdP, registered with the bridge as ``dev``; it reads the bridge's SP metadata
-    from the app the first time it needs it."""
-
-    def sp_metadata() -> bytes:
-        return app_holder["app"].test_client().get("/saml/metadata").data
-
-    idp = DevIdp(base_url="https://idp.example.org", state_dir=idp_key_dir, sp_metadata=sp_metadata)
-    idp.write_metadata(idp_dir)
-    return idp
+def dev_idp(session_dev_idp: DevIdp, idp_dir: Path) -> DevIdp:
+    """The pysaml2 IdP, registered with this test's bridge as ``dev``."""
+    session_dev_idp.write_metadata(idp_dir)
+    return session_dev_idp
 
 
 def make_settings(database: Database, idp_dir: Path, tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "base_url": "https://bridge.example.com",
+        "base_url": BRIDGE_URL,
         "database_url": database.url,
         "idp_metadata_dir": str(idp_dir),
         "instance_dir": str(tmp_path / "instance"),

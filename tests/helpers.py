@@ -59,6 +59,7 @@ class Browser:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
             "scope": "openid email",
+            "idp": "dev",
         }
         params.update(overrides)
         response = self.client.get("/authorize", query_string=params)

@@ -98,6 +98,7 @@ class DevIdp:
     sp_metadata: Callable[[], bytes]
     users: dict[str, User] = field(default_factory=lambda: dict(USERS))
     _server: Server | None = field(default=None, init=False, repr=False)
+    _metadata: bytes | None = field(default=None, init=False, repr=False)
 
     @property
     def entity_id(self) -> str:
@@ -145,8 +146,11 @@ class DevIdp:
         return idp_config
 
     def metadata_xml(self) -> bytes:
-        document = create_metadata_string(None, config=self._config(None), valid=None, sign=False)
-        return document.rstrip() + b"\n"
+        if self._metadata is None:
+            document = create_metadata_string(None, config=self._config(None), valid=None,
+                                              sign=False)
+            self._metadata = document.rstrip() + b"\n"
+        return self._metadata
 
     def write_metadata(self, directory: Path, slug: str = "dev") -> Path:
         directory.mkdir(parents=True, exist_ok=True)
