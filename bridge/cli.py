@@ -43,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
+    claims = commands.add_parser("claims", help="claims and attribute mapping").add_subparsers(
+        dest="claims", required=True)
+    preview = claims.add_parser(
+        "preview", help="show the claims a SAML response (or attributes as JSON) would produce")
+    preview.add_argument("--idp", required=True, help="IdP slug")
+    preview.add_argument("--response", required=True,
+                         help="file: a SAML Response or Assertion (XML or base64), or JSON "
+                              '{"attributes": {name: [values]}, "name_id": "..."}')
+    preview.add_argument("--mapping", help="TOML file with a proposed [mapping] table")
+
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -92,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
             kid = bridge.keys.rotate(immediately=args.now)
             print(f"published key {kid}")
         return _keys_list(bridge)
+    if args.command == "claims":
+        return _claims_preview(args, settings)
     if args.command == "check":
         from bridge.federation import Bridge
 
@@ -100,6 +112,57 @@ def _run(args: argparse.Namespace) -> int:
               f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}")
         return 0
     raise AssertionError(args.command)
+
+
+def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import tomllib
+
+    from bridge.claims.mapping import parse_mapping
+    from bridge.claims.presets import MAPPING_PRESETS
+    from bridge.claims.preview import preview
+    from bridge.errors import BridgeError
+    from bridge.identity import Identity
+    from bridge.saml.idp import load_idp_directory
+    from bridge.saml.response import read_unverified
+    from bridge.saml.subject import derive_subject
+
+    idps = load_idp_directory(settings.idp_metadata_dir, now=dt.datetime.now(dt.UTC))
+    idp = idps.get(args.idp)
+    if idp is None:
+        raise ConfigError(f"--idp: no IdP {args.idp!r} (known: {', '.join(sorted(idps)) or 'none'})")
+    with open(args.response, "rb") as handle:
+        data = handle.read()
+    try:
+        document = json.loads(data)
+        attributes = {k: tuple(v if isinstance(v, list) else [v])
+                      for k, v in document.get("attributes", {}).items()}
+        name_id = document.get("name_id")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        import base64
+        import binascii
+
+        try:
+            if not data.lstrip().startswith(b"<"):
+                data = base64.b64decode(b"".join(data.split()), validate=True)
+            name_id, attributes = read_unverified(data, max_bytes=settings.max_saml_response_bytes)
+        except (BridgeError, binascii.Error, ValueError) as error:
+            print(f"bridge: {args.response}: not a SAML response or attributes JSON ({error})",
+                  file=sys.stderr)
+            return 2
+    subject_source = (attributes.get(idp.settings.subject_attribute or "", ("",))[0]
+                      if idp.settings.subject_attribute else name_id)
+    identity = Identity(subject=derive_subject(idp.metadata.entity_id, subject_source or ""),
+                        idp_slug=idp.slug, idp_entity_id=idp.metadata.entity_id,
+                        attributes=dict(attributes), auth_time=0, name_id=name_id)
+    proposed = None
+    if args.mapping:
+        with open(args.mapping, "rb") as handle:
+            raw = tomllib.load(handle)
+        proposed = parse_mapping(raw.get("mapping", raw), source=args.mapping,
+                                 presets=MAPPING_PRESETS)
+    print(json.dumps(preview(identity, idp.settings.mapping, proposed), indent=2))
+    return 0
 
 
 def _idp_list(settings: Settings) -> int:

@@ -8,6 +8,7 @@ its key and the fix.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from bridge.errors import ConfigError
 
 ENVIRONMENTS = ("development", "production")
-CLAIMS_VERSIONS = (1,)
+CLAIMS_VERSIONS = (1, 2)
 TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -57,6 +58,11 @@ class Settings:
     authn_request_ttl_seconds: int = 600
     token_signing_alg: str = "ES256"
     max_saml_response_bytes: int = 512 * 1024
+    # Group budget of a version-2 access token: beyond it, groups move to /userinfo.
+    groups_max_count: int = 50
+    groups_max_bytes: int = 1024
+    # Claims versions being retired: version -> last day tokens of that version are issued.
+    claims_sunset: dict[int, dt.date] = field(default_factory=dict)
     # Key-encryption key for signing keys at rest (a Fernet key). Secret: env or *_FILE only.
     key_encryption_key: str | None = field(default=None, repr=False)
     clients: tuple[ClientConfig, ...] = ()
@@ -81,6 +87,8 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
     "authorization_code_ttl_seconds": (5, 60),
     "authn_request_ttl_seconds": (60, 3600),
     "max_saml_response_bytes": (4 * 1024, 10 * 1024 * 1024),
+    "groups_max_count": (0, 200),
+    "groups_max_bytes": (0, 8192),
 }
 _STR_KEYS = (
     "env",
@@ -92,7 +100,7 @@ _STR_KEYS = (
     "token_signing_alg",
 )
 _SECRET_KEYS = ("key_encryption_key",)
-_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | {"clients"}
+_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | {"clients", "claims_sunset"}
 
 
 def load_settings(
@@ -122,7 +130,7 @@ def load_settings(
                             f"set BRIDGE_{key.upper()} or BRIDGE_{key.upper()}_FILE")
             raw.pop(key)
 
-    for key in (*_STR_KEYS, *_INT_LIMITS, "clients"):
+    for key in (*_STR_KEYS, *_INT_LIMITS, "clients", "claims_sunset"):
         value = env.get(f"BRIDGE_{key.upper()}")
         if value is not None:
             raw[key] = value
@@ -169,6 +177,7 @@ def load_settings(
         problems.append("database_url: must start with sqlite:/// or postgresql+psycopg://")
 
     clients = _parse_clients(raw.get("clients", []), env, problems)
+    sunset = _parse_sunset(raw.get("claims_sunset", {}), problems)
 
     if settings.env == "production" and not settings.key_encryption_key:
         problems.append(
@@ -186,8 +195,33 @@ def load_settings(
             "database_url": database_url,
             "sp_entity_id": settings.sp_entity_id or f"{base_url}/saml/metadata",
             "clients": tuple(clients),
+            "claims_sunset": sunset,
         }
     )
+
+
+def _parse_sunset(raw: Any, problems: list[str]) -> dict[int, dt.date]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    if not isinstance(raw, dict):
+        problems.append('claims_sunset: must be a table such as { "1" = 2027-06-30 }')
+        return {}
+    sunset: dict[int, dt.date] = {}
+    for version, day in raw.items():
+        if isinstance(day, str):
+            try:
+                day = dt.date.fromisoformat(day)
+            except ValueError:
+                day = None
+        if _as_int(version) not in CLAIMS_VERSIONS or not isinstance(day, dt.date):
+            problems.append(f"claims_sunset.{version}: a claims version "
+                            f"({', '.join(map(str, CLAIMS_VERSIONS))}) = a date")
+            continue
+        sunset[int(version)] = day
+    return sunset
 
 
 def _read_secret(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:

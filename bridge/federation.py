@@ -18,7 +18,13 @@ from sqlalchemy import select, update
 
 from bridge import audit
 from bridge.authorization import AuthorizationRequest, check_code_verifier
-from bridge.claims import build_claims
+from bridge.claims import (
+    GroupBudget,
+    build_claims,
+    id_token_claims,
+    token_claims,
+    userinfo_claims,
+)
 from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
@@ -36,7 +42,8 @@ from bridge.store.models import (
     RefreshFamily,
 )
 from bridge.tokens import refresh as refresh_tokens
-from bridge.tokens.access import issue_access_token
+from bridge.tokens import signing
+from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, issue_id_token
 from bridge.tokens.keys import ActiveKey, KeyRing, load_kek
 from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
 
@@ -63,6 +70,9 @@ class TokenSet:
     refresh_token: str | None
     scope: str
     client: ClientConfig
+    id_token: str | None = None
+    # Set while the client's claims version is being retired: the last day it is promised.
+    claims_sunset: dt.date | None = None
 
     def body(self, *, include_refresh: bool) -> dict[str, object]:
         body: dict[str, object] = {
@@ -72,8 +82,13 @@ class TokenSet:
         }
         if include_refresh and self.refresh_token:
             body["refresh_token"] = self.refresh_token
+        if self.id_token:
+            body["id_token"] = self.id_token
         if self.scope:
             body["scope"] = self.scope
+        if self.claims_sunset is not None:
+            body["claims_version_deprecated"] = True
+            body["claims_version_sunset"] = self.claims_sunset.isoformat()
         return body
 
 
@@ -205,7 +220,7 @@ class Bridge:
         verified = saml_response.verify(received, idp=idp, sp=self.service_provider(slug),
                                         expected_request_id=record.id, clock=self.clock)
         identity = to_identity(verified, idp)
-        claims = build_claims(client.claims_version, identity)
+        claims = build_claims(client.claims_version, identity, idp.settings.mapping)
         self._warn_if_sha1(idp, verified)
         code = new_secret()
         try:
@@ -349,7 +364,6 @@ class Bridge:
             raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was.",
                              code="pkce_mismatch")
 
-        claims = json.loads(row.claims_json)
         key = self.keys.signing_key()  # read before the write transaction below
         family_end = now + self.settings.refresh_token_ttl_seconds
         if row.session_not_on_or_after is not None:
@@ -372,12 +386,12 @@ class Bridge:
             session.execute(update(AuthorizationCode)
                             .where(AuthorizationCode.code_hash == row.code_hash)
                             .values(family_id=rotation.family.id))
-            access_token = self._access_token(client, claims, row.auth_time, row.scope, key)
+            tokens = self._mint(client, row.claims_json, row.auth_time, row.scope, key,
+                                rotation.refresh_token, nonce=row.nonce)
             audit.record(session, at=now, event="token", outcome="success",
                          idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
                          detail={"grant": "authorization_code"})
-        return TokenSet(access_token, self.settings.access_token_ttl_seconds,
-                        rotation.refresh_token, row.scope, client)
+        return tokens
 
     def refresh(self, client: ClientConfig, token: str, scope: str | None) -> TokenSet:
         try:
@@ -408,10 +422,8 @@ class Bridge:
                 if any(s not in granted for s in requested):
                     raise TokenError("invalid_scope", "The requested scope exceeds the grant.")
                 granted = requested
-            access_token = self._access_token(client, json.loads(family.claims_json),
-                                              family.auth_time, " ".join(granted), key)
-        return TokenSet(access_token, self.settings.access_token_ttl_seconds,
-                        rotation.refresh_token, " ".join(granted), client)
+            return self._mint(client, family.claims_json, family.auth_time, " ".join(granted),
+                              key, rotation.refresh_token)
 
     def revoke(self, client: ClientConfig, token: str) -> None:
         """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error."""
@@ -428,19 +440,56 @@ class Bridge:
                              client_id=client.client_id, subject=family.subject,
                              idp_slug=family.idp_slug)
 
-    def _access_token(self, client: ClientConfig, claims: dict[str, object], auth_time: int,
-                      scope: str, key: ActiveKey) -> str:
-        return issue_access_token(
-            claims,
+    def _mint(self, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
+              key: ActiveKey, refresh_token: str, *, nonce: str | None = None) -> TokenSet:
+        """The access token (cut to scope and budget), and an ID token when openid was granted."""
+        full = json.loads(claims_json)
+        ttl = self.settings.access_token_ttl_seconds
+        budget = GroupBudget(self.settings.groups_max_count, self.settings.groups_max_bytes)
+        access_token = issue_access_token(
+            token_claims(full, scope, budget),
             issuer=self.settings.base_url,
             audience=client.audience,
             client_id=client.client_id,
             auth_time=auth_time,
             scope=scope,
-            ttl=self.settings.access_token_ttl_seconds,
+            ttl=ttl,
             key=key,
             clock=self.clock,
         )
+        id_token = None
+        if "openid" in scope.split():
+            id_token = issue_id_token(
+                id_token_claims(full, scope), issuer=self.settings.base_url,
+                client_id=client.client_id, auth_time=auth_time, nonce=nonce,
+                access_token=access_token, ttl=ttl, key=key, clock=self.clock)
+        return TokenSet(access_token, ttl, refresh_token, scope, client, id_token,
+                        self.settings.claims_sunset.get(int(full["ver"])))
+
+    # --- /userinfo -----------------------------------------------------------------------------
+
+    def userinfo(self, access_token: str) -> dict[str, object]:
+        """OIDC Core §5.3: the claims of a live login, for one of its access tokens."""
+        unverified = signing.peek_client_id(access_token)
+        client = self.settings.client(unverified or "")
+        if client is None:
+            raise TokenError("invalid_token", "The access token is not valid.", code="token_invalid")
+        claims = signing.verify(access_token, self.keys, issuer=self.settings.base_url,
+                                audience=client.audience, typ=ACCESS_TOKEN_TYPE)
+        if claims.get("client_id") != client.client_id:
+            raise TokenError("invalid_token", "The access token is not valid.", code="token_invalid")
+        with self.db.transaction() as session:
+            family = session.scalars(
+                select(RefreshFamily)
+                .where(RefreshFamily.subject == claims["sub"],
+                       RefreshFamily.client_id == client.client_id,
+                       RefreshFamily.revoked_at.is_(None),
+                       RefreshFamily.expires_at > self.clock.now())
+                .order_by(RefreshFamily.created_at.desc()).limit(1)).first()
+        if family is None:
+            raise TokenError("invalid_token", "The login behind this token has ended.",
+                             code="token_invalid")
+        return userinfo_claims(json.loads(family.claims_json), str(claims.get("scope", "")))
 
     # --- audit of refusals ---------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ class Identity:
     idp_entity_id: str
     attributes: dict[str, tuple[str, ...]]
     auth_time: int
+    # The NameID as sent (a mapping may read it, e.g. Google's e-mail); never the subject itself.
+    name_id: str | None = None
     session_index: str | None = None
     session_not_on_or_after: float | None = None
     authn_context_class: str | None = None

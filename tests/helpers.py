@@ -39,6 +39,7 @@ class Login:
     verifier: str
     state: str
     pending: PendingRequest
+    redirect_uri: str = DEMO_REDIRECT
 
 
 class Browser:
@@ -65,6 +66,7 @@ class Browser:
         response = self.client.get("/authorize", query_string=params)
         response.verifier = verifier  # type: ignore[attr-defined]
         response.state = params["state"]  # type: ignore[attr-defined]
+        response.redirect_uri = params["redirect_uri"]  # type: ignore[attr-defined]
         return response
 
     def start(self, **overrides: str) -> Login:
@@ -73,7 +75,8 @@ class Browser:
         location = urlsplit(response.headers["Location"])
         saml_request = parse_qs(location.query)["SAMLRequest"][0]
         pending = self.idp.parse_request(saml_request, None)
-        return Login(response.verifier, response.state, pending)  # type: ignore[attr-defined]
+        return Login(response.verifier, response.state, pending,  # type: ignore[attr-defined]
+                     response.redirect_uri)  # type: ignore[attr-defined]
 
     def signed_response(self, login: Login, user: str = "alice", **kwargs: Any) -> str:
         return self.idp.response_for(login.pending, USERS[user], **kwargs)
@@ -87,7 +90,7 @@ class Browser:
     def code_from(self, response: TestResponse, login: Login) -> str:
         assert response.status_code == 302, response.get_data(as_text=True)
         location = urlsplit(response.headers["Location"])
-        assert f"{location.scheme}://{location.netloc}{location.path}" == DEMO_REDIRECT
+        assert f"{location.scheme}://{location.netloc}{location.path}" == login.redirect_uri
         query = parse_qs(location.query)
         assert query["state"] == [login.state]
         return query["code"][0]

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-VERSIONS = (1,)
+VERSIONS = (1, 2)
 
 
 @functools.cache
@@ -32,4 +32,7 @@ def _validator(version: int) -> jsonschema.protocols.Validator:
 
 def validate_payload(payload: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``payload`` fits its declared version."""
-    _validator(int(payload["ver"])).validate(payload)
+    version = payload.get("ver")
+    if version not in VERSIONS:
+        raise jsonschema.ValidationError(f"unknown claims version {version!r}")
+    _validator(int(version)).validate(payload)

@@ -1,7 +1,7 @@
 """Claims version 1: ``sub``, ``email``, ``name``, ``groups``, ``idp``, ``ver``.
 
 Values are type-checked here so that an IdP can never put something into a token that its schema
-does not allow; a value that does not fit is refused with the attribute's name, never truncated.
+does not allow; a value that does not fit is refused with the claim's name, never truncated.
 """
 
 from __future__ import annotations
@@ -9,69 +9,51 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bridge.claims import attributes as names
+from bridge.claims.mapping import MappedClaims
 from bridge.errors import SamlRejected
 from bridge.identity import Identity
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_GROUPS = 200
+MAX_TEXT = 256
 
 
-def _first(
-    attributes: dict[str, tuple[str, ...]], candidates: tuple[str, ...]
-) -> tuple[str, tuple[str, ...]] | None:
-    for name in candidates:
-        values = attributes.get(name)
-        if values:
-            return name, values
-    return None
-
-
-def _invalid(identity: Identity, attribute: str, why: str) -> SamlRejected:
+def invalid(identity: Identity, claim: str, why: str, version: int) -> SamlRejected:
     return SamlRejected(
         "claims_attribute_invalid",
-        f"The IdP attribute {attribute!r} does not fit claims version 1: {why}.",
-        log_detail={"idp": identity.idp_slug, "attribute": attribute, "why": why},
+        f"The IdP's value for '{claim}' does not fit claims version {version}: {why}.",
+        log_detail={"idp": identity.idp_slug, "claim": claim, "why": why},
     )
 
 
-def build(identity: Identity) -> dict[str, Any]:
-    """The version-1 claims of ``identity`` (without the registered JWT claims)."""
-    attributes = identity.attributes
+def checked_email(mapped: MappedClaims, identity: Identity, version: int) -> str | None:
+    if mapped.email is not None and (len(mapped.email) > 254 or not EMAIL.match(mapped.email)):
+        raise invalid(identity, "email", "not an e-mail address", version)
+    return mapped.email
+
+
+def checked_text(value: str | None, claim: str, identity: Identity, version: int) -> str | None:
+    if value is not None and len(value) > MAX_TEXT:
+        raise invalid(identity, claim, f"longer than {MAX_TEXT} characters", version)
+    return value
+
+
+def build(mapped: MappedClaims, identity: Identity) -> dict[str, Any]:
+    """The version-1 claims (without the registered JWT claims)."""
     claims: dict[str, Any] = {"sub": identity.subject, "idp": identity.idp_slug, "ver": 1}
-
-    found = _first(attributes, names.EMAIL)
-    if found:
-        attribute, values = found
-        email = values[0]
-        if len(email) > 254 or not _EMAIL.match(email):
-            raise _invalid(identity, attribute, "not an e-mail address")
+    email = checked_email(mapped, identity, 1)
+    if email is not None:
         claims["email"] = email
-
-    found = _first(attributes, names.DISPLAY_NAME)
-    if found:
-        claims["name"] = found[1][0]
-    else:
-        given = _first(attributes, names.GIVEN_NAME)
-        family = _first(attributes, names.FAMILY_NAME)
-        parts = [p[1][0] for p in (given, family) if p]
-        if parts:
-            claims["name"] = " ".join(parts)
-    if "name" in claims and len(claims["name"]) > 256:
-        raise _invalid(identity, "name", "longer than 256 characters")
-
-    groups: list[str] = []
-    found = _first(attributes, names.GROUPS)
-    if found:
-        attribute, values = found
-        seen: set[str] = set()
-        for group in values:
-            if len(group) > 256:
-                raise _invalid(identity, attribute, "a group name is longer than 256 characters")
-            if group not in seen:
-                seen.add(group)
-                groups.append(group)
-        if len(groups) > MAX_GROUPS:
-            raise _invalid(identity, attribute, f"more than {MAX_GROUPS} groups")
-    claims["groups"] = groups
+    name = mapped.name
+    if name is None:
+        parts = [p for p in (mapped.given_name, mapped.family_name) if p]
+        name = " ".join(parts) if parts else None
+    name = checked_text(name, "name", identity, 1)
+    if name is not None:
+        claims["name"] = name
+    for group in mapped.groups:
+        checked_text(group, "groups", identity, 1)
+    if len(mapped.groups) > MAX_GROUPS:
+        raise invalid(identity, "groups", f"more than {MAX_GROUPS} groups", 1)
+    claims["groups"] = list(mapped.groups)
     return claims

@@ -16,6 +16,9 @@ from typing import Any
 
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from bridge.claims.mapping import ClaimMapping, parse_mapping
+from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
+from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError
 from bridge.saml import onelogin
 from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
@@ -39,6 +42,8 @@ class IdpSettings:
     email_domains: tuple[str, ...] = ()
     # Time-boxed exception for legacy IdPs that still sign with SHA-1: refused after this date.
     insecure_allow_sha1_until: dt.date | None = None
+    # How this IdP's attributes become claims (bridge.claims.mapping), preset included.
+    mapping: ClaimMapping = DEFAULT_MAPPING
 
     def allows_sha1(self, now: float) -> bool:
         until = self.insecure_allow_sha1_until
@@ -138,7 +143,7 @@ def load_idp_settings(toml_file: Path) -> IdpSettings:
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     problems: list[str] = []
     known = {"display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
-             "subject_attribute", "email_domains", "insecure_allow_sha1_until"}
+             "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping"}
     for key in sorted(set(raw) - known):
         problems.append(f"{source}: {key}: unknown IdP setting")
     display_name = raw.get("display_name", "")
@@ -169,9 +174,18 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     sha1_until = raw.get("insecure_allow_sha1_until")
     if sha1_until is not None and not isinstance(sha1_until, dt.date):
         problems.append(f"{source}: insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
+    mapping = DEFAULT_MAPPING
+    try:
+        mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
+    except ConfigError as error:
+        problems.extend(error.problems)
+    if subject_attribute is None and mapping.preset is not None:
+        # A vendor preset knows the vendor's stable identifier (Entra ID: the object ID).
+        subject_attribute = PRESETS[mapping.preset].subject_attribute
     if problems:
         raise ConfigError(problems)
     return IdpSettings(
+        mapping=mapping,
         display_name=display_name,
         allow_idp_initiated=allow_idp_initiated,
         idp_initiated_clients=tuple(targets),

@@ -375,3 +375,14 @@ def _time(value: str | None, what: str) -> float:
         # SAML Core §1.3.3: times are UTC; a missing zone means UTC.
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
+
+
+def read_unverified(data: bytes, *, max_bytes: int) -> tuple[str | None, dict[str, tuple[str, ...]]]:
+    """NameID and attributes of a Response or Assertion, WITHOUT verifying anything: only for
+    previews an admin asks for, never for logins."""
+    root = parse_untrusted(data, max_bytes=max_bytes)
+    assertion = root if root.tag == q(ns.SAML, "Assertion") else root.find(q(ns.SAML, "Assertion"))
+    if assertion is None:
+        raise SamlRejected("saml_assertion_count", "No (unencrypted) Assertion found.")
+    name_id = assertion.find(f"{q(ns.SAML, 'Subject')}/{q(ns.SAML, 'NameID')}")
+    return (_text(name_id) if name_id is not None else None), _attributes(assertion)

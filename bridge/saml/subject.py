@@ -47,6 +47,7 @@ def to_identity(verified: VerifiedAssertion, idp: IdentityProvider) -> Identity:
         idp_entity_id=verified.idp_entity_id,
         attributes=dict(verified.attributes),
         auth_time=int(verified.authn_instant),
+        name_id=verified.name_id,
         session_index=verified.session_index,
         session_not_on_or_after=verified.session_not_on_or_after,
         authn_context_class=verified.authn_context_class,

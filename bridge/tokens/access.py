@@ -1,17 +1,15 @@
-"""Access tokens: JWTs per RFC 9068 (``typ: at+jwt``), asymmetric, with ``kid``.
-
-This is the only place in the bridge that calls ``jwt.encode``.
-"""
+"""Access tokens (RFC 9068, ``typ: at+jwt``) and OpenID Connect ID tokens."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 from typing import Any
 
-import jwt
-
 from bridge.clock import Clock
 from bridge.tokens.keys import ActiveKey
+from bridge.tokens.signing import sign
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 
@@ -42,5 +40,41 @@ def issue_access_token(
     }
     if scope:
         payload["scope"] = scope
-    return jwt.encode(payload, key.private_key, algorithm=key.alg,
-                      headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE})
+    return sign(payload, key, typ=ACCESS_TOKEN_TYPE)
+
+
+def at_hash(access_token: str, alg: str) -> str:
+    """OIDC Core §3.1.3.6: left half of the hash of the access token, base64url."""
+    digest = hashlib.sha512 if alg == "EdDSA" else {
+        "ES256": hashlib.sha256, "RS256": hashlib.sha256}[alg]
+    value = digest(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(value[: len(value) // 2]).rstrip(b"=").decode("ascii")
+
+
+def issue_id_token(
+    claims: dict[str, Any],
+    *,
+    issuer: str,
+    client_id: str,
+    auth_time: int,
+    nonce: str | None,
+    access_token: str | None,
+    ttl: int,
+    key: ActiveKey,
+    clock: Clock,
+) -> str:
+    """An OpenID Connect ID token: for the client itself (``aud`` = client_id), not for APIs."""
+    now = int(clock.now())
+    payload: dict[str, Any] = {
+        **claims,
+        "iss": issuer,
+        "aud": client_id,
+        "exp": now + ttl,
+        "iat": now,
+        "auth_time": auth_time,
+    }
+    if nonce is not None:
+        payload["nonce"] = nonce
+    if access_token is not None:
+        payload["at_hash"] = at_hash(access_token, key.alg)
+    return sign(payload, key, typ="JWT")

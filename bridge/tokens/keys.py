@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt import PyJWK
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
@@ -101,6 +102,7 @@ class KeyRing:
         self._cached_at = -1e18
         self._rows: list[SigningKey] = []
         self._private: dict[str, ActiveKey] = {}
+        self._public: dict[str, tuple[str, Any]] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -141,12 +143,26 @@ class KeyRing:
             self._private[row.kid] = cached
         return cached
 
+    def public_key(self, kid: str) -> tuple[str, Any] | None:
+        """(algorithm, public key) of a published key, or None."""
+        for row in self._published():
+            if row.kid == kid:
+                cached = self._public.get(kid)
+                if cached is None:
+                    jwk = json.loads(row.public_jwk)
+                    cached = self._public[kid] = (row.alg, PyJWK.from_dict(jwk).key)
+                return cached
+        return None
+
+    def _published(self) -> list[SigningKey]:
+        now = self.clock.now()
+        return [k for k in self._keys()
+                if k.published_at <= now and (k.unpublish_at is None or k.unpublish_at > now)]
+
     def jwks(self) -> dict[str, Any]:
         """Every published key: the active one, the next one, and retired ones still verifying."""
-        now = self.clock.now()
-        keys = [json.loads(k.public_jwk) for k in sorted(self._keys(), key=lambda k: k.active_at)
-                if k.published_at <= now and (k.unpublish_at is None or k.unpublish_at > now)]
-        return {"keys": keys}
+        published = sorted(self._published(), key=lambda k: k.active_at)
+        return {"keys": [json.loads(k.public_jwk) for k in published]}
 
     # --- writing -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from bridge.web.discovery import discovery
 from bridge.web.health import health
 from bridge.web.oauth import oauth
 from bridge.web.sso import sso
+from bridge.web.userinfo import userinfo
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     )
     app.extensions["bridge"] = bridge
     errors.install(app)
-    for blueprint in (oauth, sso, discovery, health):
+    for blueprint in (oauth, sso, discovery, health, userinfo):
         app.register_blueprint(blueprint)
 
     @app.after_request

@@ -43,7 +43,7 @@ def status_of(error: BridgeError) -> int:
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, TokenError):
-        return 401 if error.oauth_error == "invalid_client" else 400
+        return 401 if error.oauth_error in ("invalid_client", "invalid_token") else 400
     if isinstance(error, SamlRejected):
         return _SAML_STATUS.get(error.code, 400)
     return 400
@@ -62,7 +62,10 @@ def render_error(error: BridgeError) -> Response:
                 eid, error.log_detail)
     if isinstance(error, TokenError):
         response = jsonify({"error": error.oauth_error, "error_description": error.public_detail})
-        if status == 401:
+        if error.oauth_error == "invalid_token":
+            # RFC 6750 §3: the challenge names the error.
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        elif status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="token"'
     elif wants_json():
         response = jsonify({

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import format_datetime
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request
@@ -94,6 +96,10 @@ def _token_response(tokens: TokenSet) -> BaseResponse:
     if in_cookie and tokens.refresh_token:
         set_refresh_cookie(response, bridge().settings, tokens.refresh_token,
                            max_age=bridge().settings.refresh_token_ttl_seconds)
+    if tokens.claims_sunset is not None:
+        # RFC 8594: the claims version this client receives is being retired.
+        end = dt.datetime.combine(tokens.claims_sunset, dt.time(23, 59, 59), dt.UTC)
+        response.headers["Sunset"] = format_datetime(end, usegmt=True)
     # RFC 6749 §5.1: token responses must not be cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -1,0 +1,391 @@
+"""Attribute mapping as data: per IdP, which SAML attributes become which claim values.
+
+A mapping is parsed (and validated, every problem with its location) from the ``[mapping]`` table
+of an IdP's settings, on top of an optional vendor preset. Applying it to an ``Identity`` gives the
+version-neutral ``MappedClaims``; each claims version then takes what its schema allows.
+
+    [mapping]
+    preset = "entra"                        # adfs | entra | okta | google | shibboleth | keycloak
+    email_verified = true                   # the IdP vouches for e-mail addresses
+    group_names = { "6f1c0e6a-..." = "engineering" }    # Entra ID group object IDs -> names
+
+    [mapping.claims.email]                  # email, name, given_name, family_name, groups, tenant
+    from = ["mail", "email"]                # first attribute present wins
+    transforms = ["trim", "lower"]          # trim, lower, {split=","}, {regex_extract="..."},
+                                            # {value_map={a="b"}}, {join=" "}
+    default = "..."                         # when no source is present
+    required = true                         # refuse the login when it is missing
+
+    [mapping.groups]
+    allow = [{ prefix = "app-" }]           # only these groups reach tokens (default: all)
+    deny = [{ exact = "disabled-users" }]   # members of these may not log in at all
+
+    [[mapping.roles]]                        # group -> role rules: exact, prefix or regex
+    prefix = "app-admin"
+    role = "admin"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bridge.errors import ConfigError, SamlRejected
+from bridge.identity import Identity
+
+CLAIMS = ("email", "name", "given_name", "family_name", "groups", "tenant")
+NAMEID_SOURCE = "$nameid"  # the assertion's NameID value as a source (Google sends e-mail there)
+# Attributes whose presence means "the IdP left groups out because there were too many"
+# (Entra ID sends groups.link instead of groups for users in more than 150 groups).
+GROUPS_OVERAGE_MARKERS = ("http://schemas.microsoft.com/claims/groups.link",)
+MULTI_VALUED = frozenset({"groups"})
+TRANSFORMS = ("trim", "lower", "split", "regex_extract", "value_map", "join")
+_MAX_REGEX = 256
+
+
+@dataclass(frozen=True)
+class Transform:
+    kind: str
+    argument: Any = None
+
+    def apply(self, values: list[str]) -> list[str]:
+        if self.kind == "trim":
+            return [v.strip() for v in values]
+        if self.kind == "lower":
+            return [v.lower() for v in values]
+        if self.kind == "split":
+            return [part for v in values for part in v.split(self.argument) if part]
+        if self.kind == "regex_extract":
+            out = []
+            for value in values:
+                found = self.argument.search(value)
+                if found:
+                    out.append(found.group(1) if found.groups() else found.group(0))
+            return out
+        if self.kind == "value_map":
+            return [self.argument.get(v, v) for v in values]
+        if self.kind == "join":
+            return [self.argument.join(values)] if values else []
+        raise AssertionError(self.kind)
+
+
+@dataclass(frozen=True)
+class ClaimRule:
+    sources: tuple[str, ...] = ()
+    transforms: tuple[Transform, ...] = ()
+    default: tuple[str, ...] = ()
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    kind: str  # exact | prefix | regex
+    value: str
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, text: str) -> bool:
+        if self.kind == "exact":
+            return text == self.value
+        if self.kind == "prefix":
+            return text.startswith(self.value)
+        assert self.pattern is not None
+        return self.pattern.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    match: Match
+    role: str
+
+
+@dataclass(frozen=True)
+class ClaimMapping:
+    claims: dict[str, ClaimRule] = field(default_factory=dict)
+    email_verified: bool = False
+    group_names: dict[str, str] = field(default_factory=dict)
+    group_allow: tuple[Match, ...] = ()
+    group_deny: tuple[Match, ...] = ()
+    roles: tuple[RoleRule, ...] = ()
+    preset: str | None = None
+
+
+@dataclass(frozen=True)
+class MappedClaims:
+    """What an IdP said about a user, in claim terms, before any version shapes it."""
+
+    email: str | None = None
+    email_verified: bool = False
+    name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    tenant: str | None = None
+    # The IdP said it left groups out (too many): groups and roles are incomplete.
+    groups_incomplete: bool = False
+
+
+# --- applying --------------------------------------------------------------------------------------
+
+def apply_mapping(mapping: ClaimMapping, identity: Identity) -> MappedClaims:
+    attributes = identity.attributes
+    values: dict[str, list[str]] = {}
+    for claim in CLAIMS:
+        rule = mapping.claims.get(claim, ClaimRule())
+        found: list[str] = []
+        for source in rule.sources:
+            if source == NAMEID_SOURCE and identity.name_id:
+                found = [identity.name_id]
+                break
+            if attributes.get(source):
+                found = list(attributes[source])
+                break
+        for transform in rule.transforms:
+            found = transform.apply(found)
+        found = [v for v in found if v]
+        if not found:
+            found = list(rule.default)
+        if rule.required and not found:
+            raise SamlRejected(
+                "claims_required_missing",
+                f"The IdP did not send the attribute this login requires for '{claim}'.",
+                log_detail={"claim": claim, "idp": identity.idp_slug,
+                            "expected_one_of": list(rule.sources),
+                            "arrived": sorted(attributes)},
+            )
+        values[claim] = found
+
+    groups = [mapping.group_names.get(g, g) for g in values["groups"]]
+    groups = list(dict.fromkeys(groups))  # de-duplicated, IdP order kept
+    denied = [g for g in groups if any(m.matches(g) for m in mapping.group_deny)]
+    if denied:
+        raise SamlRejected("claims_login_denied",
+                           "Your account is not allowed to sign in to this application.",
+                           log_detail={"idp": identity.idp_slug, "denied_groups": denied[:10]})
+    roles = list(dict.fromkeys(rule.role for rule in mapping.roles
+                               if any(rule.match.matches(g) for g in groups)))
+    if mapping.group_allow:
+        groups = [g for g in groups if any(m.matches(g) for m in mapping.group_allow)]
+
+    def single(claim: str) -> str | None:
+        return values[claim][0] if values[claim] else None
+
+    return MappedClaims(
+        email=single("email"),
+        email_verified=mapping.email_verified and bool(values["email"]),
+        name=single("name"),
+        given_name=single("given_name"),
+        family_name=single("family_name"),
+        groups=tuple(groups),
+        roles=tuple(roles),
+        tenant=single("tenant"),
+        groups_incomplete=any(marker in attributes for marker in GROUPS_OVERAGE_MARKERS),
+    )
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+def parse_mapping(raw: Any, *, source: str, presets: MappingType[str, ClaimMapping]) -> ClaimMapping:
+    """Parse a ``[mapping]`` table on top of its preset; raise ``ConfigError`` listing problems."""
+    problems: list[str] = []
+    where = f"{source}: mapping"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    known = {"preset", "email_verified", "group_names", "claims", "groups", "roles"}
+    for key in sorted(set(raw) - known):
+        problems.append(f"{where}.{key}: unknown mapping setting")
+
+    preset_name = raw.get("preset")
+    base = presets["default"]
+    if preset_name is not None:
+        if preset_name not in presets or preset_name == "default":
+            choices = ", ".join(sorted(p for p in presets if p != "default"))
+            problems.append(f"{where}.preset: unknown preset {preset_name!r} (one of {choices})")
+        else:
+            base = presets[preset_name]
+
+    claims = dict(base.claims)
+    raw_claims = raw.get("claims", {})
+    if not isinstance(raw_claims, dict):
+        problems.append(f"{where}.claims: must be a table of claim names")
+        raw_claims = {}
+    for claim, rule in raw_claims.items():
+        if claim not in CLAIMS:
+            problems.append(f"{where}.claims.{claim}: not a mappable claim (one of "
+                            f"{', '.join(CLAIMS)})")
+            continue
+        parsed = _parse_rule(rule, f"{where}.claims.{claim}", problems)
+        if parsed is not None:
+            claims[claim] = parsed
+
+    email_verified = raw.get("email_verified", base.email_verified)
+    if not isinstance(email_verified, bool):
+        problems.append(f"{where}.email_verified: must be true or false")
+        email_verified = False
+
+    group_names = raw.get("group_names", {})
+    if not isinstance(group_names, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in group_names.items()):
+        problems.append(f"{where}.group_names: must be a table of group ID = \"name\"")
+        group_names = {}
+
+    groups = raw.get("groups", {})
+    if not isinstance(groups, dict):
+        problems.append(f"{where}.groups: must be a table with allow and deny")
+        groups = {}
+    for key in sorted(set(groups) - {"allow", "deny"}):
+        problems.append(f"{where}.groups.{key}: unknown setting (allow, deny)")
+    allow = _parse_matches(groups.get("allow", []), f"{where}.groups.allow", problems)
+    deny = _parse_matches(groups.get("deny", []), f"{where}.groups.deny", problems)
+
+    roles: list[RoleRule] = list(base.roles)
+    raw_roles = raw.get("roles")
+    if raw_roles is not None:
+        roles = []
+        if not isinstance(raw_roles, list):
+            problems.append(f"{where}.roles: must be a list of [[mapping.roles]] tables")
+            raw_roles = []
+        for index, entry in enumerate(raw_roles):
+            at = f"{where}.roles[{index}]"
+            if not isinstance(entry, dict):
+                problems.append(f"{at}: must be a table")
+                continue
+            role = entry.get("role")
+            if not isinstance(role, str) or not role:
+                problems.append(f"{at}.role: required, the role name")
+            rest = {k: v for k, v in entry.items() if k != "role"}
+            match = _parse_match(rest, at, problems)
+            if match is not None and isinstance(role, str) and role:
+                roles.append(RoleRule(match, role))
+
+    if problems:
+        raise ConfigError(problems)
+    return ClaimMapping(
+        claims=claims,
+        email_verified=email_verified,
+        group_names={**base.group_names, **group_names},
+        group_allow=allow or base.group_allow,
+        group_deny=deny or base.group_deny,
+        roles=tuple(roles),
+        preset=preset_name if isinstance(preset_name, str) else None,
+    )
+
+
+def _parse_rule(raw: Any, where: str, problems: list[str]) -> ClaimRule | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a table (from, transforms, default, required)")
+        return None
+    for key in sorted(set(raw) - {"from", "transforms", "default", "required"}):
+        problems.append(f"{where}.{key}: unknown setting (from, transforms, default, required)")
+    sources = raw.get("from", [])
+    if isinstance(sources, str):
+        sources = [sources]
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        problems.append(f"{where}.from: must be a list of attribute names")
+        sources = []
+    transforms = []
+    raw_transforms = raw.get("transforms", [])
+    if not isinstance(raw_transforms, list):
+        problems.append(f"{where}.transforms: must be a list")
+        raw_transforms = []
+    for index, entry in enumerate(raw_transforms):
+        parsed = _parse_transform(entry, f"{where}.transforms[{index}]", problems)
+        if parsed is not None:
+            transforms.append(parsed)
+    default = raw.get("default", [])
+    if isinstance(default, str):
+        default = [default]
+    if not isinstance(default, list) or not all(isinstance(d, str) for d in default):
+        problems.append(f"{where}.default: must be a string or a list of strings")
+        default = []
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        problems.append(f"{where}.required: must be true or false")
+        required = False
+    return ClaimRule(tuple(sources), tuple(transforms), tuple(default), required)
+
+
+def _parse_transform(raw: Any, where: str, problems: list[str]) -> Transform | None:
+    if isinstance(raw, str):
+        if raw in ("trim", "lower"):
+            return Transform(raw)
+        problems.append(f"{where}: unknown transform {raw!r} (one of {', '.join(TRANSFORMS)})")
+        return None
+    if not isinstance(raw, dict) or len(raw) != 1:
+        problems.append(f"{where}: a transform is a name or a one-key table like {{split = \",\"}}")
+        return None
+    ((kind, argument),) = raw.items()
+    if kind in ("split", "join"):
+        if not isinstance(argument, str):
+            problems.append(f"{where}.{kind}: must be a string separator")
+            return None
+        if kind == "split" and not argument:
+            problems.append(f"{where}.split: the separator may not be empty")
+            return None
+        return Transform(kind, argument)
+    if kind == "regex_extract":
+        pattern = _compile(argument, f"{where}.regex_extract", problems)
+        return Transform(kind, pattern) if pattern is not None else None
+    if kind == "value_map":
+        if not isinstance(argument, dict) or not all(isinstance(v, str) for v in argument.values()):
+            problems.append(f"{where}.value_map: must be a table of \"from\" = \"to\"")
+            return None
+        return Transform(kind, dict(argument))
+    if kind in ("trim", "lower"):
+        return Transform(kind)
+    problems.append(f"{where}: unknown transform {kind!r} (one of {', '.join(TRANSFORMS)})")
+    return None
+
+
+def _parse_matches(raw: Any, where: str, problems: list[str]) -> tuple[Match, ...]:
+    if not isinstance(raw, list):
+        problems.append(f"{where}: must be a list of {{exact|prefix|regex = \"...\"}}")
+        return ()
+    out = []
+    for index, entry in enumerate(raw):
+        match = _parse_match(entry, f"{where}[{index}]", problems)
+        if match is not None:
+            out.append(match)
+    return tuple(out)
+
+
+def _parse_match(raw: Any, where: str, problems: list[str]) -> Match | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a table with exact, prefix or regex")
+        return None
+    kinds = [k for k in ("exact", "prefix", "regex") if k in raw]
+    unknown = sorted(set(raw) - {"exact", "prefix", "regex"})
+    if unknown:
+        problems.append(f"{where}.{unknown[0]}: unknown setting (exact, prefix, regex)")
+        return None
+    if len(kinds) != 1:
+        problems.append(f"{where}: give exactly one of exact, prefix, regex")
+        return None
+    kind = kinds[0]
+    value = raw[kind]
+    if not isinstance(value, str) or not value:
+        problems.append(f"{where}.{kind}: must be a non-empty string")
+        return None
+    if kind == "regex":
+        pattern = _compile(value, f"{where}.regex", problems)
+        return Match(kind, value, pattern) if pattern is not None else None
+    return Match(kind, value)
+
+
+def _compile(value: Any, where: str, problems: list[str]) -> re.Pattern[str] | None:
+    if not isinstance(value, str) or not value or len(value) > _MAX_REGEX:
+        problems.append(f"{where}: must be a regular expression of 1 to {_MAX_REGEX} characters")
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        problems.append(f"{where}: not a valid regular expression ({exc})")
+        return None
+
+
+def with_claims(mapping: ClaimMapping, **claims: ClaimRule) -> ClaimMapping:
+    return replace(mapping, claims={**mapping.claims, **claims})
