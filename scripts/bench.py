@@ -572,6 +572,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     print(f"access token (login path): {len(access_token.encode())} bytes "
           f"(header {len(access_token.split('.')[0])}, payload {len(access_token.split('.')[1])}, "
           f"signature {len(access_token.split('.')[2])} base64url chars)")
+    print_token_sizes()
     print(f"SAML response posted: {len(sample.saml_response)} bytes base64, "
           f"{len(base64.b64decode(sample.saml_response))} bytes XML; signed: Response and "
           f"Assertion")
@@ -592,6 +593,48 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
         profile(rig, min(args.logins, 100))
 
     print(f"total run time: {time.perf_counter() - started:.1f} s")
+
+
+def print_token_sizes() -> None:
+    """Access tokens of a reference user (name, e-mail, 20 groups mapped to 5 roles), ES256."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from bridge.claims import GroupBudget, build_claims, token_claims
+    from bridge.claims.mapping import ClaimMapping, Match, RoleRule
+    from bridge.claims.presets import DEFAULT
+    from bridge.clock import FixedClock
+    from bridge.identity import Identity
+    from bridge.tokens.access import issue_access_token
+    from bridge.tokens.keys import ActiveKey
+
+    soap = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims"
+    user = Identity(
+        subject="abcdefghijklmnopqrstuvwxyz234567", idp_slug="corp",
+        idp_entity_id="https://idp.example.com",
+        attributes={f"{soap}/emailaddress": ("alice.andersen@example.com",),
+                    "http://schemas.microsoft.com/identity/claims/displayname": ("Alice Andersen",),
+                    f"{soap}/givenname": ("Alice",), f"{soap}/surname": ("Andersen",),
+                    "http://schemas.xmlsoap.org/claims/Group":
+                        tuple(f"app-group-{i:02d}" for i in range(20))},
+        auth_time=1_800_000_000,
+        authn_context_class="urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    mapping = ClaimMapping(claims=DEFAULT.claims, roles=tuple(
+        RoleRule(Match("exact", f"app-group-{i:02d}"), f"role-{i // 4}")
+        for i in range(20)))
+    key = ActiveKey("kid-2026-01", "ES256", ec.generate_private_key(ec.SECP256R1()))
+
+    def size(version: int, scope: str) -> int:
+        claims = token_claims(build_claims(version, user, mapping), scope, GroupBudget())
+        token = issue_access_token(claims, issuer="https://sso.example.com",
+                                   audience="https://api.example.com", client_id="web-app",
+                                   auth_time=1_800_000_000, scope=scope, ttl=600, key=key,
+                                   clock=FixedClock(1_800_000_100))
+        return len(token)
+
+    print("reference access tokens (name, e-mail, 20 groups -> 5 roles; ES256): "
+          f"v2 scope 'openid profile email' {size(2, 'openid profile email')} bytes "
+          f"(target <= 1024), v2 with 'groups' {size(2, 'openid profile email groups')} bytes, "
+          f"v2 no personal scopes {size(2, '')} bytes, v1 {size(1, 'openid profile email')} bytes")
 
 
 def profile(rig: Rig, n: int) -> None:
