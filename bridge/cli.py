@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rotate.add_argument("--now", action="store_true",
                         help="sign with the new key at once (verifiers with a cached JWKS "
                              "may reject new tokens until they refresh it)")
+    rotate.add_argument("--if-older-than", metavar="AGE",
+                        help="only if the newest key is older than AGE (e.g. 30d, 12h): for a "
+                             "daily scheduled job")
     keys.add_parser("list", help="list signing keys and their windows")
     keys.add_parser("new-kek", help="print a new key-encryption key")
 
@@ -59,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ConfigError(f"--if-older-than: {text!r} is not a duration like 30d or 12h") from None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -99,8 +110,9 @@ def _run(args: argparse.Namespace) -> int:
 
         bridge = Bridge.from_settings(settings, SystemClock())
         if args.keys == "rotate":
-            kid = bridge.keys.rotate(immediately=args.now)
-            print(f"published key {kid}")
+            older = _duration(args.if_older_than) if args.if_older_than else None
+            for kid in bridge.keys.rotate(immediately=args.now, older_than=older):
+                print(f"published key {kid}")
         return _keys_list(bridge)
     if args.command == "claims":
         return _claims_preview(args, settings)

@@ -42,6 +42,18 @@ class ClientConfig:
     # Where the client starts its own SP-initiated login (OIDC "initiate_login_uri"). IdP-initiated
     # SAML logins are sent here instead of becoming tokens directly.
     login_start_uri: str | None = None
+    # Refresh policy (RFC 9700 §4.14): absolute lifetime of a login's family (never extended by
+    # rotation), idle timeout (0: none), and the interval in which a retried refresh gets the same
+    # successor instead of revoking the family (several tabs, a lost response; 0: none).
+    refresh_token_ttl_seconds: int = 8 * 3600
+    refresh_idle_timeout_seconds: int = 0
+    refresh_reuse_interval_seconds: int = 5
+    token_signing_alg: str = "ES256"
+    # Browser origins allowed to call the token endpoints with credentials (CORS); by default the
+    # origins of the redirect URIs.
+    allowed_origins: tuple[str, ...] = ()
+    # RFC 8693 token exchange: audiences this client may exchange tokens for (empty: none).
+    token_exchange_audiences: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,7 +188,7 @@ def load_settings(
     if not database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
         problems.append("database_url: must start with sqlite:/// or postgresql+psycopg://")
 
-    clients = _parse_clients(raw.get("clients", []), env, problems)
+    clients = _parse_clients(raw.get("clients", []), env, problems, settings)
     sunset = _parse_sunset(raw.get("claims_sunset", {}), problems)
 
     if settings.env == "production" and not settings.key_encryption_key:
@@ -247,7 +259,7 @@ def _as_int(value: Any) -> int | None:
 
 
 def _parse_clients(
-    raw_clients: Any, env: Mapping[str, str], problems: list[str]
+    raw_clients: Any, env: Mapping[str, str], problems: list[str], defaults: Settings
 ) -> list[ClientConfig]:
     if isinstance(raw_clients, str):
         try:
@@ -265,7 +277,7 @@ def _parse_clients(
         if not isinstance(entry, dict):
             problems.append(f"{where}: must be a table")
             continue
-        client = _parse_client(where, entry, env, problems)
+        client = _parse_client(where, entry, env, problems, defaults)
         if client is None:
             continue
         if client.client_id in seen:
@@ -276,10 +288,13 @@ def _parse_clients(
 
 
 def _parse_client(
-    where: str, entry: dict[str, Any], env: Mapping[str, str], problems: list[str]
+    where: str, entry: dict[str, Any], env: Mapping[str, str], problems: list[str],
+    defaults: Settings,
 ) -> ClientConfig | None:
     known = {"client_id", "redirect_uris", "audience", "claims_version", "public",
-             "refresh_token_delivery", "scopes", "login_start_uri"}
+             "refresh_token_delivery", "scopes", "login_start_uri", "refresh_token_ttl_seconds",
+             "refresh_idle_timeout_seconds", "refresh_reuse_interval_seconds",
+             "token_signing_alg", "allowed_origins", "token_exchange_audiences"}
     before = len(problems)
     for key in sorted(set(entry) - known):
         problems.append(f"{where}.{key}: unknown client setting")
@@ -317,6 +332,35 @@ def _parse_client(
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         problems.append(f"{where}.scopes: must be a list of strings")
         scopes = []
+    policy: dict[str, int] = {}
+    for key, default, (low, high) in (
+        ("refresh_token_ttl_seconds", defaults.refresh_token_ttl_seconds, (300, 90 * 24 * 3600)),
+        ("refresh_idle_timeout_seconds", 0, (0, 90 * 24 * 3600)),
+        ("refresh_reuse_interval_seconds", 5, (0, 60)),
+    ):
+        number = _as_int(entry.get(key, default))
+        if number is None or not low <= number <= high:
+            problems.append(f"{where}.{key}: must be an integer from {low} to {high}")
+        else:
+            policy[key] = number
+    alg = entry.get("token_signing_alg", defaults.token_signing_alg)
+    if alg not in TOKEN_ALGORITHMS:
+        problems.append(f"{where}.token_signing_alg: must be one of {', '.join(TOKEN_ALGORITHMS)}")
+    origins = entry.get("allowed_origins")
+    if origins is None:
+        origins = sorted({_origin(u) for u in uris if _origin(u)})
+    elif not isinstance(origins, list) or not all(
+            isinstance(o, str) and _origin(o) == o for o in origins):
+        problems.append(f"{where}.allowed_origins: a list of origins like \"https://app.example.com\" "
+                        "(scheme, host and port; no path, never \"*\")")
+        origins = []
+    exchange = entry.get("token_exchange_audiences", [])
+    if not isinstance(exchange, list) or not all(isinstance(a, str) and a for a in exchange):
+        problems.append(f"{where}.token_exchange_audiences: must be a list of audiences")
+        exchange = []
+    if exchange and public is not False:
+        problems.append(f"{where}.token_exchange_audiences: only confidential clients may "
+                        "exchange tokens")
     secret_var = "BRIDGE_CLIENT_" + re.sub(r"[^A-Z0-9]", "_", client_id.upper()) + "_SECRET"
     secret = _read_secret(env, secret_var, problems)
     if public is False and not secret:
@@ -334,7 +378,18 @@ def _parse_client(
         client_secret=secret,
         scopes=tuple(scopes),
         login_start_uri=login_start_uri,
+        token_signing_alg=str(alg),
+        allowed_origins=tuple(origins),
+        token_exchange_audiences=tuple(exchange),
+        **policy,
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _check_client_url(where: str, uri: str, problems: list[str]) -> None:

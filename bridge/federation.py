@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from cryptography.fernet import Fernet
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 
@@ -44,7 +45,8 @@ from bridge.store.models import (
 from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, issue_id_token
-from bridge.tokens.keys import ActiveKey, KeyRing, load_kek
+from bridge.tokens.keys import ActiveKey, KeyRing, derive_secret, load_kek
+from bridge.tokens.refresh import RefreshPolicy
 from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
 
 log = logging.getLogger("bridge.federation")
@@ -99,9 +101,14 @@ class Bridge:
         self.db = db
         self.clock = clock
         self.idps = idps
-        kek = load_kek(settings.key_encryption_key, instance_dir=settings.instance_dir,
-                       production=settings.is_production)
-        self.keys = KeyRing(db, kek, clock, alg=settings.token_signing_alg,
+        kek_text = load_kek(settings.key_encryption_key, instance_dir=settings.instance_dir,
+                            production=settings.is_production)
+        kek = Fernet(kek_text.encode("ascii"))
+        # Successors of refresh tokens are derived, not stored: a retried refresh within the
+        # reuse interval recomputes the same successor (tokens/refresh.py).
+        self.successor_key = derive_secret(kek_text, "refresh-successor")
+        algorithms = {settings.token_signing_alg, *(c.token_signing_alg for c in settings.clients)}
+        self.keys = KeyRing(db, kek, clock, algorithms=algorithms,
                             access_token_ttl=settings.access_token_ttl_seconds)
         self.sp_keys = SpKeys(db, kek, clock, entity_id=settings.sp_entity_id)
         _check_idp_initiated_targets(settings, idps)
@@ -113,7 +120,7 @@ class Bridge:
         db = Database(settings.database_url)
         db.require_migrated()
         bridge = cls(settings, db, clock, idps)
-        bridge.keys.ensure_key()
+        bridge.keys.ensure_keys()
         bridge.sp_keys.ensure_key()
         return bridge
 
@@ -252,6 +259,7 @@ class Bridge:
                     auth_time=identity.auth_time,
                     session_index=identity.session_index,
                     session_not_on_or_after=identity.session_not_on_or_after,
+                    name_id=identity.name_id,
                     created_at=now,
                     expires_at=now + self.settings.authorization_code_ttl_seconds,
                 ))
@@ -364,8 +372,8 @@ class Bridge:
             raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was.",
                              code="pkce_mismatch")
 
-        key = self.keys.signing_key()  # read before the write transaction below
-        family_end = now + self.settings.refresh_token_ttl_seconds
+        key = self.keys.signing_key(client.token_signing_alg)  # read before the write transaction
+        family_end = now + client.refresh_token_ttl_seconds
         if row.session_not_on_or_after is not None:
             family_end = min(family_end, row.session_not_on_or_after)
         with self.db.transaction() as session:
@@ -381,7 +389,8 @@ class Bridge:
             rotation = refresh_tokens.start_family(
                 session, now=now, client_id=client.client_id, subject=row.subject,
                 idp_slug=row.idp_slug, claims_json=row.claims_json, scope=row.scope,
-                auth_time=row.auth_time, session_index=row.session_index, expires_at=family_end,
+                auth_time=row.auth_time, session_index=row.session_index, name_id=row.name_id,
+                expires_at=family_end,
             )
             session.execute(update(AuthorizationCode)
                             .where(AuthorizationCode.code_hash == row.code_hash)
@@ -410,10 +419,13 @@ class Bridge:
         if not token:
             raise TokenError("invalid_request", "refresh_token is required.")
         now = self.clock.now()
-        key = self.keys.signing_key()  # read before the write transaction below
+        key = self.keys.signing_key(client.token_signing_alg)  # read before the write transaction
         with self.db.transaction() as session:
-            rotation = refresh_tokens.rotate(session, token=token, client_id=client.client_id,
-                                             now=now)
+            rotation = refresh_tokens.rotate(
+                session, token=token, client_id=client.client_id, now=now,
+                policy=RefreshPolicy(client.refresh_idle_timeout_seconds,
+                                     client.refresh_reuse_interval_seconds),
+                successor_key=self.successor_key)
             family = rotation.family
             granted = family.scope.split()
             if scope is not None:

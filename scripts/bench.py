@@ -517,7 +517,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
         state["token"] = rotated
 
     f_refresh = time_loop(refresh_once, seconds=args.seconds)
-    signing = rig.bridge.keys.signing_key()
+    signing = rig.bridge.keys.signing_key("ES256")
     if signing.alg != "ES256" or not isinstance(signing.private_key, ec.EllipticCurvePrivateKey):
         raise SystemExit(f"expected an ES256 signing key, the bridge signs with {signing.alg}")
     payload = jwt.decode(access_token, options={"verify_signature": False})

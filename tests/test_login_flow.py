@@ -204,6 +204,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(browser: Browser) -> None:
     assert rotated["refresh_token"] != first["refresh_token"]
     claims = _decode(rotated["access_token"], browser)
     validate_payload(claims)
+    third = browser.refresh(rotated["refresh_token"]).get_json()  # the client moves on
 
     # The first token again: reuse. The family dies, so the legitimate successor dies with it.
     reused = browser.refresh(first["refresh_token"])
@@ -211,7 +212,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(browser: Browser) -> None:
     assert reused.get_json()["error"] == "invalid_grant"
     assert "access_token" not in reused.get_json()
     assert browser.last_audit().code == "refresh_token_reused"
-    successor = browser.refresh(rotated["refresh_token"])
+    successor = browser.refresh(third["refresh_token"])
     assert successor.status_code == 400
     assert successor.get_json()["error"] == "invalid_grant"
     with browser.bridge.db.transaction() as session:

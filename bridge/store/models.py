@@ -98,6 +98,7 @@ class AuthorizationCode(Base):
     auth_time: Mapped[int] = mapped_column(Integer)
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
     session_not_on_or_after: Mapped[float | None] = mapped_column(Double, nullable=True)
+    name_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
@@ -118,9 +119,13 @@ class RefreshFamily(Base):
     scope: Mapped[str] = mapped_column(Text)
     auth_time: Mapped[int] = mapped_column(Integer)
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The SAML NameID, kept for Single Logout (a LogoutRequest names the session by it).
+    name_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
     # Absolute end: never extended by rotation; capped by the SAML SessionNotOnOrAfter.
     expires_at: Mapped[float] = mapped_column(Double, index=True)
+    # For the idle timeout: the last rotation.
+    last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -152,3 +157,4 @@ class AuditEvent(Base):
 
 
 Index("ix_audit_events_event_at", AuditEvent.event, AuditEvent.at)
+Index("ix_refresh_families_session_index", RefreshFamily.idp_slug, RefreshFamily.session_index)

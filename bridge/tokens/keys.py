@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import secrets
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +43,15 @@ def generate_kek() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-def load_kek(configured: str | None, *, instance_dir: str, production: bool) -> Fernet:
+def load_kek(configured: str | None, *, instance_dir: str, production: bool) -> str:
     """The key-encryption key: configured, or (development only) a generated file in instance/."""
     if configured:
         try:
-            return Fernet(configured.encode("ascii"))
+            Fernet(configured.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
             raise ConfigError("key_encryption_key: not a valid key; create one with "
                               "`bridge keys new-kek`") from None
+        return configured
     if production:
         raise ConfigError("key_encryption_key: required in production; create one with "
                           "`bridge keys new-kek`")
@@ -58,7 +61,14 @@ def load_kek(configured: str | None, *, instance_dir: str, production: bool) -> 
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(generate_kek())
-    return Fernet(path.read_text().strip().encode("ascii"))
+    return path.read_text().strip()
+
+
+def derive_secret(kek: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from the key-encryption key (HMAC-SHA256 as a PRF), so the
+    operator manages one secret and no purpose can stand in for another."""
+    return hmac.new(base64.urlsafe_b64decode(kek), b"bridge/" + purpose.encode(),
+                    hashlib.sha256).digest()
 
 
 def _new_private_key(alg: str) -> PrivateKey:
@@ -90,12 +100,13 @@ class ActiveKey:
 
 
 class KeyRing:
-    def __init__(self, db: Database, kek: Fernet, clock: Clock, *, alg: str,
+    def __init__(self, db: Database, kek: Fernet, clock: Clock, *, algorithms: Iterable[str],
                  access_token_ttl: int, publish_lead_seconds: int = 600) -> None:
         self.db = db
         self.kek = kek
         self.clock = clock
-        self.alg = alg
+        # Every algorithm some client signs with; each has its own key series.
+        self.algorithms = tuple(sorted(set(algorithms)))
         self.access_token_ttl = access_token_ttl
         self.publish_lead_seconds = publish_lead_seconds
         self._lock = threading.Lock()
@@ -119,17 +130,20 @@ class KeyRing:
         with self._lock:
             self._cached_at = -1e18
 
-    def signing_key(self) -> ActiveKey:
-        """The newest key that is active now."""
+    def signing_key(self, alg: str = "ES256") -> ActiveKey:
+        """The newest key of ``alg`` that is active now."""
         now = self.clock.now()
-        candidates = [k for k in self._keys() if k.active_at <= now
-                      and (k.retired_at is None or k.retired_at > now)]
+
+        def active() -> list[SigningKey]:
+            return [k for k in self._keys() if k.alg == alg and k.active_at <= now
+                    and (k.retired_at is None or k.retired_at > now)]
+
+        candidates = active()
         if not candidates:
             self.invalidate()
-            candidates = [k for k in self._keys() if k.active_at <= now
-                          and (k.retired_at is None or k.retired_at > now)]
+            candidates = active()
         if not candidates:
-            raise ConfigError("no active signing key; run `bridge keys rotate`")
+            raise ConfigError(f"no active {alg} signing key; run `bridge keys rotate`")
         row = max(candidates, key=lambda k: (k.active_at, k.created_at))
         cached = self._private.get(row.kid)
         if cached is None:
@@ -166,31 +180,44 @@ class KeyRing:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def ensure_key(self) -> None:
-        """On first start, create a key that is active at once (no token exists yet)."""
+    def ensure_keys(self) -> None:
+        """For an algorithm with no key yet (first start, or a client's new algorithm), create a
+        key that is active at once: no token of that algorithm exists yet."""
         with self.db.transaction() as session:
-            if session.scalars(select(SigningKey.kid).limit(1)).first() is None:
-                now = self.clock.now()
-                session.add(self._new_row(now, active_at=now))
+            present = set(session.scalars(select(SigningKey.alg).distinct()))
+            now = self.clock.now()
+            for alg in self.algorithms:
+                if alg not in present:
+                    session.add(self._new_row(alg, now, active_at=now))
         self.invalidate()
 
-    def rotate(self, *, immediately: bool = False) -> str:
-        """Publish a new key now; it signs after the publication lead, then the old key retires."""
+    def rotate(self, *, immediately: bool = False, older_than: float | None = None) -> list[str]:
+        """Publish a new key per algorithm now; it signs after the publication lead, and then the
+        key it replaces retires (still published until its last token has expired). With
+        ``older_than`` (seconds) only algorithms whose newest key is that old rotate."""
         now = self.clock.now()
         active_at = now if immediately else now + self.publish_lead_seconds
+        created = []
         with self.db.transaction() as session:
-            row = self._new_row(now, active_at=active_at)
-            for old in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-                old.retired_at = active_at
-                # Published until the last token it could have signed has expired.
-                old.unpublish_at = active_at + self.access_token_ttl + 60
-            session.add(row)
-            kid = row.kid
+            rows = list(session.scalars(select(SigningKey)))
+            for alg in self.algorithms:
+                series = [k for k in rows if k.alg == alg]
+                newest = max((k.created_at for k in series), default=None)
+                if older_than is not None and newest is not None and now - newest < older_than:
+                    continue
+                row = self._new_row(alg, now, active_at=active_at)
+                for old in series:
+                    if old.retired_at is None or old.retired_at > active_at:
+                        old.retired_at = active_at
+                        # Published until the last token it could have signed has expired.
+                        old.unpublish_at = active_at + self.access_token_ttl + 60
+                session.add(row)
+                created.append(row.kid)
         self.invalidate()
-        return kid
+        return created
 
-    def _new_row(self, now: float, *, active_at: float) -> SigningKey:
-        private_key = _new_private_key(self.alg)
+    def _new_row(self, alg: str, now: float, *, active_at: float) -> SigningKey:
+        private_key = _new_private_key(alg)
         pem = private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -204,9 +231,9 @@ class KeyRing:
                + secrets.token_hex(2))
         return SigningKey(
             kid=kid,
-            alg=self.alg,
+            alg=alg,
             private_key_encrypted=self.kek.encrypt(pem),
-            public_jwk=json.dumps(_public_jwk(private_key, self.alg, kid)),
+            public_jwk=json.dumps(_public_jwk(private_key, alg, kid)),
             created_at=now,
             published_at=now,
             active_at=active_at,

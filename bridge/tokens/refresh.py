@@ -1,12 +1,21 @@
 """Refresh token families (RFC 9700 §4.14.2: rotation with reuse detection).
 
-One family per login. Every use marks the presented token used and mints its successor in the same
-transaction, with the family row locked, so a rotation either happens fully or not at all and
-never races a revocation. Presenting a used token again revokes the whole family.
+One family per login. Every use marks the presented token used and stores its successor in the
+same transaction, with the family row locked, so a rotation happens fully or not at all and never
+races a revocation. Presenting a used token again revokes the whole family, except within the
+client's reuse interval: a browser with several tabs, or a client whose response got lost, retries
+with the same token and gets the *same* successor back.
+
+The successor is not random but derived: HMAC(key, presented token). Nothing but hashes is
+stored, a retry recomputes the one successor, and two distinct valid successors of one token
+cannot exist by construction.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 
@@ -19,9 +28,31 @@ from bridge.tokens.secrets_util import new_secret, secret_hash
 
 
 @dataclass(frozen=True)
+class RefreshPolicy:
+    idle_timeout_seconds: int = 0
+    reuse_interval_seconds: int = 0
+
+
+@dataclass(frozen=True)
 class Rotation:
     family: RefreshFamily
     refresh_token: str
+    retried: bool = False
+
+
+class ReuseDetected(TokenError):
+    """A used token came back: the caller must revoke ``family_id`` (see ``revoke_family``) in a
+    transaction of its own, since the current one is rolled back."""
+
+    def __init__(self, family_id: str) -> None:
+        super().__init__("invalid_grant", "The refresh token has already been used.",
+                         code="refresh_token_reused", log_detail={"family": family_id})
+        self.family_id = family_id
+
+
+def successor_of(token: str, key: bytes) -> str:
+    digest = hmac.new(key, token.encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def start_family(
@@ -35,6 +66,7 @@ def start_family(
     scope: str,
     auth_time: int,
     session_index: str | None,
+    name_id: str | None,
     expires_at: float,
 ) -> Rotation:
     family = RefreshFamily(
@@ -46,8 +78,10 @@ def start_family(
         scope=scope,
         auth_time=auth_time,
         session_index=session_index,
+        name_id=name_id,
         created_at=now,
         expires_at=expires_at,
+        last_used_at=now,
     )
     session.add(family)
     token = new_secret()
@@ -55,15 +89,17 @@ def start_family(
     return Rotation(family=family, refresh_token=token)
 
 
-def rotate(session: Session, *, token: str, client_id: str, now: float) -> Rotation:
-    """Use ``token`` once: return its successor, or raise ``TokenError`` (and revoke on reuse)."""
-    found = session.execute(
-        select(RefreshToken.family_id, RefreshToken.used_at).where(
-            RefreshToken.token_hash == secret_hash(token))
-    ).first()
-    if found is None:
-        raise TokenError("invalid_grant", "The refresh token is not valid.", code="refresh_token_unknown")
-    family = _locked_family(session, found.family_id)
+def rotate(session: Session, *, token: str, client_id: str, now: float, policy: RefreshPolicy,
+           successor_key: bytes) -> Rotation:
+    """Use ``token`` once: return its successor, or raise ``TokenError`` (``ReuseDetected`` when
+    the family must be revoked)."""
+    token_hash = secret_hash(token)
+    family_id = session.scalar(select(RefreshToken.family_id).where(
+        RefreshToken.token_hash == token_hash))
+    if family_id is None:
+        raise TokenError("invalid_grant", "The refresh token is not valid.",
+                         code="refresh_token_unknown")
+    family = _locked_family(session, family_id)
     if family is None or family.client_id != client_id:
         # RFC 6749 §6: the token must have been issued to the authenticated client. Say no more.
         raise TokenError("invalid_grant", "The refresh token is not valid.",
@@ -74,28 +110,38 @@ def rotate(session: Session, *, token: str, client_id: str, now: float) -> Rotat
     if family.expires_at <= now:
         raise TokenError("invalid_grant", "The refresh token has expired.",
                          code="refresh_token_expired")
+    last_used = family.last_used_at or family.created_at
+    if policy.idle_timeout_seconds and now - last_used > policy.idle_timeout_seconds:
+        raise TokenError("invalid_grant", "The session was idle for too long.",
+                         code="refresh_token_idle",
+                         log_detail={"idle_seconds": round(now - last_used)})
+
+    successor = successor_of(token, successor_key)
     marked = session.execute(
         update(RefreshToken)
-        .where(RefreshToken.token_hash == secret_hash(token), RefreshToken.used_at.is_(None))
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
         .values(used_at=now)
     )
-    if marked.rowcount != 1:  # type: ignore[attr-defined]
-        # RFC 9700 §4.14.2: a rotated token presented again means it leaked (or the legitimate
-        # client lost a race it cannot win); either way the family can no longer be trusted.
-        # The caller revokes it in a transaction of its own, since this one is rolled back.
-        raise ReuseDetected(family.id)
-    successor = new_secret()
-    session.add(RefreshToken(token_hash=secret_hash(successor), family_id=family.id, created_at=now))
-    return Rotation(family=family, refresh_token=successor)
+    if marked.rowcount == 1:  # type: ignore[attr-defined]
+        session.add(RefreshToken(token_hash=secret_hash(successor), family_id=family.id,
+                                 created_at=now))
+        family.last_used_at = now
+        return Rotation(family=family, refresh_token=successor)
 
-
-class ReuseDetected(TokenError):
-    """A used token came back: the caller must revoke ``family_id`` (see ``revoke_family``)."""
-
-    def __init__(self, family_id: str) -> None:
-        super().__init__("invalid_grant", "The refresh token has already been used.",
-                         code="refresh_token_reused", log_detail={"family": family_id})
-        self.family_id = family_id
+    # Used before. Read again now that the family lock is held: the winner has committed.
+    used_at = session.scalar(select(RefreshToken.used_at).where(
+        RefreshToken.token_hash == token_hash))
+    if used_at is not None and now - used_at <= policy.reuse_interval_seconds:
+        successor_used = session.scalar(select(RefreshToken.used_at).where(
+            RefreshToken.token_hash == secret_hash(successor)))
+        # Only while the successor itself is still unused: once the client has moved on, an
+        # old token coming back is a leak, not a retry.
+        if successor_used is None:
+            family.last_used_at = now
+            return Rotation(family=family, refresh_token=successor, retried=True)
+    # RFC 9700 §4.14.2: a rotated token presented again means it leaked (or the legitimate client
+    # lost a race it cannot win); either way the family can no longer be trusted.
+    raise ReuseDetected(family.id)
 
 
 def revoke_family(session: Session, family_id: str, *, now: float, reason: str) -> bool:
