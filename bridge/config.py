@@ -348,9 +348,9 @@ def _parse_client(
         problems.append(f"{where}.token_signing_alg: must be one of {', '.join(TOKEN_ALGORITHMS)}")
     origins = entry.get("allowed_origins")
     if origins is None:
-        origins = sorted({_origin(u) for u in uris if _origin(u)})
+        origins = sorted({origin_of(u) for u in uris if origin_of(u)})
     elif not isinstance(origins, list) or not all(
-            isinstance(o, str) and _origin(o) == o for o in origins):
+            isinstance(o, str) and origin_of(o) == o for o in origins):
         problems.append(f"{where}.allowed_origins: a list of origins like \"https://app.example.com\" "
                         "(scheme, host and port; no path, never \"*\")")
         origins = []
@@ -385,7 +385,8 @@ def _parse_client(
     )
 
 
-def _origin(url: str) -> str:
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL (RFC 6454), or "" when it has none."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return ""

@@ -31,7 +31,7 @@ from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.saml import response as saml_response
 from bridge.saml.idp import IdentityProvider, load_idp_directory
-from bridge.saml.sp import authn_request_redirect
+from bridge.saml.sp import authn_request_redirect, logout_redirect
 from bridge.saml.sp_keys import SpKeys
 from bridge.saml.subject import to_identity
 from bridge.store.db import Database
@@ -451,6 +451,25 @@ class Bridge:
                 audit.record(session, at=now, event="revoke", outcome="success",
                              client_id=client.client_id, subject=family.subject,
                              idp_slug=family.idp_slug)
+
+    def logout(self, client: ClientConfig, token: str, *, idp_logout: bool) -> str | None:
+        """Revoke the login of ``token``; return the IdP's Single Logout URL when asked for one."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            family_id = refresh_tokens.family_of(session, token) if token else None
+            family = session.get(RefreshFamily, family_id) if family_id else None
+            if family is None or family.client_id != client.client_id:
+                return None  # nothing of this client's to end; logout is idempotent
+            refresh_tokens.revoke_family(session, family.id, now=now, reason="logout")
+            audit.record(session, at=now, event="logout", outcome="success",
+                         client_id=client.client_id, subject=family.subject,
+                         idp_slug=family.idp_slug)
+            name_id, session_index, slug = family.name_id, family.session_index, family.idp_slug
+        idp = self.idps.get(slug)
+        if not idp_logout or idp is None or not name_id:
+            return None
+        return logout_redirect(idp, self.service_provider(slug), name_id=name_id,
+                               session_index=session_index)
 
     def _mint(self, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
               key: ActiveKey, refresh_token: str, *, nonce: str | None = None) -> TokenSet:

@@ -3,12 +3,7 @@ demo app; a scripted browser signs in over real HTTP and the demo shows a verifi
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -18,62 +13,13 @@ import pytest
 import requests
 
 from bridge.claims.schemas import validate_payload
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.dev_stack import dev_stack
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"scripts/dev exited early:\n{log.read_text()}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up")
-
-
-@pytest.fixture
-def dev_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
-    ports = {name: _free_port() for name in ("bridge", "idp", "demo")}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    config = tmp_path / "bridge.toml"
-    config.write_text(
-        f'base_url = "{urls["bridge"]}"\n'
-        f'instance_dir = "{tmp_path / "instance"}"\n'
-        f'idp_metadata_dir = "{tmp_path / "idp_metadata"}"\n'
-        "[[clients]]\n"
-        'client_id = "demo"\n'
-        f'redirect_uris = ["{urls["demo"]}/callback"]\n'
-        'audience = "demo-api"\n'
-    )
-    env = {**os.environ, "BRIDGE_CONFIG": str(config)}
-    log = tmp_path / "dev.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(ROOT / "scripts" / "dev"), "--bridge-port", str(ports["bridge"]),
-             "--idp-port", str(ports["idp"]), "--demo-port", str(ports["demo"])],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        for url in urls.values():
-            _wait_for(url + ("/healthz" if url == urls["bridge"] else "/"), process, log)
+@pytest.fixture(name="dev_stack")
+def dev_stack_fixture(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with dev_stack(tmp_path) as urls:
         yield urls
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
 
 
 def test_a_person_signs_in_through_the_demo(dev_stack: dict[str, str]) -> None:

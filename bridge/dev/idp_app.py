@@ -44,6 +44,15 @@ def create_idp_app(idp: DevIdp) -> Flask:
 <p class="note">Test users (username/password): {html.escape(users)}</p>"""
         return Response(_PAGE.format(title="Development IdP", body=body))
 
+    @app.get("/slo/redirect")
+    def single_logout() -> Response:
+        saml_request = request.args.get("SAMLRequest")
+        if not saml_request:
+            abort(400, "SAMLRequest missing")
+        name_id, _ = idp.parse_logout(saml_request)
+        body = f"<h1 id='signed-out'>Signed out</h1><p>{html.escape(name_id)} is signed out.</p>"
+        return Response(_PAGE.format(title="Signed out", body=body))
+
     @app.post("/login")
     def login() -> Response:
         ticket = request.form.get("ticket", "")

@@ -16,6 +16,7 @@ from bridge.config import load_settings
 from bridge.dev.demo_client import create_demo_app
 from bridge.dev.idp_app import create_idp_app
 from bridge.dev.saml_idp import DevIdp
+from bridge.dev.spa_server import create_spa_app
 from bridge.store.db import Database
 from bridge.web import create_app
 
@@ -26,12 +27,14 @@ def main() -> None:
     parser.add_argument("--bridge-port", type=int, default=8000)
     parser.add_argument("--idp-port", type=int, default=8001)
     parser.add_argument("--demo-port", type=int, default=8002)
+    parser.add_argument("--spa-port", type=int, default=8003)
     args = parser.parse_args()
 
     settings = load_settings()
     host = args.host
     idp_url = f"http://{host}:{args.idp_port}"
     demo_url = f"http://{host}:{args.demo_port}"
+    spa_url = f"http://{host}:{args.spa_port}"
 
     bridge_app_holder: dict[str, object] = {}
 
@@ -57,6 +60,9 @@ def main() -> None:
                     create_demo_app(bridge_url=settings.base_url, public_url=demo_url),
                     threaded=True),
     ]
+    if settings.client("spa") is not None:
+        servers.append(make_server(host, args.spa_port, create_spa_app(
+            bridge_url=settings.base_url, public_url=spa_url), threaded=True))
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for thread in threads:
         thread.start()
@@ -64,6 +70,7 @@ def main() -> None:
   bridge           {settings.base_url}   (discovery: {settings.base_url}/.well-known/openid-configuration)
   development IdP  {idp_url}   users alice/alice and bob/bob
   demo app         {demo_url}   <- open this and click "Sign in"
+  reference SPA    {spa_url if settings.client("spa") else "(no client 'spa' configured)"}
 
 Ctrl-C stops everything.""", flush=True)
     try:

@@ -119,6 +119,9 @@ class DevIdp:
                         "single_sign_on_service": [
                             (f"{self.base_url}/sso/redirect", BINDING_HTTP_REDIRECT),
                         ],
+                        "single_logout_service": [
+                            (f"{self.base_url}/slo/redirect", BINDING_HTTP_REDIRECT),
+                        ],
                     },
                     "policy": {
                         "default": {
@@ -201,3 +204,9 @@ class DevIdp:
         import base64
 
         return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+
+
+    def parse_logout(self, saml_request: str) -> tuple[str, list[str]]:
+        """(NameID, SessionIndexes) of a LogoutRequest sent with the HTTP-Redirect binding."""
+        message = self.server().parse_logout_request(saml_request, BINDING_HTTP_REDIRECT).message
+        return message.name_id.text, [index.text for index in message.session_index]

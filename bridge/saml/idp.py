@@ -91,6 +91,7 @@ class IdentityProvider:
                     allow_sha1=self.settings.insecure_allow_sha1_until is not None,
                     sp_private_key=decryption_key.private_key_pem if decryption_key else "",
                     sp_certificate=decryption_key.certificate_pem if decryption_key else "",
+                    idp_slo_url=self.metadata.slo_redirect_url,
                 ))
             return cached
 

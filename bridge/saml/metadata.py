@@ -40,6 +40,7 @@ class IdpMetadata:
     signing_certificates: tuple[SigningCertificate, ...]
     nameid_formats: tuple[str, ...]
     want_authn_requests_signed: bool
+    slo_redirect_url: str | None = None
 
 
 def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMetadata:
@@ -101,6 +102,12 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMeta
         raise fail(f"every signing certificate has expired (latest expired {latest:%Y-%m-%d}); "
                    "ask the IdP admin for current metadata")
 
+    slo_url = None
+    for service in idp.findall(f"{{{ns.MD}}}SingleLogoutService"):
+        location = (service.get("Location") or "").strip()
+        if service.get("Binding") == ns.BINDING_REDIRECT and _secure_or_loopback(location):
+            slo_url = location
+            break
     formats = tuple((f.text or "").strip() for f in idp.findall(f"{{{ns.MD}}}NameIDFormat"))
     return IdpMetadata(
         entity_id=entity_id,
@@ -109,6 +116,7 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMeta
         signing_certificates=tuple(_unique(certificates)),
         nameid_formats=tuple(f for f in formats if f),
         want_authn_requests_signed=idp.get("WantAuthnRequestsSigned") in ("true", "1"),
+        slo_redirect_url=slo_url,
     )
 
 
@@ -142,3 +150,11 @@ def _unique(certs: list[SigningCertificate]) -> list[SigningCertificate]:
 
 def _local(tag: object) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else str(tag)
+
+
+def _secure_or_loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http"
+                                       and parts.hostname in ("127.0.0.1", "localhost", "::1"))

@@ -30,6 +30,7 @@ from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
@@ -108,6 +109,7 @@ class OneLoginParams:
     allow_sha1: bool
     sp_private_key: str = ""
     sp_certificate: str = ""
+    idp_slo_url: str | None = None
 
 
 def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
@@ -127,6 +129,9 @@ def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
         "idp": {
             "entityId": params.idp_entity_id,
             "singleSignOnService": {"url": params.idp_sso_url, "binding": C.BINDING_HTTP_REDIRECT},
+            **({"singleLogoutService": {"url": params.idp_slo_url,
+                                        "binding": C.BINDING_HTTP_REDIRECT}}
+               if params.idp_slo_url else {}),
             "x509certMulti": {"signing": certs},
         },
         "security": {
@@ -153,6 +158,13 @@ def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
         },
     }
     return OneLogin_Saml2_Settings(settings, sp_validation_only=False)
+
+
+def logout_request(settings: OneLogin_Saml2_Settings, *, name_id: str,
+                   session_index: str | None) -> str:
+    """Deflated+base64 LogoutRequest (SAML Core §3.7.1) for the HTTP-Redirect binding."""
+    request = OneLogin_Saml2_Logout_Request(settings, name_id=name_id, session_index=session_index)
+    return str(request.get_request(deflate=True))
 
 
 def authn_request(settings: OneLogin_Saml2_Settings) -> tuple[str, str]:

@@ -34,6 +34,17 @@ ENCRYPTION_METHODS = (
 )
 
 
+def logout_redirect(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
+                    session_index: str | None) -> str | None:
+    """URL that continues a logout to the IdP's Single Logout service, if it has one."""
+    url = idp.metadata.slo_redirect_url
+    if url is None:
+        return None
+    encoded = onelogin.logout_request(idp.onelogin_settings(sp), name_id=name_id,
+                                      session_index=session_index)
+    return url + ("&" if "?" in url else "?") + urlencode({"SAMLRequest": encoded})
+
+
 def sp_metadata(entity_id: str, acs_urls: Iterable[str],
                 encryption_certificates: Iterable[str] = ()) -> bytes:
     """SP metadata: entity ID, every ACS URL (HTTP-POST binding), encryption certificates."""

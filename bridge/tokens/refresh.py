@@ -131,7 +131,10 @@ def rotate(session: Session, *, token: str, client_id: str, now: float, policy: 
     # Used before. Read again now that the family lock is held: the winner has committed.
     used_at = session.scalar(select(RefreshToken.used_at).where(
         RefreshToken.token_hash == token_hash))
-    if used_at is not None and now - used_at <= policy.reuse_interval_seconds:
+    interval = policy.reuse_interval_seconds
+    # Racers that started before the winner committed see now <= used_at: within any interval
+    # they are retries; with none (0), every second use is a reuse.
+    if interval > 0 and used_at is not None and now - used_at <= interval:
         successor_used = session.scalar(select(RefreshToken.used_at).where(
             RefreshToken.token_hash == secret_hash(successor)))
         # Only while the successor itself is still unused: once the client has moved on, an

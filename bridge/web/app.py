@@ -9,7 +9,7 @@ from flask import Flask
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.federation import Bridge
-from bridge.web import errors
+from bridge.web import cors, errors
 from bridge.web.discovery import discovery
 from bridge.web.health import health
 from bridge.web.oauth import oauth
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     )
     app.extensions["bridge"] = bridge
     errors.install(app)
+    cors.install(app)
     for blueprint in (oauth, sso, discovery, health, userinfo):
         app.register_blueprint(blueprint)
 

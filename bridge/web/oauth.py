@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.authorization import authenticate_client, parse_authorization_request
+from bridge.config import ClientConfig, origin_of
 from bridge.errors import AuthorizeError, TokenError
 from bridge.federation import IdpChoice, TokenSet
 from bridge.web.context import bridge
@@ -71,7 +72,7 @@ def token() -> BaseResponse:
     elif grant_type == "refresh_token":
         refresh_token = form.get("refresh_token")
         if refresh_token is None and client.refresh_token_delivery == "cookie":
-            refresh_token = _refresh_token_from_cookie()
+            refresh_token = _refresh_token_from_cookie(client)
         tokens = the_bridge.refresh(client, refresh_token or "", form.get("scope"))
     elif not grant_type:
         raise TokenError("invalid_request", "grant_type is required.")
@@ -80,13 +81,19 @@ def token() -> BaseResponse:
     return _token_response(tokens)
 
 
-def _refresh_token_from_cookie() -> str | None:
-    # A cookie is sent by the browser on its own, so a cross-site request could ride on it:
-    # require a header that only same-origin script (or an allowed CORS origin) can set.
+def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
+    # A cookie is sent by the browser on its own, so a cross-site request could ride on it.
+    # Two defences: a header that a cross-site form cannot set (and that script elsewhere may
+    # only send after a CORS preflight we answer for registered origins alone), and the Origin
+    # the browser reports, which must be one of the client's.
     if request.headers.get(REFRESH_HEADER) != "1":
         raise TokenError("invalid_request",
                          f"Cookie refreshes require the {REFRESH_HEADER}: 1 header.",
                          code="csrf_header_missing")
+    origin = request.headers.get("Origin")
+    if origin not in (*client.allowed_origins, origin_of(bridge().settings.base_url)):
+        raise TokenError("invalid_request", "This origin may not use the refresh cookie.",
+                         code="csrf_origin_invalid", log_detail={"origin": (origin or "")[:200]})
     return request.cookies.get(refresh_cookie_name(bridge().settings))
 
 
@@ -95,7 +102,7 @@ def _token_response(tokens: TokenSet) -> BaseResponse:
     response = jsonify(tokens.body(include_refresh=not in_cookie))
     if in_cookie and tokens.refresh_token:
         set_refresh_cookie(response, bridge().settings, tokens.refresh_token,
-                           max_age=bridge().settings.refresh_token_ttl_seconds)
+                           max_age=tokens.client.refresh_token_ttl_seconds)
     if tokens.claims_sunset is not None:
         # RFC 8594: the claims version this client receives is being retired.
         end = dt.datetime.combine(tokens.claims_sunset, dt.time(23, 59, 59), dt.UTC)
@@ -113,13 +120,36 @@ def revoke() -> BaseResponse:
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
     token_value = form.get("token")
     if token_value is None and client.refresh_token_delivery == "cookie":
-        token_value = _refresh_token_from_cookie()
+        token_value = _refresh_token_from_cookie(client)
     if not token_value:
         raise TokenError("invalid_request", "token is required.")
     if form.get("token_type_hint") not in (None, "refresh_token", "access_token"):
         raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
     the_bridge.revoke(client, token_value)
     response = Response(status=200)
+    if client.refresh_token_delivery == "cookie":
+        clear_refresh_cookie(response, the_bridge.settings)
+    return response
+
+
+@oauth.post("/logout")
+def logout() -> BaseResponse:
+    """End the login at the bridge: revoke its refresh family and clear the cookie. With
+    ``idp_logout=true`` the answer also carries the URL that continues to SAML Single Logout at
+    the IdP, for the client to send the browser to."""
+    the_bridge = bridge()
+    form = request.form.to_dict()
+    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    token_value = form.get("refresh_token")
+    if token_value is None and client.refresh_token_delivery == "cookie":
+        token_value = _refresh_token_from_cookie(client)
+    idp_logout_url = the_bridge.logout(client, token_value or "",
+                                       idp_logout=form.get("idp_logout") == "true")
+    body: dict[str, object] = {"logged_out": True}
+    if idp_logout_url:
+        body["idp_logout_url"] = idp_logout_url
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
     if client.refresh_token_delivery == "cookie":
         clear_refresh_cookie(response, the_bridge.settings)
     return response

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 # The fixture that starts scripts/dev on free ports, shared with tests/test_dev_stack.py.
-from tests.test_dev_stack import dev_stack  # noqa: F401
+from tests.test_dev_stack import dev_stack_fixture  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = bool(os.environ.get("CI"))
