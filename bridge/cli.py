@@ -46,6 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
+    revoke = commands.add_parser(
+        "revoke", help="end every live login of a subject or of an IdP (audited)")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--subject", help="the sub claim of the person")
+    target.add_argument("--idp", help="IdP slug: every login that came through it")
+    revoke.add_argument("--reason", default="admin", help="recorded in the audit event")
+
     claims = commands.add_parser("claims", help="claims and attribute mapping").add_subparsers(
         dest="claims", required=True)
     preview = claims.add_parser(
@@ -114,6 +121,16 @@ def _run(args: argparse.Namespace) -> int:
             for kid in bridge.keys.rotate(immediately=args.now, older_than=older):
                 print(f"published key {kid}")
         return _keys_list(bridge)
+    if args.command == "revoke":
+        import getpass
+
+        from bridge.federation import Bridge
+
+        bridge = Bridge.from_settings(settings, SystemClock())
+        count = bridge.revoke_all(subject=args.subject, idp_slug=args.idp,
+                                  actor=f"cli:{getpass.getuser()}", reason=args.reason)
+        print(f"revoked {count} login(s)")
+        return 0
     if args.command == "claims":
         return _claims_preview(args, settings)
     if args.command == "check":

@@ -41,6 +41,7 @@ from bridge.store.models import (
     AuthorizationCode,
     ConsumedAssertion,
     RefreshFamily,
+    RefreshToken,
 )
 from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens import signing
@@ -50,6 +51,12 @@ from bridge.tokens.refresh import RefreshPolicy
 from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
 
 log = logging.getLogger("bridge.federation")
+
+ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+# JWT and RFC 9068 claims that a re-issued token sets anew, never copies.
+_REGISTERED = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope",
+                         "auth_time"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class TokenSet:
     id_token: str | None = None
     # Set while the client's claims version is being retired: the last day it is promised.
     claims_sunset: dt.date | None = None
+    issued_token_type: str | None = None
 
     def body(self, *, include_refresh: bool) -> dict[str, object]:
         body: dict[str, object] = {
@@ -88,6 +96,8 @@ class TokenSet:
             body["id_token"] = self.id_token
         if self.scope:
             body["scope"] = self.scope
+        if self.issued_token_type is not None:
+            body["issued_token_type"] = self.issued_token_type  # RFC 8693 §2.2.1
         if self.claims_sunset is not None:
             body["claims_version_deprecated"] = True
             body["claims_version_sunset"] = self.claims_sunset.isoformat()
@@ -470,6 +480,113 @@ class Bridge:
             return None
         return logout_redirect(idp, self.service_provider(slug), name_id=name_id,
                                session_index=session_index)
+
+    def exchange_token(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        """RFC 8693 token exchange: a service presents an access token meant for it and receives
+        one for another audience it is allowed to call, with the same or a narrower scope and
+        never a longer life (the gateway "token re-issuance" pattern)."""
+        try:
+            return self._exchange_token(client, form)
+        except TokenError as error:
+            self._audit_refusal("token_exchange", error, client_id=client.client_id)
+            raise
+
+    def _exchange_token(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        if client.public:
+            raise TokenError("unauthorized_client", "Only confidential clients exchange tokens.",
+                             code="exchange_not_allowed")
+        if form.get("subject_token_type") != ACCESS_TOKEN_URN:
+            raise TokenError("invalid_request", f"subject_token_type must be {ACCESS_TOKEN_URN}.")
+        if form.get("requested_token_type") not in (None, ACCESS_TOKEN_URN):
+            raise TokenError("invalid_request", "Only access tokens can be requested.")
+        if form.get("actor_token"):
+            raise TokenError("invalid_request", "Delegation (actor_token) is not supported.")
+        audience = form.get("audience", "")
+        if audience not in client.token_exchange_audiences:
+            raise TokenError("invalid_target", "This client may not obtain tokens for that audience.",
+                             code="exchange_audience_refused", log_detail={"audience": audience[:200]})
+        # The presented token must have been meant for the exchanging service itself.
+        subject = signing.verify(form.get("subject_token", ""), self.keys,
+                                 issuer=self.settings.base_url, audience=client.audience,
+                                 typ=ACCESS_TOKEN_TYPE)
+        granted = str(subject.get("scope", "")).split()
+        requested = form["scope"].split() if form.get("scope") is not None else granted
+        if any(s not in granted for s in requested):
+            raise TokenError("invalid_scope", "The requested scope exceeds the subject token's.")
+        now = int(self.clock.now())
+        ttl = min(self.settings.access_token_ttl_seconds, int(subject["exp"]) - now)
+        if ttl <= 0:
+            raise TokenError("invalid_grant", "The subject token has expired.", code="token_invalid")
+        # The subject token's claims, cut again to the (possibly narrower) scope.
+        claims = token_claims({k: v for k, v in subject.items() if k not in _REGISTERED},
+                              " ".join(requested),
+                              GroupBudget(self.settings.groups_max_count,
+                                          self.settings.groups_max_bytes))
+        access_token = issue_access_token(
+            claims, issuer=self.settings.base_url, audience=audience, client_id=client.client_id,
+            auth_time=int(subject["auth_time"]), scope=" ".join(requested), ttl=ttl,
+            key=self.keys.signing_key(client.token_signing_alg), clock=self.clock)
+        with self.db.transaction() as session:
+            audit.record(session, at=self.clock.now(), event="token_exchange", outcome="success",
+                         client_id=client.client_id, subject=str(subject["sub"]),
+                         detail={"from": subject["aud"], "to": audience})
+        return TokenSet(access_token, ttl, None, " ".join(requested), client,
+                        issued_token_type=ACCESS_TOKEN_URN)
+
+    def revoke_all(self, *, subject: str | None = None, idp_slug: str | None = None,
+                   actor: str, reason: str = "admin") -> int:
+        """Revoke every live login of a subject (an offboarded employee) or of an IdP (a
+        compromised one); audited with who did it. Returns how many logins were ended."""
+        if not subject and not idp_slug:
+            raise ValueError("name a subject or an IdP")
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            query = select(RefreshFamily).where(RefreshFamily.revoked_at.is_(None),
+                                                RefreshFamily.expires_at > now)
+            if subject:
+                query = query.where(RefreshFamily.subject == subject)
+            if idp_slug:
+                query = query.where(RefreshFamily.idp_slug == idp_slug)
+            families = list(session.scalars(query.with_for_update()))
+            for family in families:
+                family.revoked_at = now
+                family.revoked_reason = reason
+            audit.record(session, at=now, event="revoke_all", outcome="success",
+                         subject=subject, idp_slug=idp_slug,
+                         detail={"actor": actor, "families": len(families), "reason": reason})
+        return len(families)
+
+    def introspect(self, caller: ClientConfig, token: str) -> dict[str, object]:
+        """RFC 7662: is ``token`` active, and what is it? Only for confidential callers, and only
+        about tokens issued to them or meant for their audience."""
+        inactive: dict[str, object] = {"active": False}
+        now = self.clock.now()
+        if token.count(".") == 2:
+            try:
+                # Any of our access tokens verifies here; who may see it is decided below.
+                claims = signing.verify(token, self.keys, issuer=self.settings.base_url,
+                                        audience=None, typ=ACCESS_TOKEN_TYPE)
+            except TokenError:
+                return inactive
+            if caller.client_id != claims.get("client_id") and caller.audience != claims["aud"]:
+                return inactive
+            return {"active": True, "token_type": "Bearer", "client_id": claims["client_id"],
+                    "sub": claims["sub"], "aud": claims["aud"], "iss": claims["iss"],
+                    "exp": claims["exp"], "iat": claims["iat"], "jti": claims.get("jti"),
+                    "scope": claims.get("scope", "")}
+        with self.db.transaction() as session:
+            found = session.execute(
+                select(RefreshToken, RefreshFamily).join(RefreshFamily)
+                .where(RefreshToken.token_hash == secret_hash(token))).first()
+        if found is None:
+            return inactive
+        row, family = found
+        if (family.client_id != caller.client_id or row.used_at is not None
+                or family.revoked_at is not None or family.expires_at <= now):
+            return inactive
+        return {"active": True, "token_type": "refresh_token", "client_id": family.client_id,
+                "sub": family.subject, "exp": int(family.expires_at), "scope": family.scope,
+                "iat": int(row.created_at)}
 
     def _mint(self, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
               key: ActiveKey, refresh_token: str, *, nonce: str | None = None) -> TokenSet:

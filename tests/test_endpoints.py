@@ -22,7 +22,8 @@ def test_discovery_document(client: FlaskClient) -> None:
         assert document["jwks_uri"] == "https://bridge.example.com/.well-known/jwks.json"
         assert document["response_types_supported"] == ["code"]
         assert document["code_challenge_methods_supported"] == ["S256"]
-        assert set(document["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+        assert set(document["grant_types_supported"]) == {
+            "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"}
         assert "none" in document["token_endpoint_auth_methods_supported"]
         assert {"openid", "email"} <= set(document["scopes_supported"])
         assert {"sub", "email", "groups", "idp", "ver"} <= set(document["claims_supported"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -73,12 +74,17 @@ def main() -> None:
   reference SPA    {spa_url if settings.client("spa") else "(no client 'spa' configured)"}
 
 Ctrl-C stops everything.""", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+    # Installed explicitly: a shell that starts us in the background makes us inherit an ignored
+    # SIGINT, and then Python would never raise KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    threading.Event().wait()
+
+
+def _stop(_signum: int, _frame: object) -> None:
     # Every write is committed when its request ends, so there is nothing to wind down; exiting at
     # once also cannot hang on a server thread that is still serving a keep-alive connection.
+    print("\nstopping", flush=True)
     os._exit(0)
 
 

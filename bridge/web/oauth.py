@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge.authorization import authenticate_client, parse_authorization_request
 from bridge.config import ClientConfig, origin_of
 from bridge.errors import AuthorizeError, TokenError
-from bridge.federation import IdpChoice, TokenSet
+from bridge.federation import TOKEN_EXCHANGE, IdpChoice, TokenSet
 from bridge.web.context import bridge
 from bridge.web.cookies import (
     REFRESH_HEADER,
@@ -74,10 +74,13 @@ def token() -> BaseResponse:
         if refresh_token is None and client.refresh_token_delivery == "cookie":
             refresh_token = _refresh_token_from_cookie(client)
         tokens = the_bridge.refresh(client, refresh_token or "", form.get("scope"))
+    elif grant_type == TOKEN_EXCHANGE:
+        tokens = the_bridge.exchange_token(client, form)
     elif not grant_type:
         raise TokenError("invalid_request", "grant_type is required.")
     else:
-        raise TokenError("unsupported_grant_type", "Supported: authorization_code, refresh_token.")
+        raise TokenError("unsupported_grant_type",
+                         "Supported: authorization_code, refresh_token, token-exchange.")
     return _token_response(tokens)
 
 
@@ -152,4 +155,20 @@ def logout() -> BaseResponse:
     response.headers["Cache-Control"] = "no-store"
     if client.refresh_token_delivery == "cookie":
         clear_refresh_cookie(response, the_bridge.settings)
+    return response
+
+
+@oauth.post("/introspect")
+def introspect() -> BaseResponse:
+    """RFC 7662 token introspection, for confidential clients (APIs register as such)."""
+    the_bridge = bridge()
+    form = request.form.to_dict()
+    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    if client.public:
+        raise TokenError("invalid_client", "Only confidential clients may introspect tokens.",
+                         code="client_not_confidential")
+    if not form.get("token"):
+        raise TokenError("invalid_request", "token is required.")
+    response = jsonify(the_bridge.introspect(client, form["token"]))
+    response.headers["Cache-Control"] = "no-store"
     return response
