@@ -517,6 +517,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
         state["token"] = rotated
 
     f_refresh = time_loop(refresh_once, seconds=args.seconds)
+    contended = contended_refreshes(rig, args.seconds)
     signing = rig.bridge.keys.signing_key("ES256")
     if signing.alg != "ES256" or not isinstance(signing.private_key, ec.EllipticCurvePrivateKey):
         raise SystemExit(f"expected an ES256 signing key, the bridge signs with {signing.alg}")
@@ -557,6 +558,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
         row("xmlsec verify, verify_signature()", f_xmlsec),
         row("xmlsec verify, bare SignatureContext", f_xmlsec_raw),
         row("token refresh: Bridge.refresh", f_refresh, "jwt.encode ES256", f_sign),
+        row(f"  {CONTENDERS} threads at once, per refresh", contended, "1 thread", f_refresh),
         row("jwt.encode ES256", f_sign),
         row("JWT verify: jwt.decode ES256", f_decode, "ECDSA P-256 verify", f_ecdsa),
         row("ECDSA P-256 verify (cryptography)", f_ecdsa),
@@ -593,6 +595,42 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
         profile(rig, min(args.logins, 100))
 
     print(f"total run time: {time.perf_counter() - started:.1f} s")
+
+
+CONTENDERS = 4
+
+
+def contended_refreshes(rig: Rig, seconds: float) -> Figure:
+    """Refreshes per second with several threads refreshing their own logins at once. On SQLite
+    writers take turns (BEGIN IMMEDIATE); on PostgreSQL each locks only its family's row."""
+    import threading
+
+    chains = []
+    for _ in range(CONTENDERS):
+        prepared = rig.prepare()
+        redirect = rig.complete(prepared)
+        issued = rig.bridge.exchange_code(rig.client, {
+            "code": code_of(redirect), "redirect_uri": DEMO_REDIRECT,
+            "code_verifier": prepared.verifier})
+        assert issued.refresh_token is not None
+        chains.append(issued.refresh_token)
+    counts = [0] * CONTENDERS
+    stop = time.perf_counter() + seconds
+
+    def work(index: int) -> None:
+        while time.perf_counter() < stop:
+            rotated = rig.bridge.refresh(rig.client, chains[index], None).refresh_token
+            assert rotated is not None
+            chains[index] = rotated
+            counts[index] += 1
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CONTENDERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Figure(sum(counts), time.perf_counter() - t0, time.process_time() - c0)
 
 
 def print_token_sizes() -> None:
