@@ -92,6 +92,9 @@ class Settings:
     def acs_url(self, slug: str) -> str:
         return f"{self.base_url}/saml/{slug}/acs"
 
+    def slo_url(self, slug: str) -> str:
+        return f"{self.base_url}/saml/{slug}/slo"
+
 
 _INT_LIMITS: dict[str, tuple[int, int]] = {
     "access_token_ttl_seconds": (60, 3600),

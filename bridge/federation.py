@@ -31,6 +31,7 @@ from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.saml import response as saml_response
 from bridge.saml.idp import IdentityProvider, load_idp_directory
+from bridge.saml.logout import logout_response_redirect, verify_logout_request
 from bridge.saml.sp import authn_request_redirect, logout_redirect
 from bridge.saml.sp_keys import SpKeys
 from bridge.saml.subject import to_identity
@@ -532,6 +533,35 @@ class Bridge:
                          detail={"from": subject["aud"], "to": audience})
         return TokenSet(access_token, ttl, None, " ".join(requested), client,
                         issued_token_type=ACCESS_TOKEN_URN)
+
+    def idp_logout(self, slug: str, query_string: str, *, error_id: str) -> str | None:
+        """A LogoutRequest from the IdP: revoke every login of that SAML session; return where the
+        browser goes next (our LogoutResponse to the IdP)."""
+        idp = self.idps.get(slug)
+        try:
+            if idp is None:
+                raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            request = verify_logout_request(query_string, idp=idp,
+                                            slo_url=self.settings.slo_url(slug), clock=self.clock)
+        except BridgeError as error:
+            self._audit_refusal("idp_logout", error, error_id=error_id, idp_slug=slug)
+            raise
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            query = select(RefreshFamily).where(RefreshFamily.idp_slug == slug,
+                                                RefreshFamily.revoked_at.is_(None))
+            if request.session_indexes:
+                query = query.where(RefreshFamily.session_index.in_(request.session_indexes))
+            else:
+                query = query.where(RefreshFamily.name_id == request.name_id)
+            families = list(session.scalars(query.with_for_update()))
+            for family in families:
+                family.revoked_at = now
+                family.revoked_reason = "idp_logout"
+            audit.record(session, at=now, event="idp_logout", outcome="success", idp_slug=slug,
+                         detail={"families": len(families),
+                                 "session_indexes": len(request.session_indexes)})
+        return logout_response_redirect(idp, self.service_provider(slug), request.id)
 
     def revoke_all(self, *, subject: str | None = None, idp_slug: str | None = None,
                    actor: str, reason: str = "admin") -> int:

@@ -210,3 +210,15 @@ class DevIdp:
         """(NameID, SessionIndexes) of a LogoutRequest sent with the HTTP-Redirect binding."""
         message = self.server().parse_logout_request(saml_request, BINDING_HTTP_REDIRECT).message
         return message.name_id.text, [index.text for index in message.session_index]
+
+    def logout_request_url(self, destination: str, sp_entity_id: str, name_id: str,
+                           session_indexes: list[str]) -> str:
+        """A LogoutRequest to the SP's Single Logout URL, signed for the HTTP-Redirect binding."""
+        server = self.server()
+        _, request = server.create_logout_request(
+            destination, sp_entity_id,
+            name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=name_id),
+            session_indexes=session_indexes)
+        binding = server.apply_binding(BINDING_HTTP_REDIRECT, str(request), destination,
+                                       relay_state="", sign=True, sigalg=SIG_RSA_SHA256)
+        return str(dict(binding["headers"])["Location"])

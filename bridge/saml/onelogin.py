@@ -31,6 +31,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
+from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
@@ -165,6 +166,13 @@ def logout_request(settings: OneLogin_Saml2_Settings, *, name_id: str,
     """Deflated+base64 LogoutRequest (SAML Core §3.7.1) for the HTTP-Redirect binding."""
     request = OneLogin_Saml2_Logout_Request(settings, name_id=name_id, session_index=session_index)
     return str(request.get_request(deflate=True))
+
+
+def logout_response(settings: OneLogin_Saml2_Settings, *, in_response_to: str) -> str:
+    """Deflated+base64 LogoutResponse (Success) for the HTTP-Redirect binding."""
+    response = OneLogin_Saml2_Logout_Response(settings)
+    response.build(in_response_to)
+    return str(response.get_response(deflate=True))
 
 
 def authn_request(settings: OneLogin_Saml2_Settings) -> tuple[str, str]:

@@ -46,8 +46,9 @@ def logout_redirect(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
 
 
 def sp_metadata(entity_id: str, acs_urls: Iterable[str],
-                encryption_certificates: Iterable[str] = ()) -> bytes:
-    """SP metadata: entity ID, every ACS URL (HTTP-POST binding), encryption certificates."""
+                encryption_certificates: Iterable[str] = (), slo_urls: Iterable[str] = ()) -> bytes:
+    """SP metadata: entity ID, every ACS URL (HTTP-POST binding), encryption certificates, and
+    the Single Logout endpoints (HTTP-Redirect binding)."""
     md = etree.Element(q(ns.MD, "EntityDescriptor"), nsmap={"md": ns.MD}, entityID=entity_id)
     descriptor = etree.SubElement(
         md,
@@ -64,6 +65,9 @@ def sp_metadata(entity_id: str, acs_urls: Iterable[str],
         etree.SubElement(data, q(ns.DS, "X509Certificate")).text = body
         for algorithm in ENCRYPTION_METHODS:
             etree.SubElement(key, q(ns.MD, "EncryptionMethod"), Algorithm=algorithm)
+    for url in slo_urls:
+        etree.SubElement(descriptor, q(ns.MD, "SingleLogoutService"), Binding=ns.BINDING_REDIRECT,
+                         Location=url)
     for name_format in (ns.NAMEID_PERSISTENT, ns.NAMEID_EMAIL, ns.NAMEID_UNSPECIFIED):
         etree.SubElement(descriptor, q(ns.MD, "NameIDFormat")).text = name_format
     for index, url in enumerate(acs_urls):

@@ -35,6 +35,21 @@ def acs(slug: str) -> BaseResponse:
 def metadata() -> BaseResponse:
     the_bridge = bridge()
     acs_urls = [the_bridge.settings.acs_url(slug) for slug in sorted(the_bridge.idps)]
+    slo_urls = [the_bridge.settings.slo_url(slug) for slug in sorted(the_bridge.idps)]
     body = sp_metadata(the_bridge.settings.sp_entity_id, acs_urls,
-                       the_bridge.sp_keys.certificates())
+                       the_bridge.sp_keys.certificates(), slo_urls)
     return Response(body, mimetype="application/samlmetadata+xml")
+
+
+@sso.get("/saml/<slug>/slo")
+def single_logout(slug: str) -> BaseResponse:
+    """The IdP asks us to end a SAML session (IdP-initiated Single Logout)."""
+    the_bridge = bridge()
+    if not SLUG_RE.match(slug):
+        slug = "-invalid-"
+    location = the_bridge.idp_logout(slug, request.query_string.decode("latin-1"),
+                                     error_id=error_id())
+    if location is None:
+        return Response("<!doctype html><title>Signed out</title><p>Signed out.</p>",
+                        mimetype="text/html")
+    return redirect(location, code=302)

@@ -1,0 +1,137 @@
+"""IdP-initiated Single Logout: a signed ``LogoutRequest`` over the HTTP-Redirect binding.
+
+The request must be signed (SAML Bindings §3.4.4.1: the signature covers the URL-encoded query
+parameters exactly as sent), by one of the IdP's metadata certificates, with an allow-listed
+algorithm; otherwise anyone could end anyone's sessions. Its content is read with the same hardened
+parser as logins and checked like one: issuer, exact destination, expiry with the IdP's skew.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+from urllib.parse import unquote_plus, urlencode
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from bridge.clock import Clock
+from bridge.errors import SamlRejected
+from bridge.saml import ns, onelogin
+from bridge.saml.idp import IdentityProvider
+from bridge.saml.ns import q
+from bridge.saml.response import ServiceProvider
+from bridge.saml.xml_parser import parse_untrusted
+
+_HASHES = {
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": ("rsa", hashes.SHA256),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384": ("rsa", hashes.SHA384),
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": ("rsa", hashes.SHA512),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": ("ec", hashes.SHA256),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": ("ec", hashes.SHA384),
+}
+_MAX_INFLATED = 64 * 1024
+
+
+@dataclass(frozen=True)
+class LogoutRequest:
+    id: str
+    name_id: str
+    session_indexes: tuple[str, ...]
+
+
+def _raw_parameters(query_string: str) -> dict[str, str]:
+    raw: dict[str, str] = {}
+    for part in query_string.split("&"):
+        name, _, value = part.partition("=")
+        if name in raw:
+            raise SamlRejected("saml_malformed", f"{name} appears twice in the query.")
+        raw[name] = value
+    return raw
+
+
+def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: str,
+                          clock: Clock) -> LogoutRequest:
+    raw = _raw_parameters(query_string)
+    for required in ("SAMLRequest", "SigAlg", "Signature"):
+        if required not in raw:
+            raise SamlRejected("saml_signature_missing",
+                               "Logout requests must be signed (HTTP-Redirect binding).",
+                               log_detail={"missing": required})
+    algorithm = unquote_plus(raw["SigAlg"])
+    if algorithm not in _HASHES:
+        raise SamlRejected("saml_signature_algorithm", "The signature algorithm is not accepted.",
+                           log_detail={"algorithm": algorithm})
+    signed = "&".join(f"{name}={raw[name]}" for name in ("SAMLRequest", "RelayState", "SigAlg")
+                      if name in raw).encode("ascii")
+    try:
+        signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)
+    except (binascii.Error, ValueError):
+        raise SamlRejected("saml_malformed", "Signature is not base64.") from None
+    kind, digest = _HASHES[algorithm]
+    if not any(_verifies(cert.pem, kind, digest(), signature, signed)
+               for cert in idp.metadata.signing_certificates):
+        raise SamlRejected("saml_signature_invalid",
+                           "The logout request's signature does not verify.")
+
+    try:
+        deflated = base64.b64decode(unquote_plus(raw["SAMLRequest"]), validate=True)
+        inflater = zlib.decompressobj(-15)
+        xml = inflater.decompress(deflated, _MAX_INFLATED)
+        if inflater.unconsumed_tail:
+            raise SamlRejected("saml_too_large", "The logout request is too large.")
+    except (binascii.Error, ValueError, zlib.error):
+        raise SamlRejected("saml_malformed", "SAMLRequest is not deflated base64.") from None
+    root = parse_untrusted(xml, max_bytes=_MAX_INFLATED)
+    if root.tag != q(ns.SAMLP, "LogoutRequest") or not root.get("ID"):
+        raise SamlRejected("saml_malformed", "The message is not a LogoutRequest.")
+    issuer = root.find(q(ns.SAML, "Issuer"))
+    if issuer is None or (issuer.text or "").strip() != idp.metadata.entity_id:
+        raise SamlRejected("saml_issuer_mismatch", "The logout request comes from another IdP.")
+    if root.get("Destination") != slo_url:
+        raise SamlRejected("saml_destination_mismatch",
+                           "The logout request was addressed to another endpoint.",
+                           log_detail={"got": root.get("Destination"), "expected": slo_url})
+    not_on_or_after = root.get("NotOnOrAfter")
+    if not_on_or_after:
+        try:
+            expiry = dt.datetime.fromisoformat(not_on_or_after).timestamp()
+        except ValueError:
+            raise SamlRejected("saml_malformed", "NotOnOrAfter is not a time.") from None
+        if expiry <= clock.now() - idp.settings.clock_skew_seconds:
+            raise SamlRejected("saml_expired", "The logout request has expired.")
+    name_id = root.find(q(ns.SAML, "NameID"))
+    if name_id is None or not (name_id.text or "").strip() or len(name_id):
+        raise SamlRejected("saml_subject_missing", "The logout request names no one.")
+    indexes = tuple((i.text or "").strip() for i in root.findall(q(ns.SAMLP, "SessionIndex")))
+    return LogoutRequest(root.get("ID", ""), name_id.text.strip(), tuple(i for i in indexes if i))
+
+
+def _verifies(pem: str, kind: str, digest: hashes.HashAlgorithm, signature: bytes,
+              data: bytes) -> bool:
+    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+    try:
+        if kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), digest)
+            return True
+        if kind == "ec" and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(digest))
+            return True
+    except InvalidSignature:
+        return False
+    return False
+
+
+def logout_response_redirect(idp: IdentityProvider, sp: ServiceProvider,
+                             in_response_to: str) -> str | None:
+    """Where to send the browser after a logout the IdP asked for (a LogoutResponse)."""
+    url = idp.metadata.slo_redirect_url
+    if url is None:
+        return None
+    encoded = onelogin.logout_response(idp.onelogin_settings(sp), in_response_to=in_response_to)
+    return url + ("&" if "?" in url else "?") + urlencode({"SAMLResponse": encoded})
