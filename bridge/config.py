@@ -54,6 +54,8 @@ class ClientConfig:
     allowed_origins: tuple[str, ...] = ()
     # RFC 8693 token exchange: audiences this client may exchange tokens for (empty: none).
     token_exchange_audiences: tuple[str, ...] = ()
+    # RFC 7522: may this (confidential) client trade SAML assertions for access tokens?
+    allow_saml_bearer: bool = False
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ def _parse_client(
     known = {"client_id", "redirect_uris", "audience", "claims_version", "public",
              "refresh_token_delivery", "scopes", "login_start_uri", "refresh_token_ttl_seconds",
              "refresh_idle_timeout_seconds", "refresh_reuse_interval_seconds",
-             "token_signing_alg", "allowed_origins", "token_exchange_audiences"}
+             "token_signing_alg", "allowed_origins", "token_exchange_audiences",
+             "allow_saml_bearer"}
     before = len(problems)
     for key in sorted(set(entry) - known):
         problems.append(f"{where}.{key}: unknown client setting")
@@ -361,6 +364,11 @@ def _parse_client(
     if not isinstance(exchange, list) or not all(isinstance(a, str) and a for a in exchange):
         problems.append(f"{where}.token_exchange_audiences: must be a list of audiences")
         exchange = []
+    saml_bearer = entry.get("allow_saml_bearer", False)
+    if not isinstance(saml_bearer, bool) or (saml_bearer and public is not False):
+        problems.append(f"{where}.allow_saml_bearer: true or false, and only for confidential "
+                        "clients")
+        saml_bearer = False
     if exchange and public is not False:
         problems.append(f"{where}.token_exchange_audiences: only confidential clients may "
                         "exchange tokens")
@@ -384,6 +392,7 @@ def _parse_client(
         token_signing_alg=str(alg),
         allowed_origins=tuple(origins),
         token_exchange_audiences=tuple(exchange),
+        allow_saml_bearer=saml_bearer,
         **policy,
     )
 

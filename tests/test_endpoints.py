@@ -23,7 +23,8 @@ def test_discovery_document(client: FlaskClient) -> None:
         assert document["response_types_supported"] == ["code"]
         assert document["code_challenge_methods_supported"] == ["S256"]
         assert set(document["grant_types_supported"]) == {
-            "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"}
+            "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:saml2-bearer"}
         assert "none" in document["token_endpoint_auth_methods_supported"]
         assert {"openid", "email"} <= set(document["scopes_supported"])
         assert {"sub", "email", "groups", "idp", "ver"} <= set(document["claims_supported"])

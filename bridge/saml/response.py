@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +19,14 @@ from lxml import etree
 from bridge.clock import Clock
 from bridge.errors import SamlRejected
 from bridge.saml import ns, onelogin
+from bridge.saml.assertion_checks import (
+    attributes_of,
+    check_audience,
+    check_window,
+    one_child,
+    saml_time,
+    text_of,
+)
 from bridge.saml.decrypt import decrypt_assertion
 from bridge.saml.idp import IdentityProvider
 from bridge.saml.ns import q
@@ -28,8 +35,6 @@ from bridge.saml.sp_keys import DecryptionKey
 from bridge.saml.verify import verify_signature
 from bridge.saml.xml_parser import parse_untrusted
 
-_MAX_ATTRIBUTE_VALUES = 2000
-_MAX_VALUE_LENGTH = 4096
 _CONSTRUCT = object()
 
 
@@ -165,13 +170,13 @@ def verify(
                            "The response was addressed to another endpoint.",
                            log_detail={"got": destination, "expected": sp.acs_url})
 
-    conditions = _one(assertion, q(ns.SAML, "Conditions"), "saml_malformed", "Conditions")
-    _check_window(conditions, now, skew, what="assertion")
-    _check_audience(conditions, sp.entity_id)
+    conditions = one_child(assertion, q(ns.SAML, "Conditions"), "saml_malformed", "Conditions")
+    check_window(conditions, now, skew, what="assertion")
+    check_audience(conditions, sp.entity_id)
 
-    subject = _one(assertion, q(ns.SAML, "Subject"), "saml_subject_missing", "Subject")
+    subject = one_child(assertion, q(ns.SAML, "Subject"), "saml_subject_missing", "Subject")
     name_ids = subject.findall(q(ns.SAML, "NameID"))
-    if len(name_ids) != 1 or not _text(name_ids[0]):
+    if len(name_ids) != 1 or not text_of(name_ids[0]):
         raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.",
                            log_detail={"name_ids": len(name_ids)})
     name_id = name_ids[0]
@@ -184,17 +189,17 @@ def verify(
                            "The response answers a different request than its assertion.",
                            log_detail={"response": response_irt, "assertion": in_response_to})
 
-    authn = _one(assertion, q(ns.SAML, "AuthnStatement"), "saml_malformed", "AuthnStatement")
-    authn_instant = _time(authn.get("AuthnInstant"), "AuthnInstant")
+    authn = one_child(assertion, q(ns.SAML, "AuthnStatement"), "saml_malformed", "AuthnStatement")
+    authn_instant = saml_time(authn.get("AuthnInstant"), "AuthnInstant")
     session_end = authn.get("SessionNotOnOrAfter")
-    session_not_on_or_after = _time(session_end, "SessionNotOnOrAfter") if session_end else None
+    session_not_on_or_after = saml_time(session_end, "SessionNotOnOrAfter") if session_end else None
     if session_not_on_or_after is not None and session_not_on_or_after <= now - skew:
         raise SamlRejected("saml_session_expired", "The IdP session has already ended.",
                            log_detail={"session_not_on_or_after": session_end,
                                        "seconds_late": round(now - session_not_on_or_after)})
     class_ref = authn.find(f"{q(ns.SAML, 'AuthnContext')}/{q(ns.SAML, 'AuthnContextClassRef')}")
 
-    attributes = _attributes(assertion)
+    attributes = attributes_of(assertion)
 
     onelogin.strict_validate(
         idp.onelogin_settings(sp, received.decryption_key),
@@ -208,19 +213,19 @@ def verify(
     not_on_or_after = conditions.get("NotOnOrAfter")
     expires_at = confirmation_expiry
     if not_on_or_after:
-        expires_at = max(expires_at, _time(not_on_or_after, "NotOnOrAfter"))
+        expires_at = max(expires_at, saml_time(not_on_or_after, "NotOnOrAfter"))
     return VerifiedAssertion(
         _CONSTRUCT,
         idp_slug=idp.slug,
         idp_entity_id=idp.metadata.entity_id,
         assertion_id=assertion.get("ID"),
-        name_id=_text(name_id),
+        name_id=text_of(name_id),
         name_id_format=name_id.get("Format"),
         attributes=attributes,
         authn_instant=authn_instant,
         session_index=authn.get("SessionIndex"),
         session_not_on_or_after=session_not_on_or_after,
-        authn_context_class=_text(class_ref) if class_ref is not None else None,
+        authn_context_class=text_of(class_ref) if class_ref is not None else None,
         expires_at=expires_at + skew,
         in_response_to=in_response_to,
         uses_sha1=shape.uses_sha1,
@@ -239,39 +244,14 @@ def _check_issuers(response: etree._Element, assertion: etree._Element, expected
     # SAML Core §2.3.3: the assertion Issuer is required; the Response Issuer is optional but
     # must agree when present (Profiles §4.1.4.2).
     issuers = assertion.findall(q(ns.SAML, "Issuer"))
-    if len(issuers) != 1 or _text(issuers[0]) != expected:
+    if len(issuers) != 1 or text_of(issuers[0]) != expected:
         raise SamlRejected("saml_issuer_mismatch", "The assertion was issued by another IdP.",
-                           log_detail={"got": [_text(i) for i in issuers], "expected": expected})
+                           log_detail={"got": [text_of(i) for i in issuers], "expected": expected})
     response_issuers = response.findall(q(ns.SAML, "Issuer"))
-    if len(response_issuers) > 1 or (response_issuers and _text(response_issuers[0]) != expected):
+    if len(response_issuers) > 1 or (response_issuers and text_of(response_issuers[0]) != expected):
         raise SamlRejected("saml_issuer_mismatch", "The response was issued by another IdP.",
-                           log_detail={"got": [_text(i) for i in response_issuers],
+                           log_detail={"got": [text_of(i) for i in response_issuers],
                                        "expected": expected})
-
-
-def _check_window(element: etree._Element, now: float, skew: float, *, what: str) -> None:
-    not_before = element.get("NotBefore")
-    if not_before and _time(not_before, "NotBefore") > now + skew:
-        raise SamlRejected("saml_not_yet_valid", f"The {what} is not valid yet.",
-                           log_detail={"not_before": not_before,
-                                       "seconds_early": round(_time(not_before, "") - now),
-                                       "skew_seconds": skew})
-    not_on_or_after = element.get("NotOnOrAfter")
-    if not_on_or_after and _time(not_on_or_after, "NotOnOrAfter") <= now - skew:
-        raise SamlRejected("saml_expired", f"The {what} has expired.",
-                           log_detail={"not_on_or_after": not_on_or_after,
-                                       "seconds_late": round(now - _time(not_on_or_after, "")),
-                                       "skew_seconds": skew})
-
-
-def _check_audience(conditions: etree._Element, entity_id: str) -> None:
-    # SAML Core §2.5.1.4: each AudienceRestriction must include us; at least one must exist
-    # (an assertion without one would be valid for any relying party).
-    restrictions = conditions.findall(q(ns.SAML, "AudienceRestriction"))
-    audiences = [[_text(a) for a in r.findall(q(ns.SAML, "Audience"))] for r in restrictions]
-    if not restrictions or any(entity_id not in group for group in audiences):
-        raise SamlRejected("saml_audience_mismatch", "The assertion is meant for another SP.",
-                           log_detail={"got": audiences, "expected": entity_id})
 
 
 def _check_subject_confirmation(
@@ -309,72 +289,10 @@ def _check_subject_confirmation(
         if not not_on_or_after:
             raise SamlRejected("saml_subject_confirmation",
                                "The bearer confirmation has no NotOnOrAfter.")
-        _check_window(data, now, skew, what="subject confirmation")
-        return _time(not_on_or_after, "NotOnOrAfter"), in_response_to
+        check_window(data, now, skew, what="subject confirmation")
+        return saml_time(not_on_or_after, "NotOnOrAfter"), in_response_to
     raise SamlRejected("saml_subject_confirmation", "The assertion has no bearer confirmation.",
                        log_detail={"skipped": reasons})
-
-
-def _attributes(assertion: etree._Element) -> dict[str, tuple[str, ...]]:
-    attributes: dict[str, tuple[str, ...]] = {}
-    count = 0
-    for statement in assertion.findall(q(ns.SAML, "AttributeStatement")):
-        if statement.find(q(ns.SAML, "EncryptedAttribute")) is not None:
-            raise SamlRejected("saml_attribute_invalid", "Encrypted attributes are not supported.")
-        for attribute in statement.findall(q(ns.SAML, "Attribute")):
-            name = attribute.get("Name")
-            if not name:
-                raise SamlRejected("saml_attribute_invalid", "An attribute has no Name.")
-            if name in attributes:
-                raise SamlRejected("saml_attribute_duplicate",
-                                   "An attribute appears twice.", log_detail={"name": name})
-            values = []
-            for value_el in attribute.findall(q(ns.SAML, "AttributeValue")):
-                if value_el.get(q(ns.XSI, "nil")) in ("true", "1"):
-                    continue
-                nested = value_el.find(q(ns.SAML, "NameID"))
-                value = _text(nested if nested is not None else value_el)
-                if len(value) > _MAX_VALUE_LENGTH:
-                    raise SamlRejected("saml_attribute_invalid", "An attribute value is too long.",
-                                       log_detail={"name": name, "length": len(value)})
-                if value:
-                    values.append(value)
-            count += len(values)
-            if count > _MAX_ATTRIBUTE_VALUES:
-                raise SamlRejected("saml_attribute_invalid", "Too many attribute values.")
-            attributes[name] = tuple(values)
-    return attributes
-
-
-def _one(parent: etree._Element, tag: str, code: str, what: str) -> etree._Element:
-    found = parent.findall(tag)
-    if len(found) != 1:
-        raise SamlRejected(code, f"The assertion must contain exactly one {what}.",
-                           log_detail={"found": len(found)})
-    return found[0]
-
-
-def _text(element: etree._Element) -> str:
-    # Comments and PIs were removed at parse time, so the text is whole. A value with child
-    # elements has text in several places (``a<x/>b``): refuse it rather than pick a part.
-    if len(element):
-        raise SamlRejected("saml_attribute_invalid", "A value holds markup instead of text.",
-                           log_detail={"element": str(element.tag)})
-    return (element.text or "").strip()
-
-
-def _time(value: str | None, what: str) -> float:
-    if not value:
-        raise SamlRejected("saml_malformed", f"{what} is missing.")
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise SamlRejected("saml_malformed", f"{what} is not an xs:dateTime.",
-                           log_detail={"value": value[:64]}) from None
-    if parsed.tzinfo is None:
-        # SAML Core §1.3.3: times are UTC; a missing zone means UTC.
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
 
 
 def read_unverified(data: bytes, *, max_bytes: int) -> tuple[str | None, dict[str, tuple[str, ...]]]:
@@ -385,4 +303,4 @@ def read_unverified(data: bytes, *, max_bytes: int) -> tuple[str | None, dict[st
     if assertion is None:
         raise SamlRejected("saml_assertion_count", "No (unencrypted) Assertion found.")
     name_id = assertion.find(f"{q(ns.SAML, 'Subject')}/{q(ns.SAML, 'NameID')}")
-    return (_text(name_id) if name_id is not None else None), _attributes(assertion)
+    return (text_of(name_id) if name_id is not None else None), attributes_of(assertion)

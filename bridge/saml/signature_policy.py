@@ -178,3 +178,19 @@ def _check_signature(signature: etree._Element, parent: etree._Element, *, allow
         raise refuse("saml_signature_algorithm", "The digest algorithm is not accepted.",
                      algorithm=digest)
     return uses_sha1
+
+
+def check_assertion_shape(root: etree._Element, *, allow_sha1: bool) -> tuple[etree._Element, bool]:
+    """A bare, signed Assertion (RFC 7522): one signature, its direct child, over it; no other
+    assertion inside. Returns (signature, uses_sha1)."""
+    if root.tag != _ASSERTION or not root.get("ID") or root.get("Version") != "2.0":
+        raise SamlRejected("saml_malformed", "The grant's assertion is not a SAML 2.0 Assertion.")
+    _check_unique_ids(root)
+    if any(True for _ in root.iterdescendants(_ASSERTION, _ENCRYPTED_ASSERTION)):
+        raise SamlRejected("saml_assertion_count", "An assertion may not contain another.")
+    signatures = list(root.iter(_SIGNATURE))
+    if not signatures:
+        raise SamlRejected("saml_signature_missing", "The assertion is not signed.")
+    if len(signatures) != 1 or signatures[0].getparent() is not root:
+        raise SamlRejected("saml_signature_structure", "A signature appears where none is allowed.")
+    return signatures[0], _check_signature(signatures[0], root, allow_sha1=allow_sha1)

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge.authorization import authenticate_client, parse_authorization_request
 from bridge.config import ClientConfig, origin_of
 from bridge.errors import AuthorizeError, TokenError
-from bridge.federation import TOKEN_EXCHANGE, IdpChoice, TokenSet
+from bridge.federation import SAML2_BEARER, TOKEN_EXCHANGE, IdpChoice, TokenSet
 from bridge.web.context import bridge
 from bridge.web.cookies import (
     REFRESH_HEADER,
@@ -76,11 +76,14 @@ def token() -> BaseResponse:
         tokens = the_bridge.refresh(client, refresh_token or "", form.get("scope"))
     elif grant_type == TOKEN_EXCHANGE:
         tokens = the_bridge.exchange_token(client, form)
+    elif grant_type == SAML2_BEARER:
+        tokens = the_bridge.saml_bearer_grant(client, form)
     elif not grant_type:
         raise TokenError("invalid_request", "grant_type is required.")
     else:
         raise TokenError("unsupported_grant_type",
-                         "Supported: authorization_code, refresh_token, token-exchange.")
+                         "Supported: authorization_code, refresh_token, token-exchange, "
+                         "saml2-bearer.")
     return _token_response(tokens)
 
 

@@ -1,0 +1,103 @@
+"""The SAML 2.0 bearer assertion grant (RFC 7522): a server-side client presents an assertion it
+received and gets tokens. Every check of the ACS path applies (signature by the issuing IdP's
+metadata keys only, allow-listed algorithms, audience, time windows, replay via the same cache),
+with the token endpoint in the place of the ACS (RFC 7522 §3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from bridge.clock import Clock
+from bridge.errors import SamlRejected
+from bridge.saml import ns
+from bridge.saml.assertion_checks import (
+    attributes_of,
+    check_audience,
+    check_window,
+    one_child,
+    saml_time,
+    text_of,
+)
+from bridge.saml.idp import IdentityProvider
+from bridge.saml.ns import q
+from bridge.saml.response import _CONSTRUCT, VerifiedAssertion
+from bridge.saml.signature_policy import check_assertion_shape
+from bridge.saml.verify import verify_signature
+from bridge.saml.xml_parser import parse_untrusted
+
+MAX_ASSERTION_BYTES = 256 * 1024
+
+
+def verify_bearer_assertion(encoded: str, *, idps: dict[str, IdentityProvider], sp_entity_id: str,
+                            token_url: str, clock: Clock) -> VerifiedAssertion:
+    try:
+        # RFC 7522 §2.1: base64url without padding (tolerate padding).
+        data = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise SamlRejected("saml_malformed", "assertion is not base64url.") from None
+    root = parse_untrusted(data, max_bytes=MAX_ASSERTION_BYTES)
+    issuer = root.find(q(ns.SAML, "Issuer"))
+    claimed = text_of(issuer) if issuer is not None else ""
+    # The Issuer only chooses whose keys to try; the signature then proves it.
+    idp = next((i for i in idps.values() if i.metadata.entity_id == claimed), None)
+    if idp is None:
+        raise SamlRejected("saml_issuer_mismatch", "The assertion comes from no configured IdP.",
+                           log_detail={"issuer": claimed[:200]})
+    now = clock.now()
+    signature, uses_sha1 = check_assertion_shape(root, allow_sha1=idp.settings.allows_sha1(now))
+    verify_signature(signature, root, idp.keys, uses_sha1=uses_sha1)
+    skew = idp.settings.clock_skew_seconds
+
+    conditions = one_child(root, q(ns.SAML, "Conditions"), "saml_malformed", "Conditions")
+    check_window(conditions, now, skew, what="assertion")
+    # RFC 7522 §3: the audience identifies the authorization server (its entity ID or token URL).
+    check_audience(conditions, sp_entity_id, token_url)
+
+    subject = one_child(root, q(ns.SAML, "Subject"), "saml_subject_missing", "Subject")
+    name_id = subject.find(q(ns.SAML, "NameID"))
+    if name_id is None or not text_of(name_id):
+        raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.")
+    expiry = None
+    for confirmation in subject.findall(q(ns.SAML, "SubjectConfirmation")):
+        data_el = confirmation.find(q(ns.SAML, "SubjectConfirmationData"))
+        if confirmation.get("Method") != ns.CM_BEARER or data_el is None:
+            continue
+        if data_el.get("Recipient") != token_url:
+            raise SamlRejected("saml_recipient_mismatch", "The assertion is meant for another "
+                               "endpoint.", log_detail={"got": data_el.get("Recipient"),
+                                                        "expected": token_url})
+        if not data_el.get("NotOnOrAfter"):
+            raise SamlRejected("saml_subject_confirmation", "The bearer confirmation has no "
+                               "NotOnOrAfter.")
+        check_window(data_el, now, skew, what="subject confirmation")
+        expiry = saml_time(data_el.get("NotOnOrAfter"), "NotOnOrAfter")
+        break
+    if expiry is None:
+        raise SamlRejected("saml_subject_confirmation", "The assertion has no bearer confirmation.")
+
+    statements = root.findall(q(ns.SAML, "AuthnStatement"))
+    authn = statements[0] if len(statements) == 1 else None
+    instant = authn.get("AuthnInstant") if authn is not None else root.get("IssueInstant")
+    session_end = authn.get("SessionNotOnOrAfter") if authn is not None else None
+    not_on_or_after = conditions.get("NotOnOrAfter")
+    if not_on_or_after:
+        expiry = max(expiry, saml_time(not_on_or_after, "NotOnOrAfter"))
+    class_ref = (authn.find(f"{q(ns.SAML, 'AuthnContext')}/{q(ns.SAML, 'AuthnContextClassRef')}")
+                 if authn is not None else None)
+    return VerifiedAssertion(
+        _CONSTRUCT,
+        idp_slug=idp.slug,
+        idp_entity_id=idp.metadata.entity_id,
+        assertion_id=root.get("ID"),
+        name_id=text_of(name_id),
+        name_id_format=name_id.get("Format"),
+        attributes=attributes_of(root),
+        authn_instant=saml_time(instant, "AuthnInstant"),
+        session_index=authn.get("SessionIndex") if authn is not None else None,
+        session_not_on_or_after=saml_time(session_end, "SessionNotOnOrAfter") if session_end else None,
+        authn_context_class=text_of(class_ref) if class_ref is not None else None,
+        expires_at=expiry + skew,
+        in_response_to=None,
+        uses_sha1=uses_sha1,
+    )
