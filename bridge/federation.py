@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -30,6 +31,7 @@ from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.saml import response as saml_response
+from bridge.idp_registry import IdpRegistry
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.idp import IdentityProvider, load_idp_directory
 from bridge.saml.logout import logout_response_redirect, verify_logout_request
@@ -109,7 +111,7 @@ class TokenSet:
 
 class Bridge:
     def __init__(self, settings: Settings, db: Database, clock: Clock,
-                 idps: dict[str, IdentityProvider]) -> None:
+                 idps: Mapping[str, IdentityProvider]) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -129,10 +131,10 @@ class Bridge:
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> Bridge:
         now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
-        idps = load_idp_directory(settings.idp_metadata_dir, now=now)
+        files = load_idp_directory(settings.idp_metadata_dir, now=now)
         db = Database(settings.database_url)
         db.require_migrated()
-        bridge = cls(settings, db, clock, idps)
+        bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
         bridge.keys.ensure_keys()
         bridge.sp_keys.ensure_key()
         return bridge
@@ -738,7 +740,7 @@ class Bridge:
                      "client": r.client_id, "detail": json.loads(r.detail_json)} for r in rows]
 
 
-def _check_idp_initiated_targets(settings: Settings, idps: dict[str, IdentityProvider]) -> None:
+def _check_idp_initiated_targets(settings: Settings, idps: Mapping[str, IdentityProvider]) -> None:
     problems = []
     for slug, idp in sorted(idps.items()):
         for client_id in idp.settings.idp_initiated_clients:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 
 from bridge.clock import Clock
 from bridge.errors import SamlRejected
@@ -29,7 +30,7 @@ from bridge.saml.xml_parser import parse_untrusted
 MAX_ASSERTION_BYTES = 256 * 1024
 
 
-def verify_bearer_assertion(encoded: str, *, idps: dict[str, IdentityProvider], sp_entity_id: str,
+def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, IdentityProvider], sp_entity_id: str,
                             token_url: str, clock: Clock) -> VerifiedAssertion:
     try:
         # RFC 7522 §2.1: base64url without padding (tolerate padding).

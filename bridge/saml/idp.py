@@ -173,8 +173,14 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         problems.append(f"{source}: email_domains: must be a list of domain names")
         domains = []
     sha1_until = raw.get("insecure_allow_sha1_until")
+    if isinstance(sha1_until, str):  # settings stored as JSON carry dates as ISO strings
+        try:
+            sha1_until = dt.date.fromisoformat(sha1_until)
+        except ValueError:
+            pass
     if sha1_until is not None and not isinstance(sha1_until, dt.date):
         problems.append(f"{source}: insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
+        sha1_until = None
     mapping = DEFAULT_MAPPING
     try:
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)

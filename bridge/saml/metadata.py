@@ -43,8 +43,12 @@ class IdpMetadata:
     slo_redirect_url: str | None = None
 
 
-def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMetadata:
-    """Parse metadata bytes; raise ``ConfigError`` naming ``source`` and the problem."""
+def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
+                       check_expiry: bool = True) -> IdpMetadata:
+    """Parse metadata bytes; raise ``ConfigError`` naming ``source`` and the problem.
+
+    ``check_expiry`` refuses metadata whose certificates have all expired: right for a new
+    document, wrong for reloading one that was accepted before (it is then reported instead)."""
 
     def fail(problem: str) -> ConfigError:
         return ConfigError(f"{source}: {problem}")
@@ -97,7 +101,7 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime) -> IdpMeta
     if not certificates:
         raise fail("md:IDPSSODescriptor has no signing certificate "
                    "(KeyDescriptor use=\"signing\" with ds:X509Certificate)")
-    if not any(c.not_after > now for c in certificates):
+    if check_expiry and not any(c.not_after > now for c in certificates):
         latest = max(c.not_after for c in certificates)
         raise fail(f"every signing certificate has expired (latest expired {latest:%Y-%m-%d}); "
                    "ask the IdP admin for current metadata")

@@ -158,3 +158,87 @@ class AuditEvent(Base):
 
 Index("ix_audit_events_event_at", AuditEvent.event, AuditEvent.at)
 Index("ix_refresh_families_session_index", RefreshFamily.idp_slug, RefreshFamily.session_index)
+# IdP health (last login, last refusal) is read from the audit trail by IdP.
+Index("ix_audit_events_idp_slug_event_at", AuditEvent.idp_slug, AuditEvent.event, AuditEvent.at)
+
+
+class IdpRecord(Base):
+    """An IdP managed through the admin API (IdPs declared as files in idp_metadata/ are not
+    stored here). ``version_id`` is the metadata version in force."""
+
+    __tablename__ = "idps"
+
+    slug: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    settings_json: Mapped[str] = mapped_column(Text, default="{}")
+    metadata_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_etag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_fetched_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    metadata_fetch_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    # Bumped by every change, so every node notices and reloads (bridge.idp_registry).
+    updated_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class IdpMetadataVersion(Base):
+    """Every metadata document ever proposed for an IdP: applied ones form its history."""
+
+    __tablename__ = "idp_metadata_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(63), index=True)
+    xml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | applied | superseded | discarded
+    source: Mapped[str] = mapped_column(String(16))  # upload | url | restore
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    applied_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    applied_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    diff_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class AdminToken(Base):
+    """An admin API token for automation: stored as a hash, revocable, with an expiry."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class AdminSession(Base):
+    """A person signed in to the admin pages (through the bridge's own SAML login)."""
+
+    __tablename__ = "admin_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    idp_slug: Mapped[str] = mapped_column(String(63))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class TestLogin(Base):
+    """The outcome of an admin's test login: what arrived and what would be issued, or why not."""
+
+    __tablename__ = "test_logins"
+    __test__ = False  # not a pytest class
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63))
+    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    started_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+    completed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)

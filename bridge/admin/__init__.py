@@ -1,0 +1,1 @@
+"""Administration: IdP lifecycle, admin tokens, the services behind the admin API and pages."""

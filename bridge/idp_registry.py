@@ -1,0 +1,103 @@
+"""Every IdP in force: those declared as files in ``idp_metadata/`` (read at start-up) and those
+managed through the admin API (in the database). A change made through any node is seen by every
+node within ``RECHECK_SECONDS``, without a restart: the registry compares a cheap fingerprint of the
+``idps`` table and reloads what changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+
+from sqlalchemy import func, select
+
+from bridge.clock import Clock
+from bridge.errors import ConfigError
+from bridge.saml.idp import IdentityProvider, parse_idp_settings
+from bridge.saml.metadata import parse_idp_metadata
+from bridge.store.db import Database
+from bridge.store.models import IdpMetadataVersion, IdpRecord
+
+log = logging.getLogger("bridge.idps")
+RECHECK_SECONDS = 2.0
+
+
+class IdpRegistry(Mapping[str, IdentityProvider]):
+    def __init__(self, db: Database, clock: Clock, files: dict[str, IdentityProvider]) -> None:
+        self.db = db
+        self.clock = clock
+        self.files = dict(files)
+        self._lock = threading.Lock()
+        self._checked_at = -1e18
+        self._fingerprint: tuple[object, ...] | None = None
+        self._managed: dict[str, IdentityProvider] = {}
+        # Parsed IdPs by (slug, version, settings digest): a reload reparses only what changed.
+        self._parsed: dict[tuple[str, int, str], IdentityProvider] = {}
+
+    # --- Mapping ---------------------------------------------------------------------------------
+
+    def _current(self) -> dict[str, IdentityProvider]:
+        now = self.clock.now()
+        with self._lock:
+            if now - self._checked_at >= RECHECK_SECONDS or now < self._checked_at:
+                self._checked_at = now
+                self._reload_if_changed()
+            return {**self._managed, **self.files}
+
+    def __getitem__(self, slug: str) -> IdentityProvider:
+        return self._current()[slug]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def source(self, slug: str) -> str | None:
+        if slug in self.files:
+            return "file"
+        return "api" if slug in self._current() else None
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._checked_at = -1e18
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def _reload_if_changed(self) -> None:
+        with self.db.transaction() as session:
+            fingerprint = tuple(session.execute(
+                select(func.count(IdpRecord.slug), func.max(IdpRecord.updated_at))).one())
+            if fingerprint == self._fingerprint:
+                return
+            rows = session.execute(
+                select(IdpRecord, IdpMetadataVersion)
+                .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
+        managed: dict[str, IdentityProvider] = {}
+        parsed: dict[tuple[str, int, str], IdentityProvider] = {}
+        now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
+        for record, version in rows:
+            key = (record.slug, version.id, hashlib.sha256(record.settings_json.encode()).hexdigest())
+            idp = self._parsed.get(key)
+            if idp is None:
+                try:
+                    idp = load_managed_idp(record.slug, version.xml, record.settings_json,
+                                           version_id=version.id, now=now)
+                except ConfigError as error:  # validated when saved; report, keep serving others
+                    log.error("IdP %s cannot be loaded: %s", record.slug, error)
+                    continue
+            managed[record.slug] = idp
+            parsed[key] = idp
+        self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
+
+
+def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int | None,
+                     now: dt.datetime, check_expiry: bool = False) -> IdentityProvider:
+    where = f"IdP {slug} (metadata version {version_id})"
+    metadata = parse_idp_metadata(xml.encode("utf-8"), source=where, now=now,
+                                  check_expiry=check_expiry)
+    settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
+    return IdentityProvider(slug=slug, metadata=metadata, settings=settings)
