@@ -75,6 +75,11 @@ class Settings:
     # Group budget of a version-2 access token: beyond it, groups move to /userinfo.
     groups_max_count: int = 50
     groups_max_bytes: int = 1024
+    # The role (from an IdP's group->role rules) that lets a person into the admin pages.
+    admin_role: str = "bridge-admin"
+    # Metadata URLs may point at private or loopback addresses (never, unless you run your IdP
+    # on an internal network and accept the SSRF exposure).
+    insecure_metadata_private_addresses: bool = False
     # Claims versions being retired: version -> last day tokens of that version are issued.
     claims_sunset: dict[int, dt.date] = field(default_factory=dict)
     # Key-encryption key for signing keys at rest (a Fernet key). Secret: env or *_FILE only.
@@ -107,7 +112,9 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
     "groups_max_count": (0, 200),
     "groups_max_bytes": (0, 8192),
 }
+_BOOL_KEYS = ("insecure_metadata_private_addresses",)
 _STR_KEYS = (
+    "admin_role",
     "env",
     "base_url",
     "database_url",
@@ -117,7 +124,7 @@ _STR_KEYS = (
     "token_signing_alg",
 )
 _SECRET_KEYS = ("key_encryption_key",)
-_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | {"clients", "claims_sunset"}
+_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | set(_BOOL_KEYS) | {"clients", "claims_sunset"}
 
 
 def load_settings(
@@ -147,7 +154,7 @@ def load_settings(
                             f"set BRIDGE_{key.upper()} or BRIDGE_{key.upper()}_FILE")
             raw.pop(key)
 
-    for key in (*_STR_KEYS, *_INT_LIMITS, "clients", "claims_sunset"):
+    for key in (*_STR_KEYS, *_INT_LIMITS, *_BOOL_KEYS, "clients", "claims_sunset"):
         value = env.get(f"BRIDGE_{key.upper()}")
         if value is not None:
             raw[key] = value
@@ -172,6 +179,15 @@ def load_settings(
                 problems.append(f"{key}: must be an integer from {low} to {high}, got {raw[key]!r}")
             else:
                 values[key] = number
+    for key in _BOOL_KEYS:
+        if key in raw:
+            flag: Any = raw[key]
+            if isinstance(flag, str) and flag.lower() in ("true", "false", "1", "0"):
+                flag = flag.lower() in ("true", "1")
+            if not isinstance(flag, bool):
+                problems.append(f"{key}: must be true or false")
+            else:
+                values[key] = flag
     for key in _SECRET_KEYS:
         if key in raw:
             values[key] = raw[key]
@@ -196,6 +212,8 @@ def load_settings(
     clients = _parse_clients(raw.get("clients", []), env, problems, settings)
     sunset = _parse_sunset(raw.get("claims_sunset", {}), problems)
 
+    if settings.env == "production" and settings.insecure_metadata_private_addresses:
+        problems.append("insecure_metadata_private_addresses: refused in production")
     if settings.env == "production" and not settings.key_encryption_key:
         problems.append(
             "key_encryption_key: required in production to encrypt signing keys at rest; "

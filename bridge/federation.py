@@ -12,11 +12,13 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlencode
 
 from cryptography.fernet import Fernet
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.authorization import AuthorizationRequest, check_code_verifier
@@ -30,8 +32,9 @@ from bridge.claims import (
 from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
-from bridge.saml import response as saml_response
+from bridge.identity import Identity
 from bridge.idp_registry import IdpRegistry
+from bridge.saml import response as saml_response
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.idp import IdentityProvider, load_idp_directory
 from bridge.saml.logout import logout_response_redirect, verify_logout_request
@@ -64,10 +67,22 @@ _REGISTERED = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "client_id", 
                          "auth_time"})
 
 
+class SpecialLogin(Protocol):
+    def complete(self, record: AuthnRequestRecord, identity: Identity,
+                 idp: IdentityProvider) -> str:
+        """Handle a verified login; return where the browser goes."""
+        ...
+
+    def failed(self, request_id: str, error: BridgeError) -> str | None:
+        """Handle a refused login; return where the browser goes, or None to show the error."""
+        ...
+
+
 @dataclass(frozen=True)
 class LoginStart:
     redirect_url: str
     browser_token: str
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,9 @@ class Bridge:
         self.keys = KeyRing(db, kek, clock, algorithms=algorithms,
                             access_token_ttl=settings.access_token_ttl_seconds)
         self.sp_keys = SpKeys(db, kek, clock, entity_id=settings.sp_entity_id)
-        _check_idp_initiated_targets(settings, idps)
+        # Logins that end in the bridge itself (admin sign-in, test logins), by pseudo client ID.
+        self.special_logins: dict[str, SpecialLogin] = {}
+        check_idp_initiated_targets(settings, idps)
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> Bridge:
@@ -184,7 +201,7 @@ class Bridge:
                 created_at=now,
                 expires_at=now + self.settings.authn_request_ttl_seconds,
             ))
-        return LoginStart(redirect_url=url, browser_token=browser_token)
+        return LoginStart(redirect_url=url, browser_token=browser_token, request_id=request_id)
 
     # --- 2. ACS: SAML Response -> authorization code ------------------------------------------
 
@@ -198,6 +215,11 @@ class Bridge:
         except BridgeError as error:
             self._audit_refusal("login", error, error_id=error_id, idp_slug=slug,
                                 client_id=context["client"])
+            special = self.special_logins.get(context.get("special") or "")
+            if special is not None and context.get("request"):
+                destination = special.failed(str(context["request"]), error)
+                if destination is not None:
+                    return destination
             raise
 
     def _complete_login(self, slug: str, posted: str | None, browser_token: str | None,
@@ -235,6 +257,19 @@ class Bridge:
                                                         record.browser_hash):
             raise SamlRejected("saml_browser_mismatch",
                                "The login finished in a different browser than it started in.")
+        special = self.special_logins.get(record.client_id)
+        if special is not None:
+            context["special"], context["request"] = record.client_id, record.id
+            verified = saml_response.verify(received, idp=idp, sp=self.service_provider(slug),
+                                            expected_request_id=record.id, clock=self.clock)
+            identity = to_identity(verified, idp)
+            self._warn_if_sha1(idp, verified)
+            try:
+                with self.db.transaction() as session:
+                    self._consume(session, record, verified, now)
+            except sa_exc.IntegrityError:
+                raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+            return special.complete(record, identity, idp)
         client = self.settings.client(record.client_id)
         if client is None:
             raise SamlRejected("client_unknown", "The client of this login is no longer registered.")
@@ -247,20 +282,7 @@ class Bridge:
         code = new_secret()
         try:
             with self.db.transaction() as session:
-                consumed = session.execute(
-                    update(AuthnRequestRecord)
-                    .where(AuthnRequestRecord.id == record.id,
-                           AuthnRequestRecord.consumed_at.is_(None))
-                    .values(consumed_at=now)
-                )
-                if consumed.rowcount != 1:  # type: ignore[attr-defined]
-                    raise SamlRejected("saml_replay", "This login response has already been used.")
-                # The primary key (IdP, assertion ID) makes acceptance once-only across every
-                # process and node; the row lives until the assertion could no longer be valid.
-                session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
-                                              assertion_id=verified.assertion_id,
-                                              expires_at=verified.expires_at))
-                session.flush()
+                self._consume(session, record, verified, now)
                 session.add(AuthorizationCode(
                     code_hash=secret_hash(code),
                     client_id=client.client_id,
@@ -288,6 +310,35 @@ class Bridge:
             query["state"] = record.state
         separator = "&" if "?" in record.redirect_uri else "?"
         return record.redirect_uri + separator + urlencode(query)
+
+    @staticmethod
+    def _consume(session: Session, record: AuthnRequestRecord,
+                 verified: saml_response.VerifiedAssertion, now: float) -> None:
+        """Use the outstanding request and the assertion, once each, in the caller's transaction."""
+        consumed = session.execute(
+            update(AuthnRequestRecord)
+            .where(AuthnRequestRecord.id == record.id, AuthnRequestRecord.consumed_at.is_(None))
+            .values(consumed_at=now)
+        )
+        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+            raise SamlRejected("saml_replay", "This login response has already been used.")
+        # The primary key (IdP, assertion ID) makes acceptance once-only across every process and
+        # node; the row lives until the assertion could no longer be valid.
+        session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
+                                      assertion_id=verified.assertion_id,
+                                      expires_at=verified.expires_at))
+        session.flush()
+
+    def start_special_login(self, purpose: str, idp: IdentityProvider, return_to: str,
+                            browser_token: str | None) -> LoginStart:
+        """A login that ends in one of the bridge's own handlers (admin sign-in, test login)
+        instead of at an OAuth client: same request, binding and checks."""
+        assert purpose in self.special_logins
+        pseudo = ClientConfig(client_id=purpose, redirect_uris=(return_to,), audience=purpose)
+        request = AuthorizationRequest(client=pseudo, redirect_uri=return_to, state=None,
+                                       code_challenge=None, scope="", nonce=None, idp=idp.slug,
+                                       login_hint=None)
+        return self.start_login(request, idp, browser_token)
 
     def _has_outstanding_request(self, slug: str, browser_token: str | None, now: float) -> bool:
         if not browser_token:
@@ -740,7 +791,7 @@ class Bridge:
                      "client": r.client_id, "detail": json.loads(r.detail_json)} for r in rows]
 
 
-def _check_idp_initiated_targets(settings: Settings, idps: Mapping[str, IdentityProvider]) -> None:
+def check_idp_initiated_targets(settings: Settings, idps: Mapping[str, IdentityProvider]) -> None:
     problems = []
     for slug, idp in sorted(idps.items()):
         for client_id in idp.settings.idp_initiated_clients:

@@ -144,6 +144,14 @@ def session_dev_idp(idp_key_dir: Path) -> DevIdp:
                   sp_metadata=test_sp_metadata)
 
 
+@pytest.fixture(scope="session")
+def session_other_idp(tmp_path_factory: pytest.TempPathFactory) -> DevIdp:
+    """A second pysaml2 IdP with a key of its own (slug "other" when registered)."""
+    return DevIdp(base_url="https://other-idp.example.net",
+                  state_dir=tmp_path_factory.mktemp("other-idp-keys"),
+                  sp_metadata=test_sp_metadata)
+
+
 @pytest.fixture
 def dev_idp(session_dev_idp: DevIdp, idp_dir: Path) -> DevIdp:
     """The pysaml2 IdP, registered with this test's bridge as ``dev``."""

@@ -6,6 +6,7 @@ Everything is validated at start-up and every problem is reported with the file 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import threading
@@ -44,6 +45,12 @@ class IdpSettings:
     insecure_allow_sha1_until: dt.date | None = None
     # How this IdP's attributes become claims (bridge.claims.mapping), preset included.
     mapping: ClaimMapping = DEFAULT_MAPPING
+    # Metadata lifecycle (IdPs managed through the admin API): which changes of refreshed or
+    # uploaded metadata apply without a person ("additions": new certificates only; "all";
+    # "none"), how often a metadata URL is fetched, and the certificate that must sign it.
+    metadata_auto_apply: str = "additions"
+    metadata_refresh_seconds: int = 6 * 3600
+    metadata_signing_certificate: str | None = None
 
     def allows_sha1(self, now: float) -> bool:
         until = self.insecure_allow_sha1_until
@@ -144,7 +151,8 @@ def load_idp_settings(toml_file: Path) -> IdpSettings:
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     problems: list[str] = []
     known = {"display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
-             "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping"}
+             "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
+             "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate"}
     for key in sorted(set(raw) - known):
         problems.append(f"{source}: {key}: unknown IdP setting")
     display_name = raw.get("display_name", "")
@@ -174,13 +182,23 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         domains = []
     sha1_until = raw.get("insecure_allow_sha1_until")
     if isinstance(sha1_until, str):  # settings stored as JSON carry dates as ISO strings
-        try:
+        with contextlib.suppress(ValueError):
             sha1_until = dt.date.fromisoformat(sha1_until)
-        except ValueError:
-            pass
     if sha1_until is not None and not isinstance(sha1_until, dt.date):
         problems.append(f"{source}: insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
         sha1_until = None
+    auto_apply = raw.get("metadata_auto_apply", "additions")
+    if auto_apply not in ("additions", "all", "none"):
+        problems.append(f"{source}: metadata_auto_apply: one of additions, all, none")
+        auto_apply = "additions"
+    refresh = raw.get("metadata_refresh_seconds", 6 * 3600)
+    if isinstance(refresh, bool) or not isinstance(refresh, int) or not 300 <= refresh <= 7 * 86400:
+        problems.append(f"{source}: metadata_refresh_seconds: an integer from 300 to 604800")
+        refresh = 6 * 3600
+    pinned = raw.get("metadata_signing_certificate")
+    if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
+        problems.append(f"{source}: metadata_signing_certificate: a PEM certificate")
+        pinned = None
     mapping = DEFAULT_MAPPING
     try:
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
@@ -193,6 +211,9 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         raise ConfigError(problems)
     return IdpSettings(
         mapping=mapping,
+        metadata_auto_apply=auto_apply,
+        metadata_refresh_seconds=refresh,
+        metadata_signing_certificate=pinned,
         display_name=display_name,
         allow_idp_initiated=allow_idp_initiated,
         idp_initiated_clients=tuple(targets),

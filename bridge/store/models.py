@@ -220,6 +220,9 @@ class AdminSession(Base):
     __tablename__ = "admin_sessions"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # "ticket": handed from the ACS to /admin/callback once, for two minutes; "session": the
+    # cookie's. Only sessions authenticate.
+    kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(256))
     idp_slug: Mapped[str] = mapped_column(String(63))

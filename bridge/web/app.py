@@ -6,10 +6,13 @@ import logging
 
 from flask import Flask
 
+from bridge.admin.services import AdminServices
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.federation import Bridge
 from bridge.web import cors, errors
+from bridge.web.admin_api import admin_api_blueprint
+from bridge.web.admin_pages import admin_pages
 from bridge.web.discovery import discovery
 from bridge.web.health import health
 from bridge.web.oauth import oauth
@@ -31,9 +34,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         JSON_SORT_KEYS=False,
     )
     app.extensions["bridge"] = bridge
+    app.extensions["admin"] = AdminServices.attach(bridge)
     errors.install(app)
     cors.install(app)
-    for blueprint in (oauth, sso, discovery, health, userinfo):
+    for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages):
         app.register_blueprint(blueprint)
 
     @app.after_request

@@ -27,12 +27,26 @@ def _secure(settings: Settings) -> bool:
     return settings.base_url.startswith("https://")
 
 
+def secure_prefix(settings: Settings) -> str:
+    """``__Host-`` on https (this host only, Path=/); nothing on plain-http loopback."""
+    return "__Host-" if _secure(settings) else ""
+
+
 def login_cookie_name(settings: Settings) -> str:
-    return ("__Host-" if _secure(settings) else "") + LOGIN_COOKIE
+    return secure_prefix(settings) + LOGIN_COOKIE
 
 
 def refresh_cookie_name(settings: Settings) -> str:
-    return ("__Host-" if _secure(settings) else "") + REFRESH_COOKIE
+    return secure_prefix(settings) + REFRESH_COOKIE
+
+
+def set_admin_cookie(response: Response, settings: Settings, name: str, value: str, *,
+                     max_age: int) -> None:
+    # Lax, not Strict: the sign-in ends in a redirect chain that began with the IdP's cross-site
+    # POST, and Strict would withhold the new cookie from its last step. Changes need the CSRF
+    # token as well, so Lax's top-level GETs can only read pages.
+    response.set_cookie(name, value, max_age=max_age, path="/", secure=_secure(settings),
+                        httponly=True, samesite="Lax")
 
 
 def set_login_cookie(response: Response, settings: Settings, value: str) -> None:

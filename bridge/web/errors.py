@@ -39,7 +39,15 @@ def status_of(error: BridgeError) -> int:
     if isinstance(error, StoreUnavailable):
         return 503
     if isinstance(error, ConfigError):
+        # Through the admin API a ConfigError is a refused change (422, or 409 for a conflict);
+        # anywhere else it is the bridge's own configuration failing a request.
+        if request.path.startswith("/admin/"):
+            return 409 if error.__class__.__name__ == "Conflict" else 422
         return 503
+    if error.code == "admin_unauthorized":
+        return 401
+    if error.code == "admin_csrf_invalid":
+        return 403
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, TokenError):
@@ -50,6 +58,8 @@ def status_of(error: BridgeError) -> int:
 
 
 def wants_json() -> bool:
+    if request.path.startswith(("/admin/api/", "/admin/openapi")):
+        return True  # an API answers in JSON whatever the client accepts
     best = request.accept_mimetypes.best_match(["text/html", "application/json",
                                                 "application/problem+json"])
     return best in ("application/json", "application/problem+json")
@@ -74,6 +84,7 @@ def render_error(error: BridgeError) -> Response:
             "status": status,
             "code": error.code,
             "error_id": eid,
+            **({"problems": error.problems} if isinstance(error, ConfigError) else {}),
         })
         response.mimetype = "application/problem+json"
     else:

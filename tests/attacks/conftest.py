@@ -29,13 +29,6 @@ LOGIN_START = "http://127.0.0.1:8002/start-login"
 
 
 @pytest.fixture(scope="session")
-def session_other_idp(tmp_path_factory: pytest.TempPathFactory) -> DevIdp:
-    return DevIdp(base_url="https://other-idp.example.net",
-                  state_dir=tmp_path_factory.mktemp("other-idp-keys"),
-                  sp_metadata=test_sp_metadata)
-
-
-@pytest.fixture(scope="session")
 def session_portal_idp(idp_key_dir: Path) -> DevIdp:
     return DevIdp(base_url="https://portal.example.net", state_dir=idp_key_dir,
                   sp_metadata=test_sp_metadata)

@@ -62,6 +62,7 @@ def upgrade() -> None:
     op.create_table(
         "admin_sessions",
         sa.Column("id_hash", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("subject", sa.String(128), nullable=False),
         sa.Column("name", sa.String(256), nullable=False),
         sa.Column("idp_slug", sa.String(63), nullable=False),

@@ -1,0 +1,130 @@
+"""Who may administer: admin API tokens for automation, and admin sessions for people who signed
+in through the bridge's own SAML login with the admin role.
+
+Tokens are 256-bit random strings shown once and stored as hashes, with an expiry; sessions are
+random ids in an HttpOnly cookie, stored as hashes, with a CSRF token for the pages' forms.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from bridge import audit
+from bridge.errors import ConfigError, NotFound
+from bridge.store.db import Database
+from bridge.store.models import AdminSession, AdminToken
+from bridge.tokens.secrets_util import new_secret, secret_hash
+
+TOKEN_PREFIX = "bat_"  # recognisable in logs and secret scanners, never the secret itself
+SESSION_SECONDS = 8 * 3600
+TICKET_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Admin:
+    """An authenticated administrator: a token or a person."""
+
+    actor: str  # recorded in audit events: "token:<name>" or "user:<sub> (<name>)"
+    csrf_token: str | None = None  # set for page sessions only
+
+
+class AdminAccess:
+    def __init__(self, db: Database, clock: Any) -> None:
+        self.db = db
+        self.clock = clock
+
+    # --- tokens ------------------------------------------------------------------------------------
+
+    def create_token(self, name: str, *, expires_in: float, actor: str) -> tuple[str, str]:
+        """Return (token id, the token itself: shown once, stored only as its hash)."""
+        if not name or len(name) > 128:
+            raise ConfigError("name: 1 to 128 characters")
+        if not 60 <= expires_in <= 366 * 86400:
+            raise ConfigError("expires_in: from one minute to a year")
+        token_id = secrets.token_hex(8)
+        token = TOKEN_PREFIX + new_secret()
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            session.add(AdminToken(id=token_id, token_hash=secret_hash(token), name=name,
+                                   created_by=actor, created_at=now, expires_at=now + expires_in))
+            audit.record(session, at=now, event="admin_token_created", outcome="success",
+                         detail={"actor": actor, "token_id": token_id, "name": name,
+                                 "expires_at": now + expires_in})
+        return token_id, token
+
+    def revoke_token(self, token_id: str, *, actor: str) -> None:
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(AdminToken, token_id)
+            if row is None:
+                raise NotFound("token_unknown", "No such admin token.")
+            row.revoked_at = row.revoked_at or now
+            audit.record(session, at=now, event="admin_token_revoked", outcome="success",
+                         detail={"actor": actor, "token_id": token_id, "name": row.name})
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        with self.db.transaction() as session:
+            return [{"id": t.id, "name": t.name, "created_by": t.created_by,
+                     "created_at": t.created_at, "expires_at": t.expires_at,
+                     "revoked_at": t.revoked_at, "last_used_at": t.last_used_at}
+                    for t in session.scalars(select(AdminToken).order_by(AdminToken.created_at))]
+
+    def authenticate_token(self, token: str) -> Admin | None:
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.scalars(select(AdminToken).where(
+                AdminToken.token_hash == secret_hash(token))).first()
+            if row is None or row.revoked_at is not None or row.expires_at <= now:
+                return None
+            row.last_used_at = now
+            return Admin(actor=f"token:{row.name}")
+
+    # --- sessions ----------------------------------------------------------------------------------
+
+    def issue_ticket(self, *, subject: str, name: str, idp_slug: str) -> str:
+        """After a verified admin login: a one-time ticket for /admin/callback, which turns it
+        into a session cookie on whichever node the browser reaches."""
+        ticket = new_secret()
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            session.add(AdminSession(id_hash=secret_hash(ticket), kind="ticket", subject=subject,
+                                     name=name, idp_slug=idp_slug, csrf_token="",
+                                     created_at=now, expires_at=now + TICKET_SECONDS))
+        return ticket
+
+    def claim_ticket(self, ticket: str) -> str | None:
+        """Use a ticket once; return a new session id, or None."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(AdminSession, secret_hash(ticket), with_for_update=True)
+            if row is None or row.kind != "ticket" or row.expires_at <= now:
+                return None
+            session.delete(row)
+            session_id = new_secret()
+            session.add(AdminSession(id_hash=secret_hash(session_id), kind="session",
+                                     subject=row.subject, name=row.name, idp_slug=row.idp_slug,
+                                     csrf_token=secrets.token_urlsafe(24), created_at=now,
+                                     expires_at=now + SESSION_SECONDS))
+            audit.record(session, at=now, event="admin_signed_in", outcome="success",
+                         subject=row.subject, idp_slug=row.idp_slug, detail={"name": row.name})
+        return session_id
+
+    def authenticate_session(self, session_id: str) -> Admin | None:
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(AdminSession, secret_hash(session_id))
+            if row is None or row.kind != "session" or row.expires_at <= now:
+                return None
+            return Admin(actor=f"user:{row.subject} ({row.name})", csrf_token=row.csrf_token)
+
+    def end_session(self, session_id: str) -> None:
+        with self.db.transaction() as session:
+            row = session.get(AdminSession, secret_hash(session_id))
+            if row is not None:
+                session.delete(row)

@@ -1,0 +1,396 @@
+"""IdP onboarding and metadata lifecycle, behind the admin API, the admin pages and the CLI.
+
+Every change is validated completely before anything is written, so what was in force stays in
+force when a proposal is refused; every change is an audit event with who, what, before and after.
+Metadata arrives as a document or from a URL, first as a *proposed* version with its diff against
+what is in force; it applies at once when the IdP's policy allows (by default: only added
+certificates), otherwise when an admin applies it. Every applied version stays in the history and
+any earlier one can be restored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bridge import audit
+from bridge.admin.fetch import FetchPolicy, fetch_metadata
+from bridge.admin.metadata_diff import metadata_diff
+from bridge.admin.metadata_signature import verify_metadata_signature
+from bridge.errors import ConfigError, NotFound
+from bridge.federation import Bridge, check_idp_initiated_targets
+from bridge.idp_registry import IdpRegistry, load_managed_idp
+from bridge.saml.idp import SLUG_RE, IdentityProvider
+from bridge.saml.metadata import IdpMetadata
+from bridge.saml.sp import sp_metadata
+from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+
+WARN_DAYS = (30, 7)
+
+
+class Conflict(ConfigError):
+    """The request cannot be done in the current state (e.g. a slug declared as a file)."""
+
+
+def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
+    report = []
+    for cert in metadata.signing_certificates:
+        days = (cert.not_after - now).total_seconds() / 86400
+        warning = ("expired" if days < 0 else "expires_within_7_days" if days < WARN_DAYS[1]
+                   else "expires_within_30_days" if days < WARN_DAYS[0] else None)
+        report.append({"sha256": cert.sha256_fingerprint, "not_after": cert.not_after.isoformat(),
+                       "days_left": int(days), "warning": warning})
+    return report
+
+
+class IdpAdmin:
+    def __init__(self, bridge: Bridge, fetch_policy: FetchPolicy | None = None) -> None:
+        self.bridge = bridge
+        self.db = bridge.db
+        self.clock = bridge.clock
+        self.fetch_policy = fetch_policy or FetchPolicy()
+
+    @property
+    def registry(self) -> IdpRegistry:
+        assert isinstance(self.bridge.idps, IdpRegistry)
+        return self.bridge.idps
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def list_idps(self) -> list[dict[str, Any]]:
+        health = self._health()
+        return [self._summary(slug, idp, health.get(slug, {}))
+                for slug, idp in sorted(self.registry.items())]
+
+    def get_idp(self, slug: str) -> dict[str, Any]:
+        idp = self.idp(slug)
+        detail = self._summary(slug, idp, self._health().get(slug, {}))
+        with self.db.transaction() as session:
+            record = session.get(IdpRecord, slug)
+            detail["settings"] = json.loads(record.settings_json) if record else None
+            detail["metadata_url"] = record.metadata_url if record else None
+            detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
+        detail["versions"] = self.versions(slug) if detail["source"] == "api" else []
+        return detail
+
+    def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
+        certificates = certificate_report(idp.metadata, self._now())
+        return {
+            "slug": slug,
+            "source": self.registry.source(slug),
+            "display_name": idp.display_name,
+            "entity_id": idp.metadata.entity_id,
+            "sso_url": idp.sso_url,
+            "acs_url": self.bridge.settings.acs_url(slug),
+            "certificates": certificates,
+            "warnings": sorted({c["warning"] for c in certificates if c["warning"]}),
+            **health,
+        }
+
+    def _health(self) -> dict[str, dict[str, Any]]:
+        """Last successful login and last refusal per IdP, from the audit trail."""
+        health: dict[str, dict[str, Any]] = {}
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(AuditEvent.idp_slug, AuditEvent.outcome, func.max(AuditEvent.at))
+                .where(AuditEvent.event == "login")
+                .group_by(AuditEvent.idp_slug, AuditEvent.outcome)).all()
+            for slug, outcome, at in rows:
+                if slug is None:
+                    continue
+                entry = health.setdefault(slug, {})
+                if outcome == "success":
+                    entry["last_login_at"] = at
+                else:
+                    last = session.scalars(select(AuditEvent).where(
+                        AuditEvent.idp_slug == slug, AuditEvent.event == "login",
+                        AuditEvent.outcome == outcome, AuditEvent.at == at).limit(1)).first()
+                    entry["last_error_at"] = at
+                    entry["last_error_code"] = last.code if last else None
+        return health
+
+    def versions(self, slug: str) -> list[dict[str, Any]]:
+        with self.db.transaction() as session:
+            record = session.get(IdpRecord, slug)
+            rows = session.scalars(select(IdpMetadataVersion)
+                                   .where(IdpMetadataVersion.slug == slug)
+                                   .order_by(IdpMetadataVersion.id.desc()))
+            return [{"id": v.id, "status": v.status, "source": v.source, "sha256": v.sha256,
+                     "created_at": v.created_at, "created_by": v.created_by,
+                     "applied_at": v.applied_at, "applied_by": v.applied_by,
+                     "in_force": record is not None and record.version_id == v.id,
+                     "diff": json.loads(v.diff_json)} for v in rows]
+
+    def version_xml(self, slug: str, version_id: int) -> str:
+        with self.db.transaction() as session:
+            version = session.get(IdpMetadataVersion, version_id)
+            if version is None or version.slug != slug:
+                raise NotFound("version_unknown", "No such metadata version.")
+            return version.xml
+
+    def sp_metadata(self, slug: str) -> bytes:
+        self.idp(slug)
+        settings = self.bridge.settings
+        return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
+                           self.bridge.sp_keys.certificates(), [settings.slo_url(slug)])
+
+    def idp(self, slug: str) -> IdentityProvider:
+        idp = self.registry.get(slug)
+        if idp is None:
+            raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+        return idp
+
+    # --- creating, settings, deleting --------------------------------------------------------------
+
+    def create_idp(self, slug: str, *, xml: bytes | None, url: str | None,
+                   settings: dict[str, Any], actor: str) -> dict[str, Any]:
+        if not SLUG_RE.match(slug or ""):
+            raise ConfigError("slug: must match [a-z0-9][a-z0-9-]{0,62}")
+        if slug in self.registry.files:
+            raise Conflict(f"slug: {slug!r} is declared as a file in idp_metadata/; change the file")
+        with self.db.transaction() as session:
+            if session.get(IdpRecord, slug) is not None:
+                raise Conflict(f"slug: {slug!r} already exists")
+        fetched = None
+        if url is not None:
+            fetched = fetch_metadata(url, policy=self.fetch_policy)
+            xml = fetched.body
+        if not xml:
+            raise ConfigError("metadata: upload a document or give a metadata URL")
+        settings_json = self._validated_settings(slug, settings)
+        idp = self._validated(slug, xml, settings_json)
+        self._check_entity_id_free(slug, idp.metadata.entity_id)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            version = self._new_version(slug, xml, "url" if url else "upload", actor, now,
+                                        metadata_diff(None, idp.metadata), status="applied")
+            session.add(version)
+            session.flush()
+            session.add(IdpRecord(slug=slug, version_id=version.id, settings_json=settings_json,
+                                  metadata_url=url, created_at=now, updated_at=now,
+                                  metadata_etag=fetched.etag if fetched else None,
+                                  metadata_last_modified=fetched.last_modified if fetched else None,
+                                  metadata_fetched_at=now if fetched else None))
+            audit.record(session, at=now, event="idp_created", outcome="success", idp_slug=slug,
+                         detail={"actor": actor, "entity_id": idp.metadata.entity_id,
+                                 "metadata_url": url, "version": version.id,
+                                 "settings": json.loads(settings_json)})
+        self.registry.invalidate()
+        return self.get_idp(slug)
+
+    def update_settings(self, slug: str, settings: dict[str, Any], actor: str) -> dict[str, Any]:
+        record = self._managed(slug)
+        settings_json = self._validated_settings(slug, settings)
+        self._validated(slug, self.version_xml(slug, record.version_id or 0).encode(),
+                        settings_json)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(IdpRecord, slug, with_for_update=True)
+            assert row is not None
+            before = json.loads(row.settings_json)
+            row.settings_json = settings_json
+            row.updated_at = now
+            audit.record(session, at=now, event="idp_settings_changed", outcome="success",
+                         idp_slug=slug, detail={"actor": actor, "before": before,
+                                                "after": json.loads(settings_json)})
+        self.registry.invalidate()
+        return self.get_idp(slug)
+
+    def set_metadata_url(self, slug: str, url: str | None, actor: str) -> dict[str, Any]:
+        if url is not None:
+            from bridge.admin.fetch import check_url
+
+            check_url(url)
+        self._managed(slug)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(IdpRecord, slug, with_for_update=True)
+            assert row is not None
+            before = row.metadata_url
+            row.metadata_url, row.metadata_etag, row.metadata_last_modified = url, None, None
+            row.updated_at = now
+            audit.record(session, at=now, event="idp_metadata_url_changed", outcome="success",
+                         idp_slug=slug, detail={"actor": actor, "before": before, "after": url})
+        self.registry.invalidate()
+        return self.get_idp(slug)
+
+    def delete_idp(self, slug: str, actor: str) -> None:
+        record = self._managed(slug)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(IdpRecord, slug)
+            if row is not None:
+                session.delete(row)
+            audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
+                         detail={"actor": actor, "version": record.version_id,
+                                 "settings": json.loads(record.settings_json)})
+        self.registry.invalidate()
+
+    # --- metadata versions -------------------------------------------------------------------------
+
+    def propose_metadata(self, slug: str, *, xml: bytes | None = None, url: str | None = None,
+                         actor: str) -> dict[str, Any]:
+        """A new metadata version with its diff; applied at once if the IdP's policy allows."""
+        record = self._managed(slug)
+        source = "upload"
+        if xml is None:
+            target = url or record.metadata_url
+            if not target:
+                raise ConfigError("metadata: upload a document or set a metadata URL")
+            fetched = fetch_metadata(target, policy=self.fetch_policy)
+            xml, source = fetched.body, "url"
+        assert xml is not None
+        return self._propose(slug, record, xml, source, actor)
+
+    def refresh(self, slug: str, *, actor: str = "scheduler") -> dict[str, Any]:
+        """Fetch the IdP's metadata URL (conditionally) and propose what changed."""
+        record = self._managed(slug)
+        if not record.metadata_url:
+            raise ConfigError(f"IdP {slug} has no metadata URL")
+        now = self.clock.now()
+        try:
+            fetched = fetch_metadata(record.metadata_url, policy=self.fetch_policy,
+                                     etag=record.metadata_etag,
+                                     last_modified=record.metadata_last_modified)
+        except ConfigError as error:
+            with self.db.transaction() as session:
+                row = session.get(IdpRecord, slug)
+                if row is not None:
+                    row.metadata_fetch_error = str(error)[:1000]
+                    row.metadata_fetched_at = now
+                audit.record(session, at=now, event="idp_metadata_refresh", outcome="refused",
+                             idp_slug=slug, detail={"actor": actor, "error": str(error)[:500]})
+            raise
+        with self.db.transaction() as session:
+            row = session.get(IdpRecord, slug)
+            if row is not None:
+                row.metadata_fetched_at, row.metadata_fetch_error = now, None
+                if fetched.status == 200:
+                    row.metadata_etag, row.metadata_last_modified = (fetched.etag,
+                                                                     fetched.last_modified)
+        if fetched.status == 304 or fetched.body is None:
+            return {"status": "not_modified"}
+        return self._propose(slug, record, fetched.body, "url", actor)
+
+    def _propose(self, slug: str, record: IdpRecord, xml: bytes, source: str,
+                 actor: str) -> dict[str, Any]:
+        current = self.registry[slug]
+        proposed = self._validated(slug, xml, record.settings_json)
+        self._check_entity_id_free(slug, proposed.metadata.entity_id)
+        diff = metadata_diff(current.metadata, proposed.metadata)
+        if diff["identical"]:
+            return {"status": "identical", "diff": diff}
+        policy = current.settings.metadata_auto_apply
+        automatic = policy == "all" or (policy == "additions" and diff["only_certificate_additions"])
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            version = self._new_version(slug, xml, source, actor, now, diff,
+                                        status="pending")
+            session.add(version)
+            session.flush()
+            version_id = version.id
+            audit.record(session, at=now, event="idp_metadata_proposed", outcome="success",
+                         idp_slug=slug, detail={"actor": actor, "version": version_id,
+                                                "source": source, "diff": diff})
+        if automatic:
+            self.apply_version(slug, version_id, actor=f"policy:{policy} ({actor})")
+            return {"status": "applied", "version": version_id, "diff": diff}
+        return {"status": "pending", "version": version_id, "diff": diff}
+
+    def apply_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
+        record = self._managed(slug)
+        xml = self.version_xml(slug, version_id)
+        self._validated(slug, xml.encode(), record.settings_json)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(IdpRecord, slug, with_for_update=True)
+            version = session.get(IdpMetadataVersion, version_id)
+            assert row is not None and version is not None
+            if version.status == "discarded":
+                raise Conflict(f"version {version_id} was discarded")
+            before = row.version_id
+            for previous in session.scalars(select(IdpMetadataVersion).where(
+                    IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
+                previous.status = "superseded"
+            version.status, version.applied_at, version.applied_by = "applied", now, actor
+            row.version_id, row.updated_at = version_id, now
+            audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
+                         idp_slug=slug, detail={"actor": actor, "before": before,
+                                                "after": version_id})
+        self.registry.invalidate()
+        return self.get_idp(slug)
+
+    def restore_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
+        """Roll back: an earlier version becomes a new applied version (history is never
+        rewritten)."""
+        record = self._managed(slug)
+        xml = self.version_xml(slug, version_id)
+        current = self.registry[slug]
+        restored = self._validated(slug, xml.encode(), record.settings_json)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            version = self._new_version(slug, xml.encode(), "restore", actor, now,
+                                        {**metadata_diff(current.metadata, restored.metadata),
+                                         "restored_from": version_id}, status="pending")
+            session.add(version)
+            session.flush()
+            new_id = version.id
+        return self.apply_version(slug, new_id, actor=actor)
+
+    def discard_version(self, slug: str, version_id: int, *, actor: str) -> None:
+        self._managed(slug)
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            version = session.get(IdpMetadataVersion, version_id)
+            if version is None or version.slug != slug or version.status != "pending":
+                raise Conflict("only a pending version of this IdP can be discarded")
+            version.status = "discarded"
+            audit.record(session, at=now, event="idp_metadata_discarded", outcome="success",
+                         idp_slug=slug, detail={"actor": actor, "version": version_id})
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    def _managed(self, slug: str) -> IdpRecord:
+        if slug in self.registry.files:
+            raise Conflict(f"IdP {slug!r} is declared as a file in idp_metadata/; change the file")
+        with self.db.transaction() as session:
+            record = session.get(IdpRecord, slug)
+        if record is None:
+            raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+        return record
+
+    def _validated_settings(self, slug: str, settings: dict[str, Any]) -> str:
+        if not isinstance(settings, dict):
+            raise ConfigError("settings: must be an object")
+        return json.dumps(settings, sort_keys=True, default=str)
+
+    def _validated(self, slug: str, xml: bytes, settings_json: str) -> IdentityProvider:
+        """Parse metadata and settings exactly as they would be served; raise with locations."""
+        idp = load_managed_idp(slug, xml.decode("utf-8", errors="replace"), settings_json,
+                               version_id=None, now=self._now(), check_expiry=True)
+        pinned = idp.settings.metadata_signing_certificate
+        if pinned:
+            verify_metadata_signature(xml, pinned)
+        check_idp_initiated_targets(self.bridge.settings, {slug: idp})
+        return idp
+
+    def _check_entity_id_free(self, slug: str, entity_id: str) -> None:
+        for other, idp in self.registry.items():
+            if other != slug and idp.metadata.entity_id == entity_id:
+                raise Conflict(f"metadata: entity ID {entity_id!r} is already used by IdP {other}")
+
+    @staticmethod
+    def _new_version(slug: str, xml: bytes, source: str, actor: str, now: float,
+                     diff: dict[str, Any], *, status: str) -> IdpMetadataVersion:
+        return IdpMetadataVersion(
+            slug=slug, xml=xml.decode("utf-8", errors="replace"),
+            sha256=hashlib.sha256(xml).hexdigest(), status=status, source=source, created_at=now,
+            created_by=actor, applied_at=now if status == "applied" else None,
+            applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))

@@ -1,0 +1,103 @@
+"""The two logins that end in the bridge itself rather than at an OAuth client.
+
+* Admin sign-in: a person signs in at an IdP through the ordinary SAML path; the IdP's group->role
+  rules must give them the admin role (``admin_role``), and then they get an admin session.
+* Test login: an admin starts a login against an IdP to see what arrives (attributes) and what the
+  bridge would issue (claims of every version), or the precise reason it would refuse; nothing is
+  issued either way.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from bridge import audit
+from bridge.admin.access import AdminAccess
+from bridge.claims.mapping import apply_mapping
+from bridge.claims.preview import preview
+from bridge.errors import BridgeError, SamlRejected
+from bridge.federation import Bridge
+from bridge.identity import Identity
+from bridge.saml.idp import IdentityProvider
+from bridge.store.models import AuthnRequestRecord, TestLogin
+
+ADMIN_SIGN_IN = "__admin_sign_in__"
+TEST_LOGIN = "__test_login__"
+TEST_LOGIN_SECONDS = 900
+
+
+class AdminSignIn:
+    def __init__(self, bridge: Bridge, access: AdminAccess) -> None:
+        self.bridge = bridge
+        self.access = access
+
+    def complete(self, record: AuthnRequestRecord, identity: Identity, idp: IdentityProvider) -> str:
+        mapped = apply_mapping(idp.settings.mapping, identity)
+        role = self.bridge.settings.admin_role
+        if role not in mapped.roles:
+            raise SamlRejected("admin_role_missing",
+                               f"Your account does not have the {role} role at {idp.display_name}.",
+                               log_detail={"roles": list(mapped.roles), "required": role})
+        name = mapped.name or mapped.email or identity.subject
+        ticket = self.access.issue_ticket(subject=identity.subject, name=name, idp_slug=idp.slug)
+        return record.redirect_uri + "?" + urlencode({"ticket": ticket})
+
+    def failed(self, request_id: str, error: BridgeError) -> str | None:
+        return None  # the ordinary error page, with the code and reference
+
+
+class TestLoginCapture:
+    __test__ = False  # not a pytest class
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def start(self, idp: IdentityProvider, *, actor: str, result_page: str,
+              browser_token: str | None) -> tuple[str, str, str]:
+        """Return (test id, IdP redirect URL, browser token) for a new test login."""
+        test_id = secrets.token_hex(8)
+        start = self.bridge.start_special_login(TEST_LOGIN, idp, result_page.format(id=test_id),
+                                                browser_token)
+        request_id = start.request_id
+        now = self.bridge.clock.now()
+        with self.bridge.db.transaction() as session:
+            session.add(TestLogin(id=test_id, slug=idp.slug, request_id=request_id,
+                                  started_by=actor, created_at=now,
+                                  expires_at=now + TEST_LOGIN_SECONDS))
+            audit.record(session, at=now, event="test_login_started", outcome="success",
+                         idp_slug=idp.slug, detail={"actor": actor, "test": test_id})
+        return test_id, start.redirect_url, start.browser_token
+
+    def complete(self, record: AuthnRequestRecord, identity: Identity, idp: IdentityProvider) -> str:
+        result = {"outcome": "accepted", **preview(identity, idp.settings.mapping)}
+        return self._store(record.id, result, record.redirect_uri)
+
+    def failed(self, request_id: str, error: BridgeError) -> str | None:
+        with self.bridge.db.transaction() as session:
+            record = session.get(AuthnRequestRecord, request_id)
+        if record is None:
+            return None
+        result = {"outcome": "refused", "code": error.code, "reason": error.public_detail,
+                  "detail": error.log_detail}
+        return self._store(request_id, result, record.redirect_uri)
+
+    def _store(self, request_id: str, result: dict[str, Any], destination: str) -> str:
+        with self.bridge.db.transaction() as session:
+            row = session.query(TestLogin).filter_by(request_id=request_id).one_or_none()
+            if row is not None:
+                row.completed_at = self.bridge.clock.now()
+                row.result_json = json.dumps(result, default=str)
+        return destination
+
+    def result(self, test_id: str) -> dict[str, Any] | None:
+        with self.bridge.db.transaction() as session:
+            row = session.get(TestLogin, test_id)
+            if row is None:
+                return None
+            return {"id": row.id, "idp": row.slug, "started_by": row.started_by,
+                    "completed": row.completed_at is not None,
+                    "result": json.loads(row.result_json) if row.result_json else None}
+

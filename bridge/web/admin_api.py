@@ -1,0 +1,258 @@
+"""The admin API (JSON), documented in ``openapi/admin.json`` and served at /admin/openapi.json.
+
+Every route requires an admin (token or session, see admin_auth). Validation errors are 422
+problem documents listing every problem with its location; nothing changes when one is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.wrappers import Response as BaseResponse
+
+from bridge.claims.mapping import parse_mapping
+from bridge.claims.presets import MAPPING_PRESETS, PRESETS
+from bridge.claims.preview import preview
+from bridge.errors import ConfigError
+from bridge.identity import Identity
+from bridge.saml.response import read_unverified
+from bridge.saml.subject import derive_subject
+from bridge.web.admin_auth import actor, admin_api, services
+
+admin_api_blueprint = Blueprint("admin_api", __name__, url_prefix="/admin")
+MAX_METADATA = 2 * 1024 * 1024
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ConfigError("body: a JSON object is required")
+    return body
+
+
+def _metadata_from_request() -> tuple[bytes | None, str | None]:
+    """Metadata as an uploaded file, a raw XML body, or {"metadata_url": ...} / {"metadata_xml"}."""
+    upload = request.files.get("metadata")
+    if upload is not None:
+        return upload.read(MAX_METADATA + 1), None
+    if request.mimetype in ("application/xml", "text/xml", "application/samlmetadata+xml"):
+        return request.get_data(), None
+    body = _json_body()
+    url = body.get("metadata_url")
+    xml = body.get("metadata_xml")
+    if url is not None and not isinstance(url, str):
+        raise ConfigError("metadata_url: must be a string")
+    if xml is not None and not isinstance(xml, str):
+        raise ConfigError("metadata_xml: must be a string")
+    return (xml.encode() if xml else None), url
+
+
+@admin_api_blueprint.get("/openapi.json")
+@admin_api
+def openapi() -> Response:
+    document = resources.files("bridge.web").joinpath("openapi/admin.json").read_text()
+    return Response(document, mimetype="application/json")
+
+
+@admin_api_blueprint.get("/api/idps")
+@admin_api
+def list_idps() -> Response:
+    return jsonify({"idps": services().idps.list_idps()})
+
+
+@admin_api_blueprint.post("/api/idps")
+@admin_api
+def create_idp() -> tuple[Response, int]:
+    if request.files or request.form:
+        slug = request.form.get("slug", "")
+        settings = json.loads(request.form.get("settings") or "{}")
+        xml, url = _metadata_from_request()
+        url = url or request.form.get("metadata_url") or None
+    else:
+        body = _json_body()
+        slug, settings = body.get("slug", ""), body.get("settings", {})
+        xml, url = _metadata_from_request()
+    created = services().idps.create_idp(str(slug), xml=xml, url=url, settings=settings,
+                                         actor=actor())
+    return jsonify(created), 201
+
+
+@admin_api_blueprint.get("/api/idps/<slug>")
+@admin_api
+def get_idp(slug: str) -> Response:
+    return jsonify(services().idps.get_idp(slug))
+
+
+@admin_api_blueprint.delete("/api/idps/<slug>")
+@admin_api
+def delete_idp(slug: str) -> tuple[str, int]:
+    services().idps.delete_idp(slug, actor())
+    return "", 204
+
+
+@admin_api_blueprint.put("/api/idps/<slug>/settings")
+@admin_api
+def update_settings(slug: str) -> Response:
+    return jsonify(services().idps.update_settings(slug, _json_body(), actor()))
+
+
+@admin_api_blueprint.put("/api/idps/<slug>/metadata-url")
+@admin_api
+def set_metadata_url(slug: str) -> Response:
+    url = _json_body().get("metadata_url")
+    if url is not None and not isinstance(url, str):
+        raise ConfigError("metadata_url: a string or null")
+    return jsonify(services().idps.set_metadata_url(slug, url, actor()))
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/metadata")
+@admin_api
+def propose_metadata(slug: str) -> Response:
+    xml, url = _metadata_from_request()
+    return jsonify(services().idps.propose_metadata(slug, xml=xml, url=url, actor=actor()))
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/metadata/refresh")
+@admin_api
+def refresh_metadata(slug: str) -> Response:
+    return jsonify(services().idps.refresh(slug, actor=actor()))
+
+
+@admin_api_blueprint.get("/api/idps/<slug>/metadata/versions")
+@admin_api
+def versions(slug: str) -> Response:
+    return jsonify({"versions": services().idps.versions(slug)})
+
+
+@admin_api_blueprint.get("/api/idps/<slug>/metadata/versions/<int:version_id>")
+@admin_api
+def version_xml(slug: str, version_id: int) -> Response:
+    return Response(services().idps.version_xml(slug, version_id),
+                    mimetype="application/samlmetadata+xml")
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/metadata/versions/<int:version_id>/apply")
+@admin_api
+def apply_version(slug: str, version_id: int) -> Response:
+    return jsonify(services().idps.apply_version(slug, version_id, actor=actor()))
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/metadata/versions/<int:version_id>/restore")
+@admin_api
+def restore_version(slug: str, version_id: int) -> Response:
+    return jsonify(services().idps.restore_version(slug, version_id, actor=actor()))
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/metadata/versions/<int:version_id>/discard")
+@admin_api
+def discard_version(slug: str, version_id: int) -> tuple[str, int]:
+    services().idps.discard_version(slug, version_id, actor=actor())
+    return "", 204
+
+
+@admin_api_blueprint.get("/api/idps/<slug>/sp-metadata")
+@admin_api
+def sp_metadata(slug: str) -> BaseResponse:
+    response = Response(services().idps.sp_metadata(slug), mimetype="application/samlmetadata+xml")
+    response.headers["Content-Disposition"] = f'attachment; filename="sp-metadata-{slug}.xml"'
+    return response
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/claims-preview")
+@admin_api
+def claims_preview(slug: str) -> Response:
+    """Dry run: the claims of every version from attributes (or a SAML response), under the
+    mapping in force and, if given, under a proposed mapping."""
+    body = _json_body()
+    idp = services().idps.idp(slug)
+    if "saml_response" in body:
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(str(body["saml_response"]), validate=True)
+        except (binascii.Error, ValueError):
+            raw = str(body["saml_response"]).encode()
+        name_id, attributes = read_unverified(raw, max_bytes=MAX_METADATA)
+    else:
+        raw_attributes = body.get("attributes", {})
+        if not isinstance(raw_attributes, dict):
+            raise ConfigError("attributes: an object of name: [values]")
+        attributes = {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v]))
+                      for k, v in raw_attributes.items()}
+        name_id = body.get("name_id")
+    subject_id = (attributes.get(idp.settings.subject_attribute or "", ("",))[0]
+                  if idp.settings.subject_attribute else name_id) or ""
+    identity = Identity(subject=derive_subject(idp.metadata.entity_id, subject_id),
+                        idp_slug=slug, idp_entity_id=idp.metadata.entity_id,
+                        attributes=attributes, auth_time=0, name_id=name_id)
+    proposed = None
+    if body.get("mapping") is not None:
+        proposed = parse_mapping(body["mapping"], source="proposed", presets=MAPPING_PRESETS)
+    return jsonify(preview(identity, idp.settings.mapping, proposed))
+
+
+@admin_api_blueprint.get("/api/test-logins/<test_id>")
+@admin_api
+def test_login_result(test_id: str) -> Response:
+    result = services().test_logins.result(test_id)
+    if result is None:
+        from bridge.errors import NotFound
+
+        raise NotFound("test_login_unknown", "No such test login.")
+    return jsonify(result)
+
+
+@admin_api_blueprint.get("/api/presets")
+@admin_api
+def presets() -> Response:
+    return jsonify({"presets": [
+        {"name": p.name, "display_name": p.display_name, "signs": p.signs,
+         "subject_attribute": p.subject_attribute, "instructions": list(p.instructions),
+         "attributes": {claim: list(rule.sources) for claim, rule in p.mapping.claims.items()}}
+        for p in PRESETS.values()]})
+
+
+@admin_api_blueprint.get("/api/audit")
+@admin_api
+def audit_events() -> Response:
+    limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
+    return jsonify({"events": services().bridge.audit_events(limit)})
+
+
+@admin_api_blueprint.post("/api/revocations")
+@admin_api
+def revoke_all() -> Response:
+    body = _json_body()
+    subject, idp = body.get("subject"), body.get("idp")
+    if bool(subject) == bool(idp):
+        raise ConfigError("give exactly one of subject, idp")
+    count = services().bridge.revoke_all(subject=subject, idp_slug=idp, actor=actor(),
+                                         reason=str(body.get("reason", "admin"))[:64])
+    return jsonify({"revoked": count})
+
+
+@admin_api_blueprint.get("/api/tokens")
+@admin_api
+def list_tokens() -> Response:
+    return jsonify({"tokens": services().access.list_tokens()})
+
+
+@admin_api_blueprint.post("/api/tokens")
+@admin_api
+def create_token() -> tuple[Response, int]:
+    body = _json_body()
+    token_id, token = services().access.create_token(
+        str(body.get("name", "")), expires_in=float(body.get("expires_in", 30 * 86400)),
+        actor=actor())
+    return jsonify({"id": token_id, "token": token}), 201
+
+
+@admin_api_blueprint.delete("/api/tokens/<token_id>")
+@admin_api
+def revoke_token(token_id: str) -> tuple[str, int]:
+    services().access.revoke_token(token_id, actor=actor())
+    return "", 204

@@ -1,0 +1,222 @@
+"""Admin pages: server-rendered, over the same services as the admin API, no JavaScript needed.
+
+Every form carries the session's CSRF token; every change redirects back (post/redirect/get) with
+a notice, or re-renders the page with the problems when it was refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from bridge.admin.access import SESSION_SECONDS
+from bridge.admin.logins import ADMIN_SIGN_IN
+from bridge.claims.presets import PRESETS
+from bridge.errors import ConfigError, NotFound
+from bridge.web.admin_auth import actor, admin_page, current_admin, services, session_cookie_name
+from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
+
+admin_pages = Blueprint("admin_pages", __name__, url_prefix="/admin")
+
+
+@admin_pages.app_template_filter("when")
+def _when(value: float | None) -> str:
+    if not value:
+        return "—"
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    return Response(render_template(template, admin=current_admin(), **context), status=status)
+
+
+def _back(slug: str | None, notice: str) -> BaseResponse:
+    target = url_for("admin_pages.idp", slug=slug) if slug else url_for("admin_pages.index")
+    return redirect(target + "?" + urlencode({"notice": notice}), code=303)
+
+
+# --- signing in ---------------------------------------------------------------------------------
+
+@admin_pages.get("/login")
+def login() -> Response:
+    bridge = services().bridge
+    idps = sorted(((slug, idp.display_name) for slug, idp in bridge.idps.items()),
+                  key=lambda item: item[1])
+    return _page("admin/login.html", idps=idps, role=bridge.settings.admin_role)
+
+
+@admin_pages.get("/login/<slug>")
+def login_at(slug: str) -> BaseResponse:
+    bridge = services().bridge
+    idp = bridge.idps.get(slug)
+    if idp is None:
+        raise NotFound("idp_unknown", "No such IdP.")
+    start = bridge.start_special_login(ADMIN_SIGN_IN, idp,
+                                       f"{bridge.settings.base_url}/admin/callback",
+                                       request.cookies.get(login_cookie_name(bridge.settings)))
+    response = redirect(start.redirect_url, code=302)
+    set_login_cookie(response, bridge.settings, start.browser_token)
+    return response
+
+
+@admin_pages.get("/callback")
+def callback() -> BaseResponse:
+    session_id = services().access.claim_ticket(request.args.get("ticket", ""))
+    if session_id is None:
+        return redirect(url_for("admin_pages.login"), code=303)
+    response = redirect(url_for("admin_pages.index"), code=303)
+    set_admin_cookie(response, services().bridge.settings, session_cookie_name(), session_id,
+                     max_age=SESSION_SECONDS)
+    return response
+
+
+@admin_pages.post("/logout")
+@admin_page
+def logout() -> BaseResponse:
+    services().access.end_session(request.cookies.get(session_cookie_name(), ""))
+    response = redirect(url_for("admin_pages.login"), code=303)
+    response.delete_cookie(session_cookie_name(), path="/")
+    return response
+
+
+# --- IdPs ---------------------------------------------------------------------------------------
+
+@admin_pages.get("/")
+@admin_page
+def index() -> Response:
+    return _page("admin/idps.html", idps=services().idps.list_idps(),
+                 notice=request.args.get("notice"))
+
+
+@admin_pages.route("/idps/new", methods=["GET", "POST"])
+@admin_page
+def new_idp() -> BaseResponse:
+    presets = list(PRESETS.values())
+    if request.method == "GET":
+        return _page("admin/new_idp.html", presets=presets, form={})
+    form = request.form
+    settings: dict[str, Any] = {}
+    if form.get("display_name"):
+        settings["display_name"] = form["display_name"]
+    if form.get("preset"):
+        settings["mapping"] = {"preset": form["preset"]}
+    upload = request.files.get("metadata")
+    xml = upload.read() if upload is not None and upload.filename else None
+    try:
+        services().idps.create_idp(form.get("slug", ""), xml=xml,
+                                   url=form.get("metadata_url") or None, settings=settings,
+                                   actor=actor())
+    except ConfigError as error:
+        return _page("admin/new_idp.html", status=422, presets=presets, form=form,
+                     problems=error.problems)
+    return _back(form["slug"], "IdP added.")
+
+
+@admin_pages.get("/idps/<slug>")
+@admin_page
+def idp(slug: str) -> Response:
+    detail = services().idps.get_idp(slug)
+    return _page("admin/idp.html", idp=detail, notice=request.args.get("notice"),
+                 settings_text=json.dumps(detail["settings"] or {}, indent=2))
+
+
+def _act(slug: str, action: Any, notice: str) -> BaseResponse:
+    try:
+        result = action()
+    except ConfigError as error:
+        detail = services().idps.get_idp(slug)
+        return _page("admin/idp.html", status=422, idp=detail, problems=error.problems,
+                     settings_text=request.form.get("settings_json")
+                     or json.dumps(detail["settings"] or {}, indent=2))
+    if isinstance(result, dict) and result.get("status") in ("pending", "applied", "identical",
+                                                              "not_modified"):
+        notice = {"pending": "The new metadata waits for your approval below.",
+                  "applied": "The new metadata was applied (certificate additions apply at once).",
+                  "identical": "The metadata is identical to what is in force.",
+                  "not_modified": "The metadata has not changed since the last fetch."}[
+                      result["status"]]
+    return _back(slug, notice)
+
+
+@admin_pages.post("/idps/<slug>/metadata")
+@admin_page
+def upload_metadata(slug: str) -> BaseResponse:
+    upload = request.files.get("metadata")
+    xml = upload.read() if upload is not None and upload.filename else b""
+    return _act(slug, lambda: services().idps.propose_metadata(slug, xml=xml, actor=actor()),
+                "Metadata proposed.")
+
+
+@admin_pages.post("/idps/<slug>/refresh")
+@admin_page
+def refresh(slug: str) -> BaseResponse:
+    return _act(slug, lambda: services().idps.refresh(slug, actor=actor()), "Fetched.")
+
+
+@admin_pages.post("/idps/<slug>/versions/<int:version_id>/<action>")
+@admin_page
+def version_action(slug: str, version_id: int, action: str) -> BaseResponse:
+    admin = services().idps
+    actions = {"apply": lambda: admin.apply_version(slug, version_id, actor=actor()),
+               "restore": lambda: admin.restore_version(slug, version_id, actor=actor()),
+               "discard": lambda: admin.discard_version(slug, version_id, actor=actor())}
+    if action not in actions:
+        raise NotFound("not_found", "No such action.")
+    return _act(slug, actions[action], {"apply": "Version applied.",
+                                        "restore": "Rolled back.",
+                                        "discard": "Version discarded."}[action])
+
+
+@admin_pages.post("/idps/<slug>/settings")
+@admin_page
+def settings(slug: str) -> BaseResponse:
+    def save() -> Any:
+        try:
+            parsed = json.loads(request.form.get("settings_json", ""))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"settings: not valid JSON ({error})") from None
+        return services().idps.update_settings(slug, parsed, actor())
+
+    return _act(slug, save, "Settings saved.")
+
+
+@admin_pages.post("/idps/<slug>/delete")
+@admin_page
+def delete(slug: str) -> BaseResponse:
+    services().idps.delete_idp(slug, actor())
+    return _back(None, f"IdP {slug} deleted.")
+
+
+@admin_pages.get("/idps/<slug>/sp-metadata")
+@admin_page
+def sp_metadata(slug: str) -> Response:
+    response = Response(services().idps.sp_metadata(slug), mimetype="application/samlmetadata+xml")
+    response.headers["Content-Disposition"] = f'attachment; filename="sp-metadata-{slug}.xml"'
+    return response
+
+
+@admin_pages.get("/idps/<slug>/test-login")
+@admin_page
+def test_login(slug: str) -> BaseResponse:
+    bridge = services().bridge
+    _, url, browser_token = services().test_logins.start(
+        services().idps.idp(slug), actor=actor(),
+        result_page=f"{bridge.settings.base_url}/admin/test-logins/{{id}}",
+        browser_token=request.cookies.get(login_cookie_name(bridge.settings)))
+    response = redirect(url, code=302)
+    set_login_cookie(response, bridge.settings, browser_token)
+    return response
+
+
+@admin_pages.get("/test-logins/<test_id>")
+@admin_page
+def test_login_result(test_id: str) -> Response:
+    result = services().test_logins.result(test_id)
+    if result is None:
+        raise NotFound("test_login_unknown", "No such test login.")
+    return _page("admin/test_login.html", test=result)

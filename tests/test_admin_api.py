@@ -1,0 +1,301 @@
+"""The admin API: who may call it (every route), IdP onboarding from uploaded metadata, preview
+before apply, history and rollback, a certificate rollover with no failed login, settings
+validation, changes seen by another node, tokens and the audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bridge.admin.access import AdminAccess
+from bridge.dev.saml_idp import USERS, DevIdp
+from bridge.federation import Bridge
+from bridge.web import create_app
+from tests.attacks import xml_tools as x
+from tests.helpers import Browser
+
+ACME_ACS = "https://bridge.example.com/saml/other/acs"
+
+
+@pytest.fixture
+def token(bridge: Bridge) -> str:
+    return AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
+                                                              actor="test")[1]
+
+
+@pytest.fixture
+def api(client: FlaskClient, token: str):  # type: ignore[no-untyped-def]
+    def call(method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+        return client.open(path, method=method, headers=headers, **kwargs)
+    return call
+
+
+@pytest.fixture
+def acme(session_other_idp: DevIdp) -> DevIdp:
+    """An IdP that is not in idp_metadata/: it is added through the API under the slug other."""
+    return session_other_idp
+
+
+def _metadata_with(idp: DevIdp, *certificates: bytes) -> bytes:
+    """The IdP's metadata with exactly these signing certificates (PEM)."""
+    from lxml import etree
+
+    root = etree.fromstring(idp.metadata_xml())
+    md = "urn:oasis:names:tc:SAML:2.0:metadata"
+    descriptor = root.find(f"{{{md}}}IDPSSODescriptor")
+    template = descriptor.find(f"{{{md}}}KeyDescriptor")
+    for key in descriptor.findall(f"{{{md}}}KeyDescriptor"):
+        descriptor.remove(key)
+    for index, pem in enumerate(certificates):
+        key = etree.fromstring(etree.tostring(template))
+        key.set("use", "signing")
+        cert = key.find(f".//{{{x.DS}}}X509Certificate")
+        cert.text = "".join(line for line in pem.decode().splitlines() if "CERTIFICATE" not in line)
+        descriptor.insert(index, key)
+    return etree.tostring(root)
+
+
+def _new_keypair(tmp_path: Path) -> x.KeyPair:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "acme rollover")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=400))
+            .sign(key, hashes.SHA256()))
+    return x.KeyPair(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()),
+                     cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _login_at_acme(browser: Browser, acme: DevIdp, keys: x.KeyPair | None = None):  # type: ignore[no-untyped-def]
+    """A login through the API-managed IdP; optionally signed with another key of its own."""
+    response = browser.authorize(idp="other")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    saml_request = parse_qs(urlsplit(response.headers["Location"]).query)["SAMLRequest"][0]
+    pending = acme.parse_request(saml_request, None)
+    saml_response = acme.response_for(pending, USERS["alice"])
+    if keys is not None:
+        saml_response = x.encode(x.resign(x.decode(saml_response), keys))
+    return browser.post_acs(saml_response, "other")
+
+
+def _create(api, acme: DevIdp, **settings: object):  # type: ignore[no-untyped-def]
+    return api("POST", "/admin/api/idps", data={
+        "slug": "other", "settings": json.dumps({"display_name": "Acme", **settings}),
+        "metadata": (__import__("io").BytesIO(acme.metadata_xml()), "acme.xml")},
+        content_type="multipart/form-data")
+
+
+# --- who may call it --------------------------------------------------------------------------------
+
+def _admin_routes(app: Flask) -> list[tuple[str, str]]:
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/admin/") and rule.endpoint.startswith("admin_api."):
+            path = (rule.rule.replace("<slug>", "dev").replace("<int:version_id>", "1")
+                    .replace("<token_id>", "x").replace("<test_id>", "x"))
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                routes.append((method, path))
+    return routes
+
+
+def test_every_admin_api_route_refuses_strangers(app: Flask, client: FlaskClient,
+                                                 browser: Browser) -> None:
+    user_token = browser.tokens()["access_token"]  # an ordinary user's access token
+    routes = _admin_routes(app)
+    assert len(routes) >= 20
+    for method, path in routes:
+        for headers in ({}, {"Authorization": f"Bearer {user_token}"},
+                        {"Authorization": "Bearer bat_forged"}):
+            response = client.open(path, method=method, headers={**headers,
+                                                                  "Accept": "application/json"})
+            assert response.status_code == 401, (method, path, headers, response.status_code)
+            assert response.get_json()["code"] == "admin_unauthorized"
+
+
+def test_every_admin_page_refuses_strangers(app: Flask, client: FlaskClient) -> None:
+    public = {"admin_pages.login", "admin_pages.login_at", "admin_pages.callback"}
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin_pages.") or rule.endpoint in public:
+            continue
+        path = (rule.rule.replace("<slug>", "dev").replace("<int:version_id>", "1")
+                .replace("<action>", "apply").replace("<test_id>", "x"))
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method)
+            assert response.status_code in (302, 303), (method, path)
+            assert "/admin/login" in response.headers["Location"]
+
+
+def test_every_admin_api_route_is_documented(app: Flask, api) -> None:  # type: ignore[no-untyped-def]
+    document = api("GET", "/admin/openapi.json").get_json()
+    documented = {(method.upper(), path) for path, item in document["paths"].items()
+                  for method in item if method != "parameters"}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("admin_api."):
+            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                assert (method, path) in documented, (method, path)
+
+
+def test_expired_and_revoked_tokens_are_refused(bridge: Bridge, client: FlaskClient,
+                                                api) -> None:  # type: ignore[no-untyped-def]
+    created = api("POST", "/admin/api/tokens", json={"name": "ci", "expires_in": 600})
+    assert created.status_code == 201
+    token_id, value = created.get_json()["id"], created.get_json()["token"]
+    assert value.startswith("bat_")
+    assert client.get("/admin/api/idps", headers={"Authorization": f"Bearer {value}"}).status_code == 200
+    assert value not in json.dumps(api("GET", "/admin/api/tokens").get_json())
+    assert api("DELETE", f"/admin/api/tokens/{token_id}").status_code == 204
+    assert client.get("/admin/api/idps", headers={"Authorization": f"Bearer {value}"}).status_code == 401
+
+
+# --- onboarding, preview, history ------------------------------------------------------------------
+
+def test_add_an_idp_and_sign_in_through_it(api, acme: DevIdp, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    created = _create(api, acme)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    body = created.get_json()
+    assert body["source"] == "api" and body["entity_id"] == "https://other-idp.example.net/metadata"
+    assert body["acs_url"] == ACME_ACS
+    assert [v["status"] for v in body["versions"]] == ["applied"]
+    signed_in = _login_at_acme(browser, acme)
+    assert signed_in.status_code == 302
+    assert signed_in.headers["Location"].startswith("http://127.0.0.1:8002/callback?code=")
+    listed = api("GET", "/admin/api/idps").get_json()["idps"]
+    assert {i["slug"] for i in listed} == {"dev", "other"}
+    health = {i["slug"]: i for i in listed}["other"]
+    assert health.get("last_login_at")
+
+
+def test_invalid_metadata_is_refused_and_nothing_changes(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    response = api("POST", "/admin/api/idps", json={
+        "slug": "other", "metadata_xml": "<md:EntityDescriptor xmlns:md='urn:oasis:names:tc:"
+        "SAML:2.0:metadata' entityID='https://x'/>"})
+    assert response.status_code == 422
+    problems = response.get_json()["problems"]
+    assert any("expected one md:IDPSSODescriptor, found 0" in p for p in problems)
+    assert api("GET", "/admin/api/idps/other").status_code == 404
+    bad_settings = _create(api, acme, clock_skew_seconds=900,
+                           mapping={"claims": {"mail": {"from": ["x"]}}})
+    assert bad_settings.status_code == 422
+    text = " ".join(bad_settings.get_json()["problems"])
+    assert "clock_skew_seconds" in text and "mapping.claims.mail" in text
+
+
+def test_file_idps_cannot_be_changed_through_the_api(api) -> None:  # type: ignore[no-untyped-def]
+    response = api("PUT", "/admin/api/idps/dev/settings", json={"clock_skew_seconds": 10})
+    assert response.status_code == 409
+    assert "declared as a file" in response.get_json()["problems"][0]
+
+
+def test_certificate_rollover_with_no_failed_login(api, acme: DevIdp, browser: Browser,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    assert _create(api, acme).status_code == 201
+    old = x.load_keypair(acme.state_dir)
+    new = _new_keypair(tmp_path)
+    # 1. The IdP publishes its next key beside the current one: an addition, applied at once.
+    added = api("POST", "/admin/api/idps/other/metadata", data=_metadata_with(
+        acme, old.cert_pem, new.cert_pem), content_type="application/samlmetadata+xml").get_json()
+    assert added["status"] == "applied"
+    assert len(added["diff"]["certificates_added"]) == 1 and not added["diff"]["certificates_removed"]
+    assert _login_at_acme(browser, acme).status_code == 302          # still signing with the old key
+    assert _login_at_acme(browser, acme, new).status_code == 302     # and now with the new one
+    # 2. It drops the old key: a removal waits for a person.
+    proposed = api("POST", "/admin/api/idps/other/metadata", data=_metadata_with(
+        acme, new.cert_pem), content_type="application/samlmetadata+xml").get_json()
+    assert proposed["status"] == "pending"
+    assert len(proposed["diff"]["certificates_removed"]) == 1
+    assert _login_at_acme(browser, acme).status_code == 302          # old key still trusted
+    applied = api("POST", f"/admin/api/idps/other/metadata/versions/{proposed['version']}/apply")
+    assert applied.status_code == 200
+    assert _login_at_acme(browser, acme, new).status_code == 302
+    refused = _login_at_acme(browser, acme)
+    assert refused.status_code == 400 and refused.get_json()["code"] == "saml_signature_invalid"
+    # 3. Roll back to the version with both keys.
+    versions = api("GET", "/admin/api/idps/other/metadata/versions").get_json()["versions"]
+    both = next(v for v in versions if len(v["diff"]["certificates_added"]) == 1
+                and not v["diff"]["certificates_removed"] and v["source"] == "upload")
+    restored = api("POST", f"/admin/api/idps/other/metadata/versions/{both['id']}/restore")
+    assert restored.status_code == 200
+    assert _login_at_acme(browser, acme).status_code == 302
+    history = api("GET", "/admin/api/idps/other/metadata/versions").get_json()["versions"]
+    assert [v["status"] for v in history][:1] == ["applied"] and len(history) == 4
+    assert history[0]["diff"]["restored_from"] == both["id"]
+    events = [e["event"] for e in api("GET", "/admin/api/audit?limit=50").get_json()["events"]]
+    assert {"idp_created", "idp_metadata_proposed", "idp_metadata_applied"} <= set(events)
+
+
+def test_settings_change_is_audited_with_before_and_after(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    _create(api, acme)
+    changed = api("PUT", "/admin/api/idps/other/settings",
+                  json={"display_name": "Acme Corp", "clock_skew_seconds": 30})
+    assert changed.status_code == 200 and changed.get_json()["display_name"] == "Acme Corp"
+    event = next(e for e in api("GET", "/admin/api/audit").get_json()["events"]
+                 if e["event"] == "idp_settings_changed")
+    assert event["detail"]["before"] == {"display_name": "Acme"}
+    assert event["detail"]["after"] == {"display_name": "Acme Corp", "clock_skew_seconds": 30}
+    assert event["detail"]["actor"] == "token:tests"
+
+
+def test_a_change_on_one_node_is_in_force_on_another(api, acme: DevIdp, bridge: Bridge,  # type: ignore[no-untyped-def]
+                                                     settings) -> None:
+    other_app = create_app(settings)  # its own Bridge, same database
+    other_node = other_app.test_client()
+    try:
+        assert other_node.get("/saml/metadata").data.count(b"/saml/other/acs") == 0
+        _create(api, acme)
+        time.sleep(2.1)  # the registry's recheck interval
+        assert b"/saml/other/acs" in other_node.get("/saml/metadata").data
+        api("DELETE", "/admin/api/idps/other")
+        time.sleep(2.1)
+        assert other_node.get("/saml/metadata").data.count(b"/saml/other/acs") == 0
+    finally:
+        other_app.extensions["bridge"].db.dispose()
+
+
+def test_sp_metadata_presets_preview_and_revocations(api, acme: DevIdp, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    _create(api, acme)
+    sp = api("GET", "/admin/api/idps/other/sp-metadata")
+    assert sp.status_code == 200 and ACME_ACS.encode() in sp.data
+    assert b"/saml/dev/acs" not in sp.data
+    presets = {p["name"] for p in api("GET", "/admin/api/presets").get_json()["presets"]}
+    assert presets == {"adfs", "entra", "okta", "google", "shibboleth", "keycloak"}
+    preview = api("POST", "/admin/api/idps/other/claims-preview", json={
+        "attributes": {"groups": ["app-admins"], "mail": ["a@example.com"]},
+        "mapping": {"roles": [{"exact": "app-admins", "role": "admin"}]}}).get_json()
+    assert preview["in_force"]["v2"]["claims"]["roles"] == []
+    assert preview["proposed"]["v2"]["claims"]["roles"] == ["admin"]
+    tokens = browser.tokens()
+    revoked = api("POST", "/admin/api/revocations", json={"idp": "dev"})
+    assert revoked.get_json() == {"revoked": 1}
+    assert browser.refresh(tokens["refresh_token"]).status_code == 400
+
+
+def test_session_changes_need_the_csrf_token(bridge: Bridge, client: FlaskClient) -> None:
+    access = AdminAccess(bridge.db, bridge.clock)
+    session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))
+    assert session_id is not None
+    client.set_cookie("__Host-bridge-admin", session_id)
+    assert client.get("/admin/api/idps").status_code == 200  # reading needs no token
+    refused = client.post("/admin/api/tokens", json={"name": "x"},
+                          headers={"Accept": "application/json"})
+    assert refused.status_code == 403 and refused.get_json()["code"] == "admin_csrf_invalid"
+    csrf = access.authenticate_session(session_id).csrf_token  # type: ignore[union-attr]
+    allowed = client.post("/admin/api/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
+    assert allowed.status_code == 201
+    # A ticket is not a session, and a session id is not a ticket.
+    assert access.claim_ticket(session_id) is None
