@@ -31,6 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     idp = commands.add_parser("idp", help="identity providers").add_subparsers(dest="idp",
                                                                                 required=True)
     idp.add_parser("list", help="list IdPs with their certificates' expiry")
+    refresh = idp.add_parser("refresh", help="fetch the metadata URLs of API-managed IdPs that "
+                             "are due (or all with --all): for a scheduled job")
+    refresh.add_argument("--all", action="store_true", help="every IdP with a URL, due or not")
+
+    admin = commands.add_parser("admin", help="administration").add_subparsers(dest="admin",
+                                                                               required=True)
+    create_token = admin.add_parser("create-token", help="create an admin API token (shown once)")
+    create_token.add_argument("--name", required=True)
+    create_token.add_argument("--expires-in", default="30d", help="e.g. 30d, 12h (max 366d)")
 
     keys = commands.add_parser("keys", help="token signing keys").add_subparsers(dest="keys",
                                                                                  required=True)
@@ -111,7 +120,24 @@ def _run(args: argparse.Namespace) -> int:
             print(database.current_revision() or "none")
         return 0
     if args.command == "idp":
-        return _idp_list(settings)
+        from bridge.federation import Bridge
+
+        bridge = Bridge.from_settings(settings, SystemClock())
+        if args.idp == "refresh":
+            return _idp_refresh(bridge, every=args.all)
+        return _idp_list(bridge)
+    if args.command == "admin":
+        import getpass
+
+        from bridge.admin.access import AdminAccess
+        from bridge.federation import Bridge
+
+        bridge = Bridge.from_settings(settings, SystemClock())
+        token_id, token = AdminAccess(bridge.db, bridge.clock).create_token(
+            args.name, expires_in=_duration(args.expires_in), actor=f"cli:{getpass.getuser()}")
+        print(f"admin token {token_id} ({args.name}); keep it secret, it is not shown again:")
+        print(token)
+        return 0
     if args.command == "keys":
         from bridge.federation import Bridge
 
@@ -194,20 +220,31 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _idp_list(settings: Settings) -> int:
-    from bridge.saml.idp import load_idp_directory
+def _idp_list(bridge: object) -> int:
+    from bridge.admin.idps import IdpAdmin
+    from bridge.federation import Bridge
 
-    now = dt.datetime.now(dt.UTC)
-    idps = load_idp_directory(settings.idp_metadata_dir, now=now)
-    print(f"{'slug':<20} {'entity ID':<50} certificate expiry")
-    for slug, idp in sorted(idps.items()):
-        expiries = []
-        for cert in idp.metadata.signing_certificates:
-            days = (cert.not_after - now).days
-            flag = " EXPIRED" if days < 0 else (" WARNING" if days < 30 else "")
-            expiries.append(f"{cert.not_after:%Y-%m-%d} ({days} days){flag}")
-        print(f"{slug:<20} {idp.metadata.entity_id:<50} {', '.join(expiries)}")
+    assert isinstance(bridge, Bridge)
+    print(f"{'slug':<20} {'source':<6} {'entity ID':<50} certificate expiry")
+    for idp in IdpAdmin(bridge).list_idps():
+        expiries = [f"{c['not_after'][:10]} ({c['days_left']} days)"
+                    + (f" WARNING: {c['warning'].replace('_', ' ')}" if c["warning"] else "")
+                    for c in idp["certificates"]]
+        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id']:<50} {', '.join(expiries)}")
     return 0
+
+
+def _idp_refresh(bridge: object, *, every: bool) -> int:
+    from bridge.admin.idps import IdpAdmin
+    from bridge.federation import Bridge
+
+    assert isinstance(bridge, Bridge)
+    admin = IdpAdmin(bridge)
+    failures = 0
+    for slug, outcome in admin.refresh_due(every=every).items():
+        print(f"{slug}: {outcome}")
+        failures += outcome.startswith("failed")
+    return 1 if failures else 0
 
 
 def _keys_list(bridge: object) -> int:

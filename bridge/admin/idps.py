@@ -259,7 +259,12 @@ class IdpAdmin:
             fetched = fetch_metadata(record.metadata_url, policy=self.fetch_policy,
                                      etag=record.metadata_etag,
                                      last_modified=record.metadata_last_modified)
+            if fetched.status == 304 or fetched.body is None:
+                outcome: dict[str, Any] = {"status": "not_modified"}
+            else:
+                outcome = self._propose(slug, record, fetched.body, "url", actor)
         except ConfigError as error:
+            # What was in force stays in force; the admin sees why the refresh failed.
             with self.db.transaction() as session:
                 row = session.get(IdpRecord, slug)
                 if row is not None:
@@ -272,12 +277,32 @@ class IdpAdmin:
             row = session.get(IdpRecord, slug)
             if row is not None:
                 row.metadata_fetched_at, row.metadata_fetch_error = now, None
+                # Validators are kept only for a document that was accepted (or unchanged), so a
+                # refused one is fetched again next time rather than answered with 304.
                 if fetched.status == 200:
                     row.metadata_etag, row.metadata_last_modified = (fetched.etag,
                                                                      fetched.last_modified)
-        if fetched.status == 304 or fetched.body is None:
-            return {"status": "not_modified"}
-        return self._propose(slug, record, fetched.body, "url", actor)
+        return outcome
+
+    def refresh_due(self, *, every: bool = False) -> dict[str, str]:
+        """Refresh every API-managed IdP whose metadata URL is due (its metadata_refresh_seconds
+        have passed since the last fetch); one IdP's failure does not stop the others."""
+        with self.db.transaction() as session:
+            records = list(session.scalars(select(IdpRecord).where(
+                IdpRecord.metadata_url.is_not(None))))
+        now = self.clock.now()
+        outcomes: dict[str, str] = {}
+        for record in records:
+            idp = self.registry.get(record.slug)
+            interval = idp.settings.metadata_refresh_seconds if idp else 6 * 3600
+            if not every and record.metadata_fetched_at is not None and (
+                    now - record.metadata_fetched_at < interval):
+                continue
+            try:
+                outcomes[record.slug] = str(self.refresh(record.slug)["status"])
+            except ConfigError as error:
+                outcomes[record.slug] = f"failed: {error}"
+        return outcomes
 
     def _propose(self, slug: str, record: IdpRecord, xml: bytes, source: str,
                  actor: str) -> dict[str, Any]:

@@ -159,8 +159,11 @@ class DevIdp:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{slug}.xml"
         path.write_bytes(self.metadata_xml())
+        # alice is in bridge-admins: in the demo she may also use the admin pages.
         (directory / f"{slug}.toml").write_text(
             'display_name = "Development IdP"\nemail_domains = ["example.com"]\n'
+            '[[mapping.roles]]\nexact = "bridge-admins"\nrole = "bridge-admin"\n'
+            '[[mapping.roles]]\nexact = "engineering"\nrole = "engineer"\n'
         )
         return path
 

@@ -1,0 +1,99 @@
+"""Metadata by URL: added from an https URL, refreshed on a schedule with conditional requests,
+changes proposed under the IdP's policy. A real local https server, a real certificate chain."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.admin.fetch import FetchPolicy
+from bridge.admin.idps import IdpAdmin
+from bridge.dev.saml_idp import DevIdp
+from bridge.federation import Bridge
+from tests.attacks import xml_tools as x
+from tests.test_admin_api import _metadata_with, _new_keypair
+from tests.test_metadata_fetch import Pki, pki  # noqa: F401  (the throwaway CA fixture)
+
+
+class _Published:
+    body = b""
+    requests: list[dict[str, str]] = []
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        _Published.requests.append({k.lower(): v for k, v in self.headers.items()})
+        etag = '"' + hashlib.sha256(_Published.body).hexdigest()[:16] + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(_Published.body)))
+        self.end_headers()
+        self.wfile.write(_Published.body)
+
+
+@pytest.fixture
+def published(pki: Pki) -> Iterator[str]:  # noqa: F811
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    _Published.requests = []
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/metadata.xml"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_metadata_url_lifecycle(bridge: Bridge, session_other_idp: DevIdp, published: str,
+                                pki: Pki, tmp_path: Path) -> None:  # noqa: F811
+    acme = session_other_idp
+    first = acme.metadata_xml()  # creates the IdP's key on first use
+    old = x.load_keypair(acme.state_dir)
+    new = _new_keypair(tmp_path)
+    admin = IdpAdmin(bridge, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file))
+    _Published.body = first
+    created = admin.create_idp("other", xml=None, url=published, settings={}, actor="test")
+    assert created["metadata_url"] == published and len(created["versions"]) == 1
+
+    assert admin.refresh_due() == {}  # fetched just now: not due
+    assert admin.refresh_due(every=True) == {"other": "not_modified"}
+    assert _Published.requests[-1]["if-none-match"]  # a conditional request
+
+    _Published.body = _metadata_with(acme, old.cert_pem, new.cert_pem)
+    assert admin.refresh_due(every=True) == {"other": "applied"}  # an added key applies at once
+    _Published.body = _metadata_with(acme, new.cert_pem)
+    assert admin.refresh_due(every=True) == {"other": "pending"}  # a removed one waits
+    statuses = [v["status"] for v in admin.versions("other")]
+    assert statuses == ["pending", "applied", "superseded"]
+
+    _Published.body = b"<not metadata"
+    outcome = admin.refresh_due(every=True)["other"]
+    assert outcome.startswith("failed:") and "not well-formed" in outcome
+    assert admin.get_idp("other")["metadata_fetch_error"]
+    assert len(bridge.idps["other"].metadata.signing_certificates) == 2  # in force, unchanged
+
+
+def test_private_addresses_need_the_operator(bridge: Bridge, published: str) -> None:
+    from bridge.errors import ConfigError
+
+    admin = IdpAdmin(bridge)  # the default policy
+    with pytest.raises(ConfigError, match="127.0.0.1"):
+        admin.create_idp("other", xml=None, url=published, settings={}, actor="test")
