@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bridge import metrics
 from bridge.store.models import AuditEvent
 
 
@@ -24,6 +25,7 @@ def record(
     error_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
+    metrics.observe_event(event, outcome, code, idp_slug, client_id)
     session.add(AuditEvent(
         at=at,
         event=event,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
+from bridge.logs import configure as configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         print(generate_kek())
         return 0
     settings = _settings(args)
+    configure_logging(settings.log_format, settings.log_level.upper())
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "db":
@@ -279,7 +281,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("accesslog", None)  # the app logs each request itself, as JSON
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("post_fork", _fresh_connections)
 

@@ -75,6 +75,12 @@ class Settings:
     # Group budget of a version-2 access token: beyond it, groups move to /userinfo.
     groups_max_count: int = 50
     groups_max_bytes: int = 1024
+    # Purging, metadata refresh and key rotation in a background thread (leased per job, so safe
+    # with many nodes). Turn off only where an external scheduler runs the CLI commands instead.
+    background_jobs: bool = True
+    key_rotation_days: int = 30
+    log_format: str = "json"
+    log_level: str = "INFO"
     # The role (from an IdP's group->role rules) that lets a person into the admin pages.
     admin_role: str = "bridge-admin"
     # Metadata URLs may point at private or loopback addresses (never, unless you run your IdP
@@ -110,10 +116,13 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
     "authn_request_ttl_seconds": (60, 3600),
     "max_saml_response_bytes": (4 * 1024, 10 * 1024 * 1024),
     "groups_max_count": (0, 200),
+    "key_rotation_days": (0, 365),
     "groups_max_bytes": (0, 8192),
 }
-_BOOL_KEYS = ("insecure_metadata_private_addresses",)
+_BOOL_KEYS = ("insecure_metadata_private_addresses", "background_jobs")
 _STR_KEYS = (
+    "log_format",
+    "log_level",
     "admin_role",
     "env",
     "base_url",
@@ -201,6 +210,10 @@ def load_settings(
         problems.append("base_url: must use https in production (tokens and cookies depend on it)")
     if settings.env not in ENVIRONMENTS:
         problems.append(f"env: must be one of {', '.join(ENVIRONMENTS)}, got {settings.env!r}")
+    if settings.log_format not in ("json", "text"):
+        problems.append("log_format: json or text")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append("log_level: DEBUG, INFO, WARNING or ERROR")
     if settings.token_signing_alg not in TOKEN_ALGORITHMS:
         problems.append(f"token_signing_alg: must be one of {', '.join(TOKEN_ALGORITHMS)}")
 

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bridge import audit
+from bridge import audit, metrics
 from bridge.authorization import AuthorizationRequest, check_code_verifier
 from bridge.claims import (
     GroupBudget,
@@ -461,7 +461,7 @@ class Bridge:
             session.execute(update(AuthorizationCode)
                             .where(AuthorizationCode.code_hash == row.code_hash)
                             .values(family_id=rotation.family.id))
-            tokens = self._mint(client, row.claims_json, row.auth_time, row.scope, key,
+            tokens = self._mint(client, row.claims_json, row.auth_time, row.scope, key, "code",
                                 rotation.refresh_token, nonce=row.nonce)
             audit.record(session, at=now, event="token", outcome="success",
                          idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
@@ -501,7 +501,7 @@ class Bridge:
                     raise TokenError("invalid_scope", "The requested scope exceeds the grant.")
                 granted = requested
             return self._mint(client, family.claims_json, family.auth_time, " ".join(granted),
-                              key, rotation.refresh_token)
+                              key, "refresh", rotation.refresh_token)
 
     def revoke(self, client: ClientConfig, token: str) -> None:
         """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error."""
@@ -586,6 +586,7 @@ class Bridge:
             audit.record(session, at=self.clock.now(), event="token_exchange", outcome="success",
                          client_id=client.client_id, subject=str(subject["sub"]),
                          detail={"from": subject["aud"], "to": audience})
+        metrics.token_issued(client.client_id, "token_exchange")
         return TokenSet(access_token, ttl, None, " ".join(requested), client,
                         issued_token_type=ACCESS_TOKEN_URN)
 
@@ -664,6 +665,7 @@ class Bridge:
             token_claims(claims, scope, budget), issuer=self.settings.base_url,
             audience=client.audience, client_id=client.client_id, auth_time=identity.auth_time,
             scope=scope, ttl=ttl, key=key, clock=self.clock)
+        metrics.token_issued(client.client_id, "saml2_bearer")
         return TokenSet(access_token, ttl, None, scope, client)
 
     def revoke_all(self, *, subject: str | None = None, idp_slug: str | None = None,
@@ -722,7 +724,8 @@ class Bridge:
                 "iat": int(row.created_at)}
 
     def _mint(self, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
-              key: ActiveKey, refresh_token: str, *, nonce: str | None = None) -> TokenSet:
+              key: ActiveKey, grant: str, refresh_token: str, *,
+              nonce: str | None = None) -> TokenSet:
         """The access token (cut to scope and budget), and an ID token when openid was granted."""
         full = json.loads(claims_json)
         ttl = self.settings.access_token_ttl_seconds
@@ -744,6 +747,7 @@ class Bridge:
                 id_token_claims(full, scope), issuer=self.settings.base_url,
                 client_id=client.client_id, auth_time=auth_time, nonce=nonce,
                 access_token=access_token, ttl=ttl, key=key, clock=self.clock)
+        metrics.token_issued(client.client_id, grant)
         return TokenSet(access_token, ttl, refresh_token, scope, client, id_token,
                         self.settings.claims_sunset.get(int(full["ver"])))
 

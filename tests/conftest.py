@@ -5,6 +5,7 @@ PostgreSQL tests skip only outside CI; with ``CI`` set, an unreachable PostgreSQ
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,29 @@ from bridge.store.db import Database
 from bridge.store.models import Base
 from bridge.tokens.keys import generate_kek
 from bridge.web import create_app
+from tests import leaks
 from tests.helpers import Browser
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Every log line of the run, formatted as in production, for the secret scan below.
+    root = logging.getLogger()
+    root.addHandler(leaks.Capture())
+    root.setLevel(logging.DEBUG)
+    leaks.remember(TEST_KEK)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    found = leaks.leaked()
+    if found:
+        session.config.get_terminal_writer().line(
+            f"SECRETS IN LOGS: {len(found)} token(s), code(s), cookie(s) or key(s) appeared in "
+            f"log output: {found[:5]}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif leaks.LINES:
+        session.config.get_terminal_writer().line(
+            f"log scan: {len(leaks.SECRETS)} secrets, {len(leaks.LINES)} log lines, no leak")
+
 
 POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL",
                               "postgresql+psycopg://root@127.0.0.1:5432/test")
@@ -166,6 +189,7 @@ def make_settings(database: Database, idp_dir: Path, tmp_path: Path, **overrides
         "idp_metadata_dir": str(idp_dir),
         "instance_dir": str(tmp_path / "instance"),
         "clients": [DEMO_CLIENT, CONFIDENTIAL_CLIENT],
+        "background_jobs": False,  # tests run jobs themselves, when they mean to
     }
     values.update(overrides)
     return load_settings(environ={"BRIDGE_CLIENT_BACKEND_SECRET": CONFIDENTIAL_SECRET,

@@ -22,8 +22,16 @@ from bridge.store.models import (
     RefreshFamily,
     RefreshToken,
 )
+from tests.leaks import remember
 
 DEMO_REDIRECT = "http://127.0.0.1:8002/callback"
+
+
+def _remember_tokens(response: TestResponse) -> None:
+    body = response.get_json(silent=True) or {}
+    remember(body.get("access_token"), body.get("refresh_token"), body.get("id_token"))
+    for header in response.headers.getlist("Set-Cookie"):
+        remember(header.split(";", 1)[0].partition("=")[2])
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -83,9 +91,15 @@ class Browser:
 
     def post_acs(self, saml_response: str, slug: str = "dev", *, json: bool = True,
                  **form: str) -> TestResponse:
+        remember(saml_response, self._login_cookie())
         headers = {"Accept": "application/json"} if json else {}
         return self.client.post(f"/saml/{slug}/acs", data={"SAMLResponse": saml_response, **form},
                                 headers=headers)
+
+    def _login_cookie(self) -> str | None:
+        cookie = (self.client.get_cookie("__Host-bridge-login")
+                  or self.client.get_cookie("bridge-login"))
+        return cookie.value if cookie is not None else None
 
     def code_from(self, response: TestResponse, login: Login) -> str:
         assert response.status_code == 302, response.get_data(as_text=True)
@@ -93,6 +107,7 @@ class Browser:
         assert f"{location.scheme}://{location.netloc}{location.path}" == login.redirect_uri
         query = parse_qs(location.query)
         assert query["state"] == [login.state]
+        remember(query["code"][0], login.verifier)
         return query["code"][0]
 
     def login(self, user: str = "alice", **overrides: str) -> tuple[str, Login]:
@@ -108,7 +123,9 @@ class Browser:
             "code_verifier": verifier,
         }
         form.update(overrides)
-        return self.client.post("/token", data=form)
+        response = self.client.post("/token", data=form)
+        _remember_tokens(response)
+        return response
 
     def tokens(self, user: str = "alice") -> dict[str, Any]:
         code, login = self.login(user)
@@ -117,9 +134,11 @@ class Browser:
         return response.get_json()  # type: ignore[no-any-return]
 
     def refresh(self, refresh_token: str, client_id: str = "demo") -> TestResponse:
-        return self.client.post("/token", data={"grant_type": "refresh_token",
-                                                "refresh_token": refresh_token,
-                                                "client_id": client_id})
+        response = self.client.post("/token", data={"grant_type": "refresh_token",
+                                                    "refresh_token": refresh_token,
+                                                    "client_id": client_id})
+        _remember_tokens(response)
+        return response
 
     # --- what the database holds ---------------------------------------------------------------
 

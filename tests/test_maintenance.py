@@ -46,7 +46,7 @@ def test_purge_deletes_only_expired_rows_in_batches(database: Database) -> None:
     counts = purge_expired(database, now=now, batch_size=2)
 
     assert counts == {"authn_requests": 5, "consumed_assertions": 5, "authorization_codes": 5,
-                      "refresh_families": 5}
+                      "refresh_families": 5, "admin_sessions": 0, "test_logins": 0}
     for model in (ConsumedAssertion, AuthnRequestRecord, AuthorizationCode, RefreshFamily,
                   RefreshToken):
         assert _count(database, model) == 5, model

@@ -18,6 +18,7 @@ from bridge.dev.demo_client import create_demo_app
 from bridge.dev.idp_app import create_idp_app
 from bridge.dev.saml_idp import DevIdp
 from bridge.dev.spa_server import create_spa_app
+from bridge.logs import configure as configure_logging
 from bridge.store.db import Database
 from bridge.web import create_app
 
@@ -32,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level.upper())
     host = args.host
     idp_url = f"http://{host}:{args.idp_port}"
     demo_url = f"http://{host}:{args.demo_port}"

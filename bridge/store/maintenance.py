@@ -10,11 +10,13 @@ from sqlalchemy import delete, select
 
 from bridge.store.db import Database
 from bridge.store.models import (
+    AdminSession,
     AuthnRequestRecord,
     AuthorizationCode,
     ConsumedAssertion,
     RefreshFamily,
     RefreshToken,
+    TestLogin,
 )
 
 # Codes are kept a little past expiry so that a late replay is still recognized as one (and
@@ -32,6 +34,8 @@ def purge_expired(db: Database, *, now: float, batch_size: int = 1000,
         ("authorization_codes", AuthorizationCode, AuthorizationCode.code_hash,
          AuthorizationCode.expires_at < now - CODE_GRACE_SECONDS),
         ("refresh_families", RefreshFamily, RefreshFamily.id, RefreshFamily.expires_at < now),
+        ("admin_sessions", AdminSession, AdminSession.id_hash, AdminSession.expires_at < now),
+        ("test_logins", TestLogin, TestLogin.id, TestLogin.expires_at < now),
     ]
     counts: dict[str, int] = {}
     for name, model, key, condition in targets:

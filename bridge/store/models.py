@@ -245,3 +245,15 @@ class TestLogin(Base):
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     completed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JobLease(Base):
+    """Who runs a background job now: one holder per job across every node, until expires_at."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Double)
+    last_run_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_result: Mapped[str | None] = mapped_column(Text, nullable=True)

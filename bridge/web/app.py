@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Flask
+from flask import Flask, g, request
 
+from bridge import metrics
 from bridge.admin.services import AdminServices
+from bridge.background import start_scheduler
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.federation import Bridge
+from bridge.logs import request_id
 from bridge.web import cors, errors
 from bridge.web.admin_api import admin_api_blueprint
 from bridge.web.admin_pages import admin_pages
 from bridge.web.discovery import discovery
+from bridge.web.errors import error_id
 from bridge.web.health import health
+from bridge.web.metrics import metrics_blueprint
 from bridge.web.oauth import oauth
 from bridge.web.sso import sso
 from bridge.web.userinfo import userinfo
+
+access_log = logging.getLogger("bridge.access")
+QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
@@ -35,13 +44,34 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     )
     app.extensions["bridge"] = bridge
     app.extensions["admin"] = AdminServices.attach(bridge)
+    if settings.background_jobs:
+        app.extensions["scheduler"] = start_scheduler(bridge, app.extensions["admin"].idps)
     errors.install(app)
     cors.install(app)
-    for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages):
+    for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages,
+                      metrics_blueprint):
         app.register_blueprint(blueprint)
+
+    @app.before_request
+    def _request_id() -> None:
+        # One id per request, on every log line of it and in the answer, so a person can quote it.
+        request_id.set(error_id())
+        g.started = time.perf_counter()
 
     @app.after_request
     def _security_headers(response):
+        response.headers["X-Request-Id"] = error_id()
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.LATENCY.labels(request.method, rule, str(response.status_code)).observe(
+            time.perf_counter() - g.get("started", time.perf_counter()))
+        if request.path not in QUIET_PATHS:
+            # The path only: query strings can carry one-time values (tickets, codes).
+            access_log.info("%s %s %s", request.method, request.path, response.status_code,
+                            extra={"status": response.status_code, "method": request.method,
+                                   "path": request.path,
+                                   "duration_ms": round((time.perf_counter()
+                                                         - g.get("started", time.perf_counter()))
+                                                        * 1000, 2)})
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -52,5 +82,4 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         )
         return response
 
-    logging.getLogger("bridge").setLevel(logging.INFO)
     return app

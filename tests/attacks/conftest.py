@@ -70,7 +70,7 @@ class Attack:
 
     def post(self, root: etree._Element | bytes | str, slug: str = "dev", **form: str) -> TestResponse:
         saml_response = root if isinstance(root, str) else x.encode(root)
-        return self.browser.post_acs(saml_response, slug, **form)
+        return self.browser.post_acs(saml_response, slug, **form)  # remembers it as a secret
 
     def resign(self, root: etree._Element, **kwargs: object) -> etree._Element:
         """Sign again with the IdP's own key: an IdP that really sent this content."""

@@ -1,0 +1,26 @@
+"""The bridge's background jobs (see bridge.jobs for how they run once across nodes)."""
+
+from __future__ import annotations
+
+from bridge.admin.idps import IdpAdmin
+from bridge.federation import Bridge
+from bridge.jobs import Job, Scheduler
+from bridge.store.maintenance import purge_expired
+
+
+def standard_jobs(bridge: Bridge, idps: IdpAdmin) -> list[Job]:
+    jobs = [
+        Job("purge_expired", 300, lambda: purge_expired(bridge.db, now=bridge.clock.now())),
+        Job("metadata_refresh", 300, idps.refresh_due),
+    ]
+    days = bridge.settings.key_rotation_days
+    if days:
+        jobs.append(Job("key_rotation", 3600,
+                        lambda: bridge.keys.rotate(older_than=days * 86400.0)))
+    return jobs
+
+
+def start_scheduler(bridge: Bridge, idps: IdpAdmin) -> Scheduler:
+    scheduler = Scheduler(bridge.db, standard_jobs(bridge, idps), bridge.clock.now)
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,71 @@
+"""Structured logs: one JSON object per line, each with the request id of the request it belongs
+to, and nothing secret in it.
+
+Code never logs tokens, codes, cookies, SAML messages or keys; as a second line of defence the
+formatter masks anything shaped like one (JWTs, admin tokens, long base64 runs, PEM blocks).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("bridge_request_id",
+                                                                          default=None)
+
+_SECRETS = [
+    (re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S), "[pem]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "[jwt]"),
+    (re.compile(r"\bbat_[A-Za-z0-9_-]{20,}"), "[admin-token]"),
+    (re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}"), "[redacted]"),
+]
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": request_id.get(),
+            "msg": redact(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = json.loads(redact(json.dumps(value, default=str)))
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        rid = request_id.get()
+        prefix = f"[{rid}] " if rid else ""
+        return redact(prefix + super().format(record))
+
+
+def configure(fmt: str = "json", level: str = "INFO") -> None:
+    """Send the bridge's logs (and the web server's) to stderr in ``fmt``, once per process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_bridge", False):
+            root.removeHandler(existing)
+    handler._bridge = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)

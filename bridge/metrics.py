@@ -1,0 +1,82 @@
+"""Prometheus metrics. Counters are fed from the audit trail's single entry point (every login,
+token and refusal passes there) and from token minting; gauges are read at scrape time.
+
+Under gunicorn set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so every worker's counts
+add up (prometheus_client's multiprocess mode; bridge/gunicorn_conf.py cleans up after workers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
+
+LOGINS = Counter("bridge_logins_total", "SAML logins by IdP, result and error code",
+                 ["idp", "result", "code"])
+TOKENS = Counter("bridge_tokens_issued_total", "Access tokens issued by client and grant",
+                 ["client", "grant"])
+REUSE = Counter("bridge_refresh_reuse_detected_total",
+                "Refresh tokens presented again after rotation (their family was revoked)")
+REFUSALS = Counter("bridge_refusals_total", "Refused requests by event and error code",
+                   ["event", "code"])
+LATENCY = Histogram("bridge_request_duration_seconds", "Request latency by endpoint and status",
+                    ["method", "endpoint", "status"],
+                    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+def observe_event(event: str, outcome: str, code: str | None, idp: str | None,
+                  client: str | None) -> None:
+    if event == "login":
+        LOGINS.labels(idp or "-", outcome, code or "").inc()
+    if outcome == "refused":
+        REFUSALS.labels(event, code or "").inc()
+        if code == "refresh_token_reused":
+            REUSE.inc()
+
+
+def token_issued(client: str, grant: str) -> None:
+    TOKENS.labels(client, grant).inc()
+
+
+class ScrapeTimeGauges:
+    """Gauges computed when Prometheus scrapes: certificate days left per IdP, database pool."""
+
+    def __init__(self, certificates: Callable[[], Iterable[tuple[str, float]]],
+                 pool: Callable[[], dict[str, float]]) -> None:
+        self.certificates = certificates
+        self.pool = pool
+
+    def collect(self) -> Iterable[Metric]:
+        days = GaugeMetricFamily("bridge_idp_certificate_days_left",
+                                 "Days until the IdP's latest-expiring signing certificate expires",
+                                 labels=["idp"])
+        for slug, left in self.certificates():
+            days.add_metric([slug], left)
+        yield days
+        pool = GaugeMetricFamily("bridge_db_pool_connections", "Database connection pool",
+                                 labels=["state"])
+        for state, value in self.pool().items():
+            pool.add_metric([state], value)
+        yield pool
+
+
+def exposition(extra: ScrapeTimeGauges | None) -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    output = generate_latest(registry)
+    if extra is not None:
+        scrape = CollectorRegistry()
+        scrape.register(extra)
+        output += generate_latest(scrape)
+    return output

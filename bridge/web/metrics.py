@@ -1,0 +1,43 @@
+"""GET /metrics in the Prometheus text format. With ``BRIDGE_METRICS_TOKEN`` set, scrapers must
+send it as a bearer token; otherwise keep /metrics off the public ingress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import os
+
+from flask import Blueprint, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from bridge.metrics import ScrapeTimeGauges, exposition
+from bridge.web.context import bridge
+
+metrics_blueprint = Blueprint("metrics", __name__)
+
+
+def _certificates() -> list[tuple[str, float]]:
+    now = dt.datetime.now(dt.UTC)
+    return [(slug, max((c.not_after - now).total_seconds() / 86400
+                       for c in idp.metadata.signing_certificates))
+            for slug, idp in sorted(bridge().idps.items())]
+
+
+def _pool() -> dict[str, float]:
+    pool = bridge().db.engine.pool
+    status = {"checked_out": getattr(pool, "checkedout", lambda: 0)(),
+              "size": getattr(pool, "size", lambda: 0)(),
+              "overflow": getattr(pool, "overflow", lambda: 0)()}
+    return {k: float(v) for k, v in status.items()}
+
+
+@metrics_blueprint.get("/metrics")
+def metrics() -> Response:
+    token = os.environ.get("BRIDGE_METRICS_TOKEN")
+    if token:
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip(), token):
+            return Response("metrics need a bearer token\n", status=401,
+                            headers={"WWW-Authenticate": "Bearer"}, mimetype="text/plain")
+    return Response(exposition(ScrapeTimeGauges(_certificates, _pool)),
+                    mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,54 @@
+"""Structured logs: JSON lines with the request id, and the secret scan that guards them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask.testing import FlaskClient
+
+from bridge.logs import JsonFormatter, redact
+from tests import leaks
+
+
+def test_every_request_logs_one_json_line_with_its_request_id(client: FlaskClient) -> None:
+    before = len(leaks.LINES)
+    response = client.get("/.well-known/openid-configuration?x=secret-query-value")
+    request_id = response.headers["X-Request-Id"]
+    lines = [json.loads(line) for line in leaks.LINES[before:]]
+    access = [line for line in lines if line["logger"] == "bridge.access"]
+    assert len(access) == 1
+    assert access[0]["request_id"] == request_id
+    assert access[0]["path"] == "/.well-known/openid-configuration"
+    assert access[0]["status"] == 200 and access[0]["duration_ms"] >= 0
+    assert "secret-query-value" not in json.dumps(lines)
+
+
+def test_refusals_are_logged_under_the_id_the_client_sees(client: FlaskClient) -> None:
+    before = len(leaks.LINES)
+    response = client.post("/saml/dev/acs", data={"SAMLResponse": "%%%"},
+                           headers={"Accept": "application/json"})
+    error_id = response.get_json()["error_id"]
+    refusal = [json.loads(line) for line in leaks.LINES[before:]
+               if "saml_malformed" in line]
+    assert refusal and all(line["request_id"] == error_id for line in refusal)
+
+
+def test_redaction_masks_what_looks_secret() -> None:
+    jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    text = redact(f"token {jwt} admin bat_{'A' * 43} saml {'PHNhbWxwOlJlc3BvbnNl' * 4} "
+                  "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY----- plain words")
+    assert jwt not in text and "bat_AAAA" not in text and "PHNhbWxw" not in text
+    assert "MIIE" not in text and "plain words" in text
+
+
+def test_the_scan_finds_a_secret_in_a_log_line() -> None:
+    secret = "a-secret-value-that-must-never-be-logged"
+    record = logging.makeLogRecord({"msg": "oops %s", "args": (secret,), "levelname": "INFO"})
+    leaks.SECRETS.add(secret)
+    leaks.LINES.append(JsonFormatter().format(record).replace("[redacted]", secret))
+    try:
+        assert leaks.leaked() == [secret[:12] + "…"]
+    finally:
+        leaks.SECRETS.discard(secret)
+        leaks.LINES.pop()

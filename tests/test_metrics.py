@@ -1,0 +1,48 @@
+"""/metrics in the Prometheus format: logins by IdP and result, tokens, reuse detections,
+latency, certificate days left, the database pool."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.helpers import Browser
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_what_happened(browser: Browser, client: FlaskClient) -> None:
+    before = client.get("/metrics").get_data(as_text=True)
+    tokens = browser.tokens()
+    browser.refresh(tokens["refresh_token"])
+    browser.refresh(tokens["refresh_token"])  # within the reuse interval: a retry, not reuse
+    browser.post_acs("garbage")
+    after = client.get("/metrics").get_data(as_text=True)
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("bridge_logins_total", idp="dev", result="success") == 1
+    assert delta("bridge_logins_total", idp="dev", result="refused", code="saml_malformed") == 1
+    assert delta("bridge_tokens_issued_total", client="demo", grant="code") == 1
+    assert delta("bridge_tokens_issued_total", client="demo", grant="refresh") == 2
+    assert delta("bridge_request_duration_seconds_count", method="POST", endpoint="/token",
+                 status="200") == 3
+    assert 300 < _value(after, "bridge_idp_certificate_days_left", idp="dev") < 400
+    assert "bridge_db_pool_connections" in after
+
+
+def test_metrics_token(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_METRICS_TOKEN", "scrape-secret-0123456789")
+    assert client.get("/metrics").status_code == 401
+    ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123456789"})
+    assert ok.status_code == 200
