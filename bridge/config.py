@@ -81,6 +81,16 @@ class Settings:
     key_rotation_days: int = 30
     log_format: str = "json"
     log_level: str = "INFO"
+    # Rate limits (https://limits.readthedocs.io notation), shared by every node when the storage
+    # is Redis ("redis://host:6379/0"); "memory://" counts per process.
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_authorize: str = "60/minute"
+    rate_limit_acs: str = "60/minute"
+    rate_limit_token_per_client: str = "1200/minute"
+    rate_limit_token_per_address: str = "300/minute"
+    # Reverse proxies in front of the bridge whose X-Forwarded-For may be believed (for the
+    # address that rate limits and logs use). Nothing else ever depends on forwarded headers.
+    trusted_proxy_hops: int = 0
     # The role (from an IdP's group->role rules) that lets a person into the admin pages.
     admin_role: str = "bridge-admin"
     # Metadata URLs may point at private or loopback addresses (never, unless you run your IdP
@@ -117,10 +127,16 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
     "max_saml_response_bytes": (4 * 1024, 10 * 1024 * 1024),
     "groups_max_count": (0, 200),
     "key_rotation_days": (0, 365),
+    "trusted_proxy_hops": (0, 5),
     "groups_max_bytes": (0, 8192),
 }
 _BOOL_KEYS = ("insecure_metadata_private_addresses", "background_jobs")
 _STR_KEYS = (
+    "rate_limit_storage_url",
+    "rate_limit_authorize",
+    "rate_limit_acs",
+    "rate_limit_token_per_client",
+    "rate_limit_token_per_address",
     "log_format",
     "log_level",
     "admin_role",
@@ -210,6 +226,12 @@ def load_settings(
         problems.append("base_url: must use https in production (tokens and cookies depend on it)")
     if settings.env not in ENVIRONMENTS:
         problems.append(f"env: must be one of {', '.join(ENVIRONMENTS)}, got {settings.env!r}")
+    for key in ("rate_limit_authorize", "rate_limit_acs", "rate_limit_token_per_client",
+                "rate_limit_token_per_address"):
+        if not _valid_limit(getattr(settings, key)):
+            problems.append(f"{key}: a rate like \"60/minute\" or \"10 per second\"")
+    if not settings.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://")):
+        problems.append("rate_limit_storage_url: memory:// or redis://host:port/db")
     if settings.log_format not in ("json", "text"):
         problems.append("log_format: json or text")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -246,6 +268,15 @@ def load_settings(
             "claims_sunset": sunset,
         }
     )
+
+
+def _valid_limit(text: str) -> bool:
+    from limits import parse_many
+
+    try:
+        return bool(parse_many(text))
+    except ValueError:
+        return False
 
 
 def _parse_sunset(raw: Any, problems: list[str]) -> dict[int, dt.date]:

@@ -190,6 +190,11 @@ def make_settings(database: Database, idp_dir: Path, tmp_path: Path, **overrides
         "instance_dir": str(tmp_path / "instance"),
         "clients": [DEMO_CLIENT, CONFIDENTIAL_CLIENT],
         "background_jobs": False,  # tests run jobs themselves, when they mean to
+        # Tests post thousands of responses from one address; tests/test_rate_limits.py lowers these.
+        "rate_limit_authorize": "100000/minute",
+        "rate_limit_acs": "100000/minute",
+        "rate_limit_token_per_client": "100000/minute",
+        "rate_limit_token_per_address": "100000/minute",
     }
     values.update(overrides)
     return load_settings(environ={"BRIDGE_CLIENT_BACKEND_SECRET": CONFIDENTIAL_SECRET,

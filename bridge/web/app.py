@@ -6,6 +6,7 @@ import logging
 import time
 
 from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
 from bridge.admin.services import AdminServices
@@ -14,7 +15,7 @@ from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.federation import Bridge
 from bridge.logs import request_id
-from bridge.web import cors, errors
+from bridge.web import cors, errors, rate_limits
 from bridge.web.admin_api import admin_api_blueprint
 from bridge.web.admin_pages import admin_pages
 from bridge.web.discovery import discovery
@@ -51,6 +52,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages,
                       metrics_blueprint):
         app.register_blueprint(blueprint)
+    app.extensions["limiter"] = rate_limits.install(app, settings)
+    if settings.trusted_proxy_hops:
+        # Only the client address comes from the proxy; scheme and host come from base_url.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops,  # type: ignore[method-assign]
+                                x_proto=0, x_host=0, x_port=0, x_prefix=0)
 
     @app.before_request
     def _request_id() -> None:

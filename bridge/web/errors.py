@@ -107,6 +107,22 @@ def install(app: Flask) -> None:
         code = "saml_too_large" if request.path.startswith("/saml/") else "request_too_large"
         return render_error(SamlRejected(code, "The request is larger than this bridge accepts."))
 
+    @app.errorhandler(429)
+    def _rate_limited(error: HTTPException) -> Response:
+        # Retry-After is added by the limiter's own after-request hook.
+        if request.path == "/token":
+            response = jsonify({"error": "slow_down", "error_description": "Too many requests."})
+        elif wants_json():
+            response = jsonify({"type": "about:blank", "title": "Too many requests",
+                                "status": 429, "code": "rate_limited"})
+            response.mimetype = "application/problem+json"
+        else:
+            response = Response(render_template("error.html", code="rate_limited",
+                                                detail="Too many requests; try again shortly.",
+                                                error_id=error_id()))
+        response.status_code = 429
+        return response
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         if wants_json():
