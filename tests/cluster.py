@@ -1,0 +1,269 @@
+"""A small production-shaped cluster for tests: bridge nodes under gunicorn on one PostgreSQL
+database, behind a real nginx, with the pysaml2 IdP in front, and a TCP relay in the nodes' path
+to PostgreSQL that a test can cut to play a database outage."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from bridge.dev.saml_idp import USERS, DevIdp
+from tests.dev_stack import ROOT, free_port
+
+
+class Relay:
+    """Forwards a local port to PostgreSQL; ``cut()`` drops every connection and refuses new
+    ones (the database "goes away"), ``restore()`` brings it back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            connections, self._connections = self._connections, []
+        if listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                ready, _, _ = select.select([a, b], [], [], 1.0)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (b if sock is a else a).sendall(data)
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@dataclass
+class Cluster:
+    proxy_url: str
+    nodes: list[Node]
+    idp: DevIdp
+    relay: Relay
+    config: Path
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([str(ROOT / ".venv" / "bin" / "bridge"), *args], env=self.env,
+                                capture_output=True, text=True, check=True, cwd=ROOT)
+        return result.stdout
+
+    def login(self, browser: requests.Session, *, acs_via: str | None = None
+              ) -> tuple[str, str, str]:
+        """A full login through the proxy (or with the ACS post sent to one node). Returns
+        (code, verifier, the SAMLResponse that was posted)."""
+        import base64
+        import hashlib
+        import secrets
+
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        answer = browser.get(self.proxy_url + "/authorize", params={
+            "response_type": "code", "client_id": "demo", "state": "s",
+            "redirect_uri": "http://127.0.0.1:8002/callback", "scope": "openid email",
+            "code_challenge": challenge.rstrip(b"=").decode(), "code_challenge_method": "S256",
+            "idp": "dev",
+        }, allow_redirects=False)
+        assert answer.status_code == 302, answer.text
+        saml_request = parse_qs(urlsplit(answer.headers["Location"]).query)["SAMLRequest"][0]
+        pending = self.idp.parse_request(saml_request, None)
+        saml_response = self.idp.response_for(pending, USERS["alice"])
+        acs = (acs_via or self.proxy_url) + "/saml/dev/acs"
+        posted = browser.post(acs, data={"SAMLResponse": saml_response}, allow_redirects=False)
+        assert posted.status_code == 302, posted.text
+        code = parse_qs(urlsplit(posted.headers["Location"]).query)["code"][0]
+        return code, verifier, saml_response
+
+    def tokens(self, browser: requests.Session, via: str | None = None) -> dict[str, str]:
+        code, verifier, _ = self.login(browser)
+        answer = requests.post((via or self.proxy_url) + "/token", data={
+            "grant_type": "authorization_code", "code": code, "client_id": "demo",
+            "redirect_uri": "http://127.0.0.1:8002/callback", "code_verifier": verifier},
+            timeout=10)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.relay.cut()
+
+
+NGINX = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+    upstream bridge {{ {servers} }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://bridge;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_next_upstream error timeout http_502;
+            proxy_connect_timeout 2s;
+        }}
+    }}
+}}
+"""
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url + "/healthz", timeout=3).status_code == 200:
+                return
+        except requests.RequestException:
+            pass  # not listening yet, or its workers are still starting
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path,
+                  nodes: int = 2) -> Cluster:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    relay = Relay(("127.0.0.1", int(urlsplit(database_url.replace("+psycopg", "")).port or 5432)))
+    relayed = re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{relay.port}/", database_url)
+    proxy_port = free_port()
+    proxy_url = f"http://127.0.0.1:{proxy_port}"
+    idp = DevIdp(base_url="http://127.0.0.1:1", state_dir=idp_key_dir,
+                 sp_metadata=lambda: requests.get(proxy_url + "/saml/metadata", timeout=5).content)
+    metadata_dir = tmp_path / "idp_metadata"
+    idp.write_metadata(metadata_dir)
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'base_url = "{proxy_url}"\n'
+        f'database_url = "{relayed}"\n'
+        f'idp_metadata_dir = "{metadata_dir}"\n'
+        f'instance_dir = "{tmp_path / "instance"}"\n'
+        "background_jobs = false\ntrusted_proxy_hops = 1\n"
+        'rate_limit_authorize = "100000/minute"\nrate_limit_acs = "100000/minute"\n'
+        'rate_limit_token_per_client = "100000/minute"\n'
+        'rate_limit_token_per_address = "100000/minute"\n'
+        "[[clients]]\n"
+        'client_id = "demo"\nredirect_uris = ["http://127.0.0.1:8002/callback"]\n'
+        'audience = "demo-api"\nrefresh_reuse_interval_seconds = 0\n'
+    )
+    env = {**os.environ, "BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": kek}
+    cluster = Cluster(proxy_url, [], idp, relay, config, env)
+    cluster.cli("db", "upgrade")
+    try:
+        for index in range(nodes):
+            port = free_port()
+            log = tmp_path / f"node{index}.log"
+            with log.open("wb") as output:
+                process = subprocess.Popen(
+                    [str(ROOT / ".venv" / "bin" / "gunicorn"), "--workers", "2", "--bind",
+                     f"127.0.0.1:{port}", "--graceful-timeout", "2", "--no-control-socket",
+                     "bridge.wsgi:app"],
+                    cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+            cluster.processes.append(process)
+            node = Node(f"node{index}", port, process, log)
+            cluster.nodes.append(node)
+        for node in cluster.nodes:
+            wait_until_up(node.url, node.process, node.log)
+        nginx_dir = tmp_path / "nginx"
+        nginx_dir.mkdir()
+        servers = " ".join(f"server 127.0.0.1:{n.port} max_fails=1 fail_timeout=5s;"
+                           for n in cluster.nodes)
+        (nginx_dir / "nginx.conf").write_text(NGINX.format(dir=nginx_dir, servers=servers,
+                                                          port=proxy_port))
+        log = tmp_path / "nginx.log"
+        with log.open("wb") as output:
+            proxy = subprocess.Popen([nginx, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"),
+                                      "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        cluster.processes.append(proxy)
+        wait_until_up(proxy_url, proxy, log)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
