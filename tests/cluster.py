@@ -238,12 +238,16 @@ def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path
         for index in range(nodes):
             port = free_port()
             log = tmp_path / f"node{index}.log"
+            metrics_dir = tmp_path / f"metrics{index}"
+            metrics_dir.mkdir()
+            node_env = {**env, "BRIDGE_BIND": f"127.0.0.1:{port}", "BRIDGE_WORKERS": "2",
+                        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
             with log.open("wb") as output:
+                # The production configuration, as the Docker image runs it.
                 process = subprocess.Popen(
-                    [str(ROOT / ".venv" / "bin" / "gunicorn"), "--workers", "2", "--bind",
-                     f"127.0.0.1:{port}", "--graceful-timeout", "2", "--no-control-socket",
+                    [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "python:bridge.gunicorn_conf",
                      "bridge.wsgi:app"],
-                    cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                    cwd=ROOT, env=node_env, stdout=output, stderr=subprocess.STDOUT,
                     start_new_session=True)
             cluster.processes.append(process)
             node = Node(f"node{index}", port, process, log)

@@ -56,6 +56,17 @@ def test_a_login_through_the_proxy(cluster: Cluster) -> None:
     assert _verify(cluster, tokens["access_token"])["idp"] == "dev"
 
 
+def test_metrics_add_up_across_a_nodes_workers(cluster: Cluster) -> None:
+    node = cluster.nodes[-1]
+    for _ in range(6):  # spread over both workers
+        requests.get(node.url + "/.well-known/jwks.json", timeout=5)
+    text = requests.get(node.url + "/metrics", timeout=5).text
+    line = next(line for line in text.splitlines() if line.startswith(
+        'bridge_request_duration_seconds_count{endpoint="/.well-known/jwks.json",method="GET"'))
+    assert float(line.rsplit(" ", 1)[1]) >= 6
+    assert "bridge_idp_certificate_days_left" in text
+
+
 def test_an_assertion_replayed_to_the_other_node_is_refused(cluster: Cluster) -> None:
     a, b = cluster.nodes[:2]
     browser = requests.Session()
