@@ -12,13 +12,12 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from cryptography.fernet import Fernet
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from bridge import audit, metrics
 from bridge.authorization import AuthorizationRequest, check_code_verifier
@@ -59,6 +58,24 @@ from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s25
 
 log = logging.getLogger("bridge.federation")
 
+# Prepared once: the login path's statements (see also tokens/refresh.py).
+_GET_REQUEST = select(*AuthnRequestRecord.__table__.columns).where(
+    AuthnRequestRecord.id == bindparam("id"))
+_CONSUME_REQUEST = (update(AuthnRequestRecord)
+                    .where(AuthnRequestRecord.id == bindparam("request"),
+                           AuthnRequestRecord.consumed_at.is_(None))
+                    .values(consumed_at=bindparam("now")))
+_INSERT_ASSERTION = insert(ConsumedAssertion)
+_INSERT_CODE = insert(AuthorizationCode)
+_GET_CODE = select(*AuthorizationCode.__table__.columns).where(
+    AuthorizationCode.code_hash == bindparam("h"))
+_USE_CODE = (update(AuthorizationCode)
+             .where(AuthorizationCode.code_hash == bindparam("h"),
+                    AuthorizationCode.used_at.is_(None))
+             .values(used_at=bindparam("now")))
+_LINK_CODE = (update(AuthorizationCode).where(AuthorizationCode.code_hash == bindparam("h"))
+              .values(family_id=bindparam("family")))
+
 ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SAML2_BEARER = "urn:ietf:params:oauth:grant-type:saml2-bearer"
@@ -68,8 +85,7 @@ _REGISTERED = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "client_id", 
 
 
 class SpecialLogin(Protocol):
-    def complete(self, record: AuthnRequestRecord, identity: Identity,
-                 idp: IdentityProvider) -> str:
+    def complete(self, record: Any, identity: Identity, idp: IdentityProvider) -> str:
         """Handle a verified login; return where the browser goes."""
         ...
 
@@ -243,8 +259,8 @@ class Bridge:
                 raise SamlRejected("saml_unsolicited",
                                    "This IdP may not start logins (IdP-initiated SSO is disabled).")
             return self._idp_initiated(idp, received, relay_state, context)
-        with self.db.transaction() as session:
-            record = session.get(AuthnRequestRecord, request_id)
+        with self.db.connection() as connection:
+            record = connection.execute(_GET_REQUEST, {"id": request_id}).first()
         if record is None or record.idp_slug != slug or record.expires_at <= now:
             raise SamlRejected("saml_request_unknown",
                                "The response answers a login request we have no record of.",
@@ -265,8 +281,8 @@ class Bridge:
             identity = to_identity(verified, idp)
             self._warn_if_sha1(idp, verified)
             try:
-                with self.db.transaction() as session:
-                    self._consume(session, record, verified, now)
+                with self.db.connection() as connection:
+                    self._consume(connection, record.id, verified, now)
             except sa_exc.IntegrityError:
                 raise SamlRejected("saml_replay", "This assertion has already been used.") from None
             return special.complete(record, identity, idp)
@@ -281,26 +297,26 @@ class Bridge:
         self._warn_if_sha1(idp, verified)
         code = new_secret()
         try:
-            with self.db.transaction() as session:
-                self._consume(session, record, verified, now)
-                session.add(AuthorizationCode(
-                    code_hash=secret_hash(code),
-                    client_id=client.client_id,
-                    redirect_uri=record.redirect_uri,
-                    code_challenge=record.code_challenge,
-                    scope=record.scope,
-                    nonce=record.nonce,
-                    subject=identity.subject,
-                    idp_slug=slug,
-                    claims_json=json.dumps(claims, separators=(",", ":")),
-                    auth_time=identity.auth_time,
-                    session_index=identity.session_index,
-                    session_not_on_or_after=identity.session_not_on_or_after,
-                    name_id=identity.name_id,
-                    created_at=now,
-                    expires_at=now + self.settings.authorization_code_ttl_seconds,
-                ))
-                audit.record(session, at=now, event="login", outcome="success", idp_slug=slug,
+            with self.db.connection() as connection:
+                self._consume(connection, record.id, verified, now)
+                connection.execute(_INSERT_CODE, {
+                    "code_hash": secret_hash(code),
+                    "client_id": client.client_id,
+                    "redirect_uri": record.redirect_uri,
+                    "code_challenge": record.code_challenge,
+                    "scope": record.scope,
+                    "nonce": record.nonce,
+                    "subject": identity.subject,
+                    "idp_slug": slug,
+                    "claims_json": json.dumps(claims, separators=(",", ":")),
+                    "auth_time": identity.auth_time,
+                    "session_index": identity.session_index,
+                    "session_not_on_or_after": identity.session_not_on_or_after,
+                    "name_id": identity.name_id,
+                    "created_at": now,
+                    "expires_at": now + self.settings.authorization_code_ttl_seconds,
+                })
+                audit.record(connection, at=now, event="login", outcome="success", idp_slug=slug,
                              client_id=client.client_id, subject=identity.subject,
                              detail={"sha1": verified.uses_sha1} if verified.uses_sha1 else None)
         except sa_exc.IntegrityError:
@@ -312,22 +328,17 @@ class Bridge:
         return record.redirect_uri + separator + urlencode(query)
 
     @staticmethod
-    def _consume(session: Session, record: AuthnRequestRecord,
+    def _consume(connection: Connection, request_id: str,
                  verified: saml_response.VerifiedAssertion, now: float) -> None:
         """Use the outstanding request and the assertion, once each, in the caller's transaction."""
-        consumed = session.execute(
-            update(AuthnRequestRecord)
-            .where(AuthnRequestRecord.id == record.id, AuthnRequestRecord.consumed_at.is_(None))
-            .values(consumed_at=now)
-        )
-        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+        consumed = connection.execute(_CONSUME_REQUEST, {"request": request_id, "now": now})
+        if consumed.rowcount != 1:
             raise SamlRejected("saml_replay", "This login response has already been used.")
         # The primary key (IdP, assertion ID) makes acceptance once-only across every process and
         # node; the row lives until the assertion could no longer be valid.
-        session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
-                                      assertion_id=verified.assertion_id,
-                                      expires_at=verified.expires_at))
-        session.flush()
+        connection.execute(_INSERT_ASSERTION, {"idp_entity_id": verified.idp_entity_id,
+                                               "assertion_id": verified.assertion_id,
+                                               "expires_at": verified.expires_at})
 
     def start_special_login(self, purpose: str, idp: IdentityProvider, return_to: str,
                             browser_token: str | None) -> LoginStart:
@@ -408,8 +419,8 @@ class Bridge:
         if not code:
             raise TokenError("invalid_request", "code is required.")
         now = self.clock.now()
-        with self.db.transaction() as session:
-            row = session.get(AuthorizationCode, secret_hash(code))
+        with self.db.connection() as connection:
+            row = connection.execute(_GET_CODE, {"h": secret_hash(code)}).first()
             if row is None:
                 raise TokenError("invalid_grant", "The authorization code is not valid.",
                                  code="code_unknown")
@@ -442,28 +453,21 @@ class Bridge:
         family_end = now + client.refresh_token_ttl_seconds
         if row.session_not_on_or_after is not None:
             family_end = min(family_end, row.session_not_on_or_after)
-        with self.db.transaction() as session:
-            used = session.execute(
-                update(AuthorizationCode)
-                .where(AuthorizationCode.code_hash == row.code_hash,
-                       AuthorizationCode.used_at.is_(None))
-                .values(used_at=now)
-            )
-            if used.rowcount != 1:  # type: ignore[attr-defined]
+        with self.db.connection() as connection:
+            used = connection.execute(_USE_CODE, {"h": row.code_hash, "now": now})
+            if used.rowcount != 1:
                 raise TokenError("invalid_grant", "The authorization code has already been used.",
                                  code="code_reused")
             rotation = refresh_tokens.start_family(
-                session, now=now, client_id=client.client_id, subject=row.subject,
+                connection, now=now, client_id=client.client_id, subject=row.subject,
                 idp_slug=row.idp_slug, claims_json=row.claims_json, scope=row.scope,
                 auth_time=row.auth_time, session_index=row.session_index, name_id=row.name_id,
                 expires_at=family_end,
             )
-            session.execute(update(AuthorizationCode)
-                            .where(AuthorizationCode.code_hash == row.code_hash)
-                            .values(family_id=rotation.family.id))
+            connection.execute(_LINK_CODE, {"h": row.code_hash, "family": rotation.family.id})
             tokens = self._mint(client, row.claims_json, row.auth_time, row.scope, key, "code",
                                 rotation.refresh_token, nonce=row.nonce)
-            audit.record(session, at=now, event="token", outcome="success",
+            audit.record(connection, at=now, event="token", outcome="success",
                          idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
                          detail={"grant": "authorization_code"})
         return tokens
@@ -486,9 +490,9 @@ class Bridge:
             raise TokenError("invalid_request", "refresh_token is required.")
         now = self.clock.now()
         key = self.keys.signing_key(client.token_signing_alg)  # read before the write transaction
-        with self.db.transaction() as session:
+        with self.db.connection() as connection:
             rotation = refresh_tokens.rotate(
-                session, token=token, client_id=client.client_id, now=now,
+                connection, token=token, client_id=client.client_id, now=now,
                 policy=RefreshPolicy(client.refresh_idle_timeout_seconds,
                                      client.refresh_reuse_interval_seconds),
                 successor_key=self.successor_key)

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.errors import ConfigError, StoreUnavailable
@@ -66,6 +66,19 @@ class Database:
         try:
             with self._sessions.begin() as session:
                 yield session
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            if _is_connection_problem(error):
+                raise StoreUnavailable("temporarily_unavailable",
+                                       "The database is unavailable; retry shortly.") from error
+            raise
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """Like ``transaction()`` but a Core connection, for hot paths that run prepared
+        statements and need none of the ORM's unit-of-work machinery."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
         except (exc.OperationalError, exc.InterfaceError) as error:
             if _is_connection_problem(error):
                 raise StoreUnavailable("temporarily_unavailable",

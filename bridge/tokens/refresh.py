@@ -19,7 +19,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bridge.errors import TokenError
@@ -35,7 +35,7 @@ class RefreshPolicy:
 
 @dataclass(frozen=True)
 class Rotation:
-    family: RefreshFamily
+    family: FamilyView
     refresh_token: str
     retried: bool = False
 
@@ -56,7 +56,7 @@ def successor_of(token: str, key: bytes) -> str:
 
 
 def start_family(
-    session: Session,
+    connection: Connection,
     *,
     now: float,
     client_id: str,
@@ -69,78 +69,95 @@ def start_family(
     name_id: str | None,
     expires_at: float,
 ) -> Rotation:
-    family = RefreshFamily(
-        id=uuid.uuid4().hex,
-        client_id=client_id,
-        subject=subject,
-        idp_slug=idp_slug,
-        claims_json=claims_json,
-        scope=scope,
-        auth_time=auth_time,
-        session_index=session_index,
-        name_id=name_id,
-        created_at=now,
-        expires_at=expires_at,
-        last_used_at=now,
-    )
-    session.add(family)
+    family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
+    connection.execute(_INSERT_FAMILY, {
+        "id": family.id, "client_id": client_id, "subject": subject, "idp_slug": idp_slug,
+        "claims_json": claims_json, "scope": scope, "auth_time": auth_time,
+        "session_index": session_index, "name_id": name_id, "created_at": now,
+        "expires_at": expires_at, "last_used_at": now})
     token = new_secret()
-    session.add(RefreshToken(token_hash=secret_hash(token), family_id=family.id, created_at=now))
+    connection.execute(_INSERT_TOKEN, {"token_hash": secret_hash(token), "family_id": family.id,
+                                       "created_at": now})
     return Rotation(family=family, refresh_token=token)
 
 
-def rotate(session: Session, *, token: str, client_id: str, now: float, policy: RefreshPolicy,
-           successor_key: bytes) -> Rotation:
+@dataclass(frozen=True)
+class FamilyView:
+    """What a rotation needs to know about its family (read with the family row locked)."""
+
+    id: str
+    client_id: str
+    claims_json: str
+    scope: str
+    auth_time: int
+
+
+# Prepared once: the refresh path is the hottest write path, so its statements are built at import
+# and only their parameters change per call.
+_TOKEN_FAMILY = select(RefreshToken.family_id).where(RefreshToken.token_hash == bindparam("h"))
+_TOKEN_USED_AT = select(RefreshToken.used_at).where(RefreshToken.token_hash == bindparam("h"))
+_LOCK_FAMILY = (select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
+                       RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
+                       RefreshFamily.expires_at, RefreshFamily.last_used_at,
+                       RefreshFamily.created_at)
+                .where(RefreshFamily.id == bindparam("family")).with_for_update())
+_MARK_USED = (update(RefreshToken)
+              .where(RefreshToken.token_hash == bindparam("h"), RefreshToken.used_at.is_(None))
+              .values(used_at=bindparam("now")))
+_INSERT_TOKEN = insert(RefreshToken)
+_INSERT_FAMILY = insert(RefreshFamily)
+_TOUCH_FAMILY = (update(RefreshFamily).where(RefreshFamily.id == bindparam("family"))
+                 .values(last_used_at=bindparam("now")))
+
+
+def rotate(connection: Connection, *, token: str, client_id: str, now: float,
+           policy: RefreshPolicy, successor_key: bytes) -> Rotation:
     """Use ``token`` once: return its successor, or raise ``TokenError`` (``ReuseDetected`` when
     the family must be revoked)."""
     token_hash = secret_hash(token)
-    family_id = session.scalar(select(RefreshToken.family_id).where(
-        RefreshToken.token_hash == token_hash))
+    family_id = connection.scalar(_TOKEN_FAMILY, {"h": token_hash})
     if family_id is None:
         raise TokenError("invalid_grant", "The refresh token is not valid.",
                          code="refresh_token_unknown")
-    family = _locked_family(session, family_id)
-    if family is None or family.client_id != client_id:
+    # FOR UPDATE serializes rotation and revocation of one family on PostgreSQL; SQLite
+    # transactions are already serialized (BEGIN IMMEDIATE).
+    row = connection.execute(_LOCK_FAMILY, {"family": family_id}).first()
+    if row is None or row.client_id != client_id:
         # RFC 6749 §6: the token must have been issued to the authenticated client. Say no more.
         raise TokenError("invalid_grant", "The refresh token is not valid.",
                          code="refresh_token_client_mismatch")
-    if family.revoked_at is not None:
+    if row.revoked_at is not None:
         raise TokenError("invalid_grant", "The refresh token has been revoked.",
                          code="refresh_token_revoked")
-    if family.expires_at <= now:
+    if row.expires_at <= now:
         raise TokenError("invalid_grant", "The refresh token has expired.",
                          code="refresh_token_expired")
-    last_used = family.last_used_at or family.created_at
+    last_used = row.last_used_at or row.created_at
     if policy.idle_timeout_seconds and now - last_used > policy.idle_timeout_seconds:
         raise TokenError("invalid_grant", "The session was idle for too long.",
                          code="refresh_token_idle",
                          log_detail={"idle_seconds": round(now - last_used)})
+    family = FamilyView(row.id, row.client_id, row.claims_json, row.scope, row.auth_time)
 
     successor = successor_of(token, successor_key)
-    marked = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
-        .values(used_at=now)
-    )
-    if marked.rowcount == 1:  # type: ignore[attr-defined]
-        session.add(RefreshToken(token_hash=secret_hash(successor), family_id=family.id,
-                                 created_at=now))
-        family.last_used_at = now
+    marked = connection.execute(_MARK_USED, {"h": token_hash, "now": now})
+    if marked.rowcount == 1:
+        connection.execute(_INSERT_TOKEN, {"token_hash": secret_hash(successor),
+                                           "family_id": family.id, "created_at": now})
+        connection.execute(_TOUCH_FAMILY, {"family": family.id, "now": now})
         return Rotation(family=family, refresh_token=successor)
 
     # Used before. Read again now that the family lock is held: the winner has committed.
-    used_at = session.scalar(select(RefreshToken.used_at).where(
-        RefreshToken.token_hash == token_hash))
+    used_at = connection.scalar(_TOKEN_USED_AT, {"h": token_hash})
     interval = policy.reuse_interval_seconds
     # Racers that started before the winner committed see now <= used_at: within any interval
     # they are retries; with none (0), every second use is a reuse.
     if interval > 0 and used_at is not None and now - used_at <= interval:
-        successor_used = session.scalar(select(RefreshToken.used_at).where(
-            RefreshToken.token_hash == secret_hash(successor)))
+        successor_used = connection.scalar(_TOKEN_USED_AT, {"h": secret_hash(successor)})
         # Only while the successor itself is still unused: once the client has moved on, an
         # old token coming back is a leak, not a retry.
         if successor_used is None:
-            family.last_used_at = now
+            connection.execute(_TOUCH_FAMILY, {"family": family.id, "now": now})
             return Rotation(family=family, refresh_token=successor, retried=True)
     # RFC 9700 §4.14.2: a rotated token presented again means it leaked (or the legitimate client
     # lost a race it cannot win); either way the family can no longer be trusted.

@@ -1,0 +1,1016 @@
+#!/usr/bin/env python3
+"""HTTP-level benchmark of the bridge as deployed: gunicorn, two sync workers, on this machine.
+
+Not a test: it prints figures. The steady figure is the *server* CPU time per operation: the
+utime+stime of the gunicorn workers (``/proc/<pid>/stat``) over a batch, divided by the number of
+operations in it. Wall rates and latencies stand beside it; the load generator runs in this
+process, on the same cores, so wall figures include its share of the machine.
+
+  login             POST /saml/dev/acs (SAMLResponse + the login cookie) then POST /token
+                    (authorization_code + PKCE); AuthnRequests (GET /authorize) and the signed
+                    responses (pysaml2 + xmlsec1) are made in batches before each timed batch
+  baselines         stock python3-saml ``is_valid`` (strict) and pysaml2's
+                    ``parse_authn_request_response``, each in a subprocess that never imports
+                    ``bridge`` (``bridge.saml.onelogin`` patches python3-saml)
+  refresh           POST /token grant_type=refresh_token chaining the successor; the peak rate
+                    with 4 client threads, and latency at half that peak from an open-loop sender
+                    (one thread, a fixed schedule, latency counted from the scheduled send time)
+  GET /healthz      the trivial endpoint under the same server: the floor of a request's cost
+  RSS               VmRSS of each worker after all runs
+
+Run it through ``scripts/bench --http`` (which prepares .venv first), e.g.::
+
+    scripts/bench --http
+    scripts/bench --http --postgres postgresql+psycopg://root@127.0.0.1:5432/postgres
+    scripts/bench --http --logins 400 --seconds 6
+
+Everything it starts (gunicorn, a temporary directory, the PostgreSQL database) is removed at the
+end, also on Ctrl-C and on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import re
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+# scripts/bench.py imports nothing of bridge at import time (checked: only the standard library),
+# so its stock python3-saml worker and helpers can be shared.
+from bench import (
+    Figure,
+    _quiet_warnings,
+    create_postgres_database,
+    drop_postgres_database,
+    pkce_pair,
+    run_stock_worker,
+    time_loop,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO / ".venv" / "bin"
+PYSAML2_WORKER_FLAG = "--_pysaml2-worker"
+
+WORKERS = 2
+SLUG = "dev"
+CLIENT_ID = "demo"
+REDIRECT = "http://127.0.0.1:8002/callback"
+SCOPE = "openid profile email groups"
+IDP_URL = "http://127.0.0.1:1"  # the dev IdP is only a library here; nothing listens there
+LOGIN_COOKIE = "bridge-login"  # the login cookie's name on plain-http loopback
+CONTENDERS = 4
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- /proc -------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat from field 3 (state) on; the name may hold spaces."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
+def children_of(pid: int) -> list[int]:
+    kids: set[int] = set()
+    found_file = False
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        found_file = True
+        with contextlib.suppress(OSError):
+            kids.update(int(k) for k in children.read_text().split())
+    if not found_file:  # kernels without CONFIG_PROC_CHILDREN: scan every process's parent
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if int(_stat_fields(int(entry.name))[1]) == pid:
+                        kids.add(int(entry.name))
+    return sorted(kids)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), or None if it is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except (OSError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def status_kb(pid: int, key: str) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+class CpuMeter:
+    """CPU seconds spent by a changing set of processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self.before: dict[int, float] = {}
+        self.changes = 0
+
+    def _snapshot(self) -> dict[int, float]:
+        values = {pid: cpu_seconds(pid) for pid in self.pids()}
+        return {pid: v for pid, v in values.items() if v is not None}
+
+    def start(self) -> None:
+        self.before = self._snapshot()
+
+    def stop(self) -> float:
+        after = self._snapshot()
+        if set(after) != set(self.before):
+            self.changes += 1  # a worker restarted, or a new database connection: reported
+        return sum(v - self.before.get(pid, 0.0) for pid, v in after.items())
+
+
+# --- the server under test ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def workers(self) -> list[int]:
+        return children_of(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        # Workers that outlived the master (they should not): the whole group goes.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def write_config(workdir: Path, port: int, database_url: str, metadata_dir: Path) -> Path:
+    rate = '"1000000/minute"'
+    config = workdir / "bridge.toml"
+    config.write_text(
+        f'base_url = "http://127.0.0.1:{port}"\n'
+        f'database_url = "{database_url}"\n'
+        f'idp_metadata_dir = "{metadata_dir}"\n'
+        f'instance_dir = "{workdir / "instance"}"\n'
+        "background_jobs = false\n"
+        'log_level = "WARNING"\n'
+        f"rate_limit_authorize = {rate}\nrate_limit_acs = {rate}\n"
+        f"rate_limit_token_per_client = {rate}\nrate_limit_token_per_address = {rate}\n"
+        "[[clients]]\n"
+        f'client_id = "{CLIENT_ID}"\n'
+        f'redirect_uris = ["{REDIRECT}"]\n'
+        'audience = "demo-api"\n'
+        "claims_version = 1\n"
+        "public = true\n"
+        "refresh_reuse_interval_seconds = 0\n"
+    )
+    return config
+
+
+def start_server(workdir: Path, port: int, config: Path, kek: str) -> Server:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env.update({"BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": kek})
+    migrated = subprocess.run(  # noqa: S603 (our own venv's CLI)
+        [str(VENV_BIN / "bridge"), "db", "upgrade"], env=env, cwd=REPO, capture_output=True,
+        text=True, check=False)
+    if migrated.returncode != 0:
+        raise SystemExit(f"bridge db upgrade failed:\n{migrated.stdout}{migrated.stderr}")
+    metrics_dir = workdir / "metrics"  # as the Docker image runs it: multiprocess metrics
+    metrics_dir.mkdir()
+    env.update({"BRIDGE_BIND": f"127.0.0.1:{port}", "BRIDGE_WORKERS": str(WORKERS),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    log = workdir / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 (our own venv's gunicorn)
+            [str(VENV_BIN / "gunicorn"), "-c", "python:bridge.gunicorn_conf", "bridge.wsgi:app"],
+            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(port, process, log, env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"gunicorn exited ({process.returncode}):\n"
+                                 f"{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gunicorn did not come up:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                status, _, _ = Client(port).request("GET", "/healthz")
+                if status == 200 and len(server.workers()) == WORKERS:
+                    return server
+            time.sleep(0.2)
+    except BaseException:
+        server.stop()
+        raise
+
+
+# --- a small HTTP client -----------------------------------------------------------------------
+
+
+class Client:
+    """One client connection. gunicorn's sync workers close every connection after the response
+    (no keep-alive), so http.client opens a new TCP connection for each request."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        all_headers = dict(headers or {})
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body, headers=all_headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        return response.status, response.msg, data
+
+
+def expect(status: int, wanted: int, what: str, body: bytes) -> None:
+    if status != wanted:
+        raise SystemExit(f"{what}: HTTP {status}, expected {wanted}: {body[:500]!r}")
+
+
+def cookie_value(headers: http.client.HTTPMessage, name: str) -> str:
+    for header in headers.get_all("Set-Cookie") or []:
+        key, _, rest = header.partition("=")
+        if key.strip() == name:
+            return rest.split(";", 1)[0]
+    raise SystemExit(f"no {name} cookie in {headers.get_all('Set-Cookie')}")
+
+
+@dataclass
+class Prepared:
+    """A login started at the bridge and answered by the IdP, not yet posted to the ACS."""
+
+    cookie: str
+    saml_response: str
+    request_id: str
+    verifier: str
+
+
+@dataclass
+class Bench:
+    server: Server
+    idp: Any  # bridge.dev.saml_idp.DevIdp
+    client: Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = Client(self.server.port)
+
+    def prepare(self) -> Prepared:
+        from bridge.dev.saml_idp import USERS
+
+        verifier, challenge = pkce_pair()
+        query = urlencode({"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT,
+                           "state": "bench", "scope": SCOPE, "code_challenge": challenge,
+                           "code_challenge_method": "S256", "idp": SLUG})
+        status, headers, body = self.client.request("GET", "/authorize?" + query)
+        expect(status, 302, "GET /authorize", body)
+        location = headers["Location"]
+        saml_request = parse_qs(urlsplit(location).query)["SAMLRequest"][0]
+        pending = self.idp.parse_request(saml_request, None)
+        saml_response = self.idp.response_for(pending, USERS["alice"])
+        return Prepared(cookie_value(headers, LOGIN_COOKIE), saml_response, pending.request_id,
+                        verifier)
+
+
+def post_acs(client: Client, prepared: Prepared) -> str:
+    status, headers, body = client.request(
+        "POST", f"/saml/{SLUG}/acs", {"SAMLResponse": prepared.saml_response},
+        {"Cookie": f"{LOGIN_COOKIE}={prepared.cookie}"})
+    expect(status, 302, "POST /saml/dev/acs", body)
+    return parse_qs(urlsplit(headers["Location"]).query)["code"][0]
+
+
+def post_code(client: Client, code: str, verifier: str) -> str:
+    status, _, body = client.request("POST", "/token", {
+        "grant_type": "authorization_code", "code": code, "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT, "code_verifier": verifier})
+    expect(status, 200, "POST /token (authorization_code)", body)
+    return str(json.loads(body)["refresh_token"])
+
+
+def post_refresh(client: Client, token: str) -> str:
+    status, _, body = client.request("POST", "/token", {
+        "grant_type": "refresh_token", "refresh_token": token, "client_id": CLIENT_ID})
+    expect(status, 200, "POST /token (refresh_token)", body)
+    return str(json.loads(body)["refresh_token"])
+
+
+def get_healthz(client: Client) -> None:
+    status, _, body = client.request("GET", "/healthz")
+    expect(status, 200, "GET /healthz", body)
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    n: int = 0
+    wall: float = 0.0
+    server_cpu: float = 0.0  # the gunicorn workers
+    client_cpu: float = 0.0  # this process (the load generator)
+    db_cpu: float | None = None  # PostgreSQL backends of the bench database
+    latencies: list[float] = field(default_factory=list)  # seconds
+    note: str = ""
+
+    def add(self, other: Measured) -> None:
+        self.n += other.n
+        self.wall += other.wall
+        self.server_cpu += other.server_cpu
+        self.client_cpu += other.client_cpu
+        if other.db_cpu is not None:
+            self.db_cpu = (self.db_cpu or 0.0) + other.db_cpu
+        self.latencies += other.latencies
+
+    @property
+    def per_second(self) -> float:
+        return self.n / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.server_cpu / self.n * 1e6
+
+    @property
+    def db_us(self) -> float | None:
+        return None if self.db_cpu is None else self.db_cpu / self.n * 1e6
+
+    def pct(self, p: float) -> float:
+        ms = sorted(d * 1e3 for d in self.latencies)
+        return ms[min(len(ms) - 1, int(p / 100 * len(ms)))] if ms else float("nan")
+
+
+class Meters:
+    def __init__(self, server: Server, db_backends: Callable[[], list[int]] | None) -> None:
+        self.server = CpuMeter(server.workers)
+        self.db = CpuMeter(db_backends) if db_backends else None
+
+    @contextlib.contextmanager
+    def window(self, into: Measured) -> Iterator[None]:
+        if self.db:
+            self.db.start()
+        self.server.start()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        yield
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        into.server_cpu += self.server.stop()
+        if self.db:
+            into.db_cpu = (into.db_cpu or 0.0) + self.db.stop()
+        into.wall += t1 - t0
+        into.client_cpu += cpu1 - cpu0
+
+
+def timed(fn: Callable[[], object], latencies: list[float]) -> None:
+    t0 = time.perf_counter()
+    fn()
+    latencies.append(time.perf_counter() - t0)
+
+
+def run_logins(bench: Bench, meters: Meters, total: int, batch_size: int
+               ) -> tuple[Measured, Measured, Measured, list[str], float, int]:
+    """Logins in batches: make the batch (untimed), post every ACS (one window), exchange every
+    code (a second window). Returns (login, acs, token, refresh tokens, generation s, made)."""
+    acs, token = Measured(), Measured()
+    login_latencies: list[float] = []
+    refresh_tokens: list[str] = []
+    gen_wall, made, remaining = 0.0, 0, total
+    while remaining:
+        g0 = time.perf_counter()
+        batch = [bench.prepare() for _ in range(min(batch_size, remaining))]
+        gen_wall += time.perf_counter() - g0
+        made += len(batch)
+        codes: list[str] = []
+        acs_lat: list[float] = []
+        window = Measured(n=len(batch))
+        with meters.window(window):
+            for prepared in batch:
+                t0 = time.perf_counter()
+                codes.append(post_acs(bench.client, prepared))
+                acs_lat.append(time.perf_counter() - t0)
+        window.latencies = acs_lat
+        acs.add(window)
+        tok_lat: list[float] = []
+        window = Measured(n=len(batch))
+        with meters.window(window):
+            for prepared, code in zip(batch, codes, strict=True):
+                t0 = time.perf_counter()
+                refresh_tokens.append(post_code(bench.client, code, prepared.verifier))
+                tok_lat.append(time.perf_counter() - t0)
+        window.latencies = tok_lat
+        token.add(window)
+        login_latencies += [a + b for a, b in zip(acs_lat, tok_lat, strict=True)]
+        remaining -= len(batch)
+    login = Measured()
+    login.add(acs)
+    login.add(token)
+    login.n = acs.n
+    login.latencies = login_latencies
+    return login, acs, token, refresh_tokens, gen_wall, made
+
+
+def closed_loop(meters: Meters, port: int, seconds: float, ops: list[Callable[[Client], None]]
+                ) -> Measured:
+    """len(ops) threads, each calling its op back to back over its own connection."""
+    measured = Measured()
+    counts = [0] * len(ops)
+    latencies: list[list[float]] = [[] for _ in ops]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(ops) + 1)
+    stop = [0.0]
+
+    def work(index: int) -> None:
+        client = Client(port)
+        try:
+            barrier.wait()
+            while time.perf_counter() < stop[0]:
+                t0 = time.perf_counter()
+                ops[index](client)
+                latencies[index].append(time.perf_counter() - t0)
+                counts[index] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(ops))]
+    for thread in threads:
+        thread.start()
+    with meters.window(measured):
+        stop[0] = time.perf_counter() + seconds
+        barrier.wait()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise SystemExit(f"a client thread failed: {errors[0]!r}")
+    measured.n = sum(counts)
+    measured.latencies = [d for per in latencies for d in per]
+    return measured
+
+
+def one_thread(meters: Meters, port: int, seconds: float, op: Callable[[Client], None],
+               warmup: int = 20) -> Measured:
+    client = Client(port)
+    for _ in range(warmup):
+        op(client)
+    return closed_loop(meters, port, seconds, [op])
+
+
+class Chain:
+    """A refresh family: each refresh presents the latest token and keeps the successor."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, client: Client) -> None:
+        self.token = post_refresh(client, self.token)
+
+
+def open_loop(meters: Meters, port: int, tokens: list[str], rate: float, seconds: float
+              ) -> tuple[Measured, dict[str, Any]]:
+    """One thread sends refreshes on a fixed schedule (``rate`` per second), each on a new
+    non-blocking connection, whatever is still in flight; latency is measured from the scheduled
+    send time, so a late send counts against the server (no coordinated omission). Each family
+    has at most one refresh in flight; a send waits for a free family (counted)."""
+    chains = list(tokens)
+    idle = deque(range(len(chains)))
+    total = max(1, round(rate * seconds))
+    interval = 1.0 / rate
+    sel = selectors.DefaultSelector()
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+    backlog: deque[float] = deque()
+    info = {"scheduled": total, "waited_for_family": 0, "max_in_flight": 0, "late_sends": 0}
+    host = f"127.0.0.1:{port}"
+
+    def request_bytes(token: str) -> bytes:
+        body = urlencode({"grant_type": "refresh_token", "refresh_token": token,
+                          "client_id": CLIENT_ID}).encode()
+        head = (f"POST /token HTTP/1.1\r\nHost: {host}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        return head + body
+
+    measured = Measured()
+    sent = 0
+    last_done = 0.0
+    with meters.window(measured):
+        start = time.perf_counter() + 0.01
+        deadline = start + seconds + 60
+        try:
+            while sent < total or backlog or sel.get_map():
+                now = time.perf_counter()
+                if now > deadline:
+                    raise SystemExit("open-loop run did not finish within 60 s of its schedule")
+                while sent < total and start + sent * interval <= now:
+                    backlog.append(start + sent * interval)
+                    sent += 1
+                if backlog and not idle:
+                    info["waited_for_family"] += 1
+                while backlog and idle:
+                    scheduled = backlog.popleft()
+                    if time.perf_counter() - scheduled > 0.001:
+                        info["late_sends"] += 1
+                    k = idle.popleft()
+                    sock = socket.create_connection(("127.0.0.1", port))
+                    sock.sendall(request_bytes(chains[k]))
+                    sock.setblocking(False)
+                    sel.register(sock, selectors.EVENT_READ, (k, scheduled, bytearray()))
+                info["max_in_flight"] = max(info["max_in_flight"], len(sel.get_map()))
+                if backlog and not idle:
+                    wait = 1.0  # only a response can free a family: block for one
+                elif sent < total:
+                    wait = max(0.0, start + sent * interval - time.perf_counter())
+                else:
+                    wait = 1.0
+                if not sel.get_map():
+                    time.sleep(wait)
+                    continue
+                for key, _ in sel.select(wait):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    k, scheduled, buf = key.data
+                    try:
+                        chunk = sock.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        buf += chunk
+                        continue
+                    done = time.perf_counter()
+                    sel.unregister(sock)
+                    sock.close()
+                    latencies.append(done - scheduled)
+                    last_done = done
+                    head, _, body = bytes(buf).partition(b"\r\n\r\n")
+                    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+                    if status == 200:
+                        chains[k] = str(json.loads(body)["refresh_token"])
+                        idle.append(k)
+                    else:  # the family is in doubt: not used again
+                        errors[status] = errors.get(status, 0) + 1
+        finally:
+            for key in list(sel.get_map().values()):
+                sel.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
+            sel.close()
+    measured.n = len(latencies)
+    measured.latencies = latencies
+    info["achieved_rate"] = measured.n / (last_done - start) if last_done > start else 0.0
+    info["errors"] = errors
+    return measured, info
+
+
+# --- the baselines' subprocesses ---------------------------------------------------------------
+
+
+def pysaml2_worker() -> None:
+    """Validate one response with pysaml2 as an SP would; read a job on stdin, print JSON."""
+    _quiet_warnings()
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    job = json.load(sys.stdin)
+    from saml2 import BINDING_HTTP_POST
+    from saml2.client import Saml2Client
+    from saml2.config import SPConfig
+
+    config = SPConfig()
+    config.load({
+        "entityid": job["sp_entity_id"],
+        "service": {"sp": {
+            "endpoints": {"assertion_consumer_service": [(job["acs_url"], BINDING_HTTP_POST)]},
+            "want_response_signed": True,
+            "want_assertions_signed": True,
+            "allow_unsolicited": False,
+            "authn_requests_signed": False,
+        }},
+        "metadata": {"inline": [job["idp_metadata"]]},
+        "xmlsec_binary": job["xmlsec_binary"],
+        "accepted_time_diff": 60,
+    })
+    client = Saml2Client(config=config)
+
+    def once() -> None:
+        response = client.parse_authn_request_response(
+            job["b64"], BINDING_HTTP_POST, outstanding={job["request_id"]: "/"})
+        if response is None or response.came_from != "/" or not response.assertion:
+            raise SystemExit(json.dumps({"error": f"pysaml2 did not accept it: {response!r}"}))
+
+    once()  # pysaml2 keeps no replay cache: the same response validates again and again
+    children0 = os.times()
+    figure = time_loop(once, seconds=job["seconds"], min_iters=job["min_iters"], warmup=1)
+    children1 = os.times()
+    child_cpu = (children1.children_user - children0.children_user
+                 + children1.children_system - children0.children_system)
+    imported = sorted(m for m in sys.modules if m == "bridge" or m.startswith("bridge."))
+    print(json.dumps({"n": figure.n, "wall": figure.wall, "cpu": figure.cpu,
+                      "child_cpu": child_cpu,
+                      "crypto": str(getattr(config, "crypto_backend", None) or "xmlsec1"),
+                      "bridge_modules_imported": imported}))
+
+
+def run_pysaml2_worker(job: dict[str, Any]) -> tuple[Figure, float, str]:
+    completed = subprocess.run(  # noqa: S603 (our own interpreter and file)
+        [sys.executable, os.path.abspath(__file__), PYSAML2_WORKER_FLAG],
+        input=json.dumps(job), capture_output=True, text=True, check=False,
+        cwd=tempfile.gettempdir())
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines:
+        raise SystemExit(f"pysaml2 worker failed ({completed.returncode}):\n"
+                         f"{completed.stdout}{completed.stderr[-3000:]}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise SystemExit(f"pysaml2 refused the response: {result['error']}")
+    if result["bridge_modules_imported"]:
+        raise SystemExit(f"pysaml2 worker imported {result['bridge_modules_imported']}")
+    return Figure(result["n"], result["wall"], result["cpu"]), result["child_cpu"], result["crypto"]
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+def postgres_backends(admin_url: str, name: str) -> tuple[Callable[[], list[int]], Callable[[], None]]:
+    """A function listing the server processes connected to database ``name`` (to read their CPU
+    from /proc: the server runs on this machine), and one to close the admin connection."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+
+    def pids() -> list[int]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("select pid from pg_stat_activity where datname = :name"), {"name": name})
+            return [int(r[0]) for r in rows]
+
+    return pids, engine.dispose
+
+
+def postgres_version(admin_url: str) -> str:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(admin_url)
+    try:
+        with engine.connect() as connection:
+            return "PostgreSQL " + str(connection.exec_driver_sql("show server_version").scalar())
+    finally:
+        engine.dispose()
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def machine_facts(database: str) -> list[tuple[str, str]]:
+    from importlib.metadata import version
+
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    affinity = len(os.sched_getaffinity(0))
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except Exception:  # noqa: BLE001
+            return "?"
+
+    xmlsec1 = shutil.which("xmlsec1")
+    xmlsec1_version = "not found"
+    if xmlsec1:
+        xmlsec1_version = subprocess.run(  # noqa: S603
+            [xmlsec1, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    commit = "?"
+    with contextlib.suppress(OSError):
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,  # noqa: S607
+                              capture_output=True, text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "bridge"],  # noqa: S607
+                               cwd=REPO, capture_output=True, check=False).returncode
+        commit = head + (" (bridge/ has uncommitted changes)" if dirty else "")
+    return [
+        ("python", f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"),
+        ("platform", platform.platform()),
+        ("cpu", f"{cpu_model or platform.processor() or '?'}; {os.cpu_count()} CPUs, {affinity} usable "
+                "by this process; server and load generator share them"),
+        ("server", f"gunicorn {v('gunicorn')}, {WORKERS} sync workers (bridge.gunicorn_conf), "
+                   "PROMETHEUS_MULTIPROC_DIR set as in the Docker image; no keep-alive (sync "
+                   "workers close each connection)"),
+        ("client", "this process: http.client (closed loops, one connection per thread), raw "
+                   "non-blocking sockets (open loop)"),
+        ("libraries", f"pysaml2 {v('pysaml2')}, python3-saml {v('python3-saml')}, xmlsec "
+                      f"{v('xmlsec')}, lxml {v('lxml')}, Flask {v('Flask')}, SQLAlchemy "
+                      f"{v('SQLAlchemy')}, PyJWT {v('PyJWT')}, cryptography {v('cryptography')}; "
+                      f"{xmlsec1_version}"),
+        ("database", database),
+        ("commit", commit),
+    ]
+
+
+def fmt_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        cells = [c.ljust(widths[i]) if i in (0, 3) else c.rjust(widths[i]) for i, c in enumerate(row)]
+        return "| " + " | ".join(cells) + " |"
+
+    lines = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    return "\n".join([*lines, *(fmt(r) for r in rows)])
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Server CPU per operation of the bridge under gunicorn (2 sync workers), over "
+                    "HTTP, beside baselines.")
+    parser.add_argument("--logins", type=int, default=200,
+                        help="logins to time (each pre-generated and signed; default 200)")
+    parser.add_argument("--batch", type=int, default=200,
+                        help="logins generated then timed per batch (default 200)")
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="seconds per time-bounded measurement; the open-loop run takes twice "
+                             "this (default 4)")
+    parser.add_argument("--baseline-seconds", type=float, default=2.0,
+                        help="seconds for each baseline subprocess (default 2)")
+    parser.add_argument("--postgres", metavar="ADMIN_URL",
+                        help="run on PostgreSQL: a URL such as "
+                             "postgresql+psycopg://root@127.0.0.1:5432/postgres; a fresh database "
+                             "is created there and dropped at the end (default: SQLite)")
+    args = parser.parse_args()
+    if args.logins < 2 * CONTENDERS + 2 or args.batch < 1 or args.seconds <= 0 \
+            or args.baseline_seconds <= 0:
+        parser.error(f"--logins must be at least {2 * CONTENDERS + 2}; --batch, --seconds and "
+                     "--baseline-seconds positive")
+
+    _quiet_warnings()
+    sys.path.insert(0, str(REPO))
+    started = time.perf_counter()
+    argv0 = os.environ.get("BRIDGE_BENCH_ARGV0")
+    command = [argv0, "--http"] if argv0 else [sys.argv[0]]
+    print(f"command: {shlex.join([*command, *sys.argv[1:]])}", flush=True)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    tmp = tempfile.mkdtemp(prefix="bridge-bench-http-")
+    server: Server | None = None
+    pg_name: str | None = None
+    close_admin: Callable[[], None] | None = None
+    try:
+        workdir = Path(tmp)
+        if args.postgres:
+            pg_name, database_url = create_postgres_database(args.postgres)
+            database = f"{postgres_version(args.postgres)} (fresh database {pg_name})"
+        else:
+            import sqlite3
+
+            database_url = f"sqlite:///{workdir / 'bridge.db'}"
+            database = f"SQLite {sqlite3.sqlite_version} ({workdir / 'bridge.db'})"
+        server, idp = setup(workdir, database_url)
+        backends = None
+        if args.postgres and pg_name:
+            backends, close_admin = postgres_backends(args.postgres, pg_name)
+        for name, value in machine_facts(database):
+            print(f"{name + ':':<11}{value}")
+        print(flush=True)
+        run(Bench(server, idp), Meters(server, backends), args, workdir)
+        print(f"total run time: {time.perf_counter() - started:.1f} s")
+    finally:
+        # A second Ctrl-C must not leave half of it behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cleaned = []
+            if server is not None:
+                server.stop()
+                cleaned.append(f"gunicorn (pid {server.process.pid}) and its workers stopped")
+            if close_admin is not None:
+                close_admin()
+            if pg_name is not None:
+                drop_postgres_database(args.postgres, pg_name)
+                cleaned.append(f"database {pg_name} dropped")
+            shutil.rmtree(tmp, ignore_errors=True)
+            cleaned.append(f"{tmp} removed")
+            print("cleanup: " + "; ".join(cleaned), flush=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def setup(workdir: Path, database_url: str) -> tuple[Server, Any]:
+    from bridge.dev.saml_idp import DevIdp
+    from bridge.tokens.keys import generate_kek
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    metadata_dir = workdir / "idp_metadata"
+    idp = DevIdp(base_url=IDP_URL, state_dir=workdir / "dev-idp-keys",
+                 sp_metadata=lambda: urllib.request.urlopen(  # noqa: S310 (loopback http)
+                     base_url + "/saml/metadata", timeout=10).read())
+    idp.write_metadata(metadata_dir, slug=SLUG)
+    config = write_config(workdir, port, database_url, metadata_dir)
+    return start_server(workdir, port, config, generate_kek()), idp
+
+
+def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path) -> None:
+    port = bench.server.port
+    base_url = bench.server.base_url
+    postgres = meters.db is not None
+
+    # --- warm-up: both workers load keys, compile schemas, build settings -------------------
+    warm = [bench.prepare() for _ in range(8)]
+    warm_tokens = [post_code(bench.client, post_acs(bench.client, p), p.verifier) for p in warm]
+    for _ in range(40):
+        get_healthz(bench.client)
+    for token in warm_tokens:
+        for _ in range(3):
+            token = post_refresh(bench.client, token)
+
+    # --- baselines, in clean subprocesses, while the server idles ---------------------------
+    sample = bench.prepare()  # never posted: valid for both validators
+    sp_metadata = urllib.request.urlopen(base_url + "/saml/metadata", timeout=10).read()  # noqa: S310
+    entity = re.search(rb'entityID="([^"]+)"', sp_metadata)
+    assert entity is not None
+    sp_entity_id = entity.group(1).decode()
+    acs_url = f"{base_url}/saml/{SLUG}/acs"
+    idp_cert = (workdir / "dev-idp-keys" / "idp.crt").read_text()
+    stock = run_stock_worker({
+        "sp_entity_id": sp_entity_id, "acs_url": acs_url,
+        "idp_entity_id": bench.idp.entity_id, "idp_sso_url": f"{IDP_URL}/sso/redirect",
+        "idp_cert": idp_cert, "b64": sample.saml_response, "request_id": sample.request_id,
+        "request_data": {"https": "off", "http_host": f"127.0.0.1:{port}",
+                         "script_name": f"/saml/{SLUG}/acs"},
+        "seconds": args.baseline_seconds, "min_iters": 5,
+    })
+    pysaml2, pysaml2_child_cpu, pysaml2_crypto = run_pysaml2_worker({
+        "sp_entity_id": sp_entity_id, "acs_url": acs_url,
+        "idp_metadata": bench.idp.metadata_xml().decode(),
+        "xmlsec_binary": shutil.which("xmlsec1"), "b64": sample.saml_response,
+        "request_id": sample.request_id, "seconds": args.baseline_seconds, "min_iters": 5,
+    })
+
+    # --- 1. logins ------------------------------------------------------------------------------
+    login, acs, token, refresh_tokens, gen_wall, made = run_logins(bench, meters, args.logins,
+                                                                   args.batch)
+
+    # --- 3. refreshes, healthz ------------------------------------------------------------------
+    tokens = deque(refresh_tokens)
+    refresh1 = one_thread(meters, port, args.seconds, Chain(tokens.popleft()))
+    healthz1 = one_thread(meters, port, args.seconds, get_healthz)
+    peak = closed_loop(meters, port, args.seconds, [Chain(tokens.popleft()) for _ in range(CONTENDERS)])
+    healthz_peak = closed_loop(meters, port, args.seconds, [get_healthz] * CONTENDERS)
+    half = peak.per_second / 2
+    paced, paced_info = open_loop(meters, port, list(tokens), half, 2 * args.seconds)
+
+    # --- 4. memory ------------------------------------------------------------------------------
+    workers = bench.server.workers()
+    rss = {pid: status_kb(pid, "VmRSS") or 0 for pid in workers}
+    hwm = {pid: status_kb(pid, "VmHWM") or 0 for pid in workers}
+    master_rss = status_kb(bench.server.process.pid, "VmRSS") or 0
+
+    # --- report ---------------------------------------------------------------------------------
+    def lat(m: Measured) -> str:
+        return f"{m.pct(50):.2f} / {m.pct(99):.2f}" if m.latencies else "—"
+
+    def row(name: str, m: Measured, base_name: str = "", base_us: float | None = None
+            ) -> tuple[str, ...]:
+        cells = (name, f"{m.per_second:,.1f}", f"{m.cpu_us:,.0f}",
+                 f"{base_name} {base_us:,.0f} µs" if base_us else "—",
+                 f"{m.cpu_us / base_us:.2f}×" if base_us else "—", lat(m))
+        if postgres:
+            cells += (f"{m.db_us:,.0f}" if m.db_us is not None else "—",)
+        return cells
+
+    def baseline_row(name: str, f: Figure, cpu_us: float) -> tuple[str, ...]:
+        cells = (name, f"{f.per_second:,.1f}", f"({cpu_us:,.0f})", "—", "—", f"{f.us / 1e3:.2f} (mean)")
+        return cells + (("—",) if postgres else ())
+
+    stock_us = stock.cpu_us
+    healthz_us = healthz1.cpu_us
+    pysaml2_cpu_us = (pysaml2.cpu + pysaml2_child_cpu) / pysaml2.n * 1e6
+    rows = [
+        row("login: POST acs + POST /token (1 client)", login, "stock is_valid", stock_us),
+        row("  POST /saml/dev/acs", acs, "stock is_valid", stock_us),
+        row("  POST /token authorization_code", token, "GET /healthz", healthz_us),
+        baseline_row("python3-saml is_valid, stock (subprocess)", stock, stock_us),
+        baseline_row(f"pysaml2 parse_authn_request_response ({pysaml2_crypto})", pysaml2,
+                     pysaml2_cpu_us),
+        row("refresh: POST /token refresh (1 client)", refresh1, "GET /healthz", healthz_us),
+        row(f"  {CONTENDERS} clients, closed loop (peak)", peak, "1 client", refresh1.cpu_us),
+        row(f"  open loop at half peak ({half:,.0f}/s)", paced, "1 client", refresh1.cpu_us),
+        row("GET /healthz (1 client)", healthz1),
+        row(f"  {CONTENDERS} clients, closed loop", healthz_peak, "1 client", healthz_us),
+    ]
+    header = ("operation", "per second", "server CPU µs/op", "baseline", "ratio",
+              "latency p50 / p99 ms")
+    if postgres:
+        header += ("PostgreSQL CPU µs/op",)
+    print(fmt_table(rows, header))
+    print("  server CPU: utime+stime of the gunicorn workers from /proc/<pid>/stat "
+          f"({1e3 / CLK_TCK:.0f} ms ticks) over each window, ÷ operations; the master and this "
+          "load generator are not in it. In parentheses: the baseline subprocess's own CPU "
+          "(pysaml2: with its xmlsec1 children).")
+    if postgres:
+        print("  PostgreSQL CPU: the server processes connected to the bench database, read the "
+              "same way (not in server CPU).")
+    print()
+
+    login_ratio = login.cpu_us / stock_us
+    print(f"login CPU / stock is_valid CPU:       {login_ratio:.2f}  "
+          f"({login.cpu_us:,.0f} / {stock_us:,.0f} µs; target ≤ 0.8: {verdict(login_ratio <= 0.8)})")
+    rate_ratio = login.per_second / pysaml2.per_second
+    capacity = len(workers) / (login.cpu_us / 1e6)
+    print(f"logins/s ÷ pysaml2 validations/s:     {rate_ratio:.1f}  ({login.per_second:,.1f} / "
+          f"{pysaml2.per_second:,.1f}, one client each; target ≥ 20: {verdict(rate_ratio >= 20)}); "
+          f"CPU-bound capacity of {len(workers)} workers ≈ {capacity:,.0f} logins/s "
+          f"= {capacity / pysaml2.per_second:.0f}×")
+    refresh_ratio = refresh1.cpu_us / healthz_us
+    print(f"refresh CPU / healthz CPU:            {refresh_ratio:.2f}  ({refresh1.cpu_us:,.0f} / "
+          f"{healthz_us:,.0f} µs; target ≤ 1.5: {verdict(refresh_ratio <= 1.5)})")
+    errors = paced_info["errors"]
+    print(f"refresh peak ({CONTENDERS} clients, closed loop): {peak.per_second:,.1f}/s, p50 "
+          f"{peak.pct(50):.2f} ms, p99 {peak.pct(99):.2f} ms")
+    print(f"refresh p99 at half peak (open loop, {half:,.1f}/s scheduled, "
+          f"{paced_info['achieved_rate']:,.1f}/s achieved, {paced.n} requests over "
+          f"{2 * args.seconds:g} s): p50 {paced.pct(50):.2f} ms, p90 {paced.pct(90):.2f} ms, "
+          f"p99 {paced.pct(99):.2f} ms, max {paced.pct(100):.2f} ms; errors "
+          f"{errors or 'none'}; at most {paced_info['max_in_flight']} in flight; "
+          f"{paced_info['late_sends']} sends > 1 ms late, {paced_info['waited_for_family']} "
+          "waits for a free refresh family")
+    per_worker = ", ".join(f"{rss[p] / 1024:.1f} MB (peak {hwm[p] / 1024:.1f})" for p in workers)
+    worst = max(rss.values()) / 1024 if rss else float("nan")
+    print(f"RSS per worker after the runs:        {per_worker}; target < 120 MB: "
+          f"{verdict(worst < 120)}; master {master_rss / 1024:.1f} MB")
+    print()
+    print(f"login latency over {login.n} logins (ACS + token): median {login.pct(50):.2f} ms, "
+          f"p90 {login.pct(90):.2f} ms, p99 {login.pct(99):.2f} ms, max {login.pct(100):.2f} ms")
+    print("load generator CPU per op (this process): "
+          f"login {login.client_cpu / login.n * 1e6:,.0f} µs, refresh "
+          f"{refresh1.client_cpu / refresh1.n * 1e6:,.0f} µs, healthz "
+          f"{healthz1.client_cpu / healthz1.n * 1e6:,.0f} µs")
+    print(f"pre-generation: {made + 9} AuthnRequests (GET /authorize) + signed responses in "
+          f"{gen_wall:.1f} s ({gen_wall / made * 1e3:.0f} ms each, pysaml2 + xmlsec1), not timed")
+    changes = meters.server.changes
+    if changes:
+        print(f"WARNING: the set of gunicorn workers changed during {changes} window(s) "
+              "(a worker restarted): see the gunicorn log")
+    log_tail = bench.server.log.read_text().strip().splitlines()
+    serious = [line for line in log_tail if '"ERROR"' in line or "CRITICAL" in line
+               or "Traceback" in line]
+    if serious:
+        print(f"WARNING: {len(serious)} error line(s) in the gunicorn log; the last: {serious[-1][:300]}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == [PYSAML2_WORKER_FLAG]:
+        pysaml2_worker()
+    else:
+        try:
+            main()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
