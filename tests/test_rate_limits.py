@@ -76,3 +76,19 @@ def test_limits_are_shared_by_nodes_through_redis(database: Database, idp_dir: P
     finally:
         for app in nodes:
             app.extensions["bridge"].db.dispose()
+
+
+def test_unreachable_storage_serves_requests_uncounted(database: Database, idp_dir: Path,
+                                                       tmp_path: Path, dev_idp: DevIdp,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing listens on port 9 of loopback: every count fails, and the bridge serves regardless.
+    settings = _settings(database, idp_dir, tmp_path, rate_limit_authorize="1/minute",
+                         rate_limit_storage_url="redis://127.0.0.1:9/0")
+    app = create_app(settings)
+    try:
+        statuses = [app.test_client().get("/authorize?client_id=demo").status_code
+                    for _ in range(3)]
+        assert statuses == [400, 400, 400]
+        assert "rate limit storage unavailable" in caplog.text
+    finally:
+        app.extensions["bridge"].db.dispose()

@@ -109,7 +109,6 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(429)
     def _rate_limited(error: HTTPException) -> Response:
-        # Retry-After is added by the limiter's own after-request hook.
         if request.path == "/token":
             response = jsonify({"error": "slow_down", "error_description": "Too many requests."})
         elif wants_json():
@@ -121,6 +120,8 @@ def install(app: Flask) -> None:
                                                 detail="Too many requests; try again shortly.",
                                                 error_id=error_id()))
         response.status_code = 429
+        retry_after = getattr(error, "retry_after", None)
+        response.headers["Retry-After"] = str(retry_after or 60)
         return response
 
     @app.errorhandler(HTTPException)
