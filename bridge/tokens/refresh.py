@@ -94,13 +94,16 @@ class FamilyView:
 
 # Prepared once: the refresh path is the hottest write path, so its statements are built at import
 # and only their parameters change per call.
-_TOKEN_FAMILY = select(RefreshToken.family_id).where(RefreshToken.token_hash == bindparam("h"))
 _TOKEN_USED_AT = select(RefreshToken.used_at).where(RefreshToken.token_hash == bindparam("h"))
-_LOCK_FAMILY = (select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
-                       RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
-                       RefreshFamily.expires_at, RefreshFamily.last_used_at,
-                       RefreshFamily.created_at)
-                .where(RefreshFamily.id == bindparam("family")).with_for_update())
+# The presented token's family, found and locked in one round trip (FOR UPDATE OF the family
+# only: the token row is marked used below, guarded by ``used_at IS NULL``).
+_LOCK_FAMILY_OF_TOKEN = (
+    select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
+           RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
+           RefreshFamily.expires_at, RefreshFamily.last_used_at, RefreshFamily.created_at)
+    .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
+    .where(RefreshToken.token_hash == bindparam("h"))
+    .with_for_update(of=RefreshFamily))
 _MARK_USED = (update(RefreshToken)
               .where(RefreshToken.token_hash == bindparam("h"), RefreshToken.used_at.is_(None))
               .values(used_at=bindparam("now")))
@@ -115,14 +118,13 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
     """Use ``token`` once: return its successor, or raise ``TokenError`` (``ReuseDetected`` when
     the family must be revoked)."""
     token_hash = secret_hash(token)
-    family_id = connection.scalar(_TOKEN_FAMILY, {"h": token_hash})
-    if family_id is None:
-        raise TokenError("invalid_grant", "The refresh token is not valid.",
-                         code="refresh_token_unknown")
     # FOR UPDATE serializes rotation and revocation of one family on PostgreSQL; SQLite
     # transactions are already serialized (BEGIN IMMEDIATE).
-    row = connection.execute(_LOCK_FAMILY, {"family": family_id}).first()
-    if row is None or row.client_id != client_id:
+    row = connection.execute(_LOCK_FAMILY_OF_TOKEN, {"h": token_hash}).first()
+    if row is None:
+        raise TokenError("invalid_grant", "The refresh token is not valid.",
+                         code="refresh_token_unknown")
+    if row.client_id != client_id:
         # RFC 6749 §6: the token must have been issued to the authenticated client. Say no more.
         raise TokenError("invalid_grant", "The refresh token is not valid.",
                          code="refresh_token_client_mismatch")
