@@ -4,6 +4,8 @@ node."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,4 +93,27 @@ def test_unreachable_storage_serves_requests_uncounted(database: Database, idp_d
         assert statuses == [400, 400, 400]
         assert "rate limit storage unavailable" in caplog.text
     finally:
+        app.extensions["bridge"].db.dispose()
+
+
+def test_a_redis_that_stops_answering_does_not_hold_requests(database: Database, idp_dir: Path,
+                                                             tmp_path: Path, dev_idp: DevIdp
+                                                             ) -> None:
+    # A listening socket that never answers: connections succeed, every reply hangs.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    settings = _settings(database, idp_dir, tmp_path,
+                         rate_limit_storage_url=f"redis://127.0.0.1:{port}/0")
+    app = create_app(settings)
+    statuses: list[int] = []
+    worker = threading.Thread(target=lambda: statuses.append(
+        app.test_client().get("/authorize?client_id=demo").status_code), daemon=True)
+    try:
+        worker.start()
+        worker.join(30)  # without a socket timeout the request would wait for ever
+        assert statuses == [400]
+    finally:
+        silent.close()
         app.extensions["bridge"].db.dispose()

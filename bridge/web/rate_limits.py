@@ -24,11 +24,18 @@ from bridge.config import Settings
 
 log = logging.getLogger("bridge.rate_limits")
 KEY_PREFIX = "bridge"
+# A Redis that stops answering must not hold requests: give up quickly and serve uncounted.
+REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
-        self._limiter = FixedWindowRateLimiter(storage_from_string(settings.rate_limit_storage_url))
+        url = settings.rate_limit_storage_url
+        options: dict[str, Any] = {}
+        if url.startswith(("redis://", "rediss://")):
+            options = {"socket_timeout": REDIS_TIMEOUT_SECONDS,
+                       "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+        self._limiter = FixedWindowRateLimiter(storage_from_string(url, **options))
 
     def check(self, limit: RateLimitItem, scope: str, key: str) -> None:
         """Count one request against ``limit`` for ``key``; TooManyRequests when over it."""
