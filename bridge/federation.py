@@ -84,6 +84,15 @@ _REGISTERED = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "client_id", 
                          "auth_time"})
 
 
+def _use_assertion(connection: Connection, verified: saml_response.VerifiedAssertion) -> None:
+    """Enter the assertion in the replay cache, in the caller's transaction. The primary key (IdP,
+    assertion ID) makes acceptance once-only across every process and node (IntegrityError on a
+    second use); the row lives until the assertion could no longer be valid."""
+    connection.execute(_INSERT_ASSERTION, {"idp_entity_id": verified.idp_entity_id,
+                                           "assertion_id": verified.assertion_id,
+                                           "expires_at": verified.expires_at})
+
+
 class SpecialLogin(Protocol):
     def complete(self, record: Any, identity: Identity, idp: IdentityProvider) -> str:
         """Handle a verified login; return where the browser goes."""
@@ -334,11 +343,19 @@ class Bridge:
         consumed = connection.execute(_CONSUME_REQUEST, {"request": request_id, "now": now})
         if consumed.rowcount != 1:
             raise SamlRejected("saml_replay", "This login response has already been used.")
-        # The primary key (IdP, assertion ID) makes acceptance once-only across every process and
-        # node; the row lives until the assertion could no longer be valid.
-        connection.execute(_INSERT_ASSERTION, {"idp_entity_id": verified.idp_entity_id,
-                                               "assertion_id": verified.assertion_id,
-                                               "expires_at": verified.expires_at})
+        _use_assertion(connection, verified)
+
+    def _use_unsolicited(self, verified: saml_response.VerifiedAssertion, *, event: str,
+                         outcome: str, client_id: str, subject: str) -> None:
+        """Use an assertion that answers no request of ours (IdP-initiated login, bearer grant)
+        once, and audit it, in one transaction."""
+        try:
+            with self.db.connection() as connection:
+                _use_assertion(connection, verified)
+                audit.record(connection, at=self.clock.now(), event=event, outcome=outcome,
+                             idp_slug=verified.idp_slug, client_id=client_id, subject=subject)
+        except sa_exc.IntegrityError:
+            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
 
     def start_special_login(self, purpose: str, idp: IdentityProvider, return_to: str,
                             browser_token: str | None) -> LoginStart:
@@ -383,18 +400,8 @@ class Bridge:
                                         expected_request_id=None, clock=self.clock)
         identity = to_identity(verified, idp)
         self._warn_if_sha1(idp, verified)
-        now = self.clock.now()
-        try:
-            with self.db.transaction() as session:
-                session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
-                                              assertion_id=verified.assertion_id,
-                                              expires_at=verified.expires_at))
-                session.flush()
-                audit.record(session, at=now, event="login_idp_initiated", outcome="redirected",
-                             idp_slug=idp.slug, client_id=client.client_id,
-                             subject=identity.subject)
-        except sa_exc.IntegrityError:
-            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+        self._use_unsolicited(verified, event="login_idp_initiated", outcome="redirected",
+                              client_id=client.client_id, subject=identity.subject)
         # OpenID Connect Core §4 (third-party initiated login): iss tells the client where to go.
         query = urlencode({"iss": self.settings.base_url, "idp": idp.slug})
         uri = client.login_start_uri
@@ -650,19 +657,9 @@ class Bridge:
         identity = to_identity(verified, idp)
         claims = build_claims(client.claims_version, identity, idp.settings.mapping)
         scope = " ".join(dict.fromkeys(requested))
-        now = self.clock.now()
         key = self.keys.signing_key(client.token_signing_alg)
-        try:
-            with self.db.transaction() as session:
-                session.add(ConsumedAssertion(idp_entity_id=verified.idp_entity_id,
-                                              assertion_id=verified.assertion_id,
-                                              expires_at=verified.expires_at))
-                session.flush()
-                audit.record(session, at=now, event="saml_bearer", outcome="success",
-                             idp_slug=idp.slug, client_id=client.client_id,
-                             subject=identity.subject)
-        except sa_exc.IntegrityError:
-            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+        self._use_unsolicited(verified, event="saml_bearer", outcome="success",
+                              client_id=client.client_id, subject=identity.subject)
         budget = GroupBudget(self.settings.groups_max_count, self.settings.groups_max_bytes)
         ttl = self.settings.access_token_ttl_seconds
         access_token = issue_access_token(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import platform
@@ -202,9 +201,10 @@ def drop_postgres_database(admin_url: str, name: str) -> None:
 
 
 def pkce_pair() -> tuple[str, str]:
+    from bridge.tokens.secrets_util import pkce_s256
+
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    return verifier, challenge.rstrip(b"=").decode()
+    return verifier, pkce_s256(verifier)
 
 
 @dataclass

@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -25,6 +24,7 @@ sys.path.insert(0, str(REPO))
 warnings.filterwarnings("ignore", message="CFB has been moved")
 
 import sqlalchemy as sa  # noqa: E402
+from bench import create_postgres_database, drop_postgres_database  # noqa: E402
 
 from bridge.clock import SystemClock  # noqa: E402
 from bridge.config import load_settings  # noqa: E402
@@ -65,7 +65,7 @@ def measure(bridge: Bridge, refreshes: int) -> tuple[float, float]:
     assert client is not None
     with bridge.db.connection() as connection:
         start = refresh_tokens.start_family(
-            connection, now=time.time(), client_id="demo", subject=CLAIMS["sub"], idp_slug="dev",
+            connection, now=time.time(), client_id="demo", subject=str(CLAIMS["sub"]), idp_slug="dev",
             claims_json=json.dumps(CLAIMS), scope="openid", auth_time=0, session_index=None,
             name_id=None, expires_at=time.time() + 86400)
     token = start.refresh_token
@@ -99,17 +99,15 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    names = {size: f"bridge_scale_{size}_{uuid.uuid4().hex[:8]}" for size in (args.small, args.large)}
-    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    names: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="bridge-scale-"))
     (work / "idp").mkdir()
     bridges: dict[int, Bridge] = {}
     try:
         print(f"command: {' '.join(sys.argv)}")
-        for size, name in names.items():
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+        for size in (args.small, args.large):
+            name, url = create_postgres_database(args.postgres)
+            names.append(name)
             bridges[size] = _bridge(url, work)
             t0 = time.perf_counter()
             fill(bridges[size].db, size)
@@ -132,10 +130,8 @@ def main() -> None:
     finally:
         for bridge in bridges.values():
             bridge.db.dispose()
-        with admin.connect() as connection:
-            for name in names.values():
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        for name in names:
+            drop_postgres_database(args.postgres, name)
         shutil.rmtree(work, ignore_errors=True)
 
 

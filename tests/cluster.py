@@ -22,6 +22,7 @@ import requests
 
 from bridge.dev.saml_idp import USERS, DevIdp
 from tests.dev_stack import ROOT, free_port
+from tests.helpers import pkce_pair
 
 
 class Relay:
@@ -125,16 +126,11 @@ class Cluster:
               ) -> tuple[str, str, str]:
         """A full login through the proxy (or with the ACS post sent to one node). Returns
         (code, verifier, the SAMLResponse that was posted)."""
-        import base64
-        import hashlib
-        import secrets
-
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        verifier, challenge = pkce_pair()
         answer = browser.get(self.proxy_url + "/authorize", params={
             "response_type": "code", "client_id": "demo", "state": "s",
             "redirect_uri": "http://127.0.0.1:8002/callback", "scope": "openid email",
-            "code_challenge": challenge.rstrip(b"=").decode(), "code_challenge_method": "S256",
+            "code_challenge": challenge, "code_challenge_method": "S256",
             "idp": "dev",
         }, allow_redirects=False)
         assert answer.status_code == 302, answer.text

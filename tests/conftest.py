@@ -71,17 +71,22 @@ CONFIDENTIAL_SECRET = "s3cret-for-tests-only-0123456789"
 TEST_KEK = generate_kek()
 
 
-def _postgres_database(name: str) -> str:
+def create_postgres_database(name: str) -> str:
+    """A fresh database; its URL. Skips the test if PostgreSQL is not there (fails it in CI)."""
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as error:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL must be reachable in CI: {error}")
+        pytest.skip(f"PostgreSQL not reachable: {error}")
     finally:
         admin.dispose()
     return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
-def _drop_postgres_database(name: str) -> None:
+def drop_postgres_database(name: str) -> None:
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -102,17 +107,11 @@ def migrated_database(request: pytest.FixtureRequest,
         database.dispose()
         return
     name = f"bridge_test_{uuid.uuid4().hex[:12]}"
-    try:
-        url = _postgres_database(name)
-    except sa.exc.OperationalError as error:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must be reachable in CI: {error}")
-        pytest.skip(f"PostgreSQL not reachable: {error}")
-    database = Database(url)
+    database = Database(create_postgres_database(name))
     database.upgrade()
     yield database
     database.dispose()
-    _drop_postgres_database(name)
+    drop_postgres_database(name)
 
 
 # The SP's RSA encryption key takes a while to generate: it survives between tests, like a real

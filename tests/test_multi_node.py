@@ -22,7 +22,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.cluster import Cluster, start_cluster
-from tests.conftest import IN_CI, TEST_KEK, _drop_postgres_database, _postgres_database
+from tests.conftest import TEST_KEK, create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +30,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     name = f"bridge_cluster_{uuid.uuid4().hex[:10]}"
-    try:
-        url = _postgres_database(name)
-    except sa.exc.OperationalError as error:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must be reachable in CI: {error}")
-        pytest.skip(f"PostgreSQL not reachable: {error}")
+    url = create_postgres_database(name)
     running = start_cluster(tmp_path_factory.mktemp("cluster"), url, TEST_KEK,
                             tmp_path_factory.mktemp("cluster-idp"))
     try:
         yield running
     finally:
         running.stop()
-        _drop_postgres_database(name)
+        drop_postgres_database(name)
 
 
 def _verify(cluster: Cluster, token: str) -> dict:

@@ -21,6 +21,7 @@ from bridge.identity import Identity
 from bridge.saml.response import read_unverified
 from bridge.saml.subject import derive_subject
 from bridge.web.admin_auth import actor, admin_api, services
+from bridge.web.sso import metadata_response
 
 admin_api_blueprint = Blueprint("admin_api", __name__, url_prefix="/admin")
 MAX_METADATA = 2 * 1024 * 1024
@@ -156,9 +157,8 @@ def discard_version(slug: str, version_id: int) -> tuple[str, int]:
 @admin_api_blueprint.get("/api/idps/<slug>/sp-metadata")
 @admin_api
 def sp_metadata(slug: str) -> BaseResponse:
-    response = Response(services().idps.sp_metadata(slug), mimetype="application/samlmetadata+xml")
-    response.headers["Content-Disposition"] = f'attachment; filename="sp-metadata-{slug}.xml"'
-    return response
+    return metadata_response(services().idps.sp_metadata(slug),
+                             download_as=f"sp-metadata-{slug}.xml")
 
 
 @admin_api_blueprint.post("/api/idps/<slug>/claims-preview")

@@ -20,6 +20,7 @@ from bridge.claims.presets import PRESETS
 from bridge.errors import ConfigError, NotFound
 from bridge.web.admin_auth import actor, admin_page, current_admin, services, session_cookie_name
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
+from bridge.web.sso import metadata_response
 
 admin_pages = Blueprint("admin_pages", __name__, url_prefix="/admin")
 
@@ -195,9 +196,8 @@ def delete(slug: str) -> BaseResponse:
 @admin_pages.get("/idps/<slug>/sp-metadata")
 @admin_page
 def sp_metadata(slug: str) -> Response:
-    response = Response(services().idps.sp_metadata(slug), mimetype="application/samlmetadata+xml")
-    response.headers["Content-Disposition"] = f'attachment; filename="sp-metadata-{slug}.xml"'
-    return response
+    return metadata_response(services().idps.sp_metadata(slug),
+                             download_as=f"sp-metadata-{slug}.xml")
 
 
 @admin_pages.get("/idps/<slug>/test-login")

@@ -67,17 +67,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     @app.after_request
     def _security_headers(response):
         response.headers["X-Request-Id"] = error_id()
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.LATENCY.labels(request.method, rule, str(response.status_code)).observe(
-            time.perf_counter() - g.get("started", time.perf_counter()))
+        metrics.LATENCY.labels(request.method, rule, str(response.status_code)).observe(elapsed)
         if request.path not in QUIET_PATHS:
             # The path only: query strings can carry one-time values (tickets, codes).
             access_log.info("%s %s %s", request.method, request.path, response.status_code,
                             extra={"status": response.status_code, "method": request.method,
-                                   "path": request.path,
-                                   "duration_ms": round((time.perf_counter()
-                                                         - g.get("started", time.perf_counter()))
-                                                        * 1000, 2)})
+                                   "path": request.path, "duration_ms": round(elapsed * 1000, 2)})
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -70,10 +70,8 @@ def token() -> BaseResponse:
     if grant_type == "authorization_code":
         tokens = the_bridge.exchange_code(client, form)
     elif grant_type == "refresh_token":
-        refresh_token = form.get("refresh_token")
-        if refresh_token is None and client.refresh_token_delivery == "cookie":
-            refresh_token = _refresh_token_from_cookie(client)
-        tokens = the_bridge.refresh(client, refresh_token or "", form.get("scope"))
+        tokens = the_bridge.refresh(client, _presented_refresh_token(client, form, "refresh_token"),
+                                    form.get("scope"))
     elif grant_type == TOKEN_EXCHANGE:
         tokens = the_bridge.exchange_token(client, form)
     elif grant_type == SAML2_BEARER:
@@ -85,6 +83,15 @@ def token() -> BaseResponse:
                          "Supported: authorization_code, refresh_token, token-exchange, "
                          "saml2-bearer.")
     return _token_response(tokens)
+
+
+def _presented_refresh_token(client: ClientConfig, form: dict[str, str], field: str) -> str:
+    """The refresh token in the form's ``field``; for cookie clients that send none there, the
+    one in the refresh cookie. Empty when there is neither."""
+    value = form.get(field)
+    if value is None and client.refresh_token_delivery == "cookie":
+        value = _refresh_token_from_cookie(client)
+    return value or ""
 
 
 def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
@@ -124,9 +131,7 @@ def revoke() -> BaseResponse:
     the_bridge = bridge()
     form = request.form.to_dict()
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
-    token_value = form.get("token")
-    if token_value is None and client.refresh_token_delivery == "cookie":
-        token_value = _refresh_token_from_cookie(client)
+    token_value = _presented_refresh_token(client, form, "token")
     if not token_value:
         raise TokenError("invalid_request", "token is required.")
     if form.get("token_type_hint") not in (None, "refresh_token", "access_token"):
@@ -146,10 +151,8 @@ def logout() -> BaseResponse:
     the_bridge = bridge()
     form = request.form.to_dict()
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
-    token_value = form.get("refresh_token")
-    if token_value is None and client.refresh_token_delivery == "cookie":
-        token_value = _refresh_token_from_cookie(client)
-    idp_logout_url = the_bridge.logout(client, token_value or "",
+    token_value = _presented_refresh_token(client, form, "refresh_token")
+    idp_logout_url = the_bridge.logout(client, token_value,
                                        idp_logout=form.get("idp_logout") == "true")
     body: dict[str, object] = {"logged_out": True}
     if idp_logout_url:

@@ -38,7 +38,15 @@ def metadata() -> BaseResponse:
     slo_urls = [the_bridge.settings.slo_url(slug) for slug in sorted(the_bridge.idps)]
     body = sp_metadata(the_bridge.settings.sp_entity_id, acs_urls,
                        the_bridge.sp_keys.certificates(), slo_urls)
-    return Response(body, mimetype="application/samlmetadata+xml")
+    return metadata_response(body)
+
+
+def metadata_response(body: bytes, *, download_as: str | None = None) -> Response:
+    """SAML metadata as served here and by the admin pages and API (there as a download)."""
+    response = Response(body, mimetype="application/samlmetadata+xml")
+    if download_as:
+        response.headers["Content-Disposition"] = f'attachment; filename="{download_as}"'
+    return response
 
 
 @sso.get("/saml/<slug>/slo")
