@@ -39,6 +39,7 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from bridge.errors import SamlRejected
 from bridge.saml import ns
+from bridge.saml.xml_io import ensure_this_thread
 
 # --- clock -------------------------------------------------------------------------------------
 
@@ -233,6 +234,7 @@ def strict_validate(
         "http_host": parts.netloc,
         "script_name": parts.path,
     }
+    ensure_this_thread()
     token = _validation_now.set(now - skew_seconds)
     try:
         response = _Response(settings, saml_response_b64)

@@ -15,6 +15,7 @@ from lxml import etree
 
 from bridge.errors import SamlRejected
 from bridge.saml.signature_policy import SHA1_DIGEST, SHA1_SIGNATURE
+from bridge.saml.xml_io import ensure_this_thread
 
 _SIGNATURE_TRANSFORMS = {
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": xmlsec.constants.TransformRsaSha256,
@@ -57,6 +58,7 @@ def verify_signature(
     """Raise ``SamlRejected`` unless one configured key verifies ``signature`` over ``signed``."""
     # Register the ID attribute of the signed element only; the shape check has already made
     # every ID in the document unique.
+    ensure_this_thread()
     xmlsec.tree.add_ids(signed, ["ID"])
     method = signature.find("{http://www.w3.org/2000/09/xmldsig#}SignedInfo/"
                             "{http://www.w3.org/2000/09/xmldsig#}SignatureMethod")
