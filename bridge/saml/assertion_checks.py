@@ -62,7 +62,7 @@ def attributes_of(assertion: etree._Element) -> dict[str, tuple[str, ...]]:
                 if len(value) > _MAX_VALUE_LENGTH:
                     raise SamlRejected("saml_attribute_invalid", "An attribute value is too long.",
                                        log_detail={"name": name, "length": len(value)})
-                if value:
+                if value.strip():
                     values.append(value)
             count += len(values)
             if count > _MAX_ATTRIBUTE_VALUES:
@@ -80,12 +80,18 @@ def one_child(parent: etree._Element, tag: str, code: str, what: str) -> etree._
 
 
 def text_of(element: etree._Element) -> str:
-    # Comments and PIs were removed at parse time, so the text is whole. A value with child
-    # elements has text in several places (``a<x/>b``): refuse it rather than pick a part.
+    """The element's text exactly as signed.
+
+    Comments and PIs were refused at parse time, so the text is whole. A value with child
+    elements has text in several places (``a<x/>b``): refuse it rather than pick a part. Nothing
+    is trimmed: " ceo" and "ceo" are different NameIDs, " bridge-admins" is not "bridge-admins"
+    (xs:string keeps whitespace), and an IdP that lets users name themselves or their groups must
+    not be able to hand out look-alikes that we would fold into the real ones.
+    """
     if len(element):
         raise SamlRejected("saml_attribute_invalid", "A value holds markup instead of text.",
                            log_detail={"element": str(element.tag)})
-    return (element.text or "").strip()
+    return element.text or ""
 
 
 def saml_time(value: str | None, what: str) -> float:

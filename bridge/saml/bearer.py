@@ -1,7 +1,14 @@
 """The SAML 2.0 bearer assertion grant (RFC 7522): a server-side client presents an assertion it
-received and gets tokens. Every check of the ACS path applies (signature by the issuing IdP's
-metadata keys only, allow-listed algorithms, audience, time windows, replay via the same cache),
-with the token endpoint in the place of the ACS (RFC 7522 §3)."""
+received and gets tokens. Every check of our own ACS pipeline applies (hardened parse, shape and
+algorithm allow-lists before cryptography, signature by the issuing IdP's metadata keys only,
+audience, time windows, replay via the same cache, values read only from the verified element),
+with the token endpoint in the place of the ACS (RFC 7522 §3).
+
+python3-saml's second opinion (decision 0001) does not run here: it validates Responses posted to
+an ACS, and a bearer assertion is a bare Assertion with no Response, Destination or request to
+answer. What makes up for it: only confidential clients that are explicitly allowed
+(``allow_saml_bearer``) reach this code, after authenticating, and they get an access token only,
+never a refresh token."""
 
 from __future__ import annotations
 
@@ -57,7 +64,7 @@ def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, IdentityProvider
 
     subject = one_child(root, q(ns.SAML, "Subject"), "saml_subject_missing", "Subject")
     name_id = subject.find(q(ns.SAML, "NameID"))
-    if name_id is None or not text_of(name_id):
+    if name_id is None or not text_of(name_id).strip():
         raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.")
     expiry = None
     for confirmation in subject.findall(q(ns.SAML, "SubjectConfirmation")):

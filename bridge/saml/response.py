@@ -176,7 +176,7 @@ def verify(
 
     subject = one_child(assertion, q(ns.SAML, "Subject"), "saml_subject_missing", "Subject")
     name_ids = subject.findall(q(ns.SAML, "NameID"))
-    if len(name_ids) != 1 or not text_of(name_ids[0]):
+    if len(name_ids) != 1 or not text_of(name_ids[0]).strip():
         raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.",
                            log_detail={"name_ids": len(name_ids)})
     name_id = name_ids[0]
