@@ -36,7 +36,7 @@ from bridge.idp_registry import IdpRegistry
 from bridge.saml import response as saml_response
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.idp import IdentityProvider, load_idp_directory
-from bridge.saml.logout import MAX_ID_LENGTH, logout_response_redirect, verify_logout_request
+from bridge.saml.logout import logout_response_redirect, verify_logout_request
 from bridge.saml.sp import authn_request_redirect, logout_redirect
 from bridge.saml.sp_keys import SpKeys
 from bridge.saml.subject import to_identity
@@ -638,7 +638,7 @@ class Bridge:
                                                     "session_indexes": len(request.session_indexes)})
         except sa_exc.IntegrityError:
             replay = SamlRejected("saml_replay", "This logout request has already been used.",
-                                  log_detail={"request_id": request.id[:MAX_ID_LENGTH]})
+                                  log_detail={"request_id": request.id})
             self._audit_refusal("idp_logout", replay, error_id=error_id, idp_slug=slug)
             raise replay from None
         return logout_response_redirect(idp, self.service_provider(slug), request.id)

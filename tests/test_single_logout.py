@@ -218,6 +218,14 @@ def test_logout_request_without_issue_instant_is_refused(browser: Browser,
     assert browser.refresh(tokens["refresh_token"]).status_code == 200
 
 
+def test_logout_request_id_longer_than_the_replay_cache_holds_is_refused(
+        browser: Browser, dev_idp: DevIdp) -> None:
+    tokens = browser.tokens()
+    url = _alice_logout_url(dev_idp, edit=lambda request: setattr(request, "id", "_" + "a" * 256))
+    _refused(browser, url, "saml_malformed")
+    assert browser.refresh(tokens["refresh_token"]).status_code == 200
+
+
 def test_logout_request_from_an_idp_clock_within_the_skew_is_accepted(browser: Browser,
                                                                       dev_idp: DevIdp) -> None:
     tokens = browser.tokens()

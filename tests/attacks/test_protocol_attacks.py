@@ -365,6 +365,13 @@ def test_attributes_named_like_reserved_claims_set_nothing(attack: Attack) -> No
     assert claims["auth_time"] > 0
 
 
+def test_assertion_id_longer_than_the_replay_cache_holds_is_refused(attack: Attack) -> None:
+    """An ID the replay cache cannot store (256 characters) is refused the same way on SQLite and
+    PostgreSQL, as malformed, rather than accepted on one and a 500 on the other."""
+    login, root = attack.mutated(lambda r: x.assertion(r).set("ID", "_" + "a" * 256))
+    attack.refused(attack.post(root), "saml_malformed")
+
+
 # --- RelayState and IdP-initiated login ------------------------------------------------------------
 
 PORTAL_ACS = "https://bridge.example.com/saml/portal/acs"
