@@ -6,8 +6,8 @@ algorithm; otherwise anyone could end anyone's sessions. Its content is read wit
 parser as logins and checked like one: issuer, exact destination, expiry with the IdP's skew.
 
 A signed URL passes through browsers and proxy logs, so a captured one must not end sessions again
-later: it is accepted only shortly after its ``IssueInstant`` and only once (the caller enters
-``LogoutRequest.replay_key`` in the replay cache, kept until ``replay_expires_at``).
+later: it is accepted only shortly after its ``IssueInstant`` and only once (the caller enters the
+IdP's entity ID and the request ID in the replay cache, kept until ``replay_expires_at``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ _HASHES = {
 }
 _MAX_INFLATED = 64 * 1024
 # How long after its IssueInstant (plus the IdP's clock skew) a LogoutRequest is accepted: the IdP
-# stamps it as it redirects the browser, which brings it here within seconds. Shibboleth's
+# stamps it as it redirects the browser, which brings it here within seconds. Not the skew alone:
+# the skew may be set to 0, and the message is always a little old when it arrives. Shibboleth's
 # MessageFlowRule applies the same kind of bound ("expires") to every incoming message.
 LOGOUT_REQUEST_LIFETIME_SECONDS = 60
 
