@@ -614,20 +614,33 @@ class Bridge:
             self._audit_refusal("idp_logout", error, error_id=error_id, idp_slug=slug)
             raise
         now = self.clock.now()
-        with self.db.transaction() as session:
-            query = select(RefreshFamily).where(RefreshFamily.idp_slug == slug,
-                                                RefreshFamily.revoked_at.is_(None))
-            if request.session_indexes:
-                query = query.where(RefreshFamily.session_index.in_(request.session_indexes))
-            else:
-                query = query.where(RefreshFamily.name_id == request.name_id)
-            families = list(session.scalars(query.with_for_update()))
-            for family in families:
-                family.revoked_at = now
-                family.revoked_reason = "idp_logout"
-            audit.record(session, at=now, event="idp_logout", outcome="success", idp_slug=slug,
-                         detail={"families": len(families),
-                                 "session_indexes": len(request.session_indexes)})
+        try:
+            with self.db.transaction() as session:
+                # Once only, on every node: the request enters the replay cache first, so a
+                # second use fails here (IntegrityError) and ends nothing. The assertion cache is
+                # the right store: SAML Core §1.3.4 makes an issuer's IDs unique across all its
+                # messages, so an IdP's LogoutRequest ID never equals one of its assertion IDs.
+                session.execute(_INSERT_ASSERTION, {"idp_entity_id": idp.metadata.entity_id,
+                                                    "assertion_id": request.id,
+                                                    "expires_at": request.replay_expires_at})
+                query = select(RefreshFamily).where(RefreshFamily.idp_slug == slug,
+                                                    RefreshFamily.revoked_at.is_(None))
+                if request.session_indexes:
+                    query = query.where(RefreshFamily.session_index.in_(request.session_indexes))
+                else:
+                    query = query.where(RefreshFamily.name_id == request.name_id)
+                families = list(session.scalars(query.with_for_update()))
+                for family in families:
+                    family.revoked_at = now
+                    family.revoked_reason = "idp_logout"
+                audit.record(session, at=now, event="idp_logout", outcome="success",
+                             idp_slug=slug, detail={"families": len(families),
+                                                    "session_indexes": len(request.session_indexes)})
+        except sa_exc.IntegrityError:
+            replay = SamlRejected("saml_replay", "This logout request has already been used.",
+                                  log_detail={"request_id": request.id})
+            self._audit_refusal("idp_logout", replay, error_id=error_id, idp_slug=slug)
+            raise replay from None
         return logout_response_redirect(idp, self.service_provider(slug), request.id)
 
     def saml_bearer_grant(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:

@@ -3,14 +3,17 @@ changes proposed under the IdP's policy. A real local https server, a real certi
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import http.server
 import ssl
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from bridge.admin.fetch import FetchPolicy
 from bridge.admin.idps import IdpAdmin
@@ -18,7 +21,16 @@ from bridge.dev.saml_idp import DevIdp
 from bridge.federation import Bridge
 from tests.attacks import xml_tools as x
 from tests.test_admin_api import _metadata_with, _new_keypair
-from tests.test_metadata_fetch import Pki, pki  # noqa: F401  (the throwaway CA fixture)
+from tests.test_metadata_fetch import (
+    DS,
+    MD,
+    Pki,
+    Signer,
+    _signer,
+    pki,  # noqa: F401  (the throwaway CA fixture)
+    sign,
+    text,
+)
 
 
 class _Published:
@@ -97,3 +109,41 @@ def test_private_addresses_need_the_operator(bridge: Bridge, published: str) -> 
     admin = IdpAdmin(bridge)  # the default policy
     with pytest.raises(ConfigError, match="127.0.0.1"):
         admin.create_idp("other", xml=None, url=published, settings={}, actor="test")
+
+
+def _federation_signed(federation: Signer, idp_certs: list[Signer], valid_until: dt.datetime,
+                       entity_id: str = "https://rollover-idp.example.org") -> bytes:
+    """An IdP's metadata as its federation publishes it: signed, with a validUntil."""
+    keys = "".join(f"""
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>
+      <ds:X509Certificate>{cert.cert_b64}</ds:X509Certificate>
+    </ds:X509Data></ds:KeyInfo></md:KeyDescriptor>""" for cert in idp_certs)
+    xml = f"""<md:EntityDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" entityID="{entity_id}"
+    ID="_{uuid.uuid4().hex}" validUntil="{valid_until:%Y-%m-%dT%H:%M:%SZ}">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{keys}
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+                            Location="{entity_id}/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"""
+    return text(sign(etree.fromstring(xml.encode()), federation))
+
+
+def test_an_expired_signed_document_cannot_roll_the_metadata_back(
+        bridge: Bridge, published: str, pki: Pki) -> None:  # noqa: F811
+    """Whoever can answer at the metadata URL serves a document the federation signed during an
+    earlier key rollover (old and new key), long expired. Its signature is genuine; its validUntil
+    (SAML Metadata §2.3.2) has passed, so it is refused and the retired key stays untrusted."""
+    federation, retired, current = _signer("federation"), _signer("retired"), _signer("current")
+    now = dt.datetime.now(dt.UTC)
+    admin = IdpAdmin(bridge, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file))
+    _Published.body = _federation_signed(federation, [current], now + dt.timedelta(days=7))
+    admin.create_idp("other", xml=None, url=published, actor="test",
+                     settings={"metadata_signing_certificate": federation.cert_pem})
+    assert len(bridge.idps["other"].metadata.signing_certificates) == 1
+
+    _Published.body = _federation_signed(federation, [retired, current],
+                                         now - dt.timedelta(days=30))
+    outcome = admin.refresh_due(every=True)["other"]
+    assert outcome.startswith("failed:") and "validUntil" in outcome
+    assert [c.pem for c in bridge.idps["other"].metadata.signing_certificates] == [
+        current.cert_pem]

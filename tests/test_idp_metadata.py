@@ -89,6 +89,31 @@ def test_bad_metadata_is_refused_naming_file_and_problem(tmp_path: Path, text: s
     assert problem in message
 
 
+def _valid_until(text: str, value: str, element: str = "md:EntityDescriptor") -> str:
+    return text.replace(f"<{element} ", f'<{element} validUntil="{value}" ', 1)
+
+
+@pytest.mark.parametrize("element", ["md:EntityDescriptor", "md:IDPSSODescriptor"])
+def test_metadata_past_its_valid_until_is_refused(tmp_path: Path, element: str) -> None:
+    # SAML Metadata §2.3.2, §2.4.1: the document says how long it may be used.
+    past = (NOW - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(ConfigError, match=r"the metadata expired \(validUntil"):
+        load(tmp_path, {"corp.xml": _valid_until(metadata(certificate()), past, element)})
+
+
+@pytest.mark.parametrize("value", [(NOW + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   (NOW + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                                   (NOW + dt.timedelta(hours=2)).isoformat()])
+def test_metadata_within_its_valid_until_is_accepted(tmp_path: Path, value: str) -> None:
+    idps = load(tmp_path, {"corp.xml": _valid_until(metadata(certificate()), value)})
+    assert idps["corp"].metadata.entity_id == "https://idp.example.org"
+
+
+def test_a_valid_until_that_is_no_time_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="validUntil 'tomorrow' is not an xs:dateTime"):
+        load(tmp_path, {"corp.xml": _valid_until(metadata(certificate()), "tomorrow")})
+
+
 def test_expired_certificate_beside_a_current_one_is_accepted(tmp_path: Path) -> None:
     idps = load(tmp_path, {"corp.xml": metadata(certificate(days_valid=30, expired=True),
                                                 certificate())})

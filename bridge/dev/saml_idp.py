@@ -6,23 +6,28 @@ Never deploy it: it accepts the passwords printed in its source.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote_plus, urlencode
 
+import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, class_name
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
-from saml2.s_utils import UnknownPrincipal, UnsupportedBinding
+from saml2.s_utils import UnknownPrincipal, UnsupportedBinding, deflate_and_base64_encode
 from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.samlp import LogoutRequest, Response
 from saml2.server import Server
-from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from saml2.sigver import pre_signature_part, signed_instance_factory
+from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,19 @@ USERS = {
 }
 
 
-def make_key_and_cert(directory: Path, common_name: str, *, days: int = 365) -> tuple[Path, Path]:
-    """A throwaway RSA key and self-signed certificate, written once and reused."""
+def make_key_and_cert(directory: Path, common_name: str, *, days: int = 365,
+                      key_type: str = "rsa") -> tuple[Path, Path]:
+    """A throwaway key (RSA 2048, or EC P-256 for ``key_type="ec"``) and self-signed certificate,
+    written once and reused."""
     key_path, cert_path = directory / "idp.key", directory / "idp.crt"
     if key_path.exists() and cert_path.exists():
         return key_path, cert_path
     directory.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if key_type == "ec":
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -97,6 +108,8 @@ class DevIdp:
     state_dir: Path
     sp_metadata: Callable[[], bytes]
     users: dict[str, User] = field(default_factory=lambda: dict(USERS))
+    # "rsa" (RSA-SHA256 signatures) or "ec" (an EC P-256 key, ECDSA-SHA256 signatures).
+    key_type: str = "rsa"
     _server: Server | None = field(default=None, init=False, repr=False)
     _metadata: bytes | None = field(default=None, init=False, repr=False)
 
@@ -105,7 +118,8 @@ class DevIdp:
         return f"{self.base_url}/metadata"
 
     def _config(self, sp_metadata: bytes | None) -> IdPConfig:
-        key_path, cert_path = make_key_and_cert(self.state_dir, "bridge development IdP")
+        key_path, cert_path = make_key_and_cert(self.state_dir, "bridge development IdP",
+                                                key_type=self.key_type)
         xmlsec = shutil.which("xmlsec1")
         if xmlsec is None:
             raise RuntimeError("the development IdP signs with xmlsec1: install Debian's xmlsec1 "
@@ -139,6 +153,7 @@ class DevIdp:
             "key_file": str(key_path),
             "cert_file": str(cert_path),
             "xmlsec_binary": xmlsec,
+            # pysaml2 signs with RSA only; an "ec" IdP signs through _sign_with_ecdsa.
             "signing_algorithm": SIG_RSA_SHA256,
             "digest_algorithm": DIGEST_SHA256,
             "metadata": {"inline": [sp_metadata.decode()]} if sp_metadata else {},
@@ -191,6 +206,7 @@ class DevIdp:
                      sign_response: bool = True, sign_assertion: bool = True) -> str:
         """A signed Response (base64) for ``user``; ``pending=None`` makes it unsolicited."""
         server = self.server()
+        ec_key = self.key_type == "ec"
         response = server.create_authn_response(
             identity=user.attributes,
             in_response_to=pending.request_id if pending else None,
@@ -199,14 +215,31 @@ class DevIdp:
             name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user.persistent_id),
             authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
                    "authn_auth": self.entity_id},
-            sign_response=sign_response,
-            sign_assertion=sign_assertion,
+            sign_response=sign_response and not ec_key,
+            sign_assertion=sign_assertion and not ec_key,
             sign_alg=SIG_RSA_SHA256,
             digest_alg=DIGEST_SHA256,
         )
-        import base64
-
+        if ec_key:
+            response = self._sign_with_ecdsa(response, sign_response=sign_response,
+                                             sign_assertion=sign_assertion)
         return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+
+    def _sign_with_ecdsa(self, response: Response, *, sign_response: bool,
+                         sign_assertion: bool) -> str:
+        """pysaml2 refuses ECDSA as a signing algorithm, though its xmlsec1 backend signs with
+        any key: put the ECDSA-SHA256 templates in place and let xmlsec1 sign (assertion first,
+        then the Response that contains it)."""
+        to_sign = []
+        if sign_assertion:
+            response.assertion.signature = pre_signature_part(
+                response.assertion.id, sign_alg=SIG_ECDSA_SHA256, digest_alg=DIGEST_SHA256)
+            to_sign.append((class_name(response.assertion), response.assertion.id))
+        if sign_response:
+            response.signature = pre_signature_part(response.id, sign_alg=SIG_ECDSA_SHA256,
+                                                    digest_alg=DIGEST_SHA256)
+            to_sign.append((class_name(response), response.id))
+        return str(signed_instance_factory(response, self.server().sec, to_sign))
 
 
     def parse_logout(self, saml_request: str) -> tuple[str, list[str]]:
@@ -215,13 +248,37 @@ class DevIdp:
         return message.name_id.text, [index.text for index in message.session_index]
 
     def logout_request_url(self, destination: str, sp_entity_id: str, name_id: str,
-                           session_indexes: list[str]) -> str:
-        """A LogoutRequest to the SP's Single Logout URL, signed for the HTTP-Redirect binding."""
+                           session_indexes: list[str], *,
+                           edit: Callable[[LogoutRequest], object] | None = None) -> str:
+        """A LogoutRequest to the SP's Single Logout URL, signed for the HTTP-Redirect binding.
+        ``edit`` changes the message before it is signed (an IdP that really sent that)."""
         server = self.server()
         _, request = server.create_logout_request(
             destination, sp_entity_id,
             name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=name_id),
-            session_indexes=session_indexes)
+            session_indexes=session_indexes,
+            # SAML Bindings §3.4.4.1: with this binding the signature is in the query only.
+            sign=False)
+        if edit is not None:
+            edit(request)
+        if self.key_type == "ec":
+            return self._ecdsa_redirect_url(destination, str(request))
         binding = server.apply_binding(BINDING_HTTP_REDIRECT, str(request), destination,
                                        relay_state="", sign=True, sigalg=SIG_RSA_SHA256)
         return str(dict(binding["headers"])["Location"])
+
+    def _ecdsa_redirect_url(self, destination: str, xml: str) -> str:
+        """SAML Bindings §3.4.4.1 signed by libxmlsec1, as python3-saml signs its own redirects:
+        pysaml2 signs this binding with RSA only. The signature value is what XML-DSig defines for
+        ECDSA (RFC 4050 / XML-DSig 1.1 §6.4.3: r and s concatenated), not DER."""
+        key_path, _ = make_key_and_cert(self.state_dir, "bridge development IdP",
+                                        key_type=self.key_type)
+        signed = urlencode({"SAMLRequest": deflate_and_base64_encode(xml),
+                            "SigAlg": SIG_ECDSA_SHA256})
+        context = xmlsec.SignatureContext()
+        context.key = xmlsec.Key.from_file(str(key_path), xmlsec.constants.KeyDataFormatPem)
+        signature = context.sign_binary(signed.encode("ascii"),
+                                        xmlsec.constants.TransformEcdsaSha256)
+        separator = "&" if "?" in destination else "?"
+        return (f"{destination}{separator}{signed}"
+                f"&Signature={quote_plus(base64.b64encode(signature).decode('ascii'))}")

@@ -13,6 +13,16 @@ from bridge.saml.ns import q
 
 _MAX_ATTRIBUTE_VALUES = 2000
 _MAX_VALUE_LENGTH = 4096
+# The longest message ID the replay cache stores (consumed_assertions.assertion_id). Longer ones
+# are refused as malformed before anything else, so that no backend truncates or fails on them.
+MAX_ID_LENGTH = 256
+
+
+def check_id_length(element: etree._Element, what: str) -> None:
+    identifier = element.get("ID") or ""
+    if len(identifier) > MAX_ID_LENGTH:
+        raise SamlRejected("saml_malformed", f"The {what} ID is longer than {MAX_ID_LENGTH} "
+                           "characters.", log_detail={"length": len(identifier)})
 
 
 def check_window(element: etree._Element, now: float, skew: float, *, what: str) -> None:

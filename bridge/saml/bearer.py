@@ -27,7 +27,7 @@ from bridge.saml.assertion_checks import (
     saml_time,
     text_of,
 )
-from bridge.saml.idp import IdentityProvider
+from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
 from bridge.saml.ns import q
 from bridge.saml.response import _CONSTRUCT, VerifiedAssertion
 from bridge.saml.signature_policy import check_assertion_shape
@@ -105,7 +105,7 @@ def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, IdentityProvider
         session_index=authn.get("SessionIndex") if authn is not None else None,
         session_not_on_or_after=saml_time(session_end, "SessionNotOnOrAfter") if session_end else None,
         authn_context_class=text_of(class_ref) if class_ref is not None else None,
-        expires_at=expiry + skew,
+        expires_at=expiry + MAX_CLOCK_SKEW,  # replay cache: as in response.verify
         in_response_to=None,
         uses_sha1=uses_sha1,
     )

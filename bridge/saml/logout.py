@@ -4,13 +4,16 @@ The request must be signed (SAML Bindings §3.4.4.1: the signature covers the UR
 parameters exactly as sent), by one of the IdP's metadata certificates, with an allow-listed
 algorithm; otherwise anyone could end anyone's sessions. Its content is read with the same hardened
 parser as logins and checked like one: issuer, exact destination, expiry with the IdP's skew.
+
+A signed URL passes through browsers and proxy logs, so a captured one must not end sessions again
+later: it is accepted only shortly after its ``IssueInstant`` and only once (the caller enters the
+IdP's entity ID and the request ID in the replay cache, kept until ``replay_expires_at``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import zlib
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, urlencode
@@ -19,11 +22,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from bridge.clock import Clock
 from bridge.errors import SamlRejected
 from bridge.saml import ns, onelogin
-from bridge.saml.idp import IdentityProvider
+from bridge.saml.assertion_checks import check_id_length, saml_time
+from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
 from bridge.saml.ns import q
 from bridge.saml.response import ServiceProvider
 from bridge.saml.xml_parser import parse_untrusted
@@ -34,8 +39,14 @@ _HASHES = {
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512": ("rsa", hashes.SHA512),
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256": ("ec", hashes.SHA256),
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": ("ec", hashes.SHA384),
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512": ("ec", hashes.SHA512),
 }
 _MAX_INFLATED = 64 * 1024
+# How long after its IssueInstant (plus the IdP's clock skew) a LogoutRequest is accepted: the IdP
+# stamps it as it redirects the browser, which brings it here within seconds. Not the skew alone:
+# the skew may be set to 0, and the message is always a little old when it arrives. Shibboleth's
+# MessageFlowRule applies the same kind of bound ("expires") to every incoming message.
+LOGOUT_REQUEST_LIFETIME_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,10 @@ class LogoutRequest:
     id: str
     name_id: str
     session_indexes: tuple[str, ...]
+    # When a replay-cache entry for this request may go: no later than this can it be accepted,
+    # whatever clock skew the IdP is ever given (the maximum, so that raising an IdP's skew
+    # cannot make a purged request acceptable again).
+    replay_expires_at: float
 
 
 def _raw_parameters(query_string: str) -> dict[str, str]:
@@ -76,8 +91,10 @@ def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: 
     kind, digest = _HASHES[algorithm]
     if not any(_verifies(cert.pem, kind, digest(), signature, signed)
                for cert in idp.metadata.signing_certificates):
+        # The length tells an operator an ECDSA signature sent as DER instead of r||s apart.
         raise SamlRejected("saml_signature_invalid",
-                           "The logout request's signature does not verify.")
+                           "The logout request's signature does not verify.",
+                           log_detail={"algorithm": algorithm, "signature_bytes": len(signature)})
 
     try:
         deflated = base64.b64decode(unquote_plus(raw["SAMLRequest"]), validate=True)
@@ -90,6 +107,8 @@ def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: 
     root = parse_untrusted(xml, max_bytes=_MAX_INFLATED)
     if root.tag != q(ns.SAMLP, "LogoutRequest") or not root.get("ID"):
         raise SamlRejected("saml_malformed", "The message is not a LogoutRequest.")
+    check_id_length(root, "LogoutRequest")
+    request_id = root.get("ID", "")
     issuer = root.find(q(ns.SAML, "Issuer"))
     if issuer is None or (issuer.text or "").strip() != idp.metadata.entity_id:
         raise SamlRejected("saml_issuer_mismatch", "The logout request comes from another IdP.")
@@ -97,19 +116,33 @@ def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: 
         raise SamlRejected("saml_destination_mismatch",
                            "The logout request was addressed to another endpoint.",
                            log_detail={"got": root.get("Destination"), "expected": slo_url})
+    now, skew = clock.now(), idp.settings.clock_skew_seconds
+    # SAML Core §3.2.1: IssueInstant is required. Without a bound on it (NotOnOrAfter is optional
+    # and rarely sent) a captured request would end sessions forever.
+    issued = saml_time(root.get("IssueInstant"), "IssueInstant")
+    if issued > now + skew:
+        raise SamlRejected("saml_not_yet_valid", "The logout request is not valid yet.",
+                           log_detail={"issue_instant": root.get("IssueInstant"),
+                                       "seconds_early": round(issued - now),
+                                       "skew_seconds": skew})
+    if issued + LOGOUT_REQUEST_LIFETIME_SECONDS <= now - skew:
+        raise SamlRejected("saml_expired", "The logout request has expired.",
+                           log_detail={"issue_instant": root.get("IssueInstant"),
+                                       "seconds_old": round(now - issued),
+                                       "lifetime_seconds": LOGOUT_REQUEST_LIFETIME_SECONDS,
+                                       "skew_seconds": skew})
     not_on_or_after = root.get("NotOnOrAfter")
-    if not_on_or_after:
-        try:
-            expiry = dt.datetime.fromisoformat(not_on_or_after).timestamp()
-        except ValueError:
-            raise SamlRejected("saml_malformed", "NotOnOrAfter is not a time.") from None
-        if expiry <= clock.now() - idp.settings.clock_skew_seconds:
-            raise SamlRejected("saml_expired", "The logout request has expired.")
+    if not_on_or_after and saml_time(not_on_or_after, "NotOnOrAfter") <= now - skew:
+        raise SamlRejected("saml_expired", "The logout request has expired.",
+                           log_detail={"not_on_or_after": not_on_or_after,
+                                       "seconds_late": round(now - saml_time(not_on_or_after, "")),
+                                       "skew_seconds": skew})
     name_id = root.find(q(ns.SAML, "NameID"))
     if name_id is None or not (name_id.text or "").strip() or len(name_id):
         raise SamlRejected("saml_subject_missing", "The logout request names no one.")
     indexes = tuple((i.text or "").strip() for i in root.findall(q(ns.SAMLP, "SessionIndex")))
-    return LogoutRequest(root.get("ID", ""), name_id.text.strip(), tuple(i for i in indexes if i))
+    return LogoutRequest(request_id, name_id.text.strip(), tuple(i for i in indexes if i),
+                         replay_expires_at=issued + LOGOUT_REQUEST_LIFETIME_SECONDS + MAX_CLOCK_SKEW)
 
 
 def _verifies(pem: str, kind: str, digest: hashes.HashAlgorithm, signature: bytes,
@@ -120,11 +153,23 @@ def _verifies(pem: str, kind: str, digest: hashes.HashAlgorithm, signature: byte
             key.verify(signature, data, padding.PKCS1v15(), digest)
             return True
         if kind == "ec" and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(digest))
+            key.verify(_der_from_xmldsig(signature, key.curve), data, ec.ECDSA(digest))
             return True
     except InvalidSignature:
         return False
     return False
+
+
+def _der_from_xmldsig(signature: bytes, curve: ec.EllipticCurve) -> bytes:
+    """XML-DSig 1.1 §6.4.3 (RFC 4050 §3.3): an ECDSA SignatureValue is r and s, each as an
+    unsigned big-endian integer of the curve's byte length, concatenated; that is what the
+    HTTP-Redirect binding's Signature carries (xmlsec, Santuario). cryptography verifies DER, so
+    convert. Any other length (including DER itself) is no signature for this key."""
+    size = (curve.key_size + 7) // 8
+    if len(signature) != 2 * size:
+        raise InvalidSignature
+    return encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                int.from_bytes(signature[size:], "big"))
 
 
 def logout_response_redirect(idp: IdentityProvider, sp: ServiceProvider,

@@ -58,6 +58,7 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
     except SamlRejected as exc:
         raise fail(f"{exc.public_detail} {exc.log_detail.get('parser', '')}".strip()) from None
 
+    document = root
     if root.tag == f"{{{ns.MD}}}EntitiesDescriptor":
         candidates = [e for e in root.iter(f"{{{ns.MD}}}EntityDescriptor")
                       if e.find(f"{{{ns.MD}}}IDPSSODescriptor") is not None]
@@ -101,6 +102,8 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
     if not certificates:
         raise fail("md:IDPSSODescriptor has no signing certificate "
                    "(KeyDescriptor use=\"signing\" with ds:X509Certificate)")
+    if check_expiry:
+        _check_valid_until((document, root, idp), now, fail)
     if check_expiry and not any(c.not_after > now for c in certificates):
         latest = max(c.not_after for c in certificates)
         raise fail(f"every signing certificate has expired (latest expired {latest:%Y-%m-%d}); "
@@ -122,6 +125,28 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
         want_authn_requests_signed=idp.get("WantAuthnRequestsSigned") in ("true", "1"),
         slo_redirect_url=slo_url,
     )
+
+
+def _check_valid_until(elements: tuple[etree._Element, ...], now: dt.datetime, fail) -> None:
+    """SAML Metadata §2.3.1, §2.3.2, §2.4.1: validUntil is when the metadata in the element
+    expires. An expired document is refused even when its signature verifies: otherwise whoever
+    answers at a metadata URL could serve an old signed document again (a rollback, e.g. to one
+    that still lists a retired signing key)."""
+    for element in dict.fromkeys(elements):
+        value = element.get("validUntil")
+        if value is None:
+            continue
+        try:
+            until = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise fail(f"{_local(element.tag)} validUntil {value[:64]!r} is not an "
+                       "xs:dateTime") from None
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=dt.UTC)  # SAML Core §1.3.3: UTC
+        if until <= now:
+            raise fail(f"the metadata expired (validUntil {value.strip()} on "
+                       f"{_local(element.tag)}); ask the IdP admin or federation for a current "
+                       "document")
 
 
 def _certificate(text: str, where: str, fail) -> SigningCertificate:

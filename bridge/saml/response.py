@@ -28,7 +28,7 @@ from bridge.saml.assertion_checks import (
     text_of,
 )
 from bridge.saml.decrypt import decrypt_assertion
-from bridge.saml.idp import IdentityProvider
+from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
 from bridge.saml.ns import q
 from bridge.saml.signature_policy import SignedShape, check_response_shape
 from bridge.saml.sp_keys import DecryptionKey
@@ -226,7 +226,9 @@ def verify(
         session_index=authn.get("SessionIndex"),
         session_not_on_or_after=session_not_on_or_after,
         authn_context_class=text_of(class_ref) if class_ref is not None else None,
-        expires_at=expires_at + skew,
+        # The replay-cache row must outlive the assertion under any skew this IdP may later be
+        # given (up to MAX_CLOCK_SKEW), not only the one in force now.
+        expires_at=expires_at + MAX_CLOCK_SKEW,
         in_response_to=in_response_to,
         uses_sha1=shape.uses_sha1,
     )

@@ -21,6 +21,7 @@ from lxml import etree
 
 from bridge.errors import SamlRejected
 from bridge.saml import ns
+from bridge.saml.assertion_checks import check_id_length
 from bridge.saml.ns import q
 
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -85,6 +86,8 @@ def check_response_shape(root: etree._Element, *, allow_sha1: bool,
                            "The Assertion must be a direct child of the Response.")
     if not encrypted and not assertion.get("ID"):
         raise SamlRejected("saml_malformed", "The Assertion has no ID.")
+    if not encrypted:
+        check_id_length(assertion, "Assertion")
 
     response_signature = assertion_signature = None
     uses_sha1 = False
@@ -185,6 +188,7 @@ def check_assertion_shape(root: etree._Element, *, allow_sha1: bool) -> tuple[et
     assertion inside. Returns (signature, uses_sha1)."""
     if root.tag != _ASSERTION or not root.get("ID") or root.get("Version") != "2.0":
         raise SamlRejected("saml_malformed", "The grant's assertion is not a SAML 2.0 Assertion.")
+    check_id_length(root, "Assertion")
     _check_unique_ids(root)
     if any(True for _ in root.iterdescendants(_ASSERTION, _ENCRYPTED_ASSERTION)):
         raise SamlRejected("saml_assertion_count", "An assertion may not contain another.")

@@ -12,8 +12,10 @@ import pytest
 from lxml import etree
 from werkzeug.test import TestResponse
 
+from bridge.clock import Clock, FixedClock
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
+from bridge.federation import Bridge
 from bridge.store.db import Database
 from bridge.store.models import (
     AuthnRequestRecord,
@@ -120,4 +122,20 @@ def clone(element: etree._Element) -> etree._Element:
     return copy.deepcopy(element)
 
 
-__all__ = ["Attack", "USERS", "clone", "LOGIN_START"]
+def restarted_with_skew(settings: Settings, idp_dir: Path, slug: str, skew: int,
+                        clock: Clock) -> Bridge:
+    """The operator raises an IdP's ``clock_skew_seconds`` and restarts the bridge (same
+    database). Dispose of the returned bridge's database when done."""
+    toml = idp_dir / f"{slug}.toml"
+    toml.write_text(f"clock_skew_seconds = {skew}\n" + toml.read_text())
+    return Bridge.from_settings(settings, clock)
+
+
+def fixed_clock(bridge: Bridge) -> FixedClock:
+    clock = FixedClock(bridge.clock.now())
+    bridge.clock = clock
+    bridge.keys.clock = clock
+    return clock
+
+
+__all__ = ["Attack", "USERS", "clone", "LOGIN_START", "fixed_clock", "restarted_with_skew"]

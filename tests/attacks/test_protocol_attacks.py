@@ -5,17 +5,22 @@ with the IdP's own key, so these play an IdP (or a proxy) that really sent such 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
 from lxml import etree
 
+from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.saml import ns
+from bridge.saml.idp import MAX_CLOCK_SKEW
+from bridge.store.maintenance import purge_expired
 from bridge.store.models import AuditEvent, AuthnRequestRecord
+from bridge.web import create_app
 from tests.attacks import xml_tools as x
-from tests.attacks.conftest import LOGIN_START, Attack, clone
+from tests.attacks.conftest import LOGIN_START, Attack, clone, fixed_clock, restarted_with_skew
 
 SP_ENTITY = "https://bridge.example.com/saml/metadata"
 ACS = "https://bridge.example.com/saml/dev/acs"
@@ -360,6 +365,13 @@ def test_attributes_named_like_reserved_claims_set_nothing(attack: Attack) -> No
     assert claims["auth_time"] > 0
 
 
+def test_assertion_id_longer_than_the_replay_cache_holds_is_refused(attack: Attack) -> None:
+    """An ID the replay cache cannot store (256 characters) is refused the same way on SQLite and
+    PostgreSQL, as malformed, rather than accepted on one and a 500 on the other."""
+    login, root = attack.mutated(lambda r: x.assertion(r).set("ID", "_" + "a" * 256))
+    attack.refused(attack.post(root), "saml_malformed")
+
+
 # --- RelayState and IdP-initiated login ------------------------------------------------------------
 
 PORTAL_ACS = "https://bridge.example.com/saml/portal/acs"
@@ -388,6 +400,25 @@ def test_idp_initiated_login_goes_to_the_client_login_start(attack: Attack,
     assert (event.event, event.outcome) == ("login_idp_initiated", "redirected")
     before = attack.issued()
     attack.refused(attack.post(saml_response, slug="portal"), "saml_replay", before)
+
+
+def test_idp_initiated_response_replayed_after_the_skew_was_raised_is_refused(
+        attack: Attack, portal_idp: DevIdp, settings: Settings, idp_dir: Path) -> None:
+    """Used once; then past its NotOnOrAfter plus the 60 s skew, purged, and the operator raises
+    the IdP's skew to the maximum: the replay cache still knows the assertion."""
+    clock = fixed_clock(attack.browser.bridge)
+    saml_response = _unsolicited(portal_idp)
+    assert attack.post(saml_response, slug="portal", RelayState="demo").status_code == 302
+    clock.advance(5 * 60 + 90)
+    purge_expired(attack.browser.bridge.db, now=clock.now())
+    node = restarted_with_skew(settings, idp_dir, "portal", MAX_CLOCK_SKEW, clock)
+    try:
+        response = create_app(bridge=node).test_client().post(
+            "/saml/portal/acs", data={"SAMLResponse": saml_response, "RelayState": "demo"},
+            headers={"Accept": "application/json"})
+    finally:
+        node.db.dispose()
+    attack.refused(response, "saml_replay")
 
 
 @pytest.mark.parametrize("relay_state", ["https://evil.example/", "//evil.example", "javascript:alert(1)",

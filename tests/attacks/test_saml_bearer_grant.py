@@ -7,14 +7,18 @@ from pathlib import Path
 
 import jwt
 import pytest
+from flask.testing import FlaskClient
 from lxml import etree
 
 from bridge.claims.schemas import validate_payload
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
+from bridge.saml.idp import MAX_CLOCK_SKEW
 from bridge.store.db import Database
+from bridge.store.maintenance import purge_expired
+from bridge.web import create_app
 from tests.attacks import xml_tools as x
-from tests.attacks.conftest import LOGIN_START, Attack, clone
+from tests.attacks.conftest import LOGIN_START, Attack, clone, fixed_clock, restarted_with_skew
 from tests.conftest import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings
 
 TOKEN_URL = "https://bridge.example.com/token"
@@ -43,10 +47,11 @@ def _assertion(attack: Attack, *, recipient: str = TOKEN_URL, keys: x.KeyPair | 
     return assertion
 
 
-def _grant(attack: Attack, assertion: etree._Element | str, client: str = "backend"):  # type: ignore[no-untyped-def]
+def _grant(attack: Attack, assertion: etree._Element | str, client: str = "backend",  # type: ignore[no-untyped-def]
+           http: FlaskClient | None = None):
     encoded = assertion if isinstance(assertion, str) else base64.urlsafe_b64encode(
         etree.tostring(assertion)).rstrip(b"=").decode()
-    return attack.browser.client.post("/token", data={
+    return (http or attack.browser.client).post("/token", data={
         "grant_type": GRANT, "assertion": encoded, "scope": "openid email"},
         auth=(client, CONFIDENTIAL_SECRET) if client == "backend" else None)
 
@@ -65,6 +70,26 @@ def test_replayed_assertion_is_refused(attack: Attack) -> None:
     assertion = _assertion(attack)
     assert _grant(attack, assertion).status_code == 200
     again = _grant(attack, assertion)
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    assert attack.browser.last_audit().code == "saml_replay"
+
+
+def test_assertion_replayed_after_the_skew_was_raised_is_refused(attack: Attack,
+                                                                 settings: Settings,
+                                                                 idp_dir: Path) -> None:
+    """The replay-cache row must outlive the assertion under any skew the IdP may be given: here
+    it is used, expires (5 minutes plus the 60 s skew), the purge job runs, and then the operator
+    raises the IdP's skew to the maximum and restarts."""
+    clock = fixed_clock(attack.browser.bridge)
+    assertion = _assertion(attack)
+    assert _grant(attack, assertion).status_code == 200
+    clock.advance(5 * 60 + 90)
+    purge_expired(attack.browser.bridge.db, now=clock.now())
+    node = restarted_with_skew(settings, idp_dir, "dev", MAX_CLOCK_SKEW, clock)
+    try:
+        again = _grant(attack, assertion, http=create_app(bridge=node).test_client())
+    finally:
+        node.db.dispose()
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
     assert attack.browser.last_audit().code == "saml_replay"
 
