@@ -21,8 +21,8 @@ GATEWAY = {"client_id": "gateway", "redirect_uris": ["https://gw.example.com/cb"
            "token_exchange_audiences": ["orders-api"]}
 ORDERS = {"client_id": "orders", "redirect_uris": ["https://orders.example.com/cb"],
           "audience": "orders-api", "public": False}
-SECRETS = {"BRIDGE_CLIENT_GATEWAY_SECRET": "gateway-secret-0123456789abcdef",
-           "BRIDGE_CLIENT_ORDERS_SECRET": "orders-secret-0123456789abcdefgh"}
+SECRETS = {"BRIDGE_CLIENT_GATEWAY_SECRET": "7cR2xQ9mVb4Lw8ZsK1pN6tYh3Jd0FgA5uE7oWiXc2Bk",
+           "BRIDGE_CLIENT_ORDERS_SECRET": "Tz5Hq8Ln2Vc7Rw0Ks4Mp9Xb1Jf6Gd3Ya8Ue5Ni2Oo7Q"}
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 AT = "urn:ietf:params:oauth:token-type:access_token"
 
