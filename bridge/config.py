@@ -88,7 +88,12 @@ class Settings:
     rate_limit_authorize: str = "60/minute"
     rate_limit_acs: str = "60/minute"
     rate_limit_token_per_client: str = "1200/minute"
+    # /token, /revoke and /logout together, per address (each checks client secrets).
     rate_limit_token_per_address: str = "300/minute"
+    # /introspect per address: APIs may call it for every request they serve.
+    rate_limit_introspect_per_address: str = "3000/minute"
+    # Admin sign-ins started per address (each stores an outstanding SAML request).
+    rate_limit_admin_login: str = "10/minute"
     # Reverse proxies in front of the bridge whose X-Forwarded-For may be believed (for the
     # address that rate limits and logs use). Nothing else ever depends on forwarded headers.
     trusted_proxy_hops: int = 0
@@ -138,6 +143,8 @@ _STR_KEYS = (
     "rate_limit_acs",
     "rate_limit_token_per_client",
     "rate_limit_token_per_address",
+    "rate_limit_introspect_per_address",
+    "rate_limit_admin_login",
     "log_format",
     "log_level",
     "admin_role",
@@ -228,7 +235,8 @@ def load_settings(
     if settings.env not in ENVIRONMENTS:
         problems.append(f"env: must be one of {', '.join(ENVIRONMENTS)}, got {settings.env!r}")
     for key in ("rate_limit_authorize", "rate_limit_acs", "rate_limit_token_per_client",
-                "rate_limit_token_per_address"):
+                "rate_limit_token_per_address", "rate_limit_introspect_per_address",
+                "rate_limit_admin_login"):
         if not _valid_limit(getattr(settings, key)):
             problems.append(f"{key}: a rate like \"60/minute\" or \"10 per second\"")
     if not settings.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://")):

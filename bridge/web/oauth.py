@@ -22,6 +22,7 @@ from bridge.web.cookies import (
     set_login_cookie,
     set_refresh_cookie,
 )
+from bridge.web.rate_limits import count_client
 
 oauth = Blueprint("oauth", __name__)
 
@@ -66,6 +67,7 @@ def token() -> BaseResponse:
     the_bridge = bridge()
     form = request.form.to_dict()
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    count_client(client)
     grant_type = form.get("grant_type")
     if grant_type == "authorization_code":
         tokens = the_bridge.exchange_code(client, form)
