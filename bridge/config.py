@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import tomllib
@@ -87,7 +88,12 @@ class Settings:
     rate_limit_authorize: str = "60/minute"
     rate_limit_acs: str = "60/minute"
     rate_limit_token_per_client: str = "1200/minute"
+    # /token, /revoke and /logout together, per address (each checks client secrets).
     rate_limit_token_per_address: str = "300/minute"
+    # /introspect per address: APIs may call it for every request they serve.
+    rate_limit_introspect_per_address: str = "3000/minute"
+    # Admin sign-ins started per address (each stores an outstanding SAML request).
+    rate_limit_admin_login: str = "10/minute"
     # Reverse proxies in front of the bridge whose X-Forwarded-For may be believed (for the
     # address that rate limits and logs use). Nothing else ever depends on forwarded headers.
     trusted_proxy_hops: int = 0
@@ -137,6 +143,8 @@ _STR_KEYS = (
     "rate_limit_acs",
     "rate_limit_token_per_client",
     "rate_limit_token_per_address",
+    "rate_limit_introspect_per_address",
+    "rate_limit_admin_login",
     "log_format",
     "log_level",
     "admin_role",
@@ -227,7 +235,8 @@ def load_settings(
     if settings.env not in ENVIRONMENTS:
         problems.append(f"env: must be one of {', '.join(ENVIRONMENTS)}, got {settings.env!r}")
     for key in ("rate_limit_authorize", "rate_limit_acs", "rate_limit_token_per_client",
-                "rate_limit_token_per_address"):
+                "rate_limit_token_per_address", "rate_limit_introspect_per_address",
+                "rate_limit_admin_login"):
         if not _valid_limit(getattr(settings, key)):
             problems.append(f"{key}: a rate like \"60/minute\" or \"10 per second\"")
     if not settings.rate_limit_storage_url.startswith(("memory://", "redis://", "rediss://")):
@@ -313,6 +322,35 @@ def _read_secret(env: Mapping[str, str], name: str, problems: list[str]) -> str 
         except OSError as exc:
             problems.append(f"{name}_FILE: cannot read {file_name} ({exc.strerror})")
     return None
+
+
+# Client secrets must hold at least 32 random bytes (RFC 6749 §10.10: credentials must be
+# infeasible to guess).
+MIN_SECRET_BITS = 256
+NEW_SECRET_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_")
+
+
+def secret_bits(secret: str) -> float:
+    """How many random bits ``secret`` can hold at most: its length times the bits per character
+    of the smallest usual alphabet it is written in (hex, base64 or base64url, printable ASCII).
+    A secret made of few distinct characters ("xxxx...", "abab...") counts by those instead:
+    generated secrets use most of their alphabet, typed ones do not."""
+    text = secret.rstrip("=")
+    if not text:
+        return 0.0
+    if set(text) <= _HEX:
+        alphabet = 16
+    elif set(text) <= _BASE64:
+        alphabet = 64
+    else:
+        alphabet = 95
+    # A random secret of 43+ characters shows at least 10 distinct ones all but surely (hex:
+    # 64 draws from 16); fewer than that means it was not drawn at random.
+    distinct = len(set(text))
+    per_character = math.log2(alphabet) if distinct >= 10 else math.log2(max(distinct, 1))
+    return len(text) * per_character
 
 
 def _as_int(value: Any) -> int | None:
@@ -439,6 +477,14 @@ def _parse_client(
     if public is False and not secret:
         problems.append(f"{where}: a confidential client needs a secret in {secret_var} "
                         f"or {secret_var}_FILE")
+    elif secret and secret_bits(secret) < MIN_SECRET_BITS:
+        # Client secrets are checked online by /token, /revoke, /logout and /introspect: only
+        # one too large to search makes the per-address rate limits beside the point.
+        problems.append(f"{secret_var}: the secret of client {client_id!r} is too weak "
+                        f"(about {int(secret_bits(secret))} random bits; at least "
+                        f"{MIN_SECRET_BITS}, i.e. 32 random bytes, are required); create one "
+                        f"with `{NEW_SECRET_COMMAND}` and set it in {secret_var} or "
+                        f"{secret_var}_FILE")
     if len(problems) > before:
         return None
     return ClientConfig(

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from bridge import audit, metrics
@@ -51,7 +51,7 @@ from bridge.store.models import (
 )
 from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens import signing
-from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, issue_id_token
+from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, issue_id_token, login_of
 from bridge.tokens.keys import ActiveKey, KeyRing, derive_secret, load_kek
 from bridge.tokens.refresh import RefreshPolicy
 from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
@@ -473,7 +473,7 @@ class Bridge:
             )
             connection.execute(_LINK_CODE, {"h": row.code_hash, "family": rotation.family.id})
             tokens = self._mint(client, row.claims_json, row.auth_time, row.scope, key, "code",
-                                rotation.refresh_token, nonce=row.nonce)
+                                rotation.refresh_token, rotation.family.id, nonce=row.nonce)
             audit.record(connection, at=now, event="token", outcome="success",
                          idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
                          detail={"grant": "authorization_code"})
@@ -512,7 +512,7 @@ class Bridge:
                     raise TokenError("invalid_scope", "The requested scope exceeds the grant.")
                 granted = requested
             return self._mint(client, family.claims_json, family.auth_time, " ".join(granted),
-                              key, "refresh", rotation.refresh_token)
+                              key, "refresh", rotation.refresh_token, family.id)
 
     def revoke(self, client: ClientConfig, token: str) -> None:
         """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error."""
@@ -576,6 +576,12 @@ class Bridge:
         subject = signing.verify(form.get("subject_token", ""), self.keys,
                                  issuer=self.settings.base_url, audience=client.audience,
                                  typ=ACCESS_TOKEN_TYPE)
+        # RFC 8693 §2.2.2: a subject token whose login has ended is no longer valid; what it is
+        # exchanged for belongs to the same login, and ends with it.
+        login = login_of(subject.get("jti"))
+        if login is not None and not self._login_live(login):
+            raise TokenError("invalid_grant", "The login behind the subject token has ended.",
+                             code="token_invalid", log_detail={"why": "login ended"})
         granted = str(subject.get("scope", "")).split()
         requested = form["scope"].split() if form.get("scope") is not None else granted
         if any(s not in granted for s in requested):
@@ -592,7 +598,7 @@ class Bridge:
         access_token = issue_access_token(
             claims, issuer=self.settings.base_url, audience=audience, client_id=client.client_id,
             auth_time=int(subject["auth_time"]), scope=" ".join(requested), ttl=ttl,
-            key=self.keys.signing_key(client.token_signing_alg), clock=self.clock)
+            key=self.keys.signing_key(client.token_signing_alg), clock=self.clock, login=login)
         with self.db.transaction() as session:
             audit.record(session, at=self.clock.now(), event="token_exchange", outcome="success",
                          client_id=client.client_id, subject=str(subject["sub"]),
@@ -719,6 +725,11 @@ class Bridge:
                 return inactive
             if caller.client_id != claims.get("client_id") and caller.audience != claims["aud"]:
                 return inactive
+            # A valid signature is not enough: the login the token was issued under must still
+            # be live (not logged out, revoked or expired), as /userinfo requires.
+            login = login_of(claims.get("jti"))
+            if login is not None and not self._login_live(login):
+                return inactive
             return {"active": True, "token_type": "Bearer", "client_id": claims["client_id"],
                     "sub": claims["sub"], "aud": claims["aud"], "iss": claims["iss"],
                     "exp": claims["exp"], "iat": claims["iat"], "jti": claims.get("jti"),
@@ -731,14 +742,34 @@ class Bridge:
             return inactive
         row, family = found
         if (family.client_id != caller.client_id or row.used_at is not None
-                or family.revoked_at is not None or family.expires_at <= now):
+                or family.revoked_at is not None or family.expires_at <= now
+                or self._idle(family)):
             return inactive
         return {"active": True, "token_type": "refresh_token", "client_id": family.client_id,
                 "sub": family.subject, "exp": int(family.expires_at), "scope": family.scope,
                 "iat": int(row.created_at)}
 
+    def _live_login_query(self) -> Select[RefreshFamily]:
+        """Refresh families that are still a live login: not revoked (logout, IdP logout,
+        /revoke, `bridge revoke`, reuse) and not past their absolute end."""
+        return select(RefreshFamily).where(RefreshFamily.revoked_at.is_(None),
+                                           RefreshFamily.expires_at > self.clock.now())
+
+    def _login_live(self, login: str) -> bool:
+        with self.db.transaction() as session:
+            family = session.scalars(
+                self._live_login_query().where(RefreshFamily.id == login)).first()
+            return family is not None and not self._idle(family)
+
+    def _idle(self, family: RefreshFamily) -> bool:
+        # The client's idle timeout ends a login as surely as a logout (RFC 9700 §4.14.2).
+        client = self.settings.client(family.client_id)
+        idle = client.refresh_idle_timeout_seconds if client is not None else 0
+        last = family.last_used_at or family.created_at
+        return bool(idle) and self.clock.now() - last > idle
+
     def _mint(self, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
-              key: ActiveKey, grant: str, refresh_token: str, *,
+              key: ActiveKey, grant: str, refresh_token: str, login: str, *,
               nonce: str | None = None) -> TokenSet:
         """The access token (cut to scope and budget), and an ID token when openid was granted."""
         full = json.loads(claims_json)
@@ -754,6 +785,7 @@ class Bridge:
             ttl=ttl,
             key=key,
             clock=self.clock,
+            login=login,
         )
         id_token = None
         if "openid" in scope.split():
@@ -777,14 +809,19 @@ class Bridge:
                                 audience=client.audience, typ=ACCESS_TOKEN_TYPE)
         if claims.get("client_id") != client.client_id:
             raise TokenError("invalid_token", "The access token is not valid.", code="token_invalid")
+        query = self._live_login_query().where(RefreshFamily.subject == claims["sub"],
+                                               RefreshFamily.client_id == client.client_id)
+        login = login_of(claims.get("jti"))
+        if login is not None:
+            # The token's own login, not any other live login of the same person.
+            query = query.where(RefreshFamily.id == login)
+        else:
+            # Tokens issued before jti named the login: the person's latest live login.
+            query = query.order_by(RefreshFamily.created_at.desc()).limit(1)
         with self.db.transaction() as session:
-            family = session.scalars(
-                select(RefreshFamily)
-                .where(RefreshFamily.subject == claims["sub"],
-                       RefreshFamily.client_id == client.client_id,
-                       RefreshFamily.revoked_at.is_(None),
-                       RefreshFamily.expires_at > self.clock.now())
-                .order_by(RefreshFamily.created_at.desc()).limit(1)).first()
+            family = session.scalars(query).first()
+            if family is not None and self._idle(family):
+                family = None
         if family is None:
             raise TokenError("invalid_token", "The login behind this token has ended.",
                              code="token_invalid")

@@ -666,7 +666,8 @@ def print_token_sizes() -> None:
         token = issue_access_token(claims, issuer="https://sso.example.com",
                                    audience="https://api.example.com", client_id="web-app",
                                    auth_time=1_800_000_000, scope=scope, ttl=600, key=key,
-                                   clock=FixedClock(1_800_000_100))
+                                   clock=FixedClock(1_800_000_100),
+                                   login="0123456789abcdef0123456789abcdef")  # jti names it
         return len(token)
 
     print("reference access tokens (name, e-mail, 20 groups -> 5 roles; ES256): "

@@ -66,7 +66,8 @@ CONFIDENTIAL_CLIENT = {
     "audience": "backend-api",
     "public": False,
 }
-CONFIDENTIAL_SECRET = "s3cret-for-tests-only-0123456789"
+# 32 random bytes, base64url: the least the bridge accepts (config.MIN_SECRET_BITS).
+CONFIDENTIAL_SECRET = "Kq3uV0b8Xw1sR6mT9yZc2dF5hJ7nL4pA0eG8iO3kWvQ"
 # One key-encryption key for the session, since the SP's encryption key outlives a test.
 TEST_KEK = generate_kek()
 

@@ -248,7 +248,8 @@ def _token(claims: dict[str, Any], scope: str) -> str:
     return issue_access_token(claims, issuer="https://sso.example.com",
                               audience="https://api.example.com", client_id="web-app",
                               auth_time=1_800_000_000, scope=scope, ttl=600, key=key,
-                              clock=FixedClock(1_800_000_100))
+                              clock=FixedClock(1_800_000_100),
+                              login="0123456789abcdef0123456789abcdef")  # as from a login
 
 
 REFERENCE_USER = identity({

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -74,9 +75,52 @@ def test_confidential_client_needs_a_secret() -> None:
                 "audience": "api", "public": False}]
     with pytest.raises(ConfigError, match="BRIDGE_CLIENT_SVC_SECRET"):
         load_settings(environ={}, overrides={"clients": clients})
-    settings = load_settings(environ={"BRIDGE_CLIENT_SVC_SECRET": "x" * 32},
+    strong = secrets.token_urlsafe(32)
+    settings = load_settings(environ={"BRIDGE_CLIENT_SVC_SECRET": strong},
                              overrides={"clients": clients})
-    assert settings.client("svc").client_secret == "x" * 32  # type: ignore[union-attr]
+    assert settings.client("svc").client_secret == strong  # type: ignore[union-attr]
+
+
+SVC = [{"client_id": "svc", "redirect_uris": ["https://svc.example.com/cb"], "audience": "api",
+        "public": False}]
+
+
+STRONG = [
+    "U7CUMQgc1_bczjiF1sERw77LIi2FDt439cvRe_LEqbk",  # secrets.token_urlsafe(32)
+    "a480f9db88f24381bb667e397605ea44c9c0451dddb22afdcd97a174ca3d5b04",  # token_hex(32)
+    "OmLF1flSMCa6ulGndS3k27aTAe8/hNrjY1LMyP1rM+s=",  # openssl rand -base64 32
+]
+
+
+@pytest.mark.parametrize("weak", [
+    "x" * 64,                                   # long, but one character
+    "s3cret-for-tests-only-0123456789",         # typed, 32 characters
+    "cCZ3Mgtc1d-R4zXLN4dtIcF22JKlLQxkkD1Jkg2uPQ",  # 31 random bytes, base64url
+    "e58cfdf288126e95dc6be37e87caf3af4cf4b8cbd8d2345cd3f84cb7838c38",  # 31 in hex
+    "0123456789" * 3,                           # digits: hex alphabet, too short
+    "correct horse battery",
+])
+def test_client_secrets_need_32_random_bytes(weak: str) -> None:
+    # Client secrets are checked online by four endpoints: one that is short enough to search
+    # must stop start-up, naming the variable and how to make a good one.
+    for strong in STRONG:
+        settings = load_settings(environ={"BRIDGE_CLIENT_SVC_SECRET": strong},
+                                 overrides={"clients": SVC})
+        assert settings.client("svc").client_secret == strong  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"BRIDGE_CLIENT_SVC_SECRET": weak}, overrides={"clients": SVC})
+    text = str(caught.value)
+    assert "BRIDGE_CLIENT_SVC_SECRET: the secret of client 'svc' is too weak" in text
+    assert "secrets.token_urlsafe(32)" in text and "BRIDGE_CLIENT_SVC_SECRET_FILE" in text
+    assert weak not in text  # the message never repeats the secret
+
+
+def test_weak_secrets_are_refused_from_files_too(tmp_path: Path) -> None:
+    path = tmp_path / "svc-secret"
+    path.write_text("changeme\n")
+    with pytest.raises(ConfigError, match="BRIDGE_CLIENT_SVC_SECRET: .* too weak"):
+        load_settings(environ={"BRIDGE_CLIENT_SVC_SECRET_FILE": str(path)},
+                      overrides={"clients": SVC})
 
 
 def test_missing_config_file_names_it() -> None:

@@ -11,6 +11,7 @@ import pytest
 from bridge.claims.schemas import validate_payload
 from bridge.saml.subject import derive_subject
 from bridge.store.models import AuthnRequestRecord, AuthorizationCode, RefreshFamily
+from tests.conftest import CONFIDENTIAL_SECRET
 from tests.helpers import DEMO_REDIRECT, Browser
 
 
@@ -124,7 +125,7 @@ def test_code_is_bound_to_its_client(browser: Browser) -> None:
     response = browser.client.post("/token", data={
         "grant_type": "authorization_code", "code": code, "code_verifier": login.verifier,
         "redirect_uri": DEMO_REDIRECT,
-    }, auth=("backend", "s3cret-for-tests-only-0123456789"))
+    }, auth=("backend", CONFIDENTIAL_SECRET))
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
     assert browser.count(RefreshFamily) == 0
@@ -224,7 +225,7 @@ def test_refresh_token_is_bound_to_its_client(browser: Browser) -> None:
     tokens = browser.tokens()
     response = browser.client.post("/token", data={
         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-    }, auth=("backend", "s3cret-for-tests-only-0123456789"))
+    }, auth=("backend", CONFIDENTIAL_SECRET))
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
     # The rightful client can still use it: a stranger's attempt does not burn it.

@@ -1,21 +1,27 @@
 """Rate limits: 429 with Retry-After, per address and per client, shared through Redis by every
-node."""
+node; per-client budgets only spent by authenticated clients."""
 
 from __future__ import annotations
 
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import redis
+from flask import Flask
+from sqlalchemy import func, select
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.store.db import Database
+from bridge.store.maintenance import purge_expired
+from bridge.store.models import AuditEvent, AuthnRequestRecord
 from bridge.web import create_app
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import CONFIDENTIAL_SECRET, IN_CI, make_settings
+from tests.helpers import Browser
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -116,4 +122,119 @@ def test_a_redis_that_stops_answering_does_not_hold_requests(database: Database,
         assert statuses == [400]
     finally:
         silent.close()
+        app.extensions["bridge"].db.dispose()
+
+
+# --- client authentication: per address before it, per client only after it --------------------
+
+def _app(database: Database, idp_dir: Path, tmp_path: Path, **limits: object) -> Flask:
+    return create_app(_settings(database, idp_dir, tmp_path, **limits))
+
+
+def _at(address: str) -> dict[str, str]:
+    return {"REMOTE_ADDR": address}
+
+
+def test_strangers_naming_a_public_client_cannot_spend_its_budget(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    app = _app(database, idp_dir, tmp_path, rate_limit_token_per_client="3/minute")
+    try:
+        # A few addresses post junk to /token naming the public client "demo"...
+        for address in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+            statuses = [app.test_client().post("/token", environ_base=_at(address), data={
+                "grant_type": "refresh_token", "refresh_token": "junk", "client_id": "demo",
+            }).status_code for _ in range(5)]
+            assert statuses == [400, 400, 400, 429, 429]  # ...and spend their own budget only
+        # Every real user of the SPA still exchanges codes and refreshes.
+        browser = Browser(app.test_client(), dev_idp, app.extensions["bridge"])
+        tokens = browser.tokens()
+        assert browser.refresh(tokens["refresh_token"]).status_code == 200
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
+def test_failed_authentication_does_not_spend_a_confidential_clients_budget(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    app = _app(database, idp_dir, tmp_path, rate_limit_token_per_client="3/minute")
+    form = {"grant_type": "refresh_token", "refresh_token": "junk"}
+    try:
+        for address in ("203.0.113.1", "203.0.113.2"):
+            for _ in range(4):
+                wrong = app.test_client().post("/token", data=form, environ_base=_at(address),
+                                               auth=("backend", "a-guess"))
+                assert wrong.status_code == 401
+        # The real backend is not locked out; its own requests are what its budget counts.
+        real = [app.test_client().post("/token", data=form, environ_base=_at("192.0.2.10"),
+                                       auth=("backend", CONFIDENTIAL_SECRET)).status_code
+                for _ in range(4)]
+        assert real == [400, 400, 400, 429]
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
+@pytest.mark.parametrize("path,form", [
+    ("/introspect", {"token": "x"}),
+    ("/revoke", {"token": "x"}),
+    ("/logout", {"refresh_token": "x"}),
+])
+def test_client_secrets_cannot_be_guessed_at_speed(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp, path: str,
+        form: dict[str, str]) -> None:
+    app = _app(database, idp_dir, tmp_path, rate_limit_token_per_address="3/minute",
+               rate_limit_introspect_per_address="3/minute")
+    client = app.test_client()
+    try:
+        guesses = [client.post(path, data=form, environ_base=_at("203.0.113.7"),
+                               auth=("backend", f"guess-{i}")) for i in range(5)]
+        assert [g.status_code for g in guesses] == [401, 401, 401, 429, 429]
+        assert guesses[3].get_json()["error"] == "slow_down"
+        assert int(guesses[3].headers["Retry-After"]) > 0
+        # Even the right secret gets no answer from that address now...
+        assert client.post(path, data=form, environ_base=_at("203.0.113.7"),
+                           auth=("backend", CONFIDENTIAL_SECRET)).status_code == 429
+        # ...while the real backend, elsewhere, is served.
+        assert client.post(path, data=form, environ_base=_at("192.0.2.10"),
+                           auth=("backend", CONFIDENTIAL_SECRET)).status_code == 200
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
+# --- unauthenticated endpoints that write rows --------------------------------------------------
+
+def _count(app: Flask, model: type) -> int:
+    with app.extensions["bridge"].db.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_admin_sign_in_starts_are_limited_per_address(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    app = _app(database, idp_dir, tmp_path, rate_limit_admin_login="3/minute")
+    try:
+        statuses = [app.test_client().get("/admin/login/dev", environ_base=_at("203.0.113.8"),
+                                          headers={"Accept": "application/json"}).status_code
+                    for _ in range(6)]
+        assert statuses == [302, 302, 302, 429, 429, 429]
+        assert _count(app, AuthnRequestRecord) == 3  # what one address can make us store
+        assert app.test_client().get("/admin/login/dev",
+                                     environ_base=_at("192.0.2.20")).status_code == 302
+        # And what was stored goes when it expires.
+        ttl = app.extensions["bridge"].settings.authn_request_ttl_seconds
+        purge_expired(app.extensions["bridge"].db, now=time.time() + ttl + 1)
+        assert _count(app, AuthnRequestRecord) == 0
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
+def test_single_logout_is_limited_per_address(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    # Every refused LogoutRequest is an audit event: junk from one address must stop adding them.
+    app = _app(database, idp_dir, tmp_path, rate_limit_acs="3/minute")
+    try:
+        statuses = [app.test_client().get("/saml/dev/slo?SAMLRequest=junk",
+                                          environ_base=_at("203.0.113.9"),
+                                          headers={"Accept": "application/json"}).status_code
+                    for _ in range(6)]
+        assert statuses == [400, 400, 400, 429, 429, 429]
+        assert _count(app, AuditEvent) == 3
+    finally:
         app.extensions["bridge"].db.dispose()

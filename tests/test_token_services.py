@@ -21,8 +21,8 @@ GATEWAY = {"client_id": "gateway", "redirect_uris": ["https://gw.example.com/cb"
            "token_exchange_audiences": ["orders-api"]}
 ORDERS = {"client_id": "orders", "redirect_uris": ["https://orders.example.com/cb"],
           "audience": "orders-api", "public": False}
-SECRETS = {"BRIDGE_CLIENT_GATEWAY_SECRET": "gateway-secret-0123456789abcdef",
-           "BRIDGE_CLIENT_ORDERS_SECRET": "orders-secret-0123456789abcdefgh"}
+SECRETS = {"BRIDGE_CLIENT_GATEWAY_SECRET": "7cR2xQ9mVb4Lw8ZsK1pN6tYh3Jd0FgA5uE7oWiXc2Bk",
+           "BRIDGE_CLIENT_ORDERS_SECRET": "Tz5Hq8Ln2Vc7Rw0Ks4Mp9Xb1Jf6Gd3Ya8Ue5Ni2Oo7Q"}
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 AT = "urn:ietf:params:oauth:token-type:access_token"
 
@@ -148,3 +148,27 @@ def test_revoke_everything_of_a_subject_or_an_idp(browser: Browser, bridge: Brid
     assert event["detail"] == {"actor": "test:offboarding", "families": 2, "reason": "admin"}
     assert bridge.revoke_all(idp_slug="dev", actor="test:compromised") == 1
     assert browser.refresh(bob["refresh_token"]).status_code == 400
+
+
+def test_tokens_of_an_ended_login_cannot_be_exchanged_and_exchanges_end_with_it(
+        browser: Browser, caplog: pytest.LogCaptureFixture) -> None:
+    redirect = GATEWAY["redirect_uris"][0]
+    gateway_auth = ("gateway", SECRETS["BRIDGE_CLIENT_GATEWAY_SECRET"])
+    orders_auth = ("orders", SECRETS["BRIDGE_CLIENT_ORDERS_SECRET"])
+    code, login = browser.login(client_id="gateway", redirect_uri=redirect)
+    tokens = browser.client.post("/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+        "code_verifier": login.verifier}, auth=gateway_auth).get_json()
+    exchanged = _exchange(browser, tokens["access_token"]).get_json()["access_token"]
+    assert browser.client.post("/introspect", data={"token": exchanged},
+                               auth=orders_auth).get_json()["active"] is True
+    out = browser.client.post("/logout", data={"refresh_token": tokens["refresh_token"]},
+                              auth=gateway_auth)
+    assert out.status_code == 200
+    # The login is over: its access token buys nothing more, and what it bought ends too.
+    again = _exchange(browser, tokens["access_token"])
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in again.get_json()
+    assert "token_invalid" in caplog.text
+    assert browser.client.post("/introspect", data={"token": exchanged},
+                               auth=orders_auth).get_json() == {"active": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from typing import Any
 
@@ -12,6 +13,28 @@ from bridge.tokens.keys import ActiveKey
 from bridge.tokens.signing import sign
 
 ACCESS_TOKEN_TYPE = "at+jwt"
+# A refresh family's ID (uuid4 hex, tokens/refresh.py): the login an access token belongs to.
+_LOGIN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_jti(login: str | None) -> str:
+    """A unique token ID that names the login it was issued under: ``<family>.<random>``.
+
+    The published claims schemas forbid new claims (additionalProperties: false), so the link to
+    the login travels in ``jti``, whose content they leave open (16-64 characters). Introspection
+    and /userinfo read it to answer "inactive" once the login has ended
+    (docs/decisions/0013-introspection-and-ended-logins.md). Tokens of no login (the SAML bearer
+    grant) keep a plain random ID."""
+    nonce = secrets.token_urlsafe(16)
+    return f"{login}.{nonce}" if login else nonce
+
+
+def login_of(jti: object) -> str | None:
+    """The login (refresh family ID) named by a verified token's ``jti``, if it names one."""
+    if not isinstance(jti, str):
+        return None
+    login, dot, _ = jti.partition(".")
+    return login if dot and _LOGIN.match(login) else None
 
 
 def issue_access_token(
@@ -25,6 +48,7 @@ def issue_access_token(
     ttl: int,
     key: ActiveKey,
     clock: Clock,
+    login: str | None = None,
 ) -> str:
     now = int(clock.now())
     # Registered claims come last: nothing derived from an IdP can ever override them.
@@ -34,7 +58,7 @@ def issue_access_token(
         "aud": audience,
         "exp": now + ttl,
         "iat": now,
-        "jti": secrets.token_urlsafe(16),
+        "jti": new_jti(login),
         "client_id": client_id,
         "auth_time": auth_time,
     }

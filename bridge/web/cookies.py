@@ -5,8 +5,9 @@
   ``__Host-``: this host only, ``Path=/``). It grants nothing by itself.
 * The *refresh* cookie carries a browser client's refresh token, out of reach of JavaScript:
   ``HttpOnly; Secure; SameSite=Strict`` with the ``__Host-`` prefix (no Domain, ``Path=/``).
-  Refreshes that rely on it must also send ``X-Bridge-Refresh: 1``, a header a cross-site form
-  cannot set.
+  One per client (``__Host-bridge-refresh-<client_id>``): a browser signed in to two SPAs holds
+  two logins, and one SPA's login never overwrites the other's. Refreshes that rely on it must
+  also send ``X-Bridge-Refresh: 1``, a header a cross-site form cannot set.
 
 On plain-http loopback development (``base_url`` http://127.0.0.1...) browsers refuse ``Secure``
 and the prefixes, so the same cookies go without them; production insists on https.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
-from bridge.config import Settings
+from bridge.config import ClientConfig, Settings
 
 LOGIN_COOKIE = "bridge-login"
 REFRESH_COOKIE = "bridge-refresh"
@@ -36,7 +37,15 @@ def login_cookie_name(settings: Settings) -> str:
     return secure_prefix(settings) + LOGIN_COOKIE
 
 
-def refresh_cookie_name(settings: Settings) -> str:
+def refresh_cookie_name(settings: Settings, client: ClientConfig) -> str:
+    """The client's own refresh cookie. Client IDs are cookie-name tokens (letters, digits, '.',
+    '_', '-'; see CLIENT_ID_RE), so the name needs no encoding."""
+    return f"{secure_prefix(settings)}{REFRESH_COOKIE}-{client.client_id}"
+
+
+def legacy_refresh_cookie_name(settings: Settings) -> str:
+    """The one name every cookie client shared before each had its own; still read (and then
+    cleared) so that logins made before the change keep refreshing until they end."""
     return secure_prefix(settings) + REFRESH_COOKIE
 
 
@@ -58,13 +67,19 @@ def set_login_cookie(response: Response, settings: Settings, value: str) -> None
     )
 
 
-def set_refresh_cookie(response: Response, settings: Settings, value: str, *, max_age: int) -> None:
+def set_refresh_cookie(response: Response, settings: Settings, client: ClientConfig, value: str,
+                       *, max_age: int) -> None:
     response.set_cookie(
-        refresh_cookie_name(settings), value,
+        refresh_cookie_name(settings, client), value,
         max_age=max_age, path="/", secure=_secure(settings), httponly=True, samesite="Strict",
     )
 
 
-def clear_refresh_cookie(response: Response, settings: Settings) -> None:
-    response.delete_cookie(refresh_cookie_name(settings), path="/", secure=_secure(settings),
-                           httponly=True, samesite="Strict")
+def clear_refresh_cookie(response: Response, settings: Settings, client: ClientConfig) -> None:
+    response.delete_cookie(refresh_cookie_name(settings, client), path="/",
+                           secure=_secure(settings), httponly=True, samesite="Strict")
+
+
+def clear_legacy_refresh_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(legacy_refresh_cookie_name(settings), path="/",
+                           secure=_secure(settings), httponly=True, samesite="Strict")

@@ -26,6 +26,7 @@ log = logging.getLogger("bridge.web")
 
 _SAML_STATUS = {"idp_unknown": 404, "saml_too_large": 413}
 RETRY_AFTER_SECONDS = "5"
+OAUTH_ENDPOINTS = ("/token", "/revoke", "/logout", "/introspect")
 
 
 def error_id() -> str:
@@ -109,7 +110,8 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(429)
     def _rate_limited(error: HTTPException) -> Response:
-        if request.path == "/token":
+        if request.path in OAUTH_ENDPOINTS:
+            # The OAuth endpoints answer in their own error format (RFC 6749 §5.2).
             response = jsonify({"error": "slow_down", "error_description": "Too many requests."})
         elif wants_json():
             response = jsonify({"type": "about:blank", "title": "Too many requests",

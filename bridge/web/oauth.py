@@ -1,4 +1,4 @@
-"""OAuth 2.0 endpoints: /authorize, /token, /revoke."""
+"""OAuth 2.0 endpoints: /authorize, /token, /revoke, /logout, /introspect."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 from email.utils import format_datetime
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.authorization import authenticate_client, parse_authorization_request
@@ -16,12 +16,15 @@ from bridge.federation import SAML2_BEARER, TOKEN_EXCHANGE, IdpChoice, TokenSet
 from bridge.web.context import bridge
 from bridge.web.cookies import (
     REFRESH_HEADER,
+    clear_legacy_refresh_cookie,
     clear_refresh_cookie,
+    legacy_refresh_cookie_name,
     login_cookie_name,
     refresh_cookie_name,
     set_login_cookie,
     set_refresh_cookie,
 )
+from bridge.web.rate_limits import count_client
 
 oauth = Blueprint("oauth", __name__)
 
@@ -66,7 +69,11 @@ def token() -> BaseResponse:
     the_bridge = bridge()
     form = request.form.to_dict()
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    count_client(client)
     grant_type = form.get("grant_type")
+    if _uses_cookie(client) and grant_type in ("authorization_code", "refresh_token"):
+        # The answer sets the refresh cookie: a cross-site form must not plant its login there.
+        _check_origin(client)
     if grant_type == "authorization_code":
         tokens = the_bridge.exchange_code(client, form)
     elif grant_type == "refresh_token":
@@ -85,13 +92,29 @@ def token() -> BaseResponse:
     return _token_response(tokens)
 
 
+def _uses_cookie(client: ClientConfig) -> bool:
+    return client.refresh_token_delivery == "cookie"
+
+
 def _presented_refresh_token(client: ClientConfig, form: dict[str, str], field: str) -> str:
     """The refresh token in the form's ``field``; for cookie clients that send none there, the
-    one in the refresh cookie. Empty when there is neither."""
-    value = form.get(field)
-    if value is None and client.refresh_token_delivery == "cookie":
+    one in the client's refresh cookie. Empty when there is neither.
+
+    An empty field counts as no field: otherwise ``refresh_token=`` in a cross-site form would
+    skip the cookie's checks below and still reach the code that clears the cookie."""
+    value = form.get(field) or None
+    if value is None and _uses_cookie(client):
         value = _refresh_token_from_cookie(client)
     return value or ""
+
+
+def _check_origin(client: ClientConfig) -> None:
+    # The Origin the browser reports must be one of the client's: requests of a cookie client
+    # set, read or clear its cookie, which the browser handles on its own, whoever sent them.
+    origin = request.headers.get("Origin")
+    if origin not in (*client.allowed_origins, origin_of(bridge().settings.base_url)):
+        raise TokenError("invalid_request", "This origin may not use the refresh cookie.",
+                         code="csrf_origin_invalid", log_detail={"origin": (origin or "")[:200]})
 
 
 def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
@@ -103,18 +126,33 @@ def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
         raise TokenError("invalid_request",
                          f"Cookie refreshes require the {REFRESH_HEADER}: 1 header.",
                          code="csrf_header_missing")
-    origin = request.headers.get("Origin")
-    if origin not in (*client.allowed_origins, origin_of(bridge().settings.base_url)):
-        raise TokenError("invalid_request", "This origin may not use the refresh cookie.",
-                         code="csrf_origin_invalid", log_detail={"origin": (origin or "")[:200]})
-    return request.cookies.get(refresh_cookie_name(bridge().settings))
+    _check_origin(client)
+    settings = bridge().settings
+    value = request.cookies.get(refresh_cookie_name(settings, client))
+    if not value:
+        # A login made while every client shared one cookie name (docs/decisions/0009).
+        value = request.cookies.get(legacy_refresh_cookie_name(settings))
+        g.legacy_refresh_cookie = bool(value)
+    return value
+
+
+def _set_cookie_answer(response: BaseResponse, client: ClientConfig, value: str | None, *,
+                       max_age: int = 0) -> None:
+    """Set (``value``) or clear the client's refresh cookie; retire the shared one it came in."""
+    settings = bridge().settings
+    if value:
+        set_refresh_cookie(response, settings, client, value, max_age=max_age)
+    else:
+        clear_refresh_cookie(response, settings, client)
+    if g.get("legacy_refresh_cookie"):
+        clear_legacy_refresh_cookie(response, settings)
 
 
 def _token_response(tokens: TokenSet) -> BaseResponse:
-    in_cookie = tokens.client.refresh_token_delivery == "cookie"
+    in_cookie = _uses_cookie(tokens.client)
     response = jsonify(tokens.body(include_refresh=not in_cookie))
     if in_cookie and tokens.refresh_token:
-        set_refresh_cookie(response, bridge().settings, tokens.refresh_token,
+        _set_cookie_answer(response, tokens.client, tokens.refresh_token,
                            max_age=tokens.client.refresh_token_ttl_seconds)
     if tokens.claims_sunset is not None:
         # RFC 8594: the claims version this client receives is being retired.
@@ -131,15 +169,18 @@ def revoke() -> BaseResponse:
     the_bridge = bridge()
     form = request.form.to_dict()
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    if _uses_cookie(client):
+        _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "token")
     if not token_value:
         raise TokenError("invalid_request", "token is required.")
-    if form.get("token_type_hint") not in (None, "refresh_token", "access_token"):
+    # RFC 7009 §2.1: the hint is optional; an empty one is none.
+    if (form.get("token_type_hint") or None) not in (None, "refresh_token", "access_token"):
         raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
     the_bridge.revoke(client, token_value)
     response = Response(status=200)
-    if client.refresh_token_delivery == "cookie":
-        clear_refresh_cookie(response, the_bridge.settings)
+    if _uses_cookie(client):
+        _set_cookie_answer(response, client, None)
     return response
 
 
@@ -151,6 +192,8 @@ def logout() -> BaseResponse:
     the_bridge = bridge()
     form = request.form.to_dict()
     client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    if _uses_cookie(client):
+        _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
     idp_logout_url = the_bridge.logout(client, token_value,
                                        idp_logout=form.get("idp_logout") == "true")
@@ -159,8 +202,8 @@ def logout() -> BaseResponse:
         body["idp_logout_url"] = idp_logout_url
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
-    if client.refresh_token_delivery == "cookie":
-        clear_refresh_cookie(response, the_bridge.settings)
+    if _uses_cookie(client):
+        _set_cookie_answer(response, client, None)
     return response
 
 

@@ -1,6 +1,13 @@
-"""Rate limits on the endpoints an attacker can hammer: /authorize and the ACS per address, /token
-per address and per client. Counted in Redis when configured, so every node shares the budget.
-Over the limit: 429 with Retry-After, and the usual error body with code ``rate_limited``.
+"""Rate limits on the endpoints an attacker can hammer. Counted in Redis when configured, so every
+node shares the budget. Over the limit: 429 with Retry-After, and the usual error body with code
+``rate_limited`` (``slow_down`` from the OAuth endpoints).
+
+* Per address, before anything else: /authorize, the ACS and Single Logout, the admin sign-in,
+  and every endpoint that checks a client secret (/token, /revoke and /logout share one budget;
+  /introspect, which APIs call per request, has its own), so secrets cannot be guessed at speed.
+* Per client at /token, counted only once the client is authenticated: a request that merely
+  *names* a client must not spend its budget, or a few addresses could lock every user of an SPA
+  out. A public client proves nothing, so its budget is per client *and* address.
 
 The limits are checked inside the limited views only (with the ``limits`` library directly), so
 other endpoints such as /healthz pay nothing for them."""
@@ -14,13 +21,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-from bridge.config import Settings
+from bridge.config import ClientConfig, Settings
 
 log = logging.getLogger("bridge.rate_limits")
 KEY_PREFIX = "bridge"
@@ -36,6 +43,7 @@ class RateLimits:
             options = {"socket_timeout": REDIS_TIMEOUT_SECONDS,
                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
         self._limiter = FixedWindowRateLimiter(storage_from_string(url, **options))
+        self.token_per_client = parse(settings.rate_limit_token_per_client)
 
     def check(self, limit: RateLimitItem, scope: str, key: str) -> None:
         """Count one request against ``limit`` for ``key``; TooManyRequests when over it."""
@@ -57,11 +65,16 @@ def _address() -> str:
     return request.remote_addr or "-"
 
 
-def _client_id() -> str:
-    auth = request.authorization
-    if auth is not None and auth.username:
-        return auth.username[:64]
-    return (request.form.get("client_id") or request.args.get("client_id") or "-")[:64]
+def count_client(client: ClientConfig) -> None:
+    """Count a /token request against the client's budget; call it only after
+    ``authenticate_client`` succeeded."""
+    limits: RateLimits | None = current_app.extensions.get("limiter")
+    if limits is None:
+        return
+    # Anyone can name a public client: its budget is per address as well, so strangers spend
+    # their own. A confidential client's is its own, since only it holds the secret.
+    key = f"{client.client_id} {_address()}" if client.public else client.client_id
+    limits.check(limits.token_per_client, "token-client", key)
 
 
 def install(app: Flask, settings: Settings) -> RateLimits:
@@ -81,6 +94,16 @@ def install(app: Flask, settings: Settings) -> RateLimits:
 
     limited("oauth.authorize", (settings.rate_limit_authorize, "authorize", _address))
     limited("sso.acs", (settings.rate_limit_acs, "acs", _address))
-    limited("oauth.token", (settings.rate_limit_token_per_address, "token-address", _address),
-            (settings.rate_limit_token_per_client, "token-client", _client_id))
+    # Single Logout is as unauthenticated as the ACS until its signature is checked, and every
+    # refusal is an audit event: the same budget per address, counted apart.
+    limited("sso.single_logout", (settings.rate_limit_acs, "slo", _address))
+    # Each admin sign-in stores an outstanding SAML request (purged when it expires): the limit
+    # bounds what one address can make the database hold.
+    limited("admin_pages.login_at", (settings.rate_limit_admin_login, "admin-login", _address))
+    # Every endpoint that checks a client secret. The per-client /token budget is counted in
+    # the view, after authentication (count_client).
+    for endpoint in ("oauth.token", "oauth.revoke", "oauth.logout"):
+        limited(endpoint, (settings.rate_limit_token_per_address, "token-address", _address))
+    limited("oauth.introspect",
+            (settings.rate_limit_introspect_per_address, "introspect-address", _address))
     return limits

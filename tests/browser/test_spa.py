@@ -42,7 +42,7 @@ def test_spa_session_lifecycle(page: Page, stack: dict[str, str]) -> None:
                             "Object.entries(sessionStorage), document.cookie])")
     assert "ey" not in storage and "bridge-refresh" not in storage, storage
     cookies = {c["name"]: c for c in page.context.cookies(stack["bridge"])}
-    refresh_cookie = cookies["bridge-refresh"]
+    refresh_cookie = cookies["bridge-refresh-spa"]  # the SPA's own cookie (client "spa")
     assert refresh_cookie["httpOnly"] and refresh_cookie["sameSite"] == "Strict"
 
     page.click("#call-api")
@@ -56,7 +56,8 @@ def test_spa_session_lifecycle(page: Page, stack: dict[str, str]) -> None:
     page.click("#call-api")
     expect(page.locator("#refreshes")).to_have_text("1")
     expect(page.locator("#api-result")).to_contain_text("200")
-    assert page.context.cookies(stack["bridge"])[0]["value"] != refresh_cookie["value"]  # rotated
+    rotated = {c["name"]: c for c in page.context.cookies(stack["bridge"])}["bridge-refresh-spa"]
+    assert rotated["value"] != refresh_cookie["value"]
 
     # A reload loses the in-memory token; the cookie signs the page back in silently.
     page.reload()
@@ -64,7 +65,7 @@ def test_spa_session_lifecycle(page: Page, stack: dict[str, str]) -> None:
 
     page.click("#sign-out")
     expect(page.locator("#status")).to_have_attribute("data-state", "signed-out")
-    assert "bridge-refresh" not in {c["name"] for c in page.context.cookies(stack["bridge"])}
+    assert "bridge-refresh-spa" not in {c["name"] for c in page.context.cookies(stack["bridge"])}
     page.reload()
     expect(page.locator("#status")).to_have_attribute("data-state", "signed-out")
 
