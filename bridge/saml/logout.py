@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from bridge.clock import Clock
 from bridge.errors import SamlRejected
 from bridge.saml import ns, onelogin
-from bridge.saml.assertion_checks import check_id_length, saml_time
+from bridge.saml.assertion_checks import check_id_length, saml_time, text_of
 from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
 from bridge.saml.ns import q
 from bridge.saml.response import ServiceProvider
@@ -110,7 +110,7 @@ def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: 
     check_id_length(root, "LogoutRequest")
     request_id = root.get("ID", "")
     issuer = root.find(q(ns.SAML, "Issuer"))
-    if issuer is None or (issuer.text or "").strip() != idp.metadata.entity_id:
+    if issuer is None or text_of(issuer) != idp.metadata.entity_id:
         raise SamlRejected("saml_issuer_mismatch", "The logout request comes from another IdP.")
     if root.get("Destination") != slo_url:
         raise SamlRejected("saml_destination_mismatch",
@@ -138,10 +138,11 @@ def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: 
                                        "seconds_late": round(now - saml_time(not_on_or_after, "")),
                                        "skew_seconds": skew})
     name_id = root.find(q(ns.SAML, "NameID"))
-    if name_id is None or not (name_id.text or "").strip() or len(name_id):
+    if name_id is None or len(name_id) or not text_of(name_id).strip():
         raise SamlRejected("saml_subject_missing", "The logout request names no one.")
-    indexes = tuple((i.text or "").strip() for i in root.findall(q(ns.SAMLP, "SessionIndex")))
-    return LogoutRequest(request_id, name_id.text.strip(), tuple(i for i in indexes if i),
+    # Read exactly, as logins read them (assertion_checks.text_of): " ceo" is not "ceo".
+    indexes = tuple(text_of(i) for i in root.findall(q(ns.SAMLP, "SessionIndex")))
+    return LogoutRequest(request_id, text_of(name_id), tuple(i for i in indexes if i.strip()),
                          replay_expires_at=issued + LOGOUT_REQUEST_LIFETIME_SECONDS + MAX_CLOCK_SKEW)
 
 
