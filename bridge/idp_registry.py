@@ -62,8 +62,11 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         return "api" if slug in self._current() else None
 
     def invalidate(self) -> None:
+        """This node changed an IdP: reload at the next access, whatever the fingerprint says
+        (two changes within one tick of the clock leave it unchanged)."""
         with self._lock:
             self._checked_at = -1e18
+            self._fingerprint = None
 
     # --- loading ---------------------------------------------------------------------------------
 
