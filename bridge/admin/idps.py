@@ -21,7 +21,7 @@ from bridge import audit
 from bridge.admin.fetch import FetchPolicy, fetch_metadata
 from bridge.admin.metadata_diff import metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
-from bridge.errors import ConfigError, NotFound
+from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.federation import Bridge, check_idp_initiated_targets
 from bridge.idp_registry import IdpRegistry, load_managed_idp
 from bridge.saml.idp import SLUG_RE, IdentityProvider
@@ -30,10 +30,6 @@ from bridge.saml.sp import sp_metadata
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
 
 WARN_DAYS = (30, 7)
-
-
-class Conflict(ConfigError):
-    """The request cannot be done in the current state (e.g. a slug declared as a file)."""
 
 
 def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
