@@ -32,7 +32,7 @@ from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.identity import Identity
-from bridge.idp_registry import IdpRegistry
+from bridge.idp_registry import IdpRegistry, register_file_idps
 from bridge.saml import response as saml_response
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.idp import IdentityProvider, load_idp_directory
@@ -175,7 +175,12 @@ class Bridge:
         now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
         files = load_idp_directory(settings.idp_metadata_dir, now=now)
         db = Database(settings.database_url)
-        db.require_migrated()
+        try:
+            db.require_migrated()
+            register_file_idps(db, files, settings.idp_metadata_dir)
+        except BaseException:
+            db.dispose()  # start-up stops here: leave no connection open behind
+            raise
         bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
         bridge.keys.ensure_keys()
         bridge.sp_keys.ensure_key()

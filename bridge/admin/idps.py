@@ -6,6 +6,10 @@ Metadata arrives as a document or from a URL, first as a *proposed* version with
 what is in force; it applies at once when the IdP's policy allows (by default: only added
 certificates), otherwise when an admin applies it. Every applied version stays in the history and
 any earlier one can be restored.
+
+One IdP per entity ID, since ``sub`` is derived from it (docs/decisions/0011): checked in the
+same transaction that puts a version in force, and enforced by the unique constraint on
+``idp_entity_ids``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import json
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.admin.fetch import FetchPolicy, fetch_metadata
@@ -27,7 +33,7 @@ from bridge.idp_registry import IdpRegistry, load_managed_idp
 from bridge.saml.idp import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
-from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+from bridge.store.models import AuditEvent, IdpEntityId, IdpMetadataVersion, IdpRecord
 
 WARN_DAYS = (30, 7)
 
@@ -162,22 +168,29 @@ class IdpAdmin:
             raise ConfigError("metadata: upload a document or give a metadata URL")
         settings_json = self._validated_settings(slug, settings)
         idp = self._validated(slug, xml, settings_json)
-        self._check_entity_id_free(slug, idp.metadata.entity_id)
+        entity_id = idp.metadata.entity_id
         now = self.clock.now()
-        with self.db.transaction() as session:
-            version = self._new_version(slug, xml, "url" if url else "upload", actor, now,
-                                        metadata_diff(None, idp.metadata), status="applied")
-            session.add(version)
-            session.flush()
-            session.add(IdpRecord(slug=slug, version_id=version.id, settings_json=settings_json,
-                                  metadata_url=url, created_at=now, updated_at=now,
-                                  metadata_etag=fetched.etag if fetched else None,
-                                  metadata_last_modified=fetched.last_modified if fetched else None,
-                                  metadata_fetched_at=now if fetched else None))
-            audit.record(session, at=now, event="idp_created", outcome="success", idp_slug=slug,
-                         detail={"actor": actor, "entity_id": idp.metadata.entity_id,
-                                 "metadata_url": url, "version": version.id,
-                                 "settings": json.loads(settings_json)})
+        try:
+            with self.db.transaction() as session:
+                self._claim_entity_id(session, slug, entity_id)
+                version = self._new_version(slug, xml, "url" if url else "upload", actor, now,
+                                            metadata_diff(None, idp.metadata), status="applied")
+                session.add(version)
+                session.flush()
+                session.add(IdpRecord(slug=slug, version_id=version.id,
+                                      settings_json=settings_json, metadata_url=url,
+                                      created_at=now, updated_at=now,
+                                      metadata_etag=fetched.etag if fetched else None,
+                                      metadata_last_modified=(fetched.last_modified if fetched
+                                                              else None),
+                                      metadata_fetched_at=now if fetched else None))
+                audit.record(session, at=now, event="idp_created", outcome="success",
+                             idp_slug=slug,
+                             detail={"actor": actor, "entity_id": entity_id,
+                                     "metadata_url": url, "version": version.id,
+                                     "settings": json.loads(settings_json)})
+        except IntegrityError:
+            raise self._lost_race(slug, entity_id) from None
         self.registry.invalidate()
         return self.get_idp(slug)
 
@@ -224,6 +237,9 @@ class IdpAdmin:
             row = session.get(IdpRecord, slug)
             if row is not None:
                 session.delete(row)
+            held = session.get(IdpEntityId, slug)
+            if held is not None and held.source == "api":
+                session.delete(held)
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json)})
@@ -320,50 +336,87 @@ class IdpAdmin:
             audit.record(session, at=now, event="idp_metadata_proposed", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "version": version_id,
                                                 "source": source, "diff": diff})
-        if automatic:
-            self.apply_version(slug, version_id, actor=f"policy:{policy} ({actor})")
+        # Applied only over the version it was compared with: if another change got in first,
+        # it waits for a person.
+        if automatic and self._apply(slug, version_id, proposed.metadata.entity_id,
+                                     actor=f"policy:{policy} ({actor})", over=record.version_id):
+            self.registry.invalidate()
             return {"status": "applied", "version": version_id, "diff": diff}
         return {"status": "pending", "version": version_id, "diff": diff}
 
     def apply_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
-        self._validated(slug, xml.encode(), record.settings_json)
-        now = self.clock.now()
-        with self.db.transaction() as session:
-            row = session.get(IdpRecord, slug, with_for_update=True)
-            version = session.get(IdpMetadataVersion, version_id)
-            assert row is not None and version is not None
-            if version.status == "discarded":
-                raise Conflict(f"version {version_id} was discarded")
-            before = row.version_id
-            for previous in session.scalars(select(IdpMetadataVersion).where(
-                    IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
-                previous.status = "superseded"
-            version.status, version.applied_at, version.applied_by = "applied", now, actor
-            row.version_id, row.updated_at = version_id, now
-            audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
-                         idp_slug=slug, detail={"actor": actor, "before": before,
-                                                "after": version_id})
+        idp = self._validated(slug, xml.encode(), record.settings_json)
+        self._apply(slug, version_id, idp.metadata.entity_id, actor=actor)
         self.registry.invalidate()
         return self.get_idp(slug)
 
+    def _apply(self, slug: str, version_id: int, entity_id: str, *, actor: str,
+               over: int | None = None) -> bool:
+        """Put a version in force, its entity ID claimed in the same transaction. With ``over``,
+        only if that version is still the one in force (else False, nothing changed)."""
+        now = self.clock.now()
+        try:
+            with self.db.transaction() as session:
+                row = session.get(IdpRecord, slug, with_for_update=True)
+                version = session.get(IdpMetadataVersion, version_id)
+                if row is None:
+                    raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+                if version is None or version.slug != slug:
+                    raise NotFound("version_unknown", "No such metadata version.")
+                if version.status == "discarded":
+                    raise Conflict(f"version {version_id} was discarded")
+                if over is not None and row.version_id != over:
+                    return False
+                self._claim_entity_id(session, slug, entity_id)
+                before = row.version_id
+                for previous in session.scalars(select(IdpMetadataVersion).where(
+                        IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
+                    previous.status = "superseded"
+                version.status, version.applied_at, version.applied_by = "applied", now, actor
+                row.version_id, row.updated_at = version_id, now
+                audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
+                             idp_slug=slug, detail={"actor": actor, "before": before,
+                                                    "after": version_id,
+                                                    "entity_id": entity_id})
+        except IntegrityError:
+            raise self._lost_race(slug, entity_id) from None
+        return True
+
     def restore_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
         """Roll back: an earlier version becomes a new applied version (history is never
-        rewritten)."""
+        rewritten). Made and put in force in one transaction, so a refusal leaves nothing."""
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
         current = self.registry[slug]
         restored = self._validated(slug, xml.encode(), record.settings_json)
+        entity_id = restored.metadata.entity_id
         now = self.clock.now()
-        with self.db.transaction() as session:
-            version = self._new_version(slug, xml.encode(), "restore", actor, now,
-                                        {**metadata_diff(current.metadata, restored.metadata),
-                                         "restored_from": version_id}, status="pending")
-            session.add(version)
-            session.flush()
-            new_id = version.id
-        return self.apply_version(slug, new_id, actor=actor)
+        try:
+            with self.db.transaction() as session:
+                row = session.get(IdpRecord, slug, with_for_update=True)
+                if row is None:
+                    raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+                self._claim_entity_id(session, slug, entity_id)
+                for previous in session.scalars(select(IdpMetadataVersion).where(
+                        IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
+                    previous.status = "superseded"
+                version = self._new_version(
+                    slug, xml.encode(), "restore", actor, now,
+                    {**metadata_diff(current.metadata, restored.metadata),
+                     "restored_from": version_id}, status="applied")
+                session.add(version)
+                session.flush()
+                before, row.version_id, row.updated_at = row.version_id, version.id, now
+                audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
+                             idp_slug=slug, detail={"actor": actor, "before": before,
+                                                    "after": version.id, "restored_from": version_id,
+                                                    "entity_id": entity_id})
+        except IntegrityError:
+            raise self._lost_race(slug, entity_id) from None
+        self.registry.invalidate()
+        return self.get_idp(slug)
 
     def discard_version(self, slug: str, version_id: int, *, actor: str) -> None:
         self._managed(slug)
@@ -403,9 +456,56 @@ class IdpAdmin:
         return idp
 
     def _check_entity_id_free(self, slug: str, entity_id: str) -> None:
-        for other, idp in self.registry.items():
+        """Early refusal of a proposal whose entity ID another IdP holds; the binding check is
+        ``_claim_entity_id``, in the transaction that puts a version in force."""
+        with self.db.transaction() as session:
+            holder = session.scalars(select(IdpEntityId).where(
+                IdpEntityId.entity_id == entity_id, IdpEntityId.slug != slug)).first()
+            if holder is not None:
+                raise self._in_use(entity_id, holder.slug, holder.source)
+        self._check_files(slug, entity_id)
+
+    def _claim_entity_id(self, session: Session, slug: str, entity_id: str) -> None:
+        """Record ``entity_id`` as the one ``slug`` answers to, in the caller's transaction.
+        The row is read first for a precise refusal; the unique constraint on
+        ``idp_entity_ids.entity_id`` decides between two transactions that both read it free
+        (the loser's flush raises IntegrityError, see ``_lost_race``)."""
+        self._check_files(slug, entity_id)
+        holder = session.scalars(select(IdpEntityId).where(
+            IdpEntityId.entity_id == entity_id)).first()
+        if holder is not None and holder.slug != slug:
+            raise self._in_use(entity_id, holder.slug, holder.source)
+        row = session.get(IdpEntityId, slug)
+        if row is None:
+            session.add(IdpEntityId(slug=slug, entity_id=entity_id, source="api"))
+        elif row.source != "api":
+            raise Conflict(f"slug: {slug!r} is declared as a file in idp_metadata/")
+        else:
+            row.entity_id = entity_id
+        session.flush()
+
+    def _check_files(self, slug: str, entity_id: str) -> None:
+        # This node's own files, whatever another node entered in idp_entity_ids.
+        for other, idp in self.registry.files.items():
             if other != slug and idp.metadata.entity_id == entity_id:
-                raise Conflict(f"metadata: entity ID {entity_id!r} is already used by IdP {other}")
+                raise self._in_use(entity_id, other, "file")
+
+    def _lost_race(self, slug: str, entity_id: str) -> ConfigError:
+        """What to say after a unique constraint refused a write: read who won."""
+        with self.db.transaction() as session:
+            holder = session.scalars(select(IdpEntityId).where(
+                IdpEntityId.entity_id == entity_id)).first()
+            if holder is not None and holder.slug != slug:
+                return self._in_use(entity_id, holder.slug, holder.source)
+        return Conflict(f"IdP {slug!r} was changed at the same time by another request; "
+                        "reload and try again")
+
+    @staticmethod
+    def _in_use(entity_id: str, holder: str, source: str) -> Conflict:
+        where = "a file in idp_metadata/" if source == "file" else "managed through the admin API"
+        return Conflict(f"metadata: entity ID {entity_id!r} is already used by IdP {holder} "
+                        f"({where}); an entity ID belongs to one IdP, since sub is derived from "
+                        "it", code="idp_entity_id_in_use")
 
     @staticmethod
     def _new_version(slug: str, xml: bytes, source: str, actor: str, now: float,
@@ -415,3 +515,4 @@ class IdpAdmin:
             sha256=hashlib.sha256(xml).hexdigest(), status=status, source=source, created_at=now,
             created_by=actor, applied_at=now if status == "applied" else None,
             applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))
+
