@@ -7,9 +7,12 @@ what is in force; it applies at once when the IdP's policy allows (by default: o
 certificates), otherwise when an admin applies it. Every applied version stays in the history and
 any earlier one can be restored.
 
-One IdP per entity ID, since ``sub`` is derived from it (docs/decisions/0011): checked in the
-same transaction that puts a version in force, and enforced by the unique constraint on
-``idp_entity_ids``.
+Two rules guard identity and trust (docs/decisions/0011 and 0012):
+- one IdP per entity ID, since ``sub`` is derived from it: checked in the same transaction that
+  puts a version in force, and enforced by the unique constraint on ``idp_entity_ids``;
+- a document past its ``validUntil`` is refused, and no document that is not shown to be newer
+  than the one in force, or that brings back a certificate this IdP once dropped, applies
+  without a person.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.admin.fetch import FetchPolicy, fetch_metadata
-from bridge.admin.metadata_diff import metadata_diff
+from bridge.admin.metadata_diff import document_order, metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.federation import Bridge, check_idp_initiated_targets
@@ -36,6 +39,8 @@ from bridge.saml.sp import sp_metadata
 from bridge.store.models import AuditEvent, IdpEntityId, IdpMetadataVersion, IdpRecord
 
 WARN_DAYS = (30, 7)
+# A metadata URL is never fetched more often than this, whatever cacheDuration says.
+MIN_REFRESH_SECONDS = 300
 
 
 def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
@@ -83,7 +88,16 @@ class IdpAdmin:
         return detail
 
     def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
-        certificates = certificate_report(idp.metadata, self._now())
+        now = self._now()
+        certificates = certificate_report(idp.metadata, now)
+        warnings = {c["warning"] for c in certificates if c["warning"]}
+        valid_until = idp.metadata.valid_until
+        if valid_until is not None:
+            days = (valid_until - now).total_seconds() / 86400
+            if days <= 0:
+                warnings.add("metadata_expired")
+            elif days < WARN_DAYS[1]:
+                warnings.add("metadata_expires_within_7_days")
         return {
             "slug": slug,
             "source": self.registry.source(slug),
@@ -92,7 +106,8 @@ class IdpAdmin:
             "sso_url": idp.sso_url,
             "acs_url": self.bridge.settings.acs_url(slug),
             "certificates": certificates,
-            "warnings": sorted({c["warning"] for c in certificates if c["warning"]}),
+            "metadata_valid_until": valid_until.isoformat() if valid_until else None,
+            "warnings": sorted(warnings),
             **health,
         }
 
@@ -297,8 +312,8 @@ class IdpAdmin:
         return outcome
 
     def refresh_due(self, *, every: bool = False) -> dict[str, str]:
-        """Refresh every API-managed IdP whose metadata URL is due (its metadata_refresh_seconds
-        have passed since the last fetch); one IdP's failure does not stop the others."""
+        """Refresh every API-managed IdP whose metadata URL is due; one IdP's failure does not
+        stop the others. An IdP is due when ``refresh_interval`` has passed since its last fetch."""
         with self.db.transaction() as session:
             records = list(session.scalars(select(IdpRecord).where(
                 IdpRecord.metadata_url.is_not(None))))
@@ -306,9 +321,9 @@ class IdpAdmin:
         outcomes: dict[str, str] = {}
         for record in records:
             idp = self.registry.get(record.slug)
-            interval = idp.settings.metadata_refresh_seconds if idp else 6 * 3600
             if not every and record.metadata_fetched_at is not None and (
-                    now - record.metadata_fetched_at < interval):
+                    now - record.metadata_fetched_at < self.refresh_interval(
+                        idp, record.metadata_fetched_at)):
                 continue
             try:
                 outcomes[record.slug] = str(self.refresh(record.slug)["status"])
@@ -316,16 +331,62 @@ class IdpAdmin:
                 outcomes[record.slug] = f"failed: {error}"
         return outcomes
 
+    @staticmethod
+    def refresh_interval(idp: IdentityProvider | None, fetched_at: float) -> float:
+        """Seconds from a fetch to the next: the IdP's ``metadata_refresh_seconds`` (at most 7
+        days), shortened by the document in force's ``cacheDuration`` (SAML Metadata §2.3.1: how
+        long a copy may be cached) and by half the time its ``validUntil`` left at that fetch,
+        so a fresh copy arrives before it expires; never under MIN_REFRESH_SECONDS."""
+        if idp is None:
+            return 6 * 3600
+        interval = float(idp.settings.metadata_refresh_seconds)
+        metadata = idp.metadata
+        if metadata.cache_duration_seconds is not None:
+            interval = min(interval, metadata.cache_duration_seconds)
+        if metadata.valid_until is not None:
+            interval = min(interval, (metadata.valid_until.timestamp() - fetched_at) / 2)
+        return max(interval, MIN_REFRESH_SECONDS)
+
     def _propose(self, slug: str, record: IdpRecord, xml: bytes, source: str,
                  actor: str) -> dict[str, Any]:
         current = self.registry[slug]
         proposed = self._validated(slug, xml, record.settings_json)
         self._check_entity_id_free(slug, proposed.metadata.entity_id)
         diff = metadata_diff(current.metadata, proposed.metadata)
+        # Which document is newer is read from the documents themselves, never from when they
+        # were fetched: a replayed old document is fetched "now" too.
+        order = document_order(current.metadata, proposed.metadata)
+        diff["document"] = {
+            "order": order,
+            "valid_until": _iso(proposed.metadata.valid_until),
+            "published_at": _iso(proposed.metadata.published_at),
+            "cache_duration_seconds": proposed.metadata.cache_duration_seconds,
+        }
+        readded = self._readded_certificates(slug, current, proposed)
+        diff["certificates_readded"] = readded
         if diff["identical"]:
-            return {"status": "identical", "diff": diff}
+            if order != "newer":
+                return {"status": "identical", "diff": diff}
+            # A renewal (same facts, a later validUntil or publication): nothing the policy
+            # governs changes, and without it the document in force would expire.
+            diff["renewal"] = True
         policy = current.settings.metadata_auto_apply
-        automatic = policy == "all" or (policy == "additions" and diff["only_certificate_additions"])
+        withheld = []
+        if order in ("older", "same"):
+            withheld.append("the document is not newer than the one in force (by its "
+                            + ("publication time" if proposed.metadata.published_at
+                               and current.metadata.published_at else "validUntil") + ")")
+        elif order == "not_comparable":
+            withheld.append("the document in force is dated and this one carries no comparable "
+                            "date (mdrpi:PublicationInfo creationInstant or validUntil), so it "
+                            "cannot be shown to be newer")
+        if readded:
+            withheld.append("it brings back certificates this IdP dropped before: "
+                            + ", ".join(c["sha256"][:16] for c in readded))
+        automatic = not withheld and (
+            diff.get("renewal") or policy == "all"
+            or (policy == "additions" and diff["only_certificate_additions"]))
+        diff["auto_apply_withheld"] = withheld
         now = self.clock.now()
         with self.db.transaction() as session:
             version = self._new_version(slug, xml, source, actor, now, diff,
@@ -336,13 +397,16 @@ class IdpAdmin:
             audit.record(session, at=now, event="idp_metadata_proposed", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "version": version_id,
                                                 "source": source, "diff": diff})
-        # Applied only over the version it was compared with: if another change got in first,
-        # it waits for a person.
-        if automatic and self._apply(slug, version_id, proposed.metadata.entity_id,
-                                     actor=f"policy:{policy} ({actor})", over=record.version_id):
-            self.registry.invalidate()
-            return {"status": "applied", "version": version_id, "diff": diff}
-        return {"status": "pending", "version": version_id, "diff": diff}
+        if automatic:
+            reason = "renewal" if diff.get("renewal") else f"policy:{policy}"
+            # Applied only over the version it was compared with: if another change got in
+            # first, it waits for a person.
+            if self._apply(slug, version_id, proposed.metadata.entity_id,
+                           actor=f"{reason} ({actor})", over=record.version_id):
+                self.registry.invalidate()
+                return {"status": "applied", "version": version_id, "diff": diff}
+        return {"status": "pending", "version": version_id, "diff": diff,
+                **({"withheld": withheld} if withheld else {})}
 
     def apply_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
         record = self._managed(slug)
@@ -507,6 +571,26 @@ class IdpAdmin:
                         f"({where}); an entity ID belongs to one IdP, since sub is derived from "
                         "it", code="idp_entity_id_in_use")
 
+    def _readded_certificates(self, slug: str, current: IdentityProvider,
+                              proposed: IdentityProvider) -> list[dict[str, Any]]:
+        """Certificates the proposal adds that this IdP had in force before and dropped since: a
+        withdrawn key never comes back without a person, however the document is dated."""
+        in_force = {c.sha256_fingerprint for c in current.metadata.signing_certificates}
+        added = [c for c in proposed.metadata.signing_certificates
+                 if c.sha256_fingerprint not in in_force]
+        if not added:
+            return []
+        seen: set[str] = set()
+        with self.db.transaction() as session:
+            for diff_json in session.scalars(select(IdpMetadataVersion.diff_json).where(
+                    IdpMetadataVersion.slug == slug, IdpMetadataVersion.applied_at.is_not(None))):
+                # added + kept is the whole certificate set of a version (metadata_diff).
+                diff = json.loads(diff_json)
+                seen.update(c["sha256"] for key in ("certificates_added", "certificates_kept")
+                            for c in diff.get(key, ()))
+        return [{"sha256": c.sha256_fingerprint, "not_after": c.not_after.isoformat()}
+                for c in added if c.sha256_fingerprint in seen]
+
     @staticmethod
     def _new_version(slug: str, xml: bytes, source: str, actor: str, now: float,
                      diff: dict[str, Any], *, status: str) -> IdpMetadataVersion:
@@ -516,3 +600,6 @@ class IdpAdmin:
             created_by=actor, applied_at=now if status == "applied" else None,
             applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))
 
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
