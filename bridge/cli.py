@@ -232,6 +232,10 @@ def _idp_list(bridge: object) -> int:
         expiries = [f"{c['not_after'][:10]} ({c['days_left']} days)"
                     + (f" WARNING: {c['warning'].replace('_', ' ')}" if c["warning"] else "")
                     for c in idp["certificates"]]
+        if idp["metadata_valid_until"]:
+            expired = "metadata_expired" in idp["warnings"]
+            expiries.append(f"metadata valid until {idp['metadata_valid_until'][:10]}"
+                            + (" WARNING: metadata expired" if expired else ""))
         print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id']:<50} {', '.join(expiries)}")
     return 0
 

@@ -377,6 +377,7 @@ def _parse_clients(
         return []
     clients: list[ClientConfig] = []
     seen: set[str] = set()
+    secret_variables: dict[str, str] = {}
     for index, entry in enumerate(raw_clients):
         where = f"clients[{index}]"
         if not isinstance(entry, dict):
@@ -388,8 +389,21 @@ def _parse_clients(
         if client.client_id in seen:
             problems.append(f"{where}.client_id: {client.client_id!r} is registered twice")
         seen.add(client.client_id)
+        if not client.public:
+            # Two client IDs that differ only in case or punctuation read one secret variable:
+            # either client could then authenticate as the other.
+            variable = client_secret_variable(client.client_id)
+            other = secret_variables.setdefault(variable, client.client_id)
+            if other != client.client_id:
+                problems.append(f"{where}.client_id: {client.client_id!r} and {other!r} would "
+                                f"share the secret {variable}; rename one of them")
         clients.append(client)
     return clients
+
+
+def client_secret_variable(client_id: str) -> str:
+    """The environment variable that holds a confidential client's secret."""
+    return "BRIDGE_CLIENT_" + re.sub(r"[^A-Z0-9]", "_", client_id.upper()) + "_SECRET"
 
 
 def _parse_client(
@@ -472,7 +486,7 @@ def _parse_client(
     if exchange and public is not False:
         problems.append(f"{where}.token_exchange_audiences: only confidential clients may "
                         "exchange tokens")
-    secret_var = "BRIDGE_CLIENT_" + re.sub(r"[^A-Z0-9]", "_", client_id.upper()) + "_SECRET"
+    secret_var = client_secret_variable(client_id)
     secret = _read_secret(env, secret_var, problems)
     if public is False and not secret:
         problems.append(f"{where}: a confidential client needs a secret in {secret_var} "

@@ -30,16 +30,23 @@ class BridgeError(Exception):
 
 
 class ConfigError(BridgeError):
-    """Configuration (settings, IdP metadata, mapping) is invalid; start-up stops."""
+    """Configuration (settings, IdP metadata, mapping) is invalid; start-up stops. Through the
+    admin API it is a refused change: ``code`` names the kind when one is more precise than
+    ``config_invalid``."""
 
     default_code = "config_invalid"
 
-    def __init__(self, problems: list[str] | str) -> None:
+    def __init__(self, problems: list[str] | str, *, code: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("config_invalid", "; ".join(self.problems))
+        super().__init__(code or "config_invalid", "; ".join(self.problems))
 
     def __str__(self) -> str:
         return "invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class Conflict(ConfigError):
+    """A change that cannot be made in the current state (a slug declared as a file, an entity ID
+    another IdP holds): 409 through the admin API."""
 
 
 class SamlRejected(BridgeError):

@@ -32,7 +32,7 @@ from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.identity import Identity
-from bridge.idp_registry import IdpRegistry
+from bridge.idp_registry import IdpRegistry, register_file_idps
 from bridge.saml import response as saml_response
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.idp import IdentityProvider, load_idp_directory
@@ -175,7 +175,12 @@ class Bridge:
         now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
         files = load_idp_directory(settings.idp_metadata_dir, now=now)
         db = Database(settings.database_url)
-        db.require_migrated()
+        try:
+            db.require_migrated()
+            register_file_idps(db, files, settings.idp_metadata_dir)
+        except BaseException:
+            db.dispose()  # start-up stops here: leave no connection open behind
+            raise
         bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
         bridge.keys.ensure_keys()
         bridge.sp_keys.ensure_key()
@@ -193,22 +198,32 @@ class Bridge:
             if idp is None:
                 raise AuthorizeError("idp_unknown", "Unknown idp.", redirectable=True,
                                      log_detail={"idp": request.idp[:64]})
-            return idp
+            return self._current(idp)
         if len(self.idps) == 1:
-            return next(iter(self.idps.values()))
+            return self._current(next(iter(self.idps.values())))
         if request.login_hint and "@" in request.login_hint:
             domain = request.login_hint.rsplit("@", 1)[1].lower()
             matches = [i for i in self.idps.values() if domain in i.settings.email_domains]
             if len(matches) == 1:
-                return matches[0]
+                return self._current(matches[0])
         if not self.idps:
             raise AuthorizeError("idp_unknown", "No identity provider is configured.",
                                  redirectable=True, oauth_error="temporarily_unavailable")
         return IdpChoice(tuple(sorted(self.idps.values(), key=lambda i: i.display_name)))
 
+    def _current(self, idp: IdentityProvider) -> IdentityProvider:
+        try:
+            idp.require_current_metadata(self.clock.now())
+        except SamlRejected as error:
+            raise AuthorizeError(error.code, error.public_detail, redirectable=True,
+                                 oauth_error="temporarily_unavailable",
+                                 log_detail=error.log_detail) from None
+        return idp
+
     def start_login(self, request: AuthorizationRequest, idp: IdentityProvider,
                     browser_token: str | None) -> LoginStart:
         now = self.clock.now()
+        idp.require_current_metadata(now)
         if not browser_token or len(browser_token) > 64:
             browser_token = new_secret()
         request_id, url = authn_request_redirect(idp, self.service_provider(idp.slug))
@@ -252,6 +267,7 @@ class Bridge:
         idp = self.idps.get(slug)
         if idp is None:
             raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+        idp.require_current_metadata(self.clock.now())
         if not posted:
             raise SamlRejected("saml_malformed", "The request carries no SAMLResponse.")
         received = saml_response.receive(posted, idp=idp, clock=self.clock,
@@ -614,6 +630,7 @@ class Bridge:
         try:
             if idp is None:
                 raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            idp.require_current_metadata(self.clock.now())
             request = verify_logout_request(query_string, idp=idp,
                                             slo_url=self.settings.slo_url(slug), clock=self.clock)
         except BridgeError as error:
@@ -673,6 +690,7 @@ class Bridge:
             form.get("assertion", ""), idps=self.idps, sp_entity_id=self.settings.sp_entity_id,
             token_url=f"{self.settings.base_url}/token", clock=self.clock)
         idp = self.idps[verified.idp_slug]
+        idp.require_current_metadata(self.clock.now())
         identity = to_identity(verified, idp)
         claims = build_claims(client.claims_version, identity, idp.settings.mapping)
         scope = " ".join(dict.fromkeys(requested))

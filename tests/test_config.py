@@ -126,3 +126,15 @@ def test_weak_secrets_are_refused_from_files_too(tmp_path: Path) -> None:
 def test_missing_config_file_names_it() -> None:
     with pytest.raises(ConfigError, match="nowhere.toml: not found"):
         load_settings("/nowhere.toml", environ={})
+
+
+def test_two_clients_cannot_share_one_secret_variable() -> None:
+    """`svc.a` and `SVC-A` both read BRIDGE_CLIENT_SVC_A_SECRET: either client could
+    authenticate as the other with the one secret the operator set."""
+    clients = [{"client_id": client_id, "redirect_uris": ["https://svc.example.com/cb"],
+                "audience": "api", "public": False} for client_id in ("svc.a", "SVC-A")]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"BRIDGE_CLIENT_SVC_A_SECRET": secrets.token_urlsafe(32)},
+                      overrides={"clients": clients})
+    assert ("clients[1].client_id: 'SVC-A' and 'svc.a' would share the secret "
+            "BRIDGE_CLIENT_SVC_A_SECRET") in str(caught.value)

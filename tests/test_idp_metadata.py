@@ -45,6 +45,22 @@ def metadata(*certs: str, entity_id: str = "https://idp.example.org", sso: bool 
             "</md:EntityDescriptor>")
 
 
+def dated(text: str, **attributes: str) -> str:
+    """``text`` with attributes on its EntityDescriptor (validUntil, cacheDuration)."""
+    extra = " ".join(f'{name}="{value}"' for name, value in attributes.items())
+    return text.replace("<md:EntityDescriptor ", f"<md:EntityDescriptor {extra} ", 1)
+
+
+def grouped(text: str, valid_until: str) -> str:
+    """``text`` inside an EntitiesDescriptor with this validUntil."""
+    return (f'<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+            f'validUntil="{valid_until}">{text}</md:EntitiesDescriptor>')
+
+
+PAST = (NOW - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+FUTURE = (NOW + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def load(tmp_path: Path, files: dict[str, str]) -> dict:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -79,6 +95,17 @@ def test_settings_file_is_read(tmp_path: Path) -> None:
     (metadata(certificate(), entity_id=""), "has no entityID"),
     ('<?xml version="1.0"?><!DOCTYPE md [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
      + metadata(certificate()), "DTDs and entity declarations are not allowed"),
+    # SAML Metadata §2.3.1: past validUntil, the document (and all it contains) is not used.
+    (dated(metadata(certificate()), validUntil=PAST),
+     f"the metadata expired at {PAST} (validUntil on md:EntityDescriptor)"),
+    (grouped(dated(metadata(certificate()), validUntil=FUTURE), PAST),
+     f"the metadata expired at {PAST} (validUntil on md:EntitiesDescriptor)"),
+    (dated(metadata(certificate()), validUntil="next week"),
+     "validUntil 'next week' is not an xs:dateTime"),
+    (dated(metadata(certificate()), cacheDuration="6 hours"),
+     "cacheDuration '6 hours' is not an xs:duration"),
+    (metadata(certificate(), entity_id="https://idp.example.org/" + "x" * 1001),
+     "the entityID is 1025 characters long; SAML allows at most 1024"),
 ])
 def test_bad_metadata_is_refused_naming_file_and_problem(tmp_path: Path, text: str,
                                                           problem: str) -> None:
@@ -97,7 +124,7 @@ def _valid_until(text: str, value: str, element: str = "md:EntityDescriptor") ->
 def test_metadata_past_its_valid_until_is_refused(tmp_path: Path, element: str) -> None:
     # SAML Metadata §2.3.2, §2.4.1: the document says how long it may be used.
     past = (NOW - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with pytest.raises(ConfigError, match=r"the metadata expired \(validUntil"):
+    with pytest.raises(ConfigError, match=r"the metadata expired at .* \(validUntil on md:"):
         load(tmp_path, {"corp.xml": _valid_until(metadata(certificate()), past, element)})
 
 
@@ -112,6 +139,16 @@ def test_metadata_within_its_valid_until_is_accepted(tmp_path: Path, value: str)
 def test_a_valid_until_that_is_no_time_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="validUntil 'tomorrow' is not an xs:dateTime"):
         load(tmp_path, {"corp.xml": _valid_until(metadata(certificate()), "tomorrow")})
+
+
+def test_the_documents_own_dates_are_read(tmp_path: Path) -> None:
+    idps = load(tmp_path, {"corp.xml": grouped(dated(metadata(certificate()), validUntil=FUTURE,
+                                                      cacheDuration="P1DT2H30M"),
+                                                "2999-01-01T00:00:00Z")})
+    found = idps["corp"].metadata
+    assert found.valid_until.strftime("%Y-%m-%dT%H:%M:%SZ") == FUTURE  # the earliest one
+    assert found.cache_duration_seconds == 86400 + 2 * 3600 + 30 * 60
+    assert found.published_at is None
 
 
 def test_expired_certificate_beside_a_current_one_is_accepted(tmp_path: Path) -> None:
@@ -156,3 +193,16 @@ def test_bad_metadata_stops_start_up_with_its_name(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "corp.xml" in result.stderr and "no signing certificate" in result.stderr
+
+
+def test_an_expired_metadata_file_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "idp").mkdir()
+    (tmp_path / "idp" / "corp.xml").write_text(dated(metadata(certificate()), validUntil=PAST))
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", "check"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={"BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"), "PATH": "/usr/bin:/bin",
+             "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance")},
+    )
+    assert result.returncode == 2
+    assert f"{tmp_path / 'idp' / 'corp.xml'}: the metadata expired at {PAST}" in result.stderr

@@ -6,6 +6,13 @@ Metadata arrives as a document or from a URL, first as a *proposed* version with
 what is in force; it applies at once when the IdP's policy allows (by default: only added
 certificates), otherwise when an admin applies it. Every applied version stays in the history and
 any earlier one can be restored.
+
+Two rules guard identity and trust (docs/decisions/0011 and 0012):
+- one IdP per entity ID, since ``sub`` is derived from it: checked in the same transaction that
+  puts a version in force, and enforced by the unique constraint on ``idp_entity_ids``;
+- a document past its ``validUntil`` is refused, and no document that is not shown to be newer
+  than the one in force, or that brings back a certificate this IdP once dropped, applies
+  without a person.
 """
 
 from __future__ import annotations
@@ -16,24 +23,24 @@ import json
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.admin.fetch import FetchPolicy, fetch_metadata
-from bridge.admin.metadata_diff import metadata_diff
+from bridge.admin.metadata_diff import document_order, metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
-from bridge.errors import ConfigError, NotFound
+from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.federation import Bridge, check_idp_initiated_targets
 from bridge.idp_registry import IdpRegistry, load_managed_idp
 from bridge.saml.idp import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
-from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+from bridge.store.models import AuditEvent, IdpEntityId, IdpMetadataVersion, IdpRecord
 
 WARN_DAYS = (30, 7)
-
-
-class Conflict(ConfigError):
-    """The request cannot be done in the current state (e.g. a slug declared as a file)."""
+# A metadata URL is never fetched more often than this, whatever cacheDuration says.
+MIN_REFRESH_SECONDS = 300
 
 
 def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
@@ -81,7 +88,16 @@ class IdpAdmin:
         return detail
 
     def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
-        certificates = certificate_report(idp.metadata, self._now())
+        now = self._now()
+        certificates = certificate_report(idp.metadata, now)
+        warnings = {c["warning"] for c in certificates if c["warning"]}
+        valid_until = idp.metadata.valid_until
+        if valid_until is not None:
+            days = (valid_until - now).total_seconds() / 86400
+            if days <= 0:
+                warnings.add("metadata_expired")
+            elif days < WARN_DAYS[1]:
+                warnings.add("metadata_expires_within_7_days")
         return {
             "slug": slug,
             "source": self.registry.source(slug),
@@ -90,7 +106,8 @@ class IdpAdmin:
             "sso_url": idp.sso_url,
             "acs_url": self.bridge.settings.acs_url(slug),
             "certificates": certificates,
-            "warnings": sorted({c["warning"] for c in certificates if c["warning"]}),
+            "metadata_valid_until": valid_until.isoformat() if valid_until else None,
+            "warnings": sorted(warnings),
             **health,
         }
 
@@ -166,22 +183,29 @@ class IdpAdmin:
             raise ConfigError("metadata: upload a document or give a metadata URL")
         settings_json = self._validated_settings(slug, settings)
         idp = self._validated(slug, xml, settings_json)
-        self._check_entity_id_free(slug, idp.metadata.entity_id)
+        entity_id = idp.metadata.entity_id
         now = self.clock.now()
-        with self.db.transaction() as session:
-            version = self._new_version(slug, xml, "url" if url else "upload", actor, now,
-                                        metadata_diff(None, idp.metadata), status="applied")
-            session.add(version)
-            session.flush()
-            session.add(IdpRecord(slug=slug, version_id=version.id, settings_json=settings_json,
-                                  metadata_url=url, created_at=now, updated_at=now,
-                                  metadata_etag=fetched.etag if fetched else None,
-                                  metadata_last_modified=fetched.last_modified if fetched else None,
-                                  metadata_fetched_at=now if fetched else None))
-            audit.record(session, at=now, event="idp_created", outcome="success", idp_slug=slug,
-                         detail={"actor": actor, "entity_id": idp.metadata.entity_id,
-                                 "metadata_url": url, "version": version.id,
-                                 "settings": json.loads(settings_json)})
+        try:
+            with self.db.transaction() as session:
+                self._claim_entity_id(session, slug, entity_id)
+                version = self._new_version(slug, xml, "url" if url else "upload", actor, now,
+                                            metadata_diff(None, idp.metadata), status="applied")
+                session.add(version)
+                session.flush()
+                session.add(IdpRecord(slug=slug, version_id=version.id,
+                                      settings_json=settings_json, metadata_url=url,
+                                      created_at=now, updated_at=now,
+                                      metadata_etag=fetched.etag if fetched else None,
+                                      metadata_last_modified=(fetched.last_modified if fetched
+                                                              else None),
+                                      metadata_fetched_at=now if fetched else None))
+                audit.record(session, at=now, event="idp_created", outcome="success",
+                             idp_slug=slug,
+                             detail={"actor": actor, "entity_id": entity_id,
+                                     "metadata_url": url, "version": version.id,
+                                     "settings": json.loads(settings_json)})
+        except IntegrityError:
+            raise self._lost_race(slug, entity_id) from None
         self.registry.invalidate()
         return self.get_idp(slug)
 
@@ -228,6 +252,9 @@ class IdpAdmin:
             row = session.get(IdpRecord, slug)
             if row is not None:
                 session.delete(row)
+            held = session.get(IdpEntityId, slug)
+            if held is not None and held.source == "api":
+                session.delete(held)
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json)})
@@ -285,8 +312,8 @@ class IdpAdmin:
         return outcome
 
     def refresh_due(self, *, every: bool = False) -> dict[str, str]:
-        """Refresh every API-managed IdP whose metadata URL is due (its metadata_refresh_seconds
-        have passed since the last fetch); one IdP's failure does not stop the others."""
+        """Refresh every API-managed IdP whose metadata URL is due; one IdP's failure does not
+        stop the others. An IdP is due when ``refresh_interval`` has passed since its last fetch."""
         with self.db.transaction() as session:
             records = list(session.scalars(select(IdpRecord).where(
                 IdpRecord.metadata_url.is_not(None))))
@@ -294,9 +321,9 @@ class IdpAdmin:
         outcomes: dict[str, str] = {}
         for record in records:
             idp = self.registry.get(record.slug)
-            interval = idp.settings.metadata_refresh_seconds if idp else 6 * 3600
             if not every and record.metadata_fetched_at is not None and (
-                    now - record.metadata_fetched_at < interval):
+                    now - record.metadata_fetched_at < self.refresh_interval(
+                        idp, record.metadata_fetched_at)):
                 continue
             try:
                 outcomes[record.slug] = str(self.refresh(record.slug)["status"])
@@ -304,16 +331,62 @@ class IdpAdmin:
                 outcomes[record.slug] = f"failed: {error}"
         return outcomes
 
+    @staticmethod
+    def refresh_interval(idp: IdentityProvider | None, fetched_at: float) -> float:
+        """Seconds from a fetch to the next: the IdP's ``metadata_refresh_seconds`` (at most 7
+        days), shortened by the document in force's ``cacheDuration`` (SAML Metadata §2.3.1: how
+        long a copy may be cached) and by half the time its ``validUntil`` left at that fetch,
+        so a fresh copy arrives before it expires; never under MIN_REFRESH_SECONDS."""
+        if idp is None:
+            return 6 * 3600
+        interval = float(idp.settings.metadata_refresh_seconds)
+        metadata = idp.metadata
+        if metadata.cache_duration_seconds is not None:
+            interval = min(interval, metadata.cache_duration_seconds)
+        if metadata.valid_until is not None:
+            interval = min(interval, (metadata.valid_until.timestamp() - fetched_at) / 2)
+        return max(interval, MIN_REFRESH_SECONDS)
+
     def _propose(self, slug: str, record: IdpRecord, xml: bytes, source: str,
                  actor: str) -> dict[str, Any]:
         current = self.registry[slug]
         proposed = self._validated(slug, xml, record.settings_json)
         self._check_entity_id_free(slug, proposed.metadata.entity_id)
         diff = metadata_diff(current.metadata, proposed.metadata)
+        # Which document is newer is read from the documents themselves, never from when they
+        # were fetched: a replayed old document is fetched "now" too.
+        order = document_order(current.metadata, proposed.metadata)
+        diff["document"] = {
+            "order": order,
+            "valid_until": _iso(proposed.metadata.valid_until),
+            "published_at": _iso(proposed.metadata.published_at),
+            "cache_duration_seconds": proposed.metadata.cache_duration_seconds,
+        }
+        readded = self._readded_certificates(slug, current, proposed)
+        diff["certificates_readded"] = readded
         if diff["identical"]:
-            return {"status": "identical", "diff": diff}
+            if order != "newer":
+                return {"status": "identical", "diff": diff}
+            # A renewal (same facts, a later validUntil or publication): nothing the policy
+            # governs changes, and without it the document in force would expire.
+            diff["renewal"] = True
         policy = current.settings.metadata_auto_apply
-        automatic = policy == "all" or (policy == "additions" and diff["only_certificate_additions"])
+        withheld = []
+        if order in ("older", "same"):
+            withheld.append("the document is not newer than the one in force (by its "
+                            + ("publication time" if proposed.metadata.published_at
+                               and current.metadata.published_at else "validUntil") + ")")
+        elif order == "not_comparable":
+            withheld.append("the document in force is dated and this one carries no comparable "
+                            "date (mdrpi:PublicationInfo creationInstant or validUntil), so it "
+                            "cannot be shown to be newer")
+        if readded:
+            withheld.append("it brings back certificates this IdP dropped before: "
+                            + ", ".join(c["sha256"][:16] for c in readded))
+        automatic = not withheld and (
+            diff.get("renewal") or policy == "all"
+            or (policy == "additions" and diff["only_certificate_additions"]))
+        diff["auto_apply_withheld"] = withheld
         now = self.clock.now()
         with self.db.transaction() as session:
             version = self._new_version(slug, xml, source, actor, now, diff,
@@ -325,49 +398,89 @@ class IdpAdmin:
                          idp_slug=slug, detail={"actor": actor, "version": version_id,
                                                 "source": source, "diff": diff})
         if automatic:
-            self.apply_version(slug, version_id, actor=f"policy:{policy} ({actor})")
-            return {"status": "applied", "version": version_id, "diff": diff}
-        return {"status": "pending", "version": version_id, "diff": diff}
+            reason = "renewal" if diff.get("renewal") else f"policy:{policy}"
+            # Applied only over the version it was compared with: if another change got in
+            # first, it waits for a person.
+            if self._apply(slug, version_id, proposed.metadata.entity_id,
+                           actor=f"{reason} ({actor})", over=record.version_id):
+                self.registry.invalidate()
+                return {"status": "applied", "version": version_id, "diff": diff}
+        return {"status": "pending", "version": version_id, "diff": diff,
+                **({"withheld": withheld} if withheld else {})}
 
     def apply_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
-        self._validated(slug, xml.encode(), record.settings_json)
-        now = self.clock.now()
-        with self.db.transaction() as session:
-            row = session.get(IdpRecord, slug, with_for_update=True)
-            version = session.get(IdpMetadataVersion, version_id)
-            assert row is not None and version is not None
-            if version.status == "discarded":
-                raise Conflict(f"version {version_id} was discarded")
-            before = row.version_id
-            for previous in session.scalars(select(IdpMetadataVersion).where(
-                    IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
-                previous.status = "superseded"
-            version.status, version.applied_at, version.applied_by = "applied", now, actor
-            row.version_id, row.updated_at = version_id, now
-            audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
-                         idp_slug=slug, detail={"actor": actor, "before": before,
-                                                "after": version_id})
+        idp = self._validated(slug, xml.encode(), record.settings_json)
+        self._apply(slug, version_id, idp.metadata.entity_id, actor=actor)
         self.registry.invalidate()
         return self.get_idp(slug)
 
+    def _apply(self, slug: str, version_id: int, entity_id: str, *, actor: str,
+               over: int | None = None) -> bool:
+        """Put a version in force, its entity ID claimed in the same transaction. With ``over``,
+        only if that version is still the one in force (else False, nothing changed)."""
+        now = self.clock.now()
+        try:
+            with self.db.transaction() as session:
+                row = session.get(IdpRecord, slug, with_for_update=True)
+                version = session.get(IdpMetadataVersion, version_id)
+                if row is None:
+                    raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+                if version is None or version.slug != slug:
+                    raise NotFound("version_unknown", "No such metadata version.")
+                if version.status == "discarded":
+                    raise Conflict(f"version {version_id} was discarded")
+                if over is not None and row.version_id != over:
+                    return False
+                self._claim_entity_id(session, slug, entity_id)
+                before = row.version_id
+                for previous in session.scalars(select(IdpMetadataVersion).where(
+                        IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
+                    previous.status = "superseded"
+                version.status, version.applied_at, version.applied_by = "applied", now, actor
+                row.version_id, row.updated_at = version_id, now
+                audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
+                             idp_slug=slug, detail={"actor": actor, "before": before,
+                                                    "after": version_id,
+                                                    "entity_id": entity_id})
+        except IntegrityError:
+            raise self._lost_race(slug, entity_id) from None
+        return True
+
     def restore_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
         """Roll back: an earlier version becomes a new applied version (history is never
-        rewritten)."""
+        rewritten). Made and put in force in one transaction, so a refusal leaves nothing."""
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
         current = self.registry[slug]
         restored = self._validated(slug, xml.encode(), record.settings_json)
+        entity_id = restored.metadata.entity_id
         now = self.clock.now()
-        with self.db.transaction() as session:
-            version = self._new_version(slug, xml.encode(), "restore", actor, now,
-                                        {**metadata_diff(current.metadata, restored.metadata),
-                                         "restored_from": version_id}, status="pending")
-            session.add(version)
-            session.flush()
-            new_id = version.id
-        return self.apply_version(slug, new_id, actor=actor)
+        try:
+            with self.db.transaction() as session:
+                row = session.get(IdpRecord, slug, with_for_update=True)
+                if row is None:
+                    raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+                self._claim_entity_id(session, slug, entity_id)
+                for previous in session.scalars(select(IdpMetadataVersion).where(
+                        IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):
+                    previous.status = "superseded"
+                version = self._new_version(
+                    slug, xml.encode(), "restore", actor, now,
+                    {**metadata_diff(current.metadata, restored.metadata),
+                     "restored_from": version_id}, status="applied")
+                session.add(version)
+                session.flush()
+                before, row.version_id, row.updated_at = row.version_id, version.id, now
+                audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
+                             idp_slug=slug, detail={"actor": actor, "before": before,
+                                                    "after": version.id, "restored_from": version_id,
+                                                    "entity_id": entity_id})
+        except IntegrityError:
+            raise self._lost_race(slug, entity_id) from None
+        self.registry.invalidate()
+        return self.get_idp(slug)
 
     def discard_version(self, slug: str, version_id: int, *, actor: str) -> None:
         self._managed(slug)
@@ -407,9 +520,76 @@ class IdpAdmin:
         return idp
 
     def _check_entity_id_free(self, slug: str, entity_id: str) -> None:
-        for other, idp in self.registry.items():
+        """Early refusal of a proposal whose entity ID another IdP holds; the binding check is
+        ``_claim_entity_id``, in the transaction that puts a version in force."""
+        with self.db.transaction() as session:
+            holder = session.scalars(select(IdpEntityId).where(
+                IdpEntityId.entity_id == entity_id, IdpEntityId.slug != slug)).first()
+            if holder is not None:
+                raise self._in_use(entity_id, holder.slug, holder.source)
+        self._check_files(slug, entity_id)
+
+    def _claim_entity_id(self, session: Session, slug: str, entity_id: str) -> None:
+        """Record ``entity_id`` as the one ``slug`` answers to, in the caller's transaction.
+        The row is read first for a precise refusal; the unique constraint on
+        ``idp_entity_ids.entity_id`` decides between two transactions that both read it free
+        (the loser's flush raises IntegrityError, see ``_lost_race``)."""
+        self._check_files(slug, entity_id)
+        holder = session.scalars(select(IdpEntityId).where(
+            IdpEntityId.entity_id == entity_id)).first()
+        if holder is not None and holder.slug != slug:
+            raise self._in_use(entity_id, holder.slug, holder.source)
+        row = session.get(IdpEntityId, slug)
+        if row is None:
+            session.add(IdpEntityId(slug=slug, entity_id=entity_id, source="api"))
+        elif row.source != "api":
+            raise Conflict(f"slug: {slug!r} is declared as a file in idp_metadata/")
+        else:
+            row.entity_id = entity_id
+        session.flush()
+
+    def _check_files(self, slug: str, entity_id: str) -> None:
+        # This node's own files, whatever another node entered in idp_entity_ids.
+        for other, idp in self.registry.files.items():
             if other != slug and idp.metadata.entity_id == entity_id:
-                raise Conflict(f"metadata: entity ID {entity_id!r} is already used by IdP {other}")
+                raise self._in_use(entity_id, other, "file")
+
+    def _lost_race(self, slug: str, entity_id: str) -> ConfigError:
+        """What to say after a unique constraint refused a write: read who won."""
+        with self.db.transaction() as session:
+            holder = session.scalars(select(IdpEntityId).where(
+                IdpEntityId.entity_id == entity_id)).first()
+            if holder is not None and holder.slug != slug:
+                return self._in_use(entity_id, holder.slug, holder.source)
+        return Conflict(f"IdP {slug!r} was changed at the same time by another request; "
+                        "reload and try again")
+
+    @staticmethod
+    def _in_use(entity_id: str, holder: str, source: str) -> Conflict:
+        where = "a file in idp_metadata/" if source == "file" else "managed through the admin API"
+        return Conflict(f"metadata: entity ID {entity_id!r} is already used by IdP {holder} "
+                        f"({where}); an entity ID belongs to one IdP, since sub is derived from "
+                        "it", code="idp_entity_id_in_use")
+
+    def _readded_certificates(self, slug: str, current: IdentityProvider,
+                              proposed: IdentityProvider) -> list[dict[str, Any]]:
+        """Certificates the proposal adds that this IdP had in force before and dropped since: a
+        withdrawn key never comes back without a person, however the document is dated."""
+        in_force = {c.sha256_fingerprint for c in current.metadata.signing_certificates}
+        added = [c for c in proposed.metadata.signing_certificates
+                 if c.sha256_fingerprint not in in_force]
+        if not added:
+            return []
+        seen: set[str] = set()
+        with self.db.transaction() as session:
+            for diff_json in session.scalars(select(IdpMetadataVersion.diff_json).where(
+                    IdpMetadataVersion.slug == slug, IdpMetadataVersion.applied_at.is_not(None))):
+                # added + kept is the whole certificate set of a version (metadata_diff).
+                diff = json.loads(diff_json)
+                seen.update(c["sha256"] for key in ("certificates_added", "certificates_kept")
+                            for c in diff.get(key, ()))
+        return [{"sha256": c.sha256_fingerprint, "not_after": c.not_after.isoformat()}
+                for c in added if c.sha256_fingerprint in seen]
 
     @staticmethod
     def _new_version(slug: str, xml: bytes, source: str, actor: str, now: float,
@@ -419,3 +599,7 @@ class IdpAdmin:
             sha256=hashlib.sha256(xml).hexdigest(), status=status, source=source, created_at=now,
             created_by=actor, applied_at=now if status == "applied" else None,
             applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,6 +1,7 @@
 """What changes when new metadata replaces the metadata in force: shown to the admin before
 applying, and used by the IdP's auto-apply policy (certificate additions may apply at once;
-removals and everything else wait for a person)."""
+removals and everything else wait for a person), with the order of the two documents by their
+own dates (docs/decisions/0012-metadata-freshness.md)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ def metadata_diff(current: IdpMetadata | None, proposed: IdpMetadata) -> dict[st
     changes["identical"] = current is not None and not changed and not changes[
         "certificates_added"] and not changes["certificates_removed"]
     return changes
+
+
+def document_order(current: IdpMetadata, proposed: IdpMetadata) -> str:
+    """Whether ``proposed`` is a newer document than ``current``, by the documents' own times:
+    the MDRPI publication instant when both carry one, else ``validUntil`` when both carry one
+    (a publisher re-signs with a later expiry). "newer", "older" or "same"; "not_comparable" when
+    ``current`` is dated but not in a field ``proposed`` also carries; "unknown" when ``current``
+    carries no date at all (then no order can be shown either way)."""
+    for field in ("published_at", "valid_until"):
+        before, after = getattr(current, field), getattr(proposed, field)
+        if before is not None and after is not None:
+            return "newer" if after > before else "older" if after < before else "same"
+    if current.published_at is None and current.valid_until is None:
+        return "unknown"
+    return "not_comparable"

@@ -20,7 +20,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, SamlRejected
 from bridge.saml import onelogin
 from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
 from bridge.saml.sp_keys import DecryptionKey
@@ -70,6 +70,18 @@ class IdentityProvider:
 
     def __post_init__(self) -> None:
         self.keys = CertificateKeys([c.pem for c in self.metadata.signing_certificates])
+
+    def require_current_metadata(self, now: float) -> None:
+        """SAML Metadata §2.3.1: past its ``validUntil`` a metadata document is not used, so
+        nothing this IdP signs is trusted until current metadata is in force."""
+        if self.metadata.expired(dt.datetime.fromtimestamp(now, dt.UTC)):
+            assert self.metadata.valid_until is not None
+            raise SamlRejected(
+                "idp_metadata_expired",
+                "This identity provider's metadata has expired; an administrator must load "
+                "current metadata.",
+                log_detail={"idp": self.slug,
+                            "valid_until": self.metadata.valid_until.isoformat()})
 
     @property
     def display_name(self) -> str:

@@ -1,13 +1,22 @@
 """IdP metadata: parse a SAML 2.0 ``EntityDescriptor`` into the facts the SP needs.
 
 Parsing is strict and every refusal names the problem, so an admin can fix the file: no DTD, one
-IdP descriptor, at least one usable signing certificate, an SSO endpoint we can send requests to.
+IdP descriptor, at least one usable signing certificate, an SSO endpoint we can send requests to,
+and a document that has not expired (``validUntil``, SAML Metadata §2.3.1/§2.3.2/§2.4.1).
+
+The document's own times travel with the facts: ``valid_until`` (the earliest ``validUntil`` on
+the IdP's descriptor, its EntityDescriptor and every enclosing EntitiesDescriptor),
+``cache_duration_seconds`` (the shortest ``cacheDuration`` there) and ``published_at`` (the MDRPI
+``PublicationInfo/@creationInstant``). They decide when it must be fetched again and whether a
+newer document really is newer (docs/decisions/0012-metadata-freshness.md).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -19,6 +28,10 @@ from bridge.saml import ns
 from bridge.saml.xml_parser import parse_untrusted
 
 MAX_METADATA_BYTES = 2 * 1024 * 1024
+# SAML Metadata §2.3.2: entityID is a URI of at most 1024 characters.
+MAX_ENTITY_ID_LENGTH = 1024
+# SAML Metadata Extensions for Registration and Publication Information (MDRPI) §2.2.
+MDRPI = "urn:oasis:names:tc:SAML:metadata:rpi"
 
 
 @dataclass(frozen=True)
@@ -41,14 +54,23 @@ class IdpMetadata:
     nameid_formats: tuple[str, ...]
     want_authn_requests_signed: bool
     slo_redirect_url: str | None = None
+    # The document's own times (see the module docstring); None when it carries none.
+    valid_until: dt.datetime | None = None
+    cache_duration_seconds: int | None = None
+    published_at: dt.datetime | None = None
+
+    def expired(self, now: dt.datetime) -> bool:
+        """SAML Metadata §2.3.1: past ``validUntil`` the document may no longer be used."""
+        return self.valid_until is not None and self.valid_until <= now
 
 
 def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
                        check_expiry: bool = True) -> IdpMetadata:
     """Parse metadata bytes; raise ``ConfigError`` naming ``source`` and the problem.
 
-    ``check_expiry`` refuses metadata whose certificates have all expired: right for a new
-    document, wrong for reloading one that was accepted before (it is then reported instead)."""
+    ``check_expiry`` refuses metadata past its ``validUntil`` or whose certificates have all
+    expired: right for a new document, wrong for reloading one that was accepted before (it is
+    then reported, and an expired document is refused where it would be used)."""
 
     def fail(problem: str) -> ConfigError:
         return ConfigError(f"{source}: {problem}")
@@ -58,7 +80,6 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
     except SamlRejected as exc:
         raise fail(f"{exc.public_detail} {exc.log_detail.get('parser', '')}".strip()) from None
 
-    document = root
     if root.tag == f"{{{ns.MD}}}EntitiesDescriptor":
         candidates = [e for e in root.iter(f"{{{ns.MD}}}EntityDescriptor")
                       if e.find(f"{{{ns.MD}}}IDPSSODescriptor") is not None]
@@ -71,6 +92,9 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
     entity_id = (root.get("entityID") or "").strip()
     if not entity_id:
         raise fail("md:EntityDescriptor has no entityID")
+    if len(entity_id) > MAX_ENTITY_ID_LENGTH:
+        raise fail(f"the entityID is {len(entity_id)} characters long; SAML allows at most "
+                   f"{MAX_ENTITY_ID_LENGTH}")
     descriptors = root.findall(f"{{{ns.MD}}}IDPSSODescriptor")
     if len(descriptors) != 1:
         raise fail(f"expected one md:IDPSSODescriptor, found {len(descriptors)}")
@@ -102,8 +126,11 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
     if not certificates:
         raise fail("md:IDPSSODescriptor has no signing certificate "
                    "(KeyDescriptor use=\"signing\" with ds:X509Certificate)")
-    if check_expiry:
-        _check_valid_until((document, root, idp), now, fail)
+    valid_until, valid_until_on, cache_duration, published_at = _document_times(root, idp, fail)
+    if check_expiry and valid_until is not None and valid_until <= now:
+        raise ConfigError(f"{source}: the metadata expired at {valid_until:%Y-%m-%dT%H:%M:%SZ} "
+                          f"(validUntil on md:{valid_until_on}); get a current document from the "
+                          "IdP or its federation", code="idp_metadata_expired")
     if check_expiry and not any(c.not_after > now for c in certificates):
         latest = max(c.not_after for c in certificates)
         raise fail(f"every signing certificate has expired (latest expired {latest:%Y-%m-%d}); "
@@ -124,29 +151,75 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
         nameid_formats=tuple(f for f in formats if f),
         want_authn_requests_signed=idp.get("WantAuthnRequestsSigned") in ("true", "1"),
         slo_redirect_url=slo_url,
+        valid_until=valid_until,
+        cache_duration_seconds=cache_duration,
+        published_at=published_at,
     )
 
 
-def _check_valid_until(elements: tuple[etree._Element, ...], now: dt.datetime, fail) -> None:
-    """SAML Metadata §2.3.1, §2.3.2, §2.4.1: validUntil is when the metadata in the element
-    expires. An expired document is refused even when its signature verifies: otherwise whoever
-    answers at a metadata URL could serve an old signed document again (a rollback, e.g. to one
-    that still lists a retired signing key)."""
-    for element in dict.fromkeys(elements):
+def _document_times(entity: etree._Element, descriptor: etree._Element,
+                    fail: Callable[[str], ConfigError]
+                    ) -> tuple[dt.datetime | None, str, int | None, dt.datetime | None]:
+    """validUntil and cacheDuration apply to an element and everything it contains (SAML Metadata
+    §2.3.1), so the IdP's descriptor, its EntityDescriptor and every enclosing EntitiesDescriptor
+    bound it: the earliest expiry and the shortest cache duration win."""
+    scopes = [descriptor, entity, *entity.iterancestors(f"{{{ns.MD}}}EntitiesDescriptor")]
+    valid_until: dt.datetime | None = None
+    valid_until_on = ""
+    cache: int | None = None
+    for element in scopes:
+        where = _local(element.tag)
         value = element.get("validUntil")
-        if value is None:
-            continue
-        try:
-            until = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise fail(f"{_local(element.tag)} validUntil {value[:64]!r} is not an "
-                       "xs:dateTime") from None
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=dt.UTC)  # SAML Core §1.3.3: UTC
-        if until <= now:
-            raise fail(f"the metadata expired (validUntil {value.strip()} on "
-                       f"{_local(element.tag)}); ask the IdP admin or federation for a current "
-                       "document")
+        if value is not None:
+            moment = _datetime(value)
+            if moment is None:
+                raise fail(f"md:{where} validUntil {value[:64]!r} is not an xs:dateTime")
+            if valid_until is None or moment < valid_until:
+                valid_until, valid_until_on = moment, where
+        value = element.get("cacheDuration")
+        if value is not None:
+            seconds = _duration_seconds(value)
+            if seconds is None:
+                raise fail(f"md:{where} cacheDuration {value[:64]!r} is not an xs:duration")
+            cache = seconds if cache is None else min(cache, seconds)
+    published_at = None
+    for element in (entity, *entity.iterancestors(f"{{{ns.MD}}}EntitiesDescriptor")):
+        info = element.find(f"{{{ns.MD}}}Extensions/{{{MDRPI}}}PublicationInfo")
+        if info is not None and info.get("creationInstant") is not None:
+            value = info.get("creationInstant", "")
+            published_at = _datetime(value)
+            if published_at is None:
+                raise fail(f"mdrpi:PublicationInfo creationInstant {value[:64]!r} is not an "
+                           "xs:dateTime")
+            break  # the innermost publication statement describes this entity
+    return valid_until, valid_until_on, cache, published_at
+
+
+def _datetime(value: str) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    # SAML Core §1.3.3: times are UTC; a missing zone means UTC.
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+_DURATION = re.compile(r"^(-)?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?"
+                       r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def _duration_seconds(value: str) -> int | None:
+    """An xs:duration in whole seconds (a year counted as 365 days, a month as 30); negative
+    durations count as zero. None if it is not an xs:duration."""
+    text = value.strip()
+    match = _DURATION.match(text)
+    if match is None or text.endswith(("P", "T")):
+        return None
+    sign, years, months, days, hours, minutes, seconds = match.groups()
+    total = (int(years or 0) * 365 * 86400 + int(months or 0) * 30 * 86400
+             + int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
+             + float(seconds or 0))
+    return 0 if sign else int(total)
 
 
 def _certificate(text: str, where: str, fail) -> SigningCertificate:

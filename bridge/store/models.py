@@ -181,6 +181,20 @@ class IdpRecord(Base):
     updated_at: Mapped[float] = mapped_column(Double, index=True)
 
 
+class IdpEntityId(Base):
+    """The entity ID each IdP in force answers to, for file IdPs (``source`` "file", written at
+    start-up) and API-managed ones ("api", written with the version in force). The unique
+    constraint is the guarantee that no two IdPs ever share one: ``sub`` is derived from the
+    entity ID (bridge.saml.subject), so two IdPs with one entity ID could mint each other's users.
+    The primary key keeps a slug to one IdP, file or API."""
+
+    __tablename__ = "idp_entity_ids"
+
+    slug: Mapped[str] = mapped_column(String(63), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(String(1024), unique=True)
+    source: Mapped[str] = mapped_column(String(8))  # file | api
+
+
 class IdpMetadataVersion(Base):
     """Every metadata document ever proposed for an IdP: applied ones form its history."""
 

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from bridge.errors import (
     BridgeError,
     ConfigError,
+    Conflict,
     NotFound,
     SamlRejected,
     StoreUnavailable,
@@ -43,7 +44,7 @@ def status_of(error: BridgeError) -> int:
         # Through the admin API a ConfigError is a refused change (422, or 409 for a conflict);
         # anywhere else it is the bridge's own configuration failing a request.
         if request.path.startswith("/admin/"):
-            return 409 if error.__class__.__name__ == "Conflict" else 422
+            return 409 if isinstance(error, Conflict) else 422
         return 503
     if error.code == "admin_unauthorized":
         return 401
