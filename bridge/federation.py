@@ -646,18 +646,12 @@ class Bridge:
                 session.execute(_INSERT_ASSERTION, {"idp_entity_id": idp.metadata.entity_id,
                                                     "assertion_id": request.id,
                                                     "expires_at": request.replay_expires_at})
-                query = select(RefreshFamily).where(RefreshFamily.idp_slug == slug,
-                                                    RefreshFamily.revoked_at.is_(None))
-                if request.session_indexes:
-                    query = query.where(RefreshFamily.session_index.in_(request.session_indexes))
-                else:
-                    query = query.where(RefreshFamily.name_id == request.name_id)
-                families = list(session.scalars(query.with_for_update()))
-                for family in families:
-                    family.revoked_at = now
-                    family.revoked_reason = "idp_logout"
+                which = (RefreshFamily.session_index.in_(request.session_indexes)
+                         if request.session_indexes else RefreshFamily.name_id == request.name_id)
+                ended = refresh_tokens.revoke_families(session, RefreshFamily.idp_slug == slug,
+                                                       which, now=now, reason="idp_logout")
                 audit.record(session, at=now, event="idp_logout", outcome="success",
-                             idp_slug=slug, detail={"families": len(families),
+                             idp_slug=slug, detail={"families": ended,
                                                     "session_indexes": len(request.session_indexes)})
         except sa_exc.IntegrityError:
             replay = SamlRejected("saml_replay", "This logout request has already been used.",
@@ -713,21 +707,17 @@ class Bridge:
         if not subject and not idp_slug:
             raise ValueError("name a subject or an IdP")
         now = self.clock.now()
+        conditions = [RefreshFamily.expires_at > now]
+        if subject:
+            conditions.append(RefreshFamily.subject == subject)
+        if idp_slug:
+            conditions.append(RefreshFamily.idp_slug == idp_slug)
         with self.db.transaction() as session:
-            query = select(RefreshFamily).where(RefreshFamily.revoked_at.is_(None),
-                                                RefreshFamily.expires_at > now)
-            if subject:
-                query = query.where(RefreshFamily.subject == subject)
-            if idp_slug:
-                query = query.where(RefreshFamily.idp_slug == idp_slug)
-            families = list(session.scalars(query.with_for_update()))
-            for family in families:
-                family.revoked_at = now
-                family.revoked_reason = reason
+            ended = refresh_tokens.revoke_families(session, *conditions, now=now, reason=reason)
             audit.record(session, at=now, event="revoke_all", outcome="success",
                          subject=subject, idp_slug=idp_slug,
-                         detail={"actor": actor, "families": len(families), "reason": reason})
-        return len(families)
+                         detail={"actor": actor, "families": ended, "reason": reason})
+        return ended
 
     def introspect(self, caller: ClientConfig, token: str) -> dict[str, object]:
         """RFC 7662: is ``token`` active, and what is it? Only for confidential callers, and only

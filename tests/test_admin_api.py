@@ -299,3 +299,31 @@ def test_session_changes_need_the_csrf_token(bridge: Bridge, client: FlaskClient
     assert allowed.status_code == 201
     # A ticket is not a session, and a session id is not a ticket.
     assert access.claim_ticket(session_id) is None
+
+
+def _code_at_acme(browser: Browser, acme: DevIdp) -> tuple[str, str]:
+    """A login through the API-managed IdP up to the authorization code: (code, verifier)."""
+    response = browser.authorize(idp="other")
+    saml_request = parse_qs(urlsplit(response.headers["Location"]).query)["SAMLRequest"][0]
+    answer = browser.post_acs(acme.response_for(acme.parse_request(saml_request, None),
+                                                USERS["alice"]), "other")
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+    return code, response.verifier  # type: ignore[attr-defined]
+
+
+def test_deleting_an_idp_ends_its_logins_and_spends_its_codes(api, acme: DevIdp,  # type: ignore[no-untyped-def]
+                                                              browser: Browser) -> None:
+    assert _create(api, acme).status_code == 201
+    tokens = browser.exchange(*_code_at_acme(browser, acme))
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    pending_code, pending_verifier = _code_at_acme(browser, acme)
+    dev_tokens = browser.tokens()  # a login through another IdP, which must survive
+
+    assert api("DELETE", "/admin/api/idps/other").status_code == 204
+
+    refreshed = browser.refresh(tokens.get_json()["refresh_token"])
+    assert (refreshed.status_code, refreshed.get_json()["error"]) == (400, "invalid_grant")
+    late = browser.exchange(pending_code, pending_verifier)
+    assert (late.status_code, late.get_json()["error"]) == (400, "invalid_grant")
+    assert browser.refresh(dev_tokens["refresh_token"]).status_code == 200

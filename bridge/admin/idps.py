@@ -22,7 +22,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,15 @@ from bridge.idp_registry import IdpRegistry, load_managed_idp
 from bridge.saml.idp import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
-from bridge.store.models import AuditEvent, IdpEntityId, IdpMetadataVersion, IdpRecord
+from bridge.store.models import (
+    AuditEvent,
+    AuthorizationCode,
+    IdpEntityId,
+    IdpMetadataVersion,
+    IdpRecord,
+    RefreshFamily,
+)
+from bridge.tokens import refresh as refresh_tokens
 
 WARN_DAYS = (30, 7)
 # A metadata URL is never fetched more often than this, whatever cacheDuration says.
@@ -255,9 +263,19 @@ class IdpAdmin:
             held = session.get(IdpEntityId, slug)
             if held is not None and held.source == "api":
                 session.delete(held)
+            # Logins through a deleted IdP end with it: nobody vouches for them any more, and an
+            # IdP created later under the same slug must not inherit them. Codes not yet
+            # exchanged are spent for the same reason.
+            ended = refresh_tokens.revoke_families(session, RefreshFamily.idp_slug == slug,
+                                                   now=now, reason="idp_deleted")
+            session.execute(update(AuthorizationCode)
+                            .where(AuthorizationCode.idp_slug == slug,
+                                   AuthorizationCode.used_at.is_(None))
+                            .values(used_at=now))
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
-                                 "settings": json.loads(record.settings_json)})
+                                 "settings": json.loads(record.settings_json),
+                                 "logins_ended": ended})
         self.registry.invalidate()
 
     # --- metadata versions -------------------------------------------------------------------------

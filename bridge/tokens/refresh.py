@@ -19,7 +19,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bridge.errors import TokenError
@@ -173,6 +173,18 @@ def revoke_family(session: Session, family_id: str, *, now: float, reason: str) 
     family.revoked_at = now
     family.revoked_reason = reason
     return True
+
+
+def revoke_families(session: Session, *conditions: ColumnElement[bool], now: float,
+                    reason: str) -> int:
+    """End every live login matching ``conditions`` (each family locked first); return how many."""
+    families = list(session.scalars(
+        select(RefreshFamily).where(RefreshFamily.revoked_at.is_(None), *conditions)
+        .with_for_update()))
+    for family in families:
+        family.revoked_at = now
+        family.revoked_reason = reason
+    return len(families)
 
 
 def family_of(session: Session, token: str) -> str | None:
