@@ -148,3 +148,17 @@ def test_refreshed_tokens_belong_to_the_same_login(browser: Browser) -> None:
     _logout(browser, refreshed)
     for token in (tokens["access_token"], refreshed["access_token"]):
         assert _introspect(browser.client, token) == {"active": False}
+
+
+def test_access_tokens_expire_by_the_injected_clock(browser: Browser, clock: MovableClock) -> None:
+    """Design note 7: every time check reads the bridge's clock, the JWT `exp` check included."""
+    tokens = browser.tokens()
+    refresh_token = tokens["refresh_token"]
+    for _ in range(3):  # keep the login live (within its idle timeout) past the token's lifetime
+        clock.offset += IDLE_SECONDS - 10
+        refreshed = browser.refresh(refresh_token)
+        assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+        refresh_token = refreshed.get_json()["refresh_token"]
+    assert clock.offset > tokens["expires_in"]
+    assert _introspect(browser.client, tokens["access_token"]) == {"active": False}
+    assert _introspect(browser.client, refreshed.get_json()["access_token"])["active"] is True

@@ -40,12 +40,27 @@ def verify(token: str, keys: KeyRing, *, issuer: str, audience: str | None, typ:
     alg, key = public
     if header.get("alg") != alg:
         raise refuse(f"alg {header.get('alg')!r} is not the key's {alg}")
-    options = {"require": ["exp", "iat", "iss", "aud", "sub"], "verify_aud": audience is not None}
+    # PyJWT would read the system clock; times are checked below against the injected one.
+    options = {"require": ["exp", "iat", "iss", "aud", "sub"], "verify_aud": audience is not None,
+               "verify_exp": False, "verify_iat": False, "verify_nbf": False}
     try:
-        return jwt.decode(token, key, algorithms=[alg], issuer=issuer, audience=audience,
-                          options=options, leeway=leeway)  # type: ignore[arg-type]
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[alg], issuer=issuer, audience=audience,
+            options=options)  # type: ignore[arg-type]
     except jwt.PyJWTError as error:
         raise refuse(type(error).__name__) from None
+    now = keys.clock.now()
+    times = {name: claims.get(name) for name in ("exp", "iat", "nbf")}
+    if any(value is not None and (isinstance(value, bool) or not isinstance(value, int | float))
+           for value in times.values()):
+        raise refuse("a time claim is not a number")
+    if float(claims["exp"]) <= now - leeway:  # RFC 7519 §4.1.4
+        raise refuse("ExpiredSignatureError")
+    if float(claims["iat"]) > now + leeway:
+        raise refuse("ImmatureSignatureError (iat)")
+    if times["nbf"] is not None and float(claims["nbf"]) > now + leeway:  # RFC 7519 §4.1.5
+        raise refuse("ImmatureSignatureError (nbf)")
+    return claims
 
 
 def peek_client_id(token: str) -> str | None:
