@@ -196,6 +196,23 @@ def test_invalid_metadata_is_refused_and_nothing_changes(api, acme: DevIdp) -> N
     assert "clock_skew_seconds" in text and "mapping.claims.mail" in text
 
 
+def test_a_mapping_pattern_the_linear_engine_cannot_run_is_refused_when_saved(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp) -> None:
+    backreference = {"roles": [{"regex": r"(\w+)-\1-admins", "role": "admin"}]}
+    created = _create(api, acme, mapping=backreference)
+    assert created.status_code == 422
+    assert any(p.startswith("IdP other settings: mapping.roles[0].regex: not a valid regular "
+                            "expression (backreferences") for p in created.get_json()["problems"])
+    assert api("GET", "/admin/api/idps/other").status_code == 404  # nothing was stored
+    assert _create(api, acme).status_code == 201
+    lookahead = {"groups": {"deny": [{"regex": "(?=.*suspended).*"}]}}
+    changed = api("PUT", "/admin/api/idps/other/settings", json={"mapping": lookahead})
+    assert changed.status_code == 422
+    assert any("mapping.groups.deny[0].regex: not a valid regular expression" in p
+               for p in changed.get_json()["problems"])
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {"display_name": "Acme"}
+
+
 def test_file_idps_cannot_be_changed_through_the_api(api) -> None:  # type: ignore[no-untyped-def]
     response = api("PUT", "/admin/api/idps/dev/settings", json={"clock_skew_seconds": 10})
     assert response.status_code == 409
