@@ -54,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys.add_parser("list", help="list signing keys and their windows")
     keys.add_parser("new-kek", help="print a new key-encryption key")
 
+    jobs = commands.add_parser("jobs", help="background jobs").add_subparsers(dest="jobs",
+                                                                              required=True)
+    jobs.add_parser("status", help="each background job's last run, success and failure on any "
+                    "node (exit status 1 if one is failing)")
+
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
     revoke = commands.add_parser(
@@ -161,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "claims":
         return _claims_preview(args, settings)
+    if args.command == "jobs":
+        return _jobs_status(settings)
     if args.command == "check":
         from bridge.federation import Bridge
 
@@ -222,6 +229,32 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _jobs_status(settings: Settings) -> int:
+    from bridge import jobs
+    from bridge.store.db import Database
+
+    database = Database(settings.database_url)
+    try:
+        database.require_migrated()
+        statuses = jobs.status(database)
+    finally:
+        database.dispose()
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat(
+            timespec="seconds")
+
+    if not statuses:
+        print("no background job has run yet")
+    for job in statuses:
+        print(f"{job.name}: {job.state}  last run {fmt(job.last_run_at)}  last success "
+              f"{fmt(job.last_success_at)}  failures in a row {job.consecutive_failures}  "
+              f"next due {fmt(job.next_due_at)}  (holder {job.holder})")
+        if job.last_error:
+            print(f"  last error ({fmt(job.last_failure_at)}): {job.last_error}")
+    return 1 if any(job.state == "failing" for job in statuses) else 0
+
+
 def _idp_list(bridge: object) -> int:
     from bridge.admin.idps import IdpAdmin
     from bridge.federation import Bridge
@@ -237,13 +270,17 @@ def _idp_list(bridge: object) -> int:
 
 
 def _idp_refresh(bridge: object, *, every: bool) -> int:
-    from bridge.admin.idps import IdpAdmin
+    from bridge.admin.idps import IdpAdmin, RefreshFailed
     from bridge.federation import Bridge
 
     assert isinstance(bridge, Bridge)
     admin = IdpAdmin(bridge)
     failures = 0
-    for slug, outcome in admin.refresh_due(every=every).items():
+    try:
+        outcomes = admin.refresh_due(every=every)
+    except RefreshFailed as error:
+        outcomes = error.outcomes
+    for slug, outcome in outcomes.items():
         print(f"{slug}: {outcome}")
         failures += outcome.startswith("failed")
     return 1 if failures else 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from typing import Any
 
 from sqlalchemy import func, select
@@ -30,10 +31,21 @@ from bridge.saml.sp import sp_metadata
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
 
 WARN_DAYS = (30, 7)
+log = logging.getLogger("bridge.admin.idps")
 
 
 class Conflict(ConfigError):
     """The request cannot be done in the current state (e.g. a slug declared as a file)."""
+
+
+class RefreshFailed(RuntimeError):
+    """A scheduled refresh hit an unexpected error for some IdPs; the others were refreshed."""
+
+    def __init__(self, outcomes: dict[str, str]) -> None:
+        self.outcomes = outcomes
+        failed = {slug: o for slug, o in outcomes.items() if o.startswith("failed: internal")}
+        super().__init__(f"metadata refresh failed unexpectedly for {', '.join(failed)} "
+                         f"(the log has the traceback); outcomes: {outcomes}")
 
 
 def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
@@ -302,18 +314,26 @@ class IdpAdmin:
                 outcomes[record.slug] = str(self.refresh(record.slug)["status"])
             except ConfigError as error:
                 outcomes[record.slug] = f"failed: {error}"
+            except Exception as error:  # noqa: BLE001 - one IdP's bug must not starve the others
+                log.exception("metadata refresh of IdP %s failed unexpectedly", record.slug)
+                outcomes[record.slug] = f"failed: internal error ({type(error).__name__})"
+        if any(o.startswith("failed: internal") for o in outcomes.values()):
+            raise RefreshFailed(outcomes)  # so the background job counts as failed
         return outcomes
 
     def _propose(self, slug: str, record: IdpRecord, xml: bytes, source: str,
                  actor: str) -> dict[str, Any]:
-        current = self.registry[slug]
+        # None when the IdP is stored but the registry could not load it (the reason is in the
+        # log): the new version is then compared with nothing and waits for an admin.
+        current = self.registry.get(slug)
         proposed = self._validated(slug, xml, record.settings_json)
         self._check_entity_id_free(slug, proposed.metadata.entity_id)
-        diff = metadata_diff(current.metadata, proposed.metadata)
+        diff = metadata_diff(current.metadata if current else None, proposed.metadata)
         if diff["identical"]:
             return {"status": "identical", "diff": diff}
-        policy = current.settings.metadata_auto_apply
-        automatic = policy == "all" or (policy == "additions" and diff["only_certificate_additions"])
+        policy = proposed.settings.metadata_auto_apply
+        automatic = current is not None and (
+            policy == "all" or (policy == "additions" and diff["only_certificate_additions"]))
         now = self.clock.now()
         with self.db.transaction() as session:
             version = self._new_version(slug, xml, source, actor, now, diff,
@@ -357,12 +377,13 @@ class IdpAdmin:
         rewritten)."""
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
-        current = self.registry[slug]
+        current = self.registry.get(slug)  # None: stored, but not loadable as it is
         restored = self._validated(slug, xml.encode(), record.settings_json)
         now = self.clock.now()
         with self.db.transaction() as session:
             version = self._new_version(slug, xml.encode(), "restore", actor, now,
-                                        {**metadata_diff(current.metadata, restored.metadata),
+                                        {**metadata_diff(current.metadata if current else None,
+                                                         restored.metadata),
                                          "restored_from": version_id}, status="pending")
             session.add(version)
             session.flush()
