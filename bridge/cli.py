@@ -75,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--idp", required=True, help="IdP slug")
     preview.add_argument("--response", required=True,
                          help="file: a SAML Response or Assertion (XML or base64), or JSON "
-                              '{"attributes": {name: [values]}, "name_id": "..."}')
+                              '{"attributes": {name: [values]}, "name_id": "...", '
+                              '"name_id_format": "urn:..."}; exit status 1 if a login with it '
+                              "would be refused")
     preview.add_argument("--mapping", help="TOML file with a proposed [mapping] table")
 
     args = parser.parse_args(argv)
@@ -179,54 +181,58 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the preview (see bridge.saml.preview); exit status 1 when a login with these facts
+    would be refused before any claim is built."""
+    import base64
+    import binascii
     import json
     import tomllib
 
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
-    from bridge.claims.preview import preview
-    from bridge.errors import BridgeError
-    from bridge.identity import Identity
+    from bridge.errors import SamlRejected
     from bridge.saml.idp import load_idp_directory
-    from bridge.saml.response import read_unverified
-    from bridge.saml.subject import derive_subject
+    from bridge.saml.preview import (
+        facts_from_document,
+        facts_from_response,
+        preview_login,
+        refused,
+    )
 
     idps = load_idp_directory(settings.idp_metadata_dir, now=dt.datetime.now(dt.UTC))
     idp = idps.get(args.idp)
     if idp is None:
         raise ConfigError(f"--idp: no IdP {args.idp!r} (known: {', '.join(sorted(idps)) or 'none'})")
-    with open(args.response, "rb") as handle:
-        data = handle.read()
-    try:
-        document = json.loads(data)
-        attributes = {k: tuple(v if isinstance(v, list) else [v])
-                      for k, v in document.get("attributes", {}).items()}
-        name_id = document.get("name_id")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        import base64
-        import binascii
-
-        try:
-            if not data.lstrip().startswith(b"<"):
-                data = base64.b64decode(b"".join(data.split()), validate=True)
-            name_id, attributes = read_unverified(data, max_bytes=settings.max_saml_response_bytes)
-        except (BridgeError, binascii.Error, ValueError) as error:
-            print(f"bridge: {args.response}: not a SAML response or attributes JSON ({error})",
-                  file=sys.stderr)
-            return 2
-    subject_source = (attributes.get(idp.settings.subject_attribute or "", ("",))[0]
-                      if idp.settings.subject_attribute else name_id)
-    identity = Identity(subject=derive_subject(idp.metadata.entity_id, subject_source or ""),
-                        idp_slug=idp.slug, idp_entity_id=idp.metadata.entity_id,
-                        attributes=dict(attributes), auth_time=0, name_id=name_id)
     proposed = None
     if args.mapping:
         with open(args.mapping, "rb") as handle:
             raw = tomllib.load(handle)
         proposed = parse_mapping(raw.get("mapping", raw), source=args.mapping,
                                  presets=MAPPING_PRESETS)
-    print(json.dumps(preview(identity, idp.settings.mapping, proposed), indent=2))
-    return 0
+    with open(args.response, "rb") as handle:
+        data = handle.read()
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        document = None
+    try:
+        if isinstance(document, dict):
+            facts = facts_from_document(document, idp)
+        else:
+            try:
+                if not data.lstrip().startswith(b"<"):
+                    data = base64.b64decode(b"".join(data.split()), validate=True)
+            except (binascii.Error, ValueError) as error:
+                print(f"bridge: {args.response}: not a SAML response or attributes JSON ({error})",
+                      file=sys.stderr)
+                return 2
+            facts = facts_from_response(data, idp, max_bytes=settings.max_saml_response_bytes)
+    except SamlRejected as error:  # what a login with this response would be refused with
+        result = refused(error)
+    else:
+        result = preview_login(facts, idp, proposed)
+    print(json.dumps(result, indent=2))
+    return 1 if result["outcome"] == "refused" else 0
 
 
 def _jobs_status(settings: Settings) -> int:
