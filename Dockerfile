@@ -1,12 +1,12 @@
 # Production image: gunicorn serving bridge.wsgi:app as a non-root user.
 # Build stage: wheels for the project and its dependencies (binary lxml and xmlsec, which must
-# share one libxml2).
+# share one libxml2; binary google-re2, which would otherwise need RE2 and a C++ compiler).
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 RUN python -m pip install --no-cache-dir --upgrade pip \
- && python -m pip wheel --no-cache-dir --only-binary lxml,xmlsec --wheel-dir /wheels .
+ && python -m pip wheel --no-cache-dir --only-binary lxml,xmlsec,google-re2 --wheel-dir /wheels .
 
 # Runtime stage: no compilers, no build files.
 FROM python:3.11-slim-bookworm

@@ -54,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys.add_parser("list", help="list signing keys and their windows")
     keys.add_parser("new-kek", help="print a new key-encryption key")
 
+    jobs = commands.add_parser("jobs", help="background jobs").add_subparsers(dest="jobs",
+                                                                              required=True)
+    jobs.add_parser("status", help="each background job's last run, success and failure on any "
+                    "node (exit status 1 if one is failing)")
+
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
     revoke = commands.add_parser(
@@ -70,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     preview.add_argument("--idp", required=True, help="IdP slug")
     preview.add_argument("--response", required=True,
                          help="file: a SAML Response or Assertion (XML or base64), or JSON "
-                              '{"attributes": {name: [values]}, "name_id": "..."}')
+                              '{"attributes": {name: [values]}, "name_id": "...", '
+                              '"name_id_format": "urn:..."}; exit status 1 if a login with it '
+                              "would be refused")
     preview.add_argument("--mapping", help="TOML file with a proposed [mapping] table")
 
     args = parser.parse_args(argv)
@@ -161,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "claims":
         return _claims_preview(args, settings)
+    if args.command == "jobs":
+        return _jobs_status(settings)
     if args.command == "check":
         from bridge.federation import Bridge
 
@@ -172,54 +181,84 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the preview (see bridge.saml.preview); exit status 1 when a login with these facts
+    would be refused before any claim is built."""
+    import base64
+    import binascii
     import json
     import tomllib
 
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
-    from bridge.claims.preview import preview
-    from bridge.errors import BridgeError
-    from bridge.identity import Identity
+    from bridge.errors import SamlRejected
     from bridge.saml.idp import load_idp_directory
-    from bridge.saml.response import read_unverified
-    from bridge.saml.subject import derive_subject
+    from bridge.saml.preview import (
+        facts_from_document,
+        facts_from_response,
+        preview_login,
+        refused,
+    )
 
     idps = load_idp_directory(settings.idp_metadata_dir, now=dt.datetime.now(dt.UTC))
     idp = idps.get(args.idp)
     if idp is None:
         raise ConfigError(f"--idp: no IdP {args.idp!r} (known: {', '.join(sorted(idps)) or 'none'})")
-    with open(args.response, "rb") as handle:
-        data = handle.read()
-    try:
-        document = json.loads(data)
-        attributes = {k: tuple(v if isinstance(v, list) else [v])
-                      for k, v in document.get("attributes", {}).items()}
-        name_id = document.get("name_id")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        import base64
-        import binascii
-
-        try:
-            if not data.lstrip().startswith(b"<"):
-                data = base64.b64decode(b"".join(data.split()), validate=True)
-            name_id, attributes = read_unverified(data, max_bytes=settings.max_saml_response_bytes)
-        except (BridgeError, binascii.Error, ValueError) as error:
-            print(f"bridge: {args.response}: not a SAML response or attributes JSON ({error})",
-                  file=sys.stderr)
-            return 2
-    subject_source = (attributes.get(idp.settings.subject_attribute or "", ("",))[0]
-                      if idp.settings.subject_attribute else name_id)
-    identity = Identity(subject=derive_subject(idp.metadata.entity_id, subject_source or ""),
-                        idp_slug=idp.slug, idp_entity_id=idp.metadata.entity_id,
-                        attributes=dict(attributes), auth_time=0, name_id=name_id)
     proposed = None
     if args.mapping:
         with open(args.mapping, "rb") as handle:
             raw = tomllib.load(handle)
         proposed = parse_mapping(raw.get("mapping", raw), source=args.mapping,
                                  presets=MAPPING_PRESETS)
-    print(json.dumps(preview(identity, idp.settings.mapping, proposed), indent=2))
-    return 0
+    with open(args.response, "rb") as handle:
+        data = handle.read()
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        document = None
+    try:
+        if isinstance(document, dict):
+            facts = facts_from_document(document, idp)
+        else:
+            try:
+                if not data.lstrip().startswith(b"<"):
+                    data = base64.b64decode(b"".join(data.split()), validate=True)
+            except (binascii.Error, ValueError) as error:
+                print(f"bridge: {args.response}: not a SAML response or attributes JSON ({error})",
+                      file=sys.stderr)
+                return 2
+            facts = facts_from_response(data, idp, max_bytes=settings.max_saml_response_bytes)
+    except SamlRejected as error:  # what a login with this response would be refused with
+        result = refused(error)
+    else:
+        result = preview_login(facts, idp, proposed)
+    print(json.dumps(result, indent=2))
+    return 1 if result["outcome"] == "refused" else 0
+
+
+def _jobs_status(settings: Settings) -> int:
+    from bridge import jobs
+    from bridge.store.db import Database
+
+    database = Database(settings.database_url)
+    try:
+        database.require_migrated()
+        statuses = jobs.status(database)
+    finally:
+        database.dispose()
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat(
+            timespec="seconds")
+
+    if not statuses:
+        print("no background job has run yet")
+    for job in statuses:
+        print(f"{job.name}: {job.state}  last run {fmt(job.last_run_at)}  last success "
+              f"{fmt(job.last_success_at)}  failures in a row {job.consecutive_failures}  "
+              f"next due {fmt(job.next_due_at)}  (holder {job.holder})")
+        if job.last_error:
+            print(f"  last error ({fmt(job.last_failure_at)}): {job.last_error}")
+    return 1 if any(job.state == "failing" for job in statuses) else 0
 
 
 def _idp_list(bridge: object) -> int:
@@ -241,13 +280,17 @@ def _idp_list(bridge: object) -> int:
 
 
 def _idp_refresh(bridge: object, *, every: bool) -> int:
-    from bridge.admin.idps import IdpAdmin
+    from bridge.admin.idps import IdpAdmin, RefreshFailed
     from bridge.federation import Bridge
 
     assert isinstance(bridge, Bridge)
     admin = IdpAdmin(bridge)
     failures = 0
-    for slug, outcome in admin.refresh_due(every=every).items():
+    try:
+        outcomes = admin.refresh_due(every=every)
+    except RefreshFailed as error:
+        outcomes = error.outcomes
+    for slug, outcome in outcomes.items():
         print(f"{slug}: {outcome}")
         failures += outcome.startswith("failed")
     return 1 if failures else 0

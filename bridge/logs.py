@@ -11,18 +11,23 @@ import contextvars
 import datetime as dt
 import json
 import logging
-import re
 import sys
 from typing import Any
+
+from bridge.patterns import LinearPattern
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("bridge_request_id",
                                                                           default=None)
 
+# Log lines carry values a request chose (observed SAML values, parameters), so these run on the
+# linear-time engine: with Python's re, "eyJ-" or "-----BEGIN A-----" repeated made the masking
+# quadratic in the line's length. RE2 syntax (its \b is an ASCII word boundary, enough here).
 _SECRETS = [
-    (re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S), "[pem]"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "[jwt]"),
-    (re.compile(r"\bbat_[A-Za-z0-9_-]{20,}"), "[admin-token]"),
-    (re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}"), "[redacted]"),
+    (LinearPattern(r"(?s)-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", syntax="re2"), "[pem]"),
+    (LinearPattern(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", syntax="re2"),
+     "[jwt]"),
+    (LinearPattern(r"\bbat_[A-Za-z0-9_-]{20,}", syntax="re2"), "[admin-token]"),
+    (LinearPattern(r"[A-Za-z0-9+/_-]{40,}={0,2}", syntax="re2"), "[redacted]"),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

@@ -27,6 +27,9 @@ REUSE = Counter("bridge_refresh_reuse_detected_total",
                 "Refresh tokens presented again after rotation (their family was revoked)")
 REFUSALS = Counter("bridge_refusals_total", "Refused requests by event and error code",
                    ["event", "code"])
+JOB_RUNS = Counter("bridge_background_job_runs_total",
+                   "Background job runs in this process by job and result (success, failure)",
+                   ["job", "result"])
 LATENCY = Histogram("bridge_request_duration_seconds", "Request latency by endpoint and status",
                     ["method", "endpoint", "status"],
                     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
@@ -44,6 +47,10 @@ def observe_event(event: str, outcome: str, code: str | None, idp: str | None,
 
 def token_issued(client: str, grant: str) -> None:
     TOKENS.labels(client, grant).inc()
+
+
+def job_ran(job: str, *, failed: bool) -> None:
+    JOB_RUNS.labels(job, "failure" if failed else "success").inc()
 
 
 class ScrapeTimeGauges:

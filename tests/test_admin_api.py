@@ -196,6 +196,23 @@ def test_invalid_metadata_is_refused_and_nothing_changes(api, acme: DevIdp) -> N
     assert "clock_skew_seconds" in text and "mapping.claims.mail" in text
 
 
+def test_a_mapping_pattern_the_linear_engine_cannot_run_is_refused_when_saved(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp) -> None:
+    backreference = {"roles": [{"regex": r"(\w+)-\1-admins", "role": "admin"}]}
+    created = _create(api, acme, mapping=backreference)
+    assert created.status_code == 422
+    assert any(p.startswith("IdP other settings: mapping.roles[0].regex: not a valid regular "
+                            "expression (backreferences") for p in created.get_json()["problems"])
+    assert api("GET", "/admin/api/idps/other").status_code == 404  # nothing was stored
+    assert _create(api, acme).status_code == 201
+    lookahead = {"groups": {"deny": [{"regex": "(?=.*suspended).*"}]}}
+    changed = api("PUT", "/admin/api/idps/other/settings", json={"mapping": lookahead})
+    assert changed.status_code == 422
+    assert any("mapping.groups.deny[0].regex: not a valid regular expression" in p
+               for p in changed.get_json()["problems"])
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {"display_name": "Acme"}
+
+
 def test_file_idps_cannot_be_changed_through_the_api(api) -> None:  # type: ignore[no-untyped-def]
     response = api("PUT", "/admin/api/idps/dev/settings", json={"clock_skew_seconds": 10})
     assert response.status_code == 409
@@ -275,7 +292,7 @@ def test_sp_metadata_presets_preview_and_revocations(api, acme: DevIdp, browser:
     presets = {p["name"] for p in api("GET", "/admin/api/presets").get_json()["presets"]}
     assert presets == {"adfs", "entra", "okta", "google", "shibboleth", "keycloak"}
     preview = api("POST", "/admin/api/idps/other/claims-preview", json={
-        "attributes": {"groups": ["app-admins"], "mail": ["a@example.com"]},
+        "name_id": "u-1", "attributes": {"groups": ["app-admins"], "mail": ["a@example.com"]},
         "mapping": {"roles": [{"exact": "app-admins", "role": "admin"}]}}).get_json()
     assert preview["in_force"]["v2"]["claims"]["roles"] == []
     assert preview["proposed"]["v2"]["claims"]["roles"] == ["admin"]
@@ -283,6 +300,47 @@ def test_sp_metadata_presets_preview_and_revocations(api, acme: DevIdp, browser:
     revoked = api("POST", "/admin/api/revocations", json={"idp": "dev"})
     assert revoked.get_json() == {"revoked": 1}
     assert browser.refresh(tokens["refresh_token"]).status_code == 400
+
+
+TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+
+
+def test_claims_preview_refuses_what_a_login_refuses(api, acme: DevIdp,  # type: ignore[no-untyped-def]
+                                                     browser: Browser) -> None:
+    _create(api, acme)
+    # A response whose NameID is transient, signed by the IdP itself, and no subject_attribute.
+    response = browser.authorize(idp="other")
+    saml_request = parse_qs(urlsplit(response.headers["Location"]).query)["SAMLRequest"][0]
+    root = x.decode(acme.response_for(acme.parse_request(saml_request, None), USERS["alice"]))
+    x.one(root, "//saml:Subject/saml:NameID").set("Format", TRANSIENT)
+    transient_response = x.encode(x.resign(root, x.load_keypair(acme.state_dir)))
+
+    login = browser.post_acs(transient_response, "other")
+    assert login.status_code == 400 and login.get_json()["code"] == "saml_subject_transient"
+    preview = api("POST", "/admin/api/idps/other/claims-preview",
+                  json={"saml_response": transient_response})
+    assert preview.status_code == 200
+    body = preview.get_json()
+    assert (body["outcome"], body["code"]) == ("refused", "saml_subject_transient")
+    assert "sub" not in body and "in_force" not in body  # no identity, so no claims
+    assert body["attributes"]["urn:oid:0.9.2342.19200300.100.1.3"] == ["alice@example.com"]
+    typed = api("POST", "/admin/api/idps/other/claims-preview", json={
+        "name_id": "t-8c1f", "name_id_format": TRANSIENT, "attributes": {"mail": ["a@x.example"]}})
+    assert typed.get_json()["code"] == "saml_subject_transient"
+    assert api("POST", "/admin/api/idps/other/claims-preview", json={
+        "attributes": {"mail": ["a@x.example"]}}).get_json()["code"] == "saml_subject_missing"
+
+    # With a subject attribute, it must be there exactly once, as at a login.
+    api("PUT", "/admin/api/idps/other/settings",
+        json={"display_name": "Acme", "subject_attribute": "employeeNumber"})
+    several = api("POST", "/admin/api/idps/other/claims-preview", json={
+        "name_id": "t-8c1f", "name_id_format": TRANSIENT,
+        "attributes": {"employeeNumber": ["1001", "1002"]}}).get_json()
+    assert (several["outcome"], several["code"]) == ("refused", "saml_subject_missing")
+    single = api("POST", "/admin/api/idps/other/claims-preview", json={
+        "name_id": "t-8c1f", "name_id_format": TRANSIENT,
+        "attributes": {"employeeNumber": ["1001"]}}).get_json()
+    assert single["outcome"] == "accepted" and single["in_force"]["v1"]["claims"]["sub"]
 
 
 def test_session_changes_need_the_csrf_token(bridge: Bridge, client: FlaskClient) -> None:

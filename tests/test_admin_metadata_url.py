@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import http.server
+import json
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +19,12 @@ from lxml import etree
 
 from bridge.admin.fetch import FetchPolicy
 from bridge.admin.idps import IdpAdmin
+from bridge.background import standard_jobs
 from bridge.dev.saml_idp import DevIdp
 from bridge.federation import Bridge
+from bridge.jobs import run_due
+from bridge.store.models import IdpRecord
+from bridge.web import create_app
 from tests.attacks import xml_tools as x
 from tests.test_admin_api import _metadata_with, _new_keypair
 from tests.test_metadata_fetch import (
@@ -147,3 +153,35 @@ def test_an_expired_signed_document_cannot_roll_the_metadata_back(
     assert outcome.startswith("failed:") and "validUntil" in outcome
     assert [c.pem for c in bridge.idps["other"].metadata.signing_certificates] == [
         current.cert_pem]
+
+
+def test_an_idp_stored_but_not_loadable_fails_its_refresh_with_the_reason(
+        bridge: Bridge, session_other_idp: DevIdp, published: str, pki: Pki,  # noqa: F811
+        tmp_path: Path) -> None:
+    """Settings saved under an older, laxer rule: the registry skips the IdP (and logs why); its
+    scheduled refresh must fail with that reason, not with a KeyError that stopped the jobs."""
+    acme = session_other_idp
+    admin = IdpAdmin(bridge, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file))
+    _Published.body = acme.metadata_xml()
+    admin.create_idp("other", xml=None, url=published, settings={}, actor="test")
+    with bridge.db.transaction() as session:
+        row = session.get(IdpRecord, "other")
+        row.settings_json = json.dumps({"clock_skew_seconds": 900})  # over the limit of 300
+        row.updated_at += 1
+    bridge.idps.invalidate()  # type: ignore[attr-defined]
+    assert "other" not in bridge.idps
+    _Published.body = _metadata_with(acme, x.load_keypair(acme.state_dir).cert_pem,
+                                     _new_keypair(tmp_path).cert_pem)
+
+    outcome = admin.refresh_due(every=True)["other"]
+    assert outcome.startswith("failed:") and "clock_skew_seconds" in outcome, outcome
+    with bridge.db.transaction() as session:  # what the admin sees on the IdP's page
+        assert "clock_skew_seconds" in (session.get(IdpRecord, "other").metadata_fetch_error or "")
+
+    # As the background job, once due again: the IdP's failure is its outcome, and the jobs run.
+    with bridge.db.transaction() as session:
+        session.get(IdpRecord, "other").metadata_fetched_at = 0.0
+    app = create_app(bridge=bridge)
+    results = run_due(bridge.db, standard_jobs(bridge, app.extensions["admin"].idps), time.time())
+    assert results["metadata_refresh"].startswith("{'other': 'failed:")
+    assert results["purge_expired"].startswith("{")

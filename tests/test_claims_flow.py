@@ -16,6 +16,7 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.store.db import Database
 from bridge.tokens.access import at_hash
+from tests.attacks import xml_tools as x
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser
 
@@ -178,6 +179,26 @@ def test_claims_preview_from_a_saml_response(tmp_path: Path, settings: Settings,
     assert out["name_id"] == "a1b2c3d4-0001"
     assert out["in_force"]["v2"]["claims"]["roles"] == ["admin", "engineer"]
     assert "proposed" not in out
+
+
+def test_claims_preview_refuses_a_transient_nameid_as_a_login_does(tmp_path: Path,
+                                                                   settings: Settings,
+                                                                   browser: Browser) -> None:
+    login = browser.start()
+    root = x.decode(browser.signed_response(login))
+    x.one(root, "//saml:Subject/saml:NameID").set(
+        "Format", "urn:oasis:names:tc:SAML:2.0:nameid-format:transient")
+    (tmp_path / "response.b64").write_text(x.encode(root))
+    env = {"PATH": "/usr/bin:/bin", "BRIDGE_IDP_METADATA_DIR": settings.idp_metadata_dir,
+           "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance")}
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", "claims", "preview", "--idp", "dev",
+         "--response", str(tmp_path / "response.b64")],
+        capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["outcome"], out["code"]) == ("refused", "saml_subject_transient")
+    assert "in_force" not in out and "sub" not in out
 
 
 def test_sunset_must_name_a_version_and_a_date(database: Database, idp_dir: Path,

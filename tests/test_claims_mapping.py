@@ -3,6 +3,8 @@ transforms, rules, validation with locations, and the token-size budget."""
 
 from __future__ import annotations
 
+import re
+import time
 import tomllib
 from typing import Any
 
@@ -17,6 +19,7 @@ from bridge.claims.schemas import validate_payload
 from bridge.clock import FixedClock
 from bridge.errors import ConfigError, SamlRejected
 from bridge.identity import Identity
+from bridge.patterns import LinearPattern
 from bridge.saml.idp import parse_idp_settings
 from bridge.tokens.access import issue_access_token
 from bridge.tokens.keys import ActiveKey
@@ -310,3 +313,84 @@ def test_bad_email_is_refused_not_truncated() -> None:
     with pytest.raises(SamlRejected) as caught:
         build_claims(2, identity({"email": ["alice"]}), MAPPING_PRESETS["default"])
     assert caught.value.code == "claims_attribute_invalid"
+
+
+# --- regular expressions: linear time, Python's meaning ---------------------------------------------
+
+def test_rule_patterns_run_on_the_linear_time_engine() -> None:
+    rules = mapping(r'''
+[mapping.claims.tenant]
+from = ["tenant"]
+transforms = [{ regex_extract = '^([a-z]+-?)+$' }]
+[mapping.groups]
+allow = [{ regex = '([a-z]+-?)+-(admins|users)' }]
+deny = [{ regex = '(\w+\s?)+-suspended' }]
+[[mapping.roles]]
+regex = '([a-z]+-?)+-admins'
+role = "admin"
+''')
+    patterns = [rules.roles[0].match.pattern, rules.group_allow[0].pattern,
+                rules.group_deny[0].pattern, rules.claims["tenant"].transforms[0].argument]
+    assert all(isinstance(p, LinearPattern) and p.engine == "re2" for p in patterns)
+    # Values at the assertion's limits, each shaped to make a backtracking engine explode
+    # (exponential in its length): linear time, so a few milliseconds each.
+    crafted = "a" * 4095 + "!"
+    started = time.perf_counter()
+    mapped = apply_mapping(rules, identity({"groups": [crafted] * 200 + ["eng-admins"],
+                                            "tenant": [crafted]}))
+    assert time.perf_counter() - started < 5.0
+    assert mapped.roles == ("admin",) and mapped.groups == ("eng-admins",)
+    assert mapped.tenant is None
+
+
+@pytest.mark.parametrize("pattern,text,matches", [
+    (r"\d+", "١٢٣", True),                 # Unicode digits, as in Python
+    (r"\d+", "12a", False),
+    (r"\w+", "café_1", True),              # Unicode word characters
+    (r"\w+", "a-b", False),
+    (r"[\w.-]+@corp", "josé.m-x@corp", True),
+    (r"\s", "\u00a0", True),               # Python's whitespace, not just ASCII
+    (r"\S+", "a\u2003b", False),
+    (r"a{,2}", "aa", True),                # Python: 0 to 2 (RE2 alone: the literal "a{,2}")
+    (r"a{,2}", "a{,2}", False),
+    (r"admins\Z", "admins", True),         # Python's end of text
+    (r"(?i)ADMINS", "admins", True),
+    (r"caf\u00e9", "café", True),
+    (r"[\b]", "\b", True),                 # a backspace inside a class
+    (r"[^\d]+", "abc", True),
+    (r"(?P<team>eng)-.*", "eng-x", True),
+])
+def test_patterns_keep_their_python_meaning(pattern: str, text: str, matches: bool) -> None:
+    assert (re.fullmatch(pattern, text) is not None) is matches  # what Python's re says
+    assert LinearPattern(pattern).fullmatch(text) is matches
+
+
+@pytest.mark.parametrize("pattern,why", [
+    (r"(a+)\1", "backreferences"),
+    (r"(?=admin)admins", "lookaround"),
+    (r"(?<!x)admins", "lookaround"),
+    (r"(?>a+)b", "atomic groups"),
+    (r"a++b", "possessive"),
+    (r"\badmins\b", "word boundaries"),
+    (r"(?U)a+", "ungreedy"),
+    (r"[\W]", "inside [...]"),
+    (r"[\d-z]", "end of a range"),
+])
+def test_patterns_the_engine_cannot_run_are_refused_with_their_location(pattern: str,
+                                                                       why: str) -> None:
+    for toml, location in [
+        (f"[[mapping.roles]]\nregex = '{pattern}'\nrole = \"admin\"\n", "mapping.roles[0].regex"),
+        (f"[mapping.groups]\ndeny = [{{ regex = '{pattern}' }}]\n", "mapping.groups.deny[0].regex"),
+        (f"[mapping.claims.email]\ntransforms = [{{ regex_extract = '{pattern}' }}]\n",
+         "mapping.claims.email.transforms[0].regex_extract"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            mapping(toml)
+        assert any(p.startswith(f"corp.toml: {location}: not a valid regular expression")
+                   and why in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_value_that_is_not_valid_unicode_is_matched_not_crashed_on() -> None:
+    rules = mapping('[[mapping.roles]]\nregex = "eng-.*"\nrole = "engineer"\n')
+    mapped = apply_mapping(rules, identity({"groups": ["eng-\ud800", "x\udfff"]}))
+    assert mapped.roles == ("engineer",)

@@ -66,7 +66,9 @@ def test_sp_metadata_names_every_acs(client: FlaskClient) -> None:
 
 def test_health_and_readiness(client: FlaskClient, bridge: Bridge) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
-    assert client.get("/readyz").get_json() == {"status": "ready"}
+    # Ready, with the background jobs' state (none has run; this app starts no scheduler).
+    assert client.get("/readyz").get_json() == {
+        "status": "ready", "background": {"scheduler": "disabled", "jobs": {}}}
 
 
 def test_readiness_reports_an_unreachable_database(client: FlaskClient, bridge: Bridge,

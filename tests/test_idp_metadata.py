@@ -206,3 +206,12 @@ def test_an_expired_metadata_file_stops_start_up_with_its_name(tmp_path: Path) -
     )
     assert result.returncode == 2
     assert f"{tmp_path / 'idp' / 'corp.xml'}: the metadata expired at {PAST}" in result.stderr
+
+
+def test_a_mapping_pattern_the_linear_engine_cannot_run_stops_start_up(tmp_path: Path) -> None:
+    # Lookaround would need a backtracking engine: refused when the file is read, naming the rule.
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"corp.xml": metadata(certificate()), "corp.toml":
+                        "[[mapping.roles]]\nregex = '(?!guest-).*-admins'\nrole = \"admin\"\n"})
+    assert any("corp.toml: mapping.roles[0].regex: not a valid regular expression" in p
+               for p in caught.value.problems), caught.value.problems

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import subprocess
+import sys
 import time
 
+import pytest
+from prometheus_client import REGISTRY
+
 from bridge.background import standard_jobs
+from bridge.config import Settings
 from bridge.federation import Bridge
-from bridge.jobs import Job, acquire, run_due
+from bridge.jobs import Job, Scheduler, acquire, run_due
 from bridge.store.models import AuthnRequestRecord, JobLease
 from bridge.web import create_app
 
@@ -72,3 +79,75 @@ def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Bridge) -> None:
     assert "'authn_requests': 1" in results["purge_expired"]
     assert results["metadata_refresh"] == "{}"
     assert results["key_rotation"] == "[]"  # keys are young
+
+
+def _runs(job: str, result: str) -> float:
+    return REGISTRY.get_sample_value("bridge_background_job_runs_total",
+                                     {"job": job, "result": result}) or 0.0
+
+
+def test_a_job_raising_an_unexpected_exception_stops_neither_the_others_nor_the_loop(
+        bridge: Bridge, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    ran: list[str] = []
+
+    def broken() -> None:
+        ran.append("broken")
+        raise KeyError("an IdP the registry skipped")
+
+    def healthy() -> str:
+        ran.append("healthy")
+        return "ok"
+
+    before = _runs("broken", "failure"), _runs("healthy", "success")
+    # A real scheduler thread, ticking fast; each job is due again 0.1 s after it ran.
+    scheduler = Scheduler(bridge.db, [Job("broken", 0.1, broken), Job("healthy", 0.1, healthy)],
+                          time.time, tick=0.02)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (ran.count("broken") < 3 or ran.count("healthy") < 3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ran.count("broken") >= 3 and ran.count("healthy") >= 3, ran
+        assert scheduler.running  # the loop survived every failure
+    finally:
+        scheduler.stop()
+
+    assert _runs("broken", "failure") - before[0] >= 3
+    assert _runs("healthy", "success") - before[1] >= 3
+    failures = [r for r in caplog.records if r.name == "bridge.jobs" and r.exc_info]
+    assert failures and failures[0].exc_info[0] is KeyError  # logged with its traceback
+
+    # /readyz: still ready (a failed job does not drain the node), the failure in its details.
+    app = create_app(bridge=bridge)
+    app.extensions["scheduler"] = scheduler
+    body = app.test_client().get("/readyz").get_json()
+    assert body["status"] == "ready"
+    assert body["background"]["jobs"]["broken"]["status"] == "failing"
+    assert body["background"]["jobs"]["broken"]["consecutive_failures"] >= 3
+    assert body["background"]["jobs"]["healthy"]["status"] == "ok"
+    assert "KeyError" not in json.dumps(body)  # the error itself is for operators, not probes
+
+    # `bridge jobs status`: every job, the failing one with its error; exit status 1.
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", "jobs", "status"],
+        capture_output=True, text=True, check=False,
+        env={"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": bridge.db.url,
+             "BRIDGE_IDP_METADATA_DIR": settings.idp_metadata_dir,
+             "BRIDGE_INSTANCE_DIR": settings.instance_dir})
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("broken: failing") for line in lines), result.stdout
+    assert any(line.startswith("healthy: ok") for line in lines), result.stdout
+    assert "KeyError: 'an IdP the registry skipped'" in result.stdout
+
+
+def test_jobs_status_when_all_is_well(bridge: Bridge, settings: Settings) -> None:
+    run_due(bridge.db, [Job("fine", 300, lambda: "ok")], time.time())
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", "jobs", "status"],
+        capture_output=True, text=True, check=False,
+        env={"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": bridge.db.url,
+             "BRIDGE_IDP_METADATA_DIR": settings.idp_metadata_dir,
+             "BRIDGE_INSTANCE_DIR": settings.instance_dir})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("fine: ok")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -49,6 +50,17 @@ from bridge.tokens import refresh as refresh_tokens
 WARN_DAYS = (30, 7)
 # A metadata URL is never fetched more often than this, whatever cacheDuration says.
 MIN_REFRESH_SECONDS = 300
+log = logging.getLogger("bridge.admin.idps")
+
+
+class RefreshFailed(RuntimeError):
+    """A scheduled refresh hit an unexpected error for some IdPs; the others were refreshed."""
+
+    def __init__(self, outcomes: dict[str, str]) -> None:
+        self.outcomes = outcomes
+        failed = {slug: o for slug, o in outcomes.items() if o.startswith("failed: internal")}
+        super().__init__(f"metadata refresh failed unexpectedly for {', '.join(failed)} "
+                         f"(the log has the traceback); outcomes: {outcomes}")
 
 
 def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
@@ -347,6 +359,11 @@ class IdpAdmin:
                 outcomes[record.slug] = str(self.refresh(record.slug)["status"])
             except ConfigError as error:
                 outcomes[record.slug] = f"failed: {error}"
+            except Exception as error:  # noqa: BLE001 - one IdP's bug must not starve the others
+                log.exception("metadata refresh of IdP %s failed unexpectedly", record.slug)
+                outcomes[record.slug] = f"failed: internal error ({type(error).__name__})"
+        if any(o.startswith("failed: internal") for o in outcomes.values()):
+            raise RefreshFailed(outcomes)  # so the background job counts as failed
         return outcomes
 
     @staticmethod
@@ -367,20 +384,23 @@ class IdpAdmin:
 
     def _propose(self, slug: str, record: IdpRecord, xml: bytes, source: str,
                  actor: str) -> dict[str, Any]:
-        current = self.registry[slug]
+        # None when the IdP is stored but the registry could not load it (the reason is in the
+        # log): the new version is then compared with nothing and waits for an admin.
+        current = self.registry.get(slug)
         proposed = self._validated(slug, xml, record.settings_json)
         self._check_entity_id_free(slug, proposed.metadata.entity_id)
-        diff = metadata_diff(current.metadata, proposed.metadata)
+        diff = metadata_diff(current.metadata if current else None, proposed.metadata)
         # Which document is newer is read from the documents themselves, never from when they
         # were fetched: a replayed old document is fetched "now" too.
-        order = document_order(current.metadata, proposed.metadata)
+        order = (document_order(current.metadata, proposed.metadata) if current
+                 else "not_comparable")
         diff["document"] = {
             "order": order,
             "valid_until": _iso(proposed.metadata.valid_until),
             "published_at": _iso(proposed.metadata.published_at),
             "cache_duration_seconds": proposed.metadata.cache_duration_seconds,
         }
-        readded = self._readded_certificates(slug, current, proposed)
+        readded = self._readded_certificates(slug, current, proposed) if current else []
         diff["certificates_readded"] = readded
         if diff["identical"]:
             if order != "newer":
@@ -388,9 +408,12 @@ class IdpAdmin:
             # A renewal (same facts, a later validUntil or publication): nothing the policy
             # governs changes, and without it the document in force would expire.
             diff["renewal"] = True
-        policy = current.settings.metadata_auto_apply
+        policy = (current or proposed).settings.metadata_auto_apply
         withheld = []
-        if order in ("older", "same"):
+        if current is None:
+            withheld.append("the metadata in force could not be loaded (see the log), so nothing "
+                            "can be compared with it")
+        elif order in ("older", "same"):
             withheld.append("the document is not newer than the one in force (by its "
                             + ("publication time" if proposed.metadata.published_at
                                and current.metadata.published_at else "validUntil") + ")")
@@ -471,7 +494,7 @@ class IdpAdmin:
         rewritten). Made and put in force in one transaction, so a refusal leaves nothing."""
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
-        current = self.registry[slug]
+        current = self.registry.get(slug)  # None: stored, but not loadable as it is
         restored = self._validated(slug, xml.encode(), record.settings_json)
         entity_id = restored.metadata.entity_id
         now = self.clock.now()
@@ -486,7 +509,7 @@ class IdpAdmin:
                     previous.status = "superseded"
                 version = self._new_version(
                     slug, xml.encode(), "restore", actor, now,
-                    {**metadata_diff(current.metadata, restored.metadata),
+                    {**metadata_diff(current.metadata if current else None, restored.metadata),
                      "restored_from": version_id}, status="applied")
                 session.add(version)
                 session.flush()

@@ -27,13 +27,13 @@ version-neutral ``MappedClaims``; each claims version then takes what its schema
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.errors import ConfigError, SamlRejected
 from bridge.identity import Identity
+from bridge.patterns import MAX_PATTERN, LinearPattern, PatternRefused
 
 CLAIMS = ("email", "name", "given_name", "family_name", "groups", "tenant")
 NAMEID_SOURCE = "$nameid"  # the assertion's NameID value as a source (Google sends e-mail there)
@@ -42,7 +42,6 @@ NAMEID_SOURCE = "$nameid"  # the assertion's NameID value as a source (Google se
 GROUPS_OVERAGE_MARKERS = ("http://schemas.microsoft.com/claims/groups.link",)
 MULTI_VALUED = frozenset({"groups"})
 TRANSFORMS = ("trim", "lower", "split", "regex_extract", "value_map", "join")
-_MAX_REGEX = 256
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,9 @@ class Transform:
         if self.kind == "split":
             return [part for v in values for part in v.split(self.argument) if part]
         if self.kind == "regex_extract":
-            out = []
-            for value in values:
-                found = self.argument.search(value)
-                if found:
-                    out.append(found.group(1) if found.groups() else found.group(0))
-            return out
+            # Linear time in the value (bridge.patterns): the IdP chooses the values.
+            extracted = (self.argument.extract(value) for value in values)
+            return [value for value in extracted if value is not None]
         if self.kind == "value_map":
             return [self.argument.get(v, v) for v in values]
         if self.kind == "join":
@@ -83,7 +79,7 @@ class ClaimRule:
 class Match:
     kind: str  # exact | prefix | regex
     value: str
-    pattern: re.Pattern[str] | None = None
+    pattern: LinearPattern | None = None
 
     def matches(self, text: str) -> bool:
         if self.kind == "exact":
@@ -91,7 +87,7 @@ class Match:
         if self.kind == "prefix":
             return text.startswith(self.value)
         assert self.pattern is not None
-        return self.pattern.fullmatch(text) is not None
+        return self.pattern.fullmatch(text)  # linear time in the group name (bridge.patterns)
 
 
 @dataclass(frozen=True)
@@ -376,13 +372,15 @@ def _parse_match(raw: Any, where: str, problems: list[str]) -> Match | None:
     return Match(kind, value)
 
 
-def _compile(value: Any, where: str, problems: list[str]) -> re.Pattern[str] | None:
-    if not isinstance(value, str) or not value or len(value) > _MAX_REGEX:
-        problems.append(f"{where}: must be a regular expression of 1 to {_MAX_REGEX} characters")
+def _compile(value: Any, where: str, problems: list[str]) -> LinearPattern | None:
+    """Compile for the linear-time engine; a pattern it cannot run is refused here, when the
+    mapping is saved or loaded, never at login."""
+    if not isinstance(value, str) or not value or len(value) > MAX_PATTERN:
+        problems.append(f"{where}: must be a regular expression of 1 to {MAX_PATTERN} characters")
         return None
     try:
-        return re.compile(value)
-    except re.error as exc:
+        return LinearPattern(value)
+    except PatternRefused as exc:
         problems.append(f"{where}: not a valid regular expression ({exc})")
         return None
 

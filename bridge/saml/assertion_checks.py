@@ -4,6 +4,7 @@ windows, audience, attributes, and reading text whole."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from lxml import etree
 
@@ -68,17 +69,26 @@ def attributes_of(assertion: etree._Element) -> dict[str, tuple[str, ...]]:
                 if value_el.get(q(ns.XSI, "nil")) in ("true", "1"):
                     continue
                 nested = value_el.find(q(ns.SAML, "NameID"))
-                value = text_of(nested if nested is not None else value_el)
-                if len(value) > _MAX_VALUE_LENGTH:
-                    raise SamlRejected("saml_attribute_invalid", "An attribute value is too long.",
-                                       log_detail={"name": name, "length": len(value)})
-                if value.strip():
-                    values.append(value)
-            count += len(values)
-            if count > _MAX_ATTRIBUTE_VALUES:
-                raise SamlRejected("saml_attribute_invalid", "Too many attribute values.")
-            attributes[name] = tuple(values)
+                values.append(text_of(nested if nested is not None else value_el))
+            attributes[name], count = checked_values(name, values, count)
     return attributes
+
+
+def checked_values(name: str, values: Iterable[str], count: int) -> tuple[tuple[str, ...], int]:
+    """The limits every attribute value meets, whether read from an assertion or given to a
+    preview: at most 4096 characters each and 2000 in all (``count`` so far); empty and blank ones
+    dropped, the others kept exactly (see ``text_of``). Returns the values and the new count."""
+    kept = []
+    for value in values:
+        if len(value) > _MAX_VALUE_LENGTH:
+            raise SamlRejected("saml_attribute_invalid", "An attribute value is too long.",
+                               log_detail={"name": name, "length": len(value)})
+        if value.strip():
+            kept.append(value)
+    count += len(kept)
+    if count > _MAX_ATTRIBUTE_VALUES:
+        raise SamlRejected("saml_attribute_invalid", "Too many attribute values.")
+    return tuple(kept), count
 
 
 def one_child(parent: etree._Element, tag: str, code: str, what: str) -> etree._Element:

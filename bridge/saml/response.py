@@ -13,6 +13,7 @@ import binascii
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -297,12 +298,24 @@ def _check_subject_confirmation(
                        log_detail={"skipped": reasons})
 
 
-def read_unverified(data: bytes, *, max_bytes: int) -> tuple[str | None, dict[str, tuple[str, ...]]]:
-    """NameID and attributes of a Response or Assertion, WITHOUT verifying anything: only for
-    previews an admin asks for, never for logins."""
+class UnverifiedSubject(NamedTuple):
+    name_id: str | None
+    name_id_format: str | None
+    attributes: dict[str, tuple[str, ...]]
+
+
+def read_unverified(data: bytes, *, max_bytes: int) -> UnverifiedSubject:
+    """NameID (with its format) and attributes of a Response or Assertion, WITHOUT verifying
+    anything: only for previews an admin asks for, never for logins."""
     root = parse_untrusted(data, max_bytes=max_bytes)
     assertion = root if root.tag == q(ns.SAML, "Assertion") else root.find(q(ns.SAML, "Assertion"))
     if assertion is None:
         raise SamlRejected("saml_assertion_count", "No (unencrypted) Assertion found.")
-    name_id = assertion.find(f"{q(ns.SAML, 'Subject')}/{q(ns.SAML, 'NameID')}")
-    return (text_of(name_id) if name_id is not None else None), attributes_of(assertion)
+    name_ids = assertion.findall(f"{q(ns.SAML, 'Subject')}/{q(ns.SAML, 'NameID')}")
+    if len(name_ids) > 1:  # as verify() refuses it
+        raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.",
+                           log_detail={"name_ids": len(name_ids)})
+    name_id = name_ids[0] if name_ids else None
+    return UnverifiedSubject(text_of(name_id) if name_id is not None else None,
+                             name_id.get("Format") if name_id is not None else None,
+                             attributes_of(assertion))

@@ -271,3 +271,8 @@ class JobLease(Base):
     expires_at: Mapped[float] = mapped_column(Double)
     last_run_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     last_result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Health, across every node: shown by /readyz and `bridge jobs status`.
+    last_success_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_failure_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

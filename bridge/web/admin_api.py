@@ -15,11 +15,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
-from bridge.claims.preview import preview
-from bridge.errors import ConfigError
-from bridge.identity import Identity
-from bridge.saml.response import read_unverified
-from bridge.saml.subject import derive_subject
+from bridge.errors import ConfigError, SamlRejected
+from bridge.saml.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.web.admin_auth import actor, admin_api, services
 from bridge.web.sso import metadata_response
 
@@ -164,35 +161,30 @@ def sp_metadata(slug: str) -> BaseResponse:
 @admin_api_blueprint.post("/api/idps/<slug>/claims-preview")
 @admin_api
 def claims_preview(slug: str) -> Response:
-    """Dry run: the claims of every version from attributes (or a SAML response), under the
-    mapping in force and, if given, under a proposed mapping."""
+    """Dry run: the claims of every version from attributes (or a SAML response, read unverified),
+    under the mapping in force and, if given, under a proposed mapping; or the code a login with
+    these facts would be refused with (``outcome``: accepted or refused)."""
     body = _json_body()
     idp = services().idps.idp(slug)
-    if "saml_response" in body:
-        import base64
-        import binascii
-
-        try:
-            raw = base64.b64decode(str(body["saml_response"]), validate=True)
-        except (binascii.Error, ValueError):
-            raw = str(body["saml_response"]).encode()
-        name_id, attributes = read_unverified(raw, max_bytes=MAX_METADATA)
-    else:
-        raw_attributes = body.get("attributes", {})
-        if not isinstance(raw_attributes, dict):
-            raise ConfigError("attributes: an object of name: [values]")
-        attributes = {str(k): tuple(str(x) for x in (v if isinstance(v, list) else [v]))
-                      for k, v in raw_attributes.items()}
-        name_id = body.get("name_id")
-    subject_id = (attributes.get(idp.settings.subject_attribute or "", ("",))[0]
-                  if idp.settings.subject_attribute else name_id) or ""
-    identity = Identity(subject=derive_subject(idp.metadata.entity_id, subject_id),
-                        idp_slug=slug, idp_entity_id=idp.metadata.entity_id,
-                        attributes=attributes, auth_time=0, name_id=name_id)
     proposed = None
     if body.get("mapping") is not None:
         proposed = parse_mapping(body["mapping"], source="proposed", presets=MAPPING_PRESETS)
-    return jsonify(preview(identity, idp.settings.mapping, proposed))
+    try:
+        if "saml_response" in body:
+            import base64
+            import binascii
+
+            try:
+                raw = base64.b64decode(str(body["saml_response"]), validate=True)
+            except (binascii.Error, ValueError):
+                raw = str(body["saml_response"]).encode()
+            facts = facts_from_response(
+                raw, idp, max_bytes=services().bridge.settings.max_saml_response_bytes)
+        else:
+            facts = facts_from_document(body, idp)
+    except SamlRejected as error:  # what a login with this response would be refused with
+        return jsonify(refused(error))
+    return jsonify(preview_login(facts, idp, proposed))
 
 
 @admin_api_blueprint.get("/api/test-logins/<test_id>")

@@ -1,9 +1,21 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+Readiness is the database answering, nothing else. Background jobs are reported in its details
+(their state on every node, and whether this process's scheduler is running) but never make it
+fail: a node that serves requests correctly must not be drained because a job failed (any node can
+run it next time; alert on ``bridge_background_job_runs_total{result="failure"}`` instead). Only
+states and times are shown here, unauthenticated; the error itself is in the log and in
+``bridge jobs status``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from typing import Any
 
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import exc as sa_exc
+
+from bridge import jobs
 from bridge.web.context import bridge
 from bridge.web.errors import RETRY_AFTER_SECONDS
 
@@ -15,10 +27,26 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
+def _jobs() -> dict[str, Any]:
+    scheduler = current_app.extensions.get("scheduler")
+    details: dict[str, Any] = {
+        "scheduler": "disabled" if scheduler is None else
+                     "running" if scheduler.running else "stopped",
+    }
+    try:
+        details["jobs"] = {job.name: {"status": job.state, "last_run_at": job.last_run_at,
+                                      "last_success_at": job.last_success_at,
+                                      "consecutive_failures": job.consecutive_failures}
+                           for job in jobs.status(bridge().db)}
+    except sa_exc.SQLAlchemyError:
+        details["jobs"] = None  # unknown just now; readiness is the ping above
+    return details
+
+
 @health.get("/readyz")
 def readyz():
     if bridge().db.ping():
-        return jsonify({"status": "ready"})
+        return jsonify({"status": "ready", "background": _jobs()})
     response = jsonify({"status": "unavailable", "reason": "database unreachable"})
     response.status_code = 503
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
