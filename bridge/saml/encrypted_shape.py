@@ -63,7 +63,7 @@ _OAEP_MGFS = frozenset({
     "http://www.w3.org/2009/xmlenc11#mgf1sha512",
 })
 _ENCRYPTED_KEY_TYPE = "http://www.w3.org/2001/04/xmlenc#EncryptedKey"
-_ELEMENT_TYPE = "http://www.w3.org/2001/04/xmlenc#Element"
+ELEMENT_TYPE = "http://www.w3.org/2001/04/xmlenc#Element"
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 
 _ENCRYPTED_DATA = q(ns.XENC, "EncryptedData")
@@ -112,7 +112,7 @@ def normalise_encrypted_assertion(encrypted: etree._Element) -> etree._Element:
         _check_encrypted_key(peer)
 
     _only_attributes(encrypted_data, _ENCRYPTED_TYPE_ATTRIBUTES, "EncryptedData")
-    if encrypted_data.get("Type") not in (None, _ELEMENT_TYPE):
+    if encrypted_data.get("Type") not in (None, ELEMENT_TYPE):
         raise refused("EncryptedData must encrypt an element", type=encrypted_data.get("Type"))
     method, key_info, cipher_data = _children(encrypted_data, (_METHOD, _KEY_INFO, _CIPHER_DATA),
                                               "EncryptedData")

@@ -23,7 +23,6 @@ from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, SamlRejected
 from bridge.saml import onelogin
 from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
-from bridge.saml.sp_keys import DecryptionKey
 from bridge.saml.verify import CertificateKeys
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -63,7 +62,7 @@ class IdentityProvider:
     metadata: IdpMetadata
     settings: IdpSettings
     keys: CertificateKeys = field(init=False)
-    _onelogin: dict[tuple[str, str, str | None], OneLogin_Saml2_Settings] = field(
+    _onelogin: dict[tuple[str, str], OneLogin_Saml2_Settings] = field(
         init=False, default_factory=dict, repr=False
     )
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
@@ -93,11 +92,10 @@ class IdentityProvider:
         assert url is not None  # metadata parsing guarantees one of them
         return url
 
-    def onelogin_settings(self, sp: Any, decryption_key: DecryptionKey | None = None
-                          ) -> OneLogin_Saml2_Settings:
-        """python3-saml settings for this IdP and our SP (and the key that decrypts the
-        assertion, when it was encrypted), built once."""
-        key = (sp.entity_id, sp.acs_url, decryption_key.id if decryption_key else None)
+    def onelogin_settings(self, sp: Any) -> OneLogin_Saml2_Settings:
+        """python3-saml settings for this IdP and our SP, built once. No decryption key: it
+        validates encrypted assertions after our decryption (``response._as_decrypted``)."""
+        key = (sp.entity_id, sp.acs_url)
         with self._lock:
             cached = self._onelogin.get(key)
             if cached is None:
@@ -108,8 +106,6 @@ class IdentityProvider:
                     idp_sso_url=self.sso_url,
                     idp_certificates=tuple(c.pem for c in self.metadata.signing_certificates),
                     allow_sha1=self.settings.insecure_allow_sha1_until is not None,
-                    sp_private_key=decryption_key.private_key_pem if decryption_key else "",
-                    sp_certificate=decryption_key.certificate_pem if decryption_key else "",
                     idp_slo_url=self.metadata.slo_redirect_url,
                 ))
             return cached

@@ -49,10 +49,12 @@ class ServiceProvider:
 class ReceivedResponse:
     """A parsed, shape-checked (and decrypted) Response that has NOT been verified yet."""
 
-    raw_b64: str
+    # What python3-saml's second opinion validates: the message as posted or, for an encrypted
+    # assertion, the Response as we decrypted it (see ``_as_decrypted``).
+    second_opinion_b64: str
     shape: SignedShape
     # For an encrypted assertion in a signed Response: the Response as signed, before decryption
-    # replaced the EncryptedAssertion, and the id of the key that decrypted it.
+    # replaced the EncryptedAssertion, and the key that decrypted it.
     signed_original: SignedShape | None = None
     decryption_key: DecryptionKey | None = None
 
@@ -120,7 +122,7 @@ def receive(
     encrypted = root.find(q(ns.SAML, "EncryptedAssertion"))
     if encrypted is None:
         shape = check_response_shape(root, allow_sha1=allow_sha1)
-        return ReceivedResponse(raw_b64=saml_response, shape=shape)
+        return ReceivedResponse(second_opinion_b64=saml_response, shape=shape)
     outer = check_response_shape(root, allow_sha1=allow_sha1, encrypted=True)
     signed_original = None
     if outer.response_signature is not None:
@@ -129,8 +131,22 @@ def receive(
         signed_original = check_response_shape(original, allow_sha1=allow_sha1, encrypted=True)
     key = decrypt_assertion(outer.assertion, decryption_keys)
     shape = check_response_shape(root, allow_sha1=allow_sha1)
-    return ReceivedResponse(raw_b64=saml_response, shape=shape, signed_original=signed_original,
-                            decryption_key=key)
+    return ReceivedResponse(second_opinion_b64=_as_decrypted(shape), shape=shape,
+                            signed_original=signed_original, decryption_key=key)
+
+
+def _as_decrypted(shape: SignedShape) -> str:
+    """The decrypted Response for python3-saml. It checks the assertion (its signature, its
+    conditions, its subject) independently of us, as for a plain response; it does not decrypt
+    again, so the ciphertext is handled by one implementation only, after our shape check, and no
+    form of it can fail differently there. The Response's own signature covered the ciphertext
+    and was verified over it (``signed_original``); over the plaintext it could not verify, so
+    this copy goes without it."""
+    response = copy.deepcopy(shape.response)
+    if shape.response_signature is not None:
+        for signature in response.findall(q(ns.DS, "Signature")):
+            response.remove(signature)
+    return base64.b64encode(etree.tostring(response)).decode("ascii")
 
 
 def verify(
@@ -203,8 +219,8 @@ def verify(
     attributes = attributes_of(assertion)
 
     onelogin.strict_validate(
-        idp.onelogin_settings(sp, received.decryption_key),
-        received.raw_b64,
+        idp.onelogin_settings(sp),
+        received.second_opinion_b64,
         acs_url=sp.acs_url,
         request_id=expected_request_id,
         now=now,

@@ -15,6 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from lxml import etree
 
 from tests.attacks import xml_tools as x
@@ -213,3 +217,75 @@ def test_refusal_is_independent_of_the_ciphertext(attack: Attack) -> None:
         value.text = base64.b64encode(os.urandom(64)).decode()
         _data(root).append(_el("EncryptionProperties"))
     _post_refused(attack, change)
+
+
+# --- no decryption oracle: every plaintext, every padding, the same answer -----------------------
+
+def _session_key_for(attack: Attack, key: bytes) -> etree._Element:
+    """An EncryptedKey holding ``key`` for our published certificate, as anyone can make one."""
+    certificate = x509.load_pem_x509_certificate(sp_certificate(attack).encode())
+    public_key = certificate.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    wrapped = public_key.encrypt(key, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
+                                                   algorithm=hashes.SHA1(), label=None))
+    encrypted_key = _el("EncryptedKey")
+    etree.SubElement(encrypted_key, f"{{{x.XENC}}}EncryptionMethod",
+                     Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p")
+    data = etree.SubElement(encrypted_key, f"{{{x.XENC}}}CipherData")
+    etree.SubElement(data, f"{{{x.XENC}}}CipherValue").text = base64.b64encode(wrapped).decode()
+    return encrypted_key
+
+
+def _chosen_plaintext(attack: Attack, blocks: bytes, *, typed: bool) -> bytes:
+    """A Response whose EncryptedData decrypts (AES-256-CBC, no padding added) to ``blocks``."""
+    key, iv = os.urandom(32), os.urandom(16)
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = iv + encryptor.update(blocks) + encryptor.finalize()
+    _, root = attack.fresh()
+    x.strip_signature(root)
+    encrypted = _el("EncryptedAssertion", x.SAML)
+    root.replace(x.assertion(root), encrypted)
+    data = etree.SubElement(encrypted, f"{{{x.XENC}}}EncryptedData")
+    if typed:
+        data.set("Type", "http://www.w3.org/2001/04/xmlenc#Element")
+    etree.SubElement(data, f"{{{x.XENC}}}EncryptionMethod",
+                     Algorithm="http://www.w3.org/2001/04/xmlenc#aes256-cbc")
+    etree.SubElement(data, f"{{{x.DS}}}KeyInfo").append(_session_key_for(attack, key))
+    cipher_data = etree.SubElement(data, f"{{{x.XENC}}}CipherData")
+    etree.SubElement(cipher_data, f"{{{x.XENC}}}CipherValue").text = (
+        base64.b64encode(ciphertext).decode())
+    return etree.tostring(root)
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "untyped"])
+def test_padding_and_plaintext_are_no_oracle(attack: Attack, typed: bool) -> None:
+    """The CBC padding oracle (Vaudenay) and the XML parse oracle (Jager and Somorovsky, "How to
+    break XML encryption"): whatever the last byte (the padding length xmlsec reads) and whatever
+    the plaintext turns out to be, the answer is the same 400 with the same code."""
+    answers = set()
+    plaintexts = [b"A" * 15 + bytes([last]) for last in (*range(0, 18), 0x41, 0x80, 0xFF)]
+    plaintexts += [b"just some text\x02\x02", b"<a>text</a>\x05\x05\x05\x05\x05",
+                   b"<saml:Assertion\x01", b"&amp;&amp;&amp;\x01"]
+    for plaintext in plaintexts:
+        response = attack.post(_chosen_plaintext(attack, plaintext, typed=typed))
+        answers.add((response.status_code, response.get_json()["code"]))
+        assert "Location" not in response.headers
+    assert answers == {(400, "saml_decryption_failed")}
+    assert attack.issued() == (0, 0, 0, 0)
+
+
+def test_an_idp_that_leaves_out_the_type_attribute_logs_in(attack: Attack) -> None:
+    # SAML Core §2.2.4: Type SHOULD be present, so some IdPs leave it out.
+    login, root = _encrypted(attack)
+    del _data(root).attrib["Type"]
+    attack.accepted(attack.post(root), login)
+
+
+def test_a_recipient_hint_that_is_no_certificate_is_ignored(attack: Attack) -> None:
+    # The hint is checked for shape and dropped; nothing ever parses it as a certificate.
+    login, root = _encrypted(attack)
+    key_info = _el("KeyInfo", x.DS)
+    data = etree.SubElement(key_info, f"{{{x.DS}}}X509Data")
+    etree.SubElement(data, f"{{{x.DS}}}X509Certificate").text = "AAAA"
+    x.one(_key(root), "xenc:EncryptionMethod").addnext(key_info)
+    attack.accepted(attack.post(root), login)
