@@ -61,6 +61,10 @@ class LogoutRequest:
 
 
 def _raw_parameters(query_string: str) -> dict[str, str]:
+    # SAML Bindings §3.4.4.1 signs the URL-encoded bytes as sent, which are ASCII; a server that
+    # passes raw bytes through (werkzeug's own does) must not turn them into a 500.
+    if not query_string.isascii():
+        raise SamlRejected("saml_malformed", "The query string is not URL-encoded ASCII.")
     raw: dict[str, str] = {}
     for part in query_string.split("&"):
         name, _, value = part.partition("=")

@@ -58,7 +58,11 @@ def authorize() -> BaseResponse:
 
 
 def _basic_auth() -> tuple[str, str] | None:
-    auth = request.authorization
+    try:
+        auth = request.authorization
+    except ValueError:  # werkzeug refuses a header that is not ASCII
+        raise TokenError("invalid_client", "The Authorization header is malformed.",
+                         code="client_authentication_failed") from None
     if auth is None or auth.type != "basic":
         return None
     return auth.username or "", auth.password or ""
