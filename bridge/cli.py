@@ -165,8 +165,12 @@ def _run(args: argparse.Namespace) -> int:
         from bridge.federation import Bridge
 
         bridge = Bridge.from_settings(settings, SystemClock())
+        problems = bridge.key_problems()
+        if problems:
+            raise ConfigError(problems)
         print(f"ok: {len(bridge.idps)} IdP(s), {len(settings.clients)} client(s), "
-              f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}")
+              f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}, "
+              "every stored key decrypts")
         return 0
     raise AssertionError(args.command)
 
