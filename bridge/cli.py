@@ -108,8 +108,11 @@ def _run(args: argparse.Namespace) -> int:
 
         database = Database(settings.database_url)
         if args.db == "upgrade":
+            before = database.current_revision()
             database.upgrade()
-            print(f"database at revision {database.current_revision()}")
+            after = database.current_revision()
+            print(f"database upgraded from revision {before or 'none'} to {after}" if after != before
+                  else f"database already at revision {after}: nothing to do")
         elif args.db == "purge":
             import time
 
@@ -146,8 +149,13 @@ def _run(args: argparse.Namespace) -> int:
         bridge = Bridge.from_settings(settings, SystemClock())
         if args.keys == "rotate":
             older = _duration(args.if_older_than) if args.if_older_than else None
-            for kid in bridge.keys.rotate(immediately=args.now, older_than=older):
+            published = bridge.keys.rotate(immediately=args.now, older_than=older)
+            for kid in published:
                 print(f"published key {kid}")
+            if not published:
+                # Only --if-older-than can leave every series as it was: say so, and why.
+                print(f"no key rotated: every algorithm's newest key is younger than "
+                      f"{args.if_older_than}")
         return _keys_list(bridge)
     if args.command == "revoke":
         import getpass

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bridge.tokens.keys import generate_kek
 from tests.conftest import TEST_KEK
 
@@ -52,3 +54,30 @@ def test_a_key_the_node_cannot_decrypt_is_named_even_before_it_signs(tmp_path: P
 
     assert result.returncode == 2
     assert f"signing key {kid}" in result.stderr and "SAML key" not in result.stderr
+
+
+def test_commands_print_their_own_output_only(tmp_path: Path) -> None:
+    first = bridge_cli(tmp_path, "db", "upgrade")
+    again = bridge_cli(tmp_path, "db", "upgrade")
+    check = bridge_cli(tmp_path, "check")
+
+    assert ok(first).startswith("database upgraded from revision none to ")
+    assert ok(again).startswith("database already at revision ") and "nothing to do" in again.stdout
+    assert ok(check).startswith("ok: ")
+    for result in (first, again, check):
+        assert "alembic" not in result.stderr, result.stderr
+        assert result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("age", ["30d", "12h"])
+def test_a_scheduled_rotation_that_rotates_nothing_says_so(tmp_path: Path, age: str) -> None:
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    ok(bridge_cli(tmp_path, "check"))  # the first key, just made
+
+    output = ok(bridge_cli(tmp_path, "keys", "rotate", "--if-older-than", age))
+
+    assert output.splitlines()[0] == (
+        f"no key rotated: every algorithm's newest key is younger than {age}")
+    assert "published key" not in output
+    assert ok(bridge_cli(tmp_path, "keys", "rotate", "--if-older-than", "0s")).startswith(
+        "published key ")
