@@ -103,6 +103,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level.upper())
     if args.command == "serve":
         return _serve(args, settings)
+    # A one-off command counts nothing worth scraping: it must not leave files of its own in
+    # the serving processes' metrics directory, nor need one (a read-only migration job).
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if args.command == "db":
         from bridge.store.db import Database
 
