@@ -7,6 +7,7 @@ checkout on sys.path) reaches the installed bridge."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,8 +44,16 @@ print(len(names), bridge.__file__)
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A brand-new virtual environment with the wheel of this checkout and no extras."""
     work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of what the Dockerfile copies, so that nothing else of the checkout
+    # (a build/ directory left by an earlier build, with files since deleted) enters the wheel.
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "bridge", source / "bridge",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(work / "dist"), str(ROOT)],
+                    "--wheel-dir", str(work / "dist"), str(source)],
                    check=True, capture_output=True, timeout=600)
     wheels = list((work / "dist").glob("saml_jwt_bridge-*.whl"))
     assert len(wheels) == 1, wheels
