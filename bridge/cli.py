@@ -110,13 +110,19 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level.upper())
     if args.command == "serve":
         return _serve(args, settings)
+    # A one-off command counts nothing worth scraping: it must not leave files of its own in
+    # the serving processes' metrics directory, nor need one (a read-only migration job).
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if args.command == "db":
         from bridge.store.db import Database
 
         database = Database(settings.database_url)
         if args.db == "upgrade":
+            before = database.current_revision()
             database.upgrade()
-            print(f"database at revision {database.current_revision()}")
+            after = database.current_revision()
+            print(f"database upgraded from revision {before or 'none'} to {after}" if after != before
+                  else f"database already at revision {after}: nothing to do")
         elif args.db == "purge":
             import time
 
@@ -153,8 +159,13 @@ def _run(args: argparse.Namespace) -> int:
         bridge = Bridge.from_settings(settings, SystemClock())
         if args.keys == "rotate":
             older = _duration(args.if_older_than) if args.if_older_than else None
-            for kid in bridge.keys.rotate(immediately=args.now, older_than=older):
+            published = bridge.keys.rotate(immediately=args.now, older_than=older)
+            for kid in published:
                 print(f"published key {kid}")
+            if not published:
+                # Only --if-older-than can leave every series as it was: say so, and why.
+                print(f"no key rotated: every algorithm's newest key is younger than "
+                      f"{args.if_older_than}")
         return _keys_list(bridge)
     if args.command == "revoke":
         import getpass
@@ -174,8 +185,12 @@ def _run(args: argparse.Namespace) -> int:
         from bridge.federation import Bridge
 
         bridge = Bridge.from_settings(settings, SystemClock())
+        problems = bridge.key_problems()
+        if problems:
+            raise ConfigError(problems)
         print(f"ok: {len(bridge.idps)} IdP(s), {len(settings.clients)} client(s), "
-              f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}")
+              f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}, "
+              "every stored key decrypts")
         return 0
     raise AssertionError(args.command)
 

@@ -157,6 +157,12 @@ _STR_KEYS = (
     "token_signing_alg",
 )
 _SECRET_KEYS = ("key_encryption_key",)
+# The keys of a [[clients]] table (docs/configuration.md lists each; a test holds it to this).
+CLIENT_KEYS = frozenset({
+    "client_id", "redirect_uris", "audience", "claims_version", "public", "refresh_token_delivery",
+    "scopes", "login_start_uri", "refresh_token_ttl_seconds", "refresh_idle_timeout_seconds",
+    "refresh_reuse_interval_seconds", "token_signing_alg", "allowed_origins",
+    "token_exchange_audiences", "allow_saml_bearer"})
 _KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | set(_BOOL_KEYS) | {"clients", "claims_sunset"}
 
 
@@ -180,7 +186,7 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"config file {path}: not valid TOML ({exc})")
     for key in sorted(set(raw) - _KNOWN_KEYS):
-        problems.append(f"{key}: unknown setting (check the spelling; see README 'Configuration')")
+        problems.append(f"{key}: unknown setting (check the spelling; see docs/configuration.md)")
     for key in _SECRET_KEYS:
         if key in raw:
             problems.append(f"{key}: secrets are not read from the config file; "
@@ -410,13 +416,8 @@ def _parse_client(
     where: str, entry: dict[str, Any], env: Mapping[str, str], problems: list[str],
     defaults: Settings,
 ) -> ClientConfig | None:
-    known = {"client_id", "redirect_uris", "audience", "claims_version", "public",
-             "refresh_token_delivery", "scopes", "login_start_uri", "refresh_token_ttl_seconds",
-             "refresh_idle_timeout_seconds", "refresh_reuse_interval_seconds",
-             "token_signing_alg", "allowed_origins", "token_exchange_audiences",
-             "allow_saml_bearer"}
     before = len(problems)
-    for key in sorted(set(entry) - known):
+    for key in sorted(set(entry) - CLIENT_KEYS):
         problems.append(f"{where}.{key}: unknown client setting")
     client_id = entry.get("client_id")
     if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):

@@ -184,7 +184,21 @@ class Bridge:
         bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
         bridge.keys.ensure_keys()
         bridge.sp_keys.ensure_key()
+        for problem in bridge.key_problems():  # /readyz keeps failing, naming it too
+            log.error(problem)
         return bridge
+
+    def key_problems(self) -> list[str]:
+        """Every stored key the configured key-encryption key cannot decrypt, each named, for
+        `bridge check` and /readyz: a wrong key otherwise shows only at the first signature or
+        the first encrypted assertion."""
+        names = ([f"signing key {kid}" for kid in self.keys.undecryptable()]
+                 + [f"SAML key {key_id}" for key_id in self.sp_keys.undecryptable()])
+        if not names:
+            return []
+        return [f"key_encryption_key: cannot decrypt {', '.join(names)}: BRIDGE_KEY_ENCRYPTION_KEY "
+                "is not the key they were stored with (set the one this database's keys were "
+                "made with)"]
 
     def service_provider(self, slug: str) -> saml_response.ServiceProvider:
         return saml_response.ServiceProvider(entity_id=self.settings.sp_entity_id,

@@ -18,6 +18,11 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 control_socket_disable = True
+# Workers' heartbeat files: in memory, so a read-only root filesystem (the Kubernetes example) or
+# a slow overlay disk cannot stall them (gunicorn's advice for containers). gunicorn makes them
+# with mkstemp and unlinks them at once: no predictable name for S108 to worry about.
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature

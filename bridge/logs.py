@@ -74,3 +74,6 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     handler._bridge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic announces its dialect and DDL mode at INFO every time a schema revision is read
+    # (each CLI command, each worker's start): noise. `bridge db upgrade` reports what it did.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

@@ -5,6 +5,7 @@ to PostgreSQL that a test can cut to play a database outage."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import select
@@ -126,31 +127,11 @@ class Cluster:
               ) -> tuple[str, str, str]:
         """A full login through the proxy (or with the ACS post sent to one node). Returns
         (code, verifier, the SAMLResponse that was posted)."""
-        verifier, challenge = pkce_pair()
-        answer = browser.get(self.proxy_url + "/authorize", params={
-            "response_type": "code", "client_id": "demo", "state": "s",
-            "redirect_uri": "http://127.0.0.1:8002/callback", "scope": "openid email",
-            "code_challenge": challenge, "code_challenge_method": "S256",
-            "idp": "dev",
-        }, allow_redirects=False)
-        assert answer.status_code == 302, answer.text
-        saml_request = parse_qs(urlsplit(answer.headers["Location"]).query)["SAMLRequest"][0]
-        pending = self.idp.parse_request(saml_request, None)
-        saml_response = self.idp.response_for(pending, USERS["alice"])
-        acs = (acs_via or self.proxy_url) + "/saml/dev/acs"
-        posted = browser.post(acs, data={"SAMLResponse": saml_response}, allow_redirects=False)
-        assert posted.status_code == 302, posted.text
-        code = parse_qs(urlsplit(posted.headers["Location"]).query)["code"][0]
-        return code, verifier, saml_response
+        return login(self.proxy_url, self.idp, browser, acs_via=acs_via)
 
     def tokens(self, browser: requests.Session, via: str | None = None) -> dict[str, str]:
         code, verifier, _ = self.login(browser)
-        answer = requests.post((via or self.proxy_url) + "/token", data={
-            "grant_type": "authorization_code", "code": code, "client_id": "demo",
-            "redirect_uri": "http://127.0.0.1:8002/callback", "code_verifier": verifier},
-            timeout=10)
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
+        return exchange_code(via or self.proxy_url, code, verifier)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -165,6 +146,49 @@ class Cluster:
         self.relay.cut()
 
 
+DEMO_REDIRECT = "http://127.0.0.1:8002/callback"
+
+
+def login(bridge_url: str, idp: DevIdp, browser: requests.Session, *, acs_via: str | None = None
+          ) -> tuple[str, str, str]:
+    """Alice's whole login at the bridge behind ``bridge_url``, as the demo client starts it and
+    her browser follows it: /authorize, the development IdP, the ACS. Returns (code, verifier,
+    the SAMLResponse that was posted)."""
+    verifier, challenge = pkce_pair()
+    answer = browser.get(bridge_url + "/authorize", params={
+        "response_type": "code", "client_id": "demo", "state": "s",
+        "redirect_uri": DEMO_REDIRECT, "scope": "openid email",
+        "code_challenge": challenge, "code_challenge_method": "S256",
+        "idp": "dev",
+    }, allow_redirects=False)
+    assert answer.status_code == 302, answer.text
+    saml_request = parse_qs(urlsplit(answer.headers["Location"]).query)["SAMLRequest"][0]
+    pending = idp.parse_request(saml_request, None)
+    saml_response = idp.response_for(pending, USERS["alice"])
+    acs = (acs_via or bridge_url) + "/saml/dev/acs"
+    posted = browser.post(acs, data={"SAMLResponse": saml_response}, allow_redirects=False)
+    assert posted.status_code == 302, posted.text
+    code = parse_qs(urlsplit(posted.headers["Location"]).query)["code"][0]
+    return code, verifier, saml_response
+
+
+def exchange_code(bridge_url: str, code: str, verifier: str, *, verify: bool | str = True
+                  ) -> dict[str, str]:
+    answer = requests.post(bridge_url + "/token", data={
+        "grant_type": "authorization_code", "code": code, "client_id": "demo",
+        "redirect_uri": DEMO_REDIRECT, "code_verifier": verifier}, timeout=10, verify=verify)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def refresh(bridge_url: str, refresh_token: str, *, verify: bool | str = True) -> dict[str, str]:
+    answer = requests.post(bridge_url + "/token", data={
+        "grant_type": "refresh_token", "client_id": "demo", "refresh_token": refresh_token},
+        timeout=10, verify=verify)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
 NGINX = """
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -176,7 +200,7 @@ http {{
     fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
     upstream bridge {{ {servers} }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{tls};
         location / {{
             proxy_pass http://bridge;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -188,13 +212,84 @@ http {{
 """
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+def tls_certificate(directory: Path) -> Path:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it, in ``directory`` as tls.crt
+    and tls.key; returns the CA's file, for clients to verify with."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+              signer: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = issue("test CA", ca_key, ca_name, ca_key, ca=True)
+    leaf = issue("127.0.0.1", key, ca_name, ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (directory / "tls.crt").write_bytes(leaf.public_bytes(pem))
+    (directory / "tls.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    return directory / "ca.crt"
+
+
+def start_proxy(tmp_path: Path, port: int, upstreams: list[int], *, tls: bool = False
+                ) -> subprocess.Popen[bytes]:
+    """nginx on 127.0.0.1:``port`` in front of ``upstreams``; with ``tls``, https with the
+    certificate of tls_certificate(tmp_path / "nginx") (its CA: tmp_path / "nginx" / "ca.crt"),
+    as a load balancer that terminates TLS."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx_dir = tmp_path / "nginx"
+    nginx_dir.mkdir()
+    servers = " ".join(f"server 127.0.0.1:{upstream} max_fails=1 fail_timeout=5s;"
+                       for upstream in upstreams)
+    listen = ""
+    if tls:
+        tls_certificate(nginx_dir)
+        listen = f" ssl; ssl_certificate {nginx_dir}/tls.crt; ssl_certificate_key {nginx_dir}/tls.key"
+    (nginx_dir / "nginx.conf").write_text(NGINX.format(dir=nginx_dir, servers=servers, port=port,
+                                                      tls=listen))
+    log = tmp_path / "nginx.log"
+    with log.open("wb") as output:
+        proxy = subprocess.Popen([nginx, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"),
+                                  "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    scheme = "https" if tls else "http"
+    try:
+        wait_until_up(f"{scheme}://127.0.0.1:{port}", proxy, log,
+                      verify=str(nginx_dir / "ca.crt") if tls else True)
+    except BaseException:
+        os.killpg(proxy.pid, signal.SIGKILL)
+        proxy.wait()
+        raise
+    return proxy
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60,
+                  *, verify: bool | str = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"{url} exited:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(url + "/healthz", timeout=3).status_code == 200:
+            if requests.get(url + "/healthz", timeout=3, verify=verify).status_code == 200:
                 return
         except requests.RequestException:
             pass  # not listening yet, or its workers are still starting
@@ -204,7 +299,6 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout
 
 def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path,
                   nodes: int = 2) -> Cluster:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     relay = Relay(("127.0.0.1", int(urlsplit(database_url.replace("+psycopg", "")).port or 5432)))
     relayed = re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{relay.port}/", database_url)
     proxy_port = free_port()
@@ -250,19 +344,7 @@ def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path
             cluster.nodes.append(node)
         for node in cluster.nodes:
             wait_until_up(node.url, node.process, node.log)
-        nginx_dir = tmp_path / "nginx"
-        nginx_dir.mkdir()
-        servers = " ".join(f"server 127.0.0.1:{n.port} max_fails=1 fail_timeout=5s;"
-                           for n in cluster.nodes)
-        (nginx_dir / "nginx.conf").write_text(NGINX.format(dir=nginx_dir, servers=servers,
-                                                          port=proxy_port))
-        log = tmp_path / "nginx.log"
-        with log.open("wb") as output:
-            proxy = subprocess.Popen([nginx, "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"),
-                                      "-g", "daemon off;"], stdout=output, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        cluster.processes.append(proxy)
-        wait_until_up(proxy_url, proxy, log)
+        cluster.processes.append(start_proxy(tmp_path, proxy_port, [n.port for n in cluster.nodes]))
     except BaseException:
         cluster.stop()
         raise

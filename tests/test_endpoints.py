@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 from flask.testing import FlaskClient
 from lxml import etree
 
 from bridge.claims.schemas import schema
+from bridge.clock import SystemClock
 from bridge.federation import Bridge
+from bridge.store.db import Database
+from bridge.tokens.keys import generate_kek
+from bridge.web import create_app
+from tests.conftest import make_settings
 
 
 def test_discovery_document(client: FlaskClient) -> None:
@@ -99,3 +105,25 @@ def test_security_headers(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_readiness_fails_naming_the_keys_a_wrong_key_encryption_key_cannot_decrypt(
+        database: Database, idp_dir: Path, tmp_path: Path, bridge: Bridge) -> None:
+    # `bridge` made this database's keys with the session's key-encryption key; this node is
+    # configured with another one.
+    kids = [key["kid"] for key in bridge.keys.jwks()["keys"]]
+    settings = make_settings(database, idp_dir, tmp_path, key_encryption_key=generate_kek())
+    node = Bridge.from_settings(settings, SystemClock())
+    try:
+        client = create_app(bridge=node).test_client()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["Retry-After"]
+        reason = ready.get_json()["reason"]
+        assert reason.startswith(f"key_encryption_key: cannot decrypt signing key {kids[0]}, SAML key ")
+        # What it could not have served: SP metadata (its encryption certificate comes with the
+        # key) answers 503 with a code, never 500.
+        metadata = client.get("/saml/metadata", headers={"Accept": "application/json"})
+        assert metadata.status_code == 503 and metadata.get_json()["code"] == "config_invalid"
+    finally:
+        node.db.dispose()
+    assert create_app(bridge=bridge).test_client().get("/readyz").status_code == 200

@@ -146,6 +146,14 @@ def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, 
     return idps
 
 
+# The keys of an IdP's settings (<slug>.toml, or through the admin API); docs/configuration.md
+# lists each, and a test holds it to this.
+IDP_SETTING_KEYS = frozenset({
+    "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
+    "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
+    "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate"})
+
+
 def load_idp_settings(toml_file: Path) -> IdpSettings:
     if not toml_file.exists():
         return IdpSettings()
@@ -158,10 +166,7 @@ def load_idp_settings(toml_file: Path) -> IdpSettings:
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     problems: list[str] = []
-    known = {"display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
-             "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
-             "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate"}
-    for key in sorted(set(raw) - known):
+    for key in sorted(set(raw) - IDP_SETTING_KEYS):
         problems.append(f"{source}: {key}: unknown IdP setting")
     display_name = raw.get("display_name", "")
     if not isinstance(display_name, str):

@@ -9,13 +9,14 @@ import threading
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from bridge.clock import Clock
+from bridge.errors import ConfigError
 from bridge.store.db import Database
 from bridge.store.models import SamlKey
 
@@ -37,6 +38,7 @@ class SpKeys:
         self.entity_id = entity_id
         self._lock = threading.Lock()
         self._keys: list[DecryptionKey] | None = None
+        self._decrypts: set[str] = set()
 
     def ensure_key(self) -> None:
         with self.db.transaction() as session:
@@ -52,9 +54,35 @@ class SpKeys:
                     rows = list(session.scalars(select(SamlKey).where(
                         SamlKey.use == "encryption", SamlKey.retired_at.is_(None)
                     ).order_by(SamlKey.created_at.desc())))
-                self._keys = [DecryptionKey(r.id, self.kek.decrypt(r.private_key_encrypted).decode(),
-                                            r.certificate_pem) for r in rows]
+                self._keys = [DecryptionKey(r.id, self._decrypt(r), r.certificate_pem)
+                              for r in rows]
             return self._keys
+
+    def _decrypt(self, row: SamlKey) -> str:
+        try:
+            return self.kek.decrypt(row.private_key_encrypted).decode()
+        except InvalidToken:
+            # A configuration problem (503), never a 500 at the ACS or the SP metadata.
+            raise ConfigError(f"SAML key {row.id}: cannot be decrypted with the configured "
+                              "key-encryption key (was BRIDGE_KEY_ENCRYPTION_KEY changed?)") from None
+
+    def undecryptable(self) -> list[str]:
+        """The ids of stored SAML keys (retired ones too) that the key-encryption key cannot
+        decrypt; each key is decrypted once per process (its ciphertext never changes)."""
+        with self.db.transaction() as session:
+            rows = session.execute(select(SamlKey.id, SamlKey.private_key_encrypted)
+                                   .order_by(SamlKey.created_at)).all()
+        failed = []
+        for key_id, encrypted in rows:
+            if key_id in self._decrypts:
+                continue
+            try:
+                self.kek.decrypt(encrypted)
+            except InvalidToken:
+                failed.append(key_id)
+            else:
+                self._decrypts.add(key_id)
+        return failed
 
     def certificates(self) -> list[str]:
         return [k.certificate_pem for k in self.decryption_keys()]

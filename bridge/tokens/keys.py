@@ -114,6 +114,7 @@ class KeyRing:
         self._rows: list[SigningKey] = []
         self._private: dict[str, ActiveKey] = {}
         self._public: dict[str, tuple[str, Any]] = {}
+        self._decrypts: set[str] = set()
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -156,6 +157,23 @@ class KeyRing:
             cached = ActiveKey(kid=row.kid, alg=row.alg, private_key=private_key)  # type: ignore[arg-type]
             self._private[row.kid] = cached
         return cached
+
+    def undecryptable(self) -> list[str]:
+        """The kids of stored keys that the key-encryption key cannot decrypt. A key that would
+        sign only later (or once did) counts as much as the active one: a node that cannot read
+        it fails at its first signature after the rotation. A key's ciphertext never changes, so
+        each one is decrypted once per process."""
+        failed = []
+        for row in sorted(self._keys(), key=lambda k: k.created_at):
+            if row.kid in self._decrypts:
+                continue
+            try:
+                self.kek.decrypt(row.private_key_encrypted)
+            except InvalidToken:
+                failed.append(row.kid)
+            else:
+                self._decrypts.add(row.kid)
+        return failed
 
     def public_key(self, kid: str) -> tuple[str, Any] | None:
         """(algorithm, public key) of a published key, or None."""

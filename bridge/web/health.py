@@ -1,11 +1,11 @@
-"""Liveness and readiness.
+"""Liveness (the process answers) and readiness (it can serve: database and keys).
 
-Readiness is the database answering, nothing else. Background jobs are reported in its details
-(their state on every node, and whether this process's scheduler is running) but never make it
-fail: a node that serves requests correctly must not be drained because a job failed (any node can
-run it next time; alert on ``bridge_background_job_runs_total{result="failure"}`` instead). Only
-states and times are shown here, unauthenticated; the error itself is in the log and in
-``bridge jobs status``.
+Readiness is the database answering and the key-encryption key decrypting every stored key,
+nothing else. Background jobs are reported in its details (their state on every node, and whether
+this process's scheduler is running) but never make it fail: a node that serves requests correctly
+must not be drained because a job failed (any node can run it next time; alert on
+``bridge_background_job_runs_total{result="failure"}`` instead). Only states and times are shown
+here, unauthenticated; the error itself is in the log and in ``bridge jobs status``.
 """
 
 from __future__ import annotations
@@ -45,9 +45,18 @@ def _jobs() -> dict[str, Any]:
 
 @health.get("/readyz")
 def readyz():
-    if bridge().db.ping():
-        return jsonify({"status": "ready", "background": _jobs()})
-    response = jsonify({"status": "unavailable", "reason": "database unreachable"})
+    """Ready when the database answers and the key-encryption key decrypts every stored key: a
+    node with the wrong key would otherwise take traffic and fail at its first signature."""
+    if not bridge().db.ping():
+        return _unavailable("database unreachable")
+    problems = bridge().key_problems()
+    if problems:
+        return _unavailable(problems[0])
+    return jsonify({"status": "ready", "background": _jobs()})
+
+
+def _unavailable(reason: str):
+    response = jsonify({"status": "unavailable", "reason": reason})
     response.status_code = 503
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     return response

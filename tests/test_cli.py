@@ -1,0 +1,83 @@
+"""The `bridge` command as an operator runs it: a real process, its output read as they read it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.tokens.keys import generate_kek
+from tests.conftest import TEST_KEK
+
+
+def bridge_cli(tmp_path: Path, *args: str, kek: str = TEST_KEK) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "idp").mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", *args],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),
+             "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path}/bridge.db",
+             "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"), "BRIDGE_KEY_ENCRYPTION_KEY": kek},
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_check_decrypts_every_stored_key_and_names_those_it_cannot(tmp_path: Path) -> None:
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    assert "every stored key decrypts" in ok(bridge_cli(tmp_path, "check"))  # keys made with A
+    kids = [line.split()[0] for line in ok(bridge_cli(tmp_path, "keys", "list")).splitlines()]
+    assert kids
+
+    other = bridge_cli(tmp_path, "check", kek=generate_kek())  # checked with B
+
+    assert other.returncode == 2 and "ok:" not in other.stdout
+    assert "key_encryption_key: cannot decrypt signing key " + kids[0] in other.stderr
+    assert "SAML key " in other.stderr
+    assert "BRIDGE_KEY_ENCRYPTION_KEY is not the key they were stored with" in other.stderr
+
+
+def test_a_key_the_node_cannot_decrypt_is_named_even_before_it_signs(tmp_path: Path) -> None:
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    ok(bridge_cli(tmp_path, "check"))
+    # Another node, with another key, publishes the next key; it signs only in ten minutes.
+    stranger = generate_kek()
+    published = ok(bridge_cli(tmp_path, "keys", "rotate", kek=stranger))
+    kid = published.splitlines()[0].removeprefix("published key ")
+
+    result = bridge_cli(tmp_path, "check")
+
+    assert result.returncode == 2
+    assert f"signing key {kid}" in result.stderr and "SAML key" not in result.stderr
+
+
+def test_commands_print_their_own_output_only(tmp_path: Path) -> None:
+    first = bridge_cli(tmp_path, "db", "upgrade")
+    again = bridge_cli(tmp_path, "db", "upgrade")
+    check = bridge_cli(tmp_path, "check")
+
+    assert ok(first).startswith("database upgraded from revision none to ")
+    assert ok(again).startswith("database already at revision ") and "nothing to do" in again.stdout
+    assert ok(check).startswith("ok: ")
+    for result in (first, again, check):
+        assert "alembic" not in result.stderr, result.stderr
+        assert result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("age", ["30d", "12h"])
+def test_a_scheduled_rotation_that_rotates_nothing_says_so(tmp_path: Path, age: str) -> None:
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    ok(bridge_cli(tmp_path, "check"))  # the first key, just made
+
+    output = ok(bridge_cli(tmp_path, "keys", "rotate", "--if-older-than", age))
+
+    assert output.splitlines()[0] == (
+        f"no key rotated: every algorithm's newest key is younger than {age}")
+    assert "published key" not in output
+    assert ok(bridge_cli(tmp_path, "keys", "rotate", "--if-older-than", "0s")).startswith(
+        "published key ")
