@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Connection, Select, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, insert, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
 from bridge import audit, metrics
 from bridge.authorization import AuthorizationRequest, check_code_verifier
@@ -91,6 +92,14 @@ def _use_assertion(connection: Connection, verified: saml_response.VerifiedAsser
     connection.execute(_INSERT_ASSERTION, {"idp_entity_id": verified.idp_entity_id,
                                            "assertion_id": verified.assertion_id,
                                            "expires_at": verified.expires_at})
+
+
+def spend_codes(session: Session, *conditions: ColumnElement[bool], now: float) -> None:
+    """Mark the unexchanged authorization codes matching ``conditions`` used, in the caller's
+    transaction: a login that is ended must not come back through a code issued just before."""
+    session.execute(update(AuthorizationCode)
+                    .where(AuthorizationCode.used_at.is_(None), *conditions)
+                    .values(used_at=now))
 
 
 class SpecialLogin(Protocol):
@@ -664,6 +673,10 @@ class Bridge:
                          if request.session_indexes else RefreshFamily.name_id == request.name_id)
                 ended = refresh_tokens.revoke_families(session, RefreshFamily.idp_slug == slug,
                                                        which, now=now, reason="idp_logout")
+                spend_codes(session, AuthorizationCode.idp_slug == slug,
+                            AuthorizationCode.session_index.in_(request.session_indexes)
+                            if request.session_indexes
+                            else AuthorizationCode.name_id == request.name_id, now=now)
                 audit.record(session, at=now, event="idp_logout", outcome="success",
                              idp_slug=slug, detail={"families": ended,
                                                     "session_indexes": len(request.session_indexes)})
@@ -722,12 +735,16 @@ class Bridge:
             raise ValueError("name a subject or an IdP")
         now = self.clock.now()
         conditions = [RefreshFamily.expires_at > now]
+        codes = []
         if subject:
             conditions.append(RefreshFamily.subject == subject)
+            codes.append(AuthorizationCode.subject == subject)
         if idp_slug:
             conditions.append(RefreshFamily.idp_slug == idp_slug)
+            codes.append(AuthorizationCode.idp_slug == idp_slug)
         with self.db.transaction() as session:
             ended = refresh_tokens.revoke_families(session, *conditions, now=now, reason=reason)
+            spend_codes(session, *codes, now=now)
             audit.record(session, at=now, event="revoke_all", outcome="success",
                          subject=subject, idp_slug=idp_slug,
                          detail={"actor": actor, "families": ended, "reason": reason})

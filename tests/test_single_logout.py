@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -297,3 +298,20 @@ def test_ecdsa_signature_in_der_form_is_refused(ec_browser: Browser, ec_idp: Dev
     forged = f"{base}&Signature={quote_plus(base64.b64encode(der).decode())}"
     _refused(ec_browser, forged, "saml_signature_invalid")
     assert ec_browser.refresh(tokens["refresh_token"]).status_code == 200
+
+
+def test_a_code_issued_before_the_idp_logout_cannot_be_exchanged_after(browser: Browser,
+                                                                       dev_idp: DevIdp) -> None:
+    code, login = browser.login()  # the browser has the code; the app has not exchanged it yet
+    assert _get(browser, _alice_logout_url(dev_idp)).status_code == 302
+    late = browser.exchange(code, login.verifier)
+    assert (late.status_code, late.get_json()["error"]) == (400, "invalid_grant")
+
+
+def test_a_code_issued_before_revoke_all_cannot_be_exchanged_after(browser: Browser,
+                                                                   bridge: Bridge) -> None:
+    subject = jwt.decode(browser.tokens()["access_token"], options={"verify_signature": False})["sub"]
+    code, login = browser.login()
+    assert bridge.revoke_all(subject=subject, actor="test") == 1
+    late = browser.exchange(code, login.verifier)
+    assert (late.status_code, late.get_json()["error"]) == (400, "invalid_grant")

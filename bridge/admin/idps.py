@@ -23,7 +23,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,7 @@ from bridge.admin.fetch import FetchPolicy, fetch_metadata
 from bridge.admin.metadata_diff import document_order, metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError, Conflict, NotFound
-from bridge.federation import Bridge, check_idp_initiated_targets
+from bridge.federation import Bridge, check_idp_initiated_targets, spend_codes
 from bridge.idp_registry import IdpRegistry, load_managed_idp
 from bridge.saml.idp import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
@@ -280,10 +280,7 @@ class IdpAdmin:
             # exchanged are spent for the same reason.
             ended = refresh_tokens.revoke_families(session, RefreshFamily.idp_slug == slug,
                                                    now=now, reason="idp_deleted")
-            session.execute(update(AuthorizationCode)
-                            .where(AuthorizationCode.idp_slug == slug,
-                                   AuthorizationCode.used_at.is_(None))
-                            .values(used_at=now))
+            spend_codes(session, AuthorizationCode.idp_slug == slug, now=now)
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),
