@@ -148,6 +148,28 @@ def test_an_older_signed_document_replayed_at_the_metadata_url_is_not_applied(
     assert in_force[0]["sha256"] != hashlib.sha256(briefly).hexdigest()
 
 
+def test_a_document_stale_by_its_own_cache_duration_is_not_applied(
+        api, acme: DevIdp, published: str, admin: IdpAdmin,  # type: ignore[no-untyped-def]  # noqa: F811
+        clock: FixedClock, tmp_path: Path) -> None:
+    """Undated metadata in force (as AD FS, Entra ID and Okta publish it); the attacker serves an
+    old document of the same IdP that adds their key. It was published long ago to be cached for an
+    hour, so it says by itself that it is out of date: never applied without a person."""
+    acme.metadata_xml()
+    current = x.load_keypair(acme.state_dir)
+    _Published.body = _metadata_with(acme, current.cert_pem)
+    _create_from_url(api, published)
+    attacker = _new_keypair(tmp_path)
+    _Published.body = document(acme, current.cert_pem, attacker.cert_pem,
+                               published_at=_time(clock, -400 * DAY), cache="PT1H")
+    replayed = _refresh(api).get_json()
+    assert replayed["status"] == "pending", replayed
+    assert "out of date by its own terms" in replayed["withheld"][0]
+    # The same addition, published an hour ago for a day's caching, applies as before.
+    _Published.body = document(acme, current.cert_pem, attacker.cert_pem,
+                               published_at=_time(clock, -3600), cache="P1D")
+    assert _refresh(api).get_json()["status"] == "applied"
+
+
 def test_an_old_undated_document_cannot_bring_back_a_dropped_key(
         api, acme: DevIdp, published: str, admin: IdpAdmin,  # type: ignore[no-untyped-def]  # noqa: F811
         browser: Browser, tmp_path: Path) -> None:

@@ -63,6 +63,15 @@ class RefreshFailed(RuntimeError):
                          f"(the log has the traceback); outcomes: {outcomes}")
 
 
+def _stale_since(metadata: IdpMetadata, now: float) -> dt.datetime | None:
+    """When a document that gives both its publication time and a cacheDuration stopped being
+    current, if it has; None otherwise."""
+    if metadata.published_at is None or metadata.cache_duration_seconds is None:
+        return None
+    until = metadata.published_at + dt.timedelta(seconds=metadata.cache_duration_seconds)
+    return until if until.timestamp() < now else None
+
+
 def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
     report = []
     for cert in metadata.signing_certificates:
@@ -418,6 +427,14 @@ class IdpAdmin:
             withheld.append("the document in force is dated and this one carries no comparable "
                             "date (mdrpi:PublicationInfo creationInstant or validUntil), so it "
                             "cannot be shown to be newer")
+        stale_since = _stale_since(proposed.metadata, self.clock.now())
+        if stale_since is not None:
+            # SAML Metadata §2.3.1: a copy may be cached for cacheDuration after it was published;
+            # a document past that says by itself that it is out of date (a replay, say).
+            withheld.append(f"the document is out of date by its own terms: published "
+                            f"{_iso(proposed.metadata.published_at)} to be cached for "
+                            f"{proposed.metadata.cache_duration_seconds} s, so until "
+                            f"{_iso(stale_since)}")
         if readded:
             withheld.append("it brings back certificates this IdP dropped before: "
                             + ", ".join(c["sha256"][:16] for c in readded))
