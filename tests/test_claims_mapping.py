@@ -375,6 +375,8 @@ def test_patterns_keep_their_python_meaning(pattern: str, text: str, matches: bo
     (r"(?U)a+", "ungreedy"),
     (r"[\W]", "inside [...]"),
     (r"[\d-z]", "end of a range"),
+    # 134,512 steps: slow per character when the DFA falls back to the NFA (see MAX_PROGRAM).
+    (r"([\w.-]{1,100})-admins", "too large for the linear-time engine"),
 ])
 def test_patterns_the_engine_cannot_run_are_refused_with_their_location(pattern: str,
                                                                        why: str) -> None:

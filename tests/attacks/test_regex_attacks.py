@@ -25,7 +25,7 @@ WEB2 = {"client_id": "web2", "redirect_uris": ["https://web2.example.com/cb"],
 # group name that almost matches (1.5 s at 24 characters, doubling with each one more).
 RULES = r"""
 [mapping.groups]
-allow = [{ regex = '([a-z]+-?)+-(admins|users)' }]
+allow = [{ regex = '([a-z]+-?)+-(admins|users)' }, { regex = '([\w.-]{1,30})-staff' }]
 deny = [{ regex = '(\w+\s?)+-suspended' }]
 [[mapping.roles]]
 regex = '([a-z]+-?)+-admins'
@@ -71,6 +71,19 @@ def test_a_group_name_crafted_for_backtracking_does_not_hold_up_the_login(attack
     # The rules still mean what they said: "engineering-admins" matches each, nothing else does.
     assert roles == ["admin"]
     assert groups == ["engineering-admins"]
+
+
+def test_long_values_in_many_scripts_do_not_hold_up_the_login(attack: Attack) -> None:
+    """Text that keeps RE2's DFA from caching its states (letters of many scripts) against the
+    largest counted repetition of a Unicode class a rule may hold: the NFA fallback it forces
+    costs in proportion to the program's size, which is capped."""
+    letters = [chr(c) for c in range(0x100, 0x30000, 37) if chr(c).isalnum()]
+    values = ["".join(letters[(i * 7919 + j) % len(letters)] for j in range(4000))
+              for i in range(12)]
+    user = User("mallory", "x", "a1b2c3d4-0668", {
+        **USERS["alice"].attributes, "isMemberOf": ["ops-staff", *values]})
+    _, groups = _roles(attack, user)  # within BOUND seconds
+    assert groups == ["ops-staff"]
 
 
 def test_the_deny_rule_still_denies(attack: Attack) -> None:
