@@ -343,6 +343,21 @@ def test_claims_preview_refuses_what_a_login_refuses(api, acme: DevIdp,  # type:
     assert single["outcome"] == "accepted" and single["in_force"]["v1"]["claims"]["sub"]
 
 
+def test_claims_preview_reads_the_name_id_exactly_as_a_login_does(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    _create(api, acme)
+
+    def sub(name_id: str) -> str:
+        body = api("POST", "/admin/api/idps/other/claims-preview",
+                   json={"name_id": name_id, "attributes": {"mail": ["a@x.example"]}}).get_json()
+        assert body["outcome"] == "accepted", body
+        return str(body["in_force"]["v1"]["claims"]["sub"])
+
+    assert sub(" ceo") != sub("ceo")  # as two logins with these NameIDs get two subjects
+    blank = api("POST", "/admin/api/idps/other/claims-preview",
+                json={"name_id": "   ", "attributes": {"mail": ["a@x.example"]}}).get_json()
+    assert (blank["outcome"], blank["code"]) == ("refused", "saml_subject_missing")
+
+
 def test_session_changes_need_the_csrf_token(bridge: Bridge, client: FlaskClient) -> None:
     access = AdminAccess(bridge.db, bridge.clock)
     session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))

@@ -48,7 +48,7 @@ def facts_from_document(document: dict[str, Any], idp: IdentityProvider) -> Saml
         listed = values if isinstance(values, list) else [values]
         attributes[str(name)], count = checked_values(str(name), (str(v) for v in listed), count)
     return SamlFacts(idp_entity_id=idp.metadata.entity_id,
-                     name_id=name_id.strip() if name_id else name_id,
+                     name_id=name_id,  # exactly, as a login reads it (text_of)
                      name_id_format=name_id_format, attributes=attributes)
 
 

@@ -40,7 +40,7 @@ def derive_subject(idp_entity_id: str, subject_id: str) -> str:
 
 
 def identity_from_facts(facts: SamlFacts, idp: IdentityProvider) -> Identity:
-    if not facts.name_id:
+    if not facts.name_id or not facts.name_id.strip():
         # SAML Core §2.4.1: the Subject names the person. (A login's response checks refuse this
         # first; a preview's facts arrive here unchecked.)
         raise SamlRejected("saml_subject_missing", "The assertion has no usable NameID.",
