@@ -99,6 +99,9 @@ STRONG = [
     "e58cfdf288126e95dc6be37e87caf3af4cf4b8cbd8d2345cd3f84cb7838c38",  # 31 in hex
     "0123456789" * 3,                           # digits: hex alphabet, too short
     "correct horse battery",
+    "Welcome2024!" * 4,                         # long, mixed classes, one word repeated
+    "0123456789abcdef" * 4,                     # every hex digit, in order, four times
+    "abcdefghijklmnopqrstuvwxyz" * 2,           # the alphabet twice
 ])
 def test_client_secrets_need_32_random_bytes(weak: str) -> None:
     # Client secrets are checked online by four endpoints: one that is short enough to search
