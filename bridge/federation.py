@@ -568,6 +568,14 @@ class Bridge:
                              client_id=client.client_id, subject=family.subject,
                              idp_slug=family.idp_slug)
 
+    def refresh_token_client(self, token: str) -> str | None:
+        """The client a refresh token was issued to, or None: only to tell whose login a cookie
+        holds, never as a check of the token itself."""
+        with self.db.transaction() as session:
+            family_id = refresh_tokens.family_of(session, token)
+            family = session.get(RefreshFamily, family_id) if family_id else None
+            return family.client_id if family is not None else None
+
     def logout(self, client: ClientConfig, token: str, *, idp_logout: bool) -> str | None:
         """Revoke the login of ``token``; return the IdP's Single Logout URL when asked for one."""
         now = self.clock.now()

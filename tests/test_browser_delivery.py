@@ -233,3 +233,19 @@ def test_a_login_in_the_former_shared_cookie_still_refreshes(browser: Browser) -
                for c in cookies)
     assert any(c.startswith("__Host-bridge-refresh=;") for c in cookies)  # retired
     assert browser.client.get_cookie("__Host-bridge-refresh") is None
+
+
+def test_another_clients_sign_out_leaves_a_shared_cookie_login_alone(browser: Browser) -> None:
+    # spa's login sits in the former shared cookie; console signs out in the same browser.
+    _spa_login(browser)
+    value = browser.client.get_cookie("__Host-bridge-refresh-spa").value  # type: ignore[union-attr]
+    browser.client.delete_cookie("__Host-bridge-refresh-spa")
+    browser.client.set_cookie("__Host-bridge-refresh", value)
+    out = browser.client.post("/logout", data={"client_id": "console"},
+                              headers={"X-Bridge-Refresh": "1", "Origin": CONSOLE_ORIGIN})
+    assert out.status_code == 200, out.get_data(as_text=True)
+    assert not any(c.startswith("__Host-bridge-refresh=;") for c in out.headers.getlist("Set-Cookie"))
+    assert browser.client.get_cookie("__Host-bridge-refresh") is not None
+    assert _families(browser) == [("spa", None)]
+    refreshed = _cookie_refresh(browser, **{"X-Bridge-Refresh": "1", "Origin": ORIGIN})
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)

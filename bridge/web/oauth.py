@@ -134,9 +134,12 @@ def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
     settings = bridge().settings
     value = request.cookies.get(refresh_cookie_name(settings, client))
     if not value:
-        # A login made while every client shared one cookie name (docs/decisions/0009).
-        value = request.cookies.get(legacy_refresh_cookie_name(settings))
-        g.legacy_refresh_cookie = bool(value)
+        # A login made while every client shared one cookie name (docs/decisions/0009). It may
+        # hold another client's login: then it is not this client's to use, or to clear.
+        legacy = request.cookies.get(legacy_refresh_cookie_name(settings))
+        if legacy and bridge().refresh_token_client(legacy) == client.client_id:
+            value = legacy
+            g.legacy_refresh_cookie = True
     return value
 
 
