@@ -400,3 +400,18 @@ def test_deleting_an_idp_ends_its_logins_and_spends_its_codes(api, acme: DevIdp,
     late = browser.exchange(pending_code, pending_verifier)
     assert (late.status_code, late.get_json()["error"]) == (400, "invalid_grant")
     assert browser.refresh(dev_tokens["refresh_token"]).status_code == 200
+
+
+def test_odd_values_in_admin_requests_are_clear_errors(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    for expires_in in ([1], "soon", None, True):
+        made = api("POST", "/admin/api/tokens", json={"name": "x", "expires_in": expires_in})
+        assert made.status_code == 422, (expires_in, made.get_data(as_text=True))
+    # A validUntil that lies past year 9999 once turned into UTC.
+    xml = acme.metadata_xml().replace(b"<ns0:EntityDescriptor ",
+                                      b'<ns0:EntityDescriptor validUntil="9999-12-31T23:59:59-14:00" ', 1)
+    assert b"9999-12-31" in xml
+    created = api("POST", "/admin/api/idps", data={
+        "slug": "other", "settings": json.dumps({"display_name": "Acme"}),
+        "metadata": (__import__("io").BytesIO(xml), "acme.xml")}, content_type="multipart/form-data")
+    assert created.status_code in (400, 422), created.get_data(as_text=True)
+    assert "validUntil" in created.get_data(as_text=True)

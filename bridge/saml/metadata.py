@@ -198,10 +198,10 @@ def _document_times(entity: etree._Element, descriptor: etree._Element,
 def _datetime(value: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
+        # SAML Core §1.3.3: times are UTC; a missing zone means UTC.
+        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time that is past year 9999 in UTC
         return None
-    # SAML Core §1.3.3: times are UTC; a missing zone means UTC.
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
 _DURATION = re.compile(r"^(-)?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?"

@@ -237,9 +237,11 @@ def list_tokens() -> Response:
 @admin_api
 def create_token() -> tuple[Response, int]:
     body = _json_body()
+    expires_in = body.get("expires_in", 30 * 86400)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        raise ConfigError("expires_in: a number of seconds")
     token_id, token = services().access.create_token(
-        str(body.get("name", "")), expires_in=float(body.get("expires_in", 30 * 86400)),
-        actor=actor())
+        str(body.get("name", "")), expires_in=float(expires_in), actor=actor())
     return jsonify({"id": token_id, "token": token}), 201
 
 
