@@ -123,6 +123,8 @@ def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
     for attempt in range(3):
         try:
             with db.transaction() as session:
+                # Nodes starting together: one at a time, also when the table is still empty.
+                db.serialize(session, "idp_entity_ids")
                 rows = list(session.scalars(select(IdpEntityId).with_for_update()))
                 managed = set(session.scalars(select(IdpRecord.slug)))
                 api = {row.entity_id: row.slug for row in rows if row.source == "api"}

@@ -153,6 +153,6 @@ def test_bridge_serve_starts_from_a_fresh_install(venv: Path, site: Site) -> Non
     try:
         wait_until_up(f"http://127.0.0.1:{port}", server, log)
         ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-        assert ready.json() == {"status": "ready"}
+        assert ready.json()["status"] == "ready", ready.text
     finally:
         stop(server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.errors import ConfigError, StoreUnavailable
@@ -84,6 +85,14 @@ class Database:
                 raise StoreUnavailable("temporarily_unavailable",
                                        "The database is unavailable; retry shortly.") from error
             raise
+
+    def serialize(self, session: Session, name: str) -> None:
+        """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not
+        run on two nodes at once even when there is no row yet to lock (FOR UPDATE locks nothing
+        on an empty table). SQLite's transactions already run one at a time (BEGIN IMMEDIATE)."""
+        if self.dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def ping(self) -> bool:
         try:
