@@ -38,8 +38,8 @@ from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.idp import IdentityProvider, load_idp_directory
 from bridge.saml.logout import logout_response_redirect, verify_logout_request
 from bridge.saml.sp import authn_request_redirect, logout_redirect
-from bridge.saml.sp_keys import SpKeys
 from bridge.saml.subject import to_identity
+from bridge.saml_keys import SamlKeys
 from bridge.store.db import Database
 from bridge.store.models import (
     AuditEvent,
@@ -165,7 +165,9 @@ class Bridge:
         algorithms = {settings.token_signing_alg, *(c.token_signing_alg for c in settings.clients)}
         self.keys = KeyRing(db, kek, clock, algorithms=algorithms,
                             access_token_ttl=settings.access_token_ttl_seconds)
-        self.sp_keys = SpKeys(db, kek, clock, entity_id=settings.sp_entity_id)
+        self.sp_keys = SamlKeys(db, kek, clock, entity_id=settings.sp_entity_id,
+                                lead_seconds=settings.sp_signing_key_lead_days * 86400.0,
+                                retention_seconds=settings.sp_signing_key_retention_days * 86400.0)
         # Logins that end in the bridge itself (admin sign-in, test logins), by pseudo client ID.
         self.special_logins: dict[str, SpecialLogin] = {}
         check_idp_initiated_targets(settings, idps)
@@ -183,7 +185,7 @@ class Bridge:
             raise
         bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
         bridge.keys.ensure_keys()
-        bridge.sp_keys.ensure_key()
+        bridge.sp_keys.ensure_keys()
         return bridge
 
     def service_provider(self, slug: str) -> saml_response.ServiceProvider:

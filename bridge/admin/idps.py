@@ -156,7 +156,7 @@ class IdpAdmin:
         self.idp(slug)
         settings = self.bridge.settings
         return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
-                           self.bridge.sp_keys.certificates(), [settings.slo_url(slug)])
+                           self.bridge.sp_keys.encryption_certificates(), [settings.slo_url(slug)])
 
     def idp(self, slug: str) -> IdentityProvider:
         idp = self.registry.get(slug)

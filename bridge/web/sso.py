@@ -37,7 +37,7 @@ def metadata() -> BaseResponse:
     acs_urls = [the_bridge.settings.acs_url(slug) for slug in sorted(the_bridge.idps)]
     slo_urls = [the_bridge.settings.slo_url(slug) for slug in sorted(the_bridge.idps)]
     body = sp_metadata(the_bridge.settings.sp_entity_id, acs_urls,
-                       the_bridge.sp_keys.certificates(), slo_urls)
+                       the_bridge.sp_keys.encryption_certificates(), slo_urls)
     return metadata_response(body)
 
 
