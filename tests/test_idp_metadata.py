@@ -206,3 +206,39 @@ def test_an_expired_metadata_file_stops_start_up_with_its_name(tmp_path: Path) -
     )
     assert result.returncode == 2
     assert f"{tmp_path / 'idp' / 'corp.xml'}: the metadata expired at {PAST}" in result.stderr
+
+
+def _with_services(text: str, services: str) -> str:
+    return text.replace("</md:IDPSSODescriptor>", services + "</md:IDPSSODescriptor>", 1)
+
+
+REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+
+
+def test_single_logout_services_of_both_bindings_and_their_response_locations(
+        tmp_path: Path) -> None:
+    text = _with_services(metadata(certificate()), (
+        f'<md:SingleLogoutService Binding="{POST}" Location="https://idp.example.org/slo/post" '
+        'ResponseLocation="https://idp.example.org/slo/post-responses"/>'
+        f'<md:SingleLogoutService Binding="{REDIRECT}" Location="http://idp.example.org/insecure"/>'
+        f'<md:SingleLogoutService Binding="{REDIRECT}" Location="https://idp.example.org/slo"/>'))
+    md = load(tmp_path, {"corp.xml": text})["corp"].metadata
+    # A plain-http Single Logout endpoint (not loopback) is skipped, as before.
+    assert (md.slo_redirect_url, md.slo_redirect_response_url) == ("https://idp.example.org/slo",
+                                                                   None)
+    assert (md.slo_post_url, md.slo_post_response_url) == (
+        "https://idp.example.org/slo/post", "https://idp.example.org/slo/post-responses")
+
+
+@pytest.mark.parametrize("location", [
+    "https://idp.example.org;script-src 'unsafe-inline'/sso",  # would end up in a CSP
+    "https://idp example.org/sso",
+    "https://user:password@idp.example.org/sso",
+    "javascript:alert(1)",
+])
+def test_an_sso_location_that_is_not_a_plain_http_url_is_refused(tmp_path: Path,
+                                                                 location: str) -> None:
+    text = metadata(certificate()).replace("https://idp.example.org/sso", location)
+    with pytest.raises(ConfigError, match="is not an http\\(s\\) URL"):
+        load(tmp_path, {"corp.xml": text})
