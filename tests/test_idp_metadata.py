@@ -242,3 +242,32 @@ def test_an_sso_location_that_is_not_a_plain_http_url_is_refused(tmp_path: Path,
     text = metadata(certificate()).replace("https://idp.example.org/sso", location)
     with pytest.raises(ConfigError, match="is not an http\\(s\\) URL"):
         load(tmp_path, {"corp.xml": text})
+
+
+@pytest.mark.parametrize("settings,problem", [
+    ('sign_requests = "sometimes"', "sign_requests: one of auto, always, never"),
+    ('authn_request_binding = "soap"', "authn_request_binding: one of auto, redirect, post"),
+    ('authn_request_binding = "post"', 'authn_request_binding is "post" but the IdP\'s metadata '
+                                       "has no SingleSignOnService with the HTTP-POST binding"),
+])
+def test_request_signing_and_binding_settings_are_checked_at_start_up(
+        tmp_path: Path, settings: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"corp.xml": metadata(certificate()), "corp.toml": settings})
+    assert f"corp.toml: {problem}" in str(caught.value)
+
+
+def test_request_signing_follows_the_setting_and_the_idps_metadata(tmp_path: Path) -> None:
+    wants = metadata(certificate()).replace("<md:IDPSSODescriptor ",
+                                            '<md:IDPSSODescriptor WantAuthnRequestsSigned="true" ')
+    cases = {"auto-wants": (wants, ""), "auto": (metadata(certificate()), ""),
+             "always": (metadata(certificate()), 'sign_requests = "always"'),
+             "never": (wants, 'sign_requests = "never"')}
+    for slug, (text, settings) in cases.items():
+        (tmp_path / f"{slug}.xml").write_text(text.replace("idp.example.org\"", f"{slug}\""))
+        (tmp_path / f"{slug}.toml").write_text(settings)
+    idps = load_idp_directory(tmp_path, now=NOW)
+    assert {slug: (idp.signs_authn_requests, idp.signs_logout_messages)
+            for slug, idp in idps.items()} == {
+        "auto-wants": (True, True), "auto": (False, True), "always": (True, True),
+        "never": (False, False)}

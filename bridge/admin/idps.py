@@ -517,6 +517,8 @@ class IdpAdmin:
         if pinned:
             verify_metadata_signature(xml, pinned)
         check_idp_initiated_targets(self.bridge.settings, {slug: idp})
+        if idp.binding_problems():
+            raise ConfigError([f"IdP {slug} settings: {p}" for p in idp.binding_problems()])
         return idp
 
     def _check_entity_id_free(self, slug: str, entity_id: str) -> None:
