@@ -299,3 +299,20 @@ def test_session_changes_need_the_csrf_token(bridge: Bridge, client: FlaskClient
     assert allowed.status_code == 201
     # A ticket is not a session, and a session id is not a ticket.
     assert access.claim_ticket(session_id) is None
+
+
+def test_request_signing_settings_are_validated_and_shape_the_idps_sp_metadata(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp) -> None:
+    # acme's metadata offers the HTTP-Redirect binding only: "post" cannot be honoured.
+    refused = _create(api, acme, authn_request_binding="post")
+    assert refused.status_code == 422
+    assert any('authn_request_binding is "post"' in p for p in refused.get_json()["problems"])
+    assert api("GET", "/admin/api/idps/other").status_code == 404  # nothing was stored
+    assert _create(api, acme, sign_requests="always").status_code == 201
+    sp = api("GET", "/admin/api/idps/other/sp-metadata").data
+    assert b'AuthnRequestsSigned="true"' in sp and b'KeyDescriptor use="signing"' in sp
+    wrong = api("PUT", "/admin/api/idps/other/settings", json={"sign_requests": "sometimes"})
+    assert wrong.status_code == 422
+    assert api("PUT", "/admin/api/idps/other/settings",
+               json={"sign_requests": "never"}).status_code == 200
+    assert b'AuthnRequestsSigned="false"' in api("GET", "/admin/api/idps/other/sp-metadata").data

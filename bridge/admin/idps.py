@@ -153,10 +153,13 @@ class IdpAdmin:
             return version.xml
 
     def sp_metadata(self, slug: str) -> bytes:
-        self.idp(slug)
+        idp = self.idp(slug)
         settings = self.bridge.settings
+        keys = self.bridge.sp_keys
         return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
-                           self.bridge.sp_keys.encryption_certificates(), [settings.slo_url(slug)])
+                           keys.encryption_certificates(), [settings.slo_url(slug)],
+                           signing_certificates=keys.signing_certificates(),
+                           authn_requests_signed=idp.signs_authn_requests)
 
     def idp(self, slug: str) -> IdentityProvider:
         idp = self.registry.get(slug)
