@@ -12,6 +12,8 @@ from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
 from bridge.logs import configure as configure_logging
+from bridge.saml_keys_cli import add_commands as add_saml_keys_commands
+from bridge.saml_keys_cli import run as run_saml_keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "daily scheduled job")
     keys.add_parser("list", help="list signing keys and their windows")
     keys.add_parser("new-kek", help="print a new key-encryption key")
+
+    add_saml_keys_commands(commands)
 
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
@@ -161,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "claims":
         return _claims_preview(args, settings)
+    if args.command == "saml-keys":
+        return run_saml_keys(args, settings)
     if args.command == "check":
         from bridge.federation import Bridge
 

@@ -49,7 +49,7 @@ class KeyReport:
     id: str
     use: str
     # signing: "next" (published, not signing yet), "active", "retired" (published, no longer
-    # signing), "unpublished"; encryption: "active" or "retired".
+    # signing), "unpublished"; encryption: "active" or "unpublished".
     state: str
     created_at: float
     active_at: float | None
@@ -149,8 +149,8 @@ class SamlKeys:
                          else "active" if row is active
                          else "next" if row.active_at is not None and row.active_at > now
                          else "retired")
-            else:
-                state = "active" if row.retired_at is None else "retired"
+            else:  # every encryption key in force is published and decrypts
+                state = "active" if row.retired_at is None else "unpublished"
             not_after = certificate_not_after(row.certificate_pem)
             days = (not_after - moment).total_seconds() / 86400
             warning = None
