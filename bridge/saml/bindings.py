@@ -53,16 +53,14 @@ def encode(message: etree._Element, *, binding: str, destination: str, parameter
         pairs = [(parameter, _deflated(etree.tostring(message)))]
         if relay_state is not None:
             pairs.append(("RelayState", relay_state))
-        query = ""
         if key is not None:
             pairs.append(("SigAlg", RSA_SHA256))
+        query = urlencode(pairs)
+        if key is not None:
             # The signature covers these bytes exactly as they appear in the URL: same order,
             # same percent-encoding.
-            query = urlencode(pairs)
             signature = base64.b64encode(sign_query(query.encode("ascii"), key)).decode("ascii")
             query += "&" + urlencode({"Signature": signature})
-        else:
-            query = urlencode(pairs)
         separator = "&" if "?" in destination else "?"
         return OutgoingMessage(REDIRECT, destination + separator + query, signed=key is not None)
     if binding == POST:
