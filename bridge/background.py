@@ -17,6 +17,11 @@ def standard_jobs(bridge: Bridge, idps: IdpAdmin) -> list[Job]:
     if days:
         jobs.append(Job("key_rotation", 3600,
                         lambda: bridge.keys.rotate(older_than=days * 86400.0)))
+    # Always scheduled: besides sp_signing_key_rotation_days, it gives a signing certificate
+    # near its expiry a successor in time (bridge.saml_keys.SamlKeys.rotation_due).
+    sp_days = bridge.settings.sp_signing_key_rotation_days
+    jobs.append(Job("sp_signing_key_rotation", 3600, lambda: bridge.sp_keys.rotate_if_due(
+        rotation_seconds=sp_days * 86400.0 if sp_days else None)))
     return jobs
 
 

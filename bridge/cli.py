@@ -12,6 +12,8 @@ from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
 from bridge.logs import configure as configure_logging
+from bridge.saml_keys_cli import add_commands as add_saml_keys_commands
+from bridge.saml_keys_cli import run as run_saml_keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                               required=True)
     jobs.add_parser("status", help="each background job's last run, success and failure on any "
                     "node (exit status 1 if one is failing)")
+    add_saml_keys_commands(commands)
 
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
@@ -181,6 +184,8 @@ def _run(args: argparse.Namespace) -> int:
         return _claims_preview(args, settings)
     if args.command == "jobs":
         return _jobs_status(settings)
+    if args.command == "saml-keys":
+        return run_saml_keys(args, settings)
     if args.command == "check":
         from bridge.federation import Bridge
 

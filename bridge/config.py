@@ -81,6 +81,13 @@ class Settings:
     # with many nodes). Turn off only where an external scheduler runs the CLI commands instead.
     background_jobs: bool = True
     key_rotation_days: int = 30
+    # The SP signing key (our AuthnRequests and logout messages; docs/decisions/0020): a new key
+    # is published this long before it signs, the old one stays published this long after, and
+    # the background job publishes a successor every ``sp_signing_key_rotation_days`` (0: only
+    # by hand, or when the certificate nears its expiry).
+    sp_signing_key_lead_days: int = 14
+    sp_signing_key_retention_days: int = 7
+    sp_signing_key_rotation_days: int = 0
     log_format: str = "json"
     log_level: str = "INFO"
     # Rate limits (https://limits.readthedocs.io notation), shared by every node when the storage
@@ -134,6 +141,9 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
     "max_saml_response_bytes": (4 * 1024, 10 * 1024 * 1024),
     "groups_max_count": (0, 200),
     "key_rotation_days": (0, 365),
+    "sp_signing_key_lead_days": (0, 365),
+    "sp_signing_key_retention_days": (0, 365),
+    "sp_signing_key_rotation_days": (0, 3650),
     "trusted_proxy_hops": (0, 5),
     "groups_max_bytes": (0, 8192),
 }

@@ -34,13 +34,15 @@ from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.identity import Identity
 from bridge.idp_registry import IdpRegistry, register_file_idps
+from bridge.saml import ns
 from bridge.saml import response as saml_response
 from bridge.saml.bearer import verify_bearer_assertion
+from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.idp import IdentityProvider, load_idp_directory
-from bridge.saml.logout import logout_response_redirect, verify_logout_request
-from bridge.saml.sp import authn_request_redirect, logout_redirect
-from bridge.saml.sp_keys import SpKeys
+from bridge.saml.logout import verify_logout_request, verify_logout_response
+from bridge.saml.sp import authn_request, logout_request, logout_response
 from bridge.saml.subject import to_identity
+from bridge.saml_keys import SamlKeys
 from bridge.store.db import Database
 from bridge.store.models import (
     AuditEvent,
@@ -55,7 +57,14 @@ from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, issue_id_token, login_of
 from bridge.tokens.keys import ActiveKey, KeyRing, derive_secret, load_kek
 from bridge.tokens.refresh import RefreshPolicy
-from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
+from bridge.tokens.secrets_util import (
+    constant_time_equal,
+    new_secret,
+    pkce_s256,
+    seal,
+    secret_hash,
+    unseal,
+)
 
 log = logging.getLogger("bridge.federation")
 
@@ -78,6 +87,9 @@ _LINK_CODE = (update(AuthorizationCode).where(AuthorizationCode.code_hash == bin
               .values(family_id=bindparam("family")))
 
 ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
+# How long the link that posts our LogoutRequest (HTTP-POST binding) may be followed: the client
+# sends the browser there right after /logout answers.
+LOGOUT_TICKET_SECONDS = 300
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SAML2_BEARER = "urn:ietf:params:oauth:grant-type:saml2-bearer"
 # JWT and RFC 9068 claims that a re-issued token sets anew, never copies.
@@ -114,7 +126,8 @@ class SpecialLogin(Protocol):
 
 @dataclass(frozen=True)
 class LoginStart:
-    redirect_url: str
+    # The AuthnRequest on its way to the IdP: a redirect, or a form the browser posts.
+    message: OutgoingMessage
     browser_token: str
     request_id: str
 
@@ -171,10 +184,14 @@ class Bridge:
         # Successors of refresh tokens are derived, not stored: a retried refresh within the
         # reuse interval recomputes the same successor (tokens/refresh.py).
         self.successor_key = derive_secret(kek_text, "refresh-successor")
+        # Seals the link that carries a logout to an IdP whose Single Logout takes HTTP-POST only.
+        self.logout_ticket_key = derive_secret(kek_text, "logout-ticket")
         algorithms = {settings.token_signing_alg, *(c.token_signing_alg for c in settings.clients)}
         self.keys = KeyRing(db, kek, clock, algorithms=algorithms,
                             access_token_ttl=settings.access_token_ttl_seconds)
-        self.sp_keys = SpKeys(db, kek, clock, entity_id=settings.sp_entity_id)
+        self.sp_keys = SamlKeys(db, kek, clock, entity_id=settings.sp_entity_id,
+                                lead_seconds=settings.sp_signing_key_lead_days * 86400.0,
+                                retention_seconds=settings.sp_signing_key_retention_days * 86400.0)
         # Logins that end in the bridge itself (admin sign-in, test logins), by pseudo client ID.
         self.special_logins: dict[str, SpecialLogin] = {}
         check_idp_initiated_targets(settings, idps)
@@ -192,7 +209,7 @@ class Bridge:
             raise
         bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
         bridge.keys.ensure_keys()
-        bridge.sp_keys.ensure_key()
+        bridge.sp_keys.ensure_keys()
         for problem in bridge.key_problems():  # /readyz keeps failing, naming it too
             log.error(problem)
         return bridge
@@ -249,7 +266,8 @@ class Bridge:
         idp.require_current_metadata(now)
         if not browser_token or len(browser_token) > 64:
             browser_token = new_secret()
-        request_id, url = authn_request_redirect(idp, self.service_provider(idp.slug))
+        request_id, message = authn_request(idp, self.service_provider(idp.slug), now=now,
+                                            signing_key=self.sp_keys.signing_key)
         with self.db.transaction() as session:
             session.add(AuthnRequestRecord(
                 id=request_id,
@@ -264,7 +282,7 @@ class Bridge:
                 created_at=now,
                 expires_at=now + self.settings.authn_request_ttl_seconds,
             ))
-        return LoginStart(redirect_url=url, browser_token=browser_token, request_id=request_id)
+        return LoginStart(message=message, browser_token=browser_token, request_id=request_id)
 
     # --- 2. ACS: SAML Response -> authorization code ------------------------------------------
 
@@ -577,7 +595,9 @@ class Bridge:
             return family.client_id if family is not None else None
 
     def logout(self, client: ClientConfig, token: str, *, idp_logout: bool) -> str | None:
-        """Revoke the login of ``token``; return the IdP's Single Logout URL when asked for one."""
+        """Revoke the login of ``token``; when asked, return the URL that continues to the IdP's
+        Single Logout: our (signed) LogoutRequest on the HTTP-Redirect binding, or, for an IdP
+        whose Single Logout takes HTTP-POST only, our page that posts it (``logout_form``)."""
         now = self.clock.now()
         with self.db.transaction() as session:
             family_id = refresh_tokens.family_of(session, token) if token else None
@@ -592,8 +612,42 @@ class Bridge:
         idp = self.idps.get(slug)
         if not idp_logout or idp is None or not name_id:
             return None
-        return logout_redirect(idp, self.service_provider(slug), name_id=name_id,
-                               session_index=session_index)
+        endpoint = idp.logout_endpoint()
+        if endpoint is None:
+            return None
+        if endpoint[0] == ns.BINDING_POST:
+            # A client can only send the browser to a URL: the form is posted from our page, and
+            # the link to it is sealed, so that it names no one but this login's person.
+            ticket = seal(self.logout_ticket_key, {"idp": slug, "name_id": name_id,
+                                                   "session_index": session_index,
+                                                   "exp": int(now) + LOGOUT_TICKET_SECONDS})
+            return f"{self.settings.base_url}/saml/{slug}/logout?" + urlencode({"ticket": ticket})
+        message = logout_request(idp, self.service_provider(slug), name_id=name_id,
+                                 session_index=session_index, now=now,
+                                 signing_key=self.sp_keys.signing_key)
+        return message.url if message is not None else None
+
+    def logout_form(self, slug: str, ticket: str) -> OutgoingMessage:
+        """Our LogoutRequest for the login a ``logout`` link was made for, on the HTTP-POST
+        binding (built and signed now)."""
+        payload = unseal(self.logout_ticket_key, ticket)
+        now = self.clock.now()
+        expires = payload.get("exp") if payload else None
+        if (payload is None or payload.get("idp") != slug or not isinstance(expires, int)
+                or expires <= now or not isinstance(payload.get("name_id"), str)):
+            raise BridgeError(code="logout_ticket_invalid",
+                              public_detail="This sign-out link is not valid or has expired.")
+        idp = self.idps.get(slug)
+        if idp is None:
+            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+        index = payload.get("session_index")
+        message = logout_request(idp, self.service_provider(slug), name_id=str(payload["name_id"]),
+                                 session_index=index if isinstance(index, str) else None,
+                                 now=now, signing_key=self.sp_keys.signing_key)
+        if message is None:
+            raise BridgeError(code="logout_ticket_invalid",
+                              public_detail="This identity provider has no Single Logout service.")
+        return message
 
     def exchange_token(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
         """RFC 8693 token exchange: a service presents an access token meant for it and receives
@@ -654,9 +708,10 @@ class Bridge:
         return TokenSet(access_token, ttl, None, " ".join(requested), client,
                         issued_token_type=ACCESS_TOKEN_URN)
 
-    def idp_logout(self, slug: str, query_string: str, *, error_id: str) -> str | None:
-        """A LogoutRequest from the IdP: revoke every login of that SAML session; return where the
-        browser goes next (our LogoutResponse to the IdP)."""
+    def idp_logout(self, slug: str, query_string: str, *, error_id: str
+                   ) -> OutgoingMessage | None:
+        """A LogoutRequest from the IdP: revoke every login of that SAML session; return our
+        LogoutResponse to the IdP (None when it has no Single Logout service to send it to)."""
         idp = self.idps.get(slug)
         try:
             if idp is None:
@@ -693,7 +748,26 @@ class Bridge:
                                   log_detail={"request_id": request.id})
             self._audit_refusal("idp_logout", replay, error_id=error_id, idp_slug=slug)
             raise replay from None
-        return logout_response_redirect(idp, self.service_provider(slug), request.id)
+        return logout_response(idp, self.service_provider(slug), in_response_to=request.id,
+                               now=self.clock.now(), signing_key=self.sp_keys.signing_key)
+
+    def logout_response_received(self, slug: str, query_string: str, *, error_id: str) -> bool:
+        """The IdP's LogoutResponse to our LogoutRequest: verified and audited; True when the IdP
+        says its session ended too (the login here ended when our request was made)."""
+        idp = self.idps.get(slug)
+        try:
+            if idp is None:
+                raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            idp.require_current_metadata(self.clock.now())
+            response = verify_logout_response(query_string, idp=idp,
+                                              slo_url=self.settings.slo_url(slug), clock=self.clock)
+        except BridgeError as error:
+            self._audit_refusal("logout_response", error, error_id=error_id, idp_slug=slug)
+            raise
+        with self.db.transaction() as session:
+            audit.record(session, at=self.clock.now(), event="logout_response", outcome="success",
+                         idp_slug=slug, detail={"status": response.status[:200]})
+        return response.status == ns.STATUS_SUCCESS
 
     def saml_bearer_grant(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
         """RFC 7522: an access token (no refresh token) for a SAML assertion the client holds."""

@@ -2,8 +2,9 @@
 holds a lease in the database (a row per job, taken with one conditional UPDATE), so on many nodes
 it still runs once per interval; when its holder dies the lease simply expires.
 
-Jobs: purging expired rows (bounded batches), refreshing IdP metadata URLs that are due, and
-rotating signing keys older than ``key_rotation_days``.
+Jobs: purging expired rows (bounded batches), refreshing IdP metadata URLs that are due,
+rotating token signing keys older than ``key_rotation_days``, and publishing a successor to the SP
+signing key (``sp_signing_key_rotation_days``, or when its certificate nears its expiry).
 
 Each job is isolated: whatever it raises is logged (with the traceback when unexpected), counted in
 ``bridge_background_job_runs_total{result="failure"}`` and recorded on its lease row (last error,

@@ -54,12 +54,16 @@ def job_ran(job: str, *, failed: bool) -> None:
 
 
 class ScrapeTimeGauges:
-    """Gauges computed when Prometheus scrapes: certificate days left per IdP, database pool."""
+    """Gauges computed when Prometheus scrapes: certificate days left per IdP and of our own SAML
+    keys, database pool."""
 
     def __init__(self, certificates: Callable[[], Iterable[tuple[str, float]]],
-                 pool: Callable[[], dict[str, float]]) -> None:
+                 pool: Callable[[], dict[str, float]],
+                 sp_certificates: Callable[[], Iterable[tuple[str, str, str, float]]] = tuple,
+                 ) -> None:
         self.certificates = certificates
         self.pool = pool
+        self.sp_certificates = sp_certificates
 
     def collect(self) -> Iterable[Metric]:
         days = GaugeMetricFamily("bridge_idp_certificate_days_left",
@@ -68,6 +72,13 @@ class ScrapeTimeGauges:
         for slug, left in self.certificates():
             days.add_metric([slug], left)
         yield days
+        ours = GaugeMetricFamily("bridge_sp_certificate_days_left",
+                                 "Days until each published SP certificate expires, by use "
+                                 "(signing, encryption) and state (active, next, retired)",
+                                 labels=["use", "state", "key"])
+        for use, state, key, left in self.sp_certificates():
+            ours.add_metric([use, state, key], left)
+        yield ours
         pool = GaugeMetricFamily("bridge_db_pool_connections", "Database connection pool",
                                  labels=["state"])
         for state, value in self.pool().items():

@@ -415,3 +415,20 @@ def test_odd_values_in_admin_requests_are_clear_errors(api, acme: DevIdp) -> Non
         "metadata": (__import__("io").BytesIO(xml), "acme.xml")}, content_type="multipart/form-data")
     assert created.status_code in (400, 422), created.get_data(as_text=True)
     assert "validUntil" in created.get_data(as_text=True)
+
+
+def test_request_signing_settings_are_validated_and_shape_the_idps_sp_metadata(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp) -> None:
+    # acme's metadata offers the HTTP-Redirect binding only: "post" cannot be honoured.
+    refused = _create(api, acme, authn_request_binding="post")
+    assert refused.status_code == 422
+    assert any('authn_request_binding is "post"' in p for p in refused.get_json()["problems"])
+    assert api("GET", "/admin/api/idps/other").status_code == 404  # nothing was stored
+    assert _create(api, acme, sign_requests="always").status_code == 201
+    sp = api("GET", "/admin/api/idps/other/sp-metadata").data
+    assert b'AuthnRequestsSigned="true"' in sp and b'KeyDescriptor use="signing"' in sp
+    wrong = api("PUT", "/admin/api/idps/other/settings", json={"sign_requests": "sometimes"})
+    assert wrong.status_code == 422
+    assert api("PUT", "/admin/api/idps/other/settings",
+               json={"sign_requests": "never"}).status_code == 200
+    assert b'AuthnRequestsSigned="false"' in api("GET", "/admin/api/idps/other/sp-metadata").data

@@ -215,3 +215,68 @@ def test_a_mapping_pattern_the_linear_engine_cannot_run_stops_start_up(tmp_path:
                         "[[mapping.roles]]\nregex = '(?!guest-).*-admins'\nrole = \"admin\"\n"})
     assert any("corp.toml: mapping.roles[0].regex: not a valid regular expression" in p
                for p in caught.value.problems), caught.value.problems
+
+
+def _with_services(text: str, services: str) -> str:
+    return text.replace("</md:IDPSSODescriptor>", services + "</md:IDPSSODescriptor>", 1)
+
+
+REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+
+
+def test_single_logout_services_of_both_bindings_and_their_response_locations(
+        tmp_path: Path) -> None:
+    text = _with_services(metadata(certificate()), (
+        f'<md:SingleLogoutService Binding="{POST}" Location="https://idp.example.org/slo/post" '
+        'ResponseLocation="https://idp.example.org/slo/post-responses"/>'
+        f'<md:SingleLogoutService Binding="{REDIRECT}" Location="http://idp.example.org/insecure"/>'
+        f'<md:SingleLogoutService Binding="{REDIRECT}" Location="https://idp.example.org/slo"/>'))
+    md = load(tmp_path, {"corp.xml": text})["corp"].metadata
+    # A plain-http Single Logout endpoint (not loopback) is skipped, as before.
+    assert (md.slo_redirect_url, md.slo_redirect_response_url) == ("https://idp.example.org/slo",
+                                                                   None)
+    assert (md.slo_post_url, md.slo_post_response_url) == (
+        "https://idp.example.org/slo/post", "https://idp.example.org/slo/post-responses")
+
+
+@pytest.mark.parametrize("location", [
+    "https://idp.example.org;script-src 'unsafe-inline'/sso",  # would end up in a CSP
+    "https://idp example.org/sso",
+    "https://user:password@idp.example.org/sso",
+    "javascript:alert(1)",
+])
+def test_an_sso_location_that_is_not_a_plain_http_url_is_refused(tmp_path: Path,
+                                                                 location: str) -> None:
+    text = metadata(certificate()).replace("https://idp.example.org/sso", location)
+    with pytest.raises(ConfigError, match="is not an http\\(s\\) URL"):
+        load(tmp_path, {"corp.xml": text})
+
+
+@pytest.mark.parametrize("settings,problem", [
+    ('sign_requests = "sometimes"', "sign_requests: one of auto, always, never"),
+    ('authn_request_binding = "soap"', "authn_request_binding: one of auto, redirect, post"),
+    ('authn_request_binding = "post"', 'authn_request_binding is "post" but the IdP\'s metadata '
+                                       "has no SingleSignOnService with the HTTP-POST binding"),
+])
+def test_request_signing_and_binding_settings_are_checked_at_start_up(
+        tmp_path: Path, settings: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, {"corp.xml": metadata(certificate()), "corp.toml": settings})
+    assert f"corp.toml: {problem}" in str(caught.value)
+
+
+def test_request_signing_follows_the_setting_and_the_idps_metadata(tmp_path: Path) -> None:
+    wants = metadata(certificate()).replace("<md:IDPSSODescriptor ",
+                                            '<md:IDPSSODescriptor WantAuthnRequestsSigned="true" ')
+    cases = {"auto-wants": (wants, ""), "auto": (metadata(certificate()), ""),
+             "always": (metadata(certificate()), 'sign_requests = "always"'),
+             "never": (wants, 'sign_requests = "never"')}
+    for slug, (text, settings) in cases.items():
+        (tmp_path / f"{slug}.xml").write_text(text.replace("idp.example.org\"", f"{slug}\""))
+        (tmp_path / f"{slug}.toml").write_text(settings)
+    idps = load_idp_directory(tmp_path, now=NOW)
+    assert {slug: (idp.signs_authn_requests, idp.signs_logout_messages)
+            for slug, idp in idps.items()} == {
+        "auto-wants": (True, True), "auto": (False, True), "always": (True, True),
+        "never": (False, False)}

@@ -69,7 +69,8 @@ def test_jobs_run_once_per_interval_and_failures_are_recorded(bridge: Bridge) ->
 def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Bridge) -> None:
     app = create_app(bridge=bridge)
     jobs = standard_jobs(bridge, app.extensions["admin"].idps)
-    assert [j.name for j in jobs] == ["purge_expired", "metadata_refresh", "key_rotation"]
+    assert [j.name for j in jobs] == ["purge_expired", "metadata_refresh", "key_rotation",
+                                      "sp_signing_key_rotation"]
     now = time.time()
     with bridge.db.transaction() as session:
         session.add(AuthnRequestRecord(id="old", idp_slug="dev", client_id="demo",
@@ -79,6 +80,7 @@ def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Bridge) -> None:
     assert "'authn_requests': 1" in results["purge_expired"]
     assert results["metadata_refresh"] == "{}"
     assert results["key_rotation"] == "[]"  # keys are young
+    assert results["sp_signing_key_rotation"] == "not due"
 
 
 def _runs(job: str, result: str) -> float:

@@ -238,3 +238,16 @@ def test_single_logout_is_limited_per_address(
         assert _count(app, AuditEvent) == 3
     finally:
         app.extensions["bridge"].db.dispose()
+
+
+def test_the_page_that_posts_our_logout_request_is_limited_per_address(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    # It builds and signs a message for every valid link: counted with Single Logout.
+    app = _app(database, idp_dir, tmp_path, rate_limit_acs="3/minute")
+    try:
+        statuses = [app.test_client().get(path, environ_base=_at("203.0.113.10"),
+                                          headers={"Accept": "application/json"}).status_code
+                    for path in ["/saml/dev/logout?ticket=junk"] * 2 + ["/saml/dev/slo"] * 2]
+        assert statuses == [400, 400, 400, 429]
+    finally:
+        app.extensions["bridge"].db.dispose()

@@ -182,10 +182,13 @@ class IdpAdmin:
             return version.xml
 
     def sp_metadata(self, slug: str) -> bytes:
-        self.idp(slug)
+        idp = self.idp(slug)
         settings = self.bridge.settings
+        keys = self.bridge.sp_keys
         return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
-                           self.bridge.sp_keys.certificates(), [settings.slo_url(slug)])
+                           keys.encryption_certificates(), [settings.slo_url(slug)],
+                           signing_certificates=keys.signing_certificates(),
+                           authn_requests_signed=idp.signs_authn_requests)
 
     def idp(self, slug: str) -> IdentityProvider:
         idp = self.registry.get(slug)
@@ -572,6 +575,8 @@ class IdpAdmin:
         if pinned:
             verify_metadata_signature(xml, pinned)
         check_idp_initiated_targets(self.bridge.settings, {slug: idp})
+        if idp.binding_problems():
+            raise ConfigError([f"IdP {slug} settings: {p}" for p in idp.binding_problems()])
         return idp
 
     def _check_entity_id_free(self, slug: str, entity_id: str) -> None:

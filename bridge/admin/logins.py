@@ -21,6 +21,7 @@ from bridge.claims.preview import preview
 from bridge.errors import BridgeError, SamlRejected
 from bridge.federation import Bridge
 from bridge.identity import Identity
+from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.idp import IdentityProvider
 from bridge.store.models import AuthnRequestRecord, TestLogin
 
@@ -56,8 +57,8 @@ class TestLoginCapture:
         self.bridge = bridge
 
     def start(self, idp: IdentityProvider, *, actor: str, result_page: str,
-              browser_token: str | None) -> tuple[str, str, str]:
-        """Return (test id, IdP redirect URL, browser token) for a new test login."""
+              browser_token: str | None) -> tuple[str, OutgoingMessage, str]:
+        """Return (test id, the AuthnRequest to send, browser token) for a new test login."""
         test_id = secrets.token_hex(8)
         start = self.bridge.start_special_login(TEST_LOGIN, idp, result_page.format(id=test_id),
                                                 browser_token)
@@ -69,7 +70,7 @@ class TestLoginCapture:
                                   expires_at=now + TEST_LOGIN_SECONDS))
             audit.record(session, at=now, event="test_login_started", outcome="success",
                          idp_slug=idp.slug, detail={"actor": actor, "test": test_id})
-        return test_id, start.redirect_url, start.browser_token
+        return test_id, start.message, start.browser_token
 
     def complete(self, record: AuthnRequestRecord, identity: Identity, idp: IdentityProvider) -> str:
         result = {"outcome": "accepted", **preview(identity, idp.settings.mapping)}

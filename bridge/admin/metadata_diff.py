@@ -28,6 +28,9 @@ def metadata_diff(current: IdpMetadata | None, proposed: IdpMetadata) -> dict[st
         "sso_redirect_url": lambda m: m.sso_redirect_url,
         "sso_post_url": lambda m: m.sso_post_url,
         "slo_redirect_url": lambda m: m.slo_redirect_url,
+        "slo_post_url": lambda m: m.slo_post_url,
+        "slo_redirect_response_url": lambda m: m.slo_redirect_response_url,
+        "slo_post_response_url": lambda m: m.slo_post_response_url,
         "nameid_formats": lambda m: list(m.nameid_formats),
         "want_authn_requests_signed": lambda m: m.want_authn_requests_signed,
     }

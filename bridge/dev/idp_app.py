@@ -29,7 +29,10 @@ def create_idp_app(idp: DevIdp) -> Flask:
         if not saml_request:
             abort(400, "SAMLRequest missing")
         try:
-            parsed = idp.parse_request(saml_request, request.args.get("RelayState"))
+            # SigAlg and Signature too: pysaml2 checks them when the IdP wants signed requests.
+            parsed = idp.parse_request(saml_request, request.args.get("RelayState"),
+                                       sigalg=request.args.get("SigAlg"),
+                                       signature=request.args.get("Signature"))
         except ValueError as exc:
             abort(400, str(exc))
         ticket = secrets.token_urlsafe(16)
@@ -49,7 +52,9 @@ def create_idp_app(idp: DevIdp) -> Flask:
         saml_request = request.args.get("SAMLRequest")
         if not saml_request:
             abort(400, "SAMLRequest missing")
-        name_id, _ = idp.parse_logout(saml_request)
+        name_id = idp.receive_logout_request(
+            saml_request, relay_state=request.args.get("RelayState"),
+            sigalg=request.args.get("SigAlg"), signature=request.args.get("Signature")).name_id
         body = f"<h1 id='signed-out'>Signed out</h1><p>{html.escape(name_id)} is signed out.</p>"
         return Response(_PAGE.format(title="Signed out", body=body))
 

@@ -26,7 +26,7 @@ from saml2.s_utils import UnknownPrincipal, UnsupportedBinding, deflate_and_base
 from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.samlp import LogoutRequest, Response
 from saml2.server import Server
-from saml2.sigver import pre_signature_part, signed_instance_factory
+from saml2.sigver import pre_signature_part, signed_instance_factory, verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
 
@@ -99,6 +99,15 @@ class PendingRequest:
     relay_state: str | None
 
 
+@dataclass(frozen=True)
+class ReceivedLogout:
+    """A LogoutRequest the IdP accepted (pysaml2 parsed it and, when required, verified it)."""
+
+    message: LogoutRequest
+    name_id: str
+    session_indexes: list[str]
+
+
 @dataclass
 class DevIdp:
     """pysaml2 IdP server. ``sp_metadata`` is called when the first request arrives, so the IdP
@@ -110,6 +119,13 @@ class DevIdp:
     users: dict[str, User] = field(default_factory=lambda: dict(USERS))
     # "rsa" (RSA-SHA256 signatures) or "ec" (an EC P-256 key, ECDSA-SHA256 signatures).
     key_type: str = "rsa"
+    # pysaml2's want_authn_requests_signed: its metadata says WantAuthnRequestsSigned="true", and
+    # pysaml2 itself then refuses AuthnRequests and LogoutRequests (and here LogoutResponses) that
+    # are not signed by a key in the SP's metadata, on either binding.
+    want_authn_requests_signed: bool = False
+    # The bindings of its SingleSignOnService and SingleLogoutService endpoints.
+    sso_bindings: tuple[str, ...] = (BINDING_HTTP_REDIRECT,)
+    slo_bindings: tuple[str, ...] = (BINDING_HTTP_REDIRECT,)
     _server: Server | None = field(default=None, init=False, repr=False)
     _metadata: bytes | None = field(default=None, init=False, repr=False)
 
@@ -131,11 +147,9 @@ class DevIdp:
                     "name": "Bridge development IdP",
                     "endpoints": {
                         "single_sign_on_service": [
-                            (f"{self.base_url}/sso/redirect", BINDING_HTTP_REDIRECT),
-                        ],
+                            (self.endpoint("sso", b), b) for b in self.sso_bindings],
                         "single_logout_service": [
-                            (f"{self.base_url}/slo/redirect", BINDING_HTTP_REDIRECT),
-                        ],
+                            (self.endpoint("slo", b), b) for b in self.slo_bindings],
                     },
                     "policy": {
                         "default": {
@@ -147,7 +161,7 @@ class DevIdp:
                     "name_id_format": [NAMEID_FORMAT_PERSISTENT],
                     "sign_assertion": True,
                     "sign_response": True,
-                    "want_authn_requests_signed": False,
+                    "want_authn_requests_signed": self.want_authn_requests_signed,
                 },
             },
             "key_file": str(key_path),
@@ -162,6 +176,10 @@ class DevIdp:
         idp_config = IdPConfig()
         idp_config.load(config)
         return idp_config
+
+    def endpoint(self, service: str, binding: str) -> str:
+        """The URL of its ``service`` ("sso" or "slo") for ``binding``."""
+        return f"{self.base_url}/{service}/{'post' if binding == BINDING_HTTP_POST else 'redirect'}"
 
     def metadata_xml(self) -> bytes:
         if self._metadata is None:
@@ -187,9 +205,19 @@ class DevIdp:
             self._server = Server(config=self._config(self.sp_metadata()))
         return self._server
 
-    def parse_request(self, saml_request: str, relay_state: str | None) -> PendingRequest:
+    def reload_sp_metadata(self) -> None:
+        """Read the SP's metadata again (as an IdP refreshes it), e.g. to learn a new key."""
+        self._server = None
+
+    def parse_request(self, saml_request: str, relay_state: str | None, *,
+                      binding: str = BINDING_HTTP_REDIRECT, sigalg: str | None = None,
+                      signature: str | None = None) -> PendingRequest:
+        """An AuthnRequest as it arrived on ``binding`` (for HTTP-Redirect, with the query's
+        SigAlg and Signature). pysaml2 verifies it: with ``want_authn_requests_signed`` an
+        unsigned or wrongly signed one raises (saml2.sigver.SignatureError or a subclass)."""
         server = self.server()
-        parsed = server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT)
+        parsed = server.parse_authn_request(saml_request, binding, relay_state=relay_state,
+                                            sigalg=sigalg, signature=signature)
         message = parsed.message
         sp_entity_id = message.issuer.text
         try:
@@ -244,8 +272,61 @@ class DevIdp:
 
     def parse_logout(self, saml_request: str) -> tuple[str, list[str]]:
         """(NameID, SessionIndexes) of a LogoutRequest sent with the HTTP-Redirect binding."""
-        message = self.server().parse_logout_request(saml_request, BINDING_HTTP_REDIRECT).message
-        return message.name_id.text, [index.text for index in message.session_index]
+        received = self.receive_logout_request(saml_request)
+        return received.name_id, received.session_indexes
+
+    def receive_logout_request(self, saml_request: str, *, binding: str = BINDING_HTTP_REDIRECT,
+                               relay_state: str | None = None, sigalg: str | None = None,
+                               signature: str | None = None) -> ReceivedLogout:
+        """An SP's LogoutRequest as it arrived on ``binding``; pysaml2 verifies its signature
+        when ``want_authn_requests_signed`` (it applies that setting to every request)."""
+        message = self.server().parse_logout_request(
+            saml_request, binding, relay_state=relay_state, sigalg=sigalg,
+            signature=signature).message
+        return ReceivedLogout(message, message.name_id.text,
+                              [index.text for index in message.session_index])
+
+    def receive_logout_response(self, saml_response: str, *, binding: str = BINDING_HTTP_REDIRECT,
+                                relay_state: str | None = None, sigalg: str | None = None,
+                                signature: str | None = None) -> str:
+        """An SP's LogoutResponse as it arrived on ``binding``: its status code. pysaml2 checks
+        it (destination, issuer, time) and, when ``want_authn_requests_signed``, its signature:
+        on the query for HTTP-Redirect (saml2.sigver.verify_redirect_signature, with the keys of
+        the SP's metadata), inside the XML for HTTP-POST. Raises ValueError when unsigned or
+        wrongly signed."""
+        server = self.server()
+        if self.want_authn_requests_signed:
+            if binding == BINDING_HTTP_REDIRECT:
+                issuer = server.parse_logout_request_response(saml_response, binding).issuer()
+                if sigalg is None or signature is None:
+                    raise ValueError("the LogoutResponse is not signed")
+                query = {"SAMLResponse": saml_response, "SigAlg": sigalg, "Signature": signature}
+                if relay_state is not None:
+                    query["RelayState"] = relay_state
+                certs = server.metadata.certs(issuer, "any", "signing")
+                if not any(verify_redirect_signature(query, server.sec.sec_backend, cert)
+                           for _, cert in certs):
+                    raise ValueError("the LogoutResponse's signature does not verify")
+            else:
+                xml = base64.b64decode(saml_response).decode("utf-8")
+                try:
+                    server.sec.correctly_signed_logout_response(xml, must=True)
+                except Exception as exc:  # pysaml2 raises several unrelated types
+                    raise ValueError(f"the LogoutResponse's signature: {exc}") from exc
+        response = server.parse_logout_request_response(saml_response, binding)
+        if response is None:
+            raise ValueError("not a valid LogoutResponse")
+        return str(response.response.status.status_code.value)
+
+    def logout_response_url(self, request: LogoutRequest) -> str:
+        """Its (signed) LogoutResponse to an SP's LogoutRequest, over HTTP-Redirect to the SP's
+        Single Logout service as the SP's metadata names it."""
+        server = self.server()
+        response = server.create_logout_response(request, [BINDING_HTTP_REDIRECT], sign=False)
+        binding = server.apply_binding(BINDING_HTTP_REDIRECT, str(response), response.destination,
+                                       relay_state="", response=True, sign=True,
+                                       sigalg=SIG_RSA_SHA256)
+        return str(dict(binding["headers"])["Location"])
 
     def logout_request_url(self, destination: str, sp_entity_id: str, name_id: str,
                            session_indexes: list[str], *,

@@ -21,7 +21,7 @@ from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, SamlRejected
-from bridge.saml import onelogin
+from bridge.saml import ns, onelogin
 from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
 from bridge.saml.verify import CertificateKeys
 
@@ -50,6 +50,13 @@ class IdpSettings:
     metadata_auto_apply: str = "additions"
     metadata_refresh_seconds: int = 6 * 3600
     metadata_signing_certificate: str | None = None
+    # Our requests to this IdP (docs/decisions/0020-sp-signing-key.md). sign_requests: "auto"
+    # signs AuthnRequests when the IdP's metadata says WantAuthnRequestsSigned="true" and logout
+    # messages always (SAML Profiles §4.4.3.1, §4.4.4.1); "always" signs everything; "never"
+    # nothing (for an IdP that refuses signatures it has no key for). authn_request_binding:
+    # "auto" uses HTTP-Redirect when the IdP offers it, else HTTP-POST; "redirect" or "post".
+    sign_requests: str = "auto"
+    authn_request_binding: str = "auto"
 
     def allows_sha1(self, now: float) -> bool:
         until = self.insecure_allow_sha1_until
@@ -91,6 +98,55 @@ class IdentityProvider:
         url = self.metadata.sso_redirect_url or self.metadata.sso_post_url
         assert url is not None  # metadata parsing guarantees one of them
         return url
+
+    @property
+    def signs_authn_requests(self) -> bool:
+        if self.settings.sign_requests == "auto":
+            return self.metadata.want_authn_requests_signed
+        return self.settings.sign_requests == "always"
+
+    @property
+    def signs_logout_messages(self) -> bool:
+        # SAML Profiles §4.4.3.1 and §4.4.4.1: logout messages MUST be signed on the Redirect
+        # and POST bindings; only an explicit "never" leaves them unsigned.
+        return self.settings.sign_requests != "never"
+
+    def binding_problems(self) -> list[str]:
+        """What makes this IdP's settings impossible with its metadata (empty: nothing)."""
+        wanted = self.settings.authn_request_binding
+        if wanted == "redirect" and self.metadata.sso_redirect_url is None:
+            return ["authn_request_binding is \"redirect\" but the IdP's metadata has no "
+                    "SingleSignOnService with the HTTP-Redirect binding (use \"auto\" or \"post\")"]
+        if wanted == "post" and self.metadata.sso_post_url is None:
+            return ["authn_request_binding is \"post\" but the IdP's metadata has no "
+                    "SingleSignOnService with the HTTP-POST binding (use \"auto\" or "
+                    "\"redirect\")"]
+        return []
+
+    def authn_request_endpoint(self) -> tuple[str, str]:
+        """(binding, URL) our AuthnRequests go to, by ``authn_request_binding``."""
+        redirect, post = self.metadata.sso_redirect_url, self.metadata.sso_post_url
+        wanted = self.settings.authn_request_binding
+        if wanted == "post" or (wanted == "auto" and redirect is None):
+            if post is not None:
+                return ns.BINDING_POST, post
+        elif redirect is not None:
+            return ns.BINDING_REDIRECT, redirect
+        # Metadata applied after the setting was made no longer offers the binding it names.
+        raise ConfigError(self.binding_problems(), code="idp_binding_unavailable")
+
+    def logout_endpoint(self, *, response: bool = False) -> tuple[str, str] | None:
+        """(binding, URL) of the IdP's Single Logout service for a LogoutRequest, or with
+        ``response`` for a LogoutResponse (its ResponseLocation if it has one): HTTP-Redirect when
+        offered, else HTTP-POST. None when the IdP has no Single Logout service."""
+        md = self.metadata
+        if md.slo_redirect_url is not None:
+            url = (md.slo_redirect_response_url if response else None) or md.slo_redirect_url
+            return ns.BINDING_REDIRECT, url
+        if md.slo_post_url is not None:
+            url = (md.slo_post_response_url if response else None) or md.slo_post_url
+            return ns.BINDING_POST, url
+        return None
 
     def onelogin_settings(self, sp: Any) -> OneLogin_Saml2_Settings:
         """python3-saml settings for this IdP and our SP, built once. No decryption key: it
@@ -134,7 +190,9 @@ def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, 
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        idps[slug] = IdentityProvider(slug=slug, metadata=metadata, settings=settings)
+        idp = IdentityProvider(slug=slug, metadata=metadata, settings=settings)
+        problems.extend(f"{xml_file.with_suffix('.toml')}: {p}" for p in idp.binding_problems())
+        idps[slug] = idp
     entity_ids: dict[str, str] = {}
     for slug, idp in idps.items():
         other = entity_ids.setdefault(idp.metadata.entity_id, slug)
@@ -151,7 +209,8 @@ def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, 
 IDP_SETTING_KEYS = frozenset({
     "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
     "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
-    "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate"})
+    "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
+    "sign_requests", "authn_request_binding"})
 
 
 def load_idp_settings(toml_file: Path) -> IdpSettings:
@@ -212,6 +271,14 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
         problems.append(f"{source}: metadata_signing_certificate: a PEM certificate")
         pinned = None
+    sign_requests = raw.get("sign_requests", "auto")
+    if sign_requests not in ("auto", "always", "never"):
+        problems.append(f"{source}: sign_requests: one of auto, always, never")
+        sign_requests = "auto"
+    binding = raw.get("authn_request_binding", "auto")
+    if binding not in ("auto", "redirect", "post"):
+        problems.append(f"{source}: authn_request_binding: one of auto, redirect, post")
+        binding = "auto"
     mapping = DEFAULT_MAPPING
     try:
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
@@ -234,4 +301,6 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         subject_attribute=subject_attribute,
         email_domains=tuple(d.lower() for d in domains),
         insecure_allow_sha1_until=sha1_until,
+        sign_requests=sign_requests,
+        authn_request_binding=binding,
     )

@@ -1,4 +1,6 @@
-"""IdP-initiated Single Logout: a signed ``LogoutRequest`` over the HTTP-Redirect binding.
+"""Single Logout messages from the IdP over the HTTP-Redirect binding: its signed
+``LogoutRequest`` (IdP-initiated), and its signed ``LogoutResponse`` to ours (what we send is built
+in ``bridge.saml.sp``).
 
 The request must be signed (SAML Bindings §3.4.4.1: the signature covers the URL-encoded query
 parameters exactly as sent), by one of the IdP's metadata certificates, with an allow-listed
@@ -16,21 +18,21 @@ import base64
 import binascii
 import zlib
 from dataclasses import dataclass
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import unquote_plus
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from lxml import etree
 
 from bridge.clock import Clock
 from bridge.errors import SamlRejected
-from bridge.saml import ns, onelogin
+from bridge.saml import ns
 from bridge.saml.assertion_checks import check_id_length, saml_time, text_of
 from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
 from bridge.saml.ns import q
-from bridge.saml.response import ServiceProvider
 from bridge.saml.xml_parser import parse_untrusted
 
 _HASHES = {
@@ -74,19 +76,21 @@ def _raw_parameters(query_string: str) -> dict[str, str]:
     return raw
 
 
-def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: str,
-                          clock: Clock) -> LogoutRequest:
+def _verified_redirect_message(query_string: str, *, parameter: str,
+                               idp: IdentityProvider) -> etree._Element:
+    """The message in ``parameter`` (``SAMLRequest`` or ``SAMLResponse``) of an HTTP-Redirect
+    query, parsed after its signature verified with one of the IdP's metadata certificates."""
     raw = _raw_parameters(query_string)
-    for required in ("SAMLRequest", "SigAlg", "Signature"):
+    for required in (parameter, "SigAlg", "Signature"):
         if required not in raw:
             raise SamlRejected("saml_signature_missing",
-                               "Logout requests must be signed (HTTP-Redirect binding).",
+                               "Logout messages must be signed (HTTP-Redirect binding).",
                                log_detail={"missing": required})
     algorithm = unquote_plus(raw["SigAlg"])
     if algorithm not in _HASHES:
         raise SamlRejected("saml_signature_algorithm", "The signature algorithm is not accepted.",
                            log_detail={"algorithm": algorithm})
-    signed = "&".join(f"{name}={raw[name]}" for name in ("SAMLRequest", "RelayState", "SigAlg")
+    signed = "&".join(f"{name}={raw[name]}" for name in (parameter, "RelayState", "SigAlg")
                       if name in raw).encode("ascii")
     try:
         signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)
@@ -97,44 +101,60 @@ def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: 
                for cert in idp.metadata.signing_certificates):
         # The length tells an operator an ECDSA signature sent as DER instead of r||s apart.
         raise SamlRejected("saml_signature_invalid",
-                           "The logout request's signature does not verify.",
+                           "The logout message's signature does not verify.",
                            log_detail={"algorithm": algorithm, "signature_bytes": len(signature)})
 
     try:
-        deflated = base64.b64decode(unquote_plus(raw["SAMLRequest"]), validate=True)
+        deflated = base64.b64decode(unquote_plus(raw[parameter]), validate=True)
         inflater = zlib.decompressobj(-15)
         xml = inflater.decompress(deflated, _MAX_INFLATED)
         if inflater.unconsumed_tail:
-            raise SamlRejected("saml_too_large", "The logout request is too large.")
+            raise SamlRejected("saml_too_large", "The logout message is too large.")
     except (binascii.Error, ValueError, zlib.error):
-        raise SamlRejected("saml_malformed", "SAMLRequest is not deflated base64.") from None
-    root = parse_untrusted(xml, max_bytes=_MAX_INFLATED)
-    if root.tag != q(ns.SAMLP, "LogoutRequest") or not root.get("ID"):
-        raise SamlRejected("saml_malformed", "The message is not a LogoutRequest.")
-    check_id_length(root, "LogoutRequest")
-    request_id = root.get("ID", "")
-    issuer = root.find(q(ns.SAML, "Issuer"))
-    if issuer is None or text_of(issuer) != idp.metadata.entity_id:
-        raise SamlRejected("saml_issuer_mismatch", "The logout request comes from another IdP.")
-    if root.get("Destination") != slo_url:
-        raise SamlRejected("saml_destination_mismatch",
-                           "The logout request was addressed to another endpoint.",
-                           log_detail={"got": root.get("Destination"), "expected": slo_url})
-    now, skew = clock.now(), idp.settings.clock_skew_seconds
-    # SAML Core §3.2.1: IssueInstant is required. Without a bound on it (NotOnOrAfter is optional
-    # and rarely sent) a captured request would end sessions forever.
+        raise SamlRejected("saml_malformed", f"{parameter} is not deflated base64.") from None
+    return parse_untrusted(xml, max_bytes=_MAX_INFLATED)
+
+
+def _check_issue_instant(root: etree._Element, idp: IdentityProvider, now: float) -> float:
+    """SAML Core §3.2.1/§3.2.2: IssueInstant is required. Without a bound on it (NotOnOrAfter is
+    optional and rarely sent) a captured message would be good forever. Returns the instant."""
+    skew = idp.settings.clock_skew_seconds
     issued = saml_time(root.get("IssueInstant"), "IssueInstant")
     if issued > now + skew:
-        raise SamlRejected("saml_not_yet_valid", "The logout request is not valid yet.",
+        raise SamlRejected("saml_not_yet_valid", "The logout message is not valid yet.",
                            log_detail={"issue_instant": root.get("IssueInstant"),
                                        "seconds_early": round(issued - now),
                                        "skew_seconds": skew})
     if issued + LOGOUT_REQUEST_LIFETIME_SECONDS <= now - skew:
-        raise SamlRejected("saml_expired", "The logout request has expired.",
+        raise SamlRejected("saml_expired", "The logout message has expired.",
                            log_detail={"issue_instant": root.get("IssueInstant"),
                                        "seconds_old": round(now - issued),
                                        "lifetime_seconds": LOGOUT_REQUEST_LIFETIME_SECONDS,
                                        "skew_seconds": skew})
+    return issued
+
+
+def _check_issuer_and_destination(root: etree._Element, idp: IdentityProvider,
+                                  slo_url: str) -> None:
+    issuer = root.find(q(ns.SAML, "Issuer"))
+    if issuer is None or text_of(issuer) != idp.metadata.entity_id:
+        raise SamlRejected("saml_issuer_mismatch", "The logout message comes from another IdP.")
+    if root.get("Destination") != slo_url:
+        raise SamlRejected("saml_destination_mismatch",
+                           "The logout message was addressed to another endpoint.",
+                           log_detail={"got": root.get("Destination"), "expected": slo_url})
+
+
+def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: str,
+                          clock: Clock) -> LogoutRequest:
+    root = _verified_redirect_message(query_string, parameter="SAMLRequest", idp=idp)
+    if root.tag != q(ns.SAMLP, "LogoutRequest") or not root.get("ID"):
+        raise SamlRejected("saml_malformed", "The message is not a LogoutRequest.")
+    check_id_length(root, "LogoutRequest")
+    request_id = root.get("ID", "")
+    _check_issuer_and_destination(root, idp, slo_url)
+    now, skew = clock.now(), idp.settings.clock_skew_seconds
+    issued = _check_issue_instant(root, idp, now)
     not_on_or_after = root.get("NotOnOrAfter")
     if not_on_or_after and saml_time(not_on_or_after, "NotOnOrAfter") <= now - skew:
         raise SamlRejected("saml_expired", "The logout request has expired.",
@@ -177,11 +197,26 @@ def _der_from_xmldsig(signature: bytes, curve: ec.EllipticCurve) -> bytes:
                                 int.from_bytes(signature[size:], "big"))
 
 
-def logout_response_redirect(idp: IdentityProvider, sp: ServiceProvider,
-                             in_response_to: str) -> str | None:
-    """Where to send the browser after a logout the IdP asked for (a LogoutResponse)."""
-    url = idp.metadata.slo_redirect_url
-    if url is None:
-        return None
-    encoded = onelogin.logout_response(idp.onelogin_settings(sp), in_response_to=in_response_to)
-    return url + ("&" if "?" in url else "?") + urlencode({"SAMLResponse": encoded})
+@dataclass(frozen=True)
+class LogoutResponse:
+    id: str
+    in_response_to: str | None
+    status: str
+
+
+def verify_logout_response(query_string: str, *, idp: IdentityProvider, slo_url: str,
+                           clock: Clock) -> LogoutResponse:
+    """The IdP's answer to our LogoutRequest (HTTP-Redirect binding), checked as a LogoutRequest
+    is: signed by the IdP (SAML Profiles §4.4.4.1), its Issuer, our exact Single Logout URL, a
+    recent IssueInstant. It changes nothing here (the login ended when our request was made):
+    it tells the person whether the IdP ended its session too."""
+    root = _verified_redirect_message(query_string, parameter="SAMLResponse", idp=idp)
+    if root.tag != q(ns.SAMLP, "LogoutResponse") or not root.get("ID"):
+        raise SamlRejected("saml_malformed", "The message is not a LogoutResponse.")
+    check_id_length(root, "LogoutResponse")
+    _check_issuer_and_destination(root, idp, slo_url)
+    _check_issue_instant(root, idp, clock.now())
+    code = root.find(f"{q(ns.SAMLP, 'Status')}/{q(ns.SAMLP, 'StatusCode')}")
+    if code is None or not code.get("Value"):
+        raise SamlRejected("saml_malformed", "The LogoutResponse has no status.")
+    return LogoutResponse(root.get("ID", ""), root.get("InResponseTo"), code.get("Value", ""))

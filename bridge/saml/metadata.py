@@ -18,6 +18,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -54,6 +55,11 @@ class IdpMetadata:
     nameid_formats: tuple[str, ...]
     want_authn_requests_signed: bool
     slo_redirect_url: str | None = None
+    # SingleLogoutService with the HTTP-POST binding, and where each binding wants our
+    # LogoutResponses when that differs from its Location (ResponseLocation, SAML Metadata §2.2.2).
+    slo_post_url: str | None = None
+    slo_redirect_response_url: str | None = None
+    slo_post_response_url: str | None = None
     # The document's own times (see the module docstring); None when it carries none.
     valid_until: dt.datetime | None = None
     cache_duration_seconds: int | None = None
@@ -111,7 +117,7 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
         elif binding == ns.BINDING_POST and location and post_url is None:
             post_url = location
     for url in (redirect_url, post_url):
-        if url is not None and not url.startswith(("https://", "http://")):
+        if url is not None and not _http_url(url):
             raise fail(f"SingleSignOnService Location {url!r} is not an http(s) URL")
     if redirect_url is None and post_url is None:
         raise fail("md:IDPSSODescriptor has no SingleSignOnService with the HTTP-Redirect or "
@@ -136,12 +142,17 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
         raise fail(f"every signing certificate has expired (latest expired {latest:%Y-%m-%d}); "
                    "ask the IdP admin for current metadata")
 
-    slo_url = None
+    # The first usable SingleLogoutService of each binding we send logout messages with.
+    slo: dict[str, tuple[str, str | None]] = {}
     for service in idp.findall(f"{{{ns.MD}}}SingleLogoutService"):
+        binding = service.get("Binding") or ""
         location = (service.get("Location") or "").strip()
-        if service.get("Binding") == ns.BINDING_REDIRECT and _secure_or_loopback(location):
-            slo_url = location
-            break
+        response_location = (service.get("ResponseLocation") or "").strip() or None
+        if (binding in (ns.BINDING_REDIRECT, ns.BINDING_POST) and binding not in slo
+                and _secure_or_loopback(location)
+                and (response_location is None or _secure_or_loopback(response_location))):
+            slo[binding] = (location, response_location)
+    slo_redirect, slo_post = slo.get(ns.BINDING_REDIRECT), slo.get(ns.BINDING_POST)
     formats = tuple((f.text or "").strip() for f in idp.findall(f"{{{ns.MD}}}NameIDFormat"))
     return IdpMetadata(
         entity_id=entity_id,
@@ -150,7 +161,10 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
         signing_certificates=tuple(_unique(certificates)),
         nameid_formats=tuple(f for f in formats if f),
         want_authn_requests_signed=idp.get("WantAuthnRequestsSigned") in ("true", "1"),
-        slo_redirect_url=slo_url,
+        slo_redirect_url=slo_redirect[0] if slo_redirect else None,
+        slo_post_url=slo_post[0] if slo_post else None,
+        slo_redirect_response_url=slo_redirect[1] if slo_redirect else None,
+        slo_post_response_url=slo_post[1] if slo_post else None,
         valid_until=valid_until,
         cache_duration_seconds=cache_duration,
         published_at=published_at,
@@ -254,9 +268,20 @@ def _local(tag: object) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else str(tag)
 
 
-def _secure_or_loopback(url: str) -> bool:
-    from urllib.parse import urlsplit
+# A host name or an IP address, and a port: what a URL we send browsers to may name. Nothing
+# else, so that the origin can be written into a Content-Security-Policy (the auto-submitting
+# form of the HTTP-POST binding) without ever ending or adding a directive.
+_NETLOC = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                     r"(?::[0-9]{1,5})?")
 
+
+def _http_url(url: str) -> bool:
     parts = urlsplit(url)
-    return parts.scheme == "https" or (parts.scheme == "http"
-                                       and parts.hostname in ("127.0.0.1", "localhost", "::1"))
+    return parts.scheme in ("https", "http") and bool(_NETLOC.fullmatch(parts.netloc))
+
+
+def _secure_or_loopback(url: str) -> bool:
+    if not _http_url(url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme == "https" or parts.hostname in ("127.0.0.1", "localhost", "::1")

@@ -26,11 +26,8 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 from onelogin.saml2 import xml_utils as onelogin_xml_utils
-from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
-from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
-from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
@@ -123,7 +120,8 @@ def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
             "entityId": params.sp_entity_id,
             "assertionConsumerService": {"url": params.acs_url, "binding": C.BINDING_HTTP_POST},
             "NameIDFormat": C.NAMEID_UNSPECIFIED,
-            # Used only to decrypt EncryptedAssertions; we never sign with it.
+            # Used only to decrypt EncryptedAssertions. python3-saml never signs for us: our
+            # messages are built and signed in bridge.saml.sp and bridge.saml.signing.
             "x509cert": params.sp_certificate,
             "privateKey": params.sp_private_key,
         },
@@ -159,27 +157,6 @@ def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
         },
     }
     return OneLogin_Saml2_Settings(settings, sp_validation_only=False)
-
-
-def logout_request(settings: OneLogin_Saml2_Settings, *, name_id: str,
-                   session_index: str | None) -> str:
-    """Deflated+base64 LogoutRequest (SAML Core §3.7.1) for the HTTP-Redirect binding."""
-    request = OneLogin_Saml2_Logout_Request(settings, name_id=name_id, session_index=session_index)
-    return str(request.get_request(deflate=True))
-
-
-def logout_response(settings: OneLogin_Saml2_Settings, *, in_response_to: str) -> str:
-    """Deflated+base64 LogoutResponse (Success) for the HTTP-Redirect binding."""
-    response = OneLogin_Saml2_Logout_Response(settings)
-    response.build(in_response_to)
-    return str(response.get_response(deflate=True))
-
-
-def authn_request(settings: OneLogin_Saml2_Settings) -> tuple[str, str]:
-    """Return (request ID, deflated+base64 AuthnRequest) for the HTTP-Redirect binding."""
-    request = OneLogin_Saml2_Authn_Request(settings, force_authn=False, is_passive=False,
-                                           set_nameid_policy=True)
-    return request.get_id(), request.get_request(deflate=True)
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -258,4 +235,4 @@ def strict_validate(
         _validation_now.reset(token)
 
 
-__all__ = ["OneLoginParams", "build_settings", "authn_request", "strict_validate", "ns"]
+__all__ = ["OneLoginParams", "build_settings", "strict_validate", "ns"]

@@ -1,27 +1,104 @@
-"""Our side of SAML: AuthnRequests (HTTP-Redirect binding) and the SP metadata document."""
+"""Our side of SAML: the messages we send (AuthnRequest, LogoutRequest, LogoutResponse) and the
+SP metadata document.
+
+Messages are built here with lxml, so every value (a NameID or SessionIndex the IdP gave us, an
+ID it chose, a URL from its metadata) is XML text or an attribute value, never markup: what we
+sign is exactly the message we mean. Each is signed with our SP signing key when the IdP's
+settings say so (``IdentityProvider.signs_authn_requests`` / ``signs_logout_messages``) and put on
+the binding its metadata offers (``bridge.saml.bindings``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from urllib.parse import urlencode
+import datetime as dt
+import secrets
+from collections.abc import Callable, Iterable
 
 from lxml import etree
 
-from bridge.saml import ns, onelogin
+from bridge.saml import ns
+from bridge.saml.bindings import OutgoingMessage, encode
 from bridge.saml.idp import IdentityProvider
 from bridge.saml.ns import q
 from bridge.saml.response import ServiceProvider
+from bridge.saml.sp_keys import SigningKey
 
 
-def authn_request_redirect(idp: IdentityProvider, sp: ServiceProvider) -> tuple[str, str]:
-    """Return (request ID, URL that carries the AuthnRequest to the IdP).
+def new_message_id() -> str:
+    # SAML Core §1.3.4: at least 128 bits of randomness; an xs:ID may not start with a digit.
+    return "_" + secrets.token_hex(20)
+
+
+def _instant(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _message(tag: str, *, message_id: str, now: float, destination: str, issuer: str,
+             **attributes: str) -> etree._Element:
+    """A SAML protocol message (SAML Core §3.2.1, §3.2.2) with its Issuer."""
+    root = etree.Element(q(ns.SAMLP, tag), nsmap={"samlp": ns.SAMLP, "saml": ns.SAML})
+    root.set("ID", message_id)
+    root.set("Version", "2.0")
+    root.set("IssueInstant", _instant(now))
+    root.set("Destination", destination)
+    for name, value in attributes.items():
+        root.set(name, value)
+    etree.SubElement(root, q(ns.SAML, "Issuer")).text = issuer
+    return root
+
+
+def authn_request(idp: IdentityProvider, sp: ServiceProvider, *, now: float,
+                  signing_key: Callable[[], SigningKey]) -> tuple[str, OutgoingMessage]:
+    """Return (request ID, the AuthnRequest on its way to the IdP).
 
     The request names its ACS by ``AssertionConsumerServiceURL`` (SAML Core §3.4.1). No RelayState:
-    the response is matched to the stored request by its signed ``InResponseTo``.
+    the response is matched to the stored request by its signed ``InResponseTo``. Signed with
+    ``signing_key()`` when the IdP's settings say so.
     """
-    request_id, encoded = onelogin.authn_request(idp.onelogin_settings(sp))
-    separator = "&" if "?" in idp.sso_url else "?"
-    return request_id, idp.sso_url + separator + urlencode({"SAMLRequest": encoded})
+    binding, url = idp.authn_request_endpoint()
+    request_id = new_message_id()
+    message = _message("AuthnRequest", message_id=request_id, now=now, destination=url,
+                       issuer=sp.entity_id, ProtocolBinding=ns.BINDING_POST,
+                       AssertionConsumerServiceURL=sp.acs_url)
+    etree.SubElement(message, q(ns.SAMLP, "NameIDPolicy"), Format=ns.NAMEID_UNSPECIFIED,
+                     AllowCreate="true")
+    signer = signing_key() if idp.signs_authn_requests else None
+    return request_id, encode(message, binding=binding, destination=url, parameter="SAMLRequest",
+                              key=signer)
+
+
+def logout_request(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
+                   session_index: str | None, now: float,
+                   signing_key: Callable[[], SigningKey]) -> OutgoingMessage | None:
+    """Our LogoutRequest (SAML Core §3.7.1) to the IdP's Single Logout service, if it has one."""
+    endpoint = idp.logout_endpoint()
+    if endpoint is None:
+        return None
+    binding, url = endpoint
+    message = _message("LogoutRequest", message_id=new_message_id(), now=now, destination=url,
+                       issuer=sp.entity_id)
+    etree.SubElement(message, q(ns.SAML, "NameID")).text = name_id
+    if session_index:
+        etree.SubElement(message, q(ns.SAMLP, "SessionIndex")).text = session_index
+    signer = signing_key() if idp.signs_logout_messages else None
+    return encode(message, binding=binding, destination=url, parameter="SAMLRequest", key=signer)
+
+
+def logout_response(idp: IdentityProvider, sp: ServiceProvider, *, in_response_to: str,
+                    now: float, signing_key: Callable[[], SigningKey]) -> OutgoingMessage | None:
+    """Our LogoutResponse (Success) to a LogoutRequest of the IdP, sent to its Single Logout
+    service (its ResponseLocation, SAML Metadata §2.2.2) so that the IdP's logout chain goes on;
+    None when it has no such service."""
+    endpoint = idp.logout_endpoint(response=True)
+    if endpoint is None:
+        return None
+    binding, url = endpoint
+    message = _message("LogoutResponse", message_id=new_message_id(), now=now, destination=url,
+                       issuer=sp.entity_id, InResponseTo=in_response_to)
+    status = etree.SubElement(message, q(ns.SAMLP, "Status"))
+    etree.SubElement(status, q(ns.SAMLP, "StatusCode"), Value=ns.STATUS_SUCCESS)
+    signer = signing_key() if idp.signs_logout_messages else None
+    return encode(message, binding=binding, destination=url, parameter="SAMLResponse", key=signer)
 
 
 # Offered to IdPs that encrypt, strongest first (SAML metadata EncryptionMethod, XML Enc 1.1).
@@ -34,35 +111,38 @@ ENCRYPTION_METHODS = (
 )
 
 
-def logout_redirect(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
-                    session_index: str | None) -> str | None:
-    """URL that continues a logout to the IdP's Single Logout service, if it has one."""
-    url = idp.metadata.slo_redirect_url
-    if url is None:
-        return None
-    encoded = onelogin.logout_request(idp.onelogin_settings(sp), name_id=name_id,
-                                      session_index=session_index)
-    return url + ("&" if "?" in url else "?") + urlencode({"SAMLRequest": encoded})
+def _key_descriptor(parent: etree._Element, use: str, pem: str) -> etree._Element:
+    key = etree.SubElement(parent, q(ns.MD, "KeyDescriptor"), use=use)
+    info = etree.SubElement(key, q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
+    data = etree.SubElement(info, q(ns.DS, "X509Data"))
+    body = "".join(line for line in pem.strip().splitlines() if "CERTIFICATE" not in line)
+    etree.SubElement(data, q(ns.DS, "X509Certificate")).text = body
+    return key
 
 
 def sp_metadata(entity_id: str, acs_urls: Iterable[str],
-                encryption_certificates: Iterable[str] = (), slo_urls: Iterable[str] = ()) -> bytes:
-    """SP metadata: entity ID, every ACS URL (HTTP-POST binding), encryption certificates, and
-    the Single Logout endpoints (HTTP-Redirect binding)."""
+                encryption_certificates: Iterable[str] = (), slo_urls: Iterable[str] = (), *,
+                signing_certificates: Iterable[str] = (),
+                authn_requests_signed: bool = False) -> bytes:
+    """SP metadata: entity ID, every ACS URL (HTTP-POST binding), the certificates of our signing
+    keys (every one published: the one that signs, the next, and recently retired ones) and of
+    our encryption keys, and the Single Logout endpoints (HTTP-Redirect binding).
+
+    ``authn_requests_signed`` (SAML Metadata §2.4.4) is true only when every IdP the document is
+    for receives signed AuthnRequests: an IdP that reads it as a requirement (AD FS does) must not
+    then receive an unsigned one."""
     md = etree.Element(q(ns.MD, "EntityDescriptor"), nsmap={"md": ns.MD}, entityID=entity_id)
     descriptor = etree.SubElement(
         md,
         q(ns.MD, "SPSSODescriptor"),
-        AuthnRequestsSigned="false",
+        AuthnRequestsSigned="true" if authn_requests_signed else "false",
         WantAssertionsSigned="true",
         protocolSupportEnumeration=ns.SAMLP,
     )
+    for pem in signing_certificates:
+        _key_descriptor(descriptor, "signing", pem)
     for pem in encryption_certificates:
-        key = etree.SubElement(descriptor, q(ns.MD, "KeyDescriptor"), use="encryption")
-        info = etree.SubElement(key, q(ns.DS, "KeyInfo"), nsmap={"ds": ns.DS})
-        data = etree.SubElement(info, q(ns.DS, "X509Data"))
-        body = "".join(line for line in pem.strip().splitlines() if "CERTIFICATE" not in line)
-        etree.SubElement(data, q(ns.DS, "X509Certificate")).text = body
+        key = _key_descriptor(descriptor, "encryption", pem)
         for algorithm in ENCRYPTION_METHODS:
             etree.SubElement(key, q(ns.MD, "EncryptionMethod"), Algorithm=algorithm)
     for url in slo_urls:

@@ -41,8 +41,10 @@ class SigningKey(Base):
 
 
 class SamlKey(Base):
-    """The SP's own SAML keys: the encryption key IdPs encrypt assertions to. Several may be in
-    force during a rollover; all of them decrypt, the newest is advertised first."""
+    """The SP's own SAML keys (``use``): the encryption key IdPs encrypt assertions to, and the
+    signing key of our requests. Several may be in force during a rollover: every encryption
+    key decrypts; a signing key is published in our metadata from ``created_at`` until
+    ``unpublish_at`` and signs from ``active_at`` until ``retired_at``."""
 
     __tablename__ = "saml_keys"
 
@@ -52,6 +54,9 @@ class SamlKey(Base):
     certificate_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)
     retired_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # Signing keys only (empty for encryption keys).
+    active_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    unpublish_at: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class AuthnRequestRecord(Base):

@@ -1,10 +1,13 @@
-"""Opaque credentials: random, URL-safe, stored only as their SHA-256."""
+"""Opaque credentials: random, URL-safe, stored only as their SHA-256; and sealed values (an
+HMAC under a key derived from the key-encryption key) that travel through a browser."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import json
 import secrets
 
 
@@ -25,3 +28,26 @@ def pkce_s256(verifier: str) -> str:
 
 def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def seal(key: bytes, payload: dict[str, object]) -> str:
+    """``payload`` as JSON, readable but not forgeable: base64url(JSON) "." base64url(HMAC)."""
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+    return body + "." + _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def unseal(key: bytes, sealed: str) -> dict[str, object] | None:
+    """The payload of ``seal(key, ...)``; None for anything else."""
+    body, _, mac = sealed.partition(".")
+    expected = _b64(hmac.new(key, body.encode("ascii", "replace"), hashlib.sha256).digest())
+    if not body or not hmac.compare_digest(mac.encode("ascii", "replace"), expected.encode()):
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return value if isinstance(value, dict) else None

@@ -20,6 +20,7 @@ from bridge.claims.presets import PRESETS
 from bridge.errors import ConfigError, NotFound
 from bridge.web.admin_auth import actor, admin_page, current_admin, services, session_cookie_name
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
+from bridge.web.saml_binding import send as send_saml
 from bridge.web.sso import metadata_response
 
 admin_pages = Blueprint("admin_pages", __name__, url_prefix="/admin")
@@ -60,7 +61,7 @@ def login_at(slug: str) -> BaseResponse:
     start = bridge.start_special_login(ADMIN_SIGN_IN, idp,
                                        f"{bridge.settings.base_url}/admin/callback",
                                        request.cookies.get(login_cookie_name(bridge.settings)))
-    response = redirect(start.redirect_url, code=302)
+    response = send_saml(start.message)
     set_login_cookie(response, bridge.settings, start.browser_token)
     return response
 
@@ -204,11 +205,11 @@ def sp_metadata(slug: str) -> Response:
 @admin_page
 def test_login(slug: str) -> BaseResponse:
     bridge = services().bridge
-    _, url, browser_token = services().test_logins.start(
+    _, message, browser_token = services().test_logins.start(
         services().idps.idp(slug), actor=actor(),
         result_page=f"{bridge.settings.base_url}/admin/test-logins/{{id}}",
         browser_token=request.cookies.get(login_cookie_name(bridge.settings)))
-    response = redirect(url, code=302)
+    response = send_saml(message)
     set_login_cookie(response, bridge.settings, browser_token)
     return response
 

@@ -23,6 +23,12 @@ def _certificates() -> list[tuple[str, float]]:
             for slug, idp in sorted(bridge().idps.items())]
 
 
+def _sp_certificates() -> list[tuple[str, str, str, float]]:
+    now = dt.datetime.now(dt.UTC)
+    return [(key.use, key.state, key.id, (key.not_after - now).total_seconds() / 86400)
+            for key in bridge().sp_keys.report() if key.state != "unpublished"]
+
+
 def _pool() -> dict[str, float]:
     pool = bridge().db.engine.pool
     status = {"checked_out": getattr(pool, "checkedout", lambda: 0)(),
@@ -39,5 +45,5 @@ def metrics() -> Response:
         if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip(), token):
             return Response("metrics need a bearer token\n", status=401,
                             headers={"WWW-Authenticate": "Bearer"}, mimetype="text/plain")
-    return Response(exposition(ScrapeTimeGauges(_certificates, _pool)),
+    return Response(exposition(ScrapeTimeGauges(_certificates, _pool, _sp_certificates)),
                     mimetype=CONTENT_TYPE_LATEST)

@@ -25,6 +25,7 @@ from bridge.web.cookies import (
     set_refresh_cookie,
 )
 from bridge.web.rate_limits import count_client
+from bridge.web.saml_binding import send as send_saml
 
 oauth = Blueprint("oauth", __name__)
 
@@ -51,9 +52,9 @@ def authorize() -> BaseResponse:
         return Response(render_template("choose_idp.html", links=links))
     start = the_bridge.start_login(auth_request, idp,
                                    request.cookies.get(login_cookie_name(the_bridge.settings)))
-    response = redirect(start.redirect_url, code=302)
+    # A redirect to the IdP, or a page that posts the request to it (SAML HTTP-POST binding).
+    response = send_saml(start.message)
     set_login_cookie(response, the_bridge.settings, start.browser_token)
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

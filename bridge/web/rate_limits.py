@@ -97,6 +97,8 @@ def install(app: Flask, settings: Settings) -> RateLimits:
     # Single Logout is as unauthenticated as the ACS until its signature is checked, and every
     # refusal is an audit event: the same budget per address, counted apart.
     limited("sso.single_logout", (settings.rate_limit_acs, "slo", _address))
+    # The page that posts our LogoutRequest builds and signs a message on every request.
+    limited("sso.logout_form", (settings.rate_limit_acs, "slo", _address))
     # Each admin sign-in stores an outstanding SAML request (purged when it expires): the limit
     # bounds what one address can make the database hold.
     limited("admin_pages.login_at", (settings.rate_limit_admin_login, "admin-login", _address))

@@ -1,8 +1,8 @@
-"""SAML endpoints: the Assertion Consumer Service and our SP metadata."""
+"""SAML endpoints: the Assertion Consumer Service, Single Logout and our SP metadata."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.saml.idp import SLUG_RE
@@ -10,6 +10,7 @@ from bridge.saml.sp import sp_metadata
 from bridge.web.context import bridge
 from bridge.web.cookies import login_cookie_name
 from bridge.web.errors import error_id
+from bridge.web.saml_binding import send as send_saml
 
 sso = Blueprint("sso", __name__)
 
@@ -34,10 +35,16 @@ def acs(slug: str) -> BaseResponse:
 @sso.get("/saml/metadata")
 def metadata() -> BaseResponse:
     the_bridge = bridge()
-    acs_urls = [the_bridge.settings.acs_url(slug) for slug in sorted(the_bridge.idps)]
-    slo_urls = [the_bridge.settings.slo_url(slug) for slug in sorted(the_bridge.idps)]
-    body = sp_metadata(the_bridge.settings.sp_entity_id, acs_urls,
-                       the_bridge.sp_keys.certificates(), slo_urls)
+    slugs = sorted(the_bridge.idps)
+    body = sp_metadata(
+        the_bridge.settings.sp_entity_id,
+        [the_bridge.settings.acs_url(slug) for slug in slugs],
+        the_bridge.sp_keys.encryption_certificates(),
+        [the_bridge.settings.slo_url(slug) for slug in slugs],
+        signing_certificates=the_bridge.sp_keys.signing_certificates(),
+        authn_requests_signed=bool(slugs) and all(
+            the_bridge.idps[slug].signs_authn_requests for slug in slugs),
+    )
     return metadata_response(body)
 
 
@@ -49,15 +56,31 @@ def metadata_response(body: bytes, *, download_as: str | None = None) -> Respons
     return response
 
 
+def _signed_out(complete: bool = True) -> Response:
+    return Response(render_template("signed_out.html", complete=complete), mimetype="text/html")
+
+
 @sso.get("/saml/<slug>/slo")
 def single_logout(slug: str) -> BaseResponse:
-    """The IdP asks us to end a SAML session (IdP-initiated Single Logout)."""
+    """Single Logout (HTTP-Redirect binding): the IdP asks us to end a SAML session (a
+    LogoutRequest, answered with our LogoutResponse), or answers the LogoutRequest we sent."""
     the_bridge = bridge()
     if not SLUG_RE.match(slug):
         slug = "-invalid-"
-    location = the_bridge.idp_logout(slug, request.query_string.decode("latin-1"),
-                                     error_id=error_id())
-    if location is None:
-        return Response("<!doctype html><title>Signed out</title><p>Signed out.</p>",
-                        mimetype="text/html")
-    return redirect(location, code=302)
+    query = request.query_string.decode("latin-1")
+    if "SAMLResponse" in request.args and "SAMLRequest" not in request.args:
+        complete = the_bridge.logout_response_received(slug, query, error_id=error_id())
+        return _signed_out(complete)
+    message = the_bridge.idp_logout(slug, query, error_id=error_id())
+    if message is None:
+        return _signed_out()
+    return send_saml(message)
+
+
+@sso.get("/saml/<slug>/logout")
+def logout_form(slug: str) -> BaseResponse:
+    """Our LogoutRequest, posted to an IdP whose Single Logout takes HTTP-POST only: where the
+    ``idp_logout_url`` of ``POST /logout`` leads for such an IdP."""
+    if not SLUG_RE.match(slug):
+        slug = "-invalid-"
+    return send_saml(bridge().logout_form(slug, request.args.get("ticket", "")))

@@ -8,7 +8,7 @@ import base64
 import xmlsec
 from lxml import etree
 
-from bridge.saml.sp_keys import SpKeys
+from bridge.saml_keys import SamlKeys
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack, clone
 from tests.attacks.test_signature_attacks import ADMIN
@@ -21,8 +21,8 @@ PKCS1 = xmlsec.constants.TransformRsaPkcs1
 
 
 def sp_certificate(attack: Attack) -> str:
-    keys: SpKeys = attack.browser.bridge.sp_keys
-    return keys.certificates()[0]
+    keys: SamlKeys = attack.browser.bridge.sp_keys
+    return keys.encryption_certificates()[0]
 
 
 def encrypt_assertion(root: etree._Element, certificate_pem: str | bytes, *,

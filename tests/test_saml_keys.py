@@ -1,0 +1,174 @@
+"""The SP's SAML keys in the database: encrypted at rest, the signing key rolled over with a
+publication lead and a retention time, rotation by hand, on a schedule and ahead of expiry, seen by
+every node; their expiry in `bridge saml-keys list` and in the metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from flask.testing import FlaskClient
+
+from bridge.clock import FixedClock
+from bridge.errors import ConfigError
+from bridge.saml.sp_keys import CERTIFICATE_DAYS
+from bridge.saml_keys import SamlKeys
+from bridge.store.db import Database
+from bridge.store.models import SamlKey
+from tests.conftest import TEST_KEK
+
+DAY = 86400.0
+LEAD, RETENTION = 14 * DAY, 7 * DAY
+
+
+@pytest.fixture
+def empty_keys(database: Database) -> Iterator[Database]:
+    """No SP keys at the start (the session keeps them between tests), none of ours after."""
+    with database.transaction() as session:
+        session.query(SamlKey).filter(SamlKey.use == "signing").delete()
+    yield database
+    with database.transaction() as session:
+        session.query(SamlKey).filter(SamlKey.use == "signing").delete()
+
+
+def keys_at(database: Database, clock: FixedClock, kek: str = TEST_KEK) -> SamlKeys:
+    return SamlKeys(database, Fernet(kek.encode()), clock, entity_id="https://sp.example/md",
+                    lead_seconds=LEAD, retention_seconds=RETENTION)
+
+
+def states(keys: SamlKeys) -> dict[str, str]:
+    return {k.id: k.state for k in keys.report() if k.use == "signing"}
+
+
+def test_first_start_makes_a_signing_key_that_signs_at_once(empty_keys: Database) -> None:
+    clock = FixedClock(time.time())
+    keys = keys_at(empty_keys, clock)
+    keys.ensure_keys()
+    keys.ensure_keys()  # idempotent: every node calls it at start-up
+    signing = keys.signing_key()
+    assert keys.signing_certificates() == [signing.certificate_pem]
+    assert list(states(keys).values()) == ["active"]
+    with empty_keys.transaction() as session:
+        row = session.get(SamlKey, signing.id)
+        # Encrypted at rest with the key-encryption key, like the token signing keys.
+        assert b"PRIVATE KEY" not in row.private_key_encrypted
+        assert Fernet(TEST_KEK.encode()).decrypt(row.private_key_encrypted).decode() == (
+            signing.private_key_pem)
+    other_kek = keys_at(empty_keys, clock, kek=Fernet.generate_key().decode())
+    with pytest.raises(ConfigError, match="cannot be decrypted"):
+        other_kek.signing_key()
+
+
+def test_rollover_publishes_before_signing_and_keeps_the_old_key_published(
+        empty_keys: Database) -> None:
+    clock = FixedClock(time.time())
+    keys = keys_at(empty_keys, clock)
+    keys.ensure_keys()
+    old = keys.signing_key()
+    new = keys.rotate()
+    assert new.active_at == clock.now() + LEAD
+    # During the lead time: both published, the old one signs.
+    assert keys.signing_certificates() == [old.certificate_pem, new.certificate_pem]
+    assert states(keys) == {old.id: "active", new.id: "next"}
+    clock.advance(LEAD - 1)
+    assert keys.signing_key().id == old.id
+    # From the lead's end: the new one signs, the old one is still published.
+    clock.advance(1)
+    assert keys.signing_key().id == new.id
+    assert keys.signing_certificates() == [new.certificate_pem, old.certificate_pem]
+    assert states(keys) == {old.id: "retired", new.id: "active"}
+    # After the retention time the old certificate leaves the metadata.
+    clock.advance(RETENTION - 1)
+    assert len(keys.signing_certificates()) == 2
+    clock.advance(1)
+    assert keys.signing_certificates() == [new.certificate_pem]
+    assert states(keys) == {old.id: "unpublished", new.id: "active"}
+
+
+def test_rotation_with_no_lead_signs_at_once(empty_keys: Database) -> None:
+    """For a compromised key: `bridge saml-keys rotate --lead 0`."""
+    clock = FixedClock(time.time())
+    keys = keys_at(empty_keys, clock)
+    keys.ensure_keys()
+    old = keys.signing_key()
+    new = keys.rotate(lead_seconds=0)
+    assert keys.signing_key().id == new.id
+    assert states(keys) == {old.id: "retired", new.id: "active"}
+
+
+def test_a_rotation_made_elsewhere_reaches_every_node(empty_keys: Database) -> None:
+    clock = FixedClock(time.time())
+    node_a, node_b = keys_at(empty_keys, clock), keys_at(empty_keys, clock)
+    node_a.ensure_keys()
+    old = node_b.signing_key()
+    new = node_a.rotate(lead_seconds=0)  # `bridge saml-keys rotate`, another process
+    clock.advance(16)  # node B's cached view of the table expires (15 s)
+    assert node_b.signing_key().id == new.id != old.id
+
+
+def test_scheduled_rotation_by_age_and_ahead_of_expiry(empty_keys: Database) -> None:
+    clock = FixedClock(time.time())
+    keys = keys_at(empty_keys, clock)
+    keys.ensure_keys()
+    assert keys.rotation_due(rotation_seconds=None) is None
+    assert keys.rotation_due(rotation_seconds=90 * DAY) is None
+    clock.advance(90 * DAY)
+    assert keys.rotation_due(rotation_seconds=90 * DAY) == "rotation interval"
+    assert keys.rotation_due(rotation_seconds=None) is None
+    assert keys.rotate_if_due(rotation_seconds=90 * DAY).startswith("published ")
+    # A successor is waiting for its turn: nothing more until it signs.
+    assert keys.rotation_due(rotation_seconds=1) is None
+    assert keys.rotate_if_due(rotation_seconds=1) == "not due"
+    # Near the certificate's expiry a successor is published even with no interval set, a
+    # full lead time (plus a margin) before the certificate would expire.
+    created = clock.now()
+    clock.advance(LEAD)
+    active = keys.signing_key()
+    clock.at = created + CERTIFICATE_DAYS * DAY - LEAD - 31 * DAY
+    assert keys.rotation_due(rotation_seconds=None) is None
+    clock.advance(2 * DAY)
+    assert keys.rotation_due(rotation_seconds=None) == "certificate expiry"
+    assert {k.id: k for k in keys.report()}[active.id].warning is None  # 43 days left
+    clock.advance(14 * DAY)
+    assert {k.id: k for k in keys.report()}[active.id].warning == "expires_within_30_days"
+
+
+def test_cli_rotates_and_lists_the_keys_with_their_expiry(empty_keys: Database,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "idp").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": empty_keys.url,
+           "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),
+           "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
+           "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK, "BRIDGE_LOG_LEVEL": "WARNING"}
+
+    def bridge(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-W", "ignore", "-m", "bridge.cli", *args],
+                                capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    rotated = bridge("saml-keys", "rotate", "--lead", "2d")
+    assert "published SP signing key" in rotated
+    listing = bridge("saml-keys", "list").splitlines()
+    assert listing[0].split()[:3] == ["key", "use", "state"]
+    rows = {line.split()[0]: line for line in listing[1:]}
+    signing = [line for line in rows.values() if " signing " in line]
+    assert sorted(line.split()[2] for line in signing) == ["active", "next"]
+    expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(days=CERTIFICATE_DAYS)).strftime("%Y-%m-%d")
+    assert all(expiry in line or "(1824 days)" in line for line in signing)
+    assert bridge("saml-keys", "rotate", "--if-due").startswith("not due")
+
+
+def test_metrics_show_the_days_left_of_our_certificates(client: FlaskClient) -> None:
+    text = client.get("/metrics").get_data(as_text=True)
+    lines = [line for line in text.splitlines()
+             if line.startswith("bridge_sp_certificate_days_left{")]
+    assert any('use="signing"' in line and 'state="active"' in line for line in lines)
+    assert any('use="encryption"' in line for line in lines)
+    assert all(1800 < float(line.rsplit(" ", 1)[1]) <= CERTIFICATE_DAYS for line in lines)
