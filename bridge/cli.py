@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError
 from bridge.logs import configure as configure_logging
 from bridge.saml_keys_cli import add_commands as add_saml_keys_commands
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                                required=True)
     create_token = admin.add_parser("create-token", help="create an admin API token (shown once)")
     create_token.add_argument("--name", required=True)
-    create_token.add_argument("--expires-in", default="30d", help="e.g. 30d, 12h (max 366d)")
+    create_token.add_argument("--expires-in", default="30d", help="with its unit: 30d, 12h (at most 366d)")
 
     keys = commands.add_parser("keys", help="token signing keys").add_subparsers(dest="keys",
                                                                                  required=True)
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sign with the new key at once (verifiers with a cached JWKS "
                              "may reject new tokens until they refresh it)")
     rotate.add_argument("--if-older-than", metavar="AGE",
-                        help="only if the newest key is older than AGE (e.g. 30d, 12h): for a "
+                        help="only if the newest key is older than AGE (with its unit: 30d, 12h): for a "
                              "daily scheduled job")
     keys.add_parser("list", help="list signing keys and their windows")
     keys.add_parser("new-kek", help="print a new key-encryption key")
@@ -89,14 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"bridge: {error}", file=sys.stderr)
         return 2
-
-
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        raise ConfigError(f"--if-older-than: {text!r} is not a duration like 30d or 12h") from None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -151,8 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         from bridge.federation import Bridge
 
         bridge = Bridge.from_settings(settings, SystemClock())
+        expires_in = parse_duration(args.expires_in, option="--expires-in", maximum_days=366,
+                                    example="30d")
         token_id, token = AdminAccess(bridge.db, bridge.clock).create_token(
-            args.name, expires_in=_duration(args.expires_in), actor=f"cli:{getpass.getuser()}")
+            args.name, expires_in=expires_in, actor=f"cli:{getpass.getuser()}")
         print(f"admin token {token_id} ({args.name}); keep it secret, it is not shown again:")
         print(token)
         return 0
@@ -161,7 +156,9 @@ def _run(args: argparse.Namespace) -> int:
 
         bridge = Bridge.from_settings(settings, SystemClock())
         if args.keys == "rotate":
-            older = _duration(args.if_older_than) if args.if_older_than else None
+            older = (parse_duration(args.if_older_than, option="--if-older-than",
+                                    maximum_days=3650, example="30d")
+                     if args.if_older_than else None)
             published = bridge.keys.rotate(immediately=args.now, older_than=older)
             for kid in published:
                 print(f"published key {kid}")

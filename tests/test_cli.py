@@ -81,3 +81,24 @@ def test_a_scheduled_rotation_that_rotates_nothing_says_so(tmp_path: Path, age: 
     assert "published key" not in output
     assert ok(bridge_cli(tmp_path, "keys", "rotate", "--if-older-than", "0s")).startswith(
         "published key ")
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (("keys", "rotate", "--if-older-than", "30"), "--if-older-than"),
+    (("keys", "rotate", "--if-older-than=-1d"), "--if-older-than"),
+    (("keys", "rotate", "--if-older-than", "nan"), "--if-older-than"),
+    (("admin", "create-token", "--name", "ci", "--expires-in", "inf"), "--expires-in"),
+    (("admin", "create-token", "--name", "ci", "--expires-in", "3600"), "--expires-in"),
+])
+def test_a_duration_needs_its_unit_and_a_sane_value(tmp_path: Path, args: tuple[str, ...],
+                                                    option: str) -> None:
+    """Every duration option reads its value one way (bridge.durations): a bare number was
+    seconds for one option and a NaN age rotated every key."""
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    before = ok(bridge_cli(tmp_path, "keys", "list"))
+
+    refused = bridge_cli(tmp_path, *args)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"  - {option}: " in refused.stderr and "Traceback" not in refused.stderr
+    assert ok(bridge_cli(tmp_path, "keys", "list")) == before
