@@ -39,6 +39,8 @@ _CACHE_SECONDS = 15.0
 # scheduled job even when no rotation interval is set: an unattended bridge never signs with an
 # expired certificate, and the successor is published a full lead time before it signs.
 EXPIRY_MARGIN_SECONDS = 30 * 86400.0
+# The longest publication lead of one rotation: the largest sp_signing_key_lead_days.
+MAX_LEAD_SECONDS = 365 * 86400.0
 WARN_DAYS = (30, 7)
 
 
@@ -156,9 +158,13 @@ class SamlKeys:
         out = []
         for row in sorted(self._keys(), key=lambda r: (r.use, r.created_at)):
             if row.use == SIGNING:
+                # A key retired before its turn (or with a start time that never comes) will
+                # never sign: retired, not next.
+                signs_later = (row.active_at is not None and row.active_at > now
+                               and (row.retired_at is None or row.active_at < row.retired_at))
                 state = ("unpublished" if row.unpublish_at is not None and row.unpublish_at <= now
                          else "active" if row is active
-                         else "next" if row.active_at is not None and row.active_at > now
+                         else "next" if signs_later
                          else "retired")
             else:  # every encryption key in force is published and decrypts
                 state = "active" if row.retired_at is None else "unpublished"
@@ -186,17 +192,36 @@ class SamlKeys:
                 session.add(self._new_row(SIGNING, now, active_at=now))
         self.invalidate()
 
-    def rotate(self, *, lead_seconds: float | None = None) -> SamlKey:
+    def rotate(self, *, lead_seconds: float | None = None, withdraw_old: bool = False) -> SamlKey:
         """Publish a new signing key now; it signs after the lead time (``lead_seconds``, default
         the configured one; 0: at once), and the key it replaces then retires: no longer signing,
-        still published for the retention time."""
+        still published for the retention time.
+
+        ``withdraw_old`` (a compromised key; only with a lead of 0): every other signing key stops
+        signing and leaves our metadata at once, with no retention, so an IdP that reads our
+        metadata again stops trusting it (docs/decisions/0020-sp-signing-key.md)."""
         now = self.clock.now()
         lead = self.lead_seconds if lead_seconds is None else lead_seconds
-        active_at = now + max(0.0, lead)
+        # Checked before anything is written: an infinite or NaN start time would be committed
+        # and then break every reader of the table (a lead from 0 to the setting's largest).
+        if not 0.0 <= lead <= MAX_LEAD_SECONDS:
+            raise ConfigError(f"lead: {lead!r} s is not from 0 to {MAX_LEAD_SECONDS / 86400:.0f} "
+                              "days")
+        if withdraw_old and lead != 0.0:
+            raise ConfigError("withdrawing the other keys needs the new key to sign at once "
+                              "(a lead of 0, --now): a withdrawn key can no longer sign")
+        active_at = now + lead
+        withdrawn = []
         with self.db.transaction() as session:
             row = self._new_row(SIGNING, now, active_at=active_at)
             for old in session.scalars(select(SamlKey).where(SamlKey.use == SIGNING)):
-                if old.retired_at is None or old.retired_at > active_at:
+                if withdraw_old:
+                    if old.unpublish_at is None or not old.unpublish_at <= now:
+                        withdrawn.append(old.id)
+                        old.unpublish_at = now
+                    if old.retired_at is None or not old.retired_at <= now:
+                        old.retired_at = now
+                elif old.retired_at is None or not old.retired_at <= active_at:
                     old.retired_at = active_at
                     old.unpublish_at = active_at + self.retention_seconds
             session.add(row)
@@ -206,6 +231,9 @@ class SamlKeys:
         log.info("SP signing key %s published; it signs from %s", row.id,
                  dt.datetime.fromtimestamp(active_at, dt.UTC).isoformat(timespec="seconds"),
                  extra={"key": row.id, "active_at": active_at})
+        if withdraw_old:
+            log.warning("SP signing keys withdrawn (no longer signing or published): %s",
+                        ", ".join(withdrawn) or "none", extra={"keys": withdrawn})
         return row
 
     def rotation_due(self, *, rotation_seconds: float | None) -> str | None:
@@ -215,7 +243,7 @@ class SamlKeys:
         now = self.clock.now()
         self.invalidate()
         rows = [r for r in self._keys() if r.use == SIGNING]
-        if any(r.active_at is not None and r.active_at > now for r in rows):
+        if any(self._waiting(r, now) for r in rows):
             return None
         newest = max(rows, key=lambda r: r.created_at, default=None)
         if newest is None:
@@ -228,6 +256,17 @@ class SamlKeys:
             if left < self.lead_seconds + EXPIRY_MARGIN_SECONDS:
                 return "certificate expiry"
         return None
+
+    @staticmethod
+    def _waiting(row: SamlKey, now: float) -> bool:
+        """A successor waiting for its turn: one that starts to sign later, while its certificate
+        is still valid. A start time that is infinite, NaN or past the certificate's expiry (as
+        stored by versions that did not check the lead) never comes, and must not hold back the
+        rotation for good."""
+        if row.active_at is None or (row.retired_at is not None and row.retired_at <= now):
+            return False
+        expiry = certificate_not_after(row.certificate_pem).timestamp()
+        return now < row.active_at < expiry
 
     def rotate_if_due(self, *, rotation_seconds: float | None) -> str:
         """For the scheduled job: rotate when ``rotation_due`` says so; say what happened."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 from typing import Any
 
 from bridge.config import Settings
+from bridge.durations import parse_duration
 from bridge.errors import ConfigError
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_commands(commands: Any) -> None:
@@ -20,9 +20,15 @@ def add_commands(commands: Any) -> None:
     rotate = group.add_parser("rotate", help="publish a new SP signing key in our metadata; it "
                               "signs after the lead time (sp_signing_key_lead_days)")
     rotate.add_argument("--lead", metavar="DURATION",
-                        help="publication lead for this rotation instead of the setting "
-                             "(e.g. 2d, 12h; 0: sign at once, for a compromised key: IdPs that "
-                             "have not learnt the new certificate refuse our requests meanwhile)")
+                        help="publication lead for this rotation instead of the setting, with "
+                             "its unit (2d, 12h; at most 365d; 0: sign at once)")
+    rotate.add_argument("--now", action="store_true",
+                        help="sign with the new key at once (the same as --lead 0)")
+    rotate.add_argument("--withdraw-old", action="store_true",
+                        help="with --now, for a compromised key: every other signing key stops "
+                             "signing and leaves our metadata at once (no retention); IdPs that "
+                             "have not learnt the new certificate refuse our requests until they "
+                             "do")
     rotate.add_argument("--if-due", action="store_true",
                         help="only if the scheduled rotation would (sp_signing_key_rotation_days, "
                              "or the certificate nears its expiry): for an external scheduler")
@@ -30,23 +36,39 @@ def add_commands(commands: Any) -> None:
                      "expiry")
 
 
-def _duration(text: str) -> float:
-    try:
-        return float(text[:-1]) * _UNITS[text[-1]] if text[-1:] in _UNITS else float(text)
-    except (ValueError, IndexError):
-        raise ConfigError(f"--lead: {text!r} is not a duration like 14d, 12h or 0") from None
-
-
 def _when(value: float | None) -> str:
+    """A stored time as the listing shows it; one that no date can show (infinite, NaN, or past
+    year 9999, as versions that did not check --lead could store) is shown, not fatal."""
     if value is None:
         return "-"
-    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    try:
+        return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError):
+        return "never" if value == math.inf else "invalid"
+
+
+def _lead(args: argparse.Namespace) -> float | None:
+    """The lead ``rotate`` asks for (None: the setting), checked before anything is done."""
+    if args.if_due and (args.lead is not None or args.now or args.withdraw_old):
+        raise ConfigError("--if-due: rotates as the scheduled job would; give no --lead, --now "
+                          "or --withdraw-old with it")
+    lead = (parse_duration(args.lead, option="--lead", maximum_days=365)
+            if args.lead is not None else None)
+    if args.now:
+        if lead not in (None, 0.0):
+            raise ConfigError("--now: signs at once; give no other --lead")
+        lead = 0.0
+    if args.withdraw_old and lead != 0.0:
+        raise ConfigError("--withdraw-old: only with --now (the new key must sign at once, since "
+                          "the withdrawn ones no longer can)")
+    return lead
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.clock import SystemClock
     from bridge.federation import Bridge
 
+    lead = _lead(args) if args.saml_keys == "rotate" else None
     bridge = Bridge.from_settings(settings, SystemClock())
     keys = bridge.sp_keys
     if args.saml_keys == "rotate":
@@ -54,10 +76,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             days = settings.sp_signing_key_rotation_days
             print(keys.rotate_if_due(rotation_seconds=days * 86400.0 if days else None))
         else:
-            lead = _duration(args.lead) if args.lead is not None else None
-            row = keys.rotate(lead_seconds=lead)
+            row = keys.rotate(lead_seconds=lead, withdraw_old=args.withdraw_old)
             print(f"published SP signing key {row.id}; it signs from {_when(row.active_at)} UTC. "
                   "Give its certificate to IdPs that do not read our metadata before then.")
+            if args.withdraw_old:
+                print("every other SP signing key is withdrawn: it no longer signs and is no "
+                      "longer in our metadata")
     print(f"{'key':<17} {'use':<10} {'state':<11} {'published':<16} {'signs from':<16} "
           f"{'signs until':<16} {'unpublished':<16} certificate expiry")
     for key in keys.report():

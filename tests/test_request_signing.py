@@ -7,6 +7,8 @@ import base64
 import gc
 import hashlib
 import re
+import subprocess
+import sys
 import time
 import warnings
 import zlib
@@ -25,9 +27,10 @@ from werkzeug.test import TestResponse
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp, PendingRequest
 from bridge.federation import Bridge
+from bridge.saml.sp import authn_request, logout_request
 from bridge.store.db import Database
 from bridge.store.models import RefreshFamily, SamlKey
-from tests.conftest import BRIDGE_URL, make_settings
+from tests.conftest import BRIDGE_URL, TEST_KEK, make_settings
 from tests.helpers import Browser, Login
 
 REDIRECT, POST = BINDING_HTTP_REDIRECT, BINDING_HTTP_POST
@@ -536,3 +539,56 @@ def test_key_rollover_with_no_failed_login(signed_browser: Browser, signing_idp_
     refused_by_pysaml2(lambda: received_request(stale, response))
     # The retired key stays published for the retention time (days; see test_saml_keys.py).
     assert len(keys.signing_certificates()) == 2
+
+
+@pytest.mark.parametrize("signing_idp", [{"sso": BOTH}], indirect=True)
+def test_a_compromised_key_withdrawn_at_once_is_no_longer_trusted(
+        signed_browser: Browser, clock: ShiftedClock, tmp_path: Path, idp_dir: Path,
+        fresh_signing_keys: None) -> None:
+    """The compromised-key procedure: `bridge saml-keys rotate --now --withdraw-old`. Before,
+    `--lead 0` kept the old key in our metadata for the retention time (7 days), so an IdP that
+    read our metadata after the rotation still accepted requests signed with the stolen key."""
+    browser = signed_browser
+    compromised = browser.bridge.sp_keys.signing_key()
+    assert _pem_body(compromised.certificate_pem) in _pem_body(
+        browser.client.get("/saml/metadata").get_data(as_text=True))
+
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "bridge.cli", "saml-keys", "rotate", "--now",
+         "--withdraw-old"], capture_output=True, text=True, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": browser.bridge.settings.database_url,
+             "BRIDGE_BASE_URL": BRIDGE_URL, "BRIDGE_IDP_METADATA_DIR": str(idp_dir),
+             "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
+             "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK, "BRIDGE_LOG_LEVEL": "ERROR"})
+    assert done.returncode == 0, done.stderr
+    assert "withdrawn" in done.stdout
+    states = {line.split()[0]: line.split()[2] for line in done.stdout.splitlines()
+              if " signing " in line}
+    assert states[compromised.id] == "unpublished"
+
+    clock.offset = 16  # every node re-reads the key table within 15 seconds
+    metadata = browser.client.get("/saml/metadata").get_data(as_text=True)
+    clock.offset = 0
+    assert _pem_body(compromised.certificate_pem) not in _pem_body(metadata)
+    assert len(etree.fromstring(metadata.encode()).findall(
+        f".//{{{MD}}}KeyDescriptor[@use='signing']")) == 1
+    browser.idp.reload_sp_metadata()  # the IdP reads our metadata again
+
+    # Whoever holds the stolen key signs an AuthnRequest and a LogoutRequest for alice: refused.
+    idp, sp = browser.bridge.idps["dev"], browser.bridge.service_provider("dev")
+    _, forged = authn_request(idp, sp, now=time.time(), signing_key=lambda: compromised)
+    query = query_of(forged.url)
+    refused_by_pysaml2(lambda: browser.idp.parse_request(
+        query["SAMLRequest"], None, binding=REDIRECT, sigalg=query["SigAlg"],
+        signature=query["Signature"]))
+    logout = logout_request(idp, sp, name_id=USERS["alice"].persistent_id, session_index=None,
+                            now=time.time(), signing_key=lambda: compromised)
+    assert logout is not None
+    query = query_of(logout.url)
+    refused_by_pysaml2(lambda: browser.idp.receive_logout_request(
+        query["SAMLRequest"], binding=REDIRECT, sigalg=query["SigAlg"],
+        signature=query["Signature"]))
+    # Our own requests, signed with the new key, go on being accepted.
+    response = browser.authorize()
+    code = browser.code_from(login(browser, response), _login_of(response))
+    assert browser.exchange(code, response.verifier).status_code == 200  # type: ignore[attr-defined]

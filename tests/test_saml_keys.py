@@ -139,30 +139,103 @@ def test_scheduled_rotation_by_age_and_ahead_of_expiry(empty_keys: Database) -> 
     assert {k.id: k for k in keys.report()}[active.id].warning == "expires_within_30_days"
 
 
-def test_cli_rotates_and_lists_the_keys_with_their_expiry(empty_keys: Database,
-                                                          tmp_path: Path) -> None:
-    (tmp_path / "idp").mkdir()
-    env = {"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": empty_keys.url,
+def saml_keys_cli(database: Database, tmp_path: Path, *args: str,
+                  **environment: str) -> subprocess.CompletedProcess[str]:
+    """`bridge saml-keys ...` as an operator runs it, against ``database``."""
+    (tmp_path / "idp").mkdir(exist_ok=True)
+    env = {"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": database.url,
            "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),
            "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
-           "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK, "BRIDGE_LOG_LEVEL": "WARNING"}
+           "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK, "BRIDGE_LOG_LEVEL": "WARNING", **environment}
+    return subprocess.run([sys.executable, "-W", "ignore", "-m", "bridge.cli", "saml-keys", *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
 
+
+def test_cli_rotates_and_lists_the_keys_with_their_expiry(empty_keys: Database,
+                                                          tmp_path: Path) -> None:
     def bridge(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-W", "ignore", "-m", "bridge.cli", *args],
-                                capture_output=True, text=True, env=env, cwd=tmp_path)
+        result = saml_keys_cli(empty_keys, tmp_path, *args)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    rotated = bridge("saml-keys", "rotate", "--lead", "2d")
+    rotated = bridge("rotate", "--lead", "2d")
     assert "published SP signing key" in rotated
-    listing = bridge("saml-keys", "list").splitlines()
+    listing = bridge("list").splitlines()
     assert listing[0].split()[:3] == ["key", "use", "state"]
     rows = {line.split()[0]: line for line in listing[1:]}
     signing = [line for line in rows.values() if " signing " in line]
     assert sorted(line.split()[2] for line in signing) == ["active", "next"]
     expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(days=CERTIFICATE_DAYS)).strftime("%Y-%m-%d")
     assert all(expiry in line or "(1824 days)" in line for line in signing)
-    assert bridge("saml-keys", "rotate", "--if-due").startswith("not due")
+    assert bridge("rotate", "--if-due").startswith("not due")
+
+
+def _signing_rows(database: Database) -> list[tuple[str, float | None]]:
+    with database.transaction() as session:
+        return sorted((r.id, r.active_at) for r in session.query(SamlKey)
+                      .filter(SamlKey.use == "signing"))
+
+
+@pytest.mark.parametrize("lead", ["14", "3.5", "-3d", "inf", "nan", "1e3d", "366d", "99999999d",
+                                  "14 days", ""])
+def test_a_lead_that_is_not_a_duration_with_its_unit_is_refused_and_changes_nothing(
+        empty_keys: Database, tmp_path: Path, lead: str) -> None:
+    """`--lead 14` was 14 seconds (meant: days), `--lead=-3d` signed at once, and `--lead inf`
+    committed a key that never signs and broke `saml-keys list` and the scheduled rotation."""
+    assert saml_keys_cli(empty_keys, tmp_path, "list").returncode == 0  # the first key
+    before = _signing_rows(empty_keys)
+
+    refused = saml_keys_cli(empty_keys, tmp_path, "rotate", f"--lead={lead}")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("bridge: invalid configuration:\n  - --lead: "), refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert _signing_rows(empty_keys) == before
+
+
+def test_the_lead_is_read_with_its_unit(empty_keys: Database, tmp_path: Path) -> None:
+    assert saml_keys_cli(empty_keys, tmp_path, "list").returncode == 0  # the first key
+    for lead, seconds in (("14d", 14 * DAY), ("12h", 12 * 3600.0), ("90m", 5400.0),
+                          ("1.5d", 1.5 * DAY), ("0", 0.0)):
+        before, started = dict(_signing_rows(empty_keys)), time.time()
+        result = saml_keys_cli(empty_keys, tmp_path, "rotate", "--lead", lead)
+        assert result.returncode == 0, result.stderr
+        [(_, active_at)] = [row for row in _signing_rows(empty_keys) if row[0] not in before]
+        assert started + seconds <= (active_at or 0.0) <= time.time() + seconds
+    assert saml_keys_cli(empty_keys, tmp_path, "rotate", "--now", "--lead", "2d").returncode == 2
+    assert saml_keys_cli(empty_keys, tmp_path, "rotate", "--if-due", "--now").returncode == 2
+    # Withdrawing the key that signs needs a successor that signs at once.
+    assert saml_keys_cli(empty_keys, tmp_path, "rotate", "--withdraw-old").returncode == 2
+    assert saml_keys_cli(empty_keys, tmp_path, "rotate", "--withdraw-old",
+                         "--lead", "1h").returncode == 2
+
+
+@pytest.mark.parametrize("stored", [float("inf"), float("nan"), 1e300])
+def test_a_start_time_stored_by_an_unchecked_lead_breaks_neither_the_listing_nor_the_rotation(
+        empty_keys: Database, tmp_path: Path, stored: float) -> None:
+    """A key an earlier version committed with an infinite (or absurd) start time: it never
+    signs, `saml-keys list` shows it, and the scheduled rotation is not held back by it."""
+    assert saml_keys_cli(empty_keys, tmp_path, "rotate", "--lead", "1d").returncode == 0
+    with empty_keys.transaction() as session:
+        waiting = session.query(SamlKey).filter(SamlKey.use == "signing",
+                                                SamlKey.retired_at.is_(None)).one()
+        waiting.active_at = stored
+        for row in session.query(SamlKey).filter(SamlKey.use == "signing"):
+            row.created_at -= 2 * DAY  # both older than the one-day rotation interval below
+            if row is not waiting:
+                row.retired_at = row.unpublish_at = None  # as the unchecked rotation left it
+
+    listing = saml_keys_cli(empty_keys, tmp_path, "list")
+    assert listing.returncode == 0, listing.stderr
+    assert any(line.startswith(f"{waiting.id} ") for line in listing.stdout.splitlines())
+
+    due = saml_keys_cli(empty_keys, tmp_path, "rotate", "--if-due",
+                        BRIDGE_SP_SIGNING_KEY_ROTATION_DAYS="1")
+    assert due.returncode == 0, due.stderr
+    assert due.stdout.startswith("published "), due.stdout
+    states = {line.split()[0]: line.split()[2] for line in due.stdout.splitlines()[2:]
+              if " signing " in line}
+    assert states[waiting.id] == "retired" and sorted(states.values()).count("next") == 1
 
 
 def test_metrics_show_the_days_left_of_our_certificates(client: FlaskClient) -> None:
