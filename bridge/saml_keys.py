@@ -185,6 +185,9 @@ class SamlKeys:
         know a key of ours before our metadata first names it, so there is nothing to wait for)."""
         now = self.clock.now()
         with self.db.transaction() as session:
+            # Nodes starting together on a new database: one at a time, or each would read the
+            # table empty and add keys of its own (FOR UPDATE locks nothing on an empty table).
+            self.db.serialize(session, "saml_keys")
             uses = set(session.scalars(select(SamlKey.use).distinct()))
             if ENCRYPTION not in uses:
                 session.add(self._new_row(ENCRYPTION, now))

@@ -8,20 +8,23 @@ import datetime as dt
 import subprocess
 import sys
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bridge.clock import FixedClock
 from bridge.errors import ConfigError
 from bridge.saml.sp_keys import CERTIFICATE_DAYS
 from bridge.saml_keys import SamlKeys
 from bridge.store.db import Database
-from bridge.store.models import SamlKey
-from tests.conftest import TEST_KEK
+from bridge.store.models import SamlKey, SigningKey
+from tests.conftest import TEST_KEK, create_postgres_database, drop_postgres_database
 
 DAY = 86400.0
 LEAD, RETENTION = 14 * DAY, 7 * DAY
@@ -245,3 +248,41 @@ def test_metrics_show_the_days_left_of_our_certificates(client: FlaskClient) -> 
     assert any('use="signing"' in line and 'state="active"' in line for line in lines)
     assert any('use="encryption"' in line for line in lines)
     assert all(1800 < float(line.rsplit(" ", 1)[1]) <= CERTIFICATE_DAYS for line in lines)
+
+
+def test_nodes_starting_together_on_a_new_database_make_one_key_of_each_kind(
+        tmp_path: Path) -> None:
+    """Several nodes' first start at once on a fresh PostgreSQL database (a new deployment's
+    replicas): each read the key tables empty and added keys of its own, so there were as many
+    SP signing keys as nodes, each published and "active"."""
+    name = f"bridge_first_start_{uuid.uuid4().hex[:10]}"
+    url = create_postgres_database(name)
+    try:
+        (tmp_path / "idp").mkdir()
+        env = {"PATH": "/usr/bin:/bin", "BRIDGE_DATABASE_URL": url,
+               "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),
+               "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"),
+               "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK, "BRIDGE_LOG_LEVEL": "WARNING",
+               # RSA token keys take long enough to make that a race the token keys ran too.
+               "BRIDGE_TOKEN_SIGNING_ALG": "RS256"}
+        command = [sys.executable, "-W", "ignore", "-m", "bridge.cli"]
+        migrated = subprocess.run([*command, "db", "upgrade"], capture_output=True, text=True,
+                                  env=env, cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        nodes = [subprocess.Popen([*command, "check"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                 for _ in range(4)]
+        for node in nodes:
+            _, errors = node.communicate(timeout=120)
+            assert node.returncode == 0, errors
+        database = Database(url)
+        try:
+            with database.transaction() as session:
+                saml = Counter(session.scalars(select(SamlKey.use)))
+                token = Counter(session.scalars(select(SigningKey.alg)))
+        finally:
+            database.dispose()
+        assert saml == {"encryption": 1, "signing": 1}
+        assert token == {"RS256": 1}
+    finally:
+        drop_postgres_database(name)

@@ -202,6 +202,9 @@ class KeyRing:
         """For an algorithm with no key yet (first start, or a client's new algorithm), create a
         key that is active at once: no token of that algorithm exists yet."""
         with self.db.transaction() as session:
+            # Nodes starting together: one at a time, or each would read no key of an algorithm
+            # and add one (FOR UPDATE locks nothing on an empty table).
+            self.db.serialize(session, "signing_keys")
             present = set(session.scalars(select(SigningKey.alg).distinct()))
             now = self.clock.now()
             for alg in self.algorithms:
