@@ -245,8 +245,10 @@ def load_settings(
     settings = Settings(**values)
     base_url = settings.base_url.rstrip("/")
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        problems.append(f"base_url: must be an absolute http(s) URL without query, got {base_url!r}")
+    if (parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment
+            or not _plain(base_url)):
+        problems.append(f"base_url: must be an absolute http(s) URL without query, spaces or "
+                        f"control characters, got {base_url!r}")
     elif settings.env == "production" and parts.scheme != "https":
         problems.append("base_url: must use https in production (tokens and cookies depend on it)")
     if settings.env not in ENVIRONMENTS:
@@ -267,6 +269,9 @@ def load_settings(
 
     instance_dir = settings.instance_dir
     database_url = settings.database_url or f"sqlite:///{Path(instance_dir).resolve()}/bridge.db"
+    if settings.sp_entity_id and not _plain(settings.sp_entity_id):
+        problems.append(f"sp_entity_id: {settings.sp_entity_id[:200]!r} contains a space, a "
+                        "control character or a non-ASCII character")
     if not database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
         problems.append("database_url: must start with sqlite:/// or postgresql+psycopg://")
 
@@ -546,9 +551,18 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _plain(url: str) -> bool:
+    """Printable ASCII without spaces (RFC 3986 §2): urlsplit silently drops tabs and newlines,
+    which then break the Location header the URL is written into."""
+    return all("!" <= c <= "~" for c in url)
+
+
 def _check_client_url(where: str, uri: str, problems: list[str]) -> None:
     parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+    if not _plain(uri):
+        problems.append(f"{where}: {uri!r} contains a space, a control character or a non-ASCII "
+                        "character (percent-encode them)")
+    elif parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
         problems.append(f"{where}: {uri!r} must be an absolute URL without fragment")
     elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         problems.append(f"{where}: {uri!r} must use https (http only for loopback)")

@@ -141,3 +141,22 @@ def test_two_clients_cannot_share_one_secret_variable() -> None:
                       overrides={"clients": clients})
     assert ("clients[1].client_id: 'SVC-A' and 'svc.a' would share the secret "
             "BRIDGE_CLIENT_SVC_A_SECRET") in str(caught.value)
+
+
+def test_urls_with_control_characters_or_spaces_are_refused(tmp_path: Path) -> None:
+    """urlsplit drops tabs and newlines, so such a URL passed the checks and then broke the
+    Location header (a 500) or the XML it was written into."""
+    config = tmp_path / "bridge.toml"
+    config.write_text('base_url = "https://sso.example.com/a\\nb"\n'
+                      'sp_entity_id = "https://sso.example.com/saml\\tmetadata"\n'
+                      '[[clients]]\nclient_id = "web"\naudience = "api"\n'
+                      'redirect_uris = ["https://app.example.com/cb\\r\\nSet-Cookie: a=b"]\n'
+                      'login_start_uri = "https://app.example.com/start here"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    text = str(caught.value)
+    assert "base_url: must be an absolute http(s) URL without query, spaces or control" in text
+    assert "sp_entity_id: " in text
+    assert "clients[web].redirect_uris: 'https://app.example.com/cb\\r\\nSet-Cookie: a=b' " \
+           "contains a space, a control character" in text
+    assert "clients[web].login_start_uri: 'https://app.example.com/start here' contains" in text

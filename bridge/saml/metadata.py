@@ -109,6 +109,20 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
         raise fail("md:IDPSSODescriptor does not list the SAML 2.0 protocol in "
                    "protocolSupportEnumeration")
 
+    # Every endpoint we may send a browser or a message to, before anything else reads it: a
+    # control character or space inside one (an encoded newline, &#10;) is dropped by urlsplit,
+    # so it passed the checks below and then broke the Location header it was written into.
+    for kind in ("SingleSignOnService", "SingleLogoutService"):
+        for service in idp.findall(f"{{{ns.MD}}}{kind}"):
+            if service.get("Binding") not in (ns.BINDING_REDIRECT, ns.BINDING_POST):
+                continue
+            for attribute in ("Location", "ResponseLocation"):
+                value = (service.get(attribute) or "").strip()
+                if not plain_url_text(value):
+                    raise fail(f"{kind} {attribute} {value[:200]!r} is not an http(s) URL: "
+                               "it contains a control character, a space or a non-ASCII "
+                               "character (a URL has those percent-encoded)")
+
     redirect_url = post_url = None
     for service in idp.findall(f"{{{ns.MD}}}SingleSignOnService"):
         binding, location = service.get("Binding"), (service.get("Location") or "").strip()
@@ -275,7 +289,15 @@ _NETLOC = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f
                      r"(?::[0-9]{1,5})?")
 
 
+def plain_url_text(url: str) -> bool:
+    """Only printable ASCII and no space (RFC 3986 §2: anything else in a URI is
+    percent-encoded): what can go into an HTTP header, an XML attribute or a CSP unchanged."""
+    return all("!" <= c <= "~" for c in url)
+
+
 def _http_url(url: str) -> bool:
+    if not plain_url_text(url):
+        return False
     parts = urlsplit(url)
     return parts.scheme in ("https", "http") and bool(_NETLOC.fullmatch(parts.netloc))
 
