@@ -12,9 +12,14 @@ from bridge.errors import AuthorizeError, TokenError
 from bridge.tokens.secrets_util import constant_time_equal
 
 # RFC 7636 §4.1/§4.2: verifier 43-128 unreserved characters; an S256 challenge is 43 of base64url.
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+# \Z, not $: $ also matches before a final newline.
+_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}\Z")
+_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}\Z")
 _MAX_STATE = 1024
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(c < " " or c == "\x7f" for c in text)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -
     state = params.get("state") or None
     if state is not None and len(state) > _MAX_STATE:
         raise refuse("invalid_request", "state is too long.")
+    if state is not None and _has_control_characters(state):
+        # RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E); a NUL could not even be stored.
+        raise refuse("invalid_request", "state holds a control character.")
     if params.get("response_type") != "code":
         raise refuse("unsupported_response_type", "Only response_type=code is supported.",
                      "unsupported_response_type")
@@ -72,6 +80,8 @@ def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -
     nonce = params.get("nonce") or None
     if nonce is not None and len(nonce) > _MAX_STATE:
         raise refuse("invalid_request", "nonce is too long.")
+    if nonce is not None and _has_control_characters(nonce):
+        raise refuse("invalid_request", "nonce holds a control character.")
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,

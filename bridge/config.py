@@ -26,7 +26,7 @@ from bridge.errors import ConfigError
 ENVIRONMENTS = ("development", "production")
 CLAIMS_VERSIONS = (1, 2)
 TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
-CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: no final newline
 
 
 @dataclass(frozen=True)

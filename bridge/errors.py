@@ -99,6 +99,14 @@ class NotFound(BridgeError):
     default_code = "not_found"
 
 
+class InvalidValue(BridgeError):
+    """A value sent with a request that no store can hold (a NUL character: PostgreSQL refuses
+    it in text, SQLite would keep it): refused with 400 before it reaches the database, on
+    both, wherever a check closer to the request did not name it first."""
+
+    default_code = "value_invalid"
+
+
 class StoreUnavailable(BridgeError):
     """The database cannot be reached; callers answer 503 and retry later."""
 

@@ -39,10 +39,13 @@ class AdminAccess:
 
     # --- tokens ------------------------------------------------------------------------------------
 
-    def create_token(self, name: str, *, expires_in: float, actor: str) -> tuple[str, str]:
+    def create_token(self, name: object, *, expires_in: float, actor: str) -> tuple[str, str]:
         """Return (token id, the token itself: shown once, stored only as its hash)."""
-        if not name or len(name) > 128:
-            raise ConfigError("name: 1 to 128 characters")
+        # A string the name column takes on both databases (a NUL character was a 500 on
+        # PostgreSQL; a JSON object became its Python text).
+        if (not isinstance(name, str) or not name or len(name) > 128
+                or any(c < " " or c == "\x7f" for c in name)):
+            raise ConfigError("name: 1 to 128 characters, no control characters")
         if not 60 <= expires_in <= 366 * 86400:
             raise ConfigError("expires_in: from one minute to a year")
         token_id = secrets.token_hex(8)
@@ -93,8 +96,10 @@ class AdminAccess:
         ticket = new_secret()
         now = self.clock.now()
         with self.db.transaction() as session:
+            # The name is the IdP's (up to 4096 characters an attribute may hold): cut to what
+            # the column and an audit actor ("user:<sub> (<name>)", 256) take.
             session.add(AdminSession(id_hash=secret_hash(ticket), kind="ticket", subject=subject,
-                                     name=name, idp_slug=idp_slug, csrf_token="",
+                                     name=name[:200], idp_slug=idp_slug, csrf_token="",
                                      created_at=now, expires_at=now + TICKET_SECONDS))
         return ticket
 

@@ -163,6 +163,8 @@ class IdpAdmin:
         return health
 
     def versions(self, slug: str) -> list[dict[str, Any]]:
+        if not SLUG_RE.match(slug):
+            raise NotFound("idp_unknown", f"No IdP {slug[:64]!r}.")
         with self.db.transaction() as session:
             record = session.get(IdpRecord, slug)
             rows = session.scalars(select(IdpMetadataVersion)
@@ -175,6 +177,7 @@ class IdpAdmin:
                      "diff": json.loads(v.diff_json)} for v in rows]
 
     def version_xml(self, slug: str, version_id: int) -> str:
+        _known_version_id(version_id)
         with self.db.transaction() as session:
             version = session.get(IdpMetadataVersion, version_id)
             if version is None or version.slug != slug:
@@ -191,7 +194,7 @@ class IdpAdmin:
                            authn_requests_signed=idp.signs_authn_requests)
 
     def idp(self, slug: str) -> IdentityProvider:
-        idp = self.registry.get(slug)
+        idp = self.registry.get(slug) if SLUG_RE.match(slug) else None
         if idp is None:
             raise NotFound("idp_unknown", f"No IdP {slug!r}.")
         return idp
@@ -479,6 +482,7 @@ class IdpAdmin:
         """Put a version in force, its entity ID claimed in the same transaction. With ``over``,
         only if that version is still the one in force (else False, nothing changed)."""
         now = self.clock.now()
+        _known_version_id(version_id)
         try:
             with self.db.transaction() as session:
                 row = session.get(IdpRecord, slug, with_for_update=True)
@@ -542,6 +546,7 @@ class IdpAdmin:
 
     def discard_version(self, slug: str, version_id: int, *, actor: str) -> None:
         self._managed(slug)
+        _known_version_id(version_id)
         now = self.clock.now()
         with self.db.transaction() as session:
             version = session.get(IdpMetadataVersion, version_id)
@@ -554,6 +559,8 @@ class IdpAdmin:
     # --- helpers -----------------------------------------------------------------------------------
 
     def _managed(self, slug: str) -> IdpRecord:
+        if not SLUG_RE.match(slug):  # a NUL or a newline in a path is no slug of ours
+            raise NotFound("idp_unknown", f"No IdP {slug[:64]!r}.")
         if slug in self.registry.files:
             raise Conflict(f"IdP {slug!r} is declared as a file in idp_metadata/; change the file")
         with self.db.transaction() as session:
@@ -659,6 +666,16 @@ class IdpAdmin:
             sha256=hashlib.sha256(xml).hexdigest(), status=status, source=source, created_at=now,
             created_by=actor, applied_at=now if status == "applied" else None,
             applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))
+
+
+# Version ids are 32-bit integers on PostgreSQL (and at most 64-bit on SQLite): a larger one in a
+# URL is no version, not a database error (a 500).
+MAX_VERSION_ID = 2**31 - 1
+
+
+def _known_version_id(version_id: int) -> None:
+    if not 0 < version_id <= MAX_VERSION_ID:
+        raise NotFound("version_unknown", "No such metadata version.")
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

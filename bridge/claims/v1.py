@@ -13,7 +13,7 @@ from bridge.claims.mapping import MappedClaims
 from bridge.errors import SamlRejected
 from bridge.identity import Identity
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\Z")  # \Z: $ would allow a final newline
 MAX_GROUPS = 200
 MAX_TEXT = 256
 

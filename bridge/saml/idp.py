@@ -25,7 +25,8 @@ from bridge.saml import ns, onelogin
 from bridge.saml.metadata import IdpMetadata, parse_idp_metadata
 from bridge.saml.verify import CertificateKeys
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 MAX_CLOCK_SKEW = 300
 
 

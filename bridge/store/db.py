@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.errors import ConfigError, StoreUnavailable
+from bridge.errors import ConfigError, InvalidValue, StoreUnavailable
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -45,8 +45,25 @@ def make_engine(database_url: str) -> Engine:
             # can read a row, lose the lock to another writer and then act on a stale read.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+        _refuse_nul_characters(engine)
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    _refuse_nul_characters(engine)
+    return engine
+
+
+def _refuse_nul_characters(engine: Engine) -> None:
+    """No text with a NUL character reaches either database. PostgreSQL refuses it (a 500 for
+    whatever request carried it: a state, a slug in a path, an admin token's name); SQLite would
+    store it. Checks at each input name the field; this one catches every input they miss."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _no_nul(_conn, _cursor, _statement, parameters, _context, executemany):
+        for row in (parameters if executemany else (parameters,)):
+            values = row.values() if isinstance(row, dict) else row or ()
+            if any(isinstance(value, str) and "\x00" in value for value in values):
+                raise InvalidValue("value_invalid",
+                                   "A value in the request holds a NUL character.")
 
 
 class Database:

@@ -14,7 +14,7 @@ from bridge.tokens.signing import sign
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 # A refresh family's ID (uuid4 hex, tokens/refresh.py): the login an access token belongs to.
-_LOGIN = re.compile(r"^[0-9a-f]{32}$")
+_LOGIN = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 def new_jti(login: str | None) -> str:

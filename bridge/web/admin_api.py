@@ -31,6 +31,11 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
+def _plain_text(value: object, most: int) -> bool:
+    return (isinstance(value, str) and 0 < len(value) <= most
+            and not any(c < " " or c == "\x7f" for c in value))
+
+
 def _metadata_from_request() -> tuple[bytes | None, str | None]:
     """Metadata as an uploaded file, a raw XML body, or {"metadata_url": ...} / {"metadata_xml"}."""
     upload = request.files.get("metadata")
@@ -220,10 +225,19 @@ def audit_events() -> Response:
 def revoke_all() -> Response:
     body = _json_body()
     subject, idp = body.get("subject"), body.get("idp")
-    if bool(subject) == bool(idp):
+    reason = body.get("reason", "admin")
+    # Strings only, as long as the columns they are compared with and recorded in (a list, a
+    # number or a NUL character was a 500).
+    problems = [f"{name}: a string of 1 to {most} characters, no control characters"
+                for name, value, most in (("subject", subject, 128), ("idp", idp, 63),
+                                          ("reason", reason, 64))
+                if value is not None and not _plain_text(value, most)]
+    if problems:
+        raise ConfigError(problems)
+    if (subject is None) == (idp is None):
         raise ConfigError("give exactly one of subject, idp")
     count = services().bridge.revoke_all(subject=subject, idp_slug=idp, actor=actor(),
-                                         reason=str(body.get("reason", "admin"))[:64])
+                                         reason=reason)
     return jsonify({"revoked": count})
 
 
@@ -241,7 +255,7 @@ def create_token() -> tuple[Response, int]:
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
         raise ConfigError("expires_in: a number of seconds")
     token_id, token = services().access.create_token(
-        str(body.get("name", "")), expires_in=float(expires_in), actor=actor())
+        body.get("name", ""), expires_in=float(expires_in), actor=actor())
     return jsonify({"id": token_id, "token": token}), 201
 
 
