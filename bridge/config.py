@@ -110,6 +110,10 @@ class Settings:
     # Metadata URLs may point at private or loopback addresses (never, unless you run your IdP
     # on an internal network and accept the SSRF exposure).
     insecure_metadata_private_addresses: bool = False
+    # Origins of multi-tenant IdP services where several of our IdPs have their endpoints (e.g.
+    # "https://login.microsoftonline.com"); elsewhere an IdP's Single Logout service must be on
+    # an origin of its own (docs/decisions/0021-one-idp-per-endpoint.md).
+    idp_shared_origins: tuple[str, ...] = ()
     # Claims versions being retired: version -> last day tokens of that version are issued.
     claims_sunset: dict[int, dt.date] = field(default_factory=dict)
     # Key-encryption key for signing keys at rest (a Fernet key). Secret: env or *_FILE only.
@@ -174,7 +178,8 @@ CLIENT_KEYS = frozenset({
     "scopes", "login_start_uri", "refresh_token_ttl_seconds", "refresh_idle_timeout_seconds",
     "refresh_reuse_interval_seconds", "token_signing_alg", "allowed_origins",
     "token_exchange_audiences", "allow_saml_bearer"})
-_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | set(_BOOL_KEYS) | {"clients", "claims_sunset"}
+_KNOWN_KEYS = set(_STR_KEYS) | set(_INT_LIMITS) | set(_BOOL_KEYS) | {"clients", "claims_sunset",
+                                                                     "idp_shared_origins"}
 
 
 def load_settings(
@@ -204,7 +209,8 @@ def load_settings(
                             f"set BRIDGE_{key.upper()} or BRIDGE_{key.upper()}_FILE")
             raw.pop(key)
 
-    for key in (*_STR_KEYS, *_INT_LIMITS, *_BOOL_KEYS, "clients", "claims_sunset"):
+    for key in (*_STR_KEYS, *_INT_LIMITS, *_BOOL_KEYS, "clients", "claims_sunset",
+                "idp_shared_origins"):
         value = env.get(f"BRIDGE_{key.upper()}")
         if value is not None:
             raw[key] = value
@@ -277,6 +283,7 @@ def load_settings(
 
     clients = _parse_clients(raw.get("clients", []), env, problems, settings)
     sunset = _parse_sunset(raw.get("claims_sunset", {}), problems)
+    shared_origins = _parse_origins(raw.get("idp_shared_origins", []), problems)
 
     if settings.env == "production" and settings.insecure_metadata_private_addresses:
         problems.append("insecure_metadata_private_addresses: refused in production")
@@ -297,6 +304,7 @@ def load_settings(
             "sp_entity_id": settings.sp_entity_id or f"{base_url}/saml/metadata",
             "clients": tuple(clients),
             "claims_sunset": sunset,
+            "idp_shared_origins": shared_origins,
         }
     )
 
@@ -308,6 +316,21 @@ def _valid_limit(text: str) -> bool:
         return bool(parse_many(text))
     except ValueError:
         return False
+
+
+def _parse_origins(raw: Any, problems: list[str]) -> tuple[str, ...]:
+    if isinstance(raw, str):  # BRIDGE_IDP_SHARED_ORIGINS: a JSON list
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    if not isinstance(raw, list) or not all(
+            isinstance(o, str) and _plain(o) and origin_of(o) == o and urlsplit(o).scheme == "https"
+            for o in raw):
+        problems.append('idp_shared_origins: a list of https origins such as '
+                        '["https://login.microsoftonline.com"] (no path, no final slash)')
+        return ()
+    return tuple(o.lower() for o in raw)
 
 
 def _parse_sunset(raw: Any, problems: list[str]) -> dict[int, dt.date]:

@@ -33,6 +33,7 @@ from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.identity import Identity
+from bridge.idp_endpoints import normalized_origins
 from bridge.idp_registry import IdpRegistry, register_file_idps
 from bridge.saml import ns
 from bridge.saml import response as saml_response
@@ -200,14 +201,16 @@ class Bridge:
     def from_settings(cls, settings: Settings, clock: Clock) -> Bridge:
         now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
         files = load_idp_directory(settings.idp_metadata_dir, now=now)
+        shared_origins = normalized_origins(settings.idp_shared_origins)
         db = Database(settings.database_url)
         try:
             db.require_migrated()
-            register_file_idps(db, files, settings.idp_metadata_dir)
+            register_file_idps(db, files, settings.idp_metadata_dir, shared_origins=shared_origins)
         except BaseException:
             db.dispose()  # start-up stops here: leave no connection open behind
             raise
-        bridge = cls(settings, db, clock, IdpRegistry(db, clock, files))
+        bridge = cls(settings, db, clock,
+                     IdpRegistry(db, clock, files, shared_origins=shared_origins))
         bridge.keys.ensure_keys()
         bridge.sp_keys.ensure_keys()
         for problem in bridge.key_problems():  # /readyz keeps failing, naming it too

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.clock import Clock
 from bridge.errors import ConfigError
+from bridge.idp_endpoints import clashes
 from bridge.saml.idp import IdentityProvider, parse_idp_settings
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.store.db import Database
@@ -33,10 +34,14 @@ RECHECK_SECONDS = 2.0
 
 
 class IdpRegistry(Mapping[str, IdentityProvider]):
-    def __init__(self, db: Database, clock: Clock, files: dict[str, IdentityProvider]) -> None:
+    def __init__(self, db: Database, clock: Clock, files: dict[str, IdentityProvider], *,
+                 shared_origins: frozenset[str] = frozenset()) -> None:
         self.db = db
         self.clock = clock
         self.files = dict(files)
+        self.shared_origins = shared_origins
+        # Every API-managed IdP that loads, also one not served for a clash (see the reload).
+        self._loaded: dict[str, IdentityProvider] = {}
         self._lock = threading.Lock()
         self._checked_at = -1e18
         self._fingerprint: tuple[object, ...] | None = None
@@ -62,6 +67,13 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
 
     def __len__(self) -> int:
         return len(self._current())
+
+    def in_force(self) -> dict[str, IdentityProvider]:
+        """Every IdP in force, for the checks of a change: this node's files and every
+        API-managed IdP that loads, also those no node should serve because they clash."""
+        self._current()
+        with self._lock:
+            return {**self._loaded, **self.files}
 
     def source(self, slug: str) -> str | None:
         if slug in self.files:
@@ -104,6 +116,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         # The database's unique constraint keeps entity IDs apart; a node whose files differ from
         # the node that last started could still see a clash: its own file IdP wins, and the
         # clashing API-managed IdP is not served here (docs/decisions/0011-one-idp-per-entity-id.md).
+        loaded = dict(managed)
         files = {idp.metadata.entity_id: slug for slug, idp in self.files.items()}
         counts = Counter(idp.metadata.entity_id for idp in managed.values())
         for slug, idp in list(managed.items()):
@@ -112,14 +125,31 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 log.error("IdP %s is not served: its entity ID %r is also used by IdP %s", slug,
                           entity_id, files.get(entity_id) or "another API-managed IdP")
                 del managed[slug]
+        # Nor is one whose Single Logout service shares an origin with another IdP's endpoints
+        # (a clash the checks of each change did not see: two admins at once, files that differ
+        # between nodes, or a state from before the rule), nor the other if it is API-managed:
+        # our signed logout messages for one would reach the other
+        # (docs/decisions/0021-one-idp-per-endpoint.md).
+        for slug, idp in list(managed.items()):
+            others = {s: i.metadata for s, i in {**loaded, **self.files}.items() if s != slug}
+            found = clashes(idp.metadata, others, self.shared_origins)
+            if found:
+                log.error("IdP %s is not served: %s", slug, found[0].describe(
+                    "a file" if found[0].other_slug in self.files else "API-managed"))
+                del managed[slug]
         self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
+        self._loaded = loaded
 
 
 def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
-                       directory: str | Path) -> None:
+                       directory: str | Path, *,
+                       shared_origins: frozenset[str] = frozenset()) -> None:
     """Enter this node's file IdPs in ``idp_entity_ids``, in place of those the node that started
     before entered; refuse (naming the file) a file whose slug or entity ID an API-managed IdP
-    holds. The files are the operator's: the last node to start speaks for them."""
+    holds, or whose endpoints clash with another IdP's (a file's or an API-managed one's,
+    docs/decisions/0021-one-idp-per-endpoint.md). The files are the operator's: the last node
+    to start speaks for them."""
+    endpoint_problems = _file_endpoint_clashes(db, files, Path(directory), shared_origins)
     for attempt in range(3):
         try:
             with db.transaction() as session:
@@ -141,6 +171,8 @@ def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
                                         "one IdP per entity ID, since sub is derived from it")
                 if problems:
                     raise ConfigError(problems, code="idp_entity_id_in_use")
+                if endpoint_problems:
+                    raise ConfigError(endpoint_problems, code="idp_endpoint_in_use")
                 for row in rows:
                     if row.source == "file":
                         session.delete(row)
@@ -152,6 +184,32 @@ def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
             # Another node entered its files at the same moment: read again and redo.
             if attempt == 2:
                 raise
+
+
+def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], directory: Path,
+                           shared_origins: frozenset[str]) -> list[str]:
+    """What the files' endpoints clash with: each other, and the API-managed IdPs in force."""
+    with db.transaction() as session:
+        rows = session.execute(
+            select(IdpRecord.slug, IdpMetadataVersion.xml)
+            .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
+    now = dt.datetime.fromtimestamp(0, dt.UTC)  # no expiry check: only the endpoints are read
+    managed = {}
+    for slug, xml in rows:
+        try:
+            managed[slug] = parse_idp_metadata(xml.encode("utf-8"), source=slug, now=now,
+                                               check_expiry=False)
+        except ConfigError:
+            continue  # not loadable: the registry reports it and serves it nowhere
+    problems = []
+    for slug, idp in sorted(files.items()):
+        others = {**{s: i.metadata for s, i in files.items() if s != slug},
+                  **{s: m for s, m in managed.items() if s not in files}}
+        for clash in clashes(idp.metadata, others, shared_origins):
+            holder = (f"the file {clash.other_slug}.xml" if clash.other_slug in files
+                      else "managed through the admin API")
+            problems.append(f"{directory / f'{slug}.xml'}: {clash.describe(holder)}")
+    return problems
 
 
 def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int | None,

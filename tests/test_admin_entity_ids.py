@@ -6,11 +6,13 @@ start-up for files, and by the migration that introduces the constraint."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +21,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from lxml import etree
+from saml2 import BINDING_HTTP_REDIRECT as REDIRECT
 
 from bridge.clock import SystemClock
 from bridge.dev.saml_idp import USERS, DevIdp
@@ -33,6 +36,7 @@ from tests.test_admin_api import _create, _metadata_with, acme, api, token  # no
 
 ACME = "https://other-idp.example.net/metadata"
 RENAMED = "https://other-idp.example.net/renamed"
+ATTACKER_SITE = "https://attacker.example.net"
 
 
 def _entity(xml: bytes, entity_id: str) -> bytes:
@@ -57,13 +61,28 @@ def _sign_in(browser: Browser, idp: DevIdp, slug: str, keys: x.KeyPair | None = 
     """A login at ``slug`` answered by ``idp`` (its own issuer), signed with ``keys`` if given."""
     login = browser.authorize(idp=slug)
     assert login.status_code == 302, login.get_data(as_text=True)
-    saml_request = parse_qs(urlsplit(login.headers["Location"]).query)["SAMLRequest"][0]
+    saml_request = _received_by(idp, login.headers["Location"])
     saml_response = idp.response_for(idp.parse_request(saml_request, None), USERS[user])
     if keys is not None:
         saml_response = x.encode(x.resign(x.decode(saml_response), keys))
     answer = browser.post_acs(saml_response, slug)
     answer.verifier = login.verifier  # type: ignore[attr-defined]
     return answer
+
+
+def _received_by(idp: DevIdp, location: str) -> str:
+    """The SAMLRequest of a redirect, as ``idp`` receives it. The attacker runs that IdP's
+    software at a site of its own (ATTACKER_SITE), which answers whatever reaches it there;
+    pysaml2 takes only requests addressed to its own URL, so the request is addressed to it."""
+    parts = urlsplit(location)
+    saml_request = parse_qs(parts.query)["SAMLRequest"][0]
+    sent_to, own = f"{parts.scheme}://{parts.netloc}{parts.path}", idp.endpoint("sso", REDIRECT)
+    if sent_to == own:
+        return saml_request
+    xml = zlib.decompress(base64.b64decode(saml_request), -15)
+    readdressed = xml.replace(f'Destination="{sent_to}"'.encode(), f'Destination="{own}"'.encode())
+    assert readdressed != xml
+    return base64.b64encode(zlib.compress(readdressed)[2:-4]).decode()
 
 
 def _sub(browser: Browser, answer: Any) -> str:
@@ -102,8 +121,10 @@ def test_an_idp_cannot_roll_back_to_an_entity_id_another_idp_took(
     assert back["status"] == "pending"
     # ... when an IdP whose key the attacker holds is onboarded with that entity ID, now free.
     attacker = x.attacker_keypair()
-    assert _onboard(api, "portal", _entity(_metadata_with(acme, attacker.cert_pem),
-                                           ACME)).status_code == 201
+    # (On an origin of its own: one IdP's Single Logout origin is no other IdP's, decision 0021.)
+    attacker_site = _metadata_with(acme, attacker.cert_pem).replace(
+        b"https://other-idp.example.net/s", ATTACKER_SITE.encode() + b"/s")
+    assert _onboard(api, "portal", _entity(attacker_site, ACME)).status_code == 201
     attacker_sub = _sub(browser, _sign_in(browser, acme, "portal", attacker, user="alice"))
     versions = api("GET", "/admin/api/idps/other/metadata/versions").get_json()["versions"]
 

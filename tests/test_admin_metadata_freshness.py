@@ -284,13 +284,14 @@ def test_cache_duration_and_valid_until_bring_the_next_fetch_forward(
         api, acme: DevIdp, published: str, admin: IdpAdmin, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     acme.metadata_xml()
     key = x.load_keypair(acme.state_dir).cert_pem
-    documents = {  # metadata_refresh_seconds is 6 hours for all three; one entity ID each
+    documents = {  # metadata_refresh_seconds is 6 hours for all three; one entity ID and origin each
         "cached": document(acme, key, cache="PT10M"),
         "dated": document(acme, key, valid_until=_time(clock, 3600)),
         "eager": document(acme, key, cache="PT1S"),  # never more often than every 5 minutes
     }
     for slug, body in documents.items():
-        _Published.body = _renamed(body, f"https://{slug}.example")
+        _Published.body = _renamed(body, f"https://{slug}.example").replace(
+            b"https://other-idp.example.net/", f"https://{slug}.example/".encode())
         _create_from_url(api, published, slug=slug)
     assert admin.refresh_due() == {}
     clock.advance(4 * 60)

@@ -33,6 +33,7 @@ from bridge.admin.metadata_diff import document_order, metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.federation import Bridge, check_idp_initiated_targets, spend_codes
+from bridge.idp_endpoints import clashes
 from bridge.idp_registry import IdpRegistry, load_managed_idp
 from bridge.saml.idp import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
@@ -219,6 +220,8 @@ class IdpAdmin:
         settings_json = self._validated_settings(slug, settings)
         idp = self._validated(slug, xml, settings_json)
         entity_id = idp.metadata.entity_id
+        self._check_entity_id_free(slug, entity_id)
+        self._check_endpoints_free(slug, idp)
         now = self.clock.now()
         try:
             with self.db.transaction() as session:
@@ -401,6 +404,7 @@ class IdpAdmin:
         current = self.registry.get(slug)
         proposed = self._validated(slug, xml, record.settings_json)
         self._check_entity_id_free(slug, proposed.metadata.entity_id)
+        self._check_endpoints_free(slug, proposed)
         diff = metadata_diff(current.metadata if current else None, proposed.metadata)
         # Which document is newer is read from the documents themselves, never from when they
         # were fetched: a replayed old document is fetched "now" too.
@@ -473,6 +477,8 @@ class IdpAdmin:
         record = self._managed(slug)
         xml = self.version_xml(slug, version_id)
         idp = self._validated(slug, xml.encode(), record.settings_json)
+        self._check_entity_id_free(slug, idp.metadata.entity_id)
+        self._check_endpoints_free(slug, idp)
         self._apply(slug, version_id, idp.metadata.entity_id, actor=actor)
         self.registry.invalidate()
         return self.get_idp(slug)
@@ -518,6 +524,8 @@ class IdpAdmin:
         current = self.registry.get(slug)  # None: stored, but not loadable as it is
         restored = self._validated(slug, xml.encode(), record.settings_json)
         entity_id = restored.metadata.entity_id
+        self._check_entity_id_free(slug, entity_id)
+        self._check_endpoints_free(slug, restored)
         now = self.clock.now()
         try:
             with self.db.transaction() as session:
@@ -595,6 +603,21 @@ class IdpAdmin:
             if holder is not None:
                 raise self._in_use(entity_id, holder.slug, holder.source)
         self._check_files(slug, entity_id)
+
+    def _check_endpoints_free(self, slug: str, idp: IdentityProvider) -> None:
+        """Refuse metadata whose Single Logout service would share an origin with another IdP's
+        endpoints, or whose endpoints share one with another IdP's Single Logout service, naming
+        that IdP (docs/decisions/0021-one-idp-per-endpoint.md). Two changes at once that clash
+        are both stored, and the registry then serves neither."""
+        self.registry.invalidate()  # every change made so far, on any node
+        others = {s: i.metadata for s, i in self.registry.in_force().items() if s != slug}
+        found = clashes(idp.metadata, others, self.registry.shared_origins)
+        if found:
+            files = self.registry.files
+            raise Conflict(["metadata: " + clash.describe(
+                "a file in idp_metadata/" if clash.other_slug in files
+                else "managed through the admin API") for clash in found],
+                code="idp_endpoint_in_use")
 
     def _claim_entity_id(self, session: Session, slug: str, entity_id: str) -> None:
         """Record ``entity_id`` as the one ``slug`` answers to, in the caller's transaction.
