@@ -12,9 +12,15 @@ COPY bridge ./bridge
 RUN python -m pip wheel --no-cache-dir --only-binary lxml,xmlsec,google-re2 --wheel-dir /wheels .
 
 # Runtime stage: no compilers, no build files; exactly the wheels built above, no extras.
+# The working directory is root's and read-only to the app user, whatever the root filesystem:
+# gunicorn puts it first on sys.path (a planted bridge/ there would shadow the installed
+# package), and idp_metadata/ in it is trusted configuration. The app user writes only the
+# metrics directory and /tmp.
 FROM ${BASE}
-RUN useradd --system --uid 10001 --home-dir /srv/bridge --create-home bridge \
- && mkdir -p /srv/bridge/metrics /srv/bridge/idp_metadata && chown 10001 /srv/bridge/metrics
+RUN useradd --system --uid 10001 --home-dir /srv/bridge --no-create-home bridge \
+ && mkdir -p /srv/bridge/metrics /srv/bridge/idp_metadata \
+ && chown root:root /srv/bridge /srv/bridge/idp_metadata && chmod 0755 /srv/bridge /srv/bridge/idp_metadata \
+ && chown 10001 /srv/bridge/metrics
 COPY --from=build /wheels /wheels
 RUN python -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 WORKDIR /srv/bridge

@@ -163,3 +163,46 @@ def test_the_image_migrates_checks_and_serves_a_login(image: str, site: Site) ->
             server.wait()
     output = log.read_text()
     assert "Traceback" not in output, output[-3000:]
+
+
+# Run inside the image as its user: what it may write, and where `bridge` is imported from.
+_WRITES = r"""
+import json, os, pathlib, subprocess, sys
+def writable(action):
+    try:
+        action()
+        return True
+    except OSError:
+        return False
+site = pathlib.Path(subprocess.run([sys.executable, "-c", "import bridge; print(bridge.__file__)"],
+                                   capture_output=True, text=True, cwd="/tmp").stdout.strip()).parent
+print(json.dumps({
+    "uid": os.getuid(), "cwd": os.getcwd(),
+    "workdir": writable(lambda: pathlib.Path("planted.txt").write_text("x")),
+    "package": writable(lambda: pathlib.Path("bridge").mkdir()),
+    "idp_metadata": writable(lambda: pathlib.Path("idp_metadata/evil.xml").write_text("x")),
+    "idp_metadata_moved": writable(lambda: os.rename("idp_metadata", "idp_metadata.old")),
+    "idp_metadata_replaced": writable(lambda: (os.rmdir("idp_metadata"),
+                                               os.mkdir("idp_metadata"))),
+    "installed": writable(lambda: (site / "planted.py").write_text("x")),
+    "metrics": writable(lambda: pathlib.Path("metrics/ok").write_text("x")),
+    "tmp": writable(lambda: pathlib.Path("/tmp/ok").write_text("x")),
+}))
+"""
+
+
+def test_the_app_user_can_change_neither_its_working_directory_nor_its_code(image: str) -> None:
+    """Run as many run an image, without a read-only root: user 10001 could write /srv/bridge
+    (its home), so it could replace idp_metadata/ and plant bridge/__init__.py there, which
+    gunicorn (the working directory first on sys.path) would import instead of the package."""
+    import json
+
+    done = subprocess.run(["podman", "run", "--rm", *RUNTIME, "--network=none", image,
+                           "python", "-c", _WRITES], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["uid"], result["cwd"]) == (10001, "/srv/bridge")
+    refused = ("workdir", "package", "idp_metadata", "idp_metadata_moved",
+               "idp_metadata_replaced", "installed")
+    assert {key: result[key] for key in refused} == dict.fromkeys(refused, False)
+    assert result["metrics"] and result["tmp"]  # what it must write
