@@ -7,6 +7,8 @@ HTTP stays outside (``bridge.web``); XML stays inside ``bridge.saml``; JWTs insi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -187,6 +189,8 @@ class Bridge:
         self.successor_key = derive_secret(kek_text, "refresh-successor")
         # Seals the link that carries a logout to an IdP whose Single Logout takes HTTP-POST only.
         self.logout_ticket_key = derive_secret(kek_text, "logout-ticket")
+        # Makes the IDs of our LogoutRequests recognisable in the IdP's LogoutResponse.
+        self.logout_request_key = derive_secret(kek_text, "logout-request-id")
         algorithms = {settings.token_signing_alg, *(c.token_signing_alg for c in settings.clients)}
         self.keys = KeyRing(db, kek, clock, algorithms=algorithms,
                             access_token_ttl=settings.access_token_ttl_seconds)
@@ -627,7 +631,8 @@ class Bridge:
             return f"{self.settings.base_url}/saml/{slug}/logout?" + urlencode({"ticket": ticket})
         message = logout_request(idp, self.service_provider(slug), name_id=name_id,
                                  session_index=session_index, now=now,
-                                 signing_key=self.sp_keys.signing_key)
+                                 signing_key=self.sp_keys.signing_key,
+                                 message_id=self._logout_request_id(slug))
         return message.url if message is not None else None
 
     def logout_form(self, slug: str, ticket: str) -> OutgoingMessage:
@@ -646,7 +651,8 @@ class Bridge:
         index = payload.get("session_index")
         message = logout_request(idp, self.service_provider(slug), name_id=str(payload["name_id"]),
                                  session_index=index if isinstance(index, str) else None,
-                                 now=now, signing_key=self.sp_keys.signing_key)
+                                 now=now, signing_key=self.sp_keys.signing_key,
+                                 message_id=self._logout_request_id(slug))
         if message is None:
             raise BridgeError(code="logout_ticket_invalid",
                               public_detail="This identity provider has no Single Logout service.")
@@ -764,13 +770,45 @@ class Bridge:
             idp.require_current_metadata(self.clock.now())
             response = verify_logout_response(query_string, idp=idp,
                                               slo_url=self.settings.slo_url(slug), clock=self.clock)
+            if not self._is_our_logout_request(slug, response.in_response_to):
+                raise SamlRejected("saml_request_unknown",
+                                   "The logout response answers no logout request of ours.",
+                                   log_detail={"in_response_to":
+                                               (response.in_response_to or "")[:128]})
+            # Once only, on every node, as the IdP's LogoutRequests (idp_logout).
+            with self.db.transaction() as session:
+                session.execute(_INSERT_ASSERTION, {"idp_entity_id": idp.metadata.entity_id,
+                                                    "assertion_id": response.id,
+                                                    "expires_at": response.replay_expires_at})
+                audit.record(session, at=self.clock.now(), event="logout_response",
+                             outcome="success", idp_slug=slug,
+                             detail={"status": response.status[:200]})
+        except sa_exc.IntegrityError:
+            replay = SamlRejected("saml_replay", "This logout response has already been used.",
+                                  log_detail={"response_id": response.id[:128]})
+            self._audit_refusal("logout_response", replay, error_id=error_id, idp_slug=slug)
+            raise replay from None
         except BridgeError as error:
             self._audit_refusal("logout_response", error, error_id=error_id, idp_slug=slug)
             raise
-        with self.db.transaction() as session:
-            audit.record(session, at=self.clock.now(), event="logout_response", outcome="success",
-                         idp_slug=slug, detail={"status": response.status[:200]})
         return response.status == ns.STATUS_SUCCESS
+
+    def _logout_request_id(self, slug: str) -> str:
+        """An ID for our LogoutRequest to IdP ``slug`` that only we can make (SAML Core §1.3.4:
+        random, and here also keyed), so its answer's InResponseTo shows it answers one of ours,
+        with no record kept of every request sent."""
+        nonce = secrets.token_hex(12)
+        return f"_{nonce}{self._logout_request_mac(slug, nonce)}"
+
+    def _logout_request_mac(self, slug: str, nonce: str) -> str:
+        return hmac.new(self.logout_request_key, f"{slug}\x00{nonce}".encode(),
+                        hashlib.sha256).hexdigest()[:32]
+
+    def _is_our_logout_request(self, slug: str, request_id: str | None) -> bool:
+        if not request_id or len(request_id) != 57 or not request_id.startswith("_"):
+            return False
+        nonce, mac = request_id[1:25], request_id[25:]
+        return constant_time_equal(self._logout_request_mac(slug, nonce), mac)
 
     def saml_bearer_grant(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
         """RFC 7522: an access token (no refresh token) for a SAML assertion the client holds."""

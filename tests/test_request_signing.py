@@ -29,7 +29,7 @@ from bridge.dev.saml_idp import USERS, DevIdp, PendingRequest
 from bridge.federation import Bridge
 from bridge.saml.sp import authn_request, logout_request
 from bridge.store.db import Database
-from bridge.store.models import RefreshFamily, SamlKey
+from bridge.store.models import AuditEvent, RefreshFamily, SamlKey
 from tests.conftest import BRIDGE_URL, TEST_KEK, make_settings
 from tests.helpers import Browser, Login
 
@@ -469,6 +469,38 @@ def test_a_logout_response_under_another_messages_signature_is_refused(
     forged = "&".join(f"{k}={v}" for k, v in raw.items())
     _refused(signed_browser, f"/saml/dev/slo?{forged}", "saml_signature_invalid",
              "logout_response")
+
+
+def test_a_logout_response_is_accepted_once(signed_browser: Browser) -> None:
+    """A signed LogoutResponse URL from a browser history or a log, sent again within its
+    minute: before, every copy was accepted and audited as the IdP's answer."""
+    url = _idp_logout_response(signed_browser)
+    assert get(signed_browser, url).status_code == 200
+    _refused(signed_browser, url, "saml_replay", "logout_response")
+    with signed_browser.bridge.db.transaction() as session:
+        assert session.query(AuditEvent).filter(AuditEvent.event == "logout_response",
+                                                AuditEvent.outcome == "success").count() == 1
+
+
+def test_a_logout_response_to_no_request_of_ours_is_refused(signed_browser: Browser) -> None:
+    """The IdP's signed LogoutResponse must answer a LogoutRequest we sent it (InResponseTo);
+    before, any InResponseTo, or none, was taken as the answer to our logout."""
+    issued = tokens(signed_browser)
+    url = signed_browser.client.post("/logout", data={
+        "client_id": "demo", "refresh_token": issued["refresh_token"],
+        "idp_logout": "true"}).get_json()["idp_logout_url"]
+    query = query_of(url)
+    received = signed_browser.idp.receive_logout_request(
+        query["SAMLRequest"], binding=REDIRECT, sigalg=query["SigAlg"], signature=query["Signature"])
+    genuine = received.message.id
+    for answered in ("_" + "0" * 56, genuine[:-1] + ("0" if genuine[-1] != "0" else "1"),
+                     "_someone-elses-request"):
+        received.message.id = answered
+        _refused(signed_browser, signed_browser.idp.logout_response_url(received.message),
+                 "saml_request_unknown", "logout_response")
+    received.message.id = genuine
+    assert get(signed_browser, signed_browser.idp.logout_response_url(
+        received.message)).status_code == 200
 
 
 @pytest.mark.parametrize("signing_idp", [{"slo": (POST,)}], indirect=True)

@@ -202,6 +202,8 @@ class LogoutResponse:
     id: str
     in_response_to: str | None
     status: str
+    # As for a LogoutRequest: the caller enters it in the replay cache until then.
+    replay_expires_at: float = 0.0
 
 
 def verify_logout_response(query_string: str, *, idp: IdentityProvider, slo_url: str,
@@ -215,8 +217,10 @@ def verify_logout_response(query_string: str, *, idp: IdentityProvider, slo_url:
         raise SamlRejected("saml_malformed", "The message is not a LogoutResponse.")
     check_id_length(root, "LogoutResponse")
     _check_issuer_and_destination(root, idp, slo_url)
-    _check_issue_instant(root, idp, clock.now())
+    issued = _check_issue_instant(root, idp, clock.now())
     code = root.find(f"{q(ns.SAMLP, 'Status')}/{q(ns.SAMLP, 'StatusCode')}")
     if code is None or not code.get("Value"):
         raise SamlRejected("saml_malformed", "The LogoutResponse has no status.")
-    return LogoutResponse(root.get("ID", ""), root.get("InResponseTo"), code.get("Value", ""))
+    return LogoutResponse(root.get("ID", ""), root.get("InResponseTo"), code.get("Value", ""),
+                          replay_expires_at=issued + LOGOUT_REQUEST_LIFETIME_SECONDS
+                          + MAX_CLOCK_SKEW)

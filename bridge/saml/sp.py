@@ -69,14 +69,16 @@ def authn_request(idp: IdentityProvider, sp: ServiceProvider, *, now: float,
 
 def logout_request(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
                    session_index: str | None, now: float,
-                   signing_key: Callable[[], SigningKey]) -> OutgoingMessage | None:
-    """Our LogoutRequest (SAML Core §3.7.1) to the IdP's Single Logout service, if it has one."""
+                   signing_key: Callable[[], SigningKey],
+                   message_id: str | None = None) -> OutgoingMessage | None:
+    """Our LogoutRequest (SAML Core §3.7.1) to the IdP's Single Logout service, if it has one;
+    ``message_id`` (default: a random one) lets the caller recognise the IdP's answer."""
     endpoint = idp.logout_endpoint()
     if endpoint is None:
         return None
     binding, url = endpoint
-    message = _message("LogoutRequest", message_id=new_message_id(), now=now, destination=url,
-                       issuer=sp.entity_id)
+    message = _message("LogoutRequest", message_id=message_id or new_message_id(), now=now,
+                       destination=url, issuer=sp.entity_id)
     etree.SubElement(message, q(ns.SAML, "NameID")).text = name_id
     if session_index:
         etree.SubElement(message, q(ns.SAMLP, "SessionIndex")).text = session_index
