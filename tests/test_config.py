@@ -160,3 +160,15 @@ def test_urls_with_control_characters_or_spaces_are_refused(tmp_path: Path) -> N
     assert "clients[web].redirect_uris: 'https://app.example.com/cb\\r\\nSet-Cookie: a=b' " \
            "contains a space, a control character" in text
     assert "clients[web].login_start_uri: 'https://app.example.com/start here' contains" in text
+
+
+def test_shared_idp_origins_are_https_origins(tmp_path: Path) -> None:
+    listed = load_settings(environ={
+        "BRIDGE_IDP_SHARED_ORIGINS": '["https://login.microsoftonline.com"]'})
+    assert listed.idp_shared_origins == ("https://login.microsoftonline.com",)
+    for value in ('["https://login.example.com/tenant"]', '["http://login.example.com"]',
+                  '["https://login.example.com/"]', '"https://login.example.com"', "[1]",
+                  "not json"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(environ={"BRIDGE_IDP_SHARED_ORIGINS": value})
+        assert "idp_shared_origins: a list of https origins" in str(caught.value), value
