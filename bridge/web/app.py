@@ -13,6 +13,7 @@ from bridge.admin.services import AdminServices
 from bridge.background import start_scheduler
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
+from bridge.errors import InvalidValue
 from bridge.federation import Bridge
 from bridge.logs import request_id
 from bridge.web import cors, errors, rate_limits
@@ -63,6 +64,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         # One id per request, on every log line of it and in the answer, so a person can quote it.
         request_id.set(error_id())
         g.started = time.perf_counter()
+
+    @app.before_request
+    def _utf8_query() -> None:
+        # werkzeug decodes the query string as strict UTF-8 when a view first reads request.args:
+        # raw bytes that are not UTF-8 (sent unescaped, passed through by the server) were a 500.
+        try:
+            request.query_string.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidValue("value_invalid", "The query string is not UTF-8.") from None
 
     @app.after_request
     def _security_headers(response):

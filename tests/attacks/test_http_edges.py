@@ -26,3 +26,13 @@ def test_a_logout_query_with_raw_bytes_is_malformed(browser: Browser) -> None:
                                   environ_overrides={"QUERY_STRING": raw})
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["code"] == "saml_malformed"
+
+
+@pytest.mark.parametrize("path", ["/authorize", "/saml/dev/slo", "/saml/dev/logout"])
+def test_a_query_with_bytes_that_are_not_utf8_is_refused(browser: Browser, path: str) -> None:
+    """A raw 0xE9 (a Latin-1 "é" sent unescaped): werkzeug's request.args decodes strict UTF-8,
+    so the first view to read a parameter answered 500."""
+    response = browser.client.get(path, headers={"Accept": "application/json"},
+                                  environ_overrides={"QUERY_STRING": "state=\u00e9&SAMLRequest=x"})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["code"] == "value_invalid"
