@@ -6,6 +6,7 @@ its column's range)."""
 
 from __future__ import annotations
 
+import io
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -107,3 +108,16 @@ def test_a_control_character_in_state_or_nonce_goes_back_to_the_client(
     assert parse_qs(location.query)["error"] == ["invalid_request"]
     with bridge.db.transaction() as session:
         assert session.query(AuthnRequestRecord).count() == 0
+
+
+@pytest.mark.parametrize("form_settings", ["{not json", "\x00", '{"display_name": "a\\u0000b"}'],
+                         ids=repr)
+def test_idp_settings_in_a_form_upload_that_are_not_a_json_object_of_text_are_refused(
+        api, acme: DevIdp, form_settings: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The multipart form of POST /admin/api/idps: settings that were not JSON were a 500."""
+    refused = api("POST", "/admin/api/idps", content_type="multipart/form-data", data={
+        "slug": "other", "settings": form_settings,
+        "metadata": (io.BytesIO(acme.metadata_xml()), "acme.xml")})
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert refused.get_json()["code"] == "config_invalid"
+    assert api("GET", "/admin/api/idps/other").status_code == 404

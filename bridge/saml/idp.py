@@ -229,8 +229,8 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     for key in sorted(set(raw) - IDP_SETTING_KEYS):
         problems.append(f"{source}: {key}: unknown IdP setting")
     display_name = raw.get("display_name", "")
-    if not isinstance(display_name, str):
-        problems.append(f"{source}: display_name: must be a string")
+    if not isinstance(display_name, str) or any(c < " " or c == "\x7f" for c in display_name):
+        problems.append(f"{source}: display_name: must be a string with no control characters")
     allow_idp_initiated = raw.get("allow_idp_initiated", False)
     if not isinstance(allow_idp_initiated, bool):
         problems.append(f"{source}: allow_idp_initiated: must be true or false")

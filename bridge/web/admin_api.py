@@ -71,7 +71,10 @@ def list_idps() -> Response:
 def create_idp() -> tuple[Response, int]:
     if request.files or request.form:
         slug = request.form.get("slug", "")
-        settings = json.loads(request.form.get("settings") or "{}")
+        try:
+            settings = json.loads(request.form.get("settings") or "{}")
+        except json.JSONDecodeError as error:  # was a 500
+            raise ConfigError(f"settings: not valid JSON ({error})") from None
         xml, url = _metadata_from_request()
         url = url or request.form.get("metadata_url") or None
     else:
