@@ -1,16 +1,26 @@
 """Audit events: who did what, with which outcome and why. Written in the caller's transaction
-when the action succeeds, or in a transaction of its own when it is refused."""
+when the action succeeds, or in a transaction of its own when it is refused (``refusals_audited``)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from typing import Any
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from bridge import metrics
+from bridge.errors import BridgeError
+from bridge.store.db import Database
 from bridge.store.models import AuditEvent
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 _INSERT = insert(AuditEvent)
 
@@ -44,3 +54,71 @@ def record(
 
 def _column(value: str | None, length: int) -> str | None:
     return None if value is None else str(value).replace("\x00", "\ufffd")[:length]
+
+
+@dataclass
+class Refusal:
+    """What a refused use case was about, for its audit event. A use case that learns more on
+    the way (the ACS finds the client in the login request) fills it in as it goes."""
+
+    idp_slug: str | None = None
+    client_id: str | None = None
+    error_id: str | None = None
+
+
+class Audited(Protocol):
+    services: Services
+
+
+A = TypeVar("A", bound=Audited)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def refusals_audited(event: str, *, refusals: type[BridgeError] = BridgeError
+                     ) -> Callable[[Callable[Concatenate[A, P], R]],
+                                   Callable[Concatenate[A, P], R]]:
+    """Record every ``refusals`` error the use case raises as a refused ``event``, then let it
+    go on to the caller. The event names the client (an argument ``client``), the IdP (an
+    argument ``slug``) and the error id (an argument ``error_id``), or whatever the ``Refusal``
+    passed as the argument ``refusal`` holds by then."""
+
+    def decorate(method: Callable[Concatenate[A, P], R]) -> Callable[Concatenate[A, P], R]:
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def audited(self: A, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(self, *args, **kwargs)
+            except refusals as error:
+                arguments = signature.bind(self, *args, **kwargs).arguments
+                refusal = arguments.get("refusal")
+                if not isinstance(refusal, Refusal):
+                    refusal = Refusal(idp_slug=arguments.get("slug"),
+                                      client_id=getattr(arguments.get("client"), "client_id", None),
+                                      error_id=arguments.get("error_id"))
+                record_refusal(self.services, event, error, refusal)
+                raise
+
+        return audited
+
+    return decorate
+
+
+def record_refusal(services: Services, event: str, error: BridgeError, refusal: Refusal) -> None:
+    """The refusal's audit event, in a transaction of its own (the use case's was rolled back)."""
+    try:
+        with services.db.transaction() as session:
+            record(session, at=services.clock.now(), event=event, outcome="refused",
+                   code=error.code, idp_slug=refusal.idp_slug, client_id=refusal.client_id,
+                   error_id=refusal.error_id or secrets.token_hex(6), detail=error.log_detail)
+    except BridgeError:
+        pass  # the database is down: the refusal still stands, and is logged by the caller
+
+
+def audit_events(db: Database, limit: int = 50) -> list[dict[str, object]]:
+    """The latest audit events, newest first."""
+    with db.transaction() as session:
+        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
+        return [{"event": r.event, "outcome": r.outcome, "code": r.code, "idp": r.idp_slug,
+                 "client": r.client_id, "detail": json.loads(r.detail_json)} for r in rows]

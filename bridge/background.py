@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from bridge.admin.idps import IdpAdmin
-from bridge.federation import Bridge
 from bridge.jobs import Job, Scheduler
+from bridge.services import Services
 from bridge.store.maintenance import purge_expired
 
 
-def standard_jobs(bridge: Bridge, idps: IdpAdmin) -> list[Job]:
+def standard_jobs(bridge: Services, idps: IdpAdmin) -> list[Job]:
     jobs = [
         Job("purge_expired", 300, lambda: purge_expired(bridge.db, now=bridge.clock.now())),
         Job("metadata_refresh", 300, idps.refresh_due),
@@ -25,7 +25,7 @@ def standard_jobs(bridge: Bridge, idps: IdpAdmin) -> list[Job]:
     return jobs
 
 
-def start_scheduler(bridge: Bridge, idps: IdpAdmin) -> Scheduler:
+def start_scheduler(bridge: Services, idps: IdpAdmin) -> Scheduler:
     scheduler = Scheduler(bridge.db, standard_jobs(bridge, idps), bridge.clock.now)
     scheduler.start()
     return scheduler

@@ -131,50 +131,52 @@ def _run(args: argparse.Namespace) -> int:
             print(database.current_revision() or "none")
         return 0
     if args.command == "idp":
-        from bridge.federation import Bridge
+        from bridge.services import build_services
 
-        bridge = Bridge.from_settings(settings, SystemClock())
+        services = build_services(settings, SystemClock())
         if args.idp == "refresh":
-            return _idp_refresh(bridge, every=args.all)
-        return _idp_list(bridge)
+            return _idp_refresh(services, every=args.all)
+        return _idp_list(services)
     if args.command == "admin":
         import getpass
 
         from bridge.admin.access import AdminAccess
-        from bridge.federation import Bridge
+        from bridge.services import build_services
 
-        bridge = Bridge.from_settings(settings, SystemClock())
+        services = build_services(settings, SystemClock())
         expires_in = parse_duration(args.expires_in, option="--expires-in", maximum_days=366,
                                     example="30d")
-        token_id, token = AdminAccess(bridge.db, bridge.clock).create_token(
+        token_id, token = AdminAccess(services.db, services.clock).create_token(
             args.name, expires_in=expires_in, actor=f"cli:{getpass.getuser()}")
         print(f"admin token {token_id} ({args.name}); keep it secret, it is not shown again:")
         print(token)
         return 0
     if args.command == "keys":
-        from bridge.federation import Bridge
+        from bridge.services import build_services
 
-        bridge = Bridge.from_settings(settings, SystemClock())
+        services = build_services(settings, SystemClock())
         if args.keys == "rotate":
             older = (parse_duration(args.if_older_than, option="--if-older-than",
                                     maximum_days=3650, example="30d")
                      if args.if_older_than else None)
-            published = bridge.keys.rotate(immediately=args.now, older_than=older)
+            published = services.keys.rotate(immediately=args.now, older_than=older)
             for kid in published:
                 print(f"published key {kid}")
             if not published:
                 # Only --if-older-than can leave every series as it was: say so, and why.
                 print(f"no key rotated: every algorithm's newest key is younger than "
                       f"{args.if_older_than}")
-        return _keys_list(bridge)
+        return _keys_list(services)
     if args.command == "revoke":
         import getpass
 
-        from bridge.federation import Bridge
+        from bridge.oauth.revocation import Revocation
+        from bridge.services import build_services
 
-        bridge = Bridge.from_settings(settings, SystemClock())
-        count = bridge.revoke_all(subject=args.subject, idp_slug=args.idp,
-                                  actor=f"cli:{getpass.getuser()}", reason=args.reason)
+        services = build_services(settings, SystemClock())
+        count = Revocation(services).revoke_all(subject=args.subject, idp_slug=args.idp,
+                                                actor=f"cli:{getpass.getuser()}",
+                                                reason=args.reason)
         print(f"revoked {count} login(s)")
         return 0
     if args.command == "claims":
@@ -184,14 +186,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "saml-keys":
         return run_saml_keys(args, settings)
     if args.command == "check":
-        from bridge.federation import Bridge
+        from bridge.services import build_services, key_problems
 
-        bridge = Bridge.from_settings(settings, SystemClock())
-        problems = bridge.key_problems()
+        services = build_services(settings, SystemClock())
+        problems = key_problems(services)
         if problems:
             raise ConfigError(problems)
-        print(f"ok: {len(bridge.idps)} IdP(s), {len(settings.clients)} client(s), "
-              f"database {bridge.db.dialect} at revision {bridge.db.current_revision()}, "
+        print(f"ok: {len(services.idps)} IdP(s), {len(settings.clients)} client(s), "
+              f"database {services.db.dialect} at revision {services.db.current_revision()}, "
               "every stored key decrypts")
         return 0
     raise AssertionError(args.command)
@@ -278,13 +280,13 @@ def _jobs_status(settings: Settings) -> int:
     return 1 if any(job.state == "failing" for job in statuses) else 0
 
 
-def _idp_list(bridge: object) -> int:
+def _idp_list(services: object) -> int:
     from bridge.admin.idps import IdpAdmin
-    from bridge.federation import Bridge
+    from bridge.services import Services
 
-    assert isinstance(bridge, Bridge)
+    assert isinstance(services, Services)
     print(f"{'slug':<20} {'source':<6} {'entity ID':<50} certificate expiry")
-    for idp in IdpAdmin(bridge).list_idps():
+    for idp in IdpAdmin(services).list_idps():
         expiries = [f"{c['not_after'][:10]} ({c['days_left']} days)"
                     + (f" WARNING: {c['warning'].replace('_', ' ')}" if c["warning"] else "")
                     for c in idp["certificates"]]
@@ -296,12 +298,12 @@ def _idp_list(bridge: object) -> int:
     return 0
 
 
-def _idp_refresh(bridge: object, *, every: bool) -> int:
+def _idp_refresh(services: object, *, every: bool) -> int:
     from bridge.admin.idps import IdpAdmin, RefreshFailed
-    from bridge.federation import Bridge
+    from bridge.services import Services
 
-    assert isinstance(bridge, Bridge)
-    admin = IdpAdmin(bridge)
+    assert isinstance(services, Services)
+    admin = IdpAdmin(services)
     failures = 0
     try:
         outcomes = admin.refresh_due(every=every)
@@ -313,14 +315,14 @@ def _idp_refresh(bridge: object, *, every: bool) -> int:
     return 1 if failures else 0
 
 
-def _keys_list(bridge: object) -> int:
+def _keys_list(services: object) -> int:
     from sqlalchemy import select
 
-    from bridge.federation import Bridge
+    from bridge.services import Services
     from bridge.store.models import SigningKey
 
-    assert isinstance(bridge, Bridge)
-    with bridge.db.transaction() as session:
+    assert isinstance(services, Services)
+    with services.db.transaction() as session:
         for key in session.scalars(select(SigningKey).order_by(SigningKey.active_at)):
             def fmt(value: float | None) -> str:
                 return "-" if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat(

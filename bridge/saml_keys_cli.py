@@ -66,11 +66,10 @@ def _lead(args: argparse.Namespace) -> float | None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.clock import SystemClock
-    from bridge.federation import Bridge
+    from bridge.services import build_services
 
     lead = _lead(args) if args.saml_keys == "rotate" else None
-    bridge = Bridge.from_settings(settings, SystemClock())
-    keys = bridge.sp_keys
+    keys = build_services(settings, SystemClock()).sp_keys
     if args.saml_keys == "rotate":
         if args.if_due:
             days = settings.sp_signing_key_rotation_days

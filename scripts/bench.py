@@ -221,10 +221,11 @@ class Rig:
     """The bridge, its database and the development IdP, set up as tests/conftest.py does."""
 
     def __init__(self, workdir: Path, database_url: str) -> None:
+        from bridge.federation import Bridge
+
         from bridge.clock import SystemClock
         from bridge.config import load_settings
         from bridge.dev.saml_idp import DevIdp
-        from bridge.federation import Bridge
         from bridge.saml.sp import sp_metadata
         from bridge.store.db import Database
 
@@ -259,6 +260,7 @@ class Rig:
 
     def prepare(self) -> Prepared:
         from bridge.authorization import parse_authorization_request
+
         from bridge.dev.saml_idp import USERS
 
         verifier, challenge = pkce_pair()

@@ -25,10 +25,10 @@ warnings.filterwarnings("ignore", message="CFB has been moved")
 
 import sqlalchemy as sa  # noqa: E402
 from bench import create_postgres_database, drop_postgres_database  # noqa: E402
+from bridge.federation import Bridge  # noqa: E402
 
 from bridge.clock import SystemClock  # noqa: E402
 from bridge.config import load_settings  # noqa: E402
-from bridge.federation import Bridge  # noqa: E402
 from bridge.store.db import Database  # noqa: E402
 from bridge.tokens import refresh as refresh_tokens  # noqa: E402
 from bridge.tokens.keys import generate_kek  # noqa: E402

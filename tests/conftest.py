@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
 from bridge.saml.sp import sp_metadata
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import Base
 from bridge.tokens.keys import generate_kek
@@ -208,15 +208,15 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp)
 
 
 @pytest.fixture
-def bridge(settings: Settings) -> Iterator[Bridge]:
-    the_bridge = Bridge.from_settings(settings, SystemClock())
+def bridge(settings: Settings) -> Iterator[Services]:
+    the_bridge = build_services(settings, SystemClock())
     yield the_bridge
     the_bridge.db.dispose()
 
 
 @pytest.fixture
-def app(bridge: Bridge, app_holder: dict[str, Flask]) -> Flask:
-    application = create_app(bridge=bridge)
+def app(bridge: Services, app_holder: dict[str, Flask]) -> Flask:
+    application = create_app(services=bridge)
     app_holder["app"] = application
     return application
 
@@ -227,5 +227,5 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def browser(client: FlaskClient, dev_idp: DevIdp, bridge: Bridge) -> Browser:
+def browser(client: FlaskClient, dev_idp: DevIdp, bridge: Services) -> Browser:
     return Browser(client, dev_idp, bridge)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from bridge.dev.saml_idp import USERS, DevIdp, PendingRequest
-from bridge.federation import Bridge
+from bridge.services import Services
 from bridge.store.models import (
     AuditEvent,
     AuthorizationCode,
@@ -51,7 +51,7 @@ class Login:
 
 
 class Browser:
-    def __init__(self, client: FlaskClient, idp: DevIdp, bridge: Bridge) -> None:
+    def __init__(self, client: FlaskClient, idp: DevIdp, bridge: Services) -> None:
         self.client = client
         self.idp = idp
         self.bridge = bridge

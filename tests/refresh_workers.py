@@ -9,13 +9,14 @@ from typing import Any
 from bridge.clock import SystemClock
 from bridge.config import Settings
 from bridge.errors import TokenError
+from bridge.oauth.grants.refresh_token import RefreshTokenGrant
 
 
 def _bridge(settings: Settings) -> Any:
     warnings.simplefilter("ignore")
-    from bridge.federation import Bridge
+    from bridge.services import build_services
 
-    return Bridge.from_settings(settings, SystemClock())
+    return build_services(settings, SystemClock())
 
 
 def refresh_once(settings: Settings, client_id: str, token: str, start_at: float) -> tuple[str, str]:
@@ -26,7 +27,7 @@ def refresh_once(settings: Settings, client_id: str, token: str, start_at: float
     bridge.keys.signing_key(client.token_signing_alg)  # warm up outside the race
     time.sleep(max(0.0, start_at - time.time()))
     try:
-        tokens = bridge.refresh(client, token, None)
+        tokens = RefreshTokenGrant(bridge).issue(client, {"refresh_token": token})
         return "ok", str(tokens.refresh_token)
     except TokenError as error:
         return "error", error.code
@@ -44,7 +45,7 @@ def refresh_chain(settings: Settings, client_id: str, token: str, until: float
     while time.time() < until:
         started = time.time()
         try:
-            token = str(bridge.refresh(client, token, None).refresh_token)
+            token = str(RefreshTokenGrant(bridge).issue(client, {"refresh_token": token}).refresh_token)
             attempts.append((started, True))
         except TokenError:
             attempts.append((started, False))

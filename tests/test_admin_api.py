@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import USERS, DevIdp
-from bridge.federation import Bridge
+from bridge.services import Services
 from bridge.web import create_app
 from tests.attacks import xml_tools as x
 from tests.helpers import Browser
@@ -29,7 +29,7 @@ ACME_ACS = "https://bridge.example.com/saml/other/acs"
 
 
 @pytest.fixture
-def token(bridge: Bridge) -> str:
+def token(bridge: Services) -> str:
     return AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
                                                               actor="test")[1]
 
@@ -151,7 +151,7 @@ def test_every_admin_api_route_is_documented(app: Flask, api) -> None:  # type: 
                 assert (method, path) in documented, (method, path)
 
 
-def test_expired_and_revoked_tokens_are_refused(bridge: Bridge, client: FlaskClient,
+def test_expired_and_revoked_tokens_are_refused(bridge: Services, client: FlaskClient,
                                                 api) -> None:  # type: ignore[no-untyped-def]
     created = api("POST", "/admin/api/tokens", json={"name": "ci", "expires_in": 600})
     assert created.status_code == 201
@@ -268,7 +268,7 @@ def test_settings_change_is_audited_with_before_and_after(api, acme: DevIdp) -> 
     assert event["detail"]["actor"] == "token:tests"
 
 
-def test_a_change_on_one_node_is_in_force_on_another(api, acme: DevIdp, bridge: Bridge,  # type: ignore[no-untyped-def]
+def test_a_change_on_one_node_is_in_force_on_another(api, acme: DevIdp, bridge: Services,  # type: ignore[no-untyped-def]
                                                      settings) -> None:
     other_app = create_app(settings)  # its own Bridge, same database
     other_node = other_app.test_client()
@@ -358,7 +358,7 @@ def test_claims_preview_reads_the_name_id_exactly_as_a_login_does(api, acme: Dev
     assert (blank["outcome"], blank["code"]) == ("refused", "saml_subject_missing")
 
 
-def test_session_changes_need_the_csrf_token(bridge: Bridge, client: FlaskClient) -> None:
+def test_session_changes_need_the_csrf_token(bridge: Services, client: FlaskClient) -> None:
     access = AdminAccess(bridge.db, bridge.clock)
     session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))
     assert session_id is not None

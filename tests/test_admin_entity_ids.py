@@ -26,7 +26,7 @@ from saml2 import BINDING_HTTP_REDIRECT as REDIRECT
 from bridge.clock import SystemClock
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.errors import ConfigError
-from bridge.federation import Bridge
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId
 from tests.attacks import xml_tools as x
@@ -165,7 +165,7 @@ def _waiting_for_a_lock(engine: sa.Engine) -> bool:
 
 
 def test_two_admins_at_once_the_database_keeps_one_idp_per_entity_id(
-        api, acme: DevIdp, bridge: Bridge) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+        api, acme: DevIdp, bridge: Services) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """A second admin onboards `portal` with `other`'s first entity ID in a transaction of their
     own while `other` is rolled back to it. Neither saw the other's write when it checked; the
     unique constraint on the entity ID decides, and the loser gets a 409, not a 500."""
@@ -192,7 +192,7 @@ def test_two_admins_at_once_the_database_keeps_one_idp_per_entity_id(
     assert api("GET", "/admin/api/idps/other").get_json()["entity_id"] == RENAMED
 
 
-def test_the_database_refuses_a_second_idp_with_one_entity_id(bridge: Bridge) -> None:
+def test_the_database_refuses_a_second_idp_with_one_entity_id(bridge: Services) -> None:
     with bridge.db.transaction() as session:
         session.add(IdpEntityId(slug="a", entity_id=ACME, source="api"))
     with (pytest.raises(sa.exc.IntegrityError, match="(?i)unique"),
@@ -209,7 +209,7 @@ def test_start_up_refuses_a_file_whose_entity_id_or_slug_an_api_idp_holds(
     (files / "other.xml").write_bytes(_entity(acme.metadata_xml(), "https://elsewhere.example"))
     settings = make_settings(database, files, tmp_path / "node")
     with pytest.raises(ConfigError) as caught:
-        Bridge.from_settings(settings, SystemClock())
+        build_services(settings, SystemClock())
     text = str(caught.value)
     assert f"{files / 'acme.xml'}: entity ID {ACME!r} is already used by IdP other" in text
     assert f"{files / 'other.xml'}: the slug other is also an IdP managed through the admin API" in text

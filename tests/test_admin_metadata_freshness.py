@@ -25,7 +25,7 @@ from bridge.admin.idps import IdpAdmin
 from bridge.clock import FixedClock
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
-from bridge.federation import Bridge
+from bridge.services import Services, build_services
 from bridge.store.models import AuthorizationCode
 from tests.attacks import xml_tools as x
 from tests.helpers import Browser
@@ -44,9 +44,9 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def bridge(settings: Settings, clock: FixedClock) -> Iterator[Bridge]:
+def bridge(settings: Settings, clock: FixedClock) -> Iterator[Services]:
     """The bridge on a clock that moves only when a test moves it."""
-    the_bridge = Bridge.from_settings(settings, clock)
+    the_bridge = build_services(settings, clock)
     yield the_bridge
     the_bridge.db.dispose()
 

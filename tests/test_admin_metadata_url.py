@@ -21,8 +21,8 @@ from bridge.admin.fetch import FetchPolicy
 from bridge.admin.idps import IdpAdmin
 from bridge.background import standard_jobs
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
 from bridge.jobs import run_due
+from bridge.services import Services
 from bridge.store.models import IdpRecord
 from bridge.web import create_app
 from tests.attacks import xml_tools as x
@@ -80,7 +80,7 @@ def published(pki: Pki) -> Iterator[str]:  # noqa: F811
         thread.join()
 
 
-def test_metadata_url_lifecycle(bridge: Bridge, session_other_idp: DevIdp, published: str,
+def test_metadata_url_lifecycle(bridge: Services, session_other_idp: DevIdp, published: str,
                                 pki: Pki, tmp_path: Path) -> None:  # noqa: F811
     acme = session_other_idp
     first = acme.metadata_xml()  # creates the IdP's key on first use
@@ -109,7 +109,7 @@ def test_metadata_url_lifecycle(bridge: Bridge, session_other_idp: DevIdp, publi
     assert len(bridge.idps["other"].metadata.signing_certificates) == 2  # in force, unchanged
 
 
-def test_private_addresses_need_the_operator(bridge: Bridge, published: str) -> None:
+def test_private_addresses_need_the_operator(bridge: Services, published: str) -> None:
     from bridge.errors import ConfigError
 
     admin = IdpAdmin(bridge)  # the default policy
@@ -135,7 +135,7 @@ def _federation_signed(federation: Signer, idp_certs: list[Signer], valid_until:
 
 
 def test_an_expired_signed_document_cannot_roll_the_metadata_back(
-        bridge: Bridge, published: str, pki: Pki) -> None:  # noqa: F811
+        bridge: Services, published: str, pki: Pki) -> None:  # noqa: F811
     """Whoever can answer at the metadata URL serves a document the federation signed during an
     earlier key rollover (old and new key), long expired. Its signature is genuine; its validUntil
     (SAML Metadata §2.3.2) has passed, so it is refused and the retired key stays untrusted."""
@@ -156,7 +156,7 @@ def test_an_expired_signed_document_cannot_roll_the_metadata_back(
 
 
 def test_an_idp_stored_but_not_loadable_fails_its_refresh_with_the_reason(
-        bridge: Bridge, session_other_idp: DevIdp, published: str, pki: Pki,  # noqa: F811
+        bridge: Services, session_other_idp: DevIdp, published: str, pki: Pki,  # noqa: F811
         tmp_path: Path) -> None:
     """Settings saved under an older, laxer rule: the registry skips the IdP (and logs why); its
     scheduled refresh must fail with that reason, not with a KeyError that stopped the jobs."""
@@ -181,7 +181,7 @@ def test_an_idp_stored_but_not_loadable_fails_its_refresh_with_the_reason(
     # As the background job, once due again: the IdP's failure is its outcome, and the jobs run.
     with bridge.db.transaction() as session:
         session.get(IdpRecord, "other").metadata_fetched_at = 0.0
-    app = create_app(bridge=bridge)
+    app = create_app(services=bridge)
     results = run_due(bridge.db, standard_jobs(bridge, app.extensions["admin"].idps), time.time())
     assert results["metadata_refresh"].startswith("{'other': 'failed:")
     assert results["purge_expired"].startswith("{")

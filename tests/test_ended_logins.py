@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
+from bridge.oauth.revocation import Revocation
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import RefreshFamily
 from tests.conftest import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings
@@ -48,8 +49,8 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def bridge(settings: Settings, clock: MovableClock) -> Iterator[Bridge]:
-    the_bridge = Bridge.from_settings(settings, clock)
+def bridge(settings: Settings, clock: MovableClock) -> Iterator[Services]:
+    the_bridge = build_services(settings, clock)
     yield the_bridge
     the_bridge.db.dispose()
 
@@ -99,7 +100,7 @@ def _idp_logout(browser: Browser, tokens: dict, dev_idp: DevIdp, **_: object) ->
 def _bridge_revoke(browser: Browser, tokens: dict, **_: object) -> None:
     # `bridge revoke --subject <sub>`: an offboarded person.
     sub = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sub"]
-    assert browser.bridge.revoke_all(subject=sub, actor="cli:test") == 1
+    assert Revocation(browser.bridge).revoke_all(subject=sub, actor="cli:test") == 1
 
 
 def _reuse(browser: Browser, tokens: dict, clock: MovableClock, **_: object) -> None:

@@ -11,7 +11,7 @@ from lxml import etree
 
 from bridge.claims.schemas import schema
 from bridge.clock import SystemClock
-from bridge.federation import Bridge
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.tokens.keys import generate_kek
 from bridge.web import create_app
@@ -70,14 +70,14 @@ def test_sp_metadata_names_every_acs(client: FlaskClient) -> None:
     assert root.find(f"{{{md}}}SPSSODescriptor").get("WantAssertionsSigned") == "true"
 
 
-def test_health_and_readiness(client: FlaskClient, bridge: Bridge) -> None:
+def test_health_and_readiness(client: FlaskClient, bridge: Services) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     # Ready, with the background jobs' state (none has run; this app starts no scheduler).
     assert client.get("/readyz").get_json() == {
         "status": "ready", "background": {"scheduler": "disabled", "jobs": {}}}
 
 
-def test_readiness_reports_an_unreachable_database(client: FlaskClient, bridge: Bridge,
+def test_readiness_reports_an_unreachable_database(client: FlaskClient, bridge: Services,
                                                    monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(bridge.db, "ping", lambda: False)
     response = client.get("/readyz")
@@ -108,14 +108,14 @@ def test_security_headers(client: FlaskClient) -> None:
 
 
 def test_readiness_fails_naming_the_keys_a_wrong_key_encryption_key_cannot_decrypt(
-        database: Database, idp_dir: Path, tmp_path: Path, bridge: Bridge) -> None:
+        database: Database, idp_dir: Path, tmp_path: Path, bridge: Services) -> None:
     # `bridge` made this database's keys with the session's key-encryption key; this node is
     # configured with another one.
     kids = [key["kid"] for key in bridge.keys.jwks()["keys"]]
     settings = make_settings(database, idp_dir, tmp_path, key_encryption_key=generate_kek())
-    node = Bridge.from_settings(settings, SystemClock())
+    node = build_services(settings, SystemClock())
     try:
-        client = create_app(bridge=node).test_client()
+        client = create_app(services=node).test_client()
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.headers["Retry-After"]
         reason = ready.get_json()["reason"]
@@ -126,4 +126,4 @@ def test_readiness_fails_naming_the_keys_a_wrong_key_encryption_key_cannot_decry
         assert metadata.status_code == 503 and metadata.get_json()["code"] == "config_invalid"
     finally:
         node.db.dispose()
-    assert create_app(bridge=bridge).test_client().get("/readyz").status_code == 200
+    assert create_app(services=bridge).test_client().get("/readyz").status_code == 200

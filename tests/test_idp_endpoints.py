@@ -20,7 +20,7 @@ from lxml import etree
 from bridge.clock import SystemClock
 from bridge.dev.saml_idp import DevIdp
 from bridge.errors import ConfigError
-from bridge.federation import Bridge
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from tests.conftest import TEST_KEK, make_settings
 from tests.helpers import pkce_pair
@@ -166,7 +166,7 @@ def test_an_idp_cannot_name_another_idps_single_logout_origin(
     (idp_dir / "other.xml").write_bytes(_pointing(session_other_idp.metadata_xml(), url))
 
     with pytest.raises(ConfigError) as caught:
-        Bridge.from_settings(make_settings(database, idp_dir, tmp_path), SystemClock())
+        build_services(make_settings(database, idp_dir, tmp_path), SystemClock())
 
     assert caught.value.code == "idp_endpoint_in_use"
     assert any(p.startswith(f"{idp_dir / 'other.xml'}: SingleLogoutService Location {url} is "
@@ -230,7 +230,7 @@ def test_start_up_refuses_a_file_on_the_single_logout_origin_of_an_api_idp(
                                     b"https://corp.example.net/metadata"),
         "https://corp.example.net/slo"))  # its sign-on service is still on other's origin
     with pytest.raises(ConfigError) as caught:
-        Bridge.from_settings(make_settings(database, files, tmp_path / "node"), SystemClock())
+        build_services(make_settings(database, files, tmp_path / "node"), SystemClock())
     assert caught.value.code == "idp_endpoint_in_use"
     assert (f"{files / 'corp.xml'}: SingleSignOnService Location "
             "https://other-idp.example.net/sso/redirect is on https://other-idp.example.net:443, "
@@ -238,7 +238,7 @@ def test_start_up_refuses_a_file_on_the_single_logout_origin_of_an_api_idp(
 
 
 def test_idps_already_stored_on_one_logout_origin_are_served_by_no_node(
-        api, acme: DevIdp, session_portal: DevIdp, bridge: Bridge,  # type: ignore[no-untyped-def]  # noqa: F811
+        api, acme: DevIdp, session_portal: DevIdp, bridge: Services,  # type: ignore[no-untyped-def]  # noqa: F811
         client: FlaskClient) -> None:
     """A state from before the rule (or two admins at once): neither IdP is served, so no login
     through either makes us sign a logout for the other."""
@@ -274,16 +274,16 @@ def test_a_shared_origin_is_compared_by_url(
         b"https://portal.example.net/", tenant + b"tenant-b/"))
     shared = make_settings(database, idp_dir, tmp_path,
                            idp_shared_origins=["https://login.example.com"])
-    bridge = Bridge.from_settings(shared, SystemClock())
+    bridge = build_services(shared, SystemClock())
     try:
         assert sorted(bridge.idps) == ["a", "b"]
     finally:
         bridge.db.dispose()
     with pytest.raises(ConfigError) as caught:  # not listed: one origin, two IdPs
-        Bridge.from_settings(make_settings(database, idp_dir, tmp_path), SystemClock())
+        build_services(make_settings(database, idp_dir, tmp_path), SystemClock())
     assert caught.value.code == "idp_endpoint_in_use"
     (idp_dir / "b.xml").write_bytes(_pointing(
         (idp_dir / "b.xml").read_bytes(), "https://login.example.com/tenant-a/slo/redirect"))
     with pytest.raises(ConfigError) as caught:  # listed, but the very URL of another tenant
-        Bridge.from_settings(shared, SystemClock())
+        build_services(shared, SystemClock())
     assert "where IdP a (the file a.xml)" in str(caught.value)

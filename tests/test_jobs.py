@@ -13,13 +13,13 @@ from prometheus_client import REGISTRY
 
 from bridge.background import standard_jobs
 from bridge.config import Settings
-from bridge.federation import Bridge
 from bridge.jobs import Job, Scheduler, acquire, run_due
+from bridge.services import Services
 from bridge.store.models import AuthnRequestRecord, JobLease
 from bridge.web import create_app
 
 
-def test_a_lease_is_held_by_one_holder_until_it_expires(bridge: Bridge) -> None:
+def test_a_lease_is_held_by_one_holder_until_it_expires(bridge: Services) -> None:
     db, now = bridge.db, time.time()
     assert acquire(db, "j", now=now, interval=60, holder="node-a")
     assert not acquire(db, "j", now=now + 1, interval=60, holder="node-b")
@@ -40,7 +40,7 @@ def _race(url: str, now: float) -> bool:
         database.dispose()
 
 
-def test_many_processes_one_winner(bridge: Bridge) -> None:
+def test_many_processes_one_winner(bridge: Services) -> None:
     now = time.time()
     if bridge.db.dialect == "postgresql":
         with multiprocessing.get_context("spawn").Pool(6) as pool:
@@ -50,7 +50,7 @@ def test_many_processes_one_winner(bridge: Bridge) -> None:
     assert results.count(True) == 1
 
 
-def test_jobs_run_once_per_interval_and_failures_are_recorded(bridge: Bridge) -> None:
+def test_jobs_run_once_per_interval_and_failures_are_recorded(bridge: Services) -> None:
     runs: list[str] = []
 
     def boom() -> None:
@@ -66,8 +66,8 @@ def test_jobs_run_once_per_interval_and_failures_are_recorded(bridge: Bridge) ->
         assert session.get(JobLease, "boom").last_result == "failed: disk full"
 
 
-def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Bridge) -> None:
-    app = create_app(bridge=bridge)
+def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Services) -> None:
+    app = create_app(services=bridge)
     jobs = standard_jobs(bridge, app.extensions["admin"].idps)
     assert [j.name for j in jobs] == ["purge_expired", "metadata_refresh", "key_rotation",
                                       "sp_signing_key_rotation"]
@@ -89,7 +89,7 @@ def _runs(job: str, result: str) -> float:
 
 
 def test_a_job_raising_an_unexpected_exception_stops_neither_the_others_nor_the_loop(
-        bridge: Bridge, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+        bridge: Services, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     ran: list[str] = []
 
     def broken() -> None:
@@ -120,7 +120,7 @@ def test_a_job_raising_an_unexpected_exception_stops_neither_the_others_nor_the_
     assert failures and failures[0].exc_info[0] is KeyError  # logged with its traceback
 
     # /readyz: still ready (a failed job does not drain the node), the failure in its details.
-    app = create_app(bridge=bridge)
+    app = create_app(services=bridge)
     app.extensions["scheduler"] = scheduler
     body = app.test_client().get("/readyz").get_json()
     assert body["status"] == "ready"
@@ -143,7 +143,7 @@ def test_a_job_raising_an_unexpected_exception_stops_neither_the_others_nor_the_
     assert "KeyError: 'an IdP the registry skipped'" in result.stdout
 
 
-def test_jobs_status_when_all_is_well(bridge: Bridge, settings: Settings) -> None:
+def test_jobs_status_when_all_is_well(bridge: Services, settings: Settings) -> None:
     run_due(bridge.db, [Job("fine", 300, lambda: "ok")], time.time())
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-m", "bridge.cli", "jobs", "status"],

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
+from bridge.oauth.revocation import Revocation
+from bridge.services import Services
 from bridge.store.db import Database
 from bridge.store.models import RefreshFamily, RefreshToken
 from tests import refresh_workers
@@ -30,7 +31,7 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp)
     return make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT, NO_REUSE])
 
 
-def _run_parallel(bridge: Bridge, function, arguments: list[tuple]) -> list:  # type: ignore[no-untyped-def,type-arg]
+def _run_parallel(bridge: Services, function, arguments: list[tuple]) -> list:  # type: ignore[no-untyped-def,type-arg]
     """Processes on PostgreSQL (several nodes' worth), threads on SQLite (one process)."""
     if bridge.db.dialect == "postgresql":
         with multiprocessing.get_context("spawn").Pool(len(arguments)) as pool:
@@ -47,25 +48,25 @@ def _login(browser: Browser, client: dict) -> str:
     return str(response.get_json()["refresh_token"])
 
 
-def _unused_tokens(bridge: Bridge) -> int:
+def _unused_tokens(bridge: Services) -> int:
     with bridge.db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(RefreshToken)
                                   .where(RefreshToken.used_at.is_(None))) or 0)
 
 
-def _tokens(bridge: Bridge) -> int:
+def _tokens(bridge: Services) -> int:
     with bridge.db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(RefreshToken)) or 0)
 
 
-def _family(bridge: Bridge) -> RefreshFamily:
+def _family(bridge: Services) -> RefreshFamily:
     with bridge.db.transaction() as session:
         return session.scalars(select(RefreshFamily)).one()
 
 
 @pytest.mark.parametrize("spec,interval", [(DEMO_CLIENT, 5), (NO_REUSE, 0)])
 def test_parallel_refreshes_of_one_token_never_fork_the_family(
-        browser: Browser, bridge: Bridge, settings: Settings, spec: dict, interval: int) -> None:
+        browser: Browser, bridge: Services, settings: Settings, spec: dict, interval: int) -> None:
     client = spec
     token = _login(browser, client)
     start_at = time.time() + (3.0 if bridge.db.dialect == "postgresql" else 0.3)
@@ -90,7 +91,7 @@ def test_parallel_refreshes_of_one_token_never_fork_the_family(
             assert browser.refresh(successor, client_id=client["client_id"]).status_code == 400
 
 
-def test_nothing_is_minted_after_a_revocation_commits(browser: Browser, bridge: Bridge,
+def test_nothing_is_minted_after_a_revocation_commits(browser: Browser, bridge: Services,
                                                       settings: Settings) -> None:
     token = _login(browser, DEMO_CLIENT)
     until = time.time() + (12.0 if bridge.db.dialect == "postgresql" else 2.0)
@@ -104,7 +105,7 @@ def test_nothing_is_minted_after_a_revocation_commits(browser: Browser, bridge: 
                 time.sleep(0.05)
             client = settings.client("demo")
             assert client is not None
-            bridge.revoke(client, token)  # revokes the whole family, committed on return
+            Revocation(bridge).revoke(client, token)  # revokes the whole family, committed on return
             return time.time()
 
         revoked = revoker.submit(revoke_midway)

@@ -26,8 +26,9 @@ from werkzeug.test import TestResponse
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp, PendingRequest
-from bridge.federation import Bridge
+from bridge.logout.single_logout import SingleLogout
 from bridge.saml.sp import authn_request, logout_request
+from bridge.services import Services, build_services, service_provider
 from bridge.store.db import Database
 from bridge.store.models import AuditEvent, RefreshFamily, SamlKey
 from tests.conftest import BRIDGE_URL, TEST_KEK, make_settings
@@ -117,14 +118,14 @@ def clock() -> ShiftedClock:
 
 
 @pytest.fixture
-def bridge(settings: Settings, clock: ShiftedClock) -> Iterator[Bridge]:
-    the_bridge = Bridge.from_settings(settings, clock)
+def bridge(settings: Settings, clock: ShiftedClock) -> Iterator[Services]:
+    the_bridge = build_services(settings, clock)
     yield the_bridge
     the_bridge.db.dispose()
 
 
 @pytest.fixture
-def signed_browser(client, signing_idp: DevIdp, bridge: Bridge, app) -> Browser:  # type: ignore[no-untyped-def]
+def signed_browser(client, signing_idp: DevIdp, bridge: Services, app) -> Browser:  # type: ignore[no-untyped-def]
     return Browser(client, signing_idp, bridge)
 
 
@@ -416,10 +417,10 @@ def test_logout_response_goes_to_the_idps_response_location(signed_browser: Brow
         f'Location="{IDP}/slo/redirect" ResponseLocation="{IDP}/slo/responses"')
     assert "ResponseLocation" in document
     (idp_dir / "dev.xml").write_text(document)
-    bridge = Bridge.from_settings(signed_browser.bridge.settings, signed_browser.bridge.clock)
+    bridge = build_services(signed_browser.bridge.settings, signed_browser.bridge.clock)
     try:
         url = signed_browser.idp.logout_request_url(OUR_SLO, SP_ENTITY_ID, "someone", [])
-        message = bridge.idp_logout("dev", urlsplit(url).query, error_id="t")
+        message = SingleLogout(bridge).idp_logout("dev", urlsplit(url).query, error_id="t")
         assert message is not None and message.url.startswith(f"{IDP}/slo/responses?")
         xml = zlib.decompress(base64.b64decode(query_of(message.url)["SAMLResponse"]), -15)
         assert etree.fromstring(xml).get("Destination") == f"{IDP}/slo/responses"
@@ -607,7 +608,7 @@ def test_a_compromised_key_withdrawn_at_once_is_no_longer_trusted(
     browser.idp.reload_sp_metadata()  # the IdP reads our metadata again
 
     # Whoever holds the stolen key signs an AuthnRequest and a LogoutRequest for alice: refused.
-    idp, sp = browser.bridge.idps["dev"], browser.bridge.service_provider("dev")
+    idp, sp = browser.bridge.idps["dev"], service_provider(browser.bridge.settings, "dev")
     _, forged = authn_request(idp, sp, now=time.time(), signing_key=lambda: compromised)
     query = query_of(forged.url)
     refused_by_pysaml2(lambda: browser.idp.parse_request(

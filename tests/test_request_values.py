@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
+from bridge.services import Services
 from bridge.store.models import AdminToken, AuditEvent, AuthnRequestRecord
 from tests.helpers import DEMO_REDIRECT, Browser, pkce_pair
 from tests.test_admin_api import acme, api, token  # noqa: F401
@@ -21,14 +21,14 @@ from tests.test_admin_api import acme, api, token  # noqa: F401
 ODD = [["x"], {"a": 1}, True, 7, 1e308, "", "x" * 129, "\x00", "alice\x00", "alice\n"]
 
 
-def _events(bridge: Bridge, event: str) -> int:
+def _events(bridge: Services, event: str) -> int:
     with bridge.db.transaction() as session:
         return session.query(AuditEvent).filter(AuditEvent.event == event).count()
 
 
 @pytest.mark.parametrize("field", ["subject", "idp", "reason"])
 @pytest.mark.parametrize("value", ODD, ids=repr)
-def test_a_revocation_takes_short_strings_only(api, browser: Browser, bridge: Bridge,  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_revocation_takes_short_strings_only(api, browser: Browser, bridge: Services,  # type: ignore[no-untyped-def]  # noqa: F811
                                                field: str, value: object) -> None:
     issued = browser.tokens()
     body = {"subject": "someone", field: value} if field == "reason" else {field: value}
@@ -48,7 +48,7 @@ def test_a_revocation_takes_short_strings_only(api, browser: Browser, bridge: Br
 
 
 @pytest.mark.parametrize("name", [{"a": 1}, ["x"], 5, "a\x00b", "a\nb", "x" * 129, ""], ids=repr)
-def test_an_admin_token_name_is_a_short_line_of_text(api, bridge: Bridge, name: object) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_an_admin_token_name_is_a_short_line_of_text(api, bridge: Services, name: object) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     refused = api("POST", "/admin/api/tokens", json={"name": name})
 
     assert refused.status_code == 422, refused.get_data(as_text=True)
@@ -70,7 +70,7 @@ def test_a_version_id_past_any_stored_one_is_not_found(api, acme: DevIdp, versio
         assert answer.get_json()["code"] == "version_unknown"
 
 
-def test_a_nul_or_a_newline_in_a_path_is_a_client_error(api, bridge: Bridge) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_nul_or_a_newline_in_a_path_is_a_client_error(api, bridge: Services) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     for method, path, status, code in (
             ("GET", "/admin/api/idps/a%00b", 404, "idp_unknown"),
             ("DELETE", "/admin/api/idps/%00", 404, "idp_unknown"),
@@ -93,7 +93,7 @@ def test_a_slug_with_a_final_newline_is_no_slug(api, acme: DevIdp) -> None:  # t
 @pytest.mark.parametrize("parameter", ["state", "nonce"])
 @pytest.mark.parametrize("value", ["a\x00b", "\x00", "line\r\nbreak"], ids=repr)
 def test_a_control_character_in_state_or_nonce_goes_back_to_the_client(
-        client: FlaskClient, bridge: Bridge, dev_idp: DevIdp, parameter: str, value: str) -> None:
+        client: FlaskClient, bridge: Services, dev_idp: DevIdp, parameter: str, value: str) -> None:
     """RFC 6749 Appendix A.5: state is printable ASCII. A NUL was a 500 on PostgreSQL."""
     _, challenge = pkce_pair()
     query = {"response_type": "code", "client_id": "demo", "redirect_uri": DEMO_REDIRECT,

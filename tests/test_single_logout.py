@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from flask.testing import FlaskClient
 from saml2.samlp import LogoutRequest
 
+from bridge.audit import audit_events
 from bridge.clock import FixedClock, SystemClock
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
-from bridge.federation import Bridge
+from bridge.oauth.revocation import Revocation
 from bridge.saml.logout import LOGOUT_REQUEST_LIFETIME_SECONDS
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.maintenance import purge_expired
 from bridge.store.models import RefreshFamily
@@ -68,7 +70,7 @@ def test_idp_logout_ends_that_session_only(browser: Browser, dev_idp: DevIdp) ->
     assert parse_qs(urlsplit(back).query)["SAMLResponse"]
     assert browser.refresh(first["refresh_token"]).status_code == 400
     assert browser.refresh(other["refresh_token"]).status_code == 200  # another SAML session
-    logouts = [e for e in browser.bridge.audit_events() if e["event"] == "idp_logout"]
+    logouts = [e for e in audit_events(browser.bridge.db) if e["event"] == "idp_logout"]
     assert [e["detail"]["families"] for e in logouts] == [1]
 
 
@@ -143,7 +145,7 @@ def _refused(browser: Browser, url: str, code: str) -> None:
 
 
 def _logouts(browser: Browser) -> list[dict[str, Any]]:
-    return [e for e in browser.bridge.audit_events() if e["event"] == "idp_logout"]
+    return [e for e in audit_events(browser.bridge.db) if e["event"] == "idp_logout"]
 
 
 def test_replayed_logout_request_is_refused_and_later_logins_survive(browser: Browser,
@@ -165,9 +167,9 @@ def test_logout_request_replayed_at_another_node_is_refused(browser: Browser, de
     assert _get(browser, url).status_code == 302
     later = browser.tokens()
     # A second bridge process on the same database, as behind a load balancer.
-    other_node = Bridge.from_settings(settings, SystemClock())
+    other_node = build_services(settings, SystemClock())
     try:
-        response = create_app(bridge=other_node).test_client().get(
+        response = create_app(services=other_node).test_client().get(
             urlsplit(url).path + "?" + urlsplit(url).query, headers={"Accept": "application/json"})
     finally:
         other_node.db.dispose()
@@ -177,7 +179,7 @@ def test_logout_request_replayed_at_another_node_is_refused(browser: Browser, de
 
 
 def test_logout_request_replayed_after_its_window_is_refused(browser: Browser, dev_idp: DevIdp,
-                                                             bridge: Bridge) -> None:
+                                                             bridge: Services) -> None:
     """The replay-cache row may be purged only once the request is too old to be accepted."""
     clock = FixedClock(bridge.clock.now())
     bridge.clock = clock
@@ -253,7 +255,7 @@ def ec_idp(session_ec_idp: DevIdp, idp_dir: Path) -> DevIdp:
 
 
 @pytest.fixture
-def ec_browser(client: FlaskClient, ec_idp: DevIdp, bridge: Bridge) -> Browser:
+def ec_browser(client: FlaskClient, ec_idp: DevIdp, bridge: Services) -> Browser:
     return Browser(client, ec_idp, bridge)
 
 
@@ -309,9 +311,9 @@ def test_a_code_issued_before_the_idp_logout_cannot_be_exchanged_after(browser: 
 
 
 def test_a_code_issued_before_revoke_all_cannot_be_exchanged_after(browser: Browser,
-                                                                   bridge: Bridge) -> None:
+                                                                   bridge: Services) -> None:
     subject = jwt.decode(browser.tokens()["access_token"], options={"verify_signature": False})["sub"]
     code, login = browser.login()
-    assert bridge.revoke_all(subject=subject, actor="test") == 1
+    assert Revocation(bridge).revoke_all(subject=subject, actor="test") == 1
     late = browser.exchange(code, login.verifier)
     assert (late.status_code, late.get_json()["error"]) == (400, "invalid_grant")

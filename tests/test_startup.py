@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from bridge.clock import SystemClock
 from bridge.config import load_settings
 from bridge.errors import ConfigError
-from bridge.federation import Bridge
+from bridge.services import build_services
 from bridge.store.db import Database
 from bridge.store.models import Base
 
@@ -24,9 +24,9 @@ def test_unmigrated_database_is_refused_with_the_fix(tmp_path: Path) -> None:
         "instance_dir": str(tmp_path / "instance"),
     })
     with pytest.raises(ConfigError, match="run `bridge db upgrade`"):
-        Bridge.from_settings(settings, SystemClock())
+        build_services(settings, SystemClock())
     Database(settings.database_url).upgrade()
-    bridge = Bridge.from_settings(settings, SystemClock())
+    bridge = build_services(settings, SystemClock())
     assert bridge.keys.jwks()["keys"]
 
 

@@ -12,7 +12,7 @@ import pytest
 from bridge.clock import FixedClock
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
+from bridge.services import Services, assemble_services
 from bridge.store.db import Database
 from bridge.store.models import RefreshFamily
 from bridge.web import create_app
@@ -71,7 +71,7 @@ def test_without_a_reuse_interval_a_retry_revokes(browser: Browser) -> None:
     assert browser.last_audit().code == "refresh_token_reused"
 
 
-def test_retry_after_the_interval_revokes(browser: Browser, bridge: Bridge) -> None:
+def test_retry_after_the_interval_revokes(browser: Browser, bridge: Services) -> None:
     clock = FixedClock(bridge.clock.now())
     bridge.clock = clock
     bridge.keys.clock = clock
@@ -83,7 +83,7 @@ def test_retry_after_the_interval_revokes(browser: Browser, bridge: Bridge) -> N
     assert browser.last_audit().code == "refresh_token_reused"
 
 
-def test_idle_timeout_and_absolute_lifetime(browser: Browser, bridge: Bridge) -> None:
+def test_idle_timeout_and_absolute_lifetime(browser: Browser, bridge: Services) -> None:
     clock = FixedClock(bridge.clock.now())
     bridge.clock = clock
     bridge.keys.clock = clock
@@ -119,7 +119,7 @@ def test_signing_algorithm_per_client(browser: Browser, spec: dict, alg: str) ->
 
 
 def test_keys_rotate_while_tokens_live_and_all_verify_through_jwks(browser: Browser,
-                                                                   bridge: Bridge) -> None:
+                                                                   bridge: Services) -> None:
     # The key ring's clock moves; logins keep the real time the IdP signs with.
     clock = FixedClock(bridge.clock.now())
     bridge.keys.clock = clock
@@ -148,22 +148,22 @@ def test_keys_rotate_while_tokens_live_and_all_verify_through_jwks(browser: Brow
     assert jwt.get_unverified_header(before)["kid"] not in published  # retired and expired
 
 
-def test_rotation_is_skipped_while_keys_are_young(bridge: Bridge) -> None:
+def test_rotation_is_skipped_while_keys_are_young(bridge: Services) -> None:
     assert bridge.keys.rotate(older_than=30 * 86400) == []
     assert len(bridge.keys.rotate(older_than=0)) == 3
 
 
-def test_key_encryption_key_protects_signing_keys(bridge: Bridge, settings: Settings) -> None:
+def test_key_encryption_key_protects_signing_keys(bridge: Services, settings: Settings) -> None:
     from bridge.store.models import SigningKey
 
     with bridge.db.transaction() as session:
         stored = session.query(SigningKey).first()
     assert b"PRIVATE KEY" not in stored.private_key_encrypted
-    other = Bridge(settings.__class__(**{**settings.__dict__,
-                                        "key_encryption_key": "A" * 43 + "="}),
-                   bridge.db, bridge.clock, bridge.idps)
+    other = assemble_services(settings.__class__(**{**settings.__dict__,
+                                                   "key_encryption_key": "A" * 43 + "="}),
+                              bridge.db, bridge.clock, bridge.idps)
     from bridge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cannot be decrypted"):
         other.keys.signing_key("ES256")
-    assert create_app(bridge=bridge) is not None
+    assert create_app(services=bridge) is not None

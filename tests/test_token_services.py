@@ -8,10 +8,12 @@ from pathlib import Path
 import jwt
 import pytest
 
+from bridge.audit import audit_events
 from bridge.claims.schemas import validate_payload
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
-from bridge.federation import Bridge
+from bridge.oauth.revocation import Revocation
+from bridge.services import Services
 from bridge.store.db import Database
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser
@@ -135,18 +137,18 @@ def test_introspection_of_refresh_tokens(browser: Browser) -> None:
                                auth=auth).get_json() == {"active": False}
 
 
-def test_revoke_everything_of_a_subject_or_an_idp(browser: Browser, bridge: Bridge) -> None:
+def test_revoke_everything_of_a_subject_or_an_idp(browser: Browser, bridge: Services) -> None:
     alice = browser.tokens("alice")
     alice_again = browser.tokens("alice")
     bob = browser.tokens("bob")
     sub = jwt.decode(alice["access_token"], options={"verify_signature": False})["sub"]
-    assert bridge.revoke_all(subject=sub, actor="test:offboarding") == 2
+    assert Revocation(bridge).revoke_all(subject=sub, actor="test:offboarding") == 2
     assert browser.refresh(alice["refresh_token"]).status_code == 400
     assert browser.refresh(alice_again["refresh_token"]).status_code == 400
     bob = browser.refresh(bob["refresh_token"]).get_json()
-    event = [e for e in bridge.audit_events() if e["event"] == "revoke_all"][0]
+    event = [e for e in audit_events(bridge.db) if e["event"] == "revoke_all"][0]
     assert event["detail"] == {"actor": "test:offboarding", "families": 2, "reason": "admin"}
-    assert bridge.revoke_all(idp_slug="dev", actor="test:compromised") == 1
+    assert Revocation(bridge).revoke_all(idp_slug="dev", actor="test:compromised") == 1
     assert browser.refresh(bob["refresh_token"]).status_code == 400
 
 

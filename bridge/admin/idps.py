@@ -32,12 +32,13 @@ from bridge.admin.fetch import FetchPolicy, fetch_metadata
 from bridge.admin.metadata_diff import document_order, metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError, Conflict, NotFound
-from bridge.federation import Bridge, check_idp_initiated_targets, spend_codes
 from bridge.idp_endpoints import clashes
 from bridge.idp_registry import IdpRegistry, load_managed_idp
+from bridge.oauth.codes import spend_codes
 from bridge.saml.idp import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
+from bridge.services import Services, check_idp_initiated_targets
 from bridge.store.models import (
     AuditEvent,
     AuthorizationCode,
@@ -85,7 +86,7 @@ def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str
 
 
 class IdpAdmin:
-    def __init__(self, bridge: Bridge, fetch_policy: FetchPolicy | None = None) -> None:
+    def __init__(self, bridge: Services, fetch_policy: FetchPolicy | None = None) -> None:
         self.bridge = bridge
         self.db = bridge.db
         self.clock = bridge.clock

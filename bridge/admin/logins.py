@@ -18,11 +18,13 @@ from bridge import audit
 from bridge.admin.access import AdminAccess
 from bridge.claims.mapping import apply_mapping
 from bridge.claims.preview import preview
+from bridge.config import Settings
 from bridge.errors import BridgeError, SamlRejected
-from bridge.federation import Bridge
 from bridge.identity import Identity
+from bridge.login.start import LoginStarter
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.idp import IdentityProvider
+from bridge.services import Services
 from bridge.store.models import AuthnRequestRecord, TestLogin
 
 ADMIN_SIGN_IN = "__admin_sign_in__"
@@ -31,13 +33,13 @@ TEST_LOGIN_SECONDS = 900
 
 
 class AdminSignIn:
-    def __init__(self, bridge: Bridge, access: AdminAccess) -> None:
-        self.bridge = bridge
+    def __init__(self, settings: Settings, access: AdminAccess) -> None:
+        self.settings = settings
         self.access = access
 
     def complete(self, record: AuthnRequestRecord, identity: Identity, idp: IdentityProvider) -> str:
         mapped = apply_mapping(idp.settings.mapping, identity)
-        role = self.bridge.settings.admin_role
+        role = self.settings.admin_role
         if role not in mapped.roles:
             raise SamlRejected("admin_role_missing",
                                f"Your account does not have the {role} role at {idp.display_name}.",
@@ -53,18 +55,19 @@ class AdminSignIn:
 class TestLoginCapture:
     __test__ = False  # not a pytest class
 
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
+    def __init__(self, services: Services, starter: LoginStarter) -> None:
+        self.services = services
+        self.starter = starter
 
     def start(self, idp: IdentityProvider, *, actor: str, result_page: str,
               browser_token: str | None) -> tuple[str, OutgoingMessage, str]:
         """Return (test id, the AuthnRequest to send, browser token) for a new test login."""
         test_id = secrets.token_hex(8)
-        start = self.bridge.start_special_login(TEST_LOGIN, idp, result_page.format(id=test_id),
-                                                browser_token)
+        start = self.starter.start_completion_login(TEST_LOGIN, idp,
+                                                   result_page.format(id=test_id), browser_token)
         request_id = start.request_id
-        now = self.bridge.clock.now()
-        with self.bridge.db.transaction() as session:
+        now = self.services.clock.now()
+        with self.services.db.transaction() as session:
             session.add(TestLogin(id=test_id, slug=idp.slug, request_id=request_id,
                                   started_by=actor, created_at=now,
                                   expires_at=now + TEST_LOGIN_SECONDS))
@@ -77,7 +80,7 @@ class TestLoginCapture:
         return self._store(record.id, result, record.redirect_uri)
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:
-        with self.bridge.db.transaction() as session:
+        with self.services.db.transaction() as session:
             record = session.get(AuthnRequestRecord, request_id)
         if record is None:
             return None
@@ -86,15 +89,15 @@ class TestLoginCapture:
         return self._store(request_id, result, record.redirect_uri)
 
     def _store(self, request_id: str, result: dict[str, Any], destination: str) -> str:
-        with self.bridge.db.transaction() as session:
+        with self.services.db.transaction() as session:
             row = session.query(TestLogin).filter_by(request_id=request_id).one_or_none()
             if row is not None:
-                row.completed_at = self.bridge.clock.now()
+                row.completed_at = self.services.clock.now()
                 row.result_json = json.dumps(result, default=str)
         return destination
 
     def result(self, test_id: str) -> dict[str, Any] | None:
-        with self.bridge.db.transaction() as session:
+        with self.services.db.transaction() as session:
             row = session.get(TestLogin, test_id)
             if row is None:
                 return None

@@ -13,11 +13,13 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
+from bridge import audit
 from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, SamlRejected
 from bridge.saml.preview import facts_from_document, facts_from_response, preview_login, refused
-from bridge.web.admin_auth import actor, admin_api, services
+from bridge.web.admin_auth import actor, admin_api
+from bridge.web.context import administration, application, services
 from bridge.web.sso import metadata_response
 
 admin_api_blueprint = Blueprint("admin_api", __name__, url_prefix="/admin")
@@ -63,7 +65,7 @@ def openapi() -> Response:
 @admin_api_blueprint.get("/api/idps")
 @admin_api
 def list_idps() -> Response:
-    return jsonify({"idps": services().idps.list_idps()})
+    return jsonify({"idps": administration().idps.list_idps()})
 
 
 @admin_api_blueprint.post("/api/idps")
@@ -81,7 +83,7 @@ def create_idp() -> tuple[Response, int]:
         body = _json_body()
         slug, settings = body.get("slug", ""), body.get("settings", {})
         xml, url = _metadata_from_request()
-    created = services().idps.create_idp(str(slug), xml=xml, url=url, settings=settings,
+    created = administration().idps.create_idp(str(slug), xml=xml, url=url, settings=settings,
                                          actor=actor())
     return jsonify(created), 201
 
@@ -89,20 +91,20 @@ def create_idp() -> tuple[Response, int]:
 @admin_api_blueprint.get("/api/idps/<slug>")
 @admin_api
 def get_idp(slug: str) -> Response:
-    return jsonify(services().idps.get_idp(slug))
+    return jsonify(administration().idps.get_idp(slug))
 
 
 @admin_api_blueprint.delete("/api/idps/<slug>")
 @admin_api
 def delete_idp(slug: str) -> tuple[str, int]:
-    services().idps.delete_idp(slug, actor())
+    administration().idps.delete_idp(slug, actor())
     return "", 204
 
 
 @admin_api_blueprint.put("/api/idps/<slug>/settings")
 @admin_api
 def update_settings(slug: str) -> Response:
-    return jsonify(services().idps.update_settings(slug, _json_body(), actor()))
+    return jsonify(administration().idps.update_settings(slug, _json_body(), actor()))
 
 
 @admin_api_blueprint.put("/api/idps/<slug>/metadata-url")
@@ -111,58 +113,58 @@ def set_metadata_url(slug: str) -> Response:
     url = _json_body().get("metadata_url")
     if url is not None and not isinstance(url, str):
         raise ConfigError("metadata_url: a string or null")
-    return jsonify(services().idps.set_metadata_url(slug, url, actor()))
+    return jsonify(administration().idps.set_metadata_url(slug, url, actor()))
 
 
 @admin_api_blueprint.post("/api/idps/<slug>/metadata")
 @admin_api
 def propose_metadata(slug: str) -> Response:
     xml, url = _metadata_from_request()
-    return jsonify(services().idps.propose_metadata(slug, xml=xml, url=url, actor=actor()))
+    return jsonify(administration().idps.propose_metadata(slug, xml=xml, url=url, actor=actor()))
 
 
 @admin_api_blueprint.post("/api/idps/<slug>/metadata/refresh")
 @admin_api
 def refresh_metadata(slug: str) -> Response:
-    return jsonify(services().idps.refresh(slug, actor=actor()))
+    return jsonify(administration().idps.refresh(slug, actor=actor()))
 
 
 @admin_api_blueprint.get("/api/idps/<slug>/metadata/versions")
 @admin_api
 def versions(slug: str) -> Response:
-    return jsonify({"versions": services().idps.versions(slug)})
+    return jsonify({"versions": administration().idps.versions(slug)})
 
 
 @admin_api_blueprint.get("/api/idps/<slug>/metadata/versions/<int:version_id>")
 @admin_api
 def version_xml(slug: str, version_id: int) -> Response:
-    return Response(services().idps.version_xml(slug, version_id),
+    return Response(administration().idps.version_xml(slug, version_id),
                     mimetype="application/samlmetadata+xml")
 
 
 @admin_api_blueprint.post("/api/idps/<slug>/metadata/versions/<int:version_id>/apply")
 @admin_api
 def apply_version(slug: str, version_id: int) -> Response:
-    return jsonify(services().idps.apply_version(slug, version_id, actor=actor()))
+    return jsonify(administration().idps.apply_version(slug, version_id, actor=actor()))
 
 
 @admin_api_blueprint.post("/api/idps/<slug>/metadata/versions/<int:version_id>/restore")
 @admin_api
 def restore_version(slug: str, version_id: int) -> Response:
-    return jsonify(services().idps.restore_version(slug, version_id, actor=actor()))
+    return jsonify(administration().idps.restore_version(slug, version_id, actor=actor()))
 
 
 @admin_api_blueprint.post("/api/idps/<slug>/metadata/versions/<int:version_id>/discard")
 @admin_api
 def discard_version(slug: str, version_id: int) -> tuple[str, int]:
-    services().idps.discard_version(slug, version_id, actor=actor())
+    administration().idps.discard_version(slug, version_id, actor=actor())
     return "", 204
 
 
 @admin_api_blueprint.get("/api/idps/<slug>/sp-metadata")
 @admin_api
 def sp_metadata(slug: str) -> BaseResponse:
-    return metadata_response(services().idps.sp_metadata(slug),
+    return metadata_response(administration().idps.sp_metadata(slug),
                              download_as=f"sp-metadata-{slug}.xml")
 
 
@@ -173,7 +175,7 @@ def claims_preview(slug: str) -> Response:
     under the mapping in force and, if given, under a proposed mapping; or the code a login with
     these facts would be refused with (``outcome``: accepted or refused)."""
     body = _json_body()
-    idp = services().idps.idp(slug)
+    idp = administration().idps.idp(slug)
     proposed = None
     if body.get("mapping") is not None:
         proposed = parse_mapping(body["mapping"], source="proposed", presets=MAPPING_PRESETS)
@@ -187,7 +189,7 @@ def claims_preview(slug: str) -> Response:
             except (binascii.Error, ValueError):
                 raw = str(body["saml_response"]).encode()
             facts = facts_from_response(
-                raw, idp, max_bytes=services().bridge.settings.max_saml_response_bytes)
+                raw, idp, max_bytes=services().settings.max_saml_response_bytes)
         else:
             facts = facts_from_document(body, idp)
     except SamlRejected as error:  # what a login with this response would be refused with
@@ -198,7 +200,7 @@ def claims_preview(slug: str) -> Response:
 @admin_api_blueprint.get("/api/test-logins/<test_id>")
 @admin_api
 def test_login_result(test_id: str) -> Response:
-    result = services().test_logins.result(test_id)
+    result = administration().test_logins.result(test_id)
     if result is None:
         from bridge.errors import NotFound
 
@@ -220,7 +222,7 @@ def presets() -> Response:
 @admin_api
 def audit_events() -> Response:
     limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
-    return jsonify({"events": services().bridge.audit_events(limit)})
+    return jsonify({"events": audit.audit_events(services().db, limit)})
 
 
 @admin_api_blueprint.post("/api/revocations")
@@ -239,15 +241,15 @@ def revoke_all() -> Response:
         raise ConfigError(problems)
     if (subject is None) == (idp is None):
         raise ConfigError("give exactly one of subject, idp")
-    count = services().bridge.revoke_all(subject=subject, idp_slug=idp, actor=actor(),
-                                         reason=reason)
+    count = application().revocation.revoke_all(subject=subject, idp_slug=idp, actor=actor(),
+                                               reason=reason)
     return jsonify({"revoked": count})
 
 
 @admin_api_blueprint.get("/api/tokens")
 @admin_api
 def list_tokens() -> Response:
-    return jsonify({"tokens": services().access.list_tokens()})
+    return jsonify({"tokens": administration().access.list_tokens()})
 
 
 @admin_api_blueprint.post("/api/tokens")
@@ -257,7 +259,7 @@ def create_token() -> tuple[Response, int]:
     expires_in = body.get("expires_in", 30 * 86400)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
         raise ConfigError("expires_in: a number of seconds")
-    token_id, token = services().access.create_token(
+    token_id, token = administration().access.create_token(
         body.get("name", ""), expires_in=float(expires_in), actor=actor())
     return jsonify({"id": token_id, "token": token}), 201
 
@@ -265,5 +267,5 @@ def create_token() -> tuple[Response, int]:
 @admin_api_blueprint.delete("/api/tokens/<token_id>")
 @admin_api
 def revoke_token(token_id: str) -> tuple[str, int]:
-    services().access.revoke_token(token_id, actor=actor())
+    administration().access.revoke_token(token_id, actor=actor())
     return "", 204

@@ -10,12 +10,12 @@ import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, g, redirect, request, url_for
+from flask import g, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.admin.access import Admin
-from bridge.admin.services import AdminServices
 from bridge.errors import BridgeError
+from bridge.web.context import administration, services
 from bridge.web.cookies import secure_prefix
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,12 +31,8 @@ class AdminForbidden(BridgeError):
     default_code = "admin_csrf_invalid"
 
 
-def services() -> AdminServices:
-    return current_app.extensions["admin"]
-
-
 def session_cookie_name() -> str:
-    return secure_prefix(services().bridge.settings) + SESSION_COOKIE
+    return secure_prefix(services().settings) + SESSION_COOKIE
 
 
 def current_admin() -> Admin | None:
@@ -45,9 +41,9 @@ def current_admin() -> Admin | None:
     admin = None
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value:
-        admin = services().access.authenticate_token(value.strip())
+        admin = administration().access.authenticate_token(value.strip())
     elif request.cookies.get(session_cookie_name()):
-        admin = services().access.authenticate_session(request.cookies[session_cookie_name()])
+        admin = administration().access.authenticate_session(request.cookies[session_cookie_name()])
         if admin is not None and request.method not in SAFE_METHODS:
             sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
             if not admin.csrf_token or not hmac.compare_digest(sent, admin.csrf_token):

@@ -18,7 +18,8 @@ from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.presets import PRESETS
 from bridge.errors import ConfigError, NotFound
-from bridge.web.admin_auth import actor, admin_page, current_admin, services, session_cookie_name
+from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
+from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
 from bridge.web.saml_binding import send as send_saml
 from bridge.web.sso import metadata_response
@@ -46,33 +47,33 @@ def _back(slug: str | None, notice: str) -> BaseResponse:
 
 @admin_pages.get("/login")
 def login() -> Response:
-    bridge = services().bridge
-    idps = sorted(((slug, idp.display_name) for slug, idp in bridge.idps.items()),
+    the_services = services()
+    idps = sorted(((slug, idp.display_name) for slug, idp in the_services.idps.items()),
                   key=lambda item: item[1])
-    return _page("admin/login.html", idps=idps, role=bridge.settings.admin_role)
+    return _page("admin/login.html", idps=idps, role=the_services.settings.admin_role)
 
 
 @admin_pages.get("/login/<slug>")
 def login_at(slug: str) -> BaseResponse:
-    bridge = services().bridge
-    idp = bridge.idps.get(slug)
+    the_services = services()
+    idp = the_services.idps.get(slug)
     if idp is None:
         raise NotFound("idp_unknown", "No such IdP.")
-    start = bridge.start_special_login(ADMIN_SIGN_IN, idp,
-                                       f"{bridge.settings.base_url}/admin/callback",
-                                       request.cookies.get(login_cookie_name(bridge.settings)))
+    start = application().login.start_completion_login(
+        ADMIN_SIGN_IN, idp, f"{the_services.settings.base_url}/admin/callback",
+        request.cookies.get(login_cookie_name(the_services.settings)))
     response = send_saml(start.message)
-    set_login_cookie(response, bridge.settings, start.browser_token)
+    set_login_cookie(response, the_services.settings, start.browser_token)
     return response
 
 
 @admin_pages.get("/callback")
 def callback() -> BaseResponse:
-    session_id = services().access.claim_ticket(request.args.get("ticket", ""))
+    session_id = administration().access.claim_ticket(request.args.get("ticket", ""))
     if session_id is None:
         return redirect(url_for("admin_pages.login"), code=303)
     response = redirect(url_for("admin_pages.index"), code=303)
-    set_admin_cookie(response, services().bridge.settings, session_cookie_name(), session_id,
+    set_admin_cookie(response, services().settings, session_cookie_name(), session_id,
                      max_age=SESSION_SECONDS)
     return response
 
@@ -80,7 +81,7 @@ def callback() -> BaseResponse:
 @admin_pages.post("/logout")
 @admin_page
 def logout() -> BaseResponse:
-    services().access.end_session(request.cookies.get(session_cookie_name(), ""))
+    administration().access.end_session(request.cookies.get(session_cookie_name(), ""))
     response = redirect(url_for("admin_pages.login"), code=303)
     response.delete_cookie(session_cookie_name(), path="/")
     return response
@@ -91,7 +92,7 @@ def logout() -> BaseResponse:
 @admin_pages.get("/")
 @admin_page
 def index() -> Response:
-    return _page("admin/idps.html", idps=services().idps.list_idps(),
+    return _page("admin/idps.html", idps=administration().idps.list_idps(),
                  notice=request.args.get("notice"))
 
 
@@ -110,7 +111,7 @@ def new_idp() -> BaseResponse:
     upload = request.files.get("metadata")
     xml = upload.read() if upload is not None and upload.filename else None
     try:
-        services().idps.create_idp(form.get("slug", ""), xml=xml,
+        administration().idps.create_idp(form.get("slug", ""), xml=xml,
                                    url=form.get("metadata_url") or None, settings=settings,
                                    actor=actor())
     except ConfigError as error:
@@ -122,7 +123,7 @@ def new_idp() -> BaseResponse:
 @admin_pages.get("/idps/<slug>")
 @admin_page
 def idp(slug: str) -> Response:
-    detail = services().idps.get_idp(slug)
+    detail = administration().idps.get_idp(slug)
     return _page("admin/idp.html", idp=detail, notice=request.args.get("notice"),
                  settings_text=json.dumps(detail["settings"] or {}, indent=2))
 
@@ -131,7 +132,7 @@ def _act(slug: str, action: Any, notice: str) -> BaseResponse:
     try:
         result = action()
     except ConfigError as error:
-        detail = services().idps.get_idp(slug)
+        detail = administration().idps.get_idp(slug)
         return _page("admin/idp.html", status=422, idp=detail, problems=error.problems,
                      settings_text=request.form.get("settings_json")
                      or json.dumps(detail["settings"] or {}, indent=2))
@@ -150,20 +151,20 @@ def _act(slug: str, action: Any, notice: str) -> BaseResponse:
 def upload_metadata(slug: str) -> BaseResponse:
     upload = request.files.get("metadata")
     xml = upload.read() if upload is not None and upload.filename else b""
-    return _act(slug, lambda: services().idps.propose_metadata(slug, xml=xml, actor=actor()),
+    return _act(slug, lambda: administration().idps.propose_metadata(slug, xml=xml, actor=actor()),
                 "Metadata proposed.")
 
 
 @admin_pages.post("/idps/<slug>/refresh")
 @admin_page
 def refresh(slug: str) -> BaseResponse:
-    return _act(slug, lambda: services().idps.refresh(slug, actor=actor()), "Fetched.")
+    return _act(slug, lambda: administration().idps.refresh(slug, actor=actor()), "Fetched.")
 
 
 @admin_pages.post("/idps/<slug>/versions/<int:version_id>/<action>")
 @admin_page
 def version_action(slug: str, version_id: int, action: str) -> BaseResponse:
-    admin = services().idps
+    admin = administration().idps
     actions = {"apply": lambda: admin.apply_version(slug, version_id, actor=actor()),
                "restore": lambda: admin.restore_version(slug, version_id, actor=actor()),
                "discard": lambda: admin.discard_version(slug, version_id, actor=actor())}
@@ -182,7 +183,7 @@ def settings(slug: str) -> BaseResponse:
             parsed = json.loads(request.form.get("settings_json", ""))
         except json.JSONDecodeError as error:
             raise ConfigError(f"settings: not valid JSON ({error})") from None
-        return services().idps.update_settings(slug, parsed, actor())
+        return administration().idps.update_settings(slug, parsed, actor())
 
     return _act(slug, save, "Settings saved.")
 
@@ -190,34 +191,34 @@ def settings(slug: str) -> BaseResponse:
 @admin_pages.post("/idps/<slug>/delete")
 @admin_page
 def delete(slug: str) -> BaseResponse:
-    services().idps.delete_idp(slug, actor())
+    administration().idps.delete_idp(slug, actor())
     return _back(None, f"IdP {slug} deleted.")
 
 
 @admin_pages.get("/idps/<slug>/sp-metadata")
 @admin_page
 def sp_metadata(slug: str) -> Response:
-    return metadata_response(services().idps.sp_metadata(slug),
+    return metadata_response(administration().idps.sp_metadata(slug),
                              download_as=f"sp-metadata-{slug}.xml")
 
 
 @admin_pages.get("/idps/<slug>/test-login")
 @admin_page
 def test_login(slug: str) -> BaseResponse:
-    bridge = services().bridge
-    _, message, browser_token = services().test_logins.start(
-        services().idps.idp(slug), actor=actor(),
-        result_page=f"{bridge.settings.base_url}/admin/test-logins/{{id}}",
-        browser_token=request.cookies.get(login_cookie_name(bridge.settings)))
+    the_services = services()
+    _, message, browser_token = administration().test_logins.start(
+        administration().idps.idp(slug), actor=actor(),
+        result_page=f"{the_services.settings.base_url}/admin/test-logins/{{id}}",
+        browser_token=request.cookies.get(login_cookie_name(the_services.settings)))
     response = send_saml(message)
-    set_login_cookie(response, bridge.settings, browser_token)
+    set_login_cookie(response, the_services.settings, browser_token)
     return response
 
 
 @admin_pages.get("/test-logins/<test_id>")
 @admin_page
 def test_login_result(test_id: str) -> Response:
-    result = services().test_logins.result(test_id)
+    result = administration().test_logins.result(test_id)
     if result is None:
         raise NotFound("test_login_unknown", "No such test login.")
     return _page("admin/test_login.html", test=result)

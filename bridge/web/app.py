@@ -9,13 +9,13 @@ from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
-from bridge.admin.services import AdminServices
+from bridge.application import build_application
 from bridge.background import start_scheduler
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import InvalidValue
-from bridge.federation import Bridge
 from bridge.logs import request_id
+from bridge.services import Services, build_services
 from bridge.web import cors, errors, rate_limits
 from bridge.web.admin_api import admin_api_blueprint
 from bridge.web.admin_pages import admin_pages
@@ -32,11 +32,12 @@ QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
-               bridge: Bridge | None = None) -> Flask:
-    if bridge is None:
+               services: Services | None = None) -> Flask:
+    if services is None:
         settings = settings or load_settings()
-        bridge = Bridge.from_settings(settings, clock or SystemClock())
-    settings = bridge.settings
+        services = build_services(settings, clock or SystemClock())
+    settings = services.settings
+    application = build_application(services)
     app = Flask(__name__)
     app.config.update(
         # The largest body we accept: a SAMLResponse at its limit, base64-encoded, plus the form.
@@ -44,10 +45,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         MAX_FORM_MEMORY_SIZE=settings.max_saml_response_bytes * 4 // 3 + 16 * 1024,
         JSON_SORT_KEYS=False,
     )
-    app.extensions["bridge"] = bridge
-    app.extensions["admin"] = AdminServices.attach(bridge)
+    app.extensions["bridge"] = services
+    app.extensions["application"] = application
+    app.extensions["admin"] = application.admin
     if settings.background_jobs:
-        app.extensions["scheduler"] = start_scheduler(bridge, app.extensions["admin"].idps)
+        app.extensions["scheduler"] = start_scheduler(services, application.admin.idps)
     errors.install(app)
     cors.install(app)
     for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages,

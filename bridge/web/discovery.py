@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 from bridge.claims import schemas
 from bridge.config import Settings
 from bridge.errors import NotFound
-from bridge.web.context import bridge
+from bridge.web.context import services
 
 discovery = Blueprint("discovery", __name__)
 
@@ -53,14 +53,14 @@ def discovery_document(settings: Settings) -> dict[str, object]:
 @discovery.get("/.well-known/openid-configuration")
 @discovery.get("/.well-known/oauth-authorization-server")
 def configuration() -> Response:
-    response = jsonify(discovery_document(bridge().settings))
+    response = jsonify(discovery_document(services().settings))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
 @discovery.get("/.well-known/jwks.json")
 def jwks() -> Response:
-    response = jsonify(bridge().keys.jwks())
+    response = jsonify(services().keys.jwks())
     # Short: a key published ahead of its use is seen well before it signs.
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

@@ -16,7 +16,8 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import exc as sa_exc
 
 from bridge import jobs
-from bridge.web.context import bridge
+from bridge.services import key_problems
+from bridge.web.context import services
 from bridge.web.errors import RETRY_AFTER_SECONDS
 
 health = Blueprint("health", __name__)
@@ -37,7 +38,7 @@ def _jobs() -> dict[str, Any]:
         details["jobs"] = {job.name: {"status": job.state, "last_run_at": job.last_run_at,
                                       "last_success_at": job.last_success_at,
                                       "consecutive_failures": job.consecutive_failures}
-                           for job in jobs.status(bridge().db)}
+                           for job in jobs.status(services().db)}
     except sa_exc.SQLAlchemyError:
         details["jobs"] = None  # unknown just now; readiness is the ping above
     return details
@@ -47,9 +48,9 @@ def _jobs() -> dict[str, Any]:
 def readyz():
     """Ready when the database answers and the key-encryption key decrypts every stored key: a
     node with the wrong key would otherwise take traffic and fail at its first signature."""
-    if not bridge().db.ping():
+    if not services().db.ping():
         return _unavailable("database unreachable")
-    problems = bridge().key_problems()
+    problems = key_problems(services())
     if problems:
         return _unavailable(problems[0])
     return jsonify({"status": "ready", "background": _jobs()})

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.metrics import ScrapeTimeGauges, exposition
-from bridge.web.context import bridge
+from bridge.web.context import services
 
 metrics_blueprint = Blueprint("metrics", __name__)
 
@@ -20,17 +20,17 @@ def _certificates() -> list[tuple[str, float]]:
     now = dt.datetime.now(dt.UTC)
     return [(slug, max((c.not_after - now).total_seconds() / 86400
                        for c in idp.metadata.signing_certificates))
-            for slug, idp in sorted(bridge().idps.items())]
+            for slug, idp in sorted(services().idps.items())]
 
 
 def _sp_certificates() -> list[tuple[str, str, str, float]]:
     now = dt.datetime.now(dt.UTC)
     return [(key.use, key.state, key.id, (key.not_after - now).total_seconds() / 86400)
-            for key in bridge().sp_keys.report() if key.state != "unpublished"]
+            for key in services().sp_keys.report() if key.state != "unpublished"]
 
 
 def _pool() -> dict[str, float]:
-    pool = bridge().db.engine.pool
+    pool = services().db.engine.pool
     status = {"checked_out": getattr(pool, "checkedout", lambda: 0)(),
               "size": getattr(pool, "size", lambda: 0)(),
               "overflow": getattr(pool, "overflow", lambda: 0)()}

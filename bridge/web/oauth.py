@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from bridge.authorization import authenticate_client, parse_authorization_request
 from bridge.config import ClientConfig, origin_of
 from bridge.errors import AuthorizeError, TokenError
-from bridge.federation import SAML2_BEARER, TOKEN_EXCHANGE, IdpChoice, TokenSet
-from bridge.web.context import bridge
+from bridge.login.start import IdpChoice
+from bridge.oauth.requests import authenticate_client, parse_authorization_request
+from bridge.oauth.tokens import TokenSet
+from bridge.web.context import application, services
 from bridge.web.cookies import (
     REFRESH_HEADER,
     clear_legacy_refresh_cookie,
@@ -32,11 +33,12 @@ oauth = Blueprint("oauth", __name__)
 
 @oauth.get("/authorize")
 def authorize() -> BaseResponse:
-    the_bridge = bridge()
+    settings = services().settings
+    login = application().login
     params = request.args.to_dict()
     try:
-        auth_request = parse_authorization_request(the_bridge.settings, params)
-        idp = the_bridge.choose_idp(auth_request)
+        auth_request = parse_authorization_request(settings, params)
+        idp = login.choose_idp(auth_request)
     except AuthorizeError as error:
         if not error.redirectable:
             raise
@@ -50,11 +52,10 @@ def authorize() -> BaseResponse:
         links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
                  for i in idp.idps]
         return Response(render_template("choose_idp.html", links=links))
-    start = the_bridge.start_login(auth_request, idp,
-                                   request.cookies.get(login_cookie_name(the_bridge.settings)))
+    start = login.start_login(auth_request, idp, request.cookies.get(login_cookie_name(settings)))
     # A redirect to the IdP, or a page that posts the request to it (SAML HTTP-POST binding).
     response = send_saml(start.message)
-    set_login_cookie(response, the_bridge.settings, start.browser_token)
+    set_login_cookie(response, settings, start.browser_token)
     return response
 
 
@@ -71,30 +72,17 @@ def _basic_auth() -> tuple[str, str] | None:
 
 @oauth.post("/token")
 def token() -> BaseResponse:
-    the_bridge = bridge()
     form = request.form.to_dict()
-    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    client = authenticate_client(services().settings, form, _basic_auth())
     count_client(client)
     grant_type = form.get("grant_type")
     if _uses_cookie(client) and grant_type in ("authorization_code", "refresh_token"):
         # The answer sets the refresh cookie: a cross-site form must not plant its login there.
         _check_origin(client)
-    if grant_type == "authorization_code":
-        tokens = the_bridge.exchange_code(client, form)
-    elif grant_type == "refresh_token":
-        tokens = the_bridge.refresh(client, _presented_refresh_token(client, form, "refresh_token"),
-                                    form.get("scope"))
-    elif grant_type == TOKEN_EXCHANGE:
-        tokens = the_bridge.exchange_token(client, form)
-    elif grant_type == SAML2_BEARER:
-        tokens = the_bridge.saml_bearer_grant(client, form)
-    elif not grant_type:
-        raise TokenError("invalid_request", "grant_type is required.")
-    else:
-        raise TokenError("unsupported_grant_type",
-                         "Supported: authorization_code, refresh_token, token-exchange, "
-                         "saml2-bearer.")
-    return _token_response(tokens)
+    if grant_type == "refresh_token":
+        # A cookie client's refresh token may come in its cookie instead of the form.
+        form["refresh_token"] = _presented_refresh_token(client, form, "refresh_token")
+    return _token_response(application().tokens.issue(client, form))
 
 
 def _uses_cookie(client: ClientConfig) -> bool:
@@ -117,7 +105,7 @@ def _check_origin(client: ClientConfig) -> None:
     # The Origin the browser reports must be one of the client's: requests of a cookie client
     # set, read or clear its cookie, which the browser handles on its own, whoever sent them.
     origin = request.headers.get("Origin")
-    if origin not in (*client.allowed_origins, origin_of(bridge().settings.base_url)):
+    if origin not in (*client.allowed_origins, origin_of(services().settings.base_url)):
         raise TokenError("invalid_request", "This origin may not use the refresh cookie.",
                          code="csrf_origin_invalid", log_detail={"origin": (origin or "")[:200]})
 
@@ -132,13 +120,13 @@ def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
                          f"Cookie refreshes require the {REFRESH_HEADER}: 1 header.",
                          code="csrf_header_missing")
     _check_origin(client)
-    settings = bridge().settings
+    settings = services().settings
     value = request.cookies.get(refresh_cookie_name(settings, client))
     if not value:
         # A login made while every client shared one cookie name (docs/decisions/0009). It may
         # hold another client's login: then it is not this client's to use, or to clear.
         legacy = request.cookies.get(legacy_refresh_cookie_name(settings))
-        if legacy and bridge().refresh_token_client(legacy) == client.client_id:
+        if legacy and application().revocation.refresh_token_client(legacy) == client.client_id:
             value = legacy
             g.legacy_refresh_cookie = True
     return value
@@ -147,7 +135,7 @@ def _refresh_token_from_cookie(client: ClientConfig) -> str | None:
 def _set_cookie_answer(response: BaseResponse, client: ClientConfig, value: str | None, *,
                        max_age: int = 0) -> None:
     """Set (``value``) or clear the client's refresh cookie; retire the shared one it came in."""
-    settings = bridge().settings
+    settings = services().settings
     if value:
         set_refresh_cookie(response, settings, client, value, max_age=max_age)
     else:
@@ -174,9 +162,8 @@ def _token_response(tokens: TokenSet) -> BaseResponse:
 
 @oauth.post("/revoke")
 def revoke() -> BaseResponse:
-    the_bridge = bridge()
     form = request.form.to_dict()
-    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    client = authenticate_client(services().settings, form, _basic_auth())
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "token")
@@ -185,7 +172,7 @@ def revoke() -> BaseResponse:
     # RFC 7009 §2.1: the hint is optional; an empty one is none.
     if (form.get("token_type_hint") or None) not in (None, "refresh_token", "access_token"):
         raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
-    the_bridge.revoke(client, token_value)
+    application().revocation.revoke(client, token_value)
     response = Response(status=200)
     if _uses_cookie(client):
         _set_cookie_answer(response, client, None)
@@ -197,14 +184,13 @@ def logout() -> BaseResponse:
     """End the login at the bridge: revoke its refresh family and clear the cookie. With
     ``idp_logout=true`` the answer also carries the URL that continues to SAML Single Logout at
     the IdP, for the client to send the browser to."""
-    the_bridge = bridge()
     form = request.form.to_dict()
-    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    client = authenticate_client(services().settings, form, _basic_auth())
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
-    idp_logout_url = the_bridge.logout(client, token_value,
-                                       idp_logout=form.get("idp_logout") == "true")
+    idp_logout_url = application().logout.logout(client, token_value,
+                                                 idp_logout=form.get("idp_logout") == "true")
     body: dict[str, object] = {"logged_out": True}
     if idp_logout_url:
         body["idp_logout_url"] = idp_logout_url
@@ -218,14 +204,13 @@ def logout() -> BaseResponse:
 @oauth.post("/introspect")
 def introspect() -> BaseResponse:
     """RFC 7662 token introspection, for confidential clients (APIs register as such)."""
-    the_bridge = bridge()
     form = request.form.to_dict()
-    client = authenticate_client(the_bridge.settings, form, _basic_auth())
+    client = authenticate_client(services().settings, form, _basic_auth())
     if client.public:
         raise TokenError("invalid_client", "Only confidential clients may introspect tokens.",
                          code="client_not_confidential")
     if not form.get("token"):
         raise TokenError("invalid_request", "token is required.")
-    response = jsonify(the_bridge.introspect(client, form["token"]))
+    response = jsonify(application().introspection.introspect(client, form["token"]))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.saml.idp import SLUG_RE
 from bridge.saml.sp import sp_metadata
-from bridge.web.context import bridge
+from bridge.web.context import application, services
 from bridge.web.cookies import login_cookie_name
 from bridge.web.errors import error_id
 from bridge.web.saml_binding import send as send_saml
@@ -17,13 +17,12 @@ sso = Blueprint("sso", __name__)
 
 @sso.post("/saml/<slug>/acs")
 def acs(slug: str) -> BaseResponse:
-    the_bridge = bridge()
     if not SLUG_RE.match(slug):
         slug = "-invalid-"
-    location = the_bridge.complete_login(
+    location = application().acs.complete_login(
         slug,
         request.form.get("SAMLResponse"),
-        request.cookies.get(login_cookie_name(the_bridge.settings)),
+        request.cookies.get(login_cookie_name(services().settings)),
         relay_state=request.form.get("RelayState"),
         error_id=error_id(),
     )
@@ -34,16 +33,16 @@ def acs(slug: str) -> BaseResponse:
 
 @sso.get("/saml/metadata")
 def metadata() -> BaseResponse:
-    the_bridge = bridge()
-    slugs = sorted(the_bridge.idps)
+    the_services = services()
+    slugs = sorted(the_services.idps)
     body = sp_metadata(
-        the_bridge.settings.sp_entity_id,
-        [the_bridge.settings.acs_url(slug) for slug in slugs],
-        the_bridge.sp_keys.encryption_certificates(),
-        [the_bridge.settings.slo_url(slug) for slug in slugs],
-        signing_certificates=the_bridge.sp_keys.signing_certificates(),
+        the_services.settings.sp_entity_id,
+        [the_services.settings.acs_url(slug) for slug in slugs],
+        the_services.sp_keys.encryption_certificates(),
+        [the_services.settings.slo_url(slug) for slug in slugs],
+        signing_certificates=the_services.sp_keys.signing_certificates(),
         authn_requests_signed=bool(slugs) and all(
-            the_bridge.idps[slug].signs_authn_requests for slug in slugs),
+            the_services.idps[slug].signs_authn_requests for slug in slugs),
     )
     return metadata_response(body)
 
@@ -64,14 +63,14 @@ def _signed_out(complete: bool = True) -> Response:
 def single_logout(slug: str) -> BaseResponse:
     """Single Logout (HTTP-Redirect binding): the IdP asks us to end a SAML session (a
     LogoutRequest, answered with our LogoutResponse), or answers the LogoutRequest we sent."""
-    the_bridge = bridge()
+    single_logout = application().single_logout
     if not SLUG_RE.match(slug):
         slug = "-invalid-"
     query = request.query_string.decode("latin-1")
     if "SAMLResponse" in request.args and "SAMLRequest" not in request.args:
-        complete = the_bridge.logout_response_received(slug, query, error_id=error_id())
+        complete = single_logout.logout_response_received(slug, query, error_id=error_id())
         return _signed_out(complete)
-    message = the_bridge.idp_logout(slug, query, error_id=error_id())
+    message = single_logout.idp_logout(slug, query, error_id=error_id())
     if message is None:
         return _signed_out()
     return send_saml(message)
@@ -83,4 +82,4 @@ def logout_form(slug: str) -> BaseResponse:
     ``idp_logout_url`` of ``POST /logout`` leads for such an IdP."""
     if not SLUG_RE.match(slug):
         slug = "-invalid-"
-    return send_saml(bridge().logout_form(slug, request.args.get("ticket", "")))
+    return send_saml(application().logout.logout_form(slug, request.args.get("ticket", "")))

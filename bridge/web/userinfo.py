@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from bridge.errors import TokenError
-from bridge.web.context import bridge
+from bridge.web.context import application
 
 userinfo = Blueprint("userinfo", __name__)
 
@@ -23,6 +23,6 @@ def _bearer() -> str:
 
 @userinfo.route("/userinfo", methods=["GET", "POST"])
 def endpoint() -> Response:
-    response = jsonify(bridge().userinfo(_bearer()))
+    response = jsonify(application().userinfo.userinfo(_bearer()))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 from bridge.clock import Clock, FixedClock
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
-from bridge.federation import Bridge
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import (
     AuthnRequestRecord,
@@ -123,15 +123,15 @@ def clone(element: etree._Element) -> etree._Element:
 
 
 def restarted_with_skew(settings: Settings, idp_dir: Path, slug: str, skew: int,
-                        clock: Clock) -> Bridge:
+                        clock: Clock) -> Services:
     """The operator raises an IdP's ``clock_skew_seconds`` and restarts the bridge (same
     database). Dispose of the returned bridge's database when done."""
     toml = idp_dir / f"{slug}.toml"
     toml.write_text(f"clock_skew_seconds = {skew}\n" + toml.read_text())
-    return Bridge.from_settings(settings, clock)
+    return build_services(settings, clock)
 
 
-def fixed_clock(bridge: Bridge) -> FixedClock:
+def fixed_clock(bridge: Services) -> FixedClock:
     clock = FixedClock(bridge.clock.now())
     bridge.clock = clock
     bridge.keys.clock = clock

@@ -413,7 +413,7 @@ def test_idp_initiated_response_replayed_after_the_skew_was_raised_is_refused(
     purge_expired(attack.browser.bridge.db, now=clock.now())
     node = restarted_with_skew(settings, idp_dir, "portal", MAX_CLOCK_SKEW, clock)
     try:
-        response = create_app(bridge=node).test_client().post(
+        response = create_app(services=node).test_client().post(
             "/saml/portal/acs", data={"SAMLResponse": saml_response, "RelayState": "demo"},
             headers={"Accept": "application/json"})
     finally:

@@ -87,7 +87,7 @@ def test_assertion_replayed_after_the_skew_was_raised_is_refused(attack: Attack,
     purge_expired(attack.browser.bridge.db, now=clock.now())
     node = restarted_with_skew(settings, idp_dir, "dev", MAX_CLOCK_SKEW, clock)
     try:
-        again = _grant(attack, assertion, http=create_app(bridge=node).test_client())
+        again = _grant(attack, assertion, http=create_app(services=node).test_client())
     finally:
         node.db.dispose()
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"

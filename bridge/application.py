@@ -1,0 +1,63 @@
+"""The use cases, built once from ``Services``: what the web app and the CLI call.
+
+Every login completion is registered here, at construction: the OAuth code, IdP-initiated SSO,
+admin sign-in and the admin's test login. Nothing is added afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.admin.access import AdminAccess
+from bridge.admin.fetch import FetchPolicy
+from bridge.admin.idps import IdpAdmin
+from bridge.admin.logins import ADMIN_SIGN_IN, TEST_LOGIN, AdminSignIn, TestLoginCapture
+from bridge.admin.services import Administration
+from bridge.login.acs import AssertionConsumer
+from bridge.login.completions import OAuthCodeCompletion
+from bridge.login.idp_initiated import IdpInitiatedLogin
+from bridge.login.start import LoginStarter
+from bridge.logout.rp_initiated import Logout
+from bridge.logout.single_logout import SingleLogout
+from bridge.oauth.grants.authorization_code import AuthorizationCodeGrant
+from bridge.oauth.grants.refresh_token import RefreshTokenGrant
+from bridge.oauth.grants.saml_bearer import SamlBearerGrant
+from bridge.oauth.grants.token_exchange import TokenExchangeGrant
+from bridge.oauth.introspection import Introspection
+from bridge.oauth.revocation import Revocation
+from bridge.oauth.token_endpoint import TokenEndpoint
+from bridge.oauth.userinfo import UserInfo
+from bridge.services import Services
+
+
+@dataclass(frozen=True)
+class Application:
+    login: LoginStarter
+    acs: AssertionConsumer
+    tokens: TokenEndpoint
+    revocation: Revocation
+    introspection: Introspection
+    userinfo: UserInfo
+    logout: Logout
+    single_logout: SingleLogout
+    admin: Administration
+
+
+def build_application(services: Services, *,
+                      fetch_policy: FetchPolicy | None = None) -> Application:
+    login = LoginStarter(services, completions=(ADMIN_SIGN_IN, TEST_LOGIN))
+    access = AdminAccess(services.db, services.clock)
+    admin = Administration(
+        access=access,
+        idps=IdpAdmin(services, fetch_policy or FetchPolicy(
+            allow_private=services.settings.insecure_metadata_private_addresses)),
+        sign_in=AdminSignIn(services.settings, access),
+        test_logins=TestLoginCapture(services, login),
+    )
+    acs = AssertionConsumer(services, OAuthCodeCompletion(services), IdpInitiatedLogin(services),
+                            {ADMIN_SIGN_IN: admin.sign_in, TEST_LOGIN: admin.test_logins})
+    tokens = TokenEndpoint([AuthorizationCodeGrant(services), RefreshTokenGrant(services),
+                            TokenExchangeGrant(services), SamlBearerGrant(services)])
+    return Application(login=login, acs=acs, tokens=tokens, revocation=Revocation(services),
+                       introspection=Introspection(services), userinfo=UserInfo(services),
+                       logout=Logout(services), single_logout=SingleLogout(services),
+                       admin=admin)

@@ -1,0 +1,81 @@
+"""RFC 6749 §4.1.3 (and RFC 7636 PKCE): an authorization code for the tokens of a new login."""
+
+from __future__ import annotations
+
+from bridge import audit
+from bridge.audit import refusals_audited
+from bridge.config import ClientConfig
+from bridge.errors import TokenError
+from bridge.oauth.codes import find_code, link_code, use_code
+from bridge.oauth.requests import check_code_verifier
+from bridge.oauth.tokens import TokenSet, mint
+from bridge.services import Services
+from bridge.tokens import refresh as refresh_tokens
+from bridge.tokens.secrets_util import constant_time_equal, pkce_s256, secret_hash
+
+
+class AuthorizationCodeGrant:
+    grant_type = "authorization_code"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @refusals_audited("token", refusals=TokenError)
+    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        db = self.services.db
+        code = form.get("code", "")
+        if not code:
+            raise TokenError("invalid_request", "code is required.")
+        now = self.services.clock.now()
+        with db.connection() as connection:
+            row = find_code(connection, secret_hash(code))
+            if row is None:
+                raise TokenError("invalid_grant", "The authorization code is not valid.",
+                                 code="code_unknown")
+            replayed = row.family_id if row.used_at is not None else None
+        if replayed is not None:
+            # RFC 6749 §4.1.2: a code used twice revokes what it produced.
+            with db.transaction() as session:
+                refresh_tokens.revoke_family(session, replayed, now=now, reason="code_reuse")
+            raise TokenError("invalid_grant", "The authorization code has already been used.",
+                             code="code_reused")
+        if row.client_id != client.client_id:
+            raise TokenError("invalid_grant", "The authorization code was issued to another client.",
+                             code="code_client_mismatch")
+        if row.expires_at <= now:
+            raise TokenError("invalid_grant", "The authorization code has expired.",
+                             code="code_expired")
+        if form.get("redirect_uri") != row.redirect_uri:
+            raise TokenError("invalid_grant", "redirect_uri does not match the authorization request.",
+                             code="redirect_uri_mismatch")
+        if row.code_challenge is not None:
+            verifier = check_code_verifier(form.get("code_verifier"))
+            if not constant_time_equal(pkce_s256(verifier), row.code_challenge):
+                raise TokenError("invalid_grant", "code_verifier does not match the code_challenge.",
+                                 code="pkce_mismatch")
+        elif form.get("code_verifier"):
+            raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was.",
+                             code="pkce_mismatch")
+
+        # Read before the write transaction.
+        key = self.services.keys.signing_key(client.token_signing_alg)
+        family_end = now + client.refresh_token_ttl_seconds
+        if row.session_not_on_or_after is not None:
+            family_end = min(family_end, row.session_not_on_or_after)
+        with db.connection() as connection:
+            if not use_code(connection, row.code_hash, now):
+                raise TokenError("invalid_grant", "The authorization code has already been used.",
+                                 code="code_reused")
+            rotation = refresh_tokens.start_family(
+                connection, now=now, client_id=client.client_id, subject=row.subject,
+                idp_slug=row.idp_slug, claims_json=row.claims_json, scope=row.scope,
+                auth_time=row.auth_time, session_index=row.session_index, name_id=row.name_id,
+                expires_at=family_end,
+            )
+            link_code(connection, row.code_hash, rotation.family.id)
+            tokens = mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,
+                          "code", rotation.refresh_token, rotation.family.id, nonce=row.nonce)
+            audit.record(connection, at=now, event="token", outcome="success",
+                         idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
+                         detail={"grant": "authorization_code"})
+        return tokens

@@ -1,0 +1,53 @@
+"""RFC 6749 §6: a refresh token for the next tokens of its login, rotated (tokens/refresh.py)."""
+
+from __future__ import annotations
+
+from bridge.audit import refusals_audited
+from bridge.config import ClientConfig
+from bridge.errors import TokenError
+from bridge.oauth.tokens import TokenSet, mint
+from bridge.services import Services
+from bridge.tokens import refresh as refresh_tokens
+from bridge.tokens.refresh import RefreshPolicy
+
+
+class RefreshTokenGrant:
+    grant_type = "refresh_token"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @refusals_audited("refresh", refusals=TokenError)
+    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        try:
+            return self._rotate(client, form.get("refresh_token", ""), form.get("scope"))
+        except refresh_tokens.ReuseDetected as reuse:
+            # RFC 9700 §4.14.2: a used token that comes back ends its whole login.
+            with self.services.db.transaction() as session:
+                refresh_tokens.revoke_family(session, reuse.family_id,
+                                             now=self.services.clock.now(),
+                                             reason="reuse_detected")
+            raise
+
+    def _rotate(self, client: ClientConfig, token: str, scope: str | None) -> TokenSet:
+        if not token:
+            raise TokenError("invalid_request", "refresh_token is required.")
+        now = self.services.clock.now()
+        # Read before the write transaction.
+        key = self.services.keys.signing_key(client.token_signing_alg)
+        with self.services.db.connection() as connection:
+            rotation = refresh_tokens.rotate(
+                connection, token=token, client_id=client.client_id, now=now,
+                policy=RefreshPolicy(client.refresh_idle_timeout_seconds,
+                                     client.refresh_reuse_interval_seconds),
+                successor_key=self.services.secrets.refresh_successor)
+            family = rotation.family
+            granted = family.scope.split()
+            if scope is not None:
+                # RFC 6749 §6: a refresh may narrow the scope, never widen it.
+                requested = scope.split()
+                if any(s not in granted for s in requested):
+                    raise TokenError("invalid_scope", "The requested scope exceeds the grant.")
+                granted = requested
+            return mint(self.services, client, family.claims_json, family.auth_time,
+                        " ".join(granted), key, "refresh", rotation.refresh_token, family.id)

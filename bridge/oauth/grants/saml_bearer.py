@@ -1,0 +1,59 @@
+"""RFC 7522: an access token (no refresh token) for a SAML assertion the client holds."""
+
+from __future__ import annotations
+
+from bridge import metrics
+from bridge.audit import refusals_audited
+from bridge.claims import build_claims, token_claims
+from bridge.config import ClientConfig
+from bridge.errors import SamlRejected, TokenError
+from bridge.login.replay import use_unsolicited
+from bridge.oauth.tokens import TokenSet, group_budget
+from bridge.saml.bearer import verify_bearer_assertion
+from bridge.saml.subject import to_identity
+from bridge.services import Services
+from bridge.tokens.access import issue_access_token
+
+
+class SamlBearerGrant:
+    grant_type = "urn:ietf:params:oauth:grant-type:saml2-bearer"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        try:
+            return self._issue(client, form)
+        except SamlRejected as error:
+            # RFC 7522 §3.1: an invalid assertion is an invalid_grant; the precise code is in the
+            # audit event and the log.
+            raise TokenError("invalid_grant", error.public_detail, code=error.code,
+                             log_detail=error.log_detail) from None
+
+    @refusals_audited("saml_bearer")
+    def _issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+        settings, clock, idps = self.services.settings, self.services.clock, self.services.idps
+        if not client.allow_saml_bearer:
+            raise TokenError("unauthorized_client", "This client may not use SAML assertions.",
+                             code="saml_bearer_not_allowed")
+        requested = (form.get("scope") or "").split()
+        if any(s not in client.scopes for s in requested):
+            raise TokenError("invalid_scope", "Scopes not allowed for this client.")
+        verified = verify_bearer_assertion(
+            form.get("assertion", ""), idps=idps, sp_entity_id=settings.sp_entity_id,
+            token_url=f"{settings.base_url}/token", clock=clock)
+        idp = idps[verified.idp_slug]
+        idp.require_current_metadata(clock.now())
+        identity = to_identity(verified, idp)
+        claims = build_claims(client.claims_version, identity, idp.settings.mapping)
+        scope = " ".join(dict.fromkeys(requested))
+        key = self.services.keys.signing_key(client.token_signing_alg)
+        use_unsolicited(self.services.db, verified, now=clock.now(), event="saml_bearer",
+                        outcome="success", client_id=client.client_id, subject=identity.subject)
+        ttl = settings.access_token_ttl_seconds
+        access_token = issue_access_token(
+            token_claims(claims, scope, group_budget(settings)), issuer=settings.base_url,
+            audience=client.audience, client_id=client.client_id, auth_time=identity.auth_time,
+            scope=scope, ttl=ttl, key=key, clock=clock)
+        metrics.token_issued(client.client_id, "saml2_bearer")
+        return TokenSet(access_token, ttl, None, scope, client)

@@ -1,0 +1,58 @@
+"""RFC 7662 token introspection."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bridge.config import ClientConfig
+from bridge.errors import TokenError
+from bridge.oauth.live_logins import idle, login_live
+from bridge.services import Services
+from bridge.store.models import RefreshFamily, RefreshToken
+from bridge.tokens import signing
+from bridge.tokens.access import ACCESS_TOKEN_TYPE, login_of
+from bridge.tokens.secrets_util import secret_hash
+
+
+class Introspection:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def introspect(self, caller: ClientConfig, token: str) -> dict[str, object]:
+        """Is ``token`` active, and what is it? Only for confidential callers, and only about
+        tokens issued to them or meant for their audience."""
+        inactive: dict[str, object] = {"active": False}
+        now = self.services.clock.now()
+        if token.count(".") == 2:
+            try:
+                # Any of our access tokens verifies here; who may see it is decided below.
+                claims = signing.verify(token, self.services.keys,
+                                        issuer=self.services.settings.base_url,
+                                        audience=None, typ=ACCESS_TOKEN_TYPE)
+            except TokenError:
+                return inactive
+            if caller.client_id != claims.get("client_id") and caller.audience != claims["aud"]:
+                return inactive
+            # A valid signature is not enough: the login the token was issued under must still
+            # be live (not logged out, revoked or expired), as /userinfo requires.
+            login = login_of(claims.get("jti"))
+            if login is not None and not login_live(self.services, login):
+                return inactive
+            return {"active": True, "token_type": "Bearer", "client_id": claims["client_id"],
+                    "sub": claims["sub"], "aud": claims["aud"], "iss": claims["iss"],
+                    "exp": claims["exp"], "iat": claims["iat"], "jti": claims.get("jti"),
+                    "scope": claims.get("scope", "")}
+        with self.services.db.transaction() as session:
+            found = session.execute(
+                select(RefreshToken, RefreshFamily).join(RefreshFamily)
+                .where(RefreshToken.token_hash == secret_hash(token))).first()
+        if found is None:
+            return inactive
+        row, family = found
+        if (family.client_id != caller.client_id or row.used_at is not None
+                or family.revoked_at is not None or family.expires_at <= now
+                or idle(self.services, family)):
+            return inactive
+        return {"active": True, "token_type": "refresh_token", "client_id": family.client_id,
+                "sub": family.subject, "exp": int(family.expires_at), "scope": family.scope,
+                "iat": int(row.created_at)}

@@ -1,0 +1,31 @@
+"""Whether a login (a refresh family) is still live: not logged out, revoked, expired or idle.
+A valid token signature is not enough for introspection, userinfo or token exchange."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, select
+
+from bridge.services import Services
+from bridge.store.models import RefreshFamily
+
+
+def live_login_query(services: Services) -> Select[RefreshFamily]:
+    """Refresh families that are still a live login: not revoked (logout, IdP logout, /revoke,
+    `bridge revoke`, reuse) and not past their absolute end."""
+    return select(RefreshFamily).where(RefreshFamily.revoked_at.is_(None),
+                                       RefreshFamily.expires_at > services.clock.now())
+
+
+def login_live(services: Services, login: str) -> bool:
+    with services.db.transaction() as session:
+        family = session.scalars(
+            live_login_query(services).where(RefreshFamily.id == login)).first()
+        return family is not None and not idle(services, family)
+
+
+def idle(services: Services, family: RefreshFamily) -> bool:
+    # The client's idle timeout ends a login as surely as a logout (RFC 9700 §4.14.2).
+    client = services.settings.client(family.client_id)
+    timeout = client.refresh_idle_timeout_seconds if client is not None else 0
+    last = family.last_used_at or family.created_at
+    return bool(timeout) and services.clock.now() - last > timeout

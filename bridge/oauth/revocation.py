@@ -1,0 +1,62 @@
+"""Ending logins: RFC 7009 revocation by the client, and every login of a subject or an IdP at an
+operator's word (`bridge revoke`, the admin API)."""
+
+from __future__ import annotations
+
+from bridge import audit
+from bridge.config import ClientConfig
+from bridge.oauth.codes import spend_codes
+from bridge.services import Services
+from bridge.store.models import AuthorizationCode, RefreshFamily
+from bridge.tokens import refresh as refresh_tokens
+
+
+class Revocation:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def revoke(self, client: ClientConfig, token: str) -> None:
+        """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error."""
+        now = self.services.clock.now()
+        with self.services.db.transaction() as session:
+            family_id = refresh_tokens.family_of(session, token)
+            if family_id is None:
+                return
+            family = session.get(RefreshFamily, family_id)
+            if family is None or family.client_id != client.client_id:
+                return
+            if refresh_tokens.revoke_family(session, family_id, now=now, reason="revoked"):
+                audit.record(session, at=now, event="revoke", outcome="success",
+                             client_id=client.client_id, subject=family.subject,
+                             idp_slug=family.idp_slug)
+
+    def revoke_all(self, *, subject: str | None = None, idp_slug: str | None = None,
+                   actor: str, reason: str = "admin") -> int:
+        """Revoke every live login of a subject (an offboarded employee) or of an IdP (a
+        compromised one); audited with who did it. Returns how many logins were ended."""
+        if not subject and not idp_slug:
+            raise ValueError("name a subject or an IdP")
+        now = self.services.clock.now()
+        conditions = [RefreshFamily.expires_at > now]
+        codes = []
+        if subject:
+            conditions.append(RefreshFamily.subject == subject)
+            codes.append(AuthorizationCode.subject == subject)
+        if idp_slug:
+            conditions.append(RefreshFamily.idp_slug == idp_slug)
+            codes.append(AuthorizationCode.idp_slug == idp_slug)
+        with self.services.db.transaction() as session:
+            ended = refresh_tokens.revoke_families(session, *conditions, now=now, reason=reason)
+            spend_codes(session, *codes, now=now)
+            audit.record(session, at=now, event="revoke_all", outcome="success",
+                         subject=subject, idp_slug=idp_slug,
+                         detail={"actor": actor, "families": ended, "reason": reason})
+        return ended
+
+    def refresh_token_client(self, token: str) -> str | None:
+        """The client a refresh token was issued to, or None: only to tell whose login a cookie
+        holds, never as a check of the token itself."""
+        with self.services.db.transaction() as session:
+            family_id = refresh_tokens.family_of(session, token)
+            family = session.get(RefreshFamily, family_id) if family_id else None
+            return family.client_id if family is not None else None

@@ -1,0 +1,130 @@
+"""The collaborators every use case works with, opened once per process by ``build_services``.
+
+``Services`` has no behaviour of its own: it is what the web app, the CLI and the background jobs
+share (settings, clock, database, keys, IdPs). The use cases are built from it in
+``bridge.application``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.fernet import Fernet
+
+from bridge.clock import Clock
+from bridge.config import Settings
+from bridge.errors import ConfigError
+from bridge.idp_endpoints import normalized_origins
+from bridge.idp_registry import IdpRegistry, register_file_idps
+from bridge.saml import response as saml_response
+from bridge.saml.idp import IdentityProvider, load_idp_directory
+from bridge.saml_keys import SamlKeys
+from bridge.store.db import Database
+from bridge.tokens.keys import KeyRing, derive_secret, load_kek
+
+log = logging.getLogger("bridge.services")
+
+
+@dataclass(frozen=True)
+class DerivedSecrets:
+    """Keys derived from the key-encryption key, one per purpose."""
+
+    # Successors of refresh tokens are derived, not stored: a retried refresh within the reuse
+    # interval recomputes the same successor (tokens/refresh.py).
+    refresh_successor: bytes
+    # Seals the link that carries a logout to an IdP whose Single Logout takes HTTP-POST only.
+    logout_ticket: bytes
+    # Makes the IDs of our LogoutRequests recognisable in the IdP's LogoutResponse.
+    logout_request_id: bytes
+
+
+# Not frozen: tests move the clock of a running app (``services.clock = FixedClock(...)``), and
+# every use case reads its collaborators from here at call time.
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    idps: Mapping[str, IdentityProvider]
+    keys: KeyRing
+    sp_keys: SamlKeys
+    secrets: DerivedSecrets
+
+
+def assemble_services(settings: Settings, db: Database, clock: Clock,
+                      idps: Mapping[str, IdentityProvider]) -> Services:
+    """The collaborators around an open database and a set of IdPs; creates no keys."""
+    kek_text = load_kek(settings.key_encryption_key, instance_dir=settings.instance_dir,
+                        production=settings.is_production)
+    kek = Fernet(kek_text.encode("ascii"))
+    algorithms = {settings.token_signing_alg, *(c.token_signing_alg for c in settings.clients)}
+    keys = KeyRing(db, kek, clock, algorithms=algorithms,
+                   access_token_ttl=settings.access_token_ttl_seconds)
+    sp_keys = SamlKeys(db, kek, clock, entity_id=settings.sp_entity_id,
+                       lead_seconds=settings.sp_signing_key_lead_days * 86400.0,
+                       retention_seconds=settings.sp_signing_key_retention_days * 86400.0)
+    check_idp_initiated_targets(settings, idps)
+    secrets = DerivedSecrets(refresh_successor=derive_secret(kek_text, "refresh-successor"),
+                             logout_ticket=derive_secret(kek_text, "logout-ticket"),
+                             logout_request_id=derive_secret(kek_text, "logout-request-id"))
+    return Services(settings=settings, clock=clock, db=db, idps=idps, keys=keys, sp_keys=sp_keys,
+                    secrets=secrets)
+
+
+def build_services(settings: Settings, clock: Clock) -> Services:
+    """Open the database, register the IdP files, make sure keys exist: what start-up does."""
+    now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
+    files = load_idp_directory(settings.idp_metadata_dir, now=now)
+    shared_origins = normalized_origins(settings.idp_shared_origins)
+    db = Database(settings.database_url)
+    try:
+        db.require_migrated()
+        register_file_idps(db, files, settings.idp_metadata_dir, shared_origins=shared_origins)
+    except BaseException:
+        db.dispose()  # start-up stops here: leave no connection open behind
+        raise
+    services = assemble_services(settings, db, clock,
+                                 IdpRegistry(db, clock, files, shared_origins=shared_origins))
+    services.keys.ensure_keys()
+    services.sp_keys.ensure_keys()
+    for problem in key_problems(services):  # /readyz keeps failing, naming it too
+        log.error(problem)
+    return services
+
+
+def key_problems(services: Services) -> list[str]:
+    """Every stored key the configured key-encryption key cannot decrypt, each named, for
+    `bridge check` and /readyz: a wrong key otherwise shows only at the first signature or the
+    first encrypted assertion."""
+    names = ([f"signing key {kid}" for kid in services.keys.undecryptable()]
+             + [f"SAML key {key_id}" for key_id in services.sp_keys.undecryptable()])
+    if not names:
+        return []
+    return [f"key_encryption_key: cannot decrypt {', '.join(names)}: BRIDGE_KEY_ENCRYPTION_KEY "
+            "is not the key they were stored with (set the one this database's keys were made "
+            "with)"]
+
+
+def service_provider(settings: Settings, slug: str) -> saml_response.ServiceProvider:
+    """Us, as the SP that IdP ``slug`` answers."""
+    return saml_response.ServiceProvider(entity_id=settings.sp_entity_id,
+                                         acs_url=settings.acs_url(slug))
+
+
+def check_idp_initiated_targets(settings: Settings, idps: Mapping[str, IdentityProvider]) -> None:
+    """Every client an IdP may start logins for exists and has a login start URL."""
+    problems = []
+    for slug, idp in sorted(idps.items()):
+        for client_id in idp.settings.idp_initiated_clients:
+            client = settings.client(client_id)
+            if client is None:
+                problems.append(f"{settings.idp_metadata_dir}/{slug}.toml: idp_initiated_clients: "
+                                f"{client_id!r} is not a configured client")
+            elif not client.login_start_uri:
+                problems.append(f"clients[{client_id}].login_start_uri: required, because IdP "
+                                f"{slug} may start logins for this client")
+    if problems:
+        raise ConfigError(problems)
