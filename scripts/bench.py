@@ -221,12 +221,12 @@ class Rig:
     """The bridge, its database and the development IdP, set up as tests/conftest.py does."""
 
     def __init__(self, workdir: Path, database_url: str) -> None:
-        from bridge.federation import Bridge
-
+        from bridge.application import build_application
         from bridge.clock import SystemClock
         from bridge.config import load_settings
         from bridge.dev.saml_idp import DevIdp
         from bridge.saml.sp import sp_metadata
+        from bridge.services import build_services
         from bridge.store.db import Database
 
         database = Database(database_url)
@@ -252,16 +252,16 @@ class Rig:
             "clients": [DEMO_CLIENT],
         })
         self.clock = SystemClock()
-        self.bridge = Bridge.from_settings(self.settings, self.clock)
+        self.bridge = build_services(self.settings, self.clock)
+        self.app = build_application(self.bridge)
         holder["bridge"] = self.bridge
         client = self.settings.client("demo")
         assert client is not None
         self.client = client
 
     def prepare(self) -> Prepared:
-        from bridge.authorization import parse_authorization_request
-
         from bridge.dev.saml_idp import USERS
+        from bridge.oauth.requests import parse_authorization_request
 
         verifier, challenge = pkce_pair()
         request = parse_authorization_request(self.settings, {
@@ -274,15 +274,15 @@ class Rig:
             "scope": SCOPE,
         })
         idp = self.bridge.idps[SLUG]
-        start = self.bridge.start_login(request, idp, None)
+        start = self.app.login.start_login(request, idp, None)
         saml_request = parse_qs(urlsplit(start.redirect_url).query)["SAMLRequest"][0]
         pending = self.idp.parse_request(saml_request, None)
         saml_response = self.idp.response_for(pending, USERS["alice"])
         return Prepared(start.browser_token, saml_response, pending.request_id, verifier)
 
     def complete(self, prepared: Prepared) -> str:
-        return self.bridge.complete_login(SLUG, prepared.saml_response, prepared.browser_token,
-                                          error_id="bench")
+        return self.app.acs.complete_login(SLUG, prepared.saml_response, prepared.browser_token,
+                                           error_id="bench")
 
 
 def code_of(redirect: str) -> str:
@@ -410,16 +410,19 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+    from bridge.oauth.grants.authorization_code import AuthorizationCodeGrant
+    from bridge.oauth.grants.refresh_token import RefreshTokenGrant
     from bridge.saml import onelogin
     from bridge.saml import response as saml_response
     from bridge.saml.verify import verify_signature
+    from bridge.services import service_provider
 
     for name, value in machine_facts(rig):
         print(f"{name + ':':<11}{value}")
     print()
 
     idp = rig.bridge.idps[SLUG]
-    sp = rig.bridge.service_provider(SLUG)
+    sp = service_provider(rig.settings, SLUG)
     max_bytes = rig.settings.max_saml_response_bytes
 
     # --- 1. ACS logins -----------------------------------------------------------------------
@@ -449,7 +452,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     login = Figure(len(durations), wall, cpu)
 
     # The access token of the login path: exchange the first warm-up login's code.
-    tokens = rig.bridge.exchange_code(rig.client, {
+    tokens = AuthorizationCodeGrant(rig.bridge).issue(rig.client, {
         "code": code_of(first_redirect), "redirect_uri": DEMO_REDIRECT,
         "code_verifier": warm[-1].verifier,
     })
@@ -514,7 +517,8 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     state = {"token": tokens.refresh_token}
 
     def refresh_once() -> None:
-        rotated = rig.bridge.refresh(rig.client, state["token"], None).refresh_token
+        rotated = RefreshTokenGrant(rig.bridge).issue(
+            rig.client, {"refresh_token": state["token"]}).refresh_token
         assert rotated is not None
         state["token"] = rotated
 
@@ -607,11 +611,14 @@ def contended_refreshes(rig: Rig, seconds: float) -> Figure:
     writers take turns (BEGIN IMMEDIATE); on PostgreSQL each locks only its family's row."""
     import threading
 
+    from bridge.oauth.grants.authorization_code import AuthorizationCodeGrant
+    from bridge.oauth.grants.refresh_token import RefreshTokenGrant
+
     chains = []
     for _ in range(CONTENDERS):
         prepared = rig.prepare()
         redirect = rig.complete(prepared)
-        issued = rig.bridge.exchange_code(rig.client, {
+        issued = AuthorizationCodeGrant(rig.bridge).issue(rig.client, {
             "code": code_of(redirect), "redirect_uri": DEMO_REDIRECT,
             "code_verifier": prepared.verifier})
         assert issued.refresh_token is not None
@@ -621,7 +628,8 @@ def contended_refreshes(rig: Rig, seconds: float) -> Figure:
 
     def work(index: int) -> None:
         while time.perf_counter() < stop:
-            rotated = rig.bridge.refresh(rig.client, chains[index], None).refresh_token
+            rotated = RefreshTokenGrant(rig.bridge).issue(
+                rig.client, {"refresh_token": chains[index]}).refresh_token
             assert rotated is not None
             chains[index] = rotated
             counts[index] += 1

@@ -25,10 +25,11 @@ warnings.filterwarnings("ignore", message="CFB has been moved")
 
 import sqlalchemy as sa  # noqa: E402
 from bench import create_postgres_database, drop_postgres_database  # noqa: E402
-from bridge.federation import Bridge  # noqa: E402
 
 from bridge.clock import SystemClock  # noqa: E402
 from bridge.config import load_settings  # noqa: E402
+from bridge.oauth.grants.refresh_token import RefreshTokenGrant  # noqa: E402
+from bridge.services import Services, build_services  # noqa: E402
 from bridge.store.db import Database  # noqa: E402
 from bridge.tokens import refresh as refresh_tokens  # noqa: E402
 from bridge.tokens.keys import generate_kek  # noqa: E402
@@ -59,7 +60,7 @@ def fill(database: Database, total: int) -> None:
         connection.execute(sa.text("VACUUM ANALYZE refresh_tokens"))
 
 
-def measure(bridge: Bridge, refreshes: int) -> tuple[float, float]:
+def measure(bridge: Services, refreshes: int) -> tuple[float, float]:
     """Median and p99 latency (ms) of refreshes chained on one fresh family."""
     client = bridge.settings.client("demo")
     assert client is not None
@@ -70,24 +71,24 @@ def measure(bridge: Bridge, refreshes: int) -> tuple[float, float]:
             name_id=None, expires_at=time.time() + 86400)
     token = start.refresh_token
     for _ in range(50):  # warm caches and the connection pool
-        token = str(bridge.refresh(client, token, None).refresh_token)
+        token = str(RefreshTokenGrant(bridge).issue(client, {"refresh_token": token}).refresh_token)
     durations = []
     for _ in range(refreshes):
         t0 = time.perf_counter()
-        token = str(bridge.refresh(client, token, None).refresh_token)
+        token = str(RefreshTokenGrant(bridge).issue(client, {"refresh_token": token}).refresh_token)
         durations.append((time.perf_counter() - t0) * 1000)
     durations.sort()
     return statistics.median(durations), durations[int(0.99 * len(durations)) - 1]
 
 
-def _bridge(url: str, work: Path) -> Bridge:
+def _bridge(url: str, work: Path) -> Services:
     Database(url).upgrade()
     settings = load_settings(environ={"BRIDGE_KEY_ENCRYPTION_KEY": generate_kek()}, overrides={
         "database_url": url, "idp_metadata_dir": str(work / "idp"),
         "instance_dir": str(work / "instance"), "background_jobs": False,
         "clients": [{"client_id": "demo", "redirect_uris": ["https://app.example.com/cb"],
                      "audience": "api", "refresh_reuse_interval_seconds": 0}]})
-    return Bridge.from_settings(settings, SystemClock())
+    return build_services(settings, SystemClock())
 
 
 def main() -> None:
@@ -102,7 +103,7 @@ def main() -> None:
     names: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="bridge-scale-"))
     (work / "idp").mkdir()
-    bridges: dict[int, Bridge] = {}
+    bridges: dict[int, Services] = {}
     try:
         print(f"command: {' '.join(sys.argv)}")
         for size in (args.small, args.large):
