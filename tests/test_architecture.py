@@ -8,14 +8,14 @@ import sys
 DOMAIN = ["bridge.saml.response", "bridge.saml.sp", "bridge.saml.subject", "bridge.claims",
           "bridge.claims.v1", "bridge.tokens.keys", "bridge.tokens.access", "bridge.tokens.refresh",
           "bridge.store.db", "bridge.store.models", "bridge.services", "bridge.application",
-          "bridge.audit", "bridge.login.start", "bridge.login.acs", "bridge.login.completions",
-          "bridge.login.idp_initiated", "bridge.oauth.requests", "bridge.oauth.tokens",
-          "bridge.oauth.token_endpoint", "bridge.oauth.grants.authorization_code",
-          "bridge.oauth.grants.refresh_token", "bridge.oauth.grants.token_exchange",
-          "bridge.oauth.grants.saml_bearer", "bridge.oauth.revocation", "bridge.oauth.introspection",
-          "bridge.oauth.userinfo", "bridge.logout.rp_initiated", "bridge.logout.single_logout",
-          "bridge.config", "bridge.identity", "bridge.saml.preview", "bridge.patterns",
-          "bridge.jobs"]
+          "bridge.audit", "bridge.replay", "bridge.login.start", "bridge.login.acs",
+          "bridge.login.completions", "bridge.login.idp_initiated", "bridge.oauth.requests",
+          "bridge.oauth.tokens", "bridge.oauth.token_endpoint",
+          "bridge.oauth.grants.authorization_code", "bridge.oauth.grants.refresh_token",
+          "bridge.oauth.grants.token_exchange", "bridge.oauth.grants.saml_bearer",
+          "bridge.oauth.revocation", "bridge.oauth.introspection", "bridge.oauth.userinfo",
+          "bridge.logout.rp_initiated", "bridge.logout.single_logout", "bridge.config",
+          "bridge.identity", "bridge.saml.preview", "bridge.patterns", "bridge.jobs"]
 
 
 def test_domain_imports_no_flask() -> None:

@@ -2,7 +2,7 @@
 
 Before anything is issued, the response must answer an outstanding request of ours, made in this
 browser, not used before (or, IdP-initiated, be allowed for the IdP); request and assertion are
-used up once each, on every node (replay.py)."""
+used up once each, on every node (bridge/replay.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bridge.audit import Refusal, refusals_audited
 from bridge.errors import BridgeError, SamlRejected
 from bridge.login.completions import Completion, OAuthCodeCompletion
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
-from bridge.login.replay import consume
+from bridge.replay import consume
 from bridge.saml import response as saml_response
 from bridge.saml.subject import to_identity
 from bridge.services import Services, service_provider

@@ -16,8 +16,8 @@ from bridge.claims import build_claims
 from bridge.config import ClientConfig
 from bridge.errors import BridgeError, SamlRejected
 from bridge.identity import Identity
-from bridge.login.replay import consume
 from bridge.oauth.codes import store_code
+from bridge.replay import consume
 from bridge.saml import response as saml_response
 from bridge.saml.idp import IdentityProvider
 from bridge.services import Services

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from bridge.audit import Refusal
 from bridge.errors import SamlRejected
-from bridge.login.replay import use_unsolicited
+from bridge.replay import use_unsolicited
 from bridge.saml import response as saml_response
 from bridge.saml.idp import IdentityProvider
 from bridge.saml.subject import to_identity

@@ -8,9 +8,9 @@ from sqlalchemy import exc as sa_exc
 from bridge import audit
 from bridge.audit import refusals_audited
 from bridge.errors import SamlRejected
-from bridge.login.replay import remember_message
 from bridge.logout.request_ids import is_our_logout_request
 from bridge.oauth.codes import spend_codes
+from bridge.replay import remember_message
 from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.idp import IdentityProvider

@@ -7,8 +7,8 @@ from bridge.audit import refusals_audited
 from bridge.claims import build_claims, token_claims
 from bridge.config import ClientConfig
 from bridge.errors import SamlRejected, TokenError
-from bridge.login.replay import use_unsolicited
 from bridge.oauth.tokens import TokenSet, group_budget
+from bridge.replay import use_unsolicited
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.subject import to_identity
 from bridge.services import Services
