@@ -13,8 +13,8 @@ from bridge.config import Settings, load_settings
 from bridge.durations import parse_duration
 from bridge.errors import ConfigError
 from bridge.logs import configure as configure_logging
-from bridge.saml_keys_cli import add_commands as add_saml_keys_commands
-from bridge.saml_keys_cli import run as run_saml_keys
+from bridge.sp_keys.cli import add_commands as add_saml_keys_commands
+from bridge.sp_keys.cli import run as run_saml_keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the preview (see bridge.saml.preview); exit status 1 when a login with these facts
+    """Print the preview (see bridge.idps.preview); exit status 1 when a login with these facts
     would be refused before any claim is built."""
     import base64
     import binascii
@@ -208,8 +208,8 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
     from bridge.errors import SamlRejected
-    from bridge.saml.idp import load_idp_directory
-    from bridge.saml.preview import (
+    from bridge.idps.files import load_idp_directory
+    from bridge.idps.preview import (
         facts_from_document,
         facts_from_response,
         preview_login,
@@ -253,7 +253,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _jobs_status(settings: Settings) -> int:
-    from bridge import jobs
+    from bridge.jobs import leases as jobs
     from bridge.store.db import Database
 
     database = Database(settings.database_url)
@@ -279,8 +279,8 @@ def _jobs_status(settings: Settings) -> int:
 
 
 def _idp_list(bridge: object) -> int:
-    from bridge.admin.idps import IdpAdmin
     from bridge.federation import Bridge
+    from bridge.idps.lifecycle import IdpAdmin
 
     assert isinstance(bridge, Bridge)
     print(f"{'slug':<20} {'source':<6} {'entity ID':<50} certificate expiry")
@@ -297,8 +297,8 @@ def _idp_list(bridge: object) -> int:
 
 
 def _idp_refresh(bridge: object, *, every: bool) -> int:
-    from bridge.admin.idps import IdpAdmin, RefreshFailed
     from bridge.federation import Bridge
+    from bridge.idps.lifecycle import IdpAdmin, RefreshFailed
 
     assert isinstance(bridge, Bridge)
     admin = IdpAdmin(bridge)

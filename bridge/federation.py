@@ -35,17 +35,18 @@ from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
 from bridge.identity import Identity
-from bridge.idp_endpoints import normalized_origins
-from bridge.idp_registry import IdpRegistry, register_file_idps
+from bridge.idps.endpoints import normalized_origins
+from bridge.idps.files import load_idp_directory
+from bridge.idps.registry import IdpRegistry, register_file_idps
+from bridge.idps.settings import IdentityProvider
 from bridge.saml import ns
 from bridge.saml import response as saml_response
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.bindings import OutgoingMessage
-from bridge.saml.idp import IdentityProvider, load_idp_directory
 from bridge.saml.logout import verify_logout_request, verify_logout_response
 from bridge.saml.sp import authn_request, logout_request, logout_response
 from bridge.saml.subject import to_identity
-from bridge.saml_keys import SamlKeys
+from bridge.sp_keys.manager import SamlKeys
 from bridge.store.db import Database
 from bridge.store.models import (
     AuditEvent,

@@ -8,8 +8,8 @@ import sys
 DOMAIN = ["bridge.saml.response", "bridge.saml.sp", "bridge.saml.subject", "bridge.claims",
           "bridge.claims.v1", "bridge.tokens.keys", "bridge.tokens.access", "bridge.tokens.refresh",
           "bridge.store.db", "bridge.store.models", "bridge.federation", "bridge.authorization",
-          "bridge.config", "bridge.identity", "bridge.saml.preview", "bridge.patterns",
-          "bridge.jobs"]
+          "bridge.config", "bridge.identity", "bridge.idps.preview", "bridge.patterns",
+          "bridge.jobs.leases", "bridge.idps.settings", "bridge.idps.registry"]
 
 
 def test_domain_imports_no_flask() -> None:

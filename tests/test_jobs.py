@@ -11,10 +11,10 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from bridge.background import standard_jobs
 from bridge.config import Settings
 from bridge.federation import Bridge
-from bridge.jobs import Job, Scheduler, acquire, run_due
+from bridge.jobs.leases import Job, Scheduler, acquire, run_due
+from bridge.jobs.standard import standard_jobs
 from bridge.store.models import AuthnRequestRecord, JobLease
 from bridge.web import create_app
 

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
-from bridge.admin.fetch import FetchPolicy, _non_public_reason, fetch_metadata
-from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError
+from bridge.idps.fetch import FetchPolicy, _non_public_reason, fetch_metadata
+from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.saml.metadata import parse_idp_metadata
 
 METADATA = b'<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>'
@@ -641,7 +641,7 @@ def test_xml_with_a_dtd_is_refused(federation: Signer) -> None:
 # --- check_url ----------------------------------------------------------------------------------------
 
 def test_check_url_accepts_what_the_fetcher_would_try() -> None:
-    from bridge.admin.fetch import check_url
+    from bridge.idps.fetch import check_url
 
     check_url("https://idp.example.org/metadata.xml")
     check_url("https://idp.example.org:8443/federationmetadata/2007-06/federationmetadata.xml?x=1")

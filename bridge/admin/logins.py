@@ -21,8 +21,8 @@ from bridge.claims.preview import preview
 from bridge.errors import BridgeError, SamlRejected
 from bridge.federation import Bridge
 from bridge.identity import Identity
+from bridge.idps.settings import IdentityProvider
 from bridge.saml.bindings import OutgoingMessage
-from bridge.saml.idp import IdentityProvider
 from bridge.store.models import AuthnRequestRecord, TestLogin
 
 ADMIN_SIGN_IN = "__admin_sign_in__"

@@ -27,7 +27,7 @@ from bridge.saml.assertion_checks import (
     saml_time,
     text_of,
 )
-from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
+from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp
 from bridge.saml.ns import q
 from bridge.saml.response import _CONSTRUCT, VerifiedAssertion
 from bridge.saml.signature_policy import check_assertion_shape
@@ -37,7 +37,7 @@ from bridge.saml.xml_parser import parse_untrusted
 MAX_ASSERTION_BYTES = 256 * 1024
 
 
-def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, IdentityProvider], sp_entity_id: str,
+def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, SamlIdp], sp_entity_id: str,
                             token_url: str, clock: Clock) -> VerifiedAssertion:
     try:
         # RFC 7522 §2.1: base64url without padding (tolerate padding).

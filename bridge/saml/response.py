@@ -29,10 +29,10 @@ from bridge.saml.assertion_checks import (
     text_of,
 )
 from bridge.saml.decrypt import decrypt_assertion
-from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
+from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp
+from bridge.saml.keys import DecryptionKey
 from bridge.saml.ns import q
 from bridge.saml.signature_policy import SignedShape, check_response_shape
-from bridge.saml.sp_keys import DecryptionKey
 from bridge.saml.verify import verify_signature
 from bridge.saml.xml_parser import parse_untrusted
 
@@ -103,7 +103,7 @@ class VerifiedAssertion:
 def receive(
     saml_response: str,
     *,
-    idp: IdentityProvider,
+    idp: SamlIdp,
     max_bytes: int,
     clock: Clock,
     decryption_keys: Sequence[DecryptionKey] = (),
@@ -152,7 +152,7 @@ def _as_decrypted(shape: SignedShape) -> str:
 def verify(
     received: ReceivedResponse,
     *,
-    idp: IdentityProvider,
+    idp: SamlIdp,
     sp: ServiceProvider,
     expected_request_id: str | None,
     clock: Clock,

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, SamlRejected
-from bridge.saml.preview import facts_from_document, facts_from_response, preview_login, refused
+from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.web.admin_auth import actor, admin_api, services
 from bridge.web.sso import metadata_response
 

@@ -10,11 +10,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
 from bridge.admin.services import AdminServices
-from bridge.background import start_scheduler
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import InvalidValue
 from bridge.federation import Bridge
+from bridge.jobs.standard import start_scheduler
 from bridge.logs import request_id
 from bridge.web import cors, errors, rate_limits
 from bridge.web.admin_api import admin_api_blueprint

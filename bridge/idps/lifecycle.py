@@ -28,14 +28,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge import audit
-from bridge.admin.fetch import FetchPolicy, fetch_metadata
-from bridge.admin.metadata_diff import document_order, metadata_diff
-from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.federation import Bridge, check_idp_initiated_targets, spend_codes
-from bridge.idp_endpoints import clashes
-from bridge.idp_registry import IdpRegistry, load_managed_idp
-from bridge.saml.idp import SLUG_RE, IdentityProvider
+from bridge.idps.endpoints import clashes
+from bridge.idps.fetch import FetchPolicy, fetch_metadata
+from bridge.idps.metadata_diff import document_order, metadata_diff
+from bridge.idps.metadata_signature import verify_metadata_signature
+from bridge.idps.registry import IdpRegistry, load_managed_idp
+from bridge.idps.settings import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
 from bridge.store.models import (
@@ -267,7 +267,7 @@ class IdpAdmin:
 
     def set_metadata_url(self, slug: str, url: str | None, actor: str) -> dict[str, Any]:
         if url is not None:
-            from bridge.admin.fetch import check_url
+            from bridge.idps.fetch import check_url
 
             check_url(url)
         self._managed(slug)
