@@ -298,7 +298,8 @@ def _idp_list(bridge: object) -> int:
 
 def _idp_refresh(bridge: object, *, every: bool) -> int:
     from bridge.federation import Bridge
-    from bridge.idps.lifecycle import IdpAdmin, RefreshFailed
+    from bridge.idps.lifecycle import IdpAdmin
+    from bridge.idps.refresh import RefreshFailed
 
     assert isinstance(bridge, Bridge)
     admin = IdpAdmin(bridge)

@@ -55,3 +55,26 @@ def test_only_one_place_encodes_and_decodes_jwts() -> None:
         sites = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
                  if call in p.read_text() and not p.relative_to(root).as_posix().startswith("dev/")]
         assert sites == ["tokens/signing.py"], call
+
+
+def test_saml_imports_no_claims_storage_or_idp_management() -> None:
+    # saml/ is protocol only (docs/decisions/0016-layout-by-flow.md): what an IdP is to us lives in
+    # idps/, the SP's stored keys in sp_keys/; saml/ receives both as plain values.
+    import ast
+    from pathlib import Path
+
+    forbidden = ("bridge.claims", "bridge.store", "bridge.idps", "bridge.sp_keys", "bridge.tokens",
+                 "bridge.federation")
+    root = Path(__file__).resolve().parent.parent / "bridge" / "saml"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offenders += [f"{path.name}: {name}" for name in names
+                          if name.startswith(forbidden)]
+    assert offenders == []

@@ -16,7 +16,7 @@ from bridge.errors import SamlRejected
 from bridge.identity import Identity
 from bridge.saml import ns
 from bridge.saml.idp import SamlIdp
-from bridge.saml.response import VerifiedAssertion
+from bridge.saml.verified import VerifiedAssertion
 
 
 @dataclass(frozen=True)
