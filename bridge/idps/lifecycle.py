@@ -45,6 +45,7 @@ from bridge.idps.uniqueness import (
 from bridge.store.models import AuthorizationCode, IdpEntityId, IdpMetadataVersion, IdpRecord, RefreshFamily
 from bridge.tokens import refresh as refresh_tokens
 
+# The logger keeps the name it had before the module moved: log filters and alerts name it.
 log = logging.getLogger("bridge.admin.idps")
 
 

@@ -56,7 +56,6 @@ def login_health(db: Database) -> dict[str, dict[str, Any]]:
     return health
 
 
-
 class IdpOverview:
     """The IdPs in force as the admin API and pages show them."""
 

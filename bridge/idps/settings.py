@@ -24,6 +24,8 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 
 @dataclass(frozen=True)
 class IdpSettings(SamlOptions):
+    """Every setting of an IdP: those SAML reads (``SamlOptions``) and the bridge's own."""
+
     display_name: str = ""
     allow_idp_initiated: bool = False
     # Clients an IdP-initiated login may be sent to (RelayState names one; the first is the default).
@@ -42,7 +44,9 @@ class IdpSettings(SamlOptions):
 
 @dataclass
 class IdentityProvider(SamlIdp):
-    settings: IdpSettings
+    """An IdP in force: handed to ``saml/`` as the ``SamlIdp`` it is, read whole by the bridge."""
+
+    settings: IdpSettings  # the same field, with the bridge's settings on top of SAML's
 
     @property
     def display_name(self) -> str:

@@ -30,6 +30,7 @@ from bridge.sp_keys.certificates import certificate_not_after, new_key_pair
 from bridge.store.db import Database
 from bridge.store.models import SamlKey
 
+# The logger keeps the name it had before the module moved: log filters and alerts name it.
 log = logging.getLogger("bridge.saml_keys")
 
 ENCRYPTION = "encryption"
