@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.admin.access import AdminAccess
-from bridge.admin.fetch import FetchPolicy
-from bridge.admin.idps import IdpAdmin
 from bridge.admin.logins import ADMIN_SIGN_IN, TEST_LOGIN, AdminSignIn, TestLoginCapture
 from bridge.admin.services import Administration
+from bridge.idps.fetch import FetchPolicy
+from bridge.idps.lifecycle import IdpAdmin
 from bridge.login.acs import AssertionConsumer
 from bridge.login.completions import OAuthCodeCompletion
 from bridge.login.idp_initiated import IdpInitiatedLogin

@@ -13,8 +13,8 @@ from bridge.config import Settings, load_settings
 from bridge.durations import parse_duration
 from bridge.errors import ConfigError
 from bridge.logs import configure as configure_logging
-from bridge.saml_keys_cli import add_commands as add_saml_keys_commands
-from bridge.saml_keys_cli import run as run_saml_keys
+from bridge.sp_keys.cli import add_commands as add_saml_keys_commands
+from bridge.sp_keys.cli import run as run_saml_keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the preview (see bridge.saml.preview); exit status 1 when a login with these facts
+    """Print the preview (see bridge.idps.preview); exit status 1 when a login with these facts
     would be refused before any claim is built."""
     import base64
     import binascii
@@ -210,8 +210,8 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
     from bridge.errors import SamlRejected
-    from bridge.saml.idp import load_idp_directory
-    from bridge.saml.preview import (
+    from bridge.idps.files import load_idp_directory
+    from bridge.idps.preview import (
         facts_from_document,
         facts_from_response,
         preview_login,
@@ -255,7 +255,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _jobs_status(settings: Settings) -> int:
-    from bridge import jobs
+    from bridge.jobs import leases as jobs
     from bridge.store.db import Database
 
     database = Database(settings.database_url)
@@ -281,7 +281,7 @@ def _jobs_status(settings: Settings) -> int:
 
 
 def _idp_list(services: object) -> int:
-    from bridge.admin.idps import IdpAdmin
+    from bridge.idps.lifecycle import IdpAdmin
     from bridge.services import Services
 
     assert isinstance(services, Services)
@@ -299,7 +299,8 @@ def _idp_list(services: object) -> int:
 
 
 def _idp_refresh(services: object, *, every: bool) -> int:
-    from bridge.admin.idps import IdpAdmin, RefreshFailed
+    from bridge.idps.lifecycle import IdpAdmin
+    from bridge.idps.refresh import RefreshFailed
     from bridge.services import Services
 
     assert isinstance(services, Services)

@@ -17,11 +17,12 @@ from cryptography.fernet import Fernet
 from bridge.clock import Clock
 from bridge.config import Settings
 from bridge.errors import ConfigError
-from bridge.idp_endpoints import normalized_origins
-from bridge.idp_registry import IdpRegistry, register_file_idps
+from bridge.idps.endpoints import normalized_origins
+from bridge.idps.files import load_idp_directory
+from bridge.idps.registry import IdpRegistry, register_file_idps
+from bridge.idps.settings import IdentityProvider
 from bridge.saml import response as saml_response
-from bridge.saml.idp import IdentityProvider, load_idp_directory
-from bridge.saml_keys import SamlKeys
+from bridge.sp_keys.manager import SamlKeys
 from bridge.store.db import Database
 from bridge.tokens.keys import KeyRing, derive_secret, load_kek
 

@@ -20,11 +20,11 @@ import pytest
 from flask import Flask
 from lxml import etree
 
-from bridge.admin.fetch import FetchPolicy
-from bridge.admin.idps import IdpAdmin
 from bridge.clock import FixedClock
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
+from bridge.idps.fetch import FetchPolicy
+from bridge.idps.lifecycle import IdpAdmin
 from bridge.services import Services, build_services
 from bridge.store.models import AuthorizationCode
 from tests.attacks import xml_tools as x

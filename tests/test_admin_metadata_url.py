@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from bridge.admin.fetch import FetchPolicy
-from bridge.admin.idps import IdpAdmin
-from bridge.background import standard_jobs
 from bridge.dev.saml_idp import DevIdp
-from bridge.jobs import run_due
+from bridge.idps.fetch import FetchPolicy
+from bridge.idps.lifecycle import IdpAdmin
+from bridge.jobs.leases import run_due
+from bridge.jobs.standard import standard_jobs
 from bridge.services import Services
 from bridge.store.models import IdpRecord
 from bridge.web import create_app

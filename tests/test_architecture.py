@@ -15,7 +15,8 @@ DOMAIN = ["bridge.saml.response", "bridge.saml.sp", "bridge.saml.subject", "brid
           "bridge.oauth.grants.token_exchange", "bridge.oauth.grants.saml_bearer",
           "bridge.oauth.revocation", "bridge.oauth.introspection", "bridge.oauth.userinfo",
           "bridge.logout.rp_initiated", "bridge.logout.single_logout", "bridge.config",
-          "bridge.identity", "bridge.saml.preview", "bridge.patterns", "bridge.jobs"]
+          "bridge.identity", "bridge.idps.preview", "bridge.patterns", "bridge.jobs.leases",
+          "bridge.idps.settings", "bridge.idps.registry"]
 
 
 def test_domain_imports_no_flask() -> None:

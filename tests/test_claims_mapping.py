@@ -19,8 +19,8 @@ from bridge.claims.schemas import validate_payload
 from bridge.clock import FixedClock
 from bridge.errors import ConfigError, SamlRejected
 from bridge.identity import Identity
+from bridge.idps.settings import parse_idp_settings
 from bridge.patterns import LinearPattern
-from bridge.saml.idp import parse_idp_settings
 from bridge.tokens.access import issue_access_token
 from bridge.tokens.keys import ActiveKey
 

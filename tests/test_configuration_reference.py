@@ -13,7 +13,7 @@ import pytest
 
 from bridge import config
 from bridge.config import ClientConfig, Settings
-from bridge.saml.idp import IDP_SETTING_KEYS, IdpSettings
+from bridge.idps.settings import IDP_SETTING_KEYS, IdpSettings
 from tests.dev_stack import ROOT
 
 REFERENCE = ROOT / "docs" / "configuration.md"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from bridge.errors import ConfigError
-from bridge.saml.idp import load_idp_directory
+from bridge.idps.files import load_idp_directory
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -11,9 +11,9 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from bridge.background import standard_jobs
 from bridge.config import Settings
-from bridge.jobs import Job, Scheduler, acquire, run_due
+from bridge.jobs.leases import Job, Scheduler, acquire, run_due
+from bridge.jobs.standard import standard_jobs
 from bridge.services import Services
 from bridge.store.models import AuthnRequestRecord, JobLease
 from bridge.web import create_app

@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
-from bridge.admin.fetch import FetchPolicy, _non_public_reason, fetch_metadata
-from bridge.admin.metadata_signature import verify_metadata_signature
 from bridge.errors import ConfigError
+from bridge.idps.fetch import FetchPolicy, fetch_metadata
+from bridge.idps.fetch_addresses import non_public_reason
+from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.saml.metadata import parse_idp_metadata
 
 METADATA = b'<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>'
@@ -437,7 +438,7 @@ def test_one_non_public_address_among_public_ones_refuses_the_host(server: Runni
 @pytest.mark.parametrize("address", ["8.8.8.8", "93.184.215.14", "2606:4700:4700::1111",
                                      "::ffff:8.8.8.8", "2002:808:808::1", "64:ff9b::808:808"])
 def test_public_addresses_pass_the_check(address: str) -> None:
-    assert _non_public_reason(ipaddress.ip_address(address)) is None
+    assert non_public_reason(ipaddress.ip_address(address)) is None
 
 
 def test_allow_private_still_refuses_non_unicast_addresses(server: Running) -> None:
@@ -641,7 +642,7 @@ def test_xml_with_a_dtd_is_refused(federation: Signer) -> None:
 # --- check_url ----------------------------------------------------------------------------------------
 
 def test_check_url_accepts_what_the_fetcher_would_try() -> None:
-    from bridge.admin.fetch import check_url
+    from bridge.idps.fetch import check_url
 
     check_url("https://idp.example.org/metadata.xml")
     check_url("https://idp.example.org:8443/federationmetadata/2007-06/federationmetadata.xml?x=1")

@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from bridge.clock import FixedClock
 from bridge.errors import ConfigError
-from bridge.saml.sp_keys import CERTIFICATE_DAYS
-from bridge.saml_keys import SamlKeys
+from bridge.sp_keys.certificates import CERTIFICATE_DAYS
+from bridge.sp_keys.manager import SamlKeys
 from bridge.store.db import Database
 from bridge.store.models import SamlKey, SigningKey
 from tests.conftest import TEST_KEK, create_postgres_database, drop_postgres_database

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 import bridge.saml  # noqa: F401  (importing the package applies the lock-down)
-from bridge.saml.sp_keys import DecryptionKey
+from bridge.saml.keys import DecryptionKey
 from tests.xml_io_tools import FifoWatch, encrypted_assertion
 
 XENC = "http://www.w3.org/2001/04/xmlenc#"
@@ -159,7 +159,7 @@ def test_a_fresh_process_and_its_threads_are_locked_down(keypair: tuple[str, str
         print(done.get())
         import bridge.saml
         from bridge.saml.decrypt import decrypt_assertion
-        from bridge.saml.sp_keys import DecryptionKey
+        from bridge.saml.keys import DecryptionKey
         def attack():
             wrapper = encrypted_assertion(cert, {SECRET_LINE.encode()!r})
             decrypt_assertion(wrapper, [DecryptionKey("k", key, cert)])

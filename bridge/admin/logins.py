@@ -21,9 +21,9 @@ from bridge.claims.preview import preview
 from bridge.config import Settings
 from bridge.errors import BridgeError, SamlRejected
 from bridge.identity import Identity
+from bridge.idps.settings import IdentityProvider
 from bridge.login.start import LoginStarter
 from bridge.saml.bindings import OutgoingMessage
-from bridge.saml.idp import IdentityProvider
 from bridge.services import Services
 from bridge.store.models import AuthnRequestRecord, TestLogin
 

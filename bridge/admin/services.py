@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.admin.access import AdminAccess
-from bridge.admin.idps import IdpAdmin
 from bridge.admin.logins import AdminSignIn, TestLoginCapture
+from bridge.idps.lifecycle import IdpAdmin
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from bridge.claims import build_claims
 from bridge.config import ClientConfig
 from bridge.errors import BridgeError, SamlRejected
 from bridge.identity import Identity
+from bridge.idps.settings import IdentityProvider
 from bridge.oauth.codes import store_code
 from bridge.replay import consume
 from bridge.saml import response as saml_response
-from bridge.saml.idp import IdentityProvider
 from bridge.services import Services
 from bridge.tokens.secrets_util import new_secret, secret_hash
 

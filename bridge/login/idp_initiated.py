@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 from bridge.audit import Refusal
 from bridge.errors import SamlRejected
+from bridge.idps.settings import IdentityProvider
 from bridge.replay import use_unsolicited
 from bridge.saml import response as saml_response
-from bridge.saml.idp import IdentityProvider
 from bridge.saml.subject import to_identity
 from bridge.services import Services, service_provider
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, SamlRejected
+from bridge.idps.settings import IdentityProvider
 from bridge.oauth.requests import AuthorizationRequest
 from bridge.saml.bindings import OutgoingMessage
-from bridge.saml.idp import IdentityProvider
 from bridge.saml.sp import authn_request
 from bridge.services import Services, service_provider
 from bridge.store.models import AuthnRequestRecord

@@ -8,12 +8,12 @@ from sqlalchemy import exc as sa_exc
 from bridge import audit
 from bridge.audit import refusals_audited
 from bridge.errors import SamlRejected
+from bridge.idps.settings import IdentityProvider
 from bridge.logout.request_ids import is_our_logout_request
 from bridge.oauth.codes import spend_codes
 from bridge.replay import remember_message
 from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage
-from bridge.saml.idp import IdentityProvider
 from bridge.saml.logout import LogoutRequest, verify_logout_request, verify_logout_response
 from bridge.saml.sp import logout_response
 from bridge.services import Services, service_provider

@@ -27,17 +27,17 @@ from bridge.saml.assertion_checks import (
     saml_time,
     text_of,
 )
-from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
+from bridge.saml.idp import SamlIdp
 from bridge.saml.ns import q
-from bridge.saml.response import _CONSTRUCT, VerifiedAssertion
 from bridge.saml.signature_policy import check_assertion_shape
+from bridge.saml.verified import VerifiedAssertion, authn_facts, verified_assertion
 from bridge.saml.verify import verify_signature
 from bridge.saml.xml_parser import parse_untrusted
 
 MAX_ASSERTION_BYTES = 256 * 1024
 
 
-def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, IdentityProvider], sp_entity_id: str,
+def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, SamlIdp], sp_entity_id: str,
                             token_url: str, clock: Clock) -> VerifiedAssertion:
     try:
         # RFC 7522 §2.1: base64url without padding (tolerate padding).
@@ -85,27 +85,8 @@ def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, IdentityProvider
         raise SamlRejected("saml_subject_confirmation", "The assertion has no bearer confirmation.")
 
     statements = root.findall(q(ns.SAML, "AuthnStatement"))
-    authn = statements[0] if len(statements) == 1 else None
-    instant = authn.get("AuthnInstant") if authn is not None else root.get("IssueInstant")
-    session_end = authn.get("SessionNotOnOrAfter") if authn is not None else None
-    not_on_or_after = conditions.get("NotOnOrAfter")
-    if not_on_or_after:
-        expiry = max(expiry, saml_time(not_on_or_after, "NotOnOrAfter"))
-    class_ref = (authn.find(f"{q(ns.SAML, 'AuthnContext')}/{q(ns.SAML, 'AuthnContextClassRef')}")
-                 if authn is not None else None)
-    return VerifiedAssertion(
-        _CONSTRUCT,
-        idp_slug=idp.slug,
-        idp_entity_id=idp.metadata.entity_id,
-        assertion_id=root.get("ID"),
-        name_id=text_of(name_id),
-        name_id_format=name_id.get("Format"),
-        attributes=attributes_of(root),
-        authn_instant=saml_time(instant, "AuthnInstant"),
-        session_index=authn.get("SessionIndex") if authn is not None else None,
-        session_not_on_or_after=saml_time(session_end, "SessionNotOnOrAfter") if session_end else None,
-        authn_context_class=text_of(class_ref) if class_ref is not None else None,
-        expires_at=expiry + MAX_CLOCK_SKEW,  # replay cache: as in response.verify
-        in_response_to=None,
-        uses_sha1=uses_sha1,
-    )
+    attributes = attributes_of(root)
+    authn = authn_facts(statements[0] if len(statements) == 1 else None, root)
+    return verified_assertion(root, idp=idp, name_id=name_id, attributes=attributes, authn=authn,
+                              conditions=conditions, confirmation_expiry=expiry,
+                              in_response_to=None, uses_sha1=uses_sha1)

@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 from lxml import etree
 
 from bridge.saml import ns
+from bridge.saml.keys import SigningKey
 from bridge.saml.signing import RSA_SHA256, sign_enveloped, sign_query
-from bridge.saml.sp_keys import SigningKey
 
 REDIRECT = ns.BINDING_REDIRECT
 POST = ns.BINDING_POST

@@ -18,8 +18,8 @@ from lxml import etree
 from bridge.errors import SamlRejected
 from bridge.saml import ns
 from bridge.saml.encrypted_shape import ELEMENT_TYPE, normalise_encrypted_assertion
+from bridge.saml.keys import DecryptionKey
 from bridge.saml.ns import q
-from bridge.saml.sp_keys import DecryptionKey
 from bridge.saml.xml_io import ensure_this_thread
 from bridge.saml.xml_parser import check_nodes
 

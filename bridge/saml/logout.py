@@ -31,7 +31,7 @@ from bridge.clock import Clock
 from bridge.errors import SamlRejected
 from bridge.saml import ns
 from bridge.saml.assertion_checks import check_id_length, saml_time, text_of
-from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
+from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp
 from bridge.saml.ns import q
 from bridge.saml.xml_parser import parse_untrusted
 
@@ -77,7 +77,7 @@ def _raw_parameters(query_string: str) -> dict[str, str]:
 
 
 def _verified_redirect_message(query_string: str, *, parameter: str,
-                               idp: IdentityProvider) -> etree._Element:
+                               idp: SamlIdp) -> etree._Element:
     """The message in ``parameter`` (``SAMLRequest`` or ``SAMLResponse``) of an HTTP-Redirect
     query, parsed after its signature verified with one of the IdP's metadata certificates."""
     raw = _raw_parameters(query_string)
@@ -115,7 +115,7 @@ def _verified_redirect_message(query_string: str, *, parameter: str,
     return parse_untrusted(xml, max_bytes=_MAX_INFLATED)
 
 
-def _check_issue_instant(root: etree._Element, idp: IdentityProvider, now: float) -> float:
+def _check_issue_instant(root: etree._Element, idp: SamlIdp, now: float) -> float:
     """SAML Core §3.2.1/§3.2.2: IssueInstant is required. Without a bound on it (NotOnOrAfter is
     optional and rarely sent) a captured message would be good forever. Returns the instant."""
     skew = idp.settings.clock_skew_seconds
@@ -134,7 +134,7 @@ def _check_issue_instant(root: etree._Element, idp: IdentityProvider, now: float
     return issued
 
 
-def _check_issuer_and_destination(root: etree._Element, idp: IdentityProvider,
+def _check_issuer_and_destination(root: etree._Element, idp: SamlIdp,
                                   slo_url: str) -> None:
     issuer = root.find(q(ns.SAML, "Issuer"))
     if issuer is None or text_of(issuer) != idp.metadata.entity_id:
@@ -145,7 +145,7 @@ def _check_issuer_and_destination(root: etree._Element, idp: IdentityProvider,
                            log_detail={"got": root.get("Destination"), "expected": slo_url})
 
 
-def verify_logout_request(query_string: str, *, idp: IdentityProvider, slo_url: str,
+def verify_logout_request(query_string: str, *, idp: SamlIdp, slo_url: str,
                           clock: Clock) -> LogoutRequest:
     root = _verified_redirect_message(query_string, parameter="SAMLRequest", idp=idp)
     if root.tag != q(ns.SAMLP, "LogoutRequest") or not root.get("ID"):
@@ -206,7 +206,7 @@ class LogoutResponse:
     replay_expires_at: float = 0.0
 
 
-def verify_logout_response(query_string: str, *, idp: IdentityProvider, slo_url: str,
+def verify_logout_response(query_string: str, *, idp: SamlIdp, slo_url: str,
                            clock: Clock) -> LogoutResponse:
     """The IdP's answer to our LogoutRequest (HTTP-Redirect binding), checked as a LogoutRequest
     is: signed by the IdP (SAML Profiles §4.4.4.1), its Issuer, our exact Single Logout URL, a

@@ -29,14 +29,13 @@ from bridge.saml.assertion_checks import (
     text_of,
 )
 from bridge.saml.decrypt import decrypt_assertion
-from bridge.saml.idp import MAX_CLOCK_SKEW, IdentityProvider
+from bridge.saml.idp import SamlIdp
+from bridge.saml.keys import DecryptionKey
 from bridge.saml.ns import q
 from bridge.saml.signature_policy import SignedShape, check_response_shape
-from bridge.saml.sp_keys import DecryptionKey
+from bridge.saml.verified import VerifiedAssertion, authn_facts, verified_assertion
 from bridge.saml.verify import verify_signature
 from bridge.saml.xml_parser import parse_untrusted
-
-_CONSTRUCT = object()
 
 
 @dataclass(frozen=True)
@@ -67,43 +66,10 @@ class ReceivedResponse:
         return self.shape.response.get("InResponseTo")
 
 
-class VerifiedAssertion:
-    """Facts read from an assertion whose signature verified. Only this module builds one."""
-
-    __slots__ = (
-        "idp_slug", "idp_entity_id", "assertion_id", "name_id", "name_id_format",
-        "attributes", "authn_instant", "session_index", "session_not_on_or_after",
-        "authn_context_class", "expires_at", "in_response_to", "uses_sha1",
-    )
-
-    def __init__(self, key: object, **facts: object) -> None:
-        if key is not _CONSTRUCT:
-            raise TypeError("VerifiedAssertion is built only by bridge.saml.response")
-        for name in self.__slots__:
-            object.__setattr__(self, name, facts[name])
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("VerifiedAssertion is immutable")
-
-    idp_slug: str
-    idp_entity_id: str
-    assertion_id: str
-    name_id: str
-    name_id_format: str | None
-    attributes: dict[str, tuple[str, ...]]
-    authn_instant: float
-    session_index: str | None
-    session_not_on_or_after: float | None
-    authn_context_class: str | None
-    expires_at: float
-    in_response_to: str | None
-    uses_sha1: bool
-
-
 def receive(
     saml_response: str,
     *,
-    idp: IdentityProvider,
+    idp: SamlIdp,
     max_bytes: int,
     clock: Clock,
     decryption_keys: Sequence[DecryptionKey] = (),
@@ -152,7 +118,7 @@ def _as_decrypted(shape: SignedShape) -> str:
 def verify(
     received: ReceivedResponse,
     *,
-    idp: IdentityProvider,
+    idp: SamlIdp,
     sp: ServiceProvider,
     expected_request_id: str | None,
     clock: Clock,
@@ -206,15 +172,14 @@ def verify(
                            "The response answers a different request than its assertion.",
                            log_detail={"response": response_irt, "assertion": in_response_to})
 
-    authn = one_child(assertion, q(ns.SAML, "AuthnStatement"), "saml_malformed", "AuthnStatement")
-    authn_instant = saml_time(authn.get("AuthnInstant"), "AuthnInstant")
-    session_end = authn.get("SessionNotOnOrAfter")
-    session_not_on_or_after = saml_time(session_end, "SessionNotOnOrAfter") if session_end else None
+    statement = one_child(assertion, q(ns.SAML, "AuthnStatement"), "saml_malformed",
+                          "AuthnStatement")
+    authn = authn_facts(statement, assertion)
+    session_not_on_or_after = authn.session_not_on_or_after
     if session_not_on_or_after is not None and session_not_on_or_after <= now - skew:
         raise SamlRejected("saml_session_expired", "The IdP session has already ended.",
-                           log_detail={"session_not_on_or_after": session_end,
+                           log_detail={"session_not_on_or_after": statement.get("SessionNotOnOrAfter"),
                                        "seconds_late": round(now - session_not_on_or_after)})
-    class_ref = authn.find(f"{q(ns.SAML, 'AuthnContext')}/{q(ns.SAML, 'AuthnContextClassRef')}")
 
     attributes = attributes_of(assertion)
 
@@ -227,28 +192,10 @@ def verify(
         skew_seconds=skew,
     )
 
-    not_on_or_after = conditions.get("NotOnOrAfter")
-    expires_at = confirmation_expiry
-    if not_on_or_after:
-        expires_at = max(expires_at, saml_time(not_on_or_after, "NotOnOrAfter"))
-    return VerifiedAssertion(
-        _CONSTRUCT,
-        idp_slug=idp.slug,
-        idp_entity_id=idp.metadata.entity_id,
-        assertion_id=assertion.get("ID"),
-        name_id=text_of(name_id),
-        name_id_format=name_id.get("Format"),
-        attributes=attributes,
-        authn_instant=authn_instant,
-        session_index=authn.get("SessionIndex"),
-        session_not_on_or_after=session_not_on_or_after,
-        authn_context_class=text_of(class_ref) if class_ref is not None else None,
-        # The replay-cache row must outlive the assertion under any skew this IdP may later be
-        # given (up to MAX_CLOCK_SKEW), not only the one in force now.
-        expires_at=expires_at + MAX_CLOCK_SKEW,
-        in_response_to=in_response_to,
-        uses_sha1=shape.uses_sha1,
-    )
+    return verified_assertion(assertion, idp=idp, name_id=name_id, attributes=attributes,
+                              authn=authn, conditions=conditions,
+                              confirmation_expiry=confirmation_expiry,
+                              in_response_to=in_response_to, uses_sha1=shape.uses_sha1)
 
 
 def _check_status(response: etree._Element) -> None:

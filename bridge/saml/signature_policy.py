@@ -70,7 +70,7 @@ def check_response_shape(root: etree._Element, *, allow_sha1: bool,
     if root.get("Version") != "2.0" or not root.get("ID"):
         raise SamlRejected("saml_malformed", "The Response lacks Version=\"2.0\" or an ID.")
 
-    _check_unique_ids(root)
+    check_unique_ids(root)
 
     assertions = list(root.iter(_ASSERTION))
     encrypted_assertions = list(root.iter(_ENCRYPTED_ASSERTION))
@@ -101,11 +101,13 @@ def check_response_shape(root: etree._Element, *, allow_sha1: bool,
             raise SamlRejected("saml_signature_structure",
                                "A signature appears where none is allowed.",
                                log_detail={"parent": str(parent.tag) if parent is not None else None})
-        uses_sha1 |= _check_signature(signature, parent, allow_sha1=allow_sha1)
+        uses_sha1 |= check_signature(signature, parent, allow_sha1=allow_sha1)
     return SignedShape(root, assertion, response_signature, assertion_signature, uses_sha1)
 
 
-def _check_unique_ids(root: etree._Element) -> None:
+def check_unique_ids(root: etree._Element) -> None:
+    """Refuse a document in which two elements carry one ID: a Reference could resolve to
+    either."""
     seen: set[str] = set()
     for element in root.iter():
         for name in ("ID", "Id", "id"):
@@ -118,7 +120,7 @@ def _check_unique_ids(root: etree._Element) -> None:
             seen.add(value)
 
 
-def _check_signature(signature: etree._Element, parent: etree._Element, *, allow_sha1: bool) -> bool:
+def check_signature(signature: etree._Element, parent: etree._Element, *, allow_sha1: bool) -> bool:
     """Refuse anything but one enveloped, exclusively canonicalized reference to ``parent``."""
 
     def refuse(code: str, detail: str, **log: object) -> SamlRejected:
@@ -189,7 +191,7 @@ def check_assertion_shape(root: etree._Element, *, allow_sha1: bool) -> tuple[et
     if root.tag != _ASSERTION or not root.get("ID") or root.get("Version") != "2.0":
         raise SamlRejected("saml_malformed", "The grant's assertion is not a SAML 2.0 Assertion.")
     check_id_length(root, "Assertion")
-    _check_unique_ids(root)
+    check_unique_ids(root)
     if any(True for _ in root.iterdescendants(_ASSERTION, _ENCRYPTED_ASSERTION)):
         raise SamlRejected("saml_assertion_count", "An assertion may not contain another.")
     signatures = list(root.iter(_SIGNATURE))
@@ -197,4 +199,4 @@ def check_assertion_shape(root: etree._Element, *, allow_sha1: bool) -> tuple[et
         raise SamlRejected("saml_signature_missing", "The assertion is not signed.")
     if len(signatures) != 1 or signatures[0].getparent() is not root:
         raise SamlRejected("saml_signature_structure", "A signature appears where none is allowed.")
-    return signatures[0], _check_signature(signatures[0], root, allow_sha1=allow_sha1)
+    return signatures[0], check_signature(signatures[0], root, allow_sha1=allow_sha1)

@@ -6,7 +6,7 @@
 * HTTP-Redirect binding: a signature over the exact bytes of the query string
   ``SAMLRequest=...&RelayState=...&SigAlg=...`` (SAML Bindings §3.4.4.1); the XML carries none.
 
-The private key stays in this process: it is decrypted from the database by ``bridge.saml_keys``
+The private key stays in this process: it is decrypted from the database by ``bridge.sp_keys``
 and handed to xmlsec and pyca/cryptography only.
 """
 
@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from bridge.saml import ns
+from bridge.saml.keys import SigningKey
 from bridge.saml.ns import q
-from bridge.saml.sp_keys import SigningKey
 from bridge.saml.xml_io import ensure_this_thread
 
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"

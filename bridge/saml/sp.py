@@ -4,7 +4,7 @@ SP metadata document.
 Messages are built here with lxml, so every value (a NameID or SessionIndex the IdP gave us, an
 ID it chose, a URL from its metadata) is XML text or an attribute value, never markup: what we
 sign is exactly the message we mean. Each is signed with our SP signing key when the IdP's
-settings say so (``IdentityProvider.signs_authn_requests`` / ``signs_logout_messages``) and put on
+settings say so (``SamlIdp.signs_authn_requests`` / ``signs_logout_messages``) and put on
 the binding its metadata offers (``bridge.saml.bindings``).
 """
 
@@ -18,10 +18,10 @@ from lxml import etree
 
 from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage, encode
-from bridge.saml.idp import IdentityProvider
+from bridge.saml.idp import SamlIdp
+from bridge.saml.keys import SigningKey
 from bridge.saml.ns import q
 from bridge.saml.response import ServiceProvider
-from bridge.saml.sp_keys import SigningKey
 
 
 def new_message_id() -> str:
@@ -47,7 +47,7 @@ def _message(tag: str, *, message_id: str, now: float, destination: str, issuer:
     return root
 
 
-def authn_request(idp: IdentityProvider, sp: ServiceProvider, *, now: float,
+def authn_request(idp: SamlIdp, sp: ServiceProvider, *, now: float,
                   signing_key: Callable[[], SigningKey]) -> tuple[str, OutgoingMessage]:
     """Return (request ID, the AuthnRequest on its way to the IdP).
 
@@ -67,7 +67,7 @@ def authn_request(idp: IdentityProvider, sp: ServiceProvider, *, now: float,
                               key=signer)
 
 
-def logout_request(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
+def logout_request(idp: SamlIdp, sp: ServiceProvider, *, name_id: str,
                    session_index: str | None, now: float,
                    signing_key: Callable[[], SigningKey],
                    message_id: str | None = None) -> OutgoingMessage | None:
@@ -86,7 +86,7 @@ def logout_request(idp: IdentityProvider, sp: ServiceProvider, *, name_id: str,
     return encode(message, binding=binding, destination=url, parameter="SAMLRequest", key=signer)
 
 
-def logout_response(idp: IdentityProvider, sp: ServiceProvider, *, in_response_to: str,
+def logout_response(idp: SamlIdp, sp: ServiceProvider, *, in_response_to: str,
                     now: float, signing_key: Callable[[], SigningKey]) -> OutgoingMessage | None:
     """Our LogoutResponse (Success) to a LogoutRequest of the IdP, sent to its Single Logout
     service (its ResponseLocation, SAML Metadata §2.2.2) so that the IdP's logout chain goes on;

@@ -2,7 +2,7 @@
 
 ``identity_from_facts`` is the one place that decides who a person is: a real login passes the
 facts of its verified assertion (``to_identity``), a claims preview passes the facts an admin gave
-(``bridge.saml.preview``), so a preview refuses exactly what a login refuses, with the same code.
+(``bridge.idps.preview``), so a preview refuses exactly what a login refuses, with the same code.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from bridge.errors import SamlRejected
 from bridge.identity import Identity
 from bridge.saml import ns
-from bridge.saml.idp import IdentityProvider
-from bridge.saml.response import VerifiedAssertion
+from bridge.saml.idp import SamlIdp
+from bridge.saml.verified import VerifiedAssertion
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def derive_subject(idp_entity_id: str, subject_id: str) -> str:
     return base64.b32encode(digest[:20]).decode("ascii").lower()
 
 
-def identity_from_facts(facts: SamlFacts, idp: IdentityProvider) -> Identity:
+def identity_from_facts(facts: SamlFacts, idp: SamlIdp) -> Identity:
     if not facts.name_id or not facts.name_id.strip():
         # SAML Core §2.4.1: the Subject names the person. (A login's response checks refuse this
         # first; a preview's facts arrive here unchecked.)
@@ -80,7 +80,7 @@ def identity_from_facts(facts: SamlFacts, idp: IdentityProvider) -> Identity:
     )
 
 
-def to_identity(verified: VerifiedAssertion, idp: IdentityProvider) -> Identity:
+def to_identity(verified: VerifiedAssertion, idp: SamlIdp) -> Identity:
     return identity_from_facts(SamlFacts(
         idp_entity_id=verified.idp_entity_id,
         name_id=verified.name_id,

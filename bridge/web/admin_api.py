@@ -17,7 +17,7 @@ from bridge import audit
 from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, SamlRejected
-from bridge.saml.preview import facts_from_document, facts_from_response, preview_login, refused
+from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
 from bridge.web.sso import metadata_response

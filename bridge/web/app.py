@@ -10,10 +10,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
 from bridge.application import build_application
-from bridge.background import start_scheduler
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import InvalidValue
+from bridge.jobs.standard import start_scheduler
 from bridge.logs import request_id
 from bridge.services import Services, build_services
 from bridge.web import cors, errors, rate_limits

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import exc as sa_exc
 
-from bridge import jobs
+from bridge.jobs import leases as jobs
 from bridge.services import key_problems
 from bridge.web.context import services
 from bridge.web.errors import RETRY_AFTER_SECONDS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from bridge.saml.idp import SLUG_RE
+from bridge.idps.settings import SLUG_RE
 from bridge.saml.sp import sp_metadata
 from bridge.web.context import application, services
 from bridge.web.cookies import login_cookie_name

@@ -8,7 +8,7 @@ import base64
 import xmlsec
 from lxml import etree
 
-from bridge.saml_keys import SamlKeys
+from bridge.sp_keys.manager import SamlKeys
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack, clone
 from tests.attacks.test_signature_attacks import ADMIN

@@ -1,11 +1,8 @@
-"""The SP's own SAML keys as values: what decrypts assertions sent to us and what signs our
-requests. They are generated here and stored, rotated and chosen by ``bridge.saml_keys``; this
-module knows no database."""
+"""New SP key pairs with their self-signed certificates, and when a certificate expires."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,22 +12,6 @@ from cryptography.x509.oid import NameOID
 CERTIFICATE_DAYS = 5 * 365
 # NIST SP 800-57: 3072-bit RSA for keys used beyond 2030.
 RSA_KEY_BITS = 3072
-
-
-@dataclass(frozen=True)
-class DecryptionKey:
-    id: str
-    private_key_pem: str
-    certificate_pem: str
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """The key that signs our AuthnRequests and logout messages (RSA; RSA-SHA256 signatures)."""
-
-    id: str
-    private_key_pem: str
-    certificate_pem: str
 
 
 def new_key_pair(common_name: str, now: float, *, days: int = CERTIFICATE_DAYS) -> tuple[str, str]:

@@ -5,7 +5,7 @@ node within ``RECHECK_SECONDS``, without a restart: the registry compares a chea
 
 No two IdPs in force share an entity ID (``sub`` is derived from it): the ``idp_entity_ids`` table
 holds every IdP's entity ID under a unique constraint. File IdPs are entered there at start-up
-(``register_file_idps``); API-managed ones with the version in force (bridge.admin.idps)."""
+(``register_file_idps``); API-managed ones with the version in force (bridge.idps.lifecycle)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.clock import Clock
 from bridge.errors import ConfigError
-from bridge.idp_endpoints import clashes
-from bridge.saml.idp import IdentityProvider, parse_idp_settings
+from bridge.idps.endpoints import clashes
+from bridge.idps.settings import IdentityProvider, parse_idp_settings
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId, IdpMetadataVersion, IdpRecord

@@ -25,10 +25,12 @@ from sqlalchemy import select
 
 from bridge.clock import Clock
 from bridge.errors import ConfigError
-from bridge.saml.sp_keys import DecryptionKey, SigningKey, certificate_not_after, new_key_pair
+from bridge.saml.keys import DecryptionKey, SigningKey
+from bridge.sp_keys.certificates import certificate_not_after, new_key_pair
 from bridge.store.db import Database
 from bridge.store.models import SamlKey
 
+# The logger keeps the name it had before the module moved: log filters and alerts name it.
 log = logging.getLogger("bridge.saml_keys")
 
 ENCRYPTION = "encryption"

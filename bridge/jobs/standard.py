@@ -1,9 +1,9 @@
-"""The bridge's background jobs (see bridge.jobs for how they run once across nodes)."""
+"""The bridge's background jobs (see bridge.jobs.leases for how they run once across nodes)."""
 
 from __future__ import annotations
 
-from bridge.admin.idps import IdpAdmin
-from bridge.jobs import Job, Scheduler
+from bridge.idps.lifecycle import IdpAdmin
+from bridge.jobs.leases import Job, Scheduler
 from bridge.services import Services
 from bridge.store.maintenance import purge_expired
 
@@ -18,7 +18,7 @@ def standard_jobs(bridge: Services, idps: IdpAdmin) -> list[Job]:
         jobs.append(Job("key_rotation", 3600,
                         lambda: bridge.keys.rotate(older_than=days * 86400.0)))
     # Always scheduled: besides sp_signing_key_rotation_days, it gives a signing certificate
-    # near its expiry a successor in time (bridge.saml_keys.SamlKeys.rotation_due).
+    # near its expiry a successor in time (bridge.sp_keys.manager.SamlKeys.rotation_due).
     sp_days = bridge.settings.sp_signing_key_rotation_days
     jobs.append(Job("sp_signing_key_rotation", 3600, lambda: bridge.sp_keys.rotate_if_due(
         rotation_seconds=sp_days * 86400.0 if sp_days else None)))

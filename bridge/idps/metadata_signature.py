@@ -15,7 +15,7 @@ from lxml import etree
 from bridge.errors import ConfigError, SamlRejected
 from bridge.saml import ns
 from bridge.saml.metadata import MAX_METADATA_BYTES
-from bridge.saml.signature_policy import _check_signature, _check_unique_ids
+from bridge.saml.signature_policy import check_signature, check_unique_ids
 from bridge.saml.verify import CertificateKeys, verify_signature
 from bridge.saml.xml_parser import parse_untrusted
 
@@ -43,7 +43,7 @@ def verify_metadata_signature(xml: bytes, pinned_certificate_pem: str) -> None:
         if not root.get("ID"):
             raise fail("the root element has no ID attribute, so no signature can refer to it")
         # A duplicate ID could make the Reference resolve to another element than the root.
-        _check_unique_ids(root)
+        check_unique_ids(root)
         signatures = root.findall(_SIGNATURE)
         if not signatures:
             raise fail("the metadata is not signed (no ds:Signature on the root element)")
@@ -51,7 +51,7 @@ def verify_metadata_signature(xml: bytes, pinned_certificate_pem: str) -> None:
             raise fail(f"the root element carries {len(signatures)} signatures; exactly one is "
                        "accepted")
         signature = signatures[0]
-        _check_signature(signature, root, allow_sha1=False)
+        check_signature(signature, root, allow_sha1=False)
         verify_signature(signature, root, CertificateKeys([pinned_certificate_pem]), uses_sha1=False)
     except SamlRejected as exc:
         detail = exc.public_detail

@@ -14,8 +14,8 @@ from typing import Any
 from bridge.claims.mapping import ClaimMapping
 from bridge.claims.preview import preview
 from bridge.errors import ConfigError, SamlRejected
+from bridge.idps.settings import IdentityProvider
 from bridge.saml.assertion_checks import checked_values
-from bridge.saml.idp import IdentityProvider
 from bridge.saml.response import read_unverified
 from bridge.saml.subject import SamlFacts, identity_from_facts
 

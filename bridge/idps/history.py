@@ -1,0 +1,78 @@
+"""An API-managed IdP's metadata versions: each applied one stays in the history and any can be
+restored, so the certificates it once dropped are known."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from bridge.errors import NotFound
+from bridge.idps.settings import SLUG_RE, IdentityProvider
+from bridge.store.db import Database
+from bridge.store.models import IdpMetadataVersion, IdpRecord
+
+# Version ids are 32-bit integers on PostgreSQL (and at most 64-bit on SQLite): a larger one in a
+# URL is no version, not a database error (a 500).
+MAX_VERSION_ID = 2**31 - 1
+
+
+def version_history(db: Database, slug: str) -> list[dict[str, Any]]:
+    if not SLUG_RE.match(slug):
+        raise NotFound("idp_unknown", f"No IdP {slug[:64]!r}.")
+    with db.transaction() as session:
+        record = session.get(IdpRecord, slug)
+        rows = session.scalars(select(IdpMetadataVersion)
+                               .where(IdpMetadataVersion.slug == slug)
+                               .order_by(IdpMetadataVersion.id.desc()))
+        return [{"id": v.id, "status": v.status, "source": v.source, "sha256": v.sha256,
+                 "created_at": v.created_at, "created_by": v.created_by,
+                 "applied_at": v.applied_at, "applied_by": v.applied_by,
+                 "in_force": record is not None and record.version_id == v.id,
+                 "diff": json.loads(v.diff_json)} for v in rows]
+
+
+def version_xml(db: Database, slug: str, version_id: int) -> str:
+    known_version_id(version_id)
+    with db.transaction() as session:
+        version = session.get(IdpMetadataVersion, version_id)
+        if version is None or version.slug != slug:
+            raise NotFound("version_unknown", "No such metadata version.")
+        return version.xml
+
+
+def new_version(slug: str, xml: bytes, source: str, actor: str, now: float,
+                diff: dict[str, Any], *, status: str) -> IdpMetadataVersion:
+    return IdpMetadataVersion(
+        slug=slug, xml=xml.decode("utf-8", errors="replace"),
+        sha256=hashlib.sha256(xml).hexdigest(), status=status, source=source, created_at=now,
+        created_by=actor, applied_at=now if status == "applied" else None,
+        applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))
+
+
+def readded_certificates(db: Database, slug: str, current: IdentityProvider,
+                         proposed: IdentityProvider) -> list[dict[str, Any]]:
+    """Certificates the proposal adds that this IdP had in force before and dropped since: a
+    withdrawn key never comes back without a person, however the document is dated."""
+    in_force = {c.sha256_fingerprint for c in current.metadata.signing_certificates}
+    added = [c for c in proposed.metadata.signing_certificates
+             if c.sha256_fingerprint not in in_force]
+    if not added:
+        return []
+    seen: set[str] = set()
+    with db.transaction() as session:
+        for diff_json in session.scalars(select(IdpMetadataVersion.diff_json).where(
+                IdpMetadataVersion.slug == slug, IdpMetadataVersion.applied_at.is_not(None))):
+            # added + kept is the whole certificate set of a version (metadata_diff).
+            diff = json.loads(diff_json)
+            seen.update(c["sha256"] for key in ("certificates_added", "certificates_kept")
+                        for c in diff.get(key, ()))
+    return [{"sha256": c.sha256_fingerprint, "not_after": c.not_after.isoformat()}
+            for c in added if c.sha256_fingerprint in seen]
+
+
+def known_version_id(version_id: int) -> None:
+    if not 0 < version_id <= MAX_VERSION_ID:
+        raise NotFound("version_unknown", "No such metadata version.")

@@ -1,0 +1,134 @@
+"""What the admin API and pages show of the IdPs in force: their certificates and metadata with
+the warnings due, and the health of their logins from the audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bridge.errors import NotFound
+from bridge.idps.history import version_history, version_xml
+from bridge.idps.registry import IdpRegistry
+from bridge.idps.settings import SLUG_RE, IdentityProvider
+from bridge.saml.metadata import IdpMetadata
+from bridge.saml.sp import sp_metadata
+from bridge.services import Services
+from bridge.store.db import Database
+from bridge.store.models import AuditEvent, IdpRecord
+
+WARN_DAYS = (30, 7)
+
+
+def certificate_report(metadata: IdpMetadata, now: dt.datetime) -> list[dict[str, Any]]:
+    report = []
+    for cert in metadata.signing_certificates:
+        days = (cert.not_after - now).total_seconds() / 86400
+        warning = ("expired" if days < 0 else "expires_within_7_days" if days < WARN_DAYS[1]
+                   else "expires_within_30_days" if days < WARN_DAYS[0] else None)
+        report.append({"sha256": cert.sha256_fingerprint, "not_after": cert.not_after.isoformat(),
+                       "days_left": int(days), "warning": warning})
+    return report
+
+
+def login_health(db: Database) -> dict[str, dict[str, Any]]:
+    """Last successful login and last refusal per IdP, from the audit trail."""
+    health: dict[str, dict[str, Any]] = {}
+    with db.transaction() as session:
+        rows = session.execute(
+            select(AuditEvent.idp_slug, AuditEvent.outcome, func.max(AuditEvent.at))
+            .where(AuditEvent.event == "login")
+            .group_by(AuditEvent.idp_slug, AuditEvent.outcome)).all()
+        for slug, outcome, at in rows:
+            if slug is None:
+                continue
+            entry = health.setdefault(slug, {})
+            if outcome == "success":
+                entry["last_login_at"] = at
+            else:
+                last = session.scalars(select(AuditEvent).where(
+                    AuditEvent.idp_slug == slug, AuditEvent.event == "login",
+                    AuditEvent.outcome == outcome, AuditEvent.at == at).limit(1)).first()
+                entry["last_error_at"] = at
+                entry["last_error_code"] = last.code if last else None
+    return health
+
+
+class IdpOverview:
+    """The IdPs in force as the admin API and pages show them."""
+
+    def __init__(self, bridge: Services) -> None:
+        self.bridge = bridge
+        self.db = bridge.db
+        self.clock = bridge.clock
+
+    @property
+    def registry(self) -> IdpRegistry:
+        assert isinstance(self.bridge.idps, IdpRegistry)
+        return self.bridge.idps
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
+
+    def list_idps(self) -> list[dict[str, Any]]:
+        health = login_health(self.db)
+        return [self._summary(slug, idp, health.get(slug, {}))
+                for slug, idp in sorted(self.registry.items())]
+
+    def get_idp(self, slug: str) -> dict[str, Any]:
+        idp = self.idp(slug)
+        detail = self._summary(slug, idp, login_health(self.db).get(slug, {}))
+        with self.db.transaction() as session:
+            record = session.get(IdpRecord, slug)
+            detail["settings"] = json.loads(record.settings_json) if record else None
+            detail["metadata_url"] = record.metadata_url if record else None
+            detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
+        detail["versions"] = self.versions(slug) if detail["source"] == "api" else []
+        return detail
+
+    def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
+        now = self._now()
+        certificates = certificate_report(idp.metadata, now)
+        warnings = {c["warning"] for c in certificates if c["warning"]}
+        valid_until = idp.metadata.valid_until
+        if valid_until is not None:
+            days = (valid_until - now).total_seconds() / 86400
+            if days <= 0:
+                warnings.add("metadata_expired")
+            elif days < WARN_DAYS[1]:
+                warnings.add("metadata_expires_within_7_days")
+        return {
+            "slug": slug,
+            "source": self.registry.source(slug),
+            "display_name": idp.display_name,
+            "entity_id": idp.metadata.entity_id,
+            "sso_url": idp.sso_url,
+            "acs_url": self.bridge.settings.acs_url(slug),
+            "certificates": certificates,
+            "metadata_valid_until": valid_until.isoformat() if valid_until else None,
+            "warnings": sorted(warnings),
+            **health,
+        }
+
+    def versions(self, slug: str) -> list[dict[str, Any]]:
+        return version_history(self.db, slug)
+
+    def version_xml(self, slug: str, version_id: int) -> str:
+        return version_xml(self.db, slug, version_id)
+
+    def sp_metadata(self, slug: str) -> bytes:
+        idp = self.idp(slug)
+        settings = self.bridge.settings
+        keys = self.bridge.sp_keys
+        return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
+                           keys.encryption_certificates(), [settings.slo_url(slug)],
+                           signing_certificates=keys.signing_certificates(),
+                           authn_requests_signed=idp.signs_authn_requests)
+
+    def idp(self, slug: str) -> IdentityProvider:
+        idp = self.registry.get(slug) if SLUG_RE.match(slug) else None
+        if idp is None:
+            raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+        return idp

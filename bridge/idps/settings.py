@@ -1,0 +1,145 @@
+"""What an IdP is to the bridge: its settings (how its attributes become claims, who it may send
+to, how its metadata is kept current) on top of what the SAML protocol reads of it
+(``bridge.saml.idp``). Settings come from ``<slug>.toml`` or through the admin API; both are
+validated here, and every problem is reported with where it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.claims.mapping import ClaimMapping, parse_mapping
+from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
+from bridge.claims.presets import MAPPING_PRESETS, PRESETS
+from bridge.errors import ConfigError
+from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
+
+# \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+
+
+@dataclass(frozen=True)
+class IdpSettings(SamlOptions):
+    """Every setting of an IdP: those SAML reads (``SamlOptions``) and the bridge's own."""
+
+    display_name: str = ""
+    allow_idp_initiated: bool = False
+    # Clients an IdP-initiated login may be sent to (RelayState names one; the first is the default).
+    idp_initiated_clients: tuple[str, ...] = ()
+    # E-mail domains for login_hint discovery when several IdPs are configured.
+    email_domains: tuple[str, ...] = ()
+    # How this IdP's attributes become claims (bridge.claims.mapping), preset included.
+    mapping: ClaimMapping = DEFAULT_MAPPING
+    # Metadata lifecycle (IdPs managed through the admin API): which changes of refreshed or
+    # uploaded metadata apply without a person ("additions": new certificates only; "all";
+    # "none"), how often a metadata URL is fetched, and the certificate that must sign it.
+    metadata_auto_apply: str = "additions"
+    metadata_refresh_seconds: int = 6 * 3600
+    metadata_signing_certificate: str | None = None
+
+
+@dataclass
+class IdentityProvider(SamlIdp):
+    """An IdP in force: handed to ``saml/`` as the ``SamlIdp`` it is, read whole by the bridge."""
+
+    settings: IdpSettings  # the same field, with the bridge's settings on top of SAML's
+
+    @property
+    def display_name(self) -> str:
+        return self.settings.display_name or self.slug
+
+
+# The keys of an IdP's settings (<slug>.toml, or through the admin API); docs/configuration.md
+# lists each, and a test holds it to this.
+IDP_SETTING_KEYS = frozenset({
+    "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
+    "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
+    "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
+    "sign_requests", "authn_request_binding"})
+
+
+def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
+    problems: list[str] = []
+    for key in sorted(set(raw) - IDP_SETTING_KEYS):
+        problems.append(f"{source}: {key}: unknown IdP setting")
+    display_name = raw.get("display_name", "")
+    if not isinstance(display_name, str) or any(c < " " or c == "\x7f" for c in display_name):
+        problems.append(f"{source}: display_name: must be a string with no control characters")
+    allow_idp_initiated = raw.get("allow_idp_initiated", False)
+    if not isinstance(allow_idp_initiated, bool):
+        problems.append(f"{source}: allow_idp_initiated: must be true or false")
+    targets = raw.get("idp_initiated_clients", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+        problems.append(f"{source}: idp_initiated_clients: must be a list of client IDs")
+        targets = []
+    if allow_idp_initiated is True and not targets:
+        problems.append(f"{source}: allow_idp_initiated needs idp_initiated_clients: the clients "
+                        "whose login_start_uri an IdP-initiated login is sent to")
+    skew = raw.get("clock_skew_seconds", 60)
+    if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew <= MAX_CLOCK_SKEW:
+        problems.append(f"{source}: clock_skew_seconds: must be an integer from 0 to "
+                        f"{MAX_CLOCK_SKEW}, got {skew!r}")
+    subject_attribute = raw.get("subject_attribute")
+    if subject_attribute is not None and (not isinstance(subject_attribute, str)
+                                          or not subject_attribute):
+        problems.append(f"{source}: subject_attribute: must be an attribute name")
+    domains = raw.get("email_domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+        problems.append(f"{source}: email_domains: must be a list of domain names")
+        domains = []
+    sha1_until = raw.get("insecure_allow_sha1_until")
+    if isinstance(sha1_until, str):  # settings stored as JSON carry dates as ISO strings
+        with contextlib.suppress(ValueError):
+            sha1_until = dt.date.fromisoformat(sha1_until)
+    if sha1_until is not None and not isinstance(sha1_until, dt.date):
+        problems.append(f"{source}: insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
+        sha1_until = None
+    auto_apply = raw.get("metadata_auto_apply", "additions")
+    if auto_apply not in ("additions", "all", "none"):
+        problems.append(f"{source}: metadata_auto_apply: one of additions, all, none")
+        auto_apply = "additions"
+    refresh = raw.get("metadata_refresh_seconds", 6 * 3600)
+    if isinstance(refresh, bool) or not isinstance(refresh, int) or not 300 <= refresh <= 7 * 86400:
+        problems.append(f"{source}: metadata_refresh_seconds: an integer from 300 to 604800")
+        refresh = 6 * 3600
+    pinned = raw.get("metadata_signing_certificate")
+    if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
+        problems.append(f"{source}: metadata_signing_certificate: a PEM certificate")
+        pinned = None
+    sign_requests = raw.get("sign_requests", "auto")
+    if sign_requests not in ("auto", "always", "never"):
+        problems.append(f"{source}: sign_requests: one of auto, always, never")
+        sign_requests = "auto"
+    binding = raw.get("authn_request_binding", "auto")
+    if binding not in ("auto", "redirect", "post"):
+        problems.append(f"{source}: authn_request_binding: one of auto, redirect, post")
+        binding = "auto"
+    mapping = DEFAULT_MAPPING
+    try:
+        mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
+    except ConfigError as error:
+        problems.extend(error.problems)
+    if subject_attribute is None and mapping.preset is not None:
+        # A vendor preset knows the vendor's stable identifier (Entra ID: the object ID).
+        subject_attribute = PRESETS[mapping.preset].subject_attribute
+    if problems:
+        raise ConfigError(problems)
+    return IdpSettings(
+        mapping=mapping,
+        metadata_auto_apply=auto_apply,
+        metadata_refresh_seconds=refresh,
+        metadata_signing_certificate=pinned,
+        display_name=display_name,
+        allow_idp_initiated=allow_idp_initiated,
+        idp_initiated_clients=tuple(targets),
+        clock_skew_seconds=skew,
+        subject_attribute=subject_attribute,
+        email_domains=tuple(d.lower() for d in domains),
+        insecure_allow_sha1_until=sha1_until,
+        sign_requests=sign_requests,
+        authn_request_binding=binding,
+    )
