@@ -33,7 +33,7 @@ from bridge.claims import (
 )
 from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
-from bridge.errors import AuthorizeError, BridgeError, ConfigError, SamlRejected, TokenError
+from bridge.errors import AuthorizeError, BridgeError, ConfigError, IdpUnknown, SamlRejected, TokenError
 from bridge.identity import Identity
 from bridge.idp_endpoints import normalized_origins
 from bridge.idp_registry import IdpRegistry, register_file_idps
@@ -314,7 +314,7 @@ class Bridge:
                         relay_state: str | None, context: dict[str, str | None]) -> str:
         idp = self.idps.get(slug)
         if idp is None:
-            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
         idp.require_current_metadata(self.clock.now())
         if not posted:
             raise SamlRejected("saml_malformed", "The request carries no SAMLResponse.")
@@ -647,7 +647,7 @@ class Bridge:
                               public_detail="This sign-out link is not valid or has expired.")
         idp = self.idps.get(slug)
         if idp is None:
-            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
         index = payload.get("session_index")
         message = logout_request(idp, self.service_provider(slug), name_id=str(payload["name_id"]),
                                  session_index=index if isinstance(index, str) else None,
@@ -724,7 +724,7 @@ class Bridge:
         idp = self.idps.get(slug)
         try:
             if idp is None:
-                raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+                raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
             idp.require_current_metadata(self.clock.now())
             request = verify_logout_request(query_string, idp=idp,
                                             slo_url=self.settings.slo_url(slug), clock=self.clock)
@@ -766,7 +766,7 @@ class Bridge:
         idp = self.idps.get(slug)
         try:
             if idp is None:
-                raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+                raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
             idp.require_current_metadata(self.clock.now())
             response = verify_logout_response(query_string, idp=idp,
                                               slo_url=self.settings.slo_url(slug), clock=self.clock)

@@ -31,7 +31,7 @@ from bridge import audit
 from bridge.admin.fetch import FetchPolicy, fetch_metadata
 from bridge.admin.metadata_diff import document_order, metadata_diff
 from bridge.admin.metadata_signature import verify_metadata_signature
-from bridge.errors import ConfigError, Conflict, NotFound
+from bridge.errors import ConfigError, Conflict, InvalidInput, NotFound
 from bridge.federation import Bridge, check_idp_initiated_targets, spend_codes
 from bridge.idp_endpoints import clashes
 from bridge.idp_registry import IdpRegistry, load_managed_idp
@@ -205,7 +205,7 @@ class IdpAdmin:
     def create_idp(self, slug: str, *, xml: bytes | None, url: str | None,
                    settings: dict[str, Any], actor: str) -> dict[str, Any]:
         if not SLUG_RE.match(slug or ""):
-            raise ConfigError("slug: must match [a-z0-9][a-z0-9-]{0,62}")
+            raise InvalidInput("slug: must match [a-z0-9][a-z0-9-]{0,62}")
         if slug in self.registry.files:
             raise Conflict(f"slug: {slug!r} is declared as a file in idp_metadata/; change the file")
         with self.db.transaction() as session:
@@ -216,7 +216,7 @@ class IdpAdmin:
             fetched = fetch_metadata(url, policy=self.fetch_policy)
             xml = fetched.body
         if not xml:
-            raise ConfigError("metadata: upload a document or give a metadata URL")
+            raise InvalidInput("metadata: upload a document or give a metadata URL")
         settings_json = self._validated_settings(slug, settings)
         idp = self._validated(slug, xml, settings_json)
         entity_id = idp.metadata.entity_id
@@ -315,7 +315,7 @@ class IdpAdmin:
         if xml is None:
             target = url or record.metadata_url
             if not target:
-                raise ConfigError("metadata: upload a document or set a metadata URL")
+                raise InvalidInput("metadata: upload a document or set a metadata URL")
             fetched = fetch_metadata(target, policy=self.fetch_policy)
             xml, source = fetched.body, "url"
         assert xml is not None
@@ -325,7 +325,7 @@ class IdpAdmin:
         """Fetch the IdP's metadata URL (conditionally) and propose what changed."""
         record = self._managed(slug)
         if not record.metadata_url:
-            raise ConfigError(f"IdP {slug} has no metadata URL")
+            raise InvalidInput(f"IdP {slug} has no metadata URL")
         now = self.clock.now()
         try:
             fetched = fetch_metadata(record.metadata_url, policy=self.fetch_policy,
@@ -579,7 +579,7 @@ class IdpAdmin:
 
     def _validated_settings(self, slug: str, settings: dict[str, Any]) -> str:
         if not isinstance(settings, dict):
-            raise ConfigError("settings: must be an object")
+            raise InvalidInput("settings: must be an object")
         return json.dumps(settings, sort_keys=True, default=str)
 
     def _validated(self, slug: str, xml: bytes, settings_json: str) -> IdentityProvider:

@@ -15,20 +15,12 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.admin.access import Admin
 from bridge.admin.services import AdminServices
-from bridge.errors import BridgeError
+from bridge.errors import AdminForbidden, AdminUnauthorized
 from bridge.web.cookies import secure_prefix
 
 F = TypeVar("F", bound=Callable[..., Any])
 SESSION_COOKIE = "bridge-admin"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class AdminUnauthorized(BridgeError):
-    default_code = "admin_unauthorized"
-
-
-class AdminForbidden(BridgeError):
-    default_code = "admin_csrf_invalid"
 
 
 def services() -> AdminServices:
