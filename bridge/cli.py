@@ -279,12 +279,14 @@ def _jobs_status(settings: Settings) -> int:
 
 
 def _idp_list(bridge: object) -> int:
+    from bridge.admin.fetch import FetchPolicy
     from bridge.admin.idps import IdpAdmin
     from bridge.federation import Bridge
 
     assert isinstance(bridge, Bridge)
+    policy = FetchPolicy(allow_private=bridge.settings.insecure_metadata_private_addresses)
     print(f"{'slug':<20} {'source':<6} {'entity ID':<50} certificate expiry")
-    for idp in IdpAdmin(bridge).list_idps():
+    for idp in IdpAdmin(bridge, policy).list_idps():
         expiries = [f"{c['not_after'][:10]} ({c['days_left']} days)"
                     + (f" WARNING: {c['warning'].replace('_', ' ')}" if c["warning"] else "")
                     for c in idp["certificates"]]
@@ -297,11 +299,14 @@ def _idp_list(bridge: object) -> int:
 
 
 def _idp_refresh(bridge: object, *, every: bool) -> int:
+    from bridge.admin.fetch import FetchPolicy
     from bridge.admin.idps import IdpAdmin, RefreshFailed
     from bridge.federation import Bridge
 
     assert isinstance(bridge, Bridge)
-    admin = IdpAdmin(bridge)
+    # The same policy the web process fetches with (AdminServices.attach).
+    admin = IdpAdmin(bridge, FetchPolicy(
+        allow_private=bridge.settings.insecure_metadata_private_addresses))
     failures = 0
     try:
         outcomes = admin.refresh_due(every=every)
