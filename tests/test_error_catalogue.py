@@ -54,3 +54,20 @@ def test_every_raised_code_is_documented() -> None:
     codes = raised_codes()
     assert len(codes) > 40  # the scan itself works
     assert sorted(codes - documented) == []
+
+
+def test_the_status_follows_the_type_of_error() -> None:
+    """One table, resolved along each type's MRO, outside any request: the status cannot
+    depend on the URL."""
+    from bridge import errors
+    from bridge.web.errors import status_of
+
+    assert {status_of(t("x")) for t in (errors.ConfigError, errors.InvalidInput,
+                                        errors.FetchRefused)} == {422}
+    assert status_of(errors.Conflict("x")) == 409
+    assert status_of(errors.Misconfigured("x")) == 503
+    assert status_of(errors.IdpUnknown("idp_unknown")) == 404
+    assert status_of(errors.TooLarge("request_too_large")) == 413
+    assert status_of(errors.SamlRejected("saml_malformed")) == 400
+    assert status_of(errors.TokenError("invalid_client")) == 401
+    assert status_of(errors.TokenError("invalid_grant")) == 400
