@@ -48,8 +48,7 @@ def build_application(services: Services, *,
     access = AdminAccess(services.db, services.clock)
     admin = Administration(
         access=access,
-        idps=IdpAdmin(services, fetch_policy or FetchPolicy(
-            allow_private=services.settings.insecure_metadata_private_addresses)),
+        idps=IdpAdmin(services, fetch_policy),
         sign_in=AdminSignIn(services.settings, access),
         test_logins=TestLoginCapture(services, login),
     )

@@ -2,8 +2,25 @@
 
 Every refusal is a ``BridgeError`` carrying a *stable code* (documented in ``docs/errors.md``) and a
 ``public_detail`` that is safe to show a client. ``log_detail`` holds what only an operator should
-see (observed vs expected values). Translation to HTTP happens in exactly one place:
-``bridge.web.errors``. Nothing here knows about HTTP.
+see (observed vs expected values). The type says what happened; ``bridge.web.errors`` turns each
+type into an HTTP status in one table. Nothing here knows about HTTP.
+
+    BridgeError
+    ├── ConfigError            configuration found invalid (a list of located problems)
+    │   ├── Misconfigured      the bridge's own configuration cannot serve what was asked
+    │   ├── InvalidInput       an admin request that is not a valid change
+    │   ├── FetchRefused       a metadata URL refused, or its fetch failed
+    │   └── Conflict           a change the current state does not allow
+    ├── SamlRejected           a SAML message refused
+    │   ├── IdpUnknown         no IdP at this address
+    │   └── TooLarge           a message or body over the size limit
+    ├── AuthorizeError         an authorization request refused (RFC 6749 §4.1.2.1)
+    ├── TokenError             a token endpoint request refused (RFC 6749 §5.2)
+    ├── AdminUnauthorized      no admin credentials
+    ├── AdminForbidden         admin credentials without the session's CSRF token
+    ├── NotFound
+    ├── InvalidValue           a value no store can hold
+    └── StoreUnavailable       the database cannot be reached
 """
 
 from __future__ import annotations
@@ -30,29 +47,59 @@ class BridgeError(Exception):
 
 
 class ConfigError(BridgeError):
-    """Configuration (settings, IdP metadata, mapping) is invalid; start-up stops. Through the
-    admin API it is a refused change: ``code`` names the kind when one is more precise than
-    ``config_invalid``."""
+    """Configuration (settings, an IdP's metadata or settings, a mapping) is invalid, each problem
+    named with its location. At start-up it stops the bridge; through the admin API it is a
+    refused change, and ``code`` names the kind when one is more precise than ``config_invalid``.
+    The shared validators raise it wherever the document came from."""
 
     default_code = "config_invalid"
 
     def __init__(self, problems: list[str] | str, *, code: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__(code or "config_invalid", "; ".join(self.problems))
+        super().__init__(code or self.default_code, "; ".join(self.problems))
 
     def __str__(self) -> str:
         return "invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems)
 
 
+class Misconfigured(ConfigError):
+    """The bridge's own configuration or state cannot serve what was asked (no active signing
+    key, keys the key-encryption key cannot decrypt, an unreachable or unmigrated database):
+    start-up stops, and a request that needs it is answered "unavailable"."""
+
+
+class InvalidInput(ConfigError):
+    """An admin request that is not a valid change (a body that is no JSON object, a name or
+    lifetime out of range); nothing was changed."""
+
+
+class FetchRefused(ConfigError):
+    """A metadata URL was refused (not https, a private address) or fetching it failed; every
+    problem starts with ``metadata_url:``."""
+
+
 class Conflict(ConfigError):
     """A change that cannot be made in the current state (a slug declared as a file, an entity ID
-    another IdP holds): 409 through the admin API."""
+    another IdP holds, a version that is no longer pending)."""
 
 
 class SamlRejected(BridgeError):
     """A SAML message was refused. Nothing may be issued for it."""
 
     default_code = "saml_invalid"
+
+
+class IdpUnknown(SamlRejected):
+    """No IdP is configured under the slug a request names."""
+
+    default_code = "idp_unknown"
+
+
+class TooLarge(SamlRejected):
+    """A SAML message, or any request body, over the size this bridge accepts; refused before
+    it is parsed."""
+
+    default_code = "saml_too_large"
 
 
 class AuthorizeError(BridgeError):
@@ -93,6 +140,18 @@ class TokenError(BridgeError):
     ) -> None:
         super().__init__(code or oauth_error, public_detail, log_detail=log_detail)
         self.oauth_error = oauth_error
+
+
+class AdminUnauthorized(BridgeError):
+    """No admin API token and no admin session (or an expired or revoked one)."""
+
+    default_code = "admin_unauthorized"
+
+
+class AdminForbidden(BridgeError):
+    """A change through an admin session without the session's CSRF token."""
+
+    default_code = "admin_csrf_invalid"
 
 
 class NotFound(BridgeError):

@@ -7,19 +7,33 @@ import sys
 from pathlib import Path
 
 import pytest
+from bridge.admin.fetch import FetchPolicy
+from bridge.admin.idps import IdpAdmin
+from bridge.federation import Bridge
 
+from bridge.clock import SystemClock
+from bridge.config import load_settings
+from bridge.dev.saml_idp import DevIdp
 from bridge.tokens.keys import generate_kek
 from tests.conftest import TEST_KEK
+from tests.test_admin_metadata_url import _Published
+from tests.test_admin_metadata_url import published as metadata_server  # noqa: F401  (fixture)
+from tests.test_metadata_fetch import Pki, pki  # noqa: F401  (the throwaway CA)
 
 
-def bridge_cli(tmp_path: Path, *args: str, kek: str = TEST_KEK) -> subprocess.CompletedProcess[str]:
+def cli_environ(tmp_path: Path, kek: str = TEST_KEK) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),
+            "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path}/bridge.db",
+            "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"), "BRIDGE_KEY_ENCRYPTION_KEY": kek}
+
+
+def bridge_cli(tmp_path: Path, *args: str, kek: str = TEST_KEK,
+               **settings: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "idp").mkdir(exist_ok=True)
     return subprocess.run(
         [sys.executable, "-W", "ignore", "-m", "bridge.cli", *args],
         capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),
-             "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path}/bridge.db",
-             "BRIDGE_INSTANCE_DIR": str(tmp_path / "instance"), "BRIDGE_KEY_ENCRYPTION_KEY": kek},
+        env={**cli_environ(tmp_path, kek), **settings},
     )
 
 
@@ -102,3 +116,32 @@ def test_a_duration_needs_its_unit_and_a_sane_value(tmp_path: Path, args: tuple[
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"  - {option}: " in refused.stderr and "Traceback" not in refused.stderr
     assert ok(bridge_cli(tmp_path, "keys", "list")) == before
+
+
+def test_idp_refresh_fetches_private_addresses_only_when_the_setting_allows(
+        tmp_path: Path, metadata_server: str, pki: Pki,  # noqa: F811
+        session_other_idp: DevIdp) -> None:
+    """`bridge idp refresh` fetches under the same policy as the web process: a metadata URL on
+    a loopback address is refused unless insecure_metadata_private_addresses is set."""
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    bridge = Bridge.from_settings(load_settings(environ=cli_environ(tmp_path)), SystemClock())
+    try:
+        _Published.body = session_other_idp.metadata_xml()
+        IdpAdmin(bridge, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file)).create_idp(
+            "other", xml=None, url=metadata_server, settings={}, actor="test")
+    finally:
+        bridge.db.dispose()
+
+    refused = bridge_cli(tmp_path, "idp", "refresh", "--all")
+
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout.startswith("other: failed: ")
+    assert "metadata is only fetched from public addresses" in refused.stdout
+
+    allowed = bridge_cli(tmp_path, "idp", "refresh", "--all",
+                         BRIDGE_INSECURE_METADATA_PRIVATE_ADDRESSES="true")
+
+    # Past the address check, it reaches the server; that the throwaway CA is not in the
+    # trusted bundle is all that stops it now.
+    assert "only fetched from public addresses" not in allowed.stdout
+    assert "other: failed: " in allowed.stdout and "TLS with 127.0.0.1 failed" in allowed.stdout

@@ -172,3 +172,16 @@ def test_shared_idp_origins_are_https_origins(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as caught:
             load_settings(environ={"BRIDGE_IDP_SHARED_ORIGINS": value})
         assert "idp_shared_origins: a list of https origins" in str(caught.value), value
+
+
+def test_metrics_token_is_a_secret(tmp_path: Path) -> None:
+    assert load_settings(environ={"BRIDGE_METRICS_TOKEN": "scrape"}).metrics_token == "scrape"
+    secret = tmp_path / "metrics-token"
+    secret.write_text("from-a-file\n")
+    settings = load_settings(environ={"BRIDGE_METRICS_TOKEN_FILE": str(secret)})
+    assert settings.metrics_token == "from-a-file"
+    config = tmp_path / "bridge.toml"
+    config.write_text('metrics_token = "scrape"\n')
+    with pytest.raises(ConfigError, match="metrics_token: secrets are not read from the config "
+                                          "file; set BRIDGE_METRICS_TOKEN or BRIDGE_METRICS_TOKEN_FILE"):
+        load_settings(config, environ={})

@@ -13,6 +13,8 @@ import pytest
 
 from bridge import config
 from bridge.config import ClientConfig, Settings
+from bridge.config.reference import TABLES
+from bridge.config.spec import specs
 from bridge.idps.settings import IDP_SETTING_KEYS, IdpSettings
 from tests.dev_stack import ROOT
 
@@ -57,9 +59,22 @@ def test_every_idp_key_is_in_the_reference() -> None:
 
 
 def test_every_setting_can_be_set() -> None:
-    """A field of Settings that load_settings does not read could only ever keep its default."""
-    readable = config._KNOWN_KEYS | set(config._SECRET_KEYS)
-    assert readable == names(Settings)
+    """A field of Settings that load_settings does not read could only ever keep its default:
+    the loader reads every declared one, so every field must be declared."""
+    assert set(specs(Settings)) == names(Settings)
+    assert set(specs(ClientConfig)) == names(ClientConfig)
+
+
+@pytest.mark.parametrize("section", sorted(TABLES))
+def test_the_tables_are_the_declarations(section: str) -> None:
+    """Each row (key, default, meaning) is written once, beside the setting in the code."""
+    lines = REFERENCE.read_text().splitlines()
+    start = lines.index(f"## {section}")
+    header = lines.index(TABLES[section][0], start)
+    end = next(i for i in range(header, len(lines)) if not lines[i].startswith("|"))
+    assert lines[header:end] == TABLES[section], (
+        f"docs/configuration.md, {section}: write the table `python -m bridge.config.reference` "
+        "prints")
 
 
 def _plain_defaults(dataclass: type, keys: set[str]) -> list[tuple[str, Any]]:

@@ -4,10 +4,15 @@ latency, certificate days left, the database pool."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-import pytest
+from bridge.federation import Bridge
 from flask.testing import FlaskClient
 
+from bridge.clock import SystemClock
+from bridge.store.db import Database
+from bridge.web import create_app
+from tests.conftest import make_settings
 from tests.helpers import Browser
 
 
@@ -41,8 +46,14 @@ def test_metrics_count_what_happened(browser: Browser, client: FlaskClient) -> N
     assert "bridge_db_pool_connections" in after
 
 
-def test_metrics_token(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BRIDGE_METRICS_TOKEN", "scrape-secret-0123456789")
-    assert client.get("/metrics").status_code == 401
-    ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123456789"})
-    assert ok.status_code == 200
+def test_metrics_token(database: Database, idp_dir: Path, tmp_path: Path) -> None:
+    # The token is a setting (BRIDGE_METRICS_TOKEN or _FILE), read once when the app is made.
+    settings = make_settings(database, idp_dir, tmp_path, metrics_token="scrape-secret-0123456789")
+    bridge = Bridge.from_settings(settings, SystemClock())
+    try:
+        client = create_app(bridge=bridge).test_client()
+        assert client.get("/metrics").status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123456789"})
+        assert ok.status_code == 200
+    finally:
+        bridge.db.dispose()

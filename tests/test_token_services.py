@@ -32,14 +32,14 @@ AT = "urn:ietf:params:oauth:token-type:access_token"
 @pytest.fixture
 def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp,
              monkeypatch: pytest.MonkeyPatch) -> Settings:
-    from bridge import config
+    from bridge.config import sources
 
-    original = config._read_secret
+    original = sources.read_secret
 
     def read_secret(env, name, problems):  # type: ignore[no-untyped-def]
         return SECRETS.get(name) or original(env, name, problems)
 
-    monkeypatch.setattr(config, "_read_secret", read_secret)
+    monkeypatch.setattr(sources, "read_secret", read_secret)
     return make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT, GATEWAY, ORDERS])
 
 

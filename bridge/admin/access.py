@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bridge import audit
-from bridge.errors import ConfigError, NotFound
+from bridge.errors import InvalidInput, NotFound
 from bridge.store.db import Database
 from bridge.store.models import AdminSession, AdminToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
@@ -45,9 +45,9 @@ class AdminAccess:
         # PostgreSQL; a JSON object became its Python text).
         if (not isinstance(name, str) or not name or len(name) > 128
                 or any(c < " " or c == "\x7f" for c in name)):
-            raise ConfigError("name: 1 to 128 characters, no control characters")
+            raise InvalidInput("name: 1 to 128 characters, no control characters")
         if not 60 <= expires_in <= 366 * 86400:
-            raise ConfigError("expires_in: from one minute to a year")
+            raise InvalidInput("expires_in: from one minute to a year")
         token_id = secrets.token_hex(8)
         token = TOKEN_PREFIX + new_secret()
         now = self.clock.now()

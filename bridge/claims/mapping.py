@@ -31,6 +31,7 @@ from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bridge.config.problems import Problems
 from bridge.errors import ConfigError, SamlRejected
 from bridge.identity import Identity
 from bridge.patterns import MAX_PATTERN, LinearPattern, PatternRefused
@@ -185,81 +186,78 @@ def apply_mapping(mapping: ClaimMapping, identity: Identity) -> MappedClaims:
 
 def parse_mapping(raw: Any, *, source: str, presets: MappingType[str, ClaimMapping]) -> ClaimMapping:
     """Parse a ``[mapping]`` table on top of its preset; raise ``ConfigError`` listing problems."""
-    problems: list[str] = []
-    where = f"{source}: mapping"
+    problems = Problems(f"{source}: mapping")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
+        raise ConfigError(f"{problems.where}: must be a table")
     known = {"preset", "email_verified", "group_names", "claims", "groups", "roles"}
     for key in sorted(set(raw) - known):
-        problems.append(f"{where}.{key}: unknown mapping setting")
+        problems.at(key).add("unknown mapping setting")
 
     preset_name = raw.get("preset")
     base = presets["default"]
     if preset_name is not None:
         if preset_name not in presets or preset_name == "default":
             choices = ", ".join(sorted(p for p in presets if p != "default"))
-            problems.append(f"{where}.preset: unknown preset {preset_name!r} (one of {choices})")
+            problems.at("preset").add(f"unknown preset {preset_name!r} (one of {choices})")
         else:
             base = presets[preset_name]
 
     claims = dict(base.claims)
     raw_claims = raw.get("claims", {})
     if not isinstance(raw_claims, dict):
-        problems.append(f"{where}.claims: must be a table of claim names")
+        problems.at("claims").add("must be a table of claim names")
         raw_claims = {}
     for claim, rule in raw_claims.items():
         if claim not in CLAIMS:
-            problems.append(f"{where}.claims.{claim}: not a mappable claim (one of "
-                            f"{', '.join(CLAIMS)})")
+            problems.at("claims").at(claim).add(f"not a mappable claim (one of {', '.join(CLAIMS)})")
             continue
-        parsed = _parse_rule(rule, f"{where}.claims.{claim}", problems)
+        parsed = _parse_rule(rule, problems.at("claims").at(claim))
         if parsed is not None:
             claims[claim] = parsed
 
     email_verified = raw.get("email_verified", base.email_verified)
     if not isinstance(email_verified, bool):
-        problems.append(f"{where}.email_verified: must be true or false")
+        problems.at("email_verified").add("must be true or false")
         email_verified = False
 
     group_names = raw.get("group_names", {})
     if not isinstance(group_names, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v for k, v in group_names.items()):
-        problems.append(f"{where}.group_names: must be a table of group ID = \"name\"")
+        problems.at("group_names").add("must be a table of group ID = \"name\"")
         group_names = {}
 
     groups = raw.get("groups", {})
     if not isinstance(groups, dict):
-        problems.append(f"{where}.groups: must be a table with allow and deny")
+        problems.at("groups").add("must be a table with allow and deny")
         groups = {}
     for key in sorted(set(groups) - {"allow", "deny"}):
-        problems.append(f"{where}.groups.{key}: unknown setting (allow, deny)")
-    allow = _parse_matches(groups.get("allow", []), f"{where}.groups.allow", problems)
-    deny = _parse_matches(groups.get("deny", []), f"{where}.groups.deny", problems)
+        problems.at("groups").at(key).add("unknown setting (allow, deny)")
+    allow = _parse_matches(groups.get("allow", []), problems.at("groups").at("allow"))
+    deny = _parse_matches(groups.get("deny", []), problems.at("groups").at("deny"))
 
     roles: list[RoleRule] = list(base.roles)
     raw_roles = raw.get("roles")
     if raw_roles is not None:
         roles = []
         if not isinstance(raw_roles, list):
-            problems.append(f"{where}.roles: must be a list of [[mapping.roles]] tables")
+            problems.at("roles").add("must be a list of [[mapping.roles]] tables")
             raw_roles = []
         for index, entry in enumerate(raw_roles):
-            at = f"{where}.roles[{index}]"
+            at = problems.at("roles").at(f"[{index}]")
             if not isinstance(entry, dict):
-                problems.append(f"{at}: must be a table")
+                at.add("must be a table")
                 continue
             role = entry.get("role")
             if not isinstance(role, str) or not role:
-                problems.append(f"{at}.role: required, the role name")
+                at.at("role").add("required, the role name")
             rest = {k: v for k, v in entry.items() if k != "role"}
-            match = _parse_match(rest, at, problems)
+            match = _parse_match(rest, at)
             if match is not None and isinstance(role, str) and role:
                 roles.append(RoleRule(match, role))
 
-    if problems:
-        raise ConfigError(problems)
+    problems.raise_any()
     return ClaimMapping(
         claims=claims,
         email_verified=email_verified,
@@ -271,117 +269,117 @@ def parse_mapping(raw: Any, *, source: str, presets: MappingType[str, ClaimMappi
     )
 
 
-def _parse_rule(raw: Any, where: str, problems: list[str]) -> ClaimRule | None:
+def _parse_rule(raw: Any, problems: Problems) -> ClaimRule | None:
     if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a table (from, transforms, default, required)")
+        problems.add("must be a table (from, transforms, default, required)")
         return None
     for key in sorted(set(raw) - {"from", "transforms", "default", "required"}):
-        problems.append(f"{where}.{key}: unknown setting (from, transforms, default, required)")
+        problems.at(key).add("unknown setting (from, transforms, default, required)")
     sources = raw.get("from", [])
     if isinstance(sources, str):
         sources = [sources]
     if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
-        problems.append(f"{where}.from: must be a list of attribute names")
+        problems.at("from").add("must be a list of attribute names")
         sources = []
     transforms = []
     raw_transforms = raw.get("transforms", [])
     if not isinstance(raw_transforms, list):
-        problems.append(f"{where}.transforms: must be a list")
+        problems.at("transforms").add("must be a list")
         raw_transforms = []
     for index, entry in enumerate(raw_transforms):
-        parsed = _parse_transform(entry, f"{where}.transforms[{index}]", problems)
+        parsed = _parse_transform(entry, problems.at("transforms").at(f"[{index}]"))
         if parsed is not None:
             transforms.append(parsed)
     default = raw.get("default", [])
     if isinstance(default, str):
         default = [default]
     if not isinstance(default, list) or not all(isinstance(d, str) for d in default):
-        problems.append(f"{where}.default: must be a string or a list of strings")
+        problems.at("default").add("must be a string or a list of strings")
         default = []
     required = raw.get("required", False)
     if not isinstance(required, bool):
-        problems.append(f"{where}.required: must be true or false")
+        problems.at("required").add("must be true or false")
         required = False
     return ClaimRule(tuple(sources), tuple(transforms), tuple(default), required)
 
 
-def _parse_transform(raw: Any, where: str, problems: list[str]) -> Transform | None:
+def _parse_transform(raw: Any, problems: Problems) -> Transform | None:
     if isinstance(raw, str):
         if raw in ("trim", "lower"):
             return Transform(raw)
-        problems.append(f"{where}: unknown transform {raw!r} (one of {', '.join(TRANSFORMS)})")
+        problems.add(f"unknown transform {raw!r} (one of {', '.join(TRANSFORMS)})")
         return None
     if not isinstance(raw, dict) or len(raw) != 1:
-        problems.append(f"{where}: a transform is a name or a one-key table like {{split = \",\"}}")
+        problems.add("a transform is a name or a one-key table like {split = \",\"}")
         return None
     ((kind, argument),) = raw.items()
     if kind in ("split", "join"):
         if not isinstance(argument, str):
-            problems.append(f"{where}.{kind}: must be a string separator")
+            problems.at(kind).add("must be a string separator")
             return None
         if kind == "split" and not argument:
-            problems.append(f"{where}.split: the separator may not be empty")
+            problems.at("split").add("the separator may not be empty")
             return None
         return Transform(kind, argument)
     if kind == "regex_extract":
-        pattern = _compile(argument, f"{where}.regex_extract", problems)
+        pattern = _compile(argument, problems.at("regex_extract"))
         return Transform(kind, pattern) if pattern is not None else None
     if kind == "value_map":
         if not isinstance(argument, dict) or not all(isinstance(v, str) for v in argument.values()):
-            problems.append(f"{where}.value_map: must be a table of \"from\" = \"to\"")
+            problems.at("value_map").add("must be a table of \"from\" = \"to\"")
             return None
         return Transform(kind, dict(argument))
     if kind in ("trim", "lower"):
         return Transform(kind)
-    problems.append(f"{where}: unknown transform {kind!r} (one of {', '.join(TRANSFORMS)})")
+    problems.add(f"unknown transform {kind!r} (one of {', '.join(TRANSFORMS)})")
     return None
 
 
-def _parse_matches(raw: Any, where: str, problems: list[str]) -> tuple[Match, ...]:
+def _parse_matches(raw: Any, problems: Problems) -> tuple[Match, ...]:
     if not isinstance(raw, list):
-        problems.append(f"{where}: must be a list of {{exact|prefix|regex = \"...\"}}")
+        problems.add("must be a list of {exact|prefix|regex = \"...\"}")
         return ()
     out = []
     for index, entry in enumerate(raw):
-        match = _parse_match(entry, f"{where}[{index}]", problems)
+        match = _parse_match(entry, problems.at(f"[{index}]"))
         if match is not None:
             out.append(match)
     return tuple(out)
 
 
-def _parse_match(raw: Any, where: str, problems: list[str]) -> Match | None:
+def _parse_match(raw: Any, problems: Problems) -> Match | None:
     if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a table with exact, prefix or regex")
+        problems.add("must be a table with exact, prefix or regex")
         return None
     kinds = [k for k in ("exact", "prefix", "regex") if k in raw]
     unknown = sorted(set(raw) - {"exact", "prefix", "regex"})
     if unknown:
-        problems.append(f"{where}.{unknown[0]}: unknown setting (exact, prefix, regex)")
+        problems.at(unknown[0]).add("unknown setting (exact, prefix, regex)")
         return None
     if len(kinds) != 1:
-        problems.append(f"{where}: give exactly one of exact, prefix, regex")
+        problems.add("give exactly one of exact, prefix, regex")
         return None
     kind = kinds[0]
     value = raw[kind]
     if not isinstance(value, str) or not value:
-        problems.append(f"{where}.{kind}: must be a non-empty string")
+        problems.at(kind).add("must be a non-empty string")
         return None
     if kind == "regex":
-        pattern = _compile(value, f"{where}.regex", problems)
+        pattern = _compile(value, problems.at("regex"))
         return Match(kind, value, pattern) if pattern is not None else None
     return Match(kind, value)
 
 
-def _compile(value: Any, where: str, problems: list[str]) -> LinearPattern | None:
+def _compile(value: Any, problems: Problems) -> LinearPattern | None:
     """Compile for the linear-time engine; a pattern it cannot run is refused here, when the
     mapping is saved or loaded, never at login."""
     if not isinstance(value, str) or not value or len(value) > MAX_PATTERN:
-        problems.append(f"{where}: must be a regular expression of 1 to {MAX_PATTERN} characters")
+        problems.add(f"must be a regular expression of 1 to {MAX_PATTERN} characters")
         return None
     try:
         return LinearPattern(value)
     except PatternRefused as exc:
-        problems.append(f"{where}: not a valid regular expression ({exc})")
+        problems.add(f"not a valid regular expression ({exc})")
         return None
 
 

@@ -10,7 +10,7 @@
 * the body is streamed under a byte limit, and the whole exchange under one wall-clock deadline,
   because per-operation timeouts alone let a server that drips one byte at a time hold us forever.
 
-Every refusal is a ``ConfigError`` whose message starts with ``metadata_url:``.
+Every refusal is a ``FetchRefused`` whose message starts with ``metadata_url:``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError, SSLError
 from urllib3.response import BaseHTTPResponse
 
-from bridge.errors import ConfigError
+from bridge.errors import FetchRefused
 from bridge.idps.fetch_addresses import (
     Resolver,
     connect_address,
@@ -75,7 +75,7 @@ def fetch_metadata(
     resolver: Resolver | None = None,
 ) -> Fetched:
     """GET ``url`` under ``policy``; with ``etag``/``last_modified`` the request is conditional and
-    a 304 comes back as ``Fetched(status=304, body=None)``. Raise ``ConfigError`` on any refusal."""
+    a 304 comes back as ``Fetched(status=304, body=None)``. Raise ``FetchRefused`` on any refusal."""
     host, port, target = parse_url(url)
     headers = {
         # The pool is opened on an IP address: name the real host ourselves.
@@ -123,7 +123,7 @@ def fetch_metadata(
 
 
 def check_url(url: str) -> None:
-    """Raise ``ConfigError`` unless ``url`` is one ``fetch_metadata`` would try (https, a host, no
+    """Raise ``FetchRefused`` unless ``url`` is one ``fetch_metadata`` would try (https, a host, no
     user info). Syntax only: the addresses are checked at every fetch, since DNS answers change."""
     parse_url(url)
 
@@ -286,11 +286,11 @@ def _read_response(response: BaseHTTPResponse, host: str, url: str, policy: Fetc
                    response.headers.get("Last-Modified"), url)
 
 
-def _too_slow(host: str, deadline: _Deadline) -> ConfigError:
+def _too_slow(host: str, deadline: _Deadline) -> FetchRefused:
     return fail(f"{host} did not deliver the metadata within {deadline.seconds:g} seconds")
 
 
-def _transport_failure(exc: HTTPError, host: str, deadline: _Deadline) -> ConfigError:
+def _transport_failure(exc: HTTPError, host: str, deadline: _Deadline) -> FetchRefused:
     if deadline.expired:
         return _too_slow(host, deadline)
     if isinstance(exc, SSLError):

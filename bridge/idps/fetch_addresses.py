@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from bridge.errors import ConfigError
+from bridge.errors import FetchRefused
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -21,8 +21,8 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
-def fail(problem: str) -> ConfigError:
-    return ConfigError(f"metadata_url: {problem}")
+def fail(problem: str) -> FetchRefused:
+    return FetchRefused(f"metadata_url: {problem}")
 
 
 def has_control_characters(text: str) -> bool:

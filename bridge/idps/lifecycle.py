@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
-from bridge.errors import ConfigError, Conflict, NotFound
+from bridge.errors import ConfigError, Conflict, InvalidInput, NotFound
 from bridge.idps.auto_apply import applies_without_person, iso, withheld_reasons
 from bridge.idps.fetch import FetchPolicy, check_url, fetch_metadata
 from bridge.idps.history import known_version_id, new_version, readded_certificates
@@ -55,14 +55,16 @@ class IdpAdmin(IdpOverview):
 
     def __init__(self, bridge: Services, fetch_policy: FetchPolicy | None = None) -> None:
         super().__init__(bridge)
-        self.fetch_policy = fetch_policy or FetchPolicy()
+        # The one place the policy follows the settings: web process, jobs and CLI alike.
+        self.fetch_policy = fetch_policy or FetchPolicy(
+            allow_private=bridge.settings.insecure_metadata_private_addresses)
 
     # --- creating, settings, deleting --------------------------------------------------------------
 
     def create_idp(self, slug: str, *, xml: bytes | None, url: str | None,
                    settings: dict[str, Any], actor: str) -> dict[str, Any]:
         if not SLUG_RE.match(slug or ""):
-            raise ConfigError("slug: must match [a-z0-9][a-z0-9-]{0,62}")
+            raise InvalidInput("slug: must match [a-z0-9][a-z0-9-]{0,62}")
         if slug in self.registry.files:
             raise Conflict(f"slug: {slug!r} is declared as a file in idp_metadata/; change the file")
         with self.db.transaction() as session:
@@ -73,7 +75,7 @@ class IdpAdmin(IdpOverview):
             fetched = fetch_metadata(url, policy=self.fetch_policy)
             xml = fetched.body
         if not xml:
-            raise ConfigError("metadata: upload a document or give a metadata URL")
+            raise InvalidInput("metadata: upload a document or give a metadata URL")
         settings_json = self._validated_settings(slug, settings)
         idp = self._validated(slug, xml, settings_json)
         entity_id = idp.metadata.entity_id
@@ -170,7 +172,7 @@ class IdpAdmin(IdpOverview):
         if xml is None:
             target = url or record.metadata_url
             if not target:
-                raise ConfigError("metadata: upload a document or set a metadata URL")
+                raise InvalidInput("metadata: upload a document or set a metadata URL")
             fetched = fetch_metadata(target, policy=self.fetch_policy)
             xml, source = fetched.body, "url"
         assert xml is not None
@@ -180,7 +182,7 @@ class IdpAdmin(IdpOverview):
         """Fetch the IdP's metadata URL (conditionally) and propose what changed."""
         record = self._managed(slug)
         if not record.metadata_url:
-            raise ConfigError(f"IdP {slug} has no metadata URL")
+            raise InvalidInput(f"IdP {slug} has no metadata URL")
         now = self.clock.now()
         try:
             fetched = fetch_metadata(record.metadata_url, policy=self.fetch_policy,
@@ -394,7 +396,7 @@ class IdpAdmin(IdpOverview):
 
     def _validated_settings(self, slug: str, settings: dict[str, Any]) -> str:
         if not isinstance(settings, dict):
-            raise ConfigError("settings: must be an object")
+            raise InvalidInput("settings: must be an object")
         return json.dumps(settings, sort_keys=True, default=str)
 
     def _validated(self, slug: str, xml: bytes, settings_json: str) -> IdentityProvider:

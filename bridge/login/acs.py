@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy import exc as sa_exc
 
 from bridge.audit import Refusal, refusals_audited
-from bridge.errors import BridgeError, SamlRejected
+from bridge.errors import BridgeError, IdpUnknown, SamlRejected
 from bridge.login.completions import Completion, OAuthCodeCompletion
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
 from bridge.replay import consume
@@ -65,7 +65,7 @@ class AssertionConsumer:
         settings, clock = self.services.settings, self.services.clock
         idp = self.services.idps.get(slug)
         if idp is None:
-            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
         idp.require_current_metadata(clock.now())
         if not posted:
             raise SamlRejected("saml_malformed", "The request carries no SAMLResponse.")

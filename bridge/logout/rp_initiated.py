@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from bridge import audit
 from bridge.config import ClientConfig
-from bridge.errors import BridgeError, SamlRejected
+from bridge.errors import BridgeError, IdpUnknown
 from bridge.logout.request_ids import logout_request_id
 from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage
@@ -74,7 +74,7 @@ class Logout:
                               public_detail="This sign-out link is not valid or has expired.")
         idp = self.services.idps.get(slug)
         if idp is None:
-            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
         index = payload.get("session_index")
         message = logout_request(idp, service_provider(self.services.settings, slug),
                                  name_id=str(payload["name_id"]),

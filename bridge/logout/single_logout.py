@@ -7,7 +7,7 @@ from sqlalchemy import exc as sa_exc
 
 from bridge import audit
 from bridge.audit import refusals_audited
-from bridge.errors import SamlRejected
+from bridge.errors import IdpUnknown, SamlRejected
 from bridge.idps.settings import IdentityProvider
 from bridge.logout.request_ids import is_our_logout_request
 from bridge.oauth.codes import spend_codes
@@ -40,7 +40,7 @@ class SingleLogout:
                           ) -> tuple[IdentityProvider, LogoutRequest]:
         idp = self.services.idps.get(slug)
         if idp is None:
-            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
         idp.require_current_metadata(self.services.clock.now())
         return idp, verify_logout_request(query_string, idp=idp,
                                           slo_url=self.services.settings.slo_url(slug),
@@ -80,7 +80,7 @@ class SingleLogout:
         clock = self.services.clock
         idp = self.services.idps.get(slug)
         if idp is None:
-            raise SamlRejected("idp_unknown", "No IdP is configured at this address.")
+            raise IdpUnknown("idp_unknown", "No IdP is configured at this address.")
         idp.require_current_metadata(clock.now())
         response = verify_logout_response(query_string, idp=idp,
                                           slo_url=self.services.settings.slo_url(slug),

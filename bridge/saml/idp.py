@@ -13,7 +13,7 @@ from typing import Any
 
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from bridge.errors import ConfigError, SamlRejected
+from bridge.errors import Misconfigured, SamlRejected
 from bridge.saml import ns, onelogin
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.verify import CertificateKeys
@@ -112,7 +112,7 @@ class SamlIdp:
         elif redirect is not None:
             return ns.BINDING_REDIRECT, redirect
         # Metadata applied after the setting was made no longer offers the binding it names.
-        raise ConfigError(self.binding_problems(), code="idp_binding_unavailable")
+        raise Misconfigured(self.binding_problems(), code="idp_binding_unavailable")
 
     def logout_endpoint(self, *, response: bool = False) -> tuple[str, str] | None:
         """(binding, URL) of the IdP's Single Logout service for a LogoutRequest, or with

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from bridge.clock import Clock
-from bridge.errors import SamlRejected
+from bridge.errors import SamlRejected, TooLarge
 from bridge.saml import ns
 from bridge.saml.assertion_checks import check_id_length, saml_time, text_of
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp
@@ -109,7 +109,7 @@ def _verified_redirect_message(query_string: str, *, parameter: str,
         inflater = zlib.decompressobj(-15)
         xml = inflater.decompress(deflated, _MAX_INFLATED)
         if inflater.unconsumed_tail:
-            raise SamlRejected("saml_too_large", "The logout message is too large.")
+            raise TooLarge("saml_too_large", "The logout message is too large.")
     except (binascii.Error, ValueError, zlib.error):
         raise SamlRejected("saml_malformed", f"{parameter} is not deflated base64.") from None
     return parse_untrusted(xml, max_bytes=_MAX_INFLATED)

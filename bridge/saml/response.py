@@ -18,7 +18,7 @@ from typing import NamedTuple
 from lxml import etree
 
 from bridge.clock import Clock
-from bridge.errors import SamlRejected
+from bridge.errors import SamlRejected, TooLarge
 from bridge.saml import ns, onelogin
 from bridge.saml.assertion_checks import (
     attributes_of,
@@ -77,7 +77,7 @@ def receive(
     """Decode, shape-check and (if needed) decrypt a posted ``SAMLResponse`` (HTTP-POST binding:
     plain base64)."""
     if len(saml_response) > max_bytes * 4 // 3 + 4:
-        raise SamlRejected("saml_too_large", "The SAML message is larger than this bridge accepts.",
+        raise TooLarge("saml_too_large", "The SAML message is larger than this bridge accepts.",
                            log_detail={"bytes": len(saml_response), "limit": max_bytes})
     try:
         data = base64.b64decode("".join(saml_response.split()), validate=True)

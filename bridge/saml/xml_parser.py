@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from bridge.errors import SamlRejected
+from bridge.errors import SamlRejected, TooLarge
 
 MAX_DEPTH = 64
 
@@ -44,7 +44,7 @@ def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False
     only for documents such as metadata, never for protocol messages.
     """
     if len(data) > max_bytes:
-        raise SamlRejected(
+        raise TooLarge(
             "saml_too_large",
             "The SAML message is larger than this bridge accepts.",
             log_detail={"bytes": len(data), "limit": max_bytes},

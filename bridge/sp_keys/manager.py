@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 
 from bridge.clock import Clock
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, Misconfigured
 from bridge.saml.keys import DecryptionKey, SigningKey
 from bridge.sp_keys.certificates import certificate_not_after, new_key_pair
 from bridge.store.db import Database
@@ -101,7 +101,7 @@ class SamlKeys:
             try:
                 pem = self.kek.decrypt(row.private_key_encrypted).decode("ascii")
             except InvalidToken:
-                raise ConfigError(f"SAML {row.use} key {row.id}: cannot be decrypted with the "
+                raise Misconfigured(f"SAML {row.use} key {row.id}: cannot be decrypted with the "
                                   "configured key-encryption key (was BRIDGE_KEY_ENCRYPTION_KEY "
                                   "changed?)") from None
             self._private[row.id] = pem
@@ -150,7 +150,7 @@ class SamlKeys:
             self.invalidate()
             row = self._active_row(now)
         if row is None:
-            raise ConfigError("no active SP signing key; run `bridge saml-keys rotate --now`")
+            raise Misconfigured("no active SP signing key; run `bridge saml-keys rotate --now`")
         return SigningKey(row.id, self._private_pem(row), row.certificate_pem)
 
     def report(self) -> list[KeyReport]:

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.errors import ConfigError, InvalidValue, StoreUnavailable
+from bridge.errors import InvalidValue, Misconfigured, StoreUnavailable
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -144,11 +144,11 @@ class Database:
         try:
             current = self.current_revision()
         except exc.SQLAlchemyError as error:
-            raise ConfigError(f"database_url: cannot connect to the database ({error.__class__.__name__}: "
+            raise Misconfigured(f"database_url: cannot connect to the database ({error.__class__.__name__}: "
                               f"{str(error).splitlines()[0][:200]})") from None
         head = self.head_revision()
         if current != head:
-            raise ConfigError(
+            raise Misconfigured(
                 f"database: schema is at revision {current or 'none'}, this version needs {head}; "
                 "run `bridge db upgrade` (with the same BRIDGE_CONFIG / BRIDGE_DATABASE_URL)"
             )

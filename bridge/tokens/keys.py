@@ -28,7 +28,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import select
 
 from bridge.clock import Clock
-from bridge.errors import ConfigError
+from bridge.errors import Misconfigured
 from bridge.store.db import Database
 from bridge.store.models import SigningKey
 
@@ -49,11 +49,11 @@ def load_kek(configured: str | None, *, instance_dir: str, production: bool) -> 
         try:
             Fernet(configured.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
-            raise ConfigError("key_encryption_key: not a valid key; create one with "
+            raise Misconfigured("key_encryption_key: not a valid key; create one with "
                               "`bridge keys new-kek`") from None
         return configured
     if production:
-        raise ConfigError("key_encryption_key: required in production; create one with "
+        raise Misconfigured("key_encryption_key: required in production; create one with "
                           "`bridge keys new-kek`")
     path = Path(instance_dir) / "development-kek"
     if not path.exists():
@@ -78,7 +78,7 @@ def _new_private_key(alg: str) -> PrivateKey:
         return ed25519.Ed25519PrivateKey.generate()
     if alg == "RS256":
         return rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    raise ConfigError(f"token_signing_alg: unsupported algorithm {alg}")
+    raise Misconfigured(f"token_signing_alg: unsupported algorithm {alg}")
 
 
 def _public_jwk(private_key: PrivateKey, alg: str, kid: str) -> dict[str, Any]:
@@ -144,14 +144,14 @@ class KeyRing:
             self.invalidate()
             candidates = active()
         if not candidates:
-            raise ConfigError(f"no active {alg} signing key; run `bridge keys rotate`")
+            raise Misconfigured(f"no active {alg} signing key; run `bridge keys rotate`")
         row = max(candidates, key=lambda k: (k.active_at, k.created_at))
         cached = self._private.get(row.kid)
         if cached is None:
             try:
                 pem = self.kek.decrypt(row.private_key_encrypted)
             except InvalidToken:
-                raise ConfigError(f"signing key {row.kid}: cannot be decrypted with the configured "
+                raise Misconfigured(f"signing key {row.kid}: cannot be decrypted with the configured "
                                   "key-encryption key (was BRIDGE_KEY_ENCRYPTION_KEY changed?)") from None
             private_key = serialization.load_pem_private_key(pem, password=None)
             cached = ActiveKey(kid=row.kid, alg=row.alg, private_key=private_key)  # type: ignore[arg-type]

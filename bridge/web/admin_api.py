@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge import audit
 from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
-from bridge.errors import ConfigError, SamlRejected
+from bridge.errors import InvalidInput, SamlRejected
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
@@ -29,7 +29,7 @@ MAX_METADATA = 2 * 1024 * 1024
 def _json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ConfigError("body: a JSON object is required")
+        raise InvalidInput("body: a JSON object is required")
     return body
 
 
@@ -49,9 +49,9 @@ def _metadata_from_request() -> tuple[bytes | None, str | None]:
     url = body.get("metadata_url")
     xml = body.get("metadata_xml")
     if url is not None and not isinstance(url, str):
-        raise ConfigError("metadata_url: must be a string")
+        raise InvalidInput("metadata_url: must be a string")
     if xml is not None and not isinstance(xml, str):
-        raise ConfigError("metadata_xml: must be a string")
+        raise InvalidInput("metadata_xml: must be a string")
     return (xml.encode() if xml else None), url
 
 
@@ -76,7 +76,7 @@ def create_idp() -> tuple[Response, int]:
         try:
             settings = json.loads(request.form.get("settings") or "{}")
         except json.JSONDecodeError as error:  # was a 500
-            raise ConfigError(f"settings: not valid JSON ({error})") from None
+            raise InvalidInput(f"settings: not valid JSON ({error})") from None
         xml, url = _metadata_from_request()
         url = url or request.form.get("metadata_url") or None
     else:
@@ -112,7 +112,7 @@ def update_settings(slug: str) -> Response:
 def set_metadata_url(slug: str) -> Response:
     url = _json_body().get("metadata_url")
     if url is not None and not isinstance(url, str):
-        raise ConfigError("metadata_url: a string or null")
+        raise InvalidInput("metadata_url: a string or null")
     return jsonify(administration().idps.set_metadata_url(slug, url, actor()))
 
 
@@ -238,9 +238,9 @@ def revoke_all() -> Response:
                                           ("reason", reason, 64))
                 if value is not None and not _plain_text(value, most)]
     if problems:
-        raise ConfigError(problems)
+        raise InvalidInput(problems)
     if (subject is None) == (idp is None):
-        raise ConfigError("give exactly one of subject, idp")
+        raise InvalidInput("give exactly one of subject, idp")
     count = application().revocation.revoke_all(subject=subject, idp_slug=idp, actor=actor(),
                                                reason=reason)
     return jsonify({"revoked": count})
@@ -258,7 +258,7 @@ def create_token() -> tuple[Response, int]:
     body = _json_body()
     expires_in = body.get("expires_in", 30 * 86400)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-        raise ConfigError("expires_in: a number of seconds")
+        raise InvalidInput("expires_in: a number of seconds")
     token_id, token = administration().access.create_token(
         body.get("name", ""), expires_in=float(expires_in), actor=actor())
     return jsonify({"id": token_id, "token": token}), 201

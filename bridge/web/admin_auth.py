@@ -14,21 +14,13 @@ from flask import g, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.admin.access import Admin
-from bridge.errors import BridgeError
+from bridge.errors import AdminForbidden, AdminUnauthorized
 from bridge.web.context import administration, services
 from bridge.web.cookies import secure_prefix
 
 F = TypeVar("F", bound=Callable[..., Any])
 SESSION_COOKIE = "bridge-admin"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class AdminUnauthorized(BridgeError):
-    default_code = "admin_unauthorized"
-
-
-class AdminForbidden(BridgeError):
-    default_code = "admin_csrf_invalid"
 
 
 def session_cookie_name() -> str:

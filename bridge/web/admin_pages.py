@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.presets import PRESETS
-from bridge.errors import ConfigError, NotFound
+from bridge.errors import ConfigError, InvalidInput, NotFound
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
@@ -182,7 +182,7 @@ def settings(slug: str) -> BaseResponse:
         try:
             parsed = json.loads(request.form.get("settings_json", ""))
         except json.JSONDecodeError as error:
-            raise ConfigError(f"settings: not valid JSON ({error})") from None
+            raise InvalidInput(f"settings: not valid JSON ({error})") from None
         return administration().idps.update_settings(slug, parsed, actor())
 
     return _act(slug, save, "Settings saved.")

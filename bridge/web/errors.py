@@ -14,18 +14,47 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bridge.errors import (
+    AdminForbidden,
+    AdminUnauthorized,
+    AuthorizeError,
     BridgeError,
     ConfigError,
     Conflict,
+    FetchRefused,
+    IdpUnknown,
+    InvalidInput,
+    InvalidValue,
+    Misconfigured,
     NotFound,
     SamlRejected,
     StoreUnavailable,
     TokenError,
+    TooLarge,
 )
 
 log = logging.getLogger("bridge.web")
 
-_SAML_STATUS = {"idp_unknown": 404, "saml_too_large": 413}
+# Each error type's HTTP status; an error takes the entry of the nearest class in its MRO.
+STATUS: dict[type[BridgeError], int] = {
+    BridgeError: 400,
+    ConfigError: 422,  # a configuration or change refused; nothing was changed
+    InvalidInput: 422,
+    FetchRefused: 422,
+    Conflict: 409,
+    Misconfigured: 503,  # the bridge cannot serve this with its configuration
+    SamlRejected: 400,
+    IdpUnknown: 404,
+    TooLarge: 413,
+    AuthorizeError: 400,
+    TokenError: 400,
+    AdminUnauthorized: 401,
+    AdminForbidden: 403,
+    NotFound: 404,
+    InvalidValue: 400,
+    StoreUnavailable: 503,
+}
+# RFC 6749 §5.2 (invalid_client) and RFC 6750 §3.1 (invalid_token) answer 401.
+OAUTH_UNAUTHORIZED = frozenset({"invalid_client", "invalid_token"})
 RETRY_AFTER_SECONDS = "5"
 OAUTH_ENDPOINTS = ("/token", "/revoke", "/logout", "/introspect")
 
@@ -38,25 +67,9 @@ def error_id() -> str:
 
 
 def status_of(error: BridgeError) -> int:
-    if isinstance(error, StoreUnavailable):
-        return 503
-    if isinstance(error, ConfigError):
-        # Through the admin API a ConfigError is a refused change (422, or 409 for a conflict);
-        # anywhere else it is the bridge's own configuration failing a request.
-        if request.path.startswith("/admin/"):
-            return 409 if isinstance(error, Conflict) else 422
-        return 503
-    if error.code == "admin_unauthorized":
+    if isinstance(error, TokenError) and error.oauth_error in OAUTH_UNAUTHORIZED:
         return 401
-    if error.code == "admin_csrf_invalid":
-        return 403
-    if isinstance(error, NotFound):
-        return 404
-    if isinstance(error, TokenError):
-        return 401 if error.oauth_error in ("invalid_client", "invalid_token") else 400
-    if isinstance(error, SamlRejected):
-        return _SAML_STATUS.get(error.code, 400)
-    return 400
+    return next(STATUS[cls] for cls in type(error).__mro__ if cls in STATUS)
 
 
 def wants_json() -> bool:
@@ -107,7 +120,7 @@ def install(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_error: RequestEntityTooLarge) -> Response:
         code = "saml_too_large" if request.path.startswith("/saml/") else "request_too_large"
-        return render_error(SamlRejected(code, "The request is larger than this bridge accepts."))
+        return render_error(TooLarge(code, "The request is larger than this bridge accepts."))
 
     @app.errorhandler(429)
     def _rate_limited(error: HTTPException) -> Response:

@@ -1,19 +1,27 @@
-"""GET /metrics in the Prometheus text format. With ``BRIDGE_METRICS_TOKEN`` set, scrapers must
-send it as a bearer token; otherwise keep /metrics off the public ingress."""
+"""GET /metrics in the Prometheus text format. With the ``metrics_token`` setting (a secret:
+``BRIDGE_METRICS_TOKEN`` or ``_FILE``), scrapers must send it as a bearer token; otherwise keep
+/metrics off the public ingress."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
-import os
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.metrics import ScrapeTimeGauges, exposition
 from bridge.web.context import services
 
 metrics_blueprint = Blueprint("metrics", __name__)
+_TOKEN = "metrics_token"
+
+
+@metrics_blueprint.record
+def _read_token(state: BlueprintSetupState) -> None:
+    # Read once, when the app is made, from the settings it serves with.
+    state.app.extensions[_TOKEN] = state.app.extensions["bridge"].settings.metrics_token
 
 
 def _certificates() -> list[tuple[str, float]]:
@@ -39,7 +47,7 @@ def _pool() -> dict[str, float]:
 
 @metrics_blueprint.get("/metrics")
 def metrics() -> Response:
-    token = os.environ.get("BRIDGE_METRICS_TOKEN")
+    token: str | None = current_app.extensions[_TOKEN]
     if token:
         scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip(), token):
