@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,33 +169,6 @@ def run_stock_worker(job: dict[str, Any]) -> Figure:
     return Figure(result["n"], result["wall"], result["cpu"])
 
 
-# --- PostgreSQL: a fresh database per run ------------------------------------------------------
-
-
-def create_postgres_database(admin_url: str) -> tuple[str, str]:
-    import sqlalchemy as sa
-
-    name = f"bridge_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.dispose()
-    return name, admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_postgres_database(admin_url: str, name: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
 # --- the benchmark -----------------------------------------------------------------------------
 
 
@@ -273,7 +245,7 @@ class Rig:
         })
         idp = self.bridge.idps[SLUG]
         start = self.bridge.start_login(request, idp, None)
-        saml_request = parse_qs(urlsplit(start.redirect_url).query)["SAMLRequest"][0]
+        saml_request = parse_qs(urlsplit(start.message.url).query)["SAMLRequest"][0]
         pending = self.idp.parse_request(saml_request, None)
         saml_response = self.idp.response_for(pending, USERS["alice"])
         return Prepared(start.browser_token, saml_response, pending.request_id, verifier)
@@ -378,6 +350,8 @@ def main() -> None:
 
     _quiet_warnings()
     sys.path.insert(0, str(REPO))
+    from tests.databases import create_database, drop_database, new_database_name
+
     started = time.perf_counter()
 
     argv0 = os.environ.get("BRIDGE_BENCH_ARGV0", sys.argv[0])
@@ -387,7 +361,8 @@ def main() -> None:
         workdir = Path(tmp)
         pg_name = None
         if args.postgres:
-            pg_name, database_url = create_postgres_database(args.postgres)
+            pg_name = new_database_name("bridge_bench")
+            database_url = create_database(args.postgres, pg_name)
         else:
             database_url = f"sqlite:///{workdir / 'bridge.db'}"
         rig = None
@@ -398,7 +373,7 @@ def main() -> None:
             if rig is not None:
                 rig.bridge.db.dispose()
             if pg_name is not None:
-                drop_postgres_database(args.postgres, pg_name)
+                drop_database(args.postgres, pg_name)
 
 
 def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
