@@ -4,11 +4,11 @@
 Not a test: it prints figures. Every figure sits beside the raw cryptographic operation underneath
 it, so the ratio says how much the bridge adds on top of the unavoidable cost.
 
-  ACS logins/s      Bridge.complete_login (parse, shape check, xmlsec, python3-saml strict
+  ACS logins/s      AssertionConsumer.complete_login (parse, shape check, xmlsec, python3-saml strict
                     validation, claims, DB writes, code) vs. one xmlsec signature verification
   python3-saml      stock OneLogin_Saml2_Response.is_valid (measured in a subprocess that never
                     imports bridge.saml.onelogin, which patches the library) vs. ours
-  refreshes/s       Bridge.refresh, chaining the rotated token, vs. one ES256 jwt.encode
+  refreshes/s       RefreshTokenGrant.issue, chaining the rotated token, vs. one ES256 jwt.encode
   JWT verifies/s    jwt.decode (ES256, aud, iss) vs. cryptography's raw ECDSA P-256 verify
   token size        bytes of the access token issued in the login path
 
@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,33 +169,6 @@ def run_stock_worker(job: dict[str, Any]) -> Figure:
     return Figure(result["n"], result["wall"], result["cpu"])
 
 
-# --- PostgreSQL: a fresh database per run ------------------------------------------------------
-
-
-def create_postgres_database(admin_url: str) -> tuple[str, str]:
-    import sqlalchemy as sa
-
-    name = f"bridge_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.dispose()
-    return name, admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_postgres_database(admin_url: str, name: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
 # --- the benchmark -----------------------------------------------------------------------------
 
 
@@ -275,7 +247,7 @@ class Rig:
         })
         idp = self.bridge.idps[SLUG]
         start = self.app.login.start_login(request, idp, None)
-        saml_request = parse_qs(urlsplit(start.redirect_url).query)["SAMLRequest"][0]
+        saml_request = parse_qs(urlsplit(start.message.url).query)["SAMLRequest"][0]
         pending = self.idp.parse_request(saml_request, None)
         saml_response = self.idp.response_for(pending, USERS["alice"])
         return Prepared(start.browser_token, saml_response, pending.request_id, verifier)
@@ -380,6 +352,8 @@ def main() -> None:
 
     _quiet_warnings()
     sys.path.insert(0, str(REPO))
+    from tests.databases import create_database, drop_database, new_database_name
+
     started = time.perf_counter()
 
     argv0 = os.environ.get("BRIDGE_BENCH_ARGV0", sys.argv[0])
@@ -389,7 +363,8 @@ def main() -> None:
         workdir = Path(tmp)
         pg_name = None
         if args.postgres:
-            pg_name, database_url = create_postgres_database(args.postgres)
+            pg_name = new_database_name("bridge_bench")
+            database_url = create_database(args.postgres, pg_name)
         else:
             database_url = f"sqlite:///{workdir / 'bridge.db'}"
         rig = None
@@ -400,7 +375,7 @@ def main() -> None:
             if rig is not None:
                 rig.bridge.db.dispose()
             if pg_name is not None:
-                drop_postgres_database(args.postgres, pg_name)
+                drop_database(args.postgres, pg_name)
 
 
 def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
@@ -556,14 +531,14 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
 
     x_name = "xmlsec verify (1 sig)"
     rows = [
-        row("ACS login: Bridge.complete_login", login, x_name, f_xmlsec),
+        row("ACS login: AssertionConsumer.complete_login", login, x_name, f_xmlsec),
         row("  receive(): decode+parse+shape", f_receive, x_name, f_xmlsec),
         row("  verify(): 2 sigs+checks+python3-saml", f_verify, x_name, f_xmlsec),
         row("  python3-saml strict, ours (patched)", f_ours, x_name, f_xmlsec),
         row("  python3-saml is_valid, stock", f_stock, x_name, f_xmlsec),
         row("xmlsec verify, verify_signature()", f_xmlsec),
         row("xmlsec verify, bare SignatureContext", f_xmlsec_raw),
-        row("token refresh: Bridge.refresh", f_refresh, "jwt.encode ES256", f_sign),
+        row("token refresh: RefreshTokenGrant.issue", f_refresh, "jwt.encode ES256", f_sign),
         row(f"  {CONTENDERS} threads at once, per refresh", contended, "1 thread", f_refresh),
         row("jwt.encode ES256", f_sign),
         row("JWT verify: jwt.decode ES256", f_decode, "ECDSA P-256 verify", f_ecdsa),

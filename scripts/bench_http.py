@@ -57,18 +57,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 # scripts/bench.py imports nothing of bridge at import time (checked: only the standard library),
 # so its stock python3-saml worker and helpers can be shared.
-from bench import (
-    Figure,
-    _quiet_warnings,
-    create_postgres_database,
-    drop_postgres_database,
-    pkce_pair,
-    run_stock_worker,
-    time_loop,
-)
+from bench import Figure, _quiet_warnings, pkce_pair, run_stock_worker, time_loop
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = REPO / ".venv" / "bin"
 PYSAML2_WORKER_FLAG = "--_pysaml2-worker"
 
 WORKERS = 2
@@ -149,12 +140,6 @@ class CpuMeter:
 # --- the server under test ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     port: int
@@ -170,18 +155,9 @@ class Server:
         return children_of(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        # Workers that outlived the master (they should not): the whole group goes.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        from tests.launch import stop_process_groups
+
+        stop_process_groups([self.process], timeout=15)
 
 
 def write_config(workdir: Path, port: int, database_url: str, metadata_dir: Path) -> Path:
@@ -208,36 +184,31 @@ def write_config(workdir: Path, port: int, database_url: str, metadata_dir: Path
 
 
 def start_server(workdir: Path, port: int, config: Path, kek: str) -> Server:
+    from tests.launch import bridge_cli, start_gunicorn, wait_until_up
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env.update({"BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": kek})
-    migrated = subprocess.run(  # noqa: S603 (our own venv's CLI)
-        [str(VENV_BIN / "bridge"), "db", "upgrade"], env=env, cwd=REPO, capture_output=True,
-        text=True, check=False)
-    if migrated.returncode != 0:
-        raise SystemExit(f"bridge db upgrade failed:\n{migrated.stdout}{migrated.stderr}")
-    metrics_dir = workdir / "metrics"  # as the Docker image runs it: multiprocess metrics
-    metrics_dir.mkdir()
-    env.update({"BRIDGE_BIND": f"127.0.0.1:{port}", "BRIDGE_WORKERS": str(WORKERS),
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    try:
+        bridge_cli(env, "db", "upgrade")
+    except subprocess.CalledProcessError as error:
+        raise SystemExit(f"bridge db upgrade failed:\n{error.stdout}{error.stderr}") from None
     log = workdir / "gunicorn.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 (our own venv's gunicorn)
-            [str(VENV_BIN / "gunicorn"), "-c", "python:bridge.gunicorn_conf", "bridge.wsgi:app"],
-            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    # As the Docker image runs it, multiprocess metrics included.
+    process = start_gunicorn(env, port, log, workers=WORKERS, metrics_dir=workdir / "metrics")
     server = Server(port, process, log, env)
     try:
         deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"gunicorn exited ({process.returncode}):\n"
-                                 f"{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not come up:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                status, _, _ = Client(port).request("GET", "/healthz")
-                if status == 200 and len(server.workers()) == WORKERS:
-                    return server
+        wait_until_up(server.base_url, process, log, timeout=60)
+        # Measurements start with every worker forked.
+        while len(server.workers()) != WORKERS:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gunicorn did not start {WORKERS} workers:\n"
+                                     f"{log.read_text()[-3000:]}")
             time.sleep(0.2)
+        return server
+    except AssertionError as error:
+        server.stop()
+        raise SystemExit(str(error)) from None
     except BaseException:
         server.stop()
         raise
@@ -819,6 +790,8 @@ def main() -> None:
 
     _quiet_warnings()
     sys.path.insert(0, str(REPO))
+    from tests.databases import create_database, drop_database, new_database_name
+
     started = time.perf_counter()
     argv0 = os.environ.get("BRIDGE_BENCH_ARGV0")
     command = [argv0, "--http"] if argv0 else [sys.argv[0]]
@@ -837,7 +810,8 @@ def main() -> None:
     try:
         workdir = Path(tmp)
         if args.postgres:
-            pg_name, database_url = create_postgres_database(args.postgres)
+            pg_name = new_database_name("bridge_bench")
+            database_url = create_database(args.postgres, pg_name)
             database = f"{postgres_version(args.postgres)} (fresh database {pg_name})"
         else:
             import sqlite3
@@ -864,7 +838,7 @@ def main() -> None:
             if close_admin is not None:
                 close_admin()
             if pg_name is not None:
-                drop_postgres_database(args.postgres, pg_name)
+                drop_database(args.postgres, pg_name)
                 cleaned.append(f"database {pg_name} dropped")
             shutil.rmtree(tmp, ignore_errors=True)
             cleaned.append(f"{tmp} removed")
@@ -876,6 +850,7 @@ def main() -> None:
 def setup(workdir: Path, database_url: str) -> tuple[Server, Any]:
     from bridge.dev.saml_idp import DevIdp
     from bridge.tokens.keys import generate_kek
+    from tests.dev_stack import free_port
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"

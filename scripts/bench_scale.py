@@ -24,7 +24,6 @@ sys.path.insert(0, str(REPO))
 warnings.filterwarnings("ignore", message="CFB has been moved")
 
 import sqlalchemy as sa  # noqa: E402
-from bench import create_postgres_database, drop_postgres_database  # noqa: E402
 
 from bridge.clock import SystemClock  # noqa: E402
 from bridge.config import load_settings  # noqa: E402
@@ -33,6 +32,7 @@ from bridge.services import Services, build_services  # noqa: E402
 from bridge.store.db import Database  # noqa: E402
 from bridge.tokens import refresh as refresh_tokens  # noqa: E402
 from bridge.tokens.keys import generate_kek  # noqa: E402
+from tests.databases import create_database, drop_database, new_database_name  # noqa: E402
 
 CLAIMS = {"sub": "abcdefghijklmnopqrstuvwxyz234567", "idp": "dev", "ver": 1,
           "email": "alice@example.com", "name": "Alice Andersen", "groups": ["engineering"]}
@@ -107,7 +107,8 @@ def main() -> None:
     try:
         print(f"command: {' '.join(sys.argv)}")
         for size in (args.small, args.large):
-            name, url = create_postgres_database(args.postgres)
+            name = new_database_name("bridge_bench")
+            url = create_database(args.postgres, name)
             names.append(name)
             bridges[size] = _bridge(url, work)
             t0 = time.perf_counter()
@@ -132,7 +133,7 @@ def main() -> None:
         for bridge in bridges.values():
             bridge.db.dispose()
         for name in names:
-            drop_postgres_database(args.postgres, name)
+            drop_database(args.postgres, name)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -22,8 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from bridge.dev.saml_idp import USERS, DevIdp
-from tests.dev_stack import ROOT, free_port
+from tests.dev_stack import free_port
 from tests.helpers import pkce_pair
+from tests.launch import bridge_cli, start_gunicorn, stop_process_groups, wait_until_up
 
 
 class Relay:
@@ -119,9 +119,7 @@ class Cluster:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run([str(ROOT / ".venv" / "bin" / "bridge"), *args], env=self.env,
-                                capture_output=True, text=True, check=True, cwd=ROOT)
-        return result.stdout
+        return bridge_cli(self.env, *args)
 
     def login(self, browser: requests.Session, *, acs_via: str | None = None
               ) -> tuple[str, str, str]:
@@ -134,15 +132,7 @@ class Cluster:
         return exchange_code(via or self.proxy_url, code, verifier)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_groups(self.processes, timeout=10)
         self.relay.cut()
 
 
@@ -282,21 +272,6 @@ def start_proxy(tmp_path: Path, port: int, upstreams: list[int], *, tls: bool = 
     return proxy
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60,
-                  *, verify: bool | str = True) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{url} exited:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url + "/healthz", timeout=3, verify=verify).status_code == 200:
-                return
-        except requests.RequestException:
-            pass  # not listening yet, or its workers are still starting
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
-
-
 def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path,
                   nodes: int = 2) -> Cluster:
     relay = Relay(("127.0.0.1", int(urlsplit(database_url.replace("+psycopg", "")).port or 5432)))
@@ -328,17 +303,7 @@ def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path
         for index in range(nodes):
             port = free_port()
             log = tmp_path / f"node{index}.log"
-            metrics_dir = tmp_path / f"metrics{index}"
-            metrics_dir.mkdir()
-            node_env = {**env, "BRIDGE_BIND": f"127.0.0.1:{port}", "BRIDGE_WORKERS": "2",
-                        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-            with log.open("wb") as output:
-                # The production configuration, as the Docker image runs it.
-                process = subprocess.Popen(
-                    [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "python:bridge.gunicorn_conf",
-                     "bridge.wsgi:app"],
-                    cwd=ROOT, env=node_env, stdout=output, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+            process = start_gunicorn(env, port, log, workers=2, metrics_dir=tmp_path / f"metrics{index}")
             cluster.processes.append(process)
             node = Node(f"node{index}", port, process, log)
             cluster.nodes.append(node)

@@ -6,13 +6,11 @@ PostgreSQL tests skip only outside CI; with ``CI`` set, an unreachable PostgreSQ
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -26,6 +24,7 @@ from bridge.store.models import Base
 from bridge.tokens.keys import generate_kek
 from bridge.web import create_app
 from tests import leaks
+from tests.databases import create_postgres_database, drop_postgres_database
 from tests.helpers import Browser
 
 
@@ -49,10 +48,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"log scan: {len(leaks.SECRETS)} secrets, {len(leaks.LINES)} log lines, no leak")
 
 
-POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://root@127.0.0.1:5432/test")
-IN_CI = bool(os.environ.get("CI"))
-
 DEMO_CLIENT = {
     "client_id": "demo",
     "redirect_uris": ["http://127.0.0.1:8002/callback"],
@@ -70,30 +65,6 @@ CONFIDENTIAL_CLIENT = {
 CONFIDENTIAL_SECRET = "Kq3uV0b8Xw1sR6mT9yZc2dF5hJ7nL4pA0eG8iO3kWvQ"
 # One key-encryption key for the session, since the SP's encryption key outlives a test.
 TEST_KEK = generate_kek()
-
-
-def create_postgres_database(name: str) -> str:
-    """A fresh database; its URL. Skips the test if PostgreSQL is not there (fails it in CI)."""
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as error:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must be reachable in CI: {error}")
-        pytest.skip(f"PostgreSQL not reachable: {error}")
-    finally:
-        admin.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_postgres_database(name: str) -> None:
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

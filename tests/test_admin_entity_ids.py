@@ -30,7 +30,8 @@ from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId
 from tests.attacks import xml_tools as x
-from tests.conftest import create_postgres_database, drop_postgres_database, make_settings
+from tests.conftest import make_settings
+from tests.databases import create_postgres_database, drop_postgres_database
 from tests.helpers import Browser
 from tests.test_admin_api import _create, _metadata_with, acme, api, token  # noqa: F401
 

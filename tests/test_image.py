@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from bridge.tokens.keys import generate_kek
-from tests.cluster import wait_until_up
-from tests.conftest import IN_CI, create_postgres_database, drop_postgres_database
+from tests.databases import IN_CI, create_postgres_database, drop_postgres_database
 from tests.dev_stack import ROOT
+from tests.launch import wait_until_up
 from tests.leaks import remember
 from tests.shipped import Site, children, login_and_refresh, memory_kib, prepare_site
 

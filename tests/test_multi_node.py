@@ -22,7 +22,8 @@ import requests
 import sqlalchemy as sa
 
 from tests.cluster import Cluster, start_cluster
-from tests.conftest import TEST_KEK, create_postgres_database, drop_postgres_database
+from tests.conftest import TEST_KEK
+from tests.databases import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.slow
 

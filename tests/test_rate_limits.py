@@ -20,7 +20,8 @@ from bridge.store.db import Database
 from bridge.store.maintenance import purge_expired
 from bridge.store.models import AuditEvent, AuthnRequestRecord
 from bridge.web import create_app
-from tests.conftest import CONFIDENTIAL_SECRET, IN_CI, make_settings
+from tests.conftest import CONFIDENTIAL_SECRET, make_settings
+from tests.databases import IN_CI
 from tests.helpers import Browser
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -24,7 +24,8 @@ from bridge.sp_keys.certificates import CERTIFICATE_DAYS
 from bridge.sp_keys.manager import SamlKeys
 from bridge.store.db import Database
 from bridge.store.models import SamlKey, SigningKey
-from tests.conftest import TEST_KEK, create_postgres_database, drop_postgres_database
+from tests.conftest import TEST_KEK
+from tests.databases import create_postgres_database, drop_postgres_database
 
 DAY = 86400.0
 LEAD, RETENTION = 14 * DAY, 7 * DAY

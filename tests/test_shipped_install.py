@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from bridge.tokens.keys import generate_kek
-from tests.cluster import wait_until_up
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.databases import create_postgres_database, drop_postgres_database
 from tests.dev_stack import ROOT, free_port
+from tests.launch import wait_until_up
 from tests.leaks import remember
 from tests.shipped import Site, children, login_and_refresh, memory_kib, prepare_site
 

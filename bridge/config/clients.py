@@ -30,7 +30,7 @@ class ClientConfig:
     audience: str = setting(
         required=True, doc="The `aud` of the client's access tokens: what its APIs check.")
     claims_version: int = setting(
-        1, doc="`1` or `2` (README, \"Claims: a versioned contract\").")
+        1, doc="`1` or `2` ([clients](clients.md#claims-a-versioned-contract)).")
     public: bool = setting(
         True, doc="`true`: PKCE S256 required, no secret. `false`: a confidential client with a "
         "secret.")

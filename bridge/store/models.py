@@ -182,7 +182,7 @@ class IdpRecord(Base):
     metadata_fetched_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     metadata_fetch_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
-    # Bumped by every change, so every node notices and reloads (bridge.idp_registry).
+    # Bumped by every change, so every node notices and reloads (bridge.idps.registry).
     updated_at: Mapped[float] = mapped_column(Double, index=True)
 
 
