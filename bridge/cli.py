@@ -184,7 +184,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "jobs":
         return _jobs_status(settings)
     if args.command == "saml-keys":
-        return run_saml_keys(args, settings)
+        from bridge.services import build_services
+
+        return run_saml_keys(args, settings,
+                             lambda: build_services(settings, SystemClock()).sp_keys)
     if args.command == "check":
         from bridge.services import build_services, key_problems
 

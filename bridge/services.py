@@ -16,12 +16,11 @@ from cryptography.fernet import Fernet
 
 from bridge.clock import Clock
 from bridge.config import Settings
-from bridge.errors import ConfigError
 from bridge.idps.endpoints import normalized_origins
 from bridge.idps.files import load_idp_directory
 from bridge.idps.registry import IdpRegistry, register_file_idps
 from bridge.idps.settings import IdentityProvider
-from bridge.saml import response as saml_response
+from bridge.idps.targets import check_idp_initiated_targets
 from bridge.sp_keys.manager import SamlKeys
 from bridge.store.db import Database
 from bridge.tokens.keys import KeyRing, derive_secret, load_kek
@@ -107,25 +106,3 @@ def key_problems(services: Services) -> list[str]:
     return [f"key_encryption_key: cannot decrypt {', '.join(names)}: BRIDGE_KEY_ENCRYPTION_KEY "
             "is not the key they were stored with (set the one this database's keys were made "
             "with)"]
-
-
-def service_provider(settings: Settings, slug: str) -> saml_response.ServiceProvider:
-    """Us, as the SP that IdP ``slug`` answers."""
-    return saml_response.ServiceProvider(entity_id=settings.sp_entity_id,
-                                         acs_url=settings.acs_url(slug))
-
-
-def check_idp_initiated_targets(settings: Settings, idps: Mapping[str, IdentityProvider]) -> None:
-    """Every client an IdP may start logins for exists and has a login start URL."""
-    problems = []
-    for slug, idp in sorted(idps.items()):
-        for client_id in idp.settings.idp_initiated_clients:
-            client = settings.client(client_id)
-            if client is None:
-                problems.append(f"{settings.idp_metadata_dir}/{slug}.toml: idp_initiated_clients: "
-                                f"{client_id!r} is not a configured client")
-            elif not client.login_start_uri:
-                problems.append(f"clients[{client_id}].login_start_uri: required, because IdP "
-                                f"{slug} may start logins for this client")
-    if problems:
-        raise ConfigError(problems)

@@ -390,7 +390,7 @@ def run(rig: Rig, args: argparse.Namespace, started: float) -> None:
     from bridge.saml import onelogin
     from bridge.saml import response as saml_response
     from bridge.saml.verify import verify_signature
-    from bridge.services import service_provider
+    from bridge.service_provider import service_provider
 
     for name, value in machine_facts(rig):
         print(f"{name + ':':<11}{value}")

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from bridge.admin.fetch import FetchPolicy
-from bridge.admin.idps import IdpAdmin
-from bridge.federation import Bridge
 
 from bridge.clock import SystemClock
 from bridge.config import load_settings
 from bridge.dev.saml_idp import DevIdp
+from bridge.idps.fetch import FetchPolicy
+from bridge.idps.lifecycle import IdpAdmin
+from bridge.services import build_services
 from bridge.tokens.keys import generate_kek
 from tests.conftest import TEST_KEK
 from tests.test_admin_metadata_url import _Published
@@ -124,7 +124,7 @@ def test_idp_refresh_fetches_private_addresses_only_when_the_setting_allows(
     """`bridge idp refresh` fetches under the same policy as the web process: a metadata URL on
     a loopback address is refused unless insecure_metadata_private_addresses is set."""
     ok(bridge_cli(tmp_path, "db", "upgrade"))
-    bridge = Bridge.from_settings(load_settings(environ=cli_environ(tmp_path)), SystemClock())
+    bridge = build_services(load_settings(environ=cli_environ(tmp_path)), SystemClock())
     try:
         _Published.body = session_other_idp.metadata_xml()
         IdpAdmin(bridge, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file)).create_idp(

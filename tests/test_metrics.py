@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bridge.federation import Bridge
 from flask.testing import FlaskClient
 
 from bridge.clock import SystemClock
+from bridge.services import build_services
 from bridge.store.db import Database
 from bridge.web import create_app
 from tests.conftest import make_settings
@@ -49,9 +49,9 @@ def test_metrics_count_what_happened(browser: Browser, client: FlaskClient) -> N
 def test_metrics_token(database: Database, idp_dir: Path, tmp_path: Path) -> None:
     # The token is a setting (BRIDGE_METRICS_TOKEN or _FILE), read once when the app is made.
     settings = make_settings(database, idp_dir, tmp_path, metrics_token="scrape-secret-0123456789")
-    bridge = Bridge.from_settings(settings, SystemClock())
+    bridge = build_services(settings, SystemClock())
     try:
-        client = create_app(bridge=bridge).test_client()
+        client = create_app(services=bridge).test_client()
         assert client.get("/metrics").status_code == 401
         ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123456789"})
         assert ok.status_code == 200

@@ -28,7 +28,8 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp, PendingRequest
 from bridge.logout.single_logout import SingleLogout
 from bridge.saml.sp import authn_request, logout_request
-from bridge.services import Services, build_services, service_provider
+from bridge.service_provider import service_provider
+from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import AuditEvent, RefreshFamily, SamlKey
 from tests.conftest import BRIDGE_URL, TEST_KEK, make_settings

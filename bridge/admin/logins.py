@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from bridge import audit
@@ -24,8 +24,10 @@ from bridge.identity import Identity
 from bridge.idps.settings import IdentityProvider
 from bridge.login.start import LoginStarter
 from bridge.saml.bindings import OutgoingMessage
-from bridge.services import Services
 from bridge.store.models import AuthnRequestRecord, TestLogin
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 ADMIN_SIGN_IN = "__admin_sign_in__"
 TEST_LOGIN = "__test_login__"

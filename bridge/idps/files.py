@@ -9,6 +9,7 @@ import datetime as dt
 import tomllib
 from pathlib import Path
 
+from bridge.config.problems import Problems
 from bridge.errors import ConfigError
 from bridge.idps.settings import SLUG_RE, IdentityProvider, IdpSettings, parse_idp_settings
 from bridge.saml.metadata import parse_idp_metadata
@@ -17,18 +18,18 @@ from bridge.saml.metadata import parse_idp_metadata
 def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, IdentityProvider]:
     """Load every ``<slug>.xml`` (+ ``<slug>.toml``); raise ``ConfigError`` listing all problems."""
     path = Path(directory)
-    problems: list[str] = []
+    problems = Problems()
     idps: dict[str, IdentityProvider] = {}
     if not path.is_dir():
         raise ConfigError(f"idp_metadata_dir: {path} is not a directory (create it, or set "
                           "BRIDGE_IDP_METADATA_DIR)")
     for toml_file in sorted(path.glob("*.toml")):
         if not toml_file.with_suffix(".xml").exists():
-            problems.append(f"{toml_file}: settings without metadata ({toml_file.stem}.xml missing)")
+            problems.add(f"{toml_file}: settings without metadata ({toml_file.stem}.xml missing)")
     for xml_file in sorted(path.glob("*.xml")):
         slug = xml_file.stem
         if not SLUG_RE.match(slug):
-            problems.append(f"{xml_file}: the file name must be a slug matching "
+            problems.add(f"{xml_file}: the file name must be a slug matching "
                             "[a-z0-9][a-z0-9-]{0,62} followed by .xml")
             continue
         try:
@@ -38,16 +39,15 @@ def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, 
             problems.extend(exc.problems)
             continue
         idp = IdentityProvider(slug=slug, metadata=metadata, settings=settings)
-        problems.extend(f"{xml_file.with_suffix('.toml')}: {p}" for p in idp.binding_problems())
+        problems.extend([f"{xml_file.with_suffix('.toml')}: {p}" for p in idp.binding_problems()])
         idps[slug] = idp
     entity_ids: dict[str, str] = {}
     for slug, idp in idps.items():
         other = entity_ids.setdefault(idp.metadata.entity_id, slug)
         if other != slug:
-            problems.append(f"{path}/{slug}.xml: entity ID {idp.metadata.entity_id!r} is already "
+            problems.add(f"{path}/{slug}.xml: entity ID {idp.metadata.entity_id!r} is already "
                             f"used by {other}.xml")
-    if problems:
-        raise ConfigError(problems)
+    problems.raise_any()
     return idps
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,7 @@ from bridge.idps.overview import IdpOverview
 from bridge.idps.refresh import RefreshFailed, refresh_interval
 from bridge.idps.registry import load_managed_idp
 from bridge.idps.settings import SLUG_RE, IdentityProvider
+from bridge.idps.targets import check_idp_initiated_targets
 from bridge.idps.uniqueness import (
     check_endpoints_free,
     check_entity_id_free,
@@ -42,9 +43,11 @@ from bridge.idps.uniqueness import (
     lost_race,
 )
 from bridge.oauth.codes import spend_codes
-from bridge.services import Services, check_idp_initiated_targets
 from bridge.store.models import AuthorizationCode, IdpEntityId, IdpMetadataVersion, IdpRecord, RefreshFamily
 from bridge.tokens import refresh as refresh_tokens
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 # The logger keeps the name it had before the module moved: log filters and alerts name it.
 log = logging.getLogger("bridge.admin.idps")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -15,9 +15,11 @@ from bridge.idps.registry import IdpRegistry
 from bridge.idps.settings import SLUG_RE, IdentityProvider
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
-from bridge.services import Services
 from bridge.store.db import Database
 from bridge.store.models import AuditEvent, IdpRecord
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 WARN_DAYS = (30, 7)
 

@@ -15,7 +15,7 @@ from typing import Any
 from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
-from bridge.errors import ConfigError
+from bridge.config.problems import Problems
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
 
 # \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
@@ -63,71 +63,68 @@ IDP_SETTING_KEYS = frozenset({
 
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
-    problems: list[str] = []
+    problems = Problems(source)
     for key in sorted(set(raw) - IDP_SETTING_KEYS):
-        problems.append(f"{source}: {key}: unknown IdP setting")
+        problems.add(f"{key}: unknown IdP setting")
     display_name = raw.get("display_name", "")
     if not isinstance(display_name, str) or any(c < " " or c == "\x7f" for c in display_name):
-        problems.append(f"{source}: display_name: must be a string with no control characters")
+        problems.add("display_name: must be a string with no control characters")
     allow_idp_initiated = raw.get("allow_idp_initiated", False)
     if not isinstance(allow_idp_initiated, bool):
-        problems.append(f"{source}: allow_idp_initiated: must be true or false")
+        problems.add("allow_idp_initiated: must be true or false")
     targets = raw.get("idp_initiated_clients", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
-        problems.append(f"{source}: idp_initiated_clients: must be a list of client IDs")
+        problems.add("idp_initiated_clients: must be a list of client IDs")
         targets = []
     if allow_idp_initiated is True and not targets:
-        problems.append(f"{source}: allow_idp_initiated needs idp_initiated_clients: the clients "
-                        "whose login_start_uri an IdP-initiated login is sent to")
+        problems.add("allow_idp_initiated needs idp_initiated_clients: the clients "
+                     "whose login_start_uri an IdP-initiated login is sent to")
     skew = raw.get("clock_skew_seconds", 60)
     if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew <= MAX_CLOCK_SKEW:
-        problems.append(f"{source}: clock_skew_seconds: must be an integer from 0 to "
-                        f"{MAX_CLOCK_SKEW}, got {skew!r}")
+        problems.add(f"clock_skew_seconds: must be an integer from 0 to "
+                     f"{MAX_CLOCK_SKEW}, got {skew!r}")
     subject_attribute = raw.get("subject_attribute")
     if subject_attribute is not None and (not isinstance(subject_attribute, str)
                                           or not subject_attribute):
-        problems.append(f"{source}: subject_attribute: must be an attribute name")
+        problems.add("subject_attribute: must be an attribute name")
     domains = raw.get("email_domains", [])
     if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
-        problems.append(f"{source}: email_domains: must be a list of domain names")
+        problems.add("email_domains: must be a list of domain names")
         domains = []
     sha1_until = raw.get("insecure_allow_sha1_until")
     if isinstance(sha1_until, str):  # settings stored as JSON carry dates as ISO strings
         with contextlib.suppress(ValueError):
             sha1_until = dt.date.fromisoformat(sha1_until)
     if sha1_until is not None and not isinstance(sha1_until, dt.date):
-        problems.append(f"{source}: insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
+        problems.add("insecure_allow_sha1_until: must be a TOML date (2027-06-30)")
         sha1_until = None
     auto_apply = raw.get("metadata_auto_apply", "additions")
     if auto_apply not in ("additions", "all", "none"):
-        problems.append(f"{source}: metadata_auto_apply: one of additions, all, none")
+        problems.add("metadata_auto_apply: one of additions, all, none")
         auto_apply = "additions"
     refresh = raw.get("metadata_refresh_seconds", 6 * 3600)
     if isinstance(refresh, bool) or not isinstance(refresh, int) or not 300 <= refresh <= 7 * 86400:
-        problems.append(f"{source}: metadata_refresh_seconds: an integer from 300 to 604800")
+        problems.add("metadata_refresh_seconds: an integer from 300 to 604800")
         refresh = 6 * 3600
     pinned = raw.get("metadata_signing_certificate")
     if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
-        problems.append(f"{source}: metadata_signing_certificate: a PEM certificate")
+        problems.add("metadata_signing_certificate: a PEM certificate")
         pinned = None
     sign_requests = raw.get("sign_requests", "auto")
     if sign_requests not in ("auto", "always", "never"):
-        problems.append(f"{source}: sign_requests: one of auto, always, never")
+        problems.add("sign_requests: one of auto, always, never")
         sign_requests = "auto"
     binding = raw.get("authn_request_binding", "auto")
     if binding not in ("auto", "redirect", "post"):
-        problems.append(f"{source}: authn_request_binding: one of auto, redirect, post")
+        problems.add("authn_request_binding: one of auto, redirect, post")
         binding = "auto"
     mapping = DEFAULT_MAPPING
-    try:
+    with problems.collecting():
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
-    except ConfigError as error:
-        problems.extend(error.problems)
     if subject_attribute is None and mapping.preset is not None:
         # A vendor preset knows the vendor's stable identifier (Entra ID: the object ID).
         subject_attribute = PRESETS[mapping.preset].subject_attribute
-    if problems:
-        raise ConfigError(problems)
+    problems.raise_any()
     return IdpSettings(
         mapping=mapping,
         metadata_auto_apply=auto_apply,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.jobs.leases import Job, Scheduler
-from bridge.services import Services
 from bridge.store.maintenance import purge_expired
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 def standard_jobs(bridge: Services, idps: IdpAdmin) -> list[Job]:

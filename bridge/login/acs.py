@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select
 from sqlalchemy import exc as sa_exc
@@ -19,9 +20,12 @@ from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
 from bridge.replay import consume
 from bridge.saml import response as saml_response
 from bridge.saml.subject import to_identity
-from bridge.services import Services, service_provider
+from bridge.service_provider import service_provider
 from bridge.store.models import AuthnRequestRecord
 from bridge.tokens.secrets_util import constant_time_equal, secret_hash
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 _GET_REQUEST = select(*AuthnRequestRecord.__table__.columns).where(
     AuthnRequestRecord.id == bindparam("id"))

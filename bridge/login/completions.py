@@ -6,7 +6,7 @@ application is built."""
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from sqlalchemy import exc as sa_exc
@@ -20,8 +20,10 @@ from bridge.idps.settings import IdentityProvider
 from bridge.oauth.codes import store_code
 from bridge.replay import consume
 from bridge.saml import response as saml_response
-from bridge.services import Services
 from bridge.tokens.secrets_util import new_secret, secret_hash
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class Completion(Protocol):

@@ -6,6 +6,7 @@ SP-initiated login, which the IdP's session completes without a password prompt.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from bridge.audit import Refusal
@@ -14,7 +15,10 @@ from bridge.idps.settings import IdentityProvider
 from bridge.replay import use_unsolicited
 from bridge.saml import response as saml_response
 from bridge.saml.subject import to_identity
-from bridge.services import Services, service_provider
+from bridge.service_provider import service_provider
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 log = logging.getLogger("bridge.login")
 

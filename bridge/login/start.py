@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, SamlRejected
@@ -12,9 +13,12 @@ from bridge.idps.settings import IdentityProvider
 from bridge.oauth.requests import AuthorizationRequest
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.sp import authn_request
-from bridge.services import Services, service_provider
+from bridge.service_provider import service_provider
 from bridge.store.models import AuthnRequestRecord
 from bridge.tokens.secrets_util import new_secret, secret_hash
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 @dataclass(frozen=True)

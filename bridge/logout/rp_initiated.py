@@ -3,6 +3,7 @@ Single Logout with our LogoutRequest."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from bridge import audit
@@ -12,10 +13,13 @@ from bridge.logout.request_ids import logout_request_id
 from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.sp import logout_request
-from bridge.services import Services, service_provider
+from bridge.service_provider import service_provider
 from bridge.store.models import RefreshFamily
 from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens.secrets_util import seal, unseal
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 # How long the link that posts our LogoutRequest (HTTP-POST binding) may be followed: the client
 # sends the browser there right after /logout answers.

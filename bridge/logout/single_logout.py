@@ -3,6 +3,8 @@ SAML session here; its LogoutResponse answers the LogoutRequest we sent (rp_init
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import exc as sa_exc
 
 from bridge import audit
@@ -16,9 +18,12 @@ from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.logout import LogoutRequest, verify_logout_request, verify_logout_response
 from bridge.saml.sp import logout_response
-from bridge.services import Services, service_provider
+from bridge.service_provider import service_provider
 from bridge.store.models import AuthorizationCode, RefreshFamily
 from bridge.tokens import refresh as refresh_tokens
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class SingleLogout:

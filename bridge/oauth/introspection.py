@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 
 from bridge.config import ClientConfig
 from bridge.errors import TokenError
 from bridge.oauth.live_logins import idle, login_live
-from bridge.services import Services
 from bridge.store.models import RefreshFamily, RefreshToken
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, login_of
 from bridge.tokens.secrets_util import secret_hash
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class Introspection:

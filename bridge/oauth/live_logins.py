@@ -3,10 +3,14 @@ A valid token signature is not enough for introspection, userinfo or token excha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Select, select
 
-from bridge.services import Services
 from bridge.store.models import RefreshFamily
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 def live_login_query(services: Services) -> Select[RefreshFamily]:

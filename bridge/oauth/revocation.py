@@ -3,12 +3,16 @@ operator's word (`bridge revoke`, the admin API)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge import audit
 from bridge.config import ClientConfig
 from bridge.oauth.codes import spend_codes
-from bridge.services import Services
 from bridge.store.models import AuthorizationCode, RefreshFamily
 from bridge.tokens import refresh as refresh_tokens
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class Revocation:

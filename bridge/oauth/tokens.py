@@ -6,13 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bridge import metrics
 from bridge.claims import GroupBudget, id_token_claims, token_claims
 from bridge.config import ClientConfig, Settings
-from bridge.services import Services
 from bridge.tokens.access import issue_access_token, issue_id_token
 from bridge.tokens.keys import ActiveKey
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
 

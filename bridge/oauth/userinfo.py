@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from bridge.claims import userinfo_claims
 from bridge.errors import TokenError
 from bridge.oauth.live_logins import idle, live_login_query
-from bridge.services import Services
 from bridge.store.models import RefreshFamily
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, login_of
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class UserInfo:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from bridge.config import Settings
 from bridge.durations import parse_duration
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.sp_keys.manager import SamlKeys
 
 
 def add_commands(commands: Any) -> None:
@@ -64,12 +68,10 @@ def _lead(args: argparse.Namespace) -> float | None:
     return lead
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.clock import SystemClock
-    from bridge.services import build_services
-
+def run(args: argparse.Namespace, settings: Settings, open_keys: Callable[[], SamlKeys]) -> int:
+    """``open_keys`` opens the database (the CLI's wiring): only once the arguments are valid."""
     lead = _lead(args) if args.saml_keys == "rotate" else None
-    keys = build_services(settings, SystemClock()).sp_keys
+    keys = open_keys()
     if args.saml_keys == "rotate":
         if args.if_due:
             days = settings.sp_signing_key_rotation_days

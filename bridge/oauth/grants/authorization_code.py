@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge import audit
 from bridge.audit import refusals_audited
 from bridge.config import ClientConfig
@@ -9,9 +11,11 @@ from bridge.errors import TokenError
 from bridge.oauth.codes import find_code, link_code, use_code
 from bridge.oauth.requests import check_code_verifier
 from bridge.oauth.tokens import TokenSet, mint
-from bridge.services import Services
 from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens.secrets_util import constant_time_equal, pkce_s256, secret_hash
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class AuthorizationCodeGrant:

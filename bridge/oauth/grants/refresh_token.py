@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge.audit import refusals_audited
 from bridge.config import ClientConfig
 from bridge.errors import TokenError
 from bridge.oauth.tokens import TokenSet, mint
-from bridge.services import Services
 from bridge.tokens import refresh as refresh_tokens
 from bridge.tokens.refresh import RefreshPolicy
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class RefreshTokenGrant:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge import metrics
 from bridge.audit import refusals_audited
 from bridge.claims import build_claims, token_claims
@@ -11,8 +13,10 @@ from bridge.oauth.tokens import TokenSet, group_budget
 from bridge.replay import use_unsolicited
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.subject import to_identity
-from bridge.services import Services
 from bridge.tokens.access import issue_access_token
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 
 class SamlBearerGrant:

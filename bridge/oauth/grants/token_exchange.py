@@ -4,6 +4,8 @@ another audience it is allowed to call, with the same or a narrower scope and ne
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bridge import audit, metrics
 from bridge.audit import refusals_audited
 from bridge.claims import token_claims
@@ -11,9 +13,11 @@ from bridge.config import ClientConfig
 from bridge.errors import TokenError
 from bridge.oauth.live_logins import login_live
 from bridge.oauth.tokens import ACCESS_TOKEN_URN, TokenSet, group_budget
-from bridge.services import Services
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, login_of
+
+if TYPE_CHECKING:
+    from bridge.services import Services
 
 # JWT and RFC 9068 claims that a re-issued token sets anew, never copies.
 _REGISTERED = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope",
