@@ -30,7 +30,12 @@ from bridge.federation import Bridge
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId
 from tests.attacks import xml_tools as x
-from tests.conftest import create_postgres_database, drop_postgres_database, make_settings
+from tests.conftest import (
+    POSTGRES_PARAM,
+    create_postgres_database,
+    drop_postgres_database,
+    make_settings,
+)
 from tests.helpers import Browser
 from tests.test_admin_api import _create, _metadata_with, acme, api, token  # noqa: F401
 
@@ -244,7 +249,7 @@ def test_a_node_never_serves_an_api_idp_that_shares_its_file_idps_entity_id(
     assert browser.tokens()["access_token"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/upgrade.db"

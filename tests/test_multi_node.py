@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from tests.cluster import Cluster, start_cluster
 from tests.conftest import TEST_KEK, create_postgres_database, drop_postgres_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")

@@ -250,6 +250,8 @@ def test_metrics_show_the_days_left_of_our_certificates(client: FlaskClient) -> 
     assert all(1800 < float(line.rsplit(" ", 1)[1]) <= CERTIFICATE_DAYS for line in lines)
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_nodes_starting_together_on_a_new_database_make_one_key_of_each_kind(
         tmp_path: Path) -> None:
     """Several nodes' first start at once on a fresh PostgreSQL database (a new deployment's
