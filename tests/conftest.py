@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings as hypothesis_settings
 
-from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.federation import Bridge
@@ -254,9 +254,23 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp)
     return make_settings(database, idp_dir, tmp_path)
 
 
+class MovableClock:
+    """The system clock, which a test moves forward (``advance``) instead of sleeping, e.g. past
+    the IdP registry's recheck interval."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @pytest.fixture
 def bridge(settings: Settings) -> Iterator[Bridge]:
-    the_bridge = Bridge.from_settings(settings, SystemClock())
+    the_bridge = Bridge.from_settings(settings, MovableClock())
     yield the_bridge
     the_bridge.db.dispose()
 
