@@ -11,6 +11,8 @@ import pytest
 from bridge.tokens.keys import generate_kek
 from tests.conftest import TEST_KEK
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 def bridge_cli(tmp_path: Path, *args: str, kek: str = TEST_KEK) -> subprocess.CompletedProcess[str]:
     (tmp_path / "idp").mkdir(exist_ok=True)

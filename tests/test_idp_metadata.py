@@ -182,6 +182,7 @@ def test_bad_file_names_and_duplicate_entity_ids(tmp_path: Path) -> None:
     assert "orphan.toml: settings without metadata" in text
 
 
+@pytest.mark.slow  # starts a process
 def test_bad_metadata_stops_start_up_with_its_name(tmp_path: Path) -> None:
     (tmp_path / "idp").mkdir()
     (tmp_path / "idp" / "corp.xml").write_text(metadata())
@@ -195,6 +196,7 @@ def test_bad_metadata_stops_start_up_with_its_name(tmp_path: Path) -> None:
     assert "corp.xml" in result.stderr and "no signing certificate" in result.stderr
 
 
+@pytest.mark.slow  # starts a process
 def test_an_expired_metadata_file_stops_start_up_with_its_name(tmp_path: Path) -> None:
     (tmp_path / "idp").mkdir()
     (tmp_path / "idp" / "corp.xml").write_text(dated(metadata(certificate()), validUntil=PAST))
