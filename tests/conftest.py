@@ -1,11 +1,15 @@
 """Shared fixtures: a real database (SQLite and PostgreSQL), a real pysaml2 IdP, the bridge app.
 
 PostgreSQL tests skip only outside CI; with ``CI`` set, an unreachable PostgreSQL fails the run.
+Every test that runs on PostgreSQL is marked ``postgres`` (the database parameter applies it), so
+``-m "not postgres"`` runs each such test once, on SQLite (``scripts/test --fast``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +17,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 
-from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.saml.sp import sp_metadata
@@ -27,6 +31,35 @@ from tests import leaks
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.helpers import Browser
 
+# Hypothesis budgets (tests/attacks/test_fuzz.py): "ci" is reproducible (the same examples every
+# run), "fast" is a smoke test for the fast lane (`--hypothesis-profile=fast`), "thorough" is the
+# default elsewhere. FUZZ_EXAMPLES still overrides the example count of any of them.
+hypothesis_settings.register_profile("thorough", max_examples=500, deadline=None)
+hypothesis_settings.register_profile("ci", max_examples=500, deadline=None, derandomize=True,
+                                     print_blob=True)
+hypothesis_settings.register_profile("fast", max_examples=25, deadline=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "thorough")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(WorkerLeaks(), "worker-leaks")
+
+
+class WorkerLeaks:
+    """Under pytest-xdist each worker scans its own log lines; what it found travels to the
+    controller in ``workeroutput``, which fails the run like a leak found in-process."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.lines = 0
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        output = getattr(node, "workeroutput", {})
+        self.found.extend(output.get("leaks", []))
+        self.lines += output.get("log_lines", 0)
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Every log line of the run, formatted as in production, for the secret scan below.
@@ -38,11 +71,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     found = leaks.leaked()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports
+        workeroutput["leaks"] = found
+        workeroutput["log_lines"] = len(leaks.LINES)
+        return
+    collected = session.config.pluginmanager.get_plugin("worker-leaks")
+    if isinstance(collected, WorkerLeaks):
+        found = sorted({*found, *collected.found})
     if found:
         session.config.get_terminal_writer().line(
             f"SECRETS IN LOGS: {len(found)} token(s), code(s), cookie(s) or key(s) appeared in "
             f"log output: {found[:5]}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif isinstance(collected, WorkerLeaks) and collected.lines:
+        session.config.get_terminal_writer().line(
+            f"log scan: {collected.lines} log lines in the workers, no leak")
     elif leaks.LINES:
         session.config.get_terminal_writer().line(
             f"log scan: {len(leaks.SECRETS)} secrets, {len(leaks.LINES)} log lines, no leak")
@@ -67,7 +111,11 @@ CONFIDENTIAL_SECRET = "Kq3uV0b8Xw1sR6mT9yZc2dF5hJ7nL4pA0eG8iO3kWvQ"
 TEST_KEK = generate_kek()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+# The one PostgreSQL parameter: marked, so that `-m "not postgres"` keeps the SQLite half.
+POSTGRES_PARAM = pytest.param("postgresql", marks=pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session", params=["sqlite", POSTGRES_PARAM])
 def migrated_database(request: pytest.FixtureRequest,
                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """One migrated database per backend for the whole session."""
@@ -178,9 +226,23 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp)
     return make_settings(database, idp_dir, tmp_path)
 
 
+class MovableClock:
+    """The system clock, which a test moves forward (``advance``) instead of sleeping, e.g. past
+    the IdP registry's recheck interval."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @pytest.fixture
 def bridge(settings: Settings) -> Iterator[Services]:
-    the_bridge = build_services(settings, SystemClock())
+    the_bridge = build_services(settings, MovableClock())
     yield the_bridge
     the_bridge.db.dispose()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +22,7 @@ from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.services import Services
 from bridge.web import create_app
 from tests.attacks import xml_tools as x
+from tests.conftest import MovableClock
 from tests.helpers import Browser
 
 ACME_ACS = "https://bridge.example.com/saml/other/acs"
@@ -270,15 +270,17 @@ def test_settings_change_is_audited_with_before_and_after(api, acme: DevIdp) -> 
 
 def test_a_change_on_one_node_is_in_force_on_another(api, acme: DevIdp, bridge: Services,  # type: ignore[no-untyped-def]
                                                      settings) -> None:
-    other_app = create_app(settings)  # its own Bridge, same database
+    clock = MovableClock()
+    other_app = create_app(settings, clock=clock)  # its own Bridge, same database
     other_node = other_app.test_client()
+    recheck_seconds = other_app.extensions["bridge"].idps.recheck_seconds
     try:
         assert other_node.get("/saml/metadata").data.count(b"/saml/other/acs") == 0
         _create(api, acme)
-        time.sleep(2.1)  # the registry's recheck interval
+        clock.advance(recheck_seconds)  # the registry's recheck interval passes
         assert b"/saml/other/acs" in other_node.get("/saml/metadata").data
         api("DELETE", "/admin/api/idps/other")
-        time.sleep(2.1)
+        clock.advance(recheck_seconds)
         assert other_node.get("/saml/metadata").data.count(b"/saml/other/acs") == 0
     finally:
         other_app.extensions["bridge"].db.dispose()

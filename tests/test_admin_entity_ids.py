@@ -30,7 +30,7 @@ from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId
 from tests.attacks import xml_tools as x
-from tests.conftest import make_settings
+from tests.conftest import POSTGRES_PARAM, make_settings
 from tests.databases import create_postgres_database, drop_postgres_database
 from tests.helpers import Browser
 from tests.test_admin_api import _create, _metadata_with, acme, api, token  # noqa: F401
@@ -219,8 +219,8 @@ def test_start_up_refuses_a_file_whose_entity_id_or_slug_an_api_idp_holds(
 
 
 def test_a_node_never_serves_an_api_idp_that_shares_its_file_idps_entity_id(
-        api, acme: DevIdp, browser: Browser, database: Database, token: str,  # type: ignore[no-untyped-def]  # noqa: F811
-        tmp_path: Path) -> None:
+        api, acme: DevIdp, browser: Browser, bridge: Services, database: Database,  # type: ignore[no-untyped-def]  # noqa: F811
+        token: str, tmp_path: Path) -> None:  # noqa: F811
     """Nodes with different files (a rolling deploy): the node that started last speaks for the
     files, so through it an API IdP can take the entity ID of a file only the first node has.
     The first node keeps its file IdP and does not serve the other one."""
@@ -237,7 +237,7 @@ def test_a_node_never_serves_an_api_idp_that_shares_its_file_idps_entity_id(
         assert created.status_code == 201, created.get_data(as_text=True)
     finally:
         node.extensions["bridge"].db.dispose()
-    time.sleep(2.1)  # the registry's recheck interval
+    bridge.clock.advance(bridge.idps.recheck_seconds)  # the registry's recheck interval passes
     # This node: `dev` (its file) is served, `other` is not, and nothing logs in through it.
     assert [i["slug"] for i in api("GET", "/admin/api/idps").get_json()["idps"]] == ["dev"]
     start = browser.authorize(idp="other")
@@ -245,7 +245,7 @@ def test_a_node_never_serves_an_api_idp_that_shares_its_file_idps_entity_id(
     assert browser.tokens()["access_token"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/upgrade.db"

@@ -141,6 +141,7 @@ def test_discovery_lists_both_versions_and_oidc(browser: Browser) -> None:
     assert browser.client.get("/schemas/claims/v2.json").status_code == 200
 
 
+@pytest.mark.slow  # starts a process
 def test_claims_preview_cli_in_force_and_proposed(tmp_path: Path, settings: Settings) -> None:
     attributes = tmp_path / "attributes.json"
     attributes.write_text(json.dumps({"name_id": "u-1", "attributes": {
@@ -164,6 +165,7 @@ def test_claims_preview_cli_in_force_and_proposed(tmp_path: Path, settings: Sett
     assert out["in_force"]["v1"]["claims"]["groups"] == ["eng-platform", "bridge-admins"]
 
 
+@pytest.mark.slow  # starts a process
 def test_claims_preview_from_a_saml_response(tmp_path: Path, settings: Settings,
                                             browser: Browser) -> None:
     login = browser.start()
@@ -181,6 +183,7 @@ def test_claims_preview_from_a_saml_response(tmp_path: Path, settings: Settings,
     assert "proposed" not in out
 
 
+@pytest.mark.slow  # starts a process
 def test_claims_preview_refuses_a_transient_nameid_as_a_login_does(tmp_path: Path,
                                                                    settings: Settings,
                                                                    browser: Browser) -> None:

@@ -20,6 +20,8 @@ from tests.test_admin_metadata_url import _Published
 from tests.test_admin_metadata_url import published as metadata_server  # noqa: F401  (fixture)
 from tests.test_metadata_fetch import Pki, pki  # noqa: F401  (the throwaway CA)
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 def cli_environ(tmp_path: Path, kek: str = TEST_KEK) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "BRIDGE_IDP_METADATA_DIR": str(tmp_path / "idp"),

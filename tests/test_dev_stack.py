@@ -15,6 +15,8 @@ import requests
 from bridge.claims.schemas import validate_payload
 from tests.dev_stack import dev_stack
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 
 @pytest.fixture(name="dev_stack")
 def dev_stack_fixture(tmp_path: Path) -> Iterator[dict[str, str]]:

@@ -68,6 +68,7 @@ def _authorize(client: FlaskClient, idp: str):  # type: ignore[no-untyped-def]
 # --- a control character in an endpoint URL ------------------------------------------------------
 
 @pytest.mark.parametrize(("genuine", "planted"), NEWLINES, ids=IDS)
+@pytest.mark.slow  # runs the CLI in a process
 def test_an_endpoint_url_with_a_control_character_stops_start_up(
         session_dev_idp: DevIdp, tmp_path: Path, genuine: str, planted: str) -> None:
     """Before, `bridge check` passed and the IdP then answered 500 at /authorize?idp= (SSO) or at

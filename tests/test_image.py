@@ -29,7 +29,8 @@ from tests.launch import wait_until_up
 from tests.leaks import remember
 from tests.shipped import Site, children, login_and_refresh, memory_kib, prepare_site
 
-pytestmark = pytest.mark.slow
+# Under pytest-xdist (--dist loadgroup) one worker runs them all: their module fixture starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("image")]
 
 RUNTIME = ["--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "bridge.yaml"

@@ -40,6 +40,7 @@ def _race(url: str, now: float) -> bool:
         database.dispose()
 
 
+@pytest.mark.slow  # starts processes
 def test_many_processes_one_winner(bridge: Services) -> None:
     now = time.time()
     if bridge.db.dialect == "postgresql":
@@ -88,6 +89,7 @@ def _runs(job: str, result: str) -> float:
                                      {"job": job, "result": result}) or 0.0
 
 
+@pytest.mark.slow  # starts a process
 def test_a_job_raising_an_unexpected_exception_stops_neither_the_others_nor_the_loop(
         bridge: Services, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     ran: list[str] = []
@@ -143,6 +145,7 @@ def test_a_job_raising_an_unexpected_exception_stops_neither_the_others_nor_the_
     assert "KeyError: 'an IdP the registry skipped'" in result.stdout
 
 
+@pytest.mark.slow  # starts a process
 def test_jobs_status_when_all_is_well(bridge: Services, settings: Settings) -> None:
     run_due(bridge.db, [Job("fine", 300, lambda: "ok")], time.time())
     result = subprocess.run(

@@ -25,7 +25,8 @@ from tests.cluster import Cluster, start_cluster
 from tests.conftest import TEST_KEK
 from tests.databases import create_postgres_database, drop_postgres_database
 
-pytestmark = pytest.mark.slow
+# Under pytest-xdist (--dist loadgroup) one worker runs them all: their module fixture starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("cluster")]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from tests import refresh_workers
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 NO_REUSE = {"client_id": "strict", "redirect_uris": ["https://strict.example.com/cb"],
             "audience": "strict-api", "refresh_reuse_interval_seconds": 0}
 WORKERS = 8

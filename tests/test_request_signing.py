@@ -576,6 +576,7 @@ def test_key_rollover_with_no_failed_login(signed_browser: Browser, signing_idp_
 
 
 @pytest.mark.parametrize("signing_idp", [{"sso": BOTH}], indirect=True)
+@pytest.mark.slow  # starts a process
 def test_a_compromised_key_withdrawn_at_once_is_no_longer_trusted(
         signed_browser: Browser, clock: ShiftedClock, tmp_path: Path, idp_dir: Path,
         fresh_signing_keys: None) -> None:

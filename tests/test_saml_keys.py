@@ -155,6 +155,7 @@ def saml_keys_cli(database: Database, tmp_path: Path, *args: str,
                           capture_output=True, text=True, env=env, cwd=tmp_path)
 
 
+@pytest.mark.slow  # runs the CLI in a process
 def test_cli_rotates_and_lists_the_keys_with_their_expiry(empty_keys: Database,
                                                           tmp_path: Path) -> None:
     def bridge(*args: str) -> str:
@@ -182,6 +183,7 @@ def _signing_rows(database: Database) -> list[tuple[str, float | None]]:
 
 @pytest.mark.parametrize("lead", ["14", "3.5", "-3d", "inf", "nan", "1e3d", "366d", "99999999d",
                                   "14 days", ""])
+@pytest.mark.slow  # runs the CLI in a process
 def test_a_lead_that_is_not_a_duration_with_its_unit_is_refused_and_changes_nothing(
         empty_keys: Database, tmp_path: Path, lead: str) -> None:
     """`--lead 14` was 14 seconds (meant: days), `--lead=-3d` signed at once, and `--lead inf`
@@ -197,6 +199,7 @@ def test_a_lead_that_is_not_a_duration_with_its_unit_is_refused_and_changes_noth
     assert _signing_rows(empty_keys) == before
 
 
+@pytest.mark.slow  # runs the CLI in a process
 def test_the_lead_is_read_with_its_unit(empty_keys: Database, tmp_path: Path) -> None:
     assert saml_keys_cli(empty_keys, tmp_path, "list").returncode == 0  # the first key
     for lead, seconds in (("14d", 14 * DAY), ("12h", 12 * 3600.0), ("90m", 5400.0),
@@ -215,6 +218,7 @@ def test_the_lead_is_read_with_its_unit(empty_keys: Database, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("stored", [float("inf"), float("nan"), 1e300])
+@pytest.mark.slow  # runs the CLI in a process
 def test_a_start_time_stored_by_an_unchecked_lead_breaks_neither_the_listing_nor_the_rotation(
         empty_keys: Database, tmp_path: Path, stored: float) -> None:
     """A key an earlier version committed with an infinite (or absurd) start time: it never
@@ -251,6 +255,8 @@ def test_metrics_show_the_days_left_of_our_certificates(client: FlaskClient) -> 
     assert all(1800 < float(line.rsplit(" ", 1)[1]) <= CERTIFICATE_DAYS for line in lines)
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_nodes_starting_together_on_a_new_database_make_one_key_of_each_kind(
         tmp_path: Path) -> None:
     """Several nodes' first start at once on a fresh PostgreSQL database (a new deployment's

@@ -25,7 +25,8 @@ from tests.launch import wait_until_up
 from tests.leaks import remember
 from tests.shipped import Site, children, login_and_refresh, memory_kib, prepare_site
 
-pytestmark = pytest.mark.slow
+# Under pytest-xdist (--dist loadgroup) one worker runs them all: their module fixture starts once.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("shipped_install")]
 
 # Every module of the shipped package but the development tools (bridge/dev, which needs the dev
 # extra), the migrations (run by alembic) and the WSGI entry (it reads settings at import).

@@ -29,6 +29,8 @@ from saml2.server import Server
 from saml2.sigver import pre_signature_part, signed_instance_factory, verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA256
 
+from bridge.dev.xmlsec_signer import InProcessSigningBackend
+
 
 @dataclass(frozen=True)
 class User:
@@ -138,8 +140,8 @@ class DevIdp:
                                                 key_type=self.key_type)
         xmlsec = shutil.which("xmlsec1")
         if xmlsec is None:
-            raise RuntimeError("the development IdP signs with xmlsec1: install Debian's xmlsec1 "
-                               "(scripts/setup does)")
+            raise RuntimeError("the development IdP verifies and encrypts with xmlsec1: install "
+                               "Debian's xmlsec1 (scripts/setup does)")
         config = {
             "entityid": self.entity_id,
             "service": {
@@ -202,7 +204,10 @@ class DevIdp:
 
     def server(self) -> Server:
         if self._server is None:
-            self._server = Server(config=self._config(self.sp_metadata()))
+            server = Server(config=self._config(self.sp_metadata()))
+            # Signs in-process with libxmlsec1; verifies and encrypts through xmlsec1 as before.
+            server.sec.crypto = InProcessSigningBackend(server.sec.crypto.xmlsec)
+            self._server = server
         return self._server
 
     def reload_sp_metadata(self) -> None:
@@ -256,7 +261,7 @@ class DevIdp:
     def _sign_with_ecdsa(self, response: Response, *, sign_response: bool,
                          sign_assertion: bool) -> str:
         """pysaml2 refuses ECDSA as a signing algorithm, though its xmlsec1 backend signs with
-        any key: put the ECDSA-SHA256 templates in place and let xmlsec1 sign (assertion first,
+        any key: put the ECDSA-SHA256 templates in place and let libxmlsec1 sign (assertion first,
         then the Response that contains it)."""
         to_sign = []
         if sign_assertion:

@@ -1,7 +1,7 @@
 """Every IdP in force: those declared as files in ``idp_metadata/`` (read at start-up) and those
 managed through the admin API (in the database). A change made through any node is seen by every
-node within ``RECHECK_SECONDS``, without a restart: the registry compares a cheap fingerprint of the
-``idps`` table and reloads what changed.
+node within the registry's recheck interval (``recheck_seconds``, 2 s), without a restart: the
+registry compares a cheap fingerprint of the ``idps`` table and reloads what changed.
 
 No two IdPs in force share an entity ID (``sub`` is derived from it): the ``idp_entity_ids`` table
 holds every IdP's entity ID under a unique constraint. File IdPs are entered there at start-up
@@ -30,14 +30,14 @@ from bridge.store.db import Database
 from bridge.store.models import IdpEntityId, IdpMetadataVersion, IdpRecord
 
 log = logging.getLogger("bridge.idps")
-RECHECK_SECONDS = 2.0
 
 
 class IdpRegistry(Mapping[str, IdentityProvider]):
     def __init__(self, db: Database, clock: Clock, files: dict[str, IdentityProvider], *,
-                 shared_origins: frozenset[str] = frozenset()) -> None:
+                 shared_origins: frozenset[str] = frozenset(), recheck_seconds: float = 2.0) -> None:
         self.db = db
         self.clock = clock
+        self.recheck_seconds = recheck_seconds
         self.files = dict(files)
         self.shared_origins = shared_origins
         # Every API-managed IdP that loads, also one not served for a clash (see the reload).
@@ -54,7 +54,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
     def _current(self) -> dict[str, IdentityProvider]:
         now = self.clock.now()
         with self._lock:
-            if now - self._checked_at >= RECHECK_SECONDS or now < self._checked_at:
+            if now - self._checked_at >= self.recheck_seconds or now < self._checked_at:
                 self._checked_at = now
                 self._reload_if_changed()
             return {**self._managed, **self.files}

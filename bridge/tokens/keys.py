@@ -34,10 +34,6 @@ from bridge.store.models import SigningKey
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
-# How long a cached view of the key table is trusted before re-reading it: a key rotated on one
-# node is picked up by the others within this time (far below the publication lead).
-_CACHE_SECONDS = 15.0
-
 
 def generate_kek() -> str:
     return Fernet.generate_key().decode("ascii")
@@ -101,7 +97,8 @@ class ActiveKey:
 
 class KeyRing:
     def __init__(self, db: Database, kek: Fernet, clock: Clock, *, algorithms: Iterable[str],
-                 access_token_ttl: int, publish_lead_seconds: int = 600) -> None:
+                 access_token_ttl: int, publish_lead_seconds: int = 600,
+                 cache_seconds: float = 15.0) -> None:
         self.db = db
         self.kek = kek
         self.clock = clock
@@ -109,6 +106,9 @@ class KeyRing:
         self.algorithms = tuple(sorted(set(algorithms)))
         self.access_token_ttl = access_token_ttl
         self.publish_lead_seconds = publish_lead_seconds
+        # How long a cached view of the key table is trusted before re-reading it: a key rotated
+        # on one node is picked up by the others within this time (far below the publication lead).
+        self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._cached_at = -1e18
         self._rows: list[SigningKey] = []
@@ -121,7 +121,7 @@ class KeyRing:
     def _keys(self) -> list[SigningKey]:
         now = self.clock.now()
         with self._lock:
-            if now - self._cached_at > _CACHE_SECONDS or now < self._cached_at:
+            if now - self._cached_at > self.cache_seconds or now < self._cached_at:
                 with self.db.transaction() as session:
                     self._rows = list(session.scalars(select(SigningKey)))
                 self._cached_at = now

@@ -1,0 +1,269 @@
+"""What must behave the same on SQLite and PostgreSQL, run on both (Dex ``storage/conformance``).
+
+Each case drives the functions the bridge itself calls (bridge.oauth.codes, bridge.replay,
+bridge.tokens.refresh) against a real database: single use of authorization codes and of assertion
+IDs, refresh rotation and family revocation, concurrent rotation, and a schema at the migrations'
+head. The races are real: two connections, one holding its transaction open while the other
+tries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from bridge.errors import TokenError
+from bridge.oauth.codes import find_code, spend_codes, store_code, use_code
+from bridge.replay import remember_message
+from bridge.store.db import Database
+from bridge.store.models import AuthorizationCode, Base, RefreshFamily
+from bridge.tokens import refresh
+from bridge.tokens.secrets_util import new_secret, secret_hash
+
+pytestmark = pytest.mark.conformance
+
+NOW = 1_800_000_000.0
+KEY = b"k" * 32
+NO_REUSE = refresh.RefreshPolicy()
+# How long the first of two racers keeps its transaction open after its write: the second
+# racer's statement must be waiting on the first by then.
+HOLD_SECONDS = 0.3
+
+
+def _new_code(database: Database, **overrides: object) -> str:
+    code = new_secret()
+    values: dict[str, object] = {
+        "code_hash": secret_hash(code), "client_id": "demo", "redirect_uri": "https://rp/cb",
+        "code_challenge": None, "scope": "openid", "nonce": None, "subject": "s-1",
+        "idp_slug": "dev", "claims_json": "{}", "auth_time": int(NOW), "session_index": "idx-1",
+        "session_not_on_or_after": None, "name_id": "n-1", "created_at": NOW,
+        "expires_at": NOW + 60}
+    values.update(overrides)
+    with database.connection() as connection:
+        store_code(connection, values)
+    return code
+
+
+def _use_code(database: Database, code: str) -> bool:
+    with database.connection() as connection:
+        return use_code(connection, secret_hash(code), NOW)
+
+
+def _new_family(database: Database) -> refresh.Rotation:
+    with database.connection() as connection:
+        return refresh.start_family(
+            connection, now=NOW, client_id="demo", subject="s-1", idp_slug="dev",
+            claims_json="{}", scope="openid", auth_time=int(NOW), session_index=None,
+            name_id=None, expires_at=NOW + 3600)
+
+
+def _rotate(database: Database, token: str, *, now: float = NOW + 1,
+            policy: refresh.RefreshPolicy = NO_REUSE) -> refresh.Rotation:
+    with database.connection() as connection:
+        return refresh.rotate(connection, token=token, client_id="demo", now=now, policy=policy,
+                              successor_key=KEY)
+
+
+def _race(first: Callable[[], Any], second: Callable[[], Any]) -> list[object]:
+    """Run ``first`` (which calls ``started`` once it has written, then holds its transaction
+    for HOLD_SECONDS) and, while it holds, ``second``; what each returned or raised."""
+    outcomes: list[object] = [None, None]
+    written = threading.Event()
+
+    def run(index: int, work: Callable[[], Any]) -> None:
+        try:
+            outcomes[index] = work()
+        except Exception as error:  # the outcome under test
+            outcomes[index] = error
+        finally:
+            written.set()
+
+    threads = [threading.Thread(target=run, args=(0, lambda: first(written)))]
+    threads[0].start()
+    assert written.wait(30)
+    threads.append(threading.Thread(target=run, args=(1, second)))
+    threads[1].start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+# --- authorization codes ---------------------------------------------------------------------
+
+
+def test_an_authorization_code_is_used_once(database: Database) -> None:
+    code = _new_code(database)
+    assert _use_code(database, code) is True
+    assert _use_code(database, code) is False
+    with database.connection() as connection:
+        found = find_code(connection, secret_hash(code))
+        assert found is not None and found.used_at == NOW
+
+
+def test_of_two_concurrent_exchanges_of_one_code_one_wins(database: Database) -> None:
+    code = _new_code(database)
+
+    def first(written: threading.Event) -> bool:
+        with database.connection() as connection:
+            used = use_code(connection, secret_hash(code), NOW)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return used
+
+    outcomes = _race(first, lambda: _use_code(database, code))
+    assert outcomes == [True, False]
+
+
+def test_spending_a_logins_codes_leaves_other_codes_alone(database: Database) -> None:
+    ended = _new_code(database, session_index="ended")
+    other = _new_code(database, session_index="other")
+    with database.transaction() as session:
+        spend_codes(session, AuthorizationCode.session_index == "ended", now=NOW)
+    assert _use_code(database, ended) is False
+    assert _use_code(database, other) is True
+
+
+# --- the assertion replay cache --------------------------------------------------------------
+
+
+def _use_assertion(database: Database, idp: str, assertion_id: str) -> None:
+    with database.connection() as connection:
+        remember_message(connection, idp_entity_id=idp, message_id=assertion_id,
+                         expires_at=NOW + 300)
+
+
+def test_an_assertion_id_is_accepted_once_per_idp(database: Database) -> None:
+    _use_assertion(database, "https://idp.example.org", "_a1")
+    with pytest.raises(sa.exc.IntegrityError):
+        _use_assertion(database, "https://idp.example.org", "_a1")
+    # Another IdP's assertion of the same ID is its own.
+    _use_assertion(database, "https://other.example.net", "_a1")
+
+
+def test_of_two_concurrent_uses_of_one_assertion_one_wins(database: Database) -> None:
+    assertion_id = f"_{uuid.uuid4().hex}"
+
+    def first(written: threading.Event) -> bool:
+        with database.connection() as connection:
+            remember_message(connection, idp_entity_id="https://idp.example.org",
+                             message_id=assertion_id, expires_at=NOW + 300)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return True
+
+    outcomes = _race(first, lambda: _use_assertion(database, "https://idp.example.org",
+                                                   assertion_id))
+    assert outcomes[0] is True
+    assert isinstance(outcomes[1], sa.exc.IntegrityError)
+
+
+# --- refresh token families ------------------------------------------------------------------
+
+
+def test_rotation_hands_out_the_successor_once(database: Database) -> None:
+    first = _new_family(database)
+    rotated = _rotate(database, first.refresh_token)
+    assert rotated.family.id == first.family.id and not rotated.retried
+    assert rotated.refresh_token == refresh.successor_of(first.refresh_token, KEY)
+    assert _rotate(database, rotated.refresh_token, now=NOW + 2).family.id == first.family.id
+
+
+def test_a_reused_token_kills_its_family(database: Database) -> None:
+    first = _new_family(database)
+    rotated = _rotate(database, first.refresh_token)
+    with pytest.raises(refresh.ReuseDetected) as reuse:
+        _rotate(database, first.refresh_token, now=NOW + 2)
+    assert reuse.value.family_id == first.family.id
+    # What the token endpoint does next, in a transaction of its own.
+    with database.transaction() as session:
+        assert refresh.revoke_family(session, reuse.value.family_id, now=NOW + 2,
+                                     reason="reuse_detected") is True
+        assert refresh.revoke_family(session, reuse.value.family_id, now=NOW + 2,
+                                     reason="reuse_detected") is False
+    with pytest.raises(TokenError) as revoked:
+        _rotate(database, rotated.refresh_token, now=NOW + 3)
+    assert revoked.value.code == "refresh_token_revoked"
+    with database.transaction() as session:
+        family = session.get(RefreshFamily, first.family.id)
+        assert family is not None and family.revoked_reason == "reuse_detected"
+
+
+def test_of_two_concurrent_rotations_of_one_token_one_wins(database: Database) -> None:
+    first = _new_family(database)
+
+    def winner(written: threading.Event) -> refresh.Rotation:
+        with database.connection() as connection:
+            rotation = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
+                                      now=NOW + 1, policy=NO_REUSE, successor_key=KEY)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return rotation
+
+    outcomes = _race(winner, lambda: _rotate(database, first.refresh_token, now=NOW + 1))
+    assert isinstance(outcomes[0], refresh.Rotation)
+    assert isinstance(outcomes[1], refresh.ReuseDetected)
+    with database.transaction() as session:  # one successor, no fork
+        assert refresh.family_of(session, outcomes[0].refresh_token) == first.family.id
+
+
+def test_a_concurrent_retry_within_the_reuse_interval_gets_the_same_successor(
+        database: Database) -> None:
+    first = _new_family(database)
+    policy = refresh.RefreshPolicy(reuse_interval_seconds=10)
+
+    def winner(written: threading.Event) -> refresh.Rotation:
+        with database.connection() as connection:
+            rotation = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
+                                      now=NOW + 1, policy=policy, successor_key=KEY)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return rotation
+
+    outcomes = _race(winner, lambda: _rotate(database, first.refresh_token, now=NOW + 1,
+                                             policy=policy))
+    won, retried = outcomes
+    assert isinstance(won, refresh.Rotation) and isinstance(retried, refresh.Rotation)
+    assert retried.retried and retried.refresh_token == won.refresh_token
+
+
+def test_a_revocation_waits_for_a_rotation_in_flight(database: Database) -> None:
+    """Rotation and revocation of one family are serialized: the revocation that comes second
+    finds the family and revokes it, and the successor minted before it is dead too."""
+    first = _new_family(database)
+
+    def rotation(written: threading.Event) -> refresh.Rotation:
+        with database.connection() as connection:
+            rotated = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
+                                     now=NOW + 1, policy=NO_REUSE, successor_key=KEY)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return rotated
+
+    def revocation() -> bool:
+        with database.transaction() as session:
+            return refresh.revoke_family(session, first.family.id, now=NOW + 1, reason="logout")
+
+    rotated, revoked = _race(rotation, revocation)
+    assert isinstance(rotated, refresh.Rotation) and revoked is True
+    with pytest.raises(TokenError) as refused:
+        _rotate(database, rotated.refresh_token, now=NOW + 2)
+    assert refused.value.code == "refresh_token_revoked"
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+
+def test_the_database_is_at_the_migrations_head_and_matches_the_models(database: Database) -> None:
+    assert database.current_revision() == database.head_revision()
+    database.require_migrated()
+    with database.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
