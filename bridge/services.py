@@ -62,7 +62,8 @@ def assemble_services(settings: Settings, db: Database, clock: Clock,
     kek = Fernet(kek_text.encode("ascii"))
     algorithms = {settings.token_signing_alg, *(c.token_signing_alg for c in settings.clients)}
     keys = KeyRing(db, kek, clock, algorithms=algorithms,
-                   access_token_ttl=settings.access_token_ttl_seconds)
+                   access_token_ttl=settings.access_token_ttl_seconds,
+                   cache_seconds=settings.signing_key_cache_seconds)
     sp_keys = SamlKeys(db, kek, clock, entity_id=settings.sp_entity_id,
                        lead_seconds=settings.sp_signing_key_lead_days * 86400.0,
                        retention_seconds=settings.sp_signing_key_retention_days * 86400.0)

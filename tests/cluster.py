@@ -137,6 +137,8 @@ class Cluster:
 
 
 DEMO_REDIRECT = "http://127.0.0.1:8002/callback"
+# How long each node trusts its cached view of the token signing keys (the default is 15 s).
+KEY_CACHE_SECONDS = 2
 
 
 def login(bridge_url: str, idp: DevIdp, browser: requests.Session, *, acs_via: str | None = None
@@ -289,6 +291,8 @@ def start_cluster(tmp_path: Path, database_url: str, kek: str, idp_key_dir: Path
         f'idp_metadata_dir = "{metadata_dir}"\n'
         f'instance_dir = "{tmp_path / "instance"}"\n'
         "background_jobs = false\ntrusted_proxy_hops = 1\n"
+        # A key rotated on one node signs on the others within this time.
+        f"signing_key_cache_seconds = {KEY_CACHE_SECONDS}\n"
         'rate_limit_authorize = "100000/minute"\nrate_limit_acs = "100000/minute"\n'
         'rate_limit_token_per_client = "100000/minute"\n'
         'rate_limit_token_per_address = "100000/minute"\n'

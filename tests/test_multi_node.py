@@ -21,7 +21,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.cluster import Cluster, start_cluster
+from tests.cluster import KEY_CACHE_SECONDS, Cluster, start_cluster
 from tests.conftest import TEST_KEK
 from tests.databases import create_postgres_database, drop_postgres_database
 
@@ -94,7 +94,7 @@ def test_a_refresh_token_reused_on_the_other_node_revokes_the_family(cluster: Cl
 def test_a_key_rotated_on_one_node_verifies_on_both(cluster: Cluster) -> None:
     before = cluster.tokens(requests.Session())["access_token"]
     cluster.cli("keys", "rotate", "--now")
-    time.sleep(16)  # every node's key cache expires (15 s)
+    time.sleep(KEY_CACHE_SECONDS + 1)  # every node's key cache expires
     fresh = {node.name: cluster.tokens(requests.Session(), via=node.url)["access_token"]
              for node in cluster.nodes}
     kids = {jwt.get_unverified_header(t)["kid"] for t in fresh.values()}

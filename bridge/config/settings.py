@@ -129,6 +129,9 @@ class Settings:
     token_signing_alg: str = setting(
         "ES256", check=one_of(TOKEN_ALGORITHMS),
         doc="`ES256`, `EdDSA` or `RS256`: the default of each client's own.")
+    signing_key_cache_seconds: int = setting(
+        15, between=(1, 300), doc="How long a node trusts its cached view of the token signing "
+        "keys: a key rotated on one node signs on every node within this time, 1 to 300.")
     max_saml_response_bytes: int = setting(
         512 * 1024, between=(4 * 1024, 10 * 1024 * 1024),
         doc="Larger SAML responses are refused before parsing, 4096 to 10485760.")
