@@ -185,3 +185,19 @@ def test_metrics_token_is_a_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="metrics_token: secrets are not read from the config "
                                           "file; set BRIDGE_METRICS_TOKEN or BRIDGE_METRICS_TOKEN_FILE"):
         load_settings(config, environ={})
+
+
+def test_a_blank_secret_stops_start_up_instead_of_counting_as_unset(tmp_path: Path) -> None:
+    # A metrics token of spaces once left /metrics open: blank is a mistake, never "no token".
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"BRIDGE_METRICS_TOKEN": "   "})
+    assert refused.value.problems == [
+        "BRIDGE_METRICS_TOKEN: is set but blank; give the secret or unset it"]
+    blank_file = tmp_path / "metrics-token"
+    blank_file.write_text("\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"BRIDGE_METRICS_TOKEN_FILE": str(blank_file)})
+    assert refused.value.problems == [
+        f"BRIDGE_METRICS_TOKEN_FILE ({blank_file}): is set but blank; give the secret or unset it"]
+    assert load_settings(environ={"BRIDGE_METRICS_TOKEN": " scrape-secret "}).metrics_token == (
+        "scrape-secret")

@@ -38,14 +38,23 @@ def read_environ(env: Mapping[str, str], keys: Iterable[str]) -> dict[str, str]:
 def read_secret(env: Mapping[str, str], name: str, problems: Problems) -> str | None:
     """``name`` from the environment, or the file ``name_FILE`` names (a mounted secret)."""
     if env.get(name):
-        return env[name].strip()
+        return _not_blank(env[name], name, problems)
     file_name = env.get(f"{name}_FILE")
     if file_name:
         try:
-            return Path(file_name).read_text().strip()
+            return _not_blank(Path(file_name).read_text(), f"{name}_FILE ({file_name})", problems)
         except OSError as exc:
             problems.extend([f"{name}_FILE: cannot read {file_name} ({exc.strerror})"])
     return None
+
+
+def _not_blank(value: str, where: str, problems: Problems) -> str | None:
+    # A secret of only whitespace is a mistake, never "no secret": taking it as unset would leave
+    # open what the operator meant to close (e.g. /metrics).
+    if not value.strip():
+        problems.extend([f"{where}: is set but blank; give the secret or unset it"])
+        return None
+    return value.strip()
 
 
 def json_value(text: str, problems: Problems | None = None, refusal: str = "") -> Any:
