@@ -54,7 +54,7 @@ OneLogin_Saml2_Utils.now = staticmethod(_now)
 
 # --- schema, compiled once ---------------------------------------------------------------------
 
-_schemas = threading.local()
+_schemas = threading.local()  # per thread: compiled schemas and XPath expressions
 _SCHEMA_DIR = os.path.join(os.path.dirname(onelogin_xml_utils.__file__), "schemas")
 
 
@@ -73,6 +73,27 @@ def _validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
 
 
 OneLogin_Saml2_XML.validate_xml = staticmethod(_validate_xml)
+
+# --- XPath, compiled once ----------------------------------------------------------------------
+# python3-saml compiles each of its ~40 XPath expressions on every call (`element.xpath(str)`), a
+# tenth of a login. The expressions are constants of the library (values travel as the `$tagid`
+# variable), so compiled ones are kept per thread (lxml serialises evaluations of one XPath
+# object); the bound keeps an unexpected dynamic expression from growing the cache.
+_XPATH_CACHE_LIMIT = 256
+
+
+def _query(dom: Any, query: str, context: Any = None, tagid: str | None = None) -> Any:
+    cache = getattr(_schemas, "xpath", None)
+    if cache is None or len(cache) > _XPATH_CACHE_LIMIT:
+        cache = _schemas.xpath = {}
+    compiled = cache.get(query)
+    if compiled is None:
+        compiled = cache[query] = etree.XPath(query, namespaces=C.NSMAP)
+    source = dom if context is None else context
+    return compiled(source) if tagid is None else compiled(source, tagid=tagid)
+
+
+OneLogin_Saml2_XML.query = staticmethod(_query)
 
 
 class _Response(OneLogin_Saml2_Response):
