@@ -103,6 +103,20 @@ class Database:
                                        "The database is unavailable; retry shortly.") from error
             raise
 
+    @contextlib.contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        """A connection outside any transaction, for work that is one statement (atomic by
+        itself): no BEGIN and COMMIT, each a round trip of its own on PostgreSQL."""
+        try:
+            with self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as connection:
+                yield connection
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            if _is_connection_problem(error):
+                raise StoreUnavailable("temporarily_unavailable",
+                                       "The database is unavailable; retry shortly.") from error
+            raise
+
     def serialize(self, session: Session, name: str) -> None:
         """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not
         run on two nodes at once even when there is no row yet to lock (FOR UPDATE locks nothing
