@@ -105,9 +105,14 @@ class Database:
 
     @contextlib.contextmanager
     def single_statement(self) -> Iterator[Connection]:
-        """A connection outside any transaction, for work that is one statement (atomic by
-        itself): no BEGIN and COMMIT, each a round trip of its own on PostgreSQL."""
+        """For work that is one statement, atomic by itself: on PostgreSQL a connection outside
+        any transaction (no BEGIN and COMMIT, each a round trip of its own); on SQLite, which
+        has no round trips to save, a transaction as ``connection()`` gives."""
         try:
+            if self.dialect != "postgresql":
+                with self.engine.begin() as connection:
+                    yield connection
+                return
             with self.engine.connect().execution_options(
                     isolation_level="AUTOCOMMIT") as connection:
                 yield connection

@@ -66,6 +66,40 @@ def successor_of(token: str, key: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+@dataclass(frozen=True)
+class NewFamily:
+    """A login's family and first token, chosen but not yet stored."""
+
+    rotation: Rotation
+    family_row: dict[str, object]
+    token_row: dict[str, object]
+
+
+def new_family(
+    *,
+    now: float,
+    client_id: str,
+    subject: str,
+    idp_slug: str,
+    claims_json: str,
+    scope: str,
+    auth_time: int,
+    session_index: str | None,
+    name_id: str | None,
+    expires_at: float,
+) -> NewFamily:
+    family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
+    token = new_secret()
+    return NewFamily(
+        rotation=Rotation(family=family, refresh_token=token),
+        family_row={
+            "id": family.id, "client_id": client_id, "subject": subject, "idp_slug": idp_slug,
+            "claims_json": claims_json, "scope": scope, "auth_time": auth_time,
+            "session_index": session_index, "name_id": name_id, "created_at": now,
+            "expires_at": expires_at, "last_used_at": now},
+        token_row={"token_hash": secret_hash(token), "family_id": family.id, "created_at": now})
+
+
 def start_family(
     connection: Connection,
     *,
@@ -80,16 +114,12 @@ def start_family(
     name_id: str | None,
     expires_at: float,
 ) -> Rotation:
-    family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
-    connection.execute(_INSERT_FAMILY, {
-        "id": family.id, "client_id": client_id, "subject": subject, "idp_slug": idp_slug,
-        "claims_json": claims_json, "scope": scope, "auth_time": auth_time,
-        "session_index": session_index, "name_id": name_id, "created_at": now,
-        "expires_at": expires_at, "last_used_at": now})
-    token = new_secret()
-    connection.execute(_INSERT_TOKEN, {"token_hash": secret_hash(token), "family_id": family.id,
-                                       "created_at": now})
-    return Rotation(family=family, refresh_token=token)
+    new = new_family(now=now, client_id=client_id, subject=subject, idp_slug=idp_slug,
+                     claims_json=claims_json, scope=scope, auth_time=auth_time,
+                     session_index=session_index, name_id=name_id, expires_at=expires_at)
+    connection.execute(_INSERT_FAMILY, new.family_row)
+    connection.execute(_INSERT_TOKEN, new.token_row)
+    return new.rotation
 
 
 @dataclass(frozen=True)
