@@ -39,17 +39,35 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     metrics.observe_event(event, outcome, code, idp_slug, client_id)
-    # A refusal is recorded whatever the refused request carried: values an attacker chose (a
-    # slug in a path, a client_id) are cut to their columns and lose NUL characters, which
-    # PostgreSQL refuses, so the record of a refusal never fails.
-    values = {"at": at, "event": event, "outcome": outcome, "code": _column(code, 64),
-              "idp_slug": _column(idp_slug, 63), "client_id": _column(client_id, 64),
-              "subject": _column(subject, 128), "error_id": _column(error_id, 32),
-              "detail_json": json.dumps(detail or {}, default=str, sort_keys=True)[:8000]}
+    values = event_row(at=at, event=event, outcome=outcome, code=code, idp_slug=idp_slug,
+                       client_id=client_id, subject=subject, error_id=error_id, detail=detail)
     if isinstance(session, Connection):
         session.execute(_INSERT, values)  # hot paths use Core connections
     else:
         session.add(AuditEvent(**values))
+
+
+def event_row(
+    *,
+    at: float,
+    event: str,
+    outcome: str,
+    code: str | None = None,
+    idp_slug: str | None = None,
+    client_id: str | None = None,
+    subject: str | None = None,
+    error_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``audit_events`` row of an event, for ``record`` or for a statement that writes it
+    beside other rows (the caller then counts it with ``metrics.observe_event``)."""
+    # A refusal is recorded whatever the refused request carried: values an attacker chose (a
+    # slug in a path, a client_id) are cut to their columns and lose NUL characters, which
+    # PostgreSQL refuses, so the record of a refusal never fails.
+    return {"at": at, "event": event, "outcome": outcome, "code": _column(code, 64),
+            "idp_slug": _column(idp_slug, 63), "client_id": _column(client_id, 64),
+            "subject": _column(subject, 128), "error_id": _column(error_id, 32),
+            "detail_json": json.dumps(detail or {}, default=str, sort_keys=True)[:8000]}
 
 
 def _column(value: str | None, length: int) -> str | None:

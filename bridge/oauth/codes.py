@@ -5,10 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CTE
 
-from bridge.store.models import AuthorizationCode
+from bridge.store.models import (
+    AuditEvent,
+    AuthorizationCode,
+    Base,
+    RefreshFamily,
+    RefreshToken,
+)
+from bridge.tokens.refresh import NewFamily
 
 # Prepared once: the statements of the login path (see also tokens/refresh.py).
 _INSERT_CODE = insert(AuthorizationCode)
@@ -20,6 +37,61 @@ _USE_CODE = (update(AuthorizationCode)
              .values(used_at=bindparam("now")))
 _LINK_CODE = (update(AuthorizationCode).where(AuthorizationCode.code_hash == bindparam("h"))
               .values(family_id=bindparam("family")))
+
+
+_INSERT_FAMILY = insert(RefreshFamily)
+_INSERT_TOKEN = insert(RefreshToken)
+_INSERT_AUDIT = insert(AuditEvent)
+_FAMILY_COLUMNS = ("id", "client_id", "subject", "idp_slug", "claims_json", "scope", "auth_time",
+                   "session_index", "name_id", "created_at", "expires_at", "last_used_at")
+_TOKEN_COLUMNS = ("token_hash", "family_id", "created_at")
+_AUDIT_COLUMNS = ("at", "event", "outcome", "code", "idp_slug", "client_id", "subject",
+                  "error_id", "detail_json")
+
+
+def _insert_if_used(model: type[Base], columns: tuple[str, ...], prefix: str, used: CTE) -> CTE:
+    """INSERT INTO <model's table> SELECT <the parameters prefix + column> FROM used: a row only
+    when the code was used by this statement."""
+    table = model.__table__
+    values = select(*(bindparam(prefix + name, type_=table.c[name].type) for name in columns))
+    return insert(model).from_select(list(columns), values.select_from(used)).cte(prefix + "row")
+
+
+# PostgreSQL: the code exchange's writes (use and link the code, start the login's family, audit
+# it) as one statement, atomic without a transaction: one round trip. When another request used
+# the code first, the UPDATE matches nothing and no insert happens.
+_USED = (update(AuthorizationCode)
+         .where(AuthorizationCode.code_hash == bindparam("h"),
+                AuthorizationCode.used_at.is_(None))
+         .values(used_at=bindparam("now"), family_id=bindparam("login"))
+         .returning(AuthorizationCode.code_hash)
+         .cte("used"))
+_REDEEM_IN_ONE_STATEMENT = select(func.count()).select_from(_USED).add_cte(
+    _insert_if_used(RefreshFamily, _FAMILY_COLUMNS, "family_", _USED),
+    _insert_if_used(RefreshToken, _TOKEN_COLUMNS, "token_", _USED),
+    _insert_if_used(AuditEvent, _AUDIT_COLUMNS, "audit_", _USED))
+
+
+def redeem_code(connection: Connection, code_hash: str, now: float, family: NewFamily,
+                audit_row: dict[str, Any]) -> bool:
+    """Use the code and store the login it starts (family, first token, link to the code) and
+    its audit event, all or nothing; False, with nothing written, when another request used the
+    code first. One statement on PostgreSQL (safe outside a transaction); elsewhere, several in
+    the caller's transaction."""
+    if connection.dialect.name == "postgresql":
+        parameters: dict[str, Any] = {"h": code_hash, "now": now,
+                                      "login": family.rotation.family.id}
+        parameters.update({"family_" + name: family.family_row[name] for name in _FAMILY_COLUMNS})
+        parameters.update({"token_" + name: family.token_row[name] for name in _TOKEN_COLUMNS})
+        parameters.update({"audit_" + name: audit_row[name] for name in _AUDIT_COLUMNS})
+        return connection.execute(_REDEEM_IN_ONE_STATEMENT, parameters).scalar_one() == 1
+    if not use_code(connection, code_hash, now):
+        return False
+    connection.execute(_INSERT_FAMILY, family.family_row)
+    connection.execute(_INSERT_TOKEN, family.token_row)
+    link_code(connection, code_hash, family.rotation.family.id)
+    connection.execute(_INSERT_AUDIT, audit_row)
+    return True
 
 
 def store_code(connection: Connection, values: dict[str, Any]) -> None:

@@ -103,6 +103,25 @@ class Database:
                                        "The database is unavailable; retry shortly.") from error
             raise
 
+    @contextlib.contextmanager
+    def single_statement(self) -> Iterator[Connection]:
+        """For work that is one statement, atomic by itself: on PostgreSQL a connection outside
+        any transaction (no BEGIN and COMMIT, each a round trip of its own); on SQLite, which
+        has no round trips to save, a transaction as ``connection()`` gives."""
+        try:
+            if self.dialect != "postgresql":
+                with self.engine.begin() as connection:
+                    yield connection
+                return
+            with self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as connection:
+                yield connection
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            if _is_connection_problem(error):
+                raise StoreUnavailable("temporarily_unavailable",
+                                       "The database is unavailable; retry shortly.") from error
+            raise
+
     def serialize(self, session: Session, name: str) -> None:
         """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not
         run on two nodes at once even when there is no row yet to lock (FOR UPDATE locks nothing

@@ -19,7 +19,18 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Double,
+    Integer,
+    String,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from bridge.errors import TokenError
@@ -55,6 +66,40 @@ def successor_of(token: str, key: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+@dataclass(frozen=True)
+class NewFamily:
+    """A login's family and first token, chosen but not yet stored."""
+
+    rotation: Rotation
+    family_row: dict[str, object]
+    token_row: dict[str, object]
+
+
+def new_family(
+    *,
+    now: float,
+    client_id: str,
+    subject: str,
+    idp_slug: str,
+    claims_json: str,
+    scope: str,
+    auth_time: int,
+    session_index: str | None,
+    name_id: str | None,
+    expires_at: float,
+) -> NewFamily:
+    family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
+    token = new_secret()
+    return NewFamily(
+        rotation=Rotation(family=family, refresh_token=token),
+        family_row={
+            "id": family.id, "client_id": client_id, "subject": subject, "idp_slug": idp_slug,
+            "claims_json": claims_json, "scope": scope, "auth_time": auth_time,
+            "session_index": session_index, "name_id": name_id, "created_at": now,
+            "expires_at": expires_at, "last_used_at": now},
+        token_row={"token_hash": secret_hash(token), "family_id": family.id, "created_at": now})
+
+
 def start_family(
     connection: Connection,
     *,
@@ -69,16 +114,12 @@ def start_family(
     name_id: str | None,
     expires_at: float,
 ) -> Rotation:
-    family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
-    connection.execute(_INSERT_FAMILY, {
-        "id": family.id, "client_id": client_id, "subject": subject, "idp_slug": idp_slug,
-        "claims_json": claims_json, "scope": scope, "auth_time": auth_time,
-        "session_index": session_index, "name_id": name_id, "created_at": now,
-        "expires_at": expires_at, "last_used_at": now})
-    token = new_secret()
-    connection.execute(_INSERT_TOKEN, {"token_hash": secret_hash(token), "family_id": family.id,
-                                       "created_at": now})
-    return Rotation(family=family, refresh_token=token)
+    new = new_family(now=now, client_id=client_id, subject=subject, idp_slug=idp_slug,
+                     claims_json=claims_json, scope=scope, auth_time=auth_time,
+                     session_index=session_index, name_id=name_id, expires_at=expires_at)
+    connection.execute(_INSERT_FAMILY, new.family_row)
+    connection.execute(_INSERT_TOKEN, new.token_row)
+    return new.rotation
 
 
 @dataclass(frozen=True)
@@ -113,10 +154,68 @@ _TOUCH_FAMILY = (update(RefreshFamily).where(RefreshFamily.id == bindparam("fami
                  .values(last_used_at=bindparam("now")))
 
 
+# PostgreSQL: a plain rotation (the token unused, its family live and the client's own) as one
+# statement, so that it costs one round trip and, outside a transaction, commits by itself. FOR
+# UPDATE OF both rows: a racer that waited for the lock sees the winner's ``used_at`` (PostgreSQL
+# rechecks the WHERE on the newest version of locked rows) and finds nothing. Every other case
+# (unknown, refused, used before) returns no row and goes the step-by-step way below.
+_ROTATE_IN_ONE_STATEMENT = text("""
+WITH found AS (
+    SELECT f.id, f.client_id, f.claims_json, f.scope, f.auth_time
+    FROM refresh_tokens AS t JOIN refresh_families AS f ON f.id = t.family_id
+    WHERE t.token_hash = :h AND t.used_at IS NULL AND f.client_id = :client_id
+      AND f.revoked_at IS NULL AND f.expires_at > :now
+      AND (:idle = 0 OR :now - COALESCE(f.last_used_at, f.created_at) <= :idle)
+    FOR UPDATE OF f, t
+), marked AS (
+    UPDATE refresh_tokens SET used_at = :now
+    WHERE token_hash = :h AND used_at IS NULL AND EXISTS (SELECT 1 FROM found)
+    RETURNING family_id
+), successor AS (
+    INSERT INTO refresh_tokens (token_hash, family_id, created_at)
+    SELECT :successor_hash, family_id, :now FROM marked
+), touched AS (
+    UPDATE refresh_families SET last_used_at = :now
+    WHERE id IN (SELECT family_id FROM marked)
+)
+SELECT found.* FROM found JOIN marked ON marked.family_id = found.id
+""").bindparams(bindparam("h", type_=String), bindparam("successor_hash", type_=String),
+                bindparam("client_id", type_=String), bindparam("now", type_=Double),
+                bindparam("idle", type_=Integer))
+
+
+def rotates_in_one_statement(dialect: str) -> bool:
+    return dialect == "postgresql"
+
+
+def rotate_at_once(connection: Connection, *, token: str, client_id: str, now: float,
+                   policy: RefreshPolicy, successor_key: bytes) -> Rotation | None:
+    """A plain rotation in one statement (PostgreSQL): the successor, or None when the token is
+    anything but unused and valid (``rotate`` then tells why, or recognizes a retry). Safe outside
+    a transaction: the statement is all or nothing on its own."""
+    if not rotates_in_one_statement(connection.dialect.name):
+        return None
+    successor = successor_of(token, successor_key)
+    row = connection.execute(_ROTATE_IN_ONE_STATEMENT, {
+        "h": secret_hash(token), "successor_hash": secret_hash(successor),
+        "client_id": client_id, "now": now, "idle": policy.idle_timeout_seconds}).first()
+    if row is None:
+        return None
+    return Rotation(family=FamilyView(row.id, row.client_id, row.claims_json, row.scope,
+                                      row.auth_time),
+                    refresh_token=successor)
+
+
 def rotate(connection: Connection, *, token: str, client_id: str, now: float,
            policy: RefreshPolicy, successor_key: bytes) -> Rotation:
     """Use ``token`` once: return its successor, or raise ``TokenError`` (``ReuseDetected`` when
-    the family must be revoked)."""
+    the family must be revoked). Runs in the caller's transaction."""
+    at_once = rotate_at_once(connection, token=token, client_id=client_id, now=now,
+                             policy=policy, successor_key=successor_key)
+    if at_once is not None:
+        return at_once
+    # Not a plain rotation: find out why step by step. Each statement below reads afresh (READ
+    # COMMITTED) and the family lock is held to the end of the caller's transaction.
     token_hash = secret_hash(token)
     # FOR UPDATE serializes rotation and revocation of one family on PostgreSQL; SQLite
     # transactions are already serialized (BEGIN IMMEDIATE).

@@ -258,6 +258,60 @@ def test_a_revocation_waits_for_a_rotation_in_flight(database: Database) -> None
     assert refused.value.code == "refresh_token_revoked"
 
 
+def test_a_token_presented_by_another_client_is_refused_and_stays_usable(
+        database: Database) -> None:
+    first = _new_family(database)
+    with database.connection() as connection, pytest.raises(TokenError) as refused:
+        refresh.rotate(connection, token=first.refresh_token, client_id="other", now=NOW + 1,
+                       policy=NO_REUSE, successor_key=KEY)
+    assert refused.value.code == "refresh_token_client_mismatch"
+    assert _rotate(database, first.refresh_token, now=NOW + 2).family.id == first.family.id
+
+
+@pytest.mark.parametrize("idle,now,code", [
+    (10, NOW + 10, None), (10, NOW + 10.5, "refresh_token_idle"),
+    (0, NOW + 3599, None), (0, NOW + 3600, "refresh_token_expired")])
+def test_idle_and_absolute_lifetimes_end_exactly_at_their_limits(
+        database: Database, idle: int, now: float, code: str | None) -> None:
+    first = _new_family(database)  # last used at NOW, expires at NOW + 3600
+    policy = refresh.RefreshPolicy(idle_timeout_seconds=idle)
+    if code is None:
+        assert _rotate(database, first.refresh_token, now=now, policy=policy).family.id
+        return
+    with pytest.raises(TokenError) as refused:
+        _rotate(database, first.refresh_token, now=now, policy=policy)
+    assert refused.value.code == code
+    # A refusal consumes nothing: the token is still unused.
+    assert _rotate(database, first.refresh_token, now=NOW + 1).family.id == first.family.id
+
+
+def test_a_rotation_outside_a_transaction_waits_for_one_in_flight_and_finds_nothing(
+        database: Database) -> None:
+    """The token endpoint's one-statement rotation (PostgreSQL) against a rotation in flight:
+    it waits for the winner and rotates nothing; the transactional path then says why."""
+    first = _new_family(database)
+
+    def winner(written: threading.Event) -> refresh.Rotation:
+        with database.connection() as connection:
+            rotation = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
+                                      now=NOW + 1, policy=NO_REUSE, successor_key=KEY)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return rotation
+
+    def at_once() -> refresh.Rotation | None:
+        with database.single_statement() as connection:
+            return refresh.rotate_at_once(connection, token=first.refresh_token,
+                                          client_id="demo", now=NOW + 1, policy=NO_REUSE,
+                                          successor_key=KEY)
+
+    won, second = _race(winner, at_once)
+    assert isinstance(won, refresh.Rotation) and second is None
+    with pytest.raises(refresh.ReuseDetected):
+        _rotate(database, first.refresh_token, now=NOW + 1)
+    assert _rotate(database, won.refresh_token, now=NOW + 2).family.id == first.family.id
+
+
 # --- the schema --------------------------------------------------------------------------------
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge import audit
+from bridge import audit, metrics
 from bridge.audit import refusals_audited
 from bridge.config import ClientConfig
 from bridge.errors import TokenError
-from bridge.oauth.codes import find_code, link_code, use_code
+from bridge.oauth.codes import find_code, redeem_code
 from bridge.oauth.requests import check_code_verifier
 from bridge.oauth.tokens import TokenSet, mint
 from bridge.tokens import refresh as refresh_tokens
@@ -31,7 +31,7 @@ class AuthorizationCodeGrant:
         if not code:
             raise TokenError("invalid_request", "code is required.")
         now = self.services.clock.now()
-        with db.connection() as connection:
+        with db.single_statement() as connection:
             row = find_code(connection, secret_hash(code))
             if row is None:
                 raise TokenError("invalid_grant", "The authorization code is not valid.",
@@ -66,20 +66,20 @@ class AuthorizationCodeGrant:
         family_end = now + client.refresh_token_ttl_seconds
         if row.session_not_on_or_after is not None:
             family_end = min(family_end, row.session_not_on_or_after)
-        with db.connection() as connection:
-            if not use_code(connection, row.code_hash, now):
-                raise TokenError("invalid_grant", "The authorization code has already been used.",
-                                 code="code_reused")
-            rotation = refresh_tokens.start_family(
-                connection, now=now, client_id=client.client_id, subject=row.subject,
-                idp_slug=row.idp_slug, claims_json=row.claims_json, scope=row.scope,
-                auth_time=row.auth_time, session_index=row.session_index, name_id=row.name_id,
-                expires_at=family_end,
-            )
-            link_code(connection, row.code_hash, rotation.family.id)
-            tokens = mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,
-                          "code", rotation.refresh_token, rotation.family.id, nonce=row.nonce)
-            audit.record(connection, at=now, event="token", outcome="success",
-                         idp_slug=row.idp_slug, client_id=client.client_id, subject=row.subject,
-                         detail={"grant": "authorization_code"})
-        return tokens
+        family = refresh_tokens.new_family(
+            now=now, client_id=client.client_id, subject=row.subject, idp_slug=row.idp_slug,
+            claims_json=row.claims_json, scope=row.scope, auth_time=row.auth_time,
+            session_index=row.session_index, name_id=row.name_id, expires_at=family_end)
+        success = audit.event_row(at=now, event="token", outcome="success",
+                                  idp_slug=row.idp_slug, client_id=client.client_id,
+                                  subject=row.subject, detail={"grant": "authorization_code"})
+        # One statement on PostgreSQL: the code used, the login started and audited, or nothing.
+        with db.single_statement() as connection:
+            redeemed = redeem_code(connection, row.code_hash, now, family, success)
+        if not redeemed:
+            raise TokenError("invalid_grant", "The authorization code has already been used.",
+                             code="code_reused")
+        metrics.observe_event("token", "success", None, row.idp_slug, client.client_id)
+        rotation = family.rotation
+        return mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,
+                    "code", rotation.refresh_token, rotation.family.id, nonce=row.nonce)

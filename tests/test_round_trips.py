@@ -1,0 +1,73 @@
+"""Round trips to PostgreSQL of the token endpoint's hot paths, counted in libpq's protocol trace
+(each run of frontend messages that the server answers is one): a refresh is the pool's ping and
+one statement, a code exchange a read and a write, each with its ping (decision 22)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bridge.store.db import Database
+from tests.helpers import Browser
+
+
+def _round_trips(trace: str) -> int:
+    trips, last = 0, ""
+    for line in trace.splitlines():
+        direction = next((field for field in line.split("\t") if field in ("F", "B")), "")
+        if direction == "F" and last != "F":
+            trips += 1
+        last = direction or last
+    return trips
+
+
+@pytest.fixture
+def traced(browser: Browser, tmp_path: Path) -> Iterator[Callable[[Callable[[], Any]], int]]:
+    """Round trips of a piece of work, on connections opened from here on."""
+    db: Database = browser.bridge.db
+    if db.dialect != "postgresql":
+        pytest.skip("round trips are a PostgreSQL matter")
+    path = tmp_path / "trace"
+    with path.open("w") as trace:
+        def on_connect(dbapi_connection: Any, _record: object) -> None:
+            dbapi_connection.pgconn.trace(trace.fileno())
+
+        def count(work: Callable[[], Any]) -> int:
+            trace.flush()
+            start = path.stat().st_size
+            work()
+            trace.flush()
+            with path.open() as read:
+                read.seek(start)
+                return _round_trips(read.read())
+
+        db.engine.pool.dispose()
+        event.listen(db.engine, "connect", on_connect)
+        try:
+            yield count
+        finally:
+            event.remove(db.engine, "connect", on_connect)
+            db.engine.pool.dispose()
+
+
+def test_a_refresh_is_two_round_trips_and_a_code_exchange_four(
+        browser: Browser, traced: Callable[[Callable[[], Any]], int]) -> None:
+    tokens: dict[str, Any] = browser.tokens()
+    code, login = browser.login()
+
+    def exchange() -> None:
+        assert browser.exchange(code, login.verifier).status_code == 200
+
+    def refresh() -> None:
+        response = browser.refresh(tokens["refresh_token"])
+        assert response.status_code == 200
+        tokens.update(response.get_json())
+
+    for _ in range(6):  # past psycopg's prepare threshold: the steady state
+        refresh()
+    assert traced(exchange) <= 4
+    assert traced(refresh) <= 2
