@@ -1,9 +1,10 @@
 """gunicorn settings for production: ``gunicorn -c python:bridge.gunicorn_conf bridge.wsgi:app``.
 
 Environment: ``BRIDGE_BIND`` (default 0.0.0.0:8000), ``BRIDGE_WORKERS`` (default 2 per core),
-``BRIDGE_WORKER_CLASS`` (default gthread), ``BRIDGE_THREADS`` (threads per gthread worker, default
-4; 1 for sync), ``BRIDGE_KEEPALIVE`` (seconds an idle kept-alive connection stays open, default 75: longer than
-the proxy's idle timeout, so the proxy closes first and never reuses a connection we are closing),
+``BRIDGE_WORKER_CLASS`` (default gthread), ``BRIDGE_THREADS`` (threads per gthread worker,
+default 4; 1 for sync), ``BRIDGE_KEEPALIVE`` (seconds an idle kept-alive connection stays open,
+default 75: longer than the proxy's idle timeout, so the proxy closes first and never reuses a
+connection we are closing),
 ``PROMETHEUS_MULTIPROC_DIR`` (an empty, writable directory: metrics add up across workers).
 
 Threaded workers keep connections alive: a proxy holding a pool of upstream connections

@@ -22,8 +22,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_http import (CONTENDERS, REPO, Bench, Chain, Meters, Server, closed_loop,
-                        get_healthz, machine_facts, one_thread, post_acs, post_code, setup)
+from bench_http import (
+    CONTENDERS,
+    REPO,
+    Bench,
+    Chain,
+    Meters,
+    Server,
+    closed_loop,
+    get_healthz,
+    machine_facts,
+    one_thread,
+    post_acs,
+    post_code,
+    setup,
+)
 
 CONFIGURATIONS: dict[str, dict[str, str]] = {
     "sync": {"BRIDGE_WORKER_CLASS": "sync", "BRIDGE_THREADS": "1"},
