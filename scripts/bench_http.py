@@ -516,8 +516,9 @@ def open_loop(meters: Meters, port: int, tokens: list[str], rate: float, seconds
     """One thread sends refreshes on a fixed schedule (``rate`` per second), each on a new
     non-blocking connection, whatever is still in flight; latency is measured from the scheduled
     send time, so a late send counts against the server (no coordinated omission). Each family
-    has at most one refresh in flight; a send waits for a free family (counted)."""
-    chains = list(tokens)
+    has at most one refresh in flight; a send waits for a free family (counted). ``tokens`` is
+    updated in place: each family's latest token."""
+    chains = tokens
     idle = deque(range(len(chains)))
     total = max(1, round(rate * seconds))
     interval = 1.0 / rate

@@ -33,6 +33,7 @@ from bench_http import (
     get_healthz,
     machine_facts,
     one_thread,
+    open_loop,
     post_acs,
     post_code,
     setup,
@@ -42,8 +43,11 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     "sync": {"BRIDGE_WORKER_CLASS": "sync", "BRIDGE_THREADS": "1"},
     "gthread": {"BRIDGE_WORKER_CLASS": "gthread", "BRIDGE_THREADS": "4", "BRIDGE_KEEPALIVE": "75"},
 }
+OPEN_LOOP_RATE = 200  # refreshes per second, the same for both: well below either peak
+FAMILIES = 24  # refresh families for the open loop (one refresh in flight per family)
 MEASURES = ("healthz µs", "refresh µs", "refresh/healthz", f"refresh/s ({CONTENDERS} clients)",
-            f"healthz/s ({CONTENDERS} clients)")
+            f"healthz/s ({CONTENDERS} clients)", f"open loop {OPEN_LOOP_RATE}/s p50 ms",
+            f"open loop {OPEN_LOOP_RATE}/s p99 ms", "open loop µs")
 
 
 @dataclass
@@ -53,15 +57,17 @@ class Contender:
     bench: Bench
     meters: Meters
     chains: list[Chain]
+    families: list[str]
     rounds: list[dict[str, float]] = field(default_factory=list)
 
 
 def prepare(name: str, workdir: Path) -> Contender:
     server, idp = setup(workdir, f"sqlite:///{workdir / 'bridge.db'}", CONFIGURATIONS[name])
     bench = Bench(server, idp)
-    logins = [bench.prepare() for _ in range(CONTENDERS + 1)]
+    logins = [bench.prepare() for _ in range(CONTENDERS + 1 + FAMILIES)]
     tokens = [post_code(bench.client, post_acs(bench.client, p), p.verifier) for p in logins]
-    return Contender(name, server, bench, Meters(server, None), [Chain(t) for t in tokens])
+    return Contender(name, server, bench, Meters(server, None),
+                     [Chain(t) for t in tokens[:CONTENDERS + 1]], tokens[CONTENDERS + 1:])
 
 
 def measure_round(c: Contender, seconds: float) -> dict[str, float]:
@@ -70,7 +76,12 @@ def measure_round(c: Contender, seconds: float) -> dict[str, float]:
     refresh = one_thread(c.meters, port, seconds, c.chains[0])
     refresh_peak = closed_loop(c.meters, port, seconds, list(c.chains[1:]))
     healthz_peak = closed_loop(c.meters, port, seconds, [get_healthz] * CONTENDERS)
-    return {MEASURES[0]: healthz.cpu_us, MEASURES[1]: refresh.cpu_us,
+    # Open loop: a new connection per request (as from clients without a proxy), at a fixed rate.
+    paced, info = open_loop(c.meters, port, c.families, OPEN_LOOP_RATE, seconds)
+    if info["errors"]:
+        raise SystemExit(f"{c.name}: open loop errors {info['errors']}")
+    return {MEASURES[5]: paced.pct(50), MEASURES[6]: paced.pct(99), MEASURES[7]: paced.cpu_us,
+            MEASURES[0]: healthz.cpu_us, MEASURES[1]: refresh.cpu_us,
             MEASURES[2]: refresh.cpu_us / healthz.cpu_us, MEASURES[3]: refresh_peak.per_second,
             MEASURES[4]: healthz_peak.per_second}
 
