@@ -10,7 +10,8 @@ docs/performance.md: one row per ratio, its stable name in backticks in the firs
 the SQLite and the PostgreSQL figure (``—`` when not committed) and whether ``lower`` or
 ``higher`` is better.
 
-    scripts/bench --check
+    scripts/bench --check              # three runs, medians compared
+    scripts/bench --check --runs 5
     scripts/bench --check --postgres postgresql+psycopg://root@127.0.0.1:5432/postgres
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,23 +116,41 @@ def compare(committed: dict[str, Committed], measured: dict[str, float], databas
     return verdicts
 
 
+def median_ratios(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each ratio's median over the runs that measured it."""
+    names = {name for run in runs for name in run}
+    return {name: statistics.median(run[name] for run in runs if name in run)
+            for name in sorted(names)}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench --check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", metavar="ADMIN_URL",
                         help="measure on PostgreSQL (a fresh database there) instead of SQLite")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs of scripts/bench --http; each ratio's median is compared "
+                             "(default 3: one run on a shared machine is too noisy to judge)")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     database = "postgresql" if args.postgres else "sqlite"
     committed = parse_committed(DOC.read_text())
+    runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-check-") as tmp:
         out = Path(tmp) / "ratios.json"
         command = [sys.executable, str(REPO / "scripts" / "bench_http.py"), "--ratios-json", str(out)]
         if args.postgres:
             command += ["--postgres", args.postgres]
-        subprocess.run(command, check=True)  # noqa: S603 - our own script
-        measured = json.loads(out.read_text())
+        for index in range(args.runs):
+            print(f"--- run {index + 1} of {args.runs}", flush=True)
+            subprocess.run(command, check=True)  # noqa: S603 - our own script
+            runs.append(json.loads(out.read_text()))
+    measured = median_ratios(runs)
+    print("\nratios per run: " + "; ".join(
+        f"{name} {', '.join(f'{run[name]:.2f}' for run in runs)}" for name in measured))
     verdicts = compare(committed, measured, database)
-    print(f"\nagainst docs/performance.md ({database}; a regression is more than "
-          f"{TOLERANCE:.0%} worse):")
+    print(f"\nmedian of {len(runs)} run(s) against docs/performance.md ({database}; a regression "
+          f"is more than {TOLERANCE:.0%} worse):")
     for verdict in verdicts:
         print("  " + verdict.line())
     failed = [v.name for v in verdicts if v.regressed]

@@ -101,3 +101,13 @@ def test_the_committed_document_is_readable() -> None:
     assert {"login-cpu-per-stock-is-valid", "logins-per-s-per-pysaml2",
             "refresh-cpu-per-healthz"} <= set(committed)
     assert all(entry.figures for entry in committed.values())
+
+
+def test_the_median_of_several_runs_is_judged() -> None:
+    committed = bench_check.parse_committed(DOC)
+    runs = [{"refresh-cpu-per-healthz": 2.1, "logins-per-s-per-pysaml2": 9.0},
+            {"refresh-cpu-per-healthz": 3.9, "logins-per-s-per-pysaml2": 14.5},
+            {"refresh-cpu-per-healthz": 2.2, "logins-per-s-per-pysaml2": 15.0}]
+    measured = bench_check.median_ratios(runs)
+    assert measured == {"logins-per-s-per-pysaml2": 14.5, "refresh-cpu-per-healthz": 2.2}
+    assert not any(v.regressed for v in bench_check.compare(committed, measured, "sqlite"))
