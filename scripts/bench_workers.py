@@ -2,13 +2,13 @@
 """gunicorn worker classes side by side: sync workers (each connection closed after one response)
 against gthread workers with keep-alive, paired in one run on the same machine.
 
-Both servers run at once, each with its own temporary directory and SQLite database, two workers,
+Both servers run at once, each with its own temporary directory and database, two workers,
 the production configuration otherwise; the same load generator (``bench_http.Client``: one
 http.client connection per client thread, reused whenever the server keeps it open) drives both.
 Rounds alternate which server goes first, so a neighbour's load on the shared cores falls on both;
 the figures are medians over the rounds, and the spread is printed beside them.
 
-    scripts/bench --http --compare-workers [--rounds 5] [--seconds 2]
+    scripts/bench --http --compare-workers [--rounds 5] [--seconds 2] [--postgres ADMIN_URL]
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class Contender:
     rounds: list[dict[str, float]] = field(default_factory=list)
 
 
-def prepare(name: str, workdir: Path) -> Contender:
-    server, idp = setup(workdir, f"sqlite:///{workdir / 'bridge.db'}", CONFIGURATIONS[name])
+def prepare(name: str, workdir: Path, database_url: str) -> Contender:
+    server, idp = setup(workdir, database_url, CONFIGURATIONS[name])
     bench = Bench(server, idp)
     logins = [bench.prepare() for _ in range(CONTENDERS + 1 + FAMILIES)]
     tokens = [post_code(bench.client, post_acs(bench.client, p), p.verifier) for p in logins]
@@ -112,22 +112,33 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="seconds per measurement; a round is 4 per server (default 2)")
+    parser.add_argument("--postgres", metavar="ADMIN_URL",
+                        help="one fresh PostgreSQL database per server, created through this URL "
+                             "and dropped at the end (default: SQLite files)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    from tests.databases import create_database, drop_database, new_database_name
     started = time.perf_counter()
     print(f"command: scripts/bench --http --compare-workers {' '.join(argv)}".rstrip())
-    for name, value in machine_facts("SQLite, one database per server"):
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    for name, value in machine_facts(f"{database}, one database per server"):
         if name not in ("server", "client"):
             print(f"{name + ':':<11}{value}")
     with open("/proc/loadavg") as loadavg:
         print(f"{'load:':<11}{loadavg.read().strip()} (before)")
     tmp = tempfile.mkdtemp(prefix="bridge-bench-workers-")
     contenders: list[Contender] = []
+    databases: list[str] = []
     try:
         for name in CONFIGURATIONS:
             workdir = Path(tmp) / name
             workdir.mkdir()
-            contenders.append(prepare(name, workdir))
+            if args.postgres:
+                databases.append(new_database_name("bridge_bench"))
+                url = create_database(args.postgres, databases[-1])
+            else:
+                url = f"sqlite:///{workdir / 'bridge.db'}"
+            contenders.append(prepare(name, workdir, url))
         for c in contenders:  # warm-up: keys loaded, first connections made
             measure_round(c, min(args.seconds, 1.0))
         for index in range(args.rounds):
@@ -145,6 +156,8 @@ def main(argv: list[str]) -> None:
     finally:
         for c in contenders:
             c.server.stop()
+        for name in databases:
+            drop_database(args.postgres, name)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
