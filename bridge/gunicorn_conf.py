@@ -1,7 +1,15 @@
 """gunicorn settings for production: ``gunicorn -c python:bridge.gunicorn_conf bridge.wsgi:app``.
 
 Environment: ``BRIDGE_BIND`` (default 0.0.0.0:8000), ``BRIDGE_WORKERS`` (default 2 per core),
+``BRIDGE_WORKER_CLASS`` (default gthread), ``BRIDGE_THREADS`` (threads per gthread worker,
+default 4; 1 for sync), ``BRIDGE_KEEPALIVE`` (seconds an idle kept-alive connection stays open,
+default 75: longer than the proxy's idle timeout, so the proxy closes first and never reuses a
+connection we are closing),
 ``PROMETHEUS_MULTIPROC_DIR`` (an empty, writable directory: metrics add up across workers).
+
+Threaded workers keep connections alive: a proxy holding a pool of upstream connections
+(docs/operations.md) saves the accept and the fresh parse per request that sync workers pay, as
+they close every connection. The caches a process holds (keys, SP keys, IdPs) take a lock.
 """
 
 import multiprocessing
@@ -9,10 +17,12 @@ import os
 
 bind = os.environ.get("BRIDGE_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("BRIDGE_WORKERS", str(2 * multiprocessing.cpu_count())))
-worker_class = "sync"
+worker_class = os.environ.get("BRIDGE_WORKER_CLASS", "gthread")
+# gunicorn turns sync workers with more than one thread into gthread workers.
+threads = int(os.environ.get("BRIDGE_THREADS", "4" if worker_class == "gthread" else "1"))
 timeout = 30
 graceful_timeout = 20
-keepalive = 5
+keepalive = int(os.environ.get("BRIDGE_KEEPALIVE", "75"))
 # The application writes one JSON line per request itself (bridge.logs); gunicorn's own lines
 # would carry query strings.
 accesslog = None

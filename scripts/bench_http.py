@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""HTTP-level benchmark of the bridge as deployed: gunicorn, two sync workers, on this machine.
+"""HTTP-level benchmark of the bridge as deployed: gunicorn, two gthread workers, on this machine.
 
 Not a test: it prints figures. The steady figure is the *server* CPU time per operation: the
 utime+stime of the gunicorn workers (``/proc/<pid>/stat``) over a batch, divided by the number of
@@ -183,11 +183,13 @@ def write_config(workdir: Path, port: int, database_url: str, metadata_dir: Path
     return config
 
 
-def start_server(workdir: Path, port: int, config: Path, kek: str) -> Server:
+def start_server(workdir: Path, port: int, config: Path, kek: str,
+                 gunicorn_env: dict[str, str] | None = None) -> Server:
     from tests.launch import bridge_cli, start_gunicorn, wait_until_up
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    env.update({"BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": kek})
+    env.update({"BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": kek,
+                **(gunicorn_env or {})})
     try:
         bridge_cli(env, "db", "upgrade")
     except subprocess.CalledProcessError as error:
@@ -218,8 +220,9 @@ def start_server(workdir: Path, port: int, config: Path, kek: str) -> Server:
 
 
 class Client:
-    """One client connection. gunicorn's sync workers close every connection after the response
-    (no keep-alive), so http.client opens a new TCP connection for each request."""
+    """One client connection, kept alive when the server allows it (as a proxy's upstream pool
+    does). gunicorn's sync workers close every connection after the response, so against them
+    http.client opens a new TCP connection for each request; threaded workers keep it."""
 
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -513,8 +516,9 @@ def open_loop(meters: Meters, port: int, tokens: list[str], rate: float, seconds
     """One thread sends refreshes on a fixed schedule (``rate`` per second), each on a new
     non-blocking connection, whatever is still in flight; latency is measured from the scheduled
     send time, so a late send counts against the server (no coordinated omission). Each family
-    has at most one refresh in flight; a send waits for a free family (counted)."""
-    chains = list(tokens)
+    has at most one refresh in flight; a send waits for a free family (counted). ``tokens`` is
+    updated in place: each family's latest token."""
+    chains = tokens
     idle = deque(range(len(chains)))
     total = max(1, round(rate * seconds))
     interval = 1.0 / rate
@@ -736,11 +740,11 @@ def machine_facts(database: str) -> list[tuple[str, str]]:
         ("platform", platform.platform()),
         ("cpu", f"{cpu_model or platform.processor() or '?'}; {os.cpu_count()} CPUs, {affinity} usable "
                 "by this process; server and load generator share them"),
-        ("server", f"gunicorn {v('gunicorn')}, {WORKERS} sync workers (bridge.gunicorn_conf), "
-                   "PROMETHEUS_MULTIPROC_DIR set as in the Docker image; no keep-alive (sync "
-                   "workers close each connection)"),
-        ("client", "this process: http.client (closed loops, one connection per thread), raw "
-                   "non-blocking sockets (open loop)"),
+        ("server", f"gunicorn {v('gunicorn')}, {WORKERS} workers as bridge.gunicorn_conf makes "
+                   "them, PROMETHEUS_MULTIPROC_DIR set as in the Docker image"),
+        ("client", "this process: http.client (closed loops, one connection per thread, kept "
+                   "alive when the server allows), raw non-blocking sockets (open loop, a new "
+                   "connection per request)"),
         ("libraries", f"pysaml2 {v('pysaml2')}, python3-saml {v('python3-saml')}, xmlsec "
                       f"{v('xmlsec')}, lxml {v('lxml')}, Flask {v('Flask')}, SQLAlchemy "
                       f"{v('SQLAlchemy')}, PyJWT {v('PyJWT')}, cryptography {v('cryptography')}; "
@@ -767,7 +771,7 @@ def verdict(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="Server CPU per operation of the bridge under gunicorn (2 sync workers), over "
+        description="Server CPU per operation of the bridge under gunicorn (2 workers), over "
                     "HTTP, beside baselines.")
     parser.add_argument("--logins", type=int, default=200,
                         help="logins to time (each pre-generated and signed; default 200)")
@@ -782,6 +786,8 @@ def main() -> None:
                         help="run on PostgreSQL: a URL such as "
                              "postgresql+psycopg://root@127.0.0.1:5432/postgres; a fresh database "
                              "is created there and dropped at the end (default: SQLite)")
+    parser.add_argument("--ratios-json", metavar="PATH", type=Path,
+                        help="also write the headline ratios to PATH as JSON (scripts/bench --check)")
     args = parser.parse_args()
     if args.logins < 2 * CONTENDERS + 2 or args.batch < 1 or args.seconds <= 0 \
             or args.baseline_seconds <= 0:
@@ -825,7 +831,9 @@ def main() -> None:
         for name, value in machine_facts(database):
             print(f"{name + ':':<11}{value}")
         print(flush=True)
-        run(Bench(server, idp), Meters(server, backends), args, workdir)
+        ratios = run(Bench(server, idp), Meters(server, backends), args, workdir)
+        if args.ratios_json:
+            args.ratios_json.write_text(json.dumps(ratios))
         print(f"total run time: {time.perf_counter() - started:.1f} s")
     finally:
         # A second Ctrl-C must not leave half of it behind.
@@ -847,7 +855,8 @@ def main() -> None:
             signal.signal(signal.SIGINT, previous)
 
 
-def setup(workdir: Path, database_url: str) -> tuple[Server, Any]:
+def setup(workdir: Path, database_url: str, gunicorn_env: dict[str, str] | None = None
+          ) -> tuple[Server, Any]:
     from bridge.dev.saml_idp import DevIdp
     from bridge.tokens.keys import generate_kek
     from tests.dev_stack import free_port
@@ -860,10 +869,12 @@ def setup(workdir: Path, database_url: str) -> tuple[Server, Any]:
                      base_url + "/saml/metadata", timeout=10).read())
     idp.write_metadata(metadata_dir, slug=SLUG)
     config = write_config(workdir, port, database_url, metadata_dir)
-    return start_server(workdir, port, config, generate_kek()), idp
+    return start_server(workdir, port, config, generate_kek(), gunicorn_env), idp
 
 
-def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path) -> None:
+def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path
+        ) -> dict[str, float]:
+    """Measure and print; returns the headline ratios by the names docs/performance.md uses."""
     port = bench.server.port
     base_url = bench.server.base_url
     postgres = meters.db is not None
@@ -1024,6 +1035,8 @@ def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path) -
                or "Traceback" in line]
     if serious:
         print(f"WARNING: {len(serious)} error line(s) in the gunicorn log; the last: {serious[-1][:300]}")
+    return {"login-cpu-per-stock-is-valid": login_ratio, "logins-per-s-per-pysaml2": rate_ratio,
+            "refresh-cpu-per-healthz": refresh_ratio}
 
 
 if __name__ == "__main__":

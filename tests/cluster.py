@@ -190,11 +190,15 @@ http {{
     access_log off;
     client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-    upstream bridge {{ {servers} }}
+    # Kept-alive upstream connections, as docs/operations.md recommends: the nodes' threaded
+    # workers then skip an accept and a fresh connection per request.
+    upstream bridge {{ {servers} keepalive 16; keepalive_timeout 60s; }}
     server {{
         listen 127.0.0.1:{port}{tls};
         location / {{
             proxy_pass http://bridge;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_next_upstream error timeout http_502;
             proxy_connect_timeout 2s;

@@ -17,13 +17,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app, request
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
+from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
@@ -35,6 +36,59 @@ KEY_PREFIX = "bridge"
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
+class ProcessWindows(Storage):
+    """Fixed-window counters in this process, for ``memory://``. The library's memory storage
+    starts a timer thread to drop expired counters whenever its last one has finished, which on
+    a quiet node is nearly every limited request (a thread's start cost more than the rest of
+    the check); here an expired window is dropped when read, and all of them once a minute."""
+
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[int, float]] = {}  # key: (count, expires at)
+        self._swept_at = time.time()
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return ValueError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now - self._swept_at > self.SWEEP_SECONDS:
+                self._windows = {k: w for k, w in self._windows.items() if w[1] > now}
+                self._swept_at = now
+            count, expires = self._windows.get(key, (0, 0.0))
+            if expires <= now:
+                count, expires = 0, now + expiry
+            self._windows[key] = (count + amount, expires)
+            return count + amount
+
+    def get(self, key: str) -> int:
+        count, expires = self._windows.get(key, (0, 0.0))
+        return count if expires > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        expires = self._windows.get(key, (0, now))[1]
+        return expires if expires > now else now
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            cleared = len(self._windows)
+            self._windows = {}
+        return cleared
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
         url = settings.rate_limit_storage_url
@@ -42,7 +96,8 @@ class RateLimits:
         if url.startswith(("redis://", "rediss://")):
             options = {"socket_timeout": REDIS_TIMEOUT_SECONDS,
                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
-        self._limiter = FixedWindowRateLimiter(storage_from_string(url, **options))
+        storage = ProcessWindows() if url.startswith("memory://") else storage_from_string(url, **options)
+        self._limiter = FixedWindowRateLimiter(storage)
         self.token_per_client = parse(settings.rate_limit_token_per_client)
 
     def check(self, limit: RateLimitItem, scope: str, key: str) -> None:
