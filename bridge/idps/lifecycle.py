@@ -42,9 +42,8 @@ from bridge.idps.uniqueness import (
     claim_entity_id,
     lost_race,
 )
-from bridge.oauth.codes import spend_codes
+from bridge.oauth.revocation import end_logins
 from bridge.store.models import AuthorizationCode, IdpEntityId, IdpMetadataVersion, IdpRecord, RefreshFamily
-from bridge.tokens import refresh as refresh_tokens
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -156,9 +155,9 @@ class IdpAdmin(IdpOverview):
             # Logins through a deleted IdP end with it: nobody vouches for them any more, and an
             # IdP created later under the same slug must not inherit them. Codes not yet
             # exchanged are spent for the same reason.
-            ended = refresh_tokens.revoke_families(session, RefreshFamily.idp_slug == slug,
-                                                   now=now, reason="idp_deleted")
-            spend_codes(session, AuthorizationCode.idp_slug == slug, now=now)
+            ended = end_logins(session, families=[RefreshFamily.idp_slug == slug],
+                               codes=[AuthorizationCode.idp_slug == slug], now=now,
+                               reason="idp_deleted")
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),

@@ -12,7 +12,7 @@ from bridge.audit import refusals_audited
 from bridge.errors import IdpUnknown, SamlRejected
 from bridge.idps.settings import IdentityProvider
 from bridge.logout.request_ids import is_our_logout_request
-from bridge.oauth.codes import spend_codes
+from bridge.oauth.revocation import end_logins
 from bridge.replay import remember_message
 from bridge.saml import ns
 from bridge.saml.bindings import OutgoingMessage
@@ -20,7 +20,6 @@ from bridge.saml.logout import LogoutRequest, verify_logout_request, verify_logo
 from bridge.saml.sp import logout_response
 from bridge.service_provider import service_provider
 from bridge.store.models import AuthorizationCode, RefreshFamily
-from bridge.tokens import refresh as refresh_tokens
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -65,12 +64,13 @@ class SingleLogout:
                                  message_id=request.id, expires_at=request.replay_expires_at)
                 which = (RefreshFamily.session_index.in_(request.session_indexes)
                          if request.session_indexes else RefreshFamily.name_id == request.name_id)
-                ended = refresh_tokens.revoke_families(session, RefreshFamily.idp_slug == slug,
-                                                       which, now=now, reason="idp_logout")
-                spend_codes(session, AuthorizationCode.idp_slug == slug,
-                            AuthorizationCode.session_index.in_(request.session_indexes)
-                            if request.session_indexes
-                            else AuthorizationCode.name_id == request.name_id, now=now)
+                ended = end_logins(
+                    session, families=[RefreshFamily.idp_slug == slug, which],
+                    codes=[AuthorizationCode.idp_slug == slug,
+                           AuthorizationCode.session_index.in_(request.session_indexes)
+                           if request.session_indexes
+                           else AuthorizationCode.name_id == request.name_id],
+                    now=now, reason="idp_logout")
                 audit.record(session, at=now, event="idp_logout", outcome="success",
                              idp_slug=slug, detail={"families": ended,
                                                     "session_indexes": len(request.session_indexes)})

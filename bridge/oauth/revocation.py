@@ -3,7 +3,11 @@ operator's word (`bridge revoke`, the admin API)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.config import ClientConfig
@@ -50,8 +54,7 @@ class Revocation:
             conditions.append(RefreshFamily.idp_slug == idp_slug)
             codes.append(AuthorizationCode.idp_slug == idp_slug)
         with self.services.db.transaction() as session:
-            ended = refresh_tokens.revoke_families(session, *conditions, now=now, reason=reason)
-            spend_codes(session, *codes, now=now)
+            ended = end_logins(session, families=conditions, codes=codes, now=now, reason=reason)
             audit.record(session, at=now, event="revoke_all", outcome="success",
                          subject=subject, idp_slug=idp_slug,
                          detail={"actor": actor, "families": ended, "reason": reason})
@@ -64,3 +67,13 @@ class Revocation:
             family_id = refresh_tokens.family_of(session, token)
             family = session.get(RefreshFamily, family_id) if family_id else None
             return family.client_id if family is not None else None
+
+
+def end_logins(session: Session, *, families: Sequence[ColumnElement[bool]],
+               codes: Sequence[ColumnElement[bool]], now: float, reason: str) -> int:
+    """End the logins matching ``families`` and spend the unexchanged codes matching ``codes``,
+    in the caller's transaction; how many logins ended. The codes go first: an exchange in flight
+    holds its code's row, so spending waits for it, and the revocation that follows sees the
+    login that exchange started (in the other order it would survive, on PostgreSQL)."""
+    spend_codes(session, *codes, now=now)
+    return refresh_tokens.revoke_families(session, *families, now=now, reason=reason)

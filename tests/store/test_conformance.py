@@ -20,9 +20,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from bridge import audit
 from bridge.errors import TokenError
-from bridge.oauth.codes import find_code, spend_codes, store_code, use_code
+from bridge.oauth.codes import find_code, redeem_code, spend_codes, store_code, use_code
+from bridge.oauth.revocation import Revocation, end_logins
 from bridge.replay import remember_message
+from bridge.services import Services
 from bridge.store.db import Database
 from bridge.store.models import AuthorizationCode, Base, RefreshFamily
 from bridge.tokens import refresh
@@ -321,3 +324,44 @@ def test_the_database_is_at_the_migrations_head_and_matches_the_models(database:
     with database.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+# --- ending logins while a code is exchanged ------------------------------------------------
+
+
+@pytest.mark.parametrize("end", ["revoke_all", "idp_deleted"])
+def test_a_code_exchanged_while_its_logins_are_ended_ends_with_them(
+        bridge: Services, end: str) -> None:
+    """An offboarding (or an IdP's deletion) that runs while a code of that person is being
+    exchanged ends the login the exchange starts: the codes are spent before the families are
+    revoked, so the revocation waits for the exchange and then sees its family."""
+    database = bridge.db
+    code = _new_code(database, subject="leaver")
+    later = bridge.clock.now() + 3600
+    login = refresh.new_family(
+        now=NOW, client_id="demo", subject="leaver", idp_slug="dev", claims_json="{}",
+        scope="openid", auth_time=int(NOW), session_index="idx-1", name_id="n-1",
+        expires_at=later)
+    audit_row = audit.event_row(at=NOW, event="token", outcome="success", subject="leaver")
+
+    def exchange(written: threading.Event) -> bool:
+        with database.connection() as connection:
+            redeemed = redeem_code(connection, secret_hash(code), NOW, login, audit_row)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return redeemed
+
+    def offboard() -> object:
+        if end == "revoke_all":
+            return Revocation(bridge).revoke_all(subject="leaver", actor="test")
+        with database.transaction() as session:  # what deleting IdP dev does
+            return end_logins(session, families=[RefreshFamily.idp_slug == "dev"],
+                              codes=[AuthorizationCode.idp_slug == "dev"],
+                              now=bridge.clock.now(), reason="idp_deleted")
+
+    outcomes = _race(exchange, offboard)
+    assert outcomes[0] is True and not isinstance(outcomes[1], Exception), outcomes
+    with database.connection() as connection:
+        revoked_at = connection.execute(sa.select(RefreshFamily.revoked_at).where(
+            RefreshFamily.id == login.rotation.family.id)).scalar_one()
+    assert revoked_at is not None
