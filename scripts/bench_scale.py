@@ -65,10 +65,10 @@ def measure(bridge: Services, refreshes: int) -> tuple[float, float]:
     client = bridge.settings.client("demo")
     assert client is not None
     with bridge.db.connection() as connection:
-        start = refresh_tokens.start_family(
-            connection, now=time.time(), client_id="demo", subject=str(CLAIMS["sub"]), idp_slug="dev",
+        start = refresh_tokens.store_family(connection, refresh_tokens.new_family(
+            now=time.time(), client_id="demo", subject=str(CLAIMS["sub"]), idp_slug="dev",
             claims_json=json.dumps(CLAIMS), scope="openid", auth_time=0, session_index=None,
-            name_id=None, expires_at=time.time() + 86400)
+            name_id=None, expires_at=time.time() + 86400))
     token = start.refresh_token
     for _ in range(50):  # warm caches and the connection pool
         token = str(RefreshTokenGrant(bridge).issue(client, {"refresh_token": token}).refresh_token)

@@ -100,23 +100,8 @@ def new_family(
         token_row={"token_hash": secret_hash(token), "family_id": family.id, "created_at": now})
 
 
-def start_family(
-    connection: Connection,
-    *,
-    now: float,
-    client_id: str,
-    subject: str,
-    idp_slug: str,
-    claims_json: str,
-    scope: str,
-    auth_time: int,
-    session_index: str | None,
-    name_id: str | None,
-    expires_at: float,
-) -> Rotation:
-    new = new_family(now=now, client_id=client_id, subject=subject, idp_slug=idp_slug,
-                     claims_json=claims_json, scope=scope, auth_time=auth_time,
-                     session_index=session_index, name_id=name_id, expires_at=expires_at)
+def store_family(connection: Connection, new: NewFamily) -> Rotation:
+    """Store a family made by ``new_family`` with its first token, in the caller's transaction."""
     connection.execute(_INSERT_FAMILY, new.family_row)
     connection.execute(_INSERT_TOKEN, new.token_row)
     return new.rotation

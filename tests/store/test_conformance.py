@@ -62,10 +62,10 @@ def _use_code(database: Database, code: str) -> bool:
 
 def _new_family(database: Database) -> refresh.Rotation:
     with database.connection() as connection:
-        return refresh.start_family(
-            connection, now=NOW, client_id="demo", subject="s-1", idp_slug="dev",
+        return refresh.store_family(connection, refresh.new_family(
+            now=NOW, client_id="demo", subject="s-1", idp_slug="dev",
             claims_json="{}", scope="openid", auth_time=int(NOW), session_index=None,
-            name_id=None, expires_at=NOW + 3600)
+            name_id=None, expires_at=NOW + 3600))
 
 
 def _rotate(database: Database, token: str, *, now: float = NOW + 1,
