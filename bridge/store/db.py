@@ -81,46 +81,28 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error, all or nothing."""
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except (exc.OperationalError, exc.InterfaceError) as error:
-            if _is_connection_problem(error):
-                raise StoreUnavailable("temporarily_unavailable",
-                                       "The database is unavailable; retry shortly.") from error
-            raise
+        with _unavailable_when_disconnected(), self._sessions.begin() as session:
+            yield session
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
         """Like ``transaction()`` but a Core connection, for hot paths that run prepared
         statements and need none of the ORM's unit-of-work machinery."""
-        try:
-            with self.engine.begin() as connection:
-                yield connection
-        except (exc.OperationalError, exc.InterfaceError) as error:
-            if _is_connection_problem(error):
-                raise StoreUnavailable("temporarily_unavailable",
-                                       "The database is unavailable; retry shortly.") from error
-            raise
+        with _unavailable_when_disconnected(), self.engine.begin() as connection:
+            yield connection
 
     @contextlib.contextmanager
     def single_statement(self) -> Iterator[Connection]:
         """For work that is one statement, atomic by itself: on PostgreSQL a connection outside
         any transaction (no BEGIN and COMMIT, each a round trip of its own); on SQLite, which
         has no round trips to save, a transaction as ``connection()`` gives."""
-        try:
-            if self.dialect != "postgresql":
-                with self.engine.begin() as connection:
-                    yield connection
-                return
-            with self.engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT") as connection:
+        if self.dialect != "postgresql":
+            with self.connection() as connection:
                 yield connection
-        except (exc.OperationalError, exc.InterfaceError) as error:
-            if _is_connection_problem(error):
-                raise StoreUnavailable("temporarily_unavailable",
-                                       "The database is unavailable; retry shortly.") from error
-            raise
+            return
+        with _unavailable_when_disconnected(), self.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT") as connection:
+            yield connection
 
     def serialize(self, session: Session, name: str) -> None:
         """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not
@@ -174,6 +156,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _unavailable_when_disconnected() -> Iterator[None]:
+    """A lost or unreachable database is ``StoreUnavailable`` (503, retry), not a 500."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        if _is_connection_problem(error):
+            raise StoreUnavailable("temporarily_unavailable",
+                                   "The database is unavailable; retry shortly.") from error
+        raise
 
 
 def _is_connection_problem(error: exc.DBAPIError) -> bool:

@@ -75,7 +75,22 @@ def _rotate(database: Database, token: str, *, now: float = NOW + 1,
                               successor_key=KEY)
 
 
-def _race(first: Callable[[], Any], second: Callable[[], Any]) -> list[object]:
+def _rotate_and_hold(database: Database, token: str,
+                     policy: refresh.RefreshPolicy = NO_REUSE) -> Callable[[threading.Event], Any]:
+    """The first racer: rotate ``token``, say so, and keep the transaction open a while."""
+
+    def first(written: threading.Event) -> refresh.Rotation:
+        with database.connection() as connection:
+            rotation = refresh.rotate(connection, token=token, client_id="demo", now=NOW + 1,
+                                      policy=policy, successor_key=KEY)
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return rotation
+
+    return first
+
+
+def _race(first: Callable[[threading.Event], Any], second: Callable[[], Any]) -> list[object]:
     """Run ``first`` (which calls ``started`` once it has written, then holds its transaction
     for HOLD_SECONDS) and, while it holds, ``second``; what each returned or raised."""
     outcomes: list[object] = [None, None]
@@ -202,15 +217,8 @@ def test_a_reused_token_kills_its_family(database: Database) -> None:
 def test_of_two_concurrent_rotations_of_one_token_one_wins(database: Database) -> None:
     first = _new_family(database)
 
-    def winner(written: threading.Event) -> refresh.Rotation:
-        with database.connection() as connection:
-            rotation = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
-                                      now=NOW + 1, policy=NO_REUSE, successor_key=KEY)
-            written.set()
-            time.sleep(HOLD_SECONDS)
-            return rotation
-
-    outcomes = _race(winner, lambda: _rotate(database, first.refresh_token, now=NOW + 1))
+    outcomes = _race(_rotate_and_hold(database, first.refresh_token),
+                     lambda: _rotate(database, first.refresh_token, now=NOW + 1))
     assert isinstance(outcomes[0], refresh.Rotation)
     assert isinstance(outcomes[1], refresh.ReuseDetected)
     with database.transaction() as session:  # one successor, no fork
@@ -222,16 +230,8 @@ def test_a_concurrent_retry_within_the_reuse_interval_gets_the_same_successor(
     first = _new_family(database)
     policy = refresh.RefreshPolicy(reuse_interval_seconds=10)
 
-    def winner(written: threading.Event) -> refresh.Rotation:
-        with database.connection() as connection:
-            rotation = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
-                                      now=NOW + 1, policy=policy, successor_key=KEY)
-            written.set()
-            time.sleep(HOLD_SECONDS)
-            return rotation
-
-    outcomes = _race(winner, lambda: _rotate(database, first.refresh_token, now=NOW + 1,
-                                             policy=policy))
+    outcomes = _race(_rotate_and_hold(database, first.refresh_token, policy),
+                     lambda: _rotate(database, first.refresh_token, now=NOW + 1, policy=policy))
     won, retried = outcomes
     assert isinstance(won, refresh.Rotation) and isinstance(retried, refresh.Rotation)
     assert retried.retried and retried.refresh_token == won.refresh_token
@@ -242,19 +242,11 @@ def test_a_revocation_waits_for_a_rotation_in_flight(database: Database) -> None
     finds the family and revokes it, and the successor minted before it is dead too."""
     first = _new_family(database)
 
-    def rotation(written: threading.Event) -> refresh.Rotation:
-        with database.connection() as connection:
-            rotated = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
-                                     now=NOW + 1, policy=NO_REUSE, successor_key=KEY)
-            written.set()
-            time.sleep(HOLD_SECONDS)
-            return rotated
-
     def revocation() -> bool:
         with database.transaction() as session:
             return refresh.revoke_family(session, first.family.id, now=NOW + 1, reason="logout")
 
-    rotated, revoked = _race(rotation, revocation)
+    rotated, revoked = _race(_rotate_and_hold(database, first.refresh_token), revocation)
     assert isinstance(rotated, refresh.Rotation) and revoked is True
     with pytest.raises(TokenError) as refused:
         _rotate(database, rotated.refresh_token, now=NOW + 2)
@@ -294,21 +286,13 @@ def test_a_rotation_outside_a_transaction_waits_for_one_in_flight_and_finds_noth
     it waits for the winner and rotates nothing; the transactional path then says why."""
     first = _new_family(database)
 
-    def winner(written: threading.Event) -> refresh.Rotation:
-        with database.connection() as connection:
-            rotation = refresh.rotate(connection, token=first.refresh_token, client_id="demo",
-                                      now=NOW + 1, policy=NO_REUSE, successor_key=KEY)
-            written.set()
-            time.sleep(HOLD_SECONDS)
-            return rotation
-
     def at_once() -> refresh.Rotation | None:
         with database.single_statement() as connection:
             return refresh.rotate_at_once(connection, token=first.refresh_token,
                                           client_id="demo", now=NOW + 1, policy=NO_REUSE,
                                           successor_key=KEY)
 
-    won, second = _race(winner, at_once)
+    won, second = _race(_rotate_and_hold(database, first.refresh_token), at_once)
     assert isinstance(won, refresh.Rotation) and second is None
     with pytest.raises(refresh.ReuseDetected):
         _rotate(database, first.refresh_token, now=NOW + 1)
