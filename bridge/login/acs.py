@@ -17,6 +17,7 @@ from bridge.audit import Refusal, refusals_audited
 from bridge.errors import BridgeError, IdpUnknown, SamlRejected
 from bridge.login.completions import Completion, OAuthCodeCompletion
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
+from bridge.oauth.deprovisioned import refuse_if_deprovisioned
 from bridge.replay import consume
 from bridge.saml import response as saml_response
 from bridge.saml.subject import to_identity
@@ -108,6 +109,8 @@ class AssertionConsumer:
                                         expected_request_id=record.id, clock=clock)
         identity = to_identity(verified, idp)
         warn_if_sha1(idp, verified)
+        with self.services.db.connection() as connection:
+            refuse_if_deprovisioned(connection, idp_slug=slug, subject=identity.subject)
         if client is not None:
             return self.oauth_code.complete(record, client, idp, verified, identity, now)
         assert completion is not None

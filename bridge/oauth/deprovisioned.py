@@ -1,0 +1,58 @@
+"""People an IdP has deprovisioned (a SCIM deactivation or deletion, a security event): their
+logins end at once and no new one starts until the IdP reactivates them. The state is in the
+database, so every node refuses the next login and answers "inactive" for the ended ones."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from bridge import audit
+from bridge.errors import Deprovisioned
+from bridge.oauth.revocation import end_logins
+from bridge.store.models import AuthorizationCode, DeprovisionedSubject, RefreshFamily
+
+
+def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
+                now: float, actor: str) -> int:
+    """Refuse the person's next logins and end every live one (refresh families and codes not
+    yet exchanged), in the caller's transaction; how many logins ended."""
+    blocked = session.get(DeprovisionedSubject, (idp_slug, subject))
+    if blocked is None:
+        session.add(DeprovisionedSubject(idp_slug=idp_slug, subject=subject, source=source,
+                                         reason=reason, at=now))
+    else:
+        blocked.source, blocked.reason = source, reason
+    ended = end_logins(
+        session,
+        families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug,
+                  RefreshFamily.expires_at > now],
+        codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
+        now=now, reason=reason)
+    audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
+                 subject=subject, detail={"actor": actor, "reason": reason, "families": ended})
+    return ended
+
+
+def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str) -> bool:
+    """Let the person log in again (the IdP reactivated them); whether they were refused."""
+    blocked = session.get(DeprovisionedSubject, (idp_slug, subject))
+    if blocked is None:
+        return False
+    session.delete(blocked)
+    audit.record(session, at=now, event="reinstate", outcome="success", idp_slug=idp_slug,
+                 subject=subject, detail={"actor": actor})
+    return True
+
+
+_IS_DEPROVISIONED = select(DeprovisionedSubject.reason)
+
+
+def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: str) -> None:
+    """Raise ``Deprovisioned`` if the IdP has deprovisioned this person."""
+    reason = connection.scalar(_IS_DEPROVISIONED.where(
+        DeprovisionedSubject.idp_slug == idp_slug, DeprovisionedSubject.subject == subject))
+    if reason is not None:
+        raise Deprovisioned("login_deprovisioned",
+                            "Your account has been deactivated at your identity provider.",
+                            log_detail={"idp": idp_slug, "reason": reason})
