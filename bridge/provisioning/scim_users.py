@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from scim2_models import Context, Meta, PatchOp, SCIMException
+from scim2_models import Context, Meta, PatchOp, ResponseParameters, SCIMException, SearchRequest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,13 +24,14 @@ from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.provisioning.matching import subject_of
 from bridge.provisioning.scim_model import User
-from bridge.provisioning.scim_search import Page, search_users
+from bridge.provisioning.scim_search import MAX_COUNT, Page, search_users
 from bridge.store.models import ScimUser
 
 if TYPE_CHECKING:
     from bridge.services import Services
 
 MAX_NAME = 256  # userName and externalId: the columns they are stored and looked up in
+Shown = ResponseParameters[User] | None  # attributes / excludedAttributes (RFC 7644 §3.9)
 
 
 @dataclass(frozen=True)
@@ -49,46 +50,67 @@ class ScimUsers:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def location(self, slug: str, user_id: str = "") -> str:
-        base = f"{self.services.settings.base_url}/scim/v2/{slug}/Users"
-        return f"{base}/{user_id}" if user_id else base
+    def base_url(self, slug: str) -> str:
+        return f"{self.services.settings.base_url}/scim/v2/{slug}"
+
+    def location(self, slug: str, user_id: str) -> str:
+        return f"{self.base_url(slug)}/Users/{user_id}"
 
     # --- reads -------------------------------------------------------------------------------
 
-    def get(self, caller: Caller, user_id: str) -> dict[str, Any]:
+    def get(self, caller: Caller, user_id: str, shown: Shown = None) -> dict[str, Any]:
         with self.services.db.transaction() as session:
-            return self._render(self._row(session, caller, user_id))
+            return self._render(self._row(session, caller, user_id), shown)
 
     def search(self, caller: Caller, *, filter_text: str | None, start_index: int,
-               count: int) -> dict[str, Any]:
+               count: int, shown: Shown = None) -> dict[str, Any]:
         with self.services.db.transaction() as session:
             page: Page = search_users(session, caller.idp.slug, filter_text, start_index, count,
                                       load=_stored)
-            resources = [self._render(row) for row in page.rows]
+            resources = [self._render(row, shown) for row in page.rows]
         return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                 "totalResults": page.total, "startIndex": start_index,
                 "itemsPerPage": len(resources), "Resources": resources}
 
+    def search_posted(self, caller: Caller, body: object) -> dict[str, Any]:
+        """``POST /Users/.search`` (RFC 7644 §3.4.3): the query of a GET, in a SearchRequest."""
+        try:
+            request = SearchRequest[User].model_validate(_checked(body),
+                                                         scim_ctx=Context.SEARCH_REQUEST)
+        except (ValidationError, SCIMException) as error:
+            raise _refused(error) from None
+        if request.sort_by:
+            raise ProvisioningError("scim_invalid", "sortBy: sorting is not supported.",
+                                    scim_type="invalidValue")
+        return self.search(caller, filter_text=str(request.filter) if request.filter else None,
+                           start_index=request.start_index or 1,
+                           count=MAX_COUNT if request.count is None else request.count,
+                           shown=ResponseParameters[User](
+                               attributes=request.attributes,
+                               excluded_attributes=request.excluded_attributes))
+
     # --- writes ------------------------------------------------------------------------------
 
-    def create(self, caller: Caller, body: object) -> dict[str, Any]:
+    def create(self, caller: Caller, body: object, shown: Shown = None) -> dict[str, Any]:
         user = _parse(body, Context.RESOURCE_CREATION_REQUEST)
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             row = ScimUser(id=uuid.uuid4().hex, idp_slug=caller.idp.slug, version=0,
                            created_at=now, user_name_key="", active=True)
             self._store(session, caller, row, user, now, operation="create", new=True)
-            return self._render(row)
+            return self._render(row, shown)
 
-    def replace(self, caller: Caller, user_id: str, body: object) -> dict[str, Any]:
+    def replace(self, caller: Caller, user_id: str, body: object,
+                shown: Shown = None) -> dict[str, Any]:
         user = _parse(body, Context.RESOURCE_REPLACEMENT_REQUEST)
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             row = self._row(session, caller, user_id, lock=True)
             self._store(session, caller, row, user, now, operation="replace")
-            return self._render(row)
+            return self._render(row, shown)
 
-    def patch(self, caller: Caller, user_id: str, body: object) -> dict[str, Any]:
+    def patch(self, caller: Caller, user_id: str, body: object,
+              shown: Shown = None) -> dict[str, Any]:
         try:
             patch = PatchOp[User].model_validate(
                 _checked(body), scim_ctx=Context.RESOURCE_PATCH_REQUEST)
@@ -106,7 +128,7 @@ class ScimUsers:
             except (ValidationError, SCIMException) as error:
                 raise _refused(error) from None
             self._store(session, caller, row, user, now, operation="patch")
-            return self._render(row)
+            return self._render(row, shown)
 
     def delete(self, caller: Caller, user_id: str) -> None:
         now = self.services.clock.now()
@@ -171,14 +193,27 @@ class ScimUsers:
                                               "id": row.id, "active": active,
                                               "was_active": before_active})
 
-    def _render(self, row: ScimUser) -> dict[str, Any]:
+    def _render(self, row: ScimUser, shown: Shown = None) -> dict[str, Any]:
         user = _stored(row)
         user.id = row.id
         user.meta = Meta(resource_type="User", created=_time(row.created_at),
                          last_modified=_time(row.updated_at), version=f'W/"{row.version}"',
                          location=self.location(row.idp_slug, row.id))
-        rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
+                                                   response_parameters=shown)
         return rendered
+
+
+def response_parameters(attributes: str | None, excluded: str | None) -> Shown:
+    """The ``attributes`` / ``excludedAttributes`` query parameters, checked against the
+    User schema."""
+    if attributes is None and excluded is None:
+        return None
+    try:
+        return ResponseParameters[User].model_validate(
+            {"attributes": attributes, "excludedAttributes": excluded})
+    except (ValidationError, SCIMException) as error:
+        raise _refused(error) from None
 
 
 def _stored(row: ScimUser) -> User:

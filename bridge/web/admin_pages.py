@@ -18,6 +18,7 @@ from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.presets import PRESETS
 from bridge.errors import ConfigError, InvalidInput, NotFound
+from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
@@ -123,19 +124,24 @@ def new_idp() -> BaseResponse:
 @admin_pages.get("/idps/<slug>")
 @admin_page
 def idp(slug: str) -> Response:
+    return _idp_page(slug, notice=request.args.get("notice"))
+
+
+def _idp_page(slug: str, status: int = 200, **context: Any) -> Response:
     detail = administration().idps.get_idp(slug)
-    return _page("admin/idp.html", idp=detail, notice=request.args.get("notice"),
-                 settings_text=json.dumps(detail["settings"] or {}, indent=2))
+    context.setdefault("settings_text", json.dumps(detail["settings"] or {}, indent=2))
+    return _page("admin/idp.html", status=status, idp=detail,
+                 deprovisioning=deprovisioning_status(services(), application().scim_tokens, slug),
+                 **context)
 
 
 def _act(slug: str, action: Any, notice: str) -> BaseResponse:
     try:
         result = action()
     except ConfigError as error:
-        detail = administration().idps.get_idp(slug)
-        return _page("admin/idp.html", status=422, idp=detail, problems=error.problems,
-                     settings_text=request.form.get("settings_json")
-                     or json.dumps(detail["settings"] or {}, indent=2))
+        text = request.form.get("settings_json")
+        return _idp_page(slug, status=422, problems=error.problems,
+                         **({"settings_text": text} if text else {}))
     if isinstance(result, dict) and result.get("status") in ("pending", "applied", "identical",
                                                               "not_modified"):
         notice = {"pending": "The new metadata waits for your approval below.",
@@ -186,6 +192,26 @@ def settings(slug: str) -> BaseResponse:
         return administration().idps.update_settings(slug, parsed, actor())
 
     return _act(slug, save, "Settings saved.")
+
+
+@admin_pages.post("/idps/<slug>/scim-token")
+@admin_page
+def issue_scim_token(slug: str) -> Response:
+    # Shown on this answer only, never put in a URL: the page is not redirected.
+    _, token = application().scim_tokens.issue(slug, actor=actor())
+    response = _idp_page(slug, new_scim_token=token,
+                         notice="SCIM token issued: copy it now, it is not shown again. The "
+                                "token before it no longer works.")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@admin_pages.post("/idps/<slug>/scim-token/revoke")
+@admin_page
+def revoke_scim_token(slug: str) -> BaseResponse:
+    application().scim_tokens.revoke(slug, actor=actor())
+    return _back(slug, "SCIM token revoked: the IdP's SCIM client is refused until a new one "
+                       "is issued.")
 
 
 @admin_pages.post("/idps/<slug>/delete")

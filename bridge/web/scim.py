@@ -11,7 +11,7 @@ from flask import Blueprint, Response, json, request
 from bridge.errors import NotFound, ProvisioningError
 from bridge.provisioning import scim_discovery
 from bridge.provisioning.scim_search import MAX_COUNT
-from bridge.provisioning.scim_users import Caller
+from bridge.provisioning.scim_users import Caller, Shown, response_parameters
 from bridge.web.context import application, services
 
 scim = Blueprint("scim", __name__, url_prefix="/scim/v2/<slug>")
@@ -40,6 +40,11 @@ def _integer(name: str, default: int) -> int:
     except ValueError:
         raise ProvisioningError("scim_invalid", f"{name}: an integer", scim_type="invalidValue") \
             from None
+
+
+def _shown() -> Shown:
+    return response_parameters(request.args.get("attributes"),
+                               request.args.get("excludedAttributes"))
 
 
 def _base(slug: str) -> str:
@@ -78,9 +83,9 @@ def _one_or_all(documents: list[dict[str, Any]], name: str | None) -> Response:
 @scim.post("/Users")
 def create_user(slug: str) -> Response:
     caller = _caller(slug)
-    created = application().scim_users.create(caller, _body())
+    created = application().scim_users.create(caller, _body(), _shown())
     response = _answer(created, 201)
-    response.headers["Location"] = created["meta"]["location"]
+    response.headers["Location"] = application().scim_users.location(slug, created["id"])
     return response
 
 
@@ -89,22 +94,29 @@ def list_users(slug: str) -> Response:
     caller = _caller(slug)
     return _answer(application().scim_users.search(
         caller, filter_text=request.args.get("filter"),
-        start_index=_integer("startIndex", 1), count=_integer("count", MAX_COUNT)))
+        start_index=_integer("startIndex", 1), count=_integer("count", MAX_COUNT),
+        shown=_shown()))
+
+
+@scim.post("/Users/.search")
+@scim.post("/.search")  # across every resource type: Users is the only one
+def search_users(slug: str) -> Response:
+    return _answer(application().scim_users.search_posted(_caller(slug), _body()))
 
 
 @scim.get("/Users/<user_id>")
 def get_user(slug: str, user_id: str) -> Response:
-    return _answer(application().scim_users.get(_caller(slug), user_id))
+    return _answer(application().scim_users.get(_caller(slug), user_id, _shown()))
 
 
 @scim.put("/Users/<user_id>")
 def replace_user(slug: str, user_id: str) -> Response:
-    return _answer(application().scim_users.replace(_caller(slug), user_id, _body()))
+    return _answer(application().scim_users.replace(_caller(slug), user_id, _body(), _shown()))
 
 
 @scim.patch("/Users/<user_id>")
 def patch_user(slug: str, user_id: str) -> Response:
-    return _answer(application().scim_users.patch(_caller(slug), user_id, _body()))
+    return _answer(application().scim_users.patch(_caller(slug), user_id, _body(), _shown()))
 
 
 @scim.delete("/Users/<user_id>")
