@@ -215,3 +215,25 @@ def test_the_receiver_takes_only_sets(client: FlaskClient, browser: Browser,
     assert _push(client, token, slug="nosuch").status_code == 404
     with bridge.db.transaction() as session:
         assert session.query(DeprovisionedSubject).count() == 0
+
+
+class TestKeysFromAUrl:
+    """A jwks_url is fetched by the metadata fetcher, with its rules: an address that is not
+    public is never connected to, and the SET is refused with nothing changed."""
+
+    @pytest.fixture
+    def idp_settings(self) -> str:
+        return ('security_events = { issuer = "https://idp.example.org/ssf", '
+                'jwks_url = "https://127.0.0.1:9/keys" }')
+
+    def test_a_private_jwks_url_is_not_fetched(self, client: FlaskClient, browser: Browser,
+                                               bridge: Services) -> None:
+        alice = browser.tokens("alice")
+        before = _state(bridge)
+        response = _push(client, TRANSMITTER.sign(_disable_alice()))
+        assert response.status_code == 400 and response.get_json()["err"] == "invalid_key"
+        with bridge.db.transaction() as session:
+            refusal = session.query(AuditEvent).filter(AuditEvent.event == "security_event").one()
+        assert refusal.code == "set_keys_unavailable"
+        assert "public addresses" in refusal.detail_json
+        assert _state(bridge) == before and _active(client, alice["access_token"])
