@@ -4,13 +4,19 @@ database, so every node refuses the next login and answers "inactive" for the en
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.errors import Deprovisioned
 from bridge.oauth.revocation import end_logins
-from bridge.store.models import AuthorizationCode, DeprovisionedSubject, RefreshFamily
+from bridge.store.models import (
+    AuthorizationCode,
+    DeprovisionedSubject,
+    ProvisioningToken,
+    RefreshFamily,
+    ScimUser,
+)
 
 
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
@@ -56,3 +62,13 @@ def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: s
         raise Deprovisioned("login_deprovisioned",
                             "Your account has been deactivated at your identity provider.",
                             log_detail={"idp": idp_slug, "reason": reason})
+
+
+def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
+    """An IdP deleted: its SCIM token ends, its SCIM users and refusals go, so that an IdP made
+    later under the same slug inherits none of them (its logins are ended by the caller)."""
+    session.execute(update(ProvisioningToken).where(
+        ProvisioningToken.idp_slug == idp_slug, ProvisioningToken.revoked_at.is_(None))
+        .values(revoked_at=now))
+    for model in (ScimUser, DeprovisionedSubject):
+        session.execute(delete(model).where(model.idp_slug == idp_slug))

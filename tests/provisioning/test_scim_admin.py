@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from bridge.admin.access import AdminAccess
 from bridge.services import Services
-from bridge.store.models import AuditEvent, ProvisioningToken
+from bridge.store.models import AuditEvent, DeprovisionedSubject, ProvisioningToken, ScimUser
 from tests.leaks import remember
 from tests.provisioning.conftest import Scim
 
@@ -86,3 +86,33 @@ def test_the_idp_page_shows_the_base_url_and_rule_and_issues_a_token(
     revoked = client.post("/admin/idps/dev/scim-token/revoke", data={"csrf_token": csrf})
     assert revoked.status_code == 303
     assert Scim(client, token)("GET", "/Users").status_code == 401
+
+
+def test_an_idp_made_again_under_a_deleted_ones_slug_inherits_no_provisioning(
+        client: FlaskClient, bridge: Services) -> None:
+    from tests.test_idp_metadata import certificate, metadata
+
+    admin = {"Authorization": f"Bearer {_admin_token(bridge)}"}
+    # Its endpoints on an origin of its own (the file IdP dev holds idp.example.org's).
+    document = metadata(certificate(), entity_id="https://acme.example.com").replace(
+        "https://idp.example.org/sso", "https://acme.example.com/sso")
+
+    def create() -> None:
+        created = client.post("/admin/api/idps", headers=admin,
+                              json={"slug": "acme", "metadata_xml": document})
+        assert created.status_code == 201, created.get_data(as_text=True)
+
+    create()
+    token = client.post("/admin/api/idps/acme/scim-token", headers=admin).get_json()["token"]
+    remember(token)
+    acme = Scim(client, token, slug="acme")
+    user = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x",
+            "active": False}
+    assert acme("POST", "/Users", user).status_code == 201
+    assert client.delete("/admin/api/idps/acme", headers=admin).status_code == 204
+    assert acme("GET", "/Users").status_code == 401
+    create()
+    assert acme("GET", "/Users").status_code == 401
+    with bridge.db.transaction() as session:
+        assert session.query(ScimUser).count() == 0
+        assert session.query(DeprovisionedSubject).count() == 0
