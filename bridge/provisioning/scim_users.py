@@ -23,7 +23,7 @@ from bridge.errors import NotFound, ProvisioningConflict, ProvisioningError
 from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.provisioning.matching import subject_of
-from bridge.provisioning.scim_model import User
+from bridge.provisioning.scim_model import POLICY, User, entra_manager
 from bridge.provisioning.scim_search import MAX_COUNT, Page, search_users
 from bridge.store.models import ScimUser
 
@@ -111,9 +111,12 @@ class ScimUsers:
 
     def patch(self, caller: Caller, user_id: str, body: object,
               shown: Shown = None) -> dict[str, Any]:
+        body = _checked(body)
+        if "Operations" in body:
+            body = {**body, "Operations": entra_manager(body["Operations"])}
         try:
             patch = PatchOp[User].model_validate(
-                _checked(body), scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+                body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY)
         except (ValidationError, SCIMException) as error:
             raise _refused(error) from None
         now = self.services.clock.now()
@@ -121,12 +124,10 @@ class ScimUsers:
             row = self._row(session, caller, user_id, lock=True)
             user = _stored(row)
             try:
-                patch.patch(user)
-                # The patched resource must still be a valid one (a userName removed, say).
-                user = _parse(user.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST),
-                              Context.RESOURCE_REPLACEMENT_REQUEST)
+                patch.patch(user, scim_policy=POLICY)
             except (ValidationError, SCIMException) as error:
                 raise _refused(error) from None
+            _check_names(user)  # a PATCH may not leave a user without a userName
             self._store(session, caller, row, user, now, operation="patch")
             return self._render(row, shown)
 
@@ -172,7 +173,8 @@ class ScimUsers:
         row.user_name_key, row.external_id = name_key, user.external_id
         row.subject, row.active = subject, active
         row.resource_json = json.dumps(
-            user.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST), sort_keys=True)
+            user.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST, scim_policy=POLICY),
+            sort_keys=True)
         row.version, row.updated_at = row.version + 1, now
         if new:
             session.add(row)
@@ -200,7 +202,7 @@ class ScimUsers:
                          last_modified=_time(row.updated_at), version=f'W/"{row.version}"',
                          location=self.location(row.idp_slug, row.id))
         rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
-                                                   response_parameters=shown)
+                                                   response_parameters=shown, scim_policy=POLICY)
         return rendered
 
 
@@ -217,7 +219,7 @@ def response_parameters(attributes: str | None, excluded: str | None) -> Shown:
 
 
 def _stored(row: ScimUser) -> User:
-    return User.model_validate(json.loads(row.resource_json))
+    return User.model_validate(json.loads(row.resource_json), scim_policy=POLICY)
 
 
 def _time(seconds: float) -> dt.datetime:
@@ -226,14 +228,20 @@ def _time(seconds: float) -> dt.datetime:
 
 def _parse(body: object, context: Context) -> User:
     try:
-        user = User.model_validate(_checked(body), scim_ctx=context)
+        user = User.model_validate(_checked(body), scim_ctx=context, scim_policy=POLICY)
     except (ValidationError, SCIMException) as error:
         raise _refused(error) from None
+    _check_names(user)
+    return user
+
+
+def _check_names(user: User) -> None:
+    if not user.user_name:
+        raise ProvisioningError("scim_invalid", "userName: required.", scim_type="invalidValue")
     for name, value in (("userName", user.user_name), ("externalId", user.external_id)):
         if value is not None and len(value) > MAX_NAME:
             raise ProvisioningError("scim_invalid", f"{name}: at most {MAX_NAME} characters.",
                                     scim_type="invalidValue")
-    return user
 
 
 def _checked(body: object) -> dict[str, Any]:

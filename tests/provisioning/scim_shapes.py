@@ -48,3 +48,20 @@ ENTRA_DISABLE = {"schemas": [PATCH], "Operations": [
     {"op": "Replace", "path": "active", "value": "False"}]}
 ENTRA_ENABLE = {"schemas": [PATCH], "Operations": [
     {"op": "Replace", "path": "active", "value": "True"}]}
+
+# Entra ID's profile updates for a user with a manager and a mobile number it never had: the
+# manager as a bare id, and an "Add" through a filter that matches no entry yet.
+ENTRA_MANAGER_AND_PHONE = {"schemas": [PATCH], "Operations": [
+    {"op": "Add", "path": f"{ENTERPRISE}:manager", "value": "2819c223-7f76-453a-919d-413861904646"},
+    {"op": "Add", "path": 'phoneNumbers[type eq "mobile"].value', "value": "+1 555 0100"}]}
+# With the aadOptscim062020 flag, Entra ID writes the operation and the boolean as RFC 7644 does.
+ENTRA_DISABLE_FLAGGED = {"schemas": [PATCH], "Operations": [
+    {"op": "replace", "path": "active", "value": False}]}
+OKTA_CUSTOM_SCHEMA = "urn:okta:bridge:1.0:user:custom"
+
+
+def okta_user_with_custom_attributes(user_name: str, external_id: str) -> dict[str, Any]:
+    """Okta sends the attributes an admin added to the app's profile under a schema of its own."""
+    user = okta_user(user_name, external_id)
+    return {**user, "schemas": [CORE, OKTA_CUSTOM_SCHEMA],
+            OKTA_CUSTOM_SCHEMA: {"costCenter": "4711"}}

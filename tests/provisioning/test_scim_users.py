@@ -15,15 +15,20 @@ from tests.conftest import CONFIDENTIAL_SECRET
 from tests.helpers import Browser
 from tests.provisioning.conftest import ALICE_NAME_ID, BOB_NAME_ID, Scim
 from tests.provisioning.scim_shapes import (
+    ENTERPRISE,
     ENTRA_DISABLE,
+    ENTRA_DISABLE_FLAGGED,
     ENTRA_ENABLE,
     ENTRA_HEADERS,
+    ENTRA_MANAGER_AND_PHONE,
     ENTRA_UPDATE,
+    OKTA_CUSTOM_SCHEMA,
     OKTA_DEACTIVATE,
     OKTA_HEADERS,
     OKTA_REACTIVATE,
     entra_user,
     okta_user,
+    okta_user_with_custom_attributes,
 )
 
 
@@ -180,3 +185,30 @@ def test_paging_and_other_filters(scim: Scim) -> None:
     assert [r["userName"] for r in page["Resources"]] == ["user1@example.com", "user2@example.com"]
     found = scim("GET", '/Users?filter=userName sw "user3" or externalId eq "e4"').get_json()
     assert sorted(r["externalId"] for r in found["Resources"]) == ["e3", "e4"]
+
+
+def test_entra_profile_habits_apply_and_its_flagged_shape_disables(scim: Scim,
+                                                                  browser: Browser) -> None:
+    scim.headers = ENTRA_HEADERS
+    user_id = scim("POST", "/Users", entra_user(ALICE_NAME_ID, "alice")).get_json()["id"]
+    updated = scim("PATCH", f"/Users/{user_id}", ENTRA_MANAGER_AND_PHONE)
+    assert updated.status_code == 200, updated.get_data(as_text=True)
+    body = updated.get_json()
+    assert body[ENTERPRISE]["manager"]["value"] == "2819c223-7f76-453a-919d-413861904646"
+    assert body["phoneNumbers"] == [{"type": "mobile", "value": "+1 555 0100"}]
+    assert scim("PATCH", f"/Users/{user_id}", ENTRA_DISABLE_FLAGGED).get_json()["active"] is False
+    _refused_login(browser)
+
+
+def test_okta_custom_attributes_are_kept_and_a_put_deactivates(scim: Scim, client: FlaskClient,
+                                                               browser: Browser) -> None:
+    scim.headers = OKTA_HEADERS
+    tokens = browser.tokens("alice")
+    created = scim("POST", "/Users", okta_user_with_custom_attributes(ALICE_NAME_ID, "00u1"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    user = created.get_json()
+    assert user[OKTA_CUSTOM_SCHEMA] == {"costCenter": "4711"}
+    replaced = scim("PUT", f"/Users/{user['id']}", okta_user(ALICE_NAME_ID, "00u1", active=False))
+    assert replaced.status_code == 200 and replaced.get_json()["active"] is False
+    assert _introspect(client, tokens["access_token"]) == {"active": False}
+    _refused_login(browser)
