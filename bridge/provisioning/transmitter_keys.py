@@ -33,6 +33,7 @@ class TransmitterKeys:
     def __init__(self, clock: Clock, policy: FetchPolicy) -> None:
         self.clock, self.policy = clock, policy
         self._fetched: dict[str, _Fetched] = {}
+        self._tried: dict[str, tuple[str, float]] = {}  # the last fetch of each IdP's URL
         self._lock = threading.Lock()
 
     def key_for(self, slug: str, config: SecurityEventSettings, kid: object, alg: str) -> Any:
@@ -61,28 +62,36 @@ class TransmitterKeys:
         now = self.clock.now()
         with self._lock:
             held = self._fetched.get(slug)
-            fresh = held is not None and held.url == url and now - held.at < KEEP_SECONDS
-            if held is not None and held.url == url and (
-                    (fresh and not refresh) or now - held.at < REFETCH_SECONDS):
+            if held is not None and held.url != url:
+                held = None  # the settings name another URL now
+            tried = self._tried.get(slug)
+            recently = tried is not None and tried[0] == url and now - tried[1] < REFETCH_SECONDS
+            if held is not None and ((now - held.at < KEEP_SECONDS and not refresh) or recently):
                 return held.keys
+            if recently:
+                raise _unavailable(url, "fetched less than a minute ago, and failed")
+            # Every fetch, good or bad, counts: SETs anyone can post never fetch more often.
+            self._tried[slug] = (url, now)
         try:
             document = json.loads(fetch_metadata(url, policy=self.policy).body or b"")
+            keys = document.get("keys") if isinstance(document, dict) else None
+            if not isinstance(keys, list):
+                raise ValueError("the document is no JWKS")
         except (FetchRefused, ValueError) as error:
-            if held is not None and held.url == url:
+            if held is not None:
                 return held.keys  # the keys we had still verify what they verified
-            raise SecurityEventRejected(
-                "set_keys_unavailable", "The transmitter's keys could not be fetched.",
-                set_error="invalid_key", log_detail={"jwks_url": url, "error": str(error)[:300]}
-            ) from None
-        keys = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(keys, list):
-            raise SecurityEventRejected("set_keys_unavailable",
-                                        "The transmitter's JWKS URL holds no JWKS.",
-                                        set_error="invalid_key", log_detail={"jwks_url": url})
+            raise _unavailable(url, str(error)) from None
         listed = [key for key in keys if isinstance(key, dict)]
         with self._lock:
             self._fetched[slug] = _Fetched(url, listed, now)
         return listed
+
+
+def _unavailable(url: str, why: str) -> SecurityEventRejected:
+    return SecurityEventRejected("set_keys_unavailable",
+                                 "The transmitter's keys could not be fetched.",
+                                 set_error="invalid_key",
+                                 log_detail={"jwks_url": url, "error": why[:300]})
 
 
 def _pick(keys: list[dict[str, Any]], kid: object, alg: str) -> dict[str, Any] | None:
