@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from scim2_models import Context, Meta, PatchOp, ResponseParameters, SCIMException, SearchRequest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -94,11 +95,15 @@ class ScimUsers:
     def create(self, caller: Caller, body: object, shown: Shown = None) -> dict[str, Any]:
         user = _parse(body, Context.RESOURCE_CREATION_REQUEST)
         now = self.services.clock.now()
-        with self.services.db.transaction() as session:
-            row = ScimUser(id=uuid.uuid4().hex, idp_slug=caller.idp.slug, version=0,
-                           created_at=now, user_name_key="", active=True)
-            self._store(session, caller, row, user, now, operation="create", new=True)
-            return self._render(row, shown)
+        try:
+            with self.services.db.transaction() as session:
+                row = ScimUser(id=uuid.uuid4().hex, idp_slug=caller.idp.slug, version=0,
+                               created_at=now, user_name_key="", active=True)
+                self._store(session, caller, row, user, now, operation="create", new=True)
+                return self._render(row, shown)
+        except sa_exc.IntegrityError:
+            # Two creates of one userName at once: the unique index lets one through.
+            raise _taken() from None
 
     def replace(self, caller: Caller, user_id: str, body: object,
                 shown: Shown = None) -> dict[str, Any]:
@@ -163,9 +168,7 @@ class ScimUsers:
             ScimUser.idp_slug == idp.slug, ScimUser.user_name_key == name_key,
             ScimUser.id != row.id))
         if taken is not None:
-            raise ProvisioningConflict("scim_conflict",
-                                       "A user with this userName already exists at this IdP.",
-                                       scim_type="uniqueness")
+            raise _taken()
         before_subject, before_active = (None, True) if new else (row.subject, row.active)
         subject = subject_of(idp, user.user_name or "", user.external_id)
         active = user.active is not False  # RFC 7643 §4.1.1: no value is no statement of "inactive"
@@ -216,6 +219,12 @@ def response_parameters(attributes: str | None, excluded: str | None) -> Shown:
             {"attributes": attributes, "excludedAttributes": excluded})
     except (ValidationError, SCIMException) as error:
         raise _refused(error) from None
+
+
+def _taken() -> ProvisioningConflict:
+    return ProvisioningConflict("scim_conflict",
+                                "A user with this userName already exists at this IdP.",
+                                scim_type="uniqueness")
 
 
 def _stored(row: ScimUser) -> User:

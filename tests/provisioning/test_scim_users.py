@@ -4,9 +4,11 @@ at once and refuses the next one with ``login_deprovisioned`` until they are rea
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from bridge.services import Services
@@ -212,3 +214,25 @@ def test_okta_custom_attributes_are_kept_and_a_put_deactivates(scim: Scim, clien
     assert replaced.status_code == 200 and replaced.get_json()["active"] is False
     assert _introspect(client, tokens["access_token"]) == {"active": False}
     _refused_login(browser)
+
+
+def test_concurrent_creates_of_one_user_name_make_one_user(app: Flask, scim: Scim,
+                                                           bridge: Services) -> None:
+    """Provisioning clients retry and run in parallel: of twelve creates of one userName at once,
+    one is created and the others are told it exists (409), never a 500."""
+    barrier = threading.Barrier(12)
+    statuses: list[int] = []
+
+    def create() -> None:
+        mine = Scim(app.test_client(), scim.token)
+        barrier.wait()
+        statuses.append(mine("POST", "/Users", entra_user("dora@example.com", "d")).status_code)
+
+    threads = [threading.Thread(target=create) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] + [409] * 11, statuses
+    with bridge.db.transaction() as session:
+        assert session.query(ScimUser).count() == 1
