@@ -4,7 +4,10 @@ database, so every node refuses the next login and answers "inactive" for the en
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select, update
+from typing import Any, cast
+
+from sqlalchemy import Connection, CursorResult, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bridge import audit
@@ -23,12 +26,14 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
                 now: float, actor: str) -> int:
     """Refuse the person's next logins and end every live one (refresh families and codes not
     yet exchanged), in the caller's transaction; how many logins ended."""
-    blocked = session.get(DeprovisionedSubject, (idp_slug, subject))
-    if blocked is None:
-        session.add(DeprovisionedSubject(idp_slug=idp_slug, subject=subject, source=source,
-                                         reason=reason, at=now))
-    else:
-        blocked.source, blocked.reason = source, reason
+    # One statement, so two deprovisionings of one person at once (a SCIM request and an
+    # event, on two nodes) both succeed instead of one failing on the primary key.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(DeprovisionedSubject)
+                    .values(idp_slug=idp_slug, subject=subject, source=source, reason=reason,
+                            at=now)
+                    .on_conflict_do_update(index_elements=["idp_slug", "subject"],
+                                           set_={"source": source, "reason": reason}))
     ended = end_logins(
         session,
         families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug,
@@ -42,10 +47,10 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
 
 def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str) -> bool:
     """Let the person log in again (the IdP reactivated them); whether they were refused."""
-    blocked = session.get(DeprovisionedSubject, (idp_slug, subject))
-    if blocked is None:
+    removed = cast("CursorResult[Any]", session.execute(delete(DeprovisionedSubject).where(
+        DeprovisionedSubject.idp_slug == idp_slug, DeprovisionedSubject.subject == subject)))
+    if not removed.rowcount:
         return False
-    session.delete(blocked)
     audit.record(session, at=now, event="reinstate", outcome="success", idp_slug=idp_slug,
                  subject=subject, detail={"actor": actor})
     return True

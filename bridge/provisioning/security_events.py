@@ -75,16 +75,16 @@ class SecurityEvents:
         claims = self._verified(slug, idp, config, token)
         events = claims["events"]
         now = self.services.clock.now()
-        try:
-            with self.services.db.transaction() as session:
-                session.add(ReceivedSecurityEvent(idp_slug=slug, jti=claims["jti"],
-                                                  expires_at=now + 2 * MAX_AGE_SECONDS))
-                session.flush()
-                for event_type, event in events.items():
-                    self._act(session, idp, claims, event_type, event, now)
-        except sa_exc.IntegrityError:
-            raise SecurityEventRejected("set_replayed", "This SET has been received before.",
-                                        log_detail={"jti": claims["jti"][:64]}) from None
+        with self.services.db.transaction() as session:
+            session.add(ReceivedSecurityEvent(idp_slug=slug, jti=claims["jti"],
+                                              expires_at=now + 2 * MAX_AGE_SECONDS))
+            try:
+                session.flush()  # the jti's primary key: a SET is acted on once
+            except sa_exc.IntegrityError:
+                raise SecurityEventRejected("set_replayed", "This SET has been received before.",
+                                            log_detail={"jti": claims["jti"][:64]}) from None
+            for event_type, event in events.items():
+                self._act(session, idp, claims, event_type, event, now)
         return list(events)
 
     # --- verification ------------------------------------------------------------------------

@@ -6,10 +6,12 @@ stale, foreign-audience or foreign-issuer SETs are refused with 400 and change n
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import jwt
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -237,3 +239,27 @@ class TestKeysFromAUrl:
         assert refusal.code == "set_keys_unavailable"
         assert "public addresses" in refusal.detail_json
         assert _state(bridge) == before and _active(client, alice["access_token"])
+
+
+def test_concurrent_disablings_of_one_person_are_all_accepted(app: Flask, browser: Browser,
+                                                              bridge: Services) -> None:
+    """Several SETs about one person at once (a transmitter's retries, two event types): each is
+    acted on and answered 202; none is mistaken for a replay or fails on the refusal's key."""
+    alice = browser.tokens("alice")
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def push() -> None:
+        token = TRANSMITTER.sign(_disable_alice())
+        barrier.wait()
+        statuses.append(_push(app.test_client(), token).status_code)
+
+    threads = [threading.Thread(target=push) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [202] * 8
+    assert not _active(app.test_client(), alice["access_token"])
+    with bridge.db.transaction() as session:
+        assert session.query(DeprovisionedSubject).count() == 1
