@@ -21,6 +21,7 @@ from bridge.replay import consume
 from bridge.saml import response as saml_response
 from bridge.saml.subject import to_identity
 from bridge.service_provider import service_provider
+from bridge.store import direct
 from bridge.store.models import AuthnRequestRecord
 from bridge.tokens.secrets_util import constant_time_equal, secret_hash
 
@@ -87,8 +88,8 @@ class AssertionConsumer:
                 raise SamlRejected("saml_unsolicited",
                                    "This IdP may not start logins (IdP-initiated SSO is disabled).")
             return self.idp_initiated.complete(idp, received, relay_state, refusal)
-        with self.services.db.connection() as connection:
-            record = connection.execute(_GET_REQUEST, {"id": request_id}).first()
+        with self.services.db.lookup() as connection:
+            record = direct.first(connection, _GET_REQUEST, {"id": request_id})
         if record is None or record.idp_slug != slug or record.expires_at <= now:
             raise SamlRejected("saml_request_unknown",
                                "The response answers a login request we have no record of.",

@@ -104,6 +104,19 @@ class Database:
                 isolation_level="AUTOCOMMIT") as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """For one read, run through ``store/direct.py``, outside any transaction: no write lock
+        taken on SQLite (``connection()`` would take one up front), no BEGIN and COMMIT round
+        trips on PostgreSQL. Only for statements run through ``direct``: one run by SQLAlchemy
+        here would begin a transaction as ``connection()`` does."""
+        if self.dialect == "postgresql":
+            with self.single_statement() as connection:
+                yield connection
+            return
+        with _unavailable_when_disconnected(), self.engine.connect() as connection:
+            yield connection
+
     def serialize(self, session: Session, name: str) -> None:
         """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not
         run on two nodes at once even when there is no row yet to lock (FOR UPDATE locks nothing
