@@ -16,8 +16,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.errors import InvalidValue, Misconfigured, StoreUnavailable
+from bridge.store import direct
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
+_BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -43,7 +45,8 @@ def make_engine(database_url: str) -> Engine:
         def _sqlite_begin(connection):
             # IMMEDIATE takes the write lock up front: one writer at a time, and no transaction
             # can read a row, lose the lock to another writer and then act on a stale read.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Run on the driver (store/direct.py): every transaction pays for this statement.
+            direct.execute(connection, _BEGIN_IMMEDIATE, {})
 
         _refuse_nul_characters(engine)
         return engine
