@@ -44,12 +44,11 @@ def test_a_nul_character_is_refused_before_the_driver_sees_it(database: Database
 
 def test_a_second_use_is_an_integrity_error_and_rolls_back(database: Database) -> None:
     _remember(database, "m-1")
-    with pytest.raises(sa.exc.IntegrityError):
-        with database.connection() as connection:
-            remember_message(connection, idp_entity_id="https://idp", message_id="m-3",
-                             expires_at=1.0)
-            remember_message(connection, idp_entity_id="https://idp", message_id="m-1",
-                             expires_at=1.0)
+    with pytest.raises(sa.exc.IntegrityError), database.connection() as connection:
+        remember_message(connection, idp_entity_id="https://idp", message_id="m-3",
+                         expires_at=1.0)
+        remember_message(connection, idp_entity_id="https://idp", message_id="m-1",
+                         expires_at=1.0)
     with database.lookup() as connection:
         assert direct.first(connection, _FIND, {"id": "m-3"}) is None  # nothing half-written
 
@@ -83,14 +82,13 @@ def test_a_lost_postgresql_connection_is_store_unavailable(database: Database) -
         pytest.skip("a lost connection is a PostgreSQL matter")
     admin = Database(database.url)
     try:
-        with pytest.raises(StoreUnavailable):
-            with database.connection() as connection:
-                pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
-                with admin.lookup() as other:
-                    direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
-                                 {"pid": pid})
-                remember_message(connection, idp_entity_id="https://idp", message_id="m-5",
-                                 expires_at=1.0)
+        with pytest.raises(StoreUnavailable), database.connection() as connection:
+            pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
+            with admin.lookup() as other:
+                direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
+                             {"pid": pid})
+            remember_message(connection, idp_entity_id="https://idp", message_id="m-5",
+                             expires_at=1.0)
     finally:
         admin.dispose()
     # The dead connection was dropped: the next request is served.
