@@ -235,3 +235,18 @@ def test_presets_translate_both_ways(preset: str, mfa_ref: str) -> None:
 def test_google_offers_no_second_factor_level() -> None:
     contexts = parse_authn_contexts({"preset": "google"}, source="corp.toml")
     assert contexts.acr_values == ("pwd",)
+
+
+@pytest.mark.parametrize(("params", "age"), [
+    ({"prompt": "none"}, 3600),      # single sign-on from an earlier login, without interaction
+    ({"max_age": "600"}, 30),
+    ({"prompt": "login"}, -2),       # authenticated again, after the request
+    ({"max_age": "600", "acr_values": "pwd mfa"}, 30),
+])
+def test_a_login_that_meets_the_requirement_is_issued(browser: Browser, params: dict[str, str],
+                                                      age: int) -> None:
+    login = start(browser, **params)
+    browser.bridge.clock.advance(max(0, -age))  # type: ignore[attr-defined]
+    instant = int(time.time()) - age
+    body = tokens_for(browser, login, browser.signed_response(login, authn_instant=instant))
+    assert claims(body["access_token"])["auth_time"] == instant
