@@ -32,7 +32,7 @@ REFEDS_MFA = "https://refeds.org/profile/mfa"
 REFEDS_SFA = "https://refeds.org/profile/sfa"
 COMPARISONS = ("exact", "minimum")
 # An acr value as OIDC carries it: no space (acr_values is space-separated), printable ASCII.
-_ACR = re.compile(r"^[\x21-\x7e]{1,64}\Z")
+ACR_PATTERN = re.compile(r"^[\x21-\x7e]{1,64}\Z")
 _MAX_CLASS_REF = 1024
 
 
@@ -152,7 +152,7 @@ def _parse_level(raw: Any, problems: Problems) -> AuthnLevel | None:
     for key in sorted(set(raw) - {"acr", "class_refs", "amr"}):
         problems.at(key).add("unknown level setting")
     acr = raw.get("acr")
-    if not isinstance(acr, str) or not _ACR.match(acr):
+    if not isinstance(acr, str) or not ACR_PATTERN.match(acr):
         problems.at("acr").add("must be 1-64 printable ASCII characters without spaces")
         acr = None
     refs = _strings(raw.get("class_refs"), problems.at("class_refs"), "AuthnContextClassRef URIs",

@@ -4,13 +4,12 @@ and checked against the IdP's answer in ``bridge.login.step_up``."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bridge.claims.authn_levels import ACR_PATTERN
 from bridge.errors import AuthorizeError
 
-_ACR = re.compile(r"^[\x21-\x7e]{1,64}\Z")
 MAX_ACR_VALUES = 8
 # One year: longer is no requirement a login could fail, and keeps the arithmetic small.
 MAX_MAX_AGE = 366 * 86400
@@ -56,7 +55,7 @@ def parse_authn_requirement(params: Mapping[str, str],
     """The requirement of an authorization request whose client and redirect URI are verified;
     ``refuse(code, detail)`` makes the error that goes back to the client."""
     acr_values = tuple(dict.fromkeys((params.get("acr_values") or "").split()))
-    if len(acr_values) > MAX_ACR_VALUES or not all(_ACR.match(a) for a in acr_values):
+    if len(acr_values) > MAX_ACR_VALUES or not all(ACR_PATTERN.match(a) for a in acr_values):
         raise refuse("acr_values_invalid",
                      f"acr_values: at most {MAX_ACR_VALUES} values of printable ASCII.")
     max_age = None
