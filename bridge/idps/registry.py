@@ -214,7 +214,9 @@ def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], 
 
 def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int | None,
                      now: dt.datetime, check_expiry: bool = False) -> IdentityProvider:
-    where = f"IdP {slug} (metadata version {version_id})"
+    # A document being checked has no version yet: its problems are the metadata's, on the page
+    # of that IdP; a stored one that no longer loads is named for the log.
+    where = f"IdP {slug} (metadata version {version_id})" if version_id else "metadata"
     metadata = parse_idp_metadata(xml.encode("utf-8"), source=where, now=now,
                                   check_expiry=check_expiry)
     settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
