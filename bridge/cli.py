@@ -213,7 +213,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
     from bridge.errors import SamlRejected
-    from bridge.idps.files import load_idp_directory
+    from bridge.idps.every_idp import every_idp
     from bridge.idps.preview import (
         facts_from_document,
         facts_from_response,
@@ -221,7 +221,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
         refused,
     )
 
-    idps = load_idp_directory(settings.idp_metadata_dir, now=dt.datetime.now(dt.UTC))
+    idps = every_idp(settings, SystemClock())  # files and managed alike
     idp = idps.get(args.idp)
     if idp is None:
         raise ConfigError(f"--idp: no IdP {args.idp!r} (known: {', '.join(sorted(idps)) or 'none'})")
