@@ -143,6 +143,10 @@ def _act(slug: str, action: Any, notice: str) -> BaseResponse:
                   "identical": "The metadata is identical to what is in force.",
                   "not_modified": "The metadata has not changed since the last fetch."}[
                       result["status"]]
+        if result.get("certificates_applied"):
+            notice = ("Its new certificates are in force already (version "
+                      f"{result['certificates_applied']}); the other changes wait for your "
+                      "approval below.")
     return _back(slug, notice)
 
 
