@@ -57,7 +57,7 @@ class IdpAdmin(MetadataVersions):
         settings_json = self._validated_settings(slug, settings)
         fetched = None
         if url is not None:
-            fetched = fetch_metadata(url, policy=self.fetch_policy)
+            fetched = fetch_metadata(url, policy=self.policy_for(slug, settings_json))
             xml = fetched.body
         if not xml:
             raise InvalidInput("metadata: upload a document or give a metadata URL")

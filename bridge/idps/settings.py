@@ -16,6 +16,7 @@ from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.config.problems import Problems
+from bridge.idps.internal_hosts import InternalHosts, parse_internal_hosts
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
 
 # \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
@@ -40,6 +41,8 @@ class IdpSettings(SamlOptions):
     metadata_auto_apply: str = "additions"
     metadata_refresh_seconds: int = 6 * 3600
     metadata_signing_certificate: str | None = None
+    # Internal hosts (with their private addresses) its metadata URL may be on: AD FS.
+    metadata_internal_hosts: InternalHosts = ()
 
 
 @dataclass
@@ -59,7 +62,7 @@ IDP_SETTING_KEYS = frozenset({
     "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
     "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
     "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
-    "sign_requests", "authn_request_binding"})
+    "metadata_internal_hosts", "sign_requests", "authn_request_binding"})
 
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
@@ -110,6 +113,7 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
         problems.add("metadata_signing_certificate: a PEM certificate")
         pinned = None
+    internal_hosts = parse_internal_hosts(raw.get("metadata_internal_hosts"), problems.add)
     sign_requests = raw.get("sign_requests", "auto")
     if sign_requests not in ("auto", "always", "never"):
         problems.add("sign_requests: one of auto, always, never")
@@ -130,6 +134,7 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         metadata_auto_apply=auto_apply,
         metadata_refresh_seconds=refresh,
         metadata_signing_certificate=pinned,
+        metadata_internal_hosts=internal_hosts,
         display_name=display_name,
         allow_idp_initiated=allow_idp_initiated,
         idp_initiated_clients=tuple(targets),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.overview import IdpOverview
 from bridge.idps.refresh import RefreshFailed, refresh_interval
 from bridge.idps.registry import load_managed_idp
-from bridge.idps.settings import SLUG_RE, IdentityProvider
+from bridge.idps.settings import SLUG_RE, IdentityProvider, parse_idp_settings
 from bridge.idps.targets import check_idp_initiated_targets
 from bridge.idps.uniqueness import check_endpoints_free, check_entity_id_free, claim_entity_id, lost_race
 from bridge.store.models import IdpMetadataVersion, IdpRecord
@@ -52,7 +53,7 @@ class MetadataVersions(IdpOverview):
             target = url or record.metadata_url
             if not target:
                 raise InvalidInput("metadata: upload a document or set a metadata URL")
-            fetched = fetch_metadata(target, policy=self.fetch_policy)
+            fetched = fetch_metadata(target, policy=self.policy_for(slug, record.settings_json))
             xml, source = fetched.body, "url"
         assert xml is not None
         return self._propose(slug, record, xml, source, actor)
@@ -64,7 +65,8 @@ class MetadataVersions(IdpOverview):
             raise InvalidInput(f"IdP {slug} has no metadata URL")
         now = self.clock.now()
         try:
-            fetched = fetch_metadata(record.metadata_url, policy=self.fetch_policy,
+            fetched = fetch_metadata(record.metadata_url,
+                                     policy=self.policy_for(slug, record.settings_json),
                                      etag=record.metadata_etag,
                                      last_modified=record.metadata_last_modified)
             if fetched.status == 304 or fetched.body is None:
@@ -317,6 +319,12 @@ class MetadataVersions(IdpOverview):
         if record is None:
             raise NotFound("idp_unknown", f"No IdP {slug!r}.")
         return record
+
+    def policy_for(self, slug: str, settings_json: str) -> FetchPolicy:
+        """The fetch policy for this IdP's metadata URL: the bridge's, with the IdP's internal
+        hosts (the settings as they are stored, or about to be)."""
+        settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
+        return replace(self.fetch_policy, internal_hosts=settings.metadata_internal_hosts)
 
     def _validated(self, slug: str, xml: bytes, settings_json: str) -> IdentityProvider:
         """Parse metadata and settings exactly as they would be served; raise with locations."""
