@@ -297,7 +297,10 @@ def _idp_list(services: object) -> int:
             expired = "metadata_expired" in idp["warnings"]
             expiries.append(f"metadata valid until {idp['metadata_valid_until'][:10]}"
                             + (" WARNING: metadata expired" if expired else ""))
-        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id']:<50} {', '.join(expiries)}")
+        if idp["state"] != "live":  # drafts have no entity ID yet; neither is offered to users
+            expiries.insert(0, f"({idp['state']}: not offered to users)")
+        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id'] or '-':<50} "
+              f"{', '.join(expiries)}")
     return 0
 
 

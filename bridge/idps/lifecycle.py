@@ -27,30 +27,29 @@ from bridge.errors import Conflict, InvalidInput
 from bridge.idps.fetch import check_url, fetch_metadata
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
-from bridge.idps.settings import SLUG_RE
+from bridge.idps.settings import parse_idp_settings
+from bridge.idps.stages import LIVE, IdpStages
 from bridge.idps.uniqueness import (
     check_endpoints_free,
     check_entity_id_free,
     claim_entity_id,
     lost_race,
 )
-from bridge.idps.versions import MetadataVersions
 from bridge.oauth.revocation import end_logins
 from bridge.store.models import AuthorizationCode, IdpEntityId, IdpRecord, RefreshFamily
 
 
-class IdpAdmin(MetadataVersions):
+class IdpAdmin(IdpStages):
     """Every change to an API-managed IdP; reading is ``IdpOverview``'s, metadata versions are
-    ``MetadataVersions``'."""
+    ``MetadataVersions``', drafts and going live ``IdpStages``'."""
 
     # --- creating, settings, deleting --------------------------------------------------------------
 
     def create_idp(self, slug: str, *, xml: bytes | None, url: str | None,
                    settings: dict[str, Any], actor: str) -> dict[str, Any]:
-        if not SLUG_RE.match(slug or ""):
-            raise InvalidInput("slug: must match [a-z0-9][a-z0-9-]{0,62}")
-        if slug in self.registry.files:
-            raise Conflict(f"slug: {slug!r} is declared as a file in idp_metadata/; change the file")
+        """The one-shot creation, for automation: with its metadata, live at once (the caller
+        vouches for it; audited as such). People start with a draft (``create_draft``)."""
+        self._check_new_slug(slug)
         with self.db.transaction() as session:
             if session.get(IdpRecord, slug) is not None:
                 raise Conflict(f"slug: {slug!r} already exists")
@@ -75,14 +74,14 @@ class IdpAdmin(MetadataVersions):
                 session.flush()
                 session.add(IdpRecord(slug=slug, version_id=version.id,
                                       settings_json=settings_json, metadata_url=url,
-                                      created_at=now, updated_at=now,
+                                      created_at=now, updated_at=now, state=LIVE,
                                       metadata_etag=fetched.etag if fetched else None,
                                       metadata_last_modified=(fetched.last_modified if fetched
                                                               else None),
                                       metadata_fetched_at=now if fetched else None))
                 audit.record(session, at=now, event="idp_created", outcome="success",
                              idp_slug=slug,
-                             detail={"actor": actor, "entity_id": entity_id,
+                             detail={"actor": actor, "entity_id": entity_id, "state": LIVE,
                                      "metadata_url": url, "version": version.id,
                                      "settings": json.loads(settings_json)})
         except IntegrityError:
@@ -93,8 +92,11 @@ class IdpAdmin(MetadataVersions):
     def update_settings(self, slug: str, settings: dict[str, Any], actor: str) -> dict[str, Any]:
         record = self._managed(slug)
         settings_json = self._validated_settings(slug, settings)
-        self._validated(slug, self.version_xml(slug, record.version_id or 0).encode(),
-                        settings_json)
+        if record.version_id is None:  # a draft: settings alone
+            parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
+        else:
+            self._validated(slug, self.version_xml(slug, record.version_id).encode(),
+                            settings_json)
         now = self.clock.now()
         with self.db.transaction() as session:
             row = session.get(IdpRecord, slug, with_for_update=True)
@@ -143,10 +145,6 @@ class IdpAdmin(MetadataVersions):
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),
+                                 "metadata_url": record.metadata_url, "state": record.state,
                                  "logins_ended": ended})
         self.registry.invalidate()
-
-    def _validated_settings(self, slug: str, settings: dict[str, Any]) -> str:
-        if not isinstance(settings, dict):
-            raise InvalidInput("settings: must be an object")
-        return json.dumps(settings, sort_keys=True, default=str)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +51,19 @@ class IdentityProvider(SamlIdp):
     """An IdP in force: handed to ``saml/`` as the ``SamlIdp`` it is, read whole by the bridge."""
 
     settings: IdpSettings  # the same field, with the bridge's settings on top of SAML's
+    # Offered to users (IdP chooser, /authorize, admin sign-in): files always; an API-managed IdP
+    # once it went live (bridge.idps.stages). The metadata version in force, if stored.
+    live: bool = True
+    version_id: int | None = None
 
     @property
     def display_name(self) -> str:
         return self.settings.display_name or self.slug
+
+
+def offered(idps: Mapping[str, IdentityProvider]) -> dict[str, IdentityProvider]:
+    """The IdPs users may log in through: those that are live."""
+    return {slug: idp for slug, idp in idps.items() if idp.live}
 
 
 # The keys of an IdP's settings (<slug>.toml, or through the admin API); docs/configuration.md

@@ -320,6 +320,11 @@ class MetadataVersions(IdpOverview):
             raise NotFound("idp_unknown", f"No IdP {slug!r}.")
         return record
 
+    def _validated_settings(self, slug: str, settings: dict[str, Any]) -> str:
+        if not isinstance(settings, dict):
+            raise InvalidInput("settings: must be an object")
+        return json.dumps(settings, sort_keys=True, default=str)
+
     def policy_for(self, slug: str, settings_json: str) -> FetchPolicy:
         """The fetch policy for this IdP's metadata URL: the bridge's, with the IdP's internal
         hosts (the settings as they are stored, or about to be)."""
