@@ -47,7 +47,8 @@ class AdminSignIn:
                                f"Your account does not have the {role} role at {idp.display_name}.",
                                log_detail={"roles": list(mapped.roles), "required": role})
         name = mapped.name or mapped.email or identity.subject
-        ticket = self.access.issue_ticket(subject=identity.subject, name=name, idp_slug=idp.slug)
+        ticket = self.access.issue_ticket(subject=identity.subject, name=name, idp_slug=idp.slug,
+                                          email=mapped.email)
         return record.redirect_uri + "?" + urlencode({"ticket": ticket})
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:

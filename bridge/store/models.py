@@ -248,6 +248,8 @@ class AdminSession(Base):
     kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(256))
+    # Shown beside the name on every admin page (the audit actor keeps the subject).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     idp_slug: Mapped[str] = mapped_column(String(63))
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Double)
