@@ -7,7 +7,6 @@ a notice, or re-renders the page with the problems when it was refused.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,8 +16,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.presets import PRESETS
-from bridge.errors import ConfigError, InvalidInput, NotFound
+from bridge.errors import ConfigError, NotFound
 from bridge.idps.settings import offered
+from bridge.idps.settings_text import settings_as_toml, settings_from_text
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
@@ -135,7 +135,7 @@ def idp(slug: str) -> BaseResponse:
 
 def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     detail = administration().idps.get_idp(slug)
-    context.setdefault("settings_text", json.dumps(detail["settings"] or {}, indent=2))
+    context.setdefault("settings_text", settings_as_toml(detail["settings"] or {}))
     return allow_copy_script(_page("admin/idp.html", status=status, idp=detail,
                                    setup=setup_context(services().settings, detail),
                                    copy_script=COPY_SCRIPT, **context))
@@ -150,8 +150,8 @@ def _act(slug: str, action: Any, notice: str, first_notice: str = FIRST_METADATA
         result = action()
     except ConfigError as error:
         return _idp_page(slug, status=422, problems=error.problems,
-                         **({"settings_text": request.form["settings_json"]}
-                            if request.form.get("settings_json") else {}))
+                         **({"settings_text": request.form["settings_text"]}
+                            if request.form.get("settings_text") else {}))
     if isinstance(result, dict) and result.get("first"):
         notice = first_notice
     elif isinstance(result, dict) and result.get("status") in ("pending", "applied", "identical",
@@ -203,10 +203,7 @@ def version_action(slug: str, version_id: int, action: str) -> BaseResponse:
 @admin_page
 def settings(slug: str) -> BaseResponse:
     def save() -> Any:
-        try:
-            parsed = json.loads(request.form.get("settings_json", ""))
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"settings: not valid JSON ({error})") from None
+        parsed = settings_from_text(request.form.get("settings_text", ""))
         return administration().idps.update_settings(slug, parsed, actor())
 
     return _act(slug, save, "Settings saved.")
