@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
 from lxml import html
 
 from tests.test_idp_stages import SLUG, Admin, admin  # noqa: F401  (fixture)
@@ -74,3 +75,37 @@ def test_json_is_still_read(admin: Admin) -> None:  # noqa: F811
     admin.draft("okta")
     saved = admin.post(f"/admin/idps/{SLUG}/settings", settings_text='{"clock_skew_seconds": 30}')
     assert saved.status_code == 303 and _saved(admin) == {"clock_skew_seconds": 30}
+
+
+def test_the_common_settings_form_keeps_the_rest(admin: Admin) -> None:  # noqa: F811
+    admin.draft("okta")
+    admin.post(f"/admin/idps/{SLUG}/settings", settings_text=PASTED)
+
+    saved = admin.post(f"/admin/idps/{SLUG}/settings/common", preset="entra",
+                       clock_skew_seconds="90", sign_requests="always",
+                       insecure_allow_sha1_until="")
+
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    settings = _saved(admin)
+    assert settings["mapping"]["preset"] == "entra"
+    assert settings["mapping"]["roles"] == [{"prefix": "app-admin", "role": "admin"}]
+    assert (settings["clock_skew_seconds"], settings["sign_requests"]) == (90, "always")
+    assert "insecure_allow_sha1_until" not in settings  # emptied: no exception any more
+    page = admin.page(f"/admin/idps/{SLUG}")
+    assert page.xpath("//select[@id='form-preset']/option[@selected]/@value") == ["entra"]
+
+
+@pytest.mark.parametrize("skew,problem", [
+    ("ninety", "clock_skew_seconds: a whole number of seconds, not 'ninety'"),
+    ("999", "IdP other settings: clock_skew_seconds: must be an integer from 0 to 300, got 999"),
+])
+def test_the_form_names_a_mistake_and_changes_nothing(admin: Admin, skew: str,  # noqa: F811
+                                                      problem: str) -> None:
+    admin.draft("okta")
+    refused = admin.post(f"/admin/idps/{SLUG}/settings/common", preset="okta",
+                         clock_skew_seconds=skew, sign_requests="auto")
+    assert refused.status_code == 422
+    problems = html.fromstring(refused.get_data(as_text=True)).xpath(
+        "//div[@id='problems']//li/text()")
+    assert problems == [problem]
+    assert _saved(admin) == {"display_name": "Contoso", "mapping": {"preset": "okta"}}

@@ -41,3 +41,36 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value if v is not None]
     return value
+
+
+# The settings most IdPs need, as the page's form gives them: empty (or the default) removes the
+# setting, so the TOML stays what the admin wrote.
+_DEFAULTS = {"clock_skew_seconds": "60", "sign_requests": "auto",
+             "insecure_allow_sha1_until": ""}
+
+
+def with_common_settings(settings: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """``settings`` with the form's vendor preset, clock skew, request signing and SHA-1
+    exception; everything else (claims, groups, roles...) is kept as it is."""
+    changed = json.loads(json.dumps(settings))  # a deep copy of plain data
+    mapping = dict(changed.get("mapping") or {})
+    preset = form.get("preset", "").strip()
+    if preset:
+        mapping["preset"] = preset
+    else:
+        mapping.pop("preset", None)
+    if mapping:
+        changed["mapping"] = mapping
+    else:
+        changed.pop("mapping", None)
+    for key, default in _DEFAULTS.items():
+        value = form.get(key, "").strip()
+        if value in ("", default):
+            changed.pop(key, None)
+        elif key == "clock_skew_seconds":
+            if not value.isdigit():
+                raise InvalidInput(f"clock_skew_seconds: a whole number of seconds, not {value!r}")
+            changed[key] = int(value)
+        else:
+            changed[key] = value
+    return changed

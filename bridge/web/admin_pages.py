@@ -18,7 +18,7 @@ from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.presets import PRESETS
 from bridge.errors import ConfigError, NotFound
 from bridge.idps.settings import offered
-from bridge.idps.settings_text import settings_as_toml, settings_from_text
+from bridge.idps.settings_text import settings_as_toml, settings_from_text, with_common_settings
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
@@ -136,7 +136,7 @@ def idp(slug: str) -> BaseResponse:
 def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     detail = administration().idps.get_idp(slug)
     context.setdefault("settings_text", settings_as_toml(detail["settings"] or {}))
-    return allow_copy_script(_page("admin/idp.html", status=status, idp=detail,
+    return allow_copy_script(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
                                    setup=setup_context(services().settings, detail),
                                    copy_script=COPY_SCRIPT, **context))
 
@@ -205,6 +205,18 @@ def settings(slug: str) -> BaseResponse:
     def save() -> Any:
         parsed = settings_from_text(request.form.get("settings_text", ""))
         return administration().idps.update_settings(slug, parsed, actor())
+
+    return _act(slug, save, "Settings saved.")
+
+
+@admin_pages.post("/idps/<slug>/settings/common")
+@admin_page
+def common_settings(slug: str) -> BaseResponse:
+    def save() -> Any:
+        admin = administration().idps
+        current = admin.get_idp(slug)["settings"] or {}
+        return admin.update_settings(slug, with_common_settings(current, dict(request.form)),
+                                     actor())
 
     return _act(slug, save, "Settings saved.")
 
