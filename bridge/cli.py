@@ -213,7 +213,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
     from bridge.errors import SamlRejected
-    from bridge.idps.files import load_idp_directory
+    from bridge.idps.every_idp import every_idp
     from bridge.idps.preview import (
         facts_from_document,
         facts_from_response,
@@ -221,7 +221,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
         refused,
     )
 
-    idps = load_idp_directory(settings.idp_metadata_dir, now=dt.datetime.now(dt.UTC))
+    idps = every_idp(settings, SystemClock())  # files and managed alike
     idp = idps.get(args.idp)
     if idp is None:
         raise ConfigError(f"--idp: no IdP {args.idp!r} (known: {', '.join(sorted(idps)) or 'none'})")
@@ -297,7 +297,10 @@ def _idp_list(services: object) -> int:
             expired = "metadata_expired" in idp["warnings"]
             expiries.append(f"metadata valid until {idp['metadata_valid_until'][:10]}"
                             + (" WARNING: metadata expired" if expired else ""))
-        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id']:<50} {', '.join(expiries)}")
+        if idp["state"] != "live":  # drafts have no entity ID yet; neither is offered to users
+            expiries.insert(0, f"({idp['state']}: not offered to users)")
+        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id'] or '-':<50} "
+              f"{', '.join(expiries)}")
     return 0
 
 

@@ -173,7 +173,9 @@ Index("ix_audit_events_idp_slug_event_at", AuditEvent.idp_slug, AuditEvent.event
 
 class IdpRecord(Base):
     """An IdP managed through the admin API (IdPs declared as files in idp_metadata/ are not
-    stored here). ``version_id`` is the metadata version in force."""
+    stored here). ``version_id`` is the metadata version in force (none for a draft). ``state``:
+    draft (no metadata yet), testing (not offered to users), live; ``tested_version_id`` the
+    version a passing test login was seen with (docs/decisions/0025)."""
 
     __tablename__ = "idps"
 
@@ -188,6 +190,8 @@ class IdpRecord(Base):
     created_at: Mapped[float] = mapped_column(Double)
     # Bumped by every change, so every node notices and reloads (bridge.idps.registry).
     updated_at: Mapped[float] = mapped_column(Double, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    tested_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class IdpEntityId(Base):
@@ -248,6 +252,8 @@ class AdminSession(Base):
     kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(256))
+    # Shown beside the name on every admin page (the audit actor keeps the subject).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     idp_slug: Mapped[str] = mapped_column(String(63))
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Double)
