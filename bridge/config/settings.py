@@ -223,7 +223,13 @@ class Settings:
         "`Authorization: Bearer <token>`; otherwise keep `/metrics` off the public ingress.")
     clients: tuple[ClientConfig, ...] = setting(
         (), parse=parse_clients, default_doc="none",
-        doc="The OAuth clients, `[[clients]]` tables (below).")
+        doc="The OAuth clients, `[[clients]]` tables (below). More can be managed through the "
+        "admin API ([clients](clients.md#managed-clients)); these stay as declared here.")
+    client_secret_overlap_seconds: int = setting(
+        86400, between=(0, 30 * 86400),
+        doc="Managed clients: after a secret rotation the old secret keeps working this long, "
+        "so that every instance of the client can move to the new one, 0 to 2592000 (each "
+        "rotation may ask for its own; 0 ends the old secret at once).")
 
     @property
     def is_production(self) -> bool:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import Blueprint, Response, jsonify
 
 from bridge.claims import schemas
-from bridge.config import Settings
+from bridge.config import ClientConfig, Settings
 from bridge.errors import NotFound
 from bridge.web.context import services
 
 discovery = Blueprint("discovery", __name__)
 
 
-def discovery_document(settings: Settings) -> dict[str, object]:
+def discovery_document(settings: Settings,
+                       clients: Iterable[ClientConfig]) -> dict[str, object]:
     base = settings.base_url
-    scopes = sorted({s for c in settings.clients for s in c.scopes})
+    scopes = sorted({s for c in clients for s in c.scopes})
     claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
     return {
         "issuer": base,
@@ -53,7 +56,7 @@ def discovery_document(settings: Settings) -> dict[str, object]:
 @discovery.get("/.well-known/openid-configuration")
 @discovery.get("/.well-known/oauth-authorization-server")
 def configuration() -> Response:
-    response = jsonify(discovery_document(services().settings))
+    response = jsonify(discovery_document(services().settings, services().clients.values()))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
