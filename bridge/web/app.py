@@ -16,7 +16,12 @@ from bridge.errors import InvalidValue
 from bridge.jobs.standard import start_scheduler
 from bridge.logs import request_id
 from bridge.services import Services, build_services
-from bridge.web import cors, errors, rate_limits
+from bridge.web import (
+    admin_client_pages,  # noqa: F401  (adds the client pages to admin_pages)
+    cors,
+    errors,
+    rate_limits,
+)
 from bridge.web.admin_api import admin_api_blueprint
 from bridge.web.admin_pages import admin_pages
 from bridge.web.discovery import discovery
