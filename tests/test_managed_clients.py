@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from bridge.admin.access import AdminAccess
 from bridge.config import Settings
+from bridge.errors import Conflict
 from bridge.services import Services
 from bridge.store.models import ClientSecret
 from bridge.web import create_app
@@ -278,3 +279,72 @@ def test_deleting_a_client_ends_its_logins(api, browser: Browser) -> None:  # ty
     refused = browser.refresh(tokens["refresh_token"], client_id="reports-spa")
     assert refused.status_code == 400
     assert refused.get_json()["error"] == "invalid_grant"
+
+
+# --- every endpoint uses the managed clients ------------------------------------------------------
+
+GATEWAY = {"client_id": "gateway", "redirect_uris": ["https://gw.example.com/cb"],
+           "audience": "gateway-api", "public": False, "claims_version": 2,
+           "token_exchange_audiences": ["orders-api"]}
+
+
+def test_a_managed_confidential_client_uses_every_endpoint(  # type: ignore[no-untyped-def]
+        api, browser: Browser, client: FlaskClient) -> None:
+    secret = _register(api, GATEWAY)
+    assert secret
+    auth = ("gateway", secret)
+    redirect = GATEWAY["redirect_uris"][0]
+    code, login = browser.login(client_id="gateway", redirect_uri=redirect)
+    without = client.post("/token", data={"grant_type": "authorization_code", "code": code,
+                                          "redirect_uri": redirect, "client_id": "gateway",
+                                          "code_verifier": login.verifier})
+    assert without.status_code == 401  # a confidential client must authenticate
+    code, login = browser.login(client_id="gateway", redirect_uri=redirect)
+    tokens = client.post("/token", data={"grant_type": "authorization_code", "code": code,
+                                         "redirect_uri": redirect,
+                                         "code_verifier": login.verifier}, auth=auth)
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    access, refresh = tokens.get_json()["access_token"], tokens.get_json()["refresh_token"]
+    remember(access, refresh)
+    userinfo = client.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
+    assert userinfo.status_code == 200 and userinfo.get_json()["sub"]
+    exchanged = client.post("/token", data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": access,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "audience": "orders-api"}, auth=auth)
+    assert exchanged.status_code == 200, exchanged.get_data(as_text=True)
+    assert client.post("/introspect", data={"token": access},
+                       auth=auth).get_json()["active"] is True
+    rotated = client.post("/token", data={"grant_type": "refresh_token",
+                                          "refresh_token": refresh}, auth=auth)
+    assert rotated.status_code == 200
+    successor = rotated.get_json()["refresh_token"]
+    remember(successor)
+    assert client.post("/revoke", data={"token": successor}, auth=auth).status_code == 200
+    assert client.post("/introspect", data={"token": access},
+                       auth=auth).get_json()["active"] is False
+    assert client.post("/token", data={"grant_type": "refresh_token", "refresh_token": successor},
+                       auth=auth).get_json()["error"] == "invalid_grant"
+    assert "openid" in client.get("/.well-known/openid-configuration").get_json()[
+        "scopes_supported"]
+
+
+def test_two_registrations_of_one_id_at_once_leave_one(  # type: ignore[no-untyped-def]
+        api, bridge: Services, settings: Settings, client: FlaskClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each node checked that the ID was free before either wrote: the primary key refuses the
+    second, with the same answer as the check."""
+    other_app = create_app(settings, clock=MovableClock())
+    other = other_app.extensions["admin"].clients
+    try:
+        # This node's check ran before the other node's write.
+        monkeypatch.setattr(other, "_free", lambda client_id: None)
+        first = _register(api, API)
+        with pytest.raises(Conflict) as caught:
+            other.create_client(dict(API), "token:other")
+        assert caught.value.code == "client_id_in_use"
+        with bridge.db.transaction() as session:
+            assert session.query(ClientSecret).count() == 1  # the first one's, intact
+        assert first and _introspect(client, first) == 200
+    finally:
+        other_app.extensions["bridge"].db.dispose()
