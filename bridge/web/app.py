@@ -29,6 +29,7 @@ from bridge.web.errors import error_id
 from bridge.web.health import health
 from bridge.web.metrics import metrics_blueprint
 from bridge.web.oauth import oauth
+from bridge.web.registration import registration
 from bridge.web.sso import sso
 from bridge.web.userinfo import userinfo
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     errors.install(app)
     cors.install(app)
     for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages,
-                      metrics_blueprint):
+                      metrics_blueprint, registration):
         app.register_blueprint(blueprint)
     app.extensions["limiter"] = rate_limits.install(app, settings)
     if settings.trusted_proxy_hops:

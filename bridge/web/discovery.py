@@ -19,7 +19,7 @@ def discovery_document(settings: Settings,
     base = settings.base_url
     scopes = sorted({s for c in clients for s in c.scopes})
     claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
-    return {
+    document: dict[str, object] = {
         "issuer": base,
         "authorization_endpoint": f"{base}/authorize",
         "token_endpoint": f"{base}/token",
@@ -51,6 +51,9 @@ def discovery_document(settings: Settings,
         "claims_schema_versions_supported": list(schemas.VERSIONS),
         "claims_schemas": {str(v): f"{base}/schemas/claims/v{v}.json" for v in schemas.VERSIONS},
     }
+    if settings.registration_token:
+        document["registration_endpoint"] = f"{base}/register"  # RFC 7591, when enabled
+    return document
 
 
 @discovery.get("/.well-known/openid-configuration")
