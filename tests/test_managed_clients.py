@@ -6,6 +6,8 @@ settings file's clients stay as declared. Each rule is also broken here and seen
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -348,3 +350,34 @@ def test_two_registrations_of_one_id_at_once_leave_one(  # type: ignore[no-untyp
         assert first and _introspect(client, first) == 200
     finally:
         other_app.extensions["bridge"].db.dispose()
+
+
+def test_a_rotation_fails_no_request_on_another_node(  # type: ignore[no-untyped-def]
+        api, settings: Settings) -> None:
+    """An application instance that moves to each new secret the moment it is made, while
+    calling another node without pause: not one request is refused."""
+    other_app = create_app(settings)
+    other = other_app.test_client()
+    in_use = {"secret": _register(api, API)}
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def call_the_other_node() -> None:
+        while not stop.is_set():
+            statuses.append(_introspect(other, str(in_use["secret"])))
+
+    worker = threading.Thread(target=call_the_other_node)
+    worker.start()
+    try:
+        for _ in range(5):
+            time.sleep(0.1)
+            rotated = api("POST", "/admin/api/clients/reports-api/secret", json={})
+            assert rotated.status_code == 200
+            in_use["secret"] = rotated.get_json()["client_secret"]
+            remember(in_use["secret"])
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.join()
+        other_app.extensions["bridge"].db.dispose()
+    assert len(statuses) > 10 and set(statuses) == {200}

@@ -1,9 +1,10 @@
 """Every OAuth client in force: those declared in the settings file (``[[clients]]``, read at
 start-up) and those managed through the admin API (in the database). A change made through any
 node is in force on every node within ``recheck_seconds`` (2 s), without a restart: the registry
-compares a cheap fingerprint of the ``clients`` table and reloads when it changed. A client ID or
-a secret it does not know makes it look again at once (at most every ``miss_recheck_seconds``),
-so a client registered or rotated on another node a moment ago is not refused here.
+compares a cheap fingerprint of the ``clients`` table and reloads when it changed. A client ID it
+does not know makes it look again (at most every ``miss_recheck_seconds``), so a client registered
+on another node a moment ago is not refused here; a secret it does not know, at once, so a secret
+rotated on another node works from the next request on.
 
 The file is authoritative for what it declares: a managed client under a file client's ID is
 never served (the admin API refuses to create one; one created on a node whose file did not
@@ -73,9 +74,11 @@ class ClientRegistry(Mapping[str, ClientConfig]):
 
     # --- Mapping ---------------------------------------------------------------------------------
 
-    def _current(self, *, missed: bool = False) -> dict[str, ClientConfig]:
+    def _current(self, *, missed: bool = False,
+                 interval: float | None = None) -> dict[str, ClientConfig]:
         now = self.clock.now()
-        interval = self.miss_recheck_seconds if missed else self.recheck_seconds
+        if interval is None:
+            interval = self.miss_recheck_seconds if missed else self.recheck_seconds
         with self._lock:
             if now - self._checked_at >= interval or now < self._checked_at:
                 self._checked_at = now
@@ -119,8 +122,10 @@ class ClientRegistry(Mapping[str, ClientConfig]):
             known = client.client_secret
             return known is not None and constant_time_equal(secret, known)
         presented = secret_hash(secret)
-        for missed in (False, True):  # a rotation on another node a moment ago: look again
-            self._current(missed=missed)
+        # A secret not known here may be one rotated on another node a moment ago: look again,
+        # whenever the last look was. The client is known, so its rate limit bounds the looks.
+        for interval in (None, 0.0):
+            self._current(interval=interval)
             with self._lock:
                 stored = self._secrets.get(client.client_id, ())
             now = self.clock.now()
