@@ -5,6 +5,7 @@ settings file's clients stay as declared. Each rule is also broken here and seen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from bridge.admin.access import AdminAccess
-from bridge.config import Settings
+from bridge.config import ClientConfig, Settings
 from bridge.errors import Conflict
 from bridge.services import Services
 from bridge.store.models import ClientSecret
@@ -381,3 +382,25 @@ def test_a_rotation_fails_no_request_on_another_node(  # type: ignore[no-untyped
         worker.join()
         other_app.extensions["bridge"].db.dispose()
     assert len(statuses) > 10 and set(statuses) == {200}
+
+
+def test_a_file_client_declared_after_a_registration_wins_and_says_so(  # type: ignore[no-untyped-def]
+        api, settings: Settings, client: FlaskClient) -> None:
+    """A node whose settings file declares an ID that is managed too (files that differ between
+    nodes, or edited after the registration) serves its file client, and the listing says so."""
+    secret = _register(api, API)
+    assert secret
+    declared = dataclasses.replace(settings, clients=(*settings.clients, ClientConfig(
+        client_id="reports-api", redirect_uris=("https://file.example.com/cb",),
+        audience="file-api", public=True)))
+    other_app = create_app(declared, clock=MovableClock())
+    other = other_app.test_client()
+    try:
+        assert _introspect(other, secret) == 401  # the file's public client has no secret
+        assert other_app.extensions["bridge"].clients["reports-api"].audience == "file-api"
+        listed = other_app.extensions["admin"].clients.list_clients()
+        entry = next(c for c in listed if c["client_id"] == "reports-api")
+        assert entry["source"] == "file" and entry["shadows_managed"] is True
+        assert _introspect(client, secret) == 200  # this node's file does not declare it
+    finally:
+        other_app.extensions["bridge"].db.dispose()

@@ -44,10 +44,10 @@ class ClientAdmin:
     def list_clients(self) -> list[dict[str, Any]]:
         with self.bridge.db.transaction() as session:
             records = {r.client_id: r for r in session.scalars(select(ClientRecord))}
-        listed = [_summary(client, "file") for client in self.registry.files.values()]
-        for client_id, record in sorted(records.items()):
-            if client_id not in self.registry.files:
-                listed.append({**_summary_of_record(record), "source": "api"})
+        listed = [{**_summary(client, "file"), "shadows_managed": client_id in records}
+                  for client_id, client in self.registry.files.items()]
+        listed += [{**_summary_of_record(record), "source": "api", "shadows_managed": False}
+                   for client_id, record in records.items() if client_id not in self.registry.files]
         return sorted(listed, key=lambda c: c["client_id"])
 
     def get_client(self, client_id: str) -> dict[str, Any]:
