@@ -404,3 +404,34 @@ def test_a_file_client_declared_after_a_registration_wins_and_says_so(  # type: 
         assert _introspect(client, secret) == 200  # this node's file does not declare it
     finally:
         other_app.extensions["bridge"].db.dispose()
+
+
+# --- the pages, from a forged form's side -----------------------------------------------------------
+
+def test_client_pages_change_nothing_without_the_csrf_token(  # type: ignore[no-untyped-def]
+        api, bridge: Services, client: FlaskClient) -> None:
+    secret = _register(api, API)
+    assert secret
+    access = AdminAccess(bridge.db, bridge.clock)
+    session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))
+    assert session_id is not None
+    client.set_cookie("__Host-bridge-admin", session_id)
+    form = {"client_id": "forged", "kind": "public", "redirect_uris": "https://evil.example/cb",
+            "audience": "x"}
+    for path, data in (("/admin/clients/new", form),
+                       ("/admin/clients/reports-api/secret", {"overlap_seconds": "0"}),
+                       ("/admin/clients/reports-api/settings", {"settings_json": "{}"}),
+                       ("/admin/clients/reports-api/delete", {})):
+        refused = client.post(path, data=data)
+        assert refused.status_code == 403, path
+        assert b"admin_csrf_invalid" in refused.data
+    assert _introspect(client, secret) == 200  # not rotated, not deleted
+    assert client.get("/authorize", query_string={"client_id": "forged"}).status_code == 400
+    csrf = access.authenticate_session(session_id).csrf_token  # type: ignore[union-attr]
+    page = client.post("/admin/clients/reports-api/secret",
+                       data={"overlap_seconds": "0", "csrf_token": csrf})
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    shown = page.get_data(as_text=True).split('<pre id="client-secret">')[1].split("</pre>")[0]
+    remember(shown)
+    assert _introspect(client, secret) == 401  # the admin's own form did rotate it
+    assert _introspect(client, shown) == 200
