@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, TokenError
+from bridge.oauth.authn_requirement import NONE as NO_REQUIREMENT
+from bridge.oauth.authn_requirement import AuthnRequirement, parse_authn_requirement
 
 if TYPE_CHECKING:
     from bridge.clients.registry import ClientRegistry
@@ -35,6 +37,8 @@ class AuthorizationRequest:
     nonce: str | None
     idp: str | None
     login_hint: str | None
+    # acr_values, max_age, prompt: what the login itself must be (OIDC Core §3.1.2.1).
+    requirement: AuthnRequirement = NO_REQUIREMENT
 
 
 def parse_authorization_request(clients: ClientRegistry,
@@ -86,6 +90,7 @@ def parse_authorization_request(clients: ClientRegistry,
         raise refuse("invalid_request", "nonce is too long.")
     if nonce is not None and _has_control_characters(nonce):
         raise refuse("invalid_request", "nonce holds a control character.")
+    requirement = parse_authn_requirement(params, refuse)
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -95,6 +100,7 @@ def parse_authorization_request(clients: ClientRegistry,
         nonce=nonce,
         idp=params.get("idp") or None,
         login_hint=params.get("login_hint") or None,
+        requirement=requirement,
     )
 
 

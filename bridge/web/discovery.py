@@ -14,8 +14,10 @@ from bridge.web.context import services
 discovery = Blueprint("discovery", __name__)
 
 
-def discovery_document(settings: Settings,
-                       clients: Iterable[ClientConfig]) -> dict[str, object]:
+def discovery_document(settings: Settings, clients: Iterable[ClientConfig],
+                       acr_values: list[str]) -> dict[str, object]:
+    """``clients``: every client in force, the file's and the managed ones; ``acr_values``:
+    those some IdP has a level for (bridge.claims.authn_levels)."""
     base = settings.base_url
     scopes = sorted({s for c in clients for s in c.scopes})
     claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
@@ -45,6 +47,7 @@ def discovery_document(settings: Settings,
         "subject_types_supported": ["public"],
         "access_token_signing_alg_values_supported": [settings.token_signing_alg],
         "id_token_signing_alg_values_supported": [settings.token_signing_alg],
+        "acr_values_supported": acr_values,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "authorization_response_iss_parameter_supported": False,
@@ -59,7 +62,11 @@ def discovery_document(settings: Settings,
 @discovery.get("/.well-known/openid-configuration")
 @discovery.get("/.well-known/oauth-authorization-server")
 def configuration() -> Response:
-    response = jsonify(discovery_document(services().settings, services().clients.values()))
+    the_services = services()
+    acr_values = sorted({acr for idp in the_services.idps.values()
+                         for acr in idp.settings.authn_contexts.acr_values})
+    response = jsonify(discovery_document(the_services.settings, the_services.clients.values(),
+                                          acr_values))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

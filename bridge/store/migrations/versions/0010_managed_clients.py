@@ -3,15 +3,15 @@
 ``client_secrets`` the SHA-256 of each secret of a confidential one, with the end of the overlap
 an old secret keeps after a rotation.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
