@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bridge.clients.cli import add_commands as add_clients_commands
+from bridge.clients.cli import run as run_clients
 from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.durations import parse_duration
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs.add_parser("status", help="each background job's last run, success and failure on any "
                     "node (exit status 1 if one is failing)")
     add_saml_keys_commands(commands)
+    add_clients_commands(commands)
 
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
@@ -188,6 +191,11 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_saml_keys(args, settings,
                              lambda: build_services(settings, SystemClock()).sp_keys)
+    if args.command == "clients":
+        from bridge.clients.admin import ClientAdmin
+        from bridge.services import build_services
+
+        return run_clients(args, lambda: ClientAdmin(build_services(settings, SystemClock())))
     if args.command == "check":
         from bridge.services import build_services, key_problems
 
@@ -195,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         problems = key_problems(services)
         if problems:
             raise ConfigError(problems)
-        print(f"ok: {len(services.idps)} IdP(s), {len(settings.clients)} client(s), "
+        print(f"ok: {len(services.idps)} IdP(s), {len(services.clients)} client(s), "
               f"database {services.db.dialect} at revision {services.db.current_revision()}, "
               "every stored key decrypts")
         return 0

@@ -291,3 +291,33 @@ class JobLease(Base):
     last_failure_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ClientRecord(Base):
+    """An OAuth client managed through the admin API (clients declared in the settings file are
+    not stored here). ``settings_json`` is its ``[[clients]]`` table, checked by the same rules."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    # Bumped by every change, secrets included, so every node notices and reloads
+    # (bridge.clients.registry).
+    updated_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class ClientSecret(Base):
+    """A managed confidential client's secret, as its SHA-256 (the secret is shown once). After a
+    rotation the old secret keeps working until ``expires_at``; the newest has none."""
+
+    __tablename__ = "client_secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[float | None] = mapped_column(Double, nullable=True)
