@@ -14,6 +14,7 @@ type into an HTTP status in one table. Nothing here knows about HTTP.
     ├── SamlRejected           a SAML message refused
     │   ├── IdpUnknown         no IdP at this address
     │   ├── TooLarge           a message or body over the size limit
+    │   ├── LoginUnmet         a login that is not what the client asked for
     │   └── Deprovisioned      a login of a person the IdP has deactivated
     ├── ProvisioningError      a SCIM request refused
     │   ├── ProvisioningUnauthorized  no valid SCIM token for this IdP
@@ -107,6 +108,18 @@ class TooLarge(SamlRejected):
     default_code = "saml_too_large"
 
 
+class LoginUnmet(SamlRejected):
+    """A login the IdP answered that does not meet what the client asked of it (``acr_values``,
+    ``max_age``, ``prompt``). Nothing is issued; the client is told through its redirect URI,
+    with ``oauth_error`` (``unmet_authentication_requirements`` or ``login_required``)."""
+
+    default_code = "authn_requirement_unmet"
+
+    def __init__(self, code: str, public_detail: str = "", *,
+                 oauth_error: str = "unmet_authentication_requirements",
+                 log_detail: dict[str, Any] | None = None) -> None:
+        super().__init__(code, public_detail, log_detail=log_detail)
+        self.oauth_error = oauth_error
 class Deprovisioned(SamlRejected):
     """A verified login of a person the IdP has deactivated or deleted (SCIM) or disabled (a
     security event): nothing is issued until the IdP reactivates them."""

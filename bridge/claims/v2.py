@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.claims.authn_context import acr_amr
+from bridge.claims.authn_levels import AuthnContexts
 from bridge.claims.mapping import MappedClaims
 from bridge.claims.v1 import checked_email, checked_text, invalid
 from bridge.identity import Identity
@@ -24,7 +24,7 @@ SCOPED = {
 MAX_ROLES = 50
 
 
-def build(mapped: MappedClaims, identity: Identity) -> dict[str, Any]:
+def build(mapped: MappedClaims, identity: Identity, contexts: AuthnContexts) -> dict[str, Any]:
     claims: dict[str, Any] = {"sub": identity.subject, "idp": identity.idp_slug, "ver": 2}
     email = checked_email(mapped, identity, 2)
     if email is not None:
@@ -45,7 +45,7 @@ def build(mapped: MappedClaims, identity: Identity) -> dict[str, Any]:
     claims["groups"] = list(mapped.groups)
     if mapped.groups_incomplete:
         claims["groups_overage"] = True
-    acr, amr = acr_amr(identity.authn_context_class)
+    acr, amr = contexts.acr_amr(identity.authn_context_class)
     if acr is not None:
         claims["acr"] = checked_text(acr, "acr", identity, 2)
     if amr:

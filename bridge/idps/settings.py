@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.claims.authn_levels import NONE as NO_AUTHN_CONTEXTS
+from bridge.claims.authn_levels import AuthnContexts, parse_authn_contexts
 from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
@@ -21,6 +24,7 @@ from bridge.idps.event_settings import (
     parse_scim_user_key,
     parse_security_events,
 )
+from bridge.idps.internal_hosts import InternalHosts, parse_internal_hosts
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
 
 # \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
@@ -39,6 +43,9 @@ class IdpSettings(SamlOptions):
     email_domains: tuple[str, ...] = ()
     # How this IdP's attributes become claims (bridge.claims.mapping), preset included.
     mapping: ClaimMapping = DEFAULT_MAPPING
+    # Our acr values and this IdP's AuthnContextClassRef values (bridge.claims.authn_levels):
+    # what acr_values may ask of it, and what its answers are worth.
+    authn_contexts: AuthnContexts = NO_AUTHN_CONTEXTS
     # Metadata lifecycle (IdPs managed through the admin API): which changes of refreshed or
     # uploaded metadata apply without a person ("additions": new certificates only; "all";
     # "none"), how often a metadata URL is fetched, and the certificate that must sign it.
@@ -49,6 +56,8 @@ class IdpSettings(SamlOptions):
     # a login takes as the subject, and the transmitter of its Security Event Tokens.
     scim_user_key: str = "userName"
     security_events: SecurityEventSettings | None = None
+    # Internal hosts (with their private addresses) its metadata URL may be on: AD FS.
+    metadata_internal_hosts: InternalHosts = ()
 
 
 @dataclass
@@ -56,10 +65,19 @@ class IdentityProvider(SamlIdp):
     """An IdP in force: handed to ``saml/`` as the ``SamlIdp`` it is, read whole by the bridge."""
 
     settings: IdpSettings  # the same field, with the bridge's settings on top of SAML's
+    # Offered to users (IdP chooser, /authorize, admin sign-in): files always; an API-managed IdP
+    # once it went live (bridge.idps.stages). The metadata version in force, if stored.
+    live: bool = True
+    version_id: int | None = None
 
     @property
     def display_name(self) -> str:
         return self.settings.display_name or self.slug
+
+
+def offered(idps: Mapping[str, IdentityProvider]) -> dict[str, IdentityProvider]:
+    """The IdPs users may log in through: those that are live."""
+    return {slug: idp for slug, idp in idps.items() if idp.live}
 
 
 # The keys of an IdP's settings (<slug>.toml, or through the admin API); docs/configuration.md
@@ -68,7 +86,8 @@ IDP_SETTING_KEYS = frozenset({
     "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
     "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
     "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
-    "sign_requests", "authn_request_binding", "scim_user_key", "security_events"})
+    "metadata_internal_hosts", "sign_requests", "authn_request_binding", "authn_contexts",
+    "scim_user_key", "security_events"})
 
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
@@ -119,6 +138,7 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
         problems.add("metadata_signing_certificate: a PEM certificate")
         pinned = None
+    internal_hosts = parse_internal_hosts(raw.get("metadata_internal_hosts"), problems.add)
     sign_requests = raw.get("sign_requests", "auto")
     if sign_requests not in ("auto", "always", "never"):
         problems.add("sign_requests: one of auto, always, never")
@@ -132,15 +152,20 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     mapping = DEFAULT_MAPPING
     with problems.collecting():
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
+    authn_contexts = NO_AUTHN_CONTEXTS
+    with problems.collecting():
+        authn_contexts = parse_authn_contexts(raw.get("authn_contexts"), source=source)
     if subject_attribute is None and mapping.preset is not None:
         # A vendor preset knows the vendor's stable identifier (Entra ID: the object ID).
         subject_attribute = PRESETS[mapping.preset].subject_attribute
     problems.raise_any()
     return IdpSettings(
         mapping=mapping,
+        authn_contexts=authn_contexts,
         metadata_auto_apply=auto_apply,
         metadata_refresh_seconds=refresh,
         metadata_signing_certificate=pinned,
+        metadata_internal_hosts=internal_hosts,
         display_name=display_name,
         allow_idp_initiated=allow_idp_initiated,
         idp_initiated_clients=tuple(targets),

@@ -47,7 +47,7 @@ class OAuthCodeCompletion:
         self.services = services
 
     def client(self, record: Any) -> ClientConfig:
-        client = self.services.settings.client(record.client_id)
+        client = self.services.clients.client(record.client_id)
         if client is None:
             raise SamlRejected("client_unknown", "The client of this login is no longer registered.")
         return client
@@ -56,7 +56,8 @@ class OAuthCodeCompletion:
                  verified: saml_response.VerifiedAssertion, identity: Identity,
                  now: float) -> str:
         """Return the client's redirect URI with a new code (and the request's state)."""
-        claims = build_claims(client.claims_version, identity, idp.settings.mapping)
+        claims = build_claims(client.claims_version, identity, idp.settings.mapping,
+                              idp.settings.authn_contexts)
         code = new_secret()
         try:
             with self.services.db.connection() as connection:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, SamlRejected
-from bridge.idps.settings import IdentityProvider
+from bridge.idps.settings import IdentityProvider, offered
+from bridge.login.step_up import authn_options
 from bridge.oauth.requests import AuthorizationRequest
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.sp import authn_request
@@ -43,7 +44,8 @@ class LoginStarter:
         self.completions = frozenset(completions)
 
     def choose_idp(self, request: AuthorizationRequest) -> IdentityProvider | IdpChoice:
-        idps = self.services.idps
+        # An IdP still in testing is no choice of a user's (admins test it through completions).
+        idps = offered(self.services.idps)
         if request.idp is not None:
             idp = idps.get(request.idp)
             if idp is None:
@@ -78,8 +80,10 @@ class LoginStarter:
         idp.require_current_metadata(now)
         if not browser_token or len(browser_token) > 64:
             browser_token = new_secret()
+        options = authn_options(request.requirement, idp)
         request_id, message = authn_request(idp, service_provider(settings, idp.slug), now=now,
-                                            signing_key=self.services.sp_keys.signing_key)
+                                            signing_key=self.services.sp_keys.signing_key,
+                                            options=options)
         with self.services.db.transaction() as session:
             session.add(AuthnRequestRecord(
                 id=request_id,
@@ -90,6 +94,7 @@ class LoginStarter:
                 code_challenge=request.code_challenge,
                 scope=request.scope,
                 nonce=request.nonce,
+                **request.requirement.stored(),
                 browser_hash=secret_hash(browser_token),
                 created_at=now,
                 expires_at=now + settings.authn_request_ttl_seconds,

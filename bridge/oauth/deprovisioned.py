@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, delete, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.errors import Deprovisioned
 from bridge.oauth.revocation import end_logins
+from bridge.store import direct
 from bridge.store.models import (
     AuthorizationCode,
     DeprovisionedSubject,
@@ -56,17 +57,19 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
     return True
 
 
-_IS_DEPROVISIONED = select(DeprovisionedSubject.reason)
+# Read on every login, through the driver (store/direct.py).
+_IS_DEPROVISIONED = select(DeprovisionedSubject.reason).where(
+    DeprovisionedSubject.idp_slug == bindparam("idp"),
+    DeprovisionedSubject.subject == bindparam("subject"))
 
 
 def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: str) -> None:
     """Raise ``Deprovisioned`` if the IdP has deprovisioned this person."""
-    reason = connection.scalar(_IS_DEPROVISIONED.where(
-        DeprovisionedSubject.idp_slug == idp_slug, DeprovisionedSubject.subject == subject))
-    if reason is not None:
+    found = direct.first(connection, _IS_DEPROVISIONED, {"idp": idp_slug, "subject": subject})
+    if found is not None:
         raise Deprovisioned("login_deprovisioned",
                             "Your account has been deactivated at your identity provider.",
-                            log_detail={"idp": idp_slug, "reason": reason})
+                            log_detail={"idp": idp_slug, "reason": found.reason})
 
 
 def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:

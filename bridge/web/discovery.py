@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import Blueprint, Response, jsonify
 
 from bridge.claims import schemas
-from bridge.config import Settings
+from bridge.config import ClientConfig, Settings
 from bridge.errors import NotFound
 from bridge.web.context import services
 
 discovery = Blueprint("discovery", __name__)
 
 
-def discovery_document(settings: Settings) -> dict[str, object]:
+def discovery_document(settings: Settings, clients: Iterable[ClientConfig],
+                       acr_values: list[str]) -> dict[str, object]:
+    """``clients``: every client in force, the file's and the managed ones; ``acr_values``:
+    those some IdP has a level for (bridge.claims.authn_levels)."""
     base = settings.base_url
-    scopes = sorted({s for c in settings.clients for s in c.scopes})
+    scopes = sorted({s for c in clients for s in c.scopes})
     claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
-    return {
+    document: dict[str, object] = {
         "issuer": base,
         "authorization_endpoint": f"{base}/authorize",
         "token_endpoint": f"{base}/token",
@@ -42,18 +47,26 @@ def discovery_document(settings: Settings) -> dict[str, object]:
         "subject_types_supported": ["public"],
         "access_token_signing_alg_values_supported": [settings.token_signing_alg],
         "id_token_signing_alg_values_supported": [settings.token_signing_alg],
+        "acr_values_supported": acr_values,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "authorization_response_iss_parameter_supported": False,
         "claims_schema_versions_supported": list(schemas.VERSIONS),
         "claims_schemas": {str(v): f"{base}/schemas/claims/v{v}.json" for v in schemas.VERSIONS},
     }
+    if settings.registration_token:
+        document["registration_endpoint"] = f"{base}/register"  # RFC 7591, when enabled
+    return document
 
 
 @discovery.get("/.well-known/openid-configuration")
 @discovery.get("/.well-known/oauth-authorization-server")
 def configuration() -> Response:
-    response = jsonify(discovery_document(services().settings))
+    the_services = services()
+    acr_values = sorted({acr for idp in the_services.idps.values()
+                         for acr in idp.settings.authn_contexts.acr_values})
+    response = jsonify(discovery_document(the_services.settings, the_services.clients.values(),
+                                          acr_values))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

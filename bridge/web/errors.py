@@ -25,6 +25,7 @@ from bridge.errors import (
     IdpUnknown,
     InvalidInput,
     InvalidValue,
+    LoginUnmet,
     Misconfigured,
     NotFound,
     ProvisioningConflict,
@@ -50,6 +51,8 @@ STATUS: dict[type[BridgeError], int] = {
     SamlRejected: 400,
     IdpUnknown: 404,
     TooLarge: 413,
+    # Told to the client on its redirect URI; 400 only where there is no client to tell.
+    LoginUnmet: 400,
     Deprovisioned: 403,  # the IdP has deactivated this person
     ProvisioningError: 400,
     ProvisioningUnauthorized: 401,

@@ -37,8 +37,14 @@ def authorize() -> BaseResponse:
     login = application().login
     params = request.args.to_dict()
     try:
-        auth_request = parse_authorization_request(settings, params)
+        auth_request = parse_authorization_request(services().clients, params)
         idp = login.choose_idp(auth_request)
+        if isinstance(idp, IdpChoice):
+            links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
+                     for i in idp.idps]
+            return Response(render_template("choose_idp.html", links=links))
+        start = login.start_login(auth_request, idp,
+                                  request.cookies.get(login_cookie_name(settings)))
     except AuthorizeError as error:
         if not error.redirectable:
             raise
@@ -48,11 +54,6 @@ def authorize() -> BaseResponse:
             query["state"] = params["state"]
         uri = params["redirect_uri"]
         return redirect(uri + ("&" if "?" in uri else "?") + urlencode(query), code=302)
-    if isinstance(idp, IdpChoice):
-        links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
-                 for i in idp.idps]
-        return Response(render_template("choose_idp.html", links=links))
-    start = login.start_login(auth_request, idp, request.cookies.get(login_cookie_name(settings)))
     # A redirect to the IdP, or a page that posts the request to it (SAML HTTP-POST binding).
     response = send_saml(start.message)
     set_login_cookie(response, settings, start.browser_token)
@@ -73,7 +74,7 @@ def _basic_auth() -> tuple[str, str] | None:
 @oauth.post("/token")
 def token() -> BaseResponse:
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     count_client(client)
     grant_type = form.get("grant_type")
     if _uses_cookie(client) and grant_type in ("authorization_code", "refresh_token"):
@@ -163,7 +164,7 @@ def _token_response(tokens: TokenSet) -> BaseResponse:
 @oauth.post("/revoke")
 def revoke() -> BaseResponse:
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "token")
@@ -185,7 +186,7 @@ def logout() -> BaseResponse:
     ``idp_logout=true`` the answer also carries the URL that continues to SAML Single Logout at
     the IdP, for the client to send the browser to."""
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
@@ -205,7 +206,7 @@ def logout() -> BaseResponse:
 def introspect() -> BaseResponse:
     """RFC 7662 token introspection, for confidential clients (APIs register as such)."""
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     if client.public:
         raise TokenError("invalid_client", "Only confidential clients may introspect tokens.",
                          code="client_not_confidential")

@@ -45,14 +45,17 @@ class SamlBearerGrant:
         if any(s not in client.scopes for s in requested):
             raise TokenError("invalid_scope", "Scopes not allowed for this client.")
         verified = verify_bearer_assertion(
-            form.get("assertion", ""), idps=idps, sp_entity_id=settings.sp_entity_id,
+            # Only an IdP that went live vouches for users (bridge.idps.stages).
+            form.get("assertion", ""), idps={s: i for s, i in idps.items() if i.live},
+            sp_entity_id=settings.sp_entity_id,
             token_url=f"{settings.base_url}/token", clock=clock)
         idp = idps[verified.idp_slug]
         idp.require_current_metadata(clock.now())
         identity = to_identity(verified, idp)
-        with self.services.db.connection() as connection:
+        with self.services.db.lookup() as connection:
             refuse_if_deprovisioned(connection, idp_slug=idp.slug, subject=identity.subject)
-        claims = build_claims(client.claims_version, identity, idp.settings.mapping)
+        claims = build_claims(client.claims_version, identity, idp.settings.mapping,
+                              idp.settings.authn_contexts)
         scope = " ".join(dict.fromkeys(requested))
         key = self.services.keys.signing_key(client.token_signing_alg)
         use_unsolicited(self.services.db, verified, now=clock.now(), event="saml_bearer",

@@ -1,15 +1,15 @@
 """Deprovisioning pushed by the IdP: SCIM tokens and users, the people an IdP has deactivated,
 and the IDs of the security events already received.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
