@@ -140,8 +140,10 @@ def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     return allow_copy_script(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
                                    setup=setup_context(services().settings, detail),
                                    copy_script=COPY_SCRIPT,
+                                   # A draft has no metadata yet, so nothing to deprovision.
                                    deprovisioning=deprovisioning_status(
-                                       services(), application().scim_tokens, slug),
+                                       services(), application().scim_tokens, slug)
+                                   if slug in services().idps else None,
                                    **context))
 
 
