@@ -27,6 +27,9 @@ from bridge.oauth.introspection import Introspection
 from bridge.oauth.revocation import Revocation
 from bridge.oauth.token_endpoint import TokenEndpoint
 from bridge.oauth.userinfo import UserInfo
+from bridge.provisioning.scim_users import ScimUsers
+from bridge.provisioning.security_events import SecurityEvents
+from bridge.provisioning.tokens import ProvisioningTokens
 from bridge.services import Services
 
 
@@ -41,6 +44,9 @@ class Application:
     logout: Logout
     single_logout: SingleLogout
     admin: Administration
+    scim_tokens: ProvisioningTokens
+    scim_users: ScimUsers
+    security_events: SecurityEvents
 
 
 def build_application(services: Services, *,
@@ -61,4 +67,6 @@ def build_application(services: Services, *,
     return Application(login=login, acs=acs, tokens=tokens, revocation=Revocation(services),
                        introspection=Introspection(services), userinfo=UserInfo(services),
                        logout=Logout(services), single_logout=SingleLogout(services),
-                       admin=admin)
+                       admin=admin, scim_tokens=ProvisioningTokens(services),
+                       scim_users=ScimUsers(services),
+                       security_events=SecurityEvents(services, fetch_policy))

@@ -14,7 +14,12 @@ type into an HTTP status in one table. Nothing here knows about HTTP.
     ├── SamlRejected           a SAML message refused
     │   ├── IdpUnknown         no IdP at this address
     │   ├── TooLarge           a message or body over the size limit
-    │   └── LoginUnmet         a login that is not what the client asked for
+    │   ├── LoginUnmet         a login that is not what the client asked for
+    │   └── Deprovisioned      a login of a person the IdP has deactivated
+    ├── ProvisioningError      a SCIM request refused
+    │   ├── ProvisioningUnauthorized  no valid SCIM token for this IdP
+    │   └── ProvisioningConflict      a userName the IdP already uses
+    ├── SecurityEventRejected  a Security Event Token refused
     ├── AuthorizeError         an authorization request refused (RFC 6749 §4.1.2.1)
     ├── TokenError             a token endpoint request refused (RFC 6749 §5.2)
     ├── AdminUnauthorized      no admin credentials
@@ -115,6 +120,47 @@ class LoginUnmet(SamlRejected):
                  log_detail: dict[str, Any] | None = None) -> None:
         super().__init__(code, public_detail, log_detail=log_detail)
         self.oauth_error = oauth_error
+class Deprovisioned(SamlRejected):
+    """A verified login of a person the IdP has deactivated or deleted (SCIM) or disabled (a
+    security event): nothing is issued until the IdP reactivates them."""
+
+    default_code = "login_deprovisioned"
+
+
+class ProvisioningError(BridgeError):
+    """A SCIM request refused; ``scim_type`` is the RFC 7644 §3.12 error type, where one fits.
+    Nothing was changed."""
+
+    default_code = "scim_invalid"
+
+    def __init__(self, code: str | None = None, public_detail: str = "", *,
+                 scim_type: str | None = None, log_detail: dict[str, Any] | None = None) -> None:
+        super().__init__(code, public_detail, log_detail=log_detail)
+        self.scim_type = scim_type
+
+
+class ProvisioningUnauthorized(ProvisioningError):
+    """No SCIM bearer token, or one that is not this IdP's token in force."""
+
+    default_code = "scim_unauthorized"
+
+
+class ProvisioningConflict(ProvisioningError):
+    """A user with this userName already exists at this IdP (RFC 7644 §3.3: 409, uniqueness)."""
+
+    default_code = "scim_conflict"
+
+
+class SecurityEventRejected(BridgeError):
+    """A pushed Security Event Token refused (RFC 8935 §2.3); ``set_error`` is the RFC 8935
+    error code the transmitter is answered with. Nothing was changed."""
+
+    default_code = "set_invalid"
+
+    def __init__(self, code: str, public_detail: str = "", *, set_error: str = "invalid_request",
+                 log_detail: dict[str, Any] | None = None) -> None:
+        super().__init__(code, public_detail, log_detail=log_detail)
+        self.set_error = set_error
 
 
 class AuthorizeError(BridgeError):

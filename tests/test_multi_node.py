@@ -2,7 +2,8 @@
 
 Proves that every piece of state lives in the database: an assertion replayed to the other node is
 refused, a refresh token reused on the other node revokes the family, a rotated key verifies on
-both, an IdP change made through one node is in force on the other. Faults: a node killed with
+both, an IdP change made through one node is in force on the other, an Okta- or Entra-shaped SCIM
+deactivation through one node ends the login on the other within 2 s. Faults: a node killed with
 SIGKILL under load (the proxy routes to the other; no family is left half-rotated), and the
 database cut away under load (503 with Retry-After, never 500; service resumes by itself).
 """
@@ -24,6 +25,14 @@ import sqlalchemy as sa
 from tests.cluster import KEY_CACHE_SECONDS, Cluster, start_cluster
 from tests.conftest import TEST_KEK
 from tests.databases import create_postgres_database, drop_postgres_database
+from tests.provisioning.scim_shapes import (
+    ENTRA_DISABLE,
+    ENTRA_ENABLE,
+    ENTRA_HEADERS,
+    OKTA_DEACTIVATE,
+    OKTA_REACTIVATE,
+    entra_user,
+)
 
 # Under pytest-xdist (--dist loadgroup) one worker runs them all: their module fixture starts once.
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("cluster")]
@@ -214,3 +223,51 @@ def test_the_database_cut_away_under_load(cluster: Cluster) -> None:
     print(f"\ndatabase cut: 10 of 10 refreshes answered 503 with Retry-After; first 200 "
           f"{time.monotonic() - restored:.1f} s after the database came back")
     assert requests.get(cluster.proxy_url + "/readyz", timeout=5).status_code == 200
+
+
+def _scim_deactivation_ends_the_login_on_the_other_node(cluster: Cluster, deactivate: dict,
+                                                        reactivate: dict) -> None:
+    """Alice logs in; her IdP deactivates her over SCIM through node a; on node b her access
+    token is refused by /userinfo and her refresh token by /token within 2 seconds."""
+    a, b = cluster.nodes[:2]
+    admin = cluster.cli("admin", "create-token", "--name", "scim").strip().splitlines()[-1]
+    scim_token = requests.post(a.url + "/admin/api/idps/dev/scim-token", timeout=10,
+                               headers={"Authorization": f"Bearer {admin}"}).json()["token"]
+    scim = {**ENTRA_HEADERS, "Authorization": f"Bearer {scim_token}"}
+    base = a.url + "/scim/v2/dev"
+    found = requests.get(base + "/Users", params={"filter": 'userName eq "a1b2c3d4-0001"'},
+                         headers=scim, timeout=10).json()["Resources"]
+    if found:
+        user_id = found[0]["id"]
+    else:
+        created = requests.post(base + "/Users", json=entra_user("a1b2c3d4-0001", "alice"),
+                                headers=scim, timeout=10)
+        assert created.status_code == 201, created.text
+        user_id = created.json()["id"]
+    tokens = cluster.tokens(requests.Session(), via=b.url)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(b.url + "/userinfo", headers=bearer, timeout=10).status_code == 200
+
+    started = time.monotonic()
+    answer = requests.patch(f"{base}/Users/{user_id}", json=deactivate, headers=scim, timeout=10)
+    assert answer.status_code == 200 and answer.json()["active"] is False, answer.text
+    while requests.get(b.url + "/userinfo", headers=bearer, timeout=10).status_code != 401:
+        assert time.monotonic() - started < 2, "the login lived on on the other node"
+        time.sleep(0.05)
+    assert time.monotonic() - started < 2
+    refreshed = requests.post(b.url + "/token", data={
+        "grant_type": "refresh_token", "client_id": "demo",
+        "refresh_token": tokens["refresh_token"]}, timeout=10)
+    assert refreshed.status_code == 400
+    assert requests.patch(f"{base}/Users/{user_id}", json=reactivate, headers=scim,
+                          timeout=10).json()["active"] is True
+    cluster.tokens(requests.Session(), via=b.url)  # reactivated: logins work again
+
+
+def test_an_okta_shaped_scim_deactivation_ends_a_login_on_the_other_node(cluster: Cluster) -> None:
+    _scim_deactivation_ends_the_login_on_the_other_node(cluster, OKTA_DEACTIVATE, OKTA_REACTIVATE)
+
+
+def test_an_entra_shaped_scim_deactivation_ends_a_login_on_the_other_node(cluster: Cluster
+                                                                          ) -> None:
+    _scim_deactivation_ends_the_login_on_the_other_node(cluster, ENTRA_DISABLE, ENTRA_ENABLE)

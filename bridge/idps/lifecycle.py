@@ -35,6 +35,7 @@ from bridge.idps.uniqueness import (
     claim_entity_id,
     lost_race,
 )
+from bridge.oauth.deprovisioned import forget_provisioning
 from bridge.oauth.revocation import end_logins
 from bridge.store.models import AuthorizationCode, IdpEntityId, IdpRecord, RefreshFamily
 
@@ -142,6 +143,7 @@ class IdpAdmin(IdpStages):
             ended = end_logins(session, families=[RefreshFamily.idp_slug == slug],
                                codes=[AuthorizationCode.idp_slug == slug], now=now,
                                reason="idp_deleted")
+            forget_provisioning(session, idp_slug=slug, now=now)
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),

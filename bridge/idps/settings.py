@@ -19,6 +19,11 @@ from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.config.problems import Problems
+from bridge.idps.event_settings import (
+    SecurityEventSettings,
+    parse_scim_user_key,
+    parse_security_events,
+)
 from bridge.idps.internal_hosts import InternalHosts, parse_internal_hosts
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
 
@@ -47,6 +52,10 @@ class IdpSettings(SamlOptions):
     metadata_auto_apply: str = "additions"
     metadata_refresh_seconds: int = 6 * 3600
     metadata_signing_certificate: str | None = None
+    # Deprovisioning pushed by the IdP (bridge.provisioning): the SCIM attribute that holds what
+    # a login takes as the subject, and the transmitter of its Security Event Tokens.
+    scim_user_key: str = "userName"
+    security_events: SecurityEventSettings | None = None
     # Internal hosts (with their private addresses) its metadata URL may be on: AD FS.
     metadata_internal_hosts: InternalHosts = ()
 
@@ -77,7 +86,8 @@ IDP_SETTING_KEYS = frozenset({
     "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
     "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
     "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
-    "metadata_internal_hosts", "sign_requests", "authn_request_binding", "authn_contexts"})
+    "metadata_internal_hosts", "sign_requests", "authn_request_binding", "authn_contexts",
+    "scim_user_key", "security_events"})
 
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
@@ -137,6 +147,8 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     if binding not in ("auto", "redirect", "post"):
         problems.add("authn_request_binding: one of auto, redirect, post")
         binding = "auto"
+    scim_user_key = parse_scim_user_key(raw, problems)
+    security_events = parse_security_events(raw, problems)
     mapping = DEFAULT_MAPPING
     with problems.collecting():
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
@@ -163,4 +175,6 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         insecure_allow_sha1_until=sha1_until,
         sign_requests=sign_requests,
         authn_request_binding=binding,
+        scim_user_key=scim_user_key,
+        security_events=security_events,
     )

@@ -21,6 +21,7 @@ from bridge.login.completions import Completion, OAuthCodeCompletion
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
 from bridge.login.step_up import check_login
 from bridge.oauth.authn_requirement import AuthnRequirement
+from bridge.oauth.deprovisioned import refuse_if_deprovisioned
 from bridge.replay import consume
 from bridge.saml import response as saml_response
 from bridge.saml.failed_login import FailedAtIdp, verify_failure
@@ -116,6 +117,8 @@ class AssertionConsumer:
                                         expected_request_id=record.id, clock=clock)
         identity = to_identity(verified, idp)
         warn_if_sha1(idp, verified)
+        with self.services.db.lookup() as connection:
+            refuse_if_deprovisioned(connection, idp_slug=slug, subject=identity.subject)
         if client is not None:
             progress.record = record
             check_login(_requirement(record), idp, verified, requested_at=record.created_at,

@@ -63,7 +63,9 @@ def _refuse_nul_characters(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _no_nul(_conn, _cursor, _statement, parameters, _context, executemany):
         for row in (parameters if executemany else (parameters,)):
-            values = row.values() if isinstance(row, dict) else row or ()
+            # A batched INSERT of several ORM rows (insertmanyvalues) passes its values flat.
+            values = (row.values() if isinstance(row, dict)
+                      else row or () if isinstance(row, list | tuple) else (row,))
             if any(isinstance(value, str) and "\x00" in value for value in values):
                 raise InvalidValue("value_invalid",
                                    "A value in the request holds a NUL character.")

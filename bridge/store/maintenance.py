@@ -1,12 +1,13 @@
 """Purging rows whose purpose has passed, in bounded batches so no statement holds locks long.
 
-Replay-cache rows live until their assertion could no longer be valid; outstanding requests and
-codes until they expire; refresh families (with their tokens) until their absolute end.
+Replay-cache rows (assertions, security events) live until their message could no longer be
+valid; outstanding requests and codes until they expire; refresh families (with their tokens)
+until their absolute end.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 
 from bridge.store.db import Database
 from bridge.store.models import (
@@ -14,6 +15,7 @@ from bridge.store.models import (
     AuthnRequestRecord,
     AuthorizationCode,
     ConsumedAssertion,
+    ReceivedSecurityEvent,
     RefreshFamily,
     RefreshToken,
     TestLogin,
@@ -36,20 +38,21 @@ def purge_expired(db: Database, *, now: float, batch_size: int = 1000,
         ("refresh_families", RefreshFamily, RefreshFamily.id, RefreshFamily.expires_at < now),
         ("admin_sessions", AdminSession, AdminSession.id_hash, AdminSession.expires_at < now),
         ("test_logins", TestLogin, TestLogin.id, TestLogin.expires_at < now),
+        ("received_security_events", ReceivedSecurityEvent, None,
+         ReceivedSecurityEvent.expires_at < now),
     ]
     counts: dict[str, int] = {}
     for name, model, key, condition in targets:
         total = 0
         for _ in range(max_batches):
             with db.transaction() as session:
-                if model is ConsumedAssertion:
-                    rows = session.execute(
-                        select(ConsumedAssertion.idp_entity_id, ConsumedAssertion.assertion_id)
-                        .where(condition).limit(batch_size)).all()
-                    for entity_id, assertion_id in rows:
-                        session.execute(delete(ConsumedAssertion).where(
-                            ConsumedAssertion.idp_entity_id == entity_id,
-                            ConsumedAssertion.assertion_id == assertion_id))
+                if key is None:  # a composite primary key: row by row
+                    columns = list(inspect(model).primary_key)
+                    rows = session.execute(select(*columns).where(condition)
+                                           .limit(batch_size)).all()
+                    for row in rows:
+                        session.execute(delete(model).where(
+                            *(column == value for column, value in zip(columns, row, strict=True))))
                     deleted = len(rows)
                 else:
                     assert key is not None

@@ -6,7 +6,7 @@ name on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from sqlalchemy import Double, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import Boolean, Double, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -321,3 +321,65 @@ class ClientSecret(Base):
     created_at: Mapped[float] = mapped_column(Double)
     created_by: Mapped[str] = mapped_column(String(256))
     expires_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class ProvisioningToken(Base):
+    """A bearer token an IdP's provisioning client (SCIM) presents, one IdP each: stored as a
+    hash, shown once. Rotating revokes the one before."""
+
+    __tablename__ = "provisioning_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idp_slug: Mapped[str] = mapped_column(String(63), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class ScimUser(Base):
+    """A user an IdP provisioned over SCIM: the resource as last written, and the ``sub`` it
+    stands for (bridge.provisioning.matching)."""
+
+    __tablename__ = "scim_users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idp_slug: Mapped[str] = mapped_column(String(63))
+    # userName is unique per IdP and compared without regard to case (RFC 7643 §4.1.1).
+    user_name_key: Mapped[str] = mapped_column(String(256))
+    external_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    resource_json: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+Index("uq_scim_users_idp_slug_user_name_key", ScimUser.idp_slug, ScimUser.user_name_key,
+      unique=True)
+Index("ix_scim_users_idp_slug_external_id", ScimUser.idp_slug, ScimUser.external_id)
+
+
+class DeprovisionedSubject(Base):
+    """A person the IdP has deactivated or deleted (SCIM) or disabled (a security event): no new
+    login until the IdP reactivates them. ``source`` names what put them here."""
+
+    __tablename__ = "deprovisioned_subjects"
+
+    idp_slug: Mapped[str] = mapped_column(String(63), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # scim | event
+    reason: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Double)
+
+
+class ReceivedSecurityEvent(Base):
+    """A Security Event Token's ``jti``, accepted once per IdP (the primary key enforces it)."""
+
+    __tablename__ = "received_security_events"
+
+    idp_slug: Mapped[str] = mapped_column(String(63), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)

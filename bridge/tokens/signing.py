@@ -70,3 +70,33 @@ def peek_client_id(token: str) -> str | None:
     except jwt.PyJWTError:
         return None
     return value if isinstance(value, str) else None
+
+
+class ForeignTokenRefused(Exception):
+    """A JWT signed by another party refused; ``reason`` says which check it failed:
+    "signature", "audience", "issuer" or "invalid" (anything else)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def verify_foreign(token: str, key: Any, *, alg: str, issuer: str, audience: str,
+                   required: list[str]) -> dict[str, Any]:
+    """Decode a JWT another party signed (a Security Event Token) with ``key`` under ``alg``,
+    both chosen by the caller from its configuration, never by the token. The times are the
+    caller's to check, against the injected clock."""
+    options = {"require": required, "verify_exp": False, "verify_iat": False,
+               "verify_nbf": False}
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key, algorithms=[alg], issuer=issuer,
+                                            audience=audience, options=options)  # type: ignore[arg-type]
+        return claims
+    except jwt.InvalidSignatureError:
+        raise ForeignTokenRefused("signature") from None
+    except jwt.InvalidAudienceError:
+        raise ForeignTokenRefused("audience") from None
+    except jwt.InvalidIssuerError:
+        raise ForeignTokenRefused("issuer") from None
+    except jwt.PyJWTError as error:
+        raise ForeignTokenRefused("invalid", str(error)) from None

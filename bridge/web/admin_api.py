@@ -18,6 +18,7 @@ from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import InvalidInput, SamlRejected
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
+from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
 from bridge.web.sso import metadata_response
@@ -317,4 +318,25 @@ def create_token() -> tuple[Response, int]:
 @admin_api
 def revoke_token(token_id: str) -> tuple[str, int]:
     administration().access.revoke_token(token_id, actor=actor())
+    return "", 204
+
+
+@admin_api_blueprint.get("/api/idps/<slug>/deprovisioning")
+@admin_api
+def deprovisioning(slug: str) -> Response:
+    return jsonify(deprovisioning_status(services(), application().scim_tokens, slug))
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/scim-token")
+@admin_api
+def issue_scim_token(slug: str) -> tuple[Response, int]:
+    token_id, token = application().scim_tokens.issue(slug, actor=actor())
+    return jsonify({"id": token_id, "token": token,
+                    "scim_base_url": application().scim_users.base_url(slug)}), 201
+
+
+@admin_api_blueprint.delete("/api/idps/<slug>/scim-token")
+@admin_api
+def revoke_scim_token(slug: str) -> tuple[str, int]:
+    application().scim_tokens.revoke(slug, actor=actor())
     return "", 204

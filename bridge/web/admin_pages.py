@@ -19,6 +19,7 @@ from bridge.claims.presets import PRESETS
 from bridge.errors import ConfigError, NotFound
 from bridge.idps.settings import offered
 from bridge.idps.settings_text import settings_as_toml, settings_from_text, with_common_settings
+from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
@@ -138,7 +139,12 @@ def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     context.setdefault("settings_text", settings_as_toml(detail["settings"] or {}))
     return allow_copy_script(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
                                    setup=setup_context(services().settings, detail),
-                                   copy_script=COPY_SCRIPT, **context))
+                                   copy_script=COPY_SCRIPT,
+                                   # A draft has no metadata yet, so nothing to deprovision.
+                                   deprovisioning=deprovisioning_status(
+                                       services(), application().scim_tokens, slug)
+                                   if slug in services().idps else None,
+                                   **context))
 
 
 FIRST_METADATA = ("Metadata added: the IdP is in testing, not offered to users yet. Test a login, "
@@ -228,6 +234,26 @@ def go_live(slug: str) -> BaseResponse:
     return _act(slug, lambda: administration().idps.go_live(slug, actor=actor(),
                                                             without_test=without_test),
                 "Live: users can log in through it now.")
+
+
+@admin_pages.post("/idps/<slug>/scim-token")
+@admin_page
+def issue_scim_token(slug: str) -> BaseResponse:
+    # Shown on this answer only, never put in a URL: the page is not redirected.
+    _, token = application().scim_tokens.issue(slug, actor=actor())
+    response = _idp_page(slug, new_scim_token=token,
+                         notice="SCIM token issued: copy it now, it is not shown again. The "
+                                "token before it no longer works.")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@admin_pages.post("/idps/<slug>/scim-token/revoke")
+@admin_page
+def revoke_scim_token(slug: str) -> BaseResponse:
+    application().scim_tokens.revoke(slug, actor=actor())
+    return _back(slug, "SCIM token revoked: the IdP's SCIM client is refused until a new one "
+                       "is issued.")
 
 
 @admin_pages.post("/idps/<slug>/delete")

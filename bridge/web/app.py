@@ -30,6 +30,8 @@ from bridge.web.health import health
 from bridge.web.metrics import metrics_blueprint
 from bridge.web.oauth import oauth
 from bridge.web.registration import registration
+from bridge.web.scim import scim
+from bridge.web.security_events import security_events
 from bridge.web.sso import sso
 from bridge.web.userinfo import userinfo
 
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     errors.install(app)
     cors.install(app)
     for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages,
-                      metrics_blueprint, registration):
+                      metrics_blueprint, registration, scim, security_events):
         app.register_blueprint(blueprint)
     app.extensions["limiter"] = rate_limits.install(app, settings)
     if settings.trusted_proxy_hops:

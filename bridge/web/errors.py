@@ -20,6 +20,7 @@ from bridge.errors import (
     BridgeError,
     ConfigError,
     Conflict,
+    Deprovisioned,
     FetchRefused,
     IdpUnknown,
     InvalidInput,
@@ -27,7 +28,11 @@ from bridge.errors import (
     LoginUnmet,
     Misconfigured,
     NotFound,
+    ProvisioningConflict,
+    ProvisioningError,
+    ProvisioningUnauthorized,
     SamlRejected,
+    SecurityEventRejected,
     StoreUnavailable,
     TokenError,
     TooLarge,
@@ -48,6 +53,11 @@ STATUS: dict[type[BridgeError], int] = {
     TooLarge: 413,
     # Told to the client on its redirect URI; 400 only where there is no client to tell.
     LoginUnmet: 400,
+    Deprovisioned: 403,  # the IdP has deactivated this person
+    ProvisioningError: 400,
+    ProvisioningUnauthorized: 401,
+    ProvisioningConflict: 409,
+    SecurityEventRejected: 400,  # RFC 8935 §2.3: every refusal of a SET is a 400
     AuthorizeError: 400,
     TokenError: 400,
     AdminUnauthorized: 401,
@@ -60,6 +70,8 @@ STATUS: dict[type[BridgeError], int] = {
 OAUTH_UNAUTHORIZED = frozenset({"invalid_client", "invalid_token"})
 RETRY_AFTER_SECONDS = "5"
 OAUTH_ENDPOINTS = ("/token", "/revoke", "/logout", "/introspect")
+SCIM_PREFIX = "/scim/"
+EVENTS_PREFIX = "/events/"
 
 
 def error_id() -> str:
@@ -95,6 +107,15 @@ def render_error(error: BridgeError) -> Response:
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         elif status == 401:
             response.headers["WWW-Authenticate"] = 'Basic realm="token"'
+    elif request.path.startswith(SCIM_PREFIX):
+        response = scim_error(status, error.public_detail or error.code, error.code,
+                              getattr(error, "scim_type", None))
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="scim"'
+    elif request.path.startswith(EVENTS_PREFIX):
+        # RFC 8935 §2.4: the error code and a description, nothing else.
+        response = jsonify({"err": getattr(error, "set_error", "invalid_request"),
+                            "description": error.public_detail or error.code})
     elif wants_json():
         response = jsonify({
             "type": f"https://bridge.invalid/errors#{error.code}",
@@ -112,6 +133,18 @@ def render_error(error: BridgeError) -> Response:
     if status == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def scim_error(status: int, detail: str, code: str, scim_type: str | None = None) -> Response:
+    """An RFC 7644 §3.12 error body; ``code`` is our stable code, for the operator."""
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": str(status),
+            "detail": f"{code}: {detail}" if detail != code else code}
+    if scim_type:
+        body["scimType"] = scim_type
+    response = jsonify(body)
+    response.mimetype = "application/scim+json"
+    response.status_code = status
     return response
 
 
@@ -145,6 +178,9 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
+        if request.path.startswith(SCIM_PREFIX):
+            code = error.name.lower().replace(" ", "_")
+            return scim_error(error.code or 500, error.description or code, code)
         if wants_json():
             response = jsonify({"type": "about:blank", "title": error.name,
                                 "status": error.code, "code": error.name.lower().replace(" ", "_")})

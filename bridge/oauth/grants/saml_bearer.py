@@ -9,6 +9,7 @@ from bridge.audit import refusals_audited
 from bridge.claims import build_claims, token_claims
 from bridge.config import ClientConfig
 from bridge.errors import SamlRejected, TokenError
+from bridge.oauth.deprovisioned import refuse_if_deprovisioned
 from bridge.oauth.tokens import TokenSet, group_budget
 from bridge.replay import use_unsolicited
 from bridge.saml.bearer import verify_bearer_assertion
@@ -51,6 +52,8 @@ class SamlBearerGrant:
         idp = idps[verified.idp_slug]
         idp.require_current_metadata(clock.now())
         identity = to_identity(verified, idp)
+        with self.services.db.lookup() as connection:
+            refuse_if_deprovisioned(connection, idp_slug=idp.slug, subject=identity.subject)
         claims = build_claims(client.claims_version, identity, idp.settings.mapping,
                               idp.settings.authn_contexts)
         scope = " ".join(dict.fromkeys(requested))

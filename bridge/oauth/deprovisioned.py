@@ -1,0 +1,82 @@
+"""People an IdP has deprovisioned (a SCIM deactivation or deletion, a security event): their
+logins end at once and no new one starts until the IdP reactivates them. The state is in the
+database, so every node refuses the next login and answers "inactive" for the ended ones."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Connection, CursorResult, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bridge import audit
+from bridge.errors import Deprovisioned
+from bridge.oauth.revocation import end_logins
+from bridge.store import direct
+from bridge.store.models import (
+    AuthorizationCode,
+    DeprovisionedSubject,
+    ProvisioningToken,
+    RefreshFamily,
+    ScimUser,
+)
+
+
+def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
+                now: float, actor: str) -> int:
+    """Refuse the person's next logins and end every live one (refresh families and codes not
+    yet exchanged), in the caller's transaction; how many logins ended."""
+    # One statement, so two deprovisionings of one person at once (a SCIM request and an
+    # event, on two nodes) both succeed instead of one failing on the primary key.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(DeprovisionedSubject)
+                    .values(idp_slug=idp_slug, subject=subject, source=source, reason=reason,
+                            at=now)
+                    .on_conflict_do_update(index_elements=["idp_slug", "subject"],
+                                           set_={"source": source, "reason": reason}))
+    ended = end_logins(
+        session,
+        families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug,
+                  RefreshFamily.expires_at > now],
+        codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
+        now=now, reason=reason)
+    audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
+                 subject=subject, detail={"actor": actor, "reason": reason, "families": ended})
+    return ended
+
+
+def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str) -> bool:
+    """Let the person log in again (the IdP reactivated them); whether they were refused."""
+    removed = cast("CursorResult[Any]", session.execute(delete(DeprovisionedSubject).where(
+        DeprovisionedSubject.idp_slug == idp_slug, DeprovisionedSubject.subject == subject)))
+    if not removed.rowcount:
+        return False
+    audit.record(session, at=now, event="reinstate", outcome="success", idp_slug=idp_slug,
+                 subject=subject, detail={"actor": actor})
+    return True
+
+
+# Read on every login, through the driver (store/direct.py).
+_IS_DEPROVISIONED = select(DeprovisionedSubject.reason).where(
+    DeprovisionedSubject.idp_slug == bindparam("idp"),
+    DeprovisionedSubject.subject == bindparam("subject"))
+
+
+def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: str) -> None:
+    """Raise ``Deprovisioned`` if the IdP has deprovisioned this person."""
+    found = direct.first(connection, _IS_DEPROVISIONED, {"idp": idp_slug, "subject": subject})
+    if found is not None:
+        raise Deprovisioned("login_deprovisioned",
+                            "Your account has been deactivated at your identity provider.",
+                            log_detail={"idp": idp_slug, "reason": found.reason})
+
+
+def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
+    """An IdP deleted: its SCIM token ends, its SCIM users and refusals go, so that an IdP made
+    later under the same slug inherits none of them (its logins are ended by the caller)."""
+    session.execute(update(ProvisioningToken).where(
+        ProvisioningToken.idp_slug == idp_slug, ProvisioningToken.revoked_at.is_(None))
+        .values(revoked_at=now))
+    for model in (ScimUser, DeprovisionedSubject):
+        session.execute(delete(model).where(model.idp_slug == idp_slug))

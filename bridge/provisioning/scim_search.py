@@ -1,0 +1,70 @@
+"""``GET /Users?filter=...``: the filter is parsed and checked by scim2-models. The lookups
+provisioning clients make before every change (``userName eq "..."``, ``externalId eq "..."``,
+``id eq "..."``) go to the database's indexes; any other filter is evaluated by scim2-models over
+the IdP's users, in pages (RFC 7644 §3.4.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scim2_models import SCIMException, ScimFilter
+from scim2_models.path import CompareOperator, Comparison
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from bridge.errors import ProvisioningError
+from bridge.provisioning.scim_model import User
+from bridge.store.models import ScimUser
+
+MAX_COUNT = 200  # ServiceProviderConfig's filter.maxResults
+UserFilter = ScimFilter[User]
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    rows: list[ScimUser]
+
+
+def search_users(session: Session, slug: str, filter_text: str | None, start_index: int,
+                 count: int, *, load: Callable[[ScimUser], Any]) -> Page:
+    start_index, count = max(start_index, 1), min(max(count, 0), MAX_COUNT)
+    query = select(ScimUser).where(ScimUser.idp_slug == slug).order_by(ScimUser.created_at,
+                                                                        ScimUser.id)
+    if not filter_text:
+        return _page(session, query, start_index, count)
+    try:
+        parsed = UserFilter(filter_text)
+    except (SCIMException, ValueError) as error:
+        raise ProvisioningError("scim_invalid", f"filter: {error}", scim_type="invalidFilter") \
+            from None
+    indexed = _indexed(parsed.ast)
+    if indexed is not None:
+        return _page(session, query.where(indexed), start_index, count)
+    matching = [row for row in session.scalars(query) if parsed.match(load(row))]
+    return Page(total=len(matching), rows=matching[start_index - 1:start_index - 1 + count])
+
+
+def _page(session: Session, query: Any, start_index: int, count: int) -> Page:
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = list(session.scalars(query.offset(start_index - 1).limit(count))) if count else []
+    return Page(total=total or 0, rows=rows)
+
+
+def _indexed(node: object) -> ColumnElement[bool] | None:
+    """The SQL condition of ``attr eq "value"`` on an indexed attribute, or None."""
+    if (not isinstance(node, Comparison) or node.op != CompareOperator.eq
+            or not isinstance(node.value, str) or node.attr_path.sub_attr is not None
+            or node.attr_path.uri not in (None, "urn:ietf:params:scim:schemas:core:2.0:User")):
+        return None
+    attribute = node.attr_path.attr.lower()
+    if attribute == "username":  # caseExact false (RFC 7643 §4.1.1)
+        return ScimUser.user_name_key == node.value.lower()
+    if attribute == "externalid":  # caseExact true
+        return ScimUser.external_id == node.value
+    if attribute == "id":
+        return ScimUser.id == node.value
+    return None
+
