@@ -12,6 +12,7 @@ from bridge.store.models import (
     AuthnRequestRecord,
     AuthorizationCode,
     ConsumedAssertion,
+    DpopProof,
     RefreshFamily,
     RefreshToken,
 )
@@ -30,6 +31,7 @@ def test_purge_deletes_only_expired_rows_in_batches(database: Database) -> None:
                 tag = f"{i}-{expires > now}"
                 session.add(ConsumedAssertion(idp_entity_id="https://idp", assertion_id=f"a{tag}",
                                               expires_at=expires))
+                session.add(DpopProof(proof_hash=f"p{tag}", expires_at=expires))
                 session.add(AuthnRequestRecord(
                     id=f"r{tag}", idp_slug="dev", client_id="demo", redirect_uri="x", scope="",
                     browser_hash="h", created_at=now, expires_at=expires))
@@ -45,9 +47,10 @@ def test_purge_deletes_only_expired_rows_in_batches(database: Database) -> None:
 
     counts = purge_expired(database, now=now, batch_size=2)
 
-    assert counts == {"authn_requests": 5, "consumed_assertions": 5, "authorization_codes": 5,
-                      "refresh_families": 5, "admin_sessions": 0, "test_logins": 0}
+    assert counts == {"authn_requests": 5, "consumed_assertions": 5, "dpop_proofs": 5,
+                      "authorization_codes": 5, "refresh_families": 5, "admin_sessions": 0,
+                      "test_logins": 0}
     for model in (ConsumedAssertion, AuthnRequestRecord, AuthorizationCode, RefreshFamily,
-                  RefreshToken):
+                  RefreshToken, DpopProof):
         assert _count(database, model) == 5, model
     assert purge_expired(database, now=now)["consumed_assertions"] == 0

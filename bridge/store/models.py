@@ -88,6 +88,16 @@ class ConsumedAssertion(Base):
     expires_at: Mapped[float] = mapped_column(Double, index=True)
 
 
+class DpopProof(Base):
+    """DPoP proofs seen (RFC 9449 §11.1): the primary key (a hash of the key's thumbprint and the
+    proof's jti) makes each proof usable once across every node, until it is too old anyway."""
+
+    __tablename__ = "dpop_proofs"
+
+    proof_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
 class AuthorizationCode(Base):
     __tablename__ = "authorization_codes"
 
@@ -133,6 +143,9 @@ class RefreshFamily(Base):
     last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # RFC 9449 §5: a public client's login made with a DPoP proof refreshes only with proofs of
+    # the same key (its RFC 7638 thumbprint).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshToken(Base):
