@@ -16,7 +16,7 @@ type into an HTTP status in one table. Nothing here knows about HTTP.
     │   └── TooLarge           a message or body over the size limit
     ├── AuthorizeError         an authorization request refused (RFC 6749 §4.1.2.1)
     ├── TokenError             a token endpoint request refused (RFC 6749 §5.2)
-    │   └── DpopError          a DPoP proof refused, or a nonce asked for (RFC 9449)
+    │   └── DpopError          a DPoP proof refused, a nonce asked for (RFC 9449)
     ├── AdminUnauthorized      no admin credentials
     ├── AdminForbidden         admin credentials without the session's CSRF token
     ├── NotFound
@@ -144,9 +144,10 @@ class TokenError(BridgeError):
 
 
 class DpopError(TokenError):
-    """A DPoP proof (RFC 9449) is missing, invalid or replayed (``invalid_dpop_proof``), or it
-    lacks the server nonce it must carry (``use_dpop_nonce``, §8). ``nonce`` is the fresh nonce
-    the client should use next; the web layer sends it as the ``DPoP-Nonce`` header."""
+    """A DPoP proof (RFC 9449) is missing, invalid or replayed (``invalid_dpop_proof``), it
+    lacks the server nonce it must carry (``use_dpop_nonce``, §8), or a resource got a DPoP-bound
+    token without a proof of its key (``invalid_token``, §7.1). ``nonce`` is the fresh nonce the
+    client should use next; the web layer sends it as the ``DPoP-Nonce`` header."""
 
     default_code = "invalid_dpop_proof"
 

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from bridge.claims import schemas
 from bridge.config import Settings
 from bridge.errors import NotFound
+from bridge.tokens.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from bridge.web.context import services
 
 discovery = Blueprint("discovery", __name__)
@@ -47,6 +48,9 @@ def discovery_document(settings: Settings) -> dict[str, object]:
         "authorization_response_iss_parameter_supported": False,
         "claims_schema_versions_supported": list(schemas.VERSIONS),
         "claims_schemas": {str(v): f"{base}/schemas/claims/v{v}.json" for v in schemas.VERSIONS},
+        # RFC 9449 §5.1: named only when some client may bind its tokens to a DPoP key.
+        **({"dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS)}
+           if any(c.dpop != "off" for c in settings.clients) else {}),
     }
 
 

@@ -25,6 +25,7 @@ from bridge.web.cookies import (
     set_login_cookie,
     set_refresh_cookie,
 )
+from bridge.web.dpop_headers import DPOP_HEADER, add_dpop_nonce
 from bridge.web.rate_limits import count_client
 from bridge.web.saml_binding import send as send_saml
 
@@ -82,7 +83,12 @@ def token() -> BaseResponse:
     if grant_type == "refresh_token":
         # A cookie client's refresh token may come in its cookie instead of the form.
         form["refresh_token"] = _presented_refresh_token(client, form, "refresh_token")
-    return _token_response(application().tokens.issue(client, form))
+    dpop = application().dpop
+    dpop_jkt = dpop.for_token_request(client, request.headers.getlist(DPOP_HEADER))
+    response = _token_response(application().tokens.issue(client, form, dpop_jkt=dpop_jkt))
+    if client.dpop != "off":
+        add_dpop_nonce(response, dpop.fresh_nonce())
+    return response
 
 
 def _uses_cookie(client: ClientConfig) -> bool:
