@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bridge.audit import Refusal, record_refusal
 from bridge.config import ClientConfig
 from bridge.errors import DpopError
 from bridge.tokens.dpop import ProofRequirements, VerifiedProof, verify_proof
@@ -34,15 +35,21 @@ class DpopChecker:
 
     def for_token_request(self, client: ClientConfig, proofs: list[str]) -> str | None:
         """The key (RFC 7638 thumbprint) the tokens of this request are bound to, or None for
-        Bearer tokens. ``proofs`` are the request's ``DPoP`` header values."""
+        Bearer tokens. ``proofs`` are the request's ``DPoP`` header values. Refusals are
+        audited (``dpop``), but for a nonce asked for: that is how every client starts."""
         if client.dpop == "off":
             return None  # §5: a server that does not do DPoP for this client ignores the header
-        if not proofs:
-            if client.dpop == "required":
-                raise DpopError("invalid_dpop_proof", "This client must send a DPoP proof.",
-                                log_detail={"why": "no DPoP header"})
-            return None
-        return self.check(proofs, method="POST", path="/token").jkt
+        try:
+            if not proofs:
+                if client.dpop == "required":
+                    raise DpopError("invalid_dpop_proof", "This client must send a DPoP proof.",
+                                    log_detail={"why": "no DPoP header"})
+                return None
+            return self.check(proofs, method="POST", path="/token").jkt
+        except DpopError as error:
+            if error.oauth_error != "use_dpop_nonce":
+                record_refusal(self.services, "dpop", error, Refusal(client_id=client.client_id))
+            raise
 
     def check(self, proofs: list[str], *, method: str, path: str,
               access_token: str | None = None) -> VerifiedProof:
