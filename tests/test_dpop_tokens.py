@@ -86,6 +86,7 @@ def test_a_client_that_requires_dpop_gets_nothing_without_a_proof(browser: Brows
     refused = client.post("/token", data=form)
     assert refused.status_code == 400
     assert refused.get_json()["error"] == "invalid_dpop_proof"
+    assert refused.headers["DPoP-Nonce"]  # the nonce its first proof can use
     assert browser.count(RefreshFamily) == 0
     assert DpopApp(client).token(form).status_code == 200  # the code was not used up
 

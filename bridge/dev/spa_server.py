@@ -1,10 +1,15 @@
 """Serves the reference SPA and a small API that verifies the bridge's access tokens through its
-JWKS, as any downstream API would."""
+JWKS, as any downstream API would, and their DPoP proofs (RFC 9449 §7.1) as docs/dpop.md shows."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import threading
+import time
 from importlib import resources
+from typing import Any
 
 import jwt
 from flask import Flask, Response, jsonify, request
@@ -31,20 +36,78 @@ def create_spa_app(*, bridge_url: str, public_url: str, client_id: str = "spa",
         return Response(f"window.BRIDGE_SPA_CONFIG = {json.dumps(config)};",
                         mimetype="text/javascript")
 
+    seen = ProofsSeen()
+
     @app.get("/api/me")
     def me() -> Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         try:
-            if scheme.lower() != "bearer":
-                raise jwt.InvalidTokenError("no bearer token")
+            if scheme.lower() not in ("bearer", "dpop"):
+                raise jwt.InvalidTokenError("no access token")
             key = jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(token, key.key, algorithms=["ES256", "EdDSA", "RS256"],
                                 audience=audience, issuer=bridge_url)
+            check_binding(claims, scheme.lower(), token, request.headers.getlist("DPoP"),
+                          f"{public_url}/api/me", seen)
         except jwt.PyJWTError as error:
-            response = jsonify({"error": "invalid_token", "why": type(error).__name__})
+            response = jsonify({"error": "invalid_token", "why": str(error)})
             response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            response.headers["WWW-Authenticate"] = (
+                'DPoP error="invalid_token"' if scheme.lower() == "dpop"
+                else 'Bearer error="invalid_token"')
             return response
         return jsonify({"hello": claims.get("name") or claims["sub"], "claims": claims})
 
     return app
+
+
+class ProofsSeen:
+    """The DPoP proofs this API accepted in the last minutes: each is good for one request."""
+
+    def __init__(self, window_seconds: int = 120) -> None:
+        self.window = window_seconds
+        self.seen: dict[tuple[str, str], float] = {}
+        self.lock = threading.Lock()
+
+    def first_use(self, jkt: str, jti: str) -> bool:
+        now = time.time()
+        with self.lock:
+            self.seen = {k: t for k, t in self.seen.items() if now - t < self.window}
+            return self.seen.setdefault((jkt, jti), now) == now
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:  # RFC 7638
+    members = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}[jwk["kty"]]
+    text = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(text.encode()).digest())
+
+
+def check_binding(claims: dict[str, Any], scheme: str, token: str, proofs: list[str], url: str,
+                  seen: ProofsSeen) -> None:
+    """RFC 9449 §7.1: a token with cnf.jkt only with the DPoP scheme and a fresh proof of that
+    key for this request and this token; a plain token only as a Bearer token."""
+    bound = (claims.get("cnf") or {}).get("jkt")
+    if bound is None:
+        if scheme != "bearer":
+            raise jwt.InvalidTokenError("a Bearer token sent as DPoP")
+        return
+    if scheme != "dpop" or len(proofs) != 1:
+        raise jwt.InvalidTokenError("a DPoP-bound token needs the DPoP scheme and one proof")
+    header = jwt.get_unverified_header(proofs[0])
+    jwk = header.get("jwk") or {}
+    if (header.get("typ") != "dpop+jwt" or header.get("alg") not in ("ES256", "EdDSA")
+            or {"d", "p", "q", "k"} & jwk.keys()):
+        raise jwt.InvalidTokenError("not a DPoP proof this API accepts")
+    proof = jwt.decode(proofs[0], jwt.PyJWK(jwk, header["alg"]), algorithms=[header["alg"]])
+    if (proof.get("htm") != "GET" or proof.get("htu") != url
+            or abs(time.time() - proof.get("iat", 0)) > 60
+            or proof.get("ath") != _b64url(hashlib.sha256(token.encode()).digest())):
+        raise jwt.InvalidTokenError("the proof is not for this request or this token")
+    if _thumbprint(jwk) != bound:
+        raise jwt.InvalidTokenError("the proof is made with another key than the token's")
+    if not seen.first_use(bound, str(proof.get("jti"))):
+        raise jwt.InvalidTokenError("the proof was used before")

@@ -49,6 +49,8 @@ class DpopChecker:
         except DpopError as error:
             if error.oauth_error != "use_dpop_nonce":
                 record_refusal(self.services, "dpop", error, Refusal(client_id=client.client_id))
+            # Every answer to a DPoP client carries the nonce its next proof needs.
+            error.nonce = error.nonce or self.fresh_nonce()
             raise
 
     def check(self, proofs: list[str], *, method: str, path: str,
