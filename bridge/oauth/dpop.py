@@ -33,19 +33,22 @@ class DpopChecker:
             return None
         return self.nonces().current(self.services.clock.now())
 
-    def for_token_request(self, client: ClientConfig, proofs: list[str]) -> str | None:
-        """The key (RFC 7638 thumbprint) the tokens of this request are bound to, or None for
-        Bearer tokens. ``proofs`` are the request's ``DPoP`` header values. Refusals are
-        audited (``dpop``), but for a nonce asked for: that is how every client starts."""
+    def for_token_request(self, client: ClientConfig, proofs: list[str], *,
+                          path: str = "/token", required: bool = True) -> str | None:
+        """The key (RFC 7638 thumbprint) the request proved, to bind its tokens to, or None
+        for Bearer tokens. ``proofs`` are the request's ``DPoP`` header values; a client with
+        ``dpop = "required"`` must send one unless ``required`` is false (revocation and
+        logout, which need a proof only for a login bound to a key). Refusals are audited
+        (``dpop``), but for a nonce asked for: that is how every client starts."""
         if client.dpop == "off":
             return None  # §5: a server that does not do DPoP for this client ignores the header
         try:
             if not proofs:
-                if client.dpop == "required":
+                if client.dpop == "required" and required:
                     raise DpopError("invalid_dpop_proof", "This client must send a DPoP proof.",
                                     log_detail={"why": "no DPoP header"})
                 return None
-            return self.check(proofs, method="POST", path="/token").jkt
+            return self.check(proofs, method="POST", path=path).jkt
         except DpopError as error:
             if error.oauth_error != "use_dpop_nonce":
                 record_refusal(self.services, "dpop", error, Refusal(client_id=client.client_id))

@@ -220,13 +220,8 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
         # RFC 6749 §6: the token must have been issued to the authenticated client. Say no more.
         raise TokenError("invalid_grant", "The refresh token is not valid.",
                          code="refresh_token_client_mismatch")
-    if row.dpop_jkt is not None and row.dpop_jkt != dpop_jkt:
-        # RFC 9449 §5: the token is bound to a key this request did not prove. Checked before
-        # anything is written or counted as reuse: whoever copied the token, without the key,
-        # can neither use it nor end the login of the one who holds both.
-        raise TokenError("invalid_grant", "The refresh token is bound to another DPoP key.",
-                         code="refresh_token_key_mismatch",
-                         log_detail={"proof": "none" if dpop_jkt is None else "another key"})
+    # RFC 9449 §5: checked before anything is written or counted as reuse.
+    check_key(row.dpop_jkt, dpop_jkt)
     if row.revoked_at is not None:
         raise TokenError("invalid_grant", "The refresh token has been revoked.",
                          code="refresh_token_revoked")
@@ -263,6 +258,16 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
     # RFC 9700 §4.14.2: a rotated token presented again means it leaked (or the legitimate client
     # lost a race it cannot win); either way the family can no longer be trusted.
     raise ReuseDetected(family.id)
+
+
+def check_key(bound_jkt: str | None, proven_jkt: str | None) -> None:
+    """Refuse a token of a login bound to a DPoP key (``bound_jkt``) unless the request proved
+    that key: whoever copied the token, without the key, can neither use it nor end the login
+    (refresh, revocation, logout) of the one who holds both."""
+    if bound_jkt is not None and bound_jkt != proven_jkt:
+        raise TokenError("invalid_grant", "The refresh token is bound to another DPoP key.",
+                         code="refresh_token_key_mismatch",
+                         log_detail={"proof": "none" if proven_jkt is None else "another key"})
 
 
 def revoke_family(session: Session, family_id: str, *, now: float, reason: str) -> bool:

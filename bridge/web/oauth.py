@@ -178,8 +178,12 @@ def revoke() -> BaseResponse:
     # RFC 7009 §2.1: the hint is optional; an empty one is none.
     if (form.get("token_type_hint") or None) not in (None, "refresh_token", "access_token"):
         raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
-    application().revocation.revoke(client, token_value)
+    dpop_jkt = application().dpop.for_token_request(
+        client, request.headers.getlist(DPOP_HEADER), path="/revoke", required=False)
+    application().revocation.revoke(client, token_value, dpop_jkt)
     response = Response(status=200)
+    if client.dpop != "off":
+        add_dpop_nonce(response, application().dpop.fresh_nonce())
     if _uses_cookie(client):
         _set_cookie_answer(response, client, None)
     return response
@@ -195,13 +199,18 @@ def logout() -> BaseResponse:
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
+    dpop_jkt = application().dpop.for_token_request(
+        client, request.headers.getlist(DPOP_HEADER), path="/logout", required=False)
     idp_logout_url = application().logout.logout(client, token_value,
-                                                 idp_logout=form.get("idp_logout") == "true")
+                                                 idp_logout=form.get("idp_logout") == "true",
+                                                 dpop_jkt=dpop_jkt)
     body: dict[str, object] = {"logged_out": True}
     if idp_logout_url:
         body["idp_logout_url"] = idp_logout_url
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
+    if client.dpop != "off":
+        add_dpop_nonce(response, application().dpop.fresh_nonce())
     if _uses_cookie(client):
         _set_cookie_answer(response, client, None)
     return response

@@ -18,7 +18,7 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.services import build_services
 from bridge.store.db import Database
-from bridge.store.models import RefreshFamily, RefreshToken
+from bridge.store.models import AuditEvent, RefreshFamily, RefreshToken
 from bridge.web import create_app
 from tests.conftest import DEMO_CLIENT, MovableClock, make_settings
 from tests.dpop_tools import DpopApp, DpopKey, unsigned_proof
@@ -208,6 +208,28 @@ def test_a_copied_refresh_token_is_useless_and_ends_nothing(
         refused(DpopApp(client).refresh(stolen, "spa"), "invalid_grant")
     assert state(browser) == before  # nothing used up, nothing revoked
     assert victim.refresh(stolen).status_code == 200  # the real app carries on
+
+
+@pytest.mark.parametrize("endpoint", ["/revoke", "/logout"])
+def test_a_copied_refresh_token_cannot_end_the_login(browser: Browser, client: FlaskClient,
+                                                     victim: DpopApp, endpoint: str) -> None:
+    stolen = tokens(victim)["refresh_token"]
+    field = "token" if endpoint == "/revoke" else "refresh_token"
+    before = state(browser)
+    refused(client.post(endpoint, data={field: stolen, "client_id": "demo"}), "invalid_grant")
+    audited_after = browser.count(AuditEvent)
+    thief = DpopKey().proof("POST", URL + endpoint, nonce=victim.nonce)
+    refused(client.post(endpoint, data={field: stolen, "client_id": "demo"},
+                        headers={"DPoP": thief}), "invalid_grant")
+    assert state(browser) == before  # nothing revoked
+    assert browser.count(AuditEvent) == audited_after  # and no logout recorded
+    # The holder of the key ends its login with a proof.
+    newest = victim.refresh(stolen).get_json()["refresh_token"]
+    proof = victim.key.proof("POST", URL + endpoint, nonce=victim.nonce)
+    ended = client.post(endpoint, data={field: newest, "client_id": "demo"},
+                        headers={"DPoP": proof})
+    assert ended.status_code == 200, ended.get_data(as_text=True)
+    assert state(browser)[2] == 1
 
 
 def test_an_old_refresh_token_with_another_key_does_not_trigger_reuse_revocation(

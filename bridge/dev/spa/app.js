@@ -165,7 +165,8 @@ async function callApi() {
 }
 
 async function signOut() {
-  await fetch(`${config.bridge}/logout`, {
+  // The login is bound to the key: ending it takes a proof too, so a copied cookie cannot.
+  await dpopFetch(`${config.bridge}/logout`, {
     method: "POST",
     credentials: "include",
     headers: form({ "X-Bridge-Refresh": "1" }),
