@@ -190,3 +190,33 @@ def test_dpop_settings_are_checked_at_start_up(client_entry: dict[str, object],
         load_settings(environ={"BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK},
                       overrides={"clients": [client_entry]})
     assert any(problem in p and "dpop" in p for p in refused.value.problems), refused.value
+
+
+@pytest.mark.parametrize("client_id", ["demo", "spa"])
+def test_a_code_asked_for_with_dpop_jkt_is_exchanged_only_with_that_key(
+        browser: Browser, client: FlaskClient, client_id: str) -> None:
+    """RFC 9449 §10: a code stolen from the redirect is useless without the key, and is not
+    used up by the attempt."""
+    app = DpopApp(client)
+    code, login = browser.login(client_id=client_id, dpop_jkt=app.key.jkt)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": DEMO_REDIRECT,
+            "client_id": client_id, "code_verifier": login.verifier}
+    thief = DpopApp(client).token(form)
+    assert thief.status_code == 400 and thief.get_json()["error"] == "invalid_grant"
+    assert browser.last_audit().code == "code_key_mismatch"
+    if client_id == "spa":  # DPoP allowed, not required: no proof at all is refused the same
+        assert browser.exchange(code, login.verifier, client_id="spa").status_code == 400
+        assert browser.last_audit().code == "code_key_mismatch"
+    assert browser.count(RefreshFamily) == 0
+    response = app.token(form)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert claims_of(response.get_json()["access_token"])["cnf"] == {"jkt": app.key.jkt}
+
+
+def test_dpop_jkt_must_be_a_thumbprint(browser: Browser) -> None:
+    response = browser.authorize(dpop_jkt="not a thumbprint")
+    assert response.status_code == 302
+    assert "error=invalid_request" in response.headers["Location"]
+    # A client without DPoP ignores it.
+    ignored = browser.authorize(client_id="plain", dpop_jkt="x")
+    assert ignored.status_code == 302 and "SAMLRequest=" in ignored.headers["Location"]

@@ -90,6 +90,7 @@ class LoginStarter:
                 code_challenge=request.code_challenge,
                 scope=request.scope,
                 nonce=request.nonce,
+                dpop_jkt=request.dpop_jkt,
                 browser_hash=secret_hash(browser_token),
                 created_at=now,
                 expires_at=now + settings.authn_request_ttl_seconds,

@@ -15,6 +15,8 @@ from bridge.tokens.secrets_util import constant_time_equal
 # \Z, not $: $ also matches before a final newline.
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}\Z")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}\Z")
+# RFC 9449 §10: dpop_jkt, a base64url SHA-256 JWK thumbprint, the same shape as a challenge.
+_THUMBPRINT = _CHALLENGE
 _MAX_STATE = 1024
 
 
@@ -32,6 +34,8 @@ class AuthorizationRequest:
     nonce: str | None
     idp: str | None
     login_hint: str | None
+    # RFC 9449 §10: the code is exchanged only with a proof of this key.
+    dpop_jkt: str | None = None
 
 
 def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -> AuthorizationRequest:
@@ -82,6 +86,11 @@ def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -
         raise refuse("invalid_request", "nonce is too long.")
     if nonce is not None and _has_control_characters(nonce):
         raise refuse("invalid_request", "nonce holds a control character.")
+    dpop_jkt = params.get("dpop_jkt") or None
+    if client.dpop == "off":
+        dpop_jkt = None  # a client without DPoP ignores it, as the token endpoint ignores proofs
+    elif dpop_jkt is not None and not _THUMBPRINT.match(dpop_jkt):
+        raise refuse("invalid_request", "dpop_jkt is not a base64url SHA-256 thumbprint.")
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -91,6 +100,7 @@ def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -
         nonce=nonce,
         idp=params.get("idp") or None,
         login_hint=params.get("login_hint") or None,
+        dpop_jkt=dpop_jkt,
     )
 
 

@@ -76,6 +76,8 @@ class AuthnRequestRecord(Base):
     created_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     consumed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # RFC 9449 §10: the DPoP key the code is bound to, when the client named one.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ConsumedAssertion(Base):
@@ -119,6 +121,8 @@ class AuthorizationCode(Base):
     used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     # The refresh family minted from this code, revoked if the code is ever replayed.
     family_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # RFC 9449 §10: exchanged only with a proof of this key.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshFamily(Base):

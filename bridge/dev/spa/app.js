@@ -50,6 +50,14 @@ async function loadDpopKey() {
   dpopKey = { privateKey: pair.privateKey, publicKey: pair.publicKey, jwk: { kty, crv, x, y } };
 }
 
+// RFC 7638: the key's required members in lexicographic order, without whitespace, hashed.
+async function dpopThumbprint() {
+  const { crv, kty, x, y } = dpopKey.jwk;
+  const digest = await crypto.subtle.digest(
+    "SHA-256", new TextEncoder().encode(JSON.stringify({ crv, kty, x, y })));
+  return base64url(new Uint8Array(digest));
+}
+
 function base64urlText(text) {
   return base64url(new TextEncoder().encode(text));
 }
@@ -105,6 +113,7 @@ async function signIn() {
     state,
     code_challenge: base64url(new Uint8Array(digest)),
     code_challenge_method: "S256",
+    dpop_jkt: await dpopThumbprint(), // the code is exchanged only with a proof of this key
   }));
 }
 

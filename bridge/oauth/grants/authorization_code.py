@@ -61,6 +61,11 @@ class AuthorizationCodeGrant:
         elif form.get("code_verifier"):
             raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was.",
                              code="pkce_mismatch")
+        if row.dpop_jkt is not None and row.dpop_jkt != dpop_jkt:
+            # RFC 9449 §10: the code was asked for with dpop_jkt; only that key exchanges it.
+            raise TokenError("invalid_grant", "The authorization code is bound to another DPoP "
+                             "key.", code="code_key_mismatch",
+                             log_detail={"proof": "none" if dpop_jkt is None else "another key"})
 
         # Read before the write transaction.
         key = self.services.keys.signing_key(client.token_signing_alg)
