@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bridge import metrics
 from bridge.errors import BridgeError
+from bridge.store import direct
 from bridge.store.db import Database
 from bridge.store.models import AuditEvent
 
@@ -42,7 +43,7 @@ def record(
     values = event_row(at=at, event=event, outcome=outcome, code=code, idp_slug=idp_slug,
                        client_id=client_id, subject=subject, error_id=error_id, detail=detail)
     if isinstance(session, Connection):
-        session.execute(_INSERT, values)  # hot paths use Core connections
+        direct.execute(session, _INSERT, values)  # hot paths use Core connections
     else:
         session.add(AuditEvent(**values))
 

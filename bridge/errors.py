@@ -13,7 +13,8 @@ type into an HTTP status in one table. Nothing here knows about HTTP.
     │   └── Conflict           a change the current state does not allow
     ├── SamlRejected           a SAML message refused
     │   ├── IdpUnknown         no IdP at this address
-    │   └── TooLarge           a message or body over the size limit
+    │   ├── TooLarge           a message or body over the size limit
+    │   └── LoginUnmet         a login that is not what the client asked for
     ├── AuthorizeError         an authorization request refused (RFC 6749 §4.1.2.1)
     ├── TokenError             a token endpoint request refused (RFC 6749 §5.2)
     │   └── DpopError          a DPoP proof refused, a nonce asked for (RFC 9449)
@@ -101,6 +102,20 @@ class TooLarge(SamlRejected):
     it is parsed."""
 
     default_code = "saml_too_large"
+
+
+class LoginUnmet(SamlRejected):
+    """A login the IdP answered that does not meet what the client asked of it (``acr_values``,
+    ``max_age``, ``prompt``). Nothing is issued; the client is told through its redirect URI,
+    with ``oauth_error`` (``unmet_authentication_requirements`` or ``login_required``)."""
+
+    default_code = "authn_requirement_unmet"
+
+    def __init__(self, code: str, public_detail: str = "", *,
+                 oauth_error: str = "unmet_authentication_requirements",
+                 log_detail: dict[str, Any] | None = None) -> None:
+        super().__init__(code, public_detail, log_detail=log_detail)
+        self.oauth_error = oauth_error
 
 
 class AuthorizeError(BridgeError):

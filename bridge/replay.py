@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from bridge import audit
 from bridge.errors import SamlRejected
 from bridge.saml import response as saml_response
+from bridge.store import direct
 from bridge.store.db import Database
 from bridge.store.models import AuthnRequestRecord, ConsumedAssertion
 
@@ -25,9 +26,12 @@ def remember_message(connection: Connection | Session, *, idp_entity_id: str, me
                      expires_at: float) -> None:
     """Enter an IdP's message ID in the replay cache, in the caller's transaction; the row lives
     until the message could no longer be valid."""
-    connection.execute(_INSERT_ASSERTION, {"idp_entity_id": idp_entity_id,
-                                           "assertion_id": message_id,
-                                           "expires_at": expires_at})
+    values = {"idp_entity_id": idp_entity_id, "assertion_id": message_id,
+              "expires_at": expires_at}
+    if isinstance(connection, Connection):
+        direct.execute(connection, _INSERT_ASSERTION, values)  # the login path
+    else:
+        connection.execute(_INSERT_ASSERTION, values)
 
 
 def use_assertion(connection: Connection, verified: saml_response.VerifiedAssertion) -> None:
@@ -38,8 +42,7 @@ def use_assertion(connection: Connection, verified: saml_response.VerifiedAssert
 def consume(connection: Connection, request_id: str, verified: saml_response.VerifiedAssertion,
             now: float) -> None:
     """Use the outstanding request and the assertion, once each, in the caller's transaction."""
-    consumed = connection.execute(_CONSUME_REQUEST, {"request": request_id, "now": now})
-    if consumed.rowcount != 1:
+    if direct.rowcount(connection, _CONSUME_REQUEST, {"request": request_id, "now": now}) != 1:
         raise SamlRejected("saml_replay", "This login response has already been used.")
     use_assertion(connection, verified)
 

@@ -213,6 +213,24 @@ def test_a_mapping_pattern_the_linear_engine_cannot_run_is_refused_when_saved(  
     assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {"display_name": "Acme"}
 
 
+def test_authn_contexts_are_validated_when_saved_and_serve_at_once(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp) -> None:
+    assert _create(api, acme).status_code == 201
+    bad = {"authn_contexts": {"preset": "okta", "comparison": "maximum",
+                              "levels": [{"acr": "mfa", "class_refs": "not a list"}]}}
+    changed = api("PUT", "/admin/api/idps/other/settings", json=bad)
+    assert changed.status_code == 422
+    problems = changed.get_json()["problems"]
+    assert "IdP other settings: authn_contexts.comparison: one of exact, minimum" in problems
+    assert any("authn_contexts.levels[0].class_refs: must be a non-empty list" in p
+               for p in problems)
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {"display_name": "Acme"}
+    good = {"display_name": "Acme", "authn_contexts": {"preset": "adfs"}}
+    assert api("PUT", "/admin/api/idps/other/settings", json=good).status_code == 200
+    discovery = api("GET", "/.well-known/openid-configuration").get_json()
+    assert discovery["acr_values_supported"] == ["mfa", "pwd", "windows"]  # adfs adds one
+
+
 def test_file_idps_cannot_be_changed_through_the_api(api) -> None:  # type: ignore[no-untyped-def]
     response = api("PUT", "/admin/api/idps/dev/settings", json={"clock_skew_seconds": 10})
     assert response.status_code == 409

@@ -82,6 +82,21 @@ def test_v2_token_roles_scopes_budget_and_oidc(browser: Browser) -> None:
     assert info.get_json()["sub"] == access["sub"]
 
 
+def test_a_refresh_answers_without_an_id_token(browser: Browser) -> None:
+    """OIDC Core §12.2: the login's ID token stays the client's; a refresh mints access tokens
+    (with the login's auth_time) and no second ID token (decision 0026)."""
+    body = _login(browser, "openid profile email")
+    login_claims = jwt.decode(body["id_token"], options={"verify_signature": False})
+    refreshed = browser.refresh(body["refresh_token"], client_id="web2")
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    answer = refreshed.get_json()
+    assert "id_token" not in answer
+    assert answer["scope"] == "openid profile email" and answer["refresh_token"]
+    access = jwt.decode(answer["access_token"], options={"verify_signature": False})
+    assert access["auth_time"] == login_claims["auth_time"]
+    assert access["sub"] == login_claims["sub"]
+
+
 def test_v2_token_without_personal_scopes(browser: Browser) -> None:
     body = _login(browser, "")
     access = jwt.decode(body["access_token"], options={"verify_signature": False})

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.claims import v1, v2
+from bridge.claims.authn_levels import NONE as NO_AUTHN_CONTEXTS
+from bridge.claims.authn_levels import AuthnContexts
 from bridge.claims.mapping import ClaimMapping, apply_mapping
 from bridge.identity import Identity
 
@@ -20,14 +22,16 @@ class GroupBudget:
     max_bytes: int = 1024
 
 
-def build_claims(version: int, identity: Identity, mapping: ClaimMapping) -> dict[str, Any]:
-    """The full claims of ``identity`` in schema ``version``, stored with the login."""
+def build_claims(version: int, identity: Identity, mapping: ClaimMapping,
+                 contexts: AuthnContexts = NO_AUTHN_CONTEXTS) -> dict[str, Any]:
+    """The full claims of ``identity`` in schema ``version``, stored with the login; ``acr``
+    and ``amr`` read through the IdP's ``contexts``."""
     mapped = apply_mapping(mapping, identity)
     if version == 1:
         return v1.build(mapped, identity)
     if version in (2, 3):
         # Version 3 is version 2 with the cnf claim of DPoP-bound tokens, set when minted.
-        return v2.build(mapped, identity, version)
+        return v2.build(mapped, identity, contexts, version)
     raise ValueError(f"unknown claims version {version}")
 
 

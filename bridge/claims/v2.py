@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.claims.authn_context import acr_amr
+from bridge.claims.authn_levels import AuthnContexts
 from bridge.claims.mapping import MappedClaims
 from bridge.claims.v1 import checked_email, checked_text, invalid
 from bridge.identity import Identity
@@ -24,7 +24,8 @@ SCOPED = {
 MAX_ROLES = 50
 
 
-def build(mapped: MappedClaims, identity: Identity, version: int = 2) -> dict[str, Any]:
+def build(mapped: MappedClaims, identity: Identity, contexts: AuthnContexts,
+          version: int = 2) -> dict[str, Any]:
     """The claims of version 2, or of version 3 (the same, with ``cnf`` added to bound tokens
     when they are minted)."""
     claims: dict[str, Any] = {"sub": identity.subject, "idp": identity.idp_slug, "ver": version}
@@ -47,7 +48,7 @@ def build(mapped: MappedClaims, identity: Identity, version: int = 2) -> dict[st
     claims["groups"] = list(mapped.groups)
     if mapped.groups_incomplete:
         claims["groups_overage"] = True
-    acr, amr = acr_amr(identity.authn_context_class)
+    acr, amr = contexts.acr_amr(identity.authn_context_class)
     if acr is not None:
         claims["acr"] = checked_text(acr, "acr", identity, version)
     if amr:

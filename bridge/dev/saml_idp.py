@@ -93,12 +93,28 @@ def make_key_and_cert(directory: Path, common_name: str, *, days: int = 365,
     return key_path, cert_path
 
 
+PASSWORD_CONTEXT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+# The development IdP's second factor is the REFEDS MFA profile (its settings use the
+# shibboleth preset of [authn_contexts]); the code to type is printed on its login page.
+MFA_CONTEXT = "https://refeds.org/profile/mfa"
+SECOND_FACTOR_CODE = "123456"
+STATUS_NO_PASSIVE = "urn:oasis:names:tc:SAML:2.0:status:NoPassive"
+
+
 @dataclass
 class PendingRequest:
     request_id: str
     sp_entity_id: str
     acs_url: str
     relay_state: str | None
+    force_authn: bool = False
+    is_passive: bool = False
+    # RequestedAuthnContext's class references, in the SP's order.
+    requested_contexts: tuple[str, ...] = ()
+
+    @property
+    def wants_mfa(self) -> bool:
+        return MFA_CONTEXT in self.requested_contexts
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,7 @@ class DevIdp:
         # alice is in bridge-admins: in the demo she may also use the admin pages.
         (directory / f"{slug}.toml").write_text(
             'display_name = "Development IdP"\nemail_domains = ["example.com"]\n'
+            '[authn_contexts]\npreset = "shibboleth"\n'
             '[[mapping.roles]]\nexact = "bridge-admins"\nrole = "bridge-admin"\n'
             '[[mapping.roles]]\nexact = "engineering"\nrole = "engineer"\n'
         )
@@ -232,12 +249,26 @@ class DevIdp:
                                                  entity_id=sp_entity_id)
         except (UnknownPrincipal, UnsupportedBinding) as exc:
             raise ValueError(f"unknown SP {sp_entity_id}: {exc}") from exc
-        return PendingRequest(message.id, sp_entity_id, acs_url, relay_state)
+        requested = message.requested_authn_context
+        contexts = tuple(ref.text for ref in requested.authn_context_class_ref) if requested else ()
+        return PendingRequest(message.id, sp_entity_id, acs_url, relay_state,
+                              force_authn=message.force_authn == "true",
+                              is_passive=message.is_passive == "true",
+                              requested_contexts=contexts)
 
     def response_for(self, pending: PendingRequest | None, user: User, *,
                      acs_url: str | None = None, sp_entity_id: str | None = None,
-                     sign_response: bool = True, sign_assertion: bool = True) -> str:
-        """A signed Response (base64) for ``user``; ``pending=None`` makes it unsolicited."""
+                     sign_response: bool = True, sign_assertion: bool = True,
+                     class_ref: str | None = PASSWORD_CONTEXT,
+                     authn_instant: int | None = None) -> str:
+        """A signed Response (base64) for ``user``; ``pending=None`` makes it unsolicited.
+        ``class_ref`` is the AuthnContextClassRef (None: an AuthnStatement without one) and
+        ``authn_instant`` the AuthnInstant (default: now)."""
+        authn: dict[str, object] = {"authn_auth": self.entity_id}
+        if class_ref is not None:
+            authn["class_ref"] = class_ref
+        if authn_instant is not None:
+            authn["authn_instant"] = authn_instant
         server = self.server()
         ec_key = self.key_type == "ec"
         response = server.create_authn_response(
@@ -246,8 +277,7 @@ class DevIdp:
             destination=acs_url or (pending.acs_url if pending else ""),
             sp_entity_id=sp_entity_id or (pending.sp_entity_id if pending else ""),
             name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user.persistent_id),
-            authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
-                   "authn_auth": self.entity_id},
+            authn=authn,
             sign_response=sign_response and not ec_key,
             sign_assertion=sign_assertion and not ec_key,
             sign_alg=SIG_RSA_SHA256,
@@ -256,6 +286,16 @@ class DevIdp:
         if ec_key:
             response = self._sign_with_ecdsa(response, sign_response=sign_response,
                                              sign_assertion=sign_assertion)
+        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+
+    def failure_for(self, pending: PendingRequest, status: str = STATUS_NO_PASSIVE, *,
+                    sign: bool = True) -> str:
+        """A Response (base64) that reports failure with second-level ``status`` and carries
+        no assertion, as an IdP answers a passive request it cannot meet."""
+        response = self.server().create_error_response(
+            pending.request_id, pending.acs_url, (status, "no login without interaction"),
+            sign=sign and self.key_type != "ec", sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256)
         return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
 
     def _sign_with_ecdsa(self, response: Response, *, sign_response: bool,

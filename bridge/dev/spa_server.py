@@ -1,5 +1,7 @@
 """Serves the reference SPA and a small API that verifies the bridge's access tokens through its
-JWKS, as any downstream API would, and their DPoP proofs (RFC 9449 §7.1) as docs/dpop.md shows."""
+JWKS, as any downstream API would, and their DPoP proofs (RFC 9449 §7.1) as docs/dpop.md shows.
+Its payroll action needs a recent second-factor login and says so with RFC 9470's challenge when a
+token falls short (docs/step-up.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ from typing import Any
 import jwt
 from flask import Flask, Response, jsonify, request
 
+# What the payroll action needs: a second factor, at most this many seconds ago.
+PAYROLL_ACR = "mfa"
+PAYROLL_MAX_AGE = 300
+
 
 def create_spa_app(*, bridge_url: str, public_url: str, client_id: str = "spa",
                    audience: str = "spa-api") -> Flask:
@@ -21,7 +27,8 @@ def create_spa_app(*, bridge_url: str, public_url: str, client_id: str = "spa",
     files = resources.files("bridge.dev").joinpath("spa")
     jwks = jwt.PyJWKClient(f"{bridge_url}/.well-known/jwks.json", cache_keys=True)
     config = {"bridge": bridge_url, "clientId": client_id, "redirectUri": f"{public_url}/",
-              "scope": "openid profile email", "api": f"{public_url}/api/me"}
+              "scope": "openid profile email", "api": f"{public_url}/api/me",
+              "payroll": f"{public_url}/api/payroll"}
 
     @app.get("/")
     def index() -> Response:
@@ -38,27 +45,59 @@ def create_spa_app(*, bridge_url: str, public_url: str, client_id: str = "spa",
 
     seen = ProofsSeen()
 
-    @app.get("/api/me")
-    def me() -> Response:
+    def verified() -> dict[str, Any] | Response:
+        """The claims of the request's access token, or the 401 that refuses it."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         try:
             if scheme.lower() not in ("bearer", "dpop"):
                 raise jwt.InvalidTokenError("no access token")
             key = jwks.get_signing_key_from_jwt(token)
-            claims = jwt.decode(token, key.key, algorithms=["ES256", "EdDSA", "RS256"],
-                                audience=audience, issuer=bridge_url)
+            claims: dict[str, Any] = jwt.decode(token, key.key,
+                                                algorithms=["ES256", "EdDSA", "RS256"],
+                                                audience=audience, issuer=bridge_url)
             check_binding(claims, scheme.lower(), token, request.headers.getlist("DPoP"),
-                          f"{public_url}/api/me", seen)
+                          request.method, f"{public_url}{request.path}", seen)
         except jwt.PyJWTError as error:
             response = jsonify({"error": "invalid_token", "why": str(error)})
             response.status_code = 401
             response.headers["WWW-Authenticate"] = (
-                'DPoP error="invalid_token"' if scheme.lower() == "dpop"
-                else 'Bearer error="invalid_token"')
+                f'{_scheme(request.headers.get("Authorization", ""))} error="invalid_token"')
             return response
+        return claims
+
+    @app.get("/api/me")
+    def me() -> Response:
+        claims = verified()
+        if isinstance(claims, Response):
+            return claims
         return jsonify({"hello": claims.get("name") or claims["sub"], "claims": claims})
 
+    @app.post("/api/payroll")
+    def payroll() -> Response:
+        claims = verified()
+        if isinstance(claims, Response):
+            return claims
+        if (claims.get("acr") != PAYROLL_ACR
+                or time.time() - claims["auth_time"] > PAYROLL_MAX_AGE):
+            # RFC 9470 §3: what a new login must bring, for the client to ask the bridge for.
+            response = jsonify({"error": "insufficient_user_authentication",
+                                "acr": claims.get("acr"), "auth_time": claims["auth_time"]})
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = (
+                f'{_scheme(request.headers.get("Authorization", ""))} '
+                'error="insufficient_user_authentication", '
+                'error_description="Running payroll needs a recent second-factor login", '
+                f'acr_values="{PAYROLL_ACR}", max_age="{PAYROLL_MAX_AGE}"')
+            return response
+        return jsonify({"payroll": "run", "acr": claims["acr"], "amr": claims.get("amr"),
+                        "auth_time": claims["auth_time"]})
+
     return app
+
+
+def _scheme(authorization: str) -> str:
+    """The scheme a challenge names: the one the token came with (RFC 9449 §7.1)."""
+    return "DPoP" if authorization.lower().startswith("dpop ") else "Bearer"
 
 
 class ProofsSeen:
@@ -86,8 +125,8 @@ def _thumbprint(jwk: dict[str, Any]) -> str:  # RFC 7638
     return _b64url(hashlib.sha256(text.encode()).digest())
 
 
-def check_binding(claims: dict[str, Any], scheme: str, token: str, proofs: list[str], url: str,
-                  seen: ProofsSeen) -> None:
+def check_binding(claims: dict[str, Any], scheme: str, token: str, proofs: list[str],
+                  method: str, url: str, seen: ProofsSeen) -> None:
     """RFC 9449 §7.1: a token with cnf.jkt only with the DPoP scheme and a fresh proof of that
     key for this request and this token; a plain token only as a Bearer token."""
     bound = (claims.get("cnf") or {}).get("jkt")
@@ -103,7 +142,7 @@ def check_binding(claims: dict[str, Any], scheme: str, token: str, proofs: list[
             or {"d", "p", "q", "k"} & jwk.keys()):
         raise jwt.InvalidTokenError("not a DPoP proof this API accepts")
     proof = jwt.decode(proofs[0], jwt.PyJWK(jwk, header["alg"]), algorithms=[header["alg"]])
-    if (proof.get("htm") != "GET" or proof.get("htu") != url
+    if (proof.get("htm") != method or proof.get("htu") != url
             or abs(time.time() - proof.get("iat", 0)) > 60
             or proof.get("ath") != _b64url(hashlib.sha256(token.encode()).digest())):
         raise jwt.InvalidTokenError("the proof is not for this request or this token")

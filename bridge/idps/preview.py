@@ -69,4 +69,5 @@ def preview_login(facts: SamlFacts, idp: IdentityProvider,
         identity = identity_from_facts(facts, idp)
     except SamlRejected as error:
         return refused(error, facts)
-    return {"outcome": "accepted", **preview(identity, idp.settings.mapping, proposed)}
+    return {"outcome": "accepted", **preview(identity, idp.settings.mapping, proposed,
+                                              idp.settings.authn_contexts)}

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.claims.authn_levels import NONE as NO_AUTHN_CONTEXTS
+from bridge.claims.authn_levels import AuthnContexts, parse_authn_contexts
 from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
@@ -34,6 +36,9 @@ class IdpSettings(SamlOptions):
     email_domains: tuple[str, ...] = ()
     # How this IdP's attributes become claims (bridge.claims.mapping), preset included.
     mapping: ClaimMapping = DEFAULT_MAPPING
+    # Our acr values and this IdP's AuthnContextClassRef values (bridge.claims.authn_levels):
+    # what acr_values may ask of it, and what its answers are worth.
+    authn_contexts: AuthnContexts = NO_AUTHN_CONTEXTS
     # Metadata lifecycle (IdPs managed through the admin API): which changes of refreshed or
     # uploaded metadata apply without a person ("additions": new certificates only; "all";
     # "none"), how often a metadata URL is fetched, and the certificate that must sign it.
@@ -59,7 +64,7 @@ IDP_SETTING_KEYS = frozenset({
     "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
     "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
     "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
-    "sign_requests", "authn_request_binding"})
+    "sign_requests", "authn_request_binding", "authn_contexts"})
 
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
@@ -121,12 +126,16 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     mapping = DEFAULT_MAPPING
     with problems.collecting():
         mapping = parse_mapping(raw.get("mapping"), source=source, presets=MAPPING_PRESETS)
+    authn_contexts = NO_AUTHN_CONTEXTS
+    with problems.collecting():
+        authn_contexts = parse_authn_contexts(raw.get("authn_contexts"), source=source)
     if subject_attribute is None and mapping.preset is not None:
         # A vendor preset knows the vendor's stable identifier (Entra ID: the object ID).
         subject_attribute = PRESETS[mapping.preset].subject_attribute
     problems.raise_any()
     return IdpSettings(
         mapping=mapping,
+        authn_contexts=authn_contexts,
         metadata_auto_apply=auto_apply,
         metadata_refresh_seconds=refresh,
         metadata_signing_certificate=pinned,

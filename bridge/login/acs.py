@@ -8,19 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from sqlalchemy import bindparam, select
 from sqlalchemy import exc as sa_exc
 
 from bridge.audit import Refusal, refusals_audited
-from bridge.errors import BridgeError, IdpUnknown, SamlRejected
+from bridge.errors import BridgeError, IdpUnknown, LoginUnmet, SamlRejected
+from bridge.idps.settings import IdentityProvider
 from bridge.login.completions import Completion, OAuthCodeCompletion
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
+from bridge.login.step_up import check_login
+from bridge.oauth.authn_requirement import AuthnRequirement
 from bridge.replay import consume
 from bridge.saml import response as saml_response
+from bridge.saml.failed_login import FailedAtIdp, verify_failure
 from bridge.saml.subject import to_identity
 from bridge.service_provider import service_provider
+from bridge.store import direct
 from bridge.store.models import AuthnRequestRecord
 from bridge.tokens.secrets_util import constant_time_equal, secret_hash
 
@@ -37,6 +43,8 @@ class _Progress:
 
     completion: Completion | None = None
     request_id: str | None = None
+    # The OAuth request a login answers: where a login that is not what it asked for is reported.
+    record: Any = None
 
 
 class AssertionConsumer:
@@ -56,6 +64,12 @@ class AssertionConsumer:
         try:
             return self._consume(slug, posted_response, browser_token, relay_state,
                                  Refusal(idp_slug=slug, error_id=error_id), progress)
+        except LoginUnmet as error:
+            if progress.record is None:
+                raise
+            # OIDC Core §3.1.2.6: the client asked for something this login is not; it hears
+            # so on its redirect URI and may ask again (or differently).
+            return _error_redirect(progress.record, error)
         except BridgeError as error:
             if progress.completion is not None and progress.request_id:
                 destination = progress.completion.failed(progress.request_id, error)
@@ -73,9 +87,13 @@ class AssertionConsumer:
         idp.require_current_metadata(clock.now())
         if not posted:
             raise SamlRejected("saml_malformed", "The request carries no SAMLResponse.")
-        received = saml_response.receive(posted, idp=idp, clock=clock,
-                                         max_bytes=settings.max_saml_response_bytes,
-                                         decryption_keys=self.services.sp_keys.decryption_keys())
+        try:
+            received = saml_response.receive(
+                posted, idp=idp, clock=clock, max_bytes=settings.max_saml_response_bytes,
+                decryption_keys=self.services.sp_keys.decryption_keys())
+        except FailedAtIdp as failure:
+            self._failed_at_idp(failure, idp, browser_token, refusal, progress)
+            raise
         now = clock.now()
         request_id = received.claimed_in_response_to
         if request_id is None:
@@ -87,8 +105,32 @@ class AssertionConsumer:
                 raise SamlRejected("saml_unsolicited",
                                    "This IdP may not start logins (IdP-initiated SSO is disabled).")
             return self.idp_initiated.complete(idp, received, relay_state, refusal)
-        with self.services.db.connection() as connection:
-            record = connection.execute(_GET_REQUEST, {"id": request_id}).first()
+        record = self._outstanding(slug, request_id, browser_token, now, refusal)
+        completion = self.completions.get(record.client_id)
+        client = self.oauth_code.client(record) if completion is None else None
+        progress.completion, progress.request_id = completion, record.id
+        verified = saml_response.verify(received, idp=idp, sp=service_provider(settings, slug),
+                                        expected_request_id=record.id, clock=clock)
+        identity = to_identity(verified, idp)
+        warn_if_sha1(idp, verified)
+        if client is not None:
+            progress.record = record
+            check_login(_requirement(record), idp, verified, requested_at=record.created_at,
+                        now=clock.now())
+            return self.oauth_code.complete(record, client, idp, verified, identity, now)
+        assert completion is not None
+        try:
+            with self.services.db.connection() as connection:
+                consume(connection, record.id, verified, now)
+        except sa_exc.IntegrityError:
+            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+        return completion.complete(record, identity, idp)
+
+    def _outstanding(self, slug: str, request_id: str, browser_token: str | None, now: float,
+                     refusal: Refusal) -> Any:
+        """The outstanding request ``request_id`` of this IdP, made in this browser."""
+        with self.services.db.lookup() as connection:
+            record = direct.first(connection, _GET_REQUEST, {"id": request_id})
         if record is None or record.idp_slug != slug or record.expires_at <= now:
             raise SamlRejected("saml_request_unknown",
                                "The response answers a login request we have no record of.",
@@ -101,22 +143,24 @@ class AssertionConsumer:
                                                         record.browser_hash):
             raise SamlRejected("saml_browser_mismatch",
                                "The login finished in a different browser than it started in.")
-        completion = self.completions.get(record.client_id)
-        client = self.oauth_code.client(record) if completion is None else None
-        progress.completion, progress.request_id = completion, record.id
-        verified = saml_response.verify(received, idp=idp, sp=service_provider(settings, slug),
-                                        expected_request_id=record.id, clock=clock)
-        identity = to_identity(verified, idp)
-        warn_if_sha1(idp, verified)
-        if client is not None:
-            return self.oauth_code.complete(record, client, idp, verified, identity, now)
-        assert completion is not None
-        try:
-            with self.services.db.connection() as connection:
-                consume(connection, record.id, verified, now)
-        except sa_exc.IntegrityError:
-            raise SamlRejected("saml_replay", "This assertion has already been used.") from None
-        return completion.complete(record, identity, idp)
+        return record
+
+    def _failed_at_idp(self, failure: FailedAtIdp, idp: IdentityProvider, browser_token: str | None,
+                       refusal: Refusal, progress: _Progress) -> None:
+        """The IdP answered one of our requests with a failure and no assertion. When the client
+        asked for no interaction and the IdP could not log in without it (NoPassive), raise what
+        tells the client ``login_required``; otherwise the caller raises the failure as it is."""
+        settings, now = self.services.settings, self.services.clock.now()
+        failed = verify_failure(failure, idp=idp, acs_url=settings.acs_url(idp.slug),
+                                allow_sha1=idp.settings.allows_sha1(now))
+        record = self._outstanding(idp.slug, failed.in_response_to, browser_token, now, refusal)
+        failure.log_detail = {"status": failed.status, "sub_status": failed.sub_status}
+        if record.client_id in self.completions or record.prompt != "none" or not failed.no_passive:
+            return
+        progress.record = record
+        raise LoginUnmet("idp_no_passive",
+                         "The identity provider cannot log the person in without interaction.",
+                         oauth_error="login_required", log_detail=failure.log_detail)
 
     def _has_outstanding_request(self, slug: str, browser_token: str | None, now: float) -> bool:
         if not browser_token:
@@ -129,3 +173,15 @@ class AssertionConsumer:
                 AuthnRequestRecord.expires_at > now,
             ).limit(1))
         return found is not None
+
+
+def _requirement(record: Any) -> AuthnRequirement:
+    return AuthnRequirement.from_stored(record.acr_values, record.max_age, record.prompt)
+
+
+def _error_redirect(record: Any, error: LoginUnmet) -> str:
+    query = {"error": error.oauth_error, "error_description": error.public_detail}
+    if record.state is not None:
+        query["state"] = record.state
+    separator = "&" if "?" in record.redirect_uri else "?"
+    return record.redirect_uri + separator + urlencode(query)

@@ -56,7 +56,8 @@ class OAuthCodeCompletion:
                  verified: saml_response.VerifiedAssertion, identity: Identity,
                  now: float) -> str:
         """Return the client's redirect URI with a new code (and the request's state)."""
-        claims = build_claims(client.claims_version, identity, idp.settings.mapping)
+        claims = build_claims(client.claims_version, identity, idp.settings.mapping,
+                              idp.settings.authn_contexts)
         code = new_secret()
         try:
             with self.services.db.connection() as connection:

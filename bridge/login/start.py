@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, SamlRejected
 from bridge.idps.settings import IdentityProvider
+from bridge.login.step_up import authn_options
 from bridge.oauth.requests import AuthorizationRequest
 from bridge.saml.bindings import OutgoingMessage
 from bridge.saml.sp import authn_request
@@ -78,8 +79,10 @@ class LoginStarter:
         idp.require_current_metadata(now)
         if not browser_token or len(browser_token) > 64:
             browser_token = new_secret()
+        options = authn_options(request.requirement, idp)
         request_id, message = authn_request(idp, service_provider(settings, idp.slug), now=now,
-                                            signing_key=self.services.sp_keys.signing_key)
+                                            signing_key=self.services.sp_keys.signing_key,
+                                            options=options)
         with self.services.db.transaction() as session:
             session.add(AuthnRequestRecord(
                 id=request_id,
@@ -91,6 +94,7 @@ class LoginStarter:
                 scope=request.scope,
                 nonce=request.nonce,
                 dpop_jkt=request.dpop_jkt,
+                **request.requirement.stored(),
                 browser_hash=secret_hash(browser_token),
                 created_at=now,
                 expires_at=now + settings.authn_request_ttl_seconds,

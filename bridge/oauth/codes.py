@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     bindparam,
     func,
     insert,
@@ -18,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE
 
+from bridge.store import direct
 from bridge.store.models import (
     AuditEvent,
     AuthorizationCode,
@@ -85,32 +85,33 @@ def redeem_code(connection: Connection, code_hash: str, now: float, family: NewF
         parameters.update({"family_" + name: family.family_row[name] for name in _FAMILY_COLUMNS})
         parameters.update({"token_" + name: family.token_row[name] for name in _TOKEN_COLUMNS})
         parameters.update({"audit_" + name: audit_row[name] for name in _AUDIT_COLUMNS})
-        return connection.execute(_REDEEM_IN_ONE_STATEMENT, parameters).scalar_one() == 1
+        return direct.first(connection, _REDEEM_IN_ONE_STATEMENT, parameters)[0] == 1
     if not use_code(connection, code_hash, now):
         return False
-    connection.execute(_INSERT_FAMILY, family.family_row)
-    connection.execute(_INSERT_TOKEN, family.token_row)
+    direct.execute(connection, _INSERT_FAMILY, family.family_row)
+    direct.execute(connection, _INSERT_TOKEN, family.token_row)
     link_code(connection, code_hash, family.rotation.family.id)
-    connection.execute(_INSERT_AUDIT, audit_row)
+    direct.execute(connection, _INSERT_AUDIT, audit_row)
     return True
 
 
 def store_code(connection: Connection, values: dict[str, Any]) -> None:
-    connection.execute(_INSERT_CODE, values)
+    direct.execute(connection, _INSERT_CODE, values)
 
 
-def find_code(connection: Connection, code_hash: str) -> Row[Any] | None:
-    return connection.execute(_GET_CODE, {"h": code_hash}).first()
+def find_code(connection: Connection, code_hash: str) -> Any:
+    """The code's row (its columns as attributes), or None."""
+    return direct.first(connection, _GET_CODE, {"h": code_hash})
 
 
 def use_code(connection: Connection, code_hash: str, now: float) -> bool:
     """Mark the code used; False when another request used it first."""
-    return connection.execute(_USE_CODE, {"h": code_hash, "now": now}).rowcount == 1
+    return direct.rowcount(connection, _USE_CODE, {"h": code_hash, "now": now}) == 1
 
 
 def link_code(connection: Connection, code_hash: str, family_id: str) -> None:
     """Remember the login a code started: a second use of the code revokes it."""
-    connection.execute(_LINK_CODE, {"h": code_hash, "family": family_id})
+    direct.execute(connection, _LINK_CODE, {"h": code_hash, "family": family_id})
 
 
 def spend_codes(session: Session, *conditions: ColumnElement[bool], now: float) -> None:

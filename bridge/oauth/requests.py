@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from bridge.config import ClientConfig, Settings
 from bridge.errors import AuthorizeError, TokenError
+from bridge.oauth.authn_requirement import NONE as NO_REQUIREMENT
+from bridge.oauth.authn_requirement import AuthnRequirement, parse_authn_requirement
 from bridge.tokens.secrets_util import constant_time_equal
 
 # RFC 7636 §4.1/§4.2: verifier 43-128 unreserved characters; an S256 challenge is 43 of base64url.
@@ -34,6 +36,8 @@ class AuthorizationRequest:
     nonce: str | None
     idp: str | None
     login_hint: str | None
+    # acr_values, max_age, prompt: what the login itself must be (OIDC Core §3.1.2.1).
+    requirement: AuthnRequirement = NO_REQUIREMENT
     # RFC 9449 §10: the code is exchanged only with a proof of this key.
     dpop_jkt: str | None = None
 
@@ -86,6 +90,7 @@ def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -
         raise refuse("invalid_request", "nonce is too long.")
     if nonce is not None and _has_control_characters(nonce):
         raise refuse("invalid_request", "nonce holds a control character.")
+    requirement = parse_authn_requirement(params, refuse)
     dpop_jkt = params.get("dpop_jkt") or None
     if client.dpop == "off":
         dpop_jkt = None  # a client without DPoP ignores it, as the token endpoint ignores proofs
@@ -100,6 +105,7 @@ def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -
         nonce=nonce,
         idp=params.get("idp") or None,
         login_hint=params.get("login_hint") or None,
+        requirement=requirement,
         dpop_jkt=dpop_jkt,
     )
 

@@ -60,9 +60,11 @@ def group_budget(settings: Settings) -> GroupBudget:
 
 def mint(services: Services, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
          key: ActiveKey, grant: str, refresh_token: str, login: str, *,
-         nonce: str | None = None, dpop_jkt: str | None = None) -> TokenSet:
+         nonce: str | None = None, with_id_token: bool = True,
+         dpop_jkt: str | None = None) -> TokenSet:
     """The tokens of a login (a refresh family): the access token (cut to scope and budget), and
-    an ID token when openid was granted."""
+    an ID token when openid was granted and ``with_id_token`` (a refresh asks for none: decision
+    0026)."""
     settings, clock = services.settings, services.clock
     full = json.loads(claims_json)
     ttl = settings.access_token_ttl_seconds
@@ -80,7 +82,7 @@ def mint(services: Services, client: ClientConfig, claims_json: str, auth_time: 
         dpop_jkt=dpop_jkt,
     )
     id_token = None
-    if "openid" in scope.split():
+    if with_id_token and "openid" in scope.split():
         id_token = issue_id_token(
             id_token_claims(full, scope), issuer=settings.base_url,
             client_id=client.client_id, auth_time=auth_time, nonce=nonce,

@@ -4,8 +4,8 @@ python3-saml is the library-level validator: strict mode, every security option 
 below. It reports problems as booleans, error lists and a mix of exception types; this module turns
 all of them into ``SamlRejected``. Three adjustments, each scoped to this module:
 
-* its XML Schema is compiled once per thread instead of on every call (about half its cost,
-  measured by scripts/bench);
+* its XML Schema, XPath expressions and the IdP's certificates are compiled or loaded once per
+  thread instead of on every call (measured by scripts/bench: docs/performance.md);
 * its clock reads our injected clock (through a context variable set only while we validate),
   shifted back by the IdP's skew so its expiry checks honour the configured skew;
 * its ``Conditions`` time check is replaced by one using that clock and skew in both directions
@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import xmlsec
 from lxml import etree
+from onelogin.saml2 import utils as onelogin_utils
 from onelogin.saml2 import xml_utils as onelogin_xml_utils
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
@@ -94,6 +96,46 @@ def _query(dom: Any, query: str, context: Any = None, tagid: str | None = None) 
 
 
 OneLogin_Saml2_XML.query = staticmethod(_query)
+
+# --- certificates, loaded once -------------------------------------------------------------------
+# python3-saml loads the IdP's certificate into a fresh xmlsec key for every signature it checks
+# (about 40 µs each, two per login). A certificate always gives the same public key, and a
+# signature context or keys manager takes its own copy of a key it is given, so each thread keeps
+# the keys it loaded. Private keys (PEM) are loaded as the library does: it may add certificates
+# to those.
+_KEY_CACHE_LIMIT = 64
+
+
+class _Keys:
+    """Stands in for ``xmlsec.Key`` inside python3-saml: ``from_memory`` of a certificate comes
+    from the thread's cache; everything else is xmlsec's own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(xmlsec.Key, name)
+
+    @staticmethod
+    def from_memory(data: Any, format: int, password: Any = None) -> xmlsec.Key:  # noqa: A002
+        if format != xmlsec.constants.KeyDataFormatCertPem or password is not None:
+            return xmlsec.Key.from_memory(data, format, password)
+        cache = getattr(_schemas, "keys", None)
+        if cache is None or len(cache) > _KEY_CACHE_LIMIT:
+            cache = _schemas.keys = {}
+        key = cache.get(data)
+        if key is None:
+            key = cache[data] = xmlsec.Key.from_memory(data, format, None)
+        return key
+
+
+class _Xmlsec:
+    """The ``xmlsec`` module as python3-saml's utilities see it: itself, but with ``_Keys``."""
+
+    Key = _Keys()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(xmlsec, name)
+
+
+onelogin_utils.xmlsec = _Xmlsec()
 
 
 class _Response(OneLogin_Saml2_Response):

@@ -29,6 +29,7 @@ from bridge.saml.assertion_checks import (
     text_of,
 )
 from bridge.saml.decrypt import decrypt_assertion
+from bridge.saml.failed_login import FailedAtIdp, has_no_assertion
 from bridge.saml.idp import SamlIdp
 from bridge.saml.keys import DecryptionKey
 from bridge.saml.ns import q
@@ -84,6 +85,8 @@ def receive(
     except (binascii.Error, ValueError):
         raise SamlRejected("saml_malformed", "SAMLResponse is not valid base64.") from None
     root = parse_untrusted(data, max_bytes=max_bytes)
+    if has_no_assertion(root):
+        raise FailedAtIdp(root)  # the IdP reports why it sent none: bridge.saml.failed_login
     allow_sha1 = idp.settings.allows_sha1(clock.now())
     encrypted = root.find(q(ns.SAML, "EncryptedAssertion"))
     if encrypted is None:

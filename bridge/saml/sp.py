@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -47,21 +48,47 @@ def _message(tag: str, *, message_id: str, now: float, destination: str, issuer:
     return root
 
 
+@dataclass(frozen=True)
+class AuthnOptions:
+    """What an AuthnRequest asks of the authentication itself (SAML Core §3.4.1)."""
+
+    force_authn: bool = False
+    is_passive: bool = False
+    # RequestedAuthnContext (§3.3.2.2.1): class references in order of preference.
+    class_refs: tuple[str, ...] = ()
+    comparison: str = "exact"
+
+
+PLAIN = AuthnOptions()
+
+
 def authn_request(idp: SamlIdp, sp: ServiceProvider, *, now: float,
-                  signing_key: Callable[[], SigningKey]) -> tuple[str, OutgoingMessage]:
+                  signing_key: Callable[[], SigningKey],
+                  options: AuthnOptions = PLAIN) -> tuple[str, OutgoingMessage]:
     """Return (request ID, the AuthnRequest on its way to the IdP).
 
     The request names its ACS by ``AssertionConsumerServiceURL`` (SAML Core §3.4.1). No RelayState:
     the response is matched to the stored request by its signed ``InResponseTo``. Signed with
-    ``signing_key()`` when the IdP's settings say so.
+    ``signing_key()`` when the IdP's settings say so; ``options`` are inside what is signed.
     """
     binding, url = idp.authn_request_endpoint()
     request_id = new_message_id()
+    flags = {}
+    if options.force_authn:
+        flags["ForceAuthn"] = "true"
+    if options.is_passive:
+        flags["IsPassive"] = "true"
     message = _message("AuthnRequest", message_id=request_id, now=now, destination=url,
                        issuer=sp.entity_id, ProtocolBinding=ns.BINDING_POST,
-                       AssertionConsumerServiceURL=sp.acs_url)
+                       AssertionConsumerServiceURL=sp.acs_url, **flags)
     etree.SubElement(message, q(ns.SAMLP, "NameIDPolicy"), Format=ns.NAMEID_UNSPECIFIED,
                      AllowCreate="true")
+    if options.class_refs:
+        # Schema order: after NameIDPolicy (and Conditions, which we never send).
+        requested = etree.SubElement(message, q(ns.SAMLP, "RequestedAuthnContext"),
+                                     Comparison=options.comparison)
+        for class_ref in options.class_refs:
+            etree.SubElement(requested, q(ns.SAML, "AuthnContextClassRef")).text = class_ref
     signer = signing_key() if idp.signs_authn_requests else None
     return request_id, encode(message, binding=binding, destination=url, parameter="SAMLRequest",
                               key=signer)

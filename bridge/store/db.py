@@ -16,8 +16,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.errors import InvalidValue, Misconfigured, StoreUnavailable
+from bridge.store import direct
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
+_BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -43,7 +45,8 @@ def make_engine(database_url: str) -> Engine:
         def _sqlite_begin(connection):
             # IMMEDIATE takes the write lock up front: one writer at a time, and no transaction
             # can read a row, lose the lock to another writer and then act on a stale read.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Run on the driver (store/direct.py): every transaction pays for this statement.
+            direct.execute(connection, _BEGIN_IMMEDIATE, {})
 
         _refuse_nul_characters(engine)
         return engine
@@ -102,6 +105,19 @@ class Database:
             return
         with _unavailable_when_disconnected(), self.engine.connect().execution_options(
                 isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """For one read, run through ``store/direct.py``, outside any transaction: no write lock
+        taken on SQLite (``connection()`` would take one up front), no BEGIN and COMMIT round
+        trips on PostgreSQL. Only for statements run through ``direct``: one run by SQLAlchemy
+        here would begin a transaction as ``connection()`` does."""
+        if self.dialect == "postgresql":
+            with self.single_statement() as connection:
+                yield connection
+            return
+        with _unavailable_when_disconnected(), self.engine.connect() as connection:
             yield connection
 
     def serialize(self, session: Session, name: str) -> None:

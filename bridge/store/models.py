@@ -72,6 +72,10 @@ class AuthnRequestRecord(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     scope: Mapped[str] = mapped_column(Text)
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the client asked of the login itself (bridge.oauth.authn_requirement).
+    acr_values: Mapped[str | None] = mapped_column(Text, nullable=True)
+    max_age: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(String(16), nullable=True)
     browser_hash: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double, index=True)

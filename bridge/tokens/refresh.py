@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bridge.errors import TokenError
+from bridge.store import direct
 from bridge.store.models import RefreshFamily, RefreshToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
@@ -103,8 +104,8 @@ def new_family(
 
 def store_family(connection: Connection, new: NewFamily) -> Rotation:
     """Store a family made by ``new_family`` with its first token, in the caller's transaction."""
-    connection.execute(_INSERT_FAMILY, new.family_row)
-    connection.execute(_INSERT_TOKEN, new.token_row)
+    direct.execute(connection, _INSERT_FAMILY, new.family_row)
+    direct.execute(connection, _INSERT_TOKEN, new.token_row)
     return new.rotation
 
 
@@ -186,10 +187,10 @@ def rotate_at_once(connection: Connection, *, token: str, client_id: str, now: f
     if not rotates_in_one_statement(connection.dialect.name):
         return None
     successor = successor_of(token, successor_key)
-    row = connection.execute(_ROTATE_IN_ONE_STATEMENT, {
+    row = direct.first(connection, _ROTATE_IN_ONE_STATEMENT, {
         "h": secret_hash(token), "successor_hash": secret_hash(successor),
         "client_id": client_id, "now": now, "idle": policy.idle_timeout_seconds,
-        "jkt": dpop_jkt}).first()
+        "jkt": dpop_jkt})
     if row is None:
         return None
     return Rotation(family=FamilyView(row.id, row.client_id, row.claims_json, row.scope,
@@ -212,7 +213,7 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
     token_hash = secret_hash(token)
     # FOR UPDATE serializes rotation and revocation of one family on PostgreSQL; SQLite
     # transactions are already serialized (BEGIN IMMEDIATE).
-    row = connection.execute(_LOCK_FAMILY_OF_TOKEN, {"h": token_hash}).first()
+    row = direct.first(connection, _LOCK_FAMILY_OF_TOKEN, {"h": token_hash})
     if row is None:
         raise TokenError("invalid_grant", "The refresh token is not valid.",
                          code="refresh_token_unknown")
@@ -236,28 +237,32 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
     family = FamilyView(row.id, row.client_id, row.claims_json, row.scope, row.auth_time)
 
     successor = successor_of(token, successor_key)
-    marked = connection.execute(_MARK_USED, {"h": token_hash, "now": now})
-    if marked.rowcount == 1:
-        connection.execute(_INSERT_TOKEN, {"token_hash": secret_hash(successor),
-                                           "family_id": family.id, "created_at": now})
-        connection.execute(_TOUCH_FAMILY, {"family": family.id, "now": now})
+    if direct.rowcount(connection, _MARK_USED, {"h": token_hash, "now": now}) == 1:
+        direct.execute(connection, _INSERT_TOKEN, {"token_hash": secret_hash(successor),
+                                                   "family_id": family.id, "created_at": now})
+        direct.execute(connection, _TOUCH_FAMILY, {"family": family.id, "now": now})
         return Rotation(family=family, refresh_token=successor)
 
     # Used before. Read again now that the family lock is held: the winner has committed.
-    used_at = connection.scalar(_TOKEN_USED_AT, {"h": token_hash})
+    used_at = _used_at(connection, token_hash)
     interval = policy.reuse_interval_seconds
     # Racers that started before the winner committed see now <= used_at: within any interval
     # they are retries; with none (0), every second use is a reuse.
     if interval > 0 and used_at is not None and now - used_at <= interval:
-        successor_used = connection.scalar(_TOKEN_USED_AT, {"h": secret_hash(successor)})
+        successor_used = _used_at(connection, secret_hash(successor))
         # Only while the successor itself is still unused: once the client has moved on, an
         # old token coming back is a leak, not a retry.
         if successor_used is None:
-            connection.execute(_TOUCH_FAMILY, {"family": family.id, "now": now})
+            direct.execute(connection, _TOUCH_FAMILY, {"family": family.id, "now": now})
             return Rotation(family=family, refresh_token=successor, retried=True)
     # RFC 9700 §4.14.2: a rotated token presented again means it leaked (or the legitimate client
     # lost a race it cannot win); either way the family can no longer be trusted.
     raise ReuseDetected(family.id)
+
+
+def _used_at(connection: Connection, token_hash: str) -> float | None:
+    row = direct.first(connection, _TOKEN_USED_AT, {"h": token_hash})
+    return None if row is None else row.used_at
 
 
 def check_key(bound_jkt: str | None, proven_jkt: str | None) -> None:

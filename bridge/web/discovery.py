@@ -13,7 +13,8 @@ from bridge.web.context import services
 discovery = Blueprint("discovery", __name__)
 
 
-def discovery_document(settings: Settings) -> dict[str, object]:
+def discovery_document(settings: Settings, acr_values: list[str]) -> dict[str, object]:
+    """``acr_values``: those some IdP has a level for (bridge.claims.authn_levels)."""
     base = settings.base_url
     scopes = sorted({s for c in settings.clients for s in c.scopes})
     claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
@@ -43,6 +44,7 @@ def discovery_document(settings: Settings) -> dict[str, object]:
         "subject_types_supported": ["public"],
         "access_token_signing_alg_values_supported": [settings.token_signing_alg],
         "id_token_signing_alg_values_supported": [settings.token_signing_alg],
+        "acr_values_supported": acr_values,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "authorization_response_iss_parameter_supported": False,
@@ -57,7 +59,10 @@ def discovery_document(settings: Settings) -> dict[str, object]:
 @discovery.get("/.well-known/openid-configuration")
 @discovery.get("/.well-known/oauth-authorization-server")
 def configuration() -> Response:
-    response = jsonify(discovery_document(services().settings))
+    the_services = services()
+    acr_values = sorted({acr for idp in the_services.idps.values()
+                         for acr in idp.settings.authn_contexts.acr_values})
+    response = jsonify(discovery_document(the_services.settings, acr_values))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

@@ -25,6 +25,7 @@ from bridge.errors import (
     IdpUnknown,
     InvalidInput,
     InvalidValue,
+    LoginUnmet,
     Misconfigured,
     NotFound,
     SamlRejected,
@@ -47,6 +48,8 @@ STATUS: dict[type[BridgeError], int] = {
     SamlRejected: 400,
     IdpUnknown: 404,
     TooLarge: 413,
+    # Told to the client on its redirect URI; 400 only where there is no client to tell.
+    LoginUnmet: 400,
     AuthorizeError: 400,
     TokenError: 400,
     AdminUnauthorized: 401,

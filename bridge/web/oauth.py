@@ -40,6 +40,12 @@ def authorize() -> BaseResponse:
     try:
         auth_request = parse_authorization_request(settings, params)
         idp = login.choose_idp(auth_request)
+        if isinstance(idp, IdpChoice):
+            links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
+                     for i in idp.idps]
+            return Response(render_template("choose_idp.html", links=links))
+        start = login.start_login(auth_request, idp,
+                                  request.cookies.get(login_cookie_name(settings)))
     except AuthorizeError as error:
         if not error.redirectable:
             raise
@@ -49,11 +55,6 @@ def authorize() -> BaseResponse:
             query["state"] = params["state"]
         uri = params["redirect_uri"]
         return redirect(uri + ("&" if "?" in uri else "?") + urlencode(query), code=302)
-    if isinstance(idp, IdpChoice):
-        links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
-                 for i in idp.idps]
-        return Response(render_template("choose_idp.html", links=links))
-    start = login.start_login(auth_request, idp, request.cookies.get(login_cookie_name(settings)))
     # A redirect to the IdP, or a page that posts the request to it (SAML HTTP-POST binding).
     response = send_saml(start.message)
     set_login_cookie(response, settings, start.browser_token)

@@ -99,13 +99,15 @@ function form(fields) {
   return { "Content-Type": "application/x-www-form-urlencoded", ...fields };
 }
 
-async function signIn() {
+// `stepUp`: what a resource server's challenge asked for (acr_values, max_age), and the action
+// to run again once the new login is in (`then`).
+async function signIn(stepUp = {}) {
   const verifier = base64url(crypto.getRandomValues(new Uint8Array(48)));
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
   const state = base64url(crypto.getRandomValues(new Uint8Array(16)));
   // The verifier is this one login's secret, not a credential: it is useless without the code.
-  sessionStorage.setItem("bridge-login", JSON.stringify({ verifier, state }));
-  location.assign(`${config.bridge}/authorize?` + new URLSearchParams({
+  sessionStorage.setItem("bridge-login", JSON.stringify({ verifier, state, then: stepUp.then }));
+  const params = {
     response_type: "code",
     client_id: config.clientId,
     redirect_uri: config.redirectUri,
@@ -114,7 +116,20 @@ async function signIn() {
     code_challenge: base64url(new Uint8Array(digest)),
     code_challenge_method: "S256",
     dpop_jkt: await dpopThumbprint(), // the code is exchanged only with a proof of this key
-  }));
+  };
+  if (stepUp.acr_values) params.acr_values = stepUp.acr_values;
+  if (stepUp.max_age) params.max_age = stepUp.max_age;
+  location.assign(`${config.bridge}/authorize?` + new URLSearchParams(params));
+}
+
+// RFC 9470: `Bearer error="insufficient_user_authentication", acr_values="mfa", max_age="300"`
+// -> { acr_values: "mfa", max_age: "300" }, or null for any other challenge.
+function stepUpChallenge(response) {
+  const header = response.headers.get("WWW-Authenticate") || "";
+  const params = {};
+  for (const [, name, value] of header.matchAll(/([a-z_]+)="([^"]*)"/g)) params[name] = value;
+  if (params.error !== "insufficient_user_authentication") return null;
+  return { acr_values: params.acr_values, max_age: params.max_age };
 }
 
 async function completeSignIn(params) {
@@ -138,6 +153,7 @@ async function completeSignIn(params) {
   const tokens = await response.json();
   accessToken = tokens.access_token;
   $("token-type").textContent = tokens.token_type;
+  return saved.then;
 }
 
 async function refresh() {
@@ -173,6 +189,24 @@ async function callApi() {
   render();
 }
 
+async function runPayroll() {
+  const request = () => dpopFetch(config.payroll, {
+    method: "POST", headers: { Authorization: `DPoP ${accessToken}` },
+  }, accessToken);
+  let response = await request();
+  const challenge = stepUpChallenge(response);
+  if (challenge) {
+    // A refresh never upgrades a login: only a new one, asking for what the API named, can.
+    await signIn({ ...challenge, then: "payroll" });
+    return;
+  }
+  if (response.status === 401 && (await refresh())) response = await request();
+  const result = $("api-result");
+  result.hidden = false;
+  result.textContent = `${response.status}\n` + JSON.stringify(await response.json(), null, 2);
+  render();
+}
+
 async function signOut() {
   // The login is bound to the key: ending it takes a proof too, so a copied cookie cannot.
   await dpopFetch(`${config.bridge}/logout`, {
@@ -192,18 +226,32 @@ function render() {
   $("status").dataset.state = signedIn ? "signed-in" : "signed-out";
   $("sign-in").hidden = signedIn;
   $("call-api").hidden = !signedIn;
+  $("run-payroll").hidden = !signedIn;
   $("sign-out").hidden = !signedIn;
 }
 
 async function start() {
-  $("sign-in").addEventListener("click", signIn);
+  $("sign-in").addEventListener("click", () => signIn());
   $("call-api").addEventListener("click", callApi);
+  $("run-payroll").addEventListener("click", runPayroll);
   $("sign-out").addEventListener("click", signOut);
   const params = new URLSearchParams(location.search);
   try {
     await loadDpopKey();
     if (params.has("code")) {
-      await completeSignIn(params);
+      const then = await completeSignIn(params);
+      if (then === "payroll") {
+        render();
+        await runPayroll(); // the action the step-up was for
+        return;
+      }
+    } else if (params.has("error")) {
+      history.replaceState(null, "", location.pathname);
+      sessionStorage.removeItem("bridge-login");
+      await refresh(); // the earlier login, if any, still stands
+      render();
+      $("status").textContent += ` Sign-in refused: ${params.get("error")}.`;
+      return;
     } else {
       await refresh(); // after a reload: silently back in if the cookie's login still lives
     }

@@ -32,7 +32,7 @@ class AuthorizationCodeGrant:
         if not code:
             raise TokenError("invalid_request", "code is required.")
         now = self.services.clock.now()
-        with db.single_statement() as connection:
+        with db.lookup() as connection:
             row = find_code(connection, secret_hash(code))
             if row is None:
                 raise TokenError("invalid_grant", "The authorization code is not valid.",

@@ -74,6 +74,8 @@ class RefreshTokenGrant:
             if any(s not in granted for s in requested):
                 raise TokenError("invalid_scope", "The requested scope exceeds the grant.")
             granted = requested
+        # OIDC Core §12.2: a refresh answer may omit the ID token. It describes an authentication,
+        # and a refresh is none: the client keeps the one its login gave it (decision 0026).
         return mint(self.services, client, family.claims_json, family.auth_time,
                     " ".join(granted), key, "refresh", rotation.refresh_token, family.id,
-                    dpop_jkt=dpop_jkt)
+                    with_id_token=False, dpop_jkt=dpop_jkt)

@@ -51,7 +51,8 @@ class SamlBearerGrant:
         idp = idps[verified.idp_slug]
         idp.require_current_metadata(clock.now())
         identity = to_identity(verified, idp)
-        claims = build_claims(client.claims_version, identity, idp.settings.mapping)
+        claims = build_claims(client.claims_version, identity, idp.settings.mapping,
+                              idp.settings.authn_contexts)
         scope = " ".join(dict.fromkeys(requested))
         key = self.services.keys.signing_key(client.token_signing_alg)
         use_unsolicited(self.services.db, verified, now=clock.now(), event="saml_bearer",

@@ -1,15 +1,15 @@
 """DPoP authorization code binding (RFC 9449 §10): the key a login request named with dpop_jkt,
 carried from the outstanding request to its code.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

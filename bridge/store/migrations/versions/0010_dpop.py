@@ -1,15 +1,15 @@
 """DPoP (RFC 9449): the proofs seen, for single use across nodes, and the key a public client's
 login is bound to.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

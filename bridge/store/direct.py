@@ -1,0 +1,101 @@
+"""The statements of the hottest request paths, run on the database driver's own connection.
+
+SQLAlchemy's execution pipeline (compiled-cache lookup, parameter and result processing, events)
+costs about 30 µs of CPU per statement: more than SQLite needs to run a lookup by primary key, and
+as much as a round trip to a local PostgreSQL. A refresh, a code exchange and an ACS login run a
+handful of fixed statements each, so those are compiled once per dialect and shape here and
+handed straight to the driver. The transaction around them is still SQLAlchemy's
+(``Database.connection()`` and friends): it begins, commits, rolls back and pools as everywhere
+else; only the statements inside skip the pipeline.
+
+What the pipeline did and still happens here: NUL characters are refused (as ``store/db.py``
+does for every other statement), driver errors become SQLAlchemy's exception classes (so callers
+catch ``IntegrityError`` and ``_unavailable_when_disconnected`` sees a lost connection), and a
+connection that was lost is invalidated. What is not done: type processing of values. The hot
+tables hold strings, integers and floats, which both drivers pass through unchanged; the storage
+conformance suite runs every statement here on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, exc
+from sqlalchemy.sql import Insert
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from bridge.errors import InvalidValue
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    # The bind names in the order of the placeholders, for positional paramstyles (SQLite's ?);
+    # None for named ones (psycopg's %(name)s).
+    order: tuple[str, ...] | None
+
+
+_compiled: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
+_row_types: dict[tuple[str, ...], type] = {}
+
+
+def _compile(connection: Connection, statement: ClauseElement,
+             parameters: Mapping[str, Any]) -> _Compiled:
+    dialect = connection.dialect
+    # An INSERT without explicit values lists the columns it is given: its SQL depends on them.
+    keys = tuple(parameters) if isinstance(statement, Insert) else ()
+    cache_key = (id(statement), dialect.name, keys)
+    found = _compiled.get(cache_key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect,
+                                     column_keys=list(keys) if keys else None)
+        assert isinstance(compiled, SQLCompiler)
+        order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        found = _Compiled(compiled.string, order)
+        # Statements live at module level for the life of the process, so id() stays theirs.
+        _compiled[cache_key] = found
+    return found
+
+
+def execute(connection: Connection, statement: ClauseElement, parameters: Mapping[str, Any]) -> Any:
+    """Run ``statement`` with ``parameters`` on the driver's connection underneath
+    ``connection``, in whatever transaction it is in; the driver's cursor."""
+    for value in parameters.values():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidValue("value_invalid", "A value in the request holds a NUL character.")
+    compiled = _compile(connection, statement, parameters)
+    bound: Any = parameters if compiled.order is None else tuple(
+        parameters[name] for name in compiled.order)
+    driver = connection.connection.driver_connection
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        return driver.execute(compiled.sql, bound)  # type: ignore[union-attr]
+    except dbapi.Error as error:
+        lost = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection,
+                                                None)
+        if lost:
+            connection.invalidate(error)
+        raise exc.DBAPIError.instance(compiled.sql, bound, error, dbapi.Error,
+                                      connection_invalidated=lost) from error
+
+
+def first(connection: Connection, statement: ClauseElement, parameters: Mapping[str, Any]) -> Any:
+    """The first row ``statement`` returns, with its columns as attributes; None when none."""
+    cursor = execute(connection, statement, parameters)
+    values = cursor.fetchone()
+    if values is None:
+        return None
+    names = tuple(column[0] for column in cursor.description)
+    row_type = _row_types.get(names)
+    if row_type is None:
+        row_type = _row_types[names] = namedtuple("Row", names)
+    return row_type(*values)
+
+
+def rowcount(connection: Connection, statement: ClauseElement, parameters: Mapping[str, Any]) -> int:
+    """How many rows ``statement`` changed."""
+    return int(execute(connection, statement, parameters).rowcount)

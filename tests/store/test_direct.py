@@ -1,0 +1,95 @@
+"""What the driver-level statements (bridge/store/direct.py) keep from SQLAlchemy's pipeline, on
+SQLite and PostgreSQL: NUL characters refused, driver errors as SQLAlchemy's classes, a lost
+connection as ``StoreUnavailable``, rows with named columns, and reads that take no write lock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.errors import InvalidValue, StoreUnavailable
+from bridge.replay import remember_message
+from bridge.store import direct
+from bridge.store.db import Database
+from bridge.store.models import ConsumedAssertion
+
+pytestmark = pytest.mark.conformance
+
+_FIND = sa.select(ConsumedAssertion.idp_entity_id, ConsumedAssertion.assertion_id,
+                  ConsumedAssertion.expires_at).where(
+    ConsumedAssertion.assertion_id == sa.bindparam("id"))
+
+
+def _remember(database: Database, message_id: str) -> None:
+    with database.connection() as connection:
+        remember_message(connection, idp_entity_id="https://idp", message_id=message_id,
+                         expires_at=1_800_000_000.5)
+
+
+def test_rows_come_back_with_named_columns_and_their_types(database: Database) -> None:
+    _remember(database, "m-1")
+    with database.lookup() as connection:
+        row = direct.first(connection, _FIND, {"id": "m-1"})
+        assert direct.first(connection, _FIND, {"id": "m-2"}) is None
+    assert (row.idp_entity_id, row.assertion_id, row.expires_at) == (
+        "https://idp", "m-1", 1_800_000_000.5)
+
+
+def test_a_nul_character_is_refused_before_the_driver_sees_it(database: Database) -> None:
+    with pytest.raises(InvalidValue), database.lookup() as connection:
+        direct.first(connection, _FIND, {"id": "m\x00-1"})
+
+
+def test_a_second_use_is_an_integrity_error_and_rolls_back(database: Database) -> None:
+    _remember(database, "m-1")
+    with pytest.raises(sa.exc.IntegrityError), database.connection() as connection:
+        remember_message(connection, idp_entity_id="https://idp", message_id="m-3",
+                         expires_at=1.0)
+        remember_message(connection, idp_entity_id="https://idp", message_id="m-1",
+                         expires_at=1.0)
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "m-3"}) is None  # nothing half-written
+
+
+def test_a_lookup_takes_no_write_lock(database: Database) -> None:
+    """A read while another transaction writes neither waits for it nor sees its rows."""
+    _remember(database, "m-1")
+    writing, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with database.connection() as connection:
+            remember_message(connection, idp_entity_id="https://idp", message_id="m-9",
+                             expires_at=1.0)
+            writing.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert writing.wait(10)
+        with database.lookup() as connection:
+            assert direct.first(connection, _FIND, {"id": "m-1"}) is not None
+            assert direct.first(connection, _FIND, {"id": "m-9"}) is None
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_a_lost_postgresql_connection_is_store_unavailable(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("a lost connection is a PostgreSQL matter")
+    admin = Database(database.url)
+    try:
+        with pytest.raises(StoreUnavailable), database.connection() as connection:
+            pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
+            with admin.lookup() as other:
+                direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
+                             {"pid": pid})
+            remember_message(connection, idp_entity_id="https://idp", message_id="m-5",
+                             expires_at=1.0)
+    finally:
+        admin.dispose()
+    # The dead connection was dropped: the next request is served.
+    _remember(database, "m-6")
