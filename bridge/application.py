@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bridge.admin.access import AdminAccess
 from bridge.admin.logins import ADMIN_SIGN_IN, TEST_LOGIN, AdminSignIn, TestLoginCapture
 from bridge.admin.services import Administration
+from bridge.clients.admin import ClientAdmin
 from bridge.idps.fetch import FetchPolicy
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.login.acs import AssertionConsumer
@@ -51,6 +52,7 @@ def build_application(services: Services, *,
     admin = Administration(
         access=access,
         idps=IdpAdmin(services, fetch_policy),
+        clients=ClientAdmin(services),
         sign_in=AdminSignIn(services.settings, access),
         test_logins=TestLoginCapture(services, login),
     )

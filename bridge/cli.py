@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bridge.clients.cli import add_commands as add_clients_commands
+from bridge.clients.cli import run as run_clients
 from bridge.clock import SystemClock
 from bridge.config import Settings, load_settings
 from bridge.durations import parse_duration
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs.add_parser("status", help="each background job's last run, success and failure on any "
                     "node (exit status 1 if one is failing)")
     add_saml_keys_commands(commands)
+    add_clients_commands(commands)
 
     commands.add_parser("check", help="validate settings, IdP metadata and the database")
 
@@ -188,6 +191,11 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_saml_keys(args, settings,
                              lambda: build_services(settings, SystemClock()).sp_keys)
+    if args.command == "clients":
+        from bridge.clients.admin import ClientAdmin
+        from bridge.services import build_services
+
+        return run_clients(args, lambda: ClientAdmin(build_services(settings, SystemClock())))
     if args.command == "check":
         from bridge.services import build_services, key_problems
 
@@ -195,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         problems = key_problems(services)
         if problems:
             raise ConfigError(problems)
-        print(f"ok: {len(services.idps)} IdP(s), {len(settings.clients)} client(s), "
+        print(f"ok: {len(services.idps)} IdP(s), {len(services.clients)} client(s), "
               f"database {services.db.dialect} at revision {services.db.current_revision()}, "
               "every stored key decrypts")
         return 0
@@ -213,7 +221,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.claims.mapping import parse_mapping
     from bridge.claims.presets import MAPPING_PRESETS
     from bridge.errors import SamlRejected
-    from bridge.idps.files import load_idp_directory
+    from bridge.idps.every_idp import every_idp
     from bridge.idps.preview import (
         facts_from_document,
         facts_from_response,
@@ -221,7 +229,7 @@ def _claims_preview(args: argparse.Namespace, settings: Settings) -> int:
         refused,
     )
 
-    idps = load_idp_directory(settings.idp_metadata_dir, now=dt.datetime.now(dt.UTC))
+    idps = every_idp(settings, SystemClock())  # files and managed alike
     idp = idps.get(args.idp)
     if idp is None:
         raise ConfigError(f"--idp: no IdP {args.idp!r} (known: {', '.join(sorted(idps)) or 'none'})")
@@ -297,7 +305,10 @@ def _idp_list(services: object) -> int:
             expired = "metadata_expired" in idp["warnings"]
             expiries.append(f"metadata valid until {idp['metadata_valid_until'][:10]}"
                             + (" WARNING: metadata expired" if expired else ""))
-        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id']:<50} {', '.join(expiries)}")
+        if idp["state"] != "live":  # drafts have no entity ID yet; neither is offered to users
+            expiries.insert(0, f"({idp['state']}: not offered to users)")
+        print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id'] or '-':<50} "
+              f"{', '.join(expiries)}")
     return 0
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
 
+from bridge.clients.registry import ClientRegistry
 from bridge.clock import Clock
 from bridge.config import Settings
 from bridge.idps.endpoints import normalized_origins
@@ -51,6 +52,8 @@ class Services:
     clock: Clock
     db: Database
     idps: Mapping[str, IdentityProvider]
+    # Every OAuth client in force: the settings file's and the managed ones (bridge.clients).
+    clients: ClientRegistry
     keys: KeyRing
     sp_keys: SamlKeys
     secrets: DerivedSecrets
@@ -74,7 +77,8 @@ def assemble_services(settings: Settings, db: Database, clock: Clock,
                              logout_ticket=derive_secret(kek_text, "logout-ticket"),
                              logout_request_id=derive_secret(kek_text, "logout-request-id"),
                              dpop_nonce=derive_secret(kek_text, "dpop-nonce"))
-    return Services(settings=settings, clock=clock, db=db, idps=idps, keys=keys, sp_keys=sp_keys,
+    return Services(settings=settings, clock=clock, db=db, idps=idps,
+                    clients=ClientRegistry(db, clock, settings), keys=keys, sp_keys=sp_keys,
                     secrets=secrets)
 
 

@@ -236,7 +236,7 @@ class Rig:
         from bridge.oauth.requests import parse_authorization_request
 
         verifier, challenge = pkce_pair()
-        request = parse_authorization_request(self.settings, {
+        request = parse_authorization_request(self.bridge.clients, {
             "response_type": "code",
             "client_id": "demo",
             "redirect_uri": DEMO_REDIRECT,

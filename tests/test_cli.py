@@ -147,3 +147,35 @@ def test_idp_refresh_fetches_private_addresses_only_when_the_setting_allows(
     # trusted bundle is all that stops it now.
     assert "only fetched from public addresses" not in allowed.stdout
     assert "other: failed: " in allowed.stdout and "TLS with 127.0.0.1 failed" in allowed.stdout
+
+
+def test_claims_preview_sees_an_idp_added_through_the_admin_pages(
+        tmp_path: Path, session_other_idp: DevIdp) -> None:
+    """`--idp` names any IdP in force, a file or one managed in the database."""
+    ok(bridge_cli(tmp_path, "db", "upgrade"))
+    bridge = build_services(load_settings(environ=cli_environ(tmp_path)), SystemClock())
+    try:
+        IdpAdmin(bridge).create_idp("contoso-okta", xml=session_other_idp.metadata_xml(),
+                                    url=None, settings={"mapping": {"preset": "okta"}},
+                                    actor="test")
+    finally:
+        bridge.db.dispose()
+    facts = tmp_path / "attributes.json"
+    facts.write_text('{"name_id": "00u1", "attributes": {"email": ["Bo@Contoso.com"], '
+                     '"groups": ["Everyone"]}}')
+
+    out = ok(bridge_cli(tmp_path, "claims", "preview", "--idp", "contoso-okta",
+                        "--response", str(facts)))
+
+    assert '"email": "Bo@Contoso.com"' in out
+    unknown = bridge_cli(tmp_path, "claims", "preview", "--idp", "nobody", "--response", str(facts))
+    assert unknown.returncode == 2
+    assert "no IdP 'nobody' (known: contoso-okta)" in unknown.stderr
+
+
+def test_claims_preview_without_a_database_reads_the_files(tmp_path: Path) -> None:
+    facts = tmp_path / "attributes.json"
+    facts.write_text('{"name_id": "u", "attributes": {}}')
+    unknown = bridge_cli(tmp_path, "claims", "preview", "--idp", "corp", "--response", str(facts))
+    assert unknown.returncode == 2 and "no IdP 'corp' (known: none)" in unknown.stderr
+    assert not (tmp_path / "bridge.db").exists()  # a preview makes no database

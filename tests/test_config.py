@@ -48,6 +48,20 @@ def test_every_problem_is_reported_at_once_with_its_key(tmp_path: Path) -> None:
     assert "must use https" in text
 
 
+def test_redirect_uris_are_exact_urls_in_the_file_too(tmp_path: Path) -> None:
+    # The rules managed clients are held to (bridge.clients) are the file's own.
+    config = tmp_path / "bridge.toml"
+    config.write_text('[[clients]]\nclient_id = "web"\naudience = "api"\nredirect_uris = ['
+                      '"https://*.example.com/cb", "https://app.example.com/cb#", '
+                      '"https://me@app.example.com/cb"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    text = str(caught.value)
+    assert "'https://*.example.com/cb' must not contain a wildcard" in text
+    assert "'https://app.example.com/cb#' must be an absolute URL without fragment" in text
+    assert "'https://me@app.example.com/cb' must not contain a user name or password" in text
+
+
 def test_secrets_are_refused_in_the_file(tmp_path: Path) -> None:
     config = tmp_path / "bridge.toml"
     config.write_text('key_encryption_key = "abc"\n')

@@ -100,8 +100,8 @@ class _Server(http.server.ThreadingHTTPServer):
     # Join handler threads on close, so no test leaves a thread writing to a socket behind.
     daemon_threads = False
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, context: ssl.SSLContext, address: str = "127.0.0.1") -> None:
+        super().__init__((address, 0), _Handler)
         # The handshake runs in the handler thread (see _Handler.setup), never in the accept loop.
         self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.connections = 0

@@ -30,6 +30,9 @@ class Admin:
 
     actor: str  # recorded in audit events: "token:<name>" or "user:<sub> (<name>)"
     csrf_token: str | None = None  # set for page sessions only
+    # How the pages name a person: their name and e-mail as the IdP sent them.
+    name: str | None = None
+    email: str | None = None
 
 
 class AdminAccess:
@@ -90,7 +93,8 @@ class AdminAccess:
 
     # --- sessions ----------------------------------------------------------------------------------
 
-    def issue_ticket(self, *, subject: str, name: str, idp_slug: str) -> str:
+    def issue_ticket(self, *, subject: str, name: str, idp_slug: str,
+                     email: str | None = None) -> str:
         """After a verified admin login: a one-time ticket for /admin/callback, which turns it
         into a session cookie on whichever node the browser reaches."""
         ticket = new_secret()
@@ -99,7 +103,8 @@ class AdminAccess:
             # The name is the IdP's (up to 4096 characters an attribute may hold): cut to what
             # the column and an audit actor ("user:<sub> (<name>)", 256) take.
             session.add(AdminSession(id_hash=secret_hash(ticket), kind="ticket", subject=subject,
-                                     name=name[:200], idp_slug=idp_slug, csrf_token="",
+                                     name=name[:200], email=(email or None) and email[:320],
+                                     idp_slug=idp_slug, csrf_token="",
                                      created_at=now, expires_at=now + TICKET_SECONDS))
         return ticket
 
@@ -113,7 +118,8 @@ class AdminAccess:
             session.delete(row)
             session_id = new_secret()
             session.add(AdminSession(id_hash=secret_hash(session_id), kind="session",
-                                     subject=row.subject, name=row.name, idp_slug=row.idp_slug,
+                                     subject=row.subject, name=row.name, email=row.email,
+                                     idp_slug=row.idp_slug,
                                      csrf_token=secrets.token_urlsafe(24), created_at=now,
                                      expires_at=now + SESSION_SECONDS))
             audit.record(session, at=now, event="admin_signed_in", outcome="success",
@@ -126,7 +132,8 @@ class AdminAccess:
             row = session.get(AdminSession, secret_hash(session_id))
             if row is None or row.kind != "session" or row.expires_at <= now:
                 return None
-            return Admin(actor=f"user:{row.subject} ({row.name})", csrf_token=row.csrf_token)
+            return Admin(actor=f"user:{row.subject} ({row.name})", csrf_token=row.csrf_token,
+                         name=row.name, email=row.email)
 
     def end_session(self, session_id: str) -> None:
         with self.db.transaction() as session:

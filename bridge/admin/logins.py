@@ -24,7 +24,7 @@ from bridge.identity import Identity
 from bridge.idps.settings import IdentityProvider
 from bridge.login.start import LoginStarter
 from bridge.saml.bindings import OutgoingMessage
-from bridge.store.models import AuthnRequestRecord, TestLogin
+from bridge.store.models import AuthnRequestRecord, IdpRecord, TestLogin
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -47,7 +47,8 @@ class AdminSignIn:
                                f"Your account does not have the {role} role at {idp.display_name}.",
                                log_detail={"roles": list(mapped.roles), "required": role})
         name = mapped.name or mapped.email or identity.subject
-        ticket = self.access.issue_ticket(subject=identity.subject, name=name, idp_slug=idp.slug)
+        ticket = self.access.issue_ticket(subject=identity.subject, name=name, idp_slug=idp.slug,
+                                          email=mapped.email)
         return record.redirect_uri + "?" + urlencode({"ticket": ticket})
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:
@@ -78,8 +79,30 @@ class TestLoginCapture:
         return test_id, start.message, start.browser_token
 
     def complete(self, record: AuthnRequestRecord, identity: Identity, idp: IdentityProvider) -> str:
-        result = {"outcome": "accepted", **preview(identity, idp.settings.mapping)}
-        return self._store(record.id, result, record.redirect_uri)
+        result = {"outcome": "accepted", "version": idp.version_id,
+                  **preview(identity, idp.settings.mapping)}
+        destination = self._store(record.id, result, record.redirect_uri)
+        # Passing: the response is accepted and every claims version can be built from it (a
+        # mapping that refuses the person would refuse every user the same way).
+        if all("claims" in outcome for outcome in result["in_force"].values()):
+            self._passed(record.id, idp)
+        return destination
+
+    def _passed(self, request_id: str, idp: IdentityProvider) -> None:
+        """The version this login verified against has passed a test: it may go live."""
+        if idp.version_id is None:  # a file IdP: live already
+            return
+        now = self.services.clock.now()
+        with self.services.db.transaction() as session:
+            test = session.query(TestLogin).filter_by(request_id=request_id).one_or_none()
+            row = session.get(IdpRecord, idp.slug, with_for_update=True)
+            if row is None or row.version_id != idp.version_id:
+                return  # changed meanwhile: this test says nothing about what is in force now
+            row.tested_version_id = idp.version_id
+            audit.record(session, at=now, event="idp_test_login_passed", outcome="success",
+                         idp_slug=idp.slug,
+                         detail={"actor": test.started_by if test else None,
+                                 "test": test.id if test else None, "version": idp.version_id})
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:
         with self.services.db.transaction() as session:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bridge.admin.access import AdminAccess
 from bridge.admin.logins import AdminSignIn, TestLoginCapture
+from bridge.clients.admin import ClientAdmin
 from bridge.idps.lifecycle import IdpAdmin
 
 
@@ -13,5 +14,6 @@ from bridge.idps.lifecycle import IdpAdmin
 class Administration:
     access: AdminAccess
     idps: IdpAdmin
+    clients: ClientAdmin
     sign_in: AdminSignIn
     test_logins: TestLoginCapture

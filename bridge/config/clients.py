@@ -121,7 +121,15 @@ def parse_clients(raw_clients: Any, problems: Problems, env: Mapping[str, str],
     return tuple(clients)
 
 
-def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, str],
+def parse_client_table(entry: dict[str, Any], settings: Mapping[str, Any],
+                       problems: Problems) -> ClientConfig | None:
+    """One client's table checked by the rules of ``[[clients]]``, without its secret: how a
+    client managed through the admin API is validated (its secrets are kept as hashes in the
+    database, bridge.clients). None when ``problems`` got any."""
+    return _parse_client(problems, entry, None, settings)
+
+
+def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, str] | None,
                   settings: Mapping[str, Any]) -> ClientConfig | None:
     before = len(problems)
     for key in sorted(set(entry) - CLIENT_KEYS):
@@ -200,18 +208,21 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
         # break the contract its APIs validate against.
         where.at("dpop").add(f"needs claims_version = {DPOP_CLAIMS_VERSION} (the first whose "
                              "schema holds the cnf claim of bound tokens)")
-    secret_var = client_secret_variable(client_id)
-    secret = sources.read_secret(env, secret_var, problems)
-    if public is False and not secret:
-        where.add(f"a confidential client needs a secret in {secret_var} or {secret_var}_FILE")
-    elif secret and secret_bits(secret) < MIN_SECRET_BITS:
-        # Client secrets are checked online by /token, /revoke, /logout and /introspect: only
-        # one too large to search makes the per-address rate limits beside the point.
-        Problems(secret_var, problems.found).add(
-            f"the secret of client {client_id!r} is too weak (about {int(secret_bits(secret))} "
-            f"random bits; at least {MIN_SECRET_BITS}, i.e. 32 random bytes, are required); "
-            f"create one with `{NEW_SECRET_COMMAND}` and set it in {secret_var} or "
-            f"{secret_var}_FILE")
+    secret = None
+    if env is not None:  # a file client: its secret comes from the environment
+        secret_var = client_secret_variable(client_id)
+        secret = sources.read_secret(env, secret_var, problems)
+        if public is False and not secret:
+            where.add(f"a confidential client needs a secret in {secret_var} or "
+                      f"{secret_var}_FILE")
+        elif secret and secret_bits(secret) < MIN_SECRET_BITS:
+            # Client secrets are checked online by /token, /revoke, /logout and /introspect:
+            # only one too large to search makes the per-address rate limits beside the point.
+            Problems(secret_var, problems.found).add(
+                f"the secret of client {client_id!r} is too weak (about "
+                f"{int(secret_bits(secret))} random bits; at least {MIN_SECRET_BITS}, i.e. 32 "
+                f"random bytes, are required); create one with `{NEW_SECRET_COMMAND}` and set "
+                f"it in {secret_var} or {secret_var}_FILE")
     if len(problems) > before:
         return None
     return ClientConfig(
@@ -238,8 +249,13 @@ def _check_url(problems: Problems, uri: str) -> None:
     if not plain(uri):
         problems.add(f"{uri!r} contains a space, a control character or a non-ASCII character "
                      "(percent-encode them)")
-    elif parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+    elif parts.scheme not in ("http", "https") or not parts.netloc or "#" in uri:
         problems.add(f"{uri!r} must be an absolute URL without fragment")
+    elif "*" in uri:
+        # Redirect URIs are compared exactly: a "*" would match only itself, never a pattern.
+        problems.add(f"{uri!r} must not contain a wildcard: list every URL exactly")
+    elif parts.username is not None or parts.password is not None:
+        problems.add(f"{uri!r} must not contain a user name or password")
     elif parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         problems.add(f"{uri!r} must use https (http only for loopback)")
 

@@ -11,7 +11,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.config import sources
-from bridge.config.clients import CLAIMS_VERSIONS, TOKEN_ALGORITHMS, ClientConfig, parse_clients
+from bridge.config.clients import (
+    CLAIMS_VERSIONS,
+    MIN_SECRET_BITS,
+    NEW_SECRET_COMMAND,
+    TOKEN_ALGORITHMS,
+    ClientConfig,
+    parse_clients,
+    secret_bits,
+)
 from bridge.config.problems import Problems
 from bridge.config.spec import Check, one_of, setting
 from bridge.config.urls import origin_of, plain
@@ -236,7 +244,19 @@ class Settings:
         "`Authorization: Bearer <token>`; otherwise keep `/metrics` off the public ingress.")
     clients: tuple[ClientConfig, ...] = setting(
         (), parse=parse_clients, default_doc="none",
-        doc="The OAuth clients, `[[clients]]` tables (below).")
+        doc="The OAuth clients, `[[clients]]` tables (below). More can be managed through the "
+        "admin API ([clients](clients.md#managed-clients)); these stay as declared here.")
+    client_secret_overlap_seconds: int = setting(
+        86400, between=(0, 30 * 86400),
+        doc="Managed clients: after a secret rotation the old secret keeps working this long, "
+        "so that every instance of the client can move to the new one, 0 to 2592000 (each "
+        "rotation may ask for its own; 0 ends the old secret at once).")
+    registration_token: str | None = setting(
+        None, secret=True, default_doc="none: registration is off",
+        doc="**Secret** (`BRIDGE_REGISTRATION_TOKEN` or `_FILE`): when set, `POST /register` "
+        "accepts RFC 7591 dynamic client registrations from callers that send it as their "
+        "initial access token (`Authorization: Bearer <token>`); at least 32 random bytes "
+        "([clients](clients.md#dynamic-registration)).")
 
     @property
     def is_production(self) -> bool:
@@ -273,6 +293,12 @@ def check_together(values: dict[str, Any], problems: Problems) -> None:
             "required in production to encrypt signing keys at rest; create one with "
             "`bridge keys new-kek` and set BRIDGE_KEY_ENCRYPTION_KEY or "
             "BRIDGE_KEY_ENCRYPTION_KEY_FILE")
+    token = values.get("registration_token")
+    if token and secret_bits(token) < MIN_SECRET_BITS:
+        # Anyone holding it registers clients: it must be as hard to guess as a client secret.
+        problems.at("registration_token").add(
+            f"too weak (about {int(secret_bits(token))} random bits; at least {MIN_SECRET_BITS}); "
+            f"create one with `{NEW_SECRET_COMMAND}`")
     values["base_url"] = base_url
     values["sp_entity_id"] = values["sp_entity_id"] or f"{base_url}/saml/metadata"
     if not values["database_url"]:

@@ -32,7 +32,11 @@ def create_demo_app(*, bridge_url: str, public_url: str, client_id: str = "demo"
     def home() -> Response:
         shown = sessions.get(request.cookies.get("demo_session", ""))
         if shown is None:
-            body = '<p>You are not signed in.</p><a class="button" id="sign-in" href="/login">Sign in</a>'
+            body = ('<p>You are not signed in.</p><a class="button" id="sign-in" href="/login">Sign in</a>'
+                    '<p id="who-is-admin">Test users: <strong>alice</strong>/alice is the bridge '
+                    'admin (her IdP group bridge-admins gives her the bridge-admin role: sign in '
+                    f'at <a href="{bridge_url}/admin/">{bridge_url}/admin/</a>); bob/bob is an '
+                    'ordinary user.</p>')
         else:
             header = html.escape(json.dumps(shown["header"], indent=2))
             claims = html.escape(json.dumps(shown["claims"], indent=2))

@@ -71,7 +71,8 @@ def main() -> None:
         thread.start()
     print(f"""
   bridge           {settings.base_url}   (discovery: {settings.base_url}/.well-known/openid-configuration)
-  development IdP  {idp_url}   users alice/alice and bob/bob
+  development IdP  {idp_url}   users alice/alice (the admin) and bob/bob
+  admin pages      {settings.base_url}/admin/   sign in as alice
   demo app         {demo_url}   <- open this and click "Sign in"
   reference SPA    {spa_url if settings.client("spa") else "(no client 'spa' configured)"}
 

@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, class_name
+from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
 from saml2.s_utils import UnknownPrincipal, UnsupportedBinding, deflate_and_base64_encode
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
+from saml2.saml import NAME_FORMAT_BASIC, NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.samlp import LogoutRequest, Response
 from saml2.server import Server
 from saml2.sigver import pre_signature_part, signed_instance_factory, verify_redirect_signature
@@ -144,6 +145,9 @@ class DevIdp:
     # The bindings of its SingleSignOnService and SingleLogoutService endpoints.
     sso_bindings: tuple[str, ...] = (BINDING_HTTP_REDIRECT,)
     slo_bindings: tuple[str, ...] = (BINDING_HTTP_REDIRECT,)
+    # How its attributes are named: "uri" (urn:oid: names, as Shibboleth does) or "basic" (the
+    # users' attribute keys as they are, email, firstName, groups..., as Okta and Google do).
+    attribute_names: str = "uri"
     _server: Server | None = field(default=None, init=False, repr=False)
     _metadata: bytes | None = field(default=None, init=False, repr=False)
 
@@ -173,7 +177,8 @@ class DevIdp:
                         "default": {
                             "lifetime": {"minutes": 5},
                             "attribute_restrictions": None,
-                            "name_form": NAME_FORMAT_URI,
+                            "name_form": (NAME_FORMAT_BASIC if self.attribute_names == "basic"
+                                          else NAME_FORMAT_URI),
                         },
                     },
                     "name_id_format": [NAMEID_FORMAT_PERSISTENT],
@@ -193,6 +198,12 @@ class DevIdp:
         }
         idp_config = IdPConfig()
         idp_config.load(config)
+        if self.attribute_names == "basic":
+            # pysaml2 names attributes through its converters: one that keeps every name.
+            names = {key: key for user in self.users.values() for key in user.attributes}
+            converter = AttributeConverter(NAME_FORMAT_BASIC)
+            converter.from_dict({"identifier": NAME_FORMAT_BASIC, "to": names, "fro": names})
+            idp_config.attribute_converters = [converter]
         return idp_config
 
     def endpoint(self, service: str, binding: str) -> str:

@@ -1,7 +1,8 @@
 """Whether a proposed metadata version applies without a person (docs/decisions/0012): the IdP's
 policy (``metadata_auto_apply``) decides, but never for a document that is not shown to be newer
 than the one in force, that is out of date by its own terms, or that brings back a certificate
-this IdP once dropped."""
+this IdP once dropped. The certificates a proposal adds may apply on their own
+(bridge.idps.certificate_split)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def applies_without_person(diff: dict[str, Any], policy: str, withheld: list[str
     return not withheld and bool(
         diff.get("renewal") or policy == "all"
         or (policy == "additions" and diff["only_certificate_additions"]))
+
+
+def splittable(diff: dict[str, Any]) -> bool:
+    """Whether the certificates a proposal adds can go in force without the rest of it: there
+    are some, and they are still this entity's (a new entity ID is another IdP's keys)."""
+    return bool(diff["certificates_added"]) and "entity_id" not in diff["changed"]
 
 
 def _stale_since(metadata: IdpMetadata, now: float) -> dt.datetime | None:

@@ -2,8 +2,9 @@
 
 * https only, no user info in the URL;
 * the host is resolved once and every address must be public (unless the policy allows private
-  ones); the connection then goes to that checked address itself, so a second DNS answer cannot
-  rebind the name to an internal address between the check and the connect;
+  ones, or names this host and these addresses as an IdP's internal host,
+  bridge.idps.internal_hosts); the connection then goes to that checked address itself, so a
+  second DNS answer cannot rebind the name to an internal address between the check and the connect;
 * TLS is verified against the URL's host name (SNI and certificate), not against the address;
 * redirects are refused, not followed (a redirect could point anywhere; the admin configures the
   final URL instead);
@@ -42,6 +43,7 @@ from bridge.idps.fetch_addresses import (
     resolve,
     system_resolver,
 )
+from bridge.idps.internal_hosts import InternalHosts, internal_host_allows
 
 _CHUNK = 64 * 1024
 _USER_AGENT = "saml-jwt-bridge metadata fetcher"
@@ -55,6 +57,8 @@ class FetchPolicy:
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     ca_bundle: str | None = None  # None: certifi's bundle
+    # One IdP's metadata_internal_hosts: these hosts on these private addresses only.
+    internal_hosts: InternalHosts = ()
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,16 @@ def fetch_metadata(
     if not policy.allow_private:
         for address in addresses:
             reason = non_public_reason(address)
-            if reason is not None:
-                raise fail(f"{host} resolves to {display(address)} ({reason}); metadata is only fetched "
-                            "from public addresses")
+            if reason is None or (reason == "private" and internal_host_allows(
+                    policy.internal_hosts, host, address)):
+                continue
+            listed = any(name == host for name, _ in policy.internal_hosts)
+            raise fail(f"{host} resolves to {display(address)} ({reason}); metadata is only fetched "
+                       "from public addresses" + (
+                           f", and from {host} only on the addresses metadata_internal_hosts "
+                           "lists for it" if listed else
+                           " (an internal host must be listed, with its addresses, in the "
+                           "metadata_internal_hosts of this IdP)"))
     else:
         for address in addresses:
             if address.is_multicast or address.is_unspecified:

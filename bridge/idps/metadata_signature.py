@@ -36,7 +36,8 @@ def verify_metadata_signature(xml: bytes, pinned_certificate_pem: str) -> None:
         raise fail("the pinned certificate is not a PEM X.509 certificate") from None
 
     try:
-        root = parse_untrusted(xml, max_bytes=MAX_METADATA_BYTES, allow_comments=True)
+        root = parse_untrusted(xml, max_bytes=MAX_METADATA_BYTES, allow_comments=True,
+                               kind="metadata")
         if root.tag not in _ROOTS:
             raise fail(f"the root element must be md:EntityDescriptor or md:EntitiesDescriptor, "
                        f"found {etree.QName(root).localname}")

@@ -75,20 +75,40 @@ class IdpOverview:
         return dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
 
     def list_idps(self) -> list[dict[str, Any]]:
+        """Every IdP in force, and the drafts (no metadata yet) among those managed here."""
         health = login_health(self.db)
-        return [self._summary(slug, idp, health.get(slug, {}))
-                for slug, idp in sorted(self.registry.items())]
+        listed = {slug: self._summary(slug, idp, health.get(slug, {}))
+                  for slug, idp in self.registry.items()}
+        with self.db.transaction() as session:
+            drafts = list(session.scalars(select(IdpRecord).where(
+                IdpRecord.version_id.is_(None))))
+        for record in drafts:
+            listed.setdefault(record.slug, self._draft_summary(record))
+        return [listed[slug] for slug in sorted(listed)]
 
     def get_idp(self, slug: str) -> dict[str, Any]:
-        idp = self.idp(slug)
-        detail = self._summary(slug, idp, login_health(self.db).get(slug, {}))
         with self.db.transaction() as session:
-            record = session.get(IdpRecord, slug)
-            detail["settings"] = json.loads(record.settings_json) if record else None
-            detail["metadata_url"] = record.metadata_url if record else None
-            detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
+            record = session.get(IdpRecord, slug) if SLUG_RE.match(slug) else None
+        if record is not None and record.version_id is None:
+            detail = self._draft_summary(record)
+        else:
+            detail = self._summary(slug, self.idp(slug), login_health(self.db).get(slug, {}))
+        detail["settings"] = json.loads(record.settings_json) if record else None
+        detail["metadata_url"] = record.metadata_url if record else None
+        detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
+        detail["version_id"] = record.version_id if record else None
+        detail["tested_version_id"] = record.tested_version_id if record else None
         detail["versions"] = self.versions(slug) if detail["source"] == "api" else []
         return detail
+
+    def _draft_summary(self, record: IdpRecord) -> dict[str, Any]:
+        settings = json.loads(record.settings_json)
+        return {"slug": record.slug, "source": "api", "state": record.state,
+                "display_name": settings.get("display_name") or record.slug,
+                "vendor": (settings.get("mapping") or {}).get("preset"),
+                "entity_id": None, "sso_url": None,
+                "acs_url": self.bridge.settings.acs_url(record.slug), "certificates": [],
+                "metadata_valid_until": None, "warnings": []}
 
     def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
         now = self._now()
@@ -104,6 +124,8 @@ class IdpOverview:
         return {
             "slug": slug,
             "source": self.registry.source(slug),
+            "state": "live" if idp.live else "testing",
+            "vendor": idp.settings.mapping.preset,
             "display_name": idp.display_name,
             "entity_id": idp.metadata.entity_id,
             "sso_url": idp.sso_url,
@@ -121,13 +143,23 @@ class IdpOverview:
         return version_xml(self.db, slug, version_id)
 
     def sp_metadata(self, slug: str) -> bytes:
-        idp = self.idp(slug)
+        """Our SP metadata for one IdP, a draft's too (it is what the IdP is set up with)."""
+        idp = self.registry.get(slug) if SLUG_RE.match(slug) else None
+        if idp is not None:
+            signs = idp.signs_authn_requests
+        else:
+            with self.db.transaction() as session:
+                record = session.get(IdpRecord, slug) if SLUG_RE.match(slug) else None
+            if record is None:
+                raise NotFound("idp_unknown", f"No IdP {slug[:64]!r}.")
+            # Without the IdP's metadata, only an explicit setting says we sign.
+            signs = json.loads(record.settings_json).get("sign_requests") == "always"
         settings = self.bridge.settings
         keys = self.bridge.sp_keys
         return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
                            keys.encryption_certificates(), [settings.slo_url(slug)],
                            signing_certificates=keys.signing_certificates(),
-                           authn_requests_signed=idp.signs_authn_requests)
+                           authn_requests_signed=signs)
 
     def idp(self, slug: str) -> IdentityProvider:
         idp = self.registry.get(slug) if SLUG_RE.match(slug) else None

@@ -47,7 +47,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self._fingerprint: tuple[object, ...] | None = None
         self._managed: dict[str, IdentityProvider] = {}
         # Parsed IdPs by (slug, version, settings digest): a reload reparses only what changed.
-        self._parsed: dict[tuple[str, int, str], IdentityProvider] = {}
+        self._parsed: dict[tuple[str, int, str, str], IdentityProvider] = {}
 
     # --- Mapping ---------------------------------------------------------------------------------
 
@@ -99,15 +99,17 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 select(IdpRecord, IdpMetadataVersion)
                 .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
         managed: dict[str, IdentityProvider] = {}
-        parsed: dict[tuple[str, int, str], IdentityProvider] = {}
+        parsed: dict[tuple[str, int, str, str], IdentityProvider] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
-            key = (record.slug, version.id, hashlib.sha256(record.settings_json.encode()).hexdigest())
+            key = (record.slug, version.id,
+                   hashlib.sha256(record.settings_json.encode()).hexdigest(), record.state)
             idp = self._parsed.get(key)
             if idp is None:
                 try:
                     idp = load_managed_idp(record.slug, version.xml, record.settings_json,
                                            version_id=version.id, now=now)
+                    idp.live = record.state == "live"
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
                     continue
@@ -214,8 +216,10 @@ def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], 
 
 def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int | None,
                      now: dt.datetime, check_expiry: bool = False) -> IdentityProvider:
-    where = f"IdP {slug} (metadata version {version_id})"
+    # A document being checked has no version yet: its problems are the metadata's, on the page
+    # of that IdP; a stored one that no longer loads is named for the log.
+    where = f"IdP {slug} (metadata version {version_id})" if version_id else "metadata"
     metadata = parse_idp_metadata(xml.encode("utf-8"), source=where, now=now,
                                   check_expiry=check_expiry)
     settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
-    return IdentityProvider(slug=slug, metadata=metadata, settings=settings)
+    return IdentityProvider(slug=slug, metadata=metadata, settings=settings, version_id=version_id)

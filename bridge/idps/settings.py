@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from bridge.claims.mapping import ClaimMapping, parse_mapping
 from bridge.claims.presets import DEFAULT as DEFAULT_MAPPING
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.config.problems import Problems
+from bridge.idps.internal_hosts import InternalHosts, parse_internal_hosts
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
 
 # \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
@@ -45,6 +47,8 @@ class IdpSettings(SamlOptions):
     metadata_auto_apply: str = "additions"
     metadata_refresh_seconds: int = 6 * 3600
     metadata_signing_certificate: str | None = None
+    # Internal hosts (with their private addresses) its metadata URL may be on: AD FS.
+    metadata_internal_hosts: InternalHosts = ()
 
 
 @dataclass
@@ -52,10 +56,19 @@ class IdentityProvider(SamlIdp):
     """An IdP in force: handed to ``saml/`` as the ``SamlIdp`` it is, read whole by the bridge."""
 
     settings: IdpSettings  # the same field, with the bridge's settings on top of SAML's
+    # Offered to users (IdP chooser, /authorize, admin sign-in): files always; an API-managed IdP
+    # once it went live (bridge.idps.stages). The metadata version in force, if stored.
+    live: bool = True
+    version_id: int | None = None
 
     @property
     def display_name(self) -> str:
         return self.settings.display_name or self.slug
+
+
+def offered(idps: Mapping[str, IdentityProvider]) -> dict[str, IdentityProvider]:
+    """The IdPs users may log in through: those that are live."""
+    return {slug: idp for slug, idp in idps.items() if idp.live}
 
 
 # The keys of an IdP's settings (<slug>.toml, or through the admin API); docs/configuration.md
@@ -64,7 +77,7 @@ IDP_SETTING_KEYS = frozenset({
     "display_name", "allow_idp_initiated", "idp_initiated_clients", "clock_skew_seconds",
     "subject_attribute", "email_domains", "insecure_allow_sha1_until", "mapping",
     "metadata_auto_apply", "metadata_refresh_seconds", "metadata_signing_certificate",
-    "sign_requests", "authn_request_binding", "authn_contexts"})
+    "metadata_internal_hosts", "sign_requests", "authn_request_binding", "authn_contexts"})
 
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
@@ -115,6 +128,7 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     if pinned is not None and (not isinstance(pinned, str) or "BEGIN CERTIFICATE" not in pinned):
         problems.add("metadata_signing_certificate: a PEM certificate")
         pinned = None
+    internal_hosts = parse_internal_hosts(raw.get("metadata_internal_hosts"), problems.add)
     sign_requests = raw.get("sign_requests", "auto")
     if sign_requests not in ("auto", "always", "never"):
         problems.add("sign_requests: one of auto, always, never")
@@ -139,6 +153,7 @@ def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
         metadata_auto_apply=auto_apply,
         metadata_refresh_seconds=refresh,
         metadata_signing_certificate=pinned,
+        metadata_internal_hosts=internal_hosts,
         display_name=display_name,
         allow_idp_initiated=allow_idp_initiated,
         idp_initiated_clients=tuple(targets),

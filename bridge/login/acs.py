@@ -101,6 +101,9 @@ class AssertionConsumer:
                 raise SamlRejected("saml_request_mismatch",
                                    "The response answers no request, but this browser is waiting "
                                    "for the answer to one.")
+            if not idp.live:
+                raise SamlRejected("saml_unsolicited",
+                                   "This IdP is not offered to users yet (it is being tested).")
             if not idp.settings.allow_idp_initiated:
                 raise SamlRejected("saml_unsolicited",
                                    "This IdP may not start logins (IdP-initiated SSO is disabled).")

@@ -47,7 +47,7 @@ class OAuthCodeCompletion:
         self.services = services
 
     def client(self, record: Any) -> ClientConfig:
-        client = self.services.settings.client(record.client_id)
+        client = self.services.clients.client(record.client_id)
         if client is None:
             raise SamlRejected("client_unknown", "The client of this login is no longer registered.")
         return client

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, SamlRejected
-from bridge.idps.settings import IdentityProvider
+from bridge.idps.settings import IdentityProvider, offered
 from bridge.login.step_up import authn_options
 from bridge.oauth.requests import AuthorizationRequest
 from bridge.saml.bindings import OutgoingMessage
@@ -44,7 +44,8 @@ class LoginStarter:
         self.completions = frozenset(completions)
 
     def choose_idp(self, request: AuthorizationRequest) -> IdentityProvider | IdpChoice:
-        idps = self.services.idps
+        # An IdP still in testing is no choice of a user's (admins test it through completions).
+        idps = offered(self.services.idps)
         if request.idp is not None:
             idp = idps.get(request.idp)
             if idp is None:

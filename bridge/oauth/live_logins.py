@@ -29,7 +29,7 @@ def login_live(services: Services, login: str) -> bool:
 
 def idle(services: Services, family: RefreshFamily) -> bool:
     # The client's idle timeout ends a login as surely as a logout (RFC 9700 §4.14.2).
-    client = services.settings.client(family.client_id)
+    client = services.clients.client(family.client_id)
     timeout = client.refresh_idle_timeout_seconds if client is not None else 0
     last = family.last_used_at or family.created_at
     return bool(timeout) and services.clock.now() - last > timeout

@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bridge.config import ClientConfig, Settings
+from bridge.config import ClientConfig
 from bridge.errors import AuthorizeError, TokenError
 from bridge.oauth.authn_requirement import NONE as NO_REQUIREMENT
 from bridge.oauth.authn_requirement import AuthnRequirement, parse_authn_requirement
-from bridge.tokens.secrets_util import constant_time_equal
+
+if TYPE_CHECKING:
+    from bridge.clients.registry import ClientRegistry
 
 # RFC 7636 §4.1/§4.2: verifier 43-128 unreserved characters; an S256 challenge is 43 of base64url.
 # \Z, not $: $ also matches before a final newline.
@@ -42,11 +45,12 @@ class AuthorizationRequest:
     dpop_jkt: str | None = None
 
 
-def parse_authorization_request(settings: Settings, params: Mapping[str, str]) -> AuthorizationRequest:
+def parse_authorization_request(clients: ClientRegistry,
+                                params: Mapping[str, str]) -> AuthorizationRequest:
     # Until client_id and redirect_uri are verified, errors are shown to the user and never sent
     # to a redirect_uri (RFC 6749 §4.1.2.1): an open redirector is how phishing starts.
     client_id = params.get("client_id", "")
-    client = settings.client(client_id)
+    client = clients.client(client_id)
     if client is None:
         raise AuthorizeError("client_unknown", "Unknown client_id.",
                              log_detail={"client_id": client_id[:64]})
@@ -118,7 +122,7 @@ def check_code_verifier(verifier: str | None) -> str:
 
 
 def authenticate_client(
-    settings: Settings,
+    clients: ClientRegistry,
     form: Mapping[str, str],
     basic: tuple[str, str] | None,
 ) -> ClientConfig:
@@ -131,14 +135,14 @@ def authenticate_client(
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
     if form.get("client_id") and form.get("client_id") != client_id:
         raise TokenError("invalid_client", "client_id does not match the authenticated client.")
-    client = settings.client(client_id)
+    client = clients.client(client_id)
     if client is None:
         raise TokenError("invalid_client", "Unknown client.", code="client_unknown")
     if client.public:
         if secret:
             raise TokenError("invalid_client", "Public clients have no secret.")
         return client
-    if not secret or not client.client_secret or not constant_time_equal(secret, client.client_secret):
+    if not clients.secret_matches(client, secret):
         raise TokenError("invalid_client", "Client authentication failed.",
                          code="client_authentication_failed")
     return client

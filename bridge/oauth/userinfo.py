@@ -28,7 +28,7 @@ class UserInfo:
         sent with ``Authorization: DPoP`` and the request's proof headers (RFC 9449 §7)."""
         settings = self.services.settings
         unverified = signing.peek_client_id(access_token)
-        client = settings.client(unverified or "")
+        client = self.services.clients.client(unverified or "")
         if client is None:
             raise TokenError("invalid_token", "The access token is not valid.", code="token_invalid")
         claims = signing.verify(access_token, self.services.keys, issuer=settings.base_url,

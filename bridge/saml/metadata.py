@@ -70,6 +70,17 @@ class IdpMetadata:
         return self.valid_until is not None and self.valid_until <= now
 
 
+_HTML_START = re.compile(rb"(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!doctype\s+html|<html[\s>])",
+                         re.DOTALL)
+
+
+def looks_like_html(data: bytes) -> bool:
+    """An HTML page where metadata was expected: what a sign-in page, a portal or a "download"
+    page serves. Told apart before the XML rules, whose refusal (no DTDs) would say nothing."""
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return _HTML_START.match(head) is not None
+
+
 def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
                        check_expiry: bool = True) -> IdpMetadata:
     """Parse metadata bytes; raise ``ConfigError`` naming ``source`` and the problem.
@@ -81,10 +92,16 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
     def fail(problem: str) -> ConfigError:
         return ConfigError(f"{source}: {problem}")
 
+    if looks_like_html(data):
+        raise fail("this is an HTML page, not SAML metadata (a sign-in or download page?); "
+                   "save the metadata XML itself, or give the URL that serves it")
     try:
-        root = parse_untrusted(data, max_bytes=MAX_METADATA_BYTES, allow_comments=True)
+        root = parse_untrusted(data, max_bytes=MAX_METADATA_BYTES, allow_comments=True,
+                               kind="metadata")
     except SamlRejected as exc:
-        raise fail(f"{exc.public_detail} {exc.log_detail.get('parser', '')}".strip()) from None
+        parser = exc.log_detail.get("parser")
+        raise fail(exc.public_detail.removesuffix(".") + f" ({parser})." if parser
+                   else exc.public_detail) from None
 
     if root.tag == f"{{{ns.MD}}}EntitiesDescriptor":
         candidates = [e for e in root.iter(f"{{{ns.MD}}}EntityDescriptor")

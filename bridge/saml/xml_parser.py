@@ -37,16 +37,18 @@ _MESSAGE_PARSER = _parser(drop_comments=False)
 _DOCUMENT_PARSER = _parser(drop_comments=True)
 
 
-def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False) -> etree._Element:
+def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False,
+                    kind: str = "SAML message") -> etree._Element:
     """Parse ``data`` or raise ``SamlRejected`` with a stable code.
 
     ``allow_comments`` drops comments and processing instructions instead of refusing them; use it
-    only for documents such as metadata, never for protocol messages.
+    only for documents such as metadata, never for protocol messages. ``kind`` names the document
+    in the refusals ("SAML message", "metadata"), so an admin reads about what they gave us.
     """
     if len(data) > max_bytes:
         raise TooLarge(
             "saml_too_large",
-            "The SAML message is larger than this bridge accepts.",
+            f"The {kind} is larger than this bridge accepts.",
             log_detail={"bytes": len(data), "limit": max_bytes},
         )
     # A DOCTYPE is never legitimate in SAML protocol messages (SAML Core §1.3; the schema has
@@ -57,12 +59,19 @@ def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False
     try:
         root = etree.fromstring(data, parser=_DOCUMENT_PARSER if allow_comments else _MESSAGE_PARSER)
     except etree.XMLSyntaxError as exc:
+        if _cut_off(data):
+            raise SamlRejected(
+                "saml_malformed",
+                f"The {kind} is not well-formed XML: it ends in the middle, after {len(data)} "
+                "bytes, so it was cut off (an incomplete download or copy). Get the whole "
+                "document again.",
+            ) from None
         raise SamlRejected(
-            "saml_malformed", "The SAML message is not well-formed XML.",
-            log_detail={"parser": str(exc)[:200]},
+            "saml_malformed", f"The {kind} is not well-formed XML.",
+            log_detail={"parser": str(exc).removesuffix(" (<string>, line 1)")[:200]},
         ) from None
     if root is None:
-        raise SamlRejected("saml_malformed", "The SAML message is empty.")
+        raise SamlRejected("saml_malformed", f"The {kind} is empty.")
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise SamlRejected("saml_forbidden_xml", "DTDs are not allowed.")
@@ -70,6 +79,22 @@ def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False
         raise _refuse_node(sibling)
     check_nodes(root)
     return root
+
+
+def _cut_off(data: bytes) -> bool:
+    """True if ``data`` is a sound beginning of an XML document that stops before its end: fed
+    to a push parser, nothing is wrong until the parser is told there is no more."""
+    parser = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True,
+                             huge_tree=False)
+    try:
+        parser.feed(data)
+    except etree.XMLSyntaxError:
+        return False
+    try:
+        parser.close()
+    except etree.XMLSyntaxError:
+        return bool(data.strip())
+    return False
 
 
 _XINCLUDE_NS = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")

@@ -190,7 +190,9 @@ Index("ix_audit_events_idp_slug_event_at", AuditEvent.idp_slug, AuditEvent.event
 
 class IdpRecord(Base):
     """An IdP managed through the admin API (IdPs declared as files in idp_metadata/ are not
-    stored here). ``version_id`` is the metadata version in force."""
+    stored here). ``version_id`` is the metadata version in force (none for a draft). ``state``:
+    draft (no metadata yet), testing (not offered to users), live; ``tested_version_id`` the
+    version a passing test login was seen with (docs/decisions/0025)."""
 
     __tablename__ = "idps"
 
@@ -205,6 +207,8 @@ class IdpRecord(Base):
     created_at: Mapped[float] = mapped_column(Double)
     # Bumped by every change, so every node notices and reloads (bridge.idps.registry).
     updated_at: Mapped[float] = mapped_column(Double, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    tested_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class IdpEntityId(Base):
@@ -265,6 +269,8 @@ class AdminSession(Base):
     kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(256))
+    # Shown beside the name on every admin page (the audit actor keeps the subject).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     idp_slug: Mapped[str] = mapped_column(String(63))
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Double)
@@ -302,3 +308,33 @@ class JobLease(Base):
     last_failure_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ClientRecord(Base):
+    """An OAuth client managed through the admin API (clients declared in the settings file are
+    not stored here). ``settings_json`` is its ``[[clients]]`` table, checked by the same rules."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    # Bumped by every change, secrets included, so every node notices and reloads
+    # (bridge.clients.registry).
+    updated_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class ClientSecret(Base):
+    """A managed confidential client's secret, as its SHA-256 (the secret is shown once). After a
+    rotation the old secret keeps working until ``expires_at``; the newest has none."""
+
+    __tablename__ = "client_secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[float | None] = mapped_column(Double, nullable=True)

@@ -197,6 +197,55 @@ def claims_preview(slug: str) -> Response:
     return jsonify(preview_login(facts, idp, proposed))
 
 
+@admin_api_blueprint.get("/api/clients")
+@admin_api
+def list_clients() -> Response:
+    return jsonify({"clients": administration().clients.list_clients()})
+
+
+@admin_api_blueprint.post("/api/clients")
+@admin_api
+def create_client() -> tuple[Response, int]:
+    client, secret = administration().clients.create_client(_json_body(), actor())
+    return _no_store(jsonify({"client": client, "client_secret": secret})), 201
+
+
+@admin_api_blueprint.get("/api/clients/<client_id>")
+@admin_api
+def get_client(client_id: str) -> Response:
+    return jsonify(administration().clients.get_client(client_id))
+
+
+@admin_api_blueprint.put("/api/clients/<client_id>")
+@admin_api
+def update_client(client_id: str) -> Response:
+    return jsonify(administration().clients.update_client(client_id, _json_body(), actor()))
+
+
+@admin_api_blueprint.post("/api/clients/<client_id>/secret")
+@admin_api
+def rotate_client_secret(client_id: str) -> Response:
+    body = request.get_json(silent=True) or {}
+    if not isinstance(body, dict):
+        raise InvalidInput("body: a JSON object, {\"overlap_seconds\": ...}, or none")
+    client, secret = administration().clients.rotate_secret(
+        client_id, actor(), overlap_seconds=body.get("overlap_seconds"))
+    return _no_store(jsonify({"client": client, "client_secret": secret}))
+
+
+@admin_api_blueprint.delete("/api/clients/<client_id>")
+@admin_api
+def delete_client(client_id: str) -> tuple[str, int]:
+    administration().clients.delete_client(client_id, actor())
+    return "", 204
+
+
+def _no_store(response: Response) -> Response:
+    # The answer holds a client secret, shown this once.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @admin_api_blueprint.get("/api/test-logins/<test_id>")
 @admin_api
 def test_login_result(test_id: str) -> Response:

@@ -7,7 +7,6 @@ a notice, or re-renders the page with the problems when it was refused.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,10 +16,13 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.presets import PRESETS
-from bridge.errors import ConfigError, InvalidInput, NotFound
+from bridge.errors import ConfigError, NotFound
+from bridge.idps.settings import offered
+from bridge.idps.settings_text import settings_as_toml, settings_from_text, with_common_settings
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
+from bridge.web.idp_setup import COPY_SCRIPT, allow_copy_script, setup_context
 from bridge.web.saml_binding import send as send_saml
 from bridge.web.sso import metadata_response
 
@@ -48,7 +50,7 @@ def _back(slug: str | None, notice: str) -> BaseResponse:
 @admin_pages.get("/login")
 def login() -> Response:
     the_services = services()
-    idps = sorted(((slug, idp.display_name) for slug, idp in the_services.idps.items()),
+    idps = sorted(((slug, idp.display_name) for slug, idp in offered(the_services.idps).items()),
                   key=lambda item: item[1])
     return _page("admin/login.html", idps=idps, role=the_services.settings.admin_role)
 
@@ -56,8 +58,8 @@ def login() -> Response:
 @admin_pages.get("/login/<slug>")
 def login_at(slug: str) -> BaseResponse:
     the_services = services()
-    idp = the_services.idps.get(slug)
-    if idp is None:
+    idp = offered(the_services.idps).get(slug)
+    if idp is None:  # an IdP still in testing signs nobody in
         raise NotFound("idp_unknown", "No such IdP.")
     start = application().login.start_completion_login(
         ADMIN_SIGN_IN, idp, f"{the_services.settings.base_url}/admin/callback",
@@ -93,7 +95,7 @@ def logout() -> BaseResponse:
 @admin_page
 def index() -> Response:
     return _page("admin/idps.html", idps=administration().idps.list_idps(),
-                 notice=request.args.get("notice"))
+                 deleted=administration().idps.deleted_idps(), notice=request.args.get("notice"))
 
 
 @admin_pages.route("/idps/new", methods=["GET", "POST"])
@@ -110,39 +112,59 @@ def new_idp() -> BaseResponse:
         settings["mapping"] = {"preset": form["preset"]}
     upload = request.files.get("metadata")
     xml = upload.read() if upload is not None and upload.filename else None
+    url = form.get("metadata_url") or None
+    slug = form.get("slug", "")
     try:
-        administration().idps.create_idp(form.get("slug", ""), xml=xml,
-                                   url=form.get("metadata_url") or None, settings=settings,
-                                   actor=actor())
+        administration().idps.create_draft(slug, settings=settings, actor=actor())
     except ConfigError as error:
         return _page("admin/new_idp.html", status=422, presets=presets, form=form,
                      problems=error.problems)
-    return _back(form["slug"], "IdP added.")
+    if xml is None and url is None:
+        return _back(slug, "Draft created: enter these values at the IdP, then add its metadata.")
+    # The metadata came along: the draft stays if it is refused, with the reason on its page.
+    return _act(slug, lambda: administration().idps.first_metadata(slug, xml=xml, url=url,
+                                                                   actor=actor()),
+                "IdP added.", first_notice="IdP added.")
 
 
 @admin_pages.get("/idps/<slug>")
 @admin_page
-def idp(slug: str) -> Response:
+def idp(slug: str) -> BaseResponse:
+    return _idp_page(slug, notice=request.args.get("notice"))
+
+
+def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     detail = administration().idps.get_idp(slug)
-    return _page("admin/idp.html", idp=detail, notice=request.args.get("notice"),
-                 settings_text=json.dumps(detail["settings"] or {}, indent=2))
+    context.setdefault("settings_text", settings_as_toml(detail["settings"] or {}))
+    return allow_copy_script(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
+                                   setup=setup_context(services().settings, detail),
+                                   copy_script=COPY_SCRIPT, **context))
 
 
-def _act(slug: str, action: Any, notice: str) -> BaseResponse:
+FIRST_METADATA = ("Metadata added: the IdP is in testing, not offered to users yet. Test a login, "
+                  "then go live.")
+
+
+def _act(slug: str, action: Any, notice: str, first_notice: str = FIRST_METADATA) -> BaseResponse:
     try:
         result = action()
     except ConfigError as error:
-        detail = administration().idps.get_idp(slug)
-        return _page("admin/idp.html", status=422, idp=detail, problems=error.problems,
-                     settings_text=request.form.get("settings_json")
-                     or json.dumps(detail["settings"] or {}, indent=2))
-    if isinstance(result, dict) and result.get("status") in ("pending", "applied", "identical",
+        return _idp_page(slug, status=422, problems=error.problems,
+                         **({"settings_text": request.form["settings_text"]}
+                            if request.form.get("settings_text") else {}))
+    if isinstance(result, dict) and result.get("first"):
+        notice = first_notice
+    elif isinstance(result, dict) and result.get("status") in ("pending", "applied", "identical",
                                                               "not_modified"):
         notice = {"pending": "The new metadata waits for your approval below.",
                   "applied": "The new metadata was applied (certificate additions apply at once).",
                   "identical": "The metadata is identical to what is in force.",
                   "not_modified": "The metadata has not changed since the last fetch."}[
                       result["status"]]
+        if result.get("certificates_applied"):
+            notice = ("Its new certificates are in force already (version "
+                      f"{result['certificates_applied']}); the other changes wait for your "
+                      "approval below.")
     return _back(slug, notice)
 
 
@@ -150,8 +172,10 @@ def _act(slug: str, action: Any, notice: str) -> BaseResponse:
 @admin_page
 def upload_metadata(slug: str) -> BaseResponse:
     upload = request.files.get("metadata")
-    xml = upload.read() if upload is not None and upload.filename else b""
-    return _act(slug, lambda: administration().idps.propose_metadata(slug, xml=xml, actor=actor()),
+    url = request.form.get("metadata_url") or None
+    xml = upload.read() if upload is not None and upload.filename else (None if url else b"")
+    return _act(slug, lambda: administration().idps.propose_metadata(slug, xml=xml, url=url,
+                                                                     actor=actor()),
                 "Metadata proposed.")
 
 
@@ -179,20 +203,52 @@ def version_action(slug: str, version_id: int, action: str) -> BaseResponse:
 @admin_page
 def settings(slug: str) -> BaseResponse:
     def save() -> Any:
-        try:
-            parsed = json.loads(request.form.get("settings_json", ""))
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"settings: not valid JSON ({error})") from None
+        parsed = settings_from_text(request.form.get("settings_text", ""))
         return administration().idps.update_settings(slug, parsed, actor())
 
     return _act(slug, save, "Settings saved.")
 
 
+@admin_pages.post("/idps/<slug>/settings/common")
+@admin_page
+def common_settings(slug: str) -> BaseResponse:
+    def save() -> Any:
+        admin = administration().idps
+        current = admin.get_idp(slug)["settings"] or {}
+        return admin.update_settings(slug, with_common_settings(current, dict(request.form)),
+                                     actor())
+
+    return _act(slug, save, "Settings saved.")
+
+
+@admin_pages.post("/idps/<slug>/go-live")
+@admin_page
+def go_live(slug: str) -> BaseResponse:
+    without_test = request.form.get("without_test") == "yes"
+    return _act(slug, lambda: administration().idps.go_live(slug, actor=actor(),
+                                                            without_test=without_test),
+                "Live: users can log in through it now.")
+
+
 @admin_pages.post("/idps/<slug>/delete")
 @admin_page
 def delete(slug: str) -> BaseResponse:
+    if request.form.get("confirm_slug", "").strip() != slug:
+        return _idp_page(slug, status=422, problems=[
+            f"delete: type the slug {slug} to confirm; nothing was deleted"])
     administration().idps.delete_idp(slug, actor())
-    return _back(None, f"IdP {slug} deleted.")
+    return _back(None, f"IdP {slug} deleted. It can be restored below.")
+
+
+@admin_pages.post("/deleted/<slug>/restore")
+@admin_page
+def restore_deleted(slug: str) -> BaseResponse:
+    try:
+        administration().idps.restore_deleted(slug, actor=actor())
+    except ConfigError as error:
+        return _page("admin/idps.html", status=422, idps=administration().idps.list_idps(),
+                     deleted=administration().idps.deleted_idps(), problems=error.problems)
+    return _back(slug, "Restored, in testing: test a login, then go live.")
 
 
 @admin_pages.get("/idps/<slug>/sp-metadata")

@@ -16,7 +16,12 @@ from bridge.errors import InvalidValue
 from bridge.jobs.standard import start_scheduler
 from bridge.logs import request_id
 from bridge.services import Services, build_services
-from bridge.web import cors, errors, rate_limits
+from bridge.web import (
+    admin_client_pages,  # noqa: F401  (adds the client pages to admin_pages)
+    cors,
+    errors,
+    rate_limits,
+)
 from bridge.web.admin_api import admin_api_blueprint
 from bridge.web.admin_pages import admin_pages
 from bridge.web.discovery import discovery
@@ -24,6 +29,7 @@ from bridge.web.errors import error_id
 from bridge.web.health import health
 from bridge.web.metrics import metrics_blueprint
 from bridge.web.oauth import oauth
+from bridge.web.registration import registration
 from bridge.web.sso import sso
 from bridge.web.userinfo import userinfo
 
@@ -53,7 +59,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     errors.install(app)
     cors.install(app)
     for blueprint in (oauth, sso, discovery, health, userinfo, admin_api_blueprint, admin_pages,
-                      metrics_blueprint):
+                      metrics_blueprint, registration):
         app.register_blueprint(blueprint)
     app.extensions["limiter"] = rate_limits.install(app, settings)
     if settings.trusted_proxy_hops:

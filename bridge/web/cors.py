@@ -36,7 +36,7 @@ def install(app: Flask) -> None:
         if path not in CREDENTIALED:
             return response
         response.headers.add("Vary", "Origin")
-        allowed = {o for c in services().settings.clients for o in c.allowed_origins}
+        allowed = {o for c in services().clients.values() for o in c.allowed_origins}
         if origin not in allowed:
             return response  # no CORS headers: the browser keeps the answer from the script
         response.headers["Access-Control-Allow-Origin"] = origin

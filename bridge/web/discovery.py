@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import Blueprint, Response, jsonify
 
 from bridge.claims import schemas
-from bridge.config import Settings
+from bridge.config import ClientConfig, Settings
 from bridge.errors import NotFound
 from bridge.tokens.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from bridge.web.context import services
@@ -13,12 +15,14 @@ from bridge.web.context import services
 discovery = Blueprint("discovery", __name__)
 
 
-def discovery_document(settings: Settings, acr_values: list[str]) -> dict[str, object]:
-    """``acr_values``: those some IdP has a level for (bridge.claims.authn_levels)."""
+def discovery_document(settings: Settings, clients: Iterable[ClientConfig],
+                       acr_values: list[str]) -> dict[str, object]:
+    """``clients``: every client in force, the file's and the managed ones; ``acr_values``:
+    those some IdP has a level for (bridge.claims.authn_levels)."""
     base = settings.base_url
-    scopes = sorted({s for c in settings.clients for s in c.scopes})
+    scopes = sorted({s for c in clients for s in c.scopes})
     claim_names = sorted({name for v in schemas.VERSIONS for name in schemas.schema(v)["properties"]})
-    return {
+    document: dict[str, object] = {
         "issuer": base,
         "authorization_endpoint": f"{base}/authorize",
         "token_endpoint": f"{base}/token",
@@ -54,6 +58,9 @@ def discovery_document(settings: Settings, acr_values: list[str]) -> dict[str, o
         **({"dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS)}
            if any(c.dpop != "off" for c in settings.clients) else {}),
     }
+    if settings.registration_token:
+        document["registration_endpoint"] = f"{base}/register"  # RFC 7591, when enabled
+    return document
 
 
 @discovery.get("/.well-known/openid-configuration")
@@ -62,7 +69,8 @@ def configuration() -> Response:
     the_services = services()
     acr_values = sorted({acr for idp in the_services.idps.values()
                          for acr in idp.settings.authn_contexts.acr_values})
-    response = jsonify(discovery_document(the_services.settings, acr_values))
+    response = jsonify(discovery_document(the_services.settings, the_services.clients.values(),
+                                          acr_values))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

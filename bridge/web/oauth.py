@@ -38,7 +38,7 @@ def authorize() -> BaseResponse:
     login = application().login
     params = request.args.to_dict()
     try:
-        auth_request = parse_authorization_request(settings, params)
+        auth_request = parse_authorization_request(services().clients, params)
         idp = login.choose_idp(auth_request)
         if isinstance(idp, IdpChoice):
             links = [(i.display_name, "/authorize?" + urlencode({**params, "idp": i.slug}))
@@ -75,7 +75,7 @@ def _basic_auth() -> tuple[str, str] | None:
 @oauth.post("/token")
 def token() -> BaseResponse:
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     count_client(client)
     grant_type = form.get("grant_type")
     if _uses_cookie(client) and grant_type in ("authorization_code", "refresh_token"):
@@ -170,7 +170,7 @@ def _token_response(tokens: TokenSet) -> BaseResponse:
 @oauth.post("/revoke")
 def revoke() -> BaseResponse:
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "token")
@@ -196,7 +196,7 @@ def logout() -> BaseResponse:
     ``idp_logout=true`` the answer also carries the URL that continues to SAML Single Logout at
     the IdP, for the client to send the browser to."""
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
@@ -221,7 +221,7 @@ def logout() -> BaseResponse:
 def introspect() -> BaseResponse:
     """RFC 7662 token introspection, for confidential clients (APIs register as such)."""
     form = request.form.to_dict()
-    client = authenticate_client(services().settings, form, _basic_auth())
+    client = authenticate_client(services().clients, form, _basic_auth())
     if client.public:
         raise TokenError("invalid_client", "Only confidential clients may introspect tokens.",
                          code="client_not_confidential")

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.idps.settings import SLUG_RE
 from bridge.saml.sp import sp_metadata
-from bridge.web.context import application, services
+from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name
 from bridge.web.errors import error_id
 from bridge.web.saml_binding import send as send_saml
@@ -45,6 +45,14 @@ def metadata() -> BaseResponse:
             the_services.idps[slug].signs_authn_requests for slug in slugs),
     )
     return metadata_response(body)
+
+
+@sso.get("/saml/<slug>/metadata")
+def idp_metadata(slug: str) -> BaseResponse:
+    """Our SP metadata for one IdP: its ACS and Single Logout URLs only. Public like
+    /saml/metadata, and served for a draft too, so that Entra ID, AD FS or Shibboleth can read
+    it by URL before the IdP's own metadata exists here."""
+    return metadata_response(administration().idps.sp_metadata(slug))
 
 
 def metadata_response(body: bytes, *, download_as: str | None = None) -> Response:

@@ -46,7 +46,9 @@ class SamlBearerGrant:
         if any(s not in client.scopes for s in requested):
             raise TokenError("invalid_scope", "Scopes not allowed for this client.")
         verified = verify_bearer_assertion(
-            form.get("assertion", ""), idps=idps, sp_entity_id=settings.sp_entity_id,
+            # Only an IdP that went live vouches for users (bridge.idps.stages).
+            form.get("assertion", ""), idps={s: i for s, i in idps.items() if i.live},
+            sp_entity_id=settings.sp_entity_id,
             token_url=f"{settings.base_url}/token", clock=clock)
         idp = idps[verified.idp_slug]
         idp.require_current_metadata(clock.now())

@@ -1,15 +1,15 @@
 """DPoP authorization code binding (RFC 9449 §10): the key a login request named with dpop_jkt,
 carried from the outstanding request to its code.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """DPoP (RFC 9449): the proofs seen, for single use across nodes, and the key a public client's
 login is bound to.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""OAuth clients: those of the settings file and those managed through the admin API, as one set."""

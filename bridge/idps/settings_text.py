@@ -1,0 +1,76 @@
+"""An IdP's settings as an admin edits them on its page: TOML, the format of
+``idp_metadata/<slug>.toml`` and of the README, so a table copied from a file works as it is.
+JSON, as the admin API takes it, is read too."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+import tomli_w
+
+from bridge.errors import InvalidInput
+
+
+def settings_as_toml(settings: dict[str, Any]) -> str:
+    """``settings`` (as stored) as a TOML document; nothing stored as null is written."""
+    return tomli_w.dumps(_without_nulls(settings))
+
+
+def settings_from_text(text: str) -> dict[str, Any]:
+    """The settings an admin typed: a TOML document, or a JSON object."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as toml_error:
+        if text.lstrip().startswith("{"):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as json_error:
+                raise InvalidInput(f"settings: neither TOML ({toml_error}) nor a JSON object "
+                                   f"({json_error})") from None
+            if isinstance(parsed, dict):
+                return parsed
+        raise InvalidInput(f"settings: not valid TOML ({toml_error}); write them as in "
+                           "idp_metadata/<slug>.toml") from None
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
+
+
+# The settings most IdPs need, as the page's form gives them: empty (or the default) removes the
+# setting, so the TOML stays what the admin wrote.
+_DEFAULTS = {"clock_skew_seconds": "60", "sign_requests": "auto",
+             "insecure_allow_sha1_until": ""}
+
+
+def with_common_settings(settings: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """``settings`` with the form's vendor preset, clock skew, request signing and SHA-1
+    exception; everything else (claims, groups, roles...) is kept as it is."""
+    changed = json.loads(json.dumps(settings))  # a deep copy of plain data
+    mapping = dict(changed.get("mapping") or {})
+    preset = form.get("preset", "").strip()
+    if preset:
+        mapping["preset"] = preset
+    else:
+        mapping.pop("preset", None)
+    if mapping:
+        changed["mapping"] = mapping
+    else:
+        changed.pop("mapping", None)
+    for key, default in _DEFAULTS.items():
+        value = form.get(key, "").strip()
+        if value in ("", default):
+            changed.pop(key, None)
+        elif key == "clock_skew_seconds":
+            if not value.isdigit():
+                raise InvalidInput(f"clock_skew_seconds: a whole number of seconds, not {value!r}")
+            changed[key] = int(value)
+        else:
+            changed[key] = value
+    return changed

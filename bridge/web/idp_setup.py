@@ -1,0 +1,46 @@
+"""What the IdP page shows to set the IdP up: our values under the vendor's own names, with copy
+buttons. The buttons need a few lines of script: the page allows exactly that script (by its
+hash), and shows the values as text for a browser without it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from werkzeug.wrappers import Response as BaseResponse
+
+from bridge.claims.presets import PRESETS
+from bridge.config import Settings
+from bridge.idps.vendor_fields import SpValues, vendor_fields
+
+# No character here that HTML escaping would change: the page must carry exactly what is hashed.
+COPY_SCRIPT = ("document.querySelectorAll(`button.copy`).forEach(function (button) {"
+               " button.hidden = false;"
+               " button.addEventListener(`click`, function () {"
+               " navigator.clipboard.writeText(button.dataset.copy).then(function () {"
+               " button.textContent = `Copied`; }); }); });")
+_SCRIPT_HASH = f"'sha256-{base64.b64encode(hashlib.sha256(COPY_SCRIPT.encode()).digest()).decode()}'"
+CSP = (f"default-src 'none'; script-src {_SCRIPT_HASH}; style-src 'unsafe-inline'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+# Our entity ID and ACS URL in each console's words, for the table at the top of the page.
+_ENTITY_ID_NAMES = "Okta: Audience URI; Entra ID: Identifier; AD FS: relying party identifier"
+_ACS_URL_NAMES = "Okta: Single sign-on URL; Entra ID: Reply URL; AD FS: SAML Assertion Consumer"
+
+
+def setup_context(settings: Settings, idp: dict[str, Any]) -> dict[str, Any]:
+    sp = SpValues.for_slug(settings, idp["slug"])
+    vendor = idp.get("vendor")
+    preset = PRESETS.get(vendor or "")
+    where, fields = vendor_fields(vendor, sp)
+    return {"vendor_name": preset.display_name if preset else "the IdP", "where": where,
+            "fields": fields, "metadata_url": sp.metadata_url, "entity_id": sp.entity_id,
+            "entity_id_names": _ENTITY_ID_NAMES, "acs_url_names": _ACS_URL_NAMES,
+            "instructions": preset.instructions if preset else (),
+            "signs": preset.signs if preset else ""}
+
+
+def allow_copy_script(response: BaseResponse) -> BaseResponse:
+    response.headers["Content-Security-Policy"] = CSP
+    return response
