@@ -54,9 +54,8 @@ def discovery_document(settings: Settings, clients: Iterable[ClientConfig],
         "authorization_response_iss_parameter_supported": False,
         "claims_schema_versions_supported": list(schemas.VERSIONS),
         "claims_schemas": {str(v): f"{base}/schemas/claims/v{v}.json" for v in schemas.VERSIONS},
-        # RFC 9449 §5.1: named only when some client may bind its tokens to a DPoP key.
-        **({"dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS)}
-           if any(c.dpop != "off" for c in settings.clients) else {}),
+        # RFC 9449 §5.1: always, since a client registered at run time may use DPoP too.
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
     if settings.registration_token:
         document["registration_endpoint"] = f"{base}/register"  # RFC 7591, when enabled
