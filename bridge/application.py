@@ -19,6 +19,7 @@ from bridge.login.idp_initiated import IdpInitiatedLogin
 from bridge.login.start import LoginStarter
 from bridge.logout.rp_initiated import Logout
 from bridge.logout.single_logout import SingleLogout
+from bridge.oauth.dpop import DpopChecker
 from bridge.oauth.grants.authorization_code import AuthorizationCodeGrant
 from bridge.oauth.grants.refresh_token import RefreshTokenGrant
 from bridge.oauth.grants.saml_bearer import SamlBearerGrant
@@ -41,6 +42,7 @@ class Application:
     revocation: Revocation
     introspection: Introspection
     userinfo: UserInfo
+    dpop: DpopChecker
     logout: Logout
     single_logout: SingleLogout
     admin: Administration
@@ -62,10 +64,12 @@ def build_application(services: Services, *,
     )
     acs = AssertionConsumer(services, OAuthCodeCompletion(services), IdpInitiatedLogin(services),
                             {ADMIN_SIGN_IN: admin.sign_in, TEST_LOGIN: admin.test_logins})
+    dpop = DpopChecker(services)
     tokens = TokenEndpoint([AuthorizationCodeGrant(services), RefreshTokenGrant(services),
                             TokenExchangeGrant(services), SamlBearerGrant(services)])
     return Application(login=login, acs=acs, tokens=tokens, revocation=Revocation(services),
-                       introspection=Introspection(services), userinfo=UserInfo(services),
+                       introspection=Introspection(services),
+                       userinfo=UserInfo(services, dpop), dpop=dpop,
                        logout=Logout(services), single_logout=SingleLogout(services),
                        admin=admin, scim_tokens=ProvisioningTokens(services),
                        scim_users=ScimUsers(services),

@@ -22,6 +22,7 @@ type into an HTTP status in one table. Nothing here knows about HTTP.
     ├── SecurityEventRejected  a Security Event Token refused
     ├── AuthorizeError         an authorization request refused (RFC 6749 §4.1.2.1)
     ├── TokenError             a token endpoint request refused (RFC 6749 §5.2)
+    │   └── DpopError          a DPoP proof refused, a nonce asked for (RFC 9449)
     ├── AdminUnauthorized      no admin credentials
     ├── AdminForbidden         admin credentials without the session's CSRF token
     ├── NotFound
@@ -201,6 +202,27 @@ class TokenError(BridgeError):
     ) -> None:
         super().__init__(code or oauth_error, public_detail, log_detail=log_detail)
         self.oauth_error = oauth_error
+
+
+class DpopError(TokenError):
+    """A DPoP proof (RFC 9449) is missing, invalid or replayed (``invalid_dpop_proof``), it
+    lacks the server nonce it must carry (``use_dpop_nonce``, §8), or a resource got a DPoP-bound
+    token without a proof of its key (``invalid_token``, §7.1). ``nonce`` is the fresh nonce the
+    client should use next; the web layer sends it as the ``DPoP-Nonce`` header."""
+
+    default_code = "invalid_dpop_proof"
+
+    def __init__(
+        self,
+        oauth_error: str,
+        public_detail: str = "",
+        *,
+        code: str | None = None,
+        nonce: str | None = None,
+        log_detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(oauth_error, public_detail, code=code, log_detail=log_detail)
+        self.nonce = nonce
 
 
 class AdminUnauthorized(BridgeError):

@@ -40,6 +40,8 @@ class DerivedSecrets:
     logout_ticket: bytes
     # Makes the IDs of our LogoutRequests recognisable in the IdP's LogoutResponse.
     logout_request_id: bytes
+    # MACs the DPoP nonces every node hands out and accepts (tokens/dpop_nonce.py).
+    dpop_nonce: bytes
 
 
 # Not frozen: tests move the clock of a running app (``services.clock = FixedClock(...)``), and
@@ -73,7 +75,8 @@ def assemble_services(settings: Settings, db: Database, clock: Clock,
     check_idp_initiated_targets(settings, idps)
     secrets = DerivedSecrets(refresh_successor=derive_secret(kek_text, "refresh-successor"),
                              logout_ticket=derive_secret(kek_text, "logout-ticket"),
-                             logout_request_id=derive_secret(kek_text, "logout-request-id"))
+                             logout_request_id=derive_secret(kek_text, "logout-request-id"),
+                             dpop_nonce=derive_secret(kek_text, "dpop-nonce"))
     return Services(settings=settings, clock=clock, db=db, idps=idps,
                     clients=ClientRegistry(db, clock, settings), keys=keys, sp_keys=sp_keys,
                     secrets=secrets)

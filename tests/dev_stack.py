@@ -53,7 +53,8 @@ def dev_stack(tmp_path: Path, *, spa: bool = False, settings: str = "") -> Itera
             'client_id = "spa"\n'
             f'redirect_uris = ["{urls["spa"]}/"]\n'
             'audience = "spa-api"\n'
-            "claims_version = 2\n"
+            "claims_version = 3\n"
+            'dpop = "required"\n'
             'refresh_token_delivery = "cookie"\n'
         )
     config = tmp_path / "bridge.toml"

@@ -18,6 +18,7 @@ GOLDEN = Path(__file__).parent / "golden"
 PUBLISHED = {
     1: "6cb65ae67520e353a5ddecfea7b63dbe22904c3727043020027f529c8ed9f09a",
     2: "c1b2257b43732e71b5243f12c14d67afab180a1801afbf1d65053bf07430aa44",
+    3: "3bc30152492eb65c207a364bc162c03ca0d930bc2bdf3e142aaddc285332616d",
 }
 
 
@@ -48,9 +49,10 @@ def test_every_version_has_golden_payloads() -> None:
     {"extra": "claim"},
     {"sub": "alice@example.com"},
     {"aud": ["a", "b"]},
-    {"ver": 3},
+    {"ver": 4},  # no such version (3 is published since)
     {"roles": "admin"},
     {"groups": []},
+    {"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},  # from version 3 on
 ])
 def test_schema_v2_refuses_what_it_does_not_promise(mutation: dict) -> None:
     payload = {**json.loads((GOLDEN / "claims_v2_full.json").read_text()), **mutation}
@@ -61,3 +63,17 @@ def test_schema_v2_refuses_what_it_does_not_promise(mutation: dict) -> None:
 def test_schema_v2_explains_every_claim() -> None:
     for name, definition in schemas.schema(2)["properties"].items():
         assert len(definition.get("description", "")) > 20, name
+
+
+@pytest.mark.parametrize("cnf", [{}, {"jkt": "short"}, {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+                                                       "x5t#S256": "x"}, "jkt"])
+def test_schema_v3_holds_only_a_thumbprint_confirmation(cnf: object) -> None:
+    payload = {**json.loads((GOLDEN / "claims_v3_dpop.json").read_text()), "cnf": cnf}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_payload(payload)
+
+
+def test_schema_v3_is_version_2_with_cnf() -> None:
+    v2, v3 = schemas.schema(2)["properties"], schemas.schema(3)["properties"]
+    assert {k: v for k, v in v3.items() if k not in ("cnf", "ver")} == {
+        k: v for k, v in v2.items() if k != "ver"}

@@ -148,7 +148,7 @@ def test_deprecated_version_says_so_until_its_sunset(browser: Browser) -> None:
 
 def test_discovery_lists_both_versions_and_oidc(browser: Browser) -> None:
     document = browser.client.get("/.well-known/openid-configuration").get_json()
-    assert document["claims_schema_versions_supported"] == [1, 2]
+    assert document["claims_schema_versions_supported"] == [1, 2, 3]
     assert document["claims_schemas"]["2"] == "https://bridge.example.com/schemas/claims/v2.json"
     assert document["userinfo_endpoint"] == "https://bridge.example.com/userinfo"
     assert document["id_token_signing_alg_values_supported"] == ["ES256"]

@@ -12,6 +12,7 @@ from bridge.store.models import (
     AuthnRequestRecord,
     AuthorizationCode,
     ConsumedAssertion,
+    DpopProof,
     ReceivedSecurityEvent,
     RefreshFamily,
     RefreshToken,
@@ -33,6 +34,7 @@ def test_purge_deletes_only_expired_rows_in_batches(database: Database) -> None:
                                               expires_at=expires))
                 session.add(ReceivedSecurityEvent(idp_slug="dev", jti=f"j{tag}",
                                                   expires_at=expires))
+                session.add(DpopProof(proof_hash=f"p{tag}", expires_at=expires))
                 session.add(AuthnRequestRecord(
                     id=f"r{tag}", idp_slug="dev", client_id="demo", redirect_uri="x", scope="",
                     browser_hash="h", created_at=now, expires_at=expires))
@@ -48,10 +50,10 @@ def test_purge_deletes_only_expired_rows_in_batches(database: Database) -> None:
 
     counts = purge_expired(database, now=now, batch_size=2)
 
-    assert counts == {"authn_requests": 5, "consumed_assertions": 5, "authorization_codes": 5,
-                      "refresh_families": 5, "admin_sessions": 0, "test_logins": 0,
-                      "received_security_events": 5}
+    assert counts == {"authn_requests": 5, "consumed_assertions": 5, "dpop_proofs": 5,
+                      "authorization_codes": 5, "refresh_families": 5, "admin_sessions": 0,
+                      "test_logins": 0, "received_security_events": 5}
     for model in (ConsumedAssertion, AuthnRequestRecord, AuthorizationCode, RefreshFamily,
-                  RefreshToken, ReceivedSecurityEvent):
+                  RefreshToken, DpopProof, ReceivedSecurityEvent):
         assert _count(database, model) == 5, model
     assert purge_expired(database, now=now)["consumed_assertions"] == 0

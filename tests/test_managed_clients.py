@@ -188,7 +188,7 @@ def test_loopback_may_use_http(api) -> None:  # type: ignore[no-untyped-def]
 
 def test_every_setting_is_checked_by_the_files_rules(api) -> None:  # type: ignore[no-untyped-def]
     response = api("POST", "/admin/api/clients", json={
-        **SPA, "claims_version": 3, "refresh_token_delivery": "header",
+        **SPA, "claims_version": 4, "refresh_token_delivery": "header",
         "allowed_origins": ["*"], "refresh_token_ttl_seconds": 10, "scopes": "openid",
         "client_secret": "mine", "token_exchange_audiences": ["x"]})
     assert response.status_code == 422

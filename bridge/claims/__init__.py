@@ -29,21 +29,22 @@ def build_claims(version: int, identity: Identity, mapping: ClaimMapping,
     mapped = apply_mapping(mapping, identity)
     if version == 1:
         return v1.build(mapped, identity)
-    if version == 2:
-        return v2.build(mapped, identity, contexts)
+    if version in (2, 3):
+        # Version 3 is version 2 with the cnf claim of DPoP-bound tokens, set when minted.
+        return v2.build(mapped, identity, contexts, version)
     raise ValueError(f"unknown claims version {version}")
 
 
 def token_claims(full: dict[str, Any], scope: str, budget: GroupBudget) -> dict[str, Any]:
     """What goes into one access token (without the registered claims)."""
-    if full["ver"] == 2:
+    if full["ver"] in (2, 3):
         return v2.for_token(full, scope, max_groups=budget.max_count,
                             max_group_bytes=budget.max_bytes)
     return full  # version 1 is released whole, as published
 
 
 def userinfo_claims(full: dict[str, Any], scope: str) -> dict[str, Any]:
-    if full["ver"] == 2:
+    if full["ver"] in (2, 3):
         return v2.for_userinfo(full, scope)
     return full
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 
 
 @functools.cache

@@ -24,30 +24,33 @@ SCOPED = {
 MAX_ROLES = 50
 
 
-def build(mapped: MappedClaims, identity: Identity, contexts: AuthnContexts) -> dict[str, Any]:
-    claims: dict[str, Any] = {"sub": identity.subject, "idp": identity.idp_slug, "ver": 2}
-    email = checked_email(mapped, identity, 2)
+def build(mapped: MappedClaims, identity: Identity, contexts: AuthnContexts,
+          version: int = 2) -> dict[str, Any]:
+    """The claims of version 2, or of version 3 (the same, with ``cnf`` added to bound tokens
+    when they are minted)."""
+    claims: dict[str, Any] = {"sub": identity.subject, "idp": identity.idp_slug, "ver": version}
+    email = checked_email(mapped, identity, version)
     if email is not None:
         claims["email"] = email
         if mapped.email_verified:
             claims["email_verified"] = True
     for claim in ("name", "given_name", "family_name", "tenant"):
-        value = checked_text(getattr(mapped, claim), claim, identity, 2)
+        value = checked_text(getattr(mapped, claim), claim, identity, version)
         if value is not None:
             claims[claim] = value
     for group in mapped.groups:
-        checked_text(group, "groups", identity, 2)
+        checked_text(group, "groups", identity, version)
     for role in mapped.roles:
-        checked_text(role, "roles", identity, 2)
+        checked_text(role, "roles", identity, version)
     if len(mapped.roles) > MAX_ROLES:
-        raise invalid(identity, "roles", f"more than {MAX_ROLES} roles", 2)
+        raise invalid(identity, "roles", f"more than {MAX_ROLES} roles", version)
     claims["roles"] = list(mapped.roles)
     claims["groups"] = list(mapped.groups)
     if mapped.groups_incomplete:
         claims["groups_overage"] = True
     acr, amr = contexts.acr_amr(identity.authn_context_class)
     if acr is not None:
-        claims["acr"] = checked_text(acr, "acr", identity, 2)
+        claims["acr"] = checked_text(acr, "acr", identity, version)
     if amr:
         claims["amr"] = list(amr)
     return claims

@@ -16,7 +16,10 @@ from bridge.config.problems import Problems
 from bridge.config.spec import setting, specs
 from bridge.config.urls import origin_of, plain
 
-CLAIMS_VERSIONS = (1, 2)
+CLAIMS_VERSIONS = (1, 2, 3)
+DPOP_MODES = ("off", "allowed", "required")
+# The first claims version whose schema holds cnf (RFC 7800), which DPoP-bound tokens carry.
+DPOP_CLAIMS_VERSION = 3
 TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: no final newline
 NINETY_DAYS = 90 * 24 * 3600
@@ -30,7 +33,7 @@ class ClientConfig:
     audience: str = setting(
         required=True, doc="The `aud` of the client's access tokens: what its APIs check.")
     claims_version: int = setting(
-        1, doc="`1` or `2` ([clients](clients.md#claims-a-versioned-contract)).")
+        1, doc="`1`, `2` or `3` ([clients](clients.md#claims-a-versioned-contract)).")
     public: bool = setting(
         True, doc="`true`: PKCE S256 required, no secret. `false`: a confidential client with a "
         "secret.")
@@ -66,6 +69,10 @@ class ClientConfig:
     allow_saml_bearer: bool = setting(
         False, doc="May trade SAML assertions for access tokens (RFC 7522); confidential clients "
         "only.")
+    dpop: str = setting(
+        "off", doc="DPoP (RFC 9449): `off` (a `DPoP` header is ignored), `allowed` (tokens are "
+        "bound to the key of a proof when one is sent) or `required`; not `off` needs "
+        "`claims_version = 3` ([DPoP](dpop.md)).")
 
 
 # The keys of a [[clients]] table: every declared field but the secret (environment only).
@@ -193,6 +200,14 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
         saml_bearer = False
     if exchange and public is not False:
         where.at("token_exchange_audiences").add("only confidential clients may exchange tokens")
+    dpop = entry.get("dpop", "off")
+    if dpop not in DPOP_MODES:
+        where.at("dpop").add("must be \"off\", \"allowed\" or \"required\"")
+    elif dpop != "off" and version in CLAIMS_VERSIONS and version < DPOP_CLAIMS_VERSION:
+        # The published schemas of versions 1 and 2 allow no cnf claim: a bound token would
+        # break the contract its APIs validate against.
+        where.at("dpop").add(f"needs claims_version = {DPOP_CLAIMS_VERSION} (the first whose "
+                             "schema holds the cnf claim of bound tokens)")
     secret = None
     if env is not None:  # a file client: its secret comes from the environment
         secret_var = client_secret_variable(client_id)
@@ -224,6 +239,7 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
         allowed_origins=tuple(origins),
         token_exchange_audiences=tuple(exchange),
         allow_saml_bearer=saml_bearer,
+        dpop=str(dpop),
         **policy,
     )
 

@@ -150,6 +150,19 @@ class Settings:
     groups_max_bytes: int = setting(
         1024, between=(0, 8192), doc="Claims version 2: at most this many bytes of groups in "
         "an access token (0 to 8192).")
+    dpop_proof_max_age_seconds: int = setting(
+        60, between=(5, 300), doc="DPoP (RFC 9449): how old a proof's `iat` may be, 5 to 300 "
+        "([DPoP](dpop.md)).")
+    dpop_clock_skew_seconds: int = setting(
+        5, between=(0, 60), doc="DPoP: how far clients' clocks may be off ours, in both "
+        "directions, 0 to 60.")
+    dpop_nonce_required: bool = setting(
+        True, doc="DPoP: proofs must carry a server nonce (RFC 9449 §8), handed out in the "
+        "`DPoP-Nonce` header; one made before the nonce was seen is refused with "
+        "`use_dpop_nonce`.")
+    dpop_nonce_lifetime_seconds: int = setting(
+        300, between=(30, 3600), doc="DPoP: a nonce is good for this window and the next, 30 "
+        "to 3600; every node recognizes every node's nonces.")
     background_jobs: bool = setting(
         True, doc="Purging, metadata refresh and key rotation in a background thread of each "
         "process, run once across all nodes. `false`: run `bridge db purge`, `bridge idp "

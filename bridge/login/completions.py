@@ -69,6 +69,7 @@ class OAuthCodeCompletion:
                     "code_challenge": record.code_challenge,
                     "scope": record.scope,
                     "nonce": record.nonce,
+                    "dpop_jkt": record.dpop_jkt,
                     "subject": identity.subject,
                     "idp_slug": idp.slug,
                     "claims_json": json.dumps(claims, separators=(",", ":")),

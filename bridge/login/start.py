@@ -94,6 +94,7 @@ class LoginStarter:
                 code_challenge=request.code_challenge,
                 scope=request.scope,
                 nonce=request.nonce,
+                dpop_jkt=request.dpop_jkt,
                 **request.requirement.stored(),
                 browser_hash=secret_hash(browser_token),
                 created_at=now,

@@ -30,10 +30,12 @@ class Logout:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def logout(self, client: ClientConfig, token: str, *, idp_logout: bool) -> str | None:
+    def logout(self, client: ClientConfig, token: str, *, idp_logout: bool,
+               dpop_jkt: str | None = None) -> str | None:
         """Revoke the login of ``token``; when asked, return the URL that continues to the IdP's
         Single Logout: our (signed) LogoutRequest on the HTTP-Redirect binding, or, for an IdP
-        whose Single Logout takes HTTP-POST only, our page that posts it (``logout_form``)."""
+        whose Single Logout takes HTTP-POST only, our page that posts it (``logout_form``). A
+        login bound to a DPoP key ends only with a proof of that key (``dpop_jkt``)."""
         settings, secrets = self.services.settings, self.services.secrets
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
@@ -41,6 +43,7 @@ class Logout:
             family = session.get(RefreshFamily, family_id) if family_id else None
             if family is None or family.client_id != client.client_id:
                 return None  # nothing of this client's to end; logout is idempotent
+            refresh_tokens.check_key(family.dpop_jkt, dpop_jkt)
             refresh_tokens.revoke_family(session, family.id, now=now, reason="logout")
             audit.record(session, at=now, event="logout", outcome="success",
                          client_id=client.client_id, subject=family.subject,

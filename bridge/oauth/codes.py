@@ -43,7 +43,8 @@ _INSERT_FAMILY = insert(RefreshFamily)
 _INSERT_TOKEN = insert(RefreshToken)
 _INSERT_AUDIT = insert(AuditEvent)
 _FAMILY_COLUMNS = ("id", "client_id", "subject", "idp_slug", "claims_json", "scope", "auth_time",
-                   "session_index", "name_id", "created_at", "expires_at", "last_used_at")
+                   "session_index", "name_id", "created_at", "expires_at", "last_used_at",
+                   "dpop_jkt")
 _TOKEN_COLUMNS = ("token_hash", "family_id", "created_at")
 _AUDIT_COLUMNS = ("at", "event", "outcome", "code", "idp_slug", "client_id", "subject",
                   "error_id", "detail_json")

@@ -26,6 +26,7 @@ class Introspection:
         """Is ``token`` active, and what is it? Only for confidential callers, and only about
         tokens issued to them or meant for their audience."""
         inactive: dict[str, object] = {"active": False}
+        answer: dict[str, object]
         now = self.services.clock.now()
         if token.count(".") == 2:
             try:
@@ -42,10 +43,14 @@ class Introspection:
             login = login_of(claims.get("jti"))
             if login is not None and not login_live(self.services, login):
                 return inactive
-            return {"active": True, "token_type": "Bearer", "client_id": claims["client_id"],
-                    "sub": claims["sub"], "aud": claims["aud"], "iss": claims["iss"],
-                    "exp": claims["exp"], "iat": claims["iat"], "jti": claims.get("jti"),
-                    "scope": claims.get("scope", "")}
+            answer = {"active": True, "token_type": "Bearer", "client_id": claims["client_id"],
+                      "sub": claims["sub"], "aud": claims["aud"], "iss": claims["iss"],
+                      "exp": claims["exp"], "iat": claims["iat"], "jti": claims.get("jti"),
+                      "scope": claims.get("scope", "")}
+            if isinstance(claims.get("cnf"), dict):
+                # RFC 9449 §6.2: the resource must then demand a proof of this key.
+                answer.update(token_type="DPoP", cnf=claims["cnf"])
+            return answer
         with self.services.db.transaction() as session:
             found = session.execute(
                 select(RefreshToken, RefreshFamily).join(RefreshFamily)
@@ -57,6 +62,8 @@ class Introspection:
                 or family.revoked_at is not None or family.expires_at <= now
                 or idle(self.services, family)):
             return inactive
+        # Only confidential clients introspect, and only their own refresh tokens, which are
+        # never bound to a DPoP key (RFC 9449 §5): there is no cnf to tell here.
         return {"active": True, "token_type": "refresh_token", "client_id": family.client_id,
                 "sub": family.subject, "exp": int(family.expires_at), "scope": family.scope,
                 "iat": int(row.created_at)}

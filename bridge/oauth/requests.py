@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 # \Z, not $: $ also matches before a final newline.
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}\Z")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}\Z")
+# RFC 9449 §10: dpop_jkt, a base64url SHA-256 JWK thumbprint, the same shape as a challenge.
+_THUMBPRINT = _CHALLENGE
 _MAX_STATE = 1024
 
 
@@ -39,6 +41,8 @@ class AuthorizationRequest:
     login_hint: str | None
     # acr_values, max_age, prompt: what the login itself must be (OIDC Core §3.1.2.1).
     requirement: AuthnRequirement = NO_REQUIREMENT
+    # RFC 9449 §10: the code is exchanged only with a proof of this key.
+    dpop_jkt: str | None = None
 
 
 def parse_authorization_request(clients: ClientRegistry,
@@ -91,6 +95,11 @@ def parse_authorization_request(clients: ClientRegistry,
     if nonce is not None and _has_control_characters(nonce):
         raise refuse("invalid_request", "nonce holds a control character.")
     requirement = parse_authn_requirement(params, refuse)
+    dpop_jkt = params.get("dpop_jkt") or None
+    if client.dpop == "off":
+        dpop_jkt = None  # a client without DPoP ignores it, as the token endpoint ignores proofs
+    elif dpop_jkt is not None and not _THUMBPRINT.match(dpop_jkt):
+        raise refuse("invalid_request", "dpop_jkt is not a base64url SHA-256 thumbprint.")
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
@@ -101,6 +110,7 @@ def parse_authorization_request(clients: ClientRegistry,
         idp=params.get("idp") or None,
         login_hint=params.get("login_hint") or None,
         requirement=requirement,
+        dpop_jkt=dpop_jkt,
     )
 
 

@@ -23,8 +23,9 @@ class Revocation:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def revoke(self, client: ClientConfig, token: str) -> None:
-        """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error."""
+    def revoke(self, client: ClientConfig, token: str, dpop_jkt: str | None = None) -> None:
+        """RFC 7009: revoke the family of a refresh token; unknown tokens are not an error. A
+        login bound to a DPoP key is revoked only with a proof of that key (``dpop_jkt``)."""
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             family_id = refresh_tokens.family_of(session, token)
@@ -33,6 +34,7 @@ class Revocation:
             family = session.get(RefreshFamily, family_id)
             if family is None or family.client_id != client.client_id:
                 return
+            refresh_tokens.check_key(family.dpop_jkt, dpop_jkt)
             if refresh_tokens.revoke_family(session, family_id, now=now, reason="revoked"):
                 audit.record(session, at=now, event="revoke", outcome="success",
                              client_id=client.client_id, subject=family.subject,

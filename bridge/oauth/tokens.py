@@ -31,11 +31,13 @@ class TokenSet:
     # Set while the client's claims version is being retired: the last day it is promised.
     claims_sunset: dt.date | None = None
     issued_token_type: str | None = None
+    # "DPoP" when the access token is bound to the key of the request's proof (RFC 9449 §5).
+    token_type: str = "Bearer"
 
     def body(self, *, include_refresh: bool) -> dict[str, object]:
         body: dict[str, object] = {
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": self.token_type,
             "expires_in": self.expires_in,
         }
         if include_refresh and self.refresh_token:
@@ -58,7 +60,8 @@ def group_budget(settings: Settings) -> GroupBudget:
 
 def mint(services: Services, client: ClientConfig, claims_json: str, auth_time: int, scope: str,
          key: ActiveKey, grant: str, refresh_token: str, login: str, *,
-         nonce: str | None = None, with_id_token: bool = True) -> TokenSet:
+         nonce: str | None = None, with_id_token: bool = True,
+         dpop_jkt: str | None = None) -> TokenSet:
     """The tokens of a login (a refresh family): the access token (cut to scope and budget), and
     an ID token when openid was granted and ``with_id_token`` (a refresh asks for none: decision
     0026)."""
@@ -76,6 +79,7 @@ def mint(services: Services, client: ClientConfig, claims_json: str, auth_time: 
         key=key,
         clock=clock,
         login=login,
+        dpop_jkt=dpop_jkt,
     )
     id_token = None
     if with_id_token and "openid" in scope.split():
@@ -85,4 +89,5 @@ def mint(services: Services, client: ClientConfig, claims_json: str, auth_time: 
             access_token=access_token, ttl=ttl, key=key, clock=clock)
     metrics.token_issued(client.client_id, grant)
     return TokenSet(access_token, ttl, refresh_token, scope, client, id_token,
-                    settings.claims_sunset.get(int(full["ver"])))
+                    settings.claims_sunset.get(int(full["ver"])),
+                    token_type="DPoP" if dpop_jkt else "Bearer")

@@ -1,8 +1,8 @@
 """Purging rows whose purpose has passed, in bounded batches so no statement holds locks long.
 
 Replay-cache rows (assertions, security events) live until their message could no longer be
-valid; outstanding requests and codes until they expire; refresh families (with their tokens)
-until their absolute end.
+valid; outstanding requests and codes until they expire; DPoP proofs until they are too old
+to be accepted; refresh families (with their tokens) until their absolute end.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bridge.store.models import (
     AuthnRequestRecord,
     AuthorizationCode,
     ConsumedAssertion,
+    DpopProof,
     ReceivedSecurityEvent,
     RefreshFamily,
     RefreshToken,
@@ -33,6 +34,7 @@ def purge_expired(db: Database, *, now: float, batch_size: int = 1000,
         ("authn_requests", AuthnRequestRecord, AuthnRequestRecord.id,
          AuthnRequestRecord.expires_at < now),
         ("consumed_assertions", ConsumedAssertion, None, ConsumedAssertion.expires_at < now),
+        ("dpop_proofs", DpopProof, DpopProof.proof_hash, DpopProof.expires_at < now),
         ("authorization_codes", AuthorizationCode, AuthorizationCode.code_hash,
          AuthorizationCode.expires_at < now - CODE_GRACE_SECONDS),
         ("refresh_families", RefreshFamily, RefreshFamily.id, RefreshFamily.expires_at < now),

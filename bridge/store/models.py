@@ -80,6 +80,8 @@ class AuthnRequestRecord(Base):
     created_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     consumed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # RFC 9449 §10: the DPoP key the code is bound to, when the client named one.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ConsumedAssertion(Base):
@@ -89,6 +91,16 @@ class ConsumedAssertion(Base):
 
     idp_entity_id: Mapped[str] = mapped_column(String(1024), primary_key=True)
     assertion_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class DpopProof(Base):
+    """DPoP proofs seen (RFC 9449 §11.1): the primary key (a hash of the key's thumbprint and the
+    proof's jti) makes each proof usable once across every node, until it is too old anyway."""
+
+    __tablename__ = "dpop_proofs"
+
+    proof_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[float] = mapped_column(Double, index=True)
 
 
@@ -113,6 +125,8 @@ class AuthorizationCode(Base):
     used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     # The refresh family minted from this code, revoked if the code is ever replayed.
     family_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # RFC 9449 §10: exchanged only with a proof of this key.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshFamily(Base):
@@ -137,6 +151,9 @@ class RefreshFamily(Base):
     last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # RFC 9449 §5: a public client's login made with a DPoP proof refreshes only with proofs of
+    # the same key (its RFC 7638 thumbprint).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshToken(Base):

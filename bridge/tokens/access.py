@@ -49,7 +49,9 @@ def issue_access_token(
     key: ActiveKey,
     clock: Clock,
     login: str | None = None,
+    dpop_jkt: str | None = None,
 ) -> str:
+    """An access token; with ``dpop_jkt`` bound to that DPoP key (RFC 9449 §6.1, ``cnf.jkt``)."""
     now = int(clock.now())
     # Registered claims come last: nothing derived from an IdP can ever override them.
     payload: dict[str, Any] = {
@@ -64,6 +66,8 @@ def issue_access_token(
     }
     if scope:
         payload["scope"] = scope
+    if dpop_jkt is not None:
+        payload["cnf"] = {"jkt": dpop_jkt}
     return sign(payload, key, typ=ACCESS_TOKEN_TYPE)
 
 

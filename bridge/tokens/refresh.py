@@ -88,6 +88,7 @@ def new_family(
     session_index: str | None,
     name_id: str | None,
     expires_at: float,
+    dpop_jkt: str | None = None,
 ) -> NewFamily:
     family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
     token = new_secret()
@@ -97,7 +98,7 @@ def new_family(
             "id": family.id, "client_id": client_id, "subject": subject, "idp_slug": idp_slug,
             "claims_json": claims_json, "scope": scope, "auth_time": auth_time,
             "session_index": session_index, "name_id": name_id, "created_at": now,
-            "expires_at": expires_at, "last_used_at": now},
+            "expires_at": expires_at, "last_used_at": now, "dpop_jkt": dpop_jkt},
         token_row={"token_hash": secret_hash(token), "family_id": family.id, "created_at": now})
 
 
@@ -127,7 +128,8 @@ _TOKEN_USED_AT = select(RefreshToken.used_at).where(RefreshToken.token_hash == b
 _LOCK_FAMILY_OF_TOKEN = (
     select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
            RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
-           RefreshFamily.expires_at, RefreshFamily.last_used_at, RefreshFamily.created_at)
+           RefreshFamily.expires_at, RefreshFamily.last_used_at, RefreshFamily.created_at,
+           RefreshFamily.dpop_jkt)
     .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
     .where(RefreshToken.token_hash == bindparam("h"))
     .with_for_update(of=RefreshFamily))
@@ -152,6 +154,7 @@ WITH found AS (
     WHERE t.token_hash = :h AND t.used_at IS NULL AND f.client_id = :client_id
       AND f.revoked_at IS NULL AND f.expires_at > :now
       AND (:idle = 0 OR :now - COALESCE(f.last_used_at, f.created_at) <= :idle)
+      AND (f.dpop_jkt IS NULL OR f.dpop_jkt = :jkt)
     FOR UPDATE OF f, t
 ), marked AS (
     UPDATE refresh_tokens SET used_at = :now
@@ -167,7 +170,7 @@ WITH found AS (
 SELECT found.* FROM found JOIN marked ON marked.family_id = found.id
 """).bindparams(bindparam("h", type_=String), bindparam("successor_hash", type_=String),
                 bindparam("client_id", type_=String), bindparam("now", type_=Double),
-                bindparam("idle", type_=Integer))
+                bindparam("idle", type_=Integer), bindparam("jkt", type_=String))
 
 
 def rotates_in_one_statement(dialect: str) -> bool:
@@ -175,16 +178,19 @@ def rotates_in_one_statement(dialect: str) -> bool:
 
 
 def rotate_at_once(connection: Connection, *, token: str, client_id: str, now: float,
-                   policy: RefreshPolicy, successor_key: bytes) -> Rotation | None:
+                   policy: RefreshPolicy, successor_key: bytes,
+                   dpop_jkt: str | None = None) -> Rotation | None:
     """A plain rotation in one statement (PostgreSQL): the successor, or None when the token is
-    anything but unused and valid (``rotate`` then tells why, or recognizes a retry). Safe outside
-    a transaction: the statement is all or nothing on its own."""
+    anything but unused and valid, or bound to a key other than ``dpop_jkt`` (``rotate`` then
+    tells why, or recognizes a retry). Safe outside a transaction: the statement is all or
+    nothing on its own."""
     if not rotates_in_one_statement(connection.dialect.name):
         return None
     successor = successor_of(token, successor_key)
     row = direct.first(connection, _ROTATE_IN_ONE_STATEMENT, {
         "h": secret_hash(token), "successor_hash": secret_hash(successor),
-        "client_id": client_id, "now": now, "idle": policy.idle_timeout_seconds})
+        "client_id": client_id, "now": now, "idle": policy.idle_timeout_seconds,
+        "jkt": dpop_jkt})
     if row is None:
         return None
     return Rotation(family=FamilyView(row.id, row.client_id, row.claims_json, row.scope,
@@ -193,11 +199,13 @@ def rotate_at_once(connection: Connection, *, token: str, client_id: str, now: f
 
 
 def rotate(connection: Connection, *, token: str, client_id: str, now: float,
-           policy: RefreshPolicy, successor_key: bytes) -> Rotation:
+           policy: RefreshPolicy, successor_key: bytes, dpop_jkt: str | None = None) -> Rotation:
     """Use ``token`` once: return its successor, or raise ``TokenError`` (``ReuseDetected`` when
-    the family must be revoked). Runs in the caller's transaction."""
+    the family must be revoked). ``dpop_jkt`` is the key of the request's DPoP proof, if any: a
+    family bound to a key rotates only with proofs of that key. Runs in the caller's
+    transaction."""
     at_once = rotate_at_once(connection, token=token, client_id=client_id, now=now,
-                             policy=policy, successor_key=successor_key)
+                             policy=policy, successor_key=successor_key, dpop_jkt=dpop_jkt)
     if at_once is not None:
         return at_once
     # Not a plain rotation: find out why step by step. Each statement below reads afresh (READ
@@ -213,6 +221,8 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
         # RFC 6749 §6: the token must have been issued to the authenticated client. Say no more.
         raise TokenError("invalid_grant", "The refresh token is not valid.",
                          code="refresh_token_client_mismatch")
+    # RFC 9449 §5: checked before anything is written or counted as reuse.
+    check_key(row.dpop_jkt, dpop_jkt)
     if row.revoked_at is not None:
         raise TokenError("invalid_grant", "The refresh token has been revoked.",
                          code="refresh_token_revoked")
@@ -253,6 +263,16 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
 def _used_at(connection: Connection, token_hash: str) -> float | None:
     row = direct.first(connection, _TOKEN_USED_AT, {"h": token_hash})
     return None if row is None else row.used_at
+
+
+def check_key(bound_jkt: str | None, proven_jkt: str | None) -> None:
+    """Refuse a token of a login bound to a DPoP key (``bound_jkt``) unless the request proved
+    that key: whoever copied the token, without the key, can neither use it nor end the login
+    (refresh, revocation, logout) of the one who holds both."""
+    if bound_jkt is not None and bound_jkt != proven_jkt:
+        raise TokenError("invalid_grant", "The refresh token is bound to another DPoP key.",
+                         code="refresh_token_key_mismatch",
+                         log_detail={"proof": "none" if proven_jkt is None else "another key"})
 
 
 def revoke_family(session: Session, family_id: str, *, now: float, reason: str) -> bool:

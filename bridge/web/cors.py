@@ -11,6 +11,7 @@ from flask import Flask, Response, request
 
 from bridge.web.context import services
 from bridge.web.cookies import REFRESH_HEADER
+from bridge.web.dpop_headers import DPOP_HEADER, NONCE_HEADER
 
 CREDENTIALED = ("/token", "/revoke", "/logout", "/userinfo")
 PUBLIC_PREFIXES = ("/.well-known/", "/schemas/")
@@ -40,9 +41,11 @@ def install(app: Flask) -> None:
             return response  # no CORS headers: the browser keeps the answer from the script
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
+        # A DPoP client's script must read the nonce it is handed, and the resource's challenge.
+        response.headers["Access-Control-Expose-Headers"] = f"{NONCE_HEADER}, WWW-Authenticate"
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "GET, POST"
             response.headers["Access-Control-Allow-Headers"] = (
-                f"Authorization, Content-Type, {REFRESH_HEADER}")
+                f"Authorization, Content-Type, {REFRESH_HEADER}, {DPOP_HEADER}")
             response.headers["Access-Control-Max-Age"] = "600"
         return response

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from bridge.claims import schemas
 from bridge.config import ClientConfig, Settings
 from bridge.errors import NotFound
+from bridge.tokens.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from bridge.web.context import services
 
 discovery = Blueprint("discovery", __name__)
@@ -53,6 +54,8 @@ def discovery_document(settings: Settings, clients: Iterable[ClientConfig],
         "authorization_response_iss_parameter_supported": False,
         "claims_schema_versions_supported": list(schemas.VERSIONS),
         "claims_schemas": {str(v): f"{base}/schemas/claims/v{v}.json" for v in schemas.VERSIONS},
+        # RFC 9449 §5.1: always, since a client registered at run time may use DPoP too.
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
     if settings.registration_token:
         document["registration_endpoint"] = f"{base}/register"  # RFC 7591, when enabled

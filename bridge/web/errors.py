@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, has_request_context, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bridge.errors import (
@@ -21,6 +21,7 @@ from bridge.errors import (
     ConfigError,
     Conflict,
     Deprovisioned,
+    DpopError,
     FetchRefused,
     IdpUnknown,
     InvalidInput,
@@ -37,6 +38,7 @@ from bridge.errors import (
     TokenError,
     TooLarge,
 )
+from bridge.web.dpop_headers import add_dpop_nonce, dpop_challenge
 
 log = logging.getLogger("bridge.web")
 
@@ -67,6 +69,8 @@ STATUS: dict[type[BridgeError], int] = {
     StoreUnavailable: 503,
 }
 # RFC 6749 §5.2 (invalid_client) and RFC 6750 §3.1 (invalid_token) answer 401.
+# Resources (RFC 9449 §7.1) answer 401 to every DPoP refusal, the token endpoint 400 (§5).
+RESOURCES = ("/userinfo",)
 OAUTH_UNAUTHORIZED = frozenset({"invalid_client", "invalid_token"})
 RETRY_AFTER_SECONDS = "5"
 OAUTH_ENDPOINTS = ("/token", "/revoke", "/logout", "/introspect")
@@ -83,6 +87,8 @@ def error_id() -> str:
 
 def status_of(error: BridgeError) -> int:
     if isinstance(error, TokenError) and error.oauth_error in OAUTH_UNAUTHORIZED:
+        return 401
+    if isinstance(error, DpopError) and has_request_context() and request.path in RESOURCES:
         return 401
     return next(STATUS[cls] for cls in type(error).__mro__ if cls in STATUS)
 
@@ -102,7 +108,11 @@ def render_error(error: BridgeError) -> Response:
                 eid, error.log_detail)
     if isinstance(error, TokenError):
         response = jsonify({"error": error.oauth_error, "error_description": error.public_detail})
-        if error.oauth_error == "invalid_token":
+        if isinstance(error, DpopError):
+            add_dpop_nonce(response, error.nonce)
+            if request.path in RESOURCES:
+                response.headers["WWW-Authenticate"] = dpop_challenge(error.oauth_error)
+        elif error.oauth_error == "invalid_token":
             # RFC 6750 §3: the challenge names the error.
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         elif status == 401:

@@ -25,6 +25,7 @@ from bridge.web.cookies import (
     set_login_cookie,
     set_refresh_cookie,
 )
+from bridge.web.dpop_headers import DPOP_HEADER, add_dpop_nonce
 from bridge.web.rate_limits import count_client
 from bridge.web.saml_binding import send as send_saml
 
@@ -83,7 +84,12 @@ def token() -> BaseResponse:
     if grant_type == "refresh_token":
         # A cookie client's refresh token may come in its cookie instead of the form.
         form["refresh_token"] = _presented_refresh_token(client, form, "refresh_token")
-    return _token_response(application().tokens.issue(client, form))
+    dpop = application().dpop
+    dpop_jkt = dpop.for_token_request(client, request.headers.getlist(DPOP_HEADER))
+    response = _token_response(application().tokens.issue(client, form, dpop_jkt=dpop_jkt))
+    if client.dpop != "off":
+        add_dpop_nonce(response, dpop.fresh_nonce())
+    return response
 
 
 def _uses_cookie(client: ClientConfig) -> bool:
@@ -173,8 +179,12 @@ def revoke() -> BaseResponse:
     # RFC 7009 §2.1: the hint is optional; an empty one is none.
     if (form.get("token_type_hint") or None) not in (None, "refresh_token", "access_token"):
         raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
-    application().revocation.revoke(client, token_value)
+    dpop_jkt = application().dpop.for_token_request(
+        client, request.headers.getlist(DPOP_HEADER), path="/revoke", required=False)
+    application().revocation.revoke(client, token_value, dpop_jkt)
     response = Response(status=200)
+    if client.dpop != "off":
+        add_dpop_nonce(response, application().dpop.fresh_nonce())
     if _uses_cookie(client):
         _set_cookie_answer(response, client, None)
     return response
@@ -190,13 +200,18 @@ def logout() -> BaseResponse:
     if _uses_cookie(client):
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
+    dpop_jkt = application().dpop.for_token_request(
+        client, request.headers.getlist(DPOP_HEADER), path="/logout", required=False)
     idp_logout_url = application().logout.logout(client, token_value,
-                                                 idp_logout=form.get("idp_logout") == "true")
+                                                 idp_logout=form.get("idp_logout") == "true",
+                                                 dpop_jkt=dpop_jkt)
     body: dict[str, object] = {"logged_out": True}
     if idp_logout_url:
         body["idp_logout_url"] = idp_logout_url
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
+    if client.dpop != "off":
+        add_dpop_nonce(response, application().dpop.fresh_nonce())
     if _uses_cookie(client):
         _set_cookie_answer(response, client, None)
     return response

@@ -7,22 +7,29 @@ from flask import Blueprint, Response, jsonify, request
 
 from bridge.errors import TokenError
 from bridge.web.context import application
+from bridge.web.dpop_headers import DPOP_HEADER, add_dpop_nonce
 
 userinfo = Blueprint("userinfo", __name__)
 
 
-def _bearer() -> str:
+def _access_token() -> tuple[str, bool]:
+    """The access token, and whether it came with the DPoP scheme (RFC 9449 §7.1)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
+    if scheme.lower() in ("bearer", "dpop") and token.strip():
+        return token.strip(), scheme.lower() == "dpop"
     if request.method == "POST" and request.form.get("access_token"):
-        return request.form["access_token"]  # RFC 6750 §2.2
+        return request.form["access_token"], False  # RFC 6750 §2.2
     raise TokenError("invalid_token", "A bearer access token is required.", code="token_invalid")
 
 
 @userinfo.route("/userinfo", methods=["GET", "POST"])
 def endpoint() -> Response:
-    response = jsonify(application().userinfo.userinfo(_bearer()))
+    token, with_dpop = _access_token()
+    proofs = request.headers.getlist(DPOP_HEADER) if with_dpop else None
+    response = jsonify(application().userinfo.userinfo(token, dpop_proofs=proofs,
+                                                       method=request.method))
     response.headers["Cache-Control"] = "no-store"
+    if with_dpop:
+        add_dpop_nonce(response, application().dpop.fresh_nonce())
     return response

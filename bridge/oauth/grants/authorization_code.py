@@ -25,7 +25,8 @@ class AuthorizationCodeGrant:
         self.services = services
 
     @refusals_audited("token", refusals=TokenError)
-    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+    def issue(self, client: ClientConfig, form: dict[str, str], *,
+              dpop_jkt: str | None = None) -> TokenSet:
         db = self.services.db
         code = form.get("code", "")
         if not code:
@@ -60,6 +61,11 @@ class AuthorizationCodeGrant:
         elif form.get("code_verifier"):
             raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was.",
                              code="pkce_mismatch")
+        if row.dpop_jkt is not None and row.dpop_jkt != dpop_jkt:
+            # RFC 9449 §10: the code was asked for with dpop_jkt; only that key exchanges it.
+            raise TokenError("invalid_grant", "The authorization code is bound to another DPoP "
+                             "key.", code="code_key_mismatch",
+                             log_detail={"proof": "none" if dpop_jkt is None else "another key"})
 
         # Read before the write transaction.
         key = self.services.keys.signing_key(client.token_signing_alg)
@@ -69,7 +75,10 @@ class AuthorizationCodeGrant:
         family = refresh_tokens.new_family(
             now=now, client_id=client.client_id, subject=row.subject, idp_slug=row.idp_slug,
             claims_json=row.claims_json, scope=row.scope, auth_time=row.auth_time,
-            session_index=row.session_index, name_id=row.name_id, expires_at=family_end)
+            session_index=row.session_index, name_id=row.name_id, expires_at=family_end,
+            # RFC 9449 §5: a public client's refresh tokens are bound to its key; a confidential
+            # client's are bound to its credentials already.
+            dpop_jkt=dpop_jkt if client.public else None)
         success = audit.event_row(at=now, event="token", outcome="success",
                                   idp_slug=row.idp_slug, client_id=client.client_id,
                                   subject=row.subject, detail={"grant": "authorization_code"})
@@ -82,4 +91,5 @@ class AuthorizationCodeGrant:
         metrics.observe_event("token", "success", None, row.idp_slug, client.client_id)
         rotation = family.rotation
         return mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,
-                    "code", rotation.refresh_token, rotation.family.id, nonce=row.nonce)
+                    "code", rotation.refresh_token, rotation.family.id, nonce=row.nonce,
+                    dpop_jkt=dpop_jkt)

@@ -23,9 +23,11 @@ class RefreshTokenGrant:
         self.services = services
 
     @refusals_audited("refresh", refusals=TokenError)
-    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+    def issue(self, client: ClientConfig, form: dict[str, str], *,
+              dpop_jkt: str | None = None) -> TokenSet:
         try:
-            return self._rotate(client, form.get("refresh_token", ""), form.get("scope"))
+            return self._rotate(client, form.get("refresh_token", ""), form.get("scope"),
+                                dpop_jkt)
         except refresh_tokens.ReuseDetected as reuse:
             # RFC 9700 §4.14.2: a used token that comes back ends its whole login.
             with self.services.db.transaction() as session:
@@ -34,7 +36,8 @@ class RefreshTokenGrant:
                                              reason="reuse_detected")
             raise
 
-    def _rotate(self, client: ClientConfig, token: str, scope: str | None) -> TokenSet:
+    def _rotate(self, client: ClientConfig, token: str, scope: str | None,
+                dpop_jkt: str | None) -> TokenSet:
         if not token:
             raise TokenError("invalid_request", "refresh_token is required.")
         now = self.services.clock.now()
@@ -52,17 +55,17 @@ class RefreshTokenGrant:
             with db.single_statement() as connection:
                 rotation = refresh_tokens.rotate_at_once(
                     connection, token=token, client_id=client.client_id, now=now,
-                    policy=policy, successor_key=successor_key)
+                    policy=policy, successor_key=successor_key, dpop_jkt=dpop_jkt)
             if rotation is not None:
-                return self._mint(client, rotation, None, key)
+                return self._mint(client, rotation, None, key, dpop_jkt)
         with db.connection() as connection:
             rotation = refresh_tokens.rotate(
                 connection, token=token, client_id=client.client_id, now=now, policy=policy,
-                successor_key=successor_key)
-            return self._mint(client, rotation, scope, key)
+                successor_key=successor_key, dpop_jkt=dpop_jkt)
+            return self._mint(client, rotation, scope, key, dpop_jkt)
 
     def _mint(self, client: ClientConfig, rotation: refresh_tokens.Rotation, scope: str | None,
-              key: ActiveKey) -> TokenSet:
+              key: ActiveKey, dpop_jkt: str | None) -> TokenSet:
         family = rotation.family
         granted = family.scope.split()
         if scope is not None:
@@ -75,4 +78,4 @@ class RefreshTokenGrant:
         # and a refresh is none: the client keeps the one its login gave it (decision 0026).
         return mint(self.services, client, family.claims_json, family.auth_time,
                     " ".join(granted), key, "refresh", rotation.refresh_token, family.id,
-                    with_id_token=False)
+                    with_id_token=False, dpop_jkt=dpop_jkt)

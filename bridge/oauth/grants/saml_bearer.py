@@ -26,9 +26,10 @@ class SamlBearerGrant:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+    def issue(self, client: ClientConfig, form: dict[str, str], *,
+              dpop_jkt: str | None = None) -> TokenSet:
         try:
-            return self._issue(client, form)
+            return self._issue(client, form, dpop_jkt)
         except SamlRejected as error:
             # RFC 7522 §3.1: an invalid assertion is an invalid_grant; the precise code is in the
             # audit event and the log.
@@ -36,7 +37,8 @@ class SamlBearerGrant:
                              log_detail=error.log_detail) from None
 
     @refusals_audited("saml_bearer")
-    def _issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+    def _issue(self, client: ClientConfig, form: dict[str, str],
+               dpop_jkt: str | None) -> TokenSet:
         settings, clock, idps = self.services.settings, self.services.clock, self.services.idps
         if not client.allow_saml_bearer:
             raise TokenError("unauthorized_client", "This client may not use SAML assertions.",
@@ -64,6 +66,7 @@ class SamlBearerGrant:
         access_token = issue_access_token(
             token_claims(claims, scope, group_budget(settings)), issuer=settings.base_url,
             audience=client.audience, client_id=client.client_id, auth_time=identity.auth_time,
-            scope=scope, ttl=ttl, key=key, clock=clock)
+            scope=scope, ttl=ttl, key=key, clock=clock, dpop_jkt=dpop_jkt)
         metrics.token_issued(client.client_id, "saml2_bearer")
-        return TokenSet(access_token, ttl, None, scope, client)
+        return TokenSet(access_token, ttl, None, scope, client,
+                        token_type="DPoP" if dpop_jkt else "Bearer")

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from bridge.services import Services
 
 # JWT and RFC 9068 claims that a re-issued token sets anew, never copies.
+# ``cnf`` too: a re-issued token is bound to the exchanging request's own DPoP key, if any.
 _REGISTERED = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope",
-                         "auth_time"})
+                         "auth_time", "cnf"})
 
 
 class TokenExchangeGrant:
@@ -31,7 +32,8 @@ class TokenExchangeGrant:
         self.services = services
 
     @refusals_audited("token_exchange", refusals=TokenError)
-    def issue(self, client: ClientConfig, form: dict[str, str]) -> TokenSet:
+    def issue(self, client: ClientConfig, form: dict[str, str], *,
+              dpop_jkt: str | None = None) -> TokenSet:
         settings, clock = self.services.settings, self.services.clock
         if client.public:
             raise TokenError("unauthorized_client", "Only confidential clients exchange tokens.",
@@ -71,11 +73,12 @@ class TokenExchangeGrant:
             claims, issuer=settings.base_url, audience=audience, client_id=client.client_id,
             auth_time=int(subject["auth_time"]), scope=" ".join(requested), ttl=ttl,
             key=self.services.keys.signing_key(client.token_signing_alg), clock=clock,
-            login=login)
+            login=login, dpop_jkt=dpop_jkt)
         with self.services.db.transaction() as session:
             audit.record(session, at=clock.now(), event="token_exchange", outcome="success",
                          client_id=client.client_id, subject=str(subject["sub"]),
                          detail={"from": subject["aud"], "to": audience})
         metrics.token_issued(client.client_id, "token_exchange")
         return TokenSet(access_token, ttl, None, " ".join(requested), client,
-                        issued_token_type=ACCESS_TOKEN_URN)
+                        issued_token_type=ACCESS_TOKEN_URN,
+                        token_type="DPoP" if dpop_jkt else "Bearer")
