@@ -50,6 +50,22 @@ class ClientAdmin:
                    for client_id, record in records.items() if client_id not in self.registry.files]
         return sorted(listed, key=lambda c: c["client_id"])
 
+    def audiences_in_use(self) -> set[str]:
+        """Every audience a client has or may exchange tokens for: the file's clients and every
+        managed one, also one shadowed by the file or one that no longer loads."""
+        used: set[str] = set()
+        for client in self.registry.files.values():
+            used.update((client.audience, *client.token_exchange_audiences))
+        with self.bridge.db.transaction() as session:
+            tables = [json.loads(text)
+                      for text in session.scalars(select(ClientRecord.settings_json))]
+        for table in tables:
+            exchange = table.get("token_exchange_audiences") or ()
+            for audience in (table.get("audience"), *exchange):
+                if isinstance(audience, str):
+                    used.add(audience)
+        return used
+
     def get_client(self, client_id: str) -> dict[str, Any]:
         file_client = self.registry.files.get(client_id)
         if file_client is not None:

@@ -4,8 +4,10 @@
 The client's metadata is translated into a ``[[clients]]`` table and registered like any managed
 client (bridge.clients.admin): the same rules, the same audit event, a secret made here. The
 client ID is made here too. RFC 7591 has no audience: ``audience`` may be sent as an extension,
-and is the client ID otherwise. Registered clients are then managed by admins like the others
-(RFC 7592 client management is not offered)."""
+and is the client ID otherwise. The audience is the client's own: one that another client
+already has (or may exchange tokens for) is refused, or whoever holds the registration token
+would get access tokens for another application's API. Registered clients are then managed by
+admins like the others (RFC 7592 client management is not offered)."""
 
 from __future__ import annotations
 
@@ -70,6 +72,11 @@ def register(admin: ClientAdmin, metadata: Any) -> dict[str, Any]:
     """Register the client; the RFC 7591 §3.2.1 answer (its secret in this answer only)."""
     client_id = "dyn-" + secrets.token_hex(8)
     table = client_table(metadata, client_id)
+    audience = table["audience"]
+    if isinstance(audience, str) and audience in admin.audiences_in_use():
+        raise TokenError("invalid_client_metadata", "audience: another client has this audience; "
+                         "leave it out (the client ID is used) or choose one no client uses",
+                         code="registration_audience_in_use")
     try:
         detail, secret = admin.create_client(table, ACTOR)
     except ConfigError as error:

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bridge.clients.registration import ACTOR as REGISTRATION_ACTOR
 from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.config.clients import parse_client_table
@@ -69,6 +70,7 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         self._fingerprint: tuple[object, ...] | None = None
         self._managed: dict[str, ClientConfig] = {}
         self._secrets: dict[str, tuple[StoredSecret, ...]] = {}
+        self._self_registered: frozenset[str] = frozenset()
         # Parsed clients by (client_id, settings digest): a reload reparses only what changed.
         self._parsed: dict[tuple[str, str], ClientConfig] = {}
 
@@ -112,6 +114,15 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         self._current()
         with self._lock:
             return dict(self._managed)
+
+    def self_registered(self, client_id: str) -> bool:
+        """Whether the managed client ``client_id`` registered itself at /register (rather than
+        being set up by an admin or in the settings file)."""
+        if client_id in self.files:
+            return False
+        self._current()
+        with self._lock:
+            return client_id in self._self_registered
 
     def secret_matches(self, client: ClientConfig, secret: str) -> bool:
         """Whether ``secret`` is a secret of ``client`` now: a file client's from the
@@ -173,3 +184,5 @@ class ClientRegistry(Mapping[str, ClientConfig]):
                 StoredSecret(row.secret_hash, row.expires_at))
         self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
         self._secrets = {client_id: tuple(rows) for client_id, rows in by_client.items()}
+        self._self_registered = frozenset(
+            record.client_id for record in records if record.created_by == REGISTRATION_ACTOR)
