@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.clients.registry import ClientRegistry
@@ -22,7 +23,7 @@ from bridge.config.clients import CLIENT_ID_RE, parse_client_table
 from bridge.config.problems import Problems
 from bridge.errors import Conflict, InvalidInput, NotFound
 from bridge.oauth.revocation import end_logins
-from bridge.store.models import AuthorizationCode, ClientRecord, ClientSecret, RefreshFamily
+from bridge.store.models import AuthorizationCode, ClientRecord, ClientRevision, ClientSecret, RefreshFamily
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class ClientAdmin:
                     session.add(ClientSecret(client_id=client.client_id,
                                              secret_hash=secret_hash(secret), created_at=now,
                                              created_by=actor, expires_at=None))
+                _bump_revision(session)
                 audit.record(session, at=now, event="client_created", outcome="success",
                              client_id=client.client_id,
                              detail={"actor": actor, "after": table})
@@ -127,6 +129,7 @@ class ClientAdmin:
             if row is None:
                 raise NotFound("client_unknown", f"No managed client {client_id!r}.")
             row.settings_json, row.updated_at = _json(table), max(now, row.updated_at)
+            _bump_revision(session)
             audit.record(session, at=now, event="client_updated", outcome="success",
                          client_id=client_id,
                          detail={"actor": actor, "before": before, "after": table})
@@ -163,6 +166,7 @@ class ClientAdmin:
             session.add(ClientSecret(client_id=client_id, secret_hash=secret_hash(secret),
                                      created_at=now, created_by=actor, expires_at=None))
             row.updated_at = max(now, row.updated_at)
+            _bump_revision(session)
             audit.record(session, at=now, event="client_secret_rotated", outcome="success",
                          client_id=client_id,
                          detail={"actor": actor, "overlap_seconds": overlap_seconds,
@@ -183,6 +187,7 @@ class ClientAdmin:
             ended = end_logins(session, families=[RefreshFamily.client_id == client_id],
                                codes=[AuthorizationCode.client_id == client_id], now=now,
                                reason="client_deleted")
+            _bump_revision(session)
             audit.record(session, at=now, event="client_deleted", outcome="success",
                          client_id=client_id,
                          detail={"actor": actor, "before": json.loads(record.settings_json),
@@ -226,6 +231,14 @@ class ClientAdmin:
         if record is None:
             raise NotFound("client_unknown", f"No managed client {client_id[:64]!r}.")
         return record
+
+
+def _bump_revision(session: Session) -> None:
+    """Raise the clients' revision in the change's own transaction: every node compares it and
+    reloads (bridge.clients.registry). The row lock also orders concurrent changes."""
+    raised = session.execute(update(ClientRevision).values(revision=ClientRevision.revision + 1))
+    if not raised.rowcount:  # type: ignore[attr-defined]  # the migration's row was removed
+        session.add(ClientRevision(id=1, revision=1))
 
 
 def _json(table: dict[str, Any]) -> str:
