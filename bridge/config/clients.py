@@ -9,12 +9,11 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from bridge.config import sources
 from bridge.config.problems import Problems
 from bridge.config.spec import setting, specs
-from bridge.config.urls import origin_of, plain
+from bridge.config.urls import origin_of, plain, split_url
 
 CLAIMS_VERSIONS = (1, 2)
 TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
@@ -229,8 +228,11 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
 
 
 def _check_url(problems: Problems, uri: str) -> None:
-    parts = urlsplit(uri)
-    if not plain(uri):
+    parts = split_url(uri)
+    if parts is None:
+        problems.add(f"{uri[:200]!r} is not a valid URL (a bracket left open, or a port that is "
+                     "not a number from 1 to 65535)")
+    elif not plain(uri):
         problems.add(f"{uri!r} contains a space, a control character or a non-ASCII character "
                      "(percent-encode them)")
     elif parts.scheme not in ("http", "https") or not parts.netloc or "#" in uri:
