@@ -148,3 +148,47 @@ def test_register_refuses_urls_that_do_not_parse(
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_redirect_uri"
     assert _stored(bridge) == {}
+
+
+# --- values no application needs ------------------------------------------------------------------
+
+@pytest.mark.parametrize("client_id", ["DEMO", "Demo", "demo.", "demo-", "backend_", "BACKEND",
+                                       "Reports-API", "reports-api."])
+def test_a_client_id_too_like_another_is_refused(  # type: ignore[no-untyped-def]
+        client_id: str, api, bridge: Services) -> None:
+    _created(api, API)
+    before = _stored(bridge)
+    response = api("POST", "/admin/api/clients", json={**SPA, "client_id": client_id})
+    assert response.status_code == 409 and response.get_json()["code"] == "client_id_in_use"
+    assert "too like" in response.get_json()["title"]
+    assert _stored(bridge) == before
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ({"claims_version": True}, "claims_version"),
+    ({"claims_version": 1.0}, "claims_version"),
+    ({"claims_version": 2.0}, "claims_version"),
+    ({"redirect_uris": ["https://reports.example.com/" + "a" * 2100]}, "redirect_uris"),
+    ({"login_start_uri": "https://reports.example.com/" + "a" * 2100}, "login_start_uri"),
+])
+def test_values_no_client_needs_are_refused(  # type: ignore[no-untyped-def]
+        table: dict[str, Any], key: str, api, bridge: Services) -> None:
+    response = api("POST", "/admin/api/clients", json={**SPA, **table})
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert key in " | ".join(response.get_json()["problems"])
+    assert _stored(bridge) == {}
+
+
+@pytest.mark.parametrize(("metadata", "error"), [
+    ({"redirect_uris": [f"https://reports.example.com/{n}" for n in range(51)]},
+     "invalid_redirect_uri"),
+    ({"redirect_uris": ["https://reports.example.com/cb"],
+      "scope": " ".join(f"s{n}" for n in range(51))}, "invalid_client_metadata"),
+])
+def test_register_refuses_more_uris_or_scopes_than_an_application_needs(
+        metadata: dict[str, Any], error: str, client: FlaskClient, bridge: Services) -> None:
+    response = client.post("/register", headers={"Authorization": f"Bearer {TOKEN}"},
+                           json=metadata)
+    assert response.status_code == 400 and response.get_json()["error"] == error
+    assert "at most 50" in response.get_json()["error_description"]
+    assert _stored(bridge) == {}

@@ -219,6 +219,13 @@ class ClientAdmin:
         with self.bridge.db.transaction() as session:
             if session.get(ClientRecord, client_id) is not None:
                 raise Conflict(f"client_id: {client_id!r} already exists", code="client_id_in_use")
+            managed = list(session.scalars(select(ClientRecord.client_id)))
+        # IDs that differ only in case or trailing punctuation are told apart by no one who reads
+        # them (a consent page, a log, an audit event).
+        like = {_look(other): other for other in (*self.registry.files, *managed)}
+        if _look(client_id) in like:
+            raise Conflict(f"client_id: {client_id!r} is too like the client "
+                           f"{like[_look(client_id)]!r}; choose another", code="client_id_in_use")
 
     def _record(self, client_id: str) -> ClientRecord:
         if client_id in self.registry.files:
@@ -239,6 +246,10 @@ def _bump_revision(session: Session) -> None:
     raised = session.execute(update(ClientRevision).values(revision=ClientRevision.revision + 1))
     if not raised.rowcount:  # type: ignore[attr-defined]  # the migration's row was removed
         session.add(ClientRevision(id=1, revision=1))
+
+
+def _look(client_id: str) -> str:
+    return client_id.lower().rstrip("._-")
 
 
 def _json(table: dict[str, Any]) -> str:

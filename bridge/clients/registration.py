@@ -25,6 +25,8 @@ GRANT_TYPES = frozenset({"authorization_code", "refresh_token"})
 # RFC 7591 §2: without token_endpoint_auth_method, client_secret_basic is meant.
 AUTH_METHODS = {"none": True, "client_secret_basic": False, "client_secret_post": False}
 ACTOR = "registration"
+# More redirect URIs or scopes than any application needs: refused, not stored.
+MAX_ITEMS = 50
 
 
 def _refuse(error: str, description: str) -> TokenError:
@@ -57,6 +59,9 @@ def client_table(metadata: Any, client_id: str) -> dict[str, Any]:
         raise _refuse("invalid_client_metadata", "response_types must be [\"code\"].")
     if "redirect_uris" not in metadata:
         raise _refuse("invalid_redirect_uri", "redirect_uris is required.")
+    uris = metadata["redirect_uris"]
+    if isinstance(uris, list) and len(uris) > MAX_ITEMS:
+        raise _refuse("invalid_redirect_uri", f"redirect_uris: at most {MAX_ITEMS}.")
     table: dict[str, Any] = {"client_id": client_id, "redirect_uris": metadata["redirect_uris"],
                              "audience": metadata.get("audience", client_id),
                              "public": AUTH_METHODS[method]}
@@ -64,6 +69,8 @@ def client_table(metadata: Any, client_id: str) -> dict[str, Any]:
     if scope is not None:
         if not isinstance(scope, str) or not scope.split():
             raise _refuse("invalid_client_metadata", "scope must be a space-separated string.")
+        if len(scope.split()) > MAX_ITEMS:
+            raise _refuse("invalid_client_metadata", f"scope: at most {MAX_ITEMS} scopes.")
         table["scopes"] = scope.split()
     return table
 

@@ -19,6 +19,7 @@ CLAIMS_VERSIONS = (1, 2)
 TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: no final newline
 NINETY_DAYS = 90 * 24 * 3600
+MAX_URL_LENGTH = 2048  # browsers and proxies commonly refuse longer URLs
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
     if not isinstance(audience, str) or not audience:
         where.at("audience").add("required (the `aud` the client's APIs check)")
     version = entry.get("claims_version", 1)
-    if version not in CLAIMS_VERSIONS:
+    # true == 1 and 1.0 == 1 in Python: only an integer is a version.
+    if isinstance(version, bool) or not isinstance(version, int) or version not in CLAIMS_VERSIONS:
         where.at("claims_version").add(f"must be one of {list(CLAIMS_VERSIONS)}")
     public = entry.get("public", True)
     if not isinstance(public, bool):
@@ -229,7 +231,9 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
 
 def _check_url(problems: Problems, uri: str) -> None:
     parts = split_url(uri)
-    if parts is None:
+    if len(uri) > MAX_URL_LENGTH:
+        problems.add(f"{uri[:64]!r}... is longer than {MAX_URL_LENGTH} characters")
+    elif parts is None:
         problems.add(f"{uri[:200]!r} is not a valid URL (a bracket left open, or a port that is "
                      "not a number from 1 to 65535)")
     elif not plain(uri):
