@@ -331,9 +331,19 @@ class ClientRecord(Base):
     settings_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)
     created_by: Mapped[str] = mapped_column(String(256))
-    # Bumped by every change, secrets included, so every node notices and reloads
-    # (bridge.clients.registry).
+    # When the client last changed, secrets included (nodes notice changes by ClientRevision).
     updated_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class ClientRevision(Base):
+    """One row: a number every change to the managed clients raises in its own transaction. Nodes
+    compare it to know they must reload; unlike ``updated_at`` it cannot be left behind by a node
+    whose clock ran ahead."""
+
+    __tablename__ = "client_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
 
 
 class ClientSecret(Base):

@@ -6,7 +6,6 @@ problem documents listing every problem with its location; nothing changes when 
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any
 
@@ -21,6 +20,7 @@ from bridge.idps.preview import facts_from_document, facts_from_response, previe
 from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
+from bridge.web.json_input import form_json, request_json
 from bridge.web.sso import metadata_response
 
 admin_api_blueprint = Blueprint("admin_api", __name__, url_prefix="/admin")
@@ -28,7 +28,7 @@ MAX_METADATA = 2 * 1024 * 1024
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    body = request_json()
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object is required")
     return body
@@ -74,10 +74,7 @@ def list_idps() -> Response:
 def create_idp() -> tuple[Response, int]:
     if request.files or request.form:
         slug = request.form.get("slug", "")
-        try:
-            settings = json.loads(request.form.get("settings") or "{}")
-        except json.JSONDecodeError as error:  # was a 500
-            raise InvalidInput(f"settings: not valid JSON ({error})") from None
+        settings = form_json(request.form.get("settings") or "{}", "settings")
         xml, url = _metadata_from_request()
         url = url or request.form.get("metadata_url") or None
     else:
@@ -226,7 +223,8 @@ def update_client(client_id: str) -> Response:
 @admin_api_blueprint.post("/api/clients/<client_id>/secret")
 @admin_api
 def rotate_client_secret(client_id: str) -> Response:
-    body = request.get_json(silent=True) or {}
+    # No body: the defaults. A body that does not parse is refused, not taken for none.
+    body = request_json() if request.get_data() else {}
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object, {\"overlap_seconds\": ...}, or none")
     client, secret = administration().clients.rotate_secret(
