@@ -2,15 +2,15 @@
 transaction: what each node compares to know it must reload (bridge.clients.registry), whatever
 the clocks of the nodes that made the changes say.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0017
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
