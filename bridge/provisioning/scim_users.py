@@ -182,16 +182,14 @@ class ScimUsers:
         if new:
             session.add(row)
         session.flush()  # the unique index settles a race the check above did not see
-        if before_subject and before_subject != subject and not before_active:
-            # The person this user stood for is no longer named by it.
-            reinstate(session, idp_slug=idp.slug, subject=before_subject, now=now,
-                      actor=caller.actor)
         if subject and not active:
             deprovision(session, idp_slug=idp.slug, subject=subject, source="scim",
                         reason="scim_deactivated", now=now, actor=caller.actor)
-        elif subject and (new or not before_active or before_subject != subject):
-            # Only a reactivation (or a new user) lifts a refusal: a routine profile update of
-            # an active user leaves one a security event made in force.
+        elif subject and (new or not before_active) and not _inactive_twin(session, row, subject):
+            # Only the IdP saying "active" lifts a refusal: a reactivation, or a new user, and
+            # only while no other of its users naming the same person is inactive. A rename
+            # lifts nothing, neither for the person the user named before (deactivated is
+            # deactivated, whatever the record is called now) nor for the one it names now.
             reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor)
         audit.record(session, at=now, event="scim_user", outcome="success", idp_slug=idp.slug,
                      subject=subject, detail={"actor": caller.actor, "operation": operation,
@@ -207,6 +205,13 @@ class ScimUsers:
         rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
                                                    response_parameters=shown, scim_policy=POLICY)
         return rendered
+
+
+def _inactive_twin(session: Session, row: ScimUser, subject: str) -> bool:
+    """Whether another user of this IdP names the same person and is inactive."""
+    return session.scalar(select(ScimUser.id).where(
+        ScimUser.idp_slug == row.idp_slug, ScimUser.subject == subject,
+        ScimUser.active.is_(False), ScimUser.id != row.id).limit(1)) is not None
 
 
 def response_parameters(attributes: str | None, excluded: str | None) -> Shown:

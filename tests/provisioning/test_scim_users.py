@@ -11,6 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bridge.oauth.deprovisioned import deprovision
+from bridge.provisioning.matching import subject_of
 from bridge.services import Services
 from bridge.store.models import DeprovisionedSubject, RefreshFamily, ScimUser
 from tests.conftest import CONFIDENTIAL_SECRET
@@ -28,6 +30,7 @@ from tests.provisioning.scim_shapes import (
     OKTA_DEACTIVATE,
     OKTA_HEADERS,
     OKTA_REACTIVATE,
+    PATCH,
     entra_user,
     okta_user,
     okta_user_with_custom_attributes,
@@ -241,3 +244,44 @@ def test_concurrent_creates_of_one_user_name_make_one_user(app: Flask, scim: Sci
     assert sorted(statuses) == [201] + [409] * 11, statuses
     with bridge.db.transaction() as session:
         assert session.query(ScimUser).count() == 1
+
+
+def _rename(user_name: str) -> dict[str, object]:
+    return {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "userName",
+                                                "value": user_name}]}
+
+
+def test_renaming_a_deactivated_user_lifts_no_refusal(scim: Scim, browser: Browser) -> None:
+    user_id = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "x-alice")).get_json()["id"]
+    assert scim("PATCH", f"/Users/{user_id}", OKTA_DEACTIVATE).status_code == 200
+    _refused_login(browser)
+    renamed = scim("PATCH", f"/Users/{user_id}", _rename("alice.archived"))
+    assert renamed.status_code == 200 and renamed.get_json()["active"] is False
+    _refused_login(browser)
+
+
+def test_a_rename_away_and_back_keeps_a_security_events_refusal(scim: Scim, browser: Browser,
+                                                               bridge: Services) -> None:
+    user_id = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "x-alice")).get_json()["id"]
+    subject = subject_of(bridge.idps["dev"], ALICE_NAME_ID, "x-alice")
+    assert subject is not None
+    with bridge.db.transaction() as session:  # as an account-disabled event does
+        deprovision(session, idp_slug="dev", subject=subject, source="event",
+                    reason="event_account_disabled", now=bridge.clock.now(), actor="set:test")
+    for name in ("someone-else", ALICE_NAME_ID):
+        assert scim("PATCH", f"/Users/{user_id}", _rename(name)).status_code == 200
+    _refused_login(browser)
+
+
+@pytest.mark.parametrize("scim_user_key", ["externalId"])
+def test_a_second_user_naming_a_deactivated_person_lifts_no_refusal(scim: Scim,
+                                                                    browser: Browser) -> None:
+    first = scim("POST", "/Users", okta_user("alice@corp", ALICE_NAME_ID)).get_json()["id"]
+    assert scim("PATCH", f"/Users/{first}", OKTA_DEACTIVATE).status_code == 200
+    _refused_login(browser)
+    assert scim("POST", "/Users", okta_user("alice2@corp", ALICE_NAME_ID)).status_code == 201
+    _refused_login(browser)
+    # Reactivating the first user is what lets her in again.
+    assert scim("PATCH", f"/Users/{first}", OKTA_REACTIVATE).status_code == 200
+    login = browser.start()
+    assert browser.post_acs(browser.signed_response(login, "alice")).status_code == 302
