@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from bridge.services import Services
 
 MAX_NAME = 256  # userName and externalId: the columns they are stored and looked up in
+MAX_OPERATIONS = 100  # in one PATCH
 Shown = ResponseParameters[User] | None  # attributes / excludedAttributes (RFC 7644 §3.9)
 
 
@@ -117,6 +118,13 @@ class ScimUsers:
     def patch(self, caller: Caller, user_id: str, body: object,
               shown: Shown = None) -> dict[str, Any]:
         body = _checked(body)
+        operations = body.get("Operations")
+        if isinstance(operations, list) and len(operations) > MAX_OPERATIONS:
+            # Applying them costs more than linear time, in a transaction that holds the user
+            # (and on SQLite every writer): Okta and Entra ID send a handful.
+            raise ProvisioningError("scim_invalid",
+                                    f"Operations: at most {MAX_OPERATIONS} in one PATCH.",
+                                    scim_type="invalidValue")
         if "Operations" in body:
             body = {**body, "Operations": entra_manager(body["Operations"])}
         try:

@@ -285,3 +285,14 @@ def test_a_second_user_naming_a_deactivated_person_lifts_no_refusal(scim: Scim,
     assert scim("PATCH", f"/Users/{first}", OKTA_REACTIVATE).status_code == 200
     login = browser.start()
     assert browser.post_acs(browser.signed_response(login, "alice")).status_code == 302
+
+
+def test_a_patch_with_too_many_operations_is_refused_before_it_is_applied(scim: Scim) -> None:
+    user_id = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "x-alice")).get_json()["id"]
+    add = {"op": "add", "path": "emails", "value": [{"value": "a@example.com"}]}
+    refused = scim("PATCH", f"/Users/{user_id}", {"schemas": [PATCH], "Operations": [add] * 101})
+    assert refused.status_code == 400 and refused.get_json()["scimType"] == "invalidValue"
+    emails = [e["value"] for e in scim("GET", f"/Users/{user_id}").get_json()["emails"]]
+    assert "a@example.com" not in emails
+    accepted = scim("PATCH", f"/Users/{user_id}", {"schemas": [PATCH], "Operations": [add] * 3})
+    assert accepted.status_code == 200
