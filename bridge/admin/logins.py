@@ -54,6 +54,9 @@ class AdminSignIn:
     def failed(self, request_id: str, error: BridgeError) -> str | None:
         return None  # the ordinary error page, with the code and reference
 
+    def allows_idp_in_testing(self, record: AuthnRequestRecord, idp: IdentityProvider) -> bool:
+        return False  # admins sign in only through IdPs offered to users
+
 
 class TestLoginCapture:
     __test__ = False  # not a pytest class
@@ -103,6 +106,12 @@ class TestLoginCapture:
                          idp_slug=idp.slug,
                          detail={"actor": test.started_by if test else None,
                                  "test": test.id if test else None, "version": idp.version_id})
+
+    def allows_idp_in_testing(self, record: AuthnRequestRecord, idp: IdentityProvider) -> bool:
+        """Testing an IdP is what its test logins are for: one an admin started for it."""
+        with self.services.db.transaction() as session:
+            test = session.query(TestLogin).filter_by(request_id=record.id).one_or_none()
+            return test is not None and test.slug == idp.slug
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:
         with self.services.db.transaction() as session:
