@@ -15,7 +15,7 @@ from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.services import Services
 from bridge.store.models import AdminSession, IdpRecord
 from tests.helpers import Browser
-from tests.test_idp_stages import SLUG, Admin, _events
+from tests.test_idp_stages import SLUG, Admin, _events, _test_login
 
 ADMINS_RULE = ('display_name = "Contoso"\n[[mapping.roles]]\nexact = "bridge-admins"\n'
                'role = "bridge-admin"\n')
@@ -130,3 +130,88 @@ def test_an_admins_test_login_still_completes_through_an_idp_in_testing(
     assert answered.status_code in (302, 303), answered.get_data(as_text=True)
     result = admin.page(urlsplit(answered.headers["Location"]).path)
     assert "Accepted" in result.get_element_by_id("test-outcome").text
+
+
+# --- "tested" means tested with the metadata and the settings in force ---------------------------
+
+def _go_live_refused(admin: Admin) -> None:
+    refused = admin.post(f"/admin/idps/{SLUG}/go-live")
+    assert refused.status_code == 422 and b"no test login has passed" in refused.data
+    assert admin.page(f"/admin/idps/{SLUG}").get_element_by_id("stage").get(
+        "data-state") == "testing"
+
+
+def _finish_test(admin: Admin, browser: Browser, idp: DevIdp, saml_request: str) -> str:
+    answered = browser.post_acs(_answer(idp, saml_request, "bob"), SLUG, json=False)
+    if answered.status_code not in (302, 303):
+        return answered.get_data(as_text=True)
+    return str(admin.page(urlsplit(answered.headers["Location"]).path)
+               .get_element_by_id("test-outcome").text)
+
+
+def test_settings_changed_after_a_passing_test_need_a_new_test(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp, bridge: Services) -> None:
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    _test_login(admin, browser, session_other_idp)
+    assert admin.page(f"/admin/idps/{SLUG}").get_element_by_id("go-live-button").get(
+        "disabled") is None
+    # Okta's mapping refuses this IdP's logins (tests/test_idp_stages.py): never tested.
+    changed = admin.post(f"/admin/idps/{SLUG}/settings/common", preset="okta")
+    assert changed.status_code == 303
+    _go_live_refused(admin)
+    assert admin.page(f"/admin/idps/{SLUG}").get_element_by_id("go-live-button").get(
+        "disabled") is not None
+    # A test with the settings now in force sees what they would do to users, and fails.
+    assert "claims_attribute_invalid" in _test_login(
+        admin, browser, session_other_idp).get_element_by_id("claims-v2").text
+    _go_live_refused(admin)
+    # Back to exactly the settings that passed: a test of them is on record.
+    assert admin.post(f"/admin/idps/{SLUG}/settings/common",
+                      preset="shibboleth").status_code == 303
+    assert admin.post(f"/admin/idps/{SLUG}/go-live").status_code == 303
+    [went_live] = _events(bridge, "idp_went_live")
+    assert went_live["tested"] is True
+
+
+def test_a_test_started_before_a_settings_change_does_not_count(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp) -> None:
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    saml_request = _saml_request(admin.client.get(f"/admin/idps/{SLUG}/test-login"))
+    assert admin.post(f"/admin/idps/{SLUG}/settings",
+                      settings_text='display_name = "Contoso EU"\n[mapping]\n'
+                                    'preset = "shibboleth"\n').status_code == 303
+    assert "Accepted" in _finish_test(admin, browser, session_other_idp, saml_request)
+    _go_live_refused(admin)
+
+
+def test_a_test_started_before_a_delete_does_not_pass_the_restored_idp(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp) -> None:
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    saml_request = _saml_request(admin.client.get(f"/admin/idps/{SLUG}/test-login"))
+    _delete_and_restore(admin)
+    assert "saml_request_unknown" in _finish_test(admin, browser, session_other_idp,
+                                                  saml_request)
+    _go_live_refused(admin)
+
+
+def test_a_live_idp_stays_live_when_its_settings_change_and_says_they_are_untested(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp) -> None:
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    _test_login(admin, browser, session_other_idp)
+    assert admin.post(f"/admin/idps/{SLUG}/go-live").status_code == 303
+    page = admin.page(f"/admin/idps/{SLUG}")
+    assert not page.xpath("//*[@id='settings-untested' or @id='metadata-untested']")
+
+    assert admin.post(f"/admin/idps/{SLUG}/settings/common",
+                      clock_skew_seconds="120").status_code == 303
+    page = admin.page(f"/admin/idps/{SLUG}")
+    assert page.get_element_by_id("stage").get("data-state") == "live"
+    assert "settings in force have not been through a test login" in page.get_element_by_id(
+        "settings-untested").text
+    assert not page.xpath("//*[@id='metadata-untested']")
+    _test_login(admin, browser, session_other_idp)
+    assert not admin.page(f"/admin/idps/{SLUG}").xpath("//*[@id='settings-untested']")
