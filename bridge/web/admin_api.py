@@ -6,7 +6,6 @@ problem documents listing every problem with its location; nothing changes when 
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any
 
@@ -18,6 +17,7 @@ from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import InvalidInput, SamlRejected
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
+from bridge.idps.settings_text import json_settings
 from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
@@ -28,7 +28,10 @@ MAX_METADATA = 2 * 1024 * 1024
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested thousands deep; the settings allow a few levels
+        raise InvalidInput("body: nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object is required")
     return body
@@ -74,10 +77,7 @@ def list_idps() -> Response:
 def create_idp() -> tuple[Response, int]:
     if request.files or request.form:
         slug = request.form.get("slug", "")
-        try:
-            settings = json.loads(request.form.get("settings") or "{}")
-        except json.JSONDecodeError as error:  # was a 500
-            raise InvalidInput(f"settings: not valid JSON ({error})") from None
+        settings = json_settings(request.form.get("settings") or "{}")
         xml, url = _metadata_from_request()
         url = url or request.form.get("metadata_url") or None
     else:
