@@ -111,8 +111,9 @@ class TooLarge(SamlRejected):
 
 class LoginUnmet(SamlRejected):
     """A login the IdP answered that does not meet what the client asked of it (``acr_values``,
-    ``max_age``, ``prompt``). Nothing is issued; the client is told through its redirect URI,
-    with ``oauth_error`` (``unmet_authentication_requirements`` or ``login_required``)."""
+    ``max_age``, ``prompt``), or that no login can be (an AuthnInstant in the future). Nothing is
+    issued; the client is told through its redirect URI, with ``oauth_error``
+    (``unmet_authentication_requirements``, ``login_required`` or ``access_denied``)."""
 
     default_code = "authn_requirement_unmet"
 

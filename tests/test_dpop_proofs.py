@@ -67,6 +67,22 @@ def test_iat_window_is_max_age_and_skew(iat: float, ok: bool) -> None:
             verify_proof(proof, _requirements())
 
 
+@pytest.mark.parametrize("iat", [float("nan"), float("inf"), float("-inf")])
+def test_an_iat_that_is_not_a_finite_number_is_refused(iat: float) -> None:
+    """NaN passes every comparison: a proof made today with it would stay fresh for ever."""
+    proof = DpopKey().proof("POST", URL, iat=NOW, claims={"iat": iat})
+    assert "NaN" in _payload(proof) or "Infinity" in _payload(proof)  # signed as sent
+    for now in (NOW, NOW + 10 * 365 * 86400):
+        with pytest.raises(DpopError) as refused:
+            verify_proof(proof, _requirements(now=now))
+        assert refused.value.oauth_error == "invalid_dpop_proof"
+
+
+def _payload(proof: str) -> str:
+    body = proof.split(".")[1]
+    return pyjwt.utils.base64url_decode(body.encode()).decode()
+
+
 def test_ath_must_be_the_hash_of_the_presented_access_token() -> None:
     key = DpopKey()
     proof = key.proof("GET", URL, iat=NOW, access_token="token-a")

@@ -136,3 +136,80 @@ def test_a_guessable_initial_access_token_stops_start_up() -> None:
     with pytest.raises(ConfigError, match="registration_token: too weak"):
         load_settings(environ={"BRIDGE_REGISTRATION_TOKEN": "register-me-please"})
 
+
+
+# --- the audience is the client's own ---------------------------------------------------------
+
+ADMIN_APP = {"client_id": "reports-admin", "redirect_uris": ["https://reports.example.com/admin"],
+             "public": False}
+
+
+def _admin_api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
+    token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=600,
+                                                               actor="test")[1]
+    return lambda method, path, **kw: client.open(
+        path, method=method, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+
+@pytest.mark.parametrize("audience", ["demo-api", "backend-api", "reports-admin-api",
+                                      "ledger-api"])
+def test_an_audience_another_client_has_is_refused(
+        client: FlaskClient, bridge: Services, audience: str) -> None:
+    """The file clients' audiences, a managed client's and one a client may exchange tokens for:
+    a client registered under any of them would get access tokens for that application's API."""
+    admin = _admin_api(client, bridge)
+    created = admin("POST", "/admin/api/clients", json={
+        **ADMIN_APP, "audience": "reports-admin-api", "token_exchange_audiences": ["ledger-api"]})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    remember(created.get_json()["client_secret"])
+    response = _register(client, {**APP, "audience": audience})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_client_metadata"
+    assert "another client has this audience" in response.get_json()["error_description"]
+    assert _registered(bridge) == 1  # the admin's client only
+
+
+def test_the_audience_is_the_client_id_or_one_no_client_uses(
+        client: FlaskClient, bridge: Services) -> None:
+    plain = _register(client, APP).get_json()
+    assert plain["audience"] == plain["client_id"]
+    chosen = _register(client, {**APP, "audience": "reports-api"})
+    assert chosen.status_code == 201 and chosen.get_json()["audience"] == "reports-api"
+    again = _register(client, {**APP, "audience": "reports-api"})  # now taken
+    assert again.status_code == 400 and _registered(bridge) == 2
+    assert _register(client, {**APP, "audience": plain["client_id"]}).status_code == 400
+
+
+def test_a_registered_client_introspects_its_own_tokens_only(
+        client: FlaskClient, bridge: Services, browser: Browser) -> None:
+    """Even when an admin later gives another client its audience (admins may): the registered
+    client chose that audience, so another client's tokens stay hidden from it, while an API an
+    admin configured still sees the tokens meant for it."""
+    registered = _register(client, {**APP, "token_endpoint_auth_method": "client_secret_basic",
+                                     "redirect_uris": ["https://squat.example.com/cb"]}).get_json()
+    remember(registered["client_secret"])
+    admin = _admin_api(client, bridge)
+    spa = {"client_id": "shared-spa", "redirect_uris": ["https://spa.example.com/cb"],
+           "audience": registered["audience"]}
+    assert admin("POST", "/admin/api/clients", json=spa).status_code == 201
+    resource = admin("POST", "/admin/api/clients", json={
+        **ADMIN_APP, "audience": registered["audience"]}).get_json()["client_secret"]
+    remember(resource)
+    code, login = browser.login(client_id="shared-spa", redirect_uri=spa["redirect_uris"][0])
+    token = browser.exchange(code, login.verifier, client_id="shared-spa",
+                             redirect_uri=spa["redirect_uris"][0]).get_json()["access_token"]
+
+    def introspect(client_id: str, secret: str) -> object:
+        return client.post("/introspect", data={"token": token},
+                           auth=(client_id, secret)).get_json()["active"]
+
+    assert introspect(registered["client_id"], registered["client_secret"]) is False
+    assert introspect("reports-admin", resource) is True
+    # Its own tokens it does see.
+    code, login = browser.login(client_id=registered["client_id"],
+                                redirect_uri="https://squat.example.com/cb")
+    own = browser.exchange(code, login.verifier, client_id=registered["client_id"],
+                           redirect_uri="https://squat.example.com/cb",
+                           client_secret=registered["client_secret"]).get_json()["access_token"]
+    assert client.post("/introspect", data={"token": own}, auth=(
+        registered["client_id"], registered["client_secret"])).get_json()["active"] is True

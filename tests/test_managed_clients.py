@@ -435,3 +435,38 @@ def test_client_pages_change_nothing_without_the_csrf_token(  # type: ignore[no-
     remember(shown)
     assert _introspect(client, secret) == 401  # the admin's own form did rotate it
     assert _introspect(client, shown) == 200
+
+
+# --- every change reaches every node, whatever the clocks -------------------------------------
+
+def test_a_rotation_reaches_another_node_when_a_node_clock_ran_ahead(  # type: ignore[no-untyped-def]
+        api, bridge: Services, settings: Settings) -> None:
+    """A change made by a node whose clock was ten minutes ahead leaves a client's ``updated_at``
+    in the future; a later change on a node with the right time is seen by every node all the
+    same, within the recheck."""
+    old = _register(api, API)
+    assert old
+    assert api("POST", "/admin/api/clients", json={**SPA, "audience": "spa-api"}).status_code == 201
+    bridge.clock.advance(600)  # type: ignore[attr-defined]
+    assert api("PUT", "/admin/api/clients/reports-spa",
+               json={**SPA, "audience": "spa-api", "claims_version": 1}).status_code == 200
+    bridge.clock.advance(-600)  # type: ignore[attr-defined]
+    clock = MovableClock()
+    other_app = create_app(settings, clock=clock)
+    other = other_app.test_client()
+    try:
+        assert _introspect(other, old) == 200  # the other node has loaded the clients
+        rotated = api("POST", "/admin/api/clients/reports-api/secret",
+                      json={"overlap_seconds": 0}).get_json()["client_secret"]
+        remember(rotated)
+        clock.advance(other_app.extensions["bridge"].clients.recheck_seconds)
+        assert _introspect(other, old) == 401
+        assert _introspect(other, rotated) == 200
+        # A change of settings only, no secret involved, is seen there too.
+        assert other_app.extensions["bridge"].clients["reports-spa"].claims_version == 1
+        assert api("PUT", "/admin/api/clients/reports-spa",
+                   json={**SPA, "audience": "spa-api"}).status_code == 200
+        clock.advance(other_app.extensions["bridge"].clients.recheck_seconds)
+        assert other_app.extensions["bridge"].clients["reports-spa"].claims_version == 2
+    finally:
+        other_app.extensions["bridge"].db.dispose()

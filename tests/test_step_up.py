@@ -6,28 +6,35 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from lxml import etree
 
-from bridge.claims.authn_levels import MICROSOFT_MFA, REFEDS_MFA, parse_authn_contexts
+from bridge.claims.authn_levels import MICROSOFT_MFA, NONE, REFEDS_MFA, parse_authn_contexts
 from bridge.claims.schemas import validate_payload
 from bridge.config import Settings
 from bridge.dev.saml_idp import MFA_CONTEXT, PASSWORD_CONTEXT, DevIdp
 from bridge.errors import ConfigError
 from bridge.idps.settings import parse_idp_settings
+from bridge.oauth.codes import store_code
 from bridge.saml import ns
 from bridge.store.db import Database
-from tests.conftest import DEMO_CLIENT, make_settings
-from tests.helpers import Browser, Login
+from bridge.tokens.secrets_util import secret_hash
+from tests.conftest import DEMO_CLIENT, POSTGRES_PARAM, make_settings
+from tests.databases import create_postgres_database, drop_postgres_database
+from tests.helpers import Browser, Login, pkce_pair
 
 WEB2 = {"client_id": "web2", "redirect_uris": ["https://web2.example.com/cb"],
         "audience": "https://api.example.com", "claims_version": 2, "public": True}
 WEB2_REDIRECT = WEB2["redirect_uris"][0]
+MOBILE_2FA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
 
 
 @pytest.fixture
@@ -37,8 +44,17 @@ def dev_toml_extra() -> str:
 
 
 @pytest.fixture
+def with_other_idp() -> bool:
+    """Whether a second IdP is registered (a test parametrizes it to offer a choice)."""
+    return False
+
+
+@pytest.fixture
 def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp,
-             dev_toml_extra: str) -> Settings:
+             dev_toml_extra: str, with_other_idp: bool,
+             request: pytest.FixtureRequest) -> Settings:
+    if with_other_idp:
+        request.getfixturevalue("session_other_idp").write_metadata(idp_dir, slug="other")
     toml = idp_dir / "dev.toml"
     text = toml.read_text()
     if dev_toml_extra.startswith("[authn_contexts]"):  # replaces the development IdP's table
@@ -189,6 +205,9 @@ def test_minimum_comparison_accepts_a_stronger_context(browser: Browser) -> None
     ({"max_age": "1.5"}, "invalid_request"),
     ({"max_age": "99999999999"}, "invalid_request"),
     ({"acr_values": "a\u00e9"}, "invalid_request"),
+    # Past Python's 4300-digit limit of int(): refused before any conversion.
+    ({"max_age": "9" * 4301}, "invalid_request"),
+    ({"max_age": "0" * 5000}, "invalid_request"),
 ])
 def test_requirements_that_cannot_be_met_go_back_to_the_client(
         browser: Browser, params: dict[str, str], code: str) -> None:
@@ -250,3 +269,104 @@ def test_a_login_that_meets_the_requirement_is_issued(browser: Browser, params: 
     instant = int(time.time()) - age
     body = tokens_for(browser, login, browser.signed_response(login, authn_instant=instant))
     assert claims(body["access_token"])["auth_time"] == instant
+
+
+@pytest.mark.parametrize("preset", ["adfs", "entra", "okta", "shibboleth", "keycloak", "google"])
+def test_a_class_ref_a_table_does_not_list_keeps_its_own_name(preset: str) -> None:
+    """With a table, only the level that lists a reference names it in tokens: an unlisted
+    one is passed through as sent, with no amr, and one spelled like a level gives no acr."""
+    contexts = parse_authn_contexts({"preset": preset}, source="corp.toml")
+    assert contexts.acr_amr(MOBILE_2FA) == (MOBILE_2FA, ())
+    for level in contexts.acr_values:
+        assert contexts.acr_amr(level) == (None, ())
+
+
+def test_without_a_table_well_known_classes_keep_their_short_names() -> None:
+    assert NONE.acr_amr(MOBILE_2FA) == ("mfa", ("mfa",))
+    assert NONE.acr_amr(PASSWORD_CONTEXT) == ("pwd", ("pwd",))
+    assert NONE.acr_amr("urn:example:gold") == ("urn:example:gold", ())
+
+
+@pytest.mark.parametrize("dev_toml_extra", ["[authn_contexts]\n"])
+def test_an_idp_without_levels_reports_well_known_names(browser: Browser) -> None:
+    login = start(browser)
+    body = tokens_for(browser, login, browser.signed_response(login, class_ref=MOBILE_2FA))
+    access = claims(body["access_token"])
+    assert (access["acr"], access["amr"]) == ("mfa", ["mfa"])
+
+
+@pytest.mark.parametrize("auth_time", [2**31 + 10, 2**40])
+def test_a_login_after_2038_is_stored_and_refreshed(browser: Browser, auth_time: int) -> None:
+    """auth_time is kept as a 64-bit integer in every table that holds it: the login's code,
+    then its refresh family."""
+    bridge = browser.bridge
+    verifier, challenge = pkce_pair()
+    now = bridge.clock.now()
+    code = "c" * 43
+    with bridge.db.connection() as connection:
+        store_code(connection, {
+            "code_hash": secret_hash(code), "client_id": "web2", "redirect_uri": WEB2_REDIRECT,
+            "code_challenge": challenge, "scope": "openid", "nonce": "n-1", "subject": "s1",
+            "idp_slug": "dev", "claims_json": '{"sub":"s1","idp":"dev","ver":2}',
+            "auth_time": auth_time, "session_index": None, "session_not_on_or_after": None,
+            "name_id": "alice", "created_at": now, "expires_at": now + 60})
+    response = browser.exchange(code, verifier, client_id="web2", redirect_uri=WEB2_REDIRECT)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert claims(response.get_json()["access_token"])["auth_time"] == auth_time
+    refreshed = browser.refresh(response.get_json()["refresh_token"], client_id="web2")
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    assert claims(refreshed.get_json()["access_token"])["auth_time"] == auth_time
+
+
+@pytest.mark.parametrize("with_other_idp", [True])
+def test_prompt_none_never_shows_the_idp_chooser(browser: Browser) -> None:
+    """OIDC Core §3.1.2.1: with prompt=none nothing is shown. With two IdPs and nothing to
+    choose by, the client hears login_required; named, the IdP is asked passively."""
+    unnamed = {"client_id": "web2", "redirect_uri": WEB2_REDIRECT, "scope": "openid", "idp": ""}
+    assert browser.authorize(**unnamed).status_code == 200  # the chooser
+    response = browser.authorize(**unnamed, prompt="none")
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == WEB2_REDIRECT
+    query = parse_qs(location.query)
+    assert query["error"] == ["login_required"]
+    assert query["state"] == [response.state]  # type: ignore[attr-defined]
+    named = browser.authorize(**{**unnamed, "idp": "dev"}, prompt="none")
+    assert authn_request_xml(named.headers["Location"]).get("IsPassive") == "true"
+
+
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
+def upgrade_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/upgrade.db"
+        return
+    name = f"bridge_upgrade_{uuid.uuid4().hex[:12]}"
+    yield create_postgres_database(name)
+    drop_postgres_database(name)
+
+
+def test_the_upgrade_widens_auth_time_and_keeps_the_logins(upgrade_url: str) -> None:
+    database = Database(upgrade_url)
+    rows = {"authorization_codes": "code_hash, client_id, redirect_uri, scope, subject, idp_slug, "
+                                   "claims_json, auth_time, created_at, expires_at",
+            "refresh_families": "id, client_id, subject, idp_slug, claims_json, scope, auth_time, "
+                                "created_at, expires_at"}
+    try:
+        database.upgrade("0015")  # the revision before auth_time was widened
+        with database.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO authorization_codes (" + rows["authorization_codes"] + ") VALUES "
+                "('h1', 'web2', 'https://web2.example.com/cb', 'openid', 's', 'dev', '{}', "
+                "1700000000, 0, 1)"))
+            connection.execute(sa.text(
+                "INSERT INTO refresh_families (" + rows["refresh_families"] + ") VALUES "
+                "('f1', 'web2', 's', 'dev', '{}', 'openid', 1700000000, 0, 1)"))
+        database.upgrade()
+        with database.engine.begin() as connection:
+            for table in rows:
+                connection.execute(sa.text(f"UPDATE {table} SET auth_time = auth_time + :more"),
+                                   {"more": 2**40})
+                kept = connection.execute(sa.text(f"SELECT auth_time FROM {table}")).scalar_one()
+                assert kept == 1700000000 + 2**40
+    finally:
+        database.dispose()

@@ -3,11 +3,14 @@ tokens verifying through JWKS."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
 import pytest
+from sqlalchemy import select
 
 from bridge.clock import FixedClock
 from bridge.config import Settings
@@ -167,3 +170,40 @@ def test_key_encryption_key_protects_signing_keys(bridge: Services, settings: Se
     with pytest.raises(ConfigError, match="cannot be decrypted"):
         other.keys.signing_key("ES256")
     assert create_app(services=bridge) is not None
+
+
+def test_a_code_exchanged_twice_at_once_ends_the_login_it_started(
+        browser: Browser, bridge: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6749 §4.1.2 whatever the timing: a thief racing the client with a stolen code. Both
+    exchanges read the code unused; one wins, and the loser revokes what the winner started."""
+    from bridge.oauth.grants import authorization_code as grant
+
+    code, login = browser.login()
+    both_read = threading.Barrier(2)
+    first_reads = iter(range(2))
+    real_find = grant.find_code
+
+    def find_code(connection, code_hash):  # type: ignore[no-untyped-def]
+        row = real_find(connection, code_hash)
+        if next(first_reads, None) is not None:
+            both_read.wait(timeout=20)  # neither redeems before both have read it unused
+        return row
+
+    monkeypatch.setattr(grant, "find_code", find_code)
+    app = browser.client.application
+
+    def exchange(_: int) -> tuple[int, dict]:
+        response = app.test_client().post("/token", data={
+            "grant_type": "authorization_code", "code": code, "client_id": "demo",
+            "redirect_uri": login.redirect_uri, "code_verifier": login.verifier})
+        return response.status_code, response.get_json()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(exchange, range(2)), key=lambda result: result[0])
+    monkeypatch.undo()
+    (won, tokens), (lost, refusal) = results
+    assert (won, lost, refusal["error"]) == (200, 400, "invalid_grant"), results
+    with bridge.db.transaction() as session:
+        family = session.scalars(select(RefreshFamily)).one()
+    assert family.revoked_reason == "code_reuse"
+    assert browser.refresh(tokens["refresh_token"]).status_code == 400

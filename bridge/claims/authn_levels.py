@@ -87,13 +87,21 @@ class AuthnContexts:
         return asserted in wanted
 
     def acr_amr(self, class_ref: str | None) -> tuple[str | None, tuple[str, ...]]:
-        """What tokens say of an asserted class reference: this IdP's level for it when it has
-        one, else the well-known short names (``bridge.claims.authn_context``)."""
-        rank = self.rank_of_class_ref(class_ref)
-        if rank is None:
+        """What tokens say of an asserted class reference. With a table: the level that lists
+        it, else the reference as sent, with no ``amr``: an API that trusts ``acr == "mfa"``
+        must never get a level's name for a reference the table does not put in that level
+        (a well-known name like MobileTwoFactorContract's "mfa", or an IdP that sends "mfa").
+        A reference spelled like one of the levels gives no ``acr`` at all. Without a table:
+        the well-known short names (``bridge.claims.authn_context``)."""
+        if not self.levels:
             return acr_amr(class_ref)
-        level = self.levels[rank]
-        return level.acr, level.amr or acr_amr(class_ref)[1]
+        rank = self.rank_of_class_ref(class_ref)
+        if rank is not None:
+            level = self.levels[rank]
+            return level.acr, level.amr or acr_amr(class_ref)[1]
+        if not class_ref or self.rank_of_acr(class_ref) is not None:
+            return None, ()
+        return class_ref, ()
 
 
 def _level(acr: str, *class_refs: str, amr: tuple[str, ...] = ()) -> AuthnLevel:

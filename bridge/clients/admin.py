@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.clients.registry import ClientRegistry
@@ -22,7 +23,7 @@ from bridge.config.clients import CLIENT_ID_RE, parse_client_table
 from bridge.config.problems import Problems
 from bridge.errors import Conflict, InvalidInput, NotFound
 from bridge.oauth.revocation import end_logins
-from bridge.store.models import AuthorizationCode, ClientRecord, ClientSecret, RefreshFamily
+from bridge.store.models import AuthorizationCode, ClientRecord, ClientRevision, ClientSecret, RefreshFamily
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
 if TYPE_CHECKING:
@@ -49,6 +50,22 @@ class ClientAdmin:
         listed += [{**_summary_of_record(record), "source": "api", "shadows_managed": False}
                    for client_id, record in records.items() if client_id not in self.registry.files]
         return sorted(listed, key=lambda c: c["client_id"])
+
+    def audiences_in_use(self) -> set[str]:
+        """Every audience a client has or may exchange tokens for: the file's clients and every
+        managed one, also one shadowed by the file or one that no longer loads."""
+        used: set[str] = set()
+        for client in self.registry.files.values():
+            used.update((client.audience, *client.token_exchange_audiences))
+        with self.bridge.db.transaction() as session:
+            tables = [json.loads(text)
+                      for text in session.scalars(select(ClientRecord.settings_json))]
+        for table in tables:
+            exchange = table.get("token_exchange_audiences") or ()
+            for audience in (table.get("audience"), *exchange):
+                if isinstance(audience, str):
+                    used.add(audience)
+        return used
 
     def get_client(self, client_id: str) -> dict[str, Any]:
         file_client = self.registry.files.get(client_id)
@@ -84,6 +101,7 @@ class ClientAdmin:
                     session.add(ClientSecret(client_id=client.client_id,
                                              secret_hash=secret_hash(secret), created_at=now,
                                              created_by=actor, expires_at=None))
+                _bump_revision(session)
                 audit.record(session, at=now, event="client_created", outcome="success",
                              client_id=client.client_id,
                              detail={"actor": actor, "after": table})
@@ -111,6 +129,7 @@ class ClientAdmin:
             if row is None:
                 raise NotFound("client_unknown", f"No managed client {client_id!r}.")
             row.settings_json, row.updated_at = _json(table), max(now, row.updated_at)
+            _bump_revision(session)
             audit.record(session, at=now, event="client_updated", outcome="success",
                          client_id=client_id,
                          detail={"actor": actor, "before": before, "after": table})
@@ -147,6 +166,7 @@ class ClientAdmin:
             session.add(ClientSecret(client_id=client_id, secret_hash=secret_hash(secret),
                                      created_at=now, created_by=actor, expires_at=None))
             row.updated_at = max(now, row.updated_at)
+            _bump_revision(session)
             audit.record(session, at=now, event="client_secret_rotated", outcome="success",
                          client_id=client_id,
                          detail={"actor": actor, "overlap_seconds": overlap_seconds,
@@ -167,6 +187,7 @@ class ClientAdmin:
             ended = end_logins(session, families=[RefreshFamily.client_id == client_id],
                                codes=[AuthorizationCode.client_id == client_id], now=now,
                                reason="client_deleted")
+            _bump_revision(session)
             audit.record(session, at=now, event="client_deleted", outcome="success",
                          client_id=client_id,
                          detail={"actor": actor, "before": json.loads(record.settings_json),
@@ -198,6 +219,13 @@ class ClientAdmin:
         with self.bridge.db.transaction() as session:
             if session.get(ClientRecord, client_id) is not None:
                 raise Conflict(f"client_id: {client_id!r} already exists", code="client_id_in_use")
+            managed = list(session.scalars(select(ClientRecord.client_id)))
+        # IDs that differ only in case or trailing punctuation are told apart by no one who reads
+        # them (a consent page, a log, an audit event).
+        like = {_look(other): other for other in (*self.registry.files, *managed)}
+        if _look(client_id) in like:
+            raise Conflict(f"client_id: {client_id!r} is too like the client "
+                           f"{like[_look(client_id)]!r}; choose another", code="client_id_in_use")
 
     def _record(self, client_id: str) -> ClientRecord:
         if client_id in self.registry.files:
@@ -210,6 +238,18 @@ class ClientAdmin:
         if record is None:
             raise NotFound("client_unknown", f"No managed client {client_id[:64]!r}.")
         return record
+
+
+def _bump_revision(session: Session) -> None:
+    """Raise the clients' revision in the change's own transaction: every node compares it and
+    reloads (bridge.clients.registry). The row lock also orders concurrent changes."""
+    raised = session.execute(update(ClientRevision).values(revision=ClientRevision.revision + 1))
+    if not raised.rowcount:  # type: ignore[attr-defined]  # the migration's row was removed
+        session.add(ClientRevision(id=1, revision=1))
+
+
+def _look(client_id: str) -> str:
+    return client_id.lower().rstrip("._-")
 
 
 def _json(table: dict[str, Any]) -> str:

@@ -4,8 +4,10 @@
 The client's metadata is translated into a ``[[clients]]`` table and registered like any managed
 client (bridge.clients.admin): the same rules, the same audit event, a secret made here. The
 client ID is made here too. RFC 7591 has no audience: ``audience`` may be sent as an extension,
-and is the client ID otherwise. Registered clients are then managed by admins like the others
-(RFC 7592 client management is not offered)."""
+and is the client ID otherwise. The audience is the client's own: one that another client
+already has (or may exchange tokens for) is refused, or whoever holds the registration token
+would get access tokens for another application's API. Registered clients are then managed by
+admins like the others (RFC 7592 client management is not offered)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ GRANT_TYPES = frozenset({"authorization_code", "refresh_token"})
 # RFC 7591 §2: without token_endpoint_auth_method, client_secret_basic is meant.
 AUTH_METHODS = {"none": True, "client_secret_basic": False, "client_secret_post": False}
 ACTOR = "registration"
+# More redirect URIs or scopes than any application needs: refused, not stored.
+MAX_ITEMS = 50
 
 
 def _refuse(error: str, description: str) -> TokenError:
@@ -55,6 +59,9 @@ def client_table(metadata: Any, client_id: str) -> dict[str, Any]:
         raise _refuse("invalid_client_metadata", "response_types must be [\"code\"].")
     if "redirect_uris" not in metadata:
         raise _refuse("invalid_redirect_uri", "redirect_uris is required.")
+    uris = metadata["redirect_uris"]
+    if isinstance(uris, list) and len(uris) > MAX_ITEMS:
+        raise _refuse("invalid_redirect_uri", f"redirect_uris: at most {MAX_ITEMS}.")
     table: dict[str, Any] = {"client_id": client_id, "redirect_uris": metadata["redirect_uris"],
                              "audience": metadata.get("audience", client_id),
                              "public": AUTH_METHODS[method]}
@@ -62,6 +69,8 @@ def client_table(metadata: Any, client_id: str) -> dict[str, Any]:
     if scope is not None:
         if not isinstance(scope, str) or not scope.split():
             raise _refuse("invalid_client_metadata", "scope must be a space-separated string.")
+        if len(scope.split()) > MAX_ITEMS:
+            raise _refuse("invalid_client_metadata", f"scope: at most {MAX_ITEMS} scopes.")
         table["scopes"] = scope.split()
     return table
 
@@ -70,6 +79,11 @@ def register(admin: ClientAdmin, metadata: Any) -> dict[str, Any]:
     """Register the client; the RFC 7591 §3.2.1 answer (its secret in this answer only)."""
     client_id = "dyn-" + secrets.token_hex(8)
     table = client_table(metadata, client_id)
+    audience = table["audience"]
+    if isinstance(audience, str) and audience in admin.audiences_in_use():
+        raise TokenError("invalid_client_metadata", "audience: another client has this audience; "
+                         "leave it out (the client ID is used) or choose one no client uses",
+                         code="registration_audience_in_use")
     try:
         detail, secret = admin.create_client(table, ACTOR)
     except ConfigError as error:

@@ -1,7 +1,8 @@
 """Every OAuth client in force: those declared in the settings file (``[[clients]]``, read at
 start-up) and those managed through the admin API (in the database). A change made through any
 node is in force on every node within ``recheck_seconds`` (2 s), without a restart: the registry
-compares a cheap fingerprint of the ``clients`` table and reloads when it changed. A client ID it
+compares the clients' revision (a number every change raises in its own transaction, whatever
+the clocks say) and reloads when it changed. A client ID it
 does not know makes it look again (at most every ``miss_recheck_seconds``), so a client registered
 on another node a moment ago is not refused here; a secret it does not know, at once, so a secret
 rotated on another node works from the next request on.
@@ -21,14 +22,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from bridge.clients.registration import ACTOR as REGISTRATION_ACTOR
 from bridge.clock import Clock
 from bridge.config import ClientConfig, Settings
 from bridge.config.clients import parse_client_table
 from bridge.config.problems import Problems
 from bridge.store.db import Database
-from bridge.store.models import ClientRecord, ClientSecret
+from bridge.store.models import ClientRecord, ClientRevision, ClientSecret
 from bridge.tokens.secrets_util import constant_time_equal, secret_hash
 
 log = logging.getLogger("bridge.clients")
@@ -66,9 +68,10 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         self.defaults = client_defaults(settings)
         self._lock = threading.Lock()
         self._checked_at = -1e18
-        self._fingerprint: tuple[object, ...] | None = None
+        self._revision: int | None = None
         self._managed: dict[str, ClientConfig] = {}
         self._secrets: dict[str, tuple[StoredSecret, ...]] = {}
+        self._self_registered: frozenset[str] = frozenset()
         # Parsed clients by (client_id, settings digest): a reload reparses only what changed.
         self._parsed: dict[tuple[str, str], ClientConfig] = {}
 
@@ -113,6 +116,15 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         with self._lock:
             return dict(self._managed)
 
+    def self_registered(self, client_id: str) -> bool:
+        """Whether the managed client ``client_id`` registered itself at /register (rather than
+        being set up by an admin or in the settings file)."""
+        if client_id in self.files:
+            return False
+        self._current()
+        with self._lock:
+            return client_id in self._self_registered
+
     def secret_matches(self, client: ClientConfig, secret: str) -> bool:
         """Whether ``secret`` is a secret of ``client`` now: a file client's from the
         environment; a managed client's newest, or an older one within its overlap."""
@@ -137,19 +149,17 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         return False
 
     def invalidate(self) -> None:
-        """This node changed a client: reload at the next access, whatever the fingerprint says
-        (two changes within one tick of the clock leave it unchanged)."""
+        """This node changed a client: reload at the next access, not after the recheck."""
         with self._lock:
             self._checked_at = -1e18
-            self._fingerprint = None
+            self._revision = None
 
     # --- loading ---------------------------------------------------------------------------------
 
     def _reload_if_changed(self) -> None:
         with self.db.transaction() as session:
-            fingerprint = tuple(session.execute(
-                select(func.count(ClientRecord.client_id), func.max(ClientRecord.updated_at))).one())
-            if fingerprint == self._fingerprint:
+            revision = session.scalar(select(ClientRevision.revision)) or 0
+            if revision == self._revision:
                 return
             records = list(session.scalars(select(ClientRecord)))
             secrets = list(session.scalars(select(ClientSecret)))
@@ -171,5 +181,7 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         for row in secrets:
             by_client.setdefault(row.client_id, []).append(
                 StoredSecret(row.secret_hash, row.expires_at))
-        self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
+        self._managed, self._parsed, self._revision = managed, parsed, revision
         self._secrets = {client_id: tuple(rows) for client_id, rows in by_client.items()}
+        self._self_registered = frozenset(
+            record.client_id for record in records if record.created_by == REGISTRATION_ACTOR)

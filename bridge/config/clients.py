@@ -9,12 +9,11 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from bridge.config import sources
 from bridge.config.problems import Problems
 from bridge.config.spec import setting, specs
-from bridge.config.urls import origin_of, plain
+from bridge.config.urls import origin_of, plain, split_url
 
 CLAIMS_VERSIONS = (1, 2, 3)
 DPOP_MODES = ("off", "allowed", "required")
@@ -23,6 +22,7 @@ DPOP_CLAIMS_VERSION = 3
 TOKEN_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: no final newline
 NINETY_DAYS = 90 * 24 * 3600
+MAX_URL_LENGTH = 2048  # browsers and proxies commonly refuse longer URLs
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,8 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
     if not isinstance(audience, str) or not audience:
         where.at("audience").add("required (the `aud` the client's APIs check)")
     version = entry.get("claims_version", 1)
-    if version not in CLAIMS_VERSIONS:
+    # true == 1 and 1.0 == 1 in Python: only an integer is a version.
+    if isinstance(version, bool) or not isinstance(version, int) or version not in CLAIMS_VERSIONS:
         where.at("claims_version").add(f"must be one of {list(CLAIMS_VERSIONS)}")
     public = entry.get("public", True)
     if not isinstance(public, bool):
@@ -245,8 +246,13 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
 
 
 def _check_url(problems: Problems, uri: str) -> None:
-    parts = urlsplit(uri)
-    if not plain(uri):
+    parts = split_url(uri)
+    if len(uri) > MAX_URL_LENGTH:
+        problems.add(f"{uri[:64]!r}... is longer than {MAX_URL_LENGTH} characters")
+    elif parts is None:
+        problems.add(f"{uri[:200]!r} is not a valid URL (a bracket left open, or a port that is "
+                     "not a number from 1 to 65535)")
+    elif not plain(uri):
         problems.add(f"{uri!r} contains a space, a control character or a non-ASCII character "
                      "(percent-encode them)")
     elif parts.scheme not in ("http", "https") or not parts.netloc or "#" in uri:

@@ -65,13 +65,11 @@ class AssertionConsumer:
         try:
             return self._consume(slug, posted_response, browser_token, relay_state,
                                  Refusal(idp_slug=slug, error_id=error_id), progress)
-        except LoginUnmet as error:
-            if progress.record is None:
-                raise
-            # OIDC Core §3.1.2.6: the client asked for something this login is not; it hears
-            # so on its redirect URI and may ask again (or differently).
-            return _error_redirect(progress.record, error)
         except BridgeError as error:
+            if isinstance(error, LoginUnmet) and progress.record is not None:
+                # OIDC Core §3.1.2.6: the client asked for something this login is not; it
+                # hears so on its redirect URI and may ask again (or differently).
+                return _error_redirect(progress.record, error)
             if progress.completion is not None and progress.request_id:
                 destination = progress.completion.failed(progress.request_id, error)
                 if destination is not None:
@@ -119,6 +117,10 @@ class AssertionConsumer:
             raise SamlRejected("idp_not_live",
                                "This IdP is not offered to users (it is being tested).")
         client = self.oauth_code.client(record) if completion is None else None
+        if client is not None:
+            # Only a LoginUnmet goes back to the client, and verify raises one only once the
+            # response has passed every other check (an implausible AuthnInstant).
+            progress.record = record
         verified = saml_response.verify(received, idp=idp, sp=service_provider(settings, slug),
                                         expected_request_id=record.id, clock=clock)
         identity = to_identity(verified, idp)
@@ -126,7 +128,6 @@ class AssertionConsumer:
         with self.services.db.lookup() as connection:
             refuse_if_deprovisioned(connection, idp_slug=slug, subject=identity.subject)
         if client is not None:
-            progress.record = record
             check_login(_requirement(record), idp, verified, requested_at=record.created_at,
                         now=clock.now())
             return self.oauth_code.complete(record, client, idp, verified, identity, now)

@@ -62,6 +62,12 @@ class LoginStarter:
         if not idps:
             raise AuthorizeError("idp_unknown", "No identity provider is configured.",
                                  redirectable=True, oauth_error="temporarily_unavailable")
+        if request.requirement.passive:
+            # OIDC Core §3.1.2.1: prompt=none shows no page, the IdP chooser included.
+            raise AuthorizeError("idp_choice_required",
+                                 "Choosing the identity provider takes interaction; name it "
+                                 "with idp or login_hint.",
+                                 redirectable=True, oauth_error="login_required")
         return IdpChoice(tuple(sorted(idps.values(), key=lambda i: i.display_name)))
 
     def _current(self, idp: IdentityProvider) -> IdentityProvider:

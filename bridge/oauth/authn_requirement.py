@@ -13,6 +13,9 @@ from bridge.errors import AuthorizeError
 MAX_ACR_VALUES = 8
 # One year: longer is no requirement a login could fail, and keeps the arithmetic small.
 MAX_MAX_AGE = 366 * 86400
+# Checked before int(): Python refuses to convert more than 4300 digits (a ValueError, not a
+# refusal), and long before that no digit string is a max_age we accept.
+MAX_AGE_DIGITS = 20
 SUPPORTED_PROMPTS = ("login", "none")
 # OIDC Core §3.1.2.1 values the bridge cannot honour: it shows no consent or account picker of
 # its own, and cannot make a SAML IdP show one.
@@ -62,7 +65,8 @@ def parse_authn_requirement(params: Mapping[str, str],
     raw_age = params.get("max_age")
     if raw_age:
         # OIDC Core §3.1.2.1: a non-negative integer of seconds; "+1" or "1.0" are not.
-        if not raw_age.isascii() or not raw_age.isdigit() or int(raw_age) > MAX_MAX_AGE:
+        if (len(raw_age) > MAX_AGE_DIGITS or not raw_age.isascii() or not raw_age.isdigit()
+                or int(raw_age) > MAX_MAX_AGE):
             raise refuse("max_age_invalid",
                          f"max_age must be a whole number of seconds up to {MAX_MAX_AGE}.")
         max_age = int(raw_age)

@@ -24,7 +24,7 @@ class Introspection:
 
     def introspect(self, caller: ClientConfig, token: str) -> dict[str, object]:
         """Is ``token`` active, and what is it? Only for confidential callers, and only about
-        tokens issued to them or meant for their audience."""
+        tokens issued to them or meant for their audience (docs/clients.md)."""
         inactive: dict[str, object] = {"active": False}
         answer: dict[str, object]
         now = self.services.clock.now()
@@ -36,7 +36,8 @@ class Introspection:
                                         audience=None, typ=ACCESS_TOKEN_TYPE)
             except TokenError:
                 return inactive
-            if caller.client_id != claims.get("client_id") and caller.audience != claims["aud"]:
+            if caller.client_id != claims.get("client_id") and not self._sees_audience(
+                    caller, claims["aud"]):
                 return inactive
             # A valid signature is not enough: the login the token was issued under must still
             # be live (not logged out, revoked or expired), as /userinfo requires.
@@ -67,3 +68,10 @@ class Introspection:
         return {"active": True, "token_type": "refresh_token", "client_id": family.client_id,
                 "sub": family.subject, "exp": int(family.expires_at), "scope": family.scope,
                 "iat": int(row.created_at)}
+
+    def _sees_audience(self, caller: ClientConfig, audience: object) -> bool:
+        """An API sees the tokens of the clients that call it: those whose audience is its own,
+        as the settings file or an admin configured them. A client that registered itself chose
+        its audience, so it sees only its own tokens."""
+        return (caller.audience == audience
+                and not self.services.clients.self_registered(caller.client_id))

@@ -22,6 +22,9 @@ MAX_COUNT = 200  # ServiceProviderConfig's filter.maxResults
 UserFilter = ScimFilter[User]
 
 
+MAX_START_INDEX = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Page:
     total: int
@@ -30,7 +33,9 @@ class Page:
 
 def search_users(session: Session, slug: str, filter_text: str | None, start_index: int,
                  count: int, *, load: Callable[[ScimUser], Any]) -> Page:
-    start_index, count = max(start_index, 1), min(max(count, 0), MAX_COUNT)
+    # RFC 7644 §3.4.2.4: a startIndex past the last result gives an empty page; capped so that
+    # the offset fits every database's integer.
+    start_index, count = min(max(start_index, 1), MAX_START_INDEX), min(max(count, 0), MAX_COUNT)
     query = select(ScimUser).where(ScimUser.idp_slug == slug).order_by(ScimUser.created_at,
                                                                         ScimUser.id)
     if not filter_text:

@@ -89,4 +89,4 @@ def verify_bearer_assertion(encoded: str, *, idps: Mapping[str, SamlIdp], sp_ent
     authn = authn_facts(statements[0] if len(statements) == 1 else None, root)
     return verified_assertion(root, idp=idp, name_id=name_id, attributes=attributes, authn=authn,
                               conditions=conditions, confirmation_expiry=expiry,
-                              in_response_to=None, uses_sha1=uses_sha1)
+                              in_response_to=None, uses_sha1=uses_sha1, now=now)

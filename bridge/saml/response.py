@@ -198,7 +198,8 @@ def verify(
     return verified_assertion(assertion, idp=idp, name_id=name_id, attributes=attributes,
                               authn=authn, conditions=conditions,
                               confirmation_expiry=confirmation_expiry,
-                              in_response_to=in_response_to, uses_sha1=shape.uses_sha1)
+                              in_response_to=in_response_to, uses_sha1=shape.uses_sha1,
+                              now=now)
 
 
 def _check_status(response: etree._Element) -> None:

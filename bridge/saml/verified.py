@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from lxml import etree
 
+from bridge.errors import LoginUnmet
 from bridge.saml import ns
 from bridge.saml.assertion_checks import saml_time, text_of
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp
@@ -81,9 +82,11 @@ def authn_facts(authn: etree._Element | None, assertion: etree._Element) -> Auth
 def verified_assertion(assertion: etree._Element, *, idp: SamlIdp, name_id: etree._Element,
                        attributes: dict[str, tuple[str, ...]], authn: AuthnFacts,
                        conditions: etree._Element, confirmation_expiry: float,
-                       in_response_to: str | None, uses_sha1: bool) -> VerifiedAssertion:
+                       in_response_to: str | None, uses_sha1: bool,
+                       now: float) -> VerifiedAssertion:
     """The facts of ``assertion``, which the caller verified: its signature and every rule of its
     profile. Values come from the verified element only."""
+    check_authn_instant(authn.instant, now=now, skew=idp.settings.clock_skew_seconds)
     expires_at = confirmation_expiry
     not_on_or_after = conditions.get("NotOnOrAfter")
     if not_on_or_after:
@@ -107,3 +110,20 @@ def verified_assertion(assertion: etree._Element, *, idp: SamlIdp, name_id: etre
         in_response_to=in_response_to,
         uses_sha1=uses_sha1,
     )
+
+
+def check_authn_instant(instant: float, *, now: float, skew: float) -> None:
+    """Refuse an authentication time no login can have: one still to come (beyond the IdP's
+    clock skew), or one before 1970. It becomes ``auth_time`` of every token of the login, and
+    of its refresh family for as long as that lives: a future one would claim a fresh login
+    all along."""
+    detail = {"authn_instant": round(instant), "now": round(now)}
+    if instant > now + skew:
+        raise LoginUnmet("authn_instant_in_future",
+                         "The identity provider dates the authentication in the future.",
+                         oauth_error="access_denied",
+                         log_detail={**detail, "seconds_ahead": round(instant - now)})
+    if instant < 0:
+        raise LoginUnmet("authn_instant_invalid",
+                         "The identity provider dates the authentication before 1970.",
+                         oauth_error="access_denied", log_detail=detail)

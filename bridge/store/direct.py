@@ -33,6 +33,8 @@ from bridge.errors import InvalidValue
 
 @dataclass(frozen=True)
 class _Compiled:
+    # Held so that its id() cannot be given to another statement while the entry lives.
+    statement: ClauseElement
     sql: str
     # The bind names in the order of the placeholders, for positional paramstyles (SQLite's ?);
     # None for named ones (psycopg's %(name)s).
@@ -40,6 +42,9 @@ class _Compiled:
 
 
 _compiled: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
+# The hot paths have a few dozen statements and shapes; more means statements built per call,
+# which are compiled anew after the cache is emptied rather than kept for ever.
+_CACHE_LIMIT = 512
 _row_types: dict[tuple[str, ...], type] = {}
 
 
@@ -50,13 +55,14 @@ def _compile(connection: Connection, statement: ClauseElement,
     keys = tuple(parameters) if isinstance(statement, Insert) else ()
     cache_key = (id(statement), dialect.name, keys)
     found = _compiled.get(cache_key)
-    if found is None:
+    if found is None or found.statement is not statement:
         compiled = statement.compile(dialect=dialect,
                                      column_keys=list(keys) if keys else None)
         assert isinstance(compiled, SQLCompiler)
         order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        found = _Compiled(compiled.string, order)
-        # Statements live at module level for the life of the process, so id() stays theirs.
+        found = _Compiled(statement, compiled.string, order)
+        if len(_compiled) >= _CACHE_LIMIT:
+            _compiled.clear()
         _compiled[cache_key] = found
     return found
 

@@ -6,7 +6,18 @@ name on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Double, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -116,7 +127,7 @@ class AuthorizationCode(Base):
     subject: Mapped[str] = mapped_column(String(128))
     idp_slug: Mapped[str] = mapped_column(String(63))
     claims_json: Mapped[str] = mapped_column(Text)
-    auth_time: Mapped[int] = mapped_column(Integer)
+    auth_time: Mapped[int] = mapped_column(BigInteger)
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
     session_not_on_or_after: Mapped[float | None] = mapped_column(Double, nullable=True)
     name_id: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -140,7 +151,7 @@ class RefreshFamily(Base):
     idp_slug: Mapped[str] = mapped_column(String(63), index=True)
     claims_json: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(Text)
-    auth_time: Mapped[int] = mapped_column(Integer)
+    auth_time: Mapped[int] = mapped_column(BigInteger)
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The SAML NameID, kept for Single Logout (a LogoutRequest names the session by it).
     name_id: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -324,9 +335,19 @@ class ClientRecord(Base):
     settings_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)
     created_by: Mapped[str] = mapped_column(String(256))
-    # Bumped by every change, secrets included, so every node notices and reloads
-    # (bridge.clients.registry).
+    # When the client last changed, secrets included (nodes notice changes by ClientRevision).
     updated_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class ClientRevision(Base):
+    """One row: a number every change to the managed clients raises in its own transaction. Nodes
+    compare it to know they must reload; unlike ``updated_at`` it cannot be left behind by a node
+    whose clock ran ahead."""
+
+    __tablename__ = "client_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
 
 
 class ClientSecret(Base):

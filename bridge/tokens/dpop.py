@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -171,8 +172,9 @@ def verify_proof(proof: str, requirements: ProofRequirements) -> VerifiedProof:
     if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(requirements.url):
         raise refuse(f"htu {str(htu)[:200]!r}", "The DPoP proof is for another URL.")
     iat = claims.get("iat")
-    if isinstance(iat, bool) or not isinstance(iat, int | float):
-        raise refuse("iat is not a number")
+    # NaN passes every comparison below (json.loads reads it), so only finite numbers count.
+    if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
+        raise refuse("iat is not a finite number")
     now, skew = requirements.now, requirements.clock_skew_seconds
     if iat > now + skew:
         raise refuse(f"iat {iat} is {iat - now:.0f}s ahead", "The DPoP proof is from the future.")

@@ -21,6 +21,7 @@ from bridge.idps.settings_text import json_settings
 from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
+from bridge.web.json_input import request_json
 from bridge.web.sso import metadata_response
 
 admin_api_blueprint = Blueprint("admin_api", __name__, url_prefix="/admin")
@@ -28,10 +29,7 @@ MAX_METADATA = 2 * 1024 * 1024
 
 
 def _json_body() -> dict[str, Any]:
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested thousands deep; the settings allow a few levels
-        raise InvalidInput("body: nested too deeply") from None
+    body = request_json()
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object is required")
     return body
@@ -226,7 +224,8 @@ def update_client(client_id: str) -> Response:
 @admin_api_blueprint.post("/api/clients/<client_id>/secret")
 @admin_api
 def rotate_client_secret(client_id: str) -> Response:
-    body = request.get_json(silent=True) or {}
+    # No body: the defaults. A body that does not parse is refused, not taken for none.
+    body = request_json() if request.get_data() else {}
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object, {\"overlap_seconds\": ...}, or none")
     client, secret = administration().clients.rotate_secret(

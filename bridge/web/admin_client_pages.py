@@ -7,6 +7,7 @@ with ``Cache-Control: no-store``; everything else redirects back with a notice."
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +18,10 @@ from bridge.errors import ConfigError, InvalidInput
 from bridge.web.admin_auth import actor, admin_page, current_admin
 from bridge.web.admin_pages import admin_pages
 from bridge.web.context import administration
+from bridge.web.json_input import form_json
+
+# ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough for int().
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}\Z")
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -38,10 +43,7 @@ def _lines(text: str) -> list[str]:
 def table_from_form(form: Any) -> dict[str, Any]:
     """The client's ``[[clients]]`` table from the registration form: the common settings as
     fields, any other as JSON; a field left empty takes the default."""
-    try:
-        table = json.loads(form.get("other_settings") or "{}")
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"other settings: not valid JSON ({error})") from None
+    table = form_json(form.get("other_settings") or "{}", "other settings")
     if not isinstance(table, dict):
         raise InvalidInput("other settings: a JSON object, like {\"scopes\": [\"openid\"]}")
     table.update({"client_id": form.get("client_id", "").strip(),
@@ -49,6 +51,8 @@ def table_from_form(form: Any) -> dict[str, Any]:
                   "audience": form.get("audience", "").strip(),
                   "public": form.get("kind", "public") == "public"})
     if form.get("claims_version"):
+        if not WHOLE_NUMBER.fullmatch(form["claims_version"]):
+            raise InvalidInput("claims version: 1 or 2")
         table["claims_version"] = int(form["claims_version"])
     if form.get("refresh_token_delivery"):
         table["refresh_token_delivery"] = form["refresh_token_delivery"]
@@ -99,11 +103,7 @@ def client_settings(client_id: str) -> BaseResponse:
     admin = administration().clients
     text = request.form.get("settings_json", "")
     try:
-        try:
-            table = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"settings: not valid JSON ({error})") from None
-        admin.update_client(client_id, table, actor())
+        admin.update_client(client_id, form_json(text, "settings"), actor())
     except ConfigError as error:
         detail = admin.get_client(client_id)
         return _page("admin/client.html", status=422, client=detail, problems=error.problems,
@@ -117,7 +117,7 @@ def rotate_client_secret(client_id: str) -> BaseResponse:
     admin = administration().clients
     raw = request.form.get("overlap_seconds", "").strip()
     try:
-        if raw and not raw.isdigit():
+        if raw and not WHOLE_NUMBER.fullmatch(raw):
             raise InvalidInput("overlap: a whole number of seconds")
         detail, secret = admin.rotate_secret(client_id, actor(),
                                              overlap_seconds=int(raw) if raw else None)

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from bridge.clients.registration import check_initial_access_token, register
 from bridge.errors import NotFound, TokenError
 from bridge.web.context import administration, services
+from bridge.web.json_input import request_json
 
 registration = Blueprint("registration", __name__)
 
@@ -17,7 +18,7 @@ def register_client() -> tuple[Response, int]:
         raise NotFound("not_found", "Dynamic client registration is not enabled here.")
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     check_initial_access_token(services(), value.strip() if scheme.lower() == "bearer" else None)
-    body = request.get_json(silent=True)
+    body = request_json()
     if body is None:
         raise TokenError("invalid_client_metadata", "The body must be JSON client metadata.",
                          code="registration_metadata_invalid")

@@ -130,3 +130,17 @@ def test_only_allowed_confidential_clients(attack: Attack) -> None:
     response = attack.browser.client.post("/token", data={
         "grant_type": GRANT, "assertion": "x", "client_id": "demo"})
     assert response.get_json()["error"] == "unauthorized_client"
+
+
+@pytest.mark.parametrize(("instant", "code"), [("2099-01-01T00:00:00Z", "authn_instant_in_future"),
+                                               ("1969-07-20T20:17:00Z", "authn_instant_invalid")])
+def test_an_implausible_authn_instant_is_an_invalid_grant(attack: Attack, instant: str,
+                                                          code: str) -> None:
+    """It would be the token's auth_time: a future one claims a login that has just happened."""
+    assertion = _assertion(attack, change=lambda a: a.find(
+        f".//{{{x.SAML}}}AuthnStatement").set("AuthnInstant", instant))
+    response = _grant(attack, assertion)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in response.get_json()
+    assert attack.browser.last_audit().code == code

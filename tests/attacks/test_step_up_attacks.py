@@ -5,6 +5,7 @@ why on its redirect URI, an audit event is written, and nothing is issued."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 import zlib
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.attacks import xml_tools as x
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser, Login
 
+_AC = "urn:oasis:names:tc:SAML:2.0:ac:classes:"
 WEB2 = {"client_id": "web2", "redirect_uris": ["https://web2.example.com/cb"],
         "audience": "https://api.example.com", "claims_version": 2, "public": True}
 
@@ -179,3 +181,64 @@ def test_no_passive_addressed_elsewhere_is_refused(browser: Browser) -> None:
     response = browser.post_acs(browser.idp.failure_for(login.pending))
     assert response.status_code == 400
     assert response.get_json()["code"] == "saml_destination_mismatch"
+
+
+@pytest.mark.parametrize(("class_ref", "acr"), [
+    # A well-known MFA class the table does not list: its short name would be the level's.
+    (_AC + "MobileTwoFactorContract", _AC + "MobileTwoFactorContract"),
+    # A well-known password class the table does not list (it lists PasswordProtectedTransport).
+    (_AC + "Password", _AC + "Password"),
+    # An IdP that names its class after our levels: passed through, it would be one.
+    ("mfa", None),
+    ("pwd", None),
+])
+def test_a_class_ref_the_table_does_not_list_never_takes_a_level_name(
+        browser: Browser, class_ref: str, acr: str | None) -> None:
+    """Asked for mfa, such a login is refused. Not asked, it must not get into tokens as mfa
+    (or pwd) either: an API that trusts acr == "mfa" would take it for the login it refuses."""
+    asked = start(browser, acr_values="mfa")
+    refused(browser, asked, browser.signed_response(asked, class_ref=class_ref),
+            code="authn_context_unmet")
+    login = start(browser)
+    code = browser.code_from(browser.post_acs(browser.signed_response(login, class_ref=class_ref)),
+                             login)
+    body = browser.exchange(code, login.verifier, client_id="web2",
+                            redirect_uri=WEB2["redirect_uris"][0]).get_json()
+    for token in (body["access_token"], body["id_token"]):
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims.get("acr") == acr and "amr" not in claims, claims
+
+
+@pytest.mark.parametrize("params", [{}, {"prompt": "login", "max_age": "0", "acr_values": "mfa"}])
+def test_an_authn_instant_in_the_future_is_refused(browser: Browser,
+                                                   params: dict[str, str]) -> None:
+    """A year ahead, it would meet prompt=login and max_age=0, and as auth_time tell every API
+    for a year that the person has just logged in, refresh after refresh."""
+    login = start(browser, **params)
+    future = int(time.time()) + 365 * 86400
+    refused(browser, login, browser.signed_response(login, class_ref=MFA_CONTEXT,
+                                                    authn_instant=future),
+            code="authn_instant_in_future", error="access_denied")
+    assert json.loads(browser.last_audit().detail_json)["seconds_ahead"] >= 365 * 86400 - 5
+
+
+def test_an_authn_instant_just_beyond_the_clock_skew_is_refused(browser: Browser) -> None:
+    """The IdP's clock may run ahead by its clock_skew_seconds (60 here), no more."""
+    beyond = start(browser)
+    refused(browser, beyond, browser.signed_response(beyond, authn_instant=int(time.time()) + 90),
+            code="authn_instant_in_future", error="access_denied")
+    within = start(browser)
+    assert browser.code_from(browser.post_acs(browser.signed_response(
+        within, authn_instant=int(time.time()) + 50)), within)
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+                                     "0001-01-01T00:00:00+14:00"])
+def test_an_authn_instant_before_1970_is_refused(browser: Browser, idp_key_dir: Path,
+                                                 instant: str) -> None:
+    """Signed by the IdP's own key, and still no time a login happened: refused, not stored."""
+    login = start(browser)
+    root = x.decode(browser.signed_response(login))
+    x.one(root, ".//saml:AuthnStatement").set("AuthnInstant", instant)
+    x.resign(root, x.load_keypair(idp_key_dir))
+    refused(browser, login, x.encode(root), code="authn_instant_invalid", error="access_denied")

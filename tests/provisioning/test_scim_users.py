@@ -187,6 +187,11 @@ def test_paging_and_other_filters(scim: Scim) -> None:
     assert [r["userName"] for r in page["Resources"]] == ["user1@example.com", "user2@example.com"]
     found = scim("GET", '/Users?filter=userName sw "user3" or externalId eq "e4"').get_json()
     assert sorted(r["externalId"] for r in found["Resources"]) == ["e3", "e4"]
+    # Past the end, however far (a startIndex beyond any database integer was a 500): empty.
+    for start in ("6", "99999999999999999999"):
+        beyond = scim("GET", f"/Users?startIndex={start}&count=2")
+        assert beyond.status_code == 200, beyond.get_data(as_text=True)
+        assert beyond.get_json()["totalResults"] == 5 and beyond.get_json()["Resources"] == []
 
 
 def test_entra_profile_habits_apply_and_its_flagged_shape_disables(scim: Scim,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bridge import audit, metrics
 from bridge.audit import refusals_audited
@@ -24,6 +24,14 @@ class AuthorizationCodeGrant:
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    def _reused(self, family_id: str | None, now: float) -> NoReturn:
+        """RFC 6749 §4.1.2: a code used twice revokes what it produced."""
+        if family_id is not None:
+            with self.services.db.transaction() as session:
+                refresh_tokens.revoke_family(session, family_id, now=now, reason="code_reuse")
+        raise TokenError("invalid_grant", "The authorization code has already been used.",
+                         code="code_reused")
+
     @refusals_audited("token", refusals=TokenError)
     def issue(self, client: ClientConfig, form: dict[str, str], *,
               dpop_jkt: str | None = None) -> TokenSet:
@@ -37,13 +45,8 @@ class AuthorizationCodeGrant:
             if row is None:
                 raise TokenError("invalid_grant", "The authorization code is not valid.",
                                  code="code_unknown")
-            replayed = row.family_id if row.used_at is not None else None
-        if replayed is not None:
-            # RFC 6749 §4.1.2: a code used twice revokes what it produced.
-            with db.transaction() as session:
-                refresh_tokens.revoke_family(session, replayed, now=now, reason="code_reuse")
-            raise TokenError("invalid_grant", "The authorization code has already been used.",
-                             code="code_reused")
+        if row.used_at is not None:
+            self._reused(row.family_id, now)
         if row.client_id != client.client_id:
             raise TokenError("invalid_grant", "The authorization code was issued to another client.",
                              code="code_client_mismatch")
@@ -86,8 +89,11 @@ class AuthorizationCodeGrant:
         with db.single_statement() as connection:
             redeemed = redeem_code(connection, row.code_hash, now, family, success)
         if not redeemed:
-            raise TokenError("invalid_grant", "The authorization code has already been used.",
-                             code="code_reused")
+            # Another request used the code after our read: the same reuse, whatever the timing.
+            # Its exchange has committed by now (ours waited for its lock), so its login is found.
+            with db.lookup() as connection:
+                used = find_code(connection, row.code_hash)
+            self._reused(used.family_id if used is not None else None, now)
         metrics.observe_event("token", "success", None, row.idp_slug, client.client_id)
         rotation = family.rotation
         return mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,

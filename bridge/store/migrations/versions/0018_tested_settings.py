@@ -6,15 +6,15 @@ passing test login was made with; ``test_logins.settings_fingerprint``: those in
 test started. An IdP tested before this revision has none, so it needs a new test before going
 live: nothing says which settings its test was made with. Live IdPs stay live.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0018
+Revises: 0017
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
