@@ -8,6 +8,8 @@ import tomllib
 import pytest
 from lxml import html
 
+from bridge.dev.saml_idp import DevIdp
+from tests.test_admin_api import api, token  # noqa: F401  (fixtures)
 from tests.test_idp_stages import SLUG, Admin, admin  # noqa: F401  (fixture)
 
 PASTED = '''display_name = "Contoso"
@@ -97,6 +99,10 @@ def test_the_common_settings_form_keeps_the_rest(admin: Admin) -> None:  # noqa:
 
 @pytest.mark.parametrize("skew,problem", [
     ("ninety", "clock_skew_seconds: a whole number of seconds, not 'ninety'"),
+    # Digits to str.isdigit(), not to int(): superscripts, other scripts' digits.
+    ("²", "clock_skew_seconds: a whole number of seconds, not '²'"),
+    ("1²", "clock_skew_seconds: a whole number of seconds, not '1²'"),
+    ("١٢", "clock_skew_seconds: a whole number of seconds, not '١٢'"),
     ("999", "IdP other settings: clock_skew_seconds: must be an integer from 0 to 300, got 999"),
 ])
 def test_the_form_names_a_mistake_and_changes_nothing(admin: Admin, skew: str,  # noqa: F811
@@ -109,3 +115,48 @@ def test_the_form_names_a_mistake_and_changes_nothing(admin: Admin, skew: str,  
         "//div[@id='problems']//li/text()")
     assert problems == [problem]
     assert _saved(admin) == {"display_name": "Contoso", "mapping": {"preset": "okta"}}
+
+
+DEEP = 5000
+
+
+@pytest.mark.parametrize("text", [
+    "a = " + "[" * DEEP + "]" * DEEP,
+    "a = " + "{b = " * DEEP + "1" + "}" * DEEP,
+    '{"a": ' + "[" * DEEP + "]" * DEEP + "}",
+    "[a]\nb = " + "[" * 40 + "]" * 40,  # parses, but deeper than any setting
+], ids=["toml-arrays", "toml-inline-tables", "json", "toml-within-the-stack"])
+def test_settings_nested_too_deep_are_refused_and_change_nothing(
+        admin: Admin, text: str) -> None:  # noqa: F811
+    admin.draft("okta")
+    refused = admin.post(f"/admin/idps/{SLUG}/settings", settings_text=text)
+    assert refused.status_code == 422
+    problems = html.fromstring(refused.get_data(as_text=True)).xpath(
+        "//div[@id='problems']//li/text()")
+    assert problems == ["settings: nested deeper than 32 levels"]
+    assert _saved(admin) == {"display_name": "Contoso", "mapping": {"preset": "okta"}}
+
+
+@pytest.mark.parametrize("form", [
+    {"slug": "deep", "settings": "[" * 100000 + "]" * 100000},
+    {"slug": "deep", "settings": '{"a": ' + "[" * 40 + "]" * 40 + "}"},
+])
+def test_settings_nested_too_deep_create_nothing(  # type: ignore[no-untyped-def]
+        api, form: dict[str, str]) -> None:  # noqa: F811
+    refused = api("POST", "/admin/api/idps", data=form, content_type="multipart/form-data")
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert refused.get_json()["problems"] == ["settings: nested deeper than 32 levels"]
+    assert api("GET", "/admin/api/idps/deep").status_code == 404
+
+
+def test_a_json_body_nested_too_deep_is_refused(  # type: ignore[no-untyped-def]
+        api, session_other_idp: DevIdp) -> None:  # noqa: F811
+    created = api("POST", "/admin/api/idps", json={
+        "slug": "other", "metadata_xml": session_other_idp.metadata_xml().decode()})
+    assert created.status_code == 201
+    before = api("GET", "/admin/api/idps/other").get_json()["settings"]
+    for body in ("[" * 100000 + "]" * 100000, '{"a": ' + "[" * 40 + "]" * 40 + "}"):
+        refused = api("PUT", "/admin/api/idps/other/settings", data=body,
+                      content_type="application/json")
+        assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == before

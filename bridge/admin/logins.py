@@ -21,7 +21,7 @@ from bridge.claims.preview import preview
 from bridge.config import Settings
 from bridge.errors import BridgeError, SamlRejected
 from bridge.identity import Identity
-from bridge.idps.settings import IdentityProvider
+from bridge.idps.settings import IdentityProvider, settings_fingerprint
 from bridge.login.start import LoginStarter
 from bridge.saml.bindings import OutgoingMessage
 from bridge.store.models import AuthnRequestRecord, IdpRecord, TestLogin
@@ -54,6 +54,9 @@ class AdminSignIn:
     def failed(self, request_id: str, error: BridgeError) -> str | None:
         return None  # the ordinary error page, with the code and reference
 
+    def allows_idp_in_testing(self, record: AuthnRequestRecord, idp: IdentityProvider) -> bool:
+        return False  # admins sign in only through IdPs offered to users
+
 
 class TestLoginCapture:
     __test__ = False  # not a pytest class
@@ -73,7 +76,8 @@ class TestLoginCapture:
         with self.services.db.transaction() as session:
             session.add(TestLogin(id=test_id, slug=idp.slug, request_id=request_id,
                                   started_by=actor, created_at=now,
-                                  expires_at=now + TEST_LOGIN_SECONDS))
+                                  expires_at=now + TEST_LOGIN_SECONDS,
+                                  settings_fingerprint=idp.settings_fingerprint))
             audit.record(session, at=now, event="test_login_started", outcome="success",
                          idp_slug=idp.slug, detail={"actor": actor, "test": test_id})
         return test_id, start.message, start.browser_token
@@ -89,20 +93,33 @@ class TestLoginCapture:
         return destination
 
     def _passed(self, request_id: str, idp: IdentityProvider) -> None:
-        """The version this login verified against has passed a test: it may go live."""
+        """The metadata version and settings this login was made and verified with have passed a
+        test: the IdP may go live while both are in force."""
         if idp.version_id is None:  # a file IdP: live already
             return
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             test = session.query(TestLogin).filter_by(request_id=request_id).one_or_none()
             row = session.get(IdpRecord, idp.slug, with_for_update=True)
-            if row is None or row.version_id != idp.version_id:
-                return  # changed meanwhile: this test says nothing about what is in force now
-            row.tested_version_id = idp.version_id
+            # Changed meanwhile (metadata, settings, or deleted and restored since the test
+            # started): this test says nothing about what is in force now.
+            if (row is None or test is None or test.slug != idp.slug
+                    or test.created_at < row.created_at
+                    or row.version_id != idp.version_id
+                    or settings_fingerprint(row.settings_json) != idp.settings_fingerprint
+                    or test.settings_fingerprint != idp.settings_fingerprint):
+                return
+            row.tested_version_id, row.tested_settings = idp.version_id, idp.settings_fingerprint
             audit.record(session, at=now, event="idp_test_login_passed", outcome="success",
                          idp_slug=idp.slug,
-                         detail={"actor": test.started_by if test else None,
-                                 "test": test.id if test else None, "version": idp.version_id})
+                         detail={"actor": test.started_by, "test": test.id,
+                                 "version": idp.version_id})
+
+    def allows_idp_in_testing(self, record: AuthnRequestRecord, idp: IdentityProvider) -> bool:
+        """Testing an IdP is what its test logins are for: one an admin started for it."""
+        with self.services.db.transaction() as session:
+            test = session.query(TestLogin).filter_by(request_id=record.id).one_or_none()
+            return test is not None and test.slug == idp.slug
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:
         with self.services.db.transaction() as session:

@@ -18,8 +18,9 @@ Two rules guard identity and trust (docs/decisions/0011 and 0012):
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
@@ -37,7 +38,13 @@ from bridge.idps.uniqueness import (
 )
 from bridge.oauth.deprovisioned import forget_provisioning
 from bridge.oauth.revocation import end_logins
-from bridge.store.models import AuthorizationCode, IdpEntityId, IdpRecord, RefreshFamily
+from bridge.store.models import (
+    AuthnRequestRecord,
+    AuthorizationCode,
+    IdpEntityId,
+    IdpRecord,
+    RefreshFamily,
+)
 
 
 class IdpAdmin(IdpStages):
@@ -143,10 +150,14 @@ class IdpAdmin(IdpStages):
             ended = end_logins(session, families=[RefreshFamily.idp_slug == slug],
                                codes=[AuthorizationCode.idp_slug == slug], now=now,
                                reason="idp_deleted")
+            # So do the logins started through it and not finished: the IdP may come back
+            # (restored, into testing), and what was asked of it then must not complete there.
+            requests_ended = cast("CursorResult[Any]", session.execute(delete(
+                AuthnRequestRecord).where(AuthnRequestRecord.idp_slug == slug))).rowcount
             forget_provisioning(session, idp_slug=slug, now=now)
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),
                                  "metadata_url": record.metadata_url, "state": record.state,
-                                 "logins_ended": ended})
+                                 "logins_ended": ended, "requests_ended": requests_ended})
         self.registry.invalidate()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from bridge.errors import NotFound
 from bridge.idps.history import version_history, version_xml
 from bridge.idps.registry import IdpRegistry
-from bridge.idps.settings import SLUG_RE, IdentityProvider
+from bridge.idps.settings import SLUG_RE, IdentityProvider, settings_fingerprint
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
 from bridge.store.db import Database
@@ -58,6 +58,12 @@ def login_health(db: Database) -> dict[str, dict[str, Any]]:
     return health
 
 
+
+def is_tested(row: IdpRecord) -> bool:
+    """Whether a test login has passed with the metadata and the settings in force."""
+    return (row.version_id is not None and row.tested_version_id == row.version_id
+            and row.tested_settings == settings_fingerprint(row.settings_json))
+
 class IdpOverview:
     """The IdPs in force as the admin API and pages show them."""
 
@@ -98,6 +104,10 @@ class IdpOverview:
         detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
         detail["version_id"] = record.version_id if record else None
         detail["tested_version_id"] = record.tested_version_id if record else None
+        # Whether a test login passed with what is in force: the metadata, and the settings.
+        detail["tested"] = record is not None and is_tested(record)
+        detail["settings_tested"] = (record is not None and record.tested_settings
+                                     == settings_fingerprint(record.settings_json))
         detail["versions"] = self.versions(slug) if detail["source"] == "api" else []
         return detail
 

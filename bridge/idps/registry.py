@@ -10,7 +10,6 @@ holds every IdP's entity ID under a unique constraint. File IdPs are entered the
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import threading
@@ -24,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from bridge.clock import Clock
 from bridge.errors import ConfigError
 from bridge.idps.endpoints import clashes
-from bridge.idps.settings import IdentityProvider, parse_idp_settings
+from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId, IdpMetadataVersion, IdpRecord
@@ -102,8 +101,8 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         parsed: dict[tuple[str, int, str, str], IdentityProvider] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
-            key = (record.slug, version.id,
-                   hashlib.sha256(record.settings_json.encode()).hexdigest(), record.state)
+            key = (record.slug, version.id, settings_fingerprint(record.settings_json),
+                   record.state)
             idp = self._parsed.get(key)
             if idp is None:
                 try:
@@ -222,4 +221,5 @@ def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int
     metadata = parse_idp_metadata(xml.encode("utf-8"), source=where, now=now,
                                   check_expiry=check_expiry)
     settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
-    return IdentityProvider(slug=slug, metadata=metadata, settings=settings, version_id=version_id)
+    return IdentityProvider(slug=slug, metadata=metadata, settings=settings, version_id=version_id,
+                            settings_fingerprint=settings_fingerprint(settings_json))

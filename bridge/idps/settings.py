@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,10 +70,18 @@ class IdentityProvider(SamlIdp):
     # once it went live (bridge.idps.stages). The metadata version in force, if stored.
     live: bool = True
     version_id: int | None = None
+    # Of the stored settings it was loaded with (settings_fingerprint): what a test login saw.
+    settings_fingerprint: str | None = None
 
     @property
     def display_name(self) -> str:
         return self.settings.display_name or self.slug
+
+
+def settings_fingerprint(settings_json: str) -> str:
+    """Which stored settings an IdP is in force with: a passing test login counts for go-live
+    only while the settings it was made with are in force (docs/decisions/0025)."""
+    return hashlib.sha256(settings_json.encode()).hexdigest()
 
 
 def offered(idps: Mapping[str, IdentityProvider]) -> dict[str, IdentityProvider]:

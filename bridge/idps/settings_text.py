@@ -5,6 +5,7 @@ JSON, as the admin API takes it, is read too."""
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from typing import Any
 
@@ -18,21 +19,53 @@ def settings_as_toml(settings: dict[str, Any]) -> str:
     return tomli_w.dumps(_without_nulls(settings))
 
 
+# Real settings nest a few levels (mapping.claims.email.transforms[0].value_map); the parsers
+# recurse once per level, so a document nested thousands deep would exhaust the stack.
+MAX_NESTING = 32
+_TOO_DEEP = f"settings: nested deeper than {MAX_NESTING} levels"
+
+
 def settings_from_text(text: str) -> dict[str, Any]:
     """The settings an admin typed: a TOML document, or a JSON object."""
     try:
-        return tomllib.loads(text)
+        return check_nesting(tomllib.loads(text))
+    except RecursionError:
+        raise InvalidInput(_TOO_DEEP) from None
     except tomllib.TOMLDecodeError as toml_error:
         if text.lstrip().startswith("{"):
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError as json_error:
-                raise InvalidInput(f"settings: neither TOML ({toml_error}) nor a JSON object "
-                                   f"({json_error})") from None
+            parsed = json_settings(text, toml_error=toml_error)
             if isinstance(parsed, dict):
                 return parsed
         raise InvalidInput(f"settings: not valid TOML ({toml_error}); write them as in "
                            "idp_metadata/<slug>.toml") from None
+
+
+def json_settings(text: str, *, toml_error: Exception | None = None) -> Any:
+    """Settings given as JSON (the admin API's form field, or the page's JSON): parsed, with
+    their nesting bounded."""
+    try:
+        return check_nesting(json.loads(text))
+    except RecursionError:
+        raise InvalidInput(_TOO_DEEP) from None
+    except json.JSONDecodeError as json_error:
+        if toml_error is not None:
+            raise InvalidInput(f"settings: neither TOML ({toml_error}) nor a JSON object "
+                               f"({json_error})") from None
+        raise InvalidInput(f"settings: not valid JSON ({json_error})") from None
+
+
+def check_nesting(value: Any) -> Any:
+    """``value``, unless its tables and lists nest deeper than ``MAX_NESTING`` (counted without
+    recursion, so any depth can be judged)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_NESTING:
+                raise InvalidInput(_TOO_DEEP)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return value
 
 
 def _without_nulls(value: Any) -> Any:
@@ -68,7 +101,8 @@ def with_common_settings(settings: dict[str, Any], form: dict[str, str]) -> dict
         if value in ("", default):
             changed.pop(key, None)
         elif key == "clock_skew_seconds":
-            if not value.isdigit():
+            # ASCII digits only: str.isdigit() takes "²" and "١٢", which int() does not.
+            if not re.fullmatch(r"[0-9]{1,9}", value):
                 raise InvalidInput(f"clock_skew_seconds: a whole number of seconds, not {value!r}")
             changed[key] = int(value)
         else:

@@ -26,6 +26,7 @@ from bridge.errors import Conflict, InvalidInput, NotFound
 from bridge.idps.fetch import fetch_metadata
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
+from bridge.idps.overview import is_tested
 from bridge.idps.settings import SLUG_RE, parse_idp_settings
 from bridge.idps.uniqueness import (
     check_endpoints_free,
@@ -128,11 +129,12 @@ class IdpStages(MetadataVersions):
             if row.version_id is None:
                 raise Conflict(f"IdP {slug} is a draft: give it the IdP's metadata and test a "
                                "login first", code="idp_untested")
-            tested = row.tested_version_id == row.version_id
+            tested = is_tested(row)
             if not tested and not without_test:
                 raise Conflict(f"IdP {slug}: no test login has passed with the metadata in force "
-                               f"(version {row.version_id}); test a login first, or go live "
-                               "without one (recorded in the audit trail)", code="idp_untested")
+                               f"(version {row.version_id}) and the settings in force; test a "
+                               "login first, or go live without one (recorded in the audit "
+                               "trail)", code="idp_untested")
             row.state, row.updated_at = LIVE, now
             audit.record(session, at=now, event="idp_went_live", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "version": row.version_id,

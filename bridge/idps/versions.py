@@ -24,6 +24,7 @@ from bridge.idps.overview import IdpOverview
 from bridge.idps.refresh import RefreshFailed, refresh_interval
 from bridge.idps.registry import load_managed_idp
 from bridge.idps.settings import SLUG_RE, IdentityProvider, parse_idp_settings
+from bridge.idps.settings_text import check_nesting
 from bridge.idps.targets import check_idp_initiated_targets
 from bridge.idps.uniqueness import check_endpoints_free, check_entity_id_free, claim_entity_id, lost_race
 from bridge.store.models import IdpMetadataVersion, IdpRecord
@@ -323,7 +324,7 @@ class MetadataVersions(IdpOverview):
     def _validated_settings(self, slug: str, settings: dict[str, Any]) -> str:
         if not isinstance(settings, dict):
             raise InvalidInput("settings: must be an object")
-        return json.dumps(settings, sort_keys=True, default=str)
+        return json.dumps(check_nesting(settings), sort_keys=True, default=str)
 
     def policy_for(self, slug: str, settings_json: str) -> FetchPolicy:
         """The fetch policy for this IdP's metadata URL: the bridge's, with the IdP's internal

@@ -109,8 +109,14 @@ class AssertionConsumer:
             return self.idp_initiated.complete(idp, received, relay_state, refusal)
         record = self._outstanding(slug, request_id, browser_token, now, refusal)
         completion = self.completions.get(record.client_id)
-        client = self.oauth_code.client(record) if completion is None else None
         progress.completion, progress.request_id = completion, record.id
+        # A login started while the IdP was offered (before it was deleted and restored into
+        # testing) must not finish through it: only an admin's test login of this IdP may.
+        if not idp.live and (completion is None or not completion.allows_idp_in_testing(record,
+                                                                                       idp)):
+            raise SamlRejected("idp_not_live",
+                               "This IdP is not offered to users (it is being tested).")
+        client = self.oauth_code.client(record) if completion is None else None
         if client is not None:
             # Only a LoginUnmet goes back to the client, and verify raises one only once the
             # response has passed every other check (an implausible AuthnInstant).

@@ -38,6 +38,10 @@ class Completion(Protocol):
         """Handle a refused login; return where the browser goes, or None to show the error."""
         ...
 
+    def allows_idp_in_testing(self, record: Any, idp: IdentityProvider) -> bool:
+        """Whether this login may complete through an IdP that is not offered to users."""
+        ...
+
 
 class OAuthCodeCompletion:
     """An authorization code for the client that started the login, stored in the transaction

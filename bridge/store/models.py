@@ -220,6 +220,8 @@ class IdpRecord(Base):
     updated_at: Mapped[float] = mapped_column(Double, index=True)
     state: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
     tested_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The fingerprint of the settings that passing test login was made with (settings_fingerprint).
+    tested_settings: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IdpEntityId(Base):
@@ -302,6 +304,8 @@ class TestLogin(Base):
     expires_at: Mapped[float] = mapped_column(Double, index=True)
     completed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The IdP's settings when the test started: it says nothing of settings changed since.
+    settings_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class JobLease(Base):

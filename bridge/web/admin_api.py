@@ -17,10 +17,11 @@ from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import InvalidInput, SamlRejected
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
+from bridge.idps.settings_text import json_settings
 from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_api
 from bridge.web.context import administration, application, services
-from bridge.web.json_input import form_json, request_json
+from bridge.web.json_input import request_json
 from bridge.web.sso import metadata_response
 
 admin_api_blueprint = Blueprint("admin_api", __name__, url_prefix="/admin")
@@ -74,7 +75,7 @@ def list_idps() -> Response:
 def create_idp() -> tuple[Response, int]:
     if request.files or request.form:
         slug = request.form.get("slug", "")
-        settings = form_json(request.form.get("settings") or "{}", "settings")
+        settings = json_settings(request.form.get("settings") or "{}")
         xml, url = _metadata_from_request()
         url = url or request.form.get("metadata_url") or None
     else:
