@@ -148,6 +148,55 @@ def _hammer(cluster: Cluster, stop: threading.Event, outcomes: list[int], tokens
         time.sleep(0.01)
 
 
+def _scim_deactivation_ends_the_login_on_the_other_node(cluster: Cluster, deactivate: dict,
+                                                        reactivate: dict) -> None:
+    """Alice logs in; her IdP deactivates her over SCIM through node a; on node b her access
+    token is refused by /userinfo and her refresh token by /token within 2 seconds."""
+    a, b = cluster.nodes[:2]
+    admin = cluster.cli("admin", "create-token", "--name", "scim").strip().splitlines()[-1]
+    scim_token = requests.post(a.url + "/admin/api/idps/dev/scim-token", timeout=10,
+                               headers={"Authorization": f"Bearer {admin}"}).json()["token"]
+    scim = {**ENTRA_HEADERS, "Authorization": f"Bearer {scim_token}"}
+    base = a.url + "/scim/v2/dev"
+    found = requests.get(base + "/Users", params={"filter": 'userName eq "a1b2c3d4-0001"'},
+                         headers=scim, timeout=10).json()["Resources"]
+    if found:
+        user_id = found[0]["id"]
+    else:
+        created = requests.post(base + "/Users", json=entra_user("a1b2c3d4-0001", "alice"),
+                                headers=scim, timeout=10)
+        assert created.status_code == 201, created.text
+        user_id = created.json()["id"]
+    tokens = cluster.tokens(requests.Session(), via=b.url)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(b.url + "/userinfo", headers=bearer, timeout=10).status_code == 200
+
+    started = time.monotonic()
+    answer = requests.patch(f"{base}/Users/{user_id}", json=deactivate, headers=scim, timeout=10)
+    assert answer.status_code == 200 and answer.json()["active"] is False, answer.text
+    while requests.get(b.url + "/userinfo", headers=bearer, timeout=10).status_code != 401:
+        assert time.monotonic() - started < 2, "the login lived on on the other node"
+        time.sleep(0.05)
+    assert time.monotonic() - started < 2
+    refreshed = requests.post(b.url + "/token", data={
+        "grant_type": "refresh_token", "client_id": "demo",
+        "refresh_token": tokens["refresh_token"]}, timeout=10)
+    assert refreshed.status_code == 400
+    assert requests.patch(f"{base}/Users/{user_id}", json=reactivate, headers=scim,
+                          timeout=10).json()["active"] is True
+    cluster.tokens(requests.Session(), via=b.url)  # reactivated: logins work again
+
+
+def test_an_okta_shaped_scim_deactivation_ends_a_login_on_the_other_node(cluster: Cluster) -> None:
+    _scim_deactivation_ends_the_login_on_the_other_node(cluster, OKTA_DEACTIVATE, OKTA_REACTIVATE)
+
+
+def test_an_entra_shaped_scim_deactivation_ends_a_login_on_the_other_node(cluster: Cluster
+                                                                          ) -> None:
+    _scim_deactivation_ends_the_login_on_the_other_node(cluster, ENTRA_DISABLE, ENTRA_ENABLE)
+
+
+# The tests below stop nodes of the shared cluster: every test that needs two runs above them.
 def test_a_node_killed_under_load(cluster: Cluster) -> None:
     chains = [[cluster.tokens(requests.Session())["refresh_token"]] for _ in range(4)]
     stop = threading.Event()
@@ -223,51 +272,3 @@ def test_the_database_cut_away_under_load(cluster: Cluster) -> None:
     print(f"\ndatabase cut: 10 of 10 refreshes answered 503 with Retry-After; first 200 "
           f"{time.monotonic() - restored:.1f} s after the database came back")
     assert requests.get(cluster.proxy_url + "/readyz", timeout=5).status_code == 200
-
-
-def _scim_deactivation_ends_the_login_on_the_other_node(cluster: Cluster, deactivate: dict,
-                                                        reactivate: dict) -> None:
-    """Alice logs in; her IdP deactivates her over SCIM through node a; on node b her access
-    token is refused by /userinfo and her refresh token by /token within 2 seconds."""
-    a, b = cluster.nodes[:2]
-    admin = cluster.cli("admin", "create-token", "--name", "scim").strip().splitlines()[-1]
-    scim_token = requests.post(a.url + "/admin/api/idps/dev/scim-token", timeout=10,
-                               headers={"Authorization": f"Bearer {admin}"}).json()["token"]
-    scim = {**ENTRA_HEADERS, "Authorization": f"Bearer {scim_token}"}
-    base = a.url + "/scim/v2/dev"
-    found = requests.get(base + "/Users", params={"filter": 'userName eq "a1b2c3d4-0001"'},
-                         headers=scim, timeout=10).json()["Resources"]
-    if found:
-        user_id = found[0]["id"]
-    else:
-        created = requests.post(base + "/Users", json=entra_user("a1b2c3d4-0001", "alice"),
-                                headers=scim, timeout=10)
-        assert created.status_code == 201, created.text
-        user_id = created.json()["id"]
-    tokens = cluster.tokens(requests.Session(), via=b.url)
-    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-    assert requests.get(b.url + "/userinfo", headers=bearer, timeout=10).status_code == 200
-
-    started = time.monotonic()
-    answer = requests.patch(f"{base}/Users/{user_id}", json=deactivate, headers=scim, timeout=10)
-    assert answer.status_code == 200 and answer.json()["active"] is False, answer.text
-    while requests.get(b.url + "/userinfo", headers=bearer, timeout=10).status_code != 401:
-        assert time.monotonic() - started < 2, "the login lived on on the other node"
-        time.sleep(0.05)
-    assert time.monotonic() - started < 2
-    refreshed = requests.post(b.url + "/token", data={
-        "grant_type": "refresh_token", "client_id": "demo",
-        "refresh_token": tokens["refresh_token"]}, timeout=10)
-    assert refreshed.status_code == 400
-    assert requests.patch(f"{base}/Users/{user_id}", json=reactivate, headers=scim,
-                          timeout=10).json()["active"] is True
-    cluster.tokens(requests.Session(), via=b.url)  # reactivated: logins work again
-
-
-def test_an_okta_shaped_scim_deactivation_ends_a_login_on_the_other_node(cluster: Cluster) -> None:
-    _scim_deactivation_ends_the_login_on_the_other_node(cluster, OKTA_DEACTIVATE, OKTA_REACTIVATE)
-
-
-def test_an_entra_shaped_scim_deactivation_ends_a_login_on_the_other_node(cluster: Cluster
-                                                                          ) -> None:
-    _scim_deactivation_ends_the_login_on_the_other_node(cluster, ENTRA_DISABLE, ENTRA_ENABLE)
