@@ -97,6 +97,28 @@ class Database:
             yield connection
 
     @contextlib.contextmanager
+    def driver_transaction(self) -> Iterator[direct.DriverConnection]:
+        """Like ``connection()``, for work that runs only ``store/direct.py`` statements: the
+        pooled driver connection, begun (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the driver
+        begins at the first statement) and committed or rolled back on it directly."""
+        with _unavailable_when_disconnected():
+            pooled = self.engine.raw_connection()
+            try:
+                connection = direct.DriverConnection(self.engine.dialect, pooled)
+                if self.dialect == "sqlite":
+                    direct.execute(connection, _BEGIN_IMMEDIATE, {})
+                try:
+                    yield connection
+                except BaseException:
+                    # A rollback that fails (a lost connection) must not hide why we roll back.
+                    with contextlib.suppress(exc.DBAPIError):
+                        direct.finish(connection, commit=False)
+                    raise
+                direct.finish(connection, commit=True)
+            finally:
+                pooled.close()  # back to the pool, which rolls back whatever is left
+
+    @contextlib.contextmanager
     def single_statement(self) -> Iterator[Connection]:
         """For work that is one statement, atomic by itself: on PostgreSQL a connection outside
         any transaction (no BEGIN and COMMIT, each a round trip of its own); on SQLite, which

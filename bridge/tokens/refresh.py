@@ -177,7 +177,7 @@ def rotates_in_one_statement(dialect: str) -> bool:
     return dialect == "postgresql"
 
 
-def rotate_at_once(connection: Connection, *, token: str, client_id: str, now: float,
+def rotate_at_once(connection: direct.Runner, *, token: str, client_id: str, now: float,
                    policy: RefreshPolicy, successor_key: bytes,
                    dpop_jkt: str | None = None) -> Rotation | None:
     """A plain rotation in one statement (PostgreSQL): the successor, or None when the token is
@@ -198,7 +198,7 @@ def rotate_at_once(connection: Connection, *, token: str, client_id: str, now: f
                     refresh_token=successor)
 
 
-def rotate(connection: Connection, *, token: str, client_id: str, now: float,
+def rotate(connection: direct.Runner, *, token: str, client_id: str, now: float,
            policy: RefreshPolicy, successor_key: bytes, dpop_jkt: str | None = None) -> Rotation:
     """Use ``token`` once: return its successor, or raise ``TokenError`` (``ReuseDetected`` when
     the family must be revoked). ``dpop_jkt`` is the key of the request's DPoP proof, if any: a
@@ -260,7 +260,7 @@ def rotate(connection: Connection, *, token: str, client_id: str, now: float,
     raise ReuseDetected(family.id)
 
 
-def _used_at(connection: Connection, token_hash: str) -> float | None:
+def _used_at(connection: direct.Runner, token_hash: str) -> float | None:
     row = direct.first(connection, _TOKEN_USED_AT, {"h": token_hash})
     return None if row is None else row.used_at
 

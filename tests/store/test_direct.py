@@ -93,3 +93,87 @@ def test_a_lost_postgresql_connection_is_store_unavailable(database: Database) -
         admin.dispose()
     # The dead connection was dropped: the next request is served.
     _remember(database, "m-6")
+
+
+def _insert(connection: direct.Runner, message_id: str) -> None:
+    direct.execute(connection, _INSERT, {"idp_entity_id": "https://idp",
+                                         "assertion_id": message_id, "expires_at": 1.0})
+
+
+_INSERT = sa.insert(ConsumedAssertion)
+
+
+def test_a_driver_transaction_commits_what_it_wrote(database: Database) -> None:
+    with database.driver_transaction() as connection:
+        _insert(connection, "d-1")
+        _insert(connection, "d-2")
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "d-1"}) is not None
+        assert direct.first(connection, _FIND, {"id": "d-2"}) is not None
+
+
+def test_a_driver_transaction_rolls_back_everything_when_its_work_fails(
+        database: Database) -> None:
+    _remember(database, "d-1")
+    with pytest.raises(sa.exc.IntegrityError), database.driver_transaction() as connection:
+        _insert(connection, "d-3")
+        _insert(connection, "d-1")  # a second use: the driver's error as SQLAlchemy's class
+    with pytest.raises(RuntimeError), database.driver_transaction() as connection:
+        _insert(connection, "d-4")
+        raise RuntimeError("any error of the caller's")
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "d-3"}) is None
+        assert direct.first(connection, _FIND, {"id": "d-4"}) is None
+    # The connection went back to the pool clean: the next transaction works as usual.
+    with database.driver_transaction() as connection:
+        _insert(connection, "d-5")
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "d-5"}) is not None
+
+
+def test_a_driver_transaction_serializes_writers_like_any_other(database: Database) -> None:
+    """SQLite: it takes the write lock up front (BEGIN IMMEDIATE), so a second writer waits for
+    it; PostgreSQL: the second waits on the row's lock. Either way it sees the first's row."""
+    holding, done = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def first_writer() -> None:
+        with database.driver_transaction() as connection:
+            _insert(connection, "d-7")
+            holding.set()
+            done.wait(10)
+
+    def second_writer() -> None:
+        with pytest.raises(sa.exc.IntegrityError), database.driver_transaction() as connection:
+            seen.append("started")
+            _insert(connection, "d-7")
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    assert holding.wait(10)
+    racer = threading.Thread(target=second_writer)
+    racer.start()
+    racer.join(0.5)
+    assert racer.is_alive()  # waiting for the first writer
+    done.set()
+    thread.join()
+    racer.join(10)
+    assert not racer.is_alive() and seen
+
+
+def test_a_lost_postgresql_connection_in_a_driver_transaction_is_store_unavailable(
+        database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("a lost connection is a PostgreSQL matter")
+    admin = Database(database.url)
+    try:
+        with pytest.raises(StoreUnavailable), database.driver_transaction() as connection:
+            pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
+            with admin.lookup() as other:
+                direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
+                             {"pid": pid})
+            _insert(connection, "d-8")
+    finally:
+        admin.dispose()
+    with database.driver_transaction() as connection:
+        _insert(connection, "d-9")

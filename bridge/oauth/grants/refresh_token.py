@@ -58,7 +58,7 @@ class RefreshTokenGrant:
                     policy=policy, successor_key=successor_key, dpop_jkt=dpop_jkt)
             if rotation is not None:
                 return self._mint(client, rotation, None, key, dpop_jkt)
-        with db.connection() as connection:
+        with db.driver_transaction() as connection:
             rotation = refresh_tokens.rotate(
                 connection, token=token, client_id=client.client_id, now=now, policy=policy,
                 successor_key=successor_key, dpop_jkt=dpop_jkt)
