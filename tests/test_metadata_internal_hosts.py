@@ -1,8 +1,11 @@
 """An IdP's internal metadata host (AD FS on the company network): fetched on exactly the
-addresses the admin named, from exactly that host, with every other SSRF rule still standing; and
-the setting itself refuses what would open more than one service.
+addresses and port the admin named, from exactly that host, with every other SSRF rule still
+standing; an internal host may only be on a private address (RFC 1918, IPv6 ULA); a failure tells
+the admin nothing about the internal network; and the setting itself refuses what would open more
+than one service.
 
-The internal server is a real HTTPS server on this machine's own private (non-loopback) address;
+The internal server is a real HTTPS server on a private address this test session puts on the
+loopback interface (``ip addr add 10.203.x.y/32 dev lo``, and an fd42:203:: ULA when IPv6 works);
 ``metadata.test`` reaches it through the fetcher's resolver argument."""
 
 from __future__ import annotations
@@ -10,56 +13,194 @@ from __future__ import annotations
 import http.server
 import ipaddress
 import json
+import logging
+import os
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+import urllib3.util.connection
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import DevIdp
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, FetchRefused
 from bridge.idps.fetch import FetchPolicy, fetch_metadata
 from bridge.idps.internal_hosts import parse_internal_hosts
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.idps.settings import parse_idp_settings
 from bridge.services import Services
-from bridge.store.models import AuditEvent
+from bridge.store.models import AuditEvent, IdpRecord
 from tests.test_admin_metadata_url import _Handler as PublishedHandler
 from tests.test_admin_metadata_url import _Published
-from tests.test_metadata_fetch import METADATA, Pki, Resolver, Running, _Server, pki  # noqa: F401
+from tests.test_metadata_fetch import (  # noqa: F401
+    METADATA,
+    Pki,
+    Resolver,
+    Running,
+    _Handler,
+    _Server,
+    pki,
+)
+
+HOST_REFUSED = "metadata_internal_host_refused"
+FETCH_FAILED = "metadata_internal_fetch_failed"
+BANNER = b"Apache/2.4.1 (Internal) intranet-wiki.corp.test secret banner"
 
 
-def _own_private_address() -> str:
-    """The address this machine uses towards other hosts, if it is a private one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+# --- private addresses on this machine --------------------------------------------------------
+
+def _add_address(address: str) -> bool:
+    """Put ``address`` on ``lo``; True when this session added it (and must remove it)."""
+    family = "-6" if ":" in address else "-4"
+    prefix = "/128" if ":" in address else "/32"
+    shown = subprocess.run(["ip", family, "addr", "show", "dev", "lo"], capture_output=True,
+                           text=True, check=False)
+    if f" {address}{prefix} " in shown.stdout or f" {address}/" in shown.stdout:
+        return False
+    extra = ["nodad"] if ":" in address else []
+    added = subprocess.run(["ip", family, "addr", "add", address + prefix, "dev", "lo", *extra],
+                           capture_output=True, text=True, check=False)
+    if added.returncode != 0:
+        raise OSError(added.stderr.strip() or f"ip addr add {address} failed")
+    return True
+
+
+def _remove_address(address: str) -> None:
+    family = "-6" if ":" in address else "-4"
+    prefix = "/128" if ":" in address else "/32"
+    subprocess.run(["ip", family, "addr", "del", address + prefix, "dev", "lo"],
+                   capture_output=True, check=False)
+
+
+def _usable(address: str) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:
-            probe.connect(("10.255.255.254", 9))  # no packet is sent: this only picks a route
-            address = probe.getsockname()[0]
+            probe.bind((address, 0))
         except OSError:
-            pytest.skip("no route off this machine")
-    parsed = ipaddress.ip_address(address)
-    if parsed.is_loopback or not parsed.is_private or parsed.is_link_local:
-        pytest.skip(f"this machine's address {address} is not a private one")
-    return address
+            return False
+    return True
 
 
-@pytest.fixture
-def internal(pki: Pki) -> Iterator[tuple[Running, str]]:  # noqa: F811
-    address = _own_private_address()
+@pytest.fixture(scope="session")
+def private_addresses() -> Iterator[dict[int, str]]:
+    """A private IPv4 address (and an IPv6 ULA when IPv6 works) on ``lo``, one per test process
+    so parallel runs do not share (or remove) each other's."""
+    if shutil.which("ip") is None:
+        pytest.skip("the ip command (iproute2) is missing; scripts/setup test installs it")
+    unique = os.getpid() % 65000 + 1
+    wanted = {4: f"10.203.{unique // 256}.{unique % 256}", 6: f"fd42:203::{unique:x}"}
+    added: list[str] = []
+    available: dict[int, str] = {}
+    try:
+        for version, address in wanted.items():
+            try:
+                if _add_address(address):
+                    added.append(address)
+            except OSError as exc:
+                if version == 4:
+                    pytest.skip(f"cannot add {address} to lo (not root?): {exc}")
+                continue
+            if _usable(address):
+                available[version] = address
+        if 4 not in available:
+            pytest.skip("the private address on lo cannot be bound")
+        yield available
+    finally:
+        for address in added:
+            _remove_address(address)
+
+
+class _InternalHandler(_Handler):
+    """The test server's routes, and what an internal server that is not AD FS answers."""
+
+    def route_banner(self) -> None:
+        self.reply(500, BANNER, Server="intranet-wiki/1.0")
+
+    def route_wiki(self) -> None:
+        self.reply(200, b"<html><head><title>" + BANNER + b"</title></head><body/></html>",
+                   Content_Type="text/html")
+
+    def route_other_xml(self) -> None:
+        self.reply(200, b"<config><db-password>" + BANNER + b"</db-password></config>",
+                   Content_Type="application/xml")
+
+
+class _InternalServer(_Server):
+    def __init__(self, context: ssl.SSLContext, address: str, port: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        http.server.ThreadingHTTPServer.__init__(self, (address, port), _InternalHandler)
+        self.socket = context.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+        self.connections = 0
+        self.requests = []
+        self.stopping = threading.Event()
+
+
+def _serve(pki: Pki, address: str, port: int = 0) -> tuple[_Server, threading.Thread]:  # noqa: F811
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert_file, pki.key_file)
-    httpd = _Server(context, address)
+    httpd = _InternalServer(context, address, port)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
+    return httpd, thread
+
+
+def _stop(httpd: _Server, thread: threading.Thread) -> None:
+    httpd.stopping.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
+def internal(request: pytest.FixtureRequest, pki: Pki,  # noqa: F811
+             private_addresses: dict[int, str]) -> Iterator[tuple[Running, str]]:
+    if request.param not in private_addresses:
+        pytest.skip("IPv6 is not available here")
+    address = private_addresses[request.param]
+    httpd, thread = _serve(pki, address)
     try:
         yield Running(httpd, pki.ca_file), address
     finally:
-        httpd.stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+        _stop(httpd, thread)
+
+
+@pytest.fixture
+def internal_v4(pki: Pki,  # noqa: F811
+                private_addresses: dict[int, str]) -> Iterator[tuple[Running, str]]:
+    httpd, thread = _serve(pki, private_addresses[4])
+    try:
+        yield Running(httpd, pki.ca_file), private_addresses[4]
+    finally:
+        _stop(httpd, thread)
+
+
+class _Connects:
+    """Every TCP connection the fetcher opens, by address."""
+
+    def __init__(self) -> None:
+        self.addresses: list[str] = []
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> _Connects:
+    seen = _Connects()
+    real = urllib3.util.connection.create_connection
+
+    def recording(address: tuple[str, int], *args: object, **kwargs: object) -> object:
+        seen.addresses.append(address[0])
+        return real(address, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", recording)
+    return seen
 
 
 def _policy(running: Running, hosts: dict[str, list[str]]) -> FetchPolicy:
@@ -69,59 +210,187 @@ def _policy(running: Running, hosts: dict[str, list[str]]) -> FetchPolicy:
     return FetchPolicy(ca_bundle=running.ca_file, internal_hosts=parsed)
 
 
-def test_a_listed_host_is_fetched_on_its_listed_address(internal: tuple[Running, str]) -> None:
+def _entry(running: Running) -> str:
+    return f"metadata.test:{running.port}"
+
+
+# --- what is fetched ----------------------------------------------------------------------------
+
+def test_a_listed_host_is_fetched_on_its_listed_address(internal: tuple[Running, str],
+                                                          connects: _Connects) -> None:
     running, address = internal
-    fetched = fetch_metadata(running.url(), policy=_policy(running, {"metadata.test": [address]}),
+    fetched = fetch_metadata(running.url(), policy=_policy(running, {_entry(running): [address]}),
                              resolver=Resolver(metadata_test=[address]))
     assert fetched.body == METADATA and running.server.connections == 1
+    assert connects.addresses == [address]
 
 
-def test_a_host_not_on_the_list_is_refused(internal: tuple[Running, str]) -> None:
+def test_an_entry_without_a_port_is_fetched_on_443_only(
+        pki: Pki, private_addresses: dict[int, str], connects: _Connects) -> None:  # noqa: F811
+    address = private_addresses[4]
+    try:
+        httpd, thread = _serve(pki, address, port=443)
+    except OSError:
+        pytest.skip("port 443 cannot be bound here")
+    try:
+        running = Running(httpd, pki.ca_file)
+        policy = _policy(running, {"metadata.test": [address]})
+        fetched = fetch_metadata("https://metadata.test/idp.xml", policy=policy,
+                                 resolver=Resolver(metadata_test=[address]))
+        assert fetched.body == METADATA
+        for url in ("https://metadata.test:8443/idp.xml", "https://metadata.test:22/idp.xml"):
+            with pytest.raises(FetchRefused) as caught:
+                fetch_metadata(url, policy=policy, resolver=Resolver(metadata_test=[address]))
+            assert caught.value.code == HOST_REFUSED
+            assert "port 443 only" in str(caught.value)
+        assert connects.addresses == [address] and httpd.connections == 1
+    finally:
+        _stop(httpd, thread)
+
+
+def test_an_entry_with_a_port_is_fetched_on_that_port_only(internal_v4: tuple[Running, str],
+                                                           connects: _Connects) -> None:
+    running, address = internal_v4
+    policy = _policy(running, {_entry(running): [address]})
+    for url in ("https://metadata.test/idp.xml", f"https://metadata.test:{running.port + 1}/"):
+        with pytest.raises(FetchRefused) as caught:
+            fetch_metadata(url, policy=policy, resolver=Resolver(metadata_test=[address]))
+        assert caught.value.code == HOST_REFUSED
+    assert connects.addresses == [] and running.server.connections == 0
+
+
+def test_a_host_not_on_the_list_is_refused(internal: tuple[Running, str],
+                                           connects: _Connects) -> None:
     running, address = internal
-    policy = _policy(running, {"adfs.corp.test": [address]})
+    policy = _policy(running, {f"adfs.corp.test:{running.port}": [address]})
     # another name that leads to the very same internal address
     with pytest.raises(ConfigError, match=r"metadata_url: metadata.test resolves to .* \(private\); "
                        r"metadata is only fetched from public addresses \(an internal host must "
                        r"be listed, with its addresses, in the metadata_internal_hosts of this "
                        r"IdP\)"):
         fetch_metadata(running.url(), policy=policy, resolver=Resolver(metadata_test=[address]))
-    assert running.server.connections == 0
+    assert running.server.connections == 0 and connects.addresses == []
 
 
-@pytest.mark.parametrize("answers", [
-    ["10.20.0.99"],                      # rebound to another internal service
-    ["{listed}", "10.20.0.99"],          # one listed address among others
-    ["127.0.0.1"],                       # loopback is never an internal host
-    ["169.254.169.254"],                 # nor the cloud's metadata service
-    ["::ffff:10.20.0.15"],               # nor an IPv6 form of a listed address
-])
-def test_a_listed_host_on_any_other_address_is_refused(internal: tuple[Running, str],
-                                                        answers: list[str]) -> None:
-    running, address = internal
-    policy = _policy(running, {"metadata.test": [address, "10.20.0.15"]})
-    resolver = Resolver(metadata_test=[a.replace("{listed}", address) for a in answers])
-    with pytest.raises(ConfigError, match=r"metadata_url: metadata.test resolves to "):
-        fetch_metadata(running.url(), policy=policy, resolver=resolver)
-    assert running.server.connections == 0
+# Every range an internal host may never be on, as a DNS answer for a listed host.
+REFUSED_ANSWERS = [
+    "10.20.0.99",           # rebound to another internal service
+    "127.0.0.1",            # loopback
+    "127.203.0.1",
+    "169.254.169.254",      # the cloud's metadata service
+    "169.254.10.1",         # link-local
+    "100.64.0.1",           # CGNAT (shared address space)
+    "100.127.255.254",
+    "198.18.0.1",           # benchmarking
+    "198.19.255.1",
+    "240.0.0.1",            # reserved
+    "255.255.255.255",
+    "0.0.0.0",              # 'this network'
+    "0.1.2.3",
+    "224.0.0.1",            # multicast
+    "239.255.255.250",
+    "192.0.2.2",            # TEST-NET-1 (this machine's own address)
+    "198.51.100.7",         # TEST-NET-2
+    "203.0.113.9",          # TEST-NET-3
+    "192.0.0.8",            # IETF protocol assignments
+    "192.88.99.1",          # 6to4 relay anycast
+    "::1",                  # IPv6 loopback
+    "::",                   # unspecified
+    "fe80::1",              # IPv6 link-local
+    "fd00:ec2::254",        # AWS's IPv6 instance metadata service (inside fc00::/7)
+    "ff02::1",              # IPv6 multicast
+    "2001:db8::1",          # IPv6 documentation
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",   # NAT64 form of 169.254.169.254
+    "2002:a9fe:a9fe::1",    # 6to4 form of 169.254.169.254
+    "2001::1",              # Teredo
+    "fec0::1",              # site-local (deprecated)
+]
+
+
+@pytest.mark.parametrize("answer", REFUSED_ANSWERS)
+def test_a_listed_host_resolving_to_a_refused_range_is_never_connected_to(
+        internal_v4: tuple[Running, str], connects: _Connects, answer: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    running, address = internal_v4
+    policy = _policy(running, {_entry(running): [address, "10.20.0.15", "fd42:203::5"]})
+    for answers in ([answer], [address, answer]):
+        with pytest.raises(FetchRefused) as caught, caplog.at_level(logging.WARNING):
+            fetch_metadata(running.url(), policy=policy,
+                           resolver=Resolver(metadata_test=answers))
+        assert caught.value.code == HOST_REFUSED
+        # the admin is not told what the internal name resolves to; the log is
+        shown = ipaddress.ip_address(answer)
+        assert str(shown) not in str(caught.value) and answer not in str(caught.value)
+        assert caught.value.log_detail["address"] in caplog.text
+    assert connects.addresses == [] and running.server.connections == 0
 
 
 def test_a_rebinding_answer_after_the_check_is_never_connected_to(
-        internal: tuple[Running, str]) -> None:
+        internal: tuple[Running, str], connects: _Connects) -> None:
     running, address = internal
     rebinding = Resolver(metadata_test=[[address], ["10.20.0.99"]])
-    fetched = fetch_metadata(running.url(), policy=_policy(running, {"metadata.test": [address]}),
+    fetched = fetch_metadata(running.url(), policy=_policy(running, {_entry(running): [address]}),
                              resolver=rebinding)
     assert fetched.body == METADATA
     assert rebinding.calls == [("metadata.test", running.port)]  # asked once, connected there
+    assert connects.addresses == [address]
 
 
-def test_a_listed_host_that_redirects_is_refused(internal: tuple[Running, str]) -> None:
-    running, address = internal
-    with pytest.raises(ConfigError, match="redirect"):
-        fetch_metadata(running.url("/moved"),
-                       policy=_policy(running, {"metadata.test": [address]}),
+# --- what the admin is told when it fails ----------------------------------------------------
+
+def _refusal(running: Running, address: str, path: str, **policy_changes: object) -> FetchRefused:
+    policy = replace(_policy(running, {_entry(running): [address]}), **policy_changes)
+    with pytest.raises(FetchRefused) as caught:
+        fetch_metadata(running.url(path), policy=policy,
                        resolver=Resolver(metadata_test=[address]))
-    assert [path for path, _ in running.server.requests] == ["/moved"]  # nothing followed
+    return caught.value
+
+
+def test_an_internal_failure_reveals_nothing_of_the_internal_server(
+        internal: tuple[Running, str], caplog: pytest.LogCaptureFixture,
+        tmp_path: object) -> None:
+    running, address = internal
+    with caplog.at_level(logging.WARNING, logger="bridge.idps.fetch"):
+        failures = {
+            "redirect": _refusal(running, address, "/moved"),
+            "status": _refusal(running, address, "/banner"),
+            "missing": _refusal(running, address, "/nothing-here"),
+            "html": _refusal(running, address, "/wiki"),
+            "other xml": _refusal(running, address, "/other.xml"),
+            "oversized": _refusal(running, address, "/large-declared", max_bytes=1024),
+            "tls": _refusal(running, address, "/idp.xml", ca_bundle=None),
+        }
+    messages = {"; ".join(error.problems) for error in failures.values()}
+    # One message for every failure: nothing to tell a closed port from a wrong path or an answer.
+    assert len(messages) == 1 and all(e.code == FETCH_FAILED for e in failures.values())
+    [message] = messages
+    assert "could not be fetched from the internal host metadata.test" in message
+    for secret in ("500", "404", "302", "elsewhere", "apache", "banner", "wiki", "html",
+                   "db-password", "bytes", "certificate verify", address):
+        assert secret not in message.lower(), secret
+    # The operator's log keeps every detail.
+    for detail in ("302", "elsewhere.test", "500", "404", "secret banner", "db-password",
+                   "6553600", "CERTIFICATE_VERIFY"):
+        assert detail in caplog.text, detail
+
+
+def test_a_closed_port_reads_like_any_other_failure(
+        internal_v4: tuple[Running, str], pki: Pki,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    running, address = internal_v4
+    refused_by_server = _refusal(running, address, "/banner")
+    closed = Running(running.server, pki.ca_file)
+    with socket.socket() as spare:  # a port nothing listens on
+        spare.bind((address, 0))
+        free_port = spare.getsockname()[1]
+    policy = _policy(closed, {f"metadata.test:{free_port}": [address]})
+    with pytest.raises(FetchRefused) as caught, caplog.at_level(logging.WARNING):
+        fetch_metadata(f"https://metadata.test:{free_port}/idp.xml", policy=policy,
+                       resolver=Resolver(metadata_test=[address]))
+    assert caught.value.code == FETCH_FAILED
+    assert str(caught.value) == str(refused_by_server)
+    assert "could not connect" in caplog.text
 
 
 @pytest.mark.parametrize("hosts,problem", [
@@ -134,6 +403,34 @@ def test_a_listed_host_that_redirects_is_refused(internal: tuple[Running, str]) 
     ({"adfs.corp.test": "10.1.2.3"}, "a list of 1 to 16 addresses"),
     ({"10.1.2.3": ["10.1.2.3"]}, "'10.1.2.3' is not a host name"),
     ({"https://adfs.corp.test/": ["10.1.2.3"]}, "is not a host name"),
+    ({"adfs.corp.test:0": ["10.1.2.3"]}, "is not a host name (or a host name and a port"),
+    ({"adfs.corp.test:65536": ["10.1.2.3"]}, "is not a host name (or a host name and a port"),
+    ({"adfs.corp.test:https": ["10.1.2.3"]}, "is not a host name (or a host name and a port"),
+    ({"adfs.corp.test": ["127.0.0.1/32"]}, "a loopback address"),
+    ({"adfs.corp.test": ["169.254.169.254/32"]}, "a link-local address"),
+    ({"adfs.corp.test": ["fe80::1"]}, "a link-local address"),
+    ({"adfs.corp.test": ["::1"]}, "a loopback address"),
+    ({"adfs.corp.test": ["100.64.0.1"]}, "a shared address space (CGNAT, 100.64/10) address"),
+    ({"adfs.corp.test": ["198.18.0.1"]}, "a benchmarking (198.18/15) address"),
+    ({"adfs.corp.test": ["240.0.0.1"]}, "a reserved (240/4) address"),
+    ({"adfs.corp.test": ["0.0.0.1"]}, "a 'this network' (0/8) address"),
+    ({"adfs.corp.test": ["224.0.0.251"]}, "a multicast address"),
+    ({"adfs.corp.test": ["ff02::fb"]}, "a multicast address"),
+    ({"adfs.corp.test": ["192.0.2.2"]}, "a documentation (TEST-NET) address"),
+    ({"adfs.corp.test": ["198.51.100.0/24"]}, "a documentation (TEST-NET) address"),
+    ({"adfs.corp.test": ["203.0.113.5"]}, "a documentation (TEST-NET) address"),
+    ({"adfs.corp.test": ["2001:db8::1"]}, "a documentation address"),
+    ({"adfs.corp.test": ["192.0.0.8"]}, "an IETF protocol assignment (192.0.0/24) address"),
+    ({"adfs.corp.test": ["192.88.99.1"]}, "a 6to4 relay (192.88.99/24) address"),
+    ({"adfs.corp.test": ["fd00:ec2::254"]}, "a cloud metadata service (fd00:ec2::/64) address"),
+    ({"adfs.corp.test": ["fd00:ec2::/64"]}, "a cloud metadata service (fd00:ec2::/64) address"),
+    ({"adfs.corp.test": ["::"]}, "the unspecified address"),
+    ({"adfs.corp.test": ["fec0::1"]}, "a site-local (deprecated) address"),
+    ({"adfs.corp.test": ["64:ff9b::a00:1"]}, "a NAT64 address"),
+    ({"adfs.corp.test": ["2002:a00:1::1"]}, "a 6to4 address"),
+    ({"adfs.corp.test": ["2001::a00:1"]}, "a Teredo address"),
+    ({"adfs.corp.test": ["172.32.0.1"]}, "not a private address"),
+    ({"adfs.corp.test": ["11.0.0.1"]}, "not a private address"),
     (["adfs.corp.test"], "a table of at most 8 host names"),
 ])
 def test_the_setting_refuses_what_would_open_more_than_one_service(hosts: object,
@@ -146,19 +443,23 @@ def test_the_setting_refuses_what_would_open_more_than_one_service(hosts: object
 
 def test_the_setting_reads_names_and_networks() -> None:
     settings = parse_idp_settings({"metadata_internal_hosts": {
-        "ADFS.Corp.Test": ["10.20.0.15", "10.20.1.0/28", "fd12::5"]}}, source="x")
-    [(host, networks)] = settings.metadata_internal_hosts
-    assert host == "adfs.corp.test"
-    assert [str(n) for n in networks] == ["10.20.0.15/32", "10.20.1.0/28", "fd12::5/128"]
-
+        "ADFS.Corp.Test": ["10.20.0.15", "10.20.1.0/28", "fd12::5", "172.31.255.1",
+                           "192.168.1.0/24"],
+        "adfs2.corp.test:8443": ["172.16.0.9"]}}, source="x")
+    [(host, port, networks), (host2, port2, networks2)] = settings.metadata_internal_hosts
+    assert (host, port, host2, port2) == ("adfs.corp.test", 443, "adfs2.corp.test", 8443)
+    assert [str(n) for n in networks] == ["10.20.0.15/32", "10.20.1.0/28", "fd12::5/128",
+                                          "172.31.255.1/32", "192.168.1.0/24"]
+    assert [str(n) for n in networks2] == ["172.16.0.9/32"]
 
 
 @pytest.fixture
 def adfs_like(pki: Pki, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-              session_other_idp: DevIdp) -> Iterator[tuple[str, str]]:
+              session_other_idp: DevIdp,
+              private_addresses: dict[int, str]) -> Iterator[tuple[str, str, str]]:
     """The IdP's metadata on an internal https host, the way AD FS publishes it; the system
-    resolver answers for that name with this machine's private address."""
-    address = _own_private_address()
+    resolver answers for that name with the session's private address."""
+    address = private_addresses[4]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert_file, pki.key_file)
     server = http.server.ThreadingHTTPServer((address, 0), PublishedHandler)
@@ -167,8 +468,9 @@ def adfs_like(pki: Pki, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
     thread.start()
     _Published.body, _Published.requests = session_other_idp.metadata_xml(), []
     monkeypatch.setattr("bridge.idps.fetch.system_resolver", Resolver(metadata_test=[address]))
+    port = server.server_address[1]
     try:
-        yield address, f"https://metadata.test:{server.server_address[1]}/metadata.xml"
+        yield address, f"https://metadata.test:{port}/metadata.xml", f"metadata.test:{port}"
     finally:
         server.shutdown()
         server.server_close()
@@ -176,8 +478,8 @@ def adfs_like(pki: Pki, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 
 
 def test_ad_fs_rollover_from_an_internal_host_without_the_global_switch(
-        bridge: Services, adfs_like: tuple[str, str], pki: Pki) -> None:  # noqa: F811
-    address, url = adfs_like
+        bridge: Services, adfs_like: tuple[str, str, str], pki: Pki) -> None:  # noqa: F811
+    address, url, entry = adfs_like
     assert not bridge.settings.insecure_metadata_private_addresses
     admin = IdpAdmin(bridge, FetchPolicy(ca_bundle=pki.ca_file))
     with pytest.raises(ConfigError, match="must be listed, with its addresses, in the "
@@ -185,7 +487,7 @@ def test_ad_fs_rollover_from_an_internal_host_without_the_global_switch(
         admin.create_idp("adfs", xml=None, url=url, settings={}, actor="test")
     assert _Published.requests == []
 
-    hosts = {"metadata.test": [address]}
+    hosts = {entry: [address]}
     created = admin.create_idp("adfs", xml=None, url=url, actor="alice",
                                settings={"metadata_internal_hosts": hosts})
     assert created["metadata_url"] == url and len(_Published.requests) == 1
@@ -201,3 +503,43 @@ def test_ad_fs_rollover_from_an_internal_host_without_the_global_switch(
     assert events["idp_created"]["settings"]["metadata_internal_hosts"] == hosts
     assert events["idp_settings_changed"]["before"]["metadata_internal_hosts"] == hosts
     assert events["idp_settings_changed"]["actor"] == "bob"
+
+
+def test_the_admin_api_tells_only_that_an_internal_fetch_failed(
+        bridge: Services, client: FlaskClient, adfs_like: tuple[str, str, str],
+        pki: Pki, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    address, url, entry = adfs_like
+    monkeypatch.setattr("bridge.idps.fetch.certifi.where", lambda: pki.ca_file)
+    token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=3600,
+                                                               actor="test")[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    metadata = _Published.body
+    _Published.body = b"<html><title>" + BANNER + b"</title></html>"
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/admin/api/idps", headers=headers, json={
+            "slug": "adfs", "metadata_url": url,
+            "settings": {"metadata_internal_hosts": {entry: [address]}}})
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.json["code"] == FETCH_FAILED
+    assert b"secret banner" not in response.data and address.encode() not in response.data
+    assert "secret banner" in caplog.text and response.json["error_id"] in caplog.text
+    assert len(_Published.requests) == 1
+    with bridge.db.transaction() as session:
+        assert session.get(IdpRecord, "adfs") is None  # nothing was created
+
+    # A refresh of an IdP whose internal host stops serving metadata: the stored fetch error and
+    # the audit trail (which admins read) say only that it failed.
+    _Published.body = metadata
+    assert client.post("/admin/api/idps", headers=headers, json={
+        "slug": "adfs", "metadata_url": url,
+        "settings": {"metadata_internal_hosts": {entry: [address]}}}).status_code == 201
+    _Published.body = b"<html><title>" + BANNER + b"</title></html>"
+    refreshed = client.post("/admin/api/idps/adfs/metadata/refresh", headers=headers)
+    assert refreshed.status_code == 422 and refreshed.json["code"] == FETCH_FAILED
+    shown = client.get("/admin/api/idps/adfs", headers=headers).get_data(as_text=True)
+    trail = client.get("/admin/api/audit", headers=headers).get_data(as_text=True)
+    assert "could not be fetched from the internal host" in trail
+    assert address not in refreshed.get_data(as_text=True)
+    for text in (refreshed.get_data(as_text=True), shown, trail):
+        assert "secret banner" not in text

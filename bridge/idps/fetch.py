@@ -2,9 +2,12 @@
 
 * https only, no user info in the URL;
 * the host is resolved once and every address must be public (unless the policy allows private
-  ones, or names this host and these addresses as an IdP's internal host,
+  ones, or names this host, port and these private addresses as an IdP's internal host,
   bridge.idps.internal_hosts); the connection then goes to that checked address itself, so a
   second DNS answer cannot rebind the name to an internal address between the check and the connect;
+* a failure with an internal host tells the admin only that it failed (``metadata_internal_*``
+  codes): its addresses, status line, body, certificate and whether a port answered stay in the
+  log, so the setting cannot be used to map the internal network;
 * TLS is verified against the URL's host name (SNI and certificate), not against the address;
 * redirects are refused, not followed (a redirect could point anywhere; the admin configures the
   final URL instead);
@@ -17,6 +20,7 @@ Every refusal is a ``FetchRefused`` whose message starts with ``metadata_url:``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -30,7 +34,7 @@ from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError, SSLError
 from urllib3.response import BaseHTTPResponse
 
-from bridge.errors import FetchRefused
+from bridge.errors import BridgeError, FetchRefused
 from bridge.idps.fetch_addresses import (
     Resolver,
     connect_address,
@@ -43,7 +47,24 @@ from bridge.idps.fetch_addresses import (
     resolve,
     system_resolver,
 )
-from bridge.idps.internal_hosts import InternalHosts, internal_host_allows
+from bridge.idps.internal_hosts import (
+    DEFAULT_PORT,
+    InternalHosts,
+    internal_address,
+    internal_host_allows,
+    is_listed,
+    port_allowed,
+)
+from bridge.saml import ns
+from bridge.saml.xml_parser import parse_untrusted
+
+log = logging.getLogger("bridge.idps.fetch")
+
+# The stable codes of an internal host's refusals (docs/errors.md); every other refusal is
+# config_invalid.
+INTERNAL_HOST_REFUSED = "metadata_internal_host_refused"
+INTERNAL_FETCH_FAILED = "metadata_internal_fetch_failed"
+_METADATA_ROOTS = (f"{{{ns.MD}}}EntityDescriptor", f"{{{ns.MD}}}EntitiesDescriptor")
 
 _CHUNK = 64 * 1024
 _USER_AGENT = "saml-jwt-bridge metadata fetcher"
@@ -95,20 +116,36 @@ def fetch_metadata(
                 raise fail(f"the stored {name} validator is not a valid header value")
             headers[name] = value
 
+    internal = not policy.allow_private and is_listed(policy.internal_hosts, host)
+    if internal and not port_allowed(policy.internal_hosts, host, port):
+        raise fail(f"{host} is an internal host: metadata is fetched from it on port "
+                   f"{DEFAULT_PORT} only, or on the port its metadata_internal_hosts entry names "
+                   f'("{host}:{port}")', code=INTERNAL_HOST_REFUSED)
     addresses = resolve(host, port, resolver or system_resolver)
     if not policy.allow_private:
         for address in addresses:
-            reason = non_public_reason(address)
-            if reason is None or (reason == "private" and internal_host_allows(
-                    policy.internal_hosts, host, address)):
+            # A listed host is fetched from its listed addresses only, never from another one,
+            # public or not.
+            if internal_host_allows(policy.internal_hosts, host, port, address):
                 continue
-            listed = any(name == host for name, _ in policy.internal_hosts)
+            reason = non_public_reason(address)
+            if reason is None and not internal:
+                continue
+            if internal:
+                # Which address the internal name has is the internal network's business: the
+                # log has it, the admin is told which list to check.
+                refused = fail(f"{host} resolves to an address that its metadata_internal_hosts "
+                               "entry does not list, or that an internal host can never be on "
+                               "(private addresses only); nothing was fetched",
+                               code=INTERNAL_HOST_REFUSED)
+                refused.log_detail = {"internal_host": host, "address": display(address),
+                                      "reason": internal_address(address) or "not listed"}
+                log.warning("metadata_url: internal host %s resolves to %s (%s): refused", host,
+                            display(address), refused.log_detail["reason"])
+                raise refused
             raise fail(f"{host} resolves to {display(address)} ({reason}); metadata is only fetched "
-                       "from public addresses" + (
-                           f", and from {host} only on the addresses metadata_internal_hosts "
-                           "lists for it" if listed else
-                           " (an internal host must be listed, with its addresses, in the "
-                           "metadata_internal_hosts of this IdP)"))
+                       "from public addresses (an internal host must be listed, with its "
+                       "addresses, in the metadata_internal_hosts of this IdP)")
     else:
         for address in addresses:
             if address.is_multicast or address.is_unspecified:
@@ -121,16 +158,50 @@ def fetch_metadata(
             if deadline.remaining() <= 0:
                 break
             try:
-                return _fetch_from(connect_address(address), host, port, target, headers, url,
-                                   policy, deadline, etag, last_modified)
+                fetched = _fetch_from(connect_address(address), host, port, target, headers, url,
+                                      policy, deadline, etag, last_modified)
+                if internal and fetched.body is not None:
+                    _check_is_metadata(fetched.body, host)
+                return fetched
             except _Unreachable as exc:
                 # Only a failed TCP connect moves on to the next address (e.g. IPv6 without a
                 # route); anything after the connection is up is the server's answer.
                 failures.append(f"{display(address)}: {exc}")
         detail = "; ".join(failures) or "no time left"
         raise fail(f"could not connect to {host} port {port} ({detail})")
+    except FetchRefused as refused:
+        if not internal:
+            raise
+        raise _internal_failure(host, refused) from None
     finally:
         deadline.close()
+
+
+def _internal_failure(host: str, refused: FetchRefused) -> FetchRefused:
+    """What the admin is told when an internal host's fetch fails: that it failed, never how. The
+    internal server's banner, status line, body or certificate, and whether a port answered at all,
+    would map the internal network for whoever can edit an IdP; the log keeps all of it."""
+    log.warning("metadata_url: fetching from internal host %s failed: %s", host,
+                "; ".join(refused.problems))
+    generic = fail(f"the metadata could not be fetched from the internal host {host}; the reason "
+                   "is in the bridge's log (check the address, certificate and URL with the "
+                   "network team)", code=INTERNAL_FETCH_FAILED)
+    generic.log_detail = {"internal_host": host, "problems": refused.problems}
+    return generic
+
+
+def _check_is_metadata(body: bytes, host: str) -> None:
+    """An internal server's answer goes on only if it is SAML metadata: the metadata checks name
+    what they find (an HTML page, the root element, a parser message), and for any other document
+    that would show the admin a piece of an internal page."""
+    try:
+        root = parse_untrusted(body, max_bytes=len(body) + 1, allow_comments=True, kind="metadata")
+    except BridgeError as exc:
+        raise fail(f"{host} did not send XML ({exc.public_detail} "
+                   f"{exc.log_detail.get('parser', '')}); it starts with {body[:200]!r}") from None
+    if root.tag not in _METADATA_ROOTS:
+        raise fail(f"{host} sent XML whose root element is {root.tag!r}, not SAML metadata; it "
+                   f"starts with {body[:200]!r}")
 
 
 def check_url(url: str) -> None:

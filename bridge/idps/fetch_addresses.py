@@ -21,8 +21,8 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
-def fail(problem: str) -> FetchRefused:
-    return FetchRefused(f"metadata_url: {problem}")
+def fail(problem: str, *, code: str | None = None) -> FetchRefused:
+    return FetchRefused(f"metadata_url: {problem}", code=code)
 
 
 def has_control_characters(text: str) -> bool:

@@ -96,8 +96,80 @@ def get_idp(slug: str) -> Response:
 @admin_api_blueprint.delete("/api/idps/<slug>")
 @admin_api
 def delete_idp(slug: str) -> tuple[str, int]:
-    administration().idps.delete_idp(slug, actor())
+    """Like the admin pages, a deletion names the slug a second time: ``?confirm_slug=<slug>``
+    or ``{"confirm_slug": "<slug>"}``, so a mistyped or half-built URL deletes nothing."""
+    admin = administration().idps
+    admin.get_idp(slug)  # an unknown slug is a 404 before anything else
+    confirm = request.args.get("confirm_slug")
+    if confirm is None and request.get_data():
+        body = _json_body()
+        confirm = body.get("confirm_slug")
+    if not isinstance(confirm, str) or confirm.strip() != slug:
+        raise InvalidInput(f"confirm_slug: give the slug {slug} again to confirm the deletion "
+                           "(?confirm_slug=... or {\"confirm_slug\": ...}); nothing was deleted",
+                           code="idp_delete_unconfirmed")
+    admin.delete_idp(slug, actor())
     return "", 204
+
+
+# --- drafts, going live and restoring (what the admin pages do, for automation) ------------------
+
+@admin_api_blueprint.post("/api/idp-drafts")
+@admin_api
+def create_draft() -> tuple[Response, int]:
+    """A draft IdP: a slug and settings, no metadata yet (decision 25). Its metadata comes later
+    through ``POST /api/idps/<slug>/metadata``, which puts it in testing."""
+    body = _json_body()
+    unknown = sorted(set(body) - {"slug", "settings"})
+    if unknown:
+        raise InvalidInput([f"{key}: not a field of a draft (slug, settings)" for key in unknown])
+    slug, settings = body.get("slug", ""), body.get("settings", {})
+    if not isinstance(slug, str):
+        raise InvalidInput("slug: must be a string")
+    return jsonify(administration().idps.create_draft(slug, settings=settings,
+                                                      actor=actor())), 201
+
+
+@admin_api_blueprint.get("/api/idps/<slug>/test-login")
+@admin_api
+def test_login_state(slug: str) -> Response:
+    """Whether a test login has passed with the metadata and settings in force, and where an
+    admin starts one (in a browser, signed in to the admin pages: it is a SAML login)."""
+    detail = administration().idps.get_idp(slug)
+    return jsonify({
+        "slug": slug, "state": detail["state"], "version_id": detail["version_id"],
+        "tested": detail["tested"], "tested_version_id": detail["tested_version_id"],
+        "settings_tested": detail["settings_tested"],
+        "start_url": f"{services().settings.base_url}/admin/idps/{slug}/test-login"
+        if detail["version_id"] is not None else None,
+    })
+
+
+@admin_api_blueprint.post("/api/idps/<slug>/go-live")
+@admin_api
+def go_live(slug: str) -> Response:
+    """Offer the IdP to users once a test login passed with the metadata and settings in force;
+    ``{"without_test": true}`` goes live without one, recorded as such in the audit trail."""
+    body = _json_body() if request.get_data() else {}
+    unknown = sorted(set(body) - {"without_test"})
+    without_test = body.get("without_test", False)
+    if unknown or not isinstance(without_test, bool):
+        raise InvalidInput([f"{key}: not a field of going live (without_test)" for key in unknown]
+                           or ["without_test: true or false"])
+    return jsonify(administration().idps.go_live(slug, actor=actor(), without_test=without_test))
+
+
+@admin_api_blueprint.get("/api/deleted-idps")
+@admin_api
+def deleted_idps() -> Response:
+    return jsonify({"idps": administration().idps.deleted_idps()})
+
+
+@admin_api_blueprint.post("/api/deleted-idps/<slug>/restore")
+@admin_api
+def restore_deleted(slug: str) -> Response:
+    """A deleted IdP back with the settings and metadata it had, in testing."""
+    return jsonify(administration().idps.restore_deleted(slug, actor=actor()))
 
 
 @admin_api_blueprint.put("/api/idps/<slug>/settings")
