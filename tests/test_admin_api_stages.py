@@ -225,13 +225,12 @@ def test_a_draft_cannot_go_live_even_without_a_test(api, bridge: Services) -> No
 
 # --- delete and restore --------------------------------------------------------------------------
 
-def test_deleting_needs_the_slug_again_and_a_deleted_idp_comes_back_in_testing(
+def test_a_deletion_confirmed_by_another_slug_deletes_nothing_and_a_deleted_idp_comes_back(
         api, bridge: Services, browser: Browser, session_other_idp: DevIdp) -> None:  # type: ignore[no-untyped-def]
     _draft_with_metadata(api, session_other_idp)
     api("POST", f"/admin/api/idps/{SLUG}/go-live", json={"without_test": True})
 
-    for path, body in ((f"/admin/api/idps/{SLUG}", None),
-                       (f"/admin/api/idps/{SLUG}?confirm_slug=", None),
+    for path, body in ((f"/admin/api/idps/{SLUG}?confirm_slug=", None),
                        (f"/admin/api/idps/{SLUG}?confirm_slug=othe", None),
                        (f"/admin/api/idps/{SLUG}?confirm_slug=dev", None),
                        (f"/admin/api/idps/{SLUG}", {"confirm_slug": "Other"}),

@@ -96,18 +96,18 @@ def get_idp(slug: str) -> Response:
 @admin_api_blueprint.delete("/api/idps/<slug>")
 @admin_api
 def delete_idp(slug: str) -> tuple[str, int]:
-    """Like the admin pages, a deletion names the slug a second time: ``?confirm_slug=<slug>``
-    or ``{"confirm_slug": "<slug>"}``, so a mistyped or half-built URL deletes nothing."""
+    """A deletion may name the slug a second time, ``?confirm_slug=<slug>`` or
+    ``{"confirm_slug": "<slug>"}``, as the admin pages require: a script that builds the URL from
+    one variable and the confirmation from another deletes nothing when they disagree. Without
+    it the deletion goes ahead, as it always has for automation; a deleted IdP can be restored."""
     admin = administration().idps
     admin.get_idp(slug)  # an unknown slug is a 404 before anything else
     confirm = request.args.get("confirm_slug")
     if confirm is None and request.get_data():
-        body = _json_body()
-        confirm = body.get("confirm_slug")
-    if not isinstance(confirm, str) or confirm.strip() != slug:
-        raise InvalidInput(f"confirm_slug: give the slug {slug} again to confirm the deletion "
-                           "(?confirm_slug=... or {\"confirm_slug\": ...}); nothing was deleted",
-                           code="idp_delete_unconfirmed")
+        confirm = _json_body().get("confirm_slug", confirm)
+    if confirm is not None and (not isinstance(confirm, str) or confirm.strip() != slug):
+        raise InvalidInput(f"confirm_slug: {slug} was to be deleted, the confirmation names "
+                           "another slug; nothing was deleted", code="idp_delete_unconfirmed")
     admin.delete_idp(slug, actor())
     return "", 204
 

@@ -109,7 +109,7 @@ def test_an_idp_made_again_under_a_deleted_ones_slug_inherits_no_provisioning(
     user = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x",
             "active": False}
     assert acme("POST", "/Users", user).status_code == 201
-    assert client.delete("/admin/api/idps/acme?confirm_slug=acme", headers=admin).status_code == 204
+    assert client.delete("/admin/api/idps/acme", headers=admin).status_code == 204
     assert acme("GET", "/Users").status_code == 401
     create()
     assert acme("GET", "/Users").status_code == 401
