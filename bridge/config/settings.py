@@ -209,6 +209,15 @@ class Settings:
     rate_limit_admin_login: str = setting(
         "10/minute", check=_rate,
         doc="Admin sign-ins started (`/admin/login/<slug>`) per address.")
+    rate_limit_scim_per_address: str = setting(
+        "1800/minute", check=_rate, doc="Every request to the SCIM endpoints "
+        "(`/scim/v2/<slug>`, all IdPs together) per address, counted before the bearer token is "
+        "checked. Generous for mass offboarding: Entra ID expects an endpoint to take 25 "
+        "requests a second, and may send two per deactivation (`docs/deprovisioning.md`).")
+    rate_limit_security_events_per_address: str = setting(
+        "1800/minute", check=_rate, doc="Security Event Tokens pushed to `/events/<slug>` per "
+        "address (all IdPs together), counted before the SET is verified: one request per event, "
+        "so thousands of deactivations pass in minutes (`docs/deprovisioning.md`).")
     trusted_proxy_hops: int = setting(
         0, between=(0, 5), doc="How many proxies in front may name the client's address in "
         "`X-Forwarded-For` (rate limits and logs use it), 0 to 5. Nothing else ever trusts "

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from bridge.errors import ProvisioningError
-from bridge.provisioning.scim_model import User
+from bridge.provisioning.scim_model import POLICY, User, name_key
 from bridge.store.models import ScimUser
 
 MAX_COUNT = 200  # ServiceProviderConfig's filter.maxResults
@@ -48,7 +48,8 @@ def search_users(session: Session, slug: str, filter_text: str | None, start_ind
     indexed = _indexed(parsed.ast)
     if indexed is not None:
         return _page(session, query.where(indexed), start_index, count)
-    matching = [row for row in session.scalars(query) if parsed.match(load(row))]
+    with POLICY:  # strings compared as the indexed lookups compare them (comparison_key)
+        matching = [row for row in session.scalars(query) if parsed.match(load(row))]
     return Page(total=len(matching), rows=matching[start_index - 1:start_index - 1 + count])
 
 
@@ -65,8 +66,8 @@ def _indexed(node: object) -> ColumnElement[bool] | None:
             or node.attr_path.uri not in (None, "urn:ietf:params:scim:schemas:core:2.0:User")):
         return None
     attribute = node.attr_path.attr.lower()
-    if attribute == "username":  # caseExact false (RFC 7643 §4.1.1)
-        return ScimUser.user_name_key == node.value.lower()
+    if attribute == "username":  # caseExact false (RFC 7643 §4.1.1): as scim_model.name_key
+        return ScimUser.user_name_key == name_key(node.value)
     if attribute == "externalid":  # caseExact true
         return ScimUser.external_id == node.value
     if attribute == "id":

@@ -24,7 +24,7 @@ from bridge.errors import NotFound, ProvisioningConflict, ProvisioningError
 from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.provisioning.matching import subject_of
-from bridge.provisioning.scim_model import POLICY, User, entra_manager
+from bridge.provisioning.scim_model import POLICY, User, entra_manager, name_key
 from bridge.provisioning.scim_search import MAX_COUNT, Page, search_users
 from bridge.store.models import ScimUser
 
@@ -171,9 +171,12 @@ class ScimUsers:
         """Write ``user`` into ``row`` and act on what changed: a new subject, a change of
         ``active``. The caller's transaction holds the row."""
         idp = caller.idp
-        name_key = user.user_name.lower() if user.user_name else ""
+        key = name_key(user.user_name) if user.user_name else ""
+        if len(key) > MAX_NAME:  # NFKC and case folding can lengthen a name (U+FDFA: 18)
+            raise ProvisioningError("scim_invalid", f"userName: at most {MAX_NAME} characters "
+                                    "once normalised.", scim_type="invalidValue")
         taken = session.scalar(select(ScimUser.id).where(
-            ScimUser.idp_slug == idp.slug, ScimUser.user_name_key == name_key,
+            ScimUser.idp_slug == idp.slug, ScimUser.user_name_key == key,
             ScimUser.id != row.id))
         if taken is not None:
             raise _taken()
@@ -181,7 +184,7 @@ class ScimUsers:
         subject = subject_of(idp, user.user_name or "", user.external_id)
         active = user.active is not False  # RFC 7643 §4.1.1: no value is no statement of "inactive"
         user.password = None  # never stored, never returned
-        row.user_name_key, row.external_id = name_key, user.external_id
+        row.user_name_key, row.external_id = key, user.external_id
         row.subject, row.active = subject, active
         row.resource_json = json.dumps(
             user.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST, scim_policy=POLICY),
@@ -236,7 +239,8 @@ def response_parameters(attributes: str | None, excluded: str | None) -> Shown:
 
 def _taken() -> ProvisioningConflict:
     return ProvisioningConflict("scim_conflict",
-                                "A user with this userName already exists at this IdP.",
+                                "A user with this userName (compared in NFKC_Casefold form) "
+                                "already exists at this IdP.",
                                 scim_type="uniqueness")
 
 

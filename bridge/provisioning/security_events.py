@@ -13,11 +13,12 @@ not been seen for this IdP. Then, in the transaction that records the ``jti``:
 
 The person is named as RFC 9493 subject identifiers (``sub_id``, or each event's ``subject``):
 the ``email``, the ``sub`` of ``iss_sub`` or the ``id`` of ``opaque`` is taken as what the IdP's
-logins carry as the subject (the NameID, or ``subject_attribute``)."""
+logins carry as the subject (the NameID, or ``subject_attribute``). An ``iss_sub`` counts only
+when its ``iss`` is this IdP's (its entity ID, or its transmitter's ``issuer``): another issuer's
+``sub`` names nobody here, and the event is acknowledged and changes nothing."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +130,11 @@ class SecurityEvents:
         jti, events = claims["jti"], claims.get("events")
         if not isinstance(jti, str) or not 0 < len(jti) <= 256:
             raise SecurityEventRejected("set_invalid", "jti: a string of 1 to 256 characters.")
-        if "\x00" in json.dumps(claims, ensure_ascii=False) or "\x00" in jti:
-            raise SecurityEventRejected("set_invalid", "The SET holds a NUL character.")
+        if not _storable(claims):
+            # PostgreSQL refuses NUL in text and both databases a lone surrogate: refused here,
+            # such a value would fail the transaction (jti, iss, subject, session index).
+            raise SecurityEventRejected("set_invalid",
+                                        "The SET holds a NUL character or an unpaired surrogate.")
         if not isinstance(events, dict) or not events or not all(
                 isinstance(name, str) and isinstance(event, dict) for name, event in events.items()):
             raise SecurityEventRejected("set_invalid", "events: an object of event objects.")
@@ -141,6 +145,8 @@ class SecurityEvents:
     def _act(self, session: Session, idp: IdentityProvider, claims: dict[str, Any],
              event_type: str, event: dict[str, Any], now: float) -> None:
         subject_id = claims.get("sub_id") or event.get("subject")
+        if _names_foreign_issuer(idp, subject_id):
+            subject_id = None  # another issuer's user: nobody here, as an unknown subject
         person = _person(idp, subject_id)
         actor = f"set:{claims['iss']}"
         detail = {"event": event_type, "jti": claims["jti"], "actor": actor}
@@ -216,6 +222,45 @@ def _person(idp: IdentityProvider, subject_id: object) -> str | None:
     if not isinstance(value, str) or not value or len(value) > 1024:
         return None
     return derive_subject(idp.metadata.entity_id, value)
+
+
+def _issuers(idp: IdentityProvider) -> set[str]:
+    """The ``iss`` an ``iss_sub`` identifier of this IdP's people may carry: the issuer of the
+    logins' NameIDs (the entity ID) or this IdP's SET transmitter (its ``issuer``)."""
+    config = idp.settings.security_events
+    return {idp.metadata.entity_id} | ({config.issuer} if config is not None else set())
+
+
+def _names_foreign_issuer(idp: IdentityProvider, subject_id: object) -> bool:
+    """Whether the identifier is (or a complex one holds) an ``iss_sub`` of another issuer:
+    its ``sub`` is that issuer's, and may equal one of our people's subject values by chance or
+    by design."""
+    if not isinstance(subject_id, dict):
+        return False
+    if subject_id.get("format") == "complex":
+        return any(_names_foreign_issuer(idp, part) for part in subject_id.values())
+    return subject_id.get("format") == "iss_sub" and subject_id.get("iss") not in _issuers(idp)
+
+
+def _storable(value: object) -> bool:
+    """Whether every string of a decoded JSON value, object keys included, is free of NUL and
+    of unpaired surrogates (which JSON's \\u escapes can carry and no database stores)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _session_of(subject_id: object) -> str | None:

@@ -2,7 +2,12 @@
 from its ``jwks_url`` by the metadata fetcher, with its SSRF rules (https only, public
 addresses, no redirects, a byte limit and a deadline). Fetched keys are kept for a while; a key
 ID not among them fetches again, at most once a minute, so a flood of made-up key IDs cannot
-make us fetch in a loop. Keys in the token itself (``jwk``, ``jku``, ``x5u``) are never used."""
+make us fetch in a loop. Keys in the token itself (``jwk``, ``jku``, ``x5u``) are never used.
+
+While the URL fails, the keys of the last good fetch keep verifying, but for at most
+``MAX_STALE_SECONDS`` after it: a transmitter withdraws a key from its JWKS because it is
+compromised, and whoever holds that key may also be the one keeping the URL from answering.
+A good fetch replaces the keys at once: a key it no longer lists verifies nothing from then on."""
 
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ from bridge.idps.fetch import FetchPolicy, fetch_metadata
 
 KEEP_SECONDS = 3600
 REFETCH_SECONDS = 60
+# How long after the last good fetch its keys still verify while the URL fails: a day rides out
+# a transmitter's outage (its SETs are refused after that, set_keys_unavailable, and it retries
+# them) and is as long as a SET may be old (security_events.MAX_AGE_SECONDS).
+MAX_STALE_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -62,8 +71,8 @@ class TransmitterKeys:
         now = self.clock.now()
         with self._lock:
             held = self._fetched.get(slug)
-            if held is not None and held.url != url:
-                held = None  # the settings name another URL now
+            if held is not None and (held.url != url or now - held.at > MAX_STALE_SECONDS):
+                held = None  # the settings name another URL now, or the keys are too old
             tried = self._tried.get(slug)
             recently = tried is not None and tried[0] == url and now - tried[1] < REFETCH_SECONDS
             if held is not None and ((now - held.at < KEEP_SECONDS and not refresh) or recently):
@@ -79,10 +88,14 @@ class TransmitterKeys:
                 raise ValueError("the document is no JWKS")
         except (FetchRefused, ValueError) as error:
             if held is not None:
-                return held.keys  # the keys we had still verify what they verified
+                return held.keys  # the keys we had still verify what they verified, for a while
             raise _unavailable(url, str(error)) from None
         listed = [key for key in keys if isinstance(key, dict)]
         with self._lock:
+            latest = self._fetched.get(slug)
+            if latest is not None and latest.url == url and latest.at > now:
+                # A slower fetch started earlier never puts back keys a later one dropped.
+                return latest.keys
             self._fetched[slug] = _Fetched(url, listed, now)
         return listed
 

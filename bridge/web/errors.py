@@ -173,6 +173,14 @@ def install(app: Flask) -> None:
         if request.path in OAUTH_ENDPOINTS:
             # The OAuth endpoints answer in their own error format (RFC 6749 §5.2).
             response = jsonify({"error": "slow_down", "error_description": "Too many requests."})
+        elif request.path.startswith(SCIM_PREFIX):
+            response = scim_error(429, "Too many requests; try again after Retry-After.",
+                                  "rate_limited")
+        elif request.path.startswith(EVENTS_PREFIX):
+            # RFC 8935 §2.3: an HTTP condition, told by its status; the body in the shape of
+            # the receiver's other errors. No registered err code fits: ours, as is.
+            response = jsonify({"err": "rate_limited",
+                                "description": "Too many requests; try again after Retry-After."})
         elif wants_json():
             response = jsonify({"type": "about:blank", "title": "Too many requests",
                                 "status": 429, "code": "rate_limited"})

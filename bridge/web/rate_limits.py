@@ -5,6 +5,9 @@ node shares the budget. Over the limit: 429 with Retry-After, and the usual erro
 * Per address, before anything else: /authorize, the ACS and Single Logout, the admin sign-in,
   and every endpoint that checks a client secret (/token, /revoke and /logout share one budget;
   /introspect, which APIs call per request, has its own), so secrets cannot be guessed at speed.
+* Per address, before the bearer token or the signature is checked: every SCIM request
+  (``/scim/v2/<slug>``) and every Security Event Token pushed (``/events/<slug>``), each with a
+  budget of its own that is generous for a mass offboarding.
 * Per client at /token, counted only once the client is authenticated: a request that merely
   *names* a client must not spend its budget, or a few addresses could lock every user of an SPA
   out. A public client proves nothing, so its budget is per client *and* address.
@@ -163,4 +166,11 @@ def install(app: Flask, settings: Settings) -> RateLimits:
         limited(endpoint, (settings.rate_limit_token_per_address, "token-address", _address))
     limited("oauth.introspect",
             (settings.rate_limit_introspect_per_address, "introspect-address", _address))
+    # The IdPs' provisioning channels, per address and before the bearer token or the SET's
+    # signature is checked (a failed one costs as much as a good one, and each refusal is an
+    # audit row): every SCIM request of every IdP, and every SET pushed.
+    for endpoint in sorted(name for name in app.view_functions if name.startswith("scim.")):
+        limited(endpoint, (settings.rate_limit_scim_per_address, "scim-address", _address))
+    limited("security_events.receive",
+            (settings.rate_limit_security_events_per_address, "events-address", _address))
     return limits

@@ -151,12 +151,59 @@ def test_user_names_are_unique_per_idp(scim: Scim, bridge: Services) -> None:
         assert session.query(ScimUser).count() == 1
 
 
+# Spellings of one name, as Unicode's NFKC_Casefold counts them (decision 23): a compatibility
+# look-alike (KELVIN SIGN, fullwidth letters), a decomposed accent, a full case fold (ß).
+SAME_NAMES = [("kelvin@example.com", "\u212aelvin@example.com"),
+              ("kelvin@example.com", "\uff4b\uff45\uff4c\uff56\uff49\uff4e@example.com"),
+              ("jos\u00e9@example.com", "JOSE\u0301@example.com"),
+              ("strasse@example.com", "Stra\u00dfe@example.com")]
+
+
+@pytest.mark.parametrize("first_second", [*SAME_NAMES, *[(b, a) for a, b in SAME_NAMES]],
+                         ids=lambda pair: f"{ascii(pair[0])}-then-{ascii(pair[1])}")
+def test_look_alike_user_names_are_one_user_name_whichever_comes_first(
+        scim: Scim, bridge: Services, first_second: tuple[str, str]) -> None:
+    """A second spelling of a name is a conflict, and every lookup by either spelling, indexed
+    (userName eq) or evaluated over the users (a compound filter), finds the one user."""
+    first, second = first_second
+    created = scim("POST", "/Users", entra_user(first, "e1"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    with bridge.db.transaction() as session:
+        before = [(u.id, u.user_name_key, u.resource_json) for u in session.query(ScimUser)]
+    again = scim("POST", "/Users", entra_user(second, "e2"))
+    assert again.status_code == 409, again.get_data(as_text=True)
+    assert again.get_json()["scimType"] == "uniqueness"
+    assert again.get_json()["detail"].startswith("scim_conflict")
+    with bridge.db.transaction() as session:
+        assert [(u.id, u.user_name_key, u.resource_json)
+                for u in session.query(ScimUser)] == before
+    for name in (first, second):
+        for query in (f'userName eq "{name}"', f'userName eq "{name}" and active eq true',
+                      f'userName eq "{name}" or externalId eq "none"'):
+            found = scim("GET", "/Users", query_string={"filter": query}).get_json()
+            assert [r["id"] for r in found["Resources"]] == [created.get_json()["id"]], query
+    # A rename of another user to a spelling of the name is a conflict too.
+    other = scim("POST", "/Users", entra_user("someone@example.com", "e3")).get_json()["id"]
+    renamed = scim("PUT", f"/Users/{other}", entra_user(second, "e3"))
+    assert renamed.status_code == 409
+
+
+def test_names_that_only_look_alike_to_str_lower_stay_apart(scim: Scim) -> None:
+    """Full case folding and NFKC join no names that are different to both: ``ı`` (dotless i)
+    and ``i``, Greek and Latin letters."""
+    for name in ("d\u0131m@example.com", "dim@example.com", "\u03bf@example.com",
+                 "o@example.com"):
+        assert scim("POST", "/Users", entra_user(name, name)).status_code == 201, name
+
+
 @pytest.mark.parametrize(("method", "path", "body", "scim_type"), [
     ("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]},
      "invalidValue"),
     ("POST", "/Users", ["not", "an", "object"], "invalidSyntax"),
     ("POST", "/Users", {**entra_user("x", "y"), "userName": "a\u0000b"}, "invalidValue"),
     ("POST", "/Users", {**entra_user("x" * 300, "y")}, "invalidValue"),
+    # 256 characters that case folding makes 512 (İ: i and a combining dot): over the column.
+    ("POST", "/Users", {**entra_user("\u0130" * 256, "y")}, "invalidValue"),
     ("GET", '/Users?filter=userName eq', None, "invalidFilter"),
     ("GET", '/Users?filter=userName zz "x"', None, "invalidFilter"),
 ])

@@ -15,12 +15,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from bridge.dev.saml_idp import DevIdp
 from bridge.services import Services
-from bridge.store.models import AuditEvent, DeprovisionedSubject, RefreshFamily
+from bridge.store.models import AuditEvent, DeprovisionedSubject, ReceivedSecurityEvent, RefreshFamily
 from tests.conftest import CONFIDENTIAL_SECRET
 from tests.helpers import Browser
 from tests.provisioning.conftest import ALICE_NAME_ID, BOB_NAME_ID
 from tests.provisioning.transmitter import CAEP, RISC, Transmitter, session_of, user
+from tests.provisioning.transmitter import ISSUER as TRANSMITTER_ISSUER
 
 TRANSMITTER = Transmitter()
 SESSION_REVOKED = CAEP + "session-revoked"
@@ -263,3 +265,89 @@ def test_concurrent_disablings_of_one_person_are_all_accepted(app: Flask, browse
     assert not _active(app.test_client(), alice["access_token"])
     with bridge.db.transaction() as session:
         assert session.query(DeprovisionedSubject).count() == 1
+
+
+def _received(bridge: Services) -> int:
+    with bridge.db.transaction() as session:
+        return session.query(ReceivedSecurityEvent).count()
+
+
+NUL_SETS = {
+    "jti": lambda: TRANSMITTER.sign(_disable_alice(jti="one\x00two")),
+    "sub_id": lambda: TRANSMITTER.set({DISABLED: {}}, sub_id=user(ALICE_NAME_ID + "\x00x")),
+    "iss_sub iss": lambda: TRANSMITTER.set({DISABLED: {}}, sub_id={
+        "format": "iss_sub", "iss": TRANSMITTER_ISSUER + "\x00", "sub": ALICE_NAME_ID}),
+    "event type": lambda: TRANSMITTER.sign(TRANSMITTER.claims(
+        {DISABLED + "\x00": {}}, sub_id=user(ALICE_NAME_ID))),
+    "event key": lambda: TRANSMITTER.sign(TRANSMITTER.claims(
+        {DISABLED: {"reason\x00": "x"}}, sub_id=user(ALICE_NAME_ID))),
+    "session id": lambda: TRANSMITTER.sign(TRANSMITTER.claims(
+        {SESSION_REVOKED: {}}, sub_id=session_of(ALICE_NAME_ID, "s\x00"))),
+    "unpaired surrogate": lambda: TRANSMITTER.sign(TRANSMITTER.claims(
+        {DISABLED: {}}, sub_id=user("\ud800" + ALICE_NAME_ID))),
+}
+
+
+@pytest.mark.parametrize("where", sorted(NUL_SETS))
+def test_a_set_holding_a_nul_character_is_refused_and_changes_nothing(
+        where: str, client: FlaskClient, browser: Browser, bridge: Services) -> None:
+    """JSON carries NUL as \\u0000, which no text column of PostgreSQL takes: a SET whose decoded
+    values (object keys included) hold one is refused as invalid, on either database."""
+    alice = browser.tokens("alice")
+    before = _state(bridge)
+    response = _push(client, NUL_SETS[where]())
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["err"] == "invalid_request"
+    with bridge.db.transaction() as session:
+        refusal = session.query(AuditEvent).filter(AuditEvent.event == "security_event").one()
+    assert (refusal.outcome, refusal.code) == ("refused", "set_invalid")
+    assert _received(bridge) == 0
+    assert _state(bridge) == before and _active(client, alice["access_token"])
+
+
+def test_a_nul_in_the_iss_is_refused_and_changes_nothing(client: FlaskClient, browser: Browser,
+                                                         bridge: Services) -> None:
+    alice = browser.tokens("alice")
+    before = _state(bridge)
+    response = _push(client, TRANSMITTER.sign(_disable_alice(iss=TRANSMITTER_ISSUER + "\x00")))
+    assert response.status_code == 400 and response.get_json()["err"] == "invalid_issuer"
+    assert _received(bridge) == 0
+    assert _state(bridge) == before and _active(client, alice["access_token"])
+
+
+def test_an_iss_sub_of_another_issuer_names_nobody(client: FlaskClient, browser: Browser,
+                                                   bridge: Services) -> None:
+    """RFC 9493 ``iss_sub``: the ``sub`` is the named issuer's. One of another issuer, even with
+    a ``sub`` equal to one of this IdP's NameIDs, is acknowledged (RFC 8935) and changes
+    nothing, as a subject the bridge cannot name."""
+    alice = browser.tokens("alice")
+    before = _state(bridge)
+    foreign = {"format": "iss_sub", "iss": "https://other-idp.example.net", "sub": ALICE_NAME_ID}
+    no_iss = {"format": "iss_sub", "sub": ALICE_NAME_ID}
+    session = _session_index(bridge, alice["refresh_token"])
+    for token in (TRANSMITTER.set({DISABLED: {}}, sub_id=foreign),
+                  TRANSMITTER.set({DISABLED: {}}, sub_id=no_iss),
+                  TRANSMITTER.set({RISC + "credential-compromise": {}}, sub_id=foreign),
+                  TRANSMITTER.set({SESSION_REVOKED: {}}, sub_id={
+                      "format": "complex", "user": foreign,
+                      "session": {"format": "opaque", "id": session}})):
+        response = _push(client, token)
+        assert response.status_code == 202, response.get_data(as_text=True)
+    assert _state(bridge) == before and _active(client, alice["access_token"])
+    assert browser.tokens("alice")
+    with bridge.db.transaction() as session_:
+        outcomes = [e.outcome for e in session_.query(AuditEvent).filter(
+            AuditEvent.event == "security_event")]
+    assert outcomes == ["ignored"] * 4
+
+
+@pytest.mark.parametrize("issuer", ["transmitter", "entity ID"])
+def test_an_iss_sub_of_this_idp_names_the_person(issuer: str, client: FlaskClient,
+                                                 browser: Browser, bridge: Services,
+                                                 dev_idp: DevIdp) -> None:
+    alice, bob = browser.tokens("alice"), browser.tokens("bob")
+    iss = TRANSMITTER_ISSUER if issuer == "transmitter" else dev_idp.entity_id
+    response = _push(client, TRANSMITTER.set(
+        {DISABLED: {}}, sub_id={"format": "iss_sub", "iss": iss, "sub": ALICE_NAME_ID}))
+    assert response.status_code == 202
+    assert not _active(client, alice["access_token"]) and _active(client, bob["access_token"])

@@ -15,7 +15,7 @@ import pytest
 from bridge.errors import SecurityEventRejected
 from bridge.idps.event_settings import SecurityEventSettings
 from bridge.idps.fetch import FetchPolicy
-from bridge.provisioning.transmitter_keys import TransmitterKeys
+from bridge.provisioning.transmitter_keys import MAX_STALE_SECONDS, TransmitterKeys
 from tests.conftest import MovableClock
 from tests.provisioning.transmitter import ISSUER, Transmitter
 from tests.test_metadata_fetch import Pki, pki  # noqa: F401 - the throwaway PKI fixture
@@ -24,11 +24,12 @@ from tests.test_metadata_fetch import Pki, pki  # noqa: F401 - the throwaway PKI
 class _Jwks(http.server.BaseHTTPRequestHandler):
     document: dict[str, object] = {}
     served = 0
+    status = 200
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         type(self).served += 1
         body = json.dumps(type(self).document).encode()
-        self.send_response(200)
+        self.send_response(type(self).status)
         self.send_header("Content-Type", "application/jwk-set+json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -46,7 +47,7 @@ def jwks_url(pki: Pki) -> Iterator[str]:  # noqa: F811
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    _Jwks.served = 0
+    _Jwks.served, _Jwks.status = 0, 200
     yield f"https://127.0.0.1:{server.server_address[1]}/keys"
     server.shutdown()
     server.server_close()
@@ -106,3 +107,54 @@ def test_a_failing_url_is_fetched_at_most_once_a_minute(jwks_url: str,
     _Jwks.document = Transmitter(kid="k1").jwks()
     assert keys.key_for("dev", config, "k1", "RS256") is not None
     assert _Jwks.served == 2
+
+
+def test_keys_kept_while_the_url_fails_stop_verifying_after_a_day(jwks_url: str,
+                                                                   pki: Pki) -> None:  # noqa: F811
+    """The transmitter drops key k1 (compromised, say) while its URL fails for us: k1 verifies
+    for at most MAX_STALE_SECONDS after the last good fetch, however the failures are spaced."""
+    old, new = Transmitter(kid="k1"), Transmitter(kid="k2")
+    _Jwks.document = old.jwks()
+    clock = MovableClock()
+    keys = TransmitterKeys(clock, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file))
+    config = SecurityEventSettings(issuer=ISSUER, jwks_url=jwks_url)
+    assert keys.key_for("dev", config, "k1", "RS256") is not None
+    _Jwks.document, _Jwks.status = new.jwks(), 503  # k1 withdrawn, and the URL fails
+    waited = 0
+    while waited + 3601 < MAX_STALE_SECONDS:
+        clock.advance(3601)
+        waited += 3601
+        assert keys.key_for("dev", config, "k1", "RS256") is not None  # an outage ridden out
+    served = _Jwks.served
+    clock.advance(MAX_STALE_SECONDS - waited + 1)
+    for _ in range(3):
+        with pytest.raises(SecurityEventRejected) as refused:
+            keys.key_for("dev", config, "k1", "RS256")
+        assert refused.value.code == "set_keys_unavailable"
+    assert _Jwks.served == served + 1  # still at most one fetch a minute
+    clock.advance(61)
+    _Jwks.status = 200  # the URL answers again: k1 is gone, k2 verifies
+    with pytest.raises(SecurityEventRejected) as refused:
+        keys.key_for("dev", config, "k1", "RS256")
+    assert refused.value.code == "set_signature_invalid"
+    assert keys.key_for("dev", config, "k2", "RS256") is not None
+
+
+def test_a_key_a_good_fetch_dropped_verifies_nothing_while_the_url_then_fails(
+        jwks_url: str, pki: Pki) -> None:  # noqa: F811
+    both = Transmitter(kid="k1").jwks()["keys"] + Transmitter(kid="k2").jwks()["keys"]
+    _Jwks.document = {"keys": both}
+    clock = MovableClock()
+    keys = TransmitterKeys(clock, FetchPolicy(allow_private=True, ca_bundle=pki.ca_file))
+    config = SecurityEventSettings(issuer=ISSUER, jwks_url=jwks_url)
+    assert keys.key_for("dev", config, "k1", "RS256") is not None
+    _Jwks.document = {"keys": both[1:]}  # k1 withdrawn
+    clock.advance(3601)
+    assert keys.key_for("dev", config, "k2", "RS256") is not None  # the fetch that drops k1
+    _Jwks.status = 503
+    for _ in range(3):
+        clock.advance(3601)
+        with pytest.raises(SecurityEventRejected) as refused:
+            keys.key_for("dev", config, "k1", "RS256")
+        assert refused.value.code == "set_signature_invalid"
+        assert keys.key_for("dev", config, "k2", "RS256") is not None
