@@ -44,7 +44,9 @@ def test_htu_is_compared_without_query_fragment_case_or_default_port(htu: str) -
 @pytest.mark.parametrize("htu", [
     "https://bridge.example.com/token/", "https://bridge.example.com/userinfo",
     "http://bridge.example.com/token", "https://bridge.example.com:8443/token",
-    "https://evil.example.com/token", "not a url", "https://[::1/token"])
+    "https://evil.example.com/token", "not a url", "https://[::1/token",
+    "https://user@bridge.example.com/token", "https://:pw@bridge.example.com/token",
+    "https://evil.example.com@bridge.example.com/token"])
 def test_a_proof_for_another_url_is_refused(htu: str) -> None:
     with pytest.raises(DpopError) as refused:
         verify_proof(DpopKey().proof("POST", htu, iat=NOW), _requirements())
@@ -164,4 +166,12 @@ def test_nonces_rotate_by_window_and_the_previous_one_stays_good() -> None:
     assert not DpopNonces(b"x" * 32, lifetime_seconds=300).accepts(first, NOW)
     window, _, _ = first.partition(".")
     for forged in ("", None, "abc", f"{window}.", f"{window}.AAAA", "1" * 30 + ".x"):
+        assert not nonces.accepts(forged, NOW)
+
+
+def test_nonces_in_other_scripts_are_refused_not_an_error() -> None:
+    nonces = DpopNonces(b"k" * 32, lifetime_seconds=300)
+    window, _, mac = nonces.current(NOW).partition(".")
+    arabic_indic = window.translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+    for forged in (f"{arabic_indic}.{mac}", f"{window}.{mac[:-1]}é", f"{window}.é"):
         assert not nonces.accepts(forged, NOW)

@@ -80,6 +80,22 @@ def test_a_login_with_a_proof_gets_tokens_bound_to_its_key(browser: Browser,
         assert session.query(RefreshFamily).one().dpop_jkt == app.key.jkt
 
 
+def test_a_nonce_in_another_script_is_asked_again_not_an_error(browser: Browser,
+                                                              client: FlaskClient) -> None:
+    app = DpopApp(client)
+    form = code_form(browser)
+    first = client.post("/token", data=form,
+                        headers={"DPoP": app.key.proof("POST", app.base_url + "/token")})
+    window, _, mac = first.headers["DPoP-Nonce"].partition(".")
+    for forged in (f"{window}.{mac[:-1]}é",
+                   window.translate({ord(d): 0x0660 + int(d) for d in "0123456789"}) + "." + mac):
+        refused = client.post("/token", data=form, headers={
+            "DPoP": app.key.proof("POST", app.base_url + "/token", nonce=forged)})
+        assert refused.status_code == 400, refused.get_data(as_text=True)
+        assert refused.get_json()["error"] == "use_dpop_nonce"
+    assert browser.count(RefreshFamily) == 0
+
+
 def test_a_client_that_requires_dpop_gets_nothing_without_a_proof(browser: Browser,
                                                                   client: FlaskClient) -> None:
     form = code_form(browser)

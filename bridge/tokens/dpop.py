@@ -128,12 +128,14 @@ def _json_object(part: str, name: str) -> dict[str, Any]:
 
 def normalize_htu(url: str) -> str:
     """§4.3 item 9: compare URIs without query and fragment, after RFC 3986 §6.2.2-6.2.3
-    normalisation of scheme, host and default port."""
+    normalisation of scheme, host and default port. Empty for what is no URL of ours."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return ""
+    if "@" in parts.netloc:
+        return ""  # userinfo: a URL we never serve, not ours with a name attached
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if ":" in host:

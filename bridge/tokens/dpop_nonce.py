@@ -37,7 +37,10 @@ class DpopNonces:
         if not nonce:
             return False
         text, dot, mac = nonce.partition(".")
-        if not dot or not text.isdigit() or len(text) > 20:
+        # ASCII only: str.isdigit() and int() take other scripts' digits, and compare_digest
+        # refuses (raises on) non-ASCII text.
+        if not dot or not (text.isascii() and text.isdigit()) or len(text) > 20 \
+                or not mac.isascii():
             return False
         window = int(text)
         if window not in (self._window(now), self._window(now) - 1):
