@@ -5,7 +5,9 @@ admin sign-in and the admin's test login. Nothing is added afterwards."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bridge.admin.access import AdminAccess
 from bridge.admin.logins import ADMIN_SIGN_IN, TEST_LOGIN, AdminSignIn, TestLoginCapture
@@ -28,10 +30,31 @@ from bridge.oauth.introspection import Introspection
 from bridge.oauth.revocation import Revocation
 from bridge.oauth.token_endpoint import TokenEndpoint
 from bridge.oauth.userinfo import UserInfo
-from bridge.provisioning.scim_users import ScimUsers
 from bridge.provisioning.security_events import SecurityEvents
 from bridge.provisioning.tokens import ProvisioningTokens
 from bridge.services import Services
+
+if TYPE_CHECKING:
+    from bridge.provisioning.scim_users import ScimUsers
+
+
+class ScimUsersOnFirstUse:
+    """``ScimUsers``, built (and scim2-models imported) when first asked for: about 14 MB per
+    worker that a node serving no SCIM client does without (bridge/web/scim.py)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._lock = threading.Lock()
+        self._built: ScimUsers | None = None
+
+    def __call__(self) -> ScimUsers:
+        if self._built is None:
+            with self._lock:
+                if self._built is None:
+                    from bridge.provisioning.scim_users import ScimUsers
+
+                    self._built = ScimUsers(self._services)
+        return self._built
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,7 @@ class Application:
     single_logout: SingleLogout
     admin: Administration
     scim_tokens: ProvisioningTokens
-    scim_users: ScimUsers
+    scim_users: ScimUsersOnFirstUse
     security_events: SecurityEvents
 
 
@@ -72,5 +95,5 @@ def build_application(services: Services, *,
                        userinfo=UserInfo(services, dpop), dpop=dpop,
                        logout=Logout(services), single_logout=SingleLogout(services),
                        admin=admin, scim_tokens=ProvisioningTokens(services),
-                       scim_users=ScimUsers(services),
+                       scim_users=ScimUsersOnFirstUse(services),
                        security_events=SecurityEvents(services, fetch_policy))

@@ -403,7 +403,7 @@ def deprovisioning(slug: str) -> Response:
 def issue_scim_token(slug: str) -> tuple[Response, int]:
     token_id, token = application().scim_tokens.issue(slug, actor=actor())
     return jsonify({"id": token_id, "token": token,
-                    "scim_base_url": application().scim_users.base_url(slug)}), 201
+                    "scim_base_url": application().scim_users().base_url(slug)}), 201
 
 
 @admin_api_blueprint.delete("/api/idps/<slug>/scim-token")
