@@ -1,6 +1,7 @@
 """What the IdP page shows to set the IdP up: our values under the vendor's own names, with copy
 buttons. The buttons need a few lines of script: the page allows exactly that script (by its
-hash), and shows the values as text for a browser without it."""
+hash), and shows the values as text for a browser without it. Its policy allows one more script,
+the settings form's (by its hash too), and nothing else."""
 
 from __future__ import annotations
 
