@@ -256,11 +256,12 @@ def common_settings(slug: str) -> BaseResponse:
     the stored settings (what the form does not show is kept), checked as TOML is."""
     admin = administration().idps
     current = admin.get_idp(slug)["settings"] or {}
+    posted = request.form.to_dict(flat=False)
     try:
-        admin.update_settings(slug, settings_from_form(current, request.form.to_dict(flat=False)), actor())
+        admin.update_settings(slug, settings_from_form(current, posted), actor())
     except ConfigError as error:
         return _idp_page(slug, status=422, problems=error.problems,
-                         settings_form=_form_context(current, request.form.to_dict(flat=False)))
+                         settings_form=_form_context(current, posted))
     return _back(slug, "Settings saved.")
 
 

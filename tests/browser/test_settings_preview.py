@@ -94,5 +94,10 @@ def test_editing_a_role_rule_changes_the_preview_then_it_is_saved(
     expect(preview).to_have_attribute("data-outcome", "accepted")
     assert _preview_v2(page)["roles"] == ["developer"]
     page.screenshot(path=artifacts / "07-saved.png", full_page=True)
+    # The TOML below the form is previewed as it is edited, too.
+    box = page.locator("#settings-json")
+    box.fill(box.input_value().replace('role = "developer"', 'role = "engineer"'))
+    expect(page.locator("#preview-v2")).to_contain_text('"engineer"')
+    assert _preview_v2(page)["roles"] == ["engineer"]
     # No script or fetch was refused by the page's policy.
     assert not [text for text in refused if "Content Security Policy" in text], refused

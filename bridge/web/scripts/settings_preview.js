@@ -47,11 +47,15 @@
     output.dataset.outcome = body.outcome;
   }
 
+  // The settings as edited last: in the form, or in the TOML below it.
+  var toml = document.getElementById("settings");
+  var edited = form;
+
   function preview() {
     var number = ++sent;
     output.dataset.outcome = "pending";
     fetch(form.dataset.previewUrl, {
-      method: "POST", body: new FormData(form), credentials: "same-origin",
+      method: "POST", body: new FormData(edited), credentials: "same-origin",
       headers: {"Accept": "application/json"}
     }).then(function (response) {
       if (response.redirected) {  // to the sign-in page: the admin session has ended
@@ -80,6 +84,7 @@
     button.hidden = false;
     button.addEventListener("click", function () {
       row.remove();
+      edited = form;
       later();
     });
   }
@@ -95,8 +100,17 @@
       row.querySelector("input").focus();
     });
   }
-  form.addEventListener("input", later);
-  form.addEventListener("change", later);
+  [form, toml].forEach(function (source) {
+    if (!source) {
+      return;
+    }
+    ["input", "change"].forEach(function (kind) {
+      source.addEventListener(kind, function () {
+        edited = source;
+        later();
+      });
+    });
+  });
   output.hidden = false;
   preview();
 }());
