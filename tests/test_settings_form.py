@@ -245,6 +245,11 @@ def test_the_preview_needs_an_admin_session_and_its_csrf_token(
     assert forged.status_code == 403 and forged.get_json()["code"] == "admin_csrf_invalid"
     missing = client.post(path, data={"preset": "okta"}, headers={"Accept": "application/json"})
     assert missing.status_code == 403 and missing.get_json()["code"] == "admin_csrf_invalid"
+    # A forged save of a rule that would make anyone an admin: refused, nothing changed.
+    forged_save = client.post(f"/admin/idps/{SLUG}/settings/common", data={
+        "csrf_token": "not-the-token", "preset": "shibboleth", ROLE_RULES_FIELD: "1",
+        "role_match": "regex", "role_value": ".*", "role_name": "bridge-admin"})
+    assert forged_save.status_code == 403 and b"admin_csrf_invalid" in forged_save.data
     assert _saved(admin) == {"display_name": "Contoso", "mapping": {"preset": "shibboleth"}}
     client.delete_cookie("__Host-bridge-admin")
     stranger = client.post(path, data={"preset": "okta"})
@@ -378,9 +383,7 @@ def test_a_preview_whose_settings_would_refuse_the_login_says_so(
     admin.draft("shibboleth")
     admin.add_metadata(session_other_idp)
     _test_login(admin, browser, session_other_idp, "alice")
-    body = _preview(admin, settings_text=(
-        '[mapping]\npreset = "shibboleth"\nsubject_attribute = "x"\n')).get_json()
-    assert body["outcome"] == "invalid"  # (subject_attribute is no mapping setting)
+    # The subject from an attribute the login did not carry: refused, as that login would be.
     body = _preview(admin, settings_text=(
         'subject_attribute = "employeeNumber"\n[mapping]\npreset = "shibboleth"\n')).get_json()
     assert body["outcome"] == "refused" and body["code"] == "saml_subject_missing"
