@@ -122,6 +122,16 @@ def test_a_form_save_changes_only_the_edited_fields() -> None:
     assert saved["mapping"]["claims"]["email"] == stored["mapping"]["claims"]["email"]
 
 
+def test_values_written_with_spaces_stay_as_written_when_not_edited() -> None:
+    stored = {"mapping": {"roles": [{"exact": " eng ", "role": "dev "}],
+                          "claims": {"email": {"from": [" mail"]}}}}
+    post = _form_post(stored)
+    assert settings_from_form(stored, post) == stored
+    post["role_name"][0] = "developer"
+    assert settings_from_form(stored, post)["mapping"]["roles"] == [
+        {"exact": "eng", "role": "developer"}]
+
+
 def test_rows_are_added_and_removed() -> None:
     stored = _stored(WRITTEN)
     post = _form_post(stored)

@@ -142,7 +142,8 @@ def settings_from_form(settings: Mapping[str, Any], form: FormData) -> dict[str,
             mapping.pop("claims", None)
     if ROLE_RULES_FIELD in form and shown["roles_editable"]:
         rows = _rows(form)
-        if rows != shown["roles"]:
+        # Compared as the rows are read (trimmed): a rule written with spaces stays as written.
+        if rows != [{k: v.strip() for k, v in row.items()} for row in shown["roles"]]:
             touched = True
             if rows:
                 mapping["roles"] = [_entry(row) for row in rows]
