@@ -18,3 +18,5 @@ class Identity:
     session_index: str | None = None
     session_not_on_or_after: float | None = None
     authn_context_class: str | None = None
+    # The NameID's format as sent: what a preview needs to choose the subject as a login does.
+    name_id_format: str | None = None

@@ -5,6 +5,8 @@ slug, and a deleted IdP comes back from history."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -61,6 +63,10 @@ def admin(client: FlaskClient, bridge: Services) -> Admin:
     return Admin(client, bridge)
 
 
+def _sha256(data: bytes) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
 def _row(page: html.HtmlElement, label: str) -> str:
     [row] = page.xpath("//table[@id='vendor-fields']//tr[@data-label=$label]", label=label)
     return "".join(row.xpath(".//code[@class='value']/text()"))
@@ -87,9 +93,17 @@ def test_a_draft_shows_our_values_under_the_vendors_names(
     assert page.get_element_by_id("our-entity-id").text == bridge.settings.sp_entity_id
     assert page.get_element_by_id("state").text.startswith("Draft: not offered to users")
     assert page.xpath("//button[@class='copy']/@data-copy")  # each value has its copy button
-    # The copy buttons' script is the one the page's policy allows, and no other.
-    assert "script-src 'sha256-" in response.headers["Content-Security-Policy"]
-    assert len(page.xpath("//script")) == 1
+    # The page's scripts are the copy buttons' and the settings form's, which the page's policy
+    # allows by their hashes, and no other.
+    policy = response.headers["Content-Security-Policy"]
+    allowed = policy.split("script-src ")[1].split(";")[0].split()
+    [settings_script] = page.xpath("//script[@src]")
+    [copy_script] = page.xpath("//script[not(@src)]")
+    assert allowed == [f"'{_sha256(copy_script.text.encode())}'",
+                       f"'{settings_script.get('integrity')}'"]
+    served = admin.client.get(settings_script.get("src"))
+    assert served.status_code == 200 and served.mimetype == "text/javascript"
+    assert _sha256(served.data) == settings_script.get("integrity")
 
 
 def test_our_sp_metadata_is_there_for_a_draft_by_url_and_download(

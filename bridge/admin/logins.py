@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 ADMIN_SIGN_IN = "__admin_sign_in__"
 TEST_LOGIN = "__test_login__"
 TEST_LOGIN_SECONDS = 900
+# The last accepted test login of each IdP is kept this long for the settings page's preview
+# (docs/decisions/0029); the ones before it go at the next purge.
+LAST_TEST_LOGIN_SECONDS = 7 * 86400
 
 
 class AdminSignIn:
@@ -83,8 +86,12 @@ class TestLoginCapture:
         return test_id, start.message, start.browser_token
 
     def complete(self, record: AuthnRequestRecord, identity: Identity, idp: IdentityProvider) -> str:
+        # The claims as a login would build them (its authentication levels included), and the
+        # facts a preview needs to choose the subject again under other settings.
         result = {"outcome": "accepted", "version": idp.version_id,
-                  **preview(identity, idp.settings.mapping)}
+                  "name_id_format": identity.name_id_format,
+                  "authn_context_class": identity.authn_context_class,
+                  **preview(identity, idp.settings.mapping, contexts=idp.settings.authn_contexts)}
         destination = self._store(record.id, result, record.redirect_uri)
         # Passing: the response is accepted and every claims version can be built from it (a
         # mapping that refuses the person would refuse every user the same way).
@@ -134,9 +141,37 @@ class TestLoginCapture:
         with self.services.db.transaction() as session:
             row = session.query(TestLogin).filter_by(request_id=request_id).one_or_none()
             if row is not None:
-                row.completed_at = self.services.clock.now()
+                now = self.services.clock.now()
+                row.completed_at = now
                 row.result_json = json.dumps(result, default=str)
+                if result["outcome"] == "accepted":
+                    # The IdP's last test login: kept for the preview, the earlier ones are not.
+                    session.query(TestLogin).filter(
+                        TestLogin.slug == row.slug, TestLogin.id != row.id,
+                        TestLogin.completed_at.is_not(None),
+                        TestLogin.expires_at > now).update({TestLogin.expires_at: now},
+                                                           synchronize_session=False)
+                    row.expires_at = now + LAST_TEST_LOGIN_SECONDS
         return destination
+
+    def last_accepted(self, slug: str) -> dict[str, Any] | None:
+        """The IdP's last accepted test login (since it was last created or restored), with
+        what arrived; None when there is none."""
+        with self.services.db.transaction() as session:
+            idp = session.get(IdpRecord, slug)
+            if idp is None:
+                return None
+            rows = session.query(TestLogin).filter(
+                TestLogin.slug == slug, TestLogin.completed_at.is_not(None),
+                TestLogin.created_at >= idp.created_at,
+                TestLogin.expires_at > self.services.clock.now(),
+            ).order_by(TestLogin.completed_at.desc()).limit(20)
+            for row in rows:
+                result = json.loads(row.result_json) if row.result_json else None
+                if result and result.get("outcome") == "accepted":
+                    return {"id": row.id, "started_by": row.started_by,
+                            "completed_at": row.completed_at, "result": result}
+        return None
 
     def result(self, test_id: str) -> dict[str, Any] | None:
         with self.services.db.transaction() as session:

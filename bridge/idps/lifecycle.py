@@ -28,7 +28,7 @@ from bridge.errors import Conflict, InvalidInput
 from bridge.idps.fetch import check_url, fetch_metadata
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
-from bridge.idps.settings import parse_idp_settings
+from bridge.idps.settings import IdentityProvider, parse_idp_settings
 from bridge.idps.stages import LIVE, IdpStages
 from bridge.idps.uniqueness import (
     check_endpoints_free,
@@ -97,14 +97,21 @@ class IdpAdmin(IdpStages):
         self.registry.invalidate()
         return self.get_idp(slug)
 
-    def update_settings(self, slug: str, settings: dict[str, Any], actor: str) -> dict[str, Any]:
+    def checked_settings(self, slug: str, settings: dict[str, Any]) -> tuple[
+            str, IdentityProvider | None]:
+        """``settings`` as they would be stored, and the IdP as it would be in force with them
+        (None for a draft, which has no metadata); raise with every problem's location. Nothing
+        is changed: saving and the settings page's preview both check through here."""
         record = self._managed(slug)
         settings_json = self._validated_settings(slug, settings)
         if record.version_id is None:  # a draft: settings alone
             parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
-        else:
-            self._validated(slug, self.version_xml(slug, record.version_id).encode(),
-                            settings_json)
+            return settings_json, None
+        return settings_json, self._validated(
+            slug, self.version_xml(slug, record.version_id).encode(), settings_json)
+
+    def update_settings(self, slug: str, settings: dict[str, Any], actor: str) -> dict[str, Any]:
+        settings_json, _ = self.checked_settings(slug, settings)
         now = self.clock.now()
         with self.db.transaction() as session:
             row = session.get(IdpRecord, slug, with_for_update=True)

@@ -71,3 +71,13 @@ def preview_login(facts: SamlFacts, idp: IdentityProvider,
         return refused(error, facts)
     return {"outcome": "accepted", **preview(identity, idp.settings.mapping, proposed,
                                               idp.settings.authn_contexts)}
+
+
+def facts_from_test_login(result: dict[str, Any], idp: IdentityProvider) -> SamlFacts:
+    """What an accepted test login (``TestLoginCapture``) saw, as the facts of a login now: its
+    attributes, NameID and authentication context, from the IdP as its metadata now names it."""
+    return SamlFacts(idp_entity_id=idp.metadata.entity_id, name_id=result.get("name_id"),
+                     name_id_format=result.get("name_id_format"),
+                     attributes={name: tuple(values)
+                                 for name, values in (result.get("attributes") or {}).items()},
+                     authn_context_class=result.get("authn_context_class"))

@@ -84,20 +84,24 @@ _DEFAULTS = {"clock_skew_seconds": "60", "sign_requests": "auto",
 
 def with_common_settings(settings: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     """``settings`` with the form's vendor preset, clock skew, request signing and SHA-1
-    exception; everything else (claims, groups, roles...) is kept as it is."""
-    changed = json.loads(json.dumps(settings))  # a deep copy of plain data
-    mapping = dict(changed.get("mapping") or {})
+    exception; a value the form sends unchanged, and everything else, is kept as it is."""
+    changed = json.loads(json.dumps(settings, default=str))  # a deep copy of plain data
+    mapping = changed.get("mapping")
     preset = form.get("preset", "").strip()
-    if preset:
-        mapping["preset"] = preset
-    else:
-        mapping.pop("preset", None)
-    if mapping:
-        changed["mapping"] = mapping
-    else:
-        changed.pop("mapping", None)
+    if not isinstance(mapping, dict) or preset != (mapping.get("preset") or ""):
+        mapping = dict(mapping) if isinstance(mapping, dict) else {}
+        if preset:
+            mapping["preset"] = preset
+        else:
+            mapping.pop("preset", None)
+        if mapping:
+            changed["mapping"] = mapping
+        else:
+            changed.pop("mapping", None)
     for key, default in _DEFAULTS.items():
         value = form.get(key, "").strip()
+        if key in changed and value == str(changed[key]):
+            continue  # unchanged: kept as written, even where it is the default
         if value in ("", default):
             changed.pop(key, None)
         elif key == "clock_skew_seconds":

@@ -77,6 +77,7 @@ def identity_from_facts(facts: SamlFacts, idp: SamlIdp) -> Identity:
         session_index=facts.session_index,
         session_not_on_or_after=facts.session_not_on_or_after,
         authn_context_class=facts.authn_context_class,
+        name_id_format=facts.name_id_format,
     )
 
 

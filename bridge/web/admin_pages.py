@@ -1,4 +1,5 @@
-"""Admin pages: server-rendered, over the same services as the admin API, no JavaScript needed.
+"""Admin pages: server-rendered, over the same services as the admin API, no JavaScript needed
+(the IdP page's copy buttons, rule rows and settings preview add to what works without it).
 
 Every form carries the session's CSRF token; every change redirects back (post/redirect/get) with
 a notice, or re-renders the page with the problems when it was refused.
@@ -10,20 +11,34 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
-from bridge.claims.presets import PRESETS
+from bridge.claims.mapping import CLAIMS
+from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, NotFound
+from bridge.idps.preview import facts_from_test_login, preview_login
 from bridge.idps.settings import offered
-from bridge.idps.settings_text import settings_as_toml, settings_from_text, with_common_settings
+from bridge.idps.settings_form import (
+    ROLE_RULES_FIELD,
+    form_values,
+    posted_form_values,
+    settings_from_form,
+)
+from bridge.idps.settings_text import settings_as_toml, settings_from_text
 from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
-from bridge.web.idp_setup import COPY_SCRIPT, allow_copy_script, setup_context
+from bridge.web.idp_setup import (
+    COPY_SCRIPT,
+    PREVIEW_INTEGRITY,
+    PREVIEW_SCRIPT,
+    allow_page_scripts,
+    setup_context,
+)
 from bridge.web.saml_binding import send as send_saml
 from bridge.web.sso import metadata_response
 
@@ -137,14 +152,33 @@ def idp(slug: str) -> BaseResponse:
 def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     detail = administration().idps.get_idp(slug)
     context.setdefault("settings_text", settings_as_toml(detail["settings"] or {}))
-    return allow_copy_script(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
-                                   setup=setup_context(services().settings, detail),
-                                   copy_script=COPY_SCRIPT,
-                                   # A draft has no metadata yet, so nothing to deprovision.
-                                   deprovisioning=deprovisioning_status(
-                                       services(), application().scim_tokens, slug)
-                                   if slug in services().idps else None,
-                                   **context))
+    context.setdefault("settings_form", _form_context(detail["settings"] or {}))
+    return allow_page_scripts(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
+                                    setup=setup_context(services().settings, detail),
+                                    copy_script=COPY_SCRIPT,
+                                    preview_integrity=PREVIEW_INTEGRITY,
+                                    # A draft has no metadata yet, so nothing to deprovision.
+                                    deprovisioning=deprovisioning_status(
+                                        services(), application().scim_tokens, slug)
+                                    if slug in services().idps else None,
+                                    **context))
+
+
+def _form_context(settings: dict[str, Any],
+                  posted: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """What the settings form shows: the stored settings, or what was posted when it was
+    refused (nothing typed is lost); with each claim's sources under the preset, as hints."""
+    values = posted_form_values(posted) if posted is not None else form_values(settings)
+    common = dict(settings)
+    if posted is not None:
+        common = {"mapping": {"preset": (posted.get("preset") or [""])[0]},
+                  **{key: (posted.get(key) or [""])[0] for key in (
+                      "clock_skew_seconds", "sign_requests", "insecure_allow_sha1_until")}}
+    preset = (common.get("mapping") or {}).get("preset") or "default"
+    base = MAPPING_PRESETS.get(preset, MAPPING_PRESETS["default"])
+    return {**values, "common": common, "claims": CLAIMS, "role_rules_field": ROLE_RULES_FIELD,
+            "preset_sources": {claim: "\n".join(base.claims[claim].sources)
+                               if claim in base.claims else "" for claim in CLAIMS}}
 
 
 FIRST_METADATA = ("Metadata added: the IdP is in testing, not offered to users yet. Test a login, "
@@ -218,13 +252,67 @@ def settings(slug: str) -> BaseResponse:
 @admin_pages.post("/idps/<slug>/settings/common")
 @admin_page
 def common_settings(slug: str) -> BaseResponse:
-    def save() -> Any:
-        admin = administration().idps
-        current = admin.get_idp(slug)["settings"] or {}
-        return admin.update_settings(slug, with_common_settings(current, dict(request.form)),
-                                     actor())
+    """The settings form: the common settings, the attribute sources and the role rules, onto
+    the stored settings (what the form does not show is kept), checked as TOML is."""
+    admin = administration().idps
+    current = admin.get_idp(slug)["settings"] or {}
+    posted = request.form.to_dict(flat=False)
+    try:
+        admin.update_settings(slug, settings_from_form(current, posted), actor())
+    except ConfigError as error:
+        return _idp_page(slug, status=422, problems=error.problems,
+                         settings_form=_form_context(current, posted))
+    return _back(slug, "Settings saved.")
 
-    return _act(slug, save, "Settings saved.")
+
+NO_TEST_LOGIN = ("No test login yet: use \u201cTest a login\u201d above and sign in at the IdP; "
+                 "then this shows what that login would produce with the settings as edited here.")
+NO_METADATA = ("No test login yet: a draft has no metadata. Add the IdP's metadata, test a login, "
+               "and this shows what it would produce with the settings as edited here.")
+
+
+@admin_pages.post("/idps/<slug>/settings/preview")
+@admin_page
+def settings_preview(slug: str) -> tuple[Response, int]:
+    """What the IdP's last test login would produce with the settings as edited (the form's
+    fields, or ``settings_text``), checked as a save checks them; nothing is saved or issued.
+    Like every admin page: a session and its CSRF token, or the way to the sign-in page."""
+    admin = administration().idps
+    try:
+        current = admin.get_idp(slug)["settings"] or {}
+        proposed = (settings_from_text(request.form["settings_text"])
+                    if "settings_text" in request.form
+                    else settings_from_form(current, request.form.to_dict(flat=False)))
+        _, idp = admin.checked_settings(slug, proposed)
+    except ConfigError as error:
+        return jsonify({"outcome": "invalid", "code": error.code, "problems": error.problems,
+                        "message": "These settings would be refused (nothing was saved):"}), 422
+    test = administration().test_logins.last_accepted(slug) if idp is not None else None
+    if idp is None or test is None:
+        return jsonify({"outcome": "no_test_login",
+                        "message": NO_METADATA if idp is None else NO_TEST_LOGIN}), 200
+    result = preview_login(facts_from_test_login(test["result"], idp), idp)
+    about = {"id": test["id"], "started_by": test["started_by"],
+             "completed_at": test["completed_at"]}
+    when = _when(test["completed_at"])
+    if result["outcome"] == "refused":
+        return jsonify({"outcome": "refused", "test_login": about, "code": result["code"],
+                        "reason": result["reason"],
+                        "message": f"The last test login ({when}) would be refused with these "
+                                   f"settings: {result['code']}: {result['reason']}"}), 200
+    return jsonify({"outcome": "accepted", "test_login": about, "sub": result["sub"],
+                    "claims": result["in_force"],
+                    "message": f"The last test login ({when}) with these settings, not yet "
+                               "saved:"}), 200
+
+
+@admin_pages.get("/settings-preview.js")
+@admin_page
+def preview_script() -> Response:
+    """The settings form's script, which the IdP page loads with its hash as integrity."""
+    response = Response(PREVIEW_SCRIPT, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @admin_pages.post("/idps/<slug>/go-live")

@@ -1,11 +1,13 @@
 """What the IdP page shows to set the IdP up: our values under the vendor's own names, with copy
 buttons. The buttons need a few lines of script: the page allows exactly that script (by its
-hash), and shows the values as text for a browser without it."""
+hash), and shows the values as text for a browser without it. Its policy allows one more script,
+the settings form's (by its hash too), and nothing else."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from importlib.resources import files
 from typing import Any
 
 from werkzeug.wrappers import Response as BaseResponse
@@ -20,9 +22,19 @@ COPY_SCRIPT = ("document.querySelectorAll(`button.copy`).forEach(function (butto
                " button.addEventListener(`click`, function () {"
                " navigator.clipboard.writeText(button.dataset.copy).then(function () {"
                " button.textContent = `Copied`; }); }); });")
-_SCRIPT_HASH = f"'sha256-{base64.b64encode(hashlib.sha256(COPY_SCRIPT.encode()).digest()).decode()}'"
-CSP = (f"default-src 'none'; script-src {_SCRIPT_HASH}; style-src 'unsafe-inline'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def _sha256(data: bytes) -> str:
+    return f"sha256-{base64.b64encode(hashlib.sha256(data).digest()).decode()}"
+
+
+# The settings form's rows and live preview (bridge/web/scripts): a file of ours, loaded with its
+# hash as integrity, which is what the policy allows; its fetch() goes to our own origin only.
+PREVIEW_SCRIPT = (files("bridge.web") / "scripts" / "settings_preview.js").read_bytes()
+PREVIEW_INTEGRITY = _sha256(PREVIEW_SCRIPT)
+CSP = (f"default-src 'none'; script-src '{_sha256(COPY_SCRIPT.encode())}' '{PREVIEW_INTEGRITY}'; "
+       "connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
 
 # Our entity ID and ACS URL in each console's words, for the table at the top of the page.
 _ENTITY_ID_NAMES = "Okta: Audience URI; Entra ID: Identifier; AD FS: relying party identifier"
@@ -41,6 +53,6 @@ def setup_context(settings: Settings, idp: dict[str, Any]) -> dict[str, Any]:
             "signs": preset.signs if preset else ""}
 
 
-def allow_copy_script(response: BaseResponse) -> BaseResponse:
+def allow_page_scripts(response: BaseResponse) -> BaseResponse:
     response.headers["Content-Security-Policy"] = CSP
     return response
