@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
 from bridge.errors import Conflict, InvalidInput, NotFound
-from bridge.idps.fetch import fetch_metadata
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import is_tested
@@ -36,6 +35,7 @@ from bridge.idps.uniqueness import (
 )
 from bridge.idps.versions import MetadataVersions
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+from bridge.unicode_text import as_text
 
 DRAFT, TESTING, LIVE = "draft", "testing", "live"
 
@@ -78,7 +78,7 @@ class IdpStages(MetadataVersions):
         if xml is None:
             if not url:
                 raise InvalidInput("metadata: upload the IdP's metadata or give its URL")
-            fetched = fetch_metadata(url, policy=self.policy_for(slug, record.settings_json))
+            fetched = self.fetch(slug, url, record.settings_json, actor)
             xml = fetched.body
         if not xml:
             raise InvalidInput("metadata: upload the IdP's metadata or give its URL")
@@ -155,8 +155,8 @@ class IdpStages(MetadataVersions):
                     latest.setdefault(event.idp_slug, event)
         return [{"slug": slug, "deleted_at": event.at,
                  "deleted_by": json.loads(event.detail_json).get("actor"),
-                 "display_name": (json.loads(event.detail_json).get("settings") or {})
-                 .get("display_name") or slug}
+                 "display_name": as_text((json.loads(event.detail_json).get("settings") or {})
+                                         .get("display_name")) or slug}
                 for slug, event in sorted(latest.items()) if slug not in self.registry.files]
 
     def restore_deleted(self, slug: str, *, actor: str) -> dict[str, Any]:
