@@ -15,6 +15,7 @@ from bridge.errors import Deprovisioned
 from bridge.oauth.revocation import end_logins
 from bridge.store import direct
 from bridge.store.models import (
+    AdminSession,
     AuthorizationCode,
     DeprovisionedSubject,
     ProvisioningToken,
@@ -25,8 +26,9 @@ from bridge.store.models import (
 
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
                 now: float, actor: str) -> int:
-    """Refuse the person's next logins and end every live one (refresh families and codes not
-    yet exchanged), in the caller's transaction; how many logins ended."""
+    """Refuse the person's next logins and end every live one (refresh families, codes not yet
+    exchanged, admin sessions and sign-in tickets), in the caller's transaction; how many
+    logins ended."""
     # One statement, so two deprovisionings of one person at once (a SCIM request and an
     # event, on two nodes) both succeed instead of one failing on the primary key.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -41,8 +43,12 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
                   RefreshFamily.expires_at > now],
         codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
         now=now, reason=reason)
+    # A deactivated admin must not keep the pages (and with them a SCIM token to undo this).
+    admin = cast("CursorResult[Any]", session.execute(delete(AdminSession).where(
+        AdminSession.idp_slug == idp_slug, AdminSession.subject == subject)))
     audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
-                 subject=subject, detail={"actor": actor, "reason": reason, "families": ended})
+                 subject=subject, detail={"actor": actor, "reason": reason, "families": ended,
+                                          "admin_sessions": admin.rowcount})
     return ended
 
 
@@ -70,6 +76,11 @@ def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: s
         raise Deprovisioned("login_deprovisioned",
                             "Your account has been deactivated at your identity provider.",
                             log_detail={"idp": idp_slug, "reason": found.reason})
+
+
+def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:
+    """Whether the IdP has deprovisioned this person (in an ORM transaction)."""
+    return session.get(DeprovisionedSubject, (idp_slug, subject)) is not None
 
 
 def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
