@@ -20,6 +20,7 @@ from bridge.store.models import (
     DeprovisionedSubject,
     ProvisioningToken,
     RefreshFamily,
+    ScimFormerSubject,
     ScimUser,
 )
 
@@ -89,5 +90,5 @@ def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
     session.execute(update(ProvisioningToken).where(
         ProvisioningToken.idp_slug == idp_slug, ProvisioningToken.revoked_at.is_(None))
         .values(revoked_at=now))
-    for model in (ScimUser, DeprovisionedSubject):
+    for model in (ScimUser, ScimFormerSubject, DeprovisionedSubject):
         session.execute(delete(model).where(model.idp_slug == idp_slug))
