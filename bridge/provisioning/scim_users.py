@@ -116,10 +116,14 @@ class ScimUsers:
                 shown: Shown = None) -> dict[str, Any]:
         user = _parse(body, Context.RESOURCE_REPLACEMENT_REQUEST)
         now = self.services.clock.now()
-        with self.services.db.transaction() as session:
-            row = self._row(session, caller, user_id, lock=True)
-            self._store(session, caller, row, user, now, operation="replace")
-            return self._render(row, shown)
+        try:
+            with self.services.db.transaction() as session:
+                row = self._row(session, caller, user_id, lock=True)
+                self._store(session, caller, row, user, now, operation="replace")
+                return self._render(row, shown)
+        except sa_exc.IntegrityError:
+            # A rename to a userName another request took at the same moment.
+            raise _taken() from None
 
     def patch(self, caller: Caller, user_id: str, body: object,
               shown: Shown = None) -> dict[str, Any]:
@@ -139,16 +143,19 @@ class ScimUsers:
         except (ValidationError, SCIMException) as error:
             raise _refused(error) from None
         now = self.services.clock.now()
-        with self.services.db.transaction() as session:
-            row = self._row(session, caller, user_id, lock=True)
-            user = _stored(row)
-            try:
-                patch.patch(user, scim_policy=POLICY)
-            except (ValidationError, SCIMException) as error:
-                raise _refused(error) from None
-            _check_names(user)  # a PATCH may not leave a user without a userName
-            self._store(session, caller, row, user, now, operation="patch")
-            return self._render(row, shown)
+        try:
+            with self.services.db.transaction() as session:
+                row = self._row(session, caller, user_id, lock=True)
+                user = _stored(row)
+                try:
+                    patch.patch(user, scim_policy=POLICY)
+                except (ValidationError, SCIMException) as error:
+                    raise _refused(error) from None
+                _check_names(user)  # a PATCH may not leave a user without a userName
+                self._store(session, caller, row, user, now, operation="patch")
+                return self._render(row, shown)
+        except sa_exc.IntegrityError:
+            raise _taken() from None  # as replace()
 
     def delete(self, caller: Caller, user_id: str) -> None:
         now = self.services.clock.now()

@@ -49,5 +49,5 @@ def test_a_request_that_never_says_active_true_keeps_a_deactivated_person_refuse
     answer = scim(method, f"/Users/{created.get_json()['id']}", body)
     assert answer.status_code == 200, answer.get_data(as_text=True)
 
-    # Expected: still refused (nothing said active: true). Actual: the refusal is lifted.
+    # Still refused: nothing said active: true.
     assert _login_refused(browser), f"{request_shape} reactivated a deactivated person"

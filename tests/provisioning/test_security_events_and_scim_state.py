@@ -39,5 +39,5 @@ def test_account_enabled_does_not_let_in_a_person_whose_scim_user_is_inactive(
 
     stored = scim("GET", f"/Users/{created.get_json()['id']}").get_json()
     assert stored["active"] is False  # the SCIM user still says: deactivated
-    # Expected: still refused. Actual: the person logs in while its SCIM user is inactive.
+    # Still refused while the SCIM user says inactive.
     assert _login_refused(browser)
