@@ -87,8 +87,21 @@ def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:
 def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
     """An IdP deleted: its SCIM token ends, its SCIM users and refusals go, so that an IdP made
     later under the same slug inherits none of them (its logins are ended by the caller)."""
+    forget_scim(session, idp_slug=idp_slug, now=now)
+    session.execute(delete(DeprovisionedSubject).where(
+        DeprovisionedSubject.idp_slug == idp_slug))
+
+
+def forget_scim(session: Session, *, idp_slug: str, now: float) -> int:
+    """An IdP created under a slug: a SCIM token and SCIM users an earlier IdP of that slug left
+    (a file removed from idp_metadata/ leaves them) end, so that its SCIM client can neither
+    read nor change what the new IdP's people are. Refusals stay: they name people by a ``sub``
+    derived from the entity ID, so they keep refusing the people of the same IdP made again
+    and can name nobody at another. How many SCIM users went."""
     session.execute(update(ProvisioningToken).where(
         ProvisioningToken.idp_slug == idp_slug, ProvisioningToken.revoked_at.is_(None))
         .values(revoked_at=now))
-    for model in (ScimUser, ScimFormerSubject, DeprovisionedSubject):
-        session.execute(delete(model).where(model.idp_slug == idp_slug))
+    session.execute(delete(ScimFormerSubject).where(ScimFormerSubject.idp_slug == idp_slug))
+    users = cast("CursorResult[Any]", session.execute(
+        delete(ScimUser).where(ScimUser.idp_slug == idp_slug)))
+    return int(users.rowcount or 0)
