@@ -6,7 +6,7 @@ No scim2-models here: security events ask the same question."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bridge.store.models import ScimFormerSubject, ScimUser
@@ -42,10 +42,11 @@ def inactive_user_for(session: Session, *, idp_slug: str, subject: str,
                       other_than: str | None = None) -> bool:
     """Whether a user of the IdP (other than ``other_than``) that stands or stood for the person
     is inactive: while one is, nothing but that user's reactivation lifts the refusal."""
-    stood_for = exists().where(ScimFormerSubject.user_id == ScimUser.id,
-                               ScimFormerSubject.subject == subject)
-    query = select(ScimUser.id).where(ScimUser.idp_slug == idp_slug, ScimUser.active.is_(False),
-                                      or_(ScimUser.subject == subject, stood_for))
+    inactive = [ScimUser.idp_slug == idp_slug, ScimUser.active.is_(False)]
     if other_than is not None:
-        query = query.where(ScimUser.id != other_than)
-    return session.scalar(query.limit(1)) is not None
+        inactive.append(ScimUser.id != other_than)
+    stands = select(ScimUser.id).where(ScimUser.subject == subject, *inactive)
+    stood = (select(ScimUser.id).join(ScimFormerSubject, ScimFormerSubject.user_id == ScimUser.id)
+             .where(ScimFormerSubject.idp_slug == idp_slug, ScimFormerSubject.subject == subject,
+                    *inactive))
+    return any(session.scalar(query.limit(1)) is not None for query in (stands, stood))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from flask import Flask
 from lxml import html
 from sqlalchemy import select
@@ -16,6 +17,14 @@ from bridge.store.models import AdminSession, DeprovisionedSubject
 from tests.helpers import Browser
 from tests.provisioning.conftest import ALICE_NAME_ID, Scim
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, OKTA_REACTIVATE, okta_user
+from tests.provisioning.transmitter import RISC, Transmitter, user
+
+TRANSMITTER = Transmitter()
+
+
+@pytest.fixture
+def idp_settings() -> str:
+    return TRANSMITTER.settings_toml()
 
 
 def _admin_ticket(browser: Browser, dev_idp: DevIdp) -> str:
@@ -90,3 +99,16 @@ def test_an_admin_session_of_a_refused_person_does_not_authenticate(
         session.add(DeprovisionedSubject(idp_slug="dev", subject=subject, source="event",
                                          reason="account_disabled", at=services.clock.now()))
     assert browser.client.get("/admin/").status_code != 200
+
+
+def test_an_account_disabled_event_ends_the_admin_session(app: Flask, browser: Browser,
+                                                          dev_idp: DevIdp) -> None:
+    _admin_sign_in(browser, dev_idp)
+    assert browser.client.get("/admin/").status_code == 200
+    disabled = browser.client.post("/events/dev", data=TRANSMITTER.set(
+        {RISC + "account-disabled": {}}, sub_id=user(ALICE_NAME_ID)),
+        headers={"Content-Type": "application/secevent+jwt"})
+    assert disabled.status_code == 202
+    assert browser.client.get("/admin/").status_code != 200
+    with app.extensions["bridge"].db.transaction() as session:
+        assert session.scalars(select(AdminSession)).all() == []
