@@ -36,7 +36,7 @@ from bridge.idps.uniqueness import (
     claim_entity_id,
     lost_race,
 )
-from bridge.oauth.deprovisioned import forget_provisioning
+from bridge.oauth.deprovisioned import forget_provisioning, forget_scim
 from bridge.oauth.revocation import end_logins
 from bridge.store.models import (
     AdminSession,
@@ -88,11 +88,14 @@ class IdpAdmin(IdpStages):
                                       metadata_last_modified=(fetched.last_modified if fetched
                                                               else None),
                                       metadata_fetched_at=now if fetched else None))
+                # What an earlier IdP of this slug left (a removed file's SCIM token and users).
+                forgotten = forget_scim(session, idp_slug=slug, now=now)
                 audit.record(session, at=now, event="idp_created", outcome="success",
                              idp_slug=slug,
                              detail={"actor": actor, "entity_id": entity_id, "state": LIVE,
                                      "metadata_url": url, "version": version.id,
-                                     "settings": json.loads(settings_json)})
+                                     "settings": json.loads(settings_json),
+                                     "scim_users_forgotten": forgotten})
         except IntegrityError:
             raise lost_race(self.db, slug, entity_id) from None
         self.registry.invalidate()

@@ -34,6 +34,7 @@ from bridge.idps.uniqueness import (
     lost_race,
 )
 from bridge.idps.versions import MetadataVersions
+from bridge.oauth.deprovisioned import forget_scim
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
 from bridge.unicode_text import as_text
 
@@ -54,9 +55,12 @@ class IdpStages(MetadataVersions):
                     raise Conflict(f"slug: {slug!r} already exists")
                 session.add(IdpRecord(slug=slug, version_id=None, settings_json=settings_json,
                                       created_at=now, updated_at=now, state=DRAFT))
+                # What an earlier IdP of this slug left (a removed file's SCIM token and users).
+                forgotten = forget_scim(session, idp_slug=slug, now=now)
                 audit.record(session, at=now, event="idp_draft_created", outcome="success",
                              idp_slug=slug, detail={"actor": actor,
-                                                    "settings": json.loads(settings_json)})
+                                                    "settings": json.loads(settings_json),
+                                                    "scim_users_forgotten": forgotten})
         except IntegrityError:
             raise Conflict(f"slug: {slug!r} already exists") from None
         self.registry.invalidate()
