@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,9 +55,41 @@ def make_engine(database_url: str) -> Engine:
 
         _refuse_nul_characters(engine)
         return engine
-    engine = create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(database_url, pool_size=5, max_overflow=10)
+    _ping_when_idle(engine)
     _refuse_nul_characters(engine)
     return engine
+
+
+# A pooled connection unused for longer than this is checked before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled PostgreSQL connection before use only when it sat idle, where SQLAlchemy's
+    ``pool_pre_ping`` checks it every time: that ping was one of a refresh's two round trips.
+    A connection in steady use has just proven itself; one that sat idle may have been closed by
+    the server, a proxy or a restart, and is replaced here unseen. A connection lost while in
+    steady use fails its request (``StoreUnavailable``, a 503 with retry) and empties the pool
+    (``_unavailable_when_disconnected``), so a restart costs each node about one request."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection, record):
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()  # the ping's implicit transaction
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool drops this connection and checks out a new one.
+            raise exc.DisconnectionError(f"idle connection lost: {type(error).__name__}") from error
 
 
 def _refuse_nul_characters(engine: Engine) -> None:
@@ -90,14 +123,14 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error, all or nothing."""
-        with _unavailable_when_disconnected(), self._sessions.begin() as session:
+        with _unavailable_when_disconnected(self.engine), self._sessions.begin() as session:
             yield session
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
         """Like ``transaction()`` but a Core connection, for hot paths that run prepared
         statements and need none of the ORM's unit-of-work machinery."""
-        with _unavailable_when_disconnected(), self.engine.begin() as connection:
+        with _unavailable_when_disconnected(self.engine), self.engine.begin() as connection:
             yield connection
 
     @contextlib.contextmanager
@@ -105,7 +138,7 @@ class Database:
         """Like ``connection()``, for work that runs only ``store/direct.py`` statements: the
         pooled driver connection, begun (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the driver
         begins at the first statement) and committed or rolled back on it directly."""
-        with _unavailable_when_disconnected():
+        with _unavailable_when_disconnected(self.engine):
             pooled = self.engine.raw_connection()
             try:
                 connection = direct.DriverConnection(self.engine.dialect, pooled)
@@ -131,7 +164,7 @@ class Database:
             with self.connection() as connection:
                 yield connection
             return
-        with _unavailable_when_disconnected(), self.engine.connect().execution_options(
+        with _unavailable_when_disconnected(self.engine), self.engine.connect().execution_options(
                 isolation_level="AUTOCOMMIT") as connection:
             yield connection
 
@@ -145,7 +178,7 @@ class Database:
             with self.single_statement() as connection:
                 yield connection
             return
-        with _unavailable_when_disconnected(), self.engine.connect() as connection:
+        with _unavailable_when_disconnected(self.engine), self.engine.connect() as connection:
             yield connection
 
     def serialize(self, session: Session, name: str) -> None:
@@ -225,11 +258,15 @@ def _newest_migration() -> str | None:
 
 
 @contextlib.contextmanager
-def _unavailable_when_disconnected() -> Iterator[None]:
-    """A lost or unreachable database is ``StoreUnavailable`` (503, retry), not a 500."""
+def _unavailable_when_disconnected(engine: Engine) -> Iterator[None]:
+    """A lost or unreachable database is ``StoreUnavailable`` (503, retry), not a 500. A lost
+    connection empties the pool: its others were most likely lost with it (a restart), and the
+    idle check (``_ping_when_idle``) does not look at connections in steady use."""
     try:
         yield
     except (exc.OperationalError, exc.InterfaceError) as error:
+        if error.connection_invalidated:
+            engine.pool.dispose()
         if _is_connection_problem(error):
             raise StoreUnavailable("temporarily_unavailable",
                                    "The database is unavailable; retry shortly.") from error
