@@ -1,16 +1,22 @@
 """``GET /Users?filter=...``: the filter is parsed and checked by scim2-models. The lookups
 provisioning clients make before every change (``userName eq "..."``, ``externalId eq "..."``,
 ``id eq "..."``) go to the database's indexes; any other filter is evaluated by scim2-models over
-the IdP's users, in pages (RFC 7644 §3.4.2)."""
+the IdP's users, in pages (RFC 7644 §3.4.2).
+
+That evaluation costs the number of the IdP's users times the terms of the filter, in the
+request: a filter is refused (``invalidFilter``) before it is evaluated when it is longer than
+``MAX_FILTER_LENGTH`` characters or has more than ``MAX_FILTER_TERMS`` terms. Okta and Entra ID
+send one term; a client that asks for a batch of users by name in one filter has a hundred."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from scim2_models import SCIMException, ScimFilter
-from scim2_models.path import CompareOperator, Comparison
+from scim2_models.path import CompareOperator, Comparison, LogicalExpr, Not, ValuePath
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
@@ -23,6 +29,8 @@ UserFilter = ScimFilter[User]
 
 
 MAX_START_INDEX = 2**31 - 1
+MAX_FILTER_LENGTH = 16_384  # 100 terms of a userName of 150 characters
+MAX_FILTER_TERMS = 100  # comparisons, presence tests and the and/or/not that join them
 
 
 @dataclass(frozen=True)
@@ -40,17 +48,58 @@ def search_users(session: Session, slug: str, filter_text: str | None, start_ind
                                                                         ScimUser.id)
     if not filter_text:
         return _page(session, query, start_index, count)
-    try:
-        parsed = UserFilter(filter_text)
-    except (SCIMException, ValueError) as error:
-        raise ProvisioningError("scim_invalid", f"filter: {error}", scim_type="invalidFilter") \
-            from None
+    parsed = parse_filter(filter_text)
     indexed = _indexed(parsed.ast)
     if indexed is not None:
         return _page(session, query.where(indexed), start_index, count)
     with POLICY:  # strings compared as the indexed lookups compare them (comparison_key)
         matching = [row for row in session.scalars(query) if parsed.match(load(row))]
     return Page(total=len(matching), rows=matching[start_index - 1:start_index - 1 + count])
+
+
+def check_filter_length(filter_text: object) -> None:
+    """Refuse a filter too long to be worth parsing."""
+    if isinstance(filter_text, str) and len(filter_text) > MAX_FILTER_LENGTH:
+        raise _invalid(f"at most {MAX_FILTER_LENGTH} characters.")
+
+
+def parse_filter(filter_text: str) -> UserFilter:
+    """``filter_text`` parsed and checked: refused as ``invalidFilter`` when it does not parse,
+    is too long or has too many terms, or compares with a string that is not Unicode text (an
+    unpaired surrogate, which neither the database nor UTF-8 can hold) or holds a NUL."""
+    check_filter_length(filter_text)
+    try:
+        parsed = UserFilter(filter_text)
+        root = parsed.ast
+    except (SCIMException, ValueError) as error:
+        raise _invalid(str(error)) from None
+    terms, pending = 0, [root]
+    while pending:  # the parser bounds the nesting; the terms of one and/or are a flat tuple
+        node = pending.pop()
+        terms += 1
+        if terms > MAX_FILTER_TERMS:
+            raise _invalid(f"at most {MAX_FILTER_TERMS} terms and operators.")
+        if isinstance(node, LogicalExpr):
+            pending.extend(node.terms)
+        elif isinstance(node, Not):
+            pending.append(node.expr)
+        elif isinstance(node, ValuePath):
+            pending.append(node.val_filter)
+        elif isinstance(node, Comparison) and isinstance(node.value, str) \
+                and not _storable(node.value):
+            raise _invalid("a value that is not Unicode text or holds a NUL character.")
+    return parsed
+
+
+def _storable(value: str) -> bool:
+    return "\x00" not in value and _SURROGATE.search(value) is None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _invalid(detail: str) -> ProvisioningError:
+    return ProvisioningError("scim_invalid", f"filter: {detail}", scim_type="invalidFilter")
 
 
 def _page(session: Session, query: Any, start_index: int, count: int) -> Page:

@@ -25,7 +25,7 @@ from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.provisioning.matching import subject_of
 from bridge.provisioning.scim_model import POLICY, User, entra_manager, name_key
-from bridge.provisioning.scim_search import MAX_COUNT, Page, search_users
+from bridge.provisioning.scim_search import MAX_COUNT, Page, check_filter_length, search_users
 from bridge.store.models import ScimUser
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class ScimUsers:
                count: int, shown: Shown = None) -> dict[str, Any]:
         with self.services.db.transaction() as session:
             page: Page = search_users(session, caller.idp.slug, filter_text, start_index, count,
-                                      load=_stored)
+                                      load=self._shown_user)
             resources = [self._render(row, shown) for row in page.rows]
         return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                 "totalResults": page.total, "startIndex": start_index,
@@ -76,8 +76,10 @@ class ScimUsers:
 
     def search_posted(self, caller: Caller, body: object) -> dict[str, Any]:
         """``POST /Users/.search`` (RFC 7644 §3.4.3): the query of a GET, in a SearchRequest."""
+        body = _checked(body)
+        check_filter_length(body.get("filter"))  # before scim2-models parses it
         try:
-            request = SearchRequest[User].model_validate(_checked(body),
+            request = SearchRequest[User].model_validate(body,
                                                          scim_ctx=Context.SEARCH_REQUEST)
         except (ValidationError, SCIMException) as error:
             raise _refused(error) from None
@@ -207,12 +209,17 @@ class ScimUsers:
                                               "id": row.id, "active": active,
                                               "was_active": before_active})
 
-    def _render(self, row: ScimUser, shown: Shown = None) -> dict[str, Any]:
+    def _shown_user(self, row: ScimUser) -> User:
+        """The user as a client sees it: with ``id`` and ``meta``, which filters may name."""
         user = _stored(row)
         user.id = row.id
         user.meta = Meta(resource_type="User", created=_time(row.created_at),
                          last_modified=_time(row.updated_at), version=f'W/"{row.version}"',
                          location=self.location(row.idp_slug, row.id))
+        return user
+
+    def _render(self, row: ScimUser, shown: Shown = None) -> dict[str, Any]:
+        user = self._shown_user(row)
         rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
                                                    response_parameters=shown, scim_policy=POLICY)
         return rendered
