@@ -14,6 +14,7 @@ from flask import Blueprint, Response, json, request
 
 from bridge.errors import NotFound, ProvisioningError
 from bridge.web.context import application, services
+from bridge.web.errors import render_error
 
 if TYPE_CHECKING:
     from bridge.provisioning.scim_users import Caller, Shown
@@ -37,6 +38,13 @@ def _answer(document: dict[str, Any], status: int = 200) -> Response:
 
 def _body() -> object:
     return request.get_json(force=True, silent=True)
+
+
+@scim.errorhandler(RecursionError)
+def _nested_too_deeply(_error: RecursionError) -> Response:
+    # A body nested deeper than the JSON decoder follows: it does not parse (RFC 7644 §3.12).
+    return render_error(ProvisioningError("scim_invalid", "The body is nested too deeply.",
+                                          scim_type="invalidSyntax"))
 
 
 def _integer(name: str, default: int) -> int:
