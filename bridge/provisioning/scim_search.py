@@ -1,7 +1,8 @@
 """``GET /Users?filter=...``: the filter is parsed and checked by scim2-models. The lookups
 provisioning clients make before every change (``userName eq "..."``, ``externalId eq "..."``,
-``id eq "..."``) go to the database's indexes; any other filter is evaluated by scim2-models over
-the IdP's users, in pages (RFC 7644 §3.4.2).
+``id eq "..."``) go to the database's indexes (a ``userName`` is then told apart from its
+look-alikes as the evaluated filters tell it, scim_model.case_key); any other filter is
+evaluated by scim2-models over the IdP's users, in pages (RFC 7644 §3.4.2).
 
 That evaluation costs the number of the IdP's users times the terms of the filter, in the
 request: a filter is refused (``invalidFilter``) before it is evaluated when it is longer than
@@ -21,7 +22,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from bridge.errors import ProvisioningError
-from bridge.provisioning.scim_model import POLICY, User, name_key
+from bridge.provisioning.scim_model import POLICY, User, same_name, stored_keys
 from bridge.store.models import ScimUser
 
 MAX_COUNT = 200  # ServiceProviderConfig's filter.maxResults
@@ -52,6 +53,14 @@ def search_users(session: Session, slug: str, filter_text: str | None, start_ind
     indexed = _indexed(parsed.ast)
     if indexed is not None:
         return _page(session, query.where(indexed), start_index, count)
+    user_name = _user_name_eq(parsed.ast)
+    if user_name is not None:
+        # The index finds the users whose names fold to this one (a handful at most); of them,
+        # only the one named this, up to letter case, is this user (scim_model.case_key).
+        candidates = query.where(ScimUser.user_name_key.in_(sorted(stored_keys(user_name))))
+        matching = [row for row in session.scalars(candidates)
+                    if same_name(user_name, load(row).user_name or "")]
+        return Page(total=len(matching), rows=matching[start_index - 1:start_index - 1 + count])
     with POLICY:  # strings compared as the indexed lookups compare them (comparison_key)
         matching = [row for row in session.scalars(query) if parsed.match(load(row))]
     return Page(total=len(matching), rows=matching[start_index - 1:start_index - 1 + count])
@@ -108,15 +117,29 @@ def _page(session: Session, query: Any, start_index: int, count: int) -> Page:
     return Page(total=total or 0, rows=rows)
 
 
-def _indexed(node: object) -> ColumnElement[bool] | None:
-    """The SQL condition of ``attr eq "value"`` on an indexed attribute, or None."""
+def _eq_attribute(node: object) -> str | None:
+    """The attribute of ``attr eq "value"`` on a core attribute, in lowercase, or None."""
     if (not isinstance(node, Comparison) or node.op != CompareOperator.eq
             or not isinstance(node.value, str) or node.attr_path.sub_attr is not None
             or node.attr_path.uri not in (None, "urn:ietf:params:scim:schemas:core:2.0:User")):
         return None
-    attribute = node.attr_path.attr.lower()
-    if attribute == "username":  # caseExact false (RFC 7643 §4.1.1): as scim_model.name_key
-        return ScimUser.user_name_key == name_key(node.value)
+    return node.attr_path.attr.lower()
+
+
+def _user_name_eq(node: object) -> str | None:
+    """The name of ``userName eq "name"``, or None."""
+    if _eq_attribute(node) == "username":
+        assert isinstance(node, Comparison)
+        return str(node.value)
+    return None
+
+
+def _indexed(node: object) -> ColumnElement[bool] | None:
+    """The SQL condition of ``attr eq "value"`` on an attribute compared exactly, or None."""
+    attribute = _eq_attribute(node)
+    if attribute is None:
+        return None
+    assert isinstance(node, Comparison)
     if attribute == "externalid":  # caseExact true
         return ScimUser.external_id == node.value
     if attribute == "id":

@@ -25,7 +25,14 @@ from bridge.errors import NotFound, ProvisioningConflict, ProvisioningError
 from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.provisioning.matching import subject_of
-from bridge.provisioning.scim_model import POLICY, User, entra_manager, name_key
+from bridge.provisioning.scim_model import (
+    POLICY,
+    User,
+    entra_manager,
+    name_key,
+    same_name,
+    stored_keys,
+)
 from bridge.provisioning.scim_search import MAX_COUNT, Page, check_filter_length, search_users
 from bridge.store.models import ScimUser
 
@@ -175,15 +182,7 @@ class ScimUsers:
         """Write ``user`` into ``row`` and act on what changed: a new subject, a change of
         ``active``. The caller's transaction holds the row."""
         idp = caller.idp
-        key = name_key(user.user_name) if user.user_name else ""
-        if len(key) > MAX_NAME:  # NFKC and case folding can lengthen a name (U+FDFA: 18)
-            raise ProvisioningError("scim_invalid", f"userName: at most {MAX_NAME} characters "
-                                    "once normalised.", scim_type="invalidValue")
-        taken = session.scalar(select(ScimUser.id).where(
-            ScimUser.idp_slug == idp.slug, ScimUser.user_name_key == key,
-            ScimUser.id != row.id))
-        if taken is not None:
-            raise _taken()
+        key = _user_name_key(session, row, user.user_name or "", new=new)
         before_subject, before_active = (None, True) if new else (row.subject, row.active)
         subject = subject_of(idp, user.user_name or "", user.external_id)
         active = user.active is not False  # RFC 7643 §4.1.1: no value is no statement of "inactive"
@@ -225,6 +224,27 @@ class ScimUsers:
         rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
                                                    response_parameters=shown, scim_policy=POLICY)
         return rendered
+
+
+def _user_name_key(session: Session, row: ScimUser, user_name: str, *, new: bool) -> str:
+    """The key ``row`` holds once named ``user_name``: its ``name_key``, refused as a duplicate
+    when another user of the IdP holds it (in any form a key was ever stored in). A user that
+    keeps its name (up to letter case) keeps the key it holds when another holds the new one:
+    two users whose names the upgrade to NFKC_Casefold found folding together (migration 0019)
+    stay two, each written to (deactivated) under its own name."""
+    key = name_key(user_name) if user_name else ""
+    if len(key) > MAX_NAME:  # NFKC and case folding can lengthen a name (U+FDFA: 18)
+        raise ProvisioningError("scim_invalid", f"userName: at most {MAX_NAME} characters "
+                                "once normalised.", scim_type="invalidValue")
+    taken = session.scalar(select(ScimUser.id).where(
+        ScimUser.idp_slug == row.idp_slug,
+        ScimUser.user_name_key.in_(sorted(stored_keys(user_name)) if user_name else [""]),
+        ScimUser.id != row.id).limit(1))
+    if taken is None:
+        return key
+    if not new and same_name(user_name, _stored(row).user_name or ""):
+        return row.user_name_key
+    raise _taken()
 
 
 def _inactive_twin(session: Session, row: ScimUser, subject: str) -> bool:
