@@ -66,10 +66,10 @@ def search_users(session: Session, slug: str, filter_text: str | None, start_ind
     return Page(total=len(matching), rows=matching[start_index - 1:start_index - 1 + count])
 
 
-def check_filter_length(filter_text: object) -> None:
-    """Refuse a filter too long to be worth parsing."""
+def check_filter_length(filter_text: object, what: str = "filter") -> None:
+    """Refuse a filter (or a PATCH path, which may hold one) too long to be worth parsing."""
     if isinstance(filter_text, str) and len(filter_text) > MAX_FILTER_LENGTH:
-        raise _invalid(f"at most {MAX_FILTER_LENGTH} characters.")
+        raise _invalid(f"at most {MAX_FILTER_LENGTH} characters.", what)
 
 
 def parse_filter(filter_text: str) -> UserFilter:
@@ -82,12 +82,19 @@ def parse_filter(filter_text: str) -> UserFilter:
         root = parsed.ast
     except (SCIMException, ValueError) as error:
         raise _invalid(str(error)) from None
+    check_filter_tree(root)
+    return parsed
+
+
+def check_filter_tree(root: object, what: str = "filter") -> None:
+    """Refuse a parsed filter of more than ``MAX_FILTER_TERMS`` terms, or comparing with a
+    string that is not Unicode text or holds a NUL."""
     terms, pending = 0, [root]
     while pending:  # the parser bounds the nesting; the terms of one and/or are a flat tuple
         node = pending.pop()
         terms += 1
         if terms > MAX_FILTER_TERMS:
-            raise _invalid(f"at most {MAX_FILTER_TERMS} terms and operators.")
+            raise _invalid(f"at most {MAX_FILTER_TERMS} terms and operators.", what)
         if isinstance(node, LogicalExpr):
             pending.extend(node.terms)
         elif isinstance(node, Not):
@@ -96,8 +103,7 @@ def parse_filter(filter_text: str) -> UserFilter:
             pending.append(node.val_filter)
         elif isinstance(node, Comparison) and isinstance(node.value, str) \
                 and not _storable(node.value):
-            raise _invalid("a value that is not Unicode text or holds a NUL character.")
-    return parsed
+            raise _invalid("a value that is not Unicode text or holds a NUL character.", what)
 
 
 def _storable(value: str) -> bool:
@@ -107,8 +113,9 @@ def _storable(value: str) -> bool:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _invalid(detail: str) -> ProvisioningError:
-    return ProvisioningError("scim_invalid", f"filter: {detail}", scim_type="invalidFilter")
+def _invalid(detail: str, what: str = "filter") -> ProvisioningError:
+    return ProvisioningError("scim_invalid", f"{what}: {detail}",
+                             scim_type="invalidFilter" if what == "filter" else "invalidPath")
 
 
 def _page(session: Session, query: Any, start_index: int, count: int) -> Page:

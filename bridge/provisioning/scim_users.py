@@ -33,7 +33,13 @@ from bridge.provisioning.scim_model import (
     same_name,
     stored_keys,
 )
-from bridge.provisioning.scim_search import MAX_COUNT, Page, check_filter_length, search_users
+from bridge.provisioning.scim_search import (
+    MAX_COUNT,
+    Page,
+    check_filter_length,
+    check_filter_tree,
+    search_users,
+)
 from bridge.store.models import ScimUser
 
 if TYPE_CHECKING:
@@ -136,6 +142,9 @@ class ScimUsers:
             raise ProvisioningError("scim_invalid",
                                     f"Operations: at most {MAX_OPERATIONS} in one PATCH.",
                                     scim_type="invalidValue")
+        for operation in operations if isinstance(operations, list) else []:
+            check_filter_length(operation.get("path") if isinstance(operation, dict) else None,
+                                "path")
         if "Operations" in body:
             body = {**body, "Operations": entra_manager(body["Operations"])}
         try:
@@ -143,6 +152,9 @@ class ScimUsers:
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY)
         except (ValidationError, SCIMException) as error:
             raise _refused(error) from None
+        for parsed in patch.operations or []:  # a path's filter is evaluated as a search's is
+            if parsed.path is not None:
+                check_filter_tree(parsed.path.ast, "path")
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             row = self._row(session, caller, user_id, lock=True)

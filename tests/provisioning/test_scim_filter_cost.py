@@ -81,3 +81,38 @@ def test_a_filter_within_the_limits_is_answered(how: str, scim: Scim, bridge: Se
     status, body = _search(scim, how, _terms(MAX_FILTER_TERMS - 1, "user{}@example.com"))
     assert status == 200, body
     assert body["totalResults"] == MAX_FILTER_TERMS - 1
+
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@pytest.mark.parametrize("terms", [TERMS, MAX_FILTER_TERMS])
+def test_a_patch_path_of_too_many_terms_is_refused_before_it_is_applied(
+        terms: int, scim: Scim) -> None:
+    # A path's filter is evaluated over the user's entries: terms × entries, in the transaction
+    # that holds the user.
+    created = scim("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                      "userName": "many@example.com",
+                                      "emails": [{"value": f"e{i}@example.com"}
+                                                 for i in range(200)]}).get_json()
+    path = "emails[" + " or ".join(f'value eq "n{j}"' for j in range(terms)) + "]"
+    started = time.perf_counter()
+    answer = scim("PATCH", f"/Users/{created['id']}", {
+        "schemas": [PATCH], "Operations": [{"op": "remove", "path": path}]})
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:200]
+    assert answer.get_json()["scimType"] == "invalidPath"
+    assert time.perf_counter() - started < 1.0
+    stored = scim("GET", f"/Users/{created['id']}").get_json()
+    assert len(stored["emails"]) == 200 and stored["meta"]["version"] == created["meta"]["version"]
+
+
+def test_a_patch_path_within_the_limits_is_applied(scim: Scim) -> None:
+    created = scim("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                      "userName": "few@example.com",
+                                      "emails": [{"value": f"e{i}@example.com"}
+                                                 for i in range(3)]}).get_json()
+    path = "emails[" + " or ".join(f'value eq "e{j}@example.com"' for j in range(2)) + "]"
+    answer = scim("PATCH", f"/Users/{created['id']}", {
+        "schemas": [PATCH], "Operations": [{"op": "remove", "path": path}]})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert [email["value"] for email in answer.get_json()["emails"]] == ["e2@example.com"]

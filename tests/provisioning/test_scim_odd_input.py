@@ -101,3 +101,13 @@ def test_an_error_of_the_bridge_is_a_scim_error_document(
     body = answer.get_json()
     assert body["status"] == "500" and body["detail"].startswith("server_error")
     assert "a bug" not in answer.get_data(as_text=True)
+
+
+def test_an_unpaired_surrogate_in_a_patch_paths_filter_is_a_scim_400(scim: Scim) -> None:
+    # Through Entra ID's "add through a filter that matches nothing", the filter's value would
+    # become a stored e-mail address.
+    created = scim("POST", "/Users", okta_user("gina@example.com", "g")).get_json()
+    answer = scim("PATCH", f"/Users/{created['id']}", {"schemas": [PATCH], "Operations": [
+        {"op": "add", "path": 'emails[value eq "\\ud800"].display', "value": "x"}]})
+    _refused(answer, "invalidPath")
+    assert scim("GET", f"/Users/{created['id']}").get_json() == created
