@@ -1,6 +1,7 @@
 """A SET whose subject is a complex identifier nested in itself is malformed (an SSF complex
 subject's members are simple identifiers): it is refused as ``set_invalid`` (400, RFC 8935
-§2.3), never a 500, which a transmitter would send again and again. Nothing is changed."""
+§2.3), never a 500, which a transmitter would send again and again. Nothing is changed. And a
+500 of the bridge's own is still answered in the receiver's JSON shape."""
 
 from __future__ import annotations
 
@@ -68,3 +69,20 @@ def test_a_complex_subject_one_level_deep_still_names_the_person(client: FlaskCl
     assert answer.status_code == 202
     with bridge.db.transaction() as session:
         assert session.query(DeprovisionedSubject).count() == 1
+
+
+def test_an_error_of_the_bridge_is_answered_in_rfc_8935s_shape(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 5xx is what a transmitter retries; its body is still the receiver's JSON, not a page.
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("bridge.provisioning.security_events.SecurityEvents.receive", broken)
+    answer = client.post("/events/dev", data=TRANSMITTER.set({RISC + "account-disabled": {}},
+                                                             sub_id=user(ALICE_NAME_ID)),
+                         headers={"Content-Type": "application/secevent+jwt",
+                                  "Accept": "text/html"})
+    assert answer.status_code == 500
+    assert answer.mimetype == "application/json"
+    assert answer.get_json()["err"] == "server_error"
+    assert "a bug" not in answer.get_data(as_text=True)
