@@ -6,6 +6,8 @@ authentication and the stable codes of every refusal, each of which changes noth
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -291,3 +293,63 @@ def test_restoring_when_another_idp_now_holds_the_entity_id_is_refused(
     assert [d["slug"] for d in api("GET", "/admin/api/deleted-idps").get_json()["idps"]] == [SLUG]
     assert api("GET", "/admin/api/idps/contoso").get_json()["entity_id"] == \
         session_other_idp.entity_id
+
+
+# --- deletion: the confirmation given, and two at once ---------------------------------------------
+
+@pytest.mark.parametrize("confirmation", [None, "", 0, False, {}, [SLUG]])
+def test_a_confirmation_that_names_no_idp_deletes_nothing(  # type: ignore[no-untyped-def]
+        api, bridge: Services, session_other_idp: DevIdp, confirmation: object) -> None:
+    """A script whose confirmation variable came out empty sends {"confirm_slug": null}: the
+    confirmation was given, and names no IdP."""
+    _draft_with_metadata(api, session_other_idp)
+    answered = api("DELETE", f"/admin/api/idps/{SLUG}", json={"confirm_slug": confirmation})
+    assert answered.status_code == 422, answered.get_data(as_text=True)
+    assert answered.get_json()["code"] == "idp_delete_unconfirmed"
+    with bridge.db.transaction() as session:
+        assert session.get(IdpRecord, SLUG) is not None
+    assert _events(bridge, "idp_deleted") == []
+
+
+@pytest.mark.parametrize("body", [None, {}, {"other": 1}])
+def test_a_deletion_without_a_confirmation_still_deletes(  # type: ignore[no-untyped-def]
+        api, bridge: Services, session_other_idp: DevIdp, body: dict | None) -> None:
+    _draft_with_metadata(api, session_other_idp)
+    assert api("DELETE", f"/admin/api/idps/{SLUG}", json=body).status_code == 204
+    assert len(_events(bridge, "idp_deleted")) == 1
+
+
+def _at_once(calls: list[Callable[[], int]]) -> list[int]:
+    barrier = threading.Barrier(len(calls))
+    results: list[int] = [0] * len(calls)
+
+    def run(index: int, call: Callable[[], int]) -> None:
+        barrier.wait()
+        results[index] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(results)
+
+
+def test_two_deletions_at_once_delete_once(api, app: Flask, bridge: Services,  # type: ignore[no-untyped-def]
+                                           session_other_idp: DevIdp) -> None:
+    """Two deletions of one IdP at once: one deletes it (204, one idp_deleted event), the other
+    finds it gone (404); never a 500, never a second deletion event."""
+    _draft_with_metadata(api, session_other_idp)
+    token = AdminAccess(bridge.db, bridge.clock).create_token("parallel", expires_in=3600,
+                                                               actor="test")[1]
+
+    def delete() -> int:
+        return app.test_client().delete(f"/admin/api/idps/{SLUG}",
+                                        headers={"Authorization": f"Bearer {token}"}).status_code
+
+    outcomes = []
+    for _ in range(20):
+        before = len(_events(bridge, "idp_deleted"))
+        outcomes.append((_at_once([delete, delete]), len(_events(bridge, "idp_deleted")) - before))
+        assert api("POST", f"/admin/api/deleted-idps/{SLUG}/restore").status_code == 200
+    assert all(statuses == [204, 404] and events == 1 for statuses, events in outcomes), outcomes

@@ -100,6 +100,48 @@ def test_json_nested_too_deeply_is_refused(  # type: ignore[no-untyped-def]
     assert _stored(bridge) == before
 
 
+NOT_TEXT = '{"client_name": "Reports \\ud800"}'  # JSON text: the escape of a lone surrogate
+
+
+@pytest.mark.parametrize("where", ["admin_api", "admin_api_update", "admin_api_rotation",
+                                   "form_other_settings", "form_settings", "register"])
+def test_a_string_that_is_not_text_is_refused(  # type: ignore[no-untyped-def]
+        where: str, api, bridge: Services, client: FlaskClient, csrf: str) -> None:
+    """A lone surrogate (JSON can escape one) is no character: stored, it would break every page
+    and answer that shows the client. Refused where it comes in, naming where it is."""
+    _created(api, API)
+    before = _stored(bridge)
+    if where == "admin_api":
+        body = NOT_TEXT[:-1] + ', "client_id": "x-app", "redirect_uris": ["https://x.example/cb"]}'
+        response = api("POST", "/admin/api/clients", data=body, content_type="application/json")
+        assert response.status_code == 422
+        assert "body.client_name: not valid Unicode text" in response.get_json()["title"]
+    elif where == "admin_api_update":
+        response = api("PUT", "/admin/api/clients/reports-api", data=NOT_TEXT,
+                       content_type="application/json")
+        assert response.status_code == 422
+    elif where == "admin_api_rotation":
+        response = api("POST", "/admin/api/clients/reports-api/secret",
+                       data='{"overlap_seconds": 60, "\\udc80": 1}',
+                       content_type="application/json")
+        assert response.status_code == 422
+    elif where == "register":
+        response = client.post("/register", data=NOT_TEXT, content_type="application/json",
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_client_metadata"
+    elif where == "form_other_settings":
+        response = client.post("/admin/clients/new",
+                               data={**FORM, "csrf_token": csrf, "other_settings": NOT_TEXT})
+        assert response.status_code == 422 and b"not valid Unicode text" in response.data
+    else:
+        response = client.post("/admin/clients/reports-api/settings",
+                               data={"csrf_token": csrf, "settings_json": NOT_TEXT})
+        assert response.status_code == 422 and b"not valid Unicode text" in response.data
+    assert _stored(bridge) == before
+    assert client.get("/admin/clients").status_code == 200
+
+
 @pytest.mark.parametrize("value", ["abc", "²", "1.0", " ", "1e3", "9" * 5000])
 def test_a_claims_version_that_is_no_number_is_refused_on_the_form(
         value: str, bridge: Services, client: FlaskClient, csrf: str) -> None:

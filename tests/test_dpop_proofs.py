@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jwt as pyjwt
@@ -175,3 +176,18 @@ def test_nonces_in_other_scripts_are_refused_not_an_error() -> None:
     arabic_indic = window.translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
     for forged in (f"{arabic_indic}.{mac}", f"{window}.{mac[:-1]}é", f"{window}.é"):
         assert not nonces.accepts(forged, NOW)
+
+
+@pytest.mark.parametrize("claims", [{"jti": "a\ud800"}, {"\udfffx": "y"},
+                                    {"htu": URL + "\ud800"}])
+def test_a_proof_with_a_string_that_is_not_text_is_refused(claims: dict[str, Any]) -> None:
+    """JSON can carry a lone surrogate, which no replay store keeps and no log line encodes."""
+    key = DpopKey()
+    body = {"jti": "j1", "htm": "POST", "htu": URL, "iat": int(NOW), **claims}
+    # Signed over the JSON as a client would send it (the escapes as written).
+    proof = jws.serialize_compact({"typ": "dpop+jwt", "alg": key.alg, "jwk": key.public_jwk},
+                                  json.dumps(body).encode(), key.key)
+    with pytest.raises(DpopError) as refused:
+        verify_proof(proof, _requirements())
+    assert refused.value.code == "invalid_dpop_proof"
+    assert "not Unicode text" in refused.value.log_detail["why"]

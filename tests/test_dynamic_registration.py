@@ -213,3 +213,15 @@ def test_a_registered_client_introspects_its_own_tokens_only(
                            client_secret=registered["client_secret"]).get_json()["access_token"]
     assert client.post("/introspect", data={"token": own}, auth=(
         registered["client_id"], registered["client_secret"])).get_json()["active"] is True
+
+
+def test_metadata_with_a_string_that_is_not_text_registers_nothing(client: FlaskClient,
+                                                                   bridge: Services) -> None:
+    """A client_name holding a lone surrogate ("\\ud800" in JSON) would break every page that
+    shows the client: refused as invalid client metadata (RFC 7591 §3.2.2)."""
+    before = _registered(bridge)
+    response = _register(client, {**APP, "client_name": "App \ud800"})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "invalid_client_metadata"
+    assert "body.client_name: not valid Unicode text" in response.get_json()["error_description"]
+    assert _registered(bridge) == before

@@ -215,3 +215,40 @@ def test_a_live_idp_stays_live_when_its_settings_change_and_says_they_are_untest
     assert not page.xpath("//*[@id='metadata-untested']")
     _test_login(admin, browser, session_other_idp)
     assert not admin.page(f"/admin/idps/{SLUG}").xpath("//*[@id='settings-untested']")
+
+
+def _signed_in_through(other: Browser, idp: DevIdp) -> str:
+    """An admin sign-in through the IdP up to its ticket (the ACS's answer), not yet exchanged."""
+    saml_request = _saml_request(other.client.get(f"/admin/login/{SLUG}"))
+    answered = other.post_acs(_answer(idp, saml_request), SLUG, json=False)
+    assert answered.status_code in (302, 303), answered.get_data(as_text=True)
+    return parse_qs(urlsplit(answered.headers["Location"]).query)["ticket"][0]
+
+
+def test_deleting_an_idp_ends_the_admin_sessions_signed_in_through_it(
+        admin: Admin, app: Flask, session_other_idp: DevIdp, bridge: Services) -> None:
+    """An admin signed in through an API-managed IdP holds a login that IdP vouched for: when
+    the IdP is deleted (compromised, retired), that admin does not keep administering the bridge
+    (restoring the IdP, among other things), nor does a sign-in through it not yet finished."""
+    _live(admin, session_other_idp, ADMINS_RULE)
+    signed_in = Browser(app.test_client(), session_other_idp, bridge)
+    ticket = _signed_in_through(signed_in, session_other_idp)
+    assert signed_in.client.get("/admin/callback", query_string={"ticket": ticket}).status_code in (
+        302, 303)
+    assert signed_in.client.get("/admin/").status_code == 200  # signed in through the IdP
+    halfway = Browser(app.test_client(), session_other_idp, bridge)
+    pending_ticket = _signed_in_through(halfway, session_other_idp)
+    assert _admin_sessions(bridge) == 2  # the session and the ticket not yet exchanged
+
+    assert admin.post(f"/admin/idps/{SLUG}/delete", confirm_slug=SLUG).status_code == 303
+
+    assert signed_in.client.get("/admin/").status_code != 200
+    assert signed_in.client.get("/admin/api/deleted-idps").status_code == 401
+    assert signed_in.client.post(f"/admin/api/deleted-idps/{SLUG}/restore").status_code in (
+        401, 403)
+    halfway.client.get("/admin/callback", query_string={"ticket": pending_ticket})
+    assert halfway.client.get("/admin/").status_code != 200
+    assert _admin_sessions(bridge) == 0
+    assert admin.client.get("/admin/").status_code == 200  # signed in through another IdP
+    [deleted] = _events(bridge, "idp_deleted")
+    assert deleted["admin_sessions_ended"] == 2

@@ -20,11 +20,13 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 import urllib3.util.connection
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -207,7 +209,10 @@ def _policy(running: Running, hosts: dict[str, list[str]]) -> FetchPolicy:
     problems: list[str] = []
     parsed = parse_internal_hosts(hosts, problems.append)
     assert not problems
-    return FetchPolicy(ca_bundle=running.ca_file, internal_hosts=parsed)
+    # Every internal failure takes the whole connect and read budget (decision 28): short ones
+    # keep these tests quick.
+    return FetchPolicy(ca_bundle=running.ca_file, internal_hosts=parsed, connect_timeout=1.0,
+                       read_timeout=1.0)
 
 
 def _entry(running: Running) -> str:
@@ -264,11 +269,12 @@ def test_a_host_not_on_the_list_is_refused(internal: tuple[Running, str],
     running, address = internal
     policy = _policy(running, {f"adfs.corp.test:{running.port}": [address]})
     # another name that leads to the very same internal address
-    with pytest.raises(ConfigError, match=r"metadata_url: metadata.test resolves to .* \(private\); "
-                       r"metadata is only fetched from public addresses \(an internal host must "
-                       r"be listed, with its addresses, in the metadata_internal_hosts of this "
-                       r"IdP\)"):
+    with pytest.raises(ConfigError, match=r"metadata_url: metadata.test resolves to a private or "
+                       r"internal address; metadata is only fetched from public addresses \(an "
+                       r"internal host must be listed, with its addresses, in the "
+                       r"metadata_internal_hosts of this IdP\)") as caught:
         fetch_metadata(running.url(), policy=policy, resolver=Resolver(metadata_test=[address]))
+    assert address not in str(caught.value)
     assert running.server.connections == 0 and connects.addresses == []
 
 
@@ -298,6 +304,7 @@ REFUSED_ANSWERS = [
     "::",                   # unspecified
     "fe80::1",              # IPv6 link-local
     "fd00:ec2::254",        # AWS's IPv6 instance metadata service (inside fc00::/7)
+    "fd20:ce::254",         # Google Cloud's IPv6 metadata server (inside fc00::/7)
     "ff02::1",              # IPv6 multicast
     "2001:db8::1",          # IPv6 documentation
     "::ffff:169.254.169.254",
@@ -422,8 +429,15 @@ def test_a_closed_port_reads_like_any_other_failure(
     ({"adfs.corp.test": ["2001:db8::1"]}, "a documentation address"),
     ({"adfs.corp.test": ["192.0.0.8"]}, "an IETF protocol assignment (192.0.0/24) address"),
     ({"adfs.corp.test": ["192.88.99.1"]}, "a 6to4 relay (192.88.99/24) address"),
-    ({"adfs.corp.test": ["fd00:ec2::254"]}, "a cloud metadata service (fd00:ec2::/64) address"),
-    ({"adfs.corp.test": ["fd00:ec2::/64"]}, "a cloud metadata service (fd00:ec2::/64) address"),
+    ({"adfs.corp.test": ["fd00:ec2::254"]}, "a cloud metadata service (fd00:ec2::/64, "),
+    ({"adfs.corp.test": ["fd00:ec2::/64"]}, "a cloud metadata service (fd00:ec2::/64, "),
+    ({"adfs.corp.test": ["fd20:ce::254"]}, "a cloud metadata service (fd00:ec2::/64, "
+                                           "fd20:ce::/64) address"),
+    ({"adfs.corp.test": ["fd20:ce::/64"]}, "fd20:ce::/64) address can never be fetched from"),
+    ({"adfs.corp.test": ["fd20:ce::/80"]}, "fd20:ce::/64) address can never be fetched from"),
+    # A zone names an interface of the fetching node, not the service's address.
+    ({"adfs.corp.test": ["fd42:203::5%eth0"]}, "an address with a zone (%...) cannot be named"),
+    ({"adfs.corp.test": ["fd42:203::5%1/128"]}, "an address with a zone (%...) cannot be named"),
     ({"adfs.corp.test": ["::"]}, "the unspecified address"),
     ({"adfs.corp.test": ["fec0::1"]}, "a site-local (deprecated) address"),
     ({"adfs.corp.test": ["64:ff9b::a00:1"]}, "a NAT64 address"),
@@ -505,10 +519,17 @@ def test_ad_fs_rollover_from_an_internal_host_without_the_global_switch(
     assert events["idp_settings_changed"]["actor"] == "bob"
 
 
+@pytest.fixture
+def quick_app_fetches(app: Flask) -> None:
+    """The app's fetch policy with short timeouts: an internal failure takes all of them."""
+    idps = app.extensions["admin"].idps
+    idps.fetch_policy = replace(idps.fetch_policy, connect_timeout=1.0, read_timeout=1.0)
+
+
 def test_the_admin_api_tells_only_that_an_internal_fetch_failed(
         bridge: Services, client: FlaskClient, adfs_like: tuple[str, str, str],
         pki: Pki, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, quick_app_fetches: None) -> None:
     address, url, entry = adfs_like
     monkeypatch.setattr("bridge.idps.fetch.certifi.where", lambda: pki.ca_file)
     token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=3600,
@@ -543,3 +564,158 @@ def test_the_admin_api_tells_only_that_an_internal_fetch_failed(
     assert address not in refreshed.get_data(as_text=True)
     for text in (refreshed.get_data(as_text=True), shown, trail):
         assert "secret banner" not in text
+
+
+# --- what the admin learns of the internal network's names and ports -------------------------------
+
+class Dns(Resolver):
+    """The resolver as DNS answers: a name with its trailing dot (the fully qualified form) is
+    the same name."""
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        return super().__call__(host.removesuffix("."), port)
+
+
+@pytest.mark.parametrize("host", ["metadata.test.", "METADATA.Test", "metadata\u3002test",
+                                  "metadata\uff0etest\uff61"])
+def test_every_form_of_a_listed_host_name_is_the_listed_host(
+        internal_v4: tuple[Running, str], connects: _Connects, host: str) -> None:
+    """A fully qualified name, another case, or the full stops IDNA reads as dots name the
+    listed host: it is fetched as that host (on its listed address, its certificate checked for
+    the name of its entry), not judged as some other name whose refusal names its address."""
+    running, address = internal_v4
+    policy = _policy(running, {_entry(running): [address]})
+    fetched = fetch_metadata(f"https://{host}:{running.port}/idp.xml", policy=policy,
+                             resolver=Dns(metadata_test=[address]))
+    assert fetched.status == 200 and connects.addresses == [address]
+
+
+def test_a_form_of_a_listed_host_on_an_unlisted_address_is_refused_without_it(
+        internal_v4: tuple[Running, str], connects: _Connects) -> None:
+    running, address = internal_v4
+    policy = _policy(running, {_entry(running): ["10.20.0.15"]})
+    with pytest.raises(FetchRefused) as caught:
+        fetch_metadata(f"https://metadata.test.:{running.port}/idp.xml", policy=policy,
+                       resolver=Dns(metadata_test=[address]))
+    assert caught.value.code == HOST_REFUSED and address not in str(caught.value)
+    assert connects.addresses == []
+
+
+def _token_headers(bridge: Services) -> dict[str, str]:
+    token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=3600,
+                                                               actor="test")[1]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _internal_fetch_events(bridge: Services) -> list[AuditEvent]:
+    with bridge.db.transaction() as session:
+        events = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.event == "idp_metadata_internal_fetch").order_by(AuditEvent.id)))
+        session.expunge_all()
+    return events
+
+
+def test_the_admin_api_does_not_answer_internal_dns_questions(
+        bridge: Services, client: FlaskClient, monkeypatch: pytest.MonkeyPatch,
+        private_addresses: dict[int, str], quick_app_fetches: None,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An admin types an internal name as a draft's metadata URL, with or without an entry for
+    it: the answer is never the name's internal address (the log has it, under the error id),
+    and each attempt on the listed host is an audit event naming who, which IdP and which host."""
+    address = private_addresses[4]
+    monkeypatch.setattr("bridge.idps.fetch.system_resolver",
+                        Dns(adfs_corp_test=[address], dc01_corp_test=["10.1.2.3"]))
+    headers = _token_headers(bridge)
+    assert client.post("/admin/api/idp-drafts", headers=headers, json={
+        "slug": "adfs", "settings": {"metadata_internal_hosts": {"adfs.corp.test": [address]}}},
+    ).status_code == 201
+    answers = {}
+    with caplog.at_level(logging.WARNING):
+        for url in ("https://adfs.corp.test./FederationMetadata.xml",  # the listed host
+                    "https://ADFS.corp.test/FederationMetadata.xml",
+                    "https://dc01.corp.test/",  # any other internal name
+                    "https://dc01.corp.test./"):
+            answered = client.post("/admin/api/idps/adfs/metadata", headers=headers,
+                                   json={"metadata_url": url})
+            assert answered.status_code == 422
+            answers[url] = answered.json
+            assert answered.json["error_id"] in caplog.text
+    for answer in answers.values():
+        assert address not in json.dumps(answer) and "10.1.2.3" not in json.dumps(answer), answer
+    # The listed host: nothing answers on its port 443, which reads like any failure of it.
+    assert answers["https://adfs.corp.test./FederationMetadata.xml"]["code"] == FETCH_FAILED
+    assert answers["https://dc01.corp.test/"]["code"] == "config_invalid"
+    assert "private or internal address" in json.dumps(answers["https://dc01.corp.test/"])
+    assert "10.1.2.3" in caplog.text  # the operator's log keeps it
+
+    events = _internal_fetch_events(bridge)
+    assert [(e.idp_slug, e.outcome, e.code) for e in events] == [
+        ("adfs", "failure", FETCH_FAILED)] * 2
+    assert [json.loads(e.detail_json) for e in events] == [
+        {"actor": "token:t", "host": "adfs.corp.test"}] * 2  # no address, no reason
+    trail = client.get("/admin/api/audit", headers=headers).json["events"]
+    shown = [e for e in trail if e["event"] == "idp_metadata_internal_fetch"]
+    assert len(shown) == 2 and "Connection refused" not in json.dumps(trail)
+
+
+def test_a_fetch_from_an_internal_host_is_audited_when_it_succeeds(
+        bridge: Services, adfs_like: tuple[str, str, str], pki: Pki) -> None:  # noqa: F811
+    address, url, entry = adfs_like
+    admin = IdpAdmin(bridge, FetchPolicy(ca_bundle=pki.ca_file))
+    admin.create_idp("adfs", xml=None, url=url, actor="alice",
+                     settings={"metadata_internal_hosts": {entry: [address]}})
+    admin.refresh("adfs", actor="bob")
+    events = _internal_fetch_events(bridge)
+    assert [(e.idp_slug, e.outcome, json.loads(e.detail_json)) for e in events] == [
+        ("adfs", "success", {"actor": "alice", "host": "metadata.test"}),
+        ("adfs", "success", {"actor": "bob", "host": "metadata.test"})]
+
+
+def test_a_listed_host_that_does_not_resolve_fails_like_any_other_internal_failure(
+        internal_v4: tuple[Running, str], caplog: pytest.LogCaptureFixture) -> None:
+    running, address = internal_v4
+    policy = _policy(running, {_entry(running): [address]})
+    with pytest.raises(FetchRefused) as caught, caplog.at_level(logging.WARNING):
+        fetch_metadata(running.url("/idp.xml"), policy=policy, resolver=Resolver())  # NXDOMAIN
+    assert caught.value.code == FETCH_FAILED, (caught.value.code, caught.value.problems)
+    assert str(caught.value) == str(_refusal(running, address, "/banner"))
+    assert "Name or service not known" in caplog.text
+
+
+def _timed_failure(url: str, policy: FetchPolicy, address: str) -> tuple[float, str]:
+    started = time.monotonic()
+    with pytest.raises(FetchRefused) as caught:
+        fetch_metadata(url, policy=policy, resolver=Resolver(metadata_test=[address]))
+    return time.monotonic() - started, "; ".join(caught.value.problems)
+
+
+def test_how_long_an_internal_failure_takes_does_not_tell_whether_a_port_answered(
+        private_addresses: dict[int, str], pki: Pki) -> None:  # noqa: F811
+    """A closed port against a port where a service accepts the connection and waits for its
+    own protocol (as SSH servers before their banner, databases, or anything behind a
+    firewall that drops packets behave), and a name that does not resolve: one message, and
+    each answered when the connect and read timeouts have passed."""
+    address = private_addresses[4]
+    with socket.socket() as closed, socket.socket() as silent:
+        closed.bind((address, 0))  # bound, not listening: the kernel answers with a reset
+        silent.bind((address, 0))
+        silent.listen(8)  # the kernel completes the handshake; nothing ever speaks
+        closed_port, silent_port = closed.getsockname()[1], silent.getsockname()[1]
+        policy = _policy(Running(None, pki.ca_file),  # type: ignore[arg-type]
+                         {f"metadata.test:{closed_port}": [address],
+                          f"metadata.test:{silent_port}": [address]})
+        policy = replace(policy, connect_timeout=2.0, read_timeout=1.5)
+        fast, closed_message = _timed_failure(f"https://metadata.test:{closed_port}/", policy,
+                                              address)
+        slow, silent_message = _timed_failure(f"https://metadata.test:{silent_port}/", policy,
+                                              address)
+        started = time.monotonic()
+        with pytest.raises(FetchRefused) as unresolved:
+            fetch_metadata(f"https://metadata.test:{closed_port}/", policy=policy,
+                           resolver=Resolver())
+        nxdomain = time.monotonic() - started
+    assert closed_message.replace(str(closed_port), "P") == silent_message.replace(
+        str(silent_port), "P") == "; ".join(unresolved.value.problems).replace(
+        str(closed_port), "P")  # the wording holds
+    assert min(fast, slow, nxdomain) >= 3.5, (fast, slow, nxdomain)
+    assert max(fast, slow, nxdomain) - min(fast, slow, nxdomain) < 1.0, (fast, slow, nxdomain)

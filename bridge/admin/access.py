@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bridge import audit
 from bridge.errors import InvalidInput, NotFound
+from bridge.oauth.deprovisioned import is_deprovisioned
 from bridge.store.db import Database
 from bridge.store.models import AdminSession, AdminToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
@@ -116,6 +117,8 @@ class AdminAccess:
             if row is None or row.kind != "ticket" or row.expires_at <= now:
                 return None
             session.delete(row)
+            if is_deprovisioned(session, idp_slug=row.idp_slug, subject=row.subject):
+                return None  # deactivated at the IdP after signing in there
             session_id = new_secret()
             session.add(AdminSession(id_hash=secret_hash(session_id), kind="session",
                                      subject=row.subject, name=row.name, email=row.email,
@@ -131,6 +134,9 @@ class AdminAccess:
         with self.db.transaction() as session:
             row = session.get(AdminSession, secret_hash(session_id))
             if row is None or row.kind != "session" or row.expires_at <= now:
+                return None
+            if is_deprovisioned(session, idp_slug=row.idp_slug, subject=row.subject):
+                session.delete(row)  # deprovision() ends it; this covers a row it raced
                 return None
             return Admin(actor=f"user:{row.subject} ({row.name})", csrf_token=row.csrf_token,
                          name=row.name, email=row.email)

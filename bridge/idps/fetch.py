@@ -36,6 +36,7 @@ from urllib3.response import BaseHTTPResponse
 
 from bridge.errors import BridgeError, FetchRefused
 from bridge.idps.fetch_addresses import (
+    IPAddress,
     Resolver,
     connect_address,
     display,
@@ -53,6 +54,7 @@ from bridge.idps.internal_hosts import (
     internal_address,
     internal_host_allows,
     is_listed,
+    normal_host,
     port_allowed,
 )
 from bridge.saml import ns
@@ -117,41 +119,80 @@ def fetch_metadata(
             headers[name] = value
 
     internal = not policy.allow_private and is_listed(policy.internal_hosts, host)
-    if internal and not port_allowed(policy.internal_hosts, host, port):
-        raise fail(f"{host} is an internal host: metadata is fetched from it on port "
-                   f"{DEFAULT_PORT} only, or on the port its metadata_internal_hosts entry names "
-                   f'("{host}:{port}")', code=INTERNAL_HOST_REFUSED)
-    addresses = resolve(host, port, resolver or system_resolver)
-    if not policy.allow_private:
-        for address in addresses:
-            # A listed host is fetched from its listed addresses only, never from another one,
-            # public or not.
-            if internal_host_allows(policy.internal_hosts, host, port, address):
-                continue
-            reason = non_public_reason(address)
-            if reason is None and not internal:
-                continue
-            if internal:
-                # Which address the internal name has is the internal network's business: the
-                # log has it, the admin is told which list to check.
-                refused = fail(f"{host} resolves to an address that its metadata_internal_hosts "
-                               "entry does not list, or that an internal host can never be on "
-                               "(private addresses only); nothing was fetched",
-                               code=INTERNAL_HOST_REFUSED)
-                refused.log_detail = {"internal_host": host, "address": display(address),
-                                      "reason": internal_address(address) or "not listed"}
-                log.warning("metadata_url: internal host %s resolves to %s (%s): refused", host,
-                            display(address), refused.log_detail["reason"])
-                raise refused
-            raise fail(f"{host} resolves to {display(address)} ({reason}); metadata is only fetched "
-                       "from public addresses (an internal host must be listed, with its "
-                       "addresses, in the metadata_internal_hosts of this IdP)")
-    else:
+    if internal:
+        host = normal_host(host)  # as its entry names it: the certificate is checked for that
+        headers["Host"] = host_header(host, port)
+        if not port_allowed(policy.internal_hosts, host, port):
+            raise fail(f"{host} is an internal host: metadata is fetched from it on port "
+                       f"{DEFAULT_PORT} only, or on the port its metadata_internal_hosts entry "
+                       f'names ("{host}:{port}")', code=INTERNAL_HOST_REFUSED)
+    # An internal host's time budget starts before its DNS question: every failure from here on
+    # is answered when it is spent (_internal_failure).
+    deadline = _Deadline(policy.connect_timeout + policy.read_timeout) if internal else None
+    try:
+        try:
+            addresses = resolve(host, port, resolver or system_resolver)
+        except FetchRefused as refused:
+            if deadline is None:
+                raise
+            # A listed name that does not resolve fails like any other internal failure: whether
+            # an internal name exists is the internal network's business too.
+            raise _internal_failure(host, refused, deadline) from None
+        _check_addresses(host, port, addresses, policy, internal)
+        if deadline is None:
+            deadline = _Deadline(policy.connect_timeout + policy.read_timeout)
+        return _fetch(addresses, host, port, target, headers, url, policy, deadline, etag,
+                      last_modified, internal)
+    finally:
+        if deadline is not None:
+            deadline.close()
+
+
+def _check_addresses(host: str, port: int, addresses: list[IPAddress], policy: FetchPolicy,
+                     internal: bool) -> None:
+    if policy.allow_private:
         for address in addresses:
             if address.is_multicast or address.is_unspecified:
-                raise fail(f"{host} resolves to {display(address)}, which is not a unicast address")
+                refused = fail(f"{host} resolves to an address that is not a unicast address")
+                refused.log_detail = {"host": host, "address": display(address)}
+                log.warning("metadata_url: %s resolves to %s, not unicast: refused", host,
+                            display(address))
+                raise refused
+        return
+    for address in addresses:
+        # A listed host is fetched from its listed addresses only, never from another one,
+        # public or not.
+        if internal_host_allows(policy.internal_hosts, host, port, address):
+            continue
+        reason = non_public_reason(address)
+        if reason is None and not internal:
+            continue
+        if internal:
+            # Which address the internal name has is the internal network's business: the
+            # log has it, the admin is told which list to check.
+            refused = fail(f"{host} resolves to an address that its metadata_internal_hosts "
+                           "entry does not list, or that an internal host can never be on "
+                           "(private addresses only); nothing was fetched",
+                           code=INTERNAL_HOST_REFUSED)
+            refused.log_detail = {"internal_host": host, "address": display(address),
+                                  "reason": internal_address(address) or "not listed"}
+            log.warning("metadata_url: internal host %s resolves to %s (%s): refused", host,
+                        display(address), refused.log_detail["reason"])
+            raise refused
+        # Which private or internal address a name has is not the admin's to learn either,
+        # listed or not: the log has it, with the request's error id.
+        refused = fail(f"{host} resolves to a private or internal address; metadata is only "
+                       "fetched from public addresses (an internal host must be listed, with "
+                       "its addresses, in the metadata_internal_hosts of this IdP)")
+        refused.log_detail = {"host": host, "address": display(address), "reason": reason}
+        log.warning("metadata_url: %s resolves to %s (%s): refused", host, display(address),
+                    reason)
+        raise refused
 
-    deadline = _Deadline(policy.connect_timeout + policy.read_timeout)
+
+def _fetch(addresses: list[IPAddress], host: str, port: int, target: str,
+           headers: dict[str, str], url: str, policy: FetchPolicy, deadline: _Deadline,
+           etag: str | None, last_modified: str | None, internal: bool) -> Fetched:
     try:
         failures: list[str] = []
         for address in addresses:
@@ -172,17 +213,33 @@ def fetch_metadata(
     except FetchRefused as refused:
         if not internal:
             raise
-        raise _internal_failure(host, refused) from None
-    finally:
-        deadline.close()
+        raise _internal_failure(host, refused, deadline) from None
 
 
-def _internal_failure(host: str, refused: FetchRefused) -> FetchRefused:
+def internal_host(url: str, policy: FetchPolicy) -> str | None:
+    """The listed internal host ``url`` is fetched from under ``policy`` (its entry's name), or
+    None when the fetch is not one from an internal host."""
+    if policy.allow_private or not policy.internal_hosts:
+        return None
+    try:
+        host = parse_url(url)[0]
+    except FetchRefused:
+        return None
+    return normal_host(host) if is_listed(policy.internal_hosts, host) else None
+
+
+def _internal_failure(host: str, refused: FetchRefused, deadline: _Deadline) -> FetchRefused:
     """What the admin is told when an internal host's fetch fails: that it failed, never how. The
     internal server's banner, status line, body or certificate, and whether a port answered at all,
-    would map the internal network for whoever can edit an IdP; the log keeps all of it."""
+    would map the internal network for whoever can edit an IdP; the log keeps all of it.
+
+    Nor when: a closed port fails at once, a port where something listens and says nothing
+    after the timeouts, a name that does not resolve after the DNS answer. Every failure is
+    answered when the fetch's whole time budget (connect and read timeouts) has passed, as the
+    slowest failure would be (docs/decisions/0028)."""
     log.warning("metadata_url: fetching from internal host %s failed: %s", host,
                 "; ".join(refused.problems))
+    deadline.wait_out()
     generic = fail(f"the metadata could not be fetched from the internal host {host}; the reason "
                    "is in the bridge's log (check the address, certificate and URL with the "
                    "network team)", code=INTERNAL_FETCH_FAILED)
@@ -234,6 +291,11 @@ class _Deadline:
 
     def remaining(self) -> float:
         return self._at - time.monotonic()
+
+    def wait_out(self) -> None:
+        """Return when the time is up (at once if it is)."""
+        while (left := self.remaining()) > 0:
+            time.sleep(left)
 
     def watch(self, sock: socket.socket) -> None:
         duplicate = sock.dup()

@@ -8,7 +8,8 @@ https, the name checked against the certificate, the connection made to the addr
 checked (so a second DNS answer cannot move it), no redirects, the size and time limits.
 
 Only private addresses can be named: RFC 1918 (10/8, 172.16/12, 192.168/16) and IPv6 unique local
-addresses (fc00::/7) except fd00:ec2::/64, where a cloud serves its instance metadata. Loopback,
+addresses (fc00::/7) except fd00:ec2::/64 and fd20:ce::/64, where clouds serve their instance
+metadata (AWS, Google Cloud). Loopback,
 link-local (169.254.169.254 included), shared address space (100.64/10), benchmarking, reserved,
 documentation, multicast and every other special range can never be named, and each entry is
 narrow (at most a /24, or a /64 in IPv6), so the setting opens one service rather than a network.
@@ -17,6 +18,7 @@ The fetcher checks the address it connects to against these ranges again (``inte
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from typing import Any, NamedTuple
 
@@ -34,8 +36,11 @@ PRIVATE_RANGES: tuple[IPNetwork, ...] = (
     ipaddress.IPv4Network("192.168.0.0/16"),
     ipaddress.IPv6Network("fc00::/7"),
 )
-# Inside those, never: the instance metadata service of a cloud (AWS's IPv6 endpoint).
-CLOUD_METADATA: tuple[IPNetwork, ...] = (ipaddress.IPv6Network("fd00:ec2::/64"),)
+# Inside those, never: the instance metadata services of clouds (the IPv6 endpoints of AWS,
+# fd00:ec2::254, and of Google Cloud, fd20:ce::254).
+CLOUD_METADATA: tuple[IPNetwork, ...] = (ipaddress.IPv6Network("fd00:ec2::/64"),
+                                         ipaddress.IPv6Network("fd20:ce::/64"))
+_CLOUD_METADATA_NAMES = "fd00:ec2::/64, fd20:ce::/64"
 
 # Why an address outside PRIVATE_RANGES cannot be named, most specific first.
 _SPECIAL: tuple[tuple[str, str], ...] = (
@@ -106,13 +111,28 @@ def parse_internal_hosts(raw: Any, add_problem: Any) -> InternalHosts:
     return tuple(hosts)
 
 
+def normal_host(host: str) -> str:
+    """``host`` as the entries are keyed: ASCII (IDNA, so the ideographic and other full stops
+    are dots), lower case, without the trailing dot of a fully qualified name. A URL's host
+    names the same host in each of these forms, and DNS answers for each alike."""
+    name = host
+    for stop in ("\u3002", "\uff0e", "\uff61"):  # the full stops IDNA maps to "."
+        name = name.replace(stop, ".")
+    name = name.removesuffix(".")
+    with contextlib.suppress(UnicodeError):
+        name = name.encode("idna").decode("ascii")
+    return name.lower()
+
+
 def is_listed(hosts: InternalHosts, host: str) -> bool:
     """Whether ``host`` has an entry (on any port)."""
-    return any(entry.name == host.lower() for entry in hosts)
+    name = normal_host(host)
+    return any(entry.name == name for entry in hosts)
 
 
 def port_allowed(hosts: InternalHosts, host: str, port: int) -> bool:
-    return any(entry.name == host.lower() and entry.port == port for entry in hosts)
+    name = normal_host(host)
+    return any(entry.name == name and entry.port == port for entry in hosts)
 
 
 def internal_host_allows(hosts: InternalHosts, host: str, port: int, address: IPAddress) -> bool:
@@ -120,7 +140,8 @@ def internal_host_allows(hosts: InternalHosts, host: str, port: int, address: IP
     internal host may be on at all."""
     if internal_address(address) is not None:
         return False
-    return any(entry.name == host.lower() and entry.port == port
+    name = normal_host(host)
+    return any(entry.name == name and entry.port == port
                and any(address.version == n.version and address in n for n in entry.networks)
                for entry in hosts)
 
@@ -130,7 +151,7 @@ def internal_address(address: IPAddress) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return "an IPv4-mapped"
     if any(address.version == n.version and address in n for n in CLOUD_METADATA):
-        return "a cloud metadata service (fd00:ec2::/64)"
+        return f"a cloud metadata service ({_CLOUD_METADATA_NAMES})"
     if any(address.version == n.version and address in n for n in PRIVATE_RANGES):
         return None
     for network, name in _SPECIAL:
@@ -172,6 +193,9 @@ def _host_name(host: str) -> str | None:
 def _network(text: Any) -> tuple[IPNetwork | None, str]:
     if not isinstance(text, str):
         return None, "an IP address or network in CIDR notation"
+    if "%" in text:
+        # A zone names an interface of whichever node fetches, not an address of the service.
+        return None, "an address with a zone (%...) cannot be named: write the address alone"
     try:
         network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
@@ -187,7 +211,8 @@ def _network(text: Any) -> tuple[IPNetwork | None, str]:
             return None, (f"{reason} address can never be fetched from (only 10/8, 172.16/12, "
                           "192.168/16 and fc00::/7)")
     if any(network.version == n.version and network.overlaps(n) for n in CLOUD_METADATA):
-        return None, "a cloud metadata service (fd00:ec2::/64) address can never be fetched from"
+        return None, (f"a cloud metadata service ({_CLOUD_METADATA_NAMES}) address can never be "
+                      "fetched from")
     if network.prefixlen < _WIDEST[network.version]:
         return None, (f"wider than /{_WIDEST[network.version]}: name the servers' addresses, "
                       "not the network")

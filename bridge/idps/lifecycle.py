@@ -24,8 +24,8 @@ from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
-from bridge.errors import Conflict, InvalidInput
-from bridge.idps.fetch import check_url, fetch_metadata
+from bridge.errors import Conflict, InvalidInput, NotFound
+from bridge.idps.fetch import check_url
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.settings import IdentityProvider, parse_idp_settings
@@ -36,9 +36,10 @@ from bridge.idps.uniqueness import (
     claim_entity_id,
     lost_race,
 )
-from bridge.oauth.deprovisioned import forget_provisioning
+from bridge.oauth.deprovisioned import forget_provisioning, forget_scim
 from bridge.oauth.revocation import end_logins
 from bridge.store.models import (
+    AdminSession,
     AuthnRequestRecord,
     AuthorizationCode,
     IdpEntityId,
@@ -64,7 +65,7 @@ class IdpAdmin(IdpStages):
         settings_json = self._validated_settings(slug, settings)
         fetched = None
         if url is not None:
-            fetched = fetch_metadata(url, policy=self.policy_for(slug, settings_json))
+            fetched = self.fetch(slug, url, settings_json, actor)
             xml = fetched.body
         if not xml:
             raise InvalidInput("metadata: upload a document or give a metadata URL")
@@ -87,11 +88,14 @@ class IdpAdmin(IdpStages):
                                       metadata_last_modified=(fetched.last_modified if fetched
                                                               else None),
                                       metadata_fetched_at=now if fetched else None))
+                # What an earlier IdP of this slug left (a removed file's SCIM token and users).
+                forgotten = forget_scim(session, idp_slug=slug, now=now)
                 audit.record(session, at=now, event="idp_created", outcome="success",
                              idp_slug=slug,
                              detail={"actor": actor, "entity_id": entity_id, "state": LIVE,
                                      "metadata_url": url, "version": version.id,
-                                     "settings": json.loads(settings_json)})
+                                     "settings": json.loads(settings_json),
+                                     "scim_users_forgotten": forgotten})
         except IntegrityError:
             raise lost_race(self.db, slug, entity_id) from None
         self.registry.invalidate()
@@ -142,12 +146,15 @@ class IdpAdmin(IdpStages):
         return self.get_idp(slug)
 
     def delete_idp(self, slug: str, actor: str) -> None:
-        record = self._managed(slug)
+        self._managed(slug)
         now = self.clock.now()
         with self.db.transaction() as session:
-            row = session.get(IdpRecord, slug)
-            if row is not None:
-                session.delete(row)
+            # Locked and read again: of two deletions at once, the second finds nothing to
+            # delete (404), rather than deleting and recording the deletion a second time.
+            record = session.get(IdpRecord, slug, with_for_update=True)
+            if record is None:
+                raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+            session.delete(record)
             held = session.get(IdpEntityId, slug)
             if held is not None and held.source == "api":
                 session.delete(held)
@@ -162,9 +169,14 @@ class IdpAdmin(IdpStages):
             requests_ended = cast("CursorResult[Any]", session.execute(delete(
                 AuthnRequestRecord).where(AuthnRequestRecord.idp_slug == slug))).rowcount
             forget_provisioning(session, idp_slug=slug, now=now)
+            # And the admin pages' sessions signed in through it (tickets not yet exchanged
+            # included): an admin whose IdP was removed does not keep administering the bridge.
+            admin_sessions_ended = cast("CursorResult[Any]", session.execute(delete(
+                AdminSession).where(AdminSession.idp_slug == slug))).rowcount
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),
                                  "metadata_url": record.metadata_url, "state": record.state,
-                                 "logins_ended": ended, "requests_ended": requests_ended})
+                                 "logins_ended": ended, "requests_ended": requests_ended,
+                                 "admin_sessions_ended": admin_sessions_ended})
         self.registry.invalidate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, select
 
@@ -17,6 +17,7 @@ from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
 from bridge.store.db import Database
 from bridge.store.models import AuditEvent, IdpRecord
+from bridge.unicode_text import as_text
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -99,7 +100,7 @@ class IdpOverview:
             detail = self._draft_summary(record)
         else:
             detail = self._summary(slug, self.idp(slug), login_health(self.db).get(slug, {}))
-        detail["settings"] = json.loads(record.settings_json) if record else None
+        detail["settings"] = stored_settings(record.settings_json) if record else None
         detail["metadata_url"] = record.metadata_url if record else None
         detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
         detail["version_id"] = record.version_id if record else None
@@ -112,7 +113,7 @@ class IdpOverview:
         return detail
 
     def _draft_summary(self, record: IdpRecord) -> dict[str, Any]:
-        settings = json.loads(record.settings_json)
+        settings = stored_settings(record.settings_json)
         return {"slug": record.slug, "source": "api", "state": record.state,
                 "display_name": settings.get("display_name") or record.slug,
                 "vendor": (settings.get("mapping") or {}).get("preset"),
@@ -176,3 +177,9 @@ class IdpOverview:
         if idp is None:
             raise NotFound("idp_unknown", f"No IdP {slug!r}.")
         return idp
+
+
+def stored_settings(settings_json: str) -> dict[str, Any]:
+    """An IdP's stored settings as they are shown: a string stored before strings that are not
+    Unicode text were refused reads with U+FFFD in place, rather than breaking the page."""
+    return cast("dict[str, Any]", as_text(json.loads(settings_json)))

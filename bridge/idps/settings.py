@@ -27,6 +27,7 @@ from bridge.idps.event_settings import (
 )
 from bridge.idps.internal_hosts import InternalHosts, parse_internal_hosts
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp, SamlOptions
+from bridge.unicode_text import not_text_at, not_text_problem
 
 # \Z, not $: $ also matches before a final newline, and "acme\n" is no slug.
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
@@ -101,6 +102,12 @@ IDP_SETTING_KEYS = frozenset({
 
 def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
     problems = Problems(source)
+    # A string that is not Unicode text (JSON's "\ud800") would break every page and answer
+    # that shows it, the IdP chooser first: no setting holds one, from a file or the admin API.
+    not_text = not_text_at(raw)
+    if not_text is not None:
+        problems.add(not_text_problem(not_text))
+        problems.raise_any()
     for key in sorted(set(raw) - IDP_SETTING_KEYS):
         problems.add(f"{key}: unknown IdP setting")
     display_name = raw.get("display_name", "")

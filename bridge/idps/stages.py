@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
 from bridge.errors import Conflict, InvalidInput, NotFound
-from bridge.idps.fetch import fetch_metadata
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import is_tested
@@ -35,7 +34,9 @@ from bridge.idps.uniqueness import (
     lost_race,
 )
 from bridge.idps.versions import MetadataVersions
+from bridge.oauth.deprovisioned import forget_scim
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+from bridge.unicode_text import as_text
 
 DRAFT, TESTING, LIVE = "draft", "testing", "live"
 
@@ -54,9 +55,12 @@ class IdpStages(MetadataVersions):
                     raise Conflict(f"slug: {slug!r} already exists")
                 session.add(IdpRecord(slug=slug, version_id=None, settings_json=settings_json,
                                       created_at=now, updated_at=now, state=DRAFT))
+                # What an earlier IdP of this slug left (a removed file's SCIM token and users).
+                forgotten = forget_scim(session, idp_slug=slug, now=now)
                 audit.record(session, at=now, event="idp_draft_created", outcome="success",
                              idp_slug=slug, detail={"actor": actor,
-                                                    "settings": json.loads(settings_json)})
+                                                    "settings": json.loads(settings_json),
+                                                    "scim_users_forgotten": forgotten})
         except IntegrityError:
             raise Conflict(f"slug: {slug!r} already exists") from None
         self.registry.invalidate()
@@ -78,7 +82,7 @@ class IdpStages(MetadataVersions):
         if xml is None:
             if not url:
                 raise InvalidInput("metadata: upload the IdP's metadata or give its URL")
-            fetched = fetch_metadata(url, policy=self.policy_for(slug, record.settings_json))
+            fetched = self.fetch(slug, url, record.settings_json, actor)
             xml = fetched.body
         if not xml:
             raise InvalidInput("metadata: upload the IdP's metadata or give its URL")
@@ -155,8 +159,8 @@ class IdpStages(MetadataVersions):
                     latest.setdefault(event.idp_slug, event)
         return [{"slug": slug, "deleted_at": event.at,
                  "deleted_by": json.loads(event.detail_json).get("actor"),
-                 "display_name": (json.loads(event.detail_json).get("settings") or {})
-                 .get("display_name") or slug}
+                 "display_name": as_text((json.loads(event.detail_json).get("settings") or {})
+                                         .get("display_name")) or slug}
                 for slug, event in sorted(latest.items()) if slug not in self.registry.files]
 
     def restore_deleted(self, slug: str, *, actor: str) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
-from bridge.errors import ConfigError, Conflict, InvalidInput, NotFound
+from bridge.errors import ConfigError, Conflict, FetchRefused, InvalidInput, NotFound
 from bridge.idps.auto_apply import applies_without_person, iso, splittable, withheld_reasons
 from bridge.idps.certificate_split import with_added_certificates
-from bridge.idps.fetch import FetchPolicy, fetch_metadata
+from bridge.idps.fetch import Fetched, FetchPolicy, fetch_metadata, internal_host
 from bridge.idps.history import known_version_id, new_version, readded_certificates
 from bridge.idps.metadata_diff import document_order, metadata_diff
 from bridge.idps.metadata_signature import verify_metadata_signature
@@ -54,7 +54,7 @@ class MetadataVersions(IdpOverview):
             target = url or record.metadata_url
             if not target:
                 raise InvalidInput("metadata: upload a document or set a metadata URL")
-            fetched = fetch_metadata(target, policy=self.policy_for(slug, record.settings_json))
+            fetched = self.fetch(slug, target, record.settings_json, actor)
             xml, source = fetched.body, "url"
         assert xml is not None
         return self._propose(slug, record, xml, source, actor)
@@ -66,10 +66,9 @@ class MetadataVersions(IdpOverview):
             raise InvalidInput(f"IdP {slug} has no metadata URL")
         now = self.clock.now()
         try:
-            fetched = fetch_metadata(record.metadata_url,
-                                     policy=self.policy_for(slug, record.settings_json),
-                                     etag=record.metadata_etag,
-                                     last_modified=record.metadata_last_modified)
+            fetched = self.fetch(slug, record.metadata_url, record.settings_json, actor,
+                                 etag=record.metadata_etag,
+                                 last_modified=record.metadata_last_modified)
             if fetched.status == 304 or fetched.body is None:
                 outcome: dict[str, Any] = {"status": "not_modified"}
             else:
@@ -325,6 +324,29 @@ class MetadataVersions(IdpOverview):
         if not isinstance(settings, dict):
             raise InvalidInput("settings: must be an object")
         return json.dumps(check_nesting(settings), sort_keys=True, default=str)
+
+    def fetch(self, slug: str, url: str, settings_json: str, actor: str, *,
+              etag: str | None = None, last_modified: str | None = None) -> Fetched:
+        """Fetch ``url`` for this IdP under its policy. A fetch from one of its internal hosts is
+        an audit event whatever its outcome (who, which IdP, which host; never an address or why
+        it failed): the setting must not be a way to probe the internal network unseen."""
+        policy = self.policy_for(slug, settings_json)
+        host = internal_host(url, policy)
+        if host is None:
+            return fetch_metadata(url, policy=policy, etag=etag, last_modified=last_modified)
+        try:
+            fetched = fetch_metadata(url, policy=policy, etag=etag, last_modified=last_modified)
+        except FetchRefused as refused:
+            self._internal_fetch_event(slug, host, actor, refused.code)
+            raise
+        self._internal_fetch_event(slug, host, actor, None)
+        return fetched
+
+    def _internal_fetch_event(self, slug: str, host: str, actor: str, code: str | None) -> None:
+        with self.db.transaction() as session:
+            audit.record(session, at=self.clock.now(), event="idp_metadata_internal_fetch",
+                         outcome="success" if code is None else "failure", code=code,
+                         idp_slug=slug, detail={"actor": actor, "host": host})
 
     def policy_for(self, slug: str, settings_json: str) -> FetchPolicy:
         """The fetch policy for this IdP's metadata URL: the bridge's, with the IdP's internal

@@ -15,18 +15,21 @@ from bridge.errors import Deprovisioned
 from bridge.oauth.revocation import end_logins
 from bridge.store import direct
 from bridge.store.models import (
+    AdminSession,
     AuthorizationCode,
     DeprovisionedSubject,
     ProvisioningToken,
     RefreshFamily,
+    ScimFormerSubject,
     ScimUser,
 )
 
 
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
                 now: float, actor: str) -> int:
-    """Refuse the person's next logins and end every live one (refresh families and codes not
-    yet exchanged), in the caller's transaction; how many logins ended."""
+    """Refuse the person's next logins and end every live one (refresh families, codes not yet
+    exchanged, admin sessions and sign-in tickets), in the caller's transaction; how many
+    logins ended."""
     # One statement, so two deprovisionings of one person at once (a SCIM request and an
     # event, on two nodes) both succeed instead of one failing on the primary key.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -41,8 +44,12 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
                   RefreshFamily.expires_at > now],
         codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
         now=now, reason=reason)
+    # A deactivated admin must not keep the pages (and with them a SCIM token to undo this).
+    admin = cast("CursorResult[Any]", session.execute(delete(AdminSession).where(
+        AdminSession.idp_slug == idp_slug, AdminSession.subject == subject)))
     audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
-                 subject=subject, detail={"actor": actor, "reason": reason, "families": ended})
+                 subject=subject, detail={"actor": actor, "reason": reason, "families": ended,
+                                          "admin_sessions": admin.rowcount})
     return ended
 
 
@@ -72,11 +79,29 @@ def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: s
                             log_detail={"idp": idp_slug, "reason": found.reason})
 
 
+def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:
+    """Whether the IdP has deprovisioned this person (in an ORM transaction)."""
+    return session.get(DeprovisionedSubject, (idp_slug, subject)) is not None
+
+
 def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
     """An IdP deleted: its SCIM token ends, its SCIM users and refusals go, so that an IdP made
     later under the same slug inherits none of them (its logins are ended by the caller)."""
+    forget_scim(session, idp_slug=idp_slug, now=now)
+    session.execute(delete(DeprovisionedSubject).where(
+        DeprovisionedSubject.idp_slug == idp_slug))
+
+
+def forget_scim(session: Session, *, idp_slug: str, now: float) -> int:
+    """An IdP created under a slug: a SCIM token and SCIM users an earlier IdP of that slug left
+    (a file removed from idp_metadata/ leaves them) end, so that its SCIM client can neither
+    read nor change what the new IdP's people are. Refusals stay: they name people by a ``sub``
+    derived from the entity ID, so they keep refusing the people of the same IdP made again
+    and can name nobody at another. How many SCIM users went."""
     session.execute(update(ProvisioningToken).where(
         ProvisioningToken.idp_slug == idp_slug, ProvisioningToken.revoked_at.is_(None))
         .values(revoked_at=now))
-    for model in (ScimUser, DeprovisionedSubject):
-        session.execute(delete(model).where(model.idp_slug == idp_slug))
+    session.execute(delete(ScimFormerSubject).where(ScimFormerSubject.idp_slug == idp_slug))
+    users = cast("CursorResult[Any]", session.execute(
+        delete(ScimUser).where(ScimUser.idp_slug == idp_slug)))
+    return int(users.rowcount or 0)

@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from bridge.config import ClientConfig
 from bridge.errors import TokenError
-from bridge.oauth.live_logins import idle, login_live
+from bridge.oauth.live_logins import access_token_live, idle
 from bridge.store.models import RefreshFamily, RefreshToken
 from bridge.tokens import signing
-from bridge.tokens.access import ACCESS_TOKEN_TYPE, login_of
+from bridge.tokens.access import ACCESS_TOKEN_TYPE
 from bridge.tokens.secrets_util import secret_hash
 
 if TYPE_CHECKING:
@@ -40,9 +40,9 @@ class Introspection:
                     caller, claims["aud"]):
                 return inactive
             # A valid signature is not enough: the login the token was issued under must still
-            # be live (not logged out, revoked or expired), as /userinfo requires.
-            login = login_of(claims.get("jti"))
-            if login is not None and not login_live(self.services, login):
+            # be live (not logged out, revoked or expired), as /userinfo requires, and the
+            # person of a token of no login not deprovisioned.
+            if not access_token_live(self.services, claims):
                 return inactive
             answer = {"active": True, "token_type": "Bearer", "client_id": claims["client_id"],
                       "sub": claims["sub"], "aud": claims["aud"], "iss": claims["iss"],

@@ -3,11 +3,13 @@ A valid token signature is not enough for introspection, userinfo or token excha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 
+from bridge.oauth.deprovisioned import is_deprovisioned
 from bridge.store.models import RefreshFamily
+from bridge.tokens.access import login_of
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -33,3 +35,15 @@ def idle(services: Services, family: RefreshFamily) -> bool:
     timeout = client.refresh_idle_timeout_seconds if client is not None else 0
     last = family.last_used_at or family.created_at
     return bool(timeout) and services.clock.now() - last > timeout
+
+
+def access_token_live(services: Services, claims: dict[str, Any]) -> bool:
+    """Whether a verified access token still stands: the login it was issued under is live, or,
+    for a token of no login (the SAML bearer grant, or exchanged from one), the IdP has not
+    deprovisioned its person since (ending a login is how a deprovisioning reaches the others)."""
+    login = login_of(claims.get("jti"))
+    if login is not None:
+        return login_live(services, login)
+    with services.db.transaction() as session:
+        return not is_deprovisioned(session, idp_slug=str(claims.get("idp", "")),
+                                    subject=str(claims.get("sub", "")))

@@ -40,6 +40,12 @@ from bridge.provisioning.scim_search import (
     check_filter_tree,
     search_users,
 )
+from bridge.provisioning.scim_subjects import (
+    forget_user,
+    inactive_user_for,
+    remember_rename,
+    subjects_of,
+)
 from bridge.store.models import ScimUser
 
 if TYPE_CHECKING:
@@ -127,10 +133,14 @@ class ScimUsers:
                 shown: Shown = None) -> dict[str, Any]:
         user = _parse(body, Context.RESOURCE_REPLACEMENT_REQUEST)
         now = self.services.clock.now()
-        with self.services.db.transaction() as session:
-            row = self._row(session, caller, user_id, lock=True)
-            self._store(session, caller, row, user, now, operation="replace")
-            return self._render(row, shown)
+        try:
+            with self.services.db.transaction() as session:
+                row = self._row(session, caller, user_id, lock=True)
+                self._store(session, caller, row, user, now, operation="replace")
+                return self._render(row, shown)
+        except sa_exc.IntegrityError:
+            # A rename to a userName another request took at the same moment.
+            raise _taken() from None
 
     def patch(self, caller: Caller, user_id: str, body: object,
               shown: Shown = None) -> dict[str, Any]:
@@ -156,24 +166,28 @@ class ScimUsers:
             if parsed.path is not None:
                 check_filter_tree(parsed.path.ast, "path")
         now = self.services.clock.now()
-        with self.services.db.transaction() as session:
-            row = self._row(session, caller, user_id, lock=True)
-            user = _stored(row)
-            try:
-                patch.patch(user, scim_policy=POLICY)
-            except (ValidationError, SCIMException) as error:
-                raise _refused(error) from None
-            _check_names(user)  # a PATCH may not leave a user without a userName
-            self._store(session, caller, row, user, now, operation="patch")
-            return self._render(row, shown)
+        try:
+            with self.services.db.transaction() as session:
+                row = self._row(session, caller, user_id, lock=True)
+                user = _stored(row)
+                try:
+                    patch.patch(user, scim_policy=POLICY)
+                except (ValidationError, SCIMException) as error:
+                    raise _refused(error) from None
+                _check_names(user)  # a PATCH may not leave a user without a userName
+                self._store(session, caller, row, user, now, operation="patch")
+                return self._render(row, shown)
+        except sa_exc.IntegrityError:
+            raise _taken() from None  # as replace()
 
     def delete(self, caller: Caller, user_id: str) -> None:
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             row = self._row(session, caller, user_id, lock=True)
-            if row.subject:
-                deprovision(session, idp_slug=row.idp_slug, subject=row.subject, source="scim",
+            for subject in subjects_of(session, row):  # the names it had before included
+                deprovision(session, idp_slug=row.idp_slug, subject=subject, source="scim",
                             reason="scim_deleted", now=now, actor=caller.actor)
+            forget_user(session, row.id)
             session.delete(row)
             audit.record(session, at=now, event="scim_user", outcome="success",
                          idp_slug=row.idp_slug, subject=row.subject,
@@ -197,7 +211,12 @@ class ScimUsers:
         key = _user_name_key(session, row, user.user_name or "", new=new)
         before_subject, before_active = (None, True) if new else (row.subject, row.active)
         subject = subject_of(idp, user.user_name or "", user.external_id)
-        active = user.active is not False  # RFC 7643 §4.1.1: no value is no statement of "inactive"
+        # RFC 7643 §4.1.1: no value is no statement of "inactive" for a new user; for a stored
+        # one, a replacement or patch that leaves active out (or nulls or removes it) says
+        # nothing about it either: the resource is kept as sent, the user's state stays. Only
+        # an explicit true lifts a deactivation.
+        active = (before_active if user.active is None and not new
+                  else user.active is not False)
         user.password = None  # never stored, never returned
         row.user_name_key, row.external_id = key, user.external_id
         row.subject, row.active = subject, active
@@ -208,14 +227,21 @@ class ScimUsers:
         if new:
             session.add(row)
         session.flush()  # the unique index settles a race the check above did not see
-        if subject and not active:
-            deprovision(session, idp_slug=idp.slug, subject=subject, source="scim",
-                        reason="scim_deactivated", now=now, actor=caller.actor)
-        elif subject and (new or not before_active) and not _inactive_twin(session, row, subject):
+        remember_rename(session, idp_slug=idp.slug, user_id=row.id, before=before_subject,
+                        after=subject)
+        if not active:
+            # Every person the user stands or stood for: a rename made with or before the
+            # deactivation must not leave the logins made under the old name alive.
+            for person in subjects_of(session, row):
+                deprovision(session, idp_slug=idp.slug, subject=person, source="scim",
+                            reason="scim_deactivated", now=now, actor=caller.actor)
+        elif subject and (new or not before_active) and not inactive_user_for(
+                session, idp_slug=idp.slug, subject=subject, other_than=row.id):
             # Only the IdP saying "active" lifts a refusal: a reactivation, or a new user, and
-            # only while no other of its users naming the same person is inactive. A rename
-            # lifts nothing, neither for the person the user named before (deactivated is
-            # deactivated, whatever the record is called now) nor for the one it names now.
+            # only while no other of its users standing or having stood for the same person is
+            # inactive. A rename lifts nothing, neither for the people the user named before
+            # (deactivated is deactivated, whatever the record is called now) nor for the one
+            # it names now.
             reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor)
         audit.record(session, at=now, event="scim_user", outcome="success", idp_slug=idp.slug,
                      subject=subject, detail={"actor": caller.actor, "operation": operation,
@@ -257,13 +283,6 @@ def _user_name_key(session: Session, row: ScimUser, user_name: str, *, new: bool
     if not new and same_name(user_name, _stored(row).user_name or ""):
         return row.user_name_key
     raise _taken()
-
-
-def _inactive_twin(session: Session, row: ScimUser, subject: str) -> bool:
-    """Whether another user of this IdP names the same person and is inactive."""
-    return session.scalar(select(ScimUser.id).where(
-        ScimUser.idp_slug == row.idp_slug, ScimUser.subject == subject,
-        ScimUser.active.is_(False), ScimUser.id != row.id).limit(1)) is not None
 
 
 def response_parameters(attributes: str | None, excluded: str | None) -> Shown:

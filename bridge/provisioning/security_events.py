@@ -33,6 +33,7 @@ from bridge.idps.fetch import FetchPolicy
 from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.oauth.revocation import end_logins
+from bridge.provisioning.scim_subjects import inactive_user_for
 from bridge.provisioning.transmitter_keys import TransmitterKeys
 from bridge.saml.subject import derive_subject
 from bridge.store.models import AuthorizationCode, ReceivedSecurityEvent, RefreshFamily
@@ -177,8 +178,12 @@ class SecurityEvents:
                 now=now, reason="event_credential_compromise")
             outcome = "success"
         elif event_type == ACCOUNT_ENABLED and person:
-            detail["reinstated"] = reinstate(session, idp_slug=idp.slug, subject=person, now=now,
-                                             actor=actor)
+            # As a SCIM reactivation: not while a SCIM user of the person says inactive.
+            held = inactive_user_for(session, idp_slug=idp.slug, subject=person)
+            detail["reinstated"] = not held and reinstate(session, idp_slug=idp.slug,
+                                                          subject=person, now=now, actor=actor)
+            if held:
+                detail["kept_by"] = "inactive_scim_user"
             outcome = "success"
         else:
             # Acknowledged (RFC 8935 §2.2): an event we do not act on, or a subject we cannot

@@ -404,6 +404,22 @@ Index("uq_scim_users_idp_slug_user_name_key", ScimUser.idp_slug, ScimUser.user_n
 Index("ix_scim_users_idp_slug_external_id", ScimUser.idp_slug, ScimUser.external_id)
 
 
+class ScimFormerSubject(Base):
+    """A ``sub`` a SCIM user stood for before a rename (of its ``userName`` or ``externalId``):
+    its deactivation or deletion still reaches the logins made under it (decision 23). Released
+    when another user of the IdP comes to stand for that ``sub``."""
+
+    __tablename__ = "scim_former_subjects"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    idp_slug: Mapped[str] = mapped_column(String(63))
+
+
+Index("ix_scim_former_subjects_idp_slug_subject", ScimFormerSubject.idp_slug,
+      ScimFormerSubject.subject)
+
+
 class DeprovisionedSubject(Base):
     """A person the IdP has deactivated or deleted (SCIM) or disabled (a security event): no new
     login until the IdP reactivates them. ``source`` names what put them here."""

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import OKPAlgorithm
 
 from bridge.errors import DpopError
+from bridge.unicode_text import not_text_at
 
 PROOF_TYPE = "dpop+jwt"
 # Asymmetric only: never "none", never an HMAC (the verifier would need the client's secret).
@@ -123,6 +124,8 @@ def _json_object(part: str, name: str) -> dict[str, Any]:
         raise refuse(f"the {name} is not base64url JSON") from None
     if not isinstance(value, dict):
         raise refuse(f"the {name} is not an object")
+    if not_text_at(value) is not None:  # a lone surrogate: nothing stores or shows it
+        raise refuse(f"the {name} holds a string that is not Unicode text")
     return value
 
 

@@ -102,10 +102,13 @@ def delete_idp(slug: str) -> tuple[str, int]:
     it the deletion goes ahead, as it always has for automation; a deleted IdP can be restored."""
     admin = administration().idps
     admin.get_idp(slug)  # an unknown slug is a 404 before anything else
-    confirm = request.args.get("confirm_slug")
-    if confirm is None and request.get_data():
-        confirm = _json_body().get("confirm_slug", confirm)
-    if confirm is not None and (not isinstance(confirm, str) or confirm.strip() != slug):
+    confirm: object = request.args.get("confirm_slug")
+    given = confirm is not None
+    if not given and request.get_data():
+        body = _json_body()
+        # A confirmation that is given must name the IdP: null, "" or a number names none.
+        given, confirm = "confirm_slug" in body, body.get("confirm_slug")
+    if given and (not isinstance(confirm, str) or confirm.strip() != slug):
         raise InvalidInput(f"confirm_slug: {slug} was to be deleted, the confirmation names "
                            "another slug; nothing was deleted", code="idp_delete_unconfirmed")
     admin.delete_idp(slug, actor())

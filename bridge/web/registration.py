@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from bridge.clients.registration import check_initial_access_token, register
-from bridge.errors import NotFound, TokenError
+from bridge.errors import InvalidInput, NotFound, TokenError
 from bridge.web.context import administration, services
 from bridge.web.json_input import request_json
 
@@ -18,7 +18,11 @@ def register_client() -> tuple[Response, int]:
         raise NotFound("not_found", "Dynamic client registration is not enabled here.")
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     check_initial_access_token(services(), value.strip() if scheme.lower() == "bearer" else None)
-    body = request_json()
+    try:
+        body = request_json()
+    except InvalidInput as refused:  # a string that is not Unicode text
+        raise TokenError("invalid_client_metadata", "; ".join(refused.problems),
+                         code="registration_metadata_invalid") from None
     if body is None:
         raise TokenError("invalid_client_metadata", "The body must be JSON client metadata.",
                          code="registration_metadata_invalid")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, json, request
 
 from bridge.errors import NotFound, ProvisioningError
+from bridge.unicode_text import not_text_at, not_text_problem
 from bridge.web.context import application, services
 from bridge.web.errors import render_error
 
@@ -37,7 +38,14 @@ def _answer(document: dict[str, Any], status: int = 200) -> Response:
 
 
 def _body() -> object:
-    return request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:
+        return None  # refused by the use case like any body that does not parse
+    where = not_text_at(body, "body")
+    if where is not None:
+        raise ProvisioningError("scim_invalid", not_text_problem(where), scim_type="invalidValue")
+    return body
 
 
 @scim.errorhandler(RecursionError)

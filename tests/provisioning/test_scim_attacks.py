@@ -97,3 +97,24 @@ def test_one_idps_token_cannot_reach_another_idps_users(app: Flask, client: Flas
         assert response.status_code == 404, (method, path, response.status_code)
     assert other("GET", "/Users").get_json()["totalResults"] == 0
     assert _state(bridge) == before
+
+
+@pytest.mark.parametrize("field", ["userName", "externalId", "familyName", "key"])
+def test_a_string_that_is_not_text_is_refused_and_changes_nothing(
+        scim: Scim, bridge: Services, alice_user: str, field: str) -> None:
+    """JSON can carry a lone surrogate ("\\ud800"), which no database stores and no page shows:
+    the body is refused as SCIM's invalidValue, naming where, and nothing changes."""
+    user = entra_user("bob@example.com", "bob")
+    if field == "familyName":
+        user["name"]["familyName"] = "Bob \ud800"
+    elif field == "key":
+        user["\udfffextra"] = "x"
+    else:
+        user[field] = "bob\ud800"
+    before = _state(bridge)
+    for method, path in (("POST", "/Users"), ("PUT", f"/Users/{alice_user}")):
+        refused = scim(method, path, user)
+        assert refused.status_code == 400, refused.get_data(as_text=True)
+        assert refused.get_json()["scimType"] == "invalidValue"
+        assert "not valid Unicode text" in refused.get_json()["detail"]
+    assert _state(bridge) == before

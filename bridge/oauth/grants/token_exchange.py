@@ -11,7 +11,7 @@ from bridge.audit import refusals_audited
 from bridge.claims import token_claims
 from bridge.config import ClientConfig
 from bridge.errors import TokenError
-from bridge.oauth.live_logins import login_live
+from bridge.oauth.live_logins import access_token_live
 from bridge.oauth.tokens import ACCESS_TOKEN_URN, TokenSet, group_budget
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, login_of
@@ -52,10 +52,11 @@ class TokenExchangeGrant:
         subject = signing.verify(form.get("subject_token", ""), self.services.keys,
                                  issuer=settings.base_url, audience=client.audience,
                                  typ=ACCESS_TOKEN_TYPE)
-        # RFC 8693 §2.2.2: a subject token whose login has ended is no longer valid; what it is
-        # exchanged for belongs to the same login, and ends with it.
+        # RFC 8693 §2.2.2: a subject token whose login has ended (or, of no login, whose person
+        # the IdP deprovisioned) is no longer valid; what it is exchanged for belongs to the
+        # same login, and ends with it.
         login = login_of(subject.get("jti"))
-        if login is not None and not login_live(self.services, login):
+        if not access_token_live(self.services, subject):
             raise TokenError("invalid_grant", "The login behind the subject token has ended.",
                              code="token_invalid", log_detail={"why": "login ended"})
         granted = str(subject.get("scope", "")).split()
