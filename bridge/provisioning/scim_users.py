@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,8 +25,21 @@ from bridge.errors import NotFound, ProvisioningConflict, ProvisioningError
 from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.provisioning.matching import subject_of
-from bridge.provisioning.scim_model import POLICY, User, entra_manager, name_key
-from bridge.provisioning.scim_search import MAX_COUNT, Page, search_users
+from bridge.provisioning.scim_model import (
+    POLICY,
+    User,
+    entra_manager,
+    name_key,
+    same_name,
+    stored_keys,
+)
+from bridge.provisioning.scim_search import (
+    MAX_COUNT,
+    Page,
+    check_filter_length,
+    check_filter_tree,
+    search_users,
+)
 from bridge.provisioning.scim_subjects import (
     forget_user,
     inactive_user_for,
@@ -39,6 +53,7 @@ if TYPE_CHECKING:
 
 MAX_NAME = 256  # userName and externalId: the columns they are stored and looked up in
 MAX_OPERATIONS = 100  # in one PATCH
+MAX_DEPTH = 16  # of a body's objects and arrays: a PATCH of an enterprise manager nests 5
 Shown = ResponseParameters[User] | None  # attributes / excludedAttributes (RFC 7644 §3.9)
 
 
@@ -74,7 +89,7 @@ class ScimUsers:
                count: int, shown: Shown = None) -> dict[str, Any]:
         with self.services.db.transaction() as session:
             page: Page = search_users(session, caller.idp.slug, filter_text, start_index, count,
-                                      load=_stored)
+                                      load=self._shown_user)
             resources = [self._render(row, shown) for row in page.rows]
         return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
                 "totalResults": page.total, "startIndex": start_index,
@@ -82,8 +97,10 @@ class ScimUsers:
 
     def search_posted(self, caller: Caller, body: object) -> dict[str, Any]:
         """``POST /Users/.search`` (RFC 7644 §3.4.3): the query of a GET, in a SearchRequest."""
+        body = _checked(body)
+        check_filter_length(body.get("filter"))  # before scim2-models parses it
         try:
-            request = SearchRequest[User].model_validate(_checked(body),
+            request = SearchRequest[User].model_validate(body,
                                                          scim_ctx=Context.SEARCH_REQUEST)
         except (ValidationError, SCIMException) as error:
             raise _refused(error) from None
@@ -135,6 +152,9 @@ class ScimUsers:
             raise ProvisioningError("scim_invalid",
                                     f"Operations: at most {MAX_OPERATIONS} in one PATCH.",
                                     scim_type="invalidValue")
+        for operation in operations if isinstance(operations, list) else []:
+            check_filter_length(operation.get("path") if isinstance(operation, dict) else None,
+                                "path")
         if "Operations" in body:
             body = {**body, "Operations": entra_manager(body["Operations"])}
         try:
@@ -142,6 +162,9 @@ class ScimUsers:
                 body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY)
         except (ValidationError, SCIMException) as error:
             raise _refused(error) from None
+        for parsed in patch.operations or []:  # a path's filter is evaluated as a search's is
+            if parsed.path is not None:
+                check_filter_tree(parsed.path.ast, "path")
         now = self.services.clock.now()
         try:
             with self.services.db.transaction() as session:
@@ -185,15 +208,7 @@ class ScimUsers:
         """Write ``user`` into ``row`` and act on what changed: a new subject, a change of
         ``active``. The caller's transaction holds the row."""
         idp = caller.idp
-        key = name_key(user.user_name) if user.user_name else ""
-        if len(key) > MAX_NAME:  # NFKC and case folding can lengthen a name (U+FDFA: 18)
-            raise ProvisioningError("scim_invalid", f"userName: at most {MAX_NAME} characters "
-                                    "once normalised.", scim_type="invalidValue")
-        taken = session.scalar(select(ScimUser.id).where(
-            ScimUser.idp_slug == idp.slug, ScimUser.user_name_key == key,
-            ScimUser.id != row.id))
-        if taken is not None:
-            raise _taken()
+        key = _user_name_key(session, row, user.user_name or "", new=new)
         before_subject, before_active = (None, True) if new else (row.subject, row.active)
         subject = subject_of(idp, user.user_name or "", user.external_id)
         # RFC 7643 §4.1.1: no value is no statement of "inactive" for a new user; for a stored
@@ -233,15 +248,41 @@ class ScimUsers:
                                               "id": row.id, "active": active,
                                               "was_active": before_active})
 
-    def _render(self, row: ScimUser, shown: Shown = None) -> dict[str, Any]:
+    def _shown_user(self, row: ScimUser) -> User:
+        """The user as a client sees it: with ``id`` and ``meta``, which filters may name."""
         user = _stored(row)
         user.id = row.id
         user.meta = Meta(resource_type="User", created=_time(row.created_at),
                          last_modified=_time(row.updated_at), version=f'W/"{row.version}"',
                          location=self.location(row.idp_slug, row.id))
+        return user
+
+    def _render(self, row: ScimUser, shown: Shown = None) -> dict[str, Any]:
+        user = self._shown_user(row)
         rendered: dict[str, Any] = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
                                                    response_parameters=shown, scim_policy=POLICY)
         return rendered
+
+
+def _user_name_key(session: Session, row: ScimUser, user_name: str, *, new: bool) -> str:
+    """The key ``row`` holds once named ``user_name``: its ``name_key``, refused as a duplicate
+    when another user of the IdP holds it (in any form a key was ever stored in). A user that
+    keeps its name (up to letter case) keeps the key it holds when another holds the new one:
+    two users whose names the upgrade to NFKC_Casefold found folding together (migration 0019)
+    stay two, each written to (deactivated) under its own name."""
+    key = name_key(user_name) if user_name else ""
+    if len(key) > MAX_NAME:  # NFKC and case folding can lengthen a name (U+FDFA: 18)
+        raise ProvisioningError("scim_invalid", f"userName: at most {MAX_NAME} characters "
+                                "once normalised.", scim_type="invalidValue")
+    taken = session.scalar(select(ScimUser.id).where(
+        ScimUser.idp_slug == row.idp_slug,
+        ScimUser.user_name_key.in_(sorted(stored_keys(user_name)) if user_name else [""]),
+        ScimUser.id != row.id).limit(1))
+    if taken is None:
+        return key
+    if not new and same_name(user_name, _stored(row).user_name or ""):
+        return row.user_name_key
+    raise _taken()
 
 
 def response_parameters(attributes: str | None, excluded: str | None) -> Shown:
@@ -290,14 +331,27 @@ def _check_names(user: User) -> None:
 
 
 def _checked(body: object) -> dict[str, Any]:
-    """A JSON object with no NUL character anywhere (PostgreSQL refuses it in text)."""
+    """A JSON object nested at most ``MAX_DEPTH`` deep, with no NUL character (PostgreSQL
+    refuses it in text) and no unpaired surrogate (no database or UTF-8 holds it) anywhere."""
     if not isinstance(body, dict):
         raise ProvisioningError("scim_invalid", "The body must be a JSON object.",
                                 scim_type="invalidSyntax")
-    if "\\u0000" in json.dumps(body):
-        raise ProvisioningError("scim_invalid", "Values may not contain NUL characters.",
-                                scim_type="invalidValue")
+    pending: list[tuple[object, int]] = [(body, 1)]
+    while pending:  # not recursive: the body may nest as deep as the JSON decoder follows
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise ProvisioningError("scim_invalid", f"The body nests deeper than {MAX_DEPTH} "
+                                        "levels.", scim_type="invalidSyntax")
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(value, str) and ("\x00" in value or _SURROGATE.search(value)):
+            raise ProvisioningError("scim_invalid", "Values may not contain NUL characters or "
+                                    "unpaired surrogates.", scim_type="invalidValue")
     return body
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _refused(error: ValidationError | SCIMException) -> ProvisioningError:

@@ -54,6 +54,10 @@ ACCOUNT_ENABLED = RISC + "account-enabled"
 # A SET older than this is refused, so its jti need only be remembered this long.
 MAX_AGE_SECONDS = 24 * 3600
 MAX_SET_BYTES = 64 * 1024
+# A SET's claims nest about six objects deep (events, an event, its complex subject, a member);
+# deeper is refused, so nothing that walks them can recurse far.
+MAX_DEPTH = 16
+_TOO_DEEP = f"The SET's claims nest deeper than {MAX_DEPTH} levels."
 
 
 class SecurityEvents:
@@ -115,6 +119,8 @@ class SecurityEvents:
                                     audience=audience, required=["iss", "aud", "iat", "jti"])
         except ForeignTokenRefused as refused:
             raise _refusal(refused) from None
+        except RecursionError:  # JSON nested deeper than the decoder follows
+            raise SecurityEventRejected("set_invalid", _TOO_DEEP) from None
         now = self.services.clock.now()
         times = [claims.get(name) for name in ("iat", "exp", "nbf")]
         if any(t is not None and (isinstance(t, bool) or not isinstance(t, int | float))
@@ -139,6 +145,13 @@ class SecurityEvents:
         if not isinstance(events, dict) or not events or not all(
                 isinstance(name, str) and isinstance(event, dict) for name, event in events.items()):
             raise SecurityEventRejected("set_invalid", "events: an object of event objects.")
+        if _depth(claims) > MAX_DEPTH:
+            raise SecurityEventRejected("set_invalid", _TOO_DEEP)
+        subjects = [claims.get("sub_id"), *(event.get("subject") for event in events.values())]
+        if any(_nests_complex(subject) for subject in subjects):
+            # SSF §3.2: the members of a complex subject are simple identifiers.
+            raise SecurityEventRejected("set_invalid",
+                                        "A complex subject may not hold a complex subject.")
         return claims
 
     # --- what the events do ------------------------------------------------------------------
@@ -266,6 +279,24 @@ def _storable(value: object) -> bool:
             except UnicodeEncodeError:
                 return False
     return True
+
+
+def _depth(value: object) -> int:
+    """How deep objects and arrays nest in a decoded JSON value."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _nests_complex(subject_id: object) -> bool:
+    return (isinstance(subject_id, dict) and subject_id.get("format") == "complex"
+            and any(isinstance(member, dict) and member.get("format") == "complex"
+                    for member in subject_id.values()))
 
 
 def _session_of(subject_id: object) -> str | None:

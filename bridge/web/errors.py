@@ -215,7 +215,12 @@ def install(app: Flask) -> None:
         # A 500 is a bug: log everything under the id, show nothing internal.
         eid = error_id()
         log.exception("unhandled error [error_id=%s]", eid)
-        if wants_json() or request.path == "/token":
+        if request.path.startswith(SCIM_PREFIX):  # a SCIM client reads SCIM errors only
+            return scim_error(500, f"Something went wrong on our side (error_id {eid}).",
+                              "server_error")
+        if request.path.startswith(EVENTS_PREFIX):  # RFC 8935 §2.4's shape; a 5xx is retried
+            response = jsonify({"err": "server_error", "description": f"error_id {eid}"})
+        elif wants_json() or request.path == "/token":
             response = jsonify({"error": "server_error", "error_id": eid})
         else:
             response = Response(render_template("error.html", code="server_error",

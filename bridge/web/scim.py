@@ -15,6 +15,7 @@ from flask import Blueprint, Response, json, request
 from bridge.errors import NotFound, ProvisioningError
 from bridge.unicode_text import not_text_at, not_text_problem
 from bridge.web.context import application, services
+from bridge.web.errors import render_error
 
 if TYPE_CHECKING:
     from bridge.provisioning.scim_users import Caller, Shown
@@ -45,6 +46,13 @@ def _body() -> object:
     if where is not None:
         raise ProvisioningError("scim_invalid", not_text_problem(where), scim_type="invalidValue")
     return body
+
+
+@scim.errorhandler(RecursionError)
+def _nested_too_deeply(_error: RecursionError) -> Response:
+    # A body nested deeper than the JSON decoder follows: it does not parse (RFC 7644 §3.12).
+    return render_error(ProvisioningError("scim_invalid", "The body is nested too deeply.",
+                                          scim_type="invalidSyntax"))
 
 
 def _integer(name: str, default: int) -> int:

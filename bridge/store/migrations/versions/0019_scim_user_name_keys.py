@@ -1,10 +1,15 @@
 """SCIM user names compared in one Unicode form (NFKC_Casefold, docs/decisions/0023): the
 stored comparison key of every SCIM user computed again from its ``userName``.
 
-Rows written before this revision hold ``str.lower()`` of the name, which the lookups no longer
-compute for names beyond ASCII. A name whose new key another user of the same IdP already
-holds, or whose key would not fit the column, keeps its old key (and is reported here): two
-provisioned users are never merged by an upgrade; the IdP's next write of either settles it.
+Rows written before this revision hold ``str.lower()`` of the name. A name whose new key another
+user of the same IdP already holds, or whose key would not fit the column, keeps its old key
+(and is reported here): two provisioned users are never merged by an upgrade. Such a pair stays
+two users until the IdP renames or deletes one: the lookups find each by its own name (they
+look for every key form ever stored), and a write that keeps a user's name keeps the key it
+holds (bridge.provisioning.scim_users._user_name_key), so a deactivation by id succeeds.
+
+The key computed here keeps default-ignorable characters, which today's ``name_key`` removes;
+a row so keyed is found by the lookups as well and takes today's key at its next write.
 
 Revision ID: 0019
 Revises: 0018
