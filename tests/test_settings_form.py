@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from lxml import html
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from bridge.admin.logins import LAST_TEST_LOGIN_SECONDS
 from bridge.claims.mapping import CLAIMS
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.idps.settings_form import (
+    FINGERPRINT_FIELD,
     ROLE_RULES_FIELD,
     form_values,
     settings_from_form,
@@ -398,3 +400,233 @@ def test_a_preview_whose_settings_would_refuse_the_login_says_so(
         'subject_attribute = "employeeNumber"\n[mapping]\npreset = "shibboleth"\n')).get_json()
     assert body["outcome"] == "refused" and body["code"] == "saml_subject_missing"
     assert "saml_subject_missing" in body["message"]
+
+
+# --- a page loaded before another admin's change ------------------------------------------------
+
+def _page_form(page: html.HtmlElement, form_id: str = "settings-form") -> dict[str, list[str]]:
+    """What a form of the IdP page posts, as a browser without script submits it."""
+    [form] = page.xpath(f"//form[@id='{form_id}']")
+    posted: dict[str, list[str]] = {}
+    for name, value in form.form_values():
+        posted.setdefault(name, []).append(value)
+    return posted
+
+
+WITH_ADMIN_RULE = '''display_name = "Contoso"
+[mapping]
+preset = "shibboleth"
+
+[[mapping.roles]]
+exact = "engineering"
+role = "developer"
+
+[[mapping.roles]]
+regex = ".*"
+role = "bridge-admin"
+'''
+
+WITHOUT_ADMIN_RULE = '''display_name = "Contoso"
+[mapping]
+preset = "shibboleth"
+
+[[mapping.roles]]
+exact = "engineering"
+role = "developer"
+'''
+
+SETTINGS_CHANGED = "the settings changed since this page was loaded"
+
+
+def test_a_form_loaded_before_another_admins_change_does_not_undo_it(
+        admin: Admin, app: Flask, bridge: Services) -> None:  # noqa: F811
+    """A save that changed only the clock skew, from a page showing a rule (everyone an admin
+    of the bridge) another admin removed since: refused, nothing saved, the typed value kept."""
+    admin.draft("shibboleth")
+    assert admin.post(f"/admin/idps/{SLUG}/settings",
+                      settings_text=WITH_ADMIN_RULE).status_code == 303
+    form_of_a = _page_form(admin.page(f"/admin/idps/{SLUG}"))
+    assert form_of_a["role_value"][:2] == ["engineering", ".*"]
+    assert form_of_a[FINGERPRINT_FIELD][0]
+
+    other = Admin(app.test_client(), bridge)
+    assert other.post(f"/admin/idps/{SLUG}/settings",
+                      settings_text=WITHOUT_ADMIN_RULE).status_code == 303
+    after_b = _saved(admin)
+    assert [r["role"] for r in after_b["mapping"]["roles"]] == ["developer"]
+
+    form_of_a["clock_skew_seconds"] = ["120"]
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data=form_of_a)
+
+    assert saved.status_code == 409, saved.get_data(as_text=True)
+    page = html.fromstring(saved.get_data(as_text=True))
+    problems = page.xpath("//div[@id='problems']//li/text()")
+    assert any(SETTINGS_CHANGED in problem and "Reload" in problem for problem in problems)
+    assert _saved(admin) == after_b  # nothing saved
+    # What A typed is still on the page, with the fingerprint it was typed against: saving it
+    # again is refused again, until the page is reloaded.
+    shown = _page_form(page)
+    assert shown["clock_skew_seconds"] == ["120"]
+    assert shown[FINGERPRINT_FIELD] == form_of_a[FINGERPRINT_FIELD]
+    again = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data=shown)
+    assert again.status_code == 409 and _saved(admin) == after_b
+    # Reloaded: the change is made onto what B saved.
+    reloaded = _page_form(admin.page(f"/admin/idps/{SLUG}"))
+    reloaded["clock_skew_seconds"] = ["120"]
+    assert admin.client.post(f"/admin/idps/{SLUG}/settings/common",
+                             data=reloaded).status_code == 303
+    assert _saved(admin) == {**after_b, "clock_skew_seconds": 120}
+
+
+def test_a_form_loaded_before_another_admins_change_does_not_undo_its_sources(
+        admin: Admin, app: Flask, bridge: Services) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    assert admin.post(f"/admin/idps/{SLUG}/settings", settings_text=(
+        '[mapping]\npreset = "shibboleth"\n[mapping.claims.email]\nfrom = ["mail"]\n'
+    )).status_code == 303
+    form_of_a = _page_form(admin.page(f"/admin/idps/{SLUG}"))
+
+    other = Admin(app.test_client(), bridge)
+    assert other.post(f"/admin/idps/{SLUG}/settings", settings_text=(
+        '[mapping]\npreset = "shibboleth"\n[mapping.claims.email]\nfrom = ["verifiedMail"]\n'
+    )).status_code == 303
+
+    form_of_a["sign_requests"] = ["always"]  # the only field A edits
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data=form_of_a)
+    assert saved.status_code == 409, saved.get_data(as_text=True)
+    assert _saved(admin)["mapping"]["claims"]["email"]["from"] == ["verifiedMail"]
+    assert "sign_requests" not in _saved(admin)
+
+
+def test_a_toml_box_loaded_before_another_admins_change_does_not_undo_it(
+        admin: Admin, app: Flask, bridge: Services) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    assert admin.post(f"/admin/idps/{SLUG}/settings",
+                      settings_text=WITH_ADMIN_RULE).status_code == 303
+    box_of_a = _page_form(admin.page(f"/admin/idps/{SLUG}"), "settings")
+    other = Admin(app.test_client(), bridge)
+    assert other.post(f"/admin/idps/{SLUG}/settings",
+                      settings_text=WITHOUT_ADMIN_RULE).status_code == 303
+    after_b = _saved(admin)
+
+    typed = "clock_skew_seconds = 120\n" + box_of_a["settings_text"][0]
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings",
+                              data={**box_of_a, "settings_text": [typed]})
+
+    assert saved.status_code == 409, saved.get_data(as_text=True)
+    page = html.fromstring(saved.get_data(as_text=True))
+    assert any(SETTINGS_CHANGED in p for p in page.xpath("//div[@id='problems']//li/text()"))
+    assert _saved(admin) == after_b
+    assert page.get_element_by_id("settings-json").text == typed  # as typed
+    assert _page_form(page, "settings")[FINGERPRINT_FIELD] == box_of_a[FINGERPRINT_FIELD]
+
+
+# --- posts of some fields only ------------------------------------------------------------------
+
+COMMON_WRITTEN = '''display_name = "Contoso"
+clock_skew_seconds = 120
+sign_requests = "always"
+insecure_allow_sha1_until = 2027-06-30
+[mapping]
+preset = "entra"
+'''
+
+
+def test_a_post_of_the_rule_rows_only_keeps_the_common_settings(
+        admin: Admin) -> None:  # noqa: F811
+    """Decision 29: a field not sent keeps what was written; the preset too (it names the
+    vendor's stable identifier: losing it would change every user's sub)."""
+    admin.draft("entra")
+    assert admin.post(f"/admin/idps/{SLUG}/settings",
+                      settings_text=COMMON_WRITTEN).status_code == 303
+    before = _saved(admin)
+
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data={
+        "csrf_token": admin.csrf, "role_rules": "1", "role_match": "exact",
+        "role_value": "engineering", "role_name": "developer"})
+
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    after = _saved(admin)
+    assert after["mapping"]["roles"] == [{"exact": "engineering", "role": "developer"}]
+    kept = {key: after.get(key) for key in ("clock_skew_seconds", "sign_requests",
+                                            "insecure_allow_sha1_until")}
+    assert kept == {"clock_skew_seconds": 120, "sign_requests": "always",
+                    "insecure_allow_sha1_until": "2027-06-30"}, (before, after)
+    assert after["mapping"].get("preset") == "entra", after
+
+
+# --- values shown as stored ---------------------------------------------------------------------
+
+def test_a_clock_skew_of_zero_survives_a_form_save_of_a_rule(admin: Admin) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    assert admin.post(f"/admin/idps/{SLUG}/settings", settings_text=(
+        'clock_skew_seconds = 0\n[mapping]\npreset = "shibboleth"\n')).status_code == 303
+    page = admin.page(f"/admin/idps/{SLUG}")
+    assert page.get_element_by_id("form-clock-skew").get("value") == "0"
+    posted = _page_form(page)
+    posted["role_value"], posted["role_name"] = ["engineering"], ["developer"]
+
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data=posted)
+
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    after = _saved(admin)
+    assert after["mapping"]["roles"] == [{"exact": "engineering", "role": "developer"}]
+    assert after.get("clock_skew_seconds") == 0, after
+
+
+def test_a_sha1_exception_in_another_iso_form_is_shown_as_a_date_and_kept(
+        admin: Admin) -> None:  # noqa: F811
+    """The admin API takes any ISO date form date.fromisoformat() reads ("20270630"); the page's
+    date field shows it as 2027-06-30 (the one form a date input keeps), and a save that did not
+    edit it keeps it as stored."""
+    admin.draft("shibboleth")
+    put = admin.client.put(f"/admin/api/idps/{SLUG}/settings", json={
+        "display_name": "Contoso", "mapping": {"preset": "shibboleth"},
+        "insecure_allow_sha1_until": "20270630"}, headers={"X-CSRF-Token": admin.csrf})
+    assert put.status_code == 200, put.get_data(as_text=True)
+    page = admin.page(f"/admin/idps/{SLUG}")
+    assert page.get_element_by_id("form-sha1-until").get("value") == "2027-06-30"
+    posted = _page_form(page)
+    posted["role_value"], posted["role_name"] = ["engineering"], ["developer"]
+    assert admin.client.post(f"/admin/idps/{SLUG}/settings/common",
+                             data=posted).status_code == 303
+    assert _saved(admin)["insecure_allow_sha1_until"] == "20270630"
+    # Edited, it is written as the field gives it.
+    posted = _page_form(admin.page(f"/admin/idps/{SLUG}"))
+    posted["insecure_allow_sha1_until"] = ["2027-12-31"]
+    assert admin.client.post(f"/admin/idps/{SLUG}/settings/common",
+                             data=posted).status_code == 303
+    assert _saved(admin)["insecure_allow_sha1_until"] == "2027-12-31"
+
+
+def test_editing_one_rule_leaves_the_other_rules_as_written(admin: Admin) -> None:  # noqa: F811
+    """``prefix = "Admins "`` gives the role to "Admins Europe" but not to "Administrators":
+    editing another rule's role keeps it as written."""
+    admin.draft("shibboleth")
+    assert admin.post(f"/admin/idps/{SLUG}/settings", settings_text=(
+        '[mapping]\npreset = "shibboleth"\n'
+        '[[mapping.roles]]\nprefix = "Admins "\nrole = "operator"\n'
+        '[[mapping.roles]]\nexact = "sales"\nrole = "seller"\n')).status_code == 303
+    posted = _page_form(admin.page(f"/admin/idps/{SLUG}"))
+    assert posted["role_value"][:2] == ["Admins ", "sales"]  # the browser sends it as shown
+    posted["role_name"][1] = "sales-rep"  # the only edit
+
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data=posted)
+
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    roles = _saved(admin)["mapping"]["roles"]
+    assert roles == [{"prefix": "Admins ", "role": "operator"},
+                     {"exact": "sales", "role": "sales-rep"}], roles
+
+
+def test_rules_not_edited_stay_as_written_when_others_are_removed_or_moved() -> None:
+    stored = {"mapping": {"roles": [{"exact": "a", "role": "x"},
+                                    {"prefix": "Admins ", "role": "operator"},
+                                    {"regex": " b ", "role": "y"}]}}
+    post = _form_post(stored)
+    # The first row emptied, the last two swapped (as posted by the page's script).
+    post["role_match"] = ["exact", "regex", "prefix", "exact"]
+    post["role_value"] = ["", " b ", "Admins ", ""]
+    post["role_name"] = ["", "y", "operator", ""]
+    assert settings_from_form(stored, post)["mapping"]["roles"] == [
+        {"regex": " b ", "role": "y"}, {"prefix": "Admins ", "role": "operator"}]
