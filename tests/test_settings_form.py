@@ -630,3 +630,67 @@ def test_rules_not_edited_stay_as_written_when_others_are_removed_or_moved() -> 
     post["role_name"] = ["", "y", "operator", ""]
     assert settings_from_form(stored, post)["mapping"]["roles"] == [
         {"regex": " b ", "role": "y"}, {"prefix": "Admins ", "role": "operator"}]
+
+
+# --- kept test logins ---------------------------------------------------------------------------
+
+def _test_login_id(admin: Admin, browser: Browser, idp: DevIdp, user: str) -> str:  # noqa: F811
+    started = admin.client.get(f"/admin/idps/{SLUG}/test-login")
+    assert started.status_code == 302, started.get_data(as_text=True)
+    saml_request = parse_qs(urlsplit(started.headers["Location"]).query)["SAMLRequest"][0]
+    answered = browser.post_acs(idp.response_for(idp.parse_request(saml_request, None),
+                                                 USERS[user]), SLUG, json=False)
+    assert answered.status_code in (302, 303), answered.get_data(as_text=True)
+    return urlsplit(answered.headers["Location"]).path.rsplit("/", 1)[1]
+
+
+def test_deleting_an_idp_deletes_the_test_login_kept_for_its_preview(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp, app: Flask,  # noqa: F811
+        bridge: Services) -> None:
+    """What arrived (attributes, NameID) goes with the IdP, in the deletion itself: another
+    admin who finds its id in the audit trail reads nothing, with no purge run."""
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    kept = _test_login_id(admin, browser, session_other_idp, "alice")
+    deleted = admin.post(f"/admin/idps/{SLUG}/delete", confirm_slug=SLUG)
+    assert deleted.status_code == 303, deleted.get_data(as_text=True)
+    with bridge.db.transaction() as session:
+        assert session.query(TestLogin).filter_by(slug=SLUG).count() == 0
+
+    other = Admin(app.test_client(), bridge)
+    events = other.client.get("/admin/api/audit?limit=200").get_json()["events"]
+    assert kept in [e["detail"].get("test") for e in events if e["event"] == "test_login_started"]
+    [gone] = [e for e in events if e["event"] == "idp_deleted"]
+    assert gone["detail"]["test_logins_deleted"] == 1
+    answer = other.client.get(f"/admin/api/test-logins/{kept}")
+    assert answer.status_code == 404, answer.get_json()
+    assert other.client.get(f"/admin/test-logins/{kept}").status_code == 404
+
+
+def test_an_expired_test_login_is_not_served_by_id_before_any_purge(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp,  # noqa: F811
+        bridge: Services) -> None:
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    first = _test_login_id(admin, browser, session_other_idp, "alice")
+    last = _test_login_id(admin, browser, session_other_idp, "bob")  # the kept one from now on
+    # Superseded: not served, though no purge has run.
+    assert admin.client.get(f"/admin/api/test-logins/{first}").status_code == 404
+    assert admin.client.get(f"/admin/api/test-logins/{last}").status_code == 200
+    bridge.clock.advance(3600)  # type: ignore[attr-defined]
+    assert admin.client.get(f"/admin/api/test-logins/{first}").status_code == 404
+    assert admin.client.get(f"/admin/api/test-logins/{last}").status_code == 200
+    # Past its seven days the kept one is not served either, nor previewed.
+    bridge.clock.advance(LAST_TEST_LOGIN_SECONDS)  # type: ignore[attr-defined]
+    admin = Admin(admin.client, bridge)  # the admin session ended meanwhile  # noqa: F811
+    assert admin.client.get(f"/admin/api/test-logins/{last}").status_code == 404
+    assert _preview(admin).get_json()["outcome"] == "no_test_login"
+    # A test login started and never finished: not served after its fifteen minutes.
+    started = admin.client.get(f"/admin/idps/{SLUG}/test-login")
+    assert started.status_code == 302
+    with bridge.db.transaction() as session:
+        pending = session.query(TestLogin).filter(TestLogin.completed_at.is_(None)).one().id
+    assert admin.client.get(f"/admin/api/test-logins/{pending}").status_code == 200
+    bridge.clock.advance(901)  # type: ignore[attr-defined]
+    admin = Admin(admin.client, bridge)  # noqa: F811
+    assert admin.client.get(f"/admin/api/test-logins/{pending}").status_code == 404

@@ -180,6 +180,10 @@ class IdpAdmin(IdpStages):
             requests_ended = cast("CursorResult[Any]", session.execute(delete(
                 AuthnRequestRecord).where(AuthnRequestRecord.idp_slug == slug))).rowcount
             forget_provisioning(session, idp_slug=slug, now=now)
+            # Its test logins too: what arrived (attributes, NameID) is kept for its settings
+            # page's preview only, and goes with the IdP.
+            test_logins_deleted = cast("CursorResult[Any]", session.execute(delete(
+                TestLogin).where(TestLogin.slug == slug))).rowcount
             # And the admin pages' sessions signed in through it (tickets not yet exchanged
             # included): an admin whose IdP was removed does not keep administering the bridge.
             admin_sessions_ended = cast("CursorResult[Any]", session.execute(delete(
@@ -189,5 +193,6 @@ class IdpAdmin(IdpStages):
                                  "settings": json.loads(record.settings_json),
                                  "metadata_url": record.metadata_url, "state": record.state,
                                  "logins_ended": ended, "requests_ended": requests_ended,
-                                 "admin_sessions_ended": admin_sessions_ended})
+                                 "admin_sessions_ended": admin_sessions_ended,
+                                 "test_logins_deleted": test_logins_deleted})
         self.registry.invalidate()
