@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import tomllib
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,8 +18,15 @@ from lxml import html
 from sqlalchemy import select
 
 from bridge.admin.logins import LAST_TEST_LOGIN_SECONDS
-from bridge.claims.mapping import CLAIMS
+from bridge.claims.mapping import (
+    CLAIMS,
+    MAX_PATTERN_STEPS,
+    MAX_PATTERN_TEXT,
+    MAX_PROBLEMS,
+    MAX_ROLE_RULES,
+)
 from bridge.dev.saml_idp import USERS, DevIdp
+from bridge.idps.settings import parse_idp_settings
 from bridge.idps.settings_form import (
     FINGERPRINT_FIELD,
     ROLE_RULES_FIELD,
@@ -694,3 +702,123 @@ def test_an_expired_test_login_is_not_served_by_id_before_any_purge(
     bridge.clock.advance(901)  # type: ignore[attr-defined]
     admin = Admin(admin.client, bridge)  # noqa: F811
     assert admin.client.get(f"/admin/api/test-logins/{pending}").status_code == 404
+
+
+# --- what checking settings may cost ------------------------------------------------------------
+
+# Generous for one admin request on a shared CI core: without the limits, 400 rules near RE2's
+# step cap took about 9 s (and a body at its limit, minutes and GBs).
+BUDGET_SECONDS = 3.0
+
+
+def _heavy_rules(count: int, pattern: str = "[\\\\w.-]{{1,37}}{i}") -> str:
+    # [\w.-]{1,37} is about 49,800 RE2 steps (the per-pattern cap is 50,000); each distinct.
+    return "".join(f'[[mapping.roles]]\nregex = "{pattern.format(i=i)}"\nrole = "r{i}"\n'
+                   for i in range(count))
+
+
+def _timed_preview(admin: Admin, text: str) -> tuple[Any, float]:  # noqa: F811
+    started = time.perf_counter()
+    answer = admin.client.post(f"/admin/idps/{SLUG}/settings/preview", data={
+        "csrf_token": admin.csrf, "settings_text": text}, headers={"Accept": "application/json"})
+    return answer, time.perf_counter() - started
+
+
+def test_more_role_rules_than_the_limit_are_refused_before_compiling_any(
+        admin: Admin, session_other_idp: DevIdp) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    before = _saved(admin)
+    text = '[mapping]\npreset = "shibboleth"\n' + _heavy_rules(2 * MAX_ROLE_RULES)
+    assert len(text) < 25_000  # far below the body limit
+    preview, elapsed = _timed_preview(admin, text)
+    assert preview.status_code == 422
+    assert preview.get_json()["problems"] == [
+        f"IdP other settings: mapping.roles: {2 * MAX_ROLE_RULES} rules, at most "
+        f"{MAX_ROLE_RULES}; match several groups with one prefix or regex rule"]
+    assert elapsed < BUDGET_SECONDS, f"{elapsed:.1f} s"
+    # A save (page or admin API) gets the same refusal; nothing is saved.
+    saved = admin.post(f"/admin/idps/{SLUG}/settings", settings_text=text)
+    assert saved.status_code == 422 and _saved(admin) == before
+
+
+def test_patterns_within_the_rule_limit_stop_compiling_at_the_step_budget(
+        admin: Admin, session_other_idp: DevIdp) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    preview, elapsed = _timed_preview(admin, _heavy_rules(MAX_ROLE_RULES))
+    assert preview.status_code == 422, preview.get_data(as_text=True)
+    problems = preview.get_json()["problems"]
+    assert len(problems) <= MAX_PROBLEMS + 1
+    assert f"at most {MAX_PATTERN_STEPS:,} for one IdP" in problems[0]
+    assert problems[0].startswith("IdP other settings: mapping.roles[11].regex: not compiled")
+    assert elapsed < BUDGET_SECONDS, f"{elapsed:.1f} s"
+
+
+def test_patterns_refused_for_their_size_stop_compiling_too(
+        admin: Admin, session_other_idp: DevIdp) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    # \w{1,100} is refused (134,403 steps) only after RE2 has compiled it (~0.1 s each).
+    preview, elapsed = _timed_preview(admin, _heavy_rules(150, "\\\\w{{1,100}}{i}"))
+    assert preview.status_code == 422
+    assert len(preview.get_json()["problems"]) <= MAX_PROBLEMS + 1
+    assert elapsed < BUDGET_SECONDS, f"{elapsed:.1f} s"
+
+
+def test_too_much_pattern_text_is_refused_with_its_location(
+        admin: Admin, session_other_idp: DevIdp) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    long = "a" * 250
+    settings = {"mapping": {
+        "groups": {"allow": [{"regex": f"{long}{i}"} for i in range(40)]},
+        "claims": {"email": {"transforms": [{"regex_extract": f"{long}{i}"}
+                                            for i in range(40)]}}}}
+    put = admin.client.put(f"/admin/api/idps/{SLUG}/settings", json=settings,
+                           headers={"X-CSRF-Token": admin.csrf})
+    assert put.status_code == 422, put.get_data(as_text=True)
+    text = 2 * sum(len(f"{long}{i}") for i in range(40))
+    assert put.get_json()["problems"] == [
+        f"IdP other settings: mapping: its regular expressions come to {text:,} characters, "
+        f"at most {MAX_PATTERN_TEXT:,} for one IdP"]
+
+
+def test_settings_within_the_limits_are_accepted() -> None:
+    text = "".join(f'[[mapping.roles]]\nregex = "^app-{i}-(admin|ops)$"\nrole = "r{i}"\n'
+                   for i in range(MAX_ROLE_RULES))
+    parsed = parse_idp_settings(tomllib.loads(text), source="IdP test settings")
+    assert len(parsed.mapping.roles) == MAX_ROLE_RULES
+
+
+# --- strings that are not Unicode text ----------------------------------------------------------
+
+@pytest.mark.parametrize("settings_text", [
+    '{"mapping": {"roles": [{"regex": "\\ud800", "role": "x"}]}}',
+    '{"mapping": {"claims": {"email": {"transforms": [{"regex_extract": "\\ud800"}]}}}}',
+])
+def test_an_unpaired_surrogate_in_a_pattern_is_refused_by_the_preview(
+        admin: Admin, session_other_idp: DevIdp, settings_text: str) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    preview = admin.client.post(f"/admin/idps/{SLUG}/settings/preview", data={
+        "csrf_token": admin.csrf, "settings_text": settings_text},
+        headers={"Accept": "application/json"})
+    assert preview.status_code == 422, preview.get_data(as_text=True)
+    assert preview.get_json()["outcome"] == "invalid"
+
+
+@pytest.mark.parametrize("settings_text", [
+    '{"mapping": {"preset": "shibboleth", "roles": [{"exact": "\\ud800", "role": "x"}]}}',
+    '{"mapping": {"claims": {"email": {"from": ["\\ud800"]}}}}',
+    '{"display_name": "\\ud800"}',
+])
+def test_settings_with_an_unpaired_surrogate_leave_the_idp_page_working(
+        admin: Admin, session_other_idp: DevIdp, settings_text: str) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    before = _saved(admin)
+    saved = admin.post(f"/admin/idps/{SLUG}/settings", settings_text=settings_text)
+    assert saved.status_code == 422, saved.get_data(as_text=True)
+    assert _saved(admin) == before
+    assert admin.client.get(f"/admin/idps/{SLUG}").status_code == 200
