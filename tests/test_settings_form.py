@@ -36,7 +36,7 @@ from bridge.idps.settings_form import (
 )
 from bridge.services import Services
 from bridge.store.maintenance import purge_expired
-from bridge.store.models import AuthorizationCode, TestLogin
+from bridge.store.models import AuthorizationCode, IdpRecord, TestLogin
 from tests.helpers import Browser
 from tests.test_admin_api import api, token  # noqa: F401  (fixtures)
 from tests.test_idp_stages import SLUG, Admin, admin  # noqa: F401  (fixture)
@@ -822,3 +822,25 @@ def test_settings_with_an_unpaired_surrogate_leave_the_idp_page_working(
     assert saved.status_code == 422, saved.get_data(as_text=True)
     assert _saved(admin) == before
     assert admin.client.get(f"/admin/idps/{SLUG}").status_code == 200
+
+
+@pytest.mark.parametrize("stored", [
+    {"display_name": "\ud800", "mapping": {"preset": "shibboleth"}},
+    {"mapping": {"preset": "shibboleth", "roles": [{"exact": "\ud800", "role": "x"}]}},
+    {"mapping": {"claims": {"email": {"from": ["\ud800"]}}}},
+])
+def test_an_unpaired_surrogate_stored_before_it_was_refused_never_makes_a_page_fail(
+        admin: Admin, bridge: Services, stored: dict[str, Any]) -> None:  # noqa: F811
+    admin.draft("shibboleth")
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, SLUG)
+        assert record is not None
+        record.settings_json = json.dumps(stored)  # as stored before JSON input was checked
+    page = admin.client.get(f"/admin/idps/{SLUG}")
+    assert page.status_code == 200
+    assert "\ufffd" in page.get_data(as_text=True)  # shown replaced, never as it was
+    assert admin.client.get("/admin/").status_code == 200
+    assert admin.client.get(f"/admin/api/idps/{SLUG}").status_code == 200
+    preview = _post_form(admin, f"/admin/idps/{SLUG}/settings/preview", {"preset": ["okta"]},
+                         Accept="application/json")
+    assert preview.status_code in (200, 422), preview.get_data(as_text=True)
