@@ -64,7 +64,12 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class PatternRefused(ValueError):
-    """The pattern cannot run on the linear-time engine (or means something else there)."""
+    """The pattern cannot run on the linear-time engine (or means something else there).
+    ``size``: its compiled program's size when it was refused for that size (0 otherwise)."""
+
+    def __init__(self, message: str, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 def translate(pattern: str) -> str:
@@ -193,7 +198,8 @@ class LinearPattern:
             raise PatternRefused(
                 f"too large for the linear-time engine ({size:,} steps, at most {MAX_PROGRAM:,}): "
                 "a counted repetition of a large class such as \\w{1,100} multiplies its size; "
-                "use + or *, a smaller count, or an ASCII class such as [A-Za-z0-9_]")
+                "use + or *, a smaller count, or an ASCII class such as [A-Za-z0-9_]", size)
+        self.size: int = size
         self.groups: int = self._compiled.groups
 
     def __repr__(self) -> str:

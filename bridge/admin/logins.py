@@ -174,9 +174,11 @@ class TestLoginCapture:
         return None
 
     def result(self, test_id: str) -> dict[str, Any] | None:
+        """A test login by id; None once it has expired (fifteen minutes, or superseded by a
+        newer accepted one of its IdP), whether or not a purge has removed it yet."""
         with self.services.db.transaction() as session:
             row = session.get(TestLogin, test_id)
-            if row is None:
+            if row is None or row.expires_at <= self.services.clock.now():
                 return None
             return {"id": row.id, "idp": row.slug, "started_by": row.started_by,
                     "completed": row.completed_at is not None,

@@ -27,7 +27,9 @@ version-neutral ``MappedClaims``; each claims version then takes what its schema
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Mapping as MappingType
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +45,24 @@ NAMEID_SOURCE = "$nameid"  # the assertion's NameID value as a source (Google se
 GROUPS_OVERAGE_MARKERS = ("http://schemas.microsoft.com/claims/groups.link",)
 MULTI_VALUED = frozenset({"groups"})
 TRANSFORMS = ("trim", "lower", "split", "regex_extract", "value_map", "join")
+
+# What one IdP's mapping may ask of the bridge. Every save, the admin API and the settings
+# page's preview (sent as an admin types) check a mapping by compiling its patterns; a login
+# runs every role rule against every group. Counted before anything is compiled:
+# - role rules: 200, several times what an IdP's groups call for (a rule per application
+#   role), well under what would make a login's matching of a few hundred groups slow;
+# - the characters of all its patterns together: 16 kB (64 patterns at the 256-character
+#   cap, or 200 rules of 80 characters).
+# Then while compiling: the patterns' programs together, 500,000 steps (ten at the
+# per-pattern cap, MAX_PROGRAM; "\w+" is about 1,350), which bounds the compiling itself to
+# about a third of a second and 40 MB whatever the patterns are; and checking stops after
+# 20 problems (a pattern refused for its size is compiled first).
+MAX_ROLE_RULES = 200
+MAX_PATTERN_TEXT = 16 * 1024
+MAX_PATTERN_STEPS = 500_000
+MAX_PROBLEMS = 20
+# The steps compiled so far for the mapping being parsed (parse_mapping sets it).
+_steps: ContextVar[list[int] | None] = ContextVar("pattern_steps", default=None)
 
 
 @dataclass(frozen=True)
@@ -194,6 +214,51 @@ def parse_mapping(raw: Any, *, source: str, presets: MappingType[str, ClaimMappi
     known = {"preset", "email_verified", "group_names", "claims", "groups", "roles"}
     for key in sorted(set(raw) - known):
         problems.at(key).add("unknown mapping setting")
+    _check_size(raw, problems)  # before compiling anything
+    token = _steps.set([0])
+    try:
+        return _parse_mapping(raw, problems, presets)
+    finally:
+        _steps.reset(token)
+
+
+def _check_size(raw: dict[str, Any], problems: Problems) -> None:
+    """Refuse, with nothing compiled, a mapping with more role rules or pattern text than any
+    IdP needs (``MAX_ROLE_RULES``, ``MAX_PATTERN_TEXT``)."""
+    found = len(problems)
+    raw_roles = raw.get("roles")
+    if isinstance(raw_roles, list) and len(raw_roles) > MAX_ROLE_RULES:
+        problems.at("roles").add(f"{len(raw_roles)} rules, at most {MAX_ROLE_RULES}; match "
+                                 "several groups with one prefix or regex rule")
+    text = sum(len(pattern) for pattern in _patterns(raw))
+    if text > MAX_PATTERN_TEXT:
+        problems.add(f"its regular expressions come to {text:,} characters, at most "
+                     f"{MAX_PATTERN_TEXT:,} for one IdP")
+    if len(problems) > found:
+        problems.raise_any()
+
+
+def _patterns(raw: dict[str, Any]) -> Iterator[str]:
+    """Every regular expression of a ``[mapping]`` table as written (roles, groups allow and
+    deny, regex_extract transforms), whatever else is wrong with it."""
+    groups = raw.get("groups")
+    matches = [raw.get("roles")]
+    if isinstance(groups, dict):
+        matches += [groups.get("allow"), groups.get("deny")]
+    for listed in matches:
+        for entry in listed if isinstance(listed, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("regex"), str):
+                yield entry["regex"]
+    claims = raw.get("claims")
+    for rule in claims.values() if isinstance(claims, dict) else []:
+        transforms = rule.get("transforms") if isinstance(rule, dict) else None
+        for transform in transforms if isinstance(transforms, list) else []:
+            if isinstance(transform, dict) and isinstance(transform.get("regex_extract"), str):
+                yield transform["regex_extract"]
+
+
+def _parse_mapping(raw: dict[str, Any], problems: Problems,
+                   presets: MappingType[str, ClaimMapping]) -> ClaimMapping:
 
     preset_name = raw.get("preset")
     base = presets["default"]
@@ -372,15 +437,32 @@ def _parse_match(raw: Any, problems: Problems) -> Match | None:
 
 def _compile(value: Any, problems: Problems) -> LinearPattern | None:
     """Compile for the linear-time engine; a pattern it cannot run is refused here, when the
-    mapping is saved or loaded, never at login."""
+    mapping is saved or loaded, never at login. Within a mapping, nothing more is compiled
+    once MAX_PROBLEMS problems are found or MAX_PATTERN_STEPS are spent."""
     if not isinstance(value, str) or not value or len(value) > MAX_PATTERN:
         problems.add(f"must be a regular expression of 1 to {MAX_PATTERN} characters")
         return None
-    try:
-        return LinearPattern(value)
-    except PatternRefused as exc:
-        problems.add(f"not a valid regular expression ({exc})")
+    steps = _steps.get()
+    if len(problems) >= MAX_PROBLEMS:
+        if len(problems) == MAX_PROBLEMS:
+            problems.add(f"not checked, nor the patterns after it: {MAX_PROBLEMS} problems "
+                         "already; fix those first")
         return None
+    if steps is not None and steps[0] > MAX_PATTERN_STEPS:
+        problems.add(f"not compiled: the mapping's regular expressions before it come to "
+                     f"{steps[0]:,} steps, at most {MAX_PATTERN_STEPS:,} for one IdP "
+                     "(use fewer, smaller patterns)")
+        return None
+    pattern: LinearPattern | None = None
+    try:
+        pattern = LinearPattern(value)
+        size = pattern.size
+    except PatternRefused as exc:
+        size = exc.size
+        problems.add(f"not a valid regular expression ({exc})")
+    if steps is not None:
+        steps[0] += size
+    return pattern
 
 
 def with_claims(mapping: ClaimMapping, **claims: ClaimRule) -> ClaimMapping:

@@ -28,7 +28,7 @@ from bridge.errors import Conflict, InvalidInput, NotFound
 from bridge.idps.fetch import check_url
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
-from bridge.idps.settings import IdentityProvider, parse_idp_settings
+from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
 from bridge.idps.stages import LIVE, IdpStages
 from bridge.idps.uniqueness import (
     check_endpoints_free,
@@ -45,7 +45,12 @@ from bridge.store.models import (
     IdpEntityId,
     IdpRecord,
     RefreshFamily,
+    TestLogin,
 )
+
+SETTINGS_CHANGED = ("settings: the settings changed since this page was loaded (another admin "
+                    "saved them); nothing was saved. Reload the page to see them, then make "
+                    "your change again.")
 
 
 class IdpAdmin(IdpStages):
@@ -114,12 +119,18 @@ class IdpAdmin(IdpStages):
         return settings_json, self._validated(
             slug, self.version_xml(slug, record.version_id).encode(), settings_json)
 
-    def update_settings(self, slug: str, settings: dict[str, Any], actor: str) -> dict[str, Any]:
+    def update_settings(self, slug: str, settings: dict[str, Any], actor: str, *,
+                        based_on: str | None = None) -> dict[str, Any]:
+        """Store ``settings``. ``based_on``: the fingerprint of the stored settings the change
+        was made from (the settings page's); the change is refused (Conflict, nothing saved)
+        when the settings stored now are others."""
         settings_json, _ = self.checked_settings(slug, settings)
         now = self.clock.now()
         with self.db.transaction() as session:
             row = session.get(IdpRecord, slug, with_for_update=True)
             assert row is not None
+            if based_on is not None and settings_fingerprint(row.settings_json) != based_on:
+                raise Conflict(SETTINGS_CHANGED, code="settings_changed")
             before = json.loads(row.settings_json)
             row.settings_json = settings_json
             row.updated_at = now
@@ -169,6 +180,10 @@ class IdpAdmin(IdpStages):
             requests_ended = cast("CursorResult[Any]", session.execute(delete(
                 AuthnRequestRecord).where(AuthnRequestRecord.idp_slug == slug))).rowcount
             forget_provisioning(session, idp_slug=slug, now=now)
+            # Its test logins too: what arrived (attributes, NameID) is kept for its settings
+            # page's preview only, and goes with the IdP.
+            test_logins_deleted = cast("CursorResult[Any]", session.execute(delete(
+                TestLogin).where(TestLogin.slug == slug))).rowcount
             # And the admin pages' sessions signed in through it (tickets not yet exchanged
             # included): an admin whose IdP was removed does not keep administering the bridge.
             admin_sessions_ended = cast("CursorResult[Any]", session.execute(delete(
@@ -178,5 +193,6 @@ class IdpAdmin(IdpStages):
                                  "settings": json.loads(record.settings_json),
                                  "metadata_url": record.metadata_url, "state": record.state,
                                  "logins_ended": ended, "requests_ended": requests_ended,
-                                 "admin_sessions_ended": admin_sessions_ended})
+                                 "admin_sessions_ended": admin_sessions_ended,
+                                 "test_logins_deleted": test_logins_deleted})
         self.registry.invalidate()

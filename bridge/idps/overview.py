@@ -101,6 +101,10 @@ class IdpOverview:
         else:
             detail = self._summary(slug, self.idp(slug), login_health(self.db).get(slug, {}))
         detail["settings"] = stored_settings(record.settings_json) if record else None
+        # Which stored settings these are: a form rendered from them sends it back, and a save
+        # is refused once the settings have changed since (docs/decisions/0029).
+        detail["settings_fingerprint"] = (settings_fingerprint(record.settings_json)
+                                          if record else None)
         detail["metadata_url"] = record.metadata_url if record else None
         detail["metadata_fetch_error"] = record.metadata_fetch_error if record else None
         detail["version_id"] = record.version_id if record else None

@@ -21,6 +21,9 @@ MATCH_KINDS = ("exact", "prefix", "regex")
 # Present in every post of the form's rule rows: without it (a post of the common settings only)
 # the rules are left as they are; with it and no rows, the rules are removed.
 ROLE_RULES_FIELD = "role_rules"
+# The fingerprint of the stored settings the form was rendered from (``settings_fingerprint``):
+# a save made from settings that changed since is refused rather than undoing the change.
+FINGERPRINT_FIELD = "settings_fingerprint"
 
 
 # A form post as the view hands it over: every value of each field, in order (werkzeug's
@@ -110,6 +113,25 @@ def _entry(row: dict[str, str]) -> dict[str, str]:
     return {row["match"] or "exact": row["value"], "role": row["role"]}
 
 
+def _trimmed(row: dict[str, str]) -> dict[str, str]:
+    return {key: value.strip() for key, value in row.items()}
+
+
+def _entries(rows: list[dict[str, str]], shown: list[dict[str, str]],
+             stored: list[Any]) -> list[Any]:
+    """The rules as posted: a row that is one of the stored rules (as the form reads it) is
+    that rule exactly as written (a value with a meaningful space, ``prefix = "Admins "``,
+    stays so); only a new or edited row is written from the form."""
+    unedited: dict[tuple[str, ...], list[Any]] = {}
+    for row, entry in zip(shown, stored, strict=True):
+        unedited.setdefault(tuple(_trimmed(row).values()), []).append(entry)
+    written = []
+    for row in rows:
+        same = unedited.get(tuple(row.values()))
+        written.append(same.pop(0) if same else _entry(row))
+    return written
+
+
 def settings_from_form(settings: Mapping[str, Any], form: FormData) -> dict[str, Any]:
     """``settings`` (as stored) with what the form changed: the common settings, each claim's
     sources and the role rules. Nothing the form did not show, or did not change, is touched."""
@@ -143,10 +165,10 @@ def settings_from_form(settings: Mapping[str, Any], form: FormData) -> dict[str,
     if ROLE_RULES_FIELD in form and shown["roles_editable"]:
         rows = _rows(form)
         # Compared as the rows are read (trimmed): a rule written with spaces stays as written.
-        if rows != [{k: v.strip() for k, v in row.items()} for row in shown["roles"]]:
+        if rows != [_trimmed(row) for row in shown["roles"]]:
             touched = True
             if rows:
-                mapping["roles"] = [_entry(row) for row in rows]
+                mapping["roles"] = _entries(rows, shown["roles"], mapping.get("roles") or [])
             else:
                 mapping.pop("roles", None)  # no rules (the presets have none either)
     if touched:

@@ -4,6 +4,7 @@ JSON, as the admin API takes it, is read too."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import tomllib
@@ -82,13 +83,28 @@ _DEFAULTS = {"clock_skew_seconds": "60", "sign_requests": "auto",
              "insecure_allow_sha1_until": ""}
 
 
+def form_value(key: str, value: Any) -> str:
+    """A stored common setting as the form shows it (and sends it back when left alone): a
+    date in the one form a date input keeps (2027-06-30, whichever ISO form was stored)."""
+    if value is None:
+        return ""
+    if key == "insecure_allow_sha1_until":
+        try:
+            return dt.date.fromisoformat(str(value)).isoformat()
+        except ValueError:
+            return str(value)
+    return str(value)
+
+
 def with_common_settings(settings: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     """``settings`` with the form's vendor preset, clock skew, request signing and SHA-1
-    exception; a value the form sends unchanged, and everything else, is kept as it is."""
+    exception; a field the form did not send, or sent unchanged, and everything else, is kept
+    as it is."""
     changed = json.loads(json.dumps(settings, default=str))  # a deep copy of plain data
     mapping = changed.get("mapping")
     preset = form.get("preset", "").strip()
-    if not isinstance(mapping, dict) or preset != (mapping.get("preset") or ""):
+    if "preset" in form and (not isinstance(mapping, dict)
+                             or preset != (mapping.get("preset") or "")):
         mapping = dict(mapping) if isinstance(mapping, dict) else {}
         if preset:
             mapping["preset"] = preset
@@ -99,8 +115,10 @@ def with_common_settings(settings: dict[str, Any], form: dict[str, str]) -> dict
         else:
             changed.pop("mapping", None)
     for key, default in _DEFAULTS.items():
-        value = form.get(key, "").strip()
-        if key in changed and value == str(changed[key]):
+        if key not in form:
+            continue  # not sent: kept as it is
+        value = form[key].strip()
+        if key in changed and value in (str(changed[key]), form_value(key, changed[key])):
             continue  # unchanged: kept as written, even where it is the default
         if value in ("", default):
             changed.pop(key, None)

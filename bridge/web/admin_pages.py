@@ -22,12 +22,13 @@ from bridge.errors import ConfigError, NotFound
 from bridge.idps.preview import facts_from_test_login, preview_login
 from bridge.idps.settings import offered
 from bridge.idps.settings_form import (
+    FINGERPRINT_FIELD,
     ROLE_RULES_FIELD,
     form_values,
     posted_form_values,
     settings_from_form,
 )
-from bridge.idps.settings_text import settings_as_toml, settings_from_text
+from bridge.idps.settings_text import form_value, settings_as_toml, settings_from_text
 from bridge.provisioning.status import deprovisioning_status
 from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
 from bridge.web.context import administration, application, services
@@ -50,6 +51,11 @@ def _when(value: float | None) -> str:
     if not value:
         return "—"
     return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@admin_pages.app_template_filter("form_date")
+def _form_date(value: Any) -> str:
+    return form_value("insecure_allow_sha1_until", value)
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -152,7 +158,9 @@ def idp(slug: str) -> BaseResponse:
 def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
     detail = administration().idps.get_idp(slug)
     context.setdefault("settings_text", settings_as_toml(detail["settings"] or {}))
-    context.setdefault("settings_form", _form_context(detail["settings"] or {}))
+    context.setdefault("settings_fingerprint", detail["settings_fingerprint"] or "")
+    context.setdefault("settings_form", _form_context(detail["settings"] or {},
+                                                      fingerprint=detail["settings_fingerprint"]))
     return allow_page_scripts(_page("admin/idp.html", status=status, idp=detail, presets=PRESETS,
                                     setup=setup_context(services().settings, detail),
                                     copy_script=COPY_SCRIPT,
@@ -164,19 +172,23 @@ def _idp_page(slug: str, status: int = 200, **context: Any) -> BaseResponse:
                                     **context))
 
 
-def _form_context(settings: dict[str, Any],
-                  posted: dict[str, list[str]] | None = None) -> dict[str, Any]:
+def _form_context(settings: dict[str, Any], posted: dict[str, list[str]] | None = None, *,
+                  fingerprint: str | None = None) -> dict[str, Any]:
     """What the settings form shows: the stored settings, or what was posted when it was
-    refused (nothing typed is lost); with each claim's sources under the preset, as hints."""
+    refused (nothing typed is lost); with each claim's sources under the preset, as hints.
+    ``fingerprint``: of the stored settings shown, which a save sends back; a refused post
+    keeps the one it was sent with."""
     values = posted_form_values(posted) if posted is not None else form_values(settings)
     common = dict(settings)
     if posted is not None:
+        fingerprint = (posted.get(FINGERPRINT_FIELD) or [""])[0]
         common = {"mapping": {"preset": (posted.get("preset") or [""])[0]},
                   **{key: (posted.get(key) or [""])[0] for key in (
                       "clock_skew_seconds", "sign_requests", "insecure_allow_sha1_until")}}
     preset = (common.get("mapping") or {}).get("preset") or "default"
     base = MAPPING_PRESETS.get(preset, MAPPING_PRESETS["default"])
     return {**values, "common": common, "claims": CLAIMS, "role_rules_field": ROLE_RULES_FIELD,
+            "fingerprint": fingerprint or "",
             "preset_sources": {claim: "\n".join(base.claims[claim].sources)
                                if claim in base.claims else "" for claim in CLAIMS}}
 
@@ -239,14 +251,26 @@ def version_action(slug: str, version_id: int, action: str) -> BaseResponse:
                                         "discard": "Version discarded."}[action])
 
 
+def _based_on() -> str | None:
+    """The fingerprint of the stored settings the posted page showed (None from a post that
+    does not say, which is then applied onto whatever is stored)."""
+    return request.form.get(FINGERPRINT_FIELD) or None
+
+
 @admin_pages.post("/idps/<slug>/settings")
 @admin_page
 def settings(slug: str) -> BaseResponse:
-    def save() -> Any:
-        parsed = settings_from_text(request.form.get("settings_text", ""))
-        return administration().idps.update_settings(slug, parsed, actor())
-
-    return _act(slug, save, "Settings saved.")
+    typed = request.form.get("settings_text", "")
+    try:
+        administration().idps.update_settings(slug, settings_from_text(typed), actor(),
+                                              based_on=_based_on())
+    except ConfigError as error:
+        # Refused: shown again as typed (with the fingerprint it was typed against).
+        return _idp_page(slug, status=409 if error.code == "settings_changed" else 422,
+                         problems=error.problems,
+                         **({"settings_text": typed, "settings_fingerprint": _based_on() or ""}
+                            if typed else {}))
+    return _back(slug, "Settings saved.")
 
 
 @admin_pages.post("/idps/<slug>/settings/common")
@@ -258,10 +282,11 @@ def common_settings(slug: str) -> BaseResponse:
     current = admin.get_idp(slug)["settings"] or {}
     posted = request.form.to_dict(flat=False)
     try:
-        admin.update_settings(slug, settings_from_form(current, posted), actor())
+        admin.update_settings(slug, settings_from_form(current, posted), actor(),
+                              based_on=_based_on())
     except ConfigError as error:
-        return _idp_page(slug, status=422, problems=error.problems,
-                         settings_form=_form_context(current, posted))
+        return _idp_page(slug, status=409 if error.code == "settings_changed" else 422,
+                         problems=error.problems, settings_form=_form_context(current, posted))
     return _back(slug, "Settings saved.")
 
 

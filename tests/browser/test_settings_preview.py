@@ -9,10 +9,12 @@ import json
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import ConsoleMessage, Page, expect
+from lxml import html
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.browser.test_onboarding import (  # noqa: F401  (fixtures)
     CAROL,
@@ -25,6 +27,8 @@ from tests.browser.test_onboarding import (  # noqa: F401  (fixtures)
     stack,
     vendor_idp,
 )
+from tests.test_admin_api import api, token  # noqa: F401  (fixtures)
+from tests.test_idp_stages import SLUG, Admin, admin  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -101,3 +105,37 @@ def test_editing_a_role_rule_changes_the_preview_then_it_is_saved(
     assert _preview_v2(page)["roles"] == ["engineer"]
     # No script or fetch was refused by the page's policy.
     assert not [text for text in refused if "Content Security Policy" in text], refused
+
+
+def test_a_sha1_exception_the_settings_accept_survives_a_form_save_in_chromium(
+        admin: Admin, chromium: Browser) -> None:  # noqa: F811
+    """Stored through the admin API in another ISO form ("20270630"), the SHA-1 exception is
+    what Chromium's date field keeps, and a form save that did not edit it keeps it."""
+    admin.draft("shibboleth")
+    stored: dict[str, Any] = {"display_name": "Contoso", "mapping": {"preset": "shibboleth"},
+                              "insecure_allow_sha1_until": "20270630"}
+    put = admin.client.put(f"/admin/api/idps/{SLUG}/settings", json=stored,
+                           headers={"X-CSRF-Token": admin.csrf})
+    assert put.status_code == 200, put.get_data(as_text=True)
+    body = admin.client.get(f"/admin/idps/{SLUG}").get_data(as_text=True)
+
+    # What Chromium makes of the page's date field (the value it would submit).
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.set_content(body)
+        shown = page.locator("#form-sha1-until").input_value()
+    finally:
+        context.close()
+    assert shown == "2027-06-30"
+
+    [form] = html.fromstring(body).xpath("//form[@id='settings-form']")
+    posted: dict[str, list[str]] = {}
+    for name, value in form.form_values():
+        posted.setdefault(name, []).append(value)
+    posted["insecure_allow_sha1_until"] = [shown]
+    posted["role_value"], posted["role_name"] = ["engineering"], ["developer"]
+    saved = admin.client.post(f"/admin/idps/{SLUG}/settings/common", data=posted)
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    settings = admin.client.get(f"/admin/api/idps/{SLUG}").get_json()["settings"]
+    assert settings["insecure_allow_sha1_until"] == "20270630", (shown, settings)

@@ -15,6 +15,7 @@
   var claims = document.getElementById("preview-claims");
   var pending = null;
   var sent = 0;
+  var inFlight = null;  // the AbortController of the preview request still under way
 
   function show(text, kind) {
     status.textContent = text;
@@ -54,9 +55,16 @@
   function preview() {
     var number = ++sent;
     output.dataset.outcome = "pending";
+    // A newer edit cancels the request for the one before, whose answer would not be shown
+    // (what one request may cost the server is bounded by the settings' own limits).
+    if (inFlight) {
+      inFlight.abort();
+    }
+    var controller = new AbortController();
+    inFlight = controller;
     fetch(form.dataset.previewUrl, {
       method: "POST", body: new FormData(edited), credentials: "same-origin",
-      headers: {"Accept": "application/json"}
+      headers: {"Accept": "application/json"}, signal: controller.signal
     }).then(function (response) {
       if (response.redirected) {  // to the sign-in page: the admin session has ended
         return {outcome: "failed", message: "Your admin session has ended: sign in again."};
@@ -64,10 +72,12 @@
       return response.json();
     }).then(function (body) {
       if (number === sent) {  // an answer to an older edit is not shown over a newer one
+        inFlight = null;
         render(body);
       }
     }).catch(function () {
-      if (number === sent) {
+      if (number === sent) {  // an aborted request is always an older one
+        inFlight = null;
         show("The preview could not be computed; the settings can still be saved.", "warning");
         output.dataset.outcome = "failed";
       }
