@@ -115,6 +115,17 @@ TEST_KEK = generate_kek()
 POSTGRES_PARAM = pytest.param("postgresql", marks=pytest.mark.postgres)
 
 
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
+def upgrade_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own on each backend, for tests of a migration with rows in place."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/upgrade.db"
+        return
+    name = f"bridge_upgrade_{uuid.uuid4().hex[:12]}"
+    yield create_postgres_database(name)
+    drop_postgres_database(name)
+
+
 @pytest.fixture(scope="session", params=["sqlite", POSTGRES_PARAM])
 def migrated_database(request: pytest.FixtureRequest,
                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,8 +25,7 @@ from bridge.oauth.codes import store_code
 from bridge.saml import ns
 from bridge.store.db import Database
 from bridge.tokens.secrets_util import secret_hash
-from tests.conftest import DEMO_CLIENT, POSTGRES_PARAM, make_settings
-from tests.databases import create_postgres_database, drop_postgres_database
+from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser, Login, pkce_pair
 
 WEB2 = {"client_id": "web2", "redirect_uris": ["https://web2.example.com/cb"],
@@ -334,15 +331,6 @@ def test_prompt_none_never_shows_the_idp_chooser(browser: Browser) -> None:
     named = browser.authorize(**{**unnamed, "idp": "dev"}, prompt="none")
     assert authn_request_xml(named.headers["Location"]).get("IsPassive") == "true"
 
-
-@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
-def upgrade_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    name = f"bridge_upgrade_{uuid.uuid4().hex[:12]}"
-    yield create_postgres_database(name)
-    drop_postgres_database(name)
 
 
 def test_the_upgrade_widens_auth_time_and_keeps_the_logins(upgrade_url: str) -> None:

@@ -5,29 +5,13 @@ stored before it can be renamed and deactivated afterwards, its old name refused
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from bridge.provisioning.scim_subjects import remember_rename, subjects_of
 from bridge.store.db import Database
 from bridge.store.models import ScimUser
-from tests.conftest import POSTGRES_PARAM
-from tests.databases import create_postgres_database, drop_postgres_database
-
-
-@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
-def upgrade_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    name = f"bridge_upgrade_{uuid.uuid4().hex[:12]}"
-    yield create_postgres_database(name)
-    drop_postgres_database(name)
 
 
 def test_the_upgrade_keeps_users_and_refusals_and_remembers_renames_from_then_on(

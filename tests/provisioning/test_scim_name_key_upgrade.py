@@ -5,28 +5,12 @@ two users whose names now fold to one key are both kept, never merged."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from bridge.provisioning.scim_model import name_key
 from bridge.store.db import Database
-from tests.conftest import POSTGRES_PARAM
-from tests.databases import create_postgres_database, drop_postgres_database
-
-
-@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
-def upgrade_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/upgrade.db"
-        return
-    name = f"bridge_upgrade_{uuid.uuid4().hex[:12]}"
-    yield create_postgres_database(name)
-    drop_postgres_database(name)
 
 
 def _insert(connection: sa.Connection, user_id: str, user_name: str) -> None:
