@@ -15,7 +15,7 @@ from tests.provisioning.conftest import (  # noqa: F401
     scim_user_key,
     settings,
 )
-from tests.provisioning.scim_shapes import okta_user
+from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, okta_user
 from tests.provisioning.transmitter import RISC, Transmitter, user
 
 TRANSMITTER = Transmitter()
@@ -44,3 +44,24 @@ def test_a_scim_create_that_does_not_say_active_keeps_a_disabled_person_refused(
     assert scim("POST", "/Users", body).status_code == 201
     # Nobody said "active": true, and the transmitter did not say account-enabled.
     assert _login_refused(browser)
+
+
+def test_a_scim_create_that_does_not_say_active_keeps_a_deleted_users_person_refused(
+        scim: Scim, browser: Browser) -> None:  # noqa: F811
+    """Deleted by SCIM (so refused), then created again without "active": stored, still
+    refused; a create that says "active": true is what lets the person in again."""
+    first = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
+    assert scim("PATCH", f"/Users/{first}", OKTA_DEACTIVATE).status_code == 200
+    assert scim("DELETE", f"/Users/{first}").status_code == 204
+    assert _login_refused(browser)
+
+    body = okta_user(ALICE_NAME_ID, "alice")
+    del body["active"]
+    created = scim("POST", "/Users", body)
+    assert created.status_code == 201
+    assert _login_refused(browser)
+
+    again = scim("DELETE", f"/Users/{created.get_json()['id']}")
+    assert again.status_code == 204
+    assert scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).status_code == 201
+    assert not _login_refused(browser)
