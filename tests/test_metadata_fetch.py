@@ -323,7 +323,7 @@ def test_the_system_resolver_is_the_default(server: Running) -> None:
 
 def test_the_port_defaults_to_443() -> None:
     resolver = Resolver(metadata_test=["10.0.0.5"])
-    with refused("resolves to a private or internal address") as caught:
+    with refused("has no public address") as caught:
         fetch_metadata("https://metadata.test/idp.xml", policy=FetchPolicy(), resolver=resolver)
     assert "10.0.0.5" not in str(caught.value)
     assert resolver.calls == [("metadata.test", 443)]
@@ -421,8 +421,9 @@ def test_a_url_with_user_info_is_refused_without_echoing_it(netloc: str) -> None
 def test_non_public_addresses_are_refused_before_connecting(
         server: Running, address: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
     resolver = Resolver(metadata_test=[address])
-    expected = (r"metadata_url: metadata\.test resolves to a private or internal address; "
-                "metadata is only fetched from public addresses")
+    expected = (r"metadata_url: metadata\.test has no public address \(it does not resolve, or "
+                r"resolves to a private or internal one\); metadata is only fetched from public "
+                "addresses")
     with refused(expected) as caught, caplog.at_level(logging.WARNING, logger="bridge.idps.fetch"):
         fetch_metadata(server.url(), policy=FetchPolicy(ca_bundle=server.ca_file), resolver=resolver)
     # Which address the name has, and what kind, is the log's (the internal network's DNS is
@@ -438,11 +439,33 @@ def test_non_public_addresses_are_refused_before_connecting(
 def test_one_non_public_address_among_public_ones_refuses_the_host(server: Running) -> None:
     resolver = Resolver(metadata_test=["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
                                        "127.0.0.1"])
-    with refused("resolves to a private or internal address") as caught:
+    with refused("has no public address") as caught:
         fetch_metadata(server.url(), policy=FetchPolicy(ca_bundle=server.ca_file), resolver=resolver)
     assert "127.0.0.1" not in str(caught.value)
     assert caught.value.log_detail == {"host": "metadata.test", "address": "127.0.0.1",
                                        "reason": "loopback"}
+    assert server.server.connections == 0
+
+
+@pytest.mark.parametrize("answers", [None, [], ["not-an-address"]])
+def test_a_name_without_an_answer_reads_as_one_with_a_private_address(
+        server: Running, answers: list[str] | None, caplog: pytest.LogCaptureFixture) -> None:
+    """Decision 28: "cannot resolve" against "resolves to a private address" would tell whoever
+    can type a metadata URL which names the internal DNS knows. Both get one answer; the log
+    says which it was."""
+    private = Resolver(metadata_test=["10.1.2.3"])
+    with refused("has no public address") as private_answer:
+        fetch_metadata(server.url(), policy=FetchPolicy(ca_bundle=server.ca_file),
+                       resolver=private)
+    unknown = Resolver() if answers is None else Resolver(metadata_test=answers)
+    with refused("has no public address") as unknown_answer, \
+            caplog.at_level(logging.WARNING, logger="bridge.idps.fetch"):
+        fetch_metadata(server.url(), policy=FetchPolicy(ca_bundle=server.ca_file),
+                       resolver=unknown)
+    assert (unknown_answer.value.code, unknown_answer.value.public_detail) == (
+        private_answer.value.code, private_answer.value.public_detail)
+    assert "resolve" in unknown_answer.value.log_detail
+    assert "metadata.test" in caplog.text and "refused" in caplog.text
     assert server.server.connections == 0
 
 

@@ -269,8 +269,9 @@ def test_a_host_not_on_the_list_is_refused(internal: tuple[Running, str],
     running, address = internal
     policy = _policy(running, {f"adfs.corp.test:{running.port}": [address]})
     # another name that leads to the very same internal address
-    with pytest.raises(ConfigError, match=r"metadata_url: metadata.test resolves to a private or "
-                       r"internal address; metadata is only fetched from public addresses \(an "
+    with pytest.raises(ConfigError, match=r"metadata_url: metadata.test has no public address "
+                       r"\(it does not resolve, or resolves to a private or internal one\); "
+                       r"metadata is only fetched from public addresses \(an "
                        r"internal host must be listed, with its addresses, in the "
                        r"metadata_internal_hosts of this IdP\)") as caught:
         fetch_metadata(running.url(), policy=policy, resolver=Resolver(metadata_test=[address]))
@@ -634,7 +635,8 @@ def test_the_admin_api_does_not_answer_internal_dns_questions(
         for url in ("https://adfs.corp.test./FederationMetadata.xml",  # the listed host
                     "https://ADFS.corp.test/FederationMetadata.xml",
                     "https://dc01.corp.test/",  # any other internal name
-                    "https://dc01.corp.test./"):
+                    "https://dc01.corp.test./",
+                    "https://dc02.corp.test/"):  # and one the internal DNS does not know
             answered = client.post("/admin/api/idps/adfs/metadata", headers=headers,
                                    json={"metadata_url": url})
             assert answered.status_code == 422
@@ -644,8 +646,15 @@ def test_the_admin_api_does_not_answer_internal_dns_questions(
         assert address not in json.dumps(answer) and "10.1.2.3" not in json.dumps(answer), answer
     # The listed host: nothing answers on its port 443, which reads like any failure of it.
     assert answers["https://adfs.corp.test./FederationMetadata.xml"]["code"] == FETCH_FAILED
+    # Any other internal name, known to the internal DNS or not: one answer, naming no address
+    # and not telling whether the name resolves.
     assert answers["https://dc01.corp.test/"]["code"] == "config_invalid"
-    assert "private or internal address" in json.dumps(answers["https://dc01.corp.test/"])
+    assert "has no public address (it does not resolve, or resolves to a private or internal " \
+        "one)" in json.dumps(answers["https://dc01.corp.test/"])
+    known, unknown = ({key: value for key, value in answers[url].items() if key != "error_id"}
+                      for url in ("https://dc01.corp.test/", "https://dc02.corp.test/"))
+    assert json.dumps(known) == json.dumps(unknown).replace("dc02", "dc01")
+    assert "cannot resolve" not in json.dumps(answers["https://dc02.corp.test/"])
     assert "10.1.2.3" in caplog.text  # the operator's log keeps it
 
     events = _internal_fetch_events(bridge)

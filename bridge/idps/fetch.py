@@ -134,7 +134,12 @@ def fetch_metadata(
             addresses = resolve(host, port, resolver or system_resolver)
         except FetchRefused as refused:
             if deadline is None:
-                raise
+                if policy.allow_private:
+                    raise
+                # Not listed: a name that does not resolve is answered as one that resolves to
+                # a private address, or the answer tells which names the internal DNS knows.
+                log.warning("%s: refused as having no public address", refused.public_detail)
+                raise _no_public_address(host, {"host": host, "resolve": refused.public_detail}) from None
             # A listed name that does not resolve fails like any other internal failure: whether
             # an internal name exists is the internal network's business too.
             raise _internal_failure(host, refused, deadline) from None
@@ -180,14 +185,23 @@ def _check_addresses(host: str, port: int, addresses: list[IPAddress], policy: F
                         display(address), refused.log_detail["reason"])
             raise refused
         # Which private or internal address a name has is not the admin's to learn either,
-        # listed or not: the log has it, with the request's error id.
-        refused = fail(f"{host} resolves to a private or internal address; metadata is only "
-                       "fetched from public addresses (an internal host must be listed, with "
-                       "its addresses, in the metadata_internal_hosts of this IdP)")
-        refused.log_detail = {"host": host, "address": display(address), "reason": reason}
+        # listed or not, nor whether it has one: the log has it, with the request's error id.
         log.warning("metadata_url: %s resolves to %s (%s): refused", host, display(address),
                     reason)
-        raise refused
+        raise _no_public_address(host, {"host": host, "address": display(address),
+                                        "reason": reason})
+
+
+def _no_public_address(host: str, detail: dict[str, str | None]) -> FetchRefused:
+    """One answer for a host not listed as internal that does not resolve, or resolves to a
+    private or internal address: telling them apart would say which names the internal DNS
+    knows. A typo of a public name reads as it too; the log has the detail."""
+    refused = fail(f"{host} has no public address (it does not resolve, or resolves to a "
+                   "private or internal one); metadata is only fetched from public addresses "
+                   "(an internal host must be listed, with its addresses, in the "
+                   "metadata_internal_hosts of this IdP)")
+    refused.log_detail = detail
+    return refused
 
 
 def _fetch(addresses: list[IPAddress], host: str, port: int, target: str,

@@ -15,13 +15,19 @@ from bridge.store.models import ScimFormerSubject, ScimUser
 def remember_rename(session: Session, *, idp_slug: str, user_id: str, before: str | None,
                     after: str | None) -> None:
     """Record that the user ``user_id`` now stands for ``after`` where it stood for ``before``.
-    ``before`` stays one of its people; ``after`` is its own from now on, so another user that
-    stood for it before lets go of it (the IdP gave the name to this one)."""
+    ``before`` stays one of its people; ``after`` is its own from now on, so another active user
+    that stood for it before lets go of it (the IdP gave the name to this one). An inactive one
+    keeps it: it named the person and is inactive, so it still holds their refusal (and its
+    deletion still reaches them)."""
     if before == after:
         return
     if after:
+        active_users = select(ScimUser.id).where(ScimUser.idp_slug == idp_slug,
+                                                 ScimUser.active.is_(True))
         session.execute(delete(ScimFormerSubject).where(
-            ScimFormerSubject.idp_slug == idp_slug, ScimFormerSubject.subject == after))
+            ScimFormerSubject.idp_slug == idp_slug, ScimFormerSubject.subject == after,
+            (ScimFormerSubject.user_id == user_id)
+            | ScimFormerSubject.user_id.in_(active_users)))
     if before and session.get(ScimFormerSubject, (user_id, before)) is None:
         session.add(ScimFormerSubject(user_id=user_id, subject=before, idp_slug=idp_slug))
     session.flush()

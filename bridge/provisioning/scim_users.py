@@ -227,6 +227,10 @@ class ScimUsers:
         if new:
             session.add(row)
         session.flush()  # the unique index settles a race the check above did not see
+        # Asked before the rename is remembered: an inactive user that named the person still
+        # holds the refusal, whatever this user is called now.
+        held = subject is not None and inactive_user_for(session, idp_slug=idp.slug,
+                                                         subject=subject, other_than=row.id)
         remember_rename(session, idp_slug=idp.slug, user_id=row.id, before=before_subject,
                         after=subject)
         if not active:
@@ -235,13 +239,12 @@ class ScimUsers:
             for person in subjects_of(session, row):
                 deprovision(session, idp_slug=idp.slug, subject=person, source="scim",
                             reason="scim_deactivated", now=now, actor=caller.actor)
-        elif subject and (new or not before_active) and not inactive_user_for(
-                session, idp_slug=idp.slug, subject=subject, other_than=row.id):
-            # Only the IdP saying "active" lifts a refusal: a reactivation, or a new user, and
-            # only while no other of its users standing or having stood for the same person is
-            # inactive. A rename lifts nothing, neither for the people the user named before
-            # (deactivated is deactivated, whatever the record is called now) nor for the one
-            # it names now.
+        elif subject and user.active is True and (new or not before_active) and not held:
+            # Only the IdP saying "active": true lifts a refusal (a create that leaves it out
+            # stores the user and lifts nothing): a reactivation, or a new user, and only while
+            # no other of its users standing or having stood for the same person is inactive.
+            # A rename lifts nothing, neither for the people the user named before (deactivated
+            # is deactivated, whatever the record is called now) nor for the one it names now.
             reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor)
         audit.record(session, at=now, event="scim_user", outcome="success", idp_slug=idp.slug,
                      subject=subject, detail={"actor": caller.actor, "operation": operation,
