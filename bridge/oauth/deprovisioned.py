@@ -16,6 +16,7 @@ from bridge.oauth.revocation import end_logins
 from bridge.store import direct
 from bridge.store.models import (
     AdminSession,
+    AdminToken,
     AuthorizationCode,
     DeprovisionedSubject,
     ProvisioningToken,
@@ -28,8 +29,8 @@ from bridge.store.models import (
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
                 now: float, actor: str) -> int:
     """Refuse the person's next logins and end every live one (refresh families, codes not yet
-    exchanged, admin sessions and sign-in tickets), in the caller's transaction; how many
-    logins ended."""
+    exchanged, admin sessions and sign-in tickets, admin API tokens they made), in the caller's
+    transaction; how many logins ended."""
     # One statement, so two deprovisionings of one person at once (a SCIM request and an
     # event, on two nodes) both succeed instead of one failing on the primary key.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -47,9 +48,14 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
     # A deactivated admin must not keep the pages (and with them a SCIM token to undo this).
     admin = cast("CursorResult[Any]", session.execute(delete(AdminSession).where(
         AdminSession.idp_slug == idp_slug, AdminSession.subject == subject)))
+    # Nor the admin API tokens made with that power: they are the same power.
+    tokens = cast("CursorResult[Any]", session.execute(update(AdminToken).where(
+        AdminToken.owner_idp_slug == idp_slug, AdminToken.owner_subject == subject,
+        AdminToken.revoked_at.is_(None)).values(revoked_at=now)))
     audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
                  subject=subject, detail={"actor": actor, "reason": reason, "families": ended,
-                                          "admin_sessions": admin.rowcount})
+                                          "admin_sessions": admin.rowcount,
+                                          "admin_tokens": tokens.rowcount})
     return ended
 
 

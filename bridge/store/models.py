@@ -269,6 +269,13 @@ class AdminToken(Base):
     expires_at: Mapped[float] = mapped_column(Double)
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # Whose it is: the person of the admin session that made it (or of the token that made it);
+    # their deprovisioning ends it. None for a token of the command line.
+    owner_idp_slug: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    owner_subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+Index("ix_admin_tokens_owner", AdminToken.owner_idp_slug, AdminToken.owner_subject)
 
 
 class AdminSession(Base):
