@@ -91,11 +91,11 @@ def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:
 
 
 def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
-    """An IdP deleted: its SCIM token ends, its SCIM users and refusals go, so that an IdP made
-    later under the same slug inherits none of them (its logins are ended by the caller)."""
+    """An IdP deleted: its SCIM token ends and its SCIM users go, so that an IdP made later under
+    the same slug inherits none of them (its logins are ended by the caller). Its refusals stay,
+    as ``forget_scim`` says: restored, or made again, the same IdP keeps refusing its
+    deprovisioned people, and another IdP under the slug has none of them."""
     forget_scim(session, idp_slug=idp_slug, now=now)
-    session.execute(delete(DeprovisionedSubject).where(
-        DeprovisionedSubject.idp_slug == idp_slug))
 
 
 def forget_scim(session: Session, *, idp_slug: str, now: float) -> int:
