@@ -19,6 +19,7 @@ from bridge.store.models import (
     AdminToken,
     AuthorizationCode,
     DeprovisionedSubject,
+    LiftedRefusal,
     ProvisioningToken,
     RefreshFamily,
     ScimFormerSubject,
@@ -60,11 +61,21 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
 
 
 def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str) -> bool:
-    """Let the person log in again (the IdP reactivated them); whether they were refused."""
-    removed = cast("CursorResult[Any]", session.execute(delete(DeprovisionedSubject).where(
-        DeprovisionedSubject.idp_slug == idp_slug, DeprovisionedSubject.subject == subject)))
-    if not removed.rowcount:
+    """Let the person log in again (the IdP reactivated them); whether they were refused. What
+    the refusal ended stays ended: logins are revoked, and an access token of no login issued
+    before the refusal began stays inactive (``ended_by_a_lifted_refusal``)."""
+    refusal = session.get(DeprovisionedSubject, (idp_slug, subject), with_for_update=True)
+    if refusal is None:
         return False
+    refused_at = refusal.at
+    session.delete(refusal)
+    # The last refusal is the one that counts: every earlier one began before it.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(LiftedRefusal)
+                    .values(idp_slug=idp_slug, subject=subject, refused_at=refused_at,
+                            lifted_at=now)
+                    .on_conflict_do_update(index_elements=["idp_slug", "subject"],
+                                           set_={"refused_at": refused_at, "lifted_at": now}))
     audit.record(session, at=now, event="reinstate", outcome="success", idp_slug=idp_slug,
                  subject=subject, detail={"actor": actor})
     return True
@@ -83,6 +94,14 @@ def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: s
         raise Deprovisioned("login_deprovisioned",
                             "Your account has been deactivated at your identity provider.",
                             log_detail={"idp": idp_slug, "reason": found.reason})
+
+
+def ended_by_a_lifted_refusal(session: Session, *, idp_slug: str, subject: str,
+                               issued_at: float) -> bool:
+    """Whether a token of no login issued at ``issued_at`` (whole seconds) was ended by a refusal
+    since lifted: one that began after it was issued."""
+    lifted = session.get(LiftedRefusal, (idp_slug, subject))
+    return lifted is not None and issued_at <= lifted.refused_at
 
 
 def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 
-from bridge.oauth.deprovisioned import is_deprovisioned
+from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
 from bridge.store.models import IdpRecord, RefreshFamily
 from bridge.tokens.access import login_of
 
@@ -47,9 +47,16 @@ def access_token_live(services: Services, claims: dict[str, Any]) -> bool:
         return login_live(services, login)
     slug = str(claims.get("idp", ""))
     with services.db.transaction() as session:
-        if not _idp_vouches(services, session, slug, claims.get("iat")):
+        iat = claims.get("iat")
+        if not _idp_vouches(services, session, slug, iat):
             return False
-        return not is_deprovisioned(session, idp_slug=slug, subject=str(claims.get("sub", "")))
+        subject = str(claims.get("sub", ""))
+        if is_deprovisioned(session, idp_slug=slug, subject=subject):
+            return False
+        # A refusal lifted since: what it ended stays ended (the IdP reactivated the person, it
+        # did not vouch again for a token issued before).
+        return not (isinstance(iat, int | float) and ended_by_a_lifted_refusal(
+            session, idp_slug=slug, subject=subject, issued_at=iat))
 
 
 def _idp_vouches(services: Services, session: Any, slug: str, iat: object) -> bool:

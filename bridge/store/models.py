@@ -440,6 +440,18 @@ class DeprovisionedSubject(Base):
     at: Mapped[float] = mapped_column(Double)
 
 
+class LiftedRefusal(Base):
+    """When the last lifted refusal of a person began (and ended): an access token of no login
+    issued before it began was ended by it, and stays ended after the IdP reactivated them."""
+
+    __tablename__ = "lifted_refusals"
+
+    idp_slug: Mapped[str] = mapped_column(String(63), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    refused_at: Mapped[float] = mapped_column(Double)
+    lifted_at: Mapped[float] = mapped_column(Double)
+
+
 class ReceivedSecurityEvent(Base):
     """A Security Event Token's ``jti``, accepted once per IdP (the primary key enforces it)."""
 
