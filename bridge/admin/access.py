@@ -34,6 +34,9 @@ class Admin:
     # How the pages name a person: their name and e-mail as the IdP sent them.
     name: str | None = None
     email: str | None = None
+    # The person this power is theirs (a session's, or a token's owner): (IdP slug, subject);
+    # None for a token of the command line.
+    owner: tuple[str, str] | None = None
 
 
 class AdminAccess:
@@ -43,8 +46,11 @@ class AdminAccess:
 
     # --- tokens ------------------------------------------------------------------------------------
 
-    def create_token(self, name: object, *, expires_in: float, actor: str) -> tuple[str, str]:
-        """Return (token id, the token itself: shown once, stored only as its hash)."""
+    def create_token(self, name: object, *, expires_in: float, actor: str,
+                     owner: tuple[str, str] | None = None) -> tuple[str, str]:
+        """Return (token id, the token itself: shown once, stored only as its hash).
+        ``owner``: the person whose admin power made it (IdP slug, subject); deprovisioning
+        them ends the token."""
         # A string the name column takes on both databases (a NUL character was a 500 on
         # PostgreSQL; a JSON object became its Python text).
         if (not isinstance(name, str) or not name or len(name) > 128
@@ -57,10 +63,13 @@ class AdminAccess:
         now = self.clock.now()
         with self.db.transaction() as session:
             session.add(AdminToken(id=token_id, token_hash=secret_hash(token), name=name,
-                                   created_by=actor, created_at=now, expires_at=now + expires_in))
+                                   created_by=actor, created_at=now, expires_at=now + expires_in,
+                                   owner_idp_slug=owner[0] if owner else None,
+                                   owner_subject=owner[1] if owner else None))
             audit.record(session, at=now, event="admin_token_created", outcome="success",
                          detail={"actor": actor, "token_id": token_id, "name": name,
-                                 "expires_at": now + expires_in})
+                                 "expires_at": now + expires_in,
+                                 "owner": list(owner) if owner else None})
         return token_id, token
 
     def revoke_token(self, token_id: str, *, actor: str) -> None:
@@ -77,7 +86,9 @@ class AdminAccess:
         with self.db.transaction() as session:
             return [{"id": t.id, "name": t.name, "created_by": t.created_by,
                      "created_at": t.created_at, "expires_at": t.expires_at,
-                     "revoked_at": t.revoked_at, "last_used_at": t.last_used_at}
+                     "revoked_at": t.revoked_at, "last_used_at": t.last_used_at,
+                     "owner": ({"idp": t.owner_idp_slug, "subject": t.owner_subject}
+                               if t.owner_idp_slug is not None else None)}
                     for t in session.scalars(select(AdminToken).order_by(AdminToken.created_at))]
 
     def authenticate_token(self, token: str) -> Admin | None:
@@ -89,8 +100,15 @@ class AdminAccess:
                 AdminToken.token_hash == secret_hash(token))).first()
             if row is None or row.revoked_at is not None or row.expires_at <= now:
                 return None
+            owner = None
+            if row.owner_idp_slug is not None and row.owner_subject is not None:
+                owner = (row.owner_idp_slug, row.owner_subject)
+                if is_deprovisioned(session, idp_slug=owner[0], subject=owner[1]):
+                    # deprovision() revokes it; this covers a token it raced
+                    row.revoked_at = now
+                    return None
             row.last_used_at = now
-            return Admin(actor=f"token:{row.name}")
+            return Admin(actor=f"token:{row.name}", owner=owner)
 
     # --- sessions ----------------------------------------------------------------------------------
 
@@ -139,7 +157,7 @@ class AdminAccess:
                 session.delete(row)  # deprovision() ends it; this covers a row it raced
                 return None
             return Admin(actor=f"user:{row.subject} ({row.name})", csrf_token=row.csrf_token,
-                         name=row.name, email=row.email)
+                         name=row.name, email=row.email, owner=(row.idp_slug, row.subject))
 
     def end_session(self, session_id: str) -> None:
         with self.db.transaction() as session:

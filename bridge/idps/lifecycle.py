@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
@@ -40,6 +40,7 @@ from bridge.oauth.deprovisioned import forget_provisioning, forget_scim
 from bridge.oauth.revocation import end_logins
 from bridge.store.models import (
     AdminSession,
+    AdminToken,
     AuthnRequestRecord,
     AuthorizationCode,
     IdpEntityId,
@@ -188,11 +189,17 @@ class IdpAdmin(IdpStages):
             # included): an admin whose IdP was removed does not keep administering the bridge.
             admin_sessions_ended = cast("CursorResult[Any]", session.execute(delete(
                 AdminSession).where(AdminSession.idp_slug == slug))).rowcount
+            # And the admin API tokens its people made: the same power as their sessions.
+            admin_tokens_revoked = cast("CursorResult[Any]", session.execute(update(
+                AdminToken).where(AdminToken.owner_idp_slug == slug,
+                                  AdminToken.revoked_at.is_(None)).values(
+                revoked_at=now))).rowcount
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
                                  "settings": json.loads(record.settings_json),
                                  "metadata_url": record.metadata_url, "state": record.state,
                                  "logins_ended": ended, "requests_ended": requests_ended,
                                  "admin_sessions_ended": admin_sessions_ended,
+                                 "admin_tokens_revoked": admin_tokens_revoked,
                                  "test_logins_deleted": test_logins_deleted})
         self.registry.invalidate()

@@ -16,8 +16,10 @@ from bridge.oauth.revocation import end_logins
 from bridge.store import direct
 from bridge.store.models import (
     AdminSession,
+    AdminToken,
     AuthorizationCode,
     DeprovisionedSubject,
+    LiftedRefusal,
     ProvisioningToken,
     RefreshFamily,
     ScimFormerSubject,
@@ -28,8 +30,8 @@ from bridge.store.models import (
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
                 now: float, actor: str) -> int:
     """Refuse the person's next logins and end every live one (refresh families, codes not yet
-    exchanged, admin sessions and sign-in tickets), in the caller's transaction; how many
-    logins ended."""
+    exchanged, admin sessions and sign-in tickets, admin API tokens they made), in the caller's
+    transaction; how many logins ended."""
     # One statement, so two deprovisionings of one person at once (a SCIM request and an
     # event, on two nodes) both succeed instead of one failing on the primary key.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -47,18 +49,33 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
     # A deactivated admin must not keep the pages (and with them a SCIM token to undo this).
     admin = cast("CursorResult[Any]", session.execute(delete(AdminSession).where(
         AdminSession.idp_slug == idp_slug, AdminSession.subject == subject)))
+    # Nor the admin API tokens made with that power: they are the same power.
+    tokens = cast("CursorResult[Any]", session.execute(update(AdminToken).where(
+        AdminToken.owner_idp_slug == idp_slug, AdminToken.owner_subject == subject,
+        AdminToken.revoked_at.is_(None)).values(revoked_at=now)))
     audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
                  subject=subject, detail={"actor": actor, "reason": reason, "families": ended,
-                                          "admin_sessions": admin.rowcount})
+                                          "admin_sessions": admin.rowcount,
+                                          "admin_tokens": tokens.rowcount})
     return ended
 
 
 def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str) -> bool:
-    """Let the person log in again (the IdP reactivated them); whether they were refused."""
-    removed = cast("CursorResult[Any]", session.execute(delete(DeprovisionedSubject).where(
-        DeprovisionedSubject.idp_slug == idp_slug, DeprovisionedSubject.subject == subject)))
-    if not removed.rowcount:
+    """Let the person log in again (the IdP reactivated them); whether they were refused. What
+    the refusal ended stays ended: logins are revoked, and an access token of no login issued
+    before the refusal began stays inactive (``ended_by_a_lifted_refusal``)."""
+    refusal = session.get(DeprovisionedSubject, (idp_slug, subject), with_for_update=True)
+    if refusal is None:
         return False
+    refused_at = refusal.at
+    session.delete(refusal)
+    # The last refusal is the one that counts: every earlier one began before it.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(LiftedRefusal)
+                    .values(idp_slug=idp_slug, subject=subject, refused_at=refused_at,
+                            lifted_at=now)
+                    .on_conflict_do_update(index_elements=["idp_slug", "subject"],
+                                           set_={"refused_at": refused_at, "lifted_at": now}))
     audit.record(session, at=now, event="reinstate", outcome="success", idp_slug=idp_slug,
                  subject=subject, detail={"actor": actor})
     return True
@@ -79,17 +96,25 @@ def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: s
                             log_detail={"idp": idp_slug, "reason": found.reason})
 
 
+def ended_by_a_lifted_refusal(session: Session, *, idp_slug: str, subject: str,
+                               issued_at: float) -> bool:
+    """Whether a token of no login issued at ``issued_at`` (whole seconds) was ended by a refusal
+    since lifted: one that began after it was issued."""
+    lifted = session.get(LiftedRefusal, (idp_slug, subject))
+    return lifted is not None and issued_at <= lifted.refused_at
+
+
 def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:
     """Whether the IdP has deprovisioned this person (in an ORM transaction)."""
     return session.get(DeprovisionedSubject, (idp_slug, subject)) is not None
 
 
 def forget_provisioning(session: Session, *, idp_slug: str, now: float) -> None:
-    """An IdP deleted: its SCIM token ends, its SCIM users and refusals go, so that an IdP made
-    later under the same slug inherits none of them (its logins are ended by the caller)."""
+    """An IdP deleted: its SCIM token ends and its SCIM users go, so that an IdP made later under
+    the same slug inherits none of them (its logins are ended by the caller). Its refusals stay,
+    as ``forget_scim`` says: restored, or made again, the same IdP keeps refusing its
+    deprovisioned people, and another IdP under the slug has none of them."""
     forget_scim(session, idp_slug=idp_slug, now=now)
-    session.execute(delete(DeprovisionedSubject).where(
-        DeprovisionedSubject.idp_slug == idp_slug))
 
 
 def forget_scim(session: Session, *, idp_slug: str, now: float) -> int:

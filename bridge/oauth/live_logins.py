@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 
-from bridge.oauth.deprovisioned import is_deprovisioned
-from bridge.store.models import RefreshFamily
+from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
+from bridge.store.models import IdpRecord, RefreshFamily
 from bridge.tokens.access import login_of
 
 if TYPE_CHECKING:
@@ -39,11 +39,39 @@ def idle(services: Services, family: RefreshFamily) -> bool:
 
 def access_token_live(services: Services, claims: dict[str, Any]) -> bool:
     """Whether a verified access token still stands: the login it was issued under is live, or,
-    for a token of no login (the SAML bearer grant, or exchanged from one), the IdP has not
-    deprovisioned its person since (ending a login is how a deprovisioning reaches the others)."""
+    for a token of no login (the SAML bearer grant, or exchanged from one), its IdP still vouches
+    for it and has not deprovisioned its person since (ending a login is how a deprovisioning or
+    an IdP's deletion reaches the others)."""
     login = login_of(claims.get("jti"))
     if login is not None:
         return login_live(services, login)
+    slug = str(claims.get("idp", ""))
     with services.db.transaction() as session:
-        return not is_deprovisioned(session, idp_slug=str(claims.get("idp", "")),
-                                    subject=str(claims.get("sub", "")))
+        iat = claims.get("iat")
+        if not _idp_vouches(services, session, slug, iat):
+            return False
+        subject = str(claims.get("sub", ""))
+        if is_deprovisioned(session, idp_slug=slug, subject=subject):
+            return False
+        # A refusal lifted since: what it ended stays ended (the IdP reactivated the person, it
+        # did not vouch again for a token issued before).
+        return not (isinstance(iat, int | float) and ended_by_a_lifted_refusal(
+            session, idp_slug=slug, subject=subject, issued_at=iat))
+
+
+def _idp_vouches(services: Services, session: Any, slug: str, iat: object) -> bool:
+    """Whether the IdP a token of no login came through is still live, and is the one it came
+    through: an IdP of the admin API deleted and restored (or made again under the slug) is
+    created anew, and a token issued before that ended with the deletion, as its logins did.
+    Read from the database, so a deletion on any node ends the token on every node at once."""
+    # Declared in idp_metadata/ on this node: in force while it is there (a plain mapping of
+    # IdPs, without a registry, holds files only).
+    files = getattr(services.idps, "files", services.idps)
+    if slug in files:
+        return bool(files[slug].live)
+    record = session.get(IdpRecord, slug)
+    if record is None or record.state != "live" or isinstance(iat, bool) \
+            or not isinstance(iat, int | float):
+        return False
+    # iat is whole seconds: a token issued in the second the IdP was created stands.
+    return iat >= int(record.created_at)

@@ -269,6 +269,13 @@ class AdminToken(Base):
     expires_at: Mapped[float] = mapped_column(Double)
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # Whose it is: the person of the admin session that made it (or of the token that made it);
+    # their deprovisioning ends it. None for a token of the command line.
+    owner_idp_slug: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    owner_subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+Index("ix_admin_tokens_owner", AdminToken.owner_idp_slug, AdminToken.owner_subject)
 
 
 class AdminSession(Base):
@@ -431,6 +438,18 @@ class DeprovisionedSubject(Base):
     source: Mapped[str] = mapped_column(String(16))  # scim | event
     reason: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Double)
+
+
+class LiftedRefusal(Base):
+    """When the last lifted refusal of a person began (and ended): an access token of no login
+    issued before it began was ended by it, and stays ended after the IdP reactivated them."""
+
+    __tablename__ = "lifted_refusals"
+
+    idp_slug: Mapped[str] = mapped_column(String(63), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    refused_at: Mapped[float] = mapped_column(Double)
+    lifted_at: Mapped[float] = mapped_column(Double)
 
 
 class ReceivedSecurityEvent(Base):

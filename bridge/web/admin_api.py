@@ -19,7 +19,7 @@ from bridge.errors import InvalidInput, SamlRejected
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.idps.settings_text import json_settings
 from bridge.provisioning.status import deprovisioning_status
-from bridge.web.admin_auth import actor, admin_api
+from bridge.web.admin_auth import actor, admin_api, current_admin
 from bridge.web.context import administration, application, services
 from bridge.web.json_input import request_json
 from bridge.web.sso import metadata_response
@@ -383,8 +383,11 @@ def create_token() -> tuple[Response, int]:
     expires_in = body.get("expires_in", 30 * 86400)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
         raise InvalidInput("expires_in: a number of seconds")
+    admin = current_admin()
+    assert admin is not None
+    # The token is its maker's power: a person's ends with their deprovisioning.
     token_id, token = administration().access.create_token(
-        body.get("name", ""), expires_in=float(expires_in), actor=actor())
+        body.get("name", ""), expires_in=float(expires_in), actor=actor(), owner=admin.owner)
     return jsonify({"id": token_id, "token": token}), 201
 
 

@@ -10,6 +10,8 @@ import re
 from flask.testing import FlaskClient
 
 from bridge.admin.access import AdminAccess
+from bridge.oauth.deprovisioned import is_deprovisioned
+from bridge.saml.subject import derive_subject
 from bridge.services import Services
 from bridge.store.models import AuditEvent, DeprovisionedSubject, ProvisioningToken, ScimUser
 from tests.leaks import remember
@@ -113,6 +115,20 @@ def test_an_idp_made_again_under_a_deleted_ones_slug_inherits_no_provisioning(
     assert acme("GET", "/Users").status_code == 401
     create()
     assert acme("GET", "/Users").status_code == 401
+    refused = derive_subject("https://acme.example.com", "x")
     with bridge.db.transaction() as session:
         assert session.query(ScimUser).count() == 0
-        assert session.query(DeprovisionedSubject).count() == 0
+        # The refusal stays: it names the person of this IdP (the same one made again) by a
+        # sub derived from its entity ID, and keeps refusing them.
+        assert [(r.idp_slug, r.subject) for r in session.query(DeprovisionedSubject)] == \
+            [("acme", refused)]
+
+    # Another IdP under the slug: the same name at it is another person, and nobody refused.
+    assert client.delete("/admin/api/idps/acme", headers=admin).status_code == 204
+    document = document.replace("https://acme.example.com\"", "https://acme-two.example.com\"")
+    create()
+    assert derive_subject("https://acme-two.example.com", "x") != refused
+    with bridge.db.transaction() as session:
+        assert not is_deprovisioned(session, idp_slug="acme", subject=derive_subject(
+            "https://acme-two.example.com", "x"))
+        assert session.query(ScimUser).count() == 0
