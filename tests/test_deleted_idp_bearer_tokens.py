@@ -4,25 +4,19 @@ login (SAML bearer grant, RFC 7522) obtained through that IdP must end with it t
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from lxml import etree
 
 from bridge.admin.access import AdminAccess
 from bridge.config import Settings
-from bridge.dev.saml_idp import USERS, DevIdp
+from bridge.dev.saml_idp import DevIdp
 from bridge.services import Services
 from bridge.store.db import Database
-from tests.conftest import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings
+from tests.bearer_tools import BACKEND, active, bearer_token, introspected_and_exchanged
+from tests.conftest import DEMO_CLIENT, make_settings
 from tests.test_idp_stages import SLUG
-
-TOKEN_URL = "https://bridge.example.com/token"
-BACKEND = {**CONFIDENTIAL_CLIENT, "allow_saml_bearer": True,
-           "token_exchange_audiences": ["downstream-api"]}
-ASSERTION = "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion"
 
 
 @pytest.fixture
@@ -52,57 +46,32 @@ def _live_idp(api, idp: DevIdp) -> None:  # type: ignore[no-untyped-def]
     assert live.status_code == 200, live.get_data(as_text=True)
 
 
-def _bearer_token(client: FlaskClient, idp: DevIdp, settings: Settings) -> str:
-    response = base64.b64decode(idp.response_for(
-        None, USERS["alice"], acs_url=TOKEN_URL, sp_entity_id=settings.sp_entity_id))
-    assertion = etree.fromstring(response).find(f".//{ASSERTION}")
-    encoded = base64.urlsafe_b64encode(etree.tostring(assertion)).rstrip(b"=").decode()
-    granted = client.post("/token", data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:saml2-bearer", "assertion": encoded,
-        "scope": "openid email"}, auth=("backend", CONFIDENTIAL_SECRET))
-    assert granted.status_code == 200, granted.get_data(as_text=True)
-    return str(granted.get_json()["access_token"])
-
-
 def test_a_bearer_token_ends_with_the_deleted_idp(
         api, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
         settings: Settings) -> None:
     _live_idp(api, session_other_idp)
-    token = _bearer_token(client, session_other_idp, settings)
-    assert client.post("/introspect", data={"token": token},
-                       auth=("backend", CONFIDENTIAL_SECRET)).get_json()["active"] is True
+    token = bearer_token(client, session_other_idp, settings)
+    assert active(client, token)
 
     assert api("DELETE", f"/admin/api/idps/{SLUG}",
                json={"confirm_slug": SLUG}).status_code == 204
 
-    introspected = client.post("/introspect", data={"token": token},
-                               auth=("backend", CONFIDENTIAL_SECRET)).get_json()
-    exchanged = client.post("/token", data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": token,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
-        "audience": "downstream-api"}, auth=("backend", CONFIDENTIAL_SECRET))
-    assert (introspected["active"], exchanged.status_code) == (False, 400), \
-        (introspected, exchanged.status_code)
+    assert introspected_and_exchanged(client, token) == (False, 400)
 
 
-def _active(client: FlaskClient, token: str) -> bool:
-    return bool(client.post("/introspect", data={"token": token},
-                            auth=("backend", CONFIDENTIAL_SECRET)).get_json()["active"])
-
-
-def test_a_restored_idp_does_not_revive_a_bearer_token(
+def test_a_restored_idp_does_not_revive_abearer_token(
         api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
         settings: Settings) -> None:
     _live_idp(api, session_other_idp)
-    token = _bearer_token(client, session_other_idp, settings)
+    token = bearer_token(client, session_other_idp, settings)
     bridge.clock.advance(5)  # type: ignore[attr-defined]
     assert api("DELETE", f"/admin/api/idps/{SLUG}",
                json={"confirm_slug": SLUG}).status_code == 204
     assert api("POST", f"/admin/api/deleted-idps/{SLUG}/restore").status_code == 200
-    assert not _active(client, token)  # in testing
+    assert not active(client, token)  # in testing
     assert api("POST", f"/admin/api/idps/{SLUG}/go-live",
                json={"without_test": True}).status_code == 200
-    assert not _active(client, token)  # ended with the deletion, as the IdP's logins were
-    fresh = _bearer_token(client, session_other_idp, settings)
-    assert _active(client, fresh)
+    assert not active(client, token)  # ended with the deletion, as the IdP's logins were
+    fresh = bearer_token(client, session_other_idp, settings)
+    assert active(client, fresh)
 
