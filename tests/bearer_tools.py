@@ -8,6 +8,7 @@ import base64
 
 from flask.testing import FlaskClient
 from lxml import etree
+from werkzeug.test import TestResponse
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp
@@ -20,15 +21,20 @@ _ASSERTION = "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion"
 _AUTH = ("backend", CONFIDENTIAL_SECRET)
 
 
-def bearer_token(client: FlaskClient, idp: DevIdp, settings: Settings) -> str:
-    """An access token for alice from ``idp``'s signed assertion, through the bearer grant."""
+def bearer_grant(client: FlaskClient, idp: DevIdp, settings: Settings) -> TestResponse:
+    """The bearer grant's answer to alice's assertion signed by ``idp``."""
     response = base64.b64decode(idp.response_for(
         None, USERS["alice"], acs_url=TOKEN_URL, sp_entity_id=settings.sp_entity_id))
     assertion = etree.fromstring(response).find(f".//{_ASSERTION}")
     encoded = base64.urlsafe_b64encode(etree.tostring(assertion)).rstrip(b"=").decode()
-    granted = client.post("/token", data={
+    return client.post("/token", data={
         "grant_type": "urn:ietf:params:oauth:grant-type:saml2-bearer", "assertion": encoded,
         "scope": "openid email"}, auth=_AUTH)
+
+
+def bearer_token(client: FlaskClient, idp: DevIdp, settings: Settings) -> str:
+    """An access token for alice from ``idp``'s signed assertion, through the bearer grant."""
+    granted = bearer_grant(client, idp, settings)
     assert granted.status_code == 200, granted.get_data(as_text=True)
     return str(granted.get_json()["access_token"])
 

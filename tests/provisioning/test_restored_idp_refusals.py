@@ -4,35 +4,16 @@ them (an explicit active true by SCIM, or account-enabled). Deleting an IdP and 
 
 from __future__ import annotations
 
-import base64
-
 from flask import Flask
 from flask.testing import FlaskClient
-from lxml import etree
 
 from bridge.config import Settings
-from bridge.dev.saml_idp import USERS, DevIdp
-from tests.conftest import CONFIDENTIAL_SECRET
+from bridge.dev.saml_idp import DevIdp
+from tests.bearer_tools import bearer_grant
 from tests.provisioning.conftest import ALICE_NAME_ID, Scim, issue_token
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, okta_user
-from tests.test_deleted_idp_bearer_tokens import (  # noqa: F401
-    TOKEN_URL,
-    api,
-    settings,
-)
+from tests.test_deleted_idp_bearer_tokens import api, settings  # noqa: F401
 from tests.test_idp_stages import SLUG
-
-ASSERTION = "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion"
-
-
-def _bearer_grant(client: FlaskClient, idp: DevIdp, settings: Settings):  # type: ignore[no-untyped-def]  # noqa: F811
-    response = base64.b64decode(idp.response_for(
-        None, USERS["alice"], acs_url=TOKEN_URL, sp_entity_id=settings.sp_entity_id))
-    assertion = etree.fromstring(response).find(f".//{ASSERTION}")
-    encoded = base64.urlsafe_b64encode(etree.tostring(assertion)).rstrip(b"=").decode()
-    return client.post("/token", data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:saml2-bearer", "assertion": encoded,
-        "scope": "openid email"}, auth=("backend", CONFIDENTIAL_SECRET))
 
 
 def test_deleting_and_restoring_an_idp_lifts_no_refusal(
@@ -46,12 +27,12 @@ def test_deleting_and_restoring_an_idp_lifts_no_refusal(
         "metadata_xml": session_other_idp.metadata_xml().decode()}).status_code == 200
     assert api("POST", f"/admin/api/idps/{SLUG}/go-live",
                json={"without_test": True}).status_code == 200
-    assert _bearer_grant(client, session_other_idp, settings).status_code == 200
+    assert bearer_grant(client, session_other_idp, settings).status_code == 200
 
     scim = Scim(client, issue_token(app, SLUG), slug=SLUG)
     user = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
     assert scim("PATCH", f"/Users/{user}", OKTA_DEACTIVATE).status_code == 200
-    refused = _bearer_grant(client, session_other_idp, settings)
+    refused = bearer_grant(client, session_other_idp, settings)
     assert refused.status_code != 200, refused.get_data(as_text=True)
 
     # The IdP deleted (by mistake, say) and restored: the same IdP, the same people.
@@ -61,6 +42,6 @@ def test_deleting_and_restoring_an_idp_lifts_no_refusal(
     assert api("POST", f"/admin/api/idps/{SLUG}/go-live",
                json={"without_test": True}).status_code == 200
 
-    again = _bearer_grant(client, session_other_idp, settings)
+    again = bearer_grant(client, session_other_idp, settings)
     # Nobody said "active" for alice: she stays refused.
     assert again.status_code != 200, again.get_data(as_text=True)
