@@ -245,7 +245,8 @@ class ScimUsers:
             # no other of its users standing or having stood for the same person is inactive.
             # A rename lifts nothing, neither for the people the user named before (deactivated
             # is deactivated, whatever the record is called now) nor for the one it names now.
-            reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor)
+            reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor,
+                      source="scim")
         audit.record(session, at=now, event="scim_user", outcome="success", idp_slug=idp.slug,
                      subject=subject, detail={"actor": caller.actor, "operation": operation,
                                               "id": row.id, "active": active,
