@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, bindparam, delete, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,8 +38,13 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
     session.execute(insert(DeprovisionedSubject)
                     .values(idp_slug=idp_slug, subject=subject, source=source, reason=reason,
                             at=now)
-                    .on_conflict_do_update(index_elements=["idp_slug", "subject"],
-                                           set_={"source": source, "reason": reason}))
+                    .on_conflict_do_update(
+                        index_elements=["idp_slug", "subject"],
+                        # A refusal an event made stays the event's: only an account-enabled
+                        # event lifts it, whatever SCIM says after.
+                        set_={"source": case((DeprovisionedSubject.source == "event", "event"),
+                                             else_=source),
+                              "reason": reason}))
     ended = end_logins(
         session,
         families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug,
@@ -53,19 +58,32 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
     tokens = cast("CursorResult[Any]", session.execute(update(AdminToken).where(
         AdminToken.owner_idp_slug == idp_slug, AdminToken.owner_subject == subject,
         AdminToken.revoked_at.is_(None)).values(revoked_at=now)))
+    # And the SCIM tokens they issued: kept, one would let them reactivate themselves. The
+    # IdP's provisioning then needs a token another admin issues (a departed admin's
+    # credentials are rotated).
+    scim_tokens = list(session.scalars(select(ProvisioningToken.id).where(
+        ProvisioningToken.owner_idp_slug == idp_slug, ProvisioningToken.owner_subject == subject,
+        ProvisioningToken.revoked_at.is_(None))))
+    if scim_tokens:
+        session.execute(update(ProvisioningToken).where(ProvisioningToken.id.in_(scim_tokens))
+                        .values(revoked_at=now))
     audit.record(session, at=now, event="deprovision", outcome="success", idp_slug=idp_slug,
                  subject=subject, detail={"actor": actor, "reason": reason, "families": ended,
                                           "admin_sessions": admin.rowcount,
-                                          "admin_tokens": tokens.rowcount})
+                                          "admin_tokens": tokens.rowcount,
+                                          "scim_tokens": scim_tokens})
     return ended
 
 
-def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str) -> bool:
-    """Let the person log in again (the IdP reactivated them); whether they were refused. What
+def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, actor: str,
+              source: str = "scim") -> bool:
+    """Let the person log in again (the IdP reactivated them); whether the refusal was lifted.
+    ``source``: what reactivates them, "scim" or "event"; a refusal an event made is lifted by
+    an event only (a SCIM client cannot undo what the IdP's security events said). What
     the refusal ended stays ended: logins are revoked, and an access token of no login issued
     before the refusal began stays inactive (``ended_by_a_lifted_refusal``)."""
     refusal = session.get(DeprovisionedSubject, (idp_slug, subject), with_for_update=True)
-    if refusal is None:
+    if refusal is None or (refusal.source == "event" and source != "event"):
         return False
     refused_at = refusal.at
     session.delete(refusal)

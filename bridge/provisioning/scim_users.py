@@ -239,13 +239,18 @@ class ScimUsers:
             for person in subjects_of(session, row):
                 deprovision(session, idp_slug=idp.slug, subject=person, source="scim",
                             reason="scim_deactivated", now=now, actor=caller.actor)
-        elif subject and user.active is True and (new or not before_active) and not held:
+        elif (subject and user.active is True and not held
+              and (new or not before_active or subject == before_subject)):
             # Only the IdP saying "active": true lifts a refusal (a create that leaves it out
-            # stores the user and lifts nothing): a reactivation, or a new user, and only while
-            # no other of its users standing or having stood for the same person is inactive.
-            # A rename lifts nothing, neither for the people the user named before (deactivated
-            # is deactivated, whatever the record is called now) nor for the one it names now.
-            reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor)
+            # stores the user and lifts nothing): a reactivation, a new user, or an explicit
+            # true for the person the user already names (stored active after a create without
+            # it, yet still refused), and only while no other of its users standing or having
+            # stood for the same person is inactive. A refusal an event made is lifted by an
+            # event only (reinstate()). A rename lifts nothing, neither for the people the user
+            # named before (deactivated is deactivated, whatever the record is called now) nor
+            # for the one it names now.
+            reinstate(session, idp_slug=idp.slug, subject=subject, now=now, actor=caller.actor,
+                      source="scim")
         audit.record(session, at=now, event="scim_user", outcome="success", idp_slug=idp.slug,
                      subject=subject, detail={"actor": caller.actor, "operation": operation,
                                               "id": row.id, "active": active,

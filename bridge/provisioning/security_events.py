@@ -181,7 +181,8 @@ class SecurityEvents:
             # As a SCIM reactivation: not while a SCIM user of the person says inactive.
             held = inactive_user_for(session, idp_slug=idp.slug, subject=person)
             detail["reinstated"] = not held and reinstate(session, idp_slug=idp.slug,
-                                                          subject=person, now=now, actor=actor)
+                                                          subject=person, now=now, actor=actor,
+                                                          source="event")
             if held:
                 detail["kept_by"] = "inactive_scim_user"
             outcome = "success"

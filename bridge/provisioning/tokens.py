@@ -28,19 +28,24 @@ class ProvisioningTokens:
         if slug not in self.services.idps:
             raise NotFound("idp_unknown", "No IdP is configured under this slug.")
 
-    def issue(self, slug: str, *, actor: str) -> tuple[str, str]:
+    def issue(self, slug: str, *, actor: str,
+              owner: tuple[str, str] | None = None) -> tuple[str, str]:
         """A new token for the IdP's SCIM client, revoking the one in force; (its id, the token:
-        shown this once)."""
+        shown this once). ``owner``: the person whose admin power issued it (IdP slug,
+        subject); deprovisioning them revokes it."""
         self._require_idp(slug)
         token_id, token = secrets.token_hex(8), TOKEN_PREFIX + new_secret()
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             rotated = _revoke_live(session, slug, now)
             session.add(ProvisioningToken(id=token_id, idp_slug=slug, token_hash=secret_hash(token),
-                                          created_by=actor, created_at=now))
+                                          created_by=actor, created_at=now,
+                                          owner_idp_slug=owner[0] if owner else None,
+                                          owner_subject=owner[1] if owner else None))
             audit.record(session, at=now, event="scim_token_issued", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "token_id": token_id,
-                                                "revoked": rotated})
+                                                "revoked": rotated,
+                                                "owner": list(owner) if owner else None})
         return token_id, token
 
     def revoke(self, slug: str, *, actor: str) -> None:

@@ -385,6 +385,14 @@ class ProvisioningToken(Base):
     created_at: Mapped[float] = mapped_column(Double)
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     last_used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # The person whose admin power issued it (None: the command line, or before migration
+    # 0022); deprovisioning them revokes it.
+    owner_idp_slug: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    owner_subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+Index("ix_provisioning_tokens_owner", ProvisioningToken.owner_idp_slug,
+      ProvisioningToken.owner_subject)
 
 
 class ScimUser(Base):

@@ -19,7 +19,7 @@ from bridge.errors import InvalidInput, SamlRejected
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.idps.settings_text import json_settings
 from bridge.provisioning.status import deprovisioning_status
-from bridge.web.admin_auth import actor, admin_api, current_admin
+from bridge.web.admin_auth import actor, admin_api, current_admin, owner
 from bridge.web.context import administration, application, services
 from bridge.web.json_input import request_json
 from bridge.web.sso import metadata_response
@@ -407,7 +407,7 @@ def deprovisioning(slug: str) -> Response:
 @admin_api_blueprint.post("/api/idps/<slug>/scim-token")
 @admin_api
 def issue_scim_token(slug: str) -> tuple[Response, int]:
-    token_id, token = application().scim_tokens.issue(slug, actor=actor())
+    token_id, token = application().scim_tokens.issue(slug, actor=actor(), owner=owner())
     return jsonify({"id": token_id, "token": token,
                     "scim_base_url": application().scim_users().base_url(slug)}), 201
 

@@ -71,3 +71,11 @@ def actor() -> str:
     admin = current_admin()
     assert admin is not None
     return admin.actor
+
+
+def owner() -> tuple[str, str] | None:
+    """The person whose admin power this request is (IdP slug, subject); None for a token of
+    the command line."""
+    admin = current_admin()
+    assert admin is not None
+    return admin.owner

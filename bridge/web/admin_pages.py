@@ -30,7 +30,7 @@ from bridge.idps.settings_form import (
 )
 from bridge.idps.settings_text import form_value, settings_as_toml, settings_from_text
 from bridge.provisioning.status import deprovisioning_status
-from bridge.web.admin_auth import actor, admin_page, current_admin, session_cookie_name
+from bridge.web.admin_auth import actor, admin_page, current_admin, owner, session_cookie_name
 from bridge.web.context import administration, application, services
 from bridge.web.cookies import login_cookie_name, set_admin_cookie, set_login_cookie
 from bridge.web.idp_setup import (
@@ -353,7 +353,7 @@ def go_live(slug: str) -> BaseResponse:
 @admin_page
 def issue_scim_token(slug: str) -> BaseResponse:
     # Shown on this answer only, never put in a URL: the page is not redirected.
-    _, token = application().scim_tokens.issue(slug, actor=actor())
+    _, token = application().scim_tokens.issue(slug, actor=actor(), owner=owner())
     response = _idp_page(slug, new_scim_token=token,
                          notice="SCIM token issued: copy it now, it is not shown again. The "
                                 "token before it no longer works.")
