@@ -20,15 +20,13 @@ from tests.provisioning.conftest import (  # noqa: F401
     Scim,
     idp_settings,
     issue_token,
+    login_refused,
     scim,
     scim_user_key,
     settings,
 )
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, okta_user
-from tests.provisioning.test_admin_session_after_deprovisioning import (
-    _admin_sign_in,
-    _login_refused,
-)
+from tests.provisioning.test_admin_session_after_deprovisioning import _admin_sign_in
 from tests.provisioning.transmitter import RISC, Transmitter, user
 
 TRANSMITTER = Transmitter()
@@ -71,13 +69,13 @@ def test_a_scim_token_issued_by_a_deactivated_admin_cannot_reinstate_them(
         assert row is not None and row.owner_idp_slug == "dev" and row.owner_subject
 
     _event(app, "account-disabled")
-    assert _login_refused(browser)
+    assert login_refused(browser)
     assert browser.client.get("/admin/").status_code != 200
 
     own = Scim(app.test_client(), scim_token)
     created = own("POST", "/Users", okta_user(ALICE_NAME_ID, "alice"))
     assert _unauthorized(created), created.get_data(as_text=True)
-    assert _login_refused(browser)
+    assert login_refused(browser)
     with bridge.db.transaction() as session:
         assert session.get(ProvisioningToken, token_id).revoked_at is not None  # type: ignore[union-attr]
         assert session.query(ScimUser).count() == 0
@@ -101,7 +99,7 @@ def test_a_scim_deactivation_of_the_admin_revokes_the_scim_token_they_issued(
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "value": {"active": True}}]})
     assert _unauthorized(back)
-    assert _login_refused(browser)
+    assert login_refused(browser)
     # Another admin's (here: the command line's) token carries the provisioning on.
     other = Scim(app.test_client(), issue_token(app))
     assert other("GET", f"/Users/{user_id}").status_code == 200
@@ -110,19 +108,19 @@ def test_a_scim_deactivation_of_the_admin_revokes_the_scim_token_they_issued(
 def test_scim_never_lifts_a_refusal_an_event_made(
         app: Flask, bridge: Services, browser: Browser) -> None:
     _event(app, "account-disabled")
-    assert _login_refused(browser)
+    assert login_refused(browser)
     client = Scim(app.test_client(), issue_token(app))
     created = client("POST", "/Users", okta_user(ALICE_NAME_ID, "alice"))
     assert created.status_code == 201
-    assert _login_refused(browser)
+    assert login_refused(browser)
     user_id = created.get_json()["id"]
     # A SCIM deactivation and reactivation after it do not turn it into SCIM's refusal either.
     assert client("PATCH", f"/Users/{user_id}", OKTA_DEACTIVATE).status_code == 200
     assert client("PUT", f"/Users/{user_id}",
                 okta_user(ALICE_NAME_ID, "alice")).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
     with bridge.db.transaction() as session:
         assert [r.source for r in session.query(DeprovisionedSubject)] == ["event"]
     # The IdP's transmitter says the account is enabled: that lifts it.
     _event(app, "account-enabled")
-    assert not _login_refused(browser)
+    assert not login_refused(browser)

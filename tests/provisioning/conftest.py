@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.store.db import Database
 from tests.conftest import CONFIDENTIAL_CLIENT, DEMO_CLIENT, make_settings
+from tests.helpers import Browser
 from tests.leaks import remember
 
 ALICE_NAME_ID = "a1b2c3d4-0001"  # the dev IdP's persistent NameID of alice
@@ -42,6 +43,12 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp,
     # The confidential client is the API demo's tokens are for: it may introspect them.
     api = {**CONFIDENTIAL_CLIENT, "audience": DEMO_CLIENT["audience"]}
     return make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT, api])
+
+
+def login_refused(browser: Browser) -> bool:
+    """Whether alice's next login through the dev IdP is refused as deprovisioned."""
+    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
+    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"
 
 
 def issue_token(app: Flask, slug: str = "dev") -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.store.models import AdminSession, DeprovisionedSubject
 from tests.helpers import Browser
-from tests.provisioning.conftest import ALICE_NAME_ID, Scim
+from tests.provisioning.conftest import ALICE_NAME_ID, Scim, login_refused
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, OKTA_REACTIVATE, okta_user
 from tests.provisioning.transmitter import RISC, Transmitter, user
 
@@ -43,18 +43,13 @@ def _admin_sign_in(browser: Browser, dev_idp: DevIdp) -> None:
     assert urlsplit(claimed.headers["Location"]).path == "/admin/"
 
 
-def _login_refused(browser: Browser) -> bool:
-    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
-    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"
-
-
 def test_a_deactivated_admins_session_ends(app: Flask, browser: Browser, dev_idp: DevIdp,
                                           scim: Scim) -> None:
     _admin_sign_in(browser, dev_idp)
     created = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice"))
     user_id = created.get_json()["id"]
     assert scim("PATCH", f"/Users/{user_id}", OKTA_DEACTIVATE).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     # The admin session ended with every other login of alice (sign-in page).
     page = browser.client.get("/admin/")
@@ -70,7 +65,7 @@ def test_a_deactivated_admins_session_ends(app: Flask, browser: Browser, dev_idp
         reactivated = Scim(browser.client, own_token)("PATCH", f"/Users/{user_id}",
                                                       OKTA_REACTIVATE)
         assert reactivated.status_code == 200
-        assert not _login_refused(browser)  # alice is back in
+        assert not login_refused(browser)  # alice is back in
     assert not still_admin, "a deactivated admin's session still works"
 
 

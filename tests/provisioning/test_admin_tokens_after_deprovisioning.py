@@ -20,15 +20,13 @@ from tests.provisioning.conftest import (  # noqa: F401
     ALICE_NAME_ID,
     Scim,
     idp_settings,
+    login_refused,
     scim,
     scim_user_key,
     settings,
 )
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, OKTA_REACTIVATE, okta_user
-from tests.provisioning.test_admin_session_after_deprovisioning import (
-    _admin_sign_in,
-    _login_refused,
-)
+from tests.provisioning.test_admin_session_after_deprovisioning import _admin_sign_in
 from tests.provisioning.transmitter import RISC, Transmitter, user
 
 TRANSMITTER = Transmitter()
@@ -72,7 +70,7 @@ def test_an_admin_token_made_by_a_deactivated_admin_stops_working(
 
     user_id = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
     assert scim("PATCH", f"/Users/{user_id}", OKTA_DEACTIVATE).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
     assert browser.client.get("/admin/").status_code != 200  # the session ended
 
     other = app.test_client()
@@ -82,7 +80,7 @@ def test_an_admin_token_made_by_a_deactivated_admin_stops_working(
         # The deactivated admin undoes the deactivation with a SCIM token of their own.
         own = Scim(other, issued.get_json()["token"])
         assert own("PATCH", f"/Users/{user_id}", OKTA_REACTIVATE).status_code == 200
-        assert not _login_refused(browser)
+        assert not login_refused(browser)
     assert issued.status_code == 401, "an admin token of a deactivated admin still works"
     assert issued.get_json()["code"] == "admin_unauthorized"
     assert _scim_tokens(app) == scim_tokens  # nothing issued

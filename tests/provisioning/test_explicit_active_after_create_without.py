@@ -12,12 +12,13 @@ from tests.helpers import Browser
 from tests.provisioning.conftest import (  # noqa: F401
     ALICE_NAME_ID,
     Scim,
+    login_refused,
     scim,
     scim_user_key,
     settings,
 )
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, OKTA_REACTIVATE, okta_user
-from tests.provisioning.test_scim_create_without_active import TRANSMITTER, _login_refused
+from tests.provisioning.test_scim_create_without_active import TRANSMITTER
 from tests.provisioning.transmitter import RISC, user
 
 
@@ -49,15 +50,15 @@ def test_an_explicit_active_true_after_a_create_without_active_lifts_a_scim_refu
     assert scim("PATCH", f"/Users/{first}", OKTA_DEACTIVATE).status_code == 200
     assert scim("DELETE", f"/Users/{first}").status_code == 204
     user_id = _create_without_active(scim)
-    assert _login_refused(browser)
+    assert login_refused(browser)
     # A PUT that leaves "active" out still says nothing.
     silent = okta_user(ALICE_NAME_ID, "alice")
     del silent["active"]
     assert scim("PUT", f"/Users/{user_id}", silent).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     _say_active(scim, how, user_id)
-    assert not _login_refused(browser)
+    assert not login_refused(browser)
 
 
 @pytest.mark.parametrize("how", ["PATCH", "PUT"])
@@ -67,10 +68,10 @@ def test_an_explicit_active_true_after_a_create_without_active_keeps_an_events_r
         {RISC + "account-disabled": {}}, sub_id=user(ALICE_NAME_ID)),
         headers={"Content-Type": "application/secevent+jwt"}).status_code == 202
     user_id = _create_without_active(scim)
-    assert _login_refused(browser)
+    assert login_refused(browser)
     _say_active(scim, how, user_id)
-    assert _login_refused(browser)
+    assert login_refused(browser)
     assert client.post("/events/dev", data=TRANSMITTER.set(
         {RISC + "account-enabled": {}}, sub_id=user(ALICE_NAME_ID)),
         headers={"Content-Type": "application/secevent+jwt"}).status_code == 202
-    assert not _login_refused(browser)
+    assert not login_refused(browser)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Browser
-from tests.provisioning.conftest import ALICE_NAME_ID, Scim
+from tests.provisioning.conftest import ALICE_NAME_ID, Scim, login_refused
 from tests.provisioning.scim_shapes import PATCH, okta_user
 
 
@@ -33,21 +33,16 @@ NOT_REACTIVATIONS = {
 }
 
 
-def _login_refused(browser: Browser) -> bool:
-    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
-    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"
-
-
 @pytest.mark.parametrize("request_shape", sorted(NOT_REACTIVATIONS))
 def test_a_request_that_never_says_active_true_keeps_a_deactivated_person_refused(
         request_shape: str, scim: Scim, browser: Browser) -> None:
     created = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice", active=False))
     assert created.status_code == 201, created.get_data(as_text=True)
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     method, body = NOT_REACTIVATIONS[request_shape]
     answer = scim(method, f"/Users/{created.get_json()['id']}", body)
     assert answer.status_code == 200, answer.get_data(as_text=True)
 
     # Still refused: nothing said active: true.
-    assert _login_refused(browser), f"{request_shape} reactivated a deactivated person"
+    assert login_refused(browser), f"{request_shape} reactivated a deactivated person"

@@ -11,6 +11,7 @@ from tests.helpers import Browser
 from tests.provisioning.conftest import (  # noqa: F401
     ALICE_NAME_ID,
     Scim,
+    login_refused,
     scim,
     scim_user_key,
     settings,
@@ -26,24 +27,19 @@ def idp_settings() -> str:
     return TRANSMITTER.settings_toml()
 
 
-def _login_refused(browser: Browser) -> bool:
-    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
-    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"
-
-
 def test_a_scim_create_that_does_not_say_active_keeps_a_disabled_person_refused(
         scim: Scim, browser: Browser, client: FlaskClient) -> None:  # noqa: F811
     disabled = client.post("/events/dev", data=TRANSMITTER.set(
         {RISC + "account-disabled": {}}, sub_id=user(ALICE_NAME_ID)),
         headers={"Content-Type": "application/secevent+jwt"})
     assert disabled.status_code == 202
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     body = okta_user(ALICE_NAME_ID, "alice")
     del body["active"]
     assert scim("POST", "/Users", body).status_code == 201
     # Nobody said "active": true, and the transmitter did not say account-enabled.
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
 
 def test_a_scim_create_that_does_not_say_active_keeps_a_deleted_users_person_refused(
@@ -53,15 +49,15 @@ def test_a_scim_create_that_does_not_say_active_keeps_a_deleted_users_person_ref
     first = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
     assert scim("PATCH", f"/Users/{first}", OKTA_DEACTIVATE).status_code == 200
     assert scim("DELETE", f"/Users/{first}").status_code == 204
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     body = okta_user(ALICE_NAME_ID, "alice")
     del body["active"]
     created = scim("POST", "/Users", body)
     assert created.status_code == 201
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     again = scim("DELETE", f"/Users/{created.get_json()['id']}")
     assert again.status_code == 204
     assert scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).status_code == 201
-    assert not _login_refused(browser)
+    assert not login_refused(browser)

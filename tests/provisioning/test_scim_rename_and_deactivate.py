@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import CONFIDENTIAL_SECRET
 from tests.helpers import Browser
-from tests.provisioning.conftest import ALICE_NAME_ID, Scim
+from tests.provisioning.conftest import ALICE_NAME_ID, Scim, login_refused
 from tests.provisioning.scim_shapes import ENTRA_DISABLE, ENTRA_ENABLE, PATCH, entra_user
 
 RENAMED = "disabled-" + ALICE_NAME_ID
@@ -57,7 +57,7 @@ def test_deleting_a_renamed_user_ends_the_logins_made_under_its_old_name(
 
     assert _active(client, alice["access_token"]) is False
     assert browser.refresh(alice["refresh_token"]).status_code == 400
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
 
 @pytest.mark.parametrize("scim_user_key", ["externalId"])
@@ -70,7 +70,7 @@ def test_removing_the_external_id_while_deactivating_ends_the_persons_logins(
     assert answer.status_code == 200, answer.get_data(as_text=True)
 
     assert _active(client, alice["access_token"]) is False
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
 
 def test_a_name_given_to_another_user_is_no_longer_reached_by_the_user_that_had_it(
@@ -83,7 +83,7 @@ def test_a_name_given_to_another_user_is_no_longer_reached_by_the_user_that_had_
     assert scim("POST", "/Users", entra_user(ALICE_NAME_ID, "second")).status_code == 201
     assert scim("PATCH", user, ENTRA_DISABLE).status_code == 200
 
-    assert not _login_refused(browser)
+    assert not login_refused(browser)
 
 
 def test_reactivating_a_renamed_user_keeps_its_old_name_refused(scim: Scim,
@@ -93,11 +93,8 @@ def test_reactivating_a_renamed_user_keeps_its_old_name_refused(scim: Scim,
     created = scim("POST", "/Users", entra_user(ALICE_NAME_ID, "alice"))
     user = f"/Users/{created.get_json()['id']}"
     assert scim("PATCH", user, STEPS["one PATCH"][0]).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
     assert scim("PATCH", user, ENTRA_ENABLE).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
 
-def _login_refused(browser: Browser) -> bool:
-    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
-    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"

@@ -9,16 +9,12 @@ from tests.provisioning.conftest import (  # noqa: F401
     ALICE_NAME_ID,
     Scim,
     idp_settings,
+    login_refused,
     scim,
     scim_user_key,
     settings,
 )
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, PATCH, okta_user
-
-
-def _login_refused(browser: Browser) -> bool:
-    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
-    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"
 
 
 def test_a_user_renamed_onto_a_refused_name_and_reactivated_lifts_no_refusal(
@@ -27,7 +23,7 @@ def test_a_user_renamed_onto_a_refused_name_and_reactivated_lifts_no_refusal(
     assert scim("PATCH", f"/Users/{first}", OKTA_DEACTIVATE).status_code == 200
     assert scim("PATCH", f"/Users/{first}", {"schemas": [PATCH], "Operations": [
         {"op": "replace", "path": "userName", "value": "old-" + ALICE_NAME_ID}]}).status_code == 200
-    assert _login_refused(browser)  # the first user, inactive, named alice
+    assert login_refused(browser)  # the first user, inactive, named alice
 
     second = scim("POST", "/Users", okta_user("carol", "carol")).get_json()["id"]
     assert scim("PATCH", f"/Users/{second}", OKTA_DEACTIVATE).status_code == 200
@@ -37,4 +33,4 @@ def test_a_user_renamed_onto_a_refused_name_and_reactivated_lifts_no_refusal(
     assert renamed.status_code == 200, renamed.get_data(as_text=True)
     assert scim("GET", f"/Users/{first}").get_json()["active"] is False
     # The first user, which named alice, is still inactive.
-    assert _login_refused(browser)
+    assert login_refused(browser)

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.helpers import Browser
-from tests.provisioning.conftest import ALICE_NAME_ID, Scim
+from tests.provisioning.conftest import ALICE_NAME_ID, Scim, login_refused
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, PATCH, okta_user
 from tests.provisioning.transmitter import RISC, Transmitter, user
 
@@ -21,16 +21,11 @@ def idp_settings() -> str:
     return TRANSMITTER.settings_toml()
 
 
-def _login_refused(browser: Browser) -> bool:
-    answer = browser.post_acs(browser.signed_response(browser.start(), "alice"))
-    return answer.status_code == 403 and answer.get_json()["code"] == "login_deprovisioned"
-
-
 def test_account_enabled_does_not_let_in_a_person_whose_scim_user_is_inactive(
         scim: Scim, browser: Browser, client: FlaskClient) -> None:
     created = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice"))
     assert scim("PATCH", f"/Users/{created.get_json()['id']}", OKTA_DEACTIVATE).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     enabled = client.post("/events/dev", data=TRANSMITTER.set(
         {RISC + "account-enabled": {}}, sub_id=user(ALICE_NAME_ID)),
@@ -40,7 +35,7 @@ def test_account_enabled_does_not_let_in_a_person_whose_scim_user_is_inactive(
     stored = scim("GET", f"/Users/{created.get_json()['id']}").get_json()
     assert stored["active"] is False  # the SCIM user still says: deactivated
     # Still refused while the SCIM user says inactive.
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
 
 def test_account_enabled_does_not_let_in_a_person_whose_renamed_scim_user_is_inactive(
@@ -50,13 +45,13 @@ def test_account_enabled_does_not_let_in_a_person_whose_renamed_scim_user_is_ina
     assert scim("PATCH", f"/Users/{created.get_json()['id']}", {"schemas": [PATCH], "Operations": [
         {"op": "replace", "path": "userName", "value": "gone-" + ALICE_NAME_ID},
         {"op": "replace", "value": {"active": False}}]}).status_code == 200
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
     enabled = client.post("/events/dev", data=TRANSMITTER.set(
         {RISC + "account-enabled": {}}, sub_id=user(ALICE_NAME_ID)),
         headers={"Content-Type": "application/secevent+jwt"})
     assert enabled.status_code == 202
-    assert _login_refused(browser)
+    assert login_refused(browser)
 
 
 def test_account_enabled_lets_in_a_person_no_inactive_scim_user_names(
@@ -65,9 +60,9 @@ def test_account_enabled_lets_in_a_person_no_inactive_scim_user_names(
         {RISC + "account-disabled": {}}, sub_id=user(ALICE_NAME_ID)),
         headers={"Content-Type": "application/secevent+jwt"})
     assert disabled.status_code == 202
-    assert _login_refused(browser)
+    assert login_refused(browser)
     enabled = client.post("/events/dev", data=TRANSMITTER.set(
         {RISC + "account-enabled": {}}, sub_id=user(ALICE_NAME_ID)),
         headers={"Content-Type": "application/secevent+jwt"})
     assert enabled.status_code == 202
-    assert not _login_refused(browser)
+    assert not login_refused(browser)
