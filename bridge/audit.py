@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bridge import metrics
@@ -27,7 +27,7 @@ _INSERT = insert(AuditEvent)
 
 
 def record(
-    session: Session | Connection,
+    session: Session | direct.Runner,
     *,
     at: float,
     event: str,
@@ -42,10 +42,10 @@ def record(
     metrics.observe_event(event, outcome, code, idp_slug, client_id)
     values = event_row(at=at, event=event, outcome=outcome, code=code, idp_slug=idp_slug,
                        client_id=client_id, subject=subject, error_id=error_id, detail=detail)
-    if isinstance(session, Connection):
-        direct.execute(session, _INSERT, values)  # hot paths use Core connections
-    else:
+    if isinstance(session, Session):
         session.add(AuditEvent(**values))
+    else:
+        direct.execute(session, _INSERT, values)  # hot paths use the driver's connection
 
 
 def event_row(

@@ -64,7 +64,7 @@ class OAuthCodeCompletion:
                               idp.settings.authn_contexts)
         code = new_secret()
         try:
-            with self.services.db.connection() as connection:
+            with self.services.db.driver_transaction() as connection:
                 consume(connection, record.id, verified, now)
                 store_code(connection, {
                     "code_hash": secret_hash(code),

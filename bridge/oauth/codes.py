@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     bindparam,
     func,
     insert,
@@ -73,7 +72,7 @@ _REDEEM_IN_ONE_STATEMENT = select(func.count()).select_from(_USED).add_cte(
     _insert_if_used(AuditEvent, _AUDIT_COLUMNS, "audit_", _USED))
 
 
-def redeem_code(connection: Connection, code_hash: str, now: float, family: NewFamily,
+def redeem_code(connection: direct.Runner, code_hash: str, now: float, family: NewFamily,
                 audit_row: dict[str, Any]) -> bool:
     """Use the code and store the login it starts (family, first token, link to the code) and
     its audit event, all or nothing; False, with nothing written, when another request used the
@@ -95,21 +94,21 @@ def redeem_code(connection: Connection, code_hash: str, now: float, family: NewF
     return True
 
 
-def store_code(connection: Connection, values: dict[str, Any]) -> None:
+def store_code(connection: direct.Runner, values: dict[str, Any]) -> None:
     direct.execute(connection, _INSERT_CODE, values)
 
 
-def find_code(connection: Connection, code_hash: str) -> Any:
+def find_code(connection: direct.Runner, code_hash: str) -> Any:
     """The code's row (its columns as attributes), or None."""
     return direct.first(connection, _GET_CODE, {"h": code_hash})
 
 
-def use_code(connection: Connection, code_hash: str, now: float) -> bool:
+def use_code(connection: direct.Runner, code_hash: str, now: float) -> bool:
     """Mark the code used; False when another request used it first."""
     return direct.rowcount(connection, _USE_CODE, {"h": code_hash, "now": now}) == 1
 
 
-def link_code(connection: Connection, code_hash: str, family_id: str) -> None:
+def link_code(connection: direct.Runner, code_hash: str, family_id: str) -> None:
     """Remember the login a code started: a second use of the code revokes it."""
     direct.execute(connection, _LINK_CODE, {"h": code_hash, "family": family_id})
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, bindparam, case, delete, select, update
+from sqlalchemy import CursorResult, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -105,7 +105,7 @@ _IS_DEPROVISIONED = select(DeprovisionedSubject.reason).where(
     DeprovisionedSubject.subject == bindparam("subject"))
 
 
-def refuse_if_deprovisioned(connection: Connection, *, idp_slug: str, subject: str) -> None:
+def refuse_if_deprovisioned(connection: direct.Runner, *, idp_slug: str, subject: str) -> None:
     """Raise ``Deprovisioned`` if the IdP has deprovisioned this person."""
     found = direct.first(connection, _IS_DEPROVISIONED, {"idp": idp_slug, "subject": subject})
     if found is not None:

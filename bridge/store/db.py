@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -156,30 +156,45 @@ class Database:
                 pooled.close()  # back to the pool, which rolls back whatever is left
 
     @contextlib.contextmanager
-    def single_statement(self) -> Iterator[Connection]:
-        """For work that is one statement, atomic by itself: on PostgreSQL a connection outside
-        any transaction (no BEGIN and COMMIT, each a round trip of its own); on SQLite, which
-        has no round trips to save, a transaction as ``connection()`` gives."""
+    def single_statement(self) -> Iterator[direct.DriverConnection]:
+        """For work that is one ``store/direct.py`` statement, atomic by itself: on PostgreSQL
+        the pooled driver connection outside any transaction (no BEGIN and COMMIT, each a round
+        trip of its own); on SQLite, which has no round trips to save, a transaction as
+        ``driver_transaction()`` gives (its BEGIN IMMEDIATE keeps a write from failing at once,
+        unwaited, on a snapshot another writer moved past)."""
         if self.dialect != "postgresql":
-            with self.connection() as connection:
+            with self.driver_transaction() as connection:
                 yield connection
             return
-        with _unavailable_when_disconnected(self.engine), self.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT") as connection:
+        with self._outside_transactions() as connection:
             yield connection
 
     @contextlib.contextmanager
-    def lookup(self) -> Iterator[Connection]:
-        """For one read, run through ``store/direct.py``, outside any transaction: no write lock
-        taken on SQLite (``connection()`` would take one up front), no BEGIN and COMMIT round
-        trips on PostgreSQL. Only for statements run through ``direct``: one run by SQLAlchemy
-        here would begin a transaction as ``connection()`` does."""
-        if self.dialect == "postgresql":
-            with self.single_statement() as connection:
-                yield connection
-            return
-        with _unavailable_when_disconnected(self.engine), self.engine.connect() as connection:
+    def lookup(self) -> Iterator[direct.DriverConnection]:
+        """For reads run through ``store/direct.py``, outside any transaction: no write lock
+        taken on SQLite (``driver_transaction()`` would take one up front), no BEGIN and COMMIT
+        round trips on PostgreSQL."""
+        with self._outside_transactions() as connection:
             yield connection
+
+    @contextlib.contextmanager
+    def _outside_transactions(self) -> Iterator[direct.DriverConnection]:
+        """The pooled driver connection with each statement committed on its own: SQLite's
+        connections are so already (we issue BEGIN ourselves), psycopg's for the while."""
+        with _unavailable_when_disconnected(self.engine):
+            pooled = self.engine.raw_connection()
+            postgresql = self.dialect == "postgresql"
+            try:
+                if postgresql:
+                    driver: Any = pooled.driver_connection
+                    driver.autocommit = True
+                try:
+                    yield direct.DriverConnection(self.engine.dialect, pooled)
+                finally:
+                    if postgresql:
+                        direct.leave_autocommit(pooled)  # as the pool hands connections out
+            finally:
+                pooled.close()
 
     def serialize(self, session: Session, name: str) -> None:
         """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not

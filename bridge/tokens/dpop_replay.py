@@ -4,11 +4,23 @@ under a hash of its key and ``jti``, and a second entry of the same proof finds 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bridge.store import direct
 from bridge.store.models import DpopProof
+
+
+def _insert_once(insert: Any) -> Any:
+    # One statement that never raises on a duplicate, so it leaves the caller's transaction
+    # usable; RETURNING, not rowcount: the drivers do not report a row count for it.
+    return (insert(DpopProof).on_conflict_do_nothing(index_elements=["proof_hash"])
+            .returning(DpopProof.proof_hash))
+
+
+_INSERT_PROOF = {"postgresql": _insert_once(postgresql.insert),
+                 "sqlite": _insert_once(sqlite.insert)}
 
 
 def proof_hash(jkt: str, jti: str) -> str:
@@ -16,13 +28,7 @@ def proof_hash(jkt: str, jti: str) -> str:
     return hashlib.sha256(f"{jkt}\n{jti}".encode()).hexdigest()
 
 
-def use_proof(connection: Connection, *, jkt: str, jti: str, expires_at: float) -> bool:
-    """Enter the proof; False when it was entered before (by this node or another). One
-    statement that never raises on a duplicate, so it leaves the caller's transaction usable."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (dialect.insert(DpopProof)
-                 .values(proof_hash=proof_hash(jkt, jti), expires_at=expires_at)
-                 .on_conflict_do_nothing(index_elements=["proof_hash"])
-                 .returning(DpopProof.proof_hash))
-    # RETURNING, not rowcount: the driver does not report a row count for this statement.
-    return connection.execute(statement).first() is not None
+def use_proof(connection: direct.Runner, *, jkt: str, jti: str, expires_at: float) -> bool:
+    """Enter the proof; False when it was entered before (by this node or another)."""
+    values = {"proof_hash": proof_hash(jkt, jti), "expires_at": expires_at}
+    return direct.first(connection, _INSERT_PROOF[connection.dialect.name], values) is not None

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Double,
     Integer,
     String,
@@ -102,7 +101,7 @@ def new_family(
         token_row={"token_hash": secret_hash(token), "family_id": family.id, "created_at": now})
 
 
-def store_family(connection: Connection, new: NewFamily) -> Rotation:
+def store_family(connection: direct.Runner, new: NewFamily) -> Rotation:
     """Store a family made by ``new_family`` with its first token, in the caller's transaction."""
     direct.execute(connection, _INSERT_FAMILY, new.family_row)
     direct.execute(connection, _INSERT_TOKEN, new.token_row)

@@ -177,3 +177,51 @@ def test_a_lost_postgresql_connection_in_a_driver_transaction_is_store_unavailab
         admin.dispose()
     with database.driver_transaction() as connection:
         _insert(connection, "d-9")
+
+
+def test_a_statement_outside_a_transaction_commits_at_once_and_leaves_the_pool_transactional(
+        database: Database) -> None:
+    """``single_statement()`` and ``lookup()`` run on the driver's connection with each statement
+    committed on its own (on PostgreSQL by switching it into autocommit); handed back, the
+    connection must be transactional again, or a later transaction's rollback would undo
+    nothing."""
+    _remember(database, "s-1")
+    with database.single_statement() as connection:
+        _insert(connection, "s-2")
+    with pytest.raises(sa.exc.IntegrityError), database.single_statement() as connection:
+        _insert(connection, "s-1")  # refused: the connection still goes back usable
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "s-2"}) is not None
+    # Every pooled connection (one, or several if the pool grew) rolls back as it should.
+    for _ in range(3):
+        with pytest.raises(RuntimeError), database.driver_transaction() as connection:
+            _insert(connection, "s-3")
+            raise RuntimeError("any error of the caller's")
+        with pytest.raises(RuntimeError), database.connection() as core:
+            _insert(core, "s-4")
+            raise RuntimeError("any error of the caller's")
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "s-3"}) is None
+        assert direct.first(connection, _FIND, {"id": "s-4"}) is None
+
+
+def test_a_lost_postgresql_connection_outside_a_transaction_is_store_unavailable(
+        database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("a lost connection is a PostgreSQL matter")
+    admin = Database(database.url)
+    try:
+        with pytest.raises(StoreUnavailable), database.single_statement() as connection:
+            pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
+            with admin.lookup() as other:
+                direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
+                             {"pid": pid})
+            _insert(connection, "s-8")
+    finally:
+        admin.dispose()
+    # The dead connection was dropped, and the next one is transactional.
+    with pytest.raises(RuntimeError), database.driver_transaction() as connection:
+        _insert(connection, "s-9")
+        raise RuntimeError("any error of the caller's")
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "s-9"}) is None
