@@ -127,8 +127,10 @@ def refusals_audited(event: str, *, refusals: type[BridgeError] = BridgeError
 def record_refusal(services: Services, event: str, error: BridgeError, refusal: Refusal) -> None:
     """The refusal's audit event, in a transaction of its own (the use case's was rolled back)."""
     try:
-        with services.db.transaction() as session:
-            record(session, at=services.clock.now(), event=event, outcome="refused",
+        # On the driver's connection: a refusal is what an unauthenticated sender can cause
+        # at will, so it costs one INSERT and no ORM session.
+        with services.db.driver_transaction() as connection:
+            record(connection, at=services.clock.now(), event=event, outcome="refused",
                    code=error.code, idp_slug=refusal.idp_slug, client_id=refusal.client_id,
                    error_id=refusal.error_id or secrets.token_hex(6), detail=error.log_detail)
     except BridgeError:
