@@ -11,6 +11,7 @@ type into an HTTP status in one table. Nothing here knows about HTTP.
     │   ├── InvalidInput       an admin request that is not a valid change
     │   ├── FetchRefused       a metadata URL refused, or its fetch failed
     │   └── Conflict           a change the current state does not allow
+    │       └── StaleChange    a change made from a state that is no longer current
     ├── SamlRejected           a SAML message refused
     │   ├── IdpUnknown         no IdP at this address
     │   ├── TooLarge           a message or body over the size limit
@@ -88,6 +89,11 @@ class FetchRefused(ConfigError):
 class Conflict(ConfigError):
     """A change that cannot be made in the current state (a slug declared as a file, an entity ID
     another IdP holds, a version that is no longer pending)."""
+
+
+class StaleChange(Conflict):
+    """A change that names the state it was made from (a page's settings fingerprint, an API
+    request's ``If-Match``) when another change has been made since; nothing is saved."""
 
 
 class SamlRejected(BridgeError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bridge.admin.access import AdminAccess
+from bridge.audit import audit_events
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.services import Services
 from bridge.web import create_app
@@ -229,6 +231,64 @@ def test_authn_contexts_are_validated_when_saved_and_serve_at_once(  # type: ign
     assert api("PUT", "/admin/api/idps/other/settings", json=good).status_code == 200
     discovery = api("GET", "/.well-known/openid-configuration").get_json()
     assert discovery["acr_values_supported"] == ["mfa", "pwd", "windows"]  # adfs adds one
+
+
+def _settings_changes(bridge: Services) -> list[dict[str, object]]:
+    return [event["detail"] for event in audit_events(bridge.db, limit=200)
+            if event["event"] == "idp_settings_changed"]
+
+
+def test_a_settings_write_with_a_stale_if_match_saves_nothing(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp, bridge: Services) -> None:
+    """Two scripts read the settings, each changes one field and writes them back: the second,
+    made from settings that are no longer stored, is refused instead of undoing the first."""
+    assert _create(api, acme).status_code == 201
+    read = api("GET", "/admin/api/idps/other/settings")
+    assert read.status_code == 200
+    etag = read.headers["ETag"]
+    assert etag == f'"{read.get_json()["settings_fingerprint"]}"'
+    assert read.get_json()["settings"] == {"display_name": "Acme"}
+    first = api("PUT", "/admin/api/idps/other/settings", headers={"If-Match": etag},
+                json={"display_name": "Acme", "clock_skew_seconds": 30})
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.headers["ETag"] not in (etag, None)
+    assert first.headers["ETag"] == api("GET", "/admin/api/idps/other/settings").headers["ETag"]
+    second = api("PUT", "/admin/api/idps/other/settings", headers={"If-Match": etag},
+                 json={"display_name": "Acme Corp"})
+    assert second.status_code == 412
+    assert second.get_json()["code"] == "settings_changed"
+    assert "nothing was saved" in second.get_json()["problems"][0]
+    stored = api("GET", "/admin/api/idps/other").get_json()["settings"]
+    assert stored == {"display_name": "Acme", "clock_skew_seconds": 30}
+    assert len(_settings_changes(bridge)) == 1  # only the first write was made, and audited
+
+
+def test_if_match_is_judged_as_http_says(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    assert _create(api, acme).status_code == 201
+    etag = api("GET", "/admin/api/idps/other/settings").headers["ETag"]
+
+    def put(if_match: str, body: object) -> Any:
+        return api("PUT", "/admin/api/idps/other/settings", headers={"If-Match": if_match},
+                   json=body)
+
+    # Strong comparison: the weak form of the current tag matches nothing.
+    assert put(f"W/{etag}", {"display_name": "Weak"}).status_code == 412
+    # The precondition comes before the body: a stale write of invalid settings is a 412.
+    assert put('"0000"', {"clock_skew_seconds": "soon"}).status_code == 412
+    empty = put("", {"display_name": "Empty"})
+    assert empty.status_code == 422 and empty.get_json()["code"] == "if_match_invalid"
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {"display_name": "Acme"}
+    # Any of several tags; then * (any stored settings).
+    listed = put(f'"0000", {etag}', {"display_name": "Listed"})
+    assert listed.status_code == 200
+    assert put("*", {"display_name": "Any"}).status_code == 200
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {"display_name": "Any"}
+    # Whatever the precondition, an unknown IdP is a 404 and a file IdP's settings a 409.
+    assert api("PUT", "/admin/api/idps/nobody/settings", headers={"If-Match": etag},
+               json={}).status_code == 404
+    assert api("GET", "/admin/api/idps/nobody/settings").status_code == 404
+    assert api("PUT", "/admin/api/idps/dev/settings", headers={"If-Match": etag},
+               json={"clock_skew_seconds": 10}).status_code == 409
 
 
 def test_file_idps_cannot_be_changed_through_the_api(api) -> None:  # type: ignore[no-untyped-def]

@@ -18,13 +18,14 @@ Two rules guard identity and trust (docs/decisions/0011 and 0012):
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
-from bridge.errors import Conflict, InvalidInput, NotFound
+from bridge.errors import Conflict, InvalidInput, NotFound, StaleChange
 from bridge.idps.fetch import check_url
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
@@ -121,17 +122,20 @@ class IdpAdmin(IdpStages):
             slug, self.version_xml(slug, record.version_id).encode(), settings_json)
 
     def update_settings(self, slug: str, settings: dict[str, Any], actor: str, *,
-                        based_on: str | None = None) -> dict[str, Any]:
+                        based_on: str | Collection[str] | None = None,
+                        stale: str = SETTINGS_CHANGED) -> dict[str, Any]:
         """Store ``settings``. ``based_on``: the fingerprint of the stored settings the change
-        was made from (the settings page's); the change is refused (Conflict, nothing saved)
-        when the settings stored now are others."""
+        was made from (the settings page's; any of several, an API request's ``If-Match``); the
+        change is refused (``StaleChange`` saying ``stale``, nothing saved) when the settings
+        stored now are others."""
         settings_json, _ = self.checked_settings(slug, settings)
         now = self.clock.now()
+        accepted = {based_on} if isinstance(based_on, str) else based_on
         with self.db.transaction() as session:
             row = session.get(IdpRecord, slug, with_for_update=True)
             assert row is not None
-            if based_on is not None and settings_fingerprint(row.settings_json) != based_on:
-                raise Conflict(SETTINGS_CHANGED, code="settings_changed")
+            if accepted is not None and settings_fingerprint(row.settings_json) not in accepted:
+                raise StaleChange(stale, code="settings_changed")
             before = json.loads(row.settings_json)
             row.settings_json = settings_json
             row.updated_at = now

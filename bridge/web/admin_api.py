@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from bridge import audit
 from bridge.claims.mapping import parse_mapping
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
-from bridge.errors import InvalidInput, SamlRejected
+from bridge.errors import InvalidInput, SamlRejected, StaleChange
 from bridge.idps.preview import facts_from_document, facts_from_response, preview_login, refused
 from bridge.idps.settings_text import json_settings
 from bridge.provisioning.status import deprovisioning_status
@@ -175,10 +175,58 @@ def restore_deleted(slug: str) -> Response:
     return jsonify(administration().idps.restore_deleted(slug, actor=actor()))
 
 
+# The settings' entity tag is their fingerprint (what the settings page sends back as well): a
+# script that reads them (GET, ETag) and writes them back with If-Match changes nothing when
+# another admin saved settings in between (412 settings_changed), instead of undoing that change.
+SETTINGS_CHANGED = ("settings: the settings changed since the If-Match entity tag was read "
+                    "(another admin saved them); nothing was saved. Read them again (GET, ETag), "
+                    "then make the change again.")
+
+
+@admin_api_blueprint.get("/api/idps/<slug>/settings")
+@admin_api
+def get_settings(slug: str) -> Response:
+    detail = administration().idps.get_idp(slug)
+    return _with_etag(jsonify({"settings": detail["settings"],
+                               "settings_fingerprint": detail["settings_fingerprint"]}),
+                      detail["settings_fingerprint"])
+
+
 @admin_api_blueprint.put("/api/idps/<slug>/settings")
 @admin_api
 def update_settings(slug: str) -> Response:
-    return jsonify(administration().idps.update_settings(slug, _json_body(), actor()))
+    admin = administration().idps
+    based_on = _if_match()
+    # RFC 9110 §13.2: an unknown IdP is a 404 and a file IdP's settings a 409 whatever the
+    # precondition says; otherwise the precondition is judged before the body (and again, under
+    # the row's lock, as the settings are saved).
+    current = admin.get_idp(slug)["settings_fingerprint"]
+    if based_on is not None and current is not None and current not in based_on:
+        raise StaleChange(SETTINGS_CHANGED, code="settings_changed")
+    detail = admin.update_settings(slug, _json_body(), actor(), based_on=based_on,
+                                   stale=SETTINGS_CHANGED)
+    return _with_etag(jsonify(detail), detail["settings_fingerprint"])
+
+
+def _if_match() -> frozenset[str] | None:
+    """The settings fingerprints an ``If-Match`` accepts (RFC 9110 §13.1.1: strong comparison, so
+    a weak tag matches nothing); None without the header or with ``*`` (any settings)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tags = request.if_match
+    if tags.star_tag:
+        return None
+    if not tags:
+        raise InvalidInput("If-Match: an entity tag is required, in double quotes, as ETag gives "
+                           "it (or *)", code="if_match_invalid")
+    return frozenset(tags.as_set())
+
+
+def _with_etag(response: Response, fingerprint: str | None) -> Response:
+    if fingerprint is not None:
+        response.set_etag(fingerprint)
+    return response
 
 
 @admin_api_blueprint.put("/api/idps/<slug>/metadata-url")

@@ -34,6 +34,7 @@ from bridge.errors import (
     ProvisioningUnauthorized,
     SamlRejected,
     SecurityEventRejected,
+    StaleChange,
     StoreUnavailable,
     TokenError,
     TooLarge,
@@ -49,6 +50,8 @@ STATUS: dict[type[BridgeError], int] = {
     InvalidInput: 422,
     FetchRefused: 422,
     Conflict: 409,
+    # RFC 9110 §13.1.1: an If-Match that names another state of the resource.
+    StaleChange: 412,
     Misconfigured: 503,  # the bridge cannot serve this with its configuration
     SamlRejected: 400,
     IdpUnknown: 404,
