@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet
@@ -20,7 +19,6 @@ from bridge.config import Settings
 from bridge.idps.endpoints import normalized_origins
 from bridge.idps.files import load_idp_directory
 from bridge.idps.registry import IdpRegistry, register_file_idps
-from bridge.idps.settings import IdentityProvider
 from bridge.idps.targets import check_idp_initiated_targets
 from bridge.sp_keys.manager import SamlKeys
 from bridge.store.db import Database
@@ -51,7 +49,8 @@ class Services:
     settings: Settings
     clock: Clock
     db: Database
-    idps: Mapping[str, IdentityProvider]
+    # Every IdP in force: the files of idp_metadata/ and the managed ones (bridge.idps.registry).
+    idps: IdpRegistry
     # Every OAuth client in force: the settings file's and the managed ones (bridge.clients).
     clients: ClientRegistry
     keys: KeyRing
@@ -60,7 +59,7 @@ class Services:
 
 
 def assemble_services(settings: Settings, db: Database, clock: Clock,
-                      idps: Mapping[str, IdentityProvider]) -> Services:
+                      idps: IdpRegistry) -> Services:
     """The collaborators around an open database and a set of IdPs; creates no keys."""
     kek_text = load_kek(settings.key_encryption_key, instance_dir=settings.instance_dir,
                         production=settings.is_production)

@@ -168,7 +168,7 @@ def test_an_idp_stored_but_not_loadable_fails_its_refresh_with_the_reason(
         row = session.get(IdpRecord, "other")
         row.settings_json = json.dumps({"clock_skew_seconds": 900})  # over the limit of 300
         row.updated_at += 1
-    bridge.idps.invalidate()  # type: ignore[attr-defined]
+    bridge.idps.invalidate()
     assert "other" not in bridge.idps
     _Published.body = _metadata_with(acme, x.load_keypair(acme.state_dir).cert_pem,
                                      _new_keypair(tmp_path).cert_pem)

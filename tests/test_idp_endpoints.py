@@ -254,7 +254,7 @@ def test_idps_already_stored_on_one_logout_origin_are_served_by_no_node(
             connection.execute(sa.text(
                 "INSERT INTO idps (slug, version_id, settings_json, created_at, updated_at) "
                 "VALUES (:slug, :id, '{}', 0, :id)"), {"slug": slug, "id": version})
-    bridge.idps.invalidate()  # type: ignore[attr-defined]
+    bridge.idps.invalidate()
 
     assert [i["slug"] for i in api("GET", "/admin/api/idps").get_json()["idps"]] == ["dev"]
     for slug in ("other", "portal"):

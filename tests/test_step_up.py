@@ -27,6 +27,7 @@ from bridge.store.db import Database
 from bridge.tokens.secrets_util import secret_hash
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser, Login, pkce_pair
+from tests.upgrades import row, upgraded_from
 
 WEB2 = {"client_id": "web2", "redirect_uris": ["https://web2.example.com/cb"],
         "audience": "https://api.example.com", "claims_version": 2, "public": True}
@@ -334,27 +335,18 @@ def test_prompt_none_never_shows_the_idp_chooser(browser: Browser) -> None:
 
 
 def test_the_upgrade_widens_auth_time_and_keeps_the_logins(upgrade_url: str) -> None:
-    database = Database(upgrade_url)
-    rows = {"authorization_codes": "code_hash, client_id, redirect_uri, scope, subject, idp_slug, "
-                                   "claims_json, auth_time, created_at, expires_at",
-            "refresh_families": "id, client_id, subject, idp_slug, claims_json, scope, auth_time, "
-                                "created_at, expires_at"}
-    try:
-        database.upgrade("0015")  # the revision before auth_time was widened
-        with database.engine.begin() as connection:
-            connection.execute(sa.text(
-                "INSERT INTO authorization_codes (" + rows["authorization_codes"] + ") VALUES "
-                "('h1', 'web2', 'https://web2.example.com/cb', 'openid', 's', 'dev', '{}', "
-                "1700000000, 0, 1)"))
-            connection.execute(sa.text(
-                "INSERT INTO refresh_families (" + rows["refresh_families"] + ") VALUES "
-                "('f1', 'web2', 's', 'dev', '{}', 'openid', 1700000000, 0, 1)"))
-        database.upgrade()
-        with database.engine.begin() as connection:
-            for table in rows:
-                connection.execute(sa.text(f"UPDATE {table} SET auth_time = auth_time + :more"),
-                                   {"more": 2**40})
-                kept = connection.execute(sa.text(f"SELECT auth_time FROM {table}")).scalar_one()
-                assert kept == 1700000000 + 2**40
-    finally:
-        database.dispose()
+    logins = [  # at 0015, the revision before auth_time was widened
+        row("INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, scope, subject, "
+            "idp_slug, claims_json, auth_time, created_at, expires_at) VALUES ('h1', 'web2', "
+            "'https://web2.example.com/cb', 'openid', 's', 'dev', '{}', 1700000000, 0, 1)"),
+        row("INSERT INTO refresh_families (id, client_id, subject, idp_slug, claims_json, scope, "
+            "auth_time, created_at, expires_at) VALUES ('f1', 'web2', 's', 'dev', '{}', 'openid', "
+            "1700000000, 0, 1)"),
+    ]
+    with upgraded_from(upgrade_url, "0015", logins) as database, \
+            database.engine.begin() as connection:
+        for table in ("authorization_codes", "refresh_families"):
+            connection.execute(sa.text(f"UPDATE {table} SET auth_time = auth_time + :more"),
+                               {"more": 2**40})
+            kept = connection.execute(sa.text(f"SELECT auth_time FROM {table}")).scalar_one()
+            assert kept == 1700000000 + 2**40

@@ -7,36 +7,27 @@ leaves its start behind."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 
 from bridge.admin.access import AdminAccess
+from bridge.clock import FixedClock
 from bridge.oauth.deprovisioned import deprovision, ended_by_a_lifted_refusal, reinstate
-from bridge.store.db import Database
 from bridge.store.models import AdminToken
 from bridge.tokens.secrets_util import secret_hash
+from tests.upgrades import downgraded_to, row, upgraded_from
 
-
-class _Clock:
-    def now(self) -> float:
-        return 1000.0
+_ROWS = [
+    row("INSERT INTO admin_tokens (id, token_hash, name, created_by, created_at, expires_at, "
+        "revoked_at, last_used_at) VALUES ('t1', :hash, 'old', 'user:sub-alice (Alice)', 0, "
+        "5000, NULL, NULL)", hash=secret_hash("bat_old")),
+    row("INSERT INTO deprovisioned_subjects (idp_slug, subject, source, reason, at) "
+        "VALUES ('dev', 'sub-bob', 'scim', 'scim_deactivated', 500)"),
+]
 
 
 def test_the_upgrade_keeps_tokens_ownerless_and_owned_ones_end_with_their_owner(
         upgrade_url: str) -> None:
-    database = Database(upgrade_url)
-    try:
-        database.upgrade("0020")
-        with database.engine.begin() as connection:
-            connection.execute(sa.text(
-                "INSERT INTO admin_tokens (id, token_hash, name, created_by, created_at, "
-                "expires_at, revoked_at, last_used_at) VALUES ('t1', :hash, 'old', "
-                "'user:sub-alice (Alice)', 0, 5000, NULL, NULL)"),
-                {"hash": secret_hash("bat_old")})
-            connection.execute(sa.text(
-                "INSERT INTO deprovisioned_subjects (idp_slug, subject, source, reason, at) "
-                "VALUES ('dev', 'sub-bob', 'scim', 'scim_deactivated', 500)"))
-        database.upgrade()
-        access = AdminAccess(database, _Clock())
+    with upgraded_from(upgrade_url, "0020", _ROWS) as database:
+        access = AdminAccess(database, FixedClock(1000.0))
         old = access.authenticate_token("bat_old")
         assert old is not None and old.owner is None
         owned = access.create_token("new", expires_in=3600, actor="user:sub-alice (Alice)",
@@ -56,14 +47,9 @@ def test_the_upgrade_keeps_tokens_ownerless_and_owned_ones_end_with_their_owner(
                                              issued_at=499)
             assert not ended_by_a_lifted_refusal(session, idp_slug="dev", subject="sub-bob",
                                                  issued_at=1001)
-        with database.engine.begin() as connection:
-            config = database._alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0020")
+        with downgraded_to(database, "0020") as connection:
             columns = {c["name"] for c in sa.inspect(connection).get_columns("admin_tokens")}
             assert "owner_subject" not in columns and "name" in columns
             assert "lifted_refusals" not in sa.inspect(connection).get_table_names()
             assert connection.execute(sa.text(
                 "SELECT count(*) FROM admin_tokens")).scalar() == 2
-    finally:
-        database.dispose()

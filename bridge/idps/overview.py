@@ -75,7 +75,6 @@ class IdpOverview:
 
     @property
     def registry(self) -> IdpRegistry:
-        assert isinstance(self.bridge.idps, IdpRegistry)
         return self.bridge.idps
 
     def _now(self) -> dt.datetime:

@@ -64,9 +64,8 @@ def _idp_vouches(services: Services, session: Any, slug: str, iat: object) -> bo
     through: an IdP of the admin API deleted and restored (or made again under the slug) is
     created anew, and a token issued before that ended with the deletion, as its logins did.
     Read from the database, so a deletion on any node ends the token on every node at once."""
-    # Declared in idp_metadata/ on this node: in force while it is there (a plain mapping of
-    # IdPs, without a registry, holds files only).
-    files = getattr(services.idps, "files", services.idps)
+    # Declared in idp_metadata/ on this node: in force while it is there.
+    files = services.idps.files
     if slug in files:
         return bool(files[slug].live)
     record = session.get(IdpRecord, slug)

@@ -6,49 +6,39 @@ as decision 23 documents."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from bridge.admin.access import AdminAccess
+from bridge.clock import FixedClock
 from bridge.oauth.deprovisioned import deprovision
-from bridge.store.db import Database
 from bridge.store.models import AdminToken
 from bridge.tokens.secrets_util import secret_hash
-
-
-class _Clock:
-    def now(self) -> float:
-        return 1000.0
-
+from tests.upgrades import row, upgraded_from
 
 _TOKEN = ("INSERT INTO admin_tokens (id, token_hash, name, created_by, created_at, expires_at, "
           "revoked_at, last_used_at) VALUES (:id, :hash, :id, :by, 0, 50000, NULL, NULL)")
 _SESSION = ("INSERT INTO admin_sessions (id_hash, kind, subject, name, idp_slug, csrf_token, "
             "created_at, expires_at) VALUES (:id, 'session', :subject, 'A', :idp, 'c', 0, 9000)")
+_ROWS = [
+    *(row(_TOKEN, id=token_id, by=by, hash=secret_hash(f"bat_{token_id}"))
+      for token_id, by in (("alice", "user:sub-alice (Alice (ops))"),
+                           ("nobody", "user:sub-gone (Gone)"),
+                           ("twice", "user:sub-two (Two)"),
+                           ("robot", "token:ci"))),
+    *(row(_SESSION, id=session_id, subject=subject, idp=idp)
+      for session_id, subject, idp in (("s1", "sub-alice", "dev"), ("s2", "sub-two", "dev"),
+                                       ("s3", "sub-two", "other"))),
+]
 
 
 def test_the_upgrade_gives_pre_owner_tokens_the_owner_their_maker_names(
         upgrade_url: str) -> None:
-    database = Database(upgrade_url)
-    try:
-        database.upgrade("0020")
-        with database.engine.begin() as connection:
-            for token_id, by in (("alice", "user:sub-alice (Alice (ops))"),
-                                 ("nobody", "user:sub-gone (Gone)"),
-                                 ("twice", "user:sub-two (Two)"),
-                                 ("robot", "token:ci")):
-                connection.execute(sa.text(_TOKEN), {"id": token_id, "by": by,
-                                                     "hash": secret_hash(f"bat_{token_id}")})
-            for row, subject, idp in (("s1", "sub-alice", "dev"), ("s2", "sub-two", "dev"),
-                                      ("s3", "sub-two", "other")):
-                connection.execute(sa.text(_SESSION), {"id": row, "subject": subject, "idp": idp})
-        database.upgrade()
+    with upgraded_from(upgrade_url, "0020", _ROWS) as database:
         with database.transaction() as session:
             owners = {t.id: (t.owner_idp_slug, t.owner_subject)
                       for t in session.query(AdminToken)}
         assert owners == {"alice": ("dev", "sub-alice"), "nobody": (None, None),
                           "twice": (None, None), "robot": (None, None)}
 
-        access = AdminAccess(database, _Clock())
+        access = AdminAccess(database, FixedClock(1000.0))
         assert access.authenticate_token("bat_alice") is not None
         with database.transaction() as session:
             deprovision(session, idp_slug="dev", subject="sub-alice", source="event",
@@ -58,5 +48,3 @@ def test_the_upgrade_gives_pre_owner_tokens_the_owner_their_maker_names(
         with database.transaction() as session:
             assert session.get(AdminToken, "alice").revoked_at == 1000.0  # type: ignore[union-attr]
         assert access.authenticate_token("bat_nobody") is not None
-    finally:
-        database.dispose()

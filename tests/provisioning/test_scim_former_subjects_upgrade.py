@@ -7,28 +7,24 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-from alembic import command
 
 from bridge.provisioning.scim_subjects import remember_rename, subjects_of
-from bridge.store.db import Database
 from bridge.store.models import ScimUser
+from tests.upgrades import downgraded_to, row, upgraded_from
+
+_ROWS = [
+    row("INSERT INTO scim_users (id, idp_slug, user_name_key, external_id, active, subject, "
+        "resource_json, version, created_at, updated_at) VALUES ('u1', 'dev', 'alice', NULL, "
+        ":active, 'sub-alice', :resource, 1, 0, 0)",
+        active=True, resource=json.dumps({"userName": "alice"})),
+    row("INSERT INTO deprovisioned_subjects (idp_slug, subject, source, reason, at) "
+        "VALUES ('dev', 'sub-bob', 'scim', 'scim_deleted', 0)"),
+]
 
 
 def test_the_upgrade_keeps_users_and_refusals_and_remembers_renames_from_then_on(
         upgrade_url: str) -> None:
-    database = Database(upgrade_url)
-    try:
-        database.upgrade("0019")
-        with database.engine.begin() as connection:
-            connection.execute(sa.text(
-                "INSERT INTO scim_users (id, idp_slug, user_name_key, external_id, active, "
-                "subject, resource_json, version, created_at, updated_at) VALUES ('u1', 'dev', "
-                "'alice', NULL, :active, 'sub-alice', :resource, 1, 0, 0)"),
-                {"active": True, "resource": json.dumps({"userName": "alice"})})
-            connection.execute(sa.text(
-                "INSERT INTO deprovisioned_subjects (idp_slug, subject, source, reason, at) "
-                "VALUES ('dev', 'sub-bob', 'scim', 'scim_deleted', 0)"))
-        database.upgrade()
+    with upgraded_from(upgrade_url, "0019", _ROWS) as database:
         with database.transaction() as session:
             user = session.get(ScimUser, "u1")
             assert user is not None and subjects_of(session, user) == ["sub-alice"]
@@ -42,10 +38,6 @@ def test_the_upgrade_keeps_users_and_refusals_and_remembers_renames_from_then_on
         with database.engine.begin() as connection:
             refused = connection.execute(sa.text(
                 "SELECT subject FROM deprovisioned_subjects")).scalars().all()
-            assert refused == ["sub-bob"]
-            config = database._alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0019")
+        assert refused == ["sub-bob"]
+        with downgraded_to(database, "0019") as connection:
             assert "scim_former_subjects" not in sa.inspect(connection).get_table_names()
-    finally:
-        database.dispose()

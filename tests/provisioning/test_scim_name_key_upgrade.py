@@ -7,46 +7,36 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
-from alembic import command
 
 from bridge.provisioning.scim_model import name_key
-from bridge.store.db import Database
+from tests.upgrades import Row, downgraded_to, row, upgraded_from
 
 
-def _insert(connection: sa.Connection, user_id: str, user_name: str) -> None:
-    connection.execute(sa.text(
-        "INSERT INTO scim_users (id, idp_slug, user_name_key, external_id, active, subject, "
-        "resource_json, version, created_at, updated_at) VALUES (:id, 'dev', :key, NULL, "
-        ":active, NULL, :resource, 1, 0, 0)"),
-        {"id": user_id, "key": user_name.lower(), "active": True,
-         "resource": json.dumps({"userName": user_name})})
+def _user(user_id: str, user_name: str) -> Row:
+    return row("INSERT INTO scim_users (id, idp_slug, user_name_key, external_id, active, "
+               "subject, resource_json, version, created_at, updated_at) VALUES (:id, 'dev', "
+               ":key, NULL, :active, NULL, :resource, 1, 0, 0)",
+               id=user_id, key=user_name.lower(), active=True,
+               resource=json.dumps({"userName": user_name}))
 
 
-def _keys(database: Database) -> dict[str, str]:
-    with database.engine.begin() as connection:
-        rows = connection.execute(sa.text("SELECT id, user_name_key FROM scim_users"))
-        return {row.id: row.user_name_key for row in rows}
+def _keys(connection: sa.Connection) -> dict[str, str]:
+    rows = connection.execute(sa.text("SELECT id, user_name_key FROM scim_users"))
+    return {stored.id: stored.user_name_key for stored in rows}
 
 
 def test_the_upgrade_recomputes_the_keys_and_merges_no_one(upgrade_url: str) -> None:
-    database = Database(upgrade_url)
-    try:
-        database.upgrade("0018")
+    users = [_user("u1", "alice@example.com"),
+             _user("u2", "Straße@example.com"),       # lower(): straße
+             _user("u3", "ＢＯＢ@example.com"),         # fullwidth: lower() keeps it
+             _user("u4", "strasse@example.com")]      # the fold of u2's name
+    with upgraded_from(upgrade_url, "0018", users) as database:
         with database.engine.begin() as connection:
-            _insert(connection, "u1", "alice@example.com")
-            _insert(connection, "u2", "Straße@example.com")       # lower(): straße
-            _insert(connection, "u3", "ＢＯＢ@example.com")         # fullwidth: lower() keeps it
-            _insert(connection, "u4", "strasse@example.com")      # the fold of u2's name
-        database.upgrade()
-        keys = _keys(database)
+            keys = _keys(connection)
         assert keys["u1"] == "alice@example.com"
         assert keys["u3"] == name_key("ＢＯＢ@example.com") == "bob@example.com"
         # u2's name folds to u4's key, which u4 holds: u2 keeps its old key, both stay.
         assert (keys["u2"], keys["u4"]) == ("straße@example.com", "strasse@example.com")
-        config = database._alembic_config()
-        with database.engine.begin() as connection:  # and back: the keys the code before computes
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0018")
-        assert _keys(database)["u3"] == "ＢＯＢ@example.com".lower()
-    finally:
-        database.dispose()
+        # And back: the keys the code before computes.
+        with downgraded_to(database, "0018") as connection:
+            assert _keys(connection)["u3"] == "ＢＯＢ@example.com".lower()

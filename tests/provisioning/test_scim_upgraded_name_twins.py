@@ -8,9 +8,7 @@ written to as well, and its next write stores the key of today's rule."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +18,11 @@ from flask.testing import FlaskClient
 from bridge.dev.saml_idp import DevIdp, User
 from bridge.saml.subject import derive_subject
 from bridge.store.db import Database
-from tests.conftest import CONFIDENTIAL_SECRET, POSTGRES_PARAM
-from tests.databases import create_postgres_database, drop_postgres_database
+from tests.conftest import CONFIDENTIAL_SECRET
 from tests.helpers import Browser
 from tests.provisioning.conftest import Scim
 from tests.provisioning.scim_shapes import CORE, OKTA_DEACTIVATE
+from tests.upgrades import row, upgraded_from
 
 EARLIER = "strasse@example.com"
 LATER = "Straße@example.com"  # lower(): straße@…, NFKC_Casefold: strasse@…, the EARLIER's key
@@ -32,32 +30,18 @@ LATER_PERSON = User("strasse2", "x", LATER, {"mail": ["s2@example.com"]})
 EARLIER_PERSON = User("strasse1", "x", EARLIER, {"mail": ["s1@example.com"]})
 
 
-@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
-def database(request: pytest.FixtureRequest, tmp_path: Path, session_dev_idp: DevIdp
-             ) -> Iterator[Database]:
+@pytest.fixture
+def database(upgrade_url: str, session_dev_idp: DevIdp) -> Iterator[Database]:
     """A database written by the release before 0019 (str.lower() keys), then upgraded."""
-    if request.param == "sqlite":
-        url, name = f"sqlite:///{tmp_path}/upgraded.db", None
-    else:
-        name = f"bridge_twins_{uuid.uuid4().hex[:12]}"
-        url = create_postgres_database(name)
-    database = Database(url)
-    database.upgrade("0018")
-    with database.engine.begin() as connection:
-        for user_id, user_name in (("u1", EARLIER), ("u2", LATER)):
-            connection.execute(sa.text(
-                "INSERT INTO scim_users (id, idp_slug, user_name_key, external_id, active, "
-                "subject, resource_json, version, created_at, updated_at) VALUES (:id, 'dev', "
-                ":key, NULL, :active, :subject, :resource, 1, 0, 0)"),
-                {"id": user_id, "key": user_name.lower(), "active": True,
-                 "subject": derive_subject(session_dev_idp.entity_id, user_name),
-                 "resource": json.dumps({"schemas": [CORE], "userName": user_name,
-                                         "active": True})})
-    database.upgrade()
-    yield database
-    database.dispose()
-    if name is not None:
-        drop_postgres_database(name)
+    users = [row("INSERT INTO scim_users (id, idp_slug, user_name_key, external_id, active, "
+                 "subject, resource_json, version, created_at, updated_at) VALUES (:id, 'dev', "
+                 ":key, NULL, :active, :subject, :resource, 1, 0, 0)",
+                 id=user_id, key=user_name.lower(), active=True,
+                 subject=derive_subject(session_dev_idp.entity_id, user_name),
+                 resource=json.dumps({"schemas": [CORE], "userName": user_name, "active": True}))
+             for user_id, user_name in (("u1", EARLIER), ("u2", LATER))]
+    with upgraded_from(upgrade_url, "0018", users) as upgraded:
+        yield upgraded
 
 
 def _tokens(browser: Browser, person: User) -> dict[str, Any]:
