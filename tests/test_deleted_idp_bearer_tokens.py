@@ -75,3 +75,25 @@ def test_a_restored_idp_does_not_revive_abearer_token(
     fresh = bearer_token(client, session_other_idp, settings)
     assert active(client, fresh)
 
+
+
+def test_an_idp_deleted_and_restored_within_a_second_does_not_revive_a_bearer_token(
+        api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """iat is whole seconds: the token must carry when, within its second, it was issued, or a
+    deletion and restore in that same second would bring it back."""
+    second = float(int(bridge.clock.now()) + 10)
+    instant = [second + 0.2]
+    monkeypatch.setattr(bridge.clock, "now", lambda: instant[0])
+    _live_idp(api, session_other_idp)
+    token = bearer_token(client, session_other_idp, settings)
+    assert active(client, token)
+    instant[0] = second + 0.5
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    assert api("POST", f"/admin/api/deleted-idps/{SLUG}/restore").status_code == 200
+    assert api("POST", f"/admin/api/idps/{SLUG}/go-live",
+               json={"without_test": True}).status_code == 200
+    assert not active(client, token)
+    instant[0] = second + 0.6  # issued after the restore, in the same second: it stands
+    assert active(client, bearer_token(client, session_other_idp, settings))

@@ -116,8 +116,9 @@ def refuse_if_deprovisioned(connection: direct.Runner, *, idp_slug: str, subject
 
 def ended_by_a_lifted_refusal(session: Session, *, idp_slug: str, subject: str,
                                issued_at: float) -> bool:
-    """Whether a token of no login issued at ``issued_at`` (whole seconds) was ended by a refusal
-    since lifted: one that began after it was issued."""
+    """Whether a token of no login issued at ``issued_at`` (to the millisecond, or whole seconds
+    for a token issued before its jti said: ``tokens/access.py``) was ended by a refusal since
+    lifted: one that began after it was issued."""
     lifted = session.get(LiftedRefusal, (idp_slug, subject))
     return lifted is not None and issued_at <= lifted.refused_at
 

@@ -9,7 +9,7 @@ from sqlalchemy import Select, select
 
 from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
 from bridge.store.models import IdpRecord, RefreshFamily
-from bridge.tokens.access import login_of
+from bridge.tokens.access import IssueTime, issued_at, login_of
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -46,20 +46,22 @@ def access_token_live(services: Services, claims: dict[str, Any]) -> bool:
     if login is not None:
         return login_live(services, login)
     slug = str(claims.get("idp", ""))
+    issued = issued_at(claims)
+    if issued is None:
+        return False
     with services.db.transaction() as session:
-        iat = claims.get("iat")
-        if not _idp_vouches(services, session, slug, iat):
+        if not _idp_vouches(services, session, slug, issued):
             return False
         subject = str(claims.get("sub", ""))
         if is_deprovisioned(session, idp_slug=slug, subject=subject):
             return False
         # A refusal lifted since: what it ended stays ended (the IdP reactivated the person, it
         # did not vouch again for a token issued before).
-        return not (isinstance(iat, int | float) and ended_by_a_lifted_refusal(
-            session, idp_slug=slug, subject=subject, issued_at=iat))
+        return not ended_by_a_lifted_refusal(session, idp_slug=slug, subject=subject,
+                                             issued_at=issued.instant)
 
 
-def _idp_vouches(services: Services, session: Any, slug: str, iat: object) -> bool:
+def _idp_vouches(services: Services, session: Any, slug: str, issued: IssueTime) -> bool:
     """Whether the IdP a token of no login came through is still live, and is the one it came
     through: an IdP of the admin API deleted and restored (or made again under the slug) is
     created anew, and a token issued before that ended with the deletion, as its logins did.
@@ -69,8 +71,10 @@ def _idp_vouches(services: Services, session: Any, slug: str, iat: object) -> bo
     if slug in files:
         return bool(files[slug].live)
     record = session.get(IdpRecord, slug)
-    if record is None or record.state != "live" or isinstance(iat, bool) \
-            or not isinstance(iat, int | float):
+    if record is None or record.state != "live":
         return False
-    # iat is whole seconds: a token issued in the second the IdP was created stands.
-    return iat >= int(record.created_at)
+    if not issued.precise:
+        # Whole seconds (a token issued before jti named the instant): one issued in the
+        # second the IdP was created stands.
+        return issued.instant >= int(record.created_at)
+    return issued.instant >= record.created_at

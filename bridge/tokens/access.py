@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.clock import Clock
 from bridge.tokens.keys import ActiveKey
@@ -15,18 +15,24 @@ from bridge.tokens.signing import sign
 ACCESS_TOKEN_TYPE = "at+jwt"
 # A refresh family's ID (uuid4 hex, tokens/refresh.py): the login an access token belongs to.
 _LOGIN = re.compile(r"^[0-9a-f]{32}\Z")
+# A token of no login's jti: the instant it was issued, in milliseconds (new_jti).
+_ISSUED = re.compile(r"t([0-9]{1,16})\.")
 
 
-def new_jti(login: str | None) -> str:
-    """A unique token ID that names the login it was issued under: ``<family>.<random>``.
+def new_jti(login: str | None, issued_at: float) -> str:
+    """A unique token ID that names the login it was issued under: ``<family>.<random>``; for a
+    token of no login (the SAML bearer grant, or exchanged from one), the instant it was issued
+    instead: ``t<milliseconds>.<random>``.
 
     The published claims schemas forbid new claims (additionalProperties: false), so the link to
     the login travels in ``jti``, whose content they leave open (16-64 characters). Introspection
     and /userinfo read it to answer "inactive" once the login has ended
-    (docs/decisions/0013-introspection-and-ended-logins.md). Tokens of no login (the SAML bearer
-    grant) keep a plain random ID."""
+    (docs/decisions/0013-introspection-and-ended-logins.md). A token of no login stands while its
+    IdP vouches for it, judged against when the IdP was made and when a refusal of its person
+    began (``oauth/live_logins.py``); ``iat`` is whole seconds, and those can fall in the same
+    second as the token."""
     nonce = secrets.token_urlsafe(16)
-    return f"{login}.{nonce}" if login else nonce
+    return f"{login}.{nonce}" if login else f"t{int(issued_at * 1000)}.{nonce}"
 
 
 def login_of(jti: object) -> str | None:
@@ -35,6 +41,27 @@ def login_of(jti: object) -> str | None:
         return None
     login, dot, _ = jti.partition(".")
     return login if dot and _LOGIN.match(login) else None
+
+
+class IssueTime(NamedTuple):
+    instant: float
+    # False for a token issued before jti named the instant: ``instant`` is its whole-second iat.
+    precise: bool
+
+
+def issued_at(claims: dict[str, Any]) -> IssueTime | None:
+    """When a verified token of no login was issued: to the millisecond when its ``jti`` says
+    so, else its whole-second ``iat``; None when ``iat`` is no number."""
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
+        return None
+    jti = claims.get("jti")
+    found = _ISSUED.match(jti) if isinstance(jti, str) else None
+    if found is not None:
+        instant = int(found.group(1)) / 1000
+        if int(instant) == int(iat):  # the same second, as the token was signed with
+            return IssueTime(instant, precise=True)
+    return IssueTime(float(iat), precise=False)
 
 
 def issue_access_token(
@@ -52,7 +79,8 @@ def issue_access_token(
     dpop_jkt: str | None = None,
 ) -> str:
     """An access token; with ``dpop_jkt`` bound to that DPoP key (RFC 9449 §6.1, ``cnf.jkt``)."""
-    now = int(clock.now())
+    instant = clock.now()
+    now = int(instant)
     # Registered claims come last: nothing derived from an IdP can ever override them.
     payload: dict[str, Any] = {
         **claims,
@@ -60,7 +88,7 @@ def issue_access_token(
         "aud": audience,
         "exp": now + ttl,
         "iat": now,
-        "jti": new_jti(login),
+        "jti": new_jti(login, instant),
         "client_id": client_id,
         "auth_time": auth_time,
     }

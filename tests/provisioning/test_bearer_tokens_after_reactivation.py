@@ -5,6 +5,7 @@ second deactivation and reactivation end it in turn."""
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 
 from bridge.config import Settings
@@ -50,3 +51,21 @@ def test_a_bearer_token_issued_after_the_reactivation_is_active_until_the_next_r
     assert scim("PATCH", f"/Users/{user}", OKTA_DEACTIVATE).status_code == 200
     assert scim("PATCH", f"/Users/{user}", REACTIVATE).status_code == 200
     assert (active(client, before), active(client, after)) == (False, False)
+
+
+def test_a_bearer_token_issued_after_a_reactivation_in_the_same_second_stands(
+        bridge: Services, client: FlaskClient, scim: Scim, dev_idp: DevIdp,  # noqa: F811
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A deactivation and reactivation, then a new token, all within one second: the token was
+    issued after the refusal, and stands; one issued before it, in that second too, does not."""
+    second = float(int(bridge.clock.now()) + 10)
+    instant = [second + 0.1]
+    monkeypatch.setattr(bridge.clock, "now", lambda: instant[0])
+    user = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
+    before = bearer_token(client, dev_idp, settings)
+    instant[0] = second + 0.3
+    assert scim("PATCH", f"/Users/{user}", OKTA_DEACTIVATE).status_code == 200
+    assert scim("PATCH", f"/Users/{user}", REACTIVATE).status_code == 200
+    instant[0] = second + 0.6
+    after = bearer_token(client, dev_idp, settings)
+    assert (active(client, before), active(client, after)) == (False, True)
