@@ -77,7 +77,7 @@ class Application:
 def build_application(services: Services, *,
                       fetch_policy: FetchPolicy | None = None) -> Application:
     login = LoginStarter(services, completions=(ADMIN_SIGN_IN, TEST_LOGIN))
-    access = AdminAccess(services.db, services.clock)
+    access = AdminAccess(services.db, services.clock, services.idps)
     admin = Administration(
         access=access,
         idps=IdpAdmin(services, fetch_policy),

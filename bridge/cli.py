@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         services = build_services(settings, SystemClock())
         expires_in = parse_duration(args.expires_in, option="--expires-in", maximum_days=366,
                                     example="30d")
-        token_id, token = AdminAccess(services.db, services.clock).create_token(
+        token_id, token = AdminAccess(services.db, services.clock, services.idps).create_token(
             args.name, expires_in=expires_in, actor=f"cli:{getpass.getuser()}")
         print(f"admin token {token_id} ({args.name}); keep it secret, it is not shown again:")
         print(token)

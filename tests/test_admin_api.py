@@ -32,7 +32,7 @@ ACME_ACS = "https://bridge.example.com/saml/other/acs"
 
 @pytest.fixture
 def token(bridge: Services) -> str:
-    return AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
+    return AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("tests", expires_in=3600,
                                                               actor="test")[1]
 
 
@@ -439,7 +439,7 @@ def test_claims_preview_reads_the_name_id_exactly_as_a_login_does(api, acme: Dev
 
 
 def test_session_changes_need_the_csrf_token(bridge: Services, client: FlaskClient) -> None:
-    access = AdminAccess(bridge.db, bridge.clock)
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
     session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))
     assert session_id is not None
     client.set_cookie("__Host-bridge-admin", session_id)

@@ -27,7 +27,7 @@ TOKEN_ACTOR = "token:automation"
 
 @pytest.fixture
 def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
-    token = AdminAccess(bridge.db, bridge.clock).create_token("automation", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("automation", expires_in=3600,
                                                               actor="test")[1]
 
     def call(method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
@@ -340,7 +340,7 @@ def test_two_deletions_at_once_delete_once(api, app: Flask, bridge: Services,  #
     """Two deletions of one IdP at once: one deletes it (204, one idp_deleted event), the other
     finds it gone (404); never a 500, never a second deletion event."""
     _draft_with_metadata(api, session_other_idp)
-    token = AdminAccess(bridge.db, bridge.clock).create_token("parallel", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("parallel", expires_in=3600,
                                                                actor="test")[1]
 
     def delete() -> int:

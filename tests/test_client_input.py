@@ -37,7 +37,7 @@ def bridge(settings: Settings) -> Iterator[Services]:
 
 @pytest.fixture
 def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
-    token = AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("tests", expires_in=3600,
                                                                actor="test")[1]
 
     def call(method: str, path: str, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -49,7 +49,7 @@ def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def csrf(bridge: Services, client: FlaskClient) -> str:
     """An admin's session on ``client``; its CSRF token."""
-    access = AdminAccess(bridge.db, bridge.clock)
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
     session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))
     assert session_id is not None
     client.set_cookie("__Host-bridge-admin", session_id)

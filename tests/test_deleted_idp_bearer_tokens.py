@@ -26,7 +26,7 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp)
 
 @pytest.fixture
 def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
-    token = AdminAccess(bridge.db, bridge.clock).create_token("automation", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("automation", expires_in=3600,
                                                               actor="test")[1]
 
     def call(method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]

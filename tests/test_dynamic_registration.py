@@ -57,7 +57,7 @@ def test_a_registered_client_logs_in_at_once(client: FlaskClient, browser: Brows
     tokens = browser.exchange(code, login.verifier, client_id=body["client_id"],
                               redirect_uri=redirect)
     assert tokens.status_code == 200, tokens.get_data(as_text=True)
-    admin_token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=60,
+    admin_token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("t", expires_in=60,
                                                                      actor="test")[1]
     events = client.get("/admin/api/audit", headers={"Authorization": f"Bearer {admin_token}"})
     created = next(e for e in events.get_json()["events"] if e["event"] == "client_created")
@@ -86,7 +86,7 @@ def test_without_the_initial_access_token_nothing_is_registered(
 
 
 def test_an_admin_token_is_no_initial_access_token(client: FlaskClient, bridge: Services) -> None:
-    admin_token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=60,
+    admin_token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("t", expires_in=60,
                                                                      actor="test")[1]
     assert _register(client, APP, admin_token).status_code == 401
     assert _registered(bridge) == 0
@@ -145,7 +145,7 @@ ADMIN_APP = {"client_id": "reports-admin", "redirect_uris": ["https://reports.ex
 
 
 def _admin_api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
-    token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("t", expires_in=600,
                                                                actor="test")[1]
     return lambda method, path, **kw: client.open(
         path, method=method, headers={"Authorization": f"Bearer {token}"}, **kw)

@@ -30,7 +30,7 @@ SLUG = "other"  # the slug the second test IdP knows our ACS URL under
 
 class Admin:
     def __init__(self, client: FlaskClient, bridge: Services) -> None:
-        access = AdminAccess(bridge.db, bridge.clock)
+        access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
         session_id = access.claim_ticket(access.issue_ticket(subject="a-1", name="Alice",
                                                              idp_slug="dev"))
         assert session_id is not None

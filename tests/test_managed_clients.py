@@ -32,7 +32,7 @@ API = {"client_id": "reports-api", "redirect_uris": ["https://reports.example.co
 
 @pytest.fixture
 def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
-    token = AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("tests", expires_in=3600,
                                                                actor="test")[1]
 
     def call(method: str, path: str, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -412,7 +412,7 @@ def test_client_pages_change_nothing_without_the_csrf_token(  # type: ignore[no-
         api, bridge: Services, client: FlaskClient) -> None:
     secret = _register(api, API)
     assert secret
-    access = AdminAccess(bridge.db, bridge.clock)
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
     session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice", idp_slug="dev"))
     assert session_id is not None
     client.set_cookie("__Host-bridge-admin", session_id)

@@ -533,7 +533,7 @@ def test_the_admin_api_tells_only_that_an_internal_fetch_failed(
         caplog: pytest.LogCaptureFixture, quick_app_fetches: None) -> None:
     address, url, entry = adfs_like
     monkeypatch.setattr("bridge.idps.fetch.certifi.where", lambda: pki.ca_file)
-    token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("t", expires_in=3600,
                                                                actor="test")[1]
     headers = {"Authorization": f"Bearer {token}"}
     metadata = _Published.body
@@ -603,7 +603,7 @@ def test_a_form_of_a_listed_host_on_an_unlisted_address_is_refused_without_it(
 
 
 def _token_headers(bridge: Services) -> dict[str, str]:
-    token = AdminAccess(bridge.db, bridge.clock).create_token("t", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("t", expires_in=3600,
                                                                actor="test")[1]
     return {"Authorization": f"Bearer {token}"}
 

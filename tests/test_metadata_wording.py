@@ -17,7 +17,7 @@ from bridge.services import Services
 
 @pytest.fixture
 def post_idp(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
-    token = AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
+    token = AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("tests", expires_in=3600,
                                                               actor="test")[1]
 
     def post(document: bytes) -> list[str]:

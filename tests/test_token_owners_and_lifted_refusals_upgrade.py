@@ -6,14 +6,17 @@ leaves its start behind."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from bridge.admin.access import AdminAccess
 from bridge.clock import FixedClock
+from bridge.dev.saml_idp import DevIdp
 from bridge.oauth.deprovisioned import deprovision, ended_by_a_lifted_refusal, reinstate
 from bridge.store.models import AdminToken
 from bridge.tokens.secrets_util import secret_hash
-from tests.upgrades import downgraded_to, row, upgraded_from
+from tests.upgrades import downgraded_to, registry, row, upgraded_from
 
 _ROWS = [
     row("INSERT INTO admin_tokens (id, token_hash, name, created_by, created_at, expires_at, "
@@ -25,9 +28,10 @@ _ROWS = [
 
 
 def test_the_upgrade_keeps_tokens_ownerless_and_owned_ones_end_with_their_owner(
-        upgrade_url: str) -> None:
+        upgrade_url: str, dev_idp: DevIdp, idp_dir: Path) -> None:
     with upgraded_from(upgrade_url, "0020", _ROWS) as database:
-        access = AdminAccess(database, FixedClock(1000.0))
+        clock = FixedClock(1000.0)
+        access = AdminAccess(database, clock, registry(database, clock, idp_dir))
         old = access.authenticate_token("bat_old")
         assert old is not None and old.owner is None
         owned = access.create_token("new", expires_in=3600, actor="user:sub-alice (Alice)",

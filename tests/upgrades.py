@@ -5,12 +5,17 @@ them; some then downgrade again. A test states only its revision, its rows and i
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 
+from bridge.clock import Clock
+from bridge.idps.files import load_idp_directory
+from bridge.idps.registry import IdpRegistry
 from bridge.store.db import Database
 
 # An INSERT as the old revision's schema takes it, and the values of its bind parameters.
@@ -45,3 +50,10 @@ def downgraded_to(database: Database, revision: str) -> Iterator[sa.Connection]:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
         yield connection
+
+
+def registry(database: Database, clock: Clock, idp_dir: Path) -> IdpRegistry:
+    """The IdPs of the upgraded database: those of the API in it, and the files in ``idp_dir``
+    (the ``dev_idp`` fixture writes ``dev`` there), as a node would register them."""
+    now = dt.datetime.fromtimestamp(clock.now(), dt.UTC)
+    return IdpRegistry(database, clock, load_idp_directory(idp_dir, now=now))

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.errors import InvalidInput, NotFound
+from bridge.idps.registry import IdpRegistry
 from bridge.oauth.deprovisioned import is_deprovisioned
 from bridge.store.db import Database
 from bridge.store.models import AdminSession, AdminToken
@@ -40,9 +42,18 @@ class Admin:
 
 
 class AdminAccess:
-    def __init__(self, db: Database, clock: Any) -> None:
+    def __init__(self, db: Database, clock: Any, idps: IdpRegistry) -> None:
         self.db = db
         self.clock = clock
+        self.idps = idps  # where a person's admin power came from
+
+    def _owner_stands(self, session: Session, *, idp_slug: str, subject: str,
+                      since: float) -> bool:
+        """Whether the person whose admin power made a session or token (at ``since``) still
+        holds it: not deprovisioned, and their IdP neither removed nor made anew since."""
+        if is_deprovisioned(session, idp_slug=idp_slug, subject=subject):
+            return False
+        return self.idps.stands_since(session, idp_slug, since)
 
     # --- tokens ------------------------------------------------------------------------------------
 
@@ -107,6 +118,11 @@ class AdminAccess:
                     # deprovision() revokes it; this covers a token it raced
                     row.revoked_at = now
                     return None
+                # Deleting the IdP revokes it; this covers a token made while the deletion ran,
+                # and an IdP whose file was removed (refused while the file is gone).
+                if not self._owner_stands(session, idp_slug=owner[0], subject=owner[1],
+                                          since=row.created_at):
+                    return None
             row.last_used_at = now
             return Admin(actor=f"token:{row.name}", owner=owner)
 
@@ -153,8 +169,11 @@ class AdminAccess:
             row = session.get(AdminSession, secret_hash(session_id))
             if row is None or row.kind != "session" or row.expires_at <= now:
                 return None
-            if is_deprovisioned(session, idp_slug=row.idp_slug, subject=row.subject):
-                session.delete(row)  # deprovision() ends it; this covers a row it raced
+            if not self._owner_stands(session, idp_slug=row.idp_slug, subject=row.subject,
+                                      since=row.created_at):
+                # Deprovisioning or the IdP's deletion ends it; this covers a row either raced,
+                # and an IdP whose file was removed.
+                session.delete(row)
                 return None
             return Admin(actor=f"user:{row.subject} ({row.name})", csrf_token=row.csrf_token,
                          name=row.name, email=row.email, owner=(row.idp_slug, row.subject))

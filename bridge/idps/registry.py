@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bridge.clock import Clock
 from bridge.errors import ConfigError
@@ -78,6 +79,16 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         if slug in self.files:
             return "file"
         return "api" if slug in self._current() else None
+
+    def stands_since(self, session: Session, slug: str, since: float) -> bool:
+        """Whether IdP ``slug`` is still the one that stood at ``since`` (read in ``session``):
+        declared in a file on this node, or made through the admin API no later than then and
+        not deleted. What a person's sign-in through it gave them (an admin session, an admin
+        token) stands no longer than that."""
+        if slug in self.files:
+            return True
+        record = session.get(IdpRecord, slug)
+        return record is not None and record.created_at <= since
 
     def invalidate(self) -> None:
         """This node changed an IdP: reload at the next access, whatever the fingerprint says

@@ -6,12 +6,15 @@ as decision 23 documents."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bridge.admin.access import AdminAccess
 from bridge.clock import FixedClock
+from bridge.dev.saml_idp import DevIdp
 from bridge.oauth.deprovisioned import deprovision
 from bridge.store.models import AdminToken
 from bridge.tokens.secrets_util import secret_hash
-from tests.upgrades import row, upgraded_from
+from tests.upgrades import registry, row, upgraded_from
 
 _TOKEN = ("INSERT INTO admin_tokens (id, token_hash, name, created_by, created_at, expires_at, "
           "revoked_at, last_used_at) VALUES (:id, :hash, :id, :by, 0, 50000, NULL, NULL)")
@@ -30,7 +33,7 @@ _ROWS = [
 
 
 def test_the_upgrade_gives_pre_owner_tokens_the_owner_their_maker_names(
-        upgrade_url: str) -> None:
+        upgrade_url: str, dev_idp: DevIdp, idp_dir: Path) -> None:
     with upgraded_from(upgrade_url, "0020", _ROWS) as database:
         with database.transaction() as session:
             owners = {t.id: (t.owner_idp_slug, t.owner_subject)
@@ -38,7 +41,8 @@ def test_the_upgrade_gives_pre_owner_tokens_the_owner_their_maker_names(
         assert owners == {"alice": ("dev", "sub-alice"), "nobody": (None, None),
                           "twice": (None, None), "robot": (None, None)}
 
-        access = AdminAccess(database, FixedClock(1000.0))
+        clock = FixedClock(1000.0)
+        access = AdminAccess(database, clock, registry(database, clock, idp_dir))
         assert access.authenticate_token("bat_alice") is not None
         with database.transaction() as session:
             deprovision(session, idp_slug="dev", subject="sub-alice", source="event",

@@ -119,7 +119,7 @@ def test_an_account_disabled_event_ends_the_admins_tokens_and_the_tokens_they_ma
 def test_a_command_line_token_belongs_to_nobody_and_stays(
         app: Flask, browser: Browser, dev_idp: DevIdp) -> None:
     services = app.extensions["bridge"]
-    cli = AdminAccess(services.db, services.clock).create_token(
+    cli = AdminAccess(services.db, services.clock, services.idps).create_token(
         "automation", expires_in=3600, actor="cli:ops")[1]
     other = app.test_client()
     made = other.post("/admin/api/tokens", json={"name": "child", "expires_in": 3600},
@@ -154,16 +154,17 @@ def test_a_token_of_a_refused_owner_does_not_authenticate(
 
 def test_deleting_an_idp_revokes_the_tokens_its_people_made(app: Flask) -> None:
     services = app.extensions["bridge"]
-    access = AdminAccess(services.db, services.clock)
+    access = AdminAccess(services.db, services.clock, services.idps)
     cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
-    theirs = access.create_token("theirs", expires_in=3600, actor="user:sub-x (X)",
-                                 owner=(SLUG, "sub-x"))[1]
     elsewhere = access.create_token("elsewhere", expires_in=3600, actor="user:sub-x (X)",
                                     owner=("dev", "sub-x"))[1]
     client = app.test_client()
     drafted = client.post("/admin/api/idp-drafts", headers=_with(cli), json={
         "slug": SLUG, "settings": {"display_name": "Contoso"}})
     assert drafted.status_code == 201, drafted.get_data(as_text=True)
+    # Made by a person of the new IdP (a token can only be made by someone signed in through it).
+    theirs = access.create_token("theirs", expires_in=3600, actor="user:sub-x (X)",
+                                 owner=(SLUG, "sub-x"))[1]
     assert client.get("/admin/api/tokens", headers=_with(theirs)).status_code == 200
     assert client.delete(f"/admin/api/idps/{SLUG}", headers=_with(cli),
                          json={"confirm_slug": SLUG}).status_code == 204

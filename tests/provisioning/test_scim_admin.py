@@ -19,7 +19,7 @@ from tests.provisioning.conftest import Scim
 
 
 def _admin_token(bridge: Services) -> str:
-    return AdminAccess(bridge.db, bridge.clock).create_token("tests", expires_in=3600,
+    return AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token("tests", expires_in=3600,
                                                               actor="test")[1]
 
 
@@ -68,7 +68,7 @@ def test_only_admins_issue_tokens(client: FlaskClient, bridge: Services) -> None
 
 def test_the_idp_page_shows_the_base_url_and_rule_and_issues_a_token(
         client: FlaskClient, bridge: Services) -> None:
-    access = AdminAccess(bridge.db, bridge.clock)
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
     session_id = access.claim_ticket(access.issue_ticket(subject="s", name="Alice",
                                                          idp_slug="dev"))
     assert session_id is not None

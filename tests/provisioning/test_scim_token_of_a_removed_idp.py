@@ -34,8 +34,8 @@ def _restarted_without(slug: str, database: Database, idp_dir: Path,
         file.unlink()
     restarted = build_services(make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT]),
                                MovableClock())
-    admin = AdminAccess(restarted.db, restarted.clock).create_token("t", expires_in=600,
-                                                                    actor="test")[1]
+    access = AdminAccess(restarted.db, restarted.clock, restarted.idps)
+    admin = access.create_token("t", expires_in=600, actor="test")[1]
     remember(admin)
     return restarted, create_app(services=restarted), admin
 

@@ -1,0 +1,83 @@
+"""An admin's power (a session, a token made by that person) comes from a sign-in through an IdP:
+it ends with the IdP. Deleting an IdP of the admin API ends it at once; what that deletion could
+not see (a token made while it ran) and an IdP whose file was removed must not keep it either,
+nor may an IdP made later under the same slug bring it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bridge.admin.access import AdminAccess
+from bridge.dev.saml_idp import DevIdp
+from bridge.services import Services, build_services
+from bridge.store.db import Database
+from bridge.web import create_app
+from tests.conftest import DEMO_CLIENT, MovableClock, make_settings
+
+DRAFT = {"slug": "other", "settings": {"display_name": "Contoso"}}
+
+
+def _with(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _session_of(access: AdminAccess, idp_slug: str) -> str:
+    session_id = access.claim_ticket(access.issue_ticket(subject="sub-x", name="X",
+                                                         idp_slug=idp_slug))
+    assert session_id is not None
+    return session_id
+
+
+def _opens(client: FlaskClient, *, token: str | None = None, session_id: str | None = None
+           ) -> int:
+    if session_id is not None:
+        client.set_cookie("__Host-bridge-admin", session_id)
+    response = client.get("/admin/api/tokens", headers=_with(token) if token else {})
+    client.delete_cookie("__Host-bridge-admin")
+    return response.status_code
+
+
+def test_power_from_a_removed_idp_file_ends_with_the_file(
+        app: Flask, bridge: Services, database: Database, dev_idp: DevIdp, idp_dir: Path,
+        tmp_path: Path) -> None:
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    token = access.create_token("mine", expires_in=3600, actor="user:sub-x (X)",
+                                owner=("dev", "sub-x"))[1]
+    session_id = _session_of(access, "dev")
+    assert _opens(app.test_client(), token=token) == 200
+    assert _opens(app.test_client(), session_id=session_id) == 200
+
+    for file in idp_dir.glob("dev.*"):
+        file.unlink()
+    restarted = build_services(make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT]),
+                               MovableClock())
+    try:
+        node = create_app(services=restarted)
+        assert _opens(node.test_client(), token=token) == 401
+        assert _opens(node.test_client(), session_id=session_id) == 401
+    finally:
+        restarted.db.dispose()
+
+
+def test_a_token_made_while_its_idp_was_deleted_opens_nothing_then_or_later(
+        app: Flask, bridge: Services) -> None:
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
+    client = app.test_client()
+    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
+    assert client.delete("/admin/api/idps/other", headers=_with(cli)).status_code == 204
+    # Made by a person of the deleted IdP, committed after the deletion ended the others.
+    late = access.create_token("late", expires_in=3600, actor="user:sub-x (X)",
+                               owner=("other", "sub-x"))[1]
+    late_session = _session_of(access, "other")
+    assert _opens(client, token=late) == 401
+    assert _opens(client, session_id=late_session) == 401
+    # Another IdP under the slug, made afterwards, is not the one that gave that power.
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
+    assert _opens(client, token=late) == 401
+    assert _opens(client, session_id=_session_of(access, "other")) == 200  # a new sign-in: fine
+    assert _opens(client, token=cli) == 200
