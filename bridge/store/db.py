@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 
 from bridge.errors import InvalidValue, Misconfigured, StoreUnavailable
 from bridge.store import direct
@@ -139,7 +140,7 @@ class Database:
         pooled driver connection, begun (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the driver
         begins at the first statement) and committed or rolled back on it directly."""
         with _unavailable_when_disconnected(self.engine):
-            pooled = self.engine.raw_connection()
+            pooled = self._raw_connection()
             try:
                 connection = direct.DriverConnection(self.engine.dialect, pooled)
                 if self.dialect == "sqlite":
@@ -154,6 +155,16 @@ class Database:
                 direct.finish(connection, commit=True)
             finally:
                 pooled.close()  # back to the pool, which rolls back whatever is left
+
+    def _raw_connection(self) -> PoolProxiedConnection:
+        """The pool's driver connection. ``engine.connect()`` turns a failure to connect into
+        SQLAlchemy's error (a 503 by ``_unavailable_when_disconnected``); the pool's own
+        check-out leaves the driver's, so it is turned into the same answer here."""
+        try:
+            return self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            raise StoreUnavailable("temporarily_unavailable",
+                                   "The database is unavailable; retry shortly.") from error
 
     @contextlib.contextmanager
     def single_statement(self) -> Iterator[direct.DriverConnection]:
@@ -182,7 +193,7 @@ class Database:
         """The pooled driver connection with each statement committed on its own: SQLite's
         connections are so already (we issue BEGIN ourselves), psycopg's for the while."""
         with _unavailable_when_disconnected(self.engine):
-            pooled = self.engine.raw_connection()
+            pooled = self._raw_connection()
             postgresql = self.dialect == "postgresql"
             try:
                 if postgresql:

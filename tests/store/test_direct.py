@@ -225,3 +225,19 @@ def test_a_lost_postgresql_connection_outside_a_transaction_is_store_unavailable
         raise RuntimeError("any error of the caller's")
     with database.lookup() as connection:
         assert direct.first(connection, _FIND, {"id": "s-9"}) is None
+
+
+def test_a_database_that_cannot_be_reached_is_store_unavailable(database: Database) -> None:
+    """The driver's connection comes from the pool's own check-out, which leaves a failure to
+    connect as the driver raised it: it must be a 503 as everywhere else, not a 500."""
+    if database.dialect != "postgresql":
+        pytest.skip("an unreachable server is a PostgreSQL matter")
+    closed_port = sa.engine.make_url(database.url).set(host="127.0.0.1", port=1)
+    unreachable = Database(closed_port.render_as_string(hide_password=False))
+    try:
+        for use in (unreachable.lookup, unreachable.single_statement,
+                    unreachable.driver_transaction):
+            with pytest.raises(StoreUnavailable), use() as connection:
+                direct.first(connection, _FIND, {"id": "m-1"})
+    finally:
+        unreachable.dispose()
