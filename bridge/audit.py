@@ -68,7 +68,47 @@ def event_row(
     return {"at": at, "event": event, "outcome": outcome, "code": _column(code, 64),
             "idp_slug": _column(idp_slug, 63), "client_id": _column(client_id, 64),
             "subject": _column(subject, 128), "error_id": _column(error_id, 32),
-            "detail_json": json.dumps(detail or {}, default=str, sort_keys=True)[:8000]}
+            "detail_json": _detail_json(detail or {},
+                                        REFUSAL_DETAIL_CHARS if outcome == "refused" else None)}
+
+
+# A refusal's detail holds what the refused request carried, so its size is the sender's choice;
+# an admin's change (an IdP's settings, which a restore reads back) is kept whole.
+REFUSAL_DETAIL_CHARS = 8000
+_CUT_STRING_CHARS = 200
+
+
+def _detail_json(detail: dict[str, Any], most: int | None) -> str:
+    """``detail`` as JSON of at most ``most`` characters, and JSON still: a longer one has its
+    strings cut (and says so), or, if that is not enough, keeps only its keys."""
+    text = json.dumps(detail, default=str, sort_keys=True)
+    if most is None or len(text) <= most:
+        return text
+    text = json.dumps({**_cut_strings(detail), "detail_cut": True}, default=str, sort_keys=True)
+    if len(text) <= most:
+        return text
+    return json.dumps({"detail_cut": True,
+                       "keys": [str(key)[:_CUT_STRING_CHARS] for key in list(detail)[:20]]})
+
+
+def _cut_strings(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key)[:_CUT_STRING_CHARS]: _cut_strings(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cut_strings(item) for item in value[:20]]
+    if isinstance(value, str):
+        return value[:_CUT_STRING_CHARS]
+    return value
+
+
+def detail_of(detail_json: str) -> dict[str, Any]:
+    """A stored event's detail. Rows written before details were cut as JSON may hold text cut
+    in the middle: those read as a detail that says so, rather than failing whoever lists them."""
+    try:
+        detail = json.loads(detail_json)
+    except ValueError:
+        return {"detail_unreadable": True}
+    return detail if isinstance(detail, dict) else {"detail": detail}
 
 
 def _column(value: str | None, length: int) -> str | None:
@@ -142,4 +182,4 @@ def audit_events(db: Database, limit: int = 50) -> list[dict[str, object]]:
     with db.transaction() as session:
         rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
         return [{"event": r.event, "outcome": r.outcome, "code": r.code, "idp": r.idp_slug,
-                 "client": r.client_id, "detail": json.loads(r.detail_json)} for r in rows]
+                 "client": r.client_id, "detail": detail_of(r.detail_json)} for r in rows]

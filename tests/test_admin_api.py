@@ -4,6 +4,7 @@ validation, changes seen by another node, tokens and the audit trail."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -17,11 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
+from lxml import etree
+from sqlalchemy import insert, update
 
 from bridge.admin.access import AdminAccess
 from bridge.audit import audit_events
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.services import Services
+from bridge.store.models import AuditEvent, IdpRecord
 from bridge.web import create_app
 from tests.attacks import xml_tools as x
 from tests.conftest import MovableClock
@@ -261,6 +265,40 @@ def test_a_settings_write_with_a_stale_if_match_saves_nothing(  # type: ignore[n
     stored = api("GET", "/admin/api/idps/other").get_json()["settings"]
     assert stored == {"display_name": "Acme", "clock_skew_seconds": 30}
     assert len(_settings_changes(bridge)) == 1  # only the first write was made, and audited
+
+
+def test_a_put_answers_the_etag_of_what_it_wrote_though_another_save_follows_at_once(  # type: ignore[no-untyped-def]
+        api, acme: DevIdp, bridge: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admin B saves just after admin A's write commits, before A's answer is made: A's ETag
+    must still name A's settings, or A's next write from them would undo B's unrefused."""
+    assert _create(api, acme).status_code == 201
+    etag = api("GET", "/admin/api/idps/other/settings").headers["ETag"]
+    invalidate = bridge.idps.invalidate
+    saved: list[bool] = []
+
+    def another_save_right_after(*args: object) -> None:
+        # Called as A's write has committed, before A's answer is read.
+        if not saved:
+            saved.append(True)
+            with bridge.db.transaction() as session:
+                session.execute(update(IdpRecord).where(IdpRecord.slug == "other").values(
+                    settings_json=json.dumps({"clock_skew_seconds": 99,
+                                              "display_name": "Set by B"}, sort_keys=True)))
+        invalidate()
+
+    monkeypatch.setattr(bridge.idps, "invalidate", another_save_right_after)
+    written = api("PUT", "/admin/api/idps/other/settings", headers={"If-Match": etag},
+                  json={"display_name": "Set by A"})
+    monkeypatch.setattr(bridge.idps, "invalidate", invalidate)
+    assert written.status_code == 200 and saved
+    assert written.get_json()["settings"] == {"display_name": "Set by A"}
+    assert written.headers["ETag"] == f'"{written.get_json()["settings_fingerprint"]}"'
+    again = api("PUT", "/admin/api/idps/other/settings",
+                headers={"If-Match": written.headers["ETag"]},
+                json={"display_name": "Set by A", "clock_skew_seconds": 5})
+    assert again.status_code == 412
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == {
+        "display_name": "Set by B", "clock_skew_seconds": 99}
 
 
 def test_if_match_is_judged_as_http_says(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
@@ -512,3 +550,60 @@ def test_request_signing_settings_are_validated_and_shape_the_idps_sp_metadata( 
     assert api("PUT", "/admin/api/idps/other/settings",
                json={"sign_requests": "never"}).status_code == 200
     assert b'AuthnRequestsSigned="false"' in api("GET", "/admin/api/idps/other/sp-metadata").data
+
+
+# --- audit details: bounded for refusals, whole for admins' changes, readable by every reader --------
+
+def test_a_refusal_with_a_huge_detail_is_recorded_cut_and_the_trail_stays_readable(
+        browser: Browser, api) -> None:  # type: ignore[no-untyped-def]
+    # The person's own signed assertion, re-wrapped in an unsigned Response whose Destination
+    # (which the refusal's detail names) is 9,000 characters long.
+    login = browser.start()
+    signed = browser.idp.response_for(login.pending, USERS["alice"], sign_response=False)
+    root = etree.fromstring(base64.b64decode(signed))
+    root.set("Destination", "https://bridge.example.com/" + "a" * 9000)
+    refused = browser.post_acs(base64.b64encode(etree.tostring(root)).decode())
+    assert refused.get_json()["code"] == "saml_destination_mismatch"
+
+    trail = api("GET", "/admin/api/audit")
+    assert trail.status_code == 200
+    event = next(e for e in trail.get_json()["events"]
+                 if e["code"] == "saml_destination_mismatch")
+    assert event["detail"]["detail_cut"] is True
+    assert len(json.dumps(event["detail"])) <= 8000
+    assert all(len(value) <= 200 for value in event["detail"].values()
+               if isinstance(value, str))
+
+
+def test_large_settings_are_audited_whole_and_restore_as_they_were(
+        api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    assert _create(api, acme).status_code == 201
+    big = {"display_name": "Acme " + "x" * 9000}
+    assert api("PUT", "/admin/api/idps/other/settings", json=big).status_code == 200
+    assert api("GET", "/admin/api/audit").status_code == 200
+    assert api("DELETE", "/admin/api/idps/other",
+               json={"confirm_slug": "other"}).status_code == 204
+    listed = api("GET", "/admin/api/deleted-idps")
+    assert listed.status_code == 200
+    assert listed.get_json()["idps"][0]["display_name"] == big["display_name"]
+    restored = api("POST", "/admin/api/deleted-idps/other/restore")
+    assert restored.status_code == 200, restored.get_data(as_text=True)
+    assert api("GET", "/admin/api/idps/other").get_json()["settings"] == big
+
+
+def test_an_event_stored_cut_by_an_earlier_version_is_read_as_such(
+        api, bridge: Services) -> None:  # type: ignore[no-untyped-def]
+    cut = json.dumps({"actor": "user:x", "settings": {"display_name": "y" * 9000}})[:8000]
+    with bridge.db.transaction() as session:
+        session.execute(insert(AuditEvent).values(
+            at=bridge.clock.now(), event="idp_deleted", outcome="success", idp_slug="gone",
+            detail_json=cut))
+    trail = api("GET", "/admin/api/audit")
+    assert trail.status_code == 200
+    assert {"detail_unreadable": True} in [e["detail"] for e in trail.get_json()["events"]]
+    listed = api("GET", "/admin/api/deleted-idps")
+    assert listed.status_code == 200
+    assert {"slug": "gone", "display_name": "gone"}.items() <= listed.get_json()["idps"][0].items()
+    refused = api("POST", "/admin/api/deleted-idps/gone/restore")
+    assert refused.status_code == 409
+    assert refused.get_json()["code"] == "idp_not_restorable"

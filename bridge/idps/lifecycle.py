@@ -29,6 +29,7 @@ from bridge.errors import Conflict, InvalidInput, NotFound, StaleChange
 from bridge.idps.fetch import check_url
 from bridge.idps.history import new_version
 from bridge.idps.metadata_diff import metadata_diff
+from bridge.idps.overview import stored_settings
 from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
 from bridge.idps.stages import LIVE, IdpStages
 from bridge.idps.uniqueness import (
@@ -143,7 +144,13 @@ class IdpAdmin(IdpStages):
                          idp_slug=slug, detail={"actor": actor, "before": before,
                                                 "after": json.loads(settings_json)})
         self.registry.invalidate()
-        return self.get_idp(slug)
+        detail = self.get_idp(slug)
+        # The settings this request wrote, and their fingerprint (the API's ETag): read again,
+        # they could already be another admin's, and a client that kept their fingerprint
+        # would overwrite that admin's change unrefused.
+        detail["settings"] = stored_settings(settings_json)
+        detail["settings_fingerprint"] = settings_fingerprint(settings_json)
+        return detail
 
     def set_metadata_url(self, slug: str, url: str | None, actor: str) -> dict[str, Any]:
         if url is not None:

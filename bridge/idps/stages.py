@@ -158,8 +158,8 @@ class IdpStages(MetadataVersions):
                 if event.idp_slug and event.idp_slug not in present:
                     latest.setdefault(event.idp_slug, event)
         return [{"slug": slug, "deleted_at": event.at,
-                 "deleted_by": json.loads(event.detail_json).get("actor"),
-                 "display_name": as_text((json.loads(event.detail_json).get("settings") or {})
+                 "deleted_by": audit.detail_of(event.detail_json).get("actor"),
+                 "display_name": as_text((audit.detail_of(event.detail_json).get("settings") or {})
                                          .get("display_name")) or slug}
                 for slug, event in sorted(latest.items()) if slug not in self.registry.files]
 
@@ -172,7 +172,11 @@ class IdpStages(MetadataVersions):
             event = session.scalars(select(AuditEvent).where(
                 AuditEvent.event == "idp_deleted", AuditEvent.idp_slug == slug)
                 .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(1)).one()
-            detail = json.loads(event.detail_json)
+            detail = audit.detail_of(event.detail_json)
+        if detail.get("detail_unreadable"):
+            # Its record was cut when it was written: what the IdP had cannot be known again.
+            raise Conflict(f"slug: the deletion of {slug!r} was recorded incompletely; add the "
+                           "IdP again instead", code="idp_not_restorable")
         settings_json = json.dumps(detail.get("settings") or {}, sort_keys=True)
         version_id = detail.get("version")
         entity_id = None

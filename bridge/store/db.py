@@ -56,7 +56,11 @@ def make_engine(database_url: str) -> Engine:
 
         _refuse_nul_characters(engine)
         return engine
-    engine = create_engine(database_url, pool_size=5, max_overflow=10)
+    # READ COMMITTED whatever the server's default: the hot paths re-read after waiting for a
+    # lock and count on seeing what the winner committed (a stricter level fails the loser
+    # with a serialization error instead).
+    engine = create_engine(database_url, pool_size=5, max_overflow=10,
+                           isolation_level="READ COMMITTED")
     _ping_when_idle(engine)
     _refuse_nul_characters(engine)
     return engine

@@ -241,3 +241,33 @@ def test_a_database_that_cannot_be_reached_is_store_unavailable(database: Databa
                 direct.first(connection, _FIND, {"id": "m-1"})
     finally:
         unreachable.dispose()
+
+
+def test_transactions_read_committed_whatever_the_servers_default(database: Database) -> None:
+    """The hot paths re-read after waiting for a lock and count on seeing what the winner
+    committed; under a server (or role) default of REPEATABLE READ the loser would fail with a
+    serialization error, a 500, instead of being refused."""
+    if database.dialect != "postgresql":
+        pytest.skip("isolation levels are a PostgreSQL matter")
+    name = sa.engine.make_url(database.url).database
+    admin = sa.create_engine(database.url, isolation_level="AUTOCOMMIT")
+    level = sa.text("SELECT current_setting('transaction_isolation') AS level")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                f"ALTER DATABASE \"{name}\" SET default_transaction_isolation TO 'repeatable read'")
+        fresh = Database(database.url)  # new connections take the database's default
+        try:
+            with fresh.driver_transaction() as connection:
+                assert direct.first(connection, level, {}).level == "read committed"
+            with fresh.connection() as core:
+                assert direct.first(core, level, {}).level == "read committed"
+            with fresh.transaction() as session:
+                assert session.execute(level).scalar() == "read committed"
+        finally:
+            fresh.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                f"ALTER DATABASE \"{name}\" RESET default_transaction_isolation")
+        admin.dispose()
