@@ -5,6 +5,8 @@ connection as ``StoreUnavailable``, rows with named columns, and reads that take
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
 import sqlalchemy as sa
@@ -103,6 +105,14 @@ def _insert(connection: direct.Runner, message_id: str) -> None:
 _INSERT = sa.insert(ConsumedAssertion)
 
 
+def _undone_by_an_error(transaction: Callable[[], AbstractContextManager[direct.Runner]],
+                        message_id: str) -> None:
+    """Write in ``transaction`` and fail with an error of the caller's: nothing may stay."""
+    with pytest.raises(RuntimeError), transaction() as connection:
+        _insert(connection, message_id)
+        raise RuntimeError("any error of the caller's")
+
+
 def test_a_driver_transaction_commits_what_it_wrote(database: Database) -> None:
     with database.driver_transaction() as connection:
         _insert(connection, "d-1")
@@ -118,9 +128,7 @@ def test_a_driver_transaction_rolls_back_everything_when_its_work_fails(
     with pytest.raises(sa.exc.IntegrityError), database.driver_transaction() as connection:
         _insert(connection, "d-3")
         _insert(connection, "d-1")  # a second use: the driver's error as SQLAlchemy's class
-    with pytest.raises(RuntimeError), database.driver_transaction() as connection:
-        _insert(connection, "d-4")
-        raise RuntimeError("any error of the caller's")
+    _undone_by_an_error(database.driver_transaction, "d-4")
     with database.lookup() as connection:
         assert direct.first(connection, _FIND, {"id": "d-3"}) is None
         assert direct.first(connection, _FIND, {"id": "d-4"}) is None
@@ -161,13 +169,14 @@ def test_a_driver_transaction_serializes_writers_like_any_other(database: Databa
     assert not racer.is_alive() and seen
 
 
-def test_a_lost_postgresql_connection_in_a_driver_transaction_is_store_unavailable(
-        database: Database) -> None:
+@pytest.mark.parametrize("use", ["driver_transaction", "single_statement"])
+def test_a_lost_postgresql_connection_on_the_driver_is_store_unavailable(
+        database: Database, use: str) -> None:
     if database.dialect != "postgresql":
         pytest.skip("a lost connection is a PostgreSQL matter")
     admin = Database(database.url)
     try:
-        with pytest.raises(StoreUnavailable), database.driver_transaction() as connection:
+        with pytest.raises(StoreUnavailable), getattr(database, use)() as connection:
             pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
             with admin.lookup() as other:
                 direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
@@ -175,8 +184,13 @@ def test_a_lost_postgresql_connection_in_a_driver_transaction_is_store_unavailab
             _insert(connection, "d-8")
     finally:
         admin.dispose()
+    # The dead connection was dropped, and the next one is transactional.
+    _undone_by_an_error(database.driver_transaction, "d-9")
     with database.driver_transaction() as connection:
-        _insert(connection, "d-9")
+        _insert(connection, "d-10")
+    with database.lookup() as connection:
+        assert direct.first(connection, _FIND, {"id": "d-9"}) is None
+        assert direct.first(connection, _FIND, {"id": "d-10"}) is not None
 
 
 def test_a_statement_outside_a_transaction_commits_at_once_and_leaves_the_pool_transactional(
@@ -194,37 +208,11 @@ def test_a_statement_outside_a_transaction_commits_at_once_and_leaves_the_pool_t
         assert direct.first(connection, _FIND, {"id": "s-2"}) is not None
     # Every pooled connection (one, or several if the pool grew) rolls back as it should.
     for _ in range(3):
-        with pytest.raises(RuntimeError), database.driver_transaction() as connection:
-            _insert(connection, "s-3")
-            raise RuntimeError("any error of the caller's")
-        with pytest.raises(RuntimeError), database.connection() as core:
-            _insert(core, "s-4")
-            raise RuntimeError("any error of the caller's")
+        _undone_by_an_error(database.driver_transaction, "s-3")
+        _undone_by_an_error(database.connection, "s-4")
     with database.lookup() as connection:
         assert direct.first(connection, _FIND, {"id": "s-3"}) is None
         assert direct.first(connection, _FIND, {"id": "s-4"}) is None
-
-
-def test_a_lost_postgresql_connection_outside_a_transaction_is_store_unavailable(
-        database: Database) -> None:
-    if database.dialect != "postgresql":
-        pytest.skip("a lost connection is a PostgreSQL matter")
-    admin = Database(database.url)
-    try:
-        with pytest.raises(StoreUnavailable), database.single_statement() as connection:
-            pid = direct.first(connection, sa.text("SELECT pg_backend_pid() AS pid"), {}).pid
-            with admin.lookup() as other:
-                direct.first(other, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
-                             {"pid": pid})
-            _insert(connection, "s-8")
-    finally:
-        admin.dispose()
-    # The dead connection was dropped, and the next one is transactional.
-    with pytest.raises(RuntimeError), database.driver_transaction() as connection:
-        _insert(connection, "s-9")
-        raise RuntimeError("any error of the caller's")
-    with database.lookup() as connection:
-        assert direct.first(connection, _FIND, {"id": "s-9"}) is None
 
 
 def test_a_database_that_cannot_be_reached_is_store_unavailable(database: Database) -> None:
