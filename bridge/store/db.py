@@ -56,14 +56,28 @@ def make_engine(database_url: str) -> Engine:
 
         _refuse_nul_characters(engine)
         return engine
-    # READ COMMITTED whatever the server's default: the hot paths re-read after waiting for a
-    # lock and count on seeing what the winner committed (a stricter level fails the loser
-    # with a serialization error instead).
     engine = create_engine(database_url, pool_size=5, max_overflow=10,
                            isolation_level="READ COMMITTED")
+    _read_committed(engine)
     _ping_when_idle(engine)
     _refuse_nul_characters(engine)
     return engine
+
+
+def _read_committed(engine: Engine) -> None:
+    """READ COMMITTED whatever the server's or role's default, on every path: the hot paths
+    re-read after waiting for a lock and count on seeing what the winner committed (a stricter
+    level fails the loser with a serialization error instead). ``isolation_level`` covers the
+    transactions SQLAlchemy and the driver begin; a statement in autocommit (``lookup()``,
+    ``single_statement()``) takes the session's default, set here once per connection."""
+
+    @event.listens_for(engine, "connect")
+    def _session_default(dbapi_connection, _record):
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        dbapi_connection.autocommit = autocommit
 
 
 # A pooled connection unused for longer than this is checked before it is handed out.

@@ -246,8 +246,9 @@ def test_transactions_read_committed_whatever_the_servers_default(database: Data
                 f"ALTER DATABASE \"{name}\" SET default_transaction_isolation TO 'repeatable read'")
         fresh = Database(database.url)  # new connections take the database's default
         try:
-            with fresh.driver_transaction() as connection:
-                assert direct.first(connection, level, {}).level == "read committed"
+            for use in (fresh.driver_transaction, fresh.lookup, fresh.single_statement):
+                with use() as connection:
+                    assert direct.first(connection, level, {}).level == "read committed", use
             with fresh.connection() as core:
                 assert direct.first(core, level, {}).level == "read committed"
             with fresh.transaction() as session:
