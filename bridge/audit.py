@@ -79,16 +79,21 @@ _CUT_STRING_CHARS = 200
 
 
 def _detail_json(detail: dict[str, Any], most: int | None) -> str:
-    """``detail`` as JSON of at most ``most`` characters, and JSON still: a longer one has its
-    strings cut (and says so), or, if that is not enough, keeps only its keys."""
-    text = json.dumps(detail, default=str, sort_keys=True)
-    if most is None or len(text) <= most:
-        return text
-    text = json.dumps({**_cut_strings(detail), "detail_cut": True}, default=str, sort_keys=True)
-    if len(text) <= most:
-        return text
-    return json.dumps({"detail_cut": True,
-                       "keys": [str(key)[:_CUT_STRING_CHARS] for key in list(detail)[:20]]})
+    bounded = detail if most is None else bounded_detail(detail, most)
+    return json.dumps(bounded, default=str, sort_keys=True)
+
+
+def bounded_detail(detail: dict[str, Any], most: int = REFUSAL_DETAIL_CHARS) -> dict[str, Any]:
+    """``detail`` if its JSON is at most ``most`` characters; else with its strings cut (and
+    saying so), or, if that is not enough, only its keys. For a refusal's audit row and its log
+    line alike: both hold what the sender chose."""
+    if len(json.dumps(detail, default=str)) <= most:
+        return detail
+    cut = {**_cut_strings(detail), "detail_cut": True}
+    if len(json.dumps(cut, default=str)) <= most:
+        return cut
+    return {"detail_cut": True,
+            "keys": [str(key)[:_CUT_STRING_CHARS] for key in list(detail)[:20]]}
 
 
 def _cut_strings(value: Any) -> Any:

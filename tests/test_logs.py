@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
+import pytest
 from flask.testing import FlaskClient
 
 from bridge.logs import JsonFormatter, redact
@@ -52,3 +54,25 @@ def test_the_scan_finds_a_secret_in_a_log_line() -> None:
     finally:
         leaks.SECRETS.discard(secret)
         leaks.LINES.pop()
+
+
+def test_a_refusal_logs_at_most_a_bounded_line_whatever_the_sender_sent(
+        client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone may post an IdP's report of a failed login (no assertion, no signature needed),
+    and its refusal names the Destination it carried: 300 kB of it must not become 300 kB of
+    log line per request."""
+    destination = "lorem ipsum " * 25_000  # words, which nothing masks as a secret
+    report = (
+        '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_f1" '
+        f'Version="2.0" IssueInstant="2026-01-01T00:00:00Z" Destination="{destination}">'
+        '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/>'
+        '</samlp:Status></samlp:Response>')
+    with caplog.at_level(logging.WARNING):
+        refused = client.post("/saml/dev/acs",
+                              data={"SAMLResponse": base64.b64encode(report.encode()).decode()},
+                              headers={"Accept": "application/json"})
+    assert refused.get_json()["code"] == "saml_destination_mismatch"
+    lines = [JsonFormatter().format(record) for record in caplog.records
+             if "saml_destination_mismatch" in record.getMessage()]
+    assert lines and max(len(line) for line in lines) <= 10_000
+    assert "detail_cut" in lines[0]

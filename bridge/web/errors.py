@@ -13,6 +13,7 @@ import secrets
 from flask import Flask, Response, g, has_request_context, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from bridge.audit import bounded_detail
 from bridge.errors import (
     AdminForbidden,
     AdminUnauthorized,
@@ -108,7 +109,7 @@ def render_error(error: BridgeError) -> Response:
     status = status_of(error)
     eid = error_id()
     log.warning("refused %s %s: %s [error_id=%s] %s", request.method, request.path, error.code,
-                eid, error.log_detail)
+                eid, bounded_detail(error.log_detail))
     if isinstance(error, TokenError):
         response = jsonify({"error": error.oauth_error, "error_description": error.public_detail})
         if isinstance(error, DpopError):
