@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from bridge.claims import userinfo_claims
 from bridge.errors import DpopError, TokenError
-from bridge.oauth.live_logins import idle, live_login_query
+from bridge.oauth.live_logins import access_token_live, idle, live_login_query
 from bridge.store.models import RefreshFamily
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE, login_of
@@ -43,7 +43,11 @@ class UserInfo:
             # The token's own login, not any other live login of the same person.
             query = query.where(RefreshFamily.id == login)
         else:
-            # Tokens issued before jti named the login: the person's latest live login.
+            # A token of no login (or one issued before jti named the login) stands only as
+            # introspection would say it does; then the person's latest live login answers.
+            if not access_token_live(self.services, claims):
+                raise TokenError("invalid_token", "The login behind this token has ended.",
+                                 code="token_invalid")
             query = query.order_by(RefreshFamily.created_at.desc()).limit(1)
         with self.services.db.transaction() as session:
             family = session.scalars(query).first()

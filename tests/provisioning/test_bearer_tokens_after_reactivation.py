@@ -12,6 +12,8 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.services import Services
 from tests.bearer_tools import active, bearer_token, introspected_and_exchanged
+from tests.conftest import CONFIDENTIAL_SECRET
+from tests.helpers import Browser
 from tests.provisioning.conftest import ALICE_NAME_ID, Scim, scim  # noqa: F401
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, okta_user
 from tests.provisioning.test_bearer_tokens_after_deprovisioning import settings  # noqa: F401
@@ -69,3 +71,26 @@ def test_a_bearer_token_issued_after_a_reactivation_in_the_same_second_stands(
     instant[0] = second + 0.6
     after = bearer_token(client, dev_idp, settings)
     assert (active(client, before), active(client, after)) == (False, True)
+
+
+def test_userinfo_refuses_a_bearer_token_a_lifted_refusal_ended_though_a_new_login_lives(
+        bridge: Services, client: FlaskClient, scim: Scim, dev_idp: DevIdp,  # noqa: F811
+        settings: Settings) -> None:  # noqa: F811
+    token = bearer_token(client, dev_idp, settings)
+    user = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
+    bridge.clock.advance(2)  # type: ignore[attr-defined]
+    assert scim("PATCH", f"/Users/{user}", OKTA_DEACTIVATE).status_code == 200
+    assert scim("PATCH", f"/Users/{user}", REACTIVATE).status_code == 200
+    # alice signs in again with the same client: a live login of hers, which the old token is
+    # not part of.
+    redirect = "https://backend.example.com/callback"
+    code, login = Browser(client, dev_idp, bridge).login(client_id="backend", redirect_uri=redirect)
+    exchanged = client.post("/token", auth=("backend", CONFIDENTIAL_SECRET), data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+        "code_verifier": login.verifier})
+    assert exchanged.status_code == 200, exchanged.get_data(as_text=True)
+    assert introspected_and_exchanged(client, token) == (False, 400)
+    answered = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert answered.status_code == 401
+    assert client.get("/userinfo", headers={
+        "Authorization": f"Bearer {exchanged.get_json()['access_token']}"}).status_code == 200
