@@ -72,12 +72,29 @@ def test_a_token_made_while_its_idp_was_deleted_opens_nothing_then_or_later(
     # Made by a person of the deleted IdP, committed after the deletion ended the others.
     late = access.create_token("late", expires_in=3600, actor="user:sub-x (X)",
                                owner=("other", "sub-x"))[1]
-    late_session = _session_of(access, "other")
     assert _opens(client, token=late) == 401
-    assert _opens(client, session_id=late_session) == 401
+    # A sign-in through it that finished meanwhile gives no session either.
+    assert access.claim_ticket(access.issue_ticket(subject="sub-x", name="X",
+                                                   idp_slug="other")) is None
     # Another IdP under the slug, made afterwards, is not the one that gave that power.
     bridge.clock.advance(1)  # type: ignore[attr-defined]
     assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
     assert _opens(client, token=late) == 401
     assert _opens(client, session_id=_session_of(access, "other")) == 200  # a new sign-in: fine
     assert _opens(client, token=cli) == 200
+
+
+def test_a_sign_in_through_a_deleted_idp_claimed_after_another_took_its_slug_opens_nothing(
+        app: Flask, bridge: Services) -> None:
+    """The sign-in ticket was written as the IdP's deletion ran (its ACS finished meanwhile) and
+    is claimed once another IdP holds the slug: the session it would give is judged from the
+    sign-in, which the new IdP did not make."""
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
+    client = app.test_client()
+    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
+    assert client.delete("/admin/api/idps/other", headers=_with(cli)).status_code == 204
+    ticket = access.issue_ticket(subject="sub-x", name="X", idp_slug="other")
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
+    assert access.claim_ticket(ticket) is None

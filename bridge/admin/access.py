@@ -151,13 +151,18 @@ class AdminAccess:
             if row is None or row.kind != "ticket" or row.expires_at <= now:
                 return None
             session.delete(row)
-            if is_deprovisioned(session, idp_slug=row.idp_slug, subject=row.subject):
-                return None  # deactivated at the IdP after signing in there
+            # Deactivated at the IdP after signing in there, or the IdP gone (or made anew)
+            # since the sign-in.
+            if not self._owner_stands(session, idp_slug=row.idp_slug, subject=row.subject,
+                                      since=row.created_at):
+                return None
             session_id = new_secret()
+            # created_at: the sign-in's, which the session's power is judged from.
             session.add(AdminSession(id_hash=secret_hash(session_id), kind="session",
                                      subject=row.subject, name=row.name, email=row.email,
                                      idp_slug=row.idp_slug,
-                                     csrf_token=secrets.token_urlsafe(24), created_at=now,
+                                     csrf_token=secrets.token_urlsafe(24),
+                                     created_at=row.created_at,
                                      expires_at=now + SESSION_SECONDS))
             audit.record(session, at=now, event="admin_signed_in", outcome="success",
                          subject=row.subject, idp_slug=row.idp_slug, detail={"name": row.name})
