@@ -77,9 +77,13 @@ def issue_access_token(
     clock: Clock,
     login: str | None = None,
     dpop_jkt: str | None = None,
+    issued_at: float | None = None,
 ) -> str:
-    """An access token; with ``dpop_jkt`` bound to that DPoP key (RFC 9449 §6.1, ``cnf.jkt``)."""
-    instant = clock.now()
+    """An access token; with ``dpop_jkt`` bound to that DPoP key (RFC 9449 §6.1, ``cnf.jkt``).
+    ``issued_at``: the instant it counts as issued, taken before the checks that allowed it,
+    for a token of no login: a refusal or an IdP's deletion committed while those ran then
+    counts as after it was issued, and ends it."""
+    instant = clock.now() if issued_at is None else issued_at
     now = int(instant)
     # Registered claims come last: nothing derived from an IdP can ever override them.
     payload: dict[str, Any] = {

@@ -5,11 +5,14 @@ second deactivation and reactivation end it in turn."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
+from bridge.oauth.grants import saml_bearer
 from bridge.services import Services
 from tests.bearer_tools import active, bearer_token, introspected_and_exchanged
 from tests.conftest import CONFIDENTIAL_SECRET
@@ -94,3 +97,30 @@ def test_userinfo_refuses_a_bearer_token_a_lifted_refusal_ended_though_a_new_log
     assert answered.status_code == 401
     assert client.get("/userinfo", headers={
         "Authorization": f"Bearer {exchanged.get_json()['access_token']}"}).status_code == 200
+
+
+def test_a_bearer_token_whose_person_was_deactivated_while_it_was_granted_stays_ended(
+        bridge: Services, client: FlaskClient, scim: Scim, dev_idp: DevIdp,  # noqa: F811
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The deactivation commits after the grant checked the person and before it signed: the
+    token rests on the IdP's word from before the deactivation, and its lifting brings nothing
+    back."""
+    user = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice")).get_json()["id"]
+    second = float(int(bridge.clock.now()) + 10)
+    instant = [second + 0.1]
+    monkeypatch.setattr(bridge.clock, "now", lambda: instant[0])
+    use_unsolicited = saml_bearer.use_unsolicited
+
+    def deactivated_meanwhile(*args: Any, **kwargs: Any) -> None:
+        use_unsolicited(*args, **kwargs)
+        instant[0] = second + 0.3
+        assert scim("PATCH", f"/Users/{user}", OKTA_DEACTIVATE).status_code == 200
+        instant[0] = second + 0.5  # the token is signed now
+
+    monkeypatch.setattr(saml_bearer, "use_unsolicited", deactivated_meanwhile)
+    token = bearer_token(client, dev_idp, settings)
+    monkeypatch.setattr(saml_bearer, "use_unsolicited", use_unsolicited)
+    assert not active(client, token)
+    instant[0] = second + 5
+    assert scim("PATCH", f"/Users/{user}", REACTIVATE).status_code == 200
+    assert not active(client, token)

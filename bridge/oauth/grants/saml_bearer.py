@@ -40,6 +40,9 @@ class SamlBearerGrant:
     def _issue(self, client: ClientConfig, form: dict[str, str],
                dpop_jkt: str | None) -> TokenSet:
         settings, clock, idps = self.services.settings, self.services.clock, self.services.idps
+        # Before the IdP and the person are checked: a deletion or a refusal committed while the
+        # checks run then counts as after the token, and ends it (tokens/access.py).
+        issued_at = clock.now()
         if not client.allow_saml_bearer:
             raise TokenError("unauthorized_client", "This client may not use SAML assertions.",
                              code="saml_bearer_not_allowed")
@@ -66,7 +69,7 @@ class SamlBearerGrant:
         access_token = issue_access_token(
             token_claims(claims, scope, group_budget(settings)), issuer=settings.base_url,
             audience=client.audience, client_id=client.client_id, auth_time=identity.auth_time,
-            scope=scope, ttl=ttl, key=key, clock=clock, dpop_jkt=dpop_jkt)
+            scope=scope, ttl=ttl, key=key, clock=clock, dpop_jkt=dpop_jkt, issued_at=issued_at)
         metrics.token_issued(client.client_id, "saml2_bearer")
         return TokenSet(access_token, ttl, None, scope, client,
                         token_type="DPoP" if dpop_jkt else "Bearer")

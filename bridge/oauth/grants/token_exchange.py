@@ -56,6 +56,7 @@ class TokenExchangeGrant:
         # the IdP deprovisioned) is no longer valid; what it is exchanged for belongs to the
         # same login, and ends with it.
         login = login_of(subject.get("jti"))
+        issued_at = clock.now()  # before the check, as the bearer grant does
         if not access_token_live(self.services, subject):
             raise TokenError("invalid_grant", "The login behind the subject token has ended.",
                              code="token_invalid", log_detail={"why": "login ended"})
@@ -63,7 +64,7 @@ class TokenExchangeGrant:
         requested = form["scope"].split() if form.get("scope") is not None else granted
         if any(s not in granted for s in requested):
             raise TokenError("invalid_scope", "The requested scope exceeds the subject token's.")
-        now = int(clock.now())
+        now = int(issued_at)
         ttl = min(settings.access_token_ttl_seconds, int(subject["exp"]) - now)
         if ttl <= 0:
             raise TokenError("invalid_grant", "The subject token has expired.", code="token_invalid")
@@ -74,7 +75,7 @@ class TokenExchangeGrant:
             claims, issuer=settings.base_url, audience=audience, client_id=client.client_id,
             auth_time=int(subject["auth_time"]), scope=" ".join(requested), ttl=ttl,
             key=self.services.keys.signing_key(client.token_signing_alg), clock=clock,
-            login=login, dpop_jkt=dpop_jkt)
+            login=login, dpop_jkt=dpop_jkt, issued_at=issued_at)
         with self.services.db.transaction() as session:
             audit.record(session, at=clock.now(), event="token_exchange", outcome="success",
                          client_id=client.client_id, subject=str(subject["sub"]),
