@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +33,19 @@ def _remember_tokens(response: TestResponse) -> None:
     remember(body.get("access_token"), body.get("refresh_token"), body.get("id_token"))
     for header in response.headers.getlist("Set-Cookie"):
         remember(header.split(";", 1)[0].partition("=")[2])
+
+
+def live_api_idp(api: Callable[..., TestResponse], idp: DevIdp, slug: str) -> None:
+    """``idp`` added through the admin API under ``slug`` (``api`` sends admin requests) and
+    offered to users at once: a draft, its metadata, live without a test login."""
+    created = api("POST", "/admin/api/idp-drafts",
+                  json={"slug": slug, "settings": {"display_name": "Contoso"}})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    added = api("POST", f"/admin/api/idps/{slug}/metadata",
+                json={"metadata_xml": idp.metadata_xml().decode()})
+    assert added.status_code == 200, added.get_data(as_text=True)
+    live = api("POST", f"/admin/api/idps/{slug}/go-live", json={"without_test": True})
+    assert live.status_code == 200, live.get_data(as_text=True)
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -9,15 +9,16 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import DevIdp
+from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.services import Services, build_services
 from bridge.store.db import Database
 from bridge.web import create_app
 from tests.conftest import DEMO_CLIENT, MovableClock, make_settings
-
-DRAFT = {"slug": "other", "settings": {"display_name": "Contoso"}}
+from tests.helpers import live_api_idp
 
 
 def _with(token: str) -> dict[str, str]:
@@ -63,12 +64,17 @@ def test_power_from_a_removed_idp_file_ends_with_the_file(
 
 
 def test_a_token_made_while_its_idp_was_deleted_opens_nothing_then_or_later(
-        app: Flask, bridge: Services) -> None:
+        app: Flask, bridge: Services, session_other_idp: DevIdp) -> None:
     access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
     cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
     client = app.test_client()
-    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
-    assert client.delete("/admin/api/idps/other", headers=_with(cli)).status_code == 204
+
+    def api(method: str, path: str, **kwargs: object) -> TestResponse:
+        return client.open(path, method=method, headers=_with(cli), **kwargs)
+
+    live_api_idp(api, session_other_idp, "other")
+    assert _opens(client, session_id=_session_of(access, "other")) == 200
+    assert api("DELETE", "/admin/api/idps/other").status_code == 204
     # Made by a person of the deleted IdP, committed after the deletion ended the others.
     late = access.create_token("late", expires_in=3600, actor="user:sub-x (X)",
                                owner=("other", "sub-x"))[1]
@@ -76,25 +82,52 @@ def test_a_token_made_while_its_idp_was_deleted_opens_nothing_then_or_later(
     # A sign-in through it that finished meanwhile gives no session either.
     assert access.claim_ticket(access.issue_ticket(subject="sub-x", name="X",
                                                    idp_slug="other")) is None
-    # Another IdP under the slug, made afterwards, is not the one that gave that power.
+    # The IdP restored (in testing, then live again) is not the one that gave that power.
     bridge.clock.advance(1)  # type: ignore[attr-defined]
-    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
+    assert api("POST", "/admin/api/deleted-idps/other/restore").status_code == 200
     assert _opens(client, token=late) == 401
-    assert _opens(client, session_id=_session_of(access, "other")) == 200  # a new sign-in: fine
+    assert api("POST", "/admin/api/idps/other/go-live",
+               json={"without_test": True}).status_code == 200
+    assert _opens(client, token=late) == 401
+    assert _opens(client, session_id=_session_of(access, "other")) == 200  # a new sign-in
     assert _opens(client, token=cli) == 200
 
 
 def test_a_sign_in_through_a_deleted_idp_claimed_after_another_took_its_slug_opens_nothing(
-        app: Flask, bridge: Services) -> None:
+        app: Flask, bridge: Services, session_other_idp: DevIdp) -> None:
     """The sign-in ticket was written as the IdP's deletion ran (its ACS finished meanwhile) and
     is claimed once another IdP holds the slug: the session it would give is judged from the
     sign-in, which the new IdP did not make."""
     access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
     cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
     client = app.test_client()
-    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
-    assert client.delete("/admin/api/idps/other", headers=_with(cli)).status_code == 204
-    ticket = access.issue_ticket(subject="sub-x", name="X", idp_slug="other")
+
+    def api(method: str, path: str, **kwargs: object) -> TestResponse:
+        return client.open(path, method=method, headers=_with(cli), **kwargs)
+
+    live_api_idp(api, session_other_idp, "other")
+    signed_in_at = bridge.clock.now()
+    assert api("DELETE", "/admin/api/idps/other").status_code == 204
+    ticket = access.issue_ticket(subject="sub-x", name="X", idp_slug="other",
+                                 signed_in_at=signed_in_at)
     bridge.clock.advance(1)  # type: ignore[attr-defined]
-    assert client.post("/admin/api/idp-drafts", headers=_with(cli), json=DRAFT).status_code == 201
+    live_api_idp(api, session_other_idp, "other")
     assert access.claim_ticket(ticket) is None
+
+
+def test_a_sign_in_during_which_its_person_was_deactivated_and_reactivated_opens_nothing(
+        app: Flask, bridge: Services, dev_idp: DevIdp) -> None:
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    signed_in_at = bridge.clock.now()
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    with bridge.db.transaction() as session:
+        deprovision(session, idp_slug="dev", subject="sub-x", source="scim",
+                    reason="scim_deactivated", now=bridge.clock.now(), actor="scim")
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    with bridge.db.transaction() as session:
+        assert reinstate(session, idp_slug="dev", subject="sub-x", now=bridge.clock.now(),
+                         actor="scim")
+    ticket = access.issue_ticket(subject="sub-x", name="X", idp_slug="dev",
+                                 signed_in_at=signed_in_at)
+    assert access.claim_ticket(ticket) is None
+    assert _opens(app.test_client(), session_id=_session_of(access, "dev")) == 200  # afresh

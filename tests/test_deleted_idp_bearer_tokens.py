@@ -16,6 +16,7 @@ from bridge.services import Services
 from bridge.store.db import Database
 from tests.bearer_tools import BACKEND, active, bearer_token, introspected_and_exchanged
 from tests.conftest import DEMO_CLIENT, make_settings
+from tests.helpers import live_api_idp
 from tests.test_idp_stages import SLUG
 
 
@@ -35,21 +36,10 @@ def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
     return call
 
 
-def _live_idp(api, idp: DevIdp) -> None:  # type: ignore[no-untyped-def]
-    created = api("POST", "/admin/api/idp-drafts",
-                  json={"slug": SLUG, "settings": {"display_name": "Contoso"}})
-    assert created.status_code == 201, created.get_data(as_text=True)
-    added = api("POST", f"/admin/api/idps/{SLUG}/metadata",
-                json={"metadata_xml": idp.metadata_xml().decode()})
-    assert added.status_code == 200, added.get_data(as_text=True)
-    live = api("POST", f"/admin/api/idps/{SLUG}/go-live", json={"without_test": True})
-    assert live.status_code == 200, live.get_data(as_text=True)
-
-
 def test_a_bearer_token_ends_with_the_deleted_idp(
         api, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
         settings: Settings) -> None:
-    _live_idp(api, session_other_idp)
+    live_api_idp(api, session_other_idp, SLUG)
     token = bearer_token(client, session_other_idp, settings)
     assert active(client, token)
 
@@ -62,7 +52,7 @@ def test_a_bearer_token_ends_with_the_deleted_idp(
 def test_a_restored_idp_does_not_revive_abearer_token(
         api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
         settings: Settings) -> None:
-    _live_idp(api, session_other_idp)
+    live_api_idp(api, session_other_idp, SLUG)
     token = bearer_token(client, session_other_idp, settings)
     bridge.clock.advance(5)  # type: ignore[attr-defined]
     assert api("DELETE", f"/admin/api/idps/{SLUG}",
@@ -85,7 +75,7 @@ def test_an_idp_deleted_and_restored_within_a_second_does_not_revive_a_bearer_to
     second = float(int(bridge.clock.now()) + 10)
     instant = [second + 0.2]
     monkeypatch.setattr(bridge.clock, "now", lambda: instant[0])
-    _live_idp(api, session_other_idp)
+    live_api_idp(api, session_other_idp, SLUG)
     token = bearer_token(client, session_other_idp, settings)
     assert active(client, token)
     instant[0] = second + 0.5

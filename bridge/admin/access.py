@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bridge import audit
 from bridge.errors import InvalidInput, NotFound
 from bridge.idps.registry import IdpRegistry
-from bridge.oauth.deprovisioned import is_deprovisioned
+from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
 from bridge.store.db import Database
 from bridge.store.models import AdminSession, AdminToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
@@ -52,6 +52,9 @@ class AdminAccess:
         """Whether the person whose admin power made a session or token (at ``since``) still
         holds it: not deprovisioned, and their IdP neither removed nor made anew since."""
         if is_deprovisioned(session, idp_slug=idp_slug, subject=subject):
+            return False
+        # Refused after it and reactivated since: what the refusal ended (or raced) stays ended.
+        if ended_by_a_lifted_refusal(session, idp_slug=idp_slug, subject=subject, issued_at=since):
             return False
         return self.idps.stands_since(session, idp_slug, since)
 
@@ -129,18 +132,21 @@ class AdminAccess:
     # --- sessions ----------------------------------------------------------------------------------
 
     def issue_ticket(self, *, subject: str, name: str, idp_slug: str,
-                     email: str | None = None) -> str:
+                     email: str | None = None, signed_in_at: float | None = None) -> str:
         """After a verified admin login: a one-time ticket for /admin/callback, which turns it
-        into a session cookie on whichever node the browser reaches."""
+        into a session cookie on whichever node the browser reaches. ``signed_in_at``: when the
+        sign-in began, which its power is judged from (now, if not given): a deactivation or an
+        IdP's deletion committed while it was checked then counts as after it."""
         ticket = new_secret()
         now = self.clock.now()
+        since = now if signed_in_at is None else min(signed_in_at, now)
         with self.db.transaction() as session:
             # The name is the IdP's (up to 4096 characters an attribute may hold): cut to what
             # the column and an audit actor ("user:<sub> (<name>)", 256) take.
             session.add(AdminSession(id_hash=secret_hash(ticket), kind="ticket", subject=subject,
                                      name=name[:200], email=(email or None) and email[:320],
                                      idp_slug=idp_slug, csrf_token="",
-                                     created_at=now, expires_at=now + TICKET_SECONDS))
+                                     created_at=since, expires_at=now + TICKET_SECONDS))
         return ticket
 
     def claim_ticket(self, ticket: str) -> str | None:

@@ -51,7 +51,7 @@ class AdminSignIn:
                                log_detail={"roles": list(mapped.roles), "required": role})
         name = mapped.name or mapped.email or identity.subject
         ticket = self.access.issue_ticket(subject=identity.subject, name=name, idp_slug=idp.slug,
-                                          email=mapped.email)
+                                          email=mapped.email, signed_in_at=record.created_at)
         return record.redirect_uri + "?" + urlencode({"ticket": ticket})
 
     def failed(self, request_id: str, error: BridgeError) -> str | None:

@@ -82,13 +82,13 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
 
     def stands_since(self, session: Session, slug: str, since: float) -> bool:
         """Whether IdP ``slug`` is still the one that stood at ``since`` (read in ``session``):
-        declared in a file on this node, or made through the admin API no later than then and
-        not deleted. What a person's sign-in through it gave them (an admin session, an admin
-        token) stands no longer than that."""
+        declared in a file on this node, or made through the admin API no later than then, not
+        deleted, and offered to users. What a person's sign-in through it gave them (an admin
+        session, an admin token) stands no longer than that."""
         if slug in self.files:
             return True
         record = session.get(IdpRecord, slug)
-        return record is not None and record.created_at <= since
+        return record is not None and record.created_at <= since and record.state == "live"
 
     def invalidate(self) -> None:
         """This node changed an IdP: reload at the next access, whatever the fingerprint says

@@ -6,6 +6,8 @@ IdP the admin signed in through. A token of the command line belongs to nobody a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -15,7 +17,8 @@ from sqlalchemy import select
 from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import DevIdp
 from bridge.store.models import AdminSession, AdminToken, DeprovisionedSubject, ProvisioningToken
-from tests.helpers import Browser
+from tests.conftest import test_sp_metadata
+from tests.helpers import Browser, live_api_idp
 from tests.provisioning.conftest import (  # noqa: F401
     ALICE_NAME_ID,
     Scim,
@@ -152,16 +155,17 @@ def test_a_token_of_a_refused_owner_does_not_authenticate(
     _refused(app.test_client(), token)
 
 
-def test_deleting_an_idp_revokes_the_tokens_its_people_made(app: Flask) -> None:
+def test_deleting_an_idp_revokes_the_tokens_its_people_made(app: Flask, tmp_path: Path) -> None:
+    contoso = DevIdp(base_url="https://contoso.example.net", state_dir=tmp_path / "contoso",
+                     sp_metadata=test_sp_metadata)
     services = app.extensions["bridge"]
     access = AdminAccess(services.db, services.clock, services.idps)
     cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
     elsewhere = access.create_token("elsewhere", expires_in=3600, actor="user:sub-x (X)",
                                     owner=("dev", "sub-x"))[1]
     client = app.test_client()
-    drafted = client.post("/admin/api/idp-drafts", headers=_with(cli), json={
-        "slug": SLUG, "settings": {"display_name": "Contoso"}})
-    assert drafted.status_code == 201, drafted.get_data(as_text=True)
+    live_api_idp(lambda method, path, **kwargs: client.open(
+        path, method=method, headers=_with(cli), **kwargs), contoso, SLUG)
     # Made by a person of the new IdP (a token can only be made by someone signed in through it).
     theirs = access.create_token("theirs", expires_in=3600, actor="user:sub-x (X)",
                                  owner=(SLUG, "sub-x"))[1]
