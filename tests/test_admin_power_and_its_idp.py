@@ -5,6 +5,7 @@ nor may an IdP made later under the same slug bring it back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -41,6 +42,20 @@ def _opens(client: FlaskClient, *, token: str | None = None, session_id: str | N
     return response.status_code
 
 
+def _automation(app: Flask, bridge: Services
+                ) -> tuple[AdminAccess, str, Callable[..., TestResponse]]:
+    """Admin access, a command-line admin token (owned by nobody) and a caller of the admin API
+    with it."""
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
+    client = app.test_client()
+
+    def api(method: str, path: str, **kwargs: object) -> TestResponse:
+        return client.open(path, method=method, headers=_with(cli), **kwargs)
+
+    return access, cli, api
+
+
 def test_power_from_a_removed_idp_file_ends_with_the_file(
         app: Flask, bridge: Services, database: Database, dev_idp: DevIdp, idp_dir: Path,
         tmp_path: Path) -> None:
@@ -65,13 +80,8 @@ def test_power_from_a_removed_idp_file_ends_with_the_file(
 
 def test_a_token_made_while_its_idp_was_deleted_opens_nothing_then_or_later(
         app: Flask, bridge: Services, session_other_idp: DevIdp) -> None:
-    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
-    cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
+    access, cli, api = _automation(app, bridge)
     client = app.test_client()
-
-    def api(method: str, path: str, **kwargs: object) -> TestResponse:
-        return client.open(path, method=method, headers=_with(cli), **kwargs)
-
     live_api_idp(api, session_other_idp, "other")
     assert _opens(client, session_id=_session_of(access, "other")) == 200
     assert api("DELETE", "/admin/api/idps/other").status_code == 204
@@ -98,13 +108,7 @@ def test_a_sign_in_through_a_deleted_idp_claimed_after_another_took_its_slug_ope
     """The sign-in ticket was written as the IdP's deletion ran (its ACS finished meanwhile) and
     is claimed once another IdP holds the slug: the session it would give is judged from the
     sign-in, which the new IdP did not make."""
-    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
-    cli = access.create_token("automation", expires_in=3600, actor="cli:ops")[1]
-    client = app.test_client()
-
-    def api(method: str, path: str, **kwargs: object) -> TestResponse:
-        return client.open(path, method=method, headers=_with(cli), **kwargs)
-
+    access, _, api = _automation(app, bridge)
     live_api_idp(api, session_other_idp, "other")
     signed_in_at = bridge.clock.now()
     assert api("DELETE", "/admin/api/idps/other").status_code == 204
