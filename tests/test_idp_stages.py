@@ -20,7 +20,7 @@ from sqlalchemy import select
 from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.services import Services
-from bridge.store.models import AuditEvent, AuthorizationCode, RefreshFamily
+from bridge.store.models import AuditEvent, AuthorizationCode, RefreshFamily, TestLogin
 from tests.attacks import xml_tools as x
 from tests.helpers import Browser
 from tests.test_admin_api import _metadata_with, _new_keypair
@@ -257,3 +257,25 @@ def test_deleting_asks_for_the_slug_and_a_deleted_idp_can_be_restored(
     assert _events(bridge, "idp_restored")[0]["actor"] == "user:a-1 (Alice)"
     # Restored into testing: not offered until it goes live again.
     _refused_as_unknown(_user_login(browser, session_other_idp))
+
+
+def test_a_refused_test_login_keeps_a_bounded_detail(
+        admin: Admin, browser: Browser, session_other_idp: DevIdp, bridge: Services) -> None:
+    """What a refused test login stores names what the IdP's response carried: a 20 kB
+    Destination is kept as much as a refusal's audit row keeps of it."""
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    started = admin.client.get(f"/admin/idps/{SLUG}/test-login")
+    saml_request = parse_qs(urlsplit(started.headers["Location"]).query)["SAMLRequest"][0]
+    signed = session_other_idp.response_for(session_other_idp.parse_request(saml_request, None),
+                                            USERS["bob"], sign_response=False)
+    root = etree.fromstring(base64.b64decode(signed))
+    root.set("Destination", "https://bridge.example.com/" + "d" * 20_000)
+    answered = browser.post_acs(base64.b64encode(etree.tostring(root)).decode(), SLUG,
+                                json=False)
+    assert answered.status_code in (302, 303), answered.get_data(as_text=True)
+    with bridge.db.transaction() as session:
+        result = json.loads(session.scalars(select(TestLogin.result_json)).one())
+    assert (result["outcome"], result["code"]) == ("refused", "saml_destination_mismatch")
+    assert result["detail"]["detail_cut"] is True
+    assert len(json.dumps(result)) < 9000

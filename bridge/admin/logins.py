@@ -133,8 +133,9 @@ class TestLoginCapture:
             record = session.get(AuthnRequestRecord, request_id)
         if record is None:
             return None
+        # The detail holds what the IdP's response carried: bounded as a refusal's audit row is.
         result = {"outcome": "refused", "code": error.code, "reason": error.public_detail,
-                  "detail": error.log_detail}
+                  "detail": audit.bounded_detail(error.log_detail)}
         return self._store(request_id, result, record.redirect_uri)
 
     def _store(self, request_id: str, result: dict[str, Any], destination: str) -> str:
