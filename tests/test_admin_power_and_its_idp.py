@@ -135,3 +135,28 @@ def test_a_sign_in_during_which_its_person_was_deactivated_and_reactivated_opens
                                  signed_in_at=signed_in_at)
     assert access.claim_ticket(ticket) is None
     assert _opens(app.test_client(), session_id=_session_of(access, "dev")) == 200  # afresh
+
+
+def test_power_made_while_its_person_was_refused_stays_ended_after_the_reactivation(
+        app: Flask, bridge: Services, dev_idp: DevIdp) -> None:
+    """A token or sign-in made by a request that raced the deprovisioning (committed after it)
+    was never the person's to have: lifting the refusal does not hand it to them."""
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    with bridge.db.transaction() as session:
+        deprovision(session, idp_slug="dev", subject="sub-x", source="scim",
+                    reason="scim_deactivated", now=bridge.clock.now(), actor="scim")
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    raced = access.create_token("raced", expires_in=3600, actor="user:sub-x (X)",
+                                owner=("dev", "sub-x"))[1]
+    ticket = access.issue_ticket(subject="sub-x", name="X", idp_slug="dev")
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    with bridge.db.transaction() as session:
+        assert reinstate(session, idp_slug="dev", subject="sub-x", now=bridge.clock.now(),
+                         actor="scim")
+    assert _opens(app.test_client(), token=raced) == 401
+    assert access.claim_ticket(ticket) is None
+    bridge.clock.advance(1)  # type: ignore[attr-defined]
+    fresh = access.create_token("fresh", expires_in=3600, actor="user:sub-x (X)",
+                                owner=("dev", "sub-x"))[1]
+    assert _opens(app.test_client(), token=fresh) == 200
+    assert _opens(app.test_client(), session_id=_session_of(access, "dev")) == 200

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bridge import audit
 from bridge.errors import InvalidInput, NotFound
 from bridge.idps.registry import IdpRegistry
-from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
+from bridge.oauth.deprovisioned import is_deprovisioned, made_before_a_lifted_refusal_ended
 from bridge.store.db import Database
 from bridge.store.models import AdminSession, AdminToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
@@ -53,8 +53,9 @@ class AdminAccess:
         holds it: not deprovisioned, and their IdP neither removed nor made anew since."""
         if is_deprovisioned(session, idp_slug=idp_slug, subject=subject):
             return False
-        # Refused after it and reactivated since: what the refusal ended (or raced) stays ended.
-        if ended_by_a_lifted_refusal(session, idp_slug=idp_slug, subject=subject, issued_at=since):
+        # Refused after it (or while it was made) and reactivated since: it stays ended.
+        if made_before_a_lifted_refusal_ended(session, idp_slug=idp_slug, subject=subject,
+                                              made_at=since):
             return False
         return self.idps.stands_since(session, idp_slug, since)
 

@@ -123,6 +123,15 @@ def ended_by_a_lifted_refusal(session: Session, *, idp_slug: str, subject: str,
     return lifted is not None and issued_at <= lifted.refused_at
 
 
+def made_before_a_lifted_refusal_ended(session: Session, *, idp_slug: str, subject: str,
+                                       made_at: float) -> bool:
+    """Whether an admin's session or token made at ``made_at`` was made before their last
+    lifted refusal ended: made before it began, the refusal ended it; made while it held (a
+    request racing the deprovisioning), it was never theirs to have."""
+    lifted = session.get(LiftedRefusal, (idp_slug, subject))
+    return lifted is not None and made_at <= lifted.lifted_at
+
+
 def is_deprovisioned(session: Session, *, idp_slug: str, subject: str) -> bool:
     """Whether the IdP has deprovisioned this person (in an ORM transaction)."""
     return session.get(DeprovisionedSubject, (idp_slug, subject)) is not None
