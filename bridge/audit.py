@@ -79,8 +79,10 @@ _CUT_STRING_CHARS = 200
 
 
 def _detail_json(detail: dict[str, Any], most: int | None) -> str:
-    bounded = detail if most is None else bounded_detail(detail, most)
-    return json.dumps(bounded, default=str, sort_keys=True)
+    text = json.dumps(detail, default=str, sort_keys=True)
+    if most is None or len(text) <= most:
+        return text
+    return json.dumps(bounded_detail(detail, most), default=str, sort_keys=True)
 
 
 def bounded_detail(detail: dict[str, Any], most: int = REFUSAL_DETAIL_CHARS) -> dict[str, Any]:

@@ -118,14 +118,12 @@ class AdminAccess:
             owner = None
             if row.owner_idp_slug is not None and row.owner_subject is not None:
                 owner = (row.owner_idp_slug, row.owner_subject)
-                if is_deprovisioned(session, idp_slug=owner[0], subject=owner[1]):
-                    # deprovision() revokes it; this covers a token it raced
-                    row.revoked_at = now
-                    return None
-                # Deleting the IdP revokes it; this covers a token made while the deletion ran,
-                # and an IdP whose file was removed (refused while the file is gone).
+                # Deprovisioning and deleting the IdP revoke it; this covers a token either
+                # raced, and an IdP whose file was removed (refused while the file is gone).
                 if not self._owner_stands(session, idp_slug=owner[0], subject=owner[1],
                                           since=row.created_at):
+                    if is_deprovisioned(session, idp_slug=owner[0], subject=owner[1]):
+                        row.revoked_at = now  # as deprovision() would have
                     return None
             row.last_used_at = now
             return Admin(actor=f"token:{row.name}", owner=owner)

@@ -157,11 +157,15 @@ class IdpStages(MetadataVersions):
             for event in events:
                 if event.idp_slug and event.idp_slug not in present:
                     latest.setdefault(event.idp_slug, event)
-        return [{"slug": slug, "deleted_at": event.at,
-                 "deleted_by": audit.detail_of(event.detail_json).get("actor"),
-                 "display_name": as_text((audit.detail_of(event.detail_json).get("settings") or {})
-                                         .get("display_name")) or slug}
-                for slug, event in sorted(latest.items()) if slug not in self.registry.files]
+        deleted = []
+        for slug, event in sorted(latest.items()):
+            if slug in self.registry.files:
+                continue
+            detail = audit.detail_of(event.detail_json)
+            deleted.append({"slug": slug, "deleted_at": event.at, "deleted_by": detail.get("actor"),
+                            "display_name": as_text((detail.get("settings") or {})
+                                                    .get("display_name")) or slug})
+        return deleted
 
     def restore_deleted(self, slug: str, *, actor: str) -> dict[str, Any]:
         """Bring back a deleted IdP with the settings and metadata it had, in testing."""
