@@ -16,6 +16,7 @@ process, on the same cores, so wall figures include its share of the machine.
                     with 4 client threads, and latency at half that peak from an open-loop sender
                     (one thread, a fixed schedule, latency counted from the scheduled send time)
   GET /healthz      the trivial endpoint under the same server: the floor of a request's cost
+                    (one client each, a refresh and /healthz take turns: see ``alternating``)
   RSS               VmRSS of each worker after all runs
 
 Run it through ``scripts/bench --http`` (which prepares .venv first), e.g.::
@@ -70,6 +71,9 @@ SCOPE = "openid profile email groups"
 IDP_URL = "http://127.0.0.1:1"  # the dev IdP is only a library here; nothing listens there
 LOGIN_COOKIE = "bridge-login"  # the login cookie's name on plain-http loopback
 CONTENDERS = 4
+# Turns each of a refresh and /healthz takes, alternating, in their one-client measurement: a
+# turn still spans about a hundred ticks of the CPU clock read from /proc (10 ms each).
+ALTERNATIONS = 4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -501,6 +505,36 @@ def one_thread(meters: Meters, port: int, seconds: float, op: Callable[[Client],
     return closed_loop(meters, port, seconds, [op])
 
 
+def alternating(meters: Meters, port: int, seconds: float, ops: list[Callable[[Client], None]],
+                rounds: int = ALTERNATIONS) -> list[Measured]:
+    """Each op in one thread for ``seconds`` in all, taken in turns of ``seconds / rounds``: a
+    ratio between them then compares the same stretches of the machine's time. On a shared
+    machine the CPU a request costs drifts by a third within minutes (other tenants, frequency),
+    which back-to-back windows read as a difference between the ops."""
+    clients = [Client(port) for _ in ops]
+    for op, client in zip(ops, clients, strict=True):
+        for _ in range(20):  # warm-up
+            op(client)
+    totals = [Measured() for _ in ops]
+    for _ in range(rounds):
+        for op, client, total in zip(ops, clients, totals, strict=True):
+            total.add(_timed_turn(meters, seconds / rounds, op, client))
+    return totals
+
+
+def _timed_turn(meters: Meters, seconds: float, op: Callable[[Client], None], client: Client
+                ) -> Measured:
+    measured = Measured()
+    with meters.window(measured):
+        stop = time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            op(client)
+            measured.latencies.append(time.perf_counter() - t0)
+            measured.n += 1
+    return measured
+
+
 class Chain:
     """A refresh family: each refresh presents the latest token and keeps the successor."""
 
@@ -922,8 +956,8 @@ def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path
 
     # --- 3. refreshes, healthz ------------------------------------------------------------------
     tokens = deque(refresh_tokens)
-    refresh1 = one_thread(meters, port, args.seconds, Chain(tokens.popleft()))
-    healthz1 = one_thread(meters, port, args.seconds, get_healthz)
+    refresh1, healthz1 = alternating(meters, port, args.seconds,
+                                     [Chain(tokens.popleft()), get_healthz])
     peak = closed_loop(meters, port, args.seconds, [Chain(tokens.popleft()) for _ in range(CONTENDERS)])
     healthz_peak = closed_loop(meters, port, args.seconds, [get_healthz] * CONTENDERS)
     half = peak.per_second / 2
