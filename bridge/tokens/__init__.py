@@ -1,1 +1,2 @@
-"""Tokens: signing keys, access JWTs (the one ``jwt.encode`` call site), codes, refresh families."""
+"""Tokens: signing keys, access JWTs (``signing.py`` alone encodes and decodes them), codes, refresh
+families."""

@@ -7,17 +7,54 @@ and ``typ`` are always checked (RFC 8725 §3.1, §3.11).
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from bridge.errors import TokenError
 from bridge.tokens.keys import ActiveKey, KeyRing
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
 
 def sign(payload: dict[str, Any], key: ActiveKey, *, typ: str) -> str:
-    return jwt.encode(payload, key.private_key, algorithm=key.alg,
-                      headers={"kid": key.kid, "typ": typ})
+    """A compact JWS (RFC 7515 §7.1) of ``payload`` under ``key``.
+
+    Encoded here rather than by ``jwt.encode``, which makes the same bytes (its header's keys
+    sorted, both parts as compact JSON) at about 15 µs more per token, paid by every refresh
+    and twice by every login; PyJWT still verifies every token (``verify`` below), and the tests
+    compare the two encodings."""
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+    signing_input = _header(key.alg, key.kid, typ) + b"." + body
+    return (signing_input + b"." + _b64(_signature(key, signing_input))).decode("ascii")
+
+
+@functools.lru_cache(maxsize=64)  # a few keys (rotation keeps two or three) times a few typs
+def _header(alg: str, kid: str, typ: str) -> bytes:
+    return _b64(json.dumps({"alg": alg, "kid": kid, "typ": typ}, separators=(",", ":")).encode())
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _signature(key: ActiveKey, signing_input: bytes) -> bytes:
+    """RFC 7518 §3: the signature of ``signing_input`` in the form JWS gives ``key.alg``."""
+    private = key.private_key
+    if key.alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private.sign(signing_input, _ECDSA_SHA256))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # §3.4: R and S, 32 bytes each
+    if key.alg == "RS256" and isinstance(private, rsa.RSAPrivateKey):
+        return private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    if key.alg == "EdDSA" and isinstance(private, ed25519.Ed25519PrivateKey):
+        return private.sign(signing_input)  # RFC 8037 §3.1
+    raise ValueError(f"a {type(private).__name__} cannot sign {key.alg}")
 
 
 def verify(token: str, keys: KeyRing, *, issuer: str, audience: str | None, typ: str,
