@@ -14,6 +14,7 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.services import Services
 from bridge.store.db import Database
+from bridge.web import create_app
 from tests.bearer_tools import BACKEND, active, bearer_token, introspected_and_exchanged
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import live_api_idp
@@ -87,3 +88,23 @@ def test_an_idp_deleted_and_restored_within_a_second_does_not_revive_a_bearer_to
     assert not active(client, token)
     instant[0] = second + 0.6  # issued after the restore, in the same second: it stands
     assert active(client, bearer_token(client, session_other_idp, settings))
+
+
+def test_a_file_idp_put_under_a_deleted_idps_slug_does_not_revive_its_bearer_token(
+        api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, idp_dir: Path) -> None:
+    """The operator declares an IdP in idp_metadata/ under the slug an IdP of the admin API
+    had, and restarts: what the deleted IdP vouched for stays ended; what the file's IdP
+    vouches for from then on stands."""
+    live_api_idp(api, session_other_idp, SLUG)
+    token = bearer_token(client, session_other_idp, settings)
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+
+    session_other_idp.write_metadata(idp_dir, slug=SLUG)
+    restarted = create_app(settings, clock=bridge.clock).test_client()
+    assert introspected_and_exchanged(restarted, token) == (False, 400)
+    fresh = bearer_token(restarted, session_other_idp, settings)
+    assert introspected_and_exchanged(restarted, fresh) == (True, 200)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, select
 
 from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
-from bridge.store.models import IdpRecord, RefreshFamily
+from bridge.store.models import AuditEvent, IdpRecord, RefreshFamily
 from bridge.tokens.access import IssueTime, issued_at, login_of
 
 if TYPE_CHECKING:
@@ -66,10 +66,12 @@ def _idp_vouches(services: Services, session: Any, slug: str, issued: IssueTime)
     through: an IdP of the admin API deleted and restored (or made again under the slug) is
     created anew, and a token issued before that ended with the deletion, as its logins did.
     Read from the database, so a deletion on any node ends the token on every node at once."""
-    # Declared in idp_metadata/ on this node: in force while it is there.
+    # Declared in idp_metadata/ on this node: in force while it is there, for what was issued
+    # since an IdP of the admin API last held the slug (its deletion ended what it vouched for;
+    # a file put there later vouches for nothing of it).
     files = services.idps.files
     if slug in files:
-        return bool(files[slug].live)
+        return bool(files[slug].live) and not _deleted_since(session, slug, issued)
     record = session.get(IdpRecord, slug)
     if record is None or record.state != "live":
         return False
@@ -78,3 +80,13 @@ def _idp_vouches(services: Services, session: Any, slug: str, issued: IssueTime)
         # second the IdP was created stands.
         return issued.instant >= int(record.created_at)
     return issued.instant >= record.created_at
+
+
+def _deleted_since(session: Any, slug: str, issued: IssueTime) -> bool:
+    """Whether an IdP of the admin API under ``slug`` was deleted at or after ``issued``; to the
+    whole second of a token issued before jti named the instant (a deletion in its second ends
+    it: doubt refuses)."""
+    since = float(int(issued.instant)) if not issued.precise else issued.instant
+    return session.scalar(
+        select(AuditEvent.id).where(AuditEvent.idp_slug == slug, AuditEvent.event == "idp_deleted",
+                                    AuditEvent.at >= since).limit(1)) is not None
