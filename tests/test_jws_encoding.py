@@ -75,3 +75,9 @@ def test_a_key_that_cannot_make_its_algorithm_signs_nothing(alg: str, other: str
     key = ActiveKey(kid="k", alg=alg, private_key=KEYS[other])
     with pytest.raises(ValueError, match="cannot sign"):
         sign(PAYLOAD, key, typ="JWT")
+
+
+def test_es256_signs_with_a_p256_key_only() -> None:
+    p384 = ActiveKey(kid="k", alg="ES256", private_key=ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(ValueError, match="cannot sign"):
+        sign(PAYLOAD, p384, typ="JWT")  # ES256 is P-256 and SHA-256 (RFC 7518 §3.4)

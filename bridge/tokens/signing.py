@@ -47,7 +47,8 @@ def _b64(data: bytes) -> bytes:
 def _signature(key: ActiveKey, signing_input: bytes) -> bytes:
     """RFC 7518 §3: the signature of ``signing_input`` in the form JWS gives ``key.alg``."""
     private = key.private_key
-    if key.alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey):
+    if key.alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey) \
+            and isinstance(private.curve, ec.SECP256R1):
         r, s = decode_dss_signature(private.sign(signing_input, _ECDSA_SHA256))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")  # §3.4: R and S, 32 bytes each
     if key.alg == "RS256" and isinstance(private, rsa.RSAPrivateKey):
