@@ -4,8 +4,10 @@ login (SAML bearer grant, RFC 7522) obtained through that IdP must end with it t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 from flask.testing import FlaskClient
 
@@ -16,7 +18,7 @@ from bridge.services import Services
 from bridge.store.db import Database
 from bridge.web import create_app
 from tests.bearer_tools import BACKEND, active, bearer_token, introspected_and_exchanged
-from tests.conftest import DEMO_CLIENT, make_settings
+from tests.conftest import CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings
 from tests.helpers import live_api_idp
 from tests.test_idp_stages import SLUG
 
@@ -35,6 +37,21 @@ def api(client: FlaskClient, bridge: Services):  # type: ignore[no-untyped-def]
         headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
         return client.open(path, method=method, headers=headers, **kwargs)
     return call
+
+
+@pytest.fixture
+def restart(settings: Settings, bridge: Services) -> Iterator[Callable[[], FlaskClient]]:
+    """Another node, or this one restarted (idp_metadata/ read again): its own services on the
+    same database and clock, closed at the end."""
+    started: list[Services] = []
+
+    def start() -> FlaskClient:
+        app = create_app(settings, clock=bridge.clock)
+        started.append(app.extensions["bridge"])
+        return app.test_client()
+    yield start
+    for services in started:
+        services.db.dispose()
 
 
 def test_a_bearer_token_ends_with_the_deleted_idp(
@@ -92,7 +109,7 @@ def test_an_idp_deleted_and_restored_within_a_second_does_not_revive_a_bearer_to
 
 def test_a_file_idp_put_under_a_deleted_idps_slug_does_not_revive_its_bearer_token(
         api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
-        settings: Settings, idp_dir: Path) -> None:
+        settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
     """The operator declares an IdP in idp_metadata/ under the slug an IdP of the admin API
     had, and restarts: what the deleted IdP vouched for stays ended; what the file's IdP
     vouches for from then on stands."""
@@ -104,7 +121,80 @@ def test_a_file_idp_put_under_a_deleted_idps_slug_does_not_revive_its_bearer_tok
     bridge.clock.advance(5)  # type: ignore[attr-defined]
 
     session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    restarted = create_app(settings, clock=bridge.clock).test_client()
+    restarted = restart()
     assert introspected_and_exchanged(restarted, token) == (False, 400)
     fresh = bearer_token(restarted, session_other_idp, settings)
     assert introspected_and_exchanged(restarted, fresh) == (True, 200)
+
+
+def test_a_token_a_stale_node_issued_after_the_deletion_stays_ended_under_a_file(
+        api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
+    """Another node still has the deleted IdP in its registry (it rechecks every few seconds)
+    and issues a token through it after the deletion: a file put under the slug later did not
+    issue it, and does not vouch for it."""
+    live_api_idp(api, session_other_idp, SLUG)
+    other_node = restart()
+    assert active(other_node, bearer_token(other_node, session_other_idp, settings))
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(0.5)  # type: ignore[attr-defined]
+    late = bearer_token(other_node, session_other_idp, settings)
+    assert jwt.decode(late, options={"verify_signature": False})["jti"].startswith("a")
+    assert introspected_and_exchanged(client, late) == (False, 400)
+
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    session_other_idp.write_metadata(idp_dir, slug=SLUG)
+    restarted = restart()
+    assert introspected_and_exchanged(restarted, late) == (False, 400)
+    fresh = bearer_token(restarted, session_other_idp, settings)
+    assert jwt.decode(fresh, options={"verify_signature": False})["jti"].startswith("f")
+    assert introspected_and_exchanged(restarted, fresh) == (True, 200)
+
+
+def test_an_exchanged_token_names_the_kind_of_idp_its_subject_token_came_through(
+        api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
+    live_api_idp(api, session_other_idp, SLUG)
+    exchanged = client.post("/token", data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": bearer_token(client, session_other_idp, settings),
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "audience": "downstream-api"}, auth=("backend", CONFIDENTIAL_SECRET))
+    assert exchanged.status_code == 200, exchanged.get_data(as_text=True)
+    token = exchanged.get_json()["access_token"]
+    assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("a")
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    session_other_idp.write_metadata(idp_dir, slug=SLUG)
+    restarted = restart()
+    introspected = restarted.post("/introspect", data={"token": token},
+                                  auth=("backend", CONFIDENTIAL_SECRET))
+    assert introspected.get_json() == {"active": False}
+
+
+@pytest.mark.parametrize("issued_after_the_deletion", [False, True])
+def test_a_token_whose_jti_does_not_name_the_kind_is_judged_by_the_deletions_under_a_file(
+        api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient],
+        monkeypatch: pytest.MonkeyPatch, issued_after_the_deletion: bool) -> None:
+    """Tokens issued before jti named the kind of IdP (``t<ms>.``): a file under the slug vouches
+    for those issued after the last deletion of an IdP of the admin API there, not before."""
+    from bridge.tokens import access
+
+    made = access.new_jti
+    monkeypatch.setattr(access, "new_jti", lambda login, at, through="t": made(login, at, "t"))
+    live_api_idp(api, session_other_idp, SLUG)
+    if not issued_after_the_deletion:
+        token = bearer_token(client, session_other_idp, settings)
+        bridge.clock.advance(5)  # type: ignore[attr-defined]
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    session_other_idp.write_metadata(idp_dir, slug=SLUG)
+    restarted = restart()
+    if issued_after_the_deletion:
+        token = bearer_token(restarted, session_other_idp, settings)
+    assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("t")
+    assert active(restarted, token) is issued_after_the_deletion

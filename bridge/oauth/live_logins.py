@@ -9,7 +9,7 @@ from sqlalchemy import Select, select
 
 from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
 from bridge.store.models import AuditEvent, IdpRecord, RefreshFamily
-from bridge.tokens.access import IssueTime, issued_at, login_of
+from bridge.tokens.access import THROUGH_API, THROUGH_FILE, IssueTime, issued_at, login_of
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -66,12 +66,18 @@ def _idp_vouches(services: Services, session: Any, slug: str, issued: IssueTime)
     through: an IdP of the admin API deleted and restored (or made again under the slug) is
     created anew, and a token issued before that ended with the deletion, as its logins did.
     Read from the database, so a deletion on any node ends the token on every node at once."""
-    # Declared in idp_metadata/ on this node: in force while it is there, for what was issued
-    # since an IdP of the admin API last held the slug (its deletion ended what it vouched for;
-    # a file put there later vouches for nothing of it).
+    # Each kind of IdP vouches only for the tokens issued through its kind (tokens/access.py:
+    # new_jti): a file put under the slug of a deleted IdP of the admin API, or such an IdP made
+    # under a file's former slug, is not the IdP a token came through.
     files = services.idps.files
-    if slug in files:
-        return bool(files[slug].live) and not _deleted_since(session, slug, issued)
+    if slug in files:  # declared in idp_metadata/ on this node: in force while it is there
+        if not files[slug].live or issued.through == THROUGH_API:
+            return False
+        # A token whose jti does not name the kind: for what was issued since an IdP of the
+        # admin API last held the slug.
+        return issued.through == THROUGH_FILE or not _deleted_since(session, slug, issued)
+    if issued.through == THROUGH_FILE:
+        return False
     record = session.get(IdpRecord, slug)
     if record is None or record.state != "live":
         return False

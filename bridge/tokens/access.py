@@ -15,14 +15,19 @@ from bridge.tokens.signing import sign
 ACCESS_TOKEN_TYPE = "at+jwt"
 # A refresh family's ID (uuid4 hex, tokens/refresh.py): the login an access token belongs to.
 _LOGIN = re.compile(r"^[0-9a-f]{32}\Z")
-# A token of no login's jti: the instant it was issued, in milliseconds (new_jti).
-_ISSUED = re.compile(r"t([0-9]{1,16})\.")
+# A token of no login's jti: the kind of IdP it came through and the instant it was issued, in
+# milliseconds (new_jti).
+_ISSUED = re.compile(r"([aft])([0-9]{1,16})\.")
+# The kinds: an IdP of the admin API, one declared in a file in idp_metadata/, or either (a
+# token issued before its jti said which).
+THROUGH_API, THROUGH_FILE, THROUGH_EITHER = "a", "f", "t"
 
 
-def new_jti(login: str | None, issued_at: float) -> str:
+def new_jti(login: str | None, issued_at: float, through: str = THROUGH_EITHER) -> str:
     """A unique token ID that names the login it was issued under: ``<family>.<random>``; for a
-    token of no login (the SAML bearer grant, or exchanged from one), the instant it was issued
-    instead: ``t<milliseconds>.<random>``.
+    token of no login (the SAML bearer grant, or exchanged from one), the kind of IdP it came
+    through (``through``: ``a`` or ``f``) and the instant it was issued instead:
+    ``a<milliseconds>.<random>``.
 
     The published claims schemas forbid new claims (additionalProperties: false), so the link to
     the login travels in ``jti``, whose content they leave open (16-64 characters). Introspection
@@ -30,9 +35,10 @@ def new_jti(login: str | None, issued_at: float) -> str:
     (docs/decisions/0013-introspection-and-ended-logins.md). A token of no login stands while its
     IdP vouches for it, judged against when the IdP was made and when a refusal of its person
     began (``oauth/live_logins.py``); ``iat`` is whole seconds, and those can fall in the same
-    second as the token."""
+    second as the token; an IdP vouches only for the tokens of its kind, so a file put under
+    the slug of a deleted IdP of the admin API brings back nothing that IdP issued."""
     nonce = secrets.token_urlsafe(16)
-    return f"{login}.{nonce}" if login else f"t{int(issued_at * 1000)}.{nonce}"
+    return f"{login}.{nonce}" if login else f"{through}{int(issued_at * 1000)}.{nonce}"
 
 
 def login_of(jti: object) -> str | None:
@@ -47,6 +53,8 @@ class IssueTime(NamedTuple):
     instant: float
     # False for a token issued before jti named the instant: ``instant`` is its whole-second iat.
     precise: bool
+    # The kind of IdP it came through (new_jti): THROUGH_API, THROUGH_FILE or THROUGH_EITHER.
+    through: str = THROUGH_EITHER
 
 
 def issued_at(claims: dict[str, Any]) -> IssueTime | None:
@@ -58,9 +66,9 @@ def issued_at(claims: dict[str, Any]) -> IssueTime | None:
     jti = claims.get("jti")
     found = _ISSUED.match(jti) if isinstance(jti, str) else None
     if found is not None:
-        instant = int(found.group(1)) / 1000
+        instant = int(found.group(2)) / 1000
         if int(instant) == int(iat):  # the same second, as the token was signed with
-            return IssueTime(instant, precise=True)
+            return IssueTime(instant, precise=True, through=found.group(1))
     return IssueTime(float(iat), precise=False)
 
 
@@ -78,11 +86,13 @@ def issue_access_token(
     login: str | None = None,
     dpop_jkt: str | None = None,
     issued_at: float | None = None,
+    through: str = THROUGH_EITHER,
 ) -> str:
     """An access token; with ``dpop_jkt`` bound to that DPoP key (RFC 9449 §6.1, ``cnf.jkt``).
     ``issued_at``: the instant it counts as issued, taken before the checks that allowed it,
     for a token of no login: a refusal or an IdP's deletion committed while those ran then
-    counts as after it was issued, and ends it."""
+    counts as after it was issued, and ends it. ``through``: the kind of IdP a token of no
+    login came through (new_jti)."""
     instant = clock.now() if issued_at is None else issued_at
     now = int(instant)
     # Registered claims come last: nothing derived from an IdP can ever override them.
@@ -92,7 +102,7 @@ def issue_access_token(
         "aud": audience,
         "exp": now + ttl,
         "iat": now,
-        "jti": new_jti(login, instant),
+        "jti": new_jti(login, instant, through),
         "client_id": client_id,
         "auth_time": auth_time,
     }

@@ -14,7 +14,7 @@ from bridge.oauth.tokens import TokenSet, group_budget
 from bridge.replay import use_unsolicited
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.subject import to_identity
-from bridge.tokens.access import issue_access_token
+from bridge.tokens.access import THROUGH_API, THROUGH_FILE, issue_access_token
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -69,7 +69,8 @@ class SamlBearerGrant:
         access_token = issue_access_token(
             token_claims(claims, scope, group_budget(settings)), issuer=settings.base_url,
             audience=client.audience, client_id=client.client_id, auth_time=identity.auth_time,
-            scope=scope, ttl=ttl, key=key, clock=clock, dpop_jkt=dpop_jkt, issued_at=issued_at)
+            scope=scope, ttl=ttl, key=key, clock=clock, dpop_jkt=dpop_jkt, issued_at=issued_at,
+            through=THROUGH_FILE if idp.slug in idps.files else THROUGH_API)
         metrics.token_issued(client.client_id, "saml2_bearer")
         return TokenSet(access_token, ttl, None, scope, client,
                         token_type="DPoP" if dpop_jkt else "Bearer")

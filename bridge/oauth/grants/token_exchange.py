@@ -4,7 +4,7 @@ another audience it is allowed to call, with the same or a narrower scope and ne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge import audit, metrics
 from bridge.audit import refusals_audited
@@ -14,7 +14,13 @@ from bridge.errors import TokenError
 from bridge.oauth.live_logins import access_token_live
 from bridge.oauth.tokens import ACCESS_TOKEN_URN, TokenSet, group_budget
 from bridge.tokens import signing
-from bridge.tokens.access import ACCESS_TOKEN_TYPE, issue_access_token, login_of
+from bridge.tokens.access import (
+    ACCESS_TOKEN_TYPE,
+    THROUGH_EITHER,
+    issue_access_token,
+    login_of,
+)
+from bridge.tokens.access import issued_at as issue_time_of
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -75,7 +81,7 @@ class TokenExchangeGrant:
             claims, issuer=settings.base_url, audience=audience, client_id=client.client_id,
             auth_time=int(subject["auth_time"]), scope=" ".join(requested), ttl=ttl,
             key=self.services.keys.signing_key(client.token_signing_alg), clock=clock,
-            login=login, dpop_jkt=dpop_jkt, issued_at=issued_at)
+            login=login, dpop_jkt=dpop_jkt, issued_at=issued_at, through=_through(subject))
         with self.services.db.transaction() as session:
             audit.record(session, at=clock.now(), event="token_exchange", outcome="success",
                          client_id=client.client_id, subject=str(subject["sub"]),
@@ -84,3 +90,10 @@ class TokenExchangeGrant:
         return TokenSet(access_token, ttl, None, " ".join(requested), client,
                         issued_token_type=ACCESS_TOKEN_URN,
                         token_type="DPoP" if dpop_jkt else "Bearer")
+
+
+def _through(subject: dict[str, Any]) -> str:
+    """The kind of IdP a subject token of no login came through, for the token it is exchanged
+    for: the IdP that vouched for the one vouches for the other."""
+    issued = issue_time_of(subject)
+    return issued.through if issued is not None else THROUGH_EITHER
