@@ -33,7 +33,10 @@ def make_engine(database_url: str) -> Engine:
         path = database_url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(database_url, connect_args={"timeout": 30})
+        # LIFO: the connection used last goes out next. Its page cache is current; one that sat
+        # in the queue while others wrote starts every statement by dropping its cache and
+        # reading pages again (about 20 µs a refresh once a burst has grown the pool).
+        engine = create_engine(database_url, connect_args={"timeout": 30}, pool_use_lifo=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -56,7 +59,9 @@ def make_engine(database_url: str) -> Engine:
 
         _refuse_nul_characters(engine)
         return engine
-    engine = create_engine(database_url, pool_size=5, max_overflow=10,
+    # LIFO as for SQLite: the busiest connection stays warm (its backend's caches, psycopg's
+    # prepared statements), and the rest idle until a burst needs them (then pinged first).
+    engine = create_engine(database_url, pool_size=5, max_overflow=10, pool_use_lifo=True,
                            isolation_level="READ COMMITTED")
     _read_committed(engine)
     _ping_when_idle(engine)

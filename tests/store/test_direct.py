@@ -260,3 +260,22 @@ def test_transactions_read_committed_whatever_the_servers_default(database: Data
             connection.exec_driver_sql(
                 f"ALTER DATABASE \"{name}\" RESET default_transaction_isolation")
         admin.dispose()
+
+
+@pytest.mark.parametrize("use", ["lookup", "driver_transaction"])
+def test_the_connection_used_last_is_handed_out_next(database: Database, use: str) -> None:
+    """The pool is LIFO: once a burst has grown it, steady traffic keeps using one warm
+    connection (SQLite's page cache current, the backend's caches and prepared statements on
+    PostgreSQL) instead of cycling through connections that went stale while others wrote."""
+    fresh = Database(database.url)
+    try:
+        held = [fresh.engine.raw_connection() for _ in range(3)]
+        drivers = [c.driver_connection for c in held]
+        for connection in held:  # returned in order: the last one in is the third
+            connection.close()
+        for _ in range(3):
+            with getattr(fresh, use)() as connection:
+                direct.first(connection, sa.text("SELECT 1 AS one"), {})
+                assert connection.connection.driver_connection is drivers[2]
+    finally:
+        fresh.dispose()
