@@ -198,3 +198,29 @@ def test_a_token_whose_jti_does_not_name_the_kind_is_judged_by_the_deletions_und
         token = bearer_token(restarted, session_other_idp, settings)
     assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("t")
     assert active(restarted, token) is issued_after_the_deletion
+
+
+def test_a_files_token_stays_ended_once_an_idp_of_the_admin_api_held_its_slug_since(
+        api, bridge: Services, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
+    """The file removed, an IdP of the admin API made and deleted under its slug, a file put back:
+    that file may be another IdP, and vouches for nothing issued before the gap."""
+    session_other_idp.write_metadata(idp_dir, slug=SLUG)
+    with_file = restart()
+    token = bearer_token(with_file, session_other_idp, settings)
+    assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("f")
+    assert active(with_file, token)
+    for declared in idp_dir.glob(f"{SLUG}.*"):
+        declared.unlink()
+    assert not active(restart(), token)
+
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    live_api_idp(api, session_other_idp, SLUG)
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    session_other_idp.write_metadata(idp_dir, slug=SLUG)
+    back = restart()
+    assert not active(back, token)
+    assert active(back, bearer_token(back, session_other_idp, settings))

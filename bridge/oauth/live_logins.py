@@ -73,9 +73,9 @@ def _idp_vouches(services: Services, session: Any, slug: str, issued: IssueTime)
     if slug in files:  # declared in idp_metadata/ on this node: in force while it is there
         if not files[slug].live or issued.through == THROUGH_API:
             return False
-        # A token whose jti does not name the kind: for what was issued since an IdP of the
-        # admin API last held the slug.
-        return issued.through == THROUGH_FILE or not _deleted_since(session, slug, issued)
+        # For what was issued since an IdP of the admin API last held the slug: one could only
+        # while no file was there, so the file put back may not be the IdP it was.
+        return not _deleted_since(session, slug, issued)
     if issued.through == THROUGH_FILE:
         return False
     record = session.get(IdpRecord, slug)
