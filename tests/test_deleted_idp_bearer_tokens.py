@@ -10,15 +10,24 @@ from pathlib import Path
 import jwt
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bridge.admin.access import AdminAccess
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
+from bridge.oauth.live_logins import access_token_live
 from bridge.services import Services
 from bridge.store.db import Database
+from bridge.store.models import AuditEvent
 from bridge.web import create_app
-from tests.bearer_tools import BACKEND, active, bearer_token, introspected_and_exchanged
-from tests.conftest import CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings
+from tests.bearer_tools import (
+    BACKEND,
+    active,
+    bearer_grant,
+    bearer_token,
+    introspected_and_exchanged,
+)
+from tests.conftest import CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings, test_sp_metadata
 from tests.helpers import live_api_idp
 from tests.test_idp_stages import SLUG
 
@@ -127,29 +136,62 @@ def test_a_file_idp_put_under_a_deleted_idps_slug_does_not_revive_its_bearer_tok
     assert introspected_and_exchanged(restarted, fresh) == (True, 200)
 
 
-def test_a_token_a_stale_node_issued_after_the_deletion_stays_ended_under_a_file(
+def test_a_node_that_has_not_seen_the_deletion_issues_nothing_through_the_deleted_idp(
         api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
         settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
-    """Another node still has the deleted IdP in its registry (it rechecks every few seconds)
-    and issues a token through it after the deletion: a file put under the slug later did not
-    issue it, and does not vouch for it."""
+    """Another node still has the deleted IdP in its registry (it rereads the IdPs every few
+    seconds): its bearer grant checks the IdP against the database and issues nothing."""
     live_api_idp(api, session_other_idp, SLUG)
     other_node = restart()
     assert active(other_node, bearer_token(other_node, session_other_idp, settings))
     assert api("DELETE", f"/admin/api/idps/{SLUG}",
                json={"confirm_slug": SLUG}).status_code == 204
     bridge.clock.advance(0.5)  # type: ignore[attr-defined]
-    late = bearer_token(other_node, session_other_idp, settings)
-    assert jwt.decode(late, options={"verify_signature": False})["jti"].startswith("a")
-    assert introspected_and_exchanged(client, late) == (False, 400)
+    refused = bearer_grant(other_node, session_other_idp, settings)
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in refused.get_json()
+    assert _audited_refusals(bridge, "saml_idp_not_in_force") == 1
 
-    bridge.clock.advance(5)  # type: ignore[attr-defined]
+
+def test_a_node_that_has_not_seen_another_idp_made_under_the_slug_issues_nothing_through_the_old(
+        api, bridge: Services, client: FlaskClient, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, tmp_path: Path, restart: Callable[[], FlaskClient]) -> None:
+    third = DevIdp(base_url="https://third-idp.example.org", state_dir=tmp_path / "third",
+                   sp_metadata=test_sp_metadata)
+    live_api_idp(api, session_other_idp, SLUG)
+    other_node = restart()
+    assert active(other_node, bearer_token(other_node, session_other_idp, settings))
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(0.5)  # type: ignore[attr-defined]
+    live_api_idp(api, third, SLUG)
+    bridge.clock.advance(0.5)  # type: ignore[attr-defined]
+    refused = bearer_grant(other_node, session_other_idp, settings)
+    assert refused.status_code == 400 and "access_token" not in refused.get_json()
+    assert _audited_refusals(bridge, "saml_idp_not_in_force") == 1
+    assert active(client, bearer_token(client, third, settings))  # the IdP now in force
+
+
+def test_a_file_vouches_for_no_token_issued_through_an_idp_of_the_admin_api(
+        api, bridge: Services, session_other_idp: DevIdp,  # type: ignore[no-untyped-def]
+        settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
+    """Even one issued after the last deletion under the slug (a grant that began checking as
+    the deletion committed): it came through the deleted IdP, not the file."""
     session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    restarted = restart()
-    assert introspected_and_exchanged(restarted, late) == (False, 400)
-    fresh = bearer_token(restarted, session_other_idp, settings)
-    assert jwt.decode(fresh, options={"verify_signature": False})["jti"].startswith("f")
-    assert introspected_and_exchanged(restarted, fresh) == (True, 200)
+    node = restart()
+    token = bearer_token(node, session_other_idp, settings)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["jti"].startswith("f") and active(node, token)
+    services = node.application.extensions["bridge"]
+    assert access_token_live(services, claims)
+    assert not access_token_live(services, {**claims, "jti": "a" + claims["jti"][1:]})
+
+
+def _audited_refusals(bridge: Services, code: str) -> int:
+    with bridge.db.transaction() as session:
+        return len(list(session.scalars(select(AuditEvent).where(
+            AuditEvent.code == code, AuditEvent.outcome != "success"))))
 
 
 def test_an_exchanged_token_names_the_kind_of_idp_its_subject_token_came_through(

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,10 +26,15 @@ from bridge.errors import ConfigError
 from bridge.idps.endpoints import clashes
 from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
 from bridge.saml.metadata import parse_idp_metadata
+from bridge.store import direct
 from bridge.store.db import Database
 from bridge.store.models import IdpEntityId, IdpMetadataVersion, IdpRecord
 
 log = logging.getLogger("bridge.idps")
+
+# The record an API-managed IdP was loaded from, read in the request that issues through it.
+_RECORD_IN_FORCE = select(IdpRecord.created_at, IdpRecord.state).where(
+    IdpRecord.slug == bindparam("slug"))
 
 
 class IdpRegistry(Mapping[str, IdentityProvider]):
@@ -47,7 +52,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self._fingerprint: tuple[object, ...] | None = None
         self._managed: dict[str, IdentityProvider] = {}
         # Parsed IdPs by (slug, version, settings digest): a reload reparses only what changed.
-        self._parsed: dict[tuple[str, int, str, str], IdentityProvider] = {}
+        self._parsed: dict[tuple[str, int, str, str, float], IdentityProvider] = {}
 
     # --- Mapping ---------------------------------------------------------------------------------
 
@@ -90,6 +95,17 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         record = session.get(IdpRecord, slug)
         return record is not None and record.created_at <= since and record.state == "live"
 
+    def still_in_force(self, connection: direct.Runner, idp: IdentityProvider) -> bool:
+        """Whether ``idp``, as this node has it, is still the IdP in force under its slug: a file,
+        or the record it was loaded from, still there and live. This node rereads the records
+        every few seconds; what it issues through an IdP (a token from a bearer assertion) is
+        checked against the database, which another node may have changed meanwhile (deleted
+        the IdP, or made another under the slug)."""
+        if idp.slug in self.files:
+            return True
+        row = direct.first(connection, _RECORD_IN_FORCE, {"slug": idp.slug})
+        return row is not None and row.state == "live" and row.created_at == idp.created_at
+
     def invalidate(self) -> None:
         """This node changed an IdP: reload at the next access, whatever the fingerprint says
         (two changes within one tick of the clock leave it unchanged)."""
@@ -109,17 +125,18 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 select(IdpRecord, IdpMetadataVersion)
                 .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
         managed: dict[str, IdentityProvider] = {}
-        parsed: dict[tuple[str, int, str, str], IdentityProvider] = {}
+        parsed: dict[tuple[str, int, str, str, float], IdentityProvider] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
-                   record.state)
+                   record.state, record.created_at)
             idp = self._parsed.get(key)
             if idp is None:
                 try:
                     idp = load_managed_idp(record.slug, version.xml, record.settings_json,
                                            version_id=version.id, now=now)
                     idp.live = record.state == "live"
+                    idp.created_at = record.created_at
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
                     continue

@@ -73,6 +73,8 @@ class IdentityProvider(SamlIdp):
     version_id: int | None = None
     # Of the stored settings it was loaded with (settings_fingerprint): what a test login saw.
     settings_fingerprint: str | None = None
+    # When its record was made (API-managed IdPs): another made under the slug is another IdP.
+    created_at: float | None = None
 
     @property
     def display_name(self) -> str:

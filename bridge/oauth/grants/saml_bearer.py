@@ -58,6 +58,11 @@ class SamlBearerGrant:
         idp.require_current_metadata(clock.now())
         identity = to_identity(verified, idp)
         with self.services.db.lookup() as connection:
+            # This node's registry may not have seen another node delete the IdP, or make
+            # another under its slug: the token must come through the IdP in force.
+            if not idps.still_in_force(connection, idp):
+                raise TokenError("invalid_grant", "The assertion comes from no configured IdP.",
+                                 code="saml_idp_not_in_force", log_detail={"idp": idp.slug})
             refuse_if_deprovisioned(connection, idp_slug=idp.slug, subject=identity.subject)
         claims = build_claims(client.claims_version, identity, idp.settings.mapping,
                               idp.settings.authn_contexts)
