@@ -125,12 +125,9 @@ def test_a_file_idp_put_under_a_deleted_idps_slug_does_not_revive_its_bearer_tok
     live_api_idp(api, session_other_idp, SLUG)
     token = bearer_token(client, session_other_idp, settings)
     bridge.clock.advance(5)  # type: ignore[attr-defined]
-    assert api("DELETE", f"/admin/api/idps/{SLUG}",
-               json={"confirm_slug": SLUG}).status_code == 204
-    bridge.clock.advance(5)  # type: ignore[attr-defined]
+    _deleted(api, bridge)
 
-    session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    restarted = restart()
+    restarted = _declared_in_a_file(session_other_idp, idp_dir, restart)
     assert introspected_and_exchanged(restarted, token) == (False, 400)
     fresh = bearer_token(restarted, session_other_idp, settings)
     assert introspected_and_exchanged(restarted, fresh) == (True, 200)
@@ -141,12 +138,8 @@ def test_a_node_that_has_not_seen_the_deletion_issues_nothing_through_the_delete
         settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
     """Another node still has the deleted IdP in its registry (it rereads the IdPs every few
     seconds): its bearer grant checks the IdP against the database and issues nothing."""
-    live_api_idp(api, session_other_idp, SLUG)
-    other_node = restart()
-    assert active(other_node, bearer_token(other_node, session_other_idp, settings))
-    assert api("DELETE", f"/admin/api/idps/{SLUG}",
-               json={"confirm_slug": SLUG}).status_code == 204
-    bridge.clock.advance(0.5)  # type: ignore[attr-defined]
+    other_node = _node_that_read_the_idps(api, session_other_idp, settings, restart)
+    _deleted(api, bridge, then=0.5)
     refused = bearer_grant(other_node, session_other_idp, settings)
     assert refused.status_code == 400
     assert refused.get_json()["error"] == "invalid_grant"
@@ -159,12 +152,8 @@ def test_a_node_that_has_not_seen_another_idp_made_under_the_slug_issues_nothing
         settings: Settings, tmp_path: Path, restart: Callable[[], FlaskClient]) -> None:
     third = DevIdp(base_url="https://third-idp.example.org", state_dir=tmp_path / "third",
                    sp_metadata=test_sp_metadata)
-    live_api_idp(api, session_other_idp, SLUG)
-    other_node = restart()
-    assert active(other_node, bearer_token(other_node, session_other_idp, settings))
-    assert api("DELETE", f"/admin/api/idps/{SLUG}",
-               json={"confirm_slug": SLUG}).status_code == 204
-    bridge.clock.advance(0.5)  # type: ignore[attr-defined]
+    other_node = _node_that_read_the_idps(api, session_other_idp, settings, restart)
+    _deleted(api, bridge, then=0.5)
     live_api_idp(api, third, SLUG)
     bridge.clock.advance(0.5)  # type: ignore[attr-defined]
     refused = bearer_grant(other_node, session_other_idp, settings)
@@ -178,14 +167,36 @@ def test_a_file_vouches_for_no_token_issued_through_an_idp_of_the_admin_api(
         settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
     """Even one issued after the last deletion under the slug (a grant that began checking as
     the deletion committed): it came through the deleted IdP, not the file."""
-    session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    node = restart()
+    node = _declared_in_a_file(session_other_idp, idp_dir, restart)
     token = bearer_token(node, session_other_idp, settings)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["jti"].startswith("f") and active(node, token)
     services = node.application.extensions["bridge"]
     assert access_token_live(services, claims)
     assert not access_token_live(services, {**claims, "jti": "a" + claims["jti"][1:]})
+
+
+def _deleted(api, bridge: Services, *, then: float = 5) -> None:  # type: ignore[no-untyped-def]
+    """The admin API deletes the IdP; ``then`` seconds pass."""
+    assert api("DELETE", f"/admin/api/idps/{SLUG}",
+               json={"confirm_slug": SLUG}).status_code == 204
+    bridge.clock.advance(then)  # type: ignore[attr-defined]
+
+
+def _declared_in_a_file(idp: DevIdp, idp_dir: Path,
+                        restart: Callable[[], FlaskClient]) -> FlaskClient:
+    """``idp`` put in idp_metadata/ under the slug, and the node restarted."""
+    idp.write_metadata(idp_dir, slug=SLUG)
+    return restart()
+
+
+def _node_that_read_the_idps(api, idp: DevIdp, settings: Settings,  # type: ignore[no-untyped-def]
+                             restart: Callable[[], FlaskClient]) -> FlaskClient:
+    """Another node, whose registry has read ``idp`` made live through the admin API."""
+    live_api_idp(api, idp, SLUG)
+    node = restart()
+    assert active(node, bearer_token(node, idp, settings))
+    return node
 
 
 def _audited_refusals(bridge: Services, code: str) -> int:
@@ -206,11 +217,8 @@ def test_an_exchanged_token_names_the_kind_of_idp_its_subject_token_came_through
     assert exchanged.status_code == 200, exchanged.get_data(as_text=True)
     token = exchanged.get_json()["access_token"]
     assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("a")
-    assert api("DELETE", f"/admin/api/idps/{SLUG}",
-               json={"confirm_slug": SLUG}).status_code == 204
-    bridge.clock.advance(5)  # type: ignore[attr-defined]
-    session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    restarted = restart()
+    _deleted(api, bridge)
+    restarted = _declared_in_a_file(session_other_idp, idp_dir, restart)
     introspected = restarted.post("/introspect", data={"token": token},
                                   auth=("backend", CONFIDENTIAL_SECRET))
     assert introspected.get_json() == {"active": False}
@@ -231,11 +239,8 @@ def test_a_token_whose_jti_does_not_name_the_kind_is_judged_by_the_deletions_und
     if not issued_after_the_deletion:
         token = bearer_token(client, session_other_idp, settings)
         bridge.clock.advance(5)  # type: ignore[attr-defined]
-    assert api("DELETE", f"/admin/api/idps/{SLUG}",
-               json={"confirm_slug": SLUG}).status_code == 204
-    bridge.clock.advance(5)  # type: ignore[attr-defined]
-    session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    restarted = restart()
+    _deleted(api, bridge)
+    restarted = _declared_in_a_file(session_other_idp, idp_dir, restart)
     if issued_after_the_deletion:
         token = bearer_token(restarted, session_other_idp, settings)
     assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("t")
@@ -247,8 +252,7 @@ def test_a_files_token_stays_ended_once_an_idp_of_the_admin_api_held_its_slug_si
         settings: Settings, idp_dir: Path, restart: Callable[[], FlaskClient]) -> None:
     """The file removed, an IdP of the admin API made and deleted under its slug, a file put back:
     that file may be another IdP, and vouches for nothing issued before the gap."""
-    session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    with_file = restart()
+    with_file = _declared_in_a_file(session_other_idp, idp_dir, restart)
     token = bearer_token(with_file, session_other_idp, settings)
     assert jwt.decode(token, options={"verify_signature": False})["jti"].startswith("f")
     assert active(with_file, token)
@@ -259,10 +263,7 @@ def test_a_files_token_stays_ended_once_an_idp_of_the_admin_api_held_its_slug_si
     bridge.clock.advance(5)  # type: ignore[attr-defined]
     live_api_idp(api, session_other_idp, SLUG)
     bridge.clock.advance(5)  # type: ignore[attr-defined]
-    assert api("DELETE", f"/admin/api/idps/{SLUG}",
-               json={"confirm_slug": SLUG}).status_code == 204
-    bridge.clock.advance(5)  # type: ignore[attr-defined]
-    session_other_idp.write_metadata(idp_dir, slug=SLUG)
-    back = restart()
+    _deleted(api, bridge)
+    back = _declared_in_a_file(session_other_idp, idp_dir, restart)
     assert not active(back, token)
     assert active(back, bearer_token(back, session_other_idp, settings))
