@@ -11,7 +11,8 @@ process, on the same cores, so wall figures include its share of the machine.
                     responses (pysaml2 + xmlsec1) are made in batches before each timed batch
   baselines         stock python3-saml ``is_valid`` (strict) and pysaml2's
                     ``parse_authn_request_response``, each in a subprocess that never imports
-                    ``bridge`` (``bridge.saml.onelogin`` patches python3-saml)
+                    ``bridge`` (``bridge.saml.onelogin`` patches python3-saml); the stock one in
+                    turns with the batches of logins
   refresh           POST /token grant_type=refresh_token chaining the successor; the peak rate
                     with 4 client threads, and latency at half that peak from an open-loop sender
                     (one thread, a fixed schedule, latency counted from the scheduled send time)
@@ -380,10 +381,12 @@ class Meters:
         into.client_cpu += cpu1 - cpu0
 
 
-def run_logins(bench: Bench, meters: Meters, total: int, batch_size: int
+def run_logins(bench: Bench, meters: Meters, total: int, batch_size: int,
+               between: Callable[[], None] = lambda: None,
                ) -> tuple[Measured, Measured, Measured, list[str], float, int]:
     """Logins in batches: make the batch (untimed), post every ACS (one window), exchange every
-    code (a second window). Returns (login, acs, token, refresh tokens, generation s, made)."""
+    code (a second window), then call ``between`` (a turn of the baseline). Returns (login,
+    acs, token, refresh tokens, generation s, made)."""
     acs, token = Measured(), Measured()
     login_latencies: list[float] = []
     refresh_tokens: list[str] = []
@@ -414,6 +417,7 @@ def run_logins(bench: Bench, meters: Meters, total: int, batch_size: int
         token.add(window)
         login_latencies += [a + b for a, b in zip(acs_lat, tok_lat, strict=True)]
         remaining -= len(batch)
+        between()
     login = Measured()
     login.add(acs)
     login.add(token)
@@ -809,13 +813,15 @@ def main() -> None:
                     "HTTP, beside baselines.")
     parser.add_argument("--logins", type=int, default=200,
                         help="logins to time (each pre-generated and signed; default 200)")
-    parser.add_argument("--batch", type=int, default=200,
-                        help="logins generated then timed per batch (default 200)")
+    parser.add_argument("--batch", type=int, default=50,
+                        help="logins generated then timed per batch, each followed by a turn of "
+                             "the stock baseline (default 50)")
     parser.add_argument("--seconds", type=float, default=4.0,
                         help="seconds per time-bounded measurement; the open-loop run takes twice "
                              "this (default 4)")
     parser.add_argument("--baseline-seconds", type=float, default=2.0,
-                        help="seconds for each baseline subprocess (default 2)")
+                        help="seconds for each baseline; the stock one's are spread over its "
+                             "turns between the batches of logins (default 2)")
     parser.add_argument("--postgres", metavar="ADMIN_URL",
                         help="run on PostgreSQL: a URL such as "
                              "postgresql+psycopg://root@127.0.0.1:5432/postgres; a fresh database "
@@ -930,14 +936,19 @@ def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path
     sp_entity_id = entity.group(1).decode()
     acs_url = f"{base_url}/saml/{SLUG}/acs"
     idp_cert = (workdir / "dev-idp-keys" / "idp.crt").read_text()
-    stock = run_stock_worker({
+    # The stock baseline in turns with the batches of logins (one before them, one after each),
+    # as the refresh takes turns with /healthz: the ratio then compares the same stretches of
+    # the machine's time, whose speed drifts within minutes.
+    turns = 1 + -(-args.logins // args.batch)
+    stock_job = {
         "sp_entity_id": sp_entity_id, "acs_url": acs_url,
         "idp_entity_id": bench.idp.entity_id, "idp_sso_url": f"{IDP_URL}/sso/redirect",
         "idp_cert": idp_cert, "b64": sample.saml_response, "request_id": sample.request_id,
         "request_data": {"https": "off", "http_host": f"127.0.0.1:{port}",
                          "script_name": f"/saml/{SLUG}/acs"},
-        "seconds": args.baseline_seconds, "min_iters": 5,
-    })
+        "seconds": args.baseline_seconds / turns, "min_iters": 5,
+    }
+    stock_turns = [run_stock_worker(stock_job)]
     pysaml2, pysaml2_child_cpu, pysaml2_crypto = run_pysaml2_worker({
         "sp_entity_id": sp_entity_id, "acs_url": acs_url,
         "idp_metadata": bench.idp.metadata_xml().decode(),
@@ -946,8 +957,11 @@ def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path
     })
 
     # --- 1. logins ------------------------------------------------------------------------------
-    login, acs, token, refresh_tokens, gen_wall, made = run_logins(bench, meters, args.logins,
-                                                                   args.batch)
+    login, acs, token, refresh_tokens, gen_wall, made = run_logins(
+        bench, meters, args.logins, args.batch,
+        between=lambda: stock_turns.append(run_stock_worker(stock_job)))
+    stock = Figure(sum(f.n for f in stock_turns), sum(f.wall for f in stock_turns),
+                   sum(f.cpu for f in stock_turns))
     g0 = time.perf_counter()
     peak_batch = [bench.prepare() for _ in range(max(CONTENDERS, args.logins // 2))]
     gen_wall += time.perf_counter() - g0
