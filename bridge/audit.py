@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from bridge.services import Services
 
 _INSERT = insert(AuditEvent)
+# The columns of ``event_row()``, for statements that insert an event from parameters.
+EVENT_COLUMNS = ("at", "event", "outcome", "code", "idp_slug", "client_id", "subject", "error_id",
+                 "detail_json")
 
 
 def record(

@@ -4,47 +4,107 @@ process and node; a second use fails with an IntegrityError."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, update
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Insert
 
 from bridge import audit
 from bridge.errors import SamlRejected
 from bridge.saml import response as saml_response
 from bridge.store import direct
 from bridge.store.db import Database
-from bridge.store.models import AuthnRequestRecord, ConsumedAssertion
+from bridge.store.guarded_writes import insert_when
+from bridge.store.guarded_writes import parameters as guarded_parameters
+from bridge.store.models import AuthnRequestRecord, Base, ConsumedAssertion
 
 _INSERT_ASSERTION = insert(ConsumedAssertion)
 _CONSUME_REQUEST = (update(AuthnRequestRecord)
                     .where(AuthnRequestRecord.id == bindparam("request"),
                            AuthnRequestRecord.consumed_at.is_(None))
                     .values(consumed_at=bindparam("now")))
+_ASSERTION_COLUMNS = ("idp_entity_id", "assertion_id", "expires_at")
+# The rows inserted with a login request's use: a model and the values of its columns.
+Rows = Sequence[tuple[type[Base], Mapping[str, Any]]]
 
 
-def remember_message(connection: direct.Runner | Session, *, idp_entity_id: str, message_id: str,
+def remember_message(session: Session | Connection, *, idp_entity_id: str, message_id: str,
                      expires_at: float) -> None:
     """Enter an IdP's message ID in the replay cache, in the caller's transaction; the row lives
     until the message could no longer be valid."""
-    values = {"idp_entity_id": idp_entity_id, "assertion_id": message_id,
-              "expires_at": expires_at}
-    if isinstance(connection, Session):
-        connection.execute(_INSERT_ASSERTION, values)
-    else:
-        direct.execute(connection, _INSERT_ASSERTION, values)  # the login path
+    session.execute(_INSERT_ASSERTION, {"idp_entity_id": idp_entity_id, "assertion_id": message_id,
+                                        "expires_at": expires_at})
 
 
 def use_assertion(connection: direct.Runner, verified: saml_response.VerifiedAssertion) -> None:
-    remember_message(connection, idp_entity_id=verified.idp_entity_id,
-                     message_id=verified.assertion_id, expires_at=verified.expires_at)
+    direct.execute(connection, _INSERT_ASSERTION, _assertion_row(verified))
 
 
 def consume(connection: direct.Runner, request_id: str, verified: saml_response.VerifiedAssertion,
-            now: float) -> None:
-    """Use the outstanding request and the assertion, once each, in the caller's transaction."""
-    if direct.rowcount(connection, _CONSUME_REQUEST, {"request": request_id, "now": now}) != 1:
+            now: float, *, also: Rows = ()) -> None:
+    """Use the outstanding request and the assertion, once each, and insert the rows ``also``
+    (the login's code and audit event), all or nothing: ``use_request``."""
+    use_request(connection, request_id, _assertion_row(verified), now, also=also)
+
+
+def use_request(connection: direct.Runner, request_id: str, assertion: Mapping[str, Any],
+                now: float, *, also: Rows = ()) -> None:
+    """Use the outstanding request and enter ``assertion`` (``idp_entity_id``, ``assertion_id``,
+    ``expires_at``) in the replay cache, once each, and insert the rows ``also``, all or
+    nothing. One statement on PostgreSQL, atomic outside a transaction
+    (``Database.single_statement()``); elsewhere several, in the caller's transaction. A
+    request used before raises ``SamlRejected``, an assertion used before ``IntegrityError``;
+    either way nothing is written."""
+    if connection.dialect.name == "postgresql":
+        values = {"request": request_id, "now": now}
+        values.update(guarded_parameters("assertion_", _ASSERTION_COLUMNS, assertion))
+        for model, row in also:
+            values.update(guarded_parameters(_prefix(model), tuple(row), row))
+        statement = _consuming_in_one_statement(tuple((model, tuple(row)) for model, row in also))
+        used = direct.first(connection, statement, values)[0] == 1
+    else:
+        used = direct.rowcount(connection, _CONSUME_REQUEST, {"request": request_id, "now": now}) == 1
+        if used:
+            direct.execute(connection, _INSERT_ASSERTION, assertion)
+            for model, row in also:
+                direct.execute(connection, _insert(model), row)
+    if not used:
         raise SamlRejected("saml_replay", "This login response has already been used.")
-    use_assertion(connection, verified)
+
+
+def _assertion_row(verified: saml_response.VerifiedAssertion) -> dict[str, Any]:
+    return {"idp_entity_id": verified.idp_entity_id, "assertion_id": verified.assertion_id,
+            "expires_at": verified.expires_at}
+
+
+def _prefix(model: type[Base]) -> str:
+    return f"{model.__tablename__}_"
+
+
+@functools.cache
+def _insert(model: type[Base]) -> Insert:
+    return insert(model)
+
+
+# A few shapes (a login's code and audit event; nothing more), each built and compiled once.
+@functools.lru_cache(maxsize=16)
+def _consuming_in_one_statement(shapes: tuple[tuple[type[Base], tuple[str, ...]], ...]) -> Select:
+    """The request's use as an UPDATE that returns it, and the assertion and each row inserted
+    from what it returned: nothing is written when the request was used already, and an
+    assertion used before fails the whole statement on the replay cache's primary key."""
+    used = (update(AuthnRequestRecord)
+            .where(AuthnRequestRecord.id == bindparam("request"),
+                   AuthnRequestRecord.consumed_at.is_(None))
+            .values(consumed_at=bindparam("now"))
+            .returning(AuthnRequestRecord.id)
+            .cte("request_used"))
+    inserts = [insert_when(used, ConsumedAssertion, _ASSERTION_COLUMNS, "assertion_")]
+    inserts += [insert_when(used, model, columns, _prefix(model)) for model, columns in shapes]
+    return select(func.count()).select_from(used).add_cte(*inserts)
 
 
 def use_unsolicited(db: Database, verified: saml_response.VerifiedAssertion, *, now: float,

@@ -133,7 +133,7 @@ class AssertionConsumer:
             return self.oauth_code.complete(record, client, idp, verified, identity, now)
         assert completion is not None
         try:
-            with self.services.db.driver_transaction() as connection:
+            with self.services.db.single_statement() as connection:
                 consume(connection, record.id, verified, now)
         except sa_exc.IntegrityError:
             raise SamlRejected("saml_replay", "This assertion has already been used.") from None

@@ -11,15 +11,15 @@ from urllib.parse import urlencode
 
 from sqlalchemy import exc as sa_exc
 
-from bridge import audit
+from bridge import audit, metrics
 from bridge.claims import build_claims
 from bridge.config import ClientConfig
 from bridge.errors import BridgeError, SamlRejected
 from bridge.identity import Identity
 from bridge.idps.settings import IdentityProvider
-from bridge.oauth.codes import store_code
 from bridge.replay import consume
 from bridge.saml import response as saml_response
+from bridge.store.models import AuditEvent, AuthorizationCode
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
 if TYPE_CHECKING:
@@ -63,33 +63,37 @@ class OAuthCodeCompletion:
         claims = build_claims(client.claims_version, identity, idp.settings.mapping,
                               idp.settings.authn_contexts)
         code = new_secret()
+        code_row = {
+            "code_hash": secret_hash(code),
+            "client_id": client.client_id,
+            "redirect_uri": record.redirect_uri,
+            "code_challenge": record.code_challenge,
+            "scope": record.scope,
+            "nonce": record.nonce,
+            "dpop_jkt": record.dpop_jkt,
+            "subject": identity.subject,
+            "idp_slug": idp.slug,
+            "claims_json": json.dumps(claims, separators=(",", ":")),
+            "auth_time": identity.auth_time,
+            "session_index": identity.session_index,
+            "session_not_on_or_after": identity.session_not_on_or_after,
+            "name_id": identity.name_id,
+            "created_at": now,
+            "expires_at": now + self.services.settings.authorization_code_ttl_seconds,
+        }
+        success = audit.event_row(at=now, event="login", outcome="success", idp_slug=idp.slug,
+                                  client_id=client.client_id, subject=identity.subject,
+                                  detail={"sha1": verified.uses_sha1} if verified.uses_sha1
+                                  else None)
         try:
-            with self.services.db.driver_transaction() as connection:
-                consume(connection, record.id, verified, now)
-                store_code(connection, {
-                    "code_hash": secret_hash(code),
-                    "client_id": client.client_id,
-                    "redirect_uri": record.redirect_uri,
-                    "code_challenge": record.code_challenge,
-                    "scope": record.scope,
-                    "nonce": record.nonce,
-                    "dpop_jkt": record.dpop_jkt,
-                    "subject": identity.subject,
-                    "idp_slug": idp.slug,
-                    "claims_json": json.dumps(claims, separators=(",", ":")),
-                    "auth_time": identity.auth_time,
-                    "session_index": identity.session_index,
-                    "session_not_on_or_after": identity.session_not_on_or_after,
-                    "name_id": identity.name_id,
-                    "created_at": now,
-                    "expires_at": now + self.services.settings.authorization_code_ttl_seconds,
-                })
-                audit.record(connection, at=now, event="login", outcome="success",
-                             idp_slug=idp.slug, client_id=client.client_id,
-                             subject=identity.subject,
-                             detail={"sha1": verified.uses_sha1} if verified.uses_sha1 else None)
+            # One statement on PostgreSQL: the request and assertion used, the code stored and
+            # the login audited, or nothing.
+            with self.services.db.single_statement() as connection:
+                consume(connection, record.id, verified, now,
+                        also=((AuthorizationCode, code_row), (AuditEvent, success)))
         except sa_exc.IntegrityError:
             raise SamlRejected("saml_replay", "This assertion has already been used.") from None
+        metrics.observe_event("login", "success", None, idp.slug, client.client_id)
         query = {"code": code}
         if record.state is not None:
             query["state"] = record.state

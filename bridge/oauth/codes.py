@@ -14,13 +14,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import CTE
 
+from bridge import audit
 from bridge.store import direct
+from bridge.store.guarded_writes import insert_when
+from bridge.store.guarded_writes import parameters as guarded_parameters
 from bridge.store.models import (
     AuditEvent,
     AuthorizationCode,
-    Base,
     RefreshFamily,
     RefreshToken,
 )
@@ -45,16 +46,6 @@ _FAMILY_COLUMNS = ("id", "client_id", "subject", "idp_slug", "claims_json", "sco
                    "session_index", "name_id", "created_at", "expires_at", "last_used_at",
                    "dpop_jkt")
 _TOKEN_COLUMNS = ("token_hash", "family_id", "created_at")
-_AUDIT_COLUMNS = ("at", "event", "outcome", "code", "idp_slug", "client_id", "subject",
-                  "error_id", "detail_json")
-
-
-def _insert_if_used(model: type[Base], columns: tuple[str, ...], prefix: str, used: CTE) -> CTE:
-    """INSERT INTO <model's table> SELECT <the parameters prefix + column> FROM used: a row only
-    when the code was used by this statement."""
-    table = model.__table__
-    values = select(*(bindparam(prefix + name, type_=table.c[name].type) for name in columns))
-    return insert(model).from_select(list(columns), values.select_from(used)).cte(prefix + "row")
 
 
 # PostgreSQL: the code exchange's writes (use and link the code, start the login's family, audit
@@ -67,9 +58,9 @@ _USED = (update(AuthorizationCode)
          .returning(AuthorizationCode.code_hash)
          .cte("used"))
 _REDEEM_IN_ONE_STATEMENT = select(func.count()).select_from(_USED).add_cte(
-    _insert_if_used(RefreshFamily, _FAMILY_COLUMNS, "family_", _USED),
-    _insert_if_used(RefreshToken, _TOKEN_COLUMNS, "token_", _USED),
-    _insert_if_used(AuditEvent, _AUDIT_COLUMNS, "audit_", _USED))
+    insert_when(_USED, RefreshFamily, _FAMILY_COLUMNS, "family_"),
+    insert_when(_USED, RefreshToken, _TOKEN_COLUMNS, "token_"),
+    insert_when(_USED, AuditEvent, audit.EVENT_COLUMNS, "audit_"))
 
 
 def redeem_code(connection: direct.Runner, code_hash: str, now: float, family: NewFamily,
@@ -81,9 +72,9 @@ def redeem_code(connection: direct.Runner, code_hash: str, now: float, family: N
     if connection.dialect.name == "postgresql":
         parameters: dict[str, Any] = {"h": code_hash, "now": now,
                                       "login": family.rotation.family.id}
-        parameters.update({"family_" + name: family.family_row[name] for name in _FAMILY_COLUMNS})
-        parameters.update({"token_" + name: family.token_row[name] for name in _TOKEN_COLUMNS})
-        parameters.update({"audit_" + name: audit_row[name] for name in _AUDIT_COLUMNS})
+        parameters.update(guarded_parameters("family_", _FAMILY_COLUMNS, family.family_row))
+        parameters.update(guarded_parameters("token_", _TOKEN_COLUMNS, family.token_row))
+        parameters.update(guarded_parameters("audit_", audit.EVENT_COLUMNS, audit_row))
         return direct.first(connection, _REDEEM_IN_ONE_STATEMENT, parameters)[0] == 1
     if not use_code(connection, code_hash, now):
         return False

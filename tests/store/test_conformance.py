@@ -21,13 +21,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bridge import audit
-from bridge.errors import TokenError
+from bridge.errors import SamlRejected, TokenError
 from bridge.oauth.codes import find_code, redeem_code, spend_codes, store_code, use_code
 from bridge.oauth.revocation import Revocation, end_logins
-from bridge.replay import remember_message
+from bridge.replay import remember_message, use_request
 from bridge.services import Services
 from bridge.store.db import Database
-from bridge.store.models import AuthorizationCode, Base, RefreshFamily
+from bridge.store.models import AuditEvent, AuthnRequestRecord, AuthorizationCode, Base, RefreshFamily
 from bridge.tokens import refresh
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
@@ -181,6 +181,95 @@ def test_of_two_concurrent_uses_of_one_assertion_one_wins(database: Database) ->
                                                    assertion_id))
     assert outcomes[0] is True
     assert isinstance(outcomes[1], sa.exc.IntegrityError)
+
+
+# --- a login's completion: the request, the assertion, the code and the audit event -------------
+
+
+def _new_request(database: Database) -> str:
+    request_id = f"_{uuid.uuid4().hex}"
+    with database.transaction() as session:
+        session.add(AuthnRequestRecord(
+            id=request_id, idp_slug="dev", client_id="demo", redirect_uri="https://rp/cb",
+            scope="openid", browser_hash="b" * 64, created_at=NOW, expires_at=NOW + 300))
+    return request_id
+
+
+def _complete(connection: Any, request_id: str, assertion_id: str) -> str:
+    """Use the request and the assertion and store a code and an audit event with them, as a
+    login's completion does; the code."""
+    code = new_secret()
+    code_row = {
+        "code_hash": secret_hash(code), "client_id": "demo", "redirect_uri": "https://rp/cb",
+        "code_challenge": None, "scope": "openid", "nonce": None, "dpop_jkt": None,
+        "subject": "s-1", "idp_slug": "dev", "claims_json": "{}", "auth_time": int(NOW),
+        "session_index": None, "session_not_on_or_after": None, "name_id": "n-1",
+        "created_at": NOW, "expires_at": NOW + 60}
+    audit_row = audit.event_row(at=NOW, event="login", outcome="success", idp_slug="dev",
+                                client_id="demo", subject="s-1", detail={"request": request_id})
+    use_request(connection, request_id,
+                {"idp_entity_id": "https://idp.example.org", "assertion_id": assertion_id,
+                 "expires_at": NOW + 300},
+                NOW, also=((AuthorizationCode, code_row), (AuditEvent, audit_row)))
+    return code
+
+
+def _completed(database: Database, request_id: str) -> tuple[float | None, int, int]:
+    """The request's use, and how many codes and login events were written with it."""
+    with database.transaction() as session:
+        used = session.get(AuthnRequestRecord, request_id)
+        assert used is not None
+        codes = session.scalar(sa.select(sa.func.count()).select_from(AuthorizationCode))
+        events = session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)
+                                .where(AuditEvent.detail_json.contains(request_id)))
+    return used.consumed_at, codes or 0, events or 0
+
+
+def test_a_login_request_is_used_once_with_its_code_and_audit_event(database: Database) -> None:
+    request_id = _new_request(database)
+    with database.single_statement() as connection:
+        code = _complete(connection, request_id, "_a1")
+    assert _completed(database, request_id) == (NOW, 1, 1)
+    assert _use_code(database, code) is True
+    # The same request again, even with an assertion never seen: nothing more is written.
+    with pytest.raises(SamlRejected) as refused, database.single_statement() as connection:
+        _complete(connection, request_id, "_a2")
+    assert refused.value.code == "saml_replay"
+    assert _completed(database, request_id) == (NOW, 1, 1)
+    _use_assertion(database, "https://idp.example.org", "_a2")  # it did not enter the cache
+
+
+def test_a_used_assertion_under_a_new_request_writes_nothing(database: Database) -> None:
+    earlier = _new_request(database)
+    with database.single_statement() as connection:
+        _complete(connection, earlier, "_a1")
+    request_id = _new_request(database)
+    with pytest.raises(sa.exc.IntegrityError), database.single_statement() as connection:
+        _complete(connection, request_id, "_a1")
+    # The request is still open and no second code or event exists.
+    assert _completed(database, request_id) == (None, 1, 0)
+
+
+def test_of_two_concurrent_completions_of_one_request_one_wins(database: Database) -> None:
+    """The ACS's one statement (PostgreSQL) against a completion in flight: it waits for the
+    winner and writes nothing."""
+    request_id = _new_request(database)
+
+    def first(written: threading.Event) -> str:
+        with database.driver_transaction() as connection:
+            code = _complete(connection, request_id, "_a1")
+            written.set()
+            time.sleep(HOLD_SECONDS)
+            return code
+
+    def second() -> str:
+        with database.single_statement() as connection:
+            return _complete(connection, request_id, "_a2")
+
+    won, lost = _race(first, second)
+    assert isinstance(won, str)
+    assert isinstance(lost, SamlRejected) and lost.code == "saml_replay"
+    assert _completed(database, request_id) == (NOW, 1, 1)
 
 
 # --- refresh token families ------------------------------------------------------------------
