@@ -96,12 +96,7 @@ def _consuming_in_one_statement(shapes: tuple[tuple[type[Base], tuple[str, ...]]
     """The request's use as an UPDATE that returns it, and the assertion and each row inserted
     from what it returned: nothing is written when the request was used already, and an
     assertion used before fails the whole statement on the replay cache's primary key."""
-    used = (update(AuthnRequestRecord)
-            .where(AuthnRequestRecord.id == bindparam("request"),
-                   AuthnRequestRecord.consumed_at.is_(None))
-            .values(consumed_at=bindparam("now"))
-            .returning(AuthnRequestRecord.id)
-            .cte("request_used"))
+    used = _CONSUME_REQUEST.returning(AuthnRequestRecord.id).cte("request_used")
     inserts = [insert_when(used, ConsumedAssertion, _ASSERTION_COLUMNS, "assertion_")]
     inserts += [insert_when(used, model, columns, _prefix(model)) for model, columns in shapes]
     return select(func.count()).select_from(used).add_cte(*inserts)

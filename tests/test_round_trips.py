@@ -1,7 +1,7 @@
-"""Round trips to PostgreSQL of the token endpoint's hot paths, counted in libpq's protocol trace
-(each run of frontend messages that the server answers is one): a refresh is one statement, a
-code exchange a read and a write (decision 22); the pool pings only a connection that sat idle
-(store/db.py)."""
+"""Round trips to PostgreSQL of the hot paths, counted in libpq's protocol trace (each run of
+frontend messages that the server answers is one): a refresh is one statement, a code exchange a
+read and a write, a login at the ACS two reads and a write (decision 22); the pool pings only a
+connection that sat idle (store/db.py)."""
 
 from __future__ import annotations
 
