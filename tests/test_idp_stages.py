@@ -13,12 +13,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree, html
 from sqlalchemy import select
 
 from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import USERS, DevIdp
+from bridge.errors import SamlRejected
 from bridge.services import Services
 from bridge.store.models import AuditEvent, AuthorizationCode, RefreshFamily, TestLogin
 from tests.attacks import xml_tools as x
@@ -279,3 +281,24 @@ def test_a_refused_test_login_keeps_a_bounded_detail(
     assert (result["outcome"], result["code"]) == ("refused", "saml_destination_mismatch")
     assert result["detail"]["detail_cut"] is True
     assert len(json.dumps(result)) < 9000
+
+
+def test_a_duplicate_answer_refused_after_the_test_passed_leaves_it_passed(
+        app: Flask, admin: Admin, browser: Browser, session_other_idp: DevIdp,
+        bridge: Services) -> None:
+    """The IdP's form posted twice: both answers pass the first checks, one uses the request
+    and the other is refused as a replay after the first stored its result. What the loser
+    does then (``failed``) must not turn the passed test into a refused one."""
+    admin.draft("shibboleth")
+    admin.add_metadata(session_other_idp)
+    result = _test_login(admin, browser, session_other_idp)
+    assert "Accepted" in result.get_element_by_id("test-outcome").text
+    with bridge.db.transaction() as session:
+        request_id = session.scalars(select(TestLogin.request_id)).one()
+    test_logins = app.extensions["admin"].test_logins
+    test_logins.failed(request_id, SamlRejected("saml_replay",
+                                                "This login response has already been used."))
+    with bridge.db.transaction() as session:
+        stored = json.loads(session.scalars(select(TestLogin.result_json)).one())
+    assert stored["outcome"] == "accepted"
+    assert test_logins.last_accepted(SLUG) is not None  # the preview still has it

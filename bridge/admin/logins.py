@@ -140,7 +140,12 @@ class TestLoginCapture:
 
     def _store(self, request_id: str, result: dict[str, Any], destination: str) -> str:
         with self.services.db.transaction() as session:
-            row = session.query(TestLogin).filter_by(request_id=request_id).one_or_none()
+            # Locked, so that of two answers racing (the IdP's form posted twice) the refused
+            # one sees the accepted one's result once it has been written.
+            row = (session.query(TestLogin).filter_by(request_id=request_id)
+                   .with_for_update().one_or_none())
+            if row is not None and result["outcome"] != "accepted" and _accepted(row):
+                return destination  # the test passed; a duplicate's refusal says nothing new
             if row is not None:
                 now = self.services.clock.now()
                 row.completed_at = now
@@ -185,3 +190,6 @@ class TestLoginCapture:
                     "completed": row.completed_at is not None,
                     "result": json.loads(row.result_json) if row.result_json else None}
 
+
+def _accepted(row: TestLogin) -> bool:
+    return row.result_json is not None and json.loads(row.result_json).get("outcome") == "accepted"
