@@ -37,6 +37,7 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from bridge.errors import SamlRejected
 from bridge.saml import ns
+from bridge.saml.verify import verification_key
 from bridge.saml.xml_io import ensure_this_thread
 
 # --- clock -------------------------------------------------------------------------------------
@@ -101,8 +102,10 @@ OneLogin_Saml2_XML.query = staticmethod(_query)
 # python3-saml loads the IdP's certificate into a fresh xmlsec key for every signature it checks
 # (about 40 µs each, two per login). A certificate always gives the same public key, and a
 # signature context or keys manager takes its own copy of a key it is given, so each thread keeps
-# the keys it loaded. Private keys (PEM) are loaded as the library does: it may add certificates
-# to those.
+# the keys it loaded, as bare public keys (``verify.verification_key``: cheaper to copy). The
+# library loads certificates only to verify signatures on the paths the bridge calls (it encrypts
+# no NameID: ``nameIdEncrypted`` is off). Private keys (PEM) are loaded as the library does: it
+# may add certificates to those.
 _KEY_CACHE_LIMIT = 64
 
 
@@ -122,7 +125,7 @@ class _Keys:
             cache = _schemas.keys = {}
         key = cache.get(data)
         if key is None:
-            key = cache[data] = xmlsec.Key.from_memory(data, format, None)
+            key = cache[data] = verification_key(data)
         return key
 
 

@@ -11,6 +11,9 @@ import threading
 from collections.abc import Sequence
 
 import xmlsec
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from bridge.errors import SamlRejected
@@ -35,6 +38,21 @@ _REFERENCE_TRANSFORMS = (
 )
 
 
+def verification_key(certificate_pem: str | bytes) -> xmlsec.Key:
+    """The xmlsec key of a certificate's public key, without the certificate: a signature
+    context copies the key it is given, and copying the certificate with it costs about 37 µs
+    per signature, copying a bare public key under 1 µs. A key set on the context is used as it
+    is (xmlsec checks no certificate of it), so the two verify exactly the same signatures.
+    What cryptography cannot read is loaded as a certificate, as before."""
+    pem = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
+    try:
+        spki = x509.load_pem_x509_certificate(pem).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatCertPem)
+    return xmlsec.Key.from_memory(spki, xmlsec.constants.KeyDataFormatPem)
+
+
 class CertificateKeys:
     """The xmlsec keys of one IdP's signing certificates, loaded once."""
 
@@ -46,8 +64,7 @@ class CertificateKeys:
         # xmlsec keys are not shared between threads; each thread loads its own copy once.
         keys = getattr(self._local, "keys", None)
         if keys is None:
-            keys = [xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatCertPem)
-                    for pem in self._pems]
+            keys = [verification_key(pem) for pem in self._pems]
             self._local.keys = keys
         return keys
 
@@ -88,4 +105,4 @@ def verify_signature(
     )
 
 
-__all__ = ["CertificateKeys", "verify_signature", "SHA1_DIGEST"]
+__all__ = ["CertificateKeys", "verify_signature", "verification_key", "SHA1_DIGEST"]
