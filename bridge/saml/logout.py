@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 from lxml import etree
 
 from bridge.clock import Clock
@@ -172,7 +173,14 @@ def verify_logout_request(query_string: str, *, idp: SamlIdp, slo_url: str,
 
 def _verifies(pem: str, kind: str, digest: hashes.HashAlgorithm, signature: bytes,
               data: bytes) -> bool:
-    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False  # a key cryptography cannot read verifies nothing here
+    # An RSA-PSS key (RFC 4055) is for PSS only, and rsa-sha* is PKCS#1 v1.5.
+    if certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+        return False
     try:
         if kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), digest)
