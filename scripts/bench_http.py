@@ -247,7 +247,10 @@ class Client:
 
 def expect(status: int, wanted: int, what: str, body: bytes) -> None:
     if status != wanted:
-        raise SystemExit(f"{what}: HTTP {status}, expected {wanted}: {body[:500]!r}")
+        # The error page's stable code first: the page itself is mostly style.
+        code = re.search(rb'id="error-code">([^<]*)<', body)
+        raise SystemExit(f"{what}: HTTP {status}, expected {wanted}"
+                         f"{': ' + code.group(1).decode() if code else ''}: {body[:500]!r}")
 
 
 def cookie_value(headers: http.client.HTTPMessage, name: str) -> str:

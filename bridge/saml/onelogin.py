@@ -102,7 +102,7 @@ OneLogin_Saml2_XML.query = staticmethod(_query)
 # python3-saml loads the IdP's certificate into a fresh xmlsec key for every signature it checks
 # (about 40 µs each, two per login). A certificate always gives the same public key, and a
 # signature context or keys manager takes its own copy of a key it is given, so each thread keeps
-# the keys it loaded, as bare public keys (``verify.verification_key``: cheaper to copy). The
+# the keys it loaded, a plain RSA or EC key bare (``verify.verification_key``: cheaper to copy). The
 # library loads certificates only to verify signatures on the paths the bridge calls (it encrypts
 # no NameID: ``nameIdEncrypted`` is off). Private keys (PEM) are loaded as the library does: it
 # may add certificates to those.

@@ -7,7 +7,6 @@ itself would refuse to run anything else.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Sequence
 
@@ -76,14 +75,18 @@ class CertificateKeys:
     def loaded(self) -> list[xmlsec.Key]:
         # xmlsec keys are not shared between threads; each thread loads its own copy once. A
         # certificate whose key xmlsec cannot load (an Ed25519 key beside the IdP's RSA one)
-        # verifies nothing we accept: left out, so the others still verify.
+        # verifies nothing we accept: left out, so the others still verify, and tried again
+        # next time rather than remembered as missing.
         keys = getattr(self._local, "keys", None)
         if keys is None:
-            keys = []
+            keys, complete = [], True
             for pem in self._pems:
-                with contextlib.suppress(xmlsec.Error):
+                try:
                     keys.append(verification_key(pem))
-            self._local.keys = keys
+                except xmlsec.Error:
+                    complete = False
+            if complete:
+                self._local.keys = keys
         return keys
 
 
