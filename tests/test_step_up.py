@@ -21,9 +21,9 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import MFA_CONTEXT, PASSWORD_CONTEXT, DevIdp
 from bridge.errors import ConfigError
 from bridge.idps.settings import parse_idp_settings
-from bridge.oauth.codes import store_code
 from bridge.saml import ns
 from bridge.store.db import Database
+from bridge.store.models import AuthorizationCode
 from bridge.tokens.secrets_util import secret_hash
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser, Login, pkce_pair
@@ -302,7 +302,7 @@ def test_a_login_after_2038_is_stored_and_refreshed(browser: Browser, auth_time:
     now = bridge.clock.now()
     code = "c" * 43
     with bridge.db.connection() as connection:
-        store_code(connection, {
+        connection.execute(sa.insert(AuthorizationCode), {
             "code_hash": secret_hash(code), "client_id": "web2", "redirect_uri": WEB2_REDIRECT,
             "code_challenge": challenge, "scope": "openid", "nonce": "n-1", "subject": "s1",
             "idp_slug": "dev", "claims_json": '{"sub":"s1","idp":"dev","ver":2}',

@@ -144,20 +144,21 @@ class TestLoginCapture:
             # one sees the accepted one's result once it has been written.
             row = (session.query(TestLogin).filter_by(request_id=request_id)
                    .with_for_update().one_or_none())
-            if row is not None and result["outcome"] != "accepted" and _accepted(row):
+            if row is None:
+                return destination
+            if result["outcome"] != "accepted" and _accepted(row):
                 return destination  # the test passed; a duplicate's refusal says nothing new
-            if row is not None:
-                now = self.services.clock.now()
-                row.completed_at = now
-                row.result_json = json.dumps(result, default=str)
-                if result["outcome"] == "accepted":
-                    # The IdP's last test login: kept for the preview, the earlier ones are not.
-                    session.query(TestLogin).filter(
-                        TestLogin.slug == row.slug, TestLogin.id != row.id,
-                        TestLogin.completed_at.is_not(None),
-                        TestLogin.expires_at > now).update({TestLogin.expires_at: now},
-                                                           synchronize_session=False)
-                    row.expires_at = now + LAST_TEST_LOGIN_SECONDS
+            now = self.services.clock.now()
+            row.completed_at = now
+            row.result_json = json.dumps(result, default=str)
+            if result["outcome"] == "accepted":
+                # The IdP's last test login: kept for the preview, the earlier ones are not.
+                session.query(TestLogin).filter(
+                    TestLogin.slug == row.slug, TestLogin.id != row.id,
+                    TestLogin.completed_at.is_not(None),
+                    TestLogin.expires_at > now).update({TestLogin.expires_at: now},
+                                                       synchronize_session=False)
+                row.expires_at = now + LAST_TEST_LOGIN_SECONDS
         return destination
 
     def last_accepted(self, slug: str) -> dict[str, Any] | None:

@@ -28,7 +28,6 @@ from bridge.store.models import (
 from bridge.tokens.refresh import NewFamily
 
 # Prepared once: the statements of the login path (see also tokens/refresh.py).
-_INSERT_CODE = insert(AuthorizationCode)
 _GET_CODE = select(*AuthorizationCode.__table__.columns).where(
     AuthorizationCode.code_hash == bindparam("h"))
 _USE_CODE = (update(AuthorizationCode)
@@ -83,10 +82,6 @@ def redeem_code(connection: direct.Runner, code_hash: str, now: float, family: N
     link_code(connection, code_hash, family.rotation.family.id)
     direct.execute(connection, _INSERT_AUDIT, audit_row)
     return True
-
-
-def store_code(connection: direct.Runner, values: dict[str, Any]) -> None:
-    direct.execute(connection, _INSERT_CODE, values)
 
 
 def find_code(connection: direct.Runner, code_hash: str) -> Any:

@@ -22,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 
 from bridge import audit
 from bridge.errors import SamlRejected, TokenError
-from bridge.oauth.codes import find_code, redeem_code, spend_codes, store_code, use_code
+from bridge.oauth.codes import find_code, redeem_code, spend_codes, use_code
 from bridge.oauth.revocation import Revocation, end_logins
 from bridge.replay import remember_message, use_request
 from bridge.services import Services
@@ -51,7 +51,7 @@ def _new_code(database: Database, **overrides: object) -> str:
         "expires_at": NOW + 60}
     values.update(overrides)
     with database.connection() as connection:
-        store_code(connection, values)
+        connection.execute(sa.insert(AuthorizationCode), values)
     return code
 
 
