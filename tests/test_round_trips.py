@@ -55,7 +55,7 @@ def traced(browser: Browser, tmp_path: Path) -> Iterator[Callable[[Callable[[], 
             db.engine.pool.dispose()
 
 
-def test_a_refresh_is_one_round_trip_and_a_code_exchange_two(
+def test_a_refresh_is_one_round_trip_and_so_is_a_code_exchange(
         browser: Browser, traced: Callable[[Callable[[], Any]], int]) -> None:
     tokens: dict[str, Any] = browser.tokens()
     code, login = browser.login()
@@ -70,7 +70,7 @@ def test_a_refresh_is_one_round_trip_and_a_code_exchange_two(
 
     for _ in range(6):  # past psycopg's prepare threshold: the steady state
         refresh()
-    assert traced(exchange) <= 2
+    assert traced(exchange) <= 1
     assert traced(refresh) <= 1
 
 

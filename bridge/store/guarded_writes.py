@@ -9,17 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import ColumnElement, bindparam, insert, select
 from sqlalchemy.sql.selectable import CTE
 
 from bridge.store.models import Base
 
 
-def insert_when(guard: CTE, model: type[Base], columns: Sequence[str], prefix: str) -> CTE:
+def insert_when(guard: CTE, model: type[Base], columns: Sequence[str], prefix: str,
+                from_guard: Mapping[str, ColumnElement[Any]] | None = None) -> CTE:
     """``INSERT INTO <model's table> (columns) SELECT <the parameters prefix + column> FROM
-    guard``: a row for each row the guard returned (one, or none)."""
+    guard``: a row for each row the guard returned (one, or none). A column named in
+    ``from_guard`` takes that expression (of what the guard returned) instead of a parameter."""
     table = model.__table__
-    values = select(*(bindparam(prefix + name, type_=table.c[name].type) for name in columns))
+    taken = from_guard or {}
+    values = select(*(taken[name] if name in taken
+                      else bindparam(prefix + name, type_=table.c[name].type)
+                      for name in columns))
     return insert(model).from_select(list(columns), values.select_from(guard)).cte(prefix + "row")
 
 

@@ -75,6 +75,10 @@ class NewFamily:
     token_row: dict[str, object]
 
 
+def new_family_id() -> str:
+    return uuid.uuid4().hex
+
+
 def new_family(
     *,
     now: float,
@@ -89,7 +93,7 @@ def new_family(
     expires_at: float,
     dpop_jkt: str | None = None,
 ) -> NewFamily:
-    family = FamilyView(uuid.uuid4().hex, client_id, claims_json, scope, auth_time)
+    family = FamilyView(new_family_id(), client_id, claims_json, scope, auth_time)
     token = new_secret()
     return NewFamily(
         rotation=Rotation(family=family, refresh_token=token),

@@ -22,12 +22,26 @@ from alembic.runtime.migration import MigrationContext
 
 from bridge import audit
 from bridge.errors import SamlRejected, TokenError
-from bridge.oauth.codes import find_code, redeem_code, spend_codes, use_code
+from bridge.oauth.codes import (
+    Exchange,
+    exchange_in_one_statement,
+    find_code,
+    redeem_code,
+    spend_codes,
+    use_code,
+)
 from bridge.oauth.revocation import Revocation, end_logins
 from bridge.replay import remember_message, use_request
 from bridge.services import Services
 from bridge.store.db import Database
-from bridge.store.models import AuditEvent, AuthnRequestRecord, AuthorizationCode, Base, RefreshFamily
+from bridge.store.models import (
+    AuditEvent,
+    AuthnRequestRecord,
+    AuthorizationCode,
+    Base,
+    RefreshFamily,
+    RefreshToken,
+)
 from bridge.tokens import refresh
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
@@ -138,6 +152,108 @@ def test_of_two_concurrent_exchanges_of_one_code_one_wins(database: Database) ->
 
     outcomes = _race(first, lambda: _use_code(database, code))
     assert outcomes == [True, False]
+
+
+# --- the code exchange in one statement (PostgreSQL) -----------------------------------------
+
+
+def _exchange(code: str, **overrides: Any) -> Exchange:
+    values: dict[str, Any] = {
+        "code_hash": secret_hash(code), "client_id": "demo", "redirect_uri": "https://rp/cb",
+        "challenge": None, "proof_jkt": None, "family_id": refresh.new_family_id(),
+        "family_expires_at": NOW + 3600, "family_dpop_jkt": None,
+        "token_hash": secret_hash(new_secret())}
+    values.update(overrides)
+    return Exchange(**values)
+
+
+def _exchange_at_once(database: Database, exchange: Exchange) -> Any:
+    row = audit.event_row(at=NOW, event="token", outcome="success", client_id="demo",
+                          detail={"grant": "authorization_code"})
+    with database.single_statement() as connection:
+        return exchange_in_one_statement(connection, exchange, NOW, row)
+
+
+def _written(database: Database, exchange: Exchange) -> tuple[Any, Any, int, list[Any]]:
+    """The code's row, the family's, how many tokens it has, and the exchange audit events."""
+    with database.connection() as connection:
+        code = connection.execute(sa.select(AuthorizationCode).where(
+            AuthorizationCode.code_hash == exchange.code_hash)).one_or_none()
+        family = connection.execute(sa.select(RefreshFamily).where(
+            RefreshFamily.id == exchange.family_id)).one_or_none()
+        tokens = connection.execute(sa.select(sa.func.count()).select_from(RefreshToken).where(
+            RefreshToken.family_id == exchange.family_id)).scalar_one()
+        events = connection.execute(sa.select(AuditEvent).where(
+            AuditEvent.event == "token")).all()
+    return code, family, tokens, events
+
+
+@pytest.fixture
+def postgresql_only(database: Database) -> Database:
+    if database.dialect != "postgresql":
+        pytest.skip("the exchange in one statement is PostgreSQL's")
+    return database
+
+
+@pytest.mark.parametrize("session_ends", [None, NOW + 600])
+def test_an_exchange_in_one_statement_starts_the_login_the_code_holds(
+        postgresql_only: Database, session_ends: float | None) -> None:
+    database = postgresql_only
+    code = _new_code(database, subject="s-9", idp_slug="okta", claims_json='{"a": 1}',
+                     nonce="n", scope="openid email", session_index="idx-9", name_id="n-9",
+                     session_not_on_or_after=session_ends, code_challenge="c" * 43,
+                     dpop_jkt="j" * 43)
+    exchange = _exchange(code, challenge="c" * 43, proof_jkt="j" * 43, family_dpop_jkt="j" * 43)
+    row = _exchange_at_once(database, exchange)
+    assert (row.idp_slug, row.subject, row.claims_json, row.scope, row.nonce) == (
+        "okta", "s-9", '{"a": 1}', "openid email", "n")
+    stored, family, tokens, events = _written(database, exchange)
+    assert (stored.used_at, stored.family_id) == (NOW, exchange.family_id)
+    assert (family.client_id, family.subject, family.idp_slug, family.claims_json, family.scope,
+            family.session_index, family.name_id, family.dpop_jkt, family.created_at) == (
+        "demo", "s-9", "okta", '{"a": 1}', "openid email", "idx-9", "n-9", "j" * 43, NOW)
+    # The login ends with the IdP's session when that ends first.
+    assert family.expires_at == (NOW + 3600 if session_ends is None else session_ends)
+    assert tokens == 1
+    assert [(e.outcome, e.idp_slug, e.subject, e.client_id) for e in events] == [
+        ("success", "okta", "s-9", "demo")]
+    assert _exchange_at_once(database, _exchange(code)) is None  # once only
+
+
+# Each check of the grant broken: the statement must use nothing and write nothing, so that the
+# grant's own checks refuse it with their error.
+@pytest.mark.parametrize("case", [
+    "unknown", "used", "another_client", "expired", "another_redirect_uri", "no_verifier",
+    "another_verifier", "verifier_unasked", "no_proof", "another_proof"])
+def test_an_exchange_in_one_statement_that_breaks_a_check_writes_nothing(
+        postgresql_only: Database, case: str) -> None:
+    database = postgresql_only
+    code_values: dict[str, Any] = {"expires_at": NOW + 60}
+    sent: dict[str, Any] = {}
+    if case == "expired":
+        code_values["expires_at"] = NOW  # expired at its expiry instant, as the grant sees it
+    if case in ("no_verifier", "another_verifier"):
+        code_values["code_challenge"] = "c" * 43
+        sent["challenge"] = None if case == "no_verifier" else "d" * 43
+    if case == "verifier_unasked":
+        sent["challenge"] = "c" * 43
+    if case in ("no_proof", "another_proof"):
+        code_values["dpop_jkt"] = "j" * 43
+        sent["proof_jkt"] = None if case == "no_proof" else "k" * 43
+    code = _new_code(database, **code_values)
+    if case == "used":
+        _use_code(database, code)
+    if case == "another_client":
+        sent["client_id"] = "other"
+    if case == "another_redirect_uri":
+        sent["redirect_uri"] = "https://rp/cb/"
+    exchange = _exchange(new_secret() if case == "unknown" else code, **sent)
+    assert _exchange_at_once(database, exchange) is None
+    stored, family, tokens, events = _written(database, _exchange(code, **{
+        "family_id": exchange.family_id}))
+    assert stored.used_at == (NOW if case == "used" else None)
+    assert stored.family_id is None
+    assert (family, tokens, events) == (None, 0, [])
 
 
 def test_spending_a_logins_codes_leaves_other_codes_alone(database: Database) -> None:

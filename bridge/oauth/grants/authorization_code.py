@@ -8,11 +8,11 @@ from bridge import audit, metrics
 from bridge.audit import refusals_audited
 from bridge.config import ClientConfig
 from bridge.errors import TokenError
-from bridge.oauth.codes import find_code, redeem_code
+from bridge.oauth.codes import Exchange, exchange_in_one_statement, find_code, redeem_code
 from bridge.oauth.requests import check_code_verifier
 from bridge.oauth.tokens import TokenSet, mint
 from bridge.tokens import refresh as refresh_tokens
-from bridge.tokens.secrets_util import constant_time_equal, pkce_s256, secret_hash
+from bridge.tokens.secrets_util import constant_time_equal, new_secret, pkce_s256, secret_hash
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -32,6 +32,41 @@ class AuthorizationCodeGrant:
         raise TokenError("invalid_grant", "The authorization code has already been used.",
                          code="code_reused")
 
+    def _exchange_at_once(self, client: ClientConfig, form: dict[str, str], code_hash: str,
+                          now: float, dpop_jkt: str | None) -> TokenSet | None:
+        """PostgreSQL: the exchange in one statement (one round trip) when the code passes every
+        check below; None, with nothing done, when it does not, and ``issue`` goes through the
+        checks one by one to refuse it with the right error (or, if only this shortcut turned
+        the code down, to exchange it)."""
+        redirect_uri = form.get("redirect_uri")
+        if redirect_uri is None or "\x00" in redirect_uri:
+            return None
+        challenge = None
+        if form.get("code_verifier"):
+            try:
+                challenge = pkce_s256(check_code_verifier(form.get("code_verifier")))
+            except TokenError:
+                return None
+        key = self.services.keys.signing_key(client.token_signing_alg)
+        refresh_token = new_secret()
+        exchange = Exchange(
+            code_hash=code_hash, client_id=client.client_id, redirect_uri=redirect_uri,
+            challenge=challenge, proof_jkt=dpop_jkt, family_id=refresh_tokens.new_family_id(),
+            family_expires_at=now + client.refresh_token_ttl_seconds,
+            family_dpop_jkt=dpop_jkt if client.public else None,  # as issue() binds it
+            token_hash=secret_hash(refresh_token))
+        success = audit.event_row(at=now, event="token", outcome="success",
+                                  client_id=client.client_id,
+                                  detail={"grant": "authorization_code"})
+        with self.services.db.single_statement() as connection:
+            row = exchange_in_one_statement(connection, exchange, now, success)
+        if row is None:
+            return None
+        metrics.observe_event("token", "success", None, row.idp_slug, client.client_id)
+        return mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,
+                    "code", refresh_token, exchange.family_id, nonce=row.nonce,
+                    dpop_jkt=dpop_jkt)
+
     @refusals_audited("token", refusals=TokenError)
     def issue(self, client: ClientConfig, form: dict[str, str], *,
               dpop_jkt: str | None = None) -> TokenSet:
@@ -40,6 +75,10 @@ class AuthorizationCodeGrant:
         if not code:
             raise TokenError("invalid_request", "code is required.")
         now = self.services.clock.now()
+        if db.dialect == "postgresql":
+            tokens = self._exchange_at_once(client, form, secret_hash(code), now, dpop_jkt)
+            if tokens is not None:
+                return tokens
         with db.lookup() as connection:
             row = find_code(connection, secret_hash(code))
             if row is None:
