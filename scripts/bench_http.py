@@ -878,6 +878,10 @@ def main() -> None:
         if args.ratios_json:
             args.ratios_json.write_text(json.dumps(ratios))
         print(f"total run time: {time.perf_counter() - started:.1f} s")
+    except BaseException:
+        if server is not None:
+            _print_refusals(server.log)
+        raise
     finally:
         # A second Ctrl-C must not leave half of it behind.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -896,6 +900,19 @@ def main() -> None:
             print("cleanup: " + "; ".join(cleaned), flush=True)
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _print_refusals(log: Path) -> None:
+    """The server's log lines of refused or failed requests, whose detail the error page the
+    client saw leaves out: what a failed run needs to be understood once its files are gone."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    wanted = [line for line in lines
+              if re.search(r'"level": "(warning|error|critical)"|Traceback', line)]
+    if wanted:
+        print("server log, refusals and errors (last 20):", *wanted[-20:], sep="\n", flush=True)
 
 
 def setup(workdir: Path, database_url: str, gunicorn_env: dict[str, str] | None = None
