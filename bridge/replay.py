@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
@@ -44,29 +45,48 @@ def use_assertion(connection: direct.Runner, verified: saml_response.VerifiedAss
     direct.execute(connection, _INSERT_ASSERTION, _assertion_row(verified))
 
 
+@dataclass(frozen=True)
+class Unless:
+    """What refuses a request's use: a query (of one column, its reason) that finds a row, and
+    its parameters; the query is part of the statement that uses the request."""
+
+    query: Select[Any]
+    parameters: Mapping[str, Any]
+
+
 def consume(connection: direct.Runner, request_id: str, verified: saml_response.VerifiedAssertion,
-            now: float, *, also: Rows = ()) -> None:
+            now: float, *, unless: Unless, also: Rows = ()) -> Any:
     """Use the outstanding request and the assertion, once each, and insert the rows ``also``
-    (the login's code and audit event), all or nothing: ``use_request``."""
-    use_request(connection, request_id, _assertion_row(verified), now, also=also)
+    (the login's code and audit event), all or nothing, unless ``unless`` finds a row:
+    ``use_request``."""
+    return use_request(connection, request_id, _assertion_row(verified), now, unless=unless,
+                       also=also)
 
 
 def use_request(connection: direct.Runner, request_id: str, assertion: Mapping[str, Any],
-                now: float, *, also: Rows = ()) -> None:
+                now: float, *, unless: Unless, also: Rows = ()) -> Any:
     """Use the outstanding request and enter ``assertion`` (``idp_entity_id``, ``assertion_id``,
     ``expires_at``) in the replay cache, once each, and insert the rows ``also``, all or
-    nothing. One statement on PostgreSQL, atomic outside a transaction
+    nothing, unless ``unless`` finds a row: then return its reason, having written nothing
+    (None when the request was used). One statement on PostgreSQL, atomic outside a transaction
     (``Database.single_statement()``); elsewhere several, in the caller's transaction. A
     request used before raises ``SamlRejected``, an assertion used before ``IntegrityError``;
     either way nothing is written."""
     if connection.dialect.name == "postgresql":
-        values = {"request": request_id, "now": now}
+        values = {"request": request_id, "now": now, **unless.parameters}
         values.update(guarded_parameters("assertion_", _ASSERTION_COLUMNS, assertion))
         for model, row in also:
             values.update(guarded_parameters(_prefix(model), tuple(row), row))
-        statement = _consuming_in_one_statement(tuple((model, tuple(row)) for model, row in also))
-        used = direct.first(connection, statement, values)[0] == 1
+        statement = _consuming_in_one_statement(
+            unless.query, tuple((model, tuple(row)) for model, row in also))
+        used_rows, refused = direct.first(connection, statement, values)
+        if refused is not None:
+            return refused
+        used = used_rows == 1
     else:
+        refusing = direct.first(connection, unless.query, unless.parameters)
+        if refusing is not None:
+            return refusing[0]
         used = direct.rowcount(connection, _CONSUME_REQUEST, {"request": request_id, "now": now}) == 1
         if used:
             direct.execute(connection, _INSERT_ASSERTION, assertion)
@@ -74,6 +94,7 @@ def use_request(connection: direct.Runner, request_id: str, assertion: Mapping[s
                 direct.execute(connection, _insert(model), row)
     if not used:
         raise SamlRejected("saml_replay", "This login response has already been used.")
+    return None
 
 
 def _assertion_row(verified: saml_response.VerifiedAssertion) -> dict[str, Any]:
@@ -92,14 +113,18 @@ def _insert(model: type[Base]) -> Insert:
 
 # A few shapes (a login's code and audit event; nothing more), each built and compiled once.
 @functools.lru_cache(maxsize=16)
-def _consuming_in_one_statement(shapes: tuple[tuple[type[Base], tuple[str, ...]], ...]) -> Select:
+def _consuming_in_one_statement(unless: Select[Any],
+                                shapes: tuple[tuple[type[Base], tuple[str, ...]], ...]) -> Select[Any]:
     """The request's use as an UPDATE that returns it, and the assertion and each row inserted
-    from what it returned: nothing is written when the request was used already, and an
-    assertion used before fails the whole statement on the replay cache's primary key."""
-    used = _CONSUME_REQUEST.returning(AuthnRequestRecord.id).cte("request_used")
+    from what it returned: nothing is written when the request was used already or ``unless``
+    finds a row (the statement returns its reason), and an assertion used before fails the
+    whole statement on the replay cache's primary key. Every part sees one snapshot."""
+    used = (_CONSUME_REQUEST.where(~unless.exists())
+            .returning(AuthnRequestRecord.id).cte("request_used"))
     inserts = [insert_when(used, ConsumedAssertion, _ASSERTION_COLUMNS, "assertion_")]
     inserts += [insert_when(used, model, columns, _prefix(model)) for model, columns in shapes]
-    return select(func.count()).select_from(used).add_cte(*inserts)
+    used_rows = select(func.count()).select_from(used).scalar_subquery()
+    return select(used_rows, unless.scalar_subquery()).add_cte(*inserts)
 
 
 def use_unsolicited(db: Database, verified: saml_response.VerifiedAssertion, *, now: float,

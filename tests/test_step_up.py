@@ -21,6 +21,7 @@ from bridge.config import Settings
 from bridge.dev.saml_idp import MFA_CONTEXT, PASSWORD_CONTEXT, DevIdp
 from bridge.errors import ConfigError
 from bridge.idps.settings import parse_idp_settings
+from bridge.oauth.deprovisioned import deprovision
 from bridge.saml import ns
 from bridge.store.db import Database
 from bridge.store.models import AuthorizationCode
@@ -350,3 +351,26 @@ def test_the_upgrade_widens_auth_time_and_keeps_the_logins(upgrade_url: str) -> 
                                {"more": 2**40})
             kept = connection.execute(sa.text(f"SELECT auth_time FROM {table}")).scalar_one()
             assert kept == 1700000000 + 2**40
+
+
+def test_a_deprovisioned_person_is_refused_as_such_whatever_else_the_login_lacks(
+        browser: Browser) -> None:
+    """Whether the IdP deprovisioned the person is checked by the statement that completes the
+    login (one round trip on PostgreSQL), after the client's requirements: a login that also
+    misses them (a password login where MFA was asked) is still refused as the person's
+    deactivation, as when that check came first, and nothing is issued."""
+    first = start(browser)
+    subject = claims(tokens_for(browser, first, browser.signed_response(first))["access_token"])[
+        "sub"]
+    with browser.bridge.db.transaction() as session:
+        deprovision(session, idp_slug="dev", subject=subject, source="scim",
+                    reason="deactivated", now=time.time(), actor="test")
+    codes_before = browser.count(AuthorizationCode)
+    for params in ({}, {"acr_values": "mfa"}):
+        login = start(browser, **params)
+        response = browser.post_acs(browser.signed_response(login, class_ref=PASSWORD_CONTEXT))
+        assert (response.status_code, response.get_json()["code"]) == (
+            403, "login_deprovisioned"), params
+        assert (browser.last_audit().outcome, browser.last_audit().code) == (
+            "refused", "login_deprovisioned")
+        assert browser.count(AuthorizationCode) == codes_before

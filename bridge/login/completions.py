@@ -17,13 +17,27 @@ from bridge.config import ClientConfig
 from bridge.errors import BridgeError, SamlRejected
 from bridge.identity import Identity
 from bridge.idps.settings import IdentityProvider
-from bridge.replay import consume
+from bridge.oauth.deprovisioned import refuse_deprovisioned, unless_deprovisioned
+from bridge.replay import Rows, consume
 from bridge.saml import response as saml_response
+from bridge.store import direct
 from bridge.store.models import AuditEvent, AuthorizationCode
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
 if TYPE_CHECKING:
     from bridge.services import Services
+
+
+def use_login(connection: direct.Runner, request_id: str,
+              verified: saml_response.VerifiedAssertion, now: float, *, idp_slug: str,
+              subject: str, also: Rows = ()) -> None:
+    """Use the login's request and assertion, once each, with the rows ``also``, for a person
+    the IdP has not deprovisioned (``Deprovisioned`` otherwise, with nothing written): one
+    statement on PostgreSQL, so no deprovisioning can fall between the check and the use."""
+    reason = consume(connection, request_id, verified, now,
+                     unless=unless_deprovisioned(idp_slug, subject), also=also)
+    if reason is not None:
+        refuse_deprovisioned(idp_slug, reason)
 
 
 class Completion(Protocol):
@@ -86,11 +100,12 @@ class OAuthCodeCompletion:
                                   detail={"sha1": verified.uses_sha1} if verified.uses_sha1
                                   else None)
         try:
-            # One statement on PostgreSQL: the request and assertion used, the code stored and
-            # the login audited, or nothing.
+            # One statement on PostgreSQL: the person not deprovisioned, the request and
+            # assertion used, the code stored and the login audited, or nothing.
             with self.services.db.single_statement() as connection:
-                consume(connection, record.id, verified, now,
-                        also=((AuthorizationCode, code_row), (AuditEvent, success)))
+                use_login(connection, record.id, verified, now, idp_slug=idp.slug,
+                          subject=identity.subject,
+                          also=((AuthorizationCode, code_row), (AuditEvent, success)))
         except sa_exc.IntegrityError:
             raise SamlRejected("saml_replay", "This assertion has already been used.") from None
         metrics.observe_event("login", "success", None, idp.slug, client.client_id)

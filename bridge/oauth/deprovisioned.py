@@ -4,7 +4,7 @@ database, so every node refuses the next login and answers "inactive" for the en
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import CursorResult, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from bridge import audit
 from bridge.errors import Deprovisioned
 from bridge.oauth.revocation import end_logins
+from bridge.replay import Unless
 from bridge.store import direct
 from bridge.store.models import (
     AdminSession,
@@ -99,19 +100,34 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
     return True
 
 
-# Read on every login, through the driver (store/direct.py).
-_IS_DEPROVISIONED = select(DeprovisionedSubject.reason).where(
-    DeprovisionedSubject.idp_slug == bindparam("idp"),
-    DeprovisionedSubject.subject == bindparam("subject"))
+# Read on every login, through the driver (store/direct.py): inside the statement that completes
+# the login (``unless_deprovisioned``), or by itself.
+IS_DEPROVISIONED = select(DeprovisionedSubject.reason).where(
+    DeprovisionedSubject.idp_slug == bindparam("person_idp"),
+    DeprovisionedSubject.subject == bindparam("person_subject"))
+
+
+def _person(idp_slug: str, subject: str) -> dict[str, str]:
+    return {"person_idp": idp_slug, "person_subject": subject}
+
+
+def unless_deprovisioned(idp_slug: str, subject: str) -> Unless:
+    """What refuses a login's completion (``replay.consume``) for a person the IdP deprovisioned;
+    it then returns the reason, for ``refuse_deprovisioned``."""
+    return Unless(IS_DEPROVISIONED, _person(idp_slug, subject))
 
 
 def refuse_if_deprovisioned(connection: direct.Runner, *, idp_slug: str, subject: str) -> None:
     """Raise ``Deprovisioned`` if the IdP has deprovisioned this person."""
-    found = direct.first(connection, _IS_DEPROVISIONED, {"idp": idp_slug, "subject": subject})
+    found = direct.first(connection, IS_DEPROVISIONED, _person(idp_slug, subject))
     if found is not None:
-        raise Deprovisioned("login_deprovisioned",
-                            "Your account has been deactivated at your identity provider.",
-                            log_detail={"idp": idp_slug, "reason": found.reason})
+        refuse_deprovisioned(idp_slug, found.reason)
+
+
+def refuse_deprovisioned(idp_slug: str, reason: str) -> NoReturn:
+    raise Deprovisioned("login_deprovisioned",
+                        "Your account has been deactivated at your identity provider.",
+                        log_detail={"idp": idp_slug, "reason": reason})
 
 
 def ended_by_a_lifted_refusal(session: Session, *, idp_slug: str, subject: str,

@@ -30,6 +30,7 @@ from bridge.oauth.codes import (
     spend_codes,
     use_code,
 )
+from bridge.oauth.deprovisioned import deprovision, unless_deprovisioned
 from bridge.oauth.revocation import Revocation, end_logins
 from bridge.replay import remember_message, use_request
 from bridge.services import Services
@@ -311,9 +312,19 @@ def _new_request(database: Database) -> str:
     return request_id
 
 
-def _complete(connection: Any, request_id: str, assertion_id: str) -> str:
+def _complete(connection: Any, request_id: str, assertion_id: str,
+              person: tuple[str, str] = ("dev", "s-1")) -> str:
     """Use the request and the assertion and store a code and an audit event with them, as a
     login's completion does; the code."""
+    code, refused = _try_completing(connection, request_id, assertion_id, person)
+    assert refused is None
+    return code
+
+
+def _try_completing(connection: Any, request_id: str, assertion_id: str,
+                    person: tuple[str, str]) -> tuple[str, Any]:
+    """``_complete``, unless ``person`` is deprovisioned: the code, and the reason the
+    completion was refused (None when it was not)."""
     code = new_secret()
     code_row = {
         "code_hash": secret_hash(code), "client_id": "demo", "redirect_uri": "https://rp/cb",
@@ -323,11 +334,12 @@ def _complete(connection: Any, request_id: str, assertion_id: str) -> str:
         "created_at": NOW, "expires_at": NOW + 60}
     audit_row = audit.event_row(at=NOW, event="login", outcome="success", idp_slug="dev",
                                 client_id="demo", subject="s-1", detail={"request": request_id})
-    use_request(connection, request_id,
-                {"idp_entity_id": "https://idp.example.org", "assertion_id": assertion_id,
-                 "expires_at": NOW + 300},
-                NOW, also=((AuthorizationCode, code_row), (AuditEvent, audit_row)))
-    return code
+    refused = use_request(connection, request_id,
+                          {"idp_entity_id": "https://idp.example.org",
+                           "assertion_id": assertion_id, "expires_at": NOW + 300},
+                          NOW, unless=unless_deprovisioned(*person),
+                          also=((AuthorizationCode, code_row), (AuditEvent, audit_row)))
+    return code, refused
 
 
 def _completed(database: Database, request_id: str) -> tuple[float | None, int, int]:
@@ -364,6 +376,26 @@ def test_a_used_assertion_under_a_new_request_writes_nothing(database: Database)
         _complete(connection, request_id, "_a1")
     # The request is still open and no second code or event exists.
     assert _completed(database, request_id) == (None, 1, 0)
+
+
+def test_a_login_of_a_deprovisioned_person_writes_nothing(database: Database) -> None:
+    """The completion refuses a person their IdP deprovisioned (in its one statement on
+    PostgreSQL) and says why: no request used, no assertion cached, no code, no event. The same
+    subject at another IdP, and another subject, are not refused."""
+    with database.transaction() as session:
+        deprovision(session, idp_slug="dev", subject="s-1", source="scim", reason="deactivated",
+                    now=NOW, actor="test")
+    request_id = _new_request(database)
+    with database.single_statement() as connection:
+        _, refused = _try_completing(connection, request_id, "_a1", ("dev", "s-1"))
+    assert refused == "deactivated"
+    assert _completed(database, request_id) == (None, 0, 0)
+    _use_assertion(database, "https://idp.example.org", "_a1")  # it did not enter the cache
+    for n, person in enumerate([("other", "s-1"), ("dev", "s-2")]):
+        request_id = _new_request(database)
+        with database.single_statement() as connection:
+            _complete(connection, request_id, f"_b{n}", person=person)
+        assert _completed(database, request_id) == (NOW, n + 1, 1)
 
 
 def test_of_two_concurrent_completions_of_one_request_one_wins(database: Database) -> None:
