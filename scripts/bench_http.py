@@ -247,10 +247,12 @@ class Client:
 
 def expect(status: int, wanted: int, what: str, body: bytes) -> None:
     if status != wanted:
-        # The error page's stable code first: the page itself is mostly style.
+        # The error page's stable code and sentence, or the body: the page is mostly style.
         code = re.search(rb'id="error-code">([^<]*)<', body)
-        raise SystemExit(f"{what}: HTTP {status}, expected {wanted}"
-                         f"{': ' + code.group(1).decode() if code else ''}: {body[:500]!r}")
+        detail = re.search(rb"<h1>Sign-in failed</h1>\s*<p>([^<]*)</p>", body)
+        said = (f"{code.group(1).decode()}: {detail.group(1).decode() if detail else ''}" if code
+                else repr(body[:500]))
+        raise SystemExit(f"{what}: HTTP {status}, expected {wanted}: {said}")
 
 
 def cookie_value(headers: http.client.HTTPMessage, name: str) -> str:
