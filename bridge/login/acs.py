@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy import exc as sa_exc
 
 from bridge.audit import Refusal, refusals_audited
-from bridge.errors import BridgeError, IdpUnknown, LoginUnmet, SamlRejected
+from bridge.errors import BridgeError, Deprovisioned, IdpUnknown, LoginUnmet, SamlRejected
 from bridge.idps.settings import IdentityProvider
 from bridge.login.completions import Completion, OAuthCodeCompletion, use_login
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
@@ -31,6 +31,8 @@ from bridge.store.models import AuthnRequestRecord
 from bridge.tokens.secrets_util import constant_time_equal, secret_hash
 
 if TYPE_CHECKING:
+    from bridge.config import ClientConfig
+    from bridge.identity import Identity
     from bridge.services import Services
 
 _GET_REQUEST = select(*AuthnRequestRecord.__table__.columns).where(
@@ -125,21 +127,29 @@ class AssertionConsumer:
         identity = to_identity(verified, idp)
         warn_if_sha1(idp, verified)
         # Whether the IdP deprovisioned the person is checked by the statement that completes
-        # the login (replay.use_request): one round trip less, and no gap between the two.
+        # the login (completions.use_login): one round trip less, and no gap between the two.
+        try:
+            return self._complete(record, client, completion, idp, verified, identity, now)
+        except Deprovisioned:
+            raise
+        except BridgeError:
+            # A deprovisioned person is refused as such, whatever else the login lacks or did
+            # wrong (the client's requirements, the claims mapping, a replay).
+            with self.services.db.lookup() as connection:
+                refuse_if_deprovisioned(connection, idp_slug=slug, subject=identity.subject)
+            raise
+
+    def _complete(self, record: Any, client: ClientConfig | None, completion: Completion | None,
+                  idp: IdentityProvider, verified: saml_response.VerifiedAssertion,
+                  identity: Identity, now: float) -> str:
         if client is not None:
-            try:
-                check_login(_requirement(record), idp, verified, requested_at=record.created_at,
-                            now=clock.now())
-            except LoginUnmet:
-                # A deprovisioned person is refused as such, whatever else the login lacks.
-                with self.services.db.lookup() as connection:
-                    refuse_if_deprovisioned(connection, idp_slug=slug, subject=identity.subject)
-                raise
+            check_login(_requirement(record), idp, verified, requested_at=record.created_at,
+                        now=self.services.clock.now())
             return self.oauth_code.complete(record, client, idp, verified, identity, now)
         assert completion is not None
         try:
             with self.services.db.single_statement() as connection:
-                use_login(connection, record.id, verified, now, idp_slug=slug,
+                use_login(connection, record.id, verified, now, idp_slug=idp.slug,
                           subject=identity.subject)
         except sa_exc.IntegrityError:
             raise SamlRejected("saml_replay", "This assertion has already been used.") from None

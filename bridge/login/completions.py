@@ -33,7 +33,7 @@ def use_login(connection: direct.Runner, request_id: str,
               subject: str, also: Rows = ()) -> None:
     """Use the login's request and assertion, once each, with the rows ``also``, for a person
     the IdP has not deprovisioned (``Deprovisioned`` otherwise, with nothing written): one
-    statement on PostgreSQL, so no deprovisioning can fall between the check and the use."""
+    statement on PostgreSQL, and a deprovisioning waits for it (``deprovision()``)."""
     reason = consume(connection, request_id, verified, now,
                      unless=unless_deprovisioned(idp_slug, subject), also=also)
     if reason is not None:
