@@ -47,8 +47,9 @@ def use_assertion(connection: direct.Runner, verified: saml_response.VerifiedAss
 
 @dataclass(frozen=True)
 class Unless:
-    """What refuses a request's use: a query (of one column, its reason) that finds a row, and
-    its parameters; the query is part of the statement that uses the request."""
+    """What refuses a request's use: a query that finds a row (of one non-null column, the
+    refusal's reason), and its parameters; on PostgreSQL the query is part of the statement
+    that uses the request."""
 
     query: Select[Any]
     parameters: Mapping[str, Any]

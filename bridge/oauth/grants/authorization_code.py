@@ -41,10 +41,10 @@ class AuthorizationCodeGrant:
         redirect_uri = form.get("redirect_uri")
         if redirect_uri is None or "\x00" in redirect_uri:
             return None
-        challenge = None
-        if form.get("code_verifier"):
+        verifier, challenge = form.get("code_verifier"), None
+        if verifier:
             try:
-                challenge = pkce_s256(check_code_verifier(form.get("code_verifier")))
+                challenge = pkce_s256(check_code_verifier(verifier))
             except TokenError:
                 return None
         key = self.services.keys.signing_key(client.token_signing_alg)
