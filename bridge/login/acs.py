@@ -127,7 +127,7 @@ class AssertionConsumer:
         identity = to_identity(verified, idp)
         warn_if_sha1(idp, verified)
         # Whether the IdP deprovisioned the person is checked by the statement that completes
-        # the login (completions.use_login): one round trip less, and no gap between the two.
+        # the login (completions.use_login): one round trip less.
         try:
             return self._complete(record, client, completion, idp, verified, identity, now)
         except Deprovisioned:

@@ -33,7 +33,8 @@ def use_login(connection: direct.Runner, request_id: str,
               subject: str, also: Rows = ()) -> None:
     """Use the login's request and assertion, once each, with the rows ``also``, for a person
     the IdP has not deprovisioned (``Deprovisioned`` otherwise, with nothing written): one
-    statement on PostgreSQL, and a deprovisioning waits for it (``deprovision()``)."""
+    statement on PostgreSQL. One that began before a deprovisioning committed cannot see it;
+    its code is then refused at the exchange (``oauth/codes.py``)."""
     reason = consume(connection, request_id, verified, now,
                      unless=unless_deprovisioned(idp_slug, subject), also=also)
     if reason is not None:

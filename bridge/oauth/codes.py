@@ -10,6 +10,7 @@ from sqlalchemy import (
     ColumnElement,
     Double,
     bindparam,
+    exists,
     func,
     insert,
     or_,
@@ -26,13 +27,21 @@ from bridge.store.guarded_writes import parameters as guarded_parameters
 from bridge.store.models import (
     AuditEvent,
     AuthorizationCode,
+    DeprovisionedSubject,
     RefreshFamily,
     RefreshToken,
 )
 from bridge.tokens.refresh import NewFamily
 
 # Prepared once: the statements of the login path (see also tokens/refresh.py).
-_GET_CODE = select(*AuthorizationCode.__table__.columns).where(
+# Whether the code's person has been deprovisioned by their IdP since (oauth/deprovisioned.py).
+# A deprovisioning spends the person's codes, but on PostgreSQL a login that completes while it
+# runs began its statement before the refusal committed: its code escapes, and is refused here.
+_PERSON_DEPROVISIONED = exists().where(
+    DeprovisionedSubject.idp_slug == AuthorizationCode.idp_slug,
+    DeprovisionedSubject.subject == AuthorizationCode.subject)
+_GET_CODE = select(*AuthorizationCode.__table__.columns,
+                   _PERSON_DEPROVISIONED.label("person_deprovisioned")).where(
     AuthorizationCode.code_hash == bindparam("h"))
 _USE_CODE = (update(AuthorizationCode)
              .where(AuthorizationCode.code_hash == bindparam("h"),
@@ -94,10 +103,10 @@ def redeem_code(connection: direct.Runner, code_hash: str, now: float, family: N
 # PostgreSQL: an exchange that passes every check of the grant, done in one statement. The
 # UPDATE uses the code only if it is unused, unexpired, the client's, asked for with this
 # redirect_uri, bound to this PKCE challenge (or to none, when no verifier came) and to no DPoP
-# key or this one; the login's family, first token and audit event are inserted from what it
-# returns. A code that fails any check is left as it was and the grant checks it one by one
-# (``find_code``), for the refusal's own error; so these conditions may be stricter than the
-# grant's checks, never looser.
+# key or this one, of a person not deprovisioned; the login's family, first token and audit
+# event are inserted from what it returns. A code that fails any check is left as it was and
+# the grant checks it one by one (``find_code``), for the refusal's own error; so these
+# conditions may be stricter than the grant's checks, never looser.
 _EXCHANGED = (update(AuthorizationCode)
               .where(AuthorizationCode.code_hash == bindparam("h"),
                      AuthorizationCode.used_at.is_(None),
@@ -107,7 +116,8 @@ _EXCHANGED = (update(AuthorizationCode)
                      AuthorizationCode.code_challenge.is_not_distinct_from(
                          bindparam("challenge", type_=AuthorizationCode.code_challenge.type)),
                      or_(AuthorizationCode.dpop_jkt.is_(None),
-                         AuthorizationCode.dpop_jkt == bindparam("proof_jkt")))
+                         AuthorizationCode.dpop_jkt == bindparam("proof_jkt")),
+                     ~_PERSON_DEPROVISIONED)
               .values(used_at=bindparam("now"), family_id=bindparam("login"))
               .returning(AuthorizationCode.idp_slug, AuthorizationCode.subject,
                          AuthorizationCode.claims_json, AuthorizationCode.auth_time,
@@ -172,7 +182,7 @@ def exchange_in_one_statement(connection: direct.Runner, exchange: Exchange, now
 
 
 def find_code(connection: direct.Runner, code_hash: str) -> Any:
-    """The code's row (its columns as attributes), or None."""
+    """The code's row (its columns as attributes, and ``person_deprovisioned``), or None."""
     return direct.first(connection, _GET_CODE, {"h": code_hash})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn, cast
 
-from sqlalchemy import CursorResult, bindparam, case, delete, select, text, update
+from sqlalchemy import CursorResult, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,27 +27,15 @@ from bridge.store.models import (
     ScimUser,
 )
 
-_WAIT_FOR_LOGINS_IN_FLIGHT = text(
-    f"LOCK TABLE {AuthorizationCode.__tablename__} IN SHARE ROW EXCLUSIVE MODE")
-
 
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
                 now: float, actor: str) -> int:
     """Refuse the person's next logins and end every live one (refresh families, codes not yet
     exchanged, admin sessions and sign-in tickets, admin API tokens they made), in the caller's
     transaction; how many logins ended."""
-    on_postgresql = session.get_bind().dialect.name == "postgresql"
-    if on_postgresql:
-        # A login completing now began its statement before this refusal commits, so it cannot
-        # see it, and the code it stores would escape end_logins below. This lock waits for
-        # such statements to commit (their codes are then spent below) and holds new ones
-        # until this transaction commits: they then see the refusal. Statements that write
-        # codes take a lock this one conflicts with; reads do not. SQLite runs one writer at a
-        # time already.
-        session.execute(_WAIT_FOR_LOGINS_IN_FLIGHT)
     # One statement, so two deprovisionings of one person at once (a SCIM request and an
     # event, on two nodes) both succeed instead of one failing on the primary key.
-    insert = postgresql.insert if on_postgresql else sqlite.insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(DeprovisionedSubject)
                     .values(idp_slug=idp_slug, subject=subject, source=source, reason=reason,
                             at=now)

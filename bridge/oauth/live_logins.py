@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, exists, select
 
 from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
-from bridge.store.models import AuditEvent, IdpRecord, RefreshFamily
+from bridge.store.models import AuditEvent, DeprovisionedSubject, IdpRecord, RefreshFamily
 from bridge.tokens.access import THROUGH_API, THROUGH_FILE, IssueTime, issued_at, login_of
 
 if TYPE_CHECKING:
@@ -17,9 +17,13 @@ if TYPE_CHECKING:
 
 def live_login_query(services: Services) -> Select[RefreshFamily]:
     """Refresh families that are still a live login: not revoked (logout, IdP logout, /revoke,
-    `bridge revoke`, reuse) and not past their absolute end."""
-    return select(RefreshFamily).where(RefreshFamily.revoked_at.is_(None),
-                                       RefreshFamily.expires_at > services.clock.now())
+    `bridge revoke`, reuse), not past their absolute end, and of a person their IdP has not
+    deprovisioned (a deprovisioning revokes their families, but one started by a login that
+    completed while it ran can escape it: oauth/deprovisioned.py)."""
+    return select(RefreshFamily).where(
+        RefreshFamily.revoked_at.is_(None), RefreshFamily.expires_at > services.clock.now(),
+        ~exists().where(DeprovisionedSubject.idp_slug == RefreshFamily.idp_slug,
+                        DeprovisionedSubject.subject == RefreshFamily.subject))
 
 
 def login_live(services: Services, login: str) -> bool:

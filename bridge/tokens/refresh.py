@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    exists,
     insert,
     select,
     text,
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from bridge.errors import TokenError
 from bridge.store import direct
-from bridge.store.models import RefreshFamily, RefreshToken
+from bridge.store.models import DeprovisionedSubject, RefreshFamily, RefreshToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
 
 
@@ -128,11 +129,16 @@ class FamilyView:
 _TOKEN_USED_AT = select(RefreshToken.used_at).where(RefreshToken.token_hash == bindparam("h"))
 # The presented token's family, found and locked in one round trip (FOR UPDATE OF the family
 # only: the token row is marked used below, guarded by ``used_at IS NULL``).
+# Whether the family's person has been deprovisioned by their IdP since: a deprovisioning revokes
+# the person's families, but on PostgreSQL one started by a login that completed while it ran can
+# escape it (oauth/deprovisioned.py); it rotates no more.
+_PERSON_DEPROVISIONED = exists().where(DeprovisionedSubject.idp_slug == RefreshFamily.idp_slug,
+                                       DeprovisionedSubject.subject == RefreshFamily.subject)
 _LOCK_FAMILY_OF_TOKEN = (
     select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
            RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
            RefreshFamily.expires_at, RefreshFamily.last_used_at, RefreshFamily.created_at,
-           RefreshFamily.dpop_jkt)
+           RefreshFamily.dpop_jkt, _PERSON_DEPROVISIONED.label("person_deprovisioned"))
     .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
     .where(RefreshToken.token_hash == bindparam("h"))
     .with_for_update(of=RefreshFamily))
@@ -145,7 +151,8 @@ _TOUCH_FAMILY = (update(RefreshFamily).where(RefreshFamily.id == bindparam("fami
                  .values(last_used_at=bindparam("now")))
 
 
-# PostgreSQL: a plain rotation (the token unused, its family live and the client's own) as one
+# PostgreSQL: a plain rotation (the token unused, its family live, the client's own and its
+# person not deprovisioned) as one
 # statement, so that it costs one round trip and, outside a transaction, commits by itself. FOR
 # UPDATE OF both rows: a racer that waited for the lock sees the winner's ``used_at`` (PostgreSQL
 # rechecks the WHERE on the newest version of locked rows) and finds nothing. Every other case
@@ -158,6 +165,8 @@ WITH found AS (
       AND f.revoked_at IS NULL AND f.expires_at > :now
       AND (:idle = 0 OR :now - COALESCE(f.last_used_at, f.created_at) <= :idle)
       AND (f.dpop_jkt IS NULL OR f.dpop_jkt = :jkt)
+      AND NOT EXISTS (SELECT 1 FROM deprovisioned_subjects AS d
+                      WHERE d.idp_slug = f.idp_slug AND d.subject = f.subject)
     FOR UPDATE OF f, t
 ), marked AS (
     UPDATE refresh_tokens SET used_at = :now
@@ -229,6 +238,9 @@ def rotate(connection: direct.Runner, *, token: str, client_id: str, now: float,
     if row.revoked_at is not None:
         raise TokenError("invalid_grant", "The refresh token has been revoked.",
                          code="refresh_token_revoked")
+    if row.person_deprovisioned:
+        raise TokenError("invalid_grant", "The identity provider has deactivated this person.",
+                         code="login_deprovisioned")
     if row.expires_at <= now:
         raise TokenError("invalid_grant", "The refresh token has expired.",
                          code="refresh_token_expired")

@@ -16,7 +16,12 @@ from bridge.dev.saml_idp import USERS, DevIdp, User
 from bridge.oauth.deprovisioned import deprovision
 from bridge.services import Services
 from bridge.store.db import Database
-from bridge.store.models import AuditEvent, AuthorizationCode, RefreshFamily
+from bridge.store.models import (
+    AuditEvent,
+    AuthorizationCode,
+    DeprovisionedSubject,
+    RefreshFamily,
+)
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.helpers import Browser
 
@@ -68,15 +73,18 @@ def test_a_deprovisioned_person_is_refused_as_such_when_the_mapping_refuses_them
     assert browser.count(AuthorizationCode) == codes
 
 
-def test_a_login_completing_while_its_person_is_deprovisioned_leaves_no_live_login(
+def test_logins_completing_while_their_person_is_deprovisioned_do_not_outlive_it(
         browser: Browser, bridge: Services) -> None:
-    """The deprovisioning has spent the person's codes and ended their logins but not yet
-    committed when a login of theirs reaches the ACS. On PostgreSQL that login's statement
-    could not see the refusal, and its code was not among those spent: it waits for the
-    deprovisioning now, and is refused. (SQLite runs one writer at a time.)"""
+    """The deprovisioning has spent the person's codes and ended their logins, and not yet
+    committed, when two logins of theirs complete at the ACS and one of them exchanges its code.
+    On PostgreSQL neither statement can see the refusal yet, and what they store escapes the
+    deprovisioning's end of the person's logins. Once it has committed, the other code is
+    refused at the token endpoint, and the exchanged login's refresh token and access token are
+    good for nothing more. (SQLite runs one writer at a time: the logins wait and are refused.)"""
     subject = subject_of_alice(browser)
-    login = browser.start()
-    saml_response = browser.signed_response(login)
+    first, second = browser.start(), browser.start()
+    logins = (first, second)
+    answers = [browser.signed_response(login) for login in logins]
     ended, release = threading.Event(), threading.Event()
 
     def deprovisioning() -> None:
@@ -84,20 +92,58 @@ def test_a_login_completing_while_its_person_is_deprovisioned_leaves_no_live_log
             deprovision(session, idp_slug="dev", subject=subject, source="scim",
                         reason="deactivated", now=bridge.clock.now(), actor="test")
             ended.set()
-            release.wait(timeout=1.0)  # still open while the login arrives
+            # Still open while the logins arrive (SQLite: they wait for it, up to this long).
+            release.wait(timeout=1.0)
 
     worker = threading.Thread(target=deprovisioning)
     worker.start()
     assert ended.wait(timeout=10)
     try:
-        answer = browser.post_acs(saml_response)
+        completed = [browser.post_acs(answer) for answer in answers]
+        exchanged = None
+        if completed[0].status_code == 302:
+            exchanged = browser.exchange(browser.code_from(completed[0], first), first.verifier)
     finally:
         release.set()
         worker.join()
-    assert (answer.status_code, answer.get_json()["code"]) == (403, "login_deprovisioned")
+    if bridge.db.dialect != "postgresql":
+        assert [answer.get_json()["code"] for answer in completed] == ["login_deprovisioned"] * 2
+        return
+    # PostgreSQL: both logins completed and the first was exchanged before the refusal committed.
+    assert exchanged is not None and exchanged.status_code == 200, exchanged
+    tokens = exchanged.get_json()
+    late = browser.exchange(browser.code_from(completed[1], second), second.verifier)
+    assert (late.status_code, late.get_json()["error"]) == (400, "invalid_grant")
+    assert browser.last_audit().code == "login_deprovisioned"
+    refreshed = browser.refresh(tokens["refresh_token"])
+    assert (refreshed.status_code, refreshed.get_json()["error"]) == (400, "invalid_grant")
+    assert browser.last_audit().code == "login_deprovisioned"
+    userinfo = browser.client.get("/userinfo", headers={
+        "Authorization": f"Bearer {tokens['access_token']}"})
+    assert userinfo.status_code == 401
     with bridge.db.transaction() as session:
-        unspent = session.scalar(select(func.count()).select_from(AuthorizationCode).where(
-            AuthorizationCode.subject == subject, AuthorizationCode.used_at.is_(None)))
-        live = session.scalar(select(func.count()).select_from(RefreshFamily).where(
+        families = session.scalar(select(func.count()).select_from(RefreshFamily).where(
             RefreshFamily.subject == subject, RefreshFamily.revoked_at.is_(None)))
-    assert (unspent, live) == (0, 0)
+    assert families == 1  # the escaped one: unrevoked, yet neither refreshed nor live
+
+
+def test_what_escaped_a_deprovisioning_is_good_for_nothing(browser: Browser,
+                                                           bridge: Services) -> None:
+    """A code and a login the deprovisioning did not end (as a login racing it leaves them: the
+    refusal alone is stored here): the code is refused at the token endpoint, the refresh token
+    rotates no more and the access token is no longer live, on both databases."""
+    subject = subject_of_alice(browser)
+    tokens = browser.tokens()
+    code, login = browser.login()
+    with bridge.db.transaction() as session:
+        session.add(DeprovisionedSubject(idp_slug="dev", subject=subject, source="scim",
+                                         reason="deactivated", at=bridge.clock.now()))
+    exchanged = browser.exchange(code, login.verifier)
+    assert (exchanged.status_code, exchanged.get_json()["error"]) == (400, "invalid_grant")
+    assert browser.last_audit().code == "login_deprovisioned"
+    refreshed = browser.refresh(tokens["refresh_token"])
+    assert (refreshed.status_code, refreshed.get_json()["error"]) == (400, "invalid_grant")
+    assert browser.last_audit().code == "login_deprovisioned"
+    userinfo = browser.client.get("/userinfo", headers={
+        "Authorization": f"Bearer {tokens['access_token']}"})
+    assert userinfo.status_code == 401

@@ -40,6 +40,7 @@ from bridge.store.models import (
     AuthnRequestRecord,
     AuthorizationCode,
     Base,
+    DeprovisionedSubject,
     RefreshFamily,
     RefreshToken,
 )
@@ -225,7 +226,7 @@ def test_an_exchange_in_one_statement_starts_the_login_the_code_holds(
 # grant's own checks refuse it with their error.
 @pytest.mark.parametrize("case", [
     "unknown", "used", "another_client", "expired", "another_redirect_uri", "no_verifier",
-    "another_verifier", "verifier_unasked", "no_proof", "another_proof"])
+    "another_verifier", "verifier_unasked", "no_proof", "another_proof", "person_deprovisioned"])
 def test_an_exchange_in_one_statement_that_breaks_a_check_writes_nothing(
         postgresql_only: Database, case: str) -> None:
     database = postgresql_only
@@ -248,6 +249,8 @@ def test_an_exchange_in_one_statement_that_breaks_a_check_writes_nothing(
         sent["client_id"] = "other"
     if case == "another_redirect_uri":
         sent["redirect_uri"] = "https://rp/cb/"
+    if case == "person_deprovisioned":
+        _refuse_person(database)
     exchange = _exchange(new_secret() if case == "unknown" else code, **sent)
     assert _exchange_at_once(database, exchange) is None
     stored, family, tokens, events = _written(database, _exchange(code, **{
@@ -488,6 +491,36 @@ def test_a_revocation_waits_for_a_rotation_in_flight(database: Database) -> None
     with pytest.raises(TokenError) as refused:
         _rotate(database, rotated.refresh_token, now=NOW + 2)
     assert refused.value.code == "refresh_token_revoked"
+
+
+def _refuse_person(database: Database, idp_slug: str = "dev", subject: str = "s-1") -> None:
+    """The person's refusal alone, as a deprovisioning that a login raced leaves it: what the
+    login stored (its code, its family) escaped the deprovisioning's end of their logins."""
+    with database.connection() as connection:
+        connection.execute(sa.insert(DeprovisionedSubject).values(
+            idp_slug=idp_slug, subject=subject, source="scim", reason="deactivated", at=NOW))
+
+
+def test_a_family_whose_person_is_deprovisioned_rotates_no_more(database: Database) -> None:
+    first = _new_family(database)
+    _refuse_person(database, subject="s-2")  # another person's refusal changes nothing
+    rotated = _rotate(database, first.refresh_token)
+    _refuse_person(database)
+    with pytest.raises(TokenError) as refused:
+        _rotate(database, rotated.refresh_token, now=NOW + 2)
+    assert refused.value.code == "login_deprovisioned"
+    with database.connection() as connection:  # and the token was not used up
+        assert connection.execute(sa.select(RefreshToken.used_at).where(
+            RefreshToken.token_hash == secret_hash(rotated.refresh_token))).scalar_one() is None
+
+
+def test_a_code_whose_person_is_deprovisioned_says_so(database: Database) -> None:
+    code = _new_code(database)
+    with database.lookup() as connection:
+        assert not find_code(connection, secret_hash(code)).person_deprovisioned
+    _refuse_person(database)
+    with database.lookup() as connection:
+        assert find_code(connection, secret_hash(code)).person_deprovisioned
 
 
 def test_a_token_presented_by_another_client_is_refused_and_stays_usable(

@@ -108,6 +108,9 @@ class AuthorizationCodeGrant:
             raise TokenError("invalid_grant", "The authorization code is bound to another DPoP "
                              "key.", code="code_key_mismatch",
                              log_detail={"proof": "none" if dpop_jkt is None else "another key"})
+        if row.person_deprovisioned:
+            raise TokenError("invalid_grant", "The identity provider has deactivated this person.",
+                             code="login_deprovisioned", log_detail={"idp": row.idp_slug})
 
         # Read before the write transaction.
         key = self.services.keys.signing_key(client.token_signing_alg)
