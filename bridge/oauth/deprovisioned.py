@@ -81,13 +81,21 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
     """Let the person log in again (the IdP reactivated them); whether the refusal was lifted.
     ``source``: what reactivates them, "scim" or "event"; a refusal an event made is lifted by
     an event only (a SCIM client cannot undo what the IdP's security events said). What
-    the refusal ended stays ended: logins are revoked, and an access token of no login issued
-    before the refusal began stays inactive (``ended_by_a_lifted_refusal``)."""
+    the refusal ended stays ended: logins are revoked (one that escaped the deprovisioning is
+    now), and an access token of no login issued before the refusal began stays inactive
+    (``ended_by_a_lifted_refusal``)."""
     refusal = session.get(DeprovisionedSubject, (idp_slug, subject), with_for_update=True)
     if refusal is None or (refusal.source == "event" and source != "event"):
         return False
-    refused_at = refusal.at
+    refused_at, reason = refusal.at, refusal.reason
     session.delete(refusal)
+    # While a refusal holds, the person can have no live login but one that escaped the
+    # deprovisioning (it completed as the deprovisioning ran, and is refused since: codes.py,
+    # tokens/refresh.py). Lifting the refusal must not bring it back.
+    end_logins(session, families=[RefreshFamily.subject == subject,
+                                  RefreshFamily.idp_slug == idp_slug],
+               codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
+               now=now, reason=reason)
     # The last refusal is the one that counts: every earlier one began before it.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(LiftedRefusal)

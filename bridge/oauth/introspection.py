@@ -12,6 +12,7 @@ from bridge.oauth.live_logins import access_token_live, idle
 from bridge.store.models import RefreshFamily, RefreshToken
 from bridge.tokens import signing
 from bridge.tokens.access import ACCESS_TOKEN_TYPE
+from bridge.tokens.refresh import FAMILY_PERSON_DEPROVISIONED
 from bridge.tokens.secrets_util import secret_hash
 
 if TYPE_CHECKING:
@@ -53,9 +54,12 @@ class Introspection:
                 answer.update(token_type="DPoP", cnf=claims["cnf"])
             return answer
         with self.services.db.transaction() as session:
+            # A family of a deprovisioned person is ended, even one that escaped the revocation
+            # (a login that completed while the deprovisioning ran: tokens/refresh.py).
             found = session.execute(
                 select(RefreshToken, RefreshFamily).join(RefreshFamily)
-                .where(RefreshToken.token_hash == secret_hash(token))).first()
+                .where(RefreshToken.token_hash == secret_hash(token),
+                       ~FAMILY_PERSON_DEPROVISIONED)).first()
         if found is None:
             return inactive
         row, family = found

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, select
 
 from bridge.oauth.deprovisioned import ended_by_a_lifted_refusal, is_deprovisioned
-from bridge.store.models import AuditEvent, DeprovisionedSubject, IdpRecord, RefreshFamily
+from bridge.store.models import AuditEvent, IdpRecord, RefreshFamily
 from bridge.tokens.access import THROUGH_API, THROUGH_FILE, IssueTime, issued_at, login_of
+from bridge.tokens.refresh import FAMILY_PERSON_DEPROVISIONED
 
 if TYPE_CHECKING:
     from bridge.services import Services
@@ -22,8 +23,7 @@ def live_login_query(services: Services) -> Select[RefreshFamily]:
     completed while it ran can escape it: oauth/deprovisioned.py)."""
     return select(RefreshFamily).where(
         RefreshFamily.revoked_at.is_(None), RefreshFamily.expires_at > services.clock.now(),
-        ~exists().where(DeprovisionedSubject.idp_slug == RefreshFamily.idp_slug,
-                        DeprovisionedSubject.subject == RefreshFamily.subject))
+        ~FAMILY_PERSON_DEPROVISIONED)
 
 
 def login_live(services: Services, login: str) -> bool:

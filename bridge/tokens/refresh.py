@@ -131,14 +131,16 @@ _TOKEN_USED_AT = select(RefreshToken.used_at).where(RefreshToken.token_hash == b
 # only: the token row is marked used below, guarded by ``used_at IS NULL``).
 # Whether the family's person has been deprovisioned by their IdP since: a deprovisioning revokes
 # the person's families, but on PostgreSQL one started by a login that completed while it ran can
-# escape it (oauth/deprovisioned.py); it rotates no more.
-_PERSON_DEPROVISIONED = exists().where(DeprovisionedSubject.idp_slug == RefreshFamily.idp_slug,
-                                       DeprovisionedSubject.subject == RefreshFamily.subject)
+# escape it (oauth/deprovisioned.py); it rotates no more, and counts as ended wherever a login's
+# liveness is asked (oauth/live_logins.py, oauth/introspection.py).
+FAMILY_PERSON_DEPROVISIONED = exists().where(
+    DeprovisionedSubject.idp_slug == RefreshFamily.idp_slug,
+    DeprovisionedSubject.subject == RefreshFamily.subject)
 _LOCK_FAMILY_OF_TOKEN = (
     select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
            RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
            RefreshFamily.expires_at, RefreshFamily.last_used_at, RefreshFamily.created_at,
-           RefreshFamily.dpop_jkt, _PERSON_DEPROVISIONED.label("person_deprovisioned"))
+           RefreshFamily.dpop_jkt, FAMILY_PERSON_DEPROVISIONED.label("person_deprovisioned"))
     .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
     .where(RefreshToken.token_hash == bindparam("h"))
     .with_for_update(of=RefreshFamily))

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import USERS, DevIdp, User
-from bridge.oauth.deprovisioned import deprovision
+from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.services import Services
 from bridge.store.db import Database
 from bridge.store.models import (
@@ -22,7 +22,7 @@ from bridge.store.models import (
     DeprovisionedSubject,
     RefreshFamily,
 )
-from tests.conftest import DEMO_CLIENT, make_settings
+from tests.conftest import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, DEMO_CLIENT, make_settings
 from tests.helpers import Browser
 
 
@@ -31,7 +31,9 @@ def settings(database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp)
     # The mapping refuses members of "blocked": a refusal the claims mapping makes.
     (idp_dir / "dev.toml").write_text('display_name = "Development IdP"\n'
                                       '[mapping.groups]\ndeny = [{ exact = "blocked" }]\n')
-    return make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT])
+    # The confidential client may introspect; its tokens are for the demo's API.
+    api = {**CONFIDENTIAL_CLIENT, "audience": DEMO_CLIENT["audience"]}
+    return make_settings(database, idp_dir, tmp_path, clients=[DEMO_CLIENT, api])
 
 
 def subject_of_alice(browser: Browser) -> str:
@@ -46,6 +48,12 @@ def deprovision_alice(bridge: Services, subject: str) -> None:
     with bridge.db.transaction() as session:
         deprovision(session, idp_slug="dev", subject=subject, source="scim",
                     reason="deactivated", now=bridge.clock.now(), actor="test")
+
+
+def reinstate_alice(bridge: Services, subject: str) -> None:
+    with bridge.db.transaction() as session:
+        assert reinstate(session, idp_slug="dev", subject=subject, now=bridge.clock.now(),
+                         actor="test")
 
 
 def login_refusals(bridge: Services) -> list[str | None]:
@@ -125,16 +133,41 @@ def test_logins_completing_while_their_person_is_deprovisioned_do_not_outlive_it
         families = session.scalar(select(func.count()).select_from(RefreshFamily).where(
             RefreshFamily.subject == subject, RefreshFamily.revoked_at.is_(None)))
     assert families == 1  # the escaped one: unrevoked, yet neither refreshed nor live
+    # The IdP reactivates the person: what escaped the deprovisioning stays ended.
+    reinstate_alice(bridge, subject)
+    assert browser.refresh(tokens["refresh_token"]).status_code == 400
+    assert browser.last_audit().code == "refresh_token_revoked"
+    assert browser.client.get("/userinfo", headers={
+        "Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+    assert browser.exchange(browser.code_from(completed[1], second),
+                            second.verifier).status_code == 400
+    assert browser.tokens()["refresh_token"]  # and the person logs in again
+
+
+BACKEND = (CONFIDENTIAL_CLIENT["client_id"], CONFIDENTIAL_SECRET)
+BACKEND_REDIRECT = CONFIDENTIAL_CLIENT["redirect_uris"][0]
 
 
 def test_what_escaped_a_deprovisioning_is_good_for_nothing(browser: Browser,
                                                            bridge: Services) -> None:
-    """A code and a login the deprovisioning did not end (as a login racing it leaves them: the
-    refusal alone is stored here): the code is refused at the token endpoint, the refresh token
-    rotates no more and the access token is no longer live, on both databases."""
+    """A code and logins the deprovisioning did not end (as a login racing it leaves them: the
+    refusal alone is stored here): the code is refused at the token endpoint, the refresh
+    tokens rotate no more and introspect as inactive, the access token is no longer live; and
+    once the IdP reactivates the person, none of it comes back. On both databases."""
     subject = subject_of_alice(browser)
     tokens = browser.tokens()
     code, login = browser.login()
+    backend_code, backend_login = browser.login(client_id=BACKEND[0],
+                                                redirect_uri=BACKEND_REDIRECT)
+    backend = browser.client.post("/token", auth=BACKEND, data={
+        "grant_type": "authorization_code", "code": backend_code,
+        "redirect_uri": BACKEND_REDIRECT, "code_verifier": backend_login.verifier}).get_json()
+
+    def introspected(token: str) -> dict:
+        return browser.client.post("/introspect", data={"token": token},  # type: ignore[no-any-return]
+                                   auth=BACKEND).get_json()
+
+    assert introspected(backend["refresh_token"])["active"] is True
     with bridge.db.transaction() as session:
         session.add(DeprovisionedSubject(idp_slug="dev", subject=subject, source="scim",
                                          reason="deactivated", at=bridge.clock.now()))
@@ -144,6 +177,12 @@ def test_what_escaped_a_deprovisioning_is_good_for_nothing(browser: Browser,
     refreshed = browser.refresh(tokens["refresh_token"])
     assert (refreshed.status_code, refreshed.get_json()["error"]) == (400, "invalid_grant")
     assert browser.last_audit().code == "login_deprovisioned"
-    userinfo = browser.client.get("/userinfo", headers={
-        "Authorization": f"Bearer {tokens['access_token']}"})
-    assert userinfo.status_code == 401
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert browser.client.get("/userinfo", headers=bearer).status_code == 401
+    assert introspected(backend["refresh_token"]) == {"active": False}
+    assert introspected(backend["access_token"]) == {"active": False}
+    reinstate_alice(bridge, subject)
+    assert browser.exchange(code, login.verifier).status_code == 400
+    assert browser.refresh(tokens["refresh_token"]).status_code == 400
+    assert browser.client.get("/userinfo", headers=bearer).status_code == 401
+    assert introspected(backend["refresh_token"]) == {"active": False}
