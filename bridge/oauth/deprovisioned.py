@@ -92,10 +92,10 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
     # While a refusal holds, the person can have no live login but one that escaped the
     # deprovisioning (it completed as the deprovisioning ran, and is refused since: codes.py,
     # tokens/refresh.py). Lifting the refusal must not bring it back.
-    end_logins(session, families=[RefreshFamily.subject == subject,
-                                  RefreshFamily.idp_slug == idp_slug],
-               codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
-               now=now, reason=reason)
+    escaped = end_logins(
+        session, families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug],
+        codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
+        now=now, reason=reason)
     # The last refusal is the one that counts: every earlier one began before it.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(LiftedRefusal)
@@ -104,7 +104,7 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
                     .on_conflict_do_update(index_elements=["idp_slug", "subject"],
                                            set_={"refused_at": refused_at, "lifted_at": now}))
     audit.record(session, at=now, event="reinstate", outcome="success", idp_slug=idp_slug,
-                 subject=subject, detail={"actor": actor})
+                 subject=subject, detail={"actor": actor, "families": escaped})
     return True
 
 
@@ -142,9 +142,11 @@ def ended_by_a_lifted_refusal(session: Session, *, idp_slug: str, subject: str,
                                issued_at: float) -> bool:
     """Whether a token of no login issued at ``issued_at`` (to the millisecond, or whole seconds
     for a token issued before its jti said: ``tokens/access.py``) was ended by a refusal since
-    lifted: one that began after it was issued."""
+    lifted: one that began after it was issued, or held when it was. A token issued while a
+    refusal held is one whose grant raced the deprovisioning (it checked the person before the
+    refusal committed, which may be after the refusal's own time): it stays ended too."""
     lifted = session.get(LiftedRefusal, (idp_slug, subject))
-    return lifted is not None and issued_at <= lifted.refused_at
+    return lifted is not None and issued_at <= lifted.lifted_at
 
 
 def made_before_a_lifted_refusal_ended(session: Session, *, idp_slug: str, subject: str,

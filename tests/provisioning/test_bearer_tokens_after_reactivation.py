@@ -99,9 +99,14 @@ def test_userinfo_refuses_a_bearer_token_a_lifted_refusal_ended_though_a_new_log
         "Authorization": f"Bearer {exchanged.get_json()['access_token']}"}).status_code == 200
 
 
+# The deactivation's own time: after the token's issue time, or before it (the deactivation
+# began first, and committed only after the grant had checked the person: its refusal was not
+# there to see yet).
+@pytest.mark.parametrize("deactivated_at", [0.3, 0.05])
 def test_a_bearer_token_whose_person_was_deactivated_while_it_was_granted_stays_ended(
         bridge: Services, client: FlaskClient, scim: Scim, dev_idp: DevIdp,  # noqa: F811
-        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        deactivated_at: float) -> None:
     """The deactivation commits after the grant checked the person and before it signed: the
     token rests on the IdP's word from before the deactivation, and its lifting brings nothing
     back."""
@@ -113,7 +118,7 @@ def test_a_bearer_token_whose_person_was_deactivated_while_it_was_granted_stays_
 
     def deactivated_meanwhile(*args: Any, **kwargs: Any) -> None:
         use_unsolicited(*args, **kwargs)
-        instant[0] = second + 0.3
+        instant[0] = second + deactivated_at
         assert scim("PATCH", f"/Users/{user}", OKTA_DEACTIVATE).status_code == 200
         instant[0] = second + 0.5  # the token is signed now
 

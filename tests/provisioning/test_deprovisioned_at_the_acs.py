@@ -5,6 +5,7 @@ trip on PostgreSQL), so both are tested from the attacker's side here."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -135,6 +136,10 @@ def test_logins_completing_while_their_person_is_deprovisioned_do_not_outlive_it
     assert families == 1  # the escaped one: unrevoked, yet neither refreshed nor live
     # The IdP reactivates the person: what escaped the deprovisioning stays ended.
     reinstate_alice(bridge, subject)
+    with bridge.db.transaction() as session:
+        reinstated = session.scalars(select(AuditEvent).where(
+            AuditEvent.event == "reinstate")).one()
+    assert json.loads(reinstated.detail_json)["families"] == 1
     assert browser.refresh(tokens["refresh_token"]).status_code == 400
     assert browser.last_audit().code == "refresh_token_revoked"
     assert browser.client.get("/userinfo", headers={
