@@ -82,7 +82,7 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
     ``source``: what reactivates them, "scim" or "event"; a refusal an event made is lifted by
     an event only (a SCIM client cannot undo what the IdP's security events said). What
     the refusal ended stays ended: logins are revoked (one that escaped the deprovisioning is
-    now), and an access token of no login issued before the refusal began stays inactive
+    now), and an access token of no login issued before the refusal was lifted stays inactive
     (``ended_by_a_lifted_refusal``)."""
     refusal = session.get(DeprovisionedSubject, (idp_slug, subject), with_for_update=True)
     if refusal is None or (refusal.source == "event" and source != "event"):
