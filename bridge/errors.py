@@ -211,6 +211,15 @@ class TokenError(BridgeError):
         self.oauth_error = oauth_error
 
 
+class GrantOfDeprovisionedPerson(TokenError):
+    """An authorization code or refresh token of a person the IdP has deactivated since the
+    login (a login that completed while the deprovisioning ran): nothing is issued for it."""
+
+    def __init__(self, idp_slug: str) -> None:
+        super().__init__("invalid_grant", "The identity provider has deactivated this person.",
+                         code="login_deprovisioned", log_detail={"idp": idp_slug})
+
+
 class DpopError(TokenError):
     """A DPoP proof (RFC 9449) is missing, invalid or replayed (``invalid_dpop_proof``), it
     lacks the server nonce it must carry (``use_dpop_nonce``, §8), or a resource got a DPoP-bound

@@ -10,7 +10,6 @@ from sqlalchemy import (
     ColumnElement,
     Double,
     bindparam,
-    exists,
     func,
     insert,
     or_,
@@ -37,9 +36,8 @@ from bridge.tokens.refresh import NewFamily
 # Whether the code's person has been deprovisioned by their IdP since (oauth/deprovisioned.py).
 # A deprovisioning spends the person's codes, but on PostgreSQL a login that completes while it
 # runs began its statement before the refusal committed: its code escapes, and is refused here.
-_PERSON_DEPROVISIONED = exists().where(
-    DeprovisionedSubject.idp_slug == AuthorizationCode.idp_slug,
-    DeprovisionedSubject.subject == AuthorizationCode.subject)
+_PERSON_DEPROVISIONED = DeprovisionedSubject.of(AuthorizationCode.idp_slug,
+                                                AuthorizationCode.subject)
 _GET_CODE = select(*AuthorizationCode.__table__.columns,
                    _PERSON_DEPROVISIONED.label("person_deprovisioned")).where(
     AuthorizationCode.code_hash == bindparam("h"))
@@ -196,9 +194,20 @@ def link_code(connection: direct.Runner, code_hash: str, family_id: str) -> None
     direct.execute(connection, _LINK_CODE, {"h": code_hash, "family": family_id})
 
 
+# How far another node's clock may lag ours: a code that expired by our clock up to this long
+# ago may still be unexpired by its clock, so it is spent too.
+SPEND_CLOCK_MARGIN_SECONDS = 300
+
+
 def spend_codes(session: Session, *conditions: ColumnElement[bool], now: float) -> None:
     """Mark the unexchanged authorization codes matching ``conditions`` used, in the caller's
-    transaction: a login that is ended must not come back through a code issued just before."""
+    transaction: a login that is ended must not come back through a code issued just before.
+
+    Only codes that could still be exchanged are looked at: expired ones are refused anyway, and
+    they stay in the table for an hour past expiry (``store.maintenance``), so without the bound
+    on ``expires_at`` (indexed) every logout and deprovisioning would read an hour of logins."""
     session.execute(update(AuthorizationCode)
-                    .where(AuthorizationCode.used_at.is_(None), *conditions)
+                    .where(AuthorizationCode.used_at.is_(None),
+                           AuthorizationCode.expires_at > now - SPEND_CLOCK_MARGIN_SECONDS,
+                           *conditions)
                     .values(used_at=now))

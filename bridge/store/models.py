@@ -15,10 +15,13 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SQLColumnExpression,
     String,
     Text,
+    exists,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.selectable import Exists
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -446,6 +449,12 @@ class DeprovisionedSubject(Base):
     source: Mapped[str] = mapped_column(String(16))  # scim | event
     reason: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Double)
+
+    @classmethod
+    def of(cls, idp_slug: SQLColumnExpression[str], subject: SQLColumnExpression[str]
+           ) -> Exists:
+        """``EXISTS``: a refusal of the person named by these columns of the row being read."""
+        return exists().where(cls.idp_slug == idp_slug, cls.subject == subject)
 
 
 class LiftedRefusal(Base):

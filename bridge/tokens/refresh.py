@@ -25,7 +25,6 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
-    exists,
     insert,
     select,
     text,
@@ -33,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bridge.errors import TokenError
+from bridge.errors import GrantOfDeprovisionedPerson, TokenError
 from bridge.store import direct
 from bridge.store.models import DeprovisionedSubject, RefreshFamily, RefreshToken
 from bridge.tokens.secrets_util import new_secret, secret_hash
@@ -133,14 +132,14 @@ _TOKEN_USED_AT = select(RefreshToken.used_at).where(RefreshToken.token_hash == b
 # the person's families, but on PostgreSQL one started by a login that completed while it ran can
 # escape it (oauth/deprovisioned.py); it rotates no more, and counts as ended wherever a login's
 # liveness is asked (oauth/live_logins.py, oauth/introspection.py).
-FAMILY_PERSON_DEPROVISIONED = exists().where(
-    DeprovisionedSubject.idp_slug == RefreshFamily.idp_slug,
-    DeprovisionedSubject.subject == RefreshFamily.subject)
+FAMILY_PERSON_DEPROVISIONED = DeprovisionedSubject.of(RefreshFamily.idp_slug,
+                                                      RefreshFamily.subject)
 _LOCK_FAMILY_OF_TOKEN = (
     select(RefreshFamily.id, RefreshFamily.client_id, RefreshFamily.claims_json,
            RefreshFamily.scope, RefreshFamily.auth_time, RefreshFamily.revoked_at,
            RefreshFamily.expires_at, RefreshFamily.last_used_at, RefreshFamily.created_at,
-           RefreshFamily.dpop_jkt, FAMILY_PERSON_DEPROVISIONED.label("person_deprovisioned"))
+           RefreshFamily.dpop_jkt, RefreshFamily.idp_slug,
+           FAMILY_PERSON_DEPROVISIONED.label("person_deprovisioned"))
     .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
     .where(RefreshToken.token_hash == bindparam("h"))
     .with_for_update(of=RefreshFamily))
@@ -241,8 +240,7 @@ def rotate(connection: direct.Runner, *, token: str, client_id: str, now: float,
         raise TokenError("invalid_grant", "The refresh token has been revoked.",
                          code="refresh_token_revoked")
     if row.person_deprovisioned:
-        raise TokenError("invalid_grant", "The identity provider has deactivated this person.",
-                         code="login_deprovisioned")
+        raise GrantOfDeprovisionedPerson(row.idp_slug)
     if row.expires_at <= now:
         raise TokenError("invalid_grant", "The refresh token has expired.",
                          code="refresh_token_expired")

@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from bridge import audit
 from bridge.errors import SamlRejected, TokenError
 from bridge.oauth.codes import (
+    SPEND_CLOCK_MARGIN_SECONDS,
     Exchange,
     exchange_in_one_statement,
     find_code,
@@ -267,6 +268,18 @@ def test_spending_a_logins_codes_leaves_other_codes_alone(database: Database) ->
         spend_codes(session, AuthorizationCode.session_index == "ended", now=NOW)
     assert _use_code(database, ended) is False
     assert _use_code(database, other) is True
+
+
+def test_spending_covers_codes_another_nodes_clock_may_still_accept(database: Database) -> None:
+    # Expired by our clock a moment ago: a node whose clock lags would still exchange it.
+    just_expired = _new_code(database, session_index="ended", expires_at=NOW - 10)
+    # Expired long ago: refused everywhere, so the statement need not read it (it stays unused).
+    long_expired = _new_code(database, session_index="ended",
+                             expires_at=NOW - SPEND_CLOCK_MARGIN_SECONDS - 1)
+    with database.transaction() as session:
+        spend_codes(session, AuthorizationCode.session_index == "ended", now=NOW)
+    assert _use_code(database, just_expired) is False
+    assert _use_code(database, long_expired) is True
 
 
 # --- the assertion replay cache --------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, NoReturn
 from bridge import audit, metrics
 from bridge.audit import refusals_audited
 from bridge.config import ClientConfig
-from bridge.errors import TokenError
+from bridge.errors import GrantOfDeprovisionedPerson, TokenError
 from bridge.oauth.codes import Exchange, exchange_in_one_statement, find_code, redeem_code
 from bridge.oauth.requests import check_code_verifier
 from bridge.oauth.tokens import TokenSet, mint
@@ -109,8 +109,7 @@ class AuthorizationCodeGrant:
                              "key.", code="code_key_mismatch",
                              log_detail={"proof": "none" if dpop_jkt is None else "another key"})
         if row.person_deprovisioned:
-            raise TokenError("invalid_grant", "The identity provider has deactivated this person.",
-                             code="login_deprovisioned", log_detail={"idp": row.idp_slug})
+            raise GrantOfDeprovisionedPerson(row.idp_slug)
 
         # Read before the write transaction.
         key = self.services.keys.signing_key(client.token_signing_alg)
