@@ -196,7 +196,7 @@ def link_code(connection: direct.Runner, code_hash: str, family_id: str) -> None
 
 # How far another node's clock may lag ours: a code that expired by our clock up to this long
 # ago may still be unexpired by its clock, so it is spent too.
-SPEND_CLOCK_MARGIN_SECONDS = 300
+SPEND_CLOCK_MARGIN_SECONDS = 60
 
 
 def spend_codes(session: Session, *conditions: ColumnElement[bool], now: float) -> None:
