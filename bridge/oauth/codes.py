@@ -41,10 +41,12 @@ _PERSON_DEPROVISIONED = DeprovisionedSubject.of(AuthorizationCode.idp_slug,
 _GET_CODE = select(*AuthorizationCode.__table__.columns,
                    _PERSON_DEPROVISIONED.label("person_deprovisioned")).where(
     AuthorizationCode.code_hash == bindparam("h"))
-_USE_CODE = (update(AuthorizationCode)
-             .where(AuthorizationCode.code_hash == bindparam("h"),
-                    AuthorizationCode.used_at.is_(None))
-             .values(used_at=bindparam("now")))
+# The write that uses a code checks again what ending a login relies on (``spend_codes``): the
+# code unexpired at the moment of the write, its person not deprovisioned. The grant's checks
+# read the code earlier, and a login ended in between leaves an expired code unspent.
+_USABLE = (AuthorizationCode.code_hash == bindparam("h"), AuthorizationCode.used_at.is_(None),
+           AuthorizationCode.expires_at > bindparam("now"), ~_PERSON_DEPROVISIONED)
+_USE_CODE = update(AuthorizationCode).where(*_USABLE).values(used_at=bindparam("now"))
 _LINK_CODE = (update(AuthorizationCode).where(AuthorizationCode.code_hash == bindparam("h"))
               .values(family_id=bindparam("family")))
 
@@ -65,8 +67,7 @@ _AUDIT_FROM_REQUEST = tuple(name for name in audit.EVENT_COLUMNS
 # it) as one statement, atomic without a transaction: one round trip. When another request used
 # the code first, the UPDATE matches nothing and no insert happens.
 _USED = (update(AuthorizationCode)
-         .where(AuthorizationCode.code_hash == bindparam("h"),
-                AuthorizationCode.used_at.is_(None))
+         .where(*_USABLE)
          .values(used_at=bindparam("now"), family_id=bindparam("login"))
          .returning(AuthorizationCode.code_hash)
          .cte("used"))
@@ -79,9 +80,10 @@ _REDEEM_IN_ONE_STATEMENT = select(func.count()).select_from(_USED).add_cte(
 def redeem_code(connection: direct.Runner, code_hash: str, now: float, family: NewFamily,
                 audit_row: dict[str, Any]) -> bool:
     """Use the code and store the login it starts (family, first token, link to the code) and
-    its audit event, all or nothing; False, with nothing written, when another request used the
-    code first. One statement on PostgreSQL (safe outside a transaction); elsewhere, several in
-    the caller's transaction."""
+    its audit event, all or nothing; False, with nothing written, when the code is no longer
+    usable at ``now`` (another request used it, it expired, its person was deprovisioned). One
+    statement on PostgreSQL (safe outside a transaction); elsewhere, several in the caller's
+    transaction."""
     if connection.dialect.name == "postgresql":
         parameters: dict[str, Any] = {"h": code_hash, "now": now,
                                       "login": family.rotation.family.id}
@@ -185,7 +187,8 @@ def find_code(connection: direct.Runner, code_hash: str) -> Any:
 
 
 def use_code(connection: direct.Runner, code_hash: str, now: float) -> bool:
-    """Mark the code used; False when another request used it first."""
+    """Mark the code used; False when it is no longer usable at ``now`` (used, expired, or of a
+    deprovisioned person)."""
     return direct.rowcount(connection, _USE_CODE, {"h": code_hash, "now": now}) == 1
 
 

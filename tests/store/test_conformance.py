@@ -278,8 +278,10 @@ def test_spending_covers_codes_another_nodes_clock_may_still_accept(database: Da
                              expires_at=NOW - SPEND_CLOCK_MARGIN_SECONDS - 1)
     with database.transaction() as session:
         spend_codes(session, AuthorizationCode.session_index == "ended", now=NOW)
-    assert _use_code(database, just_expired) is False
-    assert _use_code(database, long_expired) is True
+    with database.connection() as connection:
+        used_at = dict(connection.execute(sa.select(
+            AuthorizationCode.code_hash, AuthorizationCode.used_at)).all())
+    assert used_at == {secret_hash(just_expired): NOW, secret_hash(long_expired): None}
 
 
 # --- the assertion replay cache --------------------------------------------------------------
@@ -632,3 +634,28 @@ def test_a_code_exchanged_while_its_logins_are_ended_ends_with_them(
         revoked_at = connection.execute(sa.select(RefreshFamily.revoked_at).where(
             RefreshFamily.id == login.rotation.family.id)).scalar_one()
     assert revoked_at is not None
+
+
+@pytest.mark.parametrize("case", ["expired", "person_deprovisioned"])
+def test_a_code_no_longer_usable_when_written_is_not_redeemed(database: Database,
+                                                               case: str) -> None:
+    """The write that uses a code checks what ending a login relies on, whatever the grant read
+    before it: a code expired at the write's time (a login ended since spent only unexpired
+    codes) or of a person deprovisioned since writes nothing."""
+    code = _new_code(database, expires_at=NOW + 60)
+    write_at = NOW + 60 if case == "expired" else NOW
+    if case == "person_deprovisioned":
+        _refuse_person(database)
+    login = refresh.new_family(
+        now=write_at, client_id="demo", subject="s-1", idp_slug="dev", claims_json="{}",
+        scope="openid", auth_time=int(NOW), session_index="idx-1", name_id="n-1",
+        expires_at=NOW + 3600)
+    audit_row = audit.event_row(at=write_at, event="token", outcome="success", subject="s-1")
+    with database.connection() as connection:
+        assert redeem_code(connection, secret_hash(code), write_at, login, audit_row) is False
+    with database.connection() as connection:
+        assert use_code(connection, secret_hash(code), write_at) is False
+    stored, family, tokens, events = _written(database, _exchange(code, **{
+        "family_id": login.rotation.family.id}))
+    assert stored.used_at is None
+    assert (family, tokens, events) == (None, 0, [])

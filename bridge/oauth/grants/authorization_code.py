@@ -32,6 +32,22 @@ class AuthorizationCodeGrant:
         raise TokenError("invalid_grant", "The authorization code has already been used.",
                          code="code_reused")
 
+    def _not_redeemed(self, code_hash: str, now: float) -> NoReturn:
+        """The code passed the checks but was no longer usable when written: used by another
+        request since our read (the same reuse, whatever the timing: its exchange has committed
+        by now, as ours waited for its lock, so its login is found), expired, or its person
+        deprovisioned meanwhile."""
+        with self.services.db.lookup() as connection:
+            row = find_code(connection, code_hash)
+        if row is None or row.used_at is not None:
+            self._reused(row.family_id if row is not None else None, now)
+        if row.person_deprovisioned:
+            raise GrantOfDeprovisionedPerson(row.idp_slug)
+        if row.expires_at <= now:
+            raise _expired()
+        # Deprovisioned when the write ran, reinstated since (the code stays unused).
+        raise GrantOfDeprovisionedPerson(row.idp_slug)
+
     def _exchange_at_once(self, client: ClientConfig, form: dict[str, str], code_hash: str,
                           now: float, dpop_jkt: str | None) -> TokenSet | None:
         """PostgreSQL: the exchange in one statement (one round trip) when the code passes every
@@ -49,6 +65,7 @@ class AuthorizationCodeGrant:
                 return None
         key = self.services.keys.signing_key(client.token_signing_alg)
         refresh_token = new_secret()
+        now = self.services.clock.now()  # for the write, as in ``issue``
         exchange = Exchange(
             code_hash=code_hash, client_id=client.client_id, redirect_uri=redirect_uri,
             challenge=challenge, proof_jkt=dpop_jkt, family_id=refresh_tokens.new_family_id(),
@@ -90,8 +107,7 @@ class AuthorizationCodeGrant:
             raise TokenError("invalid_grant", "The authorization code was issued to another client.",
                              code="code_client_mismatch")
         if row.expires_at <= now:
-            raise TokenError("invalid_grant", "The authorization code has expired.",
-                             code="code_expired")
+            raise _expired()
         if form.get("redirect_uri") != row.redirect_uri:
             raise TokenError("invalid_grant", "redirect_uri does not match the authorization request.",
                              code="redirect_uri_mismatch")
@@ -113,6 +129,9 @@ class AuthorizationCodeGrant:
 
         # Read before the write transaction.
         key = self.services.keys.signing_key(client.token_signing_alg)
+        # The write checks the code's expiry again, by the clock read now: the checks above may
+        # be long past (a stalled request), and a login ended since spent only unexpired codes.
+        now = self.services.clock.now()
         family_end = now + client.refresh_token_ttl_seconds
         if row.session_not_on_or_after is not None:
             family_end = min(family_end, row.session_not_on_or_after)
@@ -130,13 +149,13 @@ class AuthorizationCodeGrant:
         with db.single_statement() as connection:
             redeemed = redeem_code(connection, row.code_hash, now, family, success)
         if not redeemed:
-            # Another request used the code after our read: the same reuse, whatever the timing.
-            # Its exchange has committed by now (ours waited for its lock), so its login is found.
-            with db.lookup() as connection:
-                used = find_code(connection, row.code_hash)
-            self._reused(used.family_id if used is not None else None, now)
+            self._not_redeemed(row.code_hash, now)
         metrics.observe_event("token", "success", None, row.idp_slug, client.client_id)
         rotation = family.rotation
         return mint(self.services, client, row.claims_json, row.auth_time, row.scope, key,
                     "code", rotation.refresh_token, rotation.family.id, nonce=row.nonce,
                     dpop_jkt=dpop_jkt)
+
+
+def _expired() -> TokenError:
+    return TokenError("invalid_grant", "The authorization code has expired.", code="code_expired")
