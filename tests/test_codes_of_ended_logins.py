@@ -1,27 +1,31 @@
-"""A login that is ended (an admin's revocation, the IdP's Single Logout, a deprovisioning) gets
-nothing through its authorization code, even when the exchange checked the code before the
-ending and writes after it.
+"""A login that is ended (an admin's revocation, the IdP's Single Logout, a deprovisioning, with
+or without a reactivation after it) gets nothing through its authorization code, even when the
+exchange checked the code before the ending and writes after it, however long after.
 
-Ending a login spends only the codes that could still be exchanged (``oauth/codes.py:
-spend_codes``); the write that uses a code checks its expiry again by a clock read just before,
-and whether its person was deprovisioned. The attacks below stall an exchange between its checks
-and its write, long enough that the code has expired by the time the login is ended, and run an
-exchange on a node whose clock lags the ending node's, within the margin."""
+Ending a login spends every unused code of it, however long expired (``oauth/codes.py:
+spend_codes``, decision 32): whether an expired code can still be exchanged depends on the
+exchange and the ending agreeing on the time, and these attacks make them disagree: the exchange
+stalls between its checks and its write, waits for its write (behind the ending's own lock, or a
+pooled connection) after reading its clock, or runs on a node whose clock lags."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import pytest
 
 from bridge.logout.single_logout import SingleLogout
-from bridge.oauth.codes import SPEND_CLOCK_MARGIN_SECONDS
-from bridge.oauth.deprovisioned import deprovision
+from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.oauth.revocation import Revocation
 from bridge.saml.logout import LogoutRequest
 from bridge.services import Services
 from bridge.store.models import AuthorizationCode, RefreshFamily
 from tests.helpers import Browser
 
-ENDINGS = ("revocation", "idp_logout", "deprovisioning")
+ENDINGS = ("revocation", "idp_logout", "deprovisioning", "deprovisioning_then_reactivation")
+# Long past the code's expiry: no margin of time closes these.
+LATE = 600
 
 
 def _code(bridge: Services) -> AuthorizationCode:
@@ -42,54 +46,84 @@ def _end_login(bridge: Services, how: str, code: AuthorizationCode) -> None:
         with bridge.db.transaction() as session:
             deprovision(session, idp_slug=code.idp_slug, subject=code.subject, source="scim",
                         reason="scim_deactivated", now=bridge.clock.now(), actor="scim")
+        if how == "deprovisioning_then_reactivation":
+            with bridge.db.transaction() as session:
+                assert reinstate(session, idp_slug=code.idp_slug, subject=code.subject,
+                                 now=bridge.clock.now(), actor="scim")
 
 
-def _nothing_issued(browser: Browser, answer, expected_code: str) -> None:  # noqa: ANN001
+def _refused(how: str) -> str:
+    return "login_deprovisioned" if how == "deprovisioning" else "code_spent"
+
+
+def _nothing_issued(browser: Browser, answer, how: str) -> None:  # noqa: ANN001
     assert answer.status_code == 400, answer.get_data(as_text=True)
     assert answer.get_json()["error"] == "invalid_grant"
-    assert browser.last_audit().code == expected_code
+    assert browser.last_audit().code == _refused(how)
     with browser.bridge.db.transaction() as session:
         assert session.query(RefreshFamily).filter(RefreshFamily.revoked_at.is_(None)).count() == 0
 
 
 @pytest.mark.parametrize("how", ENDINGS)
-def test_an_exchange_stalled_past_its_logins_end_issues_nothing(
+def test_an_exchange_stalled_between_its_checks_and_its_write_issues_nothing(
         browser: Browser, bridge: Services, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     code, login = browser.login()
     row = _code(bridge)
-    ttl = bridge.settings.authorization_code_ttl_seconds
     original = bridge.keys.signing_key
     stalled: list[bool] = []
 
     def stall_then_end(alg: str) -> object:
-        # Between the exchange's checks (and clock reading) and its write: the request stalls
-        # until its code has been expired for longer than the margin, and the login ends.
+        # After the checks, before the write: the request stalls, the code expires, the login
+        # ends.
         key = original(alg)
         if not stalled:
             stalled.append(True)
-            bridge.clock.advance(ttl + SPEND_CLOCK_MARGIN_SECONDS + 1)
+            bridge.clock.advance(LATE)
             _end_login(bridge, how, row)
         return key
 
     monkeypatch.setattr(bridge.keys, "signing_key", stall_then_end)
     answer = browser.exchange(code, login.verifier)
     assert stalled, "the exchange did not reach its write"
-    _nothing_issued(browser, answer,
-                    "login_deprovisioned" if how == "deprovisioning" else "code_expired")
+    _nothing_issued(browser, answer, how)
 
 
 @pytest.mark.parametrize("how", ENDINGS)
-def test_a_node_whose_clock_lags_within_the_margin_cannot_exchange_an_ended_logins_code(
+def test_an_exchange_that_waits_for_its_write_after_reading_its_clock_issues_nothing(
+        browser: Browser, bridge: Services, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    code, login = browser.login()
+    row = _code(bridge)
+    original = bridge.db.single_statement
+    waited: list[bool] = []
+
+    @contextlib.contextmanager
+    def wait_then_write() -> Iterator[object]:
+        # The clock has been read for the write; the write waits (SQLite's write lock, held by
+        # the ending; a pooled connection) while the login ends, the code long expired by then
+        # by every clock but the stale reading.
+        if not waited:
+            waited.append(True)
+            bridge.clock.advance(LATE)
+            _end_login(bridge, how, row)
+            bridge.clock.advance(-LATE)
+        with original() as connection:
+            yield connection
+
+    monkeypatch.setattr(bridge.db, "single_statement", wait_then_write)
+    answer = browser.exchange(code, login.verifier)
+    assert waited, "the exchange did not reach its write"
+    _nothing_issued(browser, answer, how)
+
+
+@pytest.mark.parametrize("how", ENDINGS)
+def test_a_node_whose_clock_lags_cannot_exchange_an_ended_logins_code(
         browser: Browser, bridge: Services, how: str) -> None:
     code, login = browser.login()
     row = _code(bridge)
-    ttl = bridge.settings.authorization_code_ttl_seconds
-    lag = SPEND_CLOCK_MARGIN_SECONDS - 5
-    # The ending node: the code expired by its clock, by almost the margin.
-    bridge.clock.advance(ttl + lag - 1)
+    # The ending node: the code expired by its clock long ago.
+    bridge.clock.advance(LATE)
     _end_login(bridge, how, row)
-    # The exchanging node, its clock behind: the code is unexpired by it.
-    bridge.clock.advance(-lag)
+    # The exchanging node, its clock far behind: the code is unexpired by it.
+    bridge.clock.advance(-LATE)
     answer = browser.exchange(code, login.verifier)
-    # The ending spent the code: a use of it is a reuse.
-    _nothing_issued(browser, answer, "code_reused")
+    _nothing_issued(browser, answer, how)

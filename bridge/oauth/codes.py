@@ -41,9 +41,9 @@ _PERSON_DEPROVISIONED = DeprovisionedSubject.of(AuthorizationCode.idp_slug,
 _GET_CODE = select(*AuthorizationCode.__table__.columns,
                    _PERSON_DEPROVISIONED.label("person_deprovisioned")).where(
     AuthorizationCode.code_hash == bindparam("h"))
-# The write that uses a code checks again what ending a login relies on (``spend_codes``): the
-# code unexpired at the moment of the write, its person not deprovisioned. The grant's checks
-# read the code earlier, and a login ended in between leaves an expired code unspent.
+# The write that uses a code checks again what the grant's checks read earlier: the code unused,
+# unexpired by a clock read just before the write, its person not deprovisioned (a deprovisioning
+# or an ending may have run in between).
 _USABLE = (AuthorizationCode.code_hash == bindparam("h"), AuthorizationCode.used_at.is_(None),
            AuthorizationCode.expires_at > bindparam("now"), ~_PERSON_DEPROVISIONED)
 _USE_CODE = update(AuthorizationCode).where(*_USABLE).values(used_at=bindparam("now"))
@@ -197,20 +197,13 @@ def link_code(connection: direct.Runner, code_hash: str, family_id: str) -> None
     direct.execute(connection, _LINK_CODE, {"h": code_hash, "family": family_id})
 
 
-# How far another node's clock may lag ours: a code that expired by our clock up to this long
-# ago may still be unexpired by its clock, so it is spent too.
-SPEND_CLOCK_MARGIN_SECONDS = 60
-
-
 def spend_codes(session: Session, *conditions: ColumnElement[bool], now: float) -> None:
     """Mark the unexchanged authorization codes matching ``conditions`` used, in the caller's
     transaction: a login that is ended must not come back through a code issued just before.
 
-    Only codes that could still be exchanged are looked at: expired ones are refused anyway, and
-    they stay in the table for an hour past expiry (``store.maintenance``), so without the bound
-    on ``expires_at`` (indexed) every logout and deprovisioning would read an hour of logins."""
+    Every unused code, however long expired: an expired one cannot be exchanged only if the
+    exchange and this ending agree on the time, and they may not (an exchange that read its
+    clock, then waited for the write lock this transaction holds; nodes' clocks). Decision 32."""
     session.execute(update(AuthorizationCode)
-                    .where(AuthorizationCode.used_at.is_(None),
-                           AuthorizationCode.expires_at > now - SPEND_CLOCK_MARGIN_SECONDS,
-                           *conditions)
+                    .where(AuthorizationCode.used_at.is_(None), *conditions)
                     .values(used_at=now))

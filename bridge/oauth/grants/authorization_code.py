@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bridge import audit, metrics
 from bridge.audit import refusals_audited
@@ -32,6 +32,16 @@ class AuthorizationCodeGrant:
         raise TokenError("invalid_grant", "The authorization code has already been used.",
                          code="code_reused")
 
+    def _used(self, row: Any, now: float) -> NoReturn:
+        """A code already used: by an exchange, which this second use ends, or by the end of its
+        login (a logout, revocation or deprovisioning spent it, and it started nothing)."""
+        if row is not None and row.family_id is None:
+            if row.person_deprovisioned:
+                raise GrantOfDeprovisionedPerson(row.idp_slug)
+            raise TokenError("invalid_grant", "The login of this authorization code has ended.",
+                             code="code_spent")
+        self._reused(row.family_id if row is not None else None, now)
+
     def _not_redeemed(self, code_hash: str, now: float) -> NoReturn:
         """The code passed the checks but was no longer usable when written: used by another
         request since our read (the same reuse, whatever the timing: its exchange has committed
@@ -40,7 +50,7 @@ class AuthorizationCodeGrant:
         with self.services.db.lookup() as connection:
             row = find_code(connection, code_hash)
         if row is None or row.used_at is not None:
-            self._reused(row.family_id if row is not None else None, now)
+            self._used(row, now)
         if row.person_deprovisioned:
             raise GrantOfDeprovisionedPerson(row.idp_slug)
         if row.expires_at <= now:
@@ -102,7 +112,7 @@ class AuthorizationCodeGrant:
                 raise TokenError("invalid_grant", "The authorization code is not valid.",
                                  code="code_unknown")
         if row.used_at is not None:
-            self._reused(row.family_id, now)
+            self._used(row, now)
         if row.client_id != client.client_id:
             raise TokenError("invalid_grant", "The authorization code was issued to another client.",
                              code="code_client_mismatch")
