@@ -34,13 +34,12 @@ class AuthorizationCodeGrant:
 
     def _used(self, row: Any, now: float) -> NoReturn:
         """A code already used: by an exchange, which this second use ends, or by the end of its
-        login (a logout, revocation or deprovisioning spent it, and it started nothing)."""
-        if row is not None and row.family_id is None:
-            if row.person_deprovisioned:
-                raise GrantOfDeprovisionedPerson(row.idp_slug)
+        login (a logout, revocation or deprovisioning spent it, and it started nothing). Checked
+        before the code is known to be the caller's: the answer says nothing of its person."""
+        if row.family_id is None:
             raise TokenError("invalid_grant", "The login of this authorization code has ended.",
                              code="code_spent")
-        self._reused(row.family_id if row is not None else None, now)
+        self._reused(row.family_id, now)
 
     def _not_redeemed(self, code_hash: str, now: float) -> NoReturn:
         """The code passed the checks but was no longer usable when written: used by another
@@ -49,7 +48,9 @@ class AuthorizationCodeGrant:
         deprovisioned meanwhile."""
         with self.services.db.lookup() as connection:
             row = find_code(connection, code_hash)
-        if row is None or row.used_at is not None:
+        if row is None:  # purged meanwhile, an hour past its expiry
+            raise _expired()
+        if row.used_at is not None:
             self._used(row, now)
         if row.person_deprovisioned:
             raise GrantOfDeprovisionedPerson(row.idp_slug)
