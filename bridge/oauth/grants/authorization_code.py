@@ -141,7 +141,7 @@ class AuthorizationCodeGrant:
         # Read before the write transaction.
         key = self.services.keys.signing_key(client.token_signing_alg)
         # The write checks the code's expiry again, by the clock read now: the checks above may
-        # be long past (a stalled request), and a login ended since spent only unexpired codes.
+        # be long past (a stalled request).
         now = self.services.clock.now()
         family_end = now + client.refresh_token_ttl_seconds
         if row.session_not_on_or_after is not None:
