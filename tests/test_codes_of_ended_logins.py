@@ -53,6 +53,16 @@ def _end_login(bridge: Services, how: str, code: AuthorizationCode) -> None:
                                  now=bridge.clock.now(), actor="scim")
 
 
+def _end_login_late(bridge: Services, how: str, code: AuthorizationCode, *,
+                    clock_back: bool) -> None:
+    """End the login once its code is long expired; ``clock_back``: then turn the clock back to
+    the exchange's (a stale reading, or a node whose clock lags)."""
+    bridge.clock.advance(LATE)
+    _end_login(bridge, how, code)
+    if clock_back:
+        bridge.clock.advance(-LATE)
+
+
 def _nothing_issued(browser: Browser, answer) -> None:  # noqa: ANN001
     assert answer.status_code == 400, answer.get_data(as_text=True)
     assert answer.get_json()["error"] == "invalid_grant"
@@ -76,8 +86,7 @@ def test_an_exchange_stalled_between_its_checks_and_its_write_issues_nothing(
         key = original(alg)
         if not stalled:
             stalled.append(True)
-            bridge.clock.advance(LATE)
-            _end_login(bridge, how, row)
+            _end_login_late(bridge, how, row, clock_back=False)
         return key
 
     monkeypatch.setattr(bridge.keys, "signing_key", stall_then_end)
@@ -101,9 +110,7 @@ def test_an_exchange_that_waits_for_its_write_after_reading_its_clock_issues_not
         # by every clock but the stale reading.
         if not waited:
             waited.append(True)
-            bridge.clock.advance(LATE)
-            _end_login(bridge, how, row)
-            bridge.clock.advance(-LATE)
+            _end_login_late(bridge, how, row, clock_back=True)
         with original() as connection:
             yield connection
 
@@ -118,11 +125,9 @@ def test_a_node_whose_clock_lags_cannot_exchange_an_ended_logins_code(
         browser: Browser, bridge: Services, how: str) -> None:
     code, login = browser.login()
     row = _code(bridge)
-    # The ending node: the code expired by its clock long ago.
-    bridge.clock.advance(LATE)
-    _end_login(bridge, how, row)
-    # The exchanging node, its clock far behind: the code is unexpired by it.
-    bridge.clock.advance(-LATE)
+    # The ending node: the code expired by its clock long ago; the exchanging node, its clock
+    # far behind: the code is unexpired by it.
+    _end_login_late(bridge, how, row, clock_back=True)
     answer = browser.exchange(code, login.verifier)
     _nothing_issued(browser, answer)
 

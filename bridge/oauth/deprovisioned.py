@@ -12,17 +12,15 @@ from sqlalchemy.orm import Session
 
 from bridge import audit
 from bridge.errors import Deprovisioned
-from bridge.oauth.revocation import end_logins
+from bridge.oauth.revocation import end_persons_logins
 from bridge.replay import Unless
 from bridge.store import direct
 from bridge.store.models import (
     AdminSession,
     AdminToken,
-    AuthorizationCode,
     DeprovisionedSubject,
     LiftedRefusal,
     ProvisioningToken,
-    RefreshFamily,
     ScimFormerSubject,
     ScimUser,
 )
@@ -46,12 +44,8 @@ def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, r
                         set_={"source": case((DeprovisionedSubject.source == "event", "event"),
                                              else_=source),
                               "reason": reason}))
-    ended = end_logins(
-        session,
-        families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug,
-                  RefreshFamily.expires_at > now],
-        codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
-        now=now, reason=reason)
+    ended = end_persons_logins(session, idp_slug=idp_slug, subject=subject, now=now,
+                               reason=reason)
     # A deactivated admin must not keep the pages (and with them a SCIM token to undo this).
     admin = cast("CursorResult[Any]", session.execute(delete(AdminSession).where(
         AdminSession.idp_slug == idp_slug, AdminSession.subject == subject)))
@@ -92,10 +86,8 @@ def reinstate(session: Session, *, idp_slug: str, subject: str, now: float, acto
     # While a refusal holds, the person can have no live login but one that escaped the
     # deprovisioning (it completed as the deprovisioning ran, and is refused since: codes.py,
     # tokens/refresh.py). Lifting the refusal must not bring it back.
-    escaped = end_logins(
-        session, families=[RefreshFamily.subject == subject, RefreshFamily.idp_slug == idp_slug],
-        codes=[AuthorizationCode.subject == subject, AuthorizationCode.idp_slug == idp_slug],
-        now=now, reason=reason)
+    escaped = end_persons_logins(session, idp_slug=idp_slug, subject=subject, now=now,
+                                 reason=reason)
     # The last refusal is the one that counts: every earlier one began before it.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(LiftedRefusal)

@@ -79,3 +79,14 @@ def end_logins(session: Session, *, families: Sequence[ColumnElement[bool]],
     login that exchange started (in the other order it would survive, on PostgreSQL)."""
     spend_codes(session, *codes, now=now)
     return refresh_tokens.revoke_families(session, *families, now=now, reason=reason)
+
+
+def end_persons_logins(session: Session, *, idp_slug: str, subject: str, now: float,
+                       reason: str) -> int:
+    """``end_logins`` for every live login of one person of one IdP."""
+    return end_logins(
+        session,
+        families=[RefreshFamily.idp_slug == idp_slug, RefreshFamily.subject == subject,
+                  RefreshFamily.expires_at > now],
+        codes=[AuthorizationCode.idp_slug == idp_slug, AuthorizationCode.subject == subject],
+        now=now, reason=reason)

@@ -32,7 +32,7 @@ from bridge.idps.event_settings import SecurityEventSettings
 from bridge.idps.fetch import FetchPolicy
 from bridge.idps.settings import IdentityProvider
 from bridge.oauth.deprovisioned import deprovision, reinstate
-from bridge.oauth.revocation import end_logins
+from bridge.oauth.revocation import end_logins, end_persons_logins
 from bridge.provisioning.scim_subjects import inactive_user_for
 from bridge.provisioning.transmitter_keys import TransmitterKeys
 from bridge.saml.subject import derive_subject
@@ -172,10 +172,9 @@ class SecurityEvents:
                         reason=DISABLING[event_type], now=now, actor=actor)
             outcome = "success"
         elif event_type == CREDENTIAL_COMPROMISE and person:
-            detail["families"] = end_logins(
-                session, families=_of_person(idp, person, now),
-                codes=[AuthorizationCode.idp_slug == idp.slug, AuthorizationCode.subject == person],
-                now=now, reason="event_credential_compromise")
+            detail["families"] = end_persons_logins(
+                session, idp_slug=idp.slug, subject=person, now=now,
+                reason="event_credential_compromise")
             outcome = "success"
         elif event_type == ACCOUNT_ENABLED and person:
             # As a SCIM reactivation: not while a SCIM user of the person says inactive.
@@ -222,11 +221,6 @@ def _refusal(refused: ForeignTokenRefused) -> SecurityEventRejected:
     code, detail, err = _REFUSALS.get(refused.reason, ("set_invalid", "The SET is not valid.",
                                                        "invalid_request"))
     return SecurityEventRejected(code, detail, set_error=err, log_detail={"why": str(refused)})
-
-
-def _of_person(idp: IdentityProvider, person: str, now: float) -> list[Any]:
-    return [RefreshFamily.idp_slug == idp.slug, RefreshFamily.subject == person,
-            RefreshFamily.expires_at > now]
 
 
 def _person(idp: IdentityProvider, subject_id: object) -> str | None:
