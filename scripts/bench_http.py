@@ -72,6 +72,10 @@ SCOPE = "openid profile email groups"
 IDP_URL = "http://127.0.0.1:1"  # the dev IdP is only a library here; nothing listens there
 LOGIN_COOKIE = "bridge-login"  # the login cookie's name on plain-http loopback
 CONTENDERS = 4
+# The peak login rate is the median of this many rounds, each on fresh connections: which worker
+# accepts each of the few connections is the kernel's draw, and now and then one worker takes
+# them all while the other idles (a proxy's larger pool evens that out).
+PEAK_ROUNDS = 5
 # Turns each of a refresh and /healthz takes, alternating, in their one-client measurement: a
 # turn still spans about a hundred ticks of the CPU clock read from /proc (10 ms each).
 ALTERNATIONS = 4
@@ -437,8 +441,9 @@ def run_logins(bench: Bench, meters: Meters, total: int, batch_size: int,
 
 
 def concurrent_logins(meters: Meters, port: int, batch: list[Prepared]) -> Measured:
-    """CONTENDERS clients log in at once (ACS then code exchange), taking prepared responses from
-    one queue until it is empty: the peak login rate of the server on this machine."""
+    """CONTENDERS clients log in at once (ACS then code exchange), each on a connection of its
+    own, taking prepared responses from one queue until it is empty: the login rate of the server
+    on this machine. ``note`` says how the workers shared the work."""
     queue = deque(batch)
     lock = threading.Lock()
     latencies: list[float] = []
@@ -464,14 +469,43 @@ def concurrent_logins(meters: Meters, port: int, batch: list[Prepared]) -> Measu
     for thread in threads:
         thread.start()
     measured = Measured(n=len(batch))
+    workers = meters.server.pids()
+    before = [cpu_seconds(pid) or 0.0 for pid in workers]
     with meters.window(measured):
         barrier.wait()
         for thread in threads:
             thread.join()
+    after = [cpu_seconds(pid) or 0.0 for pid in workers]
     if errors:
         raise SystemExit(f"a login client failed: {errors[0]!r}")
     measured.latencies = latencies
+    shares = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(shares) or 1.0
+    measured.note = "/".join(f"{100 * share / total:.0f}" for share in shares)
     return measured
+
+
+def peak_logins(bench: Bench, meters: Meters, per_round: int
+                ) -> tuple[Measured, list[Measured], float, int]:
+    """The steady peak login rate: a round to warm up what concurrency adds (each worker's
+    threads and database connections, which one client never needed), then PEAK_ROUNDS timed
+    rounds. Returns the round of the median rate, all of them, and the seconds and number of
+    logins made before the rounds (untimed)."""
+    gen_wall, made = 0.0, 0
+
+    def make(n: int) -> list[Prepared]:
+        nonlocal gen_wall, made
+        g0 = time.perf_counter()
+        batch = [bench.prepare() for _ in range(n)]
+        gen_wall += time.perf_counter() - g0
+        made += n
+        return batch
+
+    concurrent_logins(meters, bench.server.port, make(2 * CONTENDERS))
+    rounds = [concurrent_logins(meters, bench.server.port, make(per_round))
+              for _ in range(PEAK_ROUNDS)]
+    by_rate = sorted(rounds, key=lambda m: m.per_second)
+    return by_rate[len(by_rate) // 2], rounds, gen_wall, made
 
 
 def closed_loop(meters: Meters, port: int, seconds: float, ops: list[Callable[[Client], None]]
@@ -989,11 +1023,10 @@ def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path
         between=lambda: stock_turns.append(run_stock_worker(stock_job)))
     stock = Figure(sum(f.n for f in stock_turns), sum(f.wall for f in stock_turns),
                    sum(f.cpu for f in stock_turns))
-    g0 = time.perf_counter()
-    peak_batch = [bench.prepare() for _ in range(max(CONTENDERS, args.logins // 2))]
-    gen_wall += time.perf_counter() - g0
-    made += len(peak_batch)
-    login_peak = concurrent_logins(meters, port, peak_batch)
+    login_peak, peak_rounds, peak_gen, peak_made = peak_logins(
+        bench, meters, max(CONTENDERS, args.logins // 2))
+    gen_wall += peak_gen
+    made += peak_made
 
     # --- 3. refreshes, healthz ------------------------------------------------------------------
     tokens = deque(refresh_tokens)
@@ -1069,6 +1102,9 @@ def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path
           f"{verdict(rate_ratio >= 20)}); one client {login.per_second / pysaml2.per_second:.1f}×; "
           f"CPU-bound capacity of {len(workers)} workers if the load generator had its own cores "
           f"≈ {capacity:,.0f} logins/s = {capacity / pysaml2.per_second:.0f}×")
+    print(f"  peak: median of {PEAK_ROUNDS} rounds of {login_peak.n} logins, each on {CONTENDERS} "
+          "fresh connections after a warm-up round; logins/s (the workers' shares of the CPU, %): "
+          + ", ".join(f"{m.per_second:,.1f} ({m.note})" for m in peak_rounds))
     refresh_ratio = refresh1.cpu_us / healthz_us
     print(f"refresh CPU / healthz CPU:            {refresh_ratio:.2f}  ({refresh1.cpu_us:,.0f} / "
           f"{healthz_us:,.0f} µs; target ≤ 1.5: {verdict(refresh_ratio <= 1.5)})")
