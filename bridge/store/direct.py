@@ -79,8 +79,8 @@ _row_types: dict[tuple[str, ...], type] = {}
 # A statement's SQL fixes the names of the columns it returns (every statement here names them):
 # psycopg builds its description anew each time it is read, about 1.5 µs a column.
 _row_type_of_sql: dict[str, type] = {}
-# Where a pooled connection keeps its cursor (``PoolProxiedConnection.info`` lives as long as the
-# driver's connection does).
+# Where a pooled PostgreSQL connection keeps its cursor (``PoolProxiedConnection.info`` lives as
+# long as the driver's connection does).
 _CURSOR = "bridge.direct.cursor"
 
 
@@ -128,11 +128,16 @@ def _run(connection: Runner, statement: ClauseElement,
 
 
 def _cursor(connection: Runner) -> Any:
-    """The pooled connection's cursor, made once per driver connection and used by each of its
-    statements in turn (a pooled connection serves one thread at a time): a cursor made per
-    statement cost psycopg about 9 µs, its adapters looked up afresh."""
+    """On PostgreSQL, the pooled connection's cursor, made once per driver connection and used
+    by each of its statements in turn (a pooled connection serves one thread at a time): a
+    cursor made per statement cost psycopg about 9 µs, its adapters looked up afresh. psycopg's
+    cursor holds only rows already received. On SQLite a new cursor per statement, as the
+    driver's ``execute`` makes: a kept cursor would keep a statement whose first row was read
+    unfinished, and with it its read snapshot, while the connection idles in the pool."""
     pooled = connection.connection
     driver = pooled.driver_connection
+    if connection.dialect.name != "postgresql":
+        return driver.cursor()
     cursor = pooled.info.get(_CURSOR)
     if cursor is None or cursor.connection is not driver:
         cursor = pooled.info[_CURSOR] = driver.cursor()

@@ -4,6 +4,7 @@ connection as ``StoreUnavailable``, rows with named columns, and reads that take
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -279,3 +280,44 @@ def test_the_connection_used_last_is_handed_out_next(database: Database, use: st
                 assert connection.connection.driver_connection is drivers[2]
     finally:
         fresh.dispose()
+
+
+_ALL = sa.select(ConsumedAssertion.assertion_id).order_by(ConsumedAssertion.assertion_id)
+
+
+def test_statements_on_one_connection_each_read_their_own_rows(database: Database) -> None:
+    """The connection's statements share a cursor on PostgreSQL: each reads what it ran, after
+    another's rows were left unread and after another failed."""
+    for message_id in ("m-1", "m-2", "m-3"):
+        _remember(database, message_id)
+    with database.lookup() as connection:
+        assert direct.first(connection, _ALL, {}).assertion_id == "m-1"  # two rows left unread
+        assert direct.first(connection, _FIND, {"id": "m-3"}).assertion_id == "m-3"
+        with pytest.raises(sa.exc.DBAPIError):
+            direct.execute(connection, sa.text("SELECT no_such_column FROM consumed_assertions"),
+                           {})
+        assert direct.first(connection, _FIND, {"id": "m-2"}).expires_at == 1_800_000_000.5
+        assert direct.first(connection, _FIND, {"id": "m-4"}) is None
+
+
+def test_a_first_row_read_leaves_no_snapshot_behind(database: Database) -> None:
+    """A read of the first of several rows, on a connection then back in the pool, holds no
+    read snapshot: SQLite checkpoints its whole log, and a later read sees later writes."""
+    for message_id in ("m-1", "m-2", "m-3"):
+        _remember(database, message_id)
+    with database.lookup() as connection:
+        assert direct.first(connection, _ALL, {}).assertion_id == "m-1"
+    if database.dialect == "sqlite":
+        # Another process's connection writes and checkpoints while ours idles in the pool.
+        other = sqlite3.connect(database.url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            other.execute("INSERT INTO consumed_assertions (idp_entity_id, assertion_id, "
+                          "expires_at) VALUES ('https://idp', 'm-0', 1.0)")
+            busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            other.close()
+        assert busy == 0
+    else:
+        _remember(database, "m-0")
+    with database.lookup() as connection:
+        assert direct.first(connection, _ALL, {}).assertion_id == "m-0"
