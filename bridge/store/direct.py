@@ -76,9 +76,12 @@ _compiled: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
 # which are compiled anew after the cache is emptied rather than kept for ever.
 _CACHE_LIMIT = 512
 _row_types: dict[tuple[str, ...], type] = {}
-# A statement's SQL fixes the names of the columns it returns (every statement here names them):
-# psycopg builds its description anew each time it is read, about 1.5 µs a column.
-_row_type_of_sql: dict[str, type] = {}
+# A statement's SQL on one database fixes the names of the columns it returns (every statement
+# here names them; the same SQL may name them otherwise on another database, which folds an
+# unquoted alias to lower case): psycopg builds its description anew each time it is read, about
+# 1.5 µs a column. A row of another length (a ``SELECT *`` across a change of the table) names
+# its columns afresh.
+_row_type_of_sql: dict[tuple[str, str], type] = {}
 # Where a pooled PostgreSQL connection keeps its cursor (``PoolProxiedConnection.info`` lives as
 # long as the driver's connection does).
 _CURSOR = "bridge.direct.cursor"
@@ -188,15 +191,16 @@ def first(connection: Runner, statement: ClauseElement, parameters: Mapping[str,
     values = cursor.fetchone()
     if values is None:
         return None
-    row_type = _row_type_of_sql.get(compiled.sql)
-    if row_type is None:
+    key = (connection.dialect.name, compiled.sql)
+    row_type = _row_type_of_sql.get(key)
+    if row_type is None or len(row_type._fields) != len(values):  # type: ignore[attr-defined]
         names = tuple(column[0] for column in cursor.description)
         row_type = _row_types.get(names)
         if row_type is None:
             row_type = _row_types[names] = namedtuple("Row", names)
         if len(_row_type_of_sql) >= _CACHE_LIMIT:
             _row_type_of_sql.clear()
-        _row_type_of_sql[compiled.sql] = row_type
+        _row_type_of_sql[key] = row_type
     return row_type(*values)
 
 

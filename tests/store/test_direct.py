@@ -321,3 +321,33 @@ def test_a_first_row_read_leaves_no_snapshot_behind(database: Database) -> None:
         _remember(database, "m-0")
     with database.lookup() as connection:
         assert direct.first(connection, _ALL, {}).assertion_id == "m-0"
+
+
+def test_a_row_is_named_as_its_database_names_it(database: Database) -> None:
+    """The same SQL on both databases (a suite runs both in one process): PostgreSQL folds an
+    unquoted alias to lower case, SQLite keeps it as written."""
+    statement = sa.text("SELECT 7 AS someValue")
+    expected = "somevalue" if database.dialect == "postgresql" else "someValue"
+    for _ in range(2):
+        with database.lookup() as connection:
+            assert direct.first(connection, statement, {})._fields == (expected,)
+
+
+def test_a_row_of_a_changed_table_is_named_afresh(database: Database) -> None:
+    """A statement that does not name its columns returns more of them once its table has grown:
+    its rows are named from what the database returns, not from the first time it ran."""
+    statement = sa.text("SELECT * FROM direct_probe")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE direct_probe (a INTEGER, b INTEGER)")
+        connection.exec_driver_sql("INSERT INTO direct_probe (a, b) VALUES (1, 2)")
+    try:
+        with database.lookup() as connection:
+            assert direct.first(connection, statement, {})._fields == ("a", "b")
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE direct_probe ADD COLUMN c INTEGER DEFAULT 3")
+        with database.lookup() as connection:
+            row = direct.first(connection, statement, {})
+        assert row._fields == ("a", "b", "c") and tuple(row) == (1, 2, 3)
+    finally:
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE direct_probe")
