@@ -108,8 +108,8 @@ def _compile(connection: Runner, statement: ClauseElement,
 
 def execute(connection: Runner, statement: ClauseElement, parameters: Mapping[str, Any]) -> Any:
     """Run ``statement`` with ``parameters`` on the driver's connection underneath
-    ``connection``, in whatever transaction it is in; the driver's cursor, which is the
-    connection's own (``_cursor``): read its results before the next statement."""
+    ``connection``, in whatever transaction it is in; the driver's cursor, on PostgreSQL the
+    connection's own (``_cursor``): read its results before the connection's next statement."""
     return _run(connection, statement, parameters)[0]
 
 
