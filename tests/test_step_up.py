@@ -374,3 +374,34 @@ def test_a_deprovisioned_person_is_refused_as_such_whatever_else_the_login_lacks
         assert (browser.last_audit().outcome, browser.last_audit().code) == (
             "refused", "login_deprovisioned")
         assert browser.count(AuthorizationCode) == codes_before
+
+
+@pytest.mark.parametrize("params", [{}, {"prompt": "login", "max_age": "0"}])
+def test_a_deprovisioned_person_dated_in_the_future_is_refused_as_deprovisioned(
+        browser: Browser, params: dict[str, str]) -> None:
+    """An AuthnInstant no login can have is checked last of the assertion's rules, before the
+    person is looked up: the person's deactivation is still what the login is refused for (a
+    403, not a redirect that tells the client access_denied), and nothing is issued. The same
+    response for a person not deprovisioned is refused as authn_instant_in_future."""
+    first = start(browser)
+    subject = claims(tokens_for(browser, first, browser.signed_response(first))["access_token"])[
+        "sub"]
+    future = int(time.time()) + 365 * 86400
+    with browser.bridge.db.transaction() as session:
+        deprovision(session, idp_slug="dev", subject=subject, source="scim",
+                    reason="deactivated", now=time.time(), actor="test")
+    codes_before = browser.count(AuthorizationCode)
+    login = start(browser, **params)
+    response = browser.post_acs(browser.signed_response(login, authn_instant=future))
+    assert (response.status_code, response.get_json()["code"]) == (403, "login_deprovisioned")
+    assert (browser.last_audit().outcome, browser.last_audit().code) == (
+        "refused", "login_deprovisioned")
+    assert browser.count(AuthorizationCode) == codes_before
+    bob = start(browser, **params)
+    response = browser.post_acs(browser.signed_response(bob, "bob", authn_instant=future))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    assert query["error"] == ["access_denied"] and "code" not in query
+    assert (browser.last_audit().outcome, browser.last_audit().code) == (
+        "refused", "authn_instant_in_future")
+    assert browser.count(AuthorizationCode) == codes_before

@@ -21,10 +21,11 @@ from bridge.login.completions import Completion, OAuthCodeCompletion, use_login
 from bridge.login.idp_initiated import IdpInitiatedLogin, warn_if_sha1
 from bridge.login.step_up import check_login
 from bridge.oauth.authn_requirement import AuthnRequirement
-from bridge.oauth.deprovisioned import refuse_if_deprovisioned
+from bridge.oauth.deprovisioned import refuse_if_deprovisioned, refuse_if_person_deprovisioned
 from bridge.saml import response as saml_response
 from bridge.saml.failed_login import FailedAtIdp, verify_failure
 from bridge.saml.subject import to_identity
+from bridge.saml.verified import ImplausibleAuthnInstant
 from bridge.service_provider import service_provider
 from bridge.store import direct
 from bridge.store.models import AuthnRequestRecord
@@ -122,8 +123,14 @@ class AssertionConsumer:
             # Only a LoginUnmet goes back to the client, and verify raises one only once the
             # response has passed every other check (an implausible AuthnInstant).
             progress.record = record
-        verified = saml_response.verify(received, idp=idp, sp=service_provider(settings, slug),
-                                        expected_request_id=record.id, clock=clock)
+        try:
+            verified = saml_response.verify(received, idp=idp,
+                                            sp=service_provider(settings, slug),
+                                            expected_request_id=record.id, clock=clock)
+        except ImplausibleAuthnInstant as implausible:
+            if implausible.refused is not None:
+                refuse_if_person_deprovisioned(self.services.db, implausible.refused, idp)
+            raise
         identity = to_identity(verified, idp)
         warn_if_sha1(idp, verified)
         # Whether the IdP deprovisioned the person is checked by the statement that completes

@@ -4,16 +4,17 @@ database, so every node refuses the next login and answers "inactive" for the en
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from sqlalchemy import CursorResult, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bridge import audit
-from bridge.errors import Deprovisioned
+from bridge.errors import BridgeError, Deprovisioned
 from bridge.oauth.revocation import end_persons_logins
 from bridge.replay import Unless
+from bridge.saml.subject import to_identity
 from bridge.store import direct
 from bridge.store.models import (
     AdminSession,
@@ -24,6 +25,11 @@ from bridge.store.models import (
     ScimFormerSubject,
     ScimUser,
 )
+
+if TYPE_CHECKING:
+    from bridge.saml.idp import SamlIdp
+    from bridge.saml.verified import VerifiedAssertion
+    from bridge.store.db import Database
 
 
 def deprovision(session: Session, *, idp_slug: str, subject: str, source: str, reason: str,
@@ -122,6 +128,20 @@ def refuse_if_deprovisioned(connection: direct.Runner, *, idp_slug: str, subject
     found = direct.first(connection, IS_DEPROVISIONED, _person(idp_slug, subject))
     if found is not None:
         refuse_deprovisioned(idp_slug, found.reason)
+
+
+def refuse_if_person_deprovisioned(db: Database, refused: VerifiedAssertion,
+                                   idp: SamlIdp) -> None:
+    """Before the refusal of an assertion verified in every other way (an AuthnInstant no login
+    can have): raise ``Deprovisioned`` if its person is deprovisioned, who is refused as such
+    whatever else is wrong with the login. An assertion that names no person (its subject
+    attribute missing) leaves the refusal at hand."""
+    try:
+        subject = to_identity(refused, idp).subject
+    except BridgeError:
+        return
+    with db.lookup() as connection:
+        refuse_if_deprovisioned(connection, idp_slug=idp.slug, subject=subject)
 
 
 def refuse_deprovisioned(idp_slug: str, reason: str) -> NoReturn:

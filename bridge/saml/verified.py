@@ -4,7 +4,7 @@ so both read the same facts from the verified element the same way."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from lxml import etree
 
@@ -85,14 +85,14 @@ def verified_assertion(assertion: etree._Element, *, idp: SamlIdp, name_id: etre
                        in_response_to: str | None, uses_sha1: bool,
                        now: float) -> VerifiedAssertion:
     """The facts of ``assertion``, which the caller verified: its signature and every rule of its
-    profile. Values come from the verified element only."""
-    check_authn_instant(authn.instant, now=now, skew=idp.settings.clock_skew_seconds)
+    profile. Values come from the verified element only. An AuthnInstant no login can have is
+    refused last, with the facts (``ImplausibleAuthnInstant``)."""
     expires_at = confirmation_expiry
     not_on_or_after = conditions.get("NotOnOrAfter")
     if not_on_or_after:
         expires_at = max(expires_at, saml_time(not_on_or_after, "NotOnOrAfter"))
     class_ref = authn.context_class_ref
-    return VerifiedAssertion(
+    verified = VerifiedAssertion(
         _CONSTRUCT,
         idp_slug=idp.slug,
         idp_entity_id=idp.metadata.entity_id,
@@ -110,20 +110,36 @@ def verified_assertion(assertion: etree._Element, *, idp: SamlIdp, name_id: etre
         in_response_to=in_response_to,
         uses_sha1=uses_sha1,
     )
+    check_authn_instant(authn.instant, now=now, skew=idp.settings.clock_skew_seconds,
+                        refused=verified)
+    return verified
 
 
-def check_authn_instant(instant: float, *, now: float, skew: float) -> None:
+class ImplausibleAuthnInstant(LoginUnmet):
+    """An AuthnInstant no login can have (``check_authn_instant``). ``refused`` holds the facts of
+    the assertion, verified in every other way, or None: only to ask about its person (a
+    deprovisioned person is refused as such, whatever else is wrong with the login), never to
+    complete a login with."""
+
+    def __init__(self, code: str, public_detail: str, *, refused: VerifiedAssertion | None,
+                 log_detail: dict[str, Any]) -> None:
+        super().__init__(code, public_detail, oauth_error="access_denied", log_detail=log_detail)
+        self.refused = refused
+
+
+def check_authn_instant(instant: float, *, now: float, skew: float,
+                        refused: VerifiedAssertion | None = None) -> None:
     """Refuse an authentication time no login can have: one still to come (beyond the IdP's
     clock skew), or one before 1970. It becomes ``auth_time`` of every token of the login, and
     of its refresh family for as long as that lives: a future one would claim a fresh login
     all along."""
-    detail = {"authn_instant": round(instant), "now": round(now)}
+    detail: dict[str, Any] = {"authn_instant": round(instant), "now": round(now)}
     if instant > now + skew:
-        raise LoginUnmet("authn_instant_in_future",
-                         "The identity provider dates the authentication in the future.",
-                         oauth_error="access_denied",
-                         log_detail={**detail, "seconds_ahead": round(instant - now)})
+        raise ImplausibleAuthnInstant(
+            "authn_instant_in_future",
+            "The identity provider dates the authentication in the future.", refused=refused,
+            log_detail={**detail, "seconds_ahead": round(instant - now)})
     if instant < 0:
-        raise LoginUnmet("authn_instant_invalid",
-                         "The identity provider dates the authentication before 1970.",
-                         oauth_error="access_denied", log_detail=detail)
+        raise ImplausibleAuthnInstant(
+            "authn_instant_invalid", "The identity provider dates the authentication before 1970.",
+            refused=refused, log_detail=detail)
