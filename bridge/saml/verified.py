@@ -4,11 +4,12 @@ so both read the same facts from the verified element the same way."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 from lxml import etree
 
-from bridge.errors import LoginUnmet
+from bridge.errors import BridgeError, LoginUnmet
 from bridge.saml import ns
 from bridge.saml.assertion_checks import saml_time, text_of
 from bridge.saml.idp import MAX_CLOCK_SKEW, SamlIdp
@@ -86,33 +87,41 @@ def verified_assertion(assertion: etree._Element, *, idp: SamlIdp, name_id: etre
                        now: float) -> VerifiedAssertion:
     """The facts of ``assertion``, which the caller verified: its signature and every rule of its
     profile. Values come from the verified element only. An AuthnInstant no login can have is
-    refused last, with the facts (``ImplausibleAuthnInstant``)."""
-    expires_at = confirmation_expiry
-    not_on_or_after = conditions.get("NotOnOrAfter")
-    if not_on_or_after:
-        expires_at = max(expires_at, saml_time(not_on_or_after, "NotOnOrAfter"))
-    class_ref = authn.context_class_ref
-    verified = VerifiedAssertion(
-        _CONSTRUCT,
-        idp_slug=idp.slug,
-        idp_entity_id=idp.metadata.entity_id,
-        assertion_id=assertion.get("ID"),
-        name_id=text_of(name_id),
-        name_id_format=name_id.get("Format"),
-        attributes=attributes,
-        authn_instant=authn.instant,
-        session_index=authn.session_index,
-        session_not_on_or_after=authn.session_not_on_or_after,
-        authn_context_class=text_of(class_ref) if class_ref is not None else None,
-        # The replay-cache row must outlive the assertion under any skew this IdP may later be
-        # given (up to MAX_CLOCK_SKEW), not only the one in force now.
-        expires_at=expires_at + MAX_CLOCK_SKEW,
-        in_response_to=in_response_to,
-        uses_sha1=uses_sha1,
-    )
-    check_authn_instant(authn.instant, now=now, skew=idp.settings.clock_skew_seconds,
-                        refused=verified)
-    return verified
+    refused first, with the facts when they can be read (``ImplausibleAuthnInstant``)."""
+
+    def facts() -> VerifiedAssertion:
+        expires_at = confirmation_expiry
+        not_on_or_after = conditions.get("NotOnOrAfter")
+        if not_on_or_after:
+            expires_at = max(expires_at, saml_time(not_on_or_after, "NotOnOrAfter"))
+        class_ref = authn.context_class_ref
+        return VerifiedAssertion(
+            _CONSTRUCT,
+            idp_slug=idp.slug,
+            idp_entity_id=idp.metadata.entity_id,
+            assertion_id=assertion.get("ID"),
+            name_id=text_of(name_id),
+            name_id_format=name_id.get("Format"),
+            attributes=attributes,
+            authn_instant=authn.instant,
+            session_index=authn.session_index,
+            session_not_on_or_after=authn.session_not_on_or_after,
+            authn_context_class=text_of(class_ref) if class_ref is not None else None,
+            # The replay-cache row must outlive the assertion under any skew this IdP may later
+            # be given (up to MAX_CLOCK_SKEW), not only the one in force now.
+            expires_at=expires_at + MAX_CLOCK_SKEW,
+            in_response_to=in_response_to,
+            uses_sha1=uses_sha1,
+        )
+
+    try:
+        check_authn_instant(authn.instant, now=now, skew=idp.settings.clock_skew_seconds)
+    except ImplausibleAuthnInstant as implausible:
+        # The refusal stands whatever reading the rest of the facts would say of them.
+        with contextlib.suppress(BridgeError):
+            implausible.refused = facts()
+        raise
+    return facts()
 
 
 class ImplausibleAuthnInstant(LoginUnmet):
@@ -121,14 +130,12 @@ class ImplausibleAuthnInstant(LoginUnmet):
     deprovisioned person is refused as such, whatever else is wrong with the login), never to
     complete a login with."""
 
-    def __init__(self, code: str, public_detail: str, *, refused: VerifiedAssertion | None,
-                 log_detail: dict[str, Any]) -> None:
+    def __init__(self, code: str, public_detail: str, *, log_detail: dict[str, Any]) -> None:
         super().__init__(code, public_detail, oauth_error="access_denied", log_detail=log_detail)
-        self.refused = refused
+        self.refused: VerifiedAssertion | None = None
 
 
-def check_authn_instant(instant: float, *, now: float, skew: float,
-                        refused: VerifiedAssertion | None = None) -> None:
+def check_authn_instant(instant: float, *, now: float, skew: float) -> None:
     """Refuse an authentication time no login can have: one still to come (beyond the IdP's
     clock skew), or one before 1970. It becomes ``auth_time`` of every token of the login, and
     of its refresh family for as long as that lives: a future one would claim a fresh login
@@ -137,9 +144,9 @@ def check_authn_instant(instant: float, *, now: float, skew: float,
     if instant > now + skew:
         raise ImplausibleAuthnInstant(
             "authn_instant_in_future",
-            "The identity provider dates the authentication in the future.", refused=refused,
+            "The identity provider dates the authentication in the future.",
             log_detail={**detail, "seconds_ahead": round(instant - now)})
     if instant < 0:
         raise ImplausibleAuthnInstant(
             "authn_instant_invalid", "The identity provider dates the authentication before 1970.",
-            refused=refused, log_detail=detail)
+            log_detail=detail)

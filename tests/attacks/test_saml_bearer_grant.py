@@ -134,11 +134,20 @@ def test_only_allowed_confidential_clients(attack: Attack) -> None:
 
 @pytest.mark.parametrize(("instant", "code"), [("2099-01-01T00:00:00Z", "authn_instant_in_future"),
                                                ("1969-07-20T20:17:00Z", "authn_instant_invalid")])
+@pytest.mark.parametrize("class_ref", ["plain", "with markup"])
 def test_an_implausible_authn_instant_is_an_invalid_grant(attack: Attack, instant: str,
-                                                          code: str) -> None:
-    """It would be the token's auth_time: a future one claims a login that has just happened."""
-    assertion = _assertion(attack, change=lambda a: a.find(
-        f".//{{{x.SAML}}}AuthnStatement").set("AuthnInstant", instant))
+                                                          code: str, class_ref: str) -> None:
+    """It would be the token's auth_time: a future one claims a login that has just happened.
+    It is refused before the rest of the facts are read (a class reference holding markup,
+    which the grant refuses otherwise, does not change the refusal)."""
+
+    def change(assertion: etree._Element) -> None:
+        assertion.find(f".//{{{x.SAML}}}AuthnStatement").set("AuthnInstant", instant)
+        if class_ref == "with markup":
+            assertion.find(f".//{{{x.SAML}}}AuthnContextClassRef").append(
+                etree.Element(f"{{{x.SAML}}}Extra"))
+
+    assertion = _assertion(attack, change=change)
     response = _grant(attack, assertion)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
