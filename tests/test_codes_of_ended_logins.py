@@ -11,7 +11,7 @@ pooled connection) after reading its clock, or runs on a node whose clock lags."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -72,24 +72,32 @@ def _nothing_issued(browser: Browser, answer) -> None:  # noqa: ANN001
         assert session.query(RefreshFamily).filter(RefreshFamily.revoked_at.is_(None)).count() == 0
 
 
+def _stall_after_the_checks(monkeypatch: pytest.MonkeyPatch, bridge: Services,
+                            stall: Callable[[], None]) -> list[bool]:
+    """Run ``stall`` once where an exchange has passed its checks and reads its signing key,
+    before its write; the list is non-empty once it ran."""
+    original = bridge.keys.signing_key
+    stalled: list[bool] = []
+
+    def signing_key(alg: str) -> object:
+        key = original(alg)
+        if not stalled:
+            stalled.append(True)
+            stall()
+        return key
+
+    monkeypatch.setattr(bridge.keys, "signing_key", signing_key)
+    return stalled
+
+
 @pytest.mark.parametrize("how", ENDINGS)
 def test_an_exchange_stalled_between_its_checks_and_its_write_issues_nothing(
         browser: Browser, bridge: Services, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     code, login = browser.login()
     row = _code(bridge)
-    original = bridge.keys.signing_key
-    stalled: list[bool] = []
-
-    def stall_then_end(alg: str) -> object:
-        # After the checks, before the write: the request stalls, the code expires, the login
-        # ends.
-        key = original(alg)
-        if not stalled:
-            stalled.append(True)
-            _end_login_late(bridge, how, row, clock_back=False)
-        return key
-
-    monkeypatch.setattr(bridge.keys, "signing_key", stall_then_end)
+    # After the checks, before the write: the request stalls, the code expires, the login ends.
+    stalled = _stall_after_the_checks(
+        monkeypatch, bridge, lambda: _end_login_late(bridge, how, row, clock_back=False))
     answer = browser.exchange(code, login.verifier)
     assert stalled, "the exchange did not reach its write"
     _nothing_issued(browser, answer)
@@ -149,19 +157,13 @@ def test_a_spent_codes_refusal_says_nothing_of_its_person(browser: Browser,
 def test_a_code_purged_while_its_exchange_stalled_is_not_called_a_replay(
         browser: Browser, bridge: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     code, login = browser.login()
-    original = bridge.keys.signing_key
-    stalled: list[bool] = []
 
-    def stall_until_purged(alg: str) -> object:
-        key = original(alg)
-        if not stalled:
-            stalled.append(True)
-            bridge.clock.advance(2 * 3600)
-            purge_expired(bridge.db, now=bridge.clock.now())
-            bridge.clock.advance(-2 * 3600)  # the write's clock, read before a long wait
-        return key
+    def purge() -> None:
+        bridge.clock.advance(2 * 3600)
+        purge_expired(bridge.db, now=bridge.clock.now())
+        bridge.clock.advance(-2 * 3600)  # the write's clock, read before a long wait
 
-    monkeypatch.setattr(bridge.keys, "signing_key", stall_until_purged)
+    stalled = _stall_after_the_checks(monkeypatch, bridge, purge)
     answer = browser.exchange(code, login.verifier)
     assert stalled and answer.status_code == 400
     # Not a replay: nothing used the code; it is gone because it expired. PostgreSQL's exchange
