@@ -143,7 +143,8 @@ def verify(
                          uses_sha1=original.uses_sha1)
     elif shape.response_signature is not None:
         verify_signature(shape.response_signature, response, idp.keys, uses_sha1=shape.uses_sha1)
-    verify_signature(shape.assertion_signature, assertion, idp.keys, uses_sha1=shape.uses_sha1)
+    verify_signature(shape.assertion_signature, assertion, idp.keys, uses_sha1=shape.uses_sha1,
+                     as_parsed=received.decryption_key is None)
 
     _check_status(response)
     _check_issuers(response, assertion, idp.metadata.entity_id)

@@ -1,8 +1,10 @@
 """XML signature verification against the IdP's configured certificates only.
 
-The key always comes from metadata, never from the message's ``KeyInfo``; the xmlsec context is
-restricted to the allow-listed transforms so that, even if a shape check were ever missed, libxmlsec
-itself would refuse to run anything else.
+The key always comes from metadata, never from the message's ``KeyInfo``. The common signature
+shape is verified by ``enveloped`` (lxml's c14n and cryptography, a third of the CPU); whatever
+it does not verify goes to libxmlsec, whose context is restricted to the allow-listed transforms
+so that, even if a shape check were ever missed, libxmlsec itself would refuse to run anything
+else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cryptography.x509.oid import PublicKeyAlgorithmOID
 from lxml import etree
 
 from bridge.errors import SamlRejected
+from bridge.saml import enveloped
 from bridge.saml.signature_policy import SHA1_DIGEST, SHA1_SIGNATURE
 from bridge.saml.xml_io import ensure_this_thread
 
@@ -65,12 +68,27 @@ def verification_key(certificate_pem: str | bytes) -> xmlsec.Key:
     return xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatCertPem)
 
 
+def _public_key(certificate_pem: str) -> enveloped.PublicKey | None:
+    """The certificate's plain RSA or EC public key (as ``verification_key`` gives xmlsec bare);
+    None for any other key, or a certificate cryptography cannot read."""
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        if certificate.public_key_algorithm_oid not in _BARE_KEY_ALGORITHMS:
+            return None
+        key = certificate.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, enveloped.PublicKey) else None
+
+
 class CertificateKeys:
-    """The xmlsec keys of one IdP's signing certificates, loaded once."""
+    """The keys of one IdP's signing certificates, loaded once: xmlsec's per thread, and the
+    plain RSA and EC public keys (immutable, shared by every thread)."""
 
     def __init__(self, pems: Sequence[str]) -> None:
         self._pems = tuple(pems)
         self._local = threading.local()
+        self.public = tuple(key for key in map(_public_key, self._pems) if key is not None)
 
     def loaded(self) -> list[xmlsec.Key]:
         # xmlsec keys are not shared between threads; each thread loads its own copy once. A
@@ -91,9 +109,21 @@ class CertificateKeys:
 
 
 def verify_signature(
+    signature: etree._Element, signed: etree._Element, keys: CertificateKeys, *, uses_sha1: bool,
+    as_parsed: bool = True,
+) -> None:
+    """Raise ``SamlRejected`` unless one configured key verifies ``signature`` over ``signed``.
+    ``as_parsed``: False when xmlsec made ``signed`` (a decrypted assertion), which libxmlsec
+    alone then verifies (``enveloped``)."""
+    if not (as_parsed and enveloped.verifies(signature, signed, keys.public,
+                                             uses_sha1=uses_sha1)):
+        verify_with_xmlsec(signature, signed, keys, uses_sha1=uses_sha1)
+
+
+def verify_with_xmlsec(
     signature: etree._Element, signed: etree._Element, keys: CertificateKeys, *, uses_sha1: bool
 ) -> None:
-    """Raise ``SamlRejected`` unless one configured key verifies ``signature`` over ``signed``."""
+    """``verify_signature`` by libxmlsec alone: every shape the allow-list admits."""
     # Register the ID attribute of the signed element only; the shape check has already made
     # every ID in the document unique.
     ensure_this_thread()
@@ -126,4 +156,5 @@ def verify_signature(
     )
 
 
-__all__ = ["CertificateKeys", "verify_signature", "verification_key", "SHA1_DIGEST"]
+__all__ = ["CertificateKeys", "verify_signature", "verify_with_xmlsec", "verification_key",
+           "SHA1_DIGEST"]

@@ -1,0 +1,203 @@
+"""The one signature shape IdPs send, verified by lxml's canonicalization and cryptography.
+
+Nearly every IdP signs a SAML element the same way: one enveloped signature, its Reference's
+transforms exactly enveloped-signature then exclusive c14n, exclusive c14n of SignedInfo, an RSA
+or ECDSA method. For that shape this module computes what libxmlsec would (the element without
+its signature, canonicalized by libxml2's own exclusive c14n, which libxmlsec calls too; the
+digest; the signature over SignedInfo's canonical form) in about a third of its CPU: libxmlsec
+builds its node sets node by node and reads the document's namespaces for each.
+
+It answers only "verified". Anything it does not handle exactly (another order of transforms, an
+element where none is expected, a comment inside a value, a key that is neither RSA nor EC) and
+every signature it cannot verify goes to libxmlsec, which decides as it always did
+(``verify.verify_signature``): a document this module accepts is one libxmlsec accepts too, and
+a document libxmlsec accepts is never refused because of this module (decision 33).
+
+Only for a document as lxml parsed it: nodes another library made (the assertion xmlsec
+decrypted) may carry namespace prefixes outside lxml's dictionary, which its c14n would leave
+out of an InclusiveNamespaces list. The caller has run the shape check
+(``signature_policy.check_signature``): algorithms and transforms come from the allow-list, the
+Reference points at the element carrying the signature, and no ID occurs twice.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from collections.abc import Sequence
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from lxml import etree
+
+from bridge.saml.signature_policy import ENVELOPED, EXC_C14N, SHA1_DIGEST, SHA1_SIGNATURE
+
+_DS = "{http://www.w3.org/2000/09/xmldsig#}"
+_SIGNED_INFO = _DS + "SignedInfo"
+_SIGNATURE_VALUE = _DS + "SignatureValue"
+_KEY_INFO = _DS + "KeyInfo"
+_C14N_METHOD = _DS + "CanonicalizationMethod"
+_SIGNATURE_METHOD = _DS + "SignatureMethod"
+_REFERENCE = _DS + "Reference"
+_TRANSFORMS = _DS + "Transforms"
+_TRANSFORM = _DS + "Transform"
+_DIGEST_METHOD = _DS + "DigestMethod"
+_DIGEST_VALUE = _DS + "DigestValue"
+_INCLUSIVE_NAMESPACES = "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces"
+
+_MORE = "http://www.w3.org/2001/04/xmldsig-more#"
+# Signature method -> (key type, hash).
+_METHODS: dict[str, tuple[type, type[hashes.HashAlgorithm]]] = {
+    _MORE + "rsa-sha256": (rsa.RSAPublicKey, hashes.SHA256),
+    _MORE + "rsa-sha384": (rsa.RSAPublicKey, hashes.SHA384),
+    _MORE + "rsa-sha512": (rsa.RSAPublicKey, hashes.SHA512),
+    _MORE + "ecdsa-sha256": (ec.EllipticCurvePublicKey, hashes.SHA256),
+    _MORE + "ecdsa-sha384": (ec.EllipticCurvePublicKey, hashes.SHA384),
+    _MORE + "ecdsa-sha512": (ec.EllipticCurvePublicKey, hashes.SHA512),
+}
+_DIGESTS = {
+    "http://www.w3.org/2001/04/xmlenc#sha256": "sha256",
+    _MORE + "sha384": "sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
+}
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def verifies(signature: etree._Element, signed: etree._Element, keys: Sequence[PublicKey], *,
+             uses_sha1: bool) -> bool:
+    """True when ``signature``, an enveloped signature and a child of ``signed``, has the common
+    shape and one of ``keys`` verifies it; False for anything else (left to libxmlsec)."""
+    if signature.getparent() is not signed:
+        return False
+    parts = _children(signature)
+    if len(parts) not in (2, 3) or parts[0].tag != _SIGNED_INFO or (
+            parts[1].tag != _SIGNATURE_VALUE) or (len(parts) == 3 and parts[2].tag != _KEY_INFO):
+        return False
+    signed_info, signature_value = parts[0], parts[1]
+    info = _children(signed_info)
+    if [part.tag for part in info] != [_C14N_METHOD, _SIGNATURE_METHOD, _REFERENCE]:
+        return False
+    c14n_method, signature_method, reference = info
+    info_prefixes = _exclusive_c14n_prefixes(c14n_method)
+    method = _METHODS.get(signature_method.get("Algorithm") or "")
+    if uses_sha1 and signature_method.get("Algorithm") == SHA1_SIGNATURE:
+        method = (rsa.RSAPublicKey, hashes.SHA1)
+    if info_prefixes is None or method is None or _children(signature_method):
+        return False
+    steps = _children(reference)
+    if [part.tag for part in steps] != [_TRANSFORMS, _DIGEST_METHOD, _DIGEST_VALUE]:
+        return False
+    transforms, digest_method, digest_value = steps
+    if reference.get("URI") != "#" + (signed.get("ID") or "\x00"):
+        return False
+    listed = _children(transforms)
+    if len(listed) != 2 or any(t.tag != _TRANSFORM for t in listed) or (
+            listed[0].get("Algorithm") != ENVELOPED or _children(listed[0])):
+        return False
+    reference_prefixes = _exclusive_c14n_prefixes(listed[1])
+    digest_name = _DIGESTS.get(digest_method.get("Algorithm") or "")
+    if uses_sha1 and digest_method.get("Algorithm") == SHA1_DIGEST:
+        digest_name = "sha1"
+    if reference_prefixes is None or digest_name is None or _children(digest_method):
+        return False
+    expected_digest = _base64_value(digest_value)
+    signature_bytes = _base64_value(signature_value)
+    if expected_digest is None or signature_bytes is None:
+        return False
+
+    content = _canonical_without(signed, signature, reference_prefixes)
+    if hashlib.new(digest_name, content).digest() != expected_digest:
+        return False
+    signed_bytes = etree.tostring(signed_info, method="c14n", exclusive=True,
+                                  with_comments=False, inclusive_ns_prefixes=info_prefixes)
+    key_type, hash_type = method
+    return any(isinstance(key, key_type) and _signature_holds(key, signature_bytes, signed_bytes,
+                                                              hash_type())
+               for key in keys)
+
+
+def _children(element: etree._Element) -> list[etree._Element]:
+    """The element children, skipping comments and processing instructions (as libxmlsec does);
+    text between them is whitespace or part of what the signature covers."""
+    return list(element.iterchildren(etree.Element))
+
+
+def _exclusive_c14n_prefixes(method: etree._Element) -> list[str] | None:
+    """The InclusiveNamespaces PrefixList of an exclusive c14n method, [] without one; None when
+    the element is not exactly that."""
+    if method.get("Algorithm") != EXC_C14N:
+        return None
+    parameters = _children(method)
+    if not parameters:
+        return []
+    if len(parameters) != 1 or parameters[0].tag != _INCLUSIVE_NAMESPACES or _children(
+            parameters[0]):
+        return None
+    prefixes = (parameters[0].get("PrefixList") or "").split()
+    # lxml passes libxml2 only the prefixes its dictionary holds, and "#default", the default
+    # namespace, is none of them.
+    return None if "#default" in prefixes else prefixes
+
+
+def _base64_value(element: etree._Element) -> bytes | None:
+    """The base64 content of an element of text alone, line breaks and spaces allowed; None for
+    anything else (a comment or element inside, a character outside base64, bad padding)."""
+    if len(element):
+        return None
+    try:
+        text = (element.text or "").replace("\n", "").replace("\r", "").replace(" ", "")
+        binary = text.replace("\t", "").encode("ascii")
+        return binascii.a2b_base64(binary, strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+
+
+def _canonical_without(signed: etree._Element, signature: etree._Element,
+                       prefixes: list[str]) -> bytes:
+    """``signed`` without ``signature``, in exclusive c14n without comments: the enveloped
+    transform then c14n. lxml moves an element's tail (the text after it) with the element, but
+    the transform removes the element alone, so the tail is joined to the text before it while
+    the signature is out; the tree is put back as it was."""
+    position = signed.index(signature)
+    previous = signature.getprevious()
+    tail, before = signature.tail, (signed.text if previous is None else previous.tail)
+    signed.remove(signature)  # takes the tail with it
+    if tail:
+        if previous is None:
+            signed.text = (before or "") + tail
+        else:
+            previous.tail = (before or "") + tail
+    try:
+        return etree.tostring(signed, method="c14n", exclusive=True, with_comments=False,
+                              inclusive_ns_prefixes=prefixes)
+    finally:
+        if previous is None:
+            signed.text = before
+        else:
+            previous.tail = before
+        signed.insert(position, signature)
+        signature.tail = tail
+
+
+def _signature_holds(key: PublicKey, signature: bytes, data: bytes,
+                     hash_algorithm: hashes.HashAlgorithm) -> bool:
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+            return True
+        # XML-DSig's ECDSA value is r then s, each as long as the curve's order (RFC 6931).
+        size = (key.curve.key_size + 7) // 8
+        if len(signature) != 2 * size:
+            return False
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hash_algorithm))
+        return True
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
+        return False
+
+
+__all__ = ["PublicKey", "verifies"]
