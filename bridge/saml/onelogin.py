@@ -2,10 +2,11 @@
 
 python3-saml is the library-level validator: strict mode, every security option set explicitly
 below. It reports problems as booleans, error lists and a mix of exception types; this module turns
-all of them into ``SamlRejected``. Three adjustments, each scoped to this module:
+all of them into ``SamlRejected``. Four adjustments, each scoped to this module:
 
 * its XML Schema, XPath expressions and the IdP's certificates are compiled or loaded once per
   thread instead of on every call (measured by scripts/bench: docs/performance.md);
+* the common form of its SAML times is parsed without ``strptime``, to the same result;
 * its clock reads our injected clock (through a context variable set only while we validate),
   shifted back by the IdP's skew so its expiry checks honour the configured skew;
 * its ``Conditions`` time check is replaced by one using that clock and skew in both directions
@@ -17,8 +18,11 @@ allow-lists, reading only signed content) is done in ``bridge.saml.response``.
 
 from __future__ import annotations
 
+import calendar
 import contextvars
+import datetime as dt
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -55,10 +59,38 @@ def _now() -> int:
 
 OneLogin_Saml2_Utils.now = staticmethod(_now)
 
+# --- SAML times, parsed without strptime ------------------------------------------------------
+# The library parses each of a response's four or five times with ``datetime.strptime`` (about
+# 7 µs each). The common form (ASCII digits, optional fraction, "Z") is read here with the same
+# result; everything else is the library's to parse or refuse, as before.
+_SAML_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                        r"(?:\.[0-9]+)?Z\Z")
+_library_parse_time = OneLogin_Saml2_Utils.parse_SAML_to_time
+
+
+def _parse_time(timestr: Any) -> int:
+    match = _SAML_TIME.match(timestr) if isinstance(timestr, str) else None
+    if match is not None:
+        try:
+            year, month, day, hour, minute, second = map(int, match.groups())
+            moment = dt.datetime(year, month, day, hour, minute, second)  # noqa: DTZ001 - "Z"
+        except ValueError:  # no such day, hour 24, a leap second: the library decides
+            pass
+        else:
+            return calendar.timegm(moment.utctimetuple())
+    return int(_library_parse_time(timestr))
+
+
+OneLogin_Saml2_Utils.parse_SAML_to_time = staticmethod(_parse_time)
+
 # --- schema, compiled once ---------------------------------------------------------------------
 
 _schemas = threading.local()  # per thread: compiled schemas and XPath expressions
 _SCHEMA_DIR = os.path.join(os.path.dirname(onelogin_xml_utils.__file__), "schemas")
+# One compilation at a time in a process: a worker's threads first validate at the same moment
+# under load, and one such compilation failed once under gunicorn ("Document is not valid XML
+# Schema", nothing in its error log); it costs nothing after each thread's first login.
+_COMPILING = threading.Lock()
 
 
 def _validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
@@ -67,7 +99,7 @@ def _validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
         cache = _schemas.compiled = {}
     compiled = cache.get(schema)
     if compiled is None:
-        with open(os.path.join(_SCHEMA_DIR, schema), "rb") as handle:
+        with _COMPILING, open(os.path.join(_SCHEMA_DIR, schema), "rb") as handle:
             compiled = cache[schema] = etree.XMLSchema(etree.parse(handle))
     document = OneLogin_Saml2_XML.to_etree(xml)
     if not compiled.validate(document):
