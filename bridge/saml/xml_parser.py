@@ -97,28 +97,24 @@ def _cut_off(data: bytes) -> bool:
     return False
 
 
-_XINCLUDE_NS = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
+_XINCLUDE = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
+# True when some element lies more than MAX_DEPTH levels down, counting the root as one.
+_TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
 
 
 def check_nodes(root: etree._Element) -> None:
-    """Refuse comments, PIs, entity references, XInclude and deep nesting under ``root``."""
-    depth = 0
-    for event, element in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
-        if event == "end":
-            depth -= 1
-            continue
-        if event != "start":
-            raise _refuse_node(element)
-        depth += 1
-        if depth > MAX_DEPTH:
-            # libxml2 already stops at 256 levels; SAML needs well under 20.
-            raise SamlRejected("saml_malformed", "The SAML message is nested too deeply.",
-                               log_detail={"limit": MAX_DEPTH})
-        tag = element.tag
-        if not isinstance(tag, str):
-            raise _refuse_node(element)
-        if tag.startswith("{") and tag[1:].split("}", 1)[0] in _XINCLUDE_NS:
-            raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
+    """Refuse comments, PIs, entity references, deep nesting and XInclude under ``root``. Each
+    is one search in libxml2 (a walk of every node in Python cost ten times as much); node kinds
+    and namespaces are matched by type and by string, so the nodes xmlsec made in a decrypted
+    assertion are checked as well as parsed ones."""
+    for node in root.iter(etree.Comment, etree.ProcessingInstruction, etree.Entity):
+        raise _refuse_node(node)
+    if _TOO_DEEP(root):
+        # libxml2 already stops at 256 levels; SAML needs well under 20.
+        raise SamlRejected("saml_malformed", "The SAML message is nested too deeply.",
+                           log_detail={"limit": MAX_DEPTH})
+    for _ in root.iter(*_XINCLUDE):
+        raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
 
 
 def _refuse_node(node: etree._Element) -> SamlRejected:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 import xmlsec
 from lxml import etree
 
+from bridge.saml.xml_parser import MAX_DEPTH
 from bridge.sp_keys.manager import SamlKeys
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack, clone
@@ -152,3 +154,28 @@ def test_plaintext_assertion_without_an_id(attack: Attack) -> None:
     wrapper.append(assertion)
     encrypt_assertion(root, sp_certificate(attack))
     attack.refused(attack.post(root), "saml_malformed")
+
+
+@pytest.mark.parametrize("hidden", ["comment", "instruction", "xinclude", "xinclude 2003",
+                                    "deep nesting"])
+def test_markup_hidden_in_the_plaintext_is_refused(attack: Attack, hidden: str) -> None:
+    """What decryption puts into the document (nodes xmlsec made) gets the parser's node checks:
+    a comment, a processing instruction, XInclude or nesting past the limit inside the
+    ciphertext is refused, with the one code every unusable plaintext gets."""
+    _, root = attack.fresh()
+    x.strip_signature(root)
+    subject = x.one(root, "//saml:Assertion/saml:Subject")
+    if hidden == "comment":
+        subject.append(etree.Comment(" hidden "))
+    elif hidden == "instruction":
+        subject.append(etree.ProcessingInstruction("hidden", "data"))
+    elif hidden.startswith("xinclude"):
+        year = "2003" if hidden.endswith("2003") else "2001"
+        etree.SubElement(subject, f"{{http://www.w3.org/{year}/XInclude}}include",
+                         href="file:///etc/passwd", parse="text")
+    else:
+        holder = subject
+        for _ in range(MAX_DEPTH):
+            holder = etree.SubElement(holder, f"{{{x.SAML}}}nest")
+    encrypt_assertion(root, sp_certificate(attack))
+    attack.refused(attack.post(root), "saml_decryption_failed")
