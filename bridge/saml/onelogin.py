@@ -230,6 +230,9 @@ def build_settings(params: OneLoginParams) -> OneLogin_Saml2_Settings:
                                         "binding": C.BINDING_HTTP_REDIRECT}}
                if params.idp_slo_url else {}),
             "x509certMulti": {"signing": certs},
+            # Never read: the signing list above decides. Without it the library looks for an
+            # idp.crt file in its own directory on every response it checks.
+            "x509cert": certs[0] if certs else "",
         },
         "security": {
             "nameIdEncrypted": False,

@@ -1,14 +1,21 @@
-"""python3-saml's times are parsed by ``saml/onelogin.py`` without ``strptime`` when they have
-the common form: the result must be the library's own, and every other form must reach the
-library, which parses or refuses it as it always did."""
+"""What ``saml/onelogin.py`` changes in python3-saml, the second opinion, changes no answer:
+its times in the common form are parsed without ``strptime`` to the library's own result (every
+other form reaches the library, which parses or refuses it as it always did), and it reads no
+certificate file of its own while it checks a response."""
 
 from __future__ import annotations
 
 import random
+import time
+from pathlib import Path
 
 import pytest
+from onelogin.saml2 import settings as onelogin_settings
 
+from bridge.dev.saml_idp import USERS, DevIdp
 from bridge.saml import onelogin
+from tests.attacks import xml_tools as x
+from tests.conftest import BRIDGE_URL
 
 LIBRARY = onelogin._library_parse_time
 OURS = onelogin.OneLogin_Saml2_Utils.parse_SAML_to_time
@@ -46,3 +53,23 @@ def test_random_times_and_near_misses() -> None:
             at = chance.randrange(len(text) + 1)
             text = text[:at] + chance.choice(alphabet) + text[at + 1:]
         assert _outcome(OURS, text) == _outcome(LIBRARY, text), text
+
+
+def test_no_certificate_file_is_looked_for(session_dev_idp: DevIdp, idp_key_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given only a list of signing certificates, the library looked for an ``idp.crt`` in its
+    own directory on every response (a file anyone able to write there could have slipped in)."""
+    acs = f"{BRIDGE_URL}/saml/dev/acs"
+    response = session_dev_idp.response_for(None, USERS["alice"], acs_url=acs,
+                                            sp_entity_id=f"{BRIDGE_URL}/saml/metadata")
+    settings = onelogin.build_settings(onelogin.OneLoginParams(
+        sp_entity_id=f"{BRIDGE_URL}/saml/metadata", acs_url=acs,
+        idp_entity_id=session_dev_idp.entity_id, idp_sso_url=f"{session_dev_idp.entity_id}/sso",
+        idp_certificates=(x.load_keypair(idp_key_dir).cert_pem.decode(),), allow_sha1=False))
+
+    def no_file(path: str) -> bool:
+        raise AssertionError(f"looked for {path}")
+
+    monkeypatch.setattr(onelogin_settings, "exists", no_file)
+    onelogin.strict_validate(settings, response, acs_url=acs, request_id=None, now=time.time(),
+                             skew_seconds=60)
