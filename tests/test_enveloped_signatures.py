@@ -60,6 +60,9 @@ def _keypair(kind: str) -> tuple[bytes, bytes]:
     return _KEYS[kind]
 
 
+# As the bridge parses: no xml:id collected as an ID (``xml_parser``).
+_PARSER = etree.XMLParser(collect_ids=False, resolve_entities=False)
+
 DOCUMENT = b"""<root xmlns="urn:default" xmlns:xs="http://www.w3.org/2001/XMLSchema"
       xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:unused="urn:unused">
   <a:Signed xmlns:a="urn:a" ID="_s1" a:attr="1" xml:lang="en">
@@ -74,12 +77,13 @@ def _sign(document: bytes = DOCUMENT, *, kind: str = "rsa", method: int = C.Tran
           digest: int = C.TransformSha256, position: int = 0,
           transforms: tuple[int, ...] = (C.TransformEnveloped, C.TransformExclC14N),
           prefixes: str | None = None, info_prefixes: str | None = None,
-          tail: str | None = None) -> tuple[etree._Element, etree._Element, etree._Element]:
+          tail: str | None = None, signature_ns: str | None = "ds",
+          ) -> tuple[etree._Element, etree._Element, etree._Element]:
     """The document with ``a:Signed`` (or the root, if it carries the ID) signed by xmlsec:
     (root, signed element, signature)."""
     root = etree.fromstring(document)
     signed = root if root.get("ID") else root[0]
-    signature = xmlsec.template.create(signed, C.TransformExclC14N, method, ns="ds")
+    signature = xmlsec.template.create(signed, C.TransformExclC14N, method, ns=signature_ns)
     signed.insert(position, signature)
     signature.tail = tail
     reference = xmlsec.template.add_reference(signature, digest, uri="#" + signed.get("ID"))
@@ -99,7 +103,7 @@ def _sign(document: bytes = DOCUMENT, *, kind: str = "rsa", method: int = C.Tran
     xmlsec.tree.add_ids(signed, ["ID"])
     context.sign(signature)
     # Parsed again, as everything verified is (lxml finds no element xmlsec's templates made).
-    root = etree.fromstring(etree.tostring(root))
+    root = etree.fromstring(etree.tostring(root), parser=_PARSER)
     signed = root if root.get("ID") else root[0]
     return root, signed, signed.find(DS + "Signature")
 
@@ -358,3 +362,85 @@ def _base64_clean(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+
+
+@pytest.mark.parametrize("prefix", ["ds", "x", None])
+def test_the_signature_namespace_declared_on_an_ancestor_too(prefix: str | None) -> None:
+    """An ancestor declaring the signature namespace (as ``ds``), the signature declaring it
+    again under its own prefix or as the default: the tree stays as it was (taking the signature
+    out and back in once made lxml rewrite its declarations) and the verdict is libxmlsec's."""
+    signed_root, _, _ = _sign(signature_ns=prefix)
+    text = etree.tostring(signed_root)
+    own = f'<{prefix}:Signature xmlns:{prefix}="{DSIG}"' if prefix else f'<Signature xmlns="{DSIG}"'
+    assert own.encode() in text
+    root = etree.fromstring(text.replace(b"<root ", f'<root xmlns:ds="{DSIG}" '.encode(), 1),
+                            parser=_PARSER)
+    signed = root[0]
+    signature = signed.find(f"{{{DSIG}}}Signature")
+    assert _verdicts(root, signed, signature, _keys("rsa")) == (True, True)
+    verify_signature(signature, signed, _keys("rsa"), uses_sha1=False)
+
+
+def test_the_signature_renamed_under_an_ancestors_prefix_is_refused() -> None:
+    """Signed as ``ds:``, received as ``x:`` bound to the same namespace where an ancestor binds
+    ``ds``: SignedInfo's canonical form changed, so libxmlsec refuses, and so does this module."""
+    document = DOCUMENT.replace(b'<root xmlns="urn:default"',
+                                f'<root xmlns:ds="{DSIG}" xmlns="urn:default"'.encode())
+    root, signed, signature = _sign(document)
+    text = etree.tostring(root)
+    start = text.index(b"<ds:Signature")
+    end = text.index(b"</ds:Signature>") + len(b"</ds:Signature>")
+    renamed = text[start:end].replace(f' xmlns:ds="{DSIG}"'.encode(), b"").replace(
+        b"ds:", b"x:").replace(b"<x:Signature", f'<x:Signature xmlns:x="{DSIG}"'.encode(), 1)
+    again = etree.fromstring(text[:start] + renamed + text[end:], parser=_PARSER)
+    signature = again[0].find(f"{{{DSIG}}}Signature")
+    assert signature.prefix == "x"
+    assert _verdicts(again, again[0], signature, _keys("rsa")) == (False, False)
+
+
+@pytest.mark.parametrize("where", ["root", "signed"])
+def test_a_relative_namespace_uri_is_a_refusal_not_an_error(where: str) -> None:
+    """libxml2's c14n will not canonicalize a relative namespace URI: the signature is refused
+    (by libxmlsec, which cannot either), never an exception."""
+    root, signed, signature = _sign()
+    text = etree.tostring(root)
+    old = b"<root " if where == "root" else b"<a:Signed "
+    again = etree.fromstring(text.replace(old, old + b'xmlns:rel="relative/uri" ', 1),
+                             parser=_PARSER)
+    signature = again[0].find(f"{{{DSIG}}}Signature")
+    assert _verdicts(again, again[0], signature, _keys("rsa")) == (False, False)
+    with pytest.raises(SamlRejected):
+        verify_signature(signature, again[0], _keys("rsa"), uses_sha1=False)
+
+
+def test_many_namespaces_in_scope_go_to_libxmlsec() -> None:
+    """lxml's c14n of an element below the root copies every ancestor's declarations, checking
+    each against the others: past a few dozen in scope the signature is left to libxmlsec
+    (which accepts this valid one)."""
+    declarations = " ".join(f'xmlns:n{i}="urn:n:{i}"' for i in range(2000))
+    document = DOCUMENT.replace(b"<root ", f"<root {declarations} ".encode())
+    root, signed, signature = _sign(document)
+    assert _verdicts(root, signed, signature, _keys("rsa")) == (False, True)
+    verify_signature(signature, signed, _keys("rsa"), uses_sha1=False)
+
+
+@pytest.mark.parametrize("separator", ["  ", "\t", "\n", "\u00a0", "\u3000"])
+def test_prefix_lists_split_as_libxmlsec_splits_them(separator: str) -> None:
+    """Only spaces separate prefixes (as libxmlsec reads them; an empty name between two may
+    stand for the default namespace, which is left to libxmlsec): ours is never the only yes,
+    and the signature made over the list verifies."""
+    glue = separator.encode().decode("unicode_escape")
+    root, signed, signature = _sign(prefixes=f"xs{glue}xsi", info_prefixes=f"xs{glue}a")
+    assert _verdicts(root, signed, signature, _keys("rsa"))[1] is True
+    verify_signature(signature, signed, _keys("rsa"), uses_sha1=False)
+
+
+def test_an_instruction_in_the_signed_content_goes_to_libxmlsec() -> None:
+    """Its data is not escaped in canonical form, so the signature's bytes could not be told
+    apart from it: left to libxmlsec (messages refuse instructions; metadata drops them)."""
+    root, signed, signature = _sign(tail="\n")
+    signed.append(etree.ProcessingInstruction("x", "<ds:Signature>"))
+    assert _verdicts(root, signed, signature, _keys("rsa"))[0] is False

@@ -11,11 +11,14 @@ It answers only "verified". Anything it does not handle exactly (another order o
 element where none is expected, a comment inside a value, a key that is neither RSA nor EC) and
 every signature it cannot verify goes to libxmlsec, which decides as it always did
 (``verify.verify_signature``): a document this module accepts is one libxmlsec accepts too, and
-a document libxmlsec accepts is never refused because of this module (decision 33).
+a document libxmlsec accepts is never refused because of this module (decision 33). It never
+changes the tree.
 
-Only for a document as lxml parsed it: nodes another library made (the assertion xmlsec
-decrypted) may carry namespace prefixes outside lxml's dictionary, which its c14n would leave
-out of an InclusiveNamespaces list. The caller has run the shape check
+Only for a document as our parser (``xml_parser``) made it: nodes another library made (the
+assertion xmlsec decrypted) may carry namespace prefixes outside lxml's dictionary, which its
+c14n would leave out of an InclusiveNamespaces list; and with ``xml:id`` collected as IDs (lxml's
+default parser, not ours) libxmlsec could resolve the Reference to another element. The caller
+has run the shape check
 (``signature_policy.check_signature``): algorithms and transforms come from the allow-list, the
 Reference points at the element carrying the signature, and no ID occurs twice.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -62,6 +66,9 @@ _DIGESTS = {
     _MORE + "sha384": "sha384",
     "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
 }
+
+# Real messages have a handful in scope; more are left to libxmlsec (see ``verifies``).
+_MAX_IN_SCOPE_NAMESPACES = 64
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -108,11 +115,20 @@ def verifies(signature: etree._Element, signed: etree._Element, keys: Sequence[P
     if expected_digest is None or signature_bytes is None:
         return False
 
-    content = _canonical_without(signed, signature, reference_prefixes)
-    if hashlib.new(digest_name, content).digest() != expected_digest:
+    # lxml canonicalizes an element below the root on a copy of it that carries every namespace
+    # its ancestors declare, and checks each declaration against the ones copied before: work
+    # that grows with the square of their number. SignedInfo, the deepest element canonicalized,
+    # lies at most four levels down in any shape checked, so its in-scope namespaces bound them.
+    if len(signed_info.nsmap) > _MAX_IN_SCOPE_NAMESPACES:
         return False
-    signed_bytes = etree.tostring(signed_info, method="c14n", exclusive=True,
-                                  with_comments=False, inclusive_ns_prefixes=info_prefixes)
+    try:
+        content = _canonical_without(signed, signature, reference_prefixes)
+        if content is None or hashlib.new(digest_name, content).digest() != expected_digest:
+            return False
+        signed_bytes = etree.tostring(signed_info, method="c14n", exclusive=True,
+                                      with_comments=False, inclusive_ns_prefixes=info_prefixes)
+    except etree.LxmlError:  # libxml2's c14n refuses, e.g., a relative namespace URI
+        return False
     key_type, hash_type = method
     return any(isinstance(key, key_type) and _signature_holds(key, signature_bytes, signed_bytes,
                                                               hash_type())
@@ -136,10 +152,12 @@ def _exclusive_c14n_prefixes(method: etree._Element) -> list[str] | None:
     if len(parameters) != 1 or parameters[0].tag != _INCLUSIVE_NAMESPACES or _children(
             parameters[0]):
         return None
-    prefixes = (parameters[0].get("PrefixList") or "").split()
-    # lxml passes libxml2 only the prefixes its dictionary holds, and "#default", the default
-    # namespace, is none of them.
-    return None if "#default" in prefixes else prefixes
+    # Split at spaces alone, as libxmlsec does. lxml passes libxml2 only the prefixes its
+    # dictionary holds, and the default namespace ("#default", or the empty name between two
+    # spaces) is none of them.
+    text = parameters[0].get("PrefixList") or ""
+    prefixes = text.split(" ") if text else []
+    return None if "#default" in prefixes or "" in prefixes else prefixes
 
 
 def _base64_value(element: etree._Element) -> bytes | None:
@@ -156,30 +174,53 @@ def _base64_value(element: etree._Element) -> bytes | None:
 
 
 def _canonical_without(signed: etree._Element, signature: etree._Element,
-                       prefixes: list[str]) -> bytes:
+                       prefixes: list[str]) -> bytes | None:
     """``signed`` without ``signature``, in exclusive c14n without comments: the enveloped
-    transform then c14n. lxml moves an element's tail (the text after it) with the element, but
-    the transform removes the element alone, so the tail is joined to the text before it while
-    the signature is out; the tree is put back as it was."""
-    position = signed.index(signature)
-    previous = signature.getprevious()
-    tail, before = signature.tail, (signed.text if previous is None else previous.tail)
-    signed.remove(signature)  # takes the tail with it
-    if tail:
-        if previous is None:
-            signed.text = (before or "") + tail
-        else:
-            previous.tail = (before or "") + tail
-    try:
-        return etree.tostring(signed, method="c14n", exclusive=True, with_comments=False,
-                              inclusive_ns_prefixes=prefixes)
-    finally:
-        if previous is None:
-            signed.text = before
-        else:
-            previous.tail = before
-        signed.insert(position, signature)
-        signature.tail = tail
+    transform then c14n; None when that cannot be told here. The tree is not touched (taking an
+    element out and back in makes lxml rewrite its namespace declarations): ``signed`` is
+    canonicalized whole and the signature's own bytes are cut out. Exclusive c14n renders an
+    element from its ancestors alone, so what remains is what the node set without the signature
+    gives. In canonical form a start tag's ``<`` occurs nowhere else (text and attribute values
+    have it escaped, comments are left out, processing instructions are refused below)."""
+    if next(signed.iter(etree.ProcessingInstruction), None) is not None:
+        return None
+    whole = etree.tostring(signed, method="c14n", exclusive=True, with_comments=False,
+                           inclusive_ns_prefixes=prefixes)
+    prefix = signature.prefix
+    # Elements printed with the signature's name before it: those with its local name and prefix.
+    before = 0
+    for element in signed.iter("{*}Signature"):
+        if element is signature:
+            break
+        before += element.prefix == prefix
+    tags = _tag_pattern(f"{prefix}:Signature" if prefix else "Signature")
+    depth, start = 0, -1
+    for match in tags.finditer(whole):
+        opening = match.group(1) is None
+        if start < 0:
+            if opening:
+                if before == 0:
+                    start, depth = match.start(), 1
+                before -= 1
+            continue
+        depth += 1 if opening else -1
+        if depth == 0:
+            return whole[:start] + whole[match.end():]
+    return None
+
+
+_tag_patterns: dict[str, re.Pattern[bytes]] = {}
+
+
+def _tag_pattern(name: str) -> re.Pattern[bytes]:
+    """Start and end tags of ``name`` in canonical form (group 1 set for an end tag)."""
+    pattern = _tag_patterns.get(name)
+    if pattern is None:
+        escaped = re.escape(name.encode())
+        pattern = re.compile(b"<(/)?" + escaped + b"[ >]")
+        if len(_tag_patterns) < 64:
+            _tag_patterns[name] = pattern
+    return pattern
 
 
 def _signature_holds(key: PublicKey, signature: bytes, data: bytes,

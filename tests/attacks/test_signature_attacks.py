@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import xmlsec
 from lxml import etree
 
@@ -363,3 +364,16 @@ def test_sha1_exception_accepts_until_its_sunset_and_says_so(attack: Attack, idp
     _, root = attack.fresh()
     attack.resign(root, method=x.RSA_SHA1, digest=x.SHA1)
     attack.refused(attack.post(root), "saml_signature_algorithm", before)
+
+
+@pytest.mark.parametrize("where", ["Response", "Assertion"])
+def test_a_relative_namespace_uri_is_refused_not_a_server_error(attack: Attack, where: str) -> None:
+    """libxml2's canonicalization will not render a relative namespace URI; a declaration of one,
+    in the signed content or around it, is a refused signature (400), never a 500."""
+    _, root = attack.fresh()
+    text = etree.tostring(root)
+    element = root if where == "Response" else x.assertion(root)
+    tag = f"<{element.prefix}:{where} "
+    assert tag.encode() in text
+    text = text.replace(tag.encode(), tag.encode() + b'xmlns:rel="relative/uri" ', 1)
+    attack.refused(attack.post(text), "saml_signature_invalid")
