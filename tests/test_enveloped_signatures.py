@@ -78,6 +78,7 @@ def _sign(document: bytes = DOCUMENT, *, kind: str = "rsa", method: int = C.Tran
           transforms: tuple[int, ...] = (C.TransformEnveloped, C.TransformExclC14N),
           prefixes: str | None = None, info_prefixes: str | None = None,
           tail: str | None = None, signature_ns: str | None = "ds",
+          twin: str | None = None,
           ) -> tuple[etree._Element, etree._Element, etree._Element]:
     """The document with ``a:Signed`` (or the root, if it carries the ID) signed by xmlsec:
     (root, signed element, signature)."""
@@ -94,6 +95,11 @@ def _sign(document: bytes = DOCUMENT, *, kind: str = "rsa", method: int = C.Tran
     if info_prefixes is not None:
         method_node = signature.find(f"{DS}SignedInfo/{DS}CanonicalizationMethod")
         etree.SubElement(method_node, EXC + "InclusiveNamespaces", PrefixList=info_prefixes)
+    if twin is not None:  # a namespaced copy of a SignedInfo attribute, signed with it
+        target = {"PrefixList": ".//{*}InclusiveNamespaces", "URI": ".//{*}Reference",
+                  "Algorithm": ".//{*}SignatureMethod"}[twin]
+        element = next(e for e in signature.iter() if e.tag.endswith(target.split("}")[-1]))
+        element.set(f"{{urn:x}}{twin}", "x")
     xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
     private, certificate = _keypair(kind)
     key = xmlsec.Key.from_memory(private, C.KeyDataFormatPem)
@@ -444,3 +450,15 @@ def test_an_instruction_in_the_signed_content_goes_to_libxmlsec() -> None:
     root, signed, signature = _sign(tail="\n")
     signed.append(etree.ProcessingInstruction("x", "<ds:Signature>"))
     assert _verdicts(root, signed, signature, _keys("rsa"))[0] is False
+
+
+@pytest.mark.parametrize("attribute", ["PrefixList", "URI", "Algorithm"])
+def test_a_namespaced_twin_of_a_signedinfo_attribute_goes_to_libxmlsec(attribute: str) -> None:
+    """libxmlsec reads SignedInfo's attributes by local name whatever their namespace, so a
+    namespaced twin placed first could make it read another value than this module does: such a
+    signature is libxmlsec's to judge."""
+    root, signed, signature = _sign(prefixes="", twin=attribute)
+    assert f'{{urn:x}}{attribute}' in {name for e in signature.iter() for name in e.attrib}
+    ours, theirs = _verdicts(root, signed, signature, _keys("rsa"))
+    assert ours is False
+    assert theirs is True  # the plain attribute comes first: libxmlsec reads the signed value

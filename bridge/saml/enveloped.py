@@ -12,7 +12,10 @@ element where none is expected, a comment inside a value, a key that is neither 
 every signature it cannot verify goes to libxmlsec, which decides as it always did
 (``verify.verify_signature``): a document this module accepts is one libxmlsec accepts too, and
 a document libxmlsec accepts is never refused because of this module (decision 33). It never
-changes the tree.
+changes the tree. One difference is left: libxmlsec canonicalizes within the whole document and
+refuses a relative namespace URI anywhere in it, this module looks at the signed element and its
+ancestors only. Where the signed element is not the root (an assertion in a Response) the ACS's
+second opinion, python3-saml's libxmlsec, still refuses such a document.
 
 Only for a document as our parser (``xml_parser``) made it: nodes another library made (the
 assertion xmlsec decrypted) may carry namespace prefixes outside lxml's dictionary, which its
@@ -88,6 +91,9 @@ def verifies(signature: etree._Element, signed: etree._Element, keys: Sequence[P
     if [part.tag for part in info] != [_C14N_METHOD, _SIGNATURE_METHOD, _REFERENCE]:
         return False
     c14n_method, signature_method, reference = info
+    if _namespaced_attribute(signed_info):
+        # libxmlsec reads Algorithm, URI and PrefixList by local name, whatever their namespace.
+        return False
     info_prefixes = _exclusive_c14n_prefixes(c14n_method)
     method = _METHODS.get(signature_method.get("Algorithm") or "")
     if uses_sha1 and signature_method.get("Algorithm") == SHA1_SIGNATURE:
@@ -133,6 +139,9 @@ def verifies(signature: etree._Element, signed: etree._Element, keys: Sequence[P
     return any(isinstance(key, key_type) and _signature_holds(key, signature_bytes, signed_bytes,
                                                               hash_type())
                for key in keys)
+
+
+_namespaced_attribute = etree.XPath("boolean(descendant-or-self::*/@*[namespace-uri() != ''])")
 
 
 def _children(element: etree._Element) -> list[etree._Element]:
