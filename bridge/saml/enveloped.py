@@ -4,7 +4,7 @@ Nearly every IdP signs a SAML element the same way: one enveloped signature, its
 transforms exactly enveloped-signature then exclusive c14n, exclusive c14n of SignedInfo, an RSA
 or ECDSA method. For that shape this module computes what libxmlsec would (the element without
 its signature, canonicalized by libxml2's own exclusive c14n, which libxmlsec calls too; the
-digest; the signature over SignedInfo's canonical form) in about a third of its CPU: libxmlsec
+digest; the signature over SignedInfo's canonical form) in about half of its CPU: libxmlsec
 builds its node sets node by node and reads the document's namespaces for each.
 
 It answers only "verified". Anything it does not handle exactly (another order of transforms, an

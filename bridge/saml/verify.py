@@ -1,7 +1,7 @@
 """XML signature verification against the IdP's configured certificates only.
 
 The key always comes from metadata, never from the message's ``KeyInfo``. The common signature
-shape is verified by ``enveloped`` (lxml's c14n and cryptography, a third of the CPU); whatever
+shape is verified by ``enveloped`` (lxml's c14n and cryptography, about half the CPU); whatever
 it does not verify goes to libxmlsec, whose context is restricted to the allow-listed transforms
 so that, even if a shape check were ever missed, libxmlsec itself would refuse to run anything
 else.
