@@ -114,11 +114,8 @@ _ID_VALUES = etree.XPath("descendant-or-self::*/@ID | descendant-or-self::*/@Id"
 def check_unique_ids(root: etree._Element) -> None:
     """Refuse a document in which two elements carry one ID: a Reference could resolve to
     either."""
-    values: list[str] = _ID_VALUES(root)
-    if len(set(values)) == len(values):
-        return
     seen: set[str] = set()
-    for value in values:
+    for value in _ID_VALUES(root):
         if value in seen:
             raise SamlRejected("saml_signature_structure",
                                "Two elements share an ID.", log_detail={"id": value})

@@ -49,6 +49,20 @@ _BARE_KEY_ALGORITHMS = frozenset({PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5,
                                   PublicKeyAlgorithmOID.EC_PUBLIC_KEY})
 
 
+def _bare_public_key(certificate_pem: str | bytes) -> enveloped.PublicKey | None:
+    """The certificate's public key if it is plain RSA or EC; None for any other key, or a
+    certificate cryptography cannot read."""
+    pem = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+        if certificate.public_key_algorithm_oid not in _BARE_KEY_ALGORITHMS:
+            return None
+        key = certificate.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, enveloped.PublicKey) else None
+
+
 def verification_key(certificate_pem: str | bytes) -> xmlsec.Key:
     """The xmlsec key of a certificate's plain RSA or EC public key, without the certificate: a
     signature context copies the key it is given, and copying the certificate with it costs
@@ -56,29 +70,13 @@ def verification_key(certificate_pem: str | bytes) -> xmlsec.Key:
     used as it is (xmlsec checks no date or extension of its certificate), so the two verify
     the same signatures. Other keys, and what cryptography cannot read, are loaded with their
     certificate (which may raise ``xmlsec.Error``)."""
+    key = _bare_public_key(certificate_pem)
+    if key is not None:
+        spki = key.public_bytes(serialization.Encoding.PEM,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+        return xmlsec.Key.from_memory(spki, xmlsec.constants.KeyDataFormatPem)
     pem = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-        if certificate.public_key_algorithm_oid in _BARE_KEY_ALGORITHMS:
-            spki = certificate.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            return xmlsec.Key.from_memory(spki, xmlsec.constants.KeyDataFormatPem)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass
     return xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatCertPem)
-
-
-def _public_key(certificate_pem: str) -> enveloped.PublicKey | None:
-    """The certificate's plain RSA or EC public key (as ``verification_key`` gives xmlsec bare);
-    None for any other key, or a certificate cryptography cannot read."""
-    try:
-        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
-        if certificate.public_key_algorithm_oid not in _BARE_KEY_ALGORITHMS:
-            return None
-        key = certificate.public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return None
-    return key if isinstance(key, enveloped.PublicKey) else None
 
 
 class CertificateKeys:
@@ -88,7 +86,7 @@ class CertificateKeys:
     def __init__(self, pems: Sequence[str]) -> None:
         self._pems = tuple(pems)
         self._local = threading.local()
-        self.public = tuple(key for key in map(_public_key, self._pems) if key is not None)
+        self.public = tuple(key for key in map(_bare_public_key, self._pems) if key is not None)
 
     def loaded(self) -> list[xmlsec.Key]:
         # xmlsec keys are not shared between threads; each thread loads its own copy once. A
