@@ -31,6 +31,8 @@ _PREPARED_LIMIT = 128
 _STATE = "bridge.libpq.statements"
 # SQLAlchemy's SQL for psycopg: named placeholders, and a literal percent sign doubled.
 _PLACEHOLDER = re.compile(r"%\((?P<name>[^)]*)\)s|%%|%")
+# SQLSTATE invalid_sql_statement_name: a prepared statement the server does not hold.
+_UNKNOWN_STATEMENT = b"26000"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,6 @@ class _Statements:
         self.done = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
         self.tuples_ok = pq.ExecStatus.TUPLES_OK
         self.error_from_result = errors.error_from_result
-        self.unknown_statement = errors.InvalidSqlStatementName
         self.operational_error = errors.OperationalError
         self.sqlstate = pq.DiagnosticField.SQLSTATE
 
@@ -106,30 +107,28 @@ def run(pooled: Any, statement: DollarSql, parameters: Mapping[str, Any]) -> Res
     state = pooled.info.get(_STATE)
     if state is None or state.driver is not driver:
         state = pooled.info[_STATE] = _Statements(driver)
-    try:
-        return _execute(state, statement, parameters)
-    except state.unknown_statement:
-        # Gone from the server (a DEALLOCATE sent by someone else): prepare afresh, once.
-        state.names.clear()
-        return _execute(state, statement, parameters)
-
-
-def _execute(state: _Statements, statement: DollarSql, parameters: Mapping[str, Any]) -> Result:
     transformer = state.transformer
-    pgconn = state.driver.pgconn
+    pgconn = driver.pgconn
     values = transformer.dump_sequence([parameters[name] for name in statement.names],
                                        [state.auto] * len(statement.names))
     types = tuple(transformer.types or ())
+    formats = transformer.formats
     key = (statement.sql, types)
     name = state.names.get(key)
     if name is None and len(state.names) < _PREPARED_LIMIT:
+        # Never a name given before: one forgotten by the server is prepared again as itself.
         name = b"bridge_%d" % len(state.names)
         _checked(state, pgconn.prepare(name, statement.sql, types))
         state.names[key] = name
     if name is None:
-        result = pgconn.exec_params(statement.sql, values, types, transformer.formats)
+        result = pgconn.exec_params(statement.sql, values, types, formats)
     else:
-        result = pgconn.exec_prepared(name, values, transformer.formats)
+        result = pgconn.exec_prepared(name, values, formats)
+        if result.error_field(state.sqlstate) == _UNKNOWN_STATEMENT:
+            # Deallocated since (psycopg sends DEALLOCATE ALL after a rollback on a connection
+            # where it prepared statements of its own): prepared again, once.
+            _checked(state, pgconn.prepare(name, statement.sql, types))
+            result = pgconn.exec_prepared(name, values, formats)
     _checked(state, result)
     if result.status != state.tuples_ok:
         tuples = result.command_tuples
@@ -137,7 +136,7 @@ def _execute(state: _Statements, statement: DollarSql, parameters: Mapping[str, 
     count = result.ntuples
     transformer.set_pgresult(result)
     rows = transformer.load_rows(0, count, tuple) if count else []
-    encoding = state.driver.info.encoding
+    encoding = driver.info.encoding
     names = tuple((result.fname(i) or b"").decode(encoding) for i in range(result.nfields))
     return Result(rows, names, count)
 

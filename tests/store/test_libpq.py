@@ -37,8 +37,12 @@ def _postgresql(database: Database) -> None:
 def _prepared_names(database: Database) -> set[str]:
     """The statements this package prepared on the connection a lookup gets (the pool's last)."""
     with database.lookup() as connection:
-        rows = connection.connection.driver_connection.execute(
-            "SELECT name FROM pg_prepared_statements").fetchall()
+        return _prepared_names_on(connection)
+
+
+def _prepared_names_on(connection: direct.Runner) -> set[str]:
+    rows = connection.connection.driver_connection.execute(
+        "SELECT name FROM pg_prepared_statements").fetchall()
     return {name for (name,) in rows if name.startswith("bridge_")}
 
 
@@ -114,6 +118,27 @@ def test_statements_the_server_forgot_are_prepared_again(database: Database) -> 
         driver = connection.connection.driver_connection
         driver.execute("DEALLOCATE ALL")
         assert direct.first(connection, statement, {"v": "b"}).v == "b"
+
+
+def test_one_forgotten_statement_leaves_the_others_and_the_connection_usable(
+        database: Database) -> None:
+    """Only one of a connection's statements gone (a pooler, someone's DEALLOCATE): it comes
+    back under its own name, and no other name is handed out twice."""
+    _postgresql(database)
+    database.dispose()  # one connection for everything below
+    statements = [sa.text(f"SELECT CAST(:v AS VARCHAR) || '{n}' AS v") for n in range(3)]
+    with database.lookup() as connection:
+        for statement in statements:
+            direct.first(connection, statement, {"v": "a"})
+        names = sorted(_prepared_names_on(connection))
+        connection.connection.driver_connection.execute(f"DEALLOCATE {names[-1]}")
+    for _ in range(2):
+        with database.lookup() as connection:
+            assert [direct.first(connection, s, {"v": "b"}).v for s in statements] == [
+                "b0", "b1", "b2"]
+            assert direct.first(connection, sa.text("SELECT CAST(:v AS INTEGER) AS v"),
+                                {"v": 1}).v == 1
+    assert len(_prepared_names(database)) == 4
 
 
 def test_prepared_statements_per_connection_are_bounded(database: Database,
