@@ -12,8 +12,6 @@ reads and one-statement writes run on that connection outside any transaction
 Transaction objects cost 7 to 40 µs of CPU each time (SQLite; PostgreSQL, which also switches
 the connection into autocommit and back), as much as SQLite's whole rotation of a refresh
 token.
-On PostgreSQL, a statement outside a transaction goes further down, to libpq itself
-(``store/libpq.py``): psycopg's cursor costs as much CPU again as libpq's call.
 
 What the pipeline did and still happens here: NUL characters are refused (as ``store/db.py``
 does for every other statement), driver errors become SQLAlchemy's exception classes (so callers
@@ -37,7 +35,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from bridge.errors import InvalidValue, StoreUnavailable
-from bridge.store import libpq
 
 
 @dataclass(frozen=True)
@@ -48,9 +45,6 @@ class _Compiled:
     # The bind names in the order of the placeholders, for positional paramstyles (SQLite's ?);
     # None for named ones (psycopg's %(name)s).
     order: tuple[str, ...] | None
-    # On PostgreSQL, the statement as libpq takes it ($1, $2...), for statements run outside a
-    # transaction (``store/libpq.py``); None elsewhere, or when the SQL holds what it cannot take.
-    dollar: libpq.DollarSql | None = None
 
 
 class DriverConnection:
@@ -105,8 +99,7 @@ def _compile(connection: Runner, statement: ClauseElement,
                                      column_keys=list(keys) if keys else None)
         assert isinstance(compiled, SQLCompiler)
         order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        dollar = libpq.dollar_sql(compiled.string) if dialect.name == "postgresql" else None
-        found = _Compiled(statement, compiled.string, order, dollar)
+        found = _Compiled(statement, compiled.string, order)
         if len(_compiled) >= _CACHE_LIMIT:
             _compiled.clear()
         _compiled[cache_key] = found
@@ -130,10 +123,6 @@ def _run(connection: Runner, statement: ClauseElement,
         parameters[name] for name in compiled.order)
     dbapi = connection.dialect.loaded_dbapi
     try:
-        # A psycopg connection in autocommit (``Database.lookup()``, ``single_statement()``):
-        # the statement goes to libpq as it is. In a transaction, psycopg's cursor, which begins it.
-        if compiled.dollar is not None and connection.connection.driver_connection.autocommit:
-            return libpq.run(connection.connection, compiled.dollar, parameters), compiled
         cursor = _cursor(connection)
         cursor.execute(compiled.sql, bound)
     except dbapi.Error as error:
