@@ -21,10 +21,13 @@ _ASSERTION = "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion"
 _AUTH = ("backend", CONFIDENTIAL_SECRET)
 
 
-def bearer_grant(client: FlaskClient, idp: DevIdp, settings: Settings) -> TestResponse:
-    """The bearer grant's answer to alice's assertion signed by ``idp``."""
+def bearer_grant(client: FlaskClient, idp: DevIdp, settings: Settings, *, user: str = "alice",
+                 authn_instant: int | None = None) -> TestResponse:
+    """The bearer grant's answer to ``user``'s assertion signed by ``idp`` (authenticated at
+    ``authn_instant``, by default now)."""
     response = base64.b64decode(idp.response_for(
-        None, USERS["alice"], acs_url=TOKEN_URL, sp_entity_id=settings.sp_entity_id))
+        None, USERS[user], acs_url=TOKEN_URL, sp_entity_id=settings.sp_entity_id,
+        authn_instant=authn_instant))
     assertion = etree.fromstring(response).find(f".//{_ASSERTION}")
     encoded = base64.urlsafe_b64encode(etree.tostring(assertion)).rstrip(b"=").decode()
     return client.post("/token", data={

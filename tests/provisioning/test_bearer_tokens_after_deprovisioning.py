@@ -6,15 +6,24 @@ makes of it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from flask.testing import FlaskClient
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
 from bridge.store.db import Database
-from tests.bearer_tools import BACKEND, active, bearer_token, introspected_and_exchanged
+from bridge.store.models import AuditEvent
+from tests.bearer_tools import (
+    BACKEND,
+    active,
+    bearer_grant,
+    bearer_token,
+    introspected_and_exchanged,
+)
 from tests.conftest import DEMO_CLIENT, make_settings
 from tests.provisioning.conftest import ALICE_NAME_ID, Scim
 from tests.provisioning.scim_shapes import OKTA_DEACTIVATE, okta_user
@@ -36,3 +45,37 @@ def test_a_saml_bearer_access_token_is_inactive_once_the_person_is_deactivated(
 
     # Inactive, and no new token for the deactivated person.
     assert introspected_and_exchanged(client, token) == (False, 400)
+
+
+def _last_refusal(database: Database) -> str | None:
+    with database.transaction() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.event == "saml_bearer")
+                                .order_by(AuditEvent.id.desc())).first()
+        assert event is not None and event.outcome == "refused"
+        return event.code
+
+
+def test_a_deprovisioned_persons_assertion_dated_in_the_future_is_refused_as_deprovisioned(
+        client: FlaskClient, scim: Scim, dev_idp: DevIdp, settings: Settings,
+        database: Database) -> None:
+    """As at the ACS: an AuthnInstant no login can have is refused, but a deprovisioned
+    person's assertion is refused for the person, whatever else is wrong with it; the same
+    assertion of a person not deprovisioned is refused for its AuthnInstant. Nothing issued."""
+    created = scim("POST", "/Users", okta_user(ALICE_NAME_ID, "alice"))
+    assert scim("PATCH", f"/Users/{created.get_json()['id']}", OKTA_DEACTIVATE).status_code == 200
+    future = int(time.time()) + 365 * 86400
+
+    now_dated = bearer_grant(client, dev_idp, settings)
+    assert "access_token" not in now_dated.get_json()
+    deprovisioned_code = _last_refusal(database)
+    assert deprovisioned_code == "login_deprovisioned"
+
+    future_dated = bearer_grant(client, dev_idp, settings, authn_instant=future)
+    assert (future_dated.status_code, future_dated.get_json()) == (
+        now_dated.status_code, now_dated.get_json())
+    assert _last_refusal(database) == "login_deprovisioned"
+
+    bob = bearer_grant(client, dev_idp, settings, user="bob", authn_instant=future)
+    assert bob.status_code == 400 and "access_token" not in bob.get_json()
+    assert bob.get_json()["error"] == "invalid_grant"
+    assert _last_refusal(database) == "authn_instant_in_future"

@@ -9,11 +9,13 @@ from bridge.audit import refusals_audited
 from bridge.claims import build_claims, token_claims
 from bridge.config import ClientConfig
 from bridge.errors import SamlRejected, TokenError
-from bridge.oauth.deprovisioned import refuse_if_deprovisioned
+from bridge.oauth.deprovisioned import refuse_if_deprovisioned, refuse_if_person_deprovisioned
 from bridge.oauth.tokens import TokenSet, group_budget
 from bridge.replay import use_unsolicited
 from bridge.saml.bearer import verify_bearer_assertion
 from bridge.saml.subject import to_identity
+from bridge.saml.verified import ImplausibleAuthnInstant
+from bridge.store.direct import Runner
 from bridge.tokens.access import THROUGH_API, THROUGH_FILE, issue_access_token
 
 if TYPE_CHECKING:
@@ -49,20 +51,27 @@ class SamlBearerGrant:
         requested = (form.get("scope") or "").split()
         if any(s not in client.scopes for s in requested):
             raise TokenError("invalid_scope", "Scopes not allowed for this client.")
-        verified = verify_bearer_assertion(
-            # Only an IdP that went live vouches for users (bridge.idps.stages).
-            form.get("assertion", ""), idps={s: i for s, i in idps.items() if i.live},
-            sp_entity_id=settings.sp_entity_id,
-            token_url=f"{settings.base_url}/token", clock=clock)
+        try:
+            verified = verify_bearer_assertion(
+                # Only an IdP that went live vouches for users (bridge.idps.stages).
+                form.get("assertion", ""), idps={s: i for s, i in idps.items() if i.live},
+                sp_entity_id=settings.sp_entity_id,
+                token_url=f"{settings.base_url}/token", clock=clock)
+        except ImplausibleAuthnInstant as implausible:
+            # As at the ACS: a deprovisioned person is refused as such whatever else is wrong
+            # with the assertion, once its IdP has passed the checks below.
+            if implausible.refused is not None:
+                idp = idps[implausible.refused.idp_slug]
+                idp.require_current_metadata(clock.now())
+                with self.services.db.lookup() as connection:
+                    self._require_in_force(connection, idp.slug)
+                refuse_if_person_deprovisioned(self.services.db, implausible.refused, idp)
+            raise
         idp = idps[verified.idp_slug]
         idp.require_current_metadata(clock.now())
         identity = to_identity(verified, idp)
         with self.services.db.lookup() as connection:
-            # This node's registry may not have seen another node delete the IdP, or make
-            # another under its slug: the token must come through the IdP in force.
-            if not idps.still_in_force(connection, idp):
-                raise TokenError("invalid_grant", "The assertion comes from no configured IdP.",
-                                 code="saml_idp_not_in_force", log_detail={"idp": idp.slug})
+            self._require_in_force(connection, idp.slug)
             refuse_if_deprovisioned(connection, idp_slug=idp.slug, subject=identity.subject)
         claims = build_claims(client.claims_version, identity, idp.settings.mapping,
                               idp.settings.authn_contexts)
@@ -79,3 +88,11 @@ class SamlBearerGrant:
         metrics.token_issued(client.client_id, "saml2_bearer")
         return TokenSet(access_token, ttl, None, scope, client,
                         token_type="DPoP" if dpop_jkt else "Bearer")
+
+    def _require_in_force(self, connection: Runner, slug: str) -> None:
+        # This node's registry may not have seen another node delete the IdP, or make another
+        # under its slug: the token must come through the IdP in force.
+        idps = self.services.idps
+        if not idps.still_in_force(connection, idps[slug]):
+            raise TokenError("invalid_grant", "The assertion comes from no configured IdP.",
+                             code="saml_idp_not_in_force", log_detail={"idp": slug})
