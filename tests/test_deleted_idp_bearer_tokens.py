@@ -4,6 +4,7 @@ login (SAML bearer grant, RFC 7522) obtained through that IdP must end with it t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -270,3 +271,71 @@ def test_a_files_token_stays_ended_once_an_idp_of_the_admin_api_held_its_slug_si
     back = _declared_in_a_file(session_other_idp, idp_dir, restart)
     assert not active(back, token)
     assert active(back, bearer_token(back, session_other_idp, settings))
+
+
+@pytest.mark.parametrize("another_under_the_slug", [False, True])
+@pytest.mark.parametrize("future_dated", [False, True])
+def test_an_idp_deleted_while_its_assertion_is_checked_issues_nothing(
+        api, client: FlaskClient, session_other_idp: DevIdp, settings: Settings,  # type: ignore[no-untyped-def]
+        database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        another_under_the_slug: bool, future_dated: bool) -> None:
+    """The IdP is deleted (and, in one case, another IdP made live under its slug) after its
+    signature on the assertion was verified and before the grant asks whether it is still in
+    force: the grant checks the IdP that verified the signature, not whatever the registry holds
+    by then, so it refuses with a 400 and issues nothing (it issued a token through the new IdP,
+    or failed with a 500 when the slug was gone)."""
+    from bridge.saml.idp import SamlIdp
+
+    live_api_idp(api, session_other_idp, SLUG)
+    third = DevIdp(base_url="https://third-idp.example.org", state_dir=tmp_path / "third",
+                   sp_metadata=test_sp_metadata)
+    checked = SamlIdp.require_current_metadata
+    armed = [True]
+
+    def deleted_meanwhile(idp: SamlIdp, now: float) -> None:
+        if armed and armed.pop():
+            assert api("DELETE", f"/admin/api/idps/{SLUG}",
+                       json={"confirm_slug": SLUG}).status_code == 204
+            if another_under_the_slug:
+                live_api_idp(api, third, SLUG)
+        checked(idp, now)
+
+    monkeypatch.setattr(SamlIdp, "require_current_metadata", deleted_meanwhile)
+    future = int(time.time()) + 365 * 86400 if future_dated else None
+    answer = bearer_grant(client, session_other_idp, settings, authn_instant=future)
+    assert not armed  # the deletion happened inside the grant
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert answer.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in answer.get_json()
+    with database.transaction() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.event == "saml_bearer")
+                                .order_by(AuditEvent.id.desc())).first()
+        assert event is not None and event.outcome == "refused"
+        assert event.code == "saml_idp_not_in_force"
+
+
+@pytest.mark.parametrize("future_dated", [False, True])
+def test_an_idp_deleted_right_after_verifying_its_signature_is_a_400(
+        api, client: FlaskClient, session_other_idp: DevIdp, settings: Settings,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch, future_dated: bool) -> None:
+    """The registry reloaded between the signature check and the grant's next look at the IdP
+    (which found its slug gone: a 500 with no audit event): the grant keeps the IdP it verified
+    with, and refuses it as no longer in force."""
+    from bridge.oauth.grants import saml_bearer
+
+    live_api_idp(api, session_other_idp, SLUG)
+    verify = saml_bearer.verify_bearer_assertion
+
+    def then_deleted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return verify(*args, **kwargs)
+        finally:
+            assert api("DELETE", f"/admin/api/idps/{SLUG}",
+                       json={"confirm_slug": SLUG}).status_code == 204
+
+    monkeypatch.setattr(saml_bearer, "verify_bearer_assertion", then_deleted)
+    future = int(time.time()) + 365 * 86400 if future_dated else None
+    answer = bearer_grant(client, session_other_idp, settings, authn_instant=future)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert (answer.get_json()["error"], "access_token" in answer.get_json()) == (
+        "invalid_grant", False)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp

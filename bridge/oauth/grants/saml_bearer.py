@@ -19,6 +19,7 @@ from bridge.store.direct import Runner
 from bridge.tokens.access import THROUGH_API, THROUGH_FILE, issue_access_token
 
 if TYPE_CHECKING:
+    from bridge.idps.settings import IdentityProvider
     from bridge.services import Services
 
 
@@ -51,27 +52,30 @@ class SamlBearerGrant:
         requested = (form.get("scope") or "").split()
         if any(s not in client.scopes for s in requested):
             raise TokenError("invalid_scope", "Scopes not allowed for this client.")
+        # Only an IdP that went live vouches for users (bridge.idps.stages). One reading of the
+        # registry for the whole grant: the IdP that verified the signature is the one checked
+        # below, even if this node reloads its IdPs meanwhile (one deleted, or another made
+        # under its slug).
+        live = {s: i for s, i in idps.items() if i.live}
         try:
             verified = verify_bearer_assertion(
-                # Only an IdP that went live vouches for users (bridge.idps.stages).
-                form.get("assertion", ""), idps={s: i for s, i in idps.items() if i.live},
-                sp_entity_id=settings.sp_entity_id,
+                form.get("assertion", ""), idps=live, sp_entity_id=settings.sp_entity_id,
                 token_url=f"{settings.base_url}/token", clock=clock)
         except ImplausibleAuthnInstant as implausible:
             # As at the ACS: a deprovisioned person is refused as such whatever else is wrong
             # with the assertion, once its IdP has passed the checks below.
             if implausible.refused is not None:
-                idp = idps[implausible.refused.idp_slug]
+                idp = live[implausible.refused.idp_slug]
                 idp.require_current_metadata(clock.now())
                 with self.services.db.lookup() as connection:
-                    self._require_in_force(connection, idp.slug)
+                    self._require_in_force(connection, idp)
                 refuse_if_person_deprovisioned(self.services.db, implausible.refused, idp)
             raise
-        idp = idps[verified.idp_slug]
+        idp = live[verified.idp_slug]
         idp.require_current_metadata(clock.now())
         identity = to_identity(verified, idp)
         with self.services.db.lookup() as connection:
-            self._require_in_force(connection, idp.slug)
+            self._require_in_force(connection, idp)
             refuse_if_deprovisioned(connection, idp_slug=idp.slug, subject=identity.subject)
         claims = build_claims(client.claims_version, identity, idp.settings.mapping,
                               idp.settings.authn_contexts)
@@ -89,10 +93,9 @@ class SamlBearerGrant:
         return TokenSet(access_token, ttl, None, scope, client,
                         token_type="DPoP" if dpop_jkt else "Bearer")
 
-    def _require_in_force(self, connection: Runner, slug: str) -> None:
+    def _require_in_force(self, connection: Runner, idp: IdentityProvider) -> None:
         # This node's registry may not have seen another node delete the IdP, or make another
         # under its slug: the token must come through the IdP in force.
-        idps = self.services.idps
-        if not idps.still_in_force(connection, idps[slug]):
+        if not self.services.idps.still_in_force(connection, idp):
             raise TokenError("invalid_grant", "The assertion comes from no configured IdP.",
-                             code="saml_idp_not_in_force", log_detail={"idp": slug})
+                             code="saml_idp_not_in_force", log_detail={"idp": idp.slug})
