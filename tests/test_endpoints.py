@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 from lxml import etree
 
@@ -127,3 +129,41 @@ def test_readiness_fails_naming_the_keys_a_wrong_key_encryption_key_cannot_decry
     finally:
         node.db.dispose()
     assert create_app(services=bridge).test_client().get("/readyz").status_code == 200
+
+
+def test_the_oauth_endpoints_answer_an_unreachable_database_in_their_own_format(
+        client: FlaskClient, bridge: Services, database: Database) -> None:
+    """RFC 6749 §5.2 (and RFC 7009, RFC 7662): an OAuth client reads a JSON error with an
+    ``error`` field, also when the database is down (503, Retry-After), where the token
+    endpoint answered with the browsers' HTML page. PostgreSQL refuses every connection to the
+    bridge's database for the while."""
+    if bridge.db.dialect != "postgresql":
+        pytest.skip("a database refusing connections is a PostgreSQL matter")
+    name = sa.engine.make_url(bridge.db.url).database
+    admin = sa.create_engine(bridge.db.url.replace(f"/{name}", "/postgres"),
+                             isolation_level="AUTOCOMMIT")
+    requests = [("/token", {"grant_type": "refresh_token", "refresh_token": "t" * 43,
+                            "client_id": "demo"}),
+                ("/revoke", {"token": "t" * 43, "client_id": "demo"})]
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            connection.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+        for path, form in requests:
+            for accept in ("*/*", "text/html", "application/json"):
+                answer = client.post(path, data=form, headers={"Accept": accept})
+                assert answer.status_code == 503, (path, answer.get_data(as_text=True))
+                assert answer.mimetype == "application/json", (path, accept)
+                assert answer.get_json()["error"] == "temporarily_unavailable"
+                assert answer.headers["Retry-After"]
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        # Every pool on it holds killed connections: the test's own, and the session's.
+        bridge.db.dispose()
+        database.dispose()
+    # Back once the database is.
+    assert client.post("/revoke", data=requests[1][1]).status_code == 200

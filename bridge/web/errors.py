@@ -105,6 +105,15 @@ def wants_json() -> bool:
     return best in ("application/json", "application/problem+json")
 
 
+def _oauth_error(error: BridgeError, status: int) -> str:
+    """The RFC 6749 error of a refusal that is no ``TokenError``."""
+    if status == 503:
+        return "temporarily_unavailable"
+    if status >= 500:
+        return "server_error"
+    return str(getattr(error, "oauth_error", "invalid_request"))
+
+
 def render_error(error: BridgeError) -> Response:
     status = status_of(error)
     eid = error_id()
@@ -130,6 +139,11 @@ def render_error(error: BridgeError) -> Response:
         # RFC 8935 §2.4: the error code and a description, nothing else.
         response = jsonify({"err": getattr(error, "set_error", "invalid_request"),
                             "description": error.public_detail or error.code})
+    elif request.path in OAUTH_ENDPOINTS:
+        # RFC 6749 §5.2 (RFC 7009 §2.2.1, RFC 7662 §2.3): an OAuth client reads this shape only,
+        # whatever went wrong (the database unreachable, say).
+        response = jsonify({"error": _oauth_error(error, status),
+                            "error_description": error.public_detail or error.code})
     elif wants_json():
         response = jsonify({
             "type": f"https://bridge.invalid/errors#{error.code}",
@@ -224,7 +238,7 @@ def install(app: Flask) -> None:
                               "server_error")
         if request.path.startswith(EVENTS_PREFIX):  # RFC 8935 §2.4's shape; a 5xx is retried
             response = jsonify({"err": "server_error", "description": f"error_id {eid}"})
-        elif wants_json() or request.path == "/token":
+        elif wants_json() or request.path in OAUTH_ENDPOINTS:
             response = jsonify({"error": "server_error", "error_id": eid})
         else:
             response = Response(render_template("error.html", code="server_error",
