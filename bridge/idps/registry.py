@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from pathlib import Path
 
 from sqlalchemy import bindparam, func, select
@@ -72,6 +72,14 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
 
     def __len__(self) -> int:
         return len(self._current())
+
+    # Mapping's own items() and values() look each IdP up again: a reload between two looks
+    # (another node's deletion, due mid-iteration) would lose one and raise KeyError. One reading.
+    def items(self) -> ItemsView[str, IdentityProvider]:
+        return self._current().items()
+
+    def values(self) -> ValuesView[IdentityProvider]:
+        return self._current().values()
 
     def in_force(self) -> dict[str, IdentityProvider]:
         """Every IdP in force, for the checks of a change: this node's files and every
