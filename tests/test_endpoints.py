@@ -167,3 +167,12 @@ def test_the_oauth_endpoints_answer_an_unreachable_database_in_their_own_format(
         database.dispose()
     # Back once the database is.
     assert client.post("/revoke", data=requests[1][1]).status_code == 200
+
+
+def test_the_oauth_endpoints_answer_a_wrong_method_in_their_own_format(client: FlaskClient) -> None:
+    for path in ("/token", "/revoke", "/introspect", "/logout"):
+        answer = client.get(path, headers={"Accept": "text/html"})
+        assert answer.status_code == 405
+        assert answer.mimetype == "application/json", path
+        assert answer.get_json()["error"] == "invalid_request"
+        assert "POST" in answer.headers["Allow"]

@@ -217,7 +217,11 @@ def install(app: Flask) -> None:
         if request.path.startswith(SCIM_PREFIX):
             code = error.name.lower().replace(" ", "_")
             return scim_error(error.code or 500, error.description or code, code)
-        if wants_json():
+        status = error.code or 500
+        if request.path in OAUTH_ENDPOINTS:  # RFC 6749 §5.2, as for every refusal there
+            response = jsonify({"error": "invalid_request" if status < 500 else "server_error",
+                                "error_description": error.name})
+        elif wants_json():
             response = jsonify({"type": "about:blank", "title": error.name,
                                 "status": error.code, "code": error.name.lower().replace(" ", "_")})
             response.mimetype = "application/problem+json"
@@ -225,7 +229,11 @@ def install(app: Flask) -> None:
             response = Response(render_template(
                 "error.html", code=error.name.lower().replace(" ", "_"),
                 detail=error.description, error_id=error_id()))
-        response.status_code = error.code or 500
+        response.status_code = status
+        # RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+        allow = dict(error.get_headers()).get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
         return response
 
     @app.errorhandler(Exception)
