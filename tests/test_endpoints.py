@@ -18,6 +18,7 @@ from bridge.store.db import Database
 from bridge.tokens.keys import generate_kek
 from bridge.web import create_app
 from tests.conftest import make_settings
+from tests.databases import POSTGRES_URL
 
 
 def test_discovery_document(client: FlaskClient) -> None:
@@ -140,8 +141,7 @@ def test_the_oauth_endpoints_answer_an_unreachable_database_in_their_own_format(
     if bridge.db.dialect != "postgresql":
         pytest.skip("a database refusing connections is a PostgreSQL matter")
     name = sa.engine.make_url(bridge.db.url).database
-    admin = sa.create_engine(bridge.db.url.replace(f"/{name}", "/postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     requests = [("/token", {"grant_type": "refresh_token", "refresh_token": "t" * 43,
                             "client_id": "demo"}),
                 ("/revoke", {"token": "t" * 43, "client_id": "demo"})]

@@ -67,8 +67,7 @@ def test_a_deprovisioned_persons_assertion_dated_in_the_future_is_refused_as_dep
 
     now_dated = bearer_grant(client, dev_idp, settings)
     assert "access_token" not in now_dated.get_json()
-    deprovisioned_code = _last_refusal(database)
-    assert deprovisioned_code == "login_deprovisioned"
+    assert _last_refusal(database) == "login_deprovisioned"
 
     future_dated = bearer_grant(client, dev_idp, settings, authn_instant=future)
     assert (future_dated.status_code, future_dated.get_json()) == (
