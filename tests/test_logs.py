@@ -8,7 +8,10 @@ import logging
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bridge import logs
 from bridge.logs import JsonFormatter, redact
 from tests import leaks
 
@@ -42,6 +45,39 @@ def test_redaction_masks_what_looks_secret() -> None:
                   "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY----- plain words")
     assert jwt not in text and "bat_AAAA" not in text and "PHNhbWxw" not in text
     assert "MIIE" not in text and "plain words" in text
+
+
+# Whole secrets of each shape, near misses, and the pieces they are made of.
+_FRAGMENTS = ["eyJZZZZZZZZ.bbbbbbbb.c", "eyJabc.defghijkl.", "-----BEGIN A B-----x\\ny-----END A-----",
+              "-----BEGIN a-----", "bat_" + "Z" * 20, "bat_" + "Z" * 19, "b" * 40, "b" * 39,
+              "-----BEGIN ", "-----END ", "-----", "eyJ", "abcdefgh", ".", "bat_", "=", " ",
+              "/", "é", '"', "-", "POST /token"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS) | st.text(max_size=8), max_size=16))
+def test_redaction_skips_only_patterns_that_cannot_match(parts: list[str]) -> None:
+    """``redact`` runs a pattern only on text that holds the literal text each of its matches
+    starts with, or that is long enough for a match: it masks exactly what running every
+    pattern does."""
+    text = "".join(parts)
+    every_pattern = text
+    for pattern, replacement, _marker, _shortest in logs._SECRETS:
+        every_pattern = pattern.sub(replacement, every_pattern)
+    assert redact(text) == every_pattern
+
+
+def test_a_log_line_without_secrets_keeps_its_values_and_types() -> None:
+    record = logging.makeLogRecord({
+        "name": "bridge.access", "msg": "%s %s %s", "args": ("POST", "/token", 200),
+        "levelname": "INFO", "status": 200, "method": "POST", "path": "/token",
+        "duration_ms": 1.25, "flag": True, "nothing": None, "items": ("a", 1),
+        "secret": "key " + "Q" * 48})
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "POST /token 200"
+    assert (line["status"], line["method"], line["path"]) == (200, "POST", "/token")
+    assert (line["duration_ms"], line["flag"], line["nothing"]) == (1.25, True, None)
+    assert line["items"] == ["a", 1] and line["secret"] == "key [redacted]"
 
 
 def test_the_scan_finds_a_secret_in_a_log_line() -> None:
