@@ -37,6 +37,9 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 # Values that come back from JSON as they went in: when masking changed nothing in one, the value
 # itself goes into the entry (what json.loads would rebuild is equal, and written the same).
 _PLAIN = (str, int, float, bool, type(None))
+# What json.dumps(value, default=str) uses, made once: json.dumps builds a new encoder whenever it
+# is given an argument of its own, about 3 µs a value.
+_JSON = json.JSONEncoder(default=str)
 
 
 def redact(text: str) -> str:
@@ -57,13 +60,13 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                dumped = json.dumps(value, default=str)
+                dumped = _JSON.encode(value)
                 masked = redact(dumped)
                 entry[key] = (value if masked == dumped and isinstance(value, _PLAIN)
                               else json.loads(masked))
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        return _JSON.encode(entry)
 
 
 class TextFormatter(logging.Formatter):
