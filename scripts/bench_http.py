@@ -178,7 +178,6 @@ def write_config(workdir: Path, port: int, database_url: str, metadata_dir: Path
         f'idp_metadata_dir = "{metadata_dir}"\n'
         f'instance_dir = "{workdir / "instance"}"\n'
         "background_jobs = false\n"
-        'log_level = "WARNING"\n'
         f"rate_limit_authorize = {rate}\nrate_limit_acs = {rate}\n"
         f"rate_limit_token_per_client = {rate}\nrate_limit_token_per_address = {rate}\n"
         "[[clients]]\n"
@@ -823,7 +822,8 @@ def machine_facts(database: str) -> list[tuple[str, str]]:
         ("cpu", f"{cpu_model or platform.processor() or '?'}; {os.cpu_count()} CPUs, {affinity} usable "
                 "by this process; server and load generator share them"),
         ("server", f"gunicorn {v('gunicorn')}, {WORKERS} workers as bridge.gunicorn_conf makes "
-                   "them, PROMETHEUS_MULTIPROC_DIR set as in the Docker image"),
+                   "them, PROMETHEUS_MULTIPROC_DIR set as in the Docker image, logging at the default "
+                   "level (INFO: a JSON access line per request, into a file)"),
         ("client", "this process: http.client (closed loops, one connection per thread, kept "
                    "alive when the server allows), raw non-blocking sockets (open loop, a new "
                    "connection per request)"),
