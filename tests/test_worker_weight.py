@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bridge.store.db import Database
+from tests.conftest import TEST_KEK
 
 
 def test_a_worker_starts_without_the_migration_and_scim_libraries(database: Database,
@@ -21,8 +22,9 @@ def test_a_worker_starts_without_the_migration_and_scim_libraries(database: Data
     probe = ("import json, sys\nimport bridge.wsgi\n"
              "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    env.update({"BRIDGE_CONFIG": str(config),
-                "BRIDGE_KEY_ENCRYPTION_KEY": "x" * 43 + "="})
+    # The session's key-encryption key: the SP keys this worker may make outlive the test
+    # (KEPT_TABLES), and every later test of the session must be able to read them.
+    env.update({"BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": TEST_KEK})
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
