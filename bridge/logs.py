@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from bridge.patterns import LinearPattern
+from bridge.patterns import LinearPattern, encodable
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("bridge_request_id",
                                                                           default=None)
@@ -35,7 +35,8 @@ _SECRETS = [
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 # Values that come back from JSON as they went in: when masking changed nothing in one, the value
-# itself goes into the entry (what json.loads would rebuild is equal, and written the same).
+# itself goes into the entry (what json.loads would rebuild is equal, and written the same). Exact
+# types only: a subclass or a proxy that claims one may write itself otherwise the second time.
 _PLAIN = (str, int, float, bool, type(None))
 # What json.dumps(value, default=str) uses, made once: json.dumps builds a new encoder whenever it
 # is given an argument of its own, about 3 µs a value.
@@ -43,10 +44,26 @@ _JSON = json.JSONEncoder(default=str)
 
 
 def redact(text: str) -> str:
+    # The text itself, not what a str subclass says of its length or contents; and lone
+    # surrogates replaced, as the patterns would (they read UTF-8), whether or not one runs.
+    text = encodable(str.__str__(text)) if type(text) is not str or not text.isascii() else text
     for pattern, replacement, marker, shortest in _SECRETS:
         if len(text) >= shortest and marker in text:
             text = pattern.sub(replacement, text)
     return text
+
+
+def _masked_value(value: Any) -> Any:
+    dumped = _JSON.encode(value)
+    masked = redact(dumped)
+    if masked == dumped and type(value) in _PLAIN:
+        return value
+    try:
+        return json.loads(masked)
+    except ValueError:
+        # A mask took the place of a number, or joined two values (a PEM block across them):
+        # the masked text as a string, so the line is still written, and written masked.
+        return masked
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,10 +77,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                dumped = _JSON.encode(value)
-                masked = redact(dumped)
-                entry[key] = (value if masked == dumped and isinstance(value, _PLAIN)
-                              else json.loads(masked))
+                entry[key] = _masked_value(value)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return _JSON.encode(entry)
@@ -76,9 +90,29 @@ class TextFormatter(logging.Formatter):
         return redact(prefix + super().format(record))
 
 
+class MaskedStreamHandler(logging.StreamHandler):
+    """A stream handler whose report of a line it could not write names the logging call, not
+    its message and arguments: logging's own report prints both as they are, unmasked."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not logging.raiseExceptions:
+            return
+        error = sys.exc_info()[1]
+        try:
+            self.stream.write(json.dumps({
+                "level": "error", "logger": "bridge.logs", "request_id": request_id.get(),
+                "msg": "a log line could not be written",
+                "error": type(error).__name__ if error else None,
+                "source_logger": record.name, "source": f"{record.pathname}:{record.lineno}",
+            }) + self.terminator)
+            self.flush()
+        except Exception:  # noqa: BLE001, S110 - nowhere left to report to
+            pass
+
+
 def configure(fmt: str = "json", level: str = "INFO") -> None:
     """Send the bridge's logs (and the web server's) to stderr in ``fmt``, once per process."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = MaskedStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

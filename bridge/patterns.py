@@ -167,8 +167,9 @@ def _options() -> Any:
     return options
 
 
-def _text(value: str) -> str:
-    # RE2 reads UTF-8; a lone surrogate (possible in JSON, never in XML) cannot be encoded.
+def encodable(value: str) -> str:
+    """``value`` with each lone surrogate (possible in JSON, never in XML) replaced by U+FFFD:
+    RE2 reads UTF-8, which cannot encode one."""
     return _SURROGATES.sub("\ufffd", value)
 
 
@@ -216,7 +217,7 @@ class LinearPattern:
         try:
             return getattr(self._compiled, method)(*args)
         except UnicodeEncodeError:
-            return getattr(self._compiled, method)(*args[:-1], _text(text))
+            return getattr(self._compiled, method)(*args[:-1], encodable(text))
 
     def fullmatch(self, text: str) -> bool:
         return self._call("fullmatch", text) is not None

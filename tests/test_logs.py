@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 
@@ -51,7 +52,7 @@ def test_redaction_masks_what_looks_secret() -> None:
 _FRAGMENTS = ["eyJZZZZZZZZ.bbbbbbbb.c", "eyJabc.defghijkl.", "-----BEGIN A B-----x\\ny-----END A-----",
               "-----BEGIN a-----", "bat_" + "Z" * 20, "bat_" + "Z" * 19, "b" * 40, "b" * 39,
               "-----BEGIN ", "-----END ", "-----", "eyJ", "abcdefgh", ".", "bat_", "=", " ",
-              "/", "é", '"', "-", "POST /token"]
+              "/", "é", '"', "-", "POST /token", "\ud800"]
 
 
 @settings(max_examples=1000, deadline=None)
@@ -78,6 +79,70 @@ def test_a_log_line_without_secrets_keeps_its_values_and_types() -> None:
     assert (line["status"], line["method"], line["path"]) == (200, "POST", "/token")
     assert (line["duration_ms"], line["flag"], line["nothing"]) == (1.25, True, None)
     assert line["items"] == ["a", 1] and line["secret"] == "key [redacted]"
+
+
+JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+def _line(**fields: object) -> dict[str, object]:
+    record = logging.makeLogRecord({"name": "t", "levelname": "INFO", "msg": "m", **fields})
+    return dict(json.loads(JsonFormatter().format(record)))
+
+
+def test_masking_reads_the_text_itself_whatever_a_str_subclass_says_of_it() -> None:
+    class Liar(str):
+        def __contains__(self, _other: object) -> bool:
+            return False
+
+        def __len__(self) -> int:
+            return 0
+
+        def __str__(self) -> str:
+            return self
+
+    line = _line(msg=Liar(f"token {JWT} admin bat_{'A' * 30} run {'Q' * 50}"))
+    assert line["msg"] == "token [jwt] admin [admin-token] run [redacted]"
+
+
+def test_lone_surrogates_are_replaced_in_every_line() -> None:
+    assert _line(msg="x\ud800y")["msg"] == "x\ufffdy"
+    assert redact("failed: \udcff") == "failed: \ufffd"
+
+
+def test_a_value_is_written_as_it_was_masked_even_if_it_claims_a_plain_type() -> None:
+    class Proxy:
+        calls = 0
+
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            return int
+
+        def __str__(self) -> str:
+            Proxy.calls += 1
+            return "ok" if Proxy.calls == 1 else JWT
+
+    assert isinstance(Proxy(), int)
+    line = _line(value=Proxy())
+    assert line["value"] == "ok" and JWT not in json.dumps(line)
+
+
+def test_a_value_that_masking_leaves_invalid_is_written_as_masked_text() -> None:
+    assert _line(number=10**40)["number"] == "[redacted]"
+    across = _line(pair={"-----BEGIN X-----": 1, "y": "-----END X-----"})["pair"]
+    assert isinstance(across, str) and "[pem]" in across
+
+
+def test_a_line_that_cannot_be_written_is_reported_without_its_arguments(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    stream = io.StringIO()
+    handler = logs.MaskedStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    secret = "the-argument-that-must-not-be-printed"
+    handler.handle(logging.makeLogRecord({"name": "t", "levelname": "INFO", "msg": "%d",
+                                          "args": (secret,)}))
+    report = json.loads(stream.getvalue())
+    assert report["msg"] == "a log line could not be written" and report["error"] == "TypeError"
+    assert secret not in stream.getvalue() + capsys.readouterr().err
 
 
 def test_the_scan_finds_a_secret_in_a_log_line() -> None:
