@@ -21,16 +21,18 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("bridge_
 
 # Log lines carry values a request chose (observed SAML values, parameters), so these run on the
 # linear-time engine: with Python's re, "eyJ-" or "-----BEGIN A-----" repeated made the masking
-# quadratic in the line's length. RE2 syntax (its \b is an ASCII word boundary, enough here).
+# quadratic in the line's length. No word boundary before a token: in a line's JSON a letter or
+# digit can stand right before one (an escaped newline, "\\neyJ…"; a URL-encoded "=", "%3DeyJ…"),
+# and a boundary there let a JWT's header and claims through.
 # Each pattern runs only on text that could hold a match: one with the literal text every match
 # of it starts with, and one long enough for a run of 40. Most lines (every access log line)
 # hold neither, and four RE2 calls per value cost about 10 µs a value, 50 µs a line.
 _SECRETS = [
     (LinearPattern(r"(?s)-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", syntax="re2"),
      "[pem]", "-----BEGIN ", 0),
-    (LinearPattern(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", syntax="re2"),
+    (LinearPattern(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", syntax="re2"),
      "[jwt]", "eyJ", 0),
-    (LinearPattern(r"\bbat_[A-Za-z0-9_-]{20,}", syntax="re2"), "[admin-token]", "bat_", 0),
+    (LinearPattern(r"bat_[A-Za-z0-9_-]{20,}", syntax="re2"), "[admin-token]", "bat_", 0),
     (LinearPattern(r"[A-Za-z0-9+/_-]{40,}={0,2}", syntax="re2"), "[redacted]", "", 40),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

@@ -67,6 +67,21 @@ def test_jobs_run_once_per_interval_and_failures_are_recorded(bridge: Services) 
         assert session.get(JobLease, "boom").last_result == "failed: disk full"
 
 
+def test_a_recorded_result_is_masked_before_it_is_cut(bridge: Services) -> None:
+    """A secret that straddles the cut at 2,000 characters is masked whole, not kept in part."""
+    jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9." + "s" * 40
+
+    def leaky() -> str:
+        # "failed: " and the words put the cut 27 characters into the token: its header and
+        # the start of its claims, too short a piece to look like a token any more.
+        raise OSError("x " * 982 + jwt)
+
+    run_due(bridge.db, [Job("leaky", 300, leaky)], time.time())
+    with bridge.db.transaction() as session:
+        stored = session.get(JobLease, "leaky").last_result
+    assert stored.endswith(" [jwt]") and "eyJhbGci" not in stored
+
+
 def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Services) -> None:
     app = create_app(services=bridge)
     jobs = standard_jobs(bridge, app.extensions["admin"].idps)

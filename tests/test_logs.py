@@ -68,6 +68,18 @@ def test_redaction_skips_only_patterns_that_cannot_match(parts: list[str]) -> No
     assert redact(text) == every_pattern
 
 
+@pytest.mark.parametrize("before", ["\n", "%3D", "x", "_", "9"])
+def test_a_token_is_masked_whatever_stands_right_before_it(before: str) -> None:
+    """In a line's JSON an escaped newline puts a letter right before a token, a URL-encoded
+    "=" a digit: a word boundary before the pattern let the token's header and claims through."""
+    jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
+    admin = "bat_" + "A" * 24
+    line = _line(msg=f"a{before}{jwt} b{before}{admin}", detail=f"first\n{jwt}")
+    text = json.dumps(line)
+    assert "eyJhbGci" not in text and "eyJzdWIi" not in text and "bat_AAAA" not in text
+    assert line["detail"] == "first\n[jwt]"
+
+
 def test_a_log_line_without_secrets_keeps_its_values_and_types() -> None:
     record = logging.makeLogRecord({
         "name": "bridge.access", "msg": "%s %s %s", "args": ("POST", "/token", 200),

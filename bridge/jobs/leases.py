@@ -65,7 +65,9 @@ def record(db: Database, name: str, *, now: float, result: str, failed: bool = F
         lease = session.get(JobLease, name)
         if lease is None:
             return
-        result = redact(result[:2000])  # shown by `bridge jobs status`: masked like a log line
+        # Shown by `bridge jobs status`: masked like a log line, then cut (cut first, a secret
+        # split at the cut would no longer look like one and be kept in part).
+        result = redact(result)[:2000]
         lease.last_run_at, lease.last_result = now, result
         if failed:
             lease.last_failure_at, lease.last_error = now, result
