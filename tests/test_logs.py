@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import urllib.parse
 
 import pytest
 from flask.testing import FlaskClient
@@ -52,7 +53,7 @@ def test_redaction_masks_what_looks_secret() -> None:
 _FRAGMENTS = ["eyJZZZZZZZZ.bbbbbbbb.c", "eyJabc.defghijkl.", "-----BEGIN A B-----x\\ny-----END A-----",
               "-----BEGIN a-----", "bat_" + "Z" * 20, "bat_" + "Z" * 19, "b" * 40, "b" * 39,
               "-----BEGIN ", "-----END ", "-----", "eyJ", "abcdefgh", ".", "bat_", "=", " ",
-              "/", "é", '"', "-", "POST /token", "\ud800"]
+              "/", "é", '"', "-", "POST /token", "\ud800", "%2F", "%3d", "%2", "b" * 13]
 
 
 @settings(max_examples=1000, deadline=None)
@@ -78,6 +79,29 @@ def test_a_token_is_masked_whatever_stands_right_before_it(before: str) -> None:
     text = json.dumps(line)
     assert "eyJhbGci" not in text and "eyJzdWIi" not in text and "bat_AAAA" not in text
     assert line["detail"] == "first\n[jwt]"
+
+
+def test_a_token_glued_after_a_fake_one_keeps_nothing_of_its_claims() -> None:
+    """A fake token's last part would take in the real one's header, leaving its claims."""
+    jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9." + "S" * 86
+    fake = "eyJAAAAAAAA.BBBBBBBB."
+    line = _line(msg="saw %s", args=(f"n1{fake}{jwt}",), detail=f"n\n{fake}{jwt}")
+    assert "eyJzdWIi" not in json.dumps(line) and "eyJhbGci" not in json.dumps(line)
+
+
+def test_an_admin_token_is_masked_whole_when_a_token_shape_starts_inside_it() -> None:
+    text = redact("token=bat_Q7xK2mP9aZeyJr5TgH8wLqNv3BnM6cXdFa1.internal1.log")
+    assert "Q7xK" not in text and text.startswith("token=[admin-token]")
+
+
+def test_url_encoded_base64_is_masked_whole() -> None:
+    """A '+', '/' or '=' URL-encoded (%2B, %2F, %3D) must not split a secret into pieces short
+    enough to be kept."""
+    secret = base64.b64encode(bytes(range(256)) * 2).decode()
+    encoded = urllib.parse.quote(secret, safe="")
+    assert "%2B" in encoded and "%2F" in encoded and encoded.endswith("%3D")
+    text = redact(f"redirected to https://bucket.example/x?X-Amz-Security-Token={encoded} ok")
+    assert text == "redirected to https://bucket.example/x?X-Amz-Security-Token=[redacted] ok"
 
 
 def test_a_log_line_without_secrets_keeps_its_values_and_types() -> None:
