@@ -191,19 +191,22 @@ def write_config(workdir: Path, port: int, database_url: str, metadata_dir: Path
 
 
 def start_server(workdir: Path, port: int, config: Path, kek: str,
-                 gunicorn_env: dict[str, str] | None = None) -> Server:
+                 gunicorn_env: dict[str, str] | None = None, code: Path = REPO) -> Server:
+    """The bridge under gunicorn; ``code``: the tree whose ``bridge`` package it runs (this
+    checkout, or another commit's for ``scripts/bench --http --against``)."""
     from tests.launch import bridge_cli, start_gunicorn, wait_until_up
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env.update({"BRIDGE_CONFIG": str(config), "BRIDGE_KEY_ENCRYPTION_KEY": kek,
                 **(gunicorn_env or {})})
     try:
-        bridge_cli(env, "db", "upgrade")
+        bridge_cli(env, "db", "upgrade", code=code)
     except subprocess.CalledProcessError as error:
         raise SystemExit(f"bridge db upgrade failed:\n{error.stdout}{error.stderr}") from None
     log = workdir / "gunicorn.log"
     # As the Docker image runs it, multiprocess metrics included.
-    process = start_gunicorn(env, port, log, workers=WORKERS, metrics_dir=workdir / "metrics")
+    process = start_gunicorn(env, port, log, workers=WORKERS, metrics_dir=workdir / "metrics",
+                             code=code)
     server = Server(port, process, log, env)
     try:
         deadline = time.monotonic() + 60
@@ -1048,8 +1051,8 @@ def _print_refusals(log: Path) -> None:
         print("server log, refusals and errors (last 20):", *wanted[-20:], sep="\n", flush=True)
 
 
-def setup(workdir: Path, database_url: str, gunicorn_env: dict[str, str] | None = None
-          ) -> tuple[Server, Any]:
+def setup(workdir: Path, database_url: str, gunicorn_env: dict[str, str] | None = None,
+          code: Path = REPO) -> tuple[Server, Any]:
     from bridge.dev.saml_idp import DevIdp
     from bridge.tokens.keys import generate_kek
     from tests.dev_stack import free_port
@@ -1062,7 +1065,7 @@ def setup(workdir: Path, database_url: str, gunicorn_env: dict[str, str] | None 
                      base_url + "/saml/metadata", timeout=10).read())
     idp.write_metadata(metadata_dir, slug=SLUG)
     config = write_config(workdir, port, database_url, metadata_dir)
-    return start_server(workdir, port, config, generate_kek(), gunicorn_env), idp
+    return start_server(workdir, port, config, generate_kek(), gunicorn_env, code), idp
 
 
 def run(bench: Bench, meters: Meters, args: argparse.Namespace, workdir: Path

@@ -20,26 +20,35 @@ from tests.dev_stack import ROOT
 VENV_BIN = ROOT / ".venv" / "bin"
 
 
-def bridge_cli(env: Mapping[str, str], *args: str) -> str:
+def bridge_cli(env: Mapping[str, str], *args: str, code: Path = ROOT) -> str:
     """``bridge <args>`` from this checkout's .venv; its output. Raises CalledProcessError (with
-    the output) if it fails."""
-    result = subprocess.run([str(VENV_BIN / "bridge"), *args], env=env, capture_output=True,
-                            text=True, check=True, cwd=ROOT)
+    the output) if it fails. ``code``: the directory whose ``bridge`` package runs (another
+    commit's tree, for a benchmark in turns); this checkout by default."""
+    result = subprocess.run([str(VENV_BIN / "bridge"), *args], env=_with_code(env, code),
+                            capture_output=True, text=True, check=True, cwd=code)
     return result.stdout
 
 
+def _with_code(env: Mapping[str, str], code: Path) -> dict[str, str]:
+    # The package in ``code`` ahead of the one this .venv installed in editable mode. gunicorn
+    # also puts its working directory first on sys.path, so that is ``code`` too.
+    if code == ROOT:
+        return dict(env)
+    return {**env, "PYTHONPATH": str(code)}
+
+
 def start_gunicorn(env: Mapping[str, str], port: int, log: Path, *, workers: int,
-                   metrics_dir: Path) -> subprocess.Popen[bytes]:
+                   metrics_dir: Path, code: Path = ROOT) -> subprocess.Popen[bytes]:
     """gunicorn serving bridge.wsgi:app on 127.0.0.1:``port`` with bridge/gunicorn_conf.py and
     multiprocess metrics in ``metrics_dir`` (created here): the production configuration, as the
-    Docker image runs it. Its output goes to ``log``."""
+    Docker image runs it. Its output goes to ``log``. ``code`` as for ``bridge_cli``."""
     metrics_dir.mkdir()
-    node_env = {**env, "BRIDGE_BIND": f"127.0.0.1:{port}", "BRIDGE_WORKERS": str(workers),
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    node_env = {**_with_code(env, code), "BRIDGE_BIND": f"127.0.0.1:{port}",
+                "BRIDGE_WORKERS": str(workers), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     with log.open("wb") as output:
         return subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", "python:bridge.gunicorn_conf", "bridge.wsgi:app"],
-            cwd=ROOT, env=node_env, stdout=output, stderr=subprocess.STDOUT,
+            cwd=code, env=node_env, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True)
 
 
