@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -40,10 +39,13 @@ from bench_http import (
     Meters,
     Server,
     alternating,
+    fresh_database,
     get_healthz,
-    machine_facts,
+    paired_table,
+    per_round_quotients,
     post_acs,
     post_code,
+    print_paired_header,
     setup,
 )
 
@@ -102,8 +104,7 @@ def measure_round(side: Side, seconds: float, logins: int) -> dict[str, float]:
 
 def quotients(ref: Side, this: Side) -> dict[str, float]:
     """Each measure's median over the rounds of this checkout's figure ÷ REF's in the same round."""
-    return {m: statistics.median(b[m] / a[m] for a, b in zip(ref.rounds, this.rounds, strict=True))
-            for m in MEASURES}
+    return per_round_quotients(MEASURES, ref.rounds, this.rounds)
 
 
 def regressions(paired: dict[str, float], tolerance: float = TOLERANCE) -> list[str]:
@@ -112,22 +113,8 @@ def regressions(paired: dict[str, float], tolerance: float = TOLERANCE) -> list[
 
 
 def summary(ref: Side, this: Side) -> str:
-    paired = quotients(ref, this)
-
-    def cell(values: list[float]) -> str:
-        if max(values) >= 10:
-            return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
-        return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
-
-    lines = [f"{'median over ' + str(len(ref.rounds)) + ' rounds':<24}{ref.name:>26}"
-             f"{this.name:>26}{'this ÷ REF':>14}"]
-    for m in MEASURES:
-        lines.append(f"{m:<24}{cell([r[m] for r in ref.rounds]):>26}"
-                     f"{cell([r[m] for r in this.rounds]):>26}{paired[m]:>13.3f}×")
-    lines.append("  µs: server CPU per request or login (utime+stime of the two workers); in "
-                 "parentheses the range over the rounds; this ÷ REF is the median of the "
-                 "per-round quotients")
-    return "\n".join(lines)
+    return paired_table(MEASURES, (ref.name, ref.rounds), (this.name, this.rounds), "this ÷ REF",
+                        "µs: server CPU per request or login (utime+stime of the two workers)")
 
 
 def main(argv: list[str]) -> int:
@@ -151,15 +138,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0 or args.logins < 1:
         parser.error("--rounds and --logins must be at least 1, --seconds positive")
+    if args.check and args.logins < 50:
+        parser.error("--check needs --logins 50 or more: the workers' CPU is read in 10 ms ticks, "
+                     "and fewer logins are too few of them to judge")
     sys.path.insert(0, str(REPO))
-    from tests.databases import create_database, drop_database, new_database_name
+    from tests.databases import drop_database
 
     started = time.perf_counter()
-    print(f"command: scripts/bench --http --against {' '.join(argv)}".rstrip())
-    database = "PostgreSQL" if args.postgres else "SQLite"
-    for name, value in machine_facts(f"{database}, one database per side"):
-        if name not in ("server", "client"):
-            print(f"{name + ':':<11}{value}")
+    print_paired_header(f"scripts/bench --http --against {' '.join(argv)}", args.postgres, "side")
     tmp = Path(tempfile.mkdtemp(prefix="bridge-bench-against-"))
     sides: list[Side] = []
     databases: list[str] = []
@@ -173,12 +159,8 @@ def main(argv: list[str]) -> int:
         for name, code in ((f"REF {commit[:9]}", tree), ("this checkout", REPO)):
             workdir = tmp / ("ref" if code == tree else "this")
             workdir.mkdir()
-            if args.postgres:
-                databases.append(new_database_name("bridge_bench"))
-                url = create_database(args.postgres, databases[-1])
-            else:
-                url = f"sqlite:///{workdir / 'bridge.db'}"
-            sides.append(prepare(name, workdir, url, code))
+            sides.append(prepare(name, workdir, fresh_database(workdir, args.postgres, databases),
+                                 code))
         for side in sides:  # warm-up: keys loaded, connections made, code paths run once
             measure_round(side, min(args.seconds, 1.0), min(args.logins, 5))
         for index in range(args.rounds):

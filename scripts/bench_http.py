@@ -43,6 +43,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -880,6 +881,58 @@ def postgres_version(admin_url: str) -> str:
 
 
 # --- report ------------------------------------------------------------------------------------
+
+
+def print_paired_header(command: str, postgres: str | None, per: str) -> None:
+    """The command and the machine's facts, for a run of two servers at once."""
+    print(f"command: {command}".rstrip())
+    database = "PostgreSQL" if postgres else "SQLite"
+    for name, value in machine_facts(f"{database}, one database per {per}"):
+        if name not in ("server", "client"):
+            print(f"{name + ':':<11}{value}")
+
+
+def fresh_database(workdir: Path, postgres: str | None, made: list[str]) -> str:
+    """A database for one of several servers: on PostgreSQL a fresh one created through the
+    admin URL ``postgres`` (its name added to ``made``, to drop at the end), else a SQLite file
+    in ``workdir``."""
+    if not postgres:
+        return f"sqlite:///{workdir / 'bridge.db'}"
+    from tests.databases import create_database, new_database_name
+
+    made.append(new_database_name("bridge_bench"))
+    return create_database(postgres, made[-1])
+
+
+def per_round_quotients(measures: Iterable[str], first: list[dict[str, float]],
+                        second: list[dict[str, float]]) -> dict[str, float]:
+    """Each measure's median over the rounds of second ÷ first in the same round: what two
+    servers measured in turns compare as (the machine's state in a round falls on both)."""
+    return {m: statistics.median(b[m] / a[m] for a, b in zip(first, second, strict=True))
+            for m in measures}
+
+
+def paired_table(measures: Iterable[str], first: tuple[str, list[dict[str, float]]],
+                 second: tuple[str, list[dict[str, float]]], quotient: str, note: str) -> str:
+    """Two servers' rounds side by side: each measure's median and range over the rounds, and
+    the median of the per-round quotients (``quotient`` names it: second ÷ first)."""
+    (name_a, rounds_a), (name_b, rounds_b) = first, second
+    measures = list(measures)
+    paired = per_round_quotients(measures, rounds_a, rounds_b)
+
+    def cell(values: list[float]) -> str:
+        if max(values) >= 10:
+            return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+        return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+    lines = [f"{'median over ' + str(len(rounds_a)) + ' rounds':<28}{name_a:>26}{name_b:>26}"
+             f"{quotient:>16}"]
+    for m in measures:
+        lines.append(f"{m:<28}{cell([r[m] for r in rounds_a]):>26}"
+                     f"{cell([r[m] for r in rounds_b]):>26}{paired[m]:>15.3f}×")
+    lines.append(f"  {note}; in parentheses the range over the rounds; {quotient} is the median "
+                 "of the per-round quotients")
+    return "\n".join(lines)
 
 
 def machine_facts(database: str) -> list[tuple[str, str]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -30,12 +29,14 @@ from bench_http import (
     Meters,
     Server,
     closed_loop,
+    fresh_database,
     get_healthz,
-    machine_facts,
     one_thread,
     open_loop,
+    paired_table,
     post_acs,
     post_code,
+    print_paired_header,
     setup,
 )
 
@@ -88,22 +89,9 @@ def measure_round(c: Contender, seconds: float) -> dict[str, float]:
 
 def summary(contenders: list[Contender]) -> str:
     sync, gthread = contenders
-    lines = [f"{'median over ' + str(len(sync.rounds)) + ' rounds':<28}{'sync':>26}{'gthread':>26}"
-             f"{'gthread ÷ sync':>16}"]
-
-    def cell(values: list[float]) -> str:
-        return f"{statistics.median(values):,.2f} ({min(values):,.0f}–{max(values):,.0f})" \
-            if max(values) >= 10 else f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
-
-    for measure in MEASURES:
-        a = [r[measure] for r in sync.rounds]
-        b = [r[measure] for r in gthread.rounds]
-        paired = statistics.median(y / x for x, y in zip(a, b, strict=True))
-        lines.append(f"{measure:<28}{cell(a):>26}{cell(b):>26}{paired:>15.2f}×")
-    lines.append("  µs: server CPU per request (utime+stime of the two workers ÷ requests, one "
-                 "client); in parentheses the range over the rounds; gthread ÷ sync is the median "
-                 "of the per-round ratios")
-    return "\n".join(lines)
+    return paired_table(MEASURES, ("sync", sync.rounds), ("gthread", gthread.rounds),
+                        "gthread ÷ sync", "µs: server CPU per request (utime+stime of the two "
+                        "workers ÷ requests, one client)")
 
 
 def main(argv: list[str]) -> None:
@@ -117,13 +105,10 @@ def main(argv: list[str]) -> None:
                              "and dropped at the end (default: SQLite files)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from tests.databases import create_database, drop_database, new_database_name
+    from tests.databases import drop_database
     started = time.perf_counter()
-    print(f"command: scripts/bench --http --compare-workers {' '.join(argv)}".rstrip())
-    database = "PostgreSQL" if args.postgres else "SQLite"
-    for name, value in machine_facts(f"{database}, one database per server"):
-        if name not in ("server", "client"):
-            print(f"{name + ':':<11}{value}")
+    print_paired_header(f"scripts/bench --http --compare-workers {' '.join(argv)}", args.postgres,
+                        "server")
     with open("/proc/loadavg") as loadavg:
         print(f"{'load:':<11}{loadavg.read().strip()} (before)")
     tmp = tempfile.mkdtemp(prefix="bridge-bench-workers-")
@@ -133,12 +118,8 @@ def main(argv: list[str]) -> None:
         for name in CONFIGURATIONS:
             workdir = Path(tmp) / name
             workdir.mkdir()
-            if args.postgres:
-                databases.append(new_database_name("bridge_bench"))
-                url = create_database(args.postgres, databases[-1])
-            else:
-                url = f"sqlite:///{workdir / 'bridge.db'}"
-            contenders.append(prepare(name, workdir, url))
+            contenders.append(prepare(name, workdir,
+                                      fresh_database(workdir, args.postgres, databases)))
         for c in contenders:  # warm-up: keys loaded, first connections made
             measure_round(c, min(args.seconds, 1.0))
         for index in range(args.rounds):
