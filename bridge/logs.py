@@ -30,6 +30,12 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("bridge_
 _SECRETS = [
     (LinearPattern(r"(?s)-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", syntax="re2"),
      "[pem]", "-----BEGIN ", 0),
+    # Runs of base64 before the narrower patterns, so none of them can cut a long secret into
+    # pieces too short to mask (base64 of JSON starts "eyJ" and may hold a '/'; a random secret
+    # may hold "eyJ" or "bat_"). URL-encoded runs included: a '+', '/' or '=' sent as %2B, %2F
+    # or %3D would otherwise split one.
+    (LinearPattern(r"(?:[A-Za-z0-9+/_-]|%2[BbFf]){40,}(?:%3[Dd]){0,2}={0,2}", syntax="re2"),
+     "[redacted]", "", 40),
     # Admin tokens before JWTs: a JWT-shaped match that starts inside one would leave its first
     # characters, too few for this pattern afterwards.
     (LinearPattern(r"bat_[A-Za-z0-9_-]{20,}", syntax="re2"), "[admin-token]", "bat_", 0),
@@ -38,10 +44,6 @@ _SECRETS = [
     # A JWT's part on its own (base64url of JSON: '{"' is "eyJ"): what a token glued right after
     # a fake one keeps once the fake's match took its header, or a token cut or split.
     (LinearPattern(r"eyJ[A-Za-z0-9_-]{8,}", syntax="re2"), "[jwt]", "eyJ", 0),
-    # Runs of base64, URL-encoded ones included: a '+', '/' or '=' sent as %2B, %2F or %3D
-    # would otherwise split a secret into pieces too short to mask.
-    (LinearPattern(r"(?:[A-Za-z0-9+/_-]|%2[BbFf]){40,}(?:%3[Dd]){0,2}={0,2}", syntax="re2"),
-     "[redacted]", "", 40),
 ]
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 # Values that come back from JSON as they went in: when masking changed nothing in one, the value

@@ -79,7 +79,8 @@ def test_a_recorded_result_is_masked_before_it_is_cut(bridge: Services) -> None:
     run_due(bridge.db, [Job("leaky", 300, leaky)], time.time())
     with bridge.db.transaction() as session:
         stored = session.get(JobLease, "leaky").last_result
-    assert stored.endswith(" [jwt]") and "eyJhbGci" not in stored
+    assert "eyJhbGci" not in stored and "eyJzdWIi" not in stored
+    assert stored.endswith(("[jwt]", "[redacted]")) and len(stored) <= 2000
 
 
 def test_the_standard_jobs_purge_refresh_and_rotate(bridge: Services) -> None:
