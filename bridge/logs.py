@@ -32,10 +32,10 @@ _SECRETS = [
      "[pem]", "-----BEGIN ", 0),
     # Runs of base64 before the narrower patterns, so none of them can cut a long secret into
     # pieces too short to mask (base64 of JSON starts "eyJ" and may hold a '/'; a random secret
-    # may hold "eyJ" or "bat_"). URL-encoded runs included: a '+', '/' or '=' sent as %2B, %2F
-    # or %3D would otherwise split one.
-    (LinearPattern(r"(?:[A-Za-z0-9+/_-]|%2[BbFf]){40,}(?:%3[Dd]){0,2}={0,2}", syntax="re2"),
-     "[redacted]", "", 40),
+    # may hold "eyJ" or "bat_"). URL-encoded runs included, once or more (a URL inside a URL): a
+    # '+', '/' or '=' sent as %2B, %2F or %3D, or %252F and so on, would otherwise split one.
+    (LinearPattern(r"(?:[A-Za-z0-9+/_-]|%(?:25)*2[BbFf]){40,}(?:%(?:25)*3[Dd]){0,2}={0,2}",
+                   syntax="re2"), "[redacted]", "", 40),
     # Admin tokens before JWTs: a JWT-shaped match that starts inside one would leave its first
     # characters, too few for this pattern afterwards.
     (LinearPattern(r"bat_[A-Za-z0-9_-]{20,}", syntax="re2"), "[admin-token]", "bat_", 0),

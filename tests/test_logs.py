@@ -53,7 +53,7 @@ def test_redaction_masks_what_looks_secret() -> None:
 _FRAGMENTS = ["eyJZZZZZZZZ.bbbbbbbb.c", "eyJabc.defghijkl.", "-----BEGIN A B-----x\\ny-----END A-----",
               "-----BEGIN a-----", "bat_" + "Z" * 20, "bat_" + "Z" * 19, "b" * 40, "b" * 39,
               "-----BEGIN ", "-----END ", "-----", "eyJ", "abcdefgh", ".", "bat_", "=", " ",
-              "/", "é", '"', "-", "POST /token", "\ud800", "%2F", "%3d", "%2", "b" * 13]
+              "/", "é", '"', "-", "POST /token", "\ud800", "%2F", "%3d", "%2", "%25", "b" * 13]
 
 
 @settings(max_examples=1000, deadline=None)
@@ -113,6 +113,11 @@ def test_url_encoded_base64_is_masked_whole() -> None:
     assert "%2B" in encoded and "%2F" in encoded and encoded.endswith("%3D")
     text = redact(f"redirected to https://bucket.example/x?X-Amz-Security-Token={encoded} ok")
     assert text == "redirected to https://bucket.example/x?X-Amz-Security-Token=[redacted] ok"
+    # Encoded again (a URL inside a URL's query): %252F. Nothing of the secret is left, only
+    # the URL around it.
+    twice = urllib.parse.quote(f"https://bucket.example/x?token={encoded}", safe="")
+    assert "%252F" in twice
+    assert redact(f"next={twice}") == "next=https%3A%2F%2Fbucket.example%2Fx%3Ftoken%[redacted]"
 
 
 def test_a_log_line_without_secrets_keeps_its_values_and_types() -> None:
