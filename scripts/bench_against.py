@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -35,7 +34,6 @@ from bench_http import (
     REPO,
     Bench,
     Chain,
-    Measured,
     Meters,
     Server,
     alternating,
@@ -46,7 +44,9 @@ from bench_http import (
     post_acs,
     post_code,
     print_paired_header,
+    run_logins,
     setup,
+    tear_down,
 )
 
 MEASURES = ("healthz µs", "refresh µs", "refresh ÷ healthz", "login µs")
@@ -93,11 +93,7 @@ def prepare(name: str, workdir: Path, database_url: str, code: Path) -> Side:
 def measure_round(side: Side, seconds: float, logins: int) -> dict[str, float]:
     refresh, healthz = alternating(side.meters, side.server.port, seconds,
                                    [side.chain, get_healthz], rounds=ALTERNATIONS)
-    batch = [side.bench.prepare() for _ in range(logins)]  # signed by the IdP, untimed
-    login = Measured(n=logins)
-    with side.meters.window(login):
-        for prepared in batch:
-            post_code(side.bench.client, post_acs(side.bench.client, prepared), prepared.verifier)
+    login = run_logins(side.bench, side.meters, logins, logins)[0]  # signed beforehand, untimed
     return {MEASURES[0]: healthz.cpu_us, MEASURES[1]: refresh.cpu_us,
             MEASURES[2]: refresh.cpu_us / healthz.cpu_us, MEASURES[3]: login.cpu_us}
 
@@ -142,8 +138,6 @@ def main(argv: list[str]) -> int:
         parser.error("--check needs --logins 50 or more: the workers' CPU is read in 10 ms ticks, "
                      "and fewer logins are too few of them to judge")
     sys.path.insert(0, str(REPO))
-    from tests.databases import drop_database
-
     started = time.perf_counter()
     print_paired_header(f"scripts/bench --http --against {' '.join(argv)}", args.postgres, "side")
     tmp = Path(tempfile.mkdtemp(prefix="bridge-bench-against-"))
@@ -179,11 +173,7 @@ def main(argv: list[str]) -> int:
               f"{' and '.join(CHECKED)}): {'FAILED: ' + ', '.join(failed) if failed else 'passed'}")
         return 1 if failed else 0
     finally:
-        for side in sides:
-            side.server.stop()
-        for name in databases:
-            drop_database(args.postgres, name)
-        shutil.rmtree(tmp, ignore_errors=True)
+        tear_down([side.server for side in sides], args.postgres, databases, tmp)
 
 
 if __name__ == "__main__":

@@ -904,6 +904,20 @@ def fresh_database(workdir: Path, postgres: str | None, made: list[str]) -> str:
     return create_database(postgres, made[-1])
 
 
+def tear_down(servers: Iterable[Server], postgres: str | None, databases: list[str],
+              tmp: Path | str) -> None:
+    """Stop the servers of a paired run, drop the databases ``fresh_database`` made for them and
+    remove their directory."""
+    from tests.databases import drop_database
+
+    for server in servers:
+        server.stop()
+    for name in databases:
+        assert postgres is not None  # only PostgreSQL's are named here
+        drop_database(postgres, name)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def per_round_quotients(measures: Iterable[str], first: list[dict[str, float]],
                         second: list[dict[str, float]]) -> dict[str, float]:
     """Each measure's median over the rounds of second ÷ first in the same round: what two

@@ -14,7 +14,6 @@ the figures are medians over the rounds, and the spread is printed beside them.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from bench_http import (
     post_code,
     print_paired_header,
     setup,
+    tear_down,
 )
 
 CONFIGURATIONS: dict[str, dict[str, str]] = {
@@ -105,7 +105,6 @@ def main(argv: list[str]) -> None:
                              "and dropped at the end (default: SQLite files)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from tests.databases import drop_database
     started = time.perf_counter()
     print_paired_header(f"scripts/bench --http --compare-workers {' '.join(argv)}", args.postgres,
                         "server")
@@ -135,11 +134,7 @@ def main(argv: list[str]) -> None:
             print(f"load after: {loadavg.read().strip()}")
         print(f"total run time: {time.perf_counter() - started:.1f} s")
     finally:
-        for c in contenders:
-            c.server.stop()
-        for name in databases:
-            drop_database(args.postgres, name)
-        shutil.rmtree(tmp, ignore_errors=True)
+        tear_down([c.server for c in contenders], args.postgres, databases, tmp)
 
 
 if __name__ == "__main__":
