@@ -68,3 +68,25 @@ def test_only_one_place_encodes_and_decodes_jwts() -> None:
     assert sites("jwt.encode(") == []
     assert sites("jwt.decode(") == ["tokens/signing.py"]
     assert sites("def sign(") == ["tokens/signing.py"]
+
+
+def test_docstrings_are_utf8_text() -> None:
+    # Python 3.13.0 encodes every docstring as UTF-8 when it compiles a module (to dedent it): a
+    # lone surrogate written as an escape in one ("\ud800" rather than "\\ud800") made the module,
+    # and with it the whole application, fail to import there.
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted([*(repo / "bridge").rglob("*.py"), *(repo / "scripts").glob("*.py"),
+                        *(repo / "tests").rglob("*.py")]):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                docstring = ast.get_docstring(node, clean=False)
+                try:
+                    (docstring or "").encode("utf-8")
+                except UnicodeEncodeError:
+                    offenders.append(f"{path.relative_to(repo)}:{getattr(node, 'lineno', 1)}")
+    assert offenders == []

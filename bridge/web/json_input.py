@@ -1,7 +1,7 @@
 """JSON from requests and form fields. Input nested deeper than the parser can follow raises
 RecursionError, not ValueError, so Flask's ``silent`` does not catch it: here it is refused like
 any other JSON that does not parse, never a 500. A string that is not Unicode text (a lone
-surrogate, ``"\ud800"``) is refused as invalid input naming where it is: stored, it would break
+surrogate, ``"\\ud800"``) is refused as invalid input naming where it is: stored, it would break
 every page and answer that shows it (bridge.unicode_text)."""
 
 from __future__ import annotations
