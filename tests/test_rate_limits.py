@@ -13,6 +13,7 @@ import pytest
 import redis
 from flask import Flask
 from sqlalchemy import func, select
+from werkzeug.exceptions import TooManyRequests
 
 from bridge.config import Settings
 from bridge.dev.saml_idp import DevIdp
@@ -68,6 +69,26 @@ def test_token_limits_per_client(database: Database, idp_dir: Path, tmp_path: Pa
         assert client.post("/token", data=form).get_json()["error"] == "slow_down"
         other = {**form, "client_id": "backend", "client_secret": "wrong"}
         assert client.post("/token", data=other).status_code == 401  # another client's budget
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
+@pytest.mark.parametrize("setting", ["rate_limit_authorize", "rate_limit_token_per_client",
+                                     "rate_limit_token_per_address"])
+def test_every_rate_of_a_setting_is_enforced(setting: str, database: Database, idp_dir: Path,
+                                             tmp_path: Path, dev_idp: DevIdp) -> None:
+    # A setting may name several rates; the stricter one second must hold as well as the first.
+    app = create_app(_settings(database, idp_dir, tmp_path, **{setting: "100/minute;2/hour"}))
+    client = app.test_client()
+    try:
+        if setting == "rate_limit_authorize":
+            answers = [client.get("/authorize?client_id=demo") for _ in range(3)]
+        else:
+            form = {"grant_type": "refresh_token", "refresh_token": "x", "client_id": "demo"}
+            answers = [client.post("/token", data=form) for _ in range(3)]
+        assert [a.status_code for a in answers] == [400, 400, 429]
+        # Refused by the hour's window, so not worth retrying within the minute.
+        assert int(answers[2].headers["Retry-After"]) > 60
     finally:
         app.extensions["bridge"].db.dispose()
 
@@ -252,3 +273,34 @@ def test_the_page_that_posts_our_logout_request_is_limited_per_address(
         assert statuses == [400, 400, 400, 429]
     finally:
         app.extensions["bridge"].db.dispose()
+
+
+@pytest.mark.parametrize("storage", ["memory://", "redis"])
+def test_a_check_counts_in_the_librarys_own_window(storage: str, request: pytest.FixtureRequest
+                                                   ) -> None:
+    # RateLimits writes the key of FixedWindowRateLimiter itself: a node on another version (or
+    # the library's own reading of a window) must count in the same one.
+    from types import SimpleNamespace
+    from typing import cast
+
+    from limits import parse
+    from limits.strategies import FixedWindowRateLimiter
+
+    from bridge.web.rate_limits import KEY_PREFIX, RateLimits
+
+    url = request.getfixturevalue("redis_url") if storage == "redis" else storage
+    limits = RateLimits(cast(Settings, SimpleNamespace(rate_limit_storage_url=url,
+                                                       rate_limit_token_per_client="3/minute")))
+    limit = parse("3/2 minutes")
+    library = FixedWindowRateLimiter(limits._storage)
+    limits.check(limit, "token-client", "spa 192.0.2.1")
+    assert library.get_window_stats(limit, KEY_PREFIX, "token-client", "spa 192.0.2.1"
+                                    ).remaining == 2
+    assert library.hit(limit, KEY_PREFIX, "token-client", "spa 192.0.2.1")
+    limits.check(limit, "token-client", "spa 192.0.2.1")
+    with pytest.raises(TooManyRequests):
+        limits.check(limit, "token-client", "spa 192.0.2.1")
+    # Other keys, scopes and limits are windows of their own.
+    limits.check(limit, "token-client", "spa 192.0.2.2")
+    limits.check(limit, "token-address", "spa 192.0.2.1")
+    limits.check(parse("3/minute"), "token-client", "spa 192.0.2.1")
