@@ -53,6 +53,10 @@ _PLAIN = (str, int, float, bool, type(None))
 # What json.dumps(value, default=str) uses, made once: json.dumps builds a new encoder whenever it
 # is given an argument of its own, about 3 µs a value.
 _JSON = json.JSONEncoder(default=str)
+# Numbers in a line's fields (a status, a duration): a float is written in at most 24 characters
+# ("-2.2250738585072014e-308", "Infinity"), an int below this in at most 39, sign included; no
+# pattern matches so short a text without a marker, and none of these holds one.
+_SHORT_INT = 10**38
 
 
 def redact(text: str) -> str:
@@ -66,6 +70,10 @@ def redact(text: str) -> str:
 
 
 def _masked_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is float or kind is bool or value is None or (
+            kind is int and -_SHORT_INT < value < _SHORT_INT):
+        return value  # written as fewer than 40 digits, signs and letters: nothing to mask
     dumped = _JSON.encode(value)
     masked = redact(dumped)
     if masked == dumped and type(value) in _PLAIN:

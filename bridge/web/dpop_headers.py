@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
+from flask import request
 from werkzeug.wrappers import Response
 
 from bridge.tokens.dpop import ALGORITHMS
 
 DPOP_HEADER = "DPoP"
 NONCE_HEADER = "DPoP-Nonce"
+_DPOP_ENVIRON_KEY = "HTTP_DPOP"
+
+
+def dpop_proofs() -> list[str]:
+    """The request's DPoP header values, as ``request.headers.getlist(DPOP_HEADER)`` gives them.
+    In the WSGI environ a header has one key (the server joins repeats into one value, which is
+    then no proof), so one lookup there does what getlist does by scanning every header, at each
+    refresh."""
+    value = request.environ.get(_DPOP_ENVIRON_KEY)
+    return [] if value is None else [value]
 
 
 def add_dpop_nonce(response: Response, nonce: str | None) -> None:

@@ -26,11 +26,13 @@ from bridge.web.cookies import (
     set_login_cookie,
     set_refresh_cookie,
 )
-from bridge.web.dpop_headers import DPOP_HEADER, add_dpop_nonce
+from bridge.web.dpop_headers import add_dpop_nonce, dpop_proofs
 from bridge.web.rate_limits import count_client
 from bridge.web.saml_binding import send as send_saml
 
 oauth = Blueprint("oauth", __name__)
+# Made once: json.dumps builds an encoder per call whenever it is given an argument of its own.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 @oauth.get("/authorize")
@@ -105,7 +107,7 @@ def token() -> BaseResponse:
         # A cookie client's refresh token may come in its cookie instead of the form.
         form["refresh_token"] = _presented_refresh_token(client, form, "refresh_token")
     dpop = application().dpop
-    dpop_jkt = dpop.for_token_request(client, request.headers.getlist(DPOP_HEADER))
+    dpop_jkt = dpop.for_token_request(client, dpop_proofs())
     response = _token_response(application().tokens.issue(client, form, dpop_jkt=dpop_jkt))
     if client.dpop != "off":
         add_dpop_nonce(response, dpop.fresh_nonce())
@@ -174,8 +176,8 @@ def _set_cookie_answer(response: BaseResponse, client: ClientConfig, value: str 
 def _token_response(tokens: TokenSet) -> BaseResponse:
     in_cookie = _uses_cookie(tokens.client)
     # Serialized directly: Flask's JSON provider adds nothing to a body of strings and numbers.
-    response = Response(json.dumps(tokens.body(include_refresh=not in_cookie),
-                                   separators=(",", ":")), mimetype="application/json")
+    response = Response(_COMPACT_JSON.encode(tokens.body(include_refresh=not in_cookie)),
+                        mimetype="application/json")
     if in_cookie and tokens.refresh_token:
         _set_cookie_answer(response, tokens.client, tokens.refresh_token,
                            max_age=tokens.client.refresh_token_ttl_seconds)
@@ -202,7 +204,7 @@ def revoke() -> BaseResponse:
     if (form.get("token_type_hint") or None) not in (None, "refresh_token", "access_token"):
         raise TokenError("unsupported_token_type", "Unknown token_type_hint.")
     dpop_jkt = application().dpop.for_token_request(
-        client, request.headers.getlist(DPOP_HEADER), path="/revoke", required=False)
+        client, dpop_proofs(), path="/revoke", required=False)
     application().revocation.revoke(client, token_value, dpop_jkt)
     response = Response(status=200)
     if client.dpop != "off":
@@ -223,7 +225,7 @@ def logout() -> BaseResponse:
         _check_origin(client)  # the answer clears the cookie
     token_value = _presented_refresh_token(client, form, "refresh_token")
     dpop_jkt = application().dpop.for_token_request(
-        client, request.headers.getlist(DPOP_HEADER), path="/logout", required=False)
+        client, dpop_proofs(), path="/logout", required=False)
     idp_logout_url = application().logout.logout(client, token_value,
                                                  idp_logout=form.get("idp_logout") == "true",
                                                  dpop_jkt=dpop_jkt)

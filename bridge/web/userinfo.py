@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from bridge.errors import TokenError
 from bridge.web.context import application
-from bridge.web.dpop_headers import DPOP_HEADER, add_dpop_nonce
+from bridge.web.dpop_headers import add_dpop_nonce, dpop_proofs
 
 userinfo = Blueprint("userinfo", __name__)
 
@@ -26,7 +26,7 @@ def _access_token() -> tuple[str, bool]:
 @userinfo.route("/userinfo", methods=["GET", "POST"])
 def endpoint() -> Response:
     token, with_dpop = _access_token()
-    proofs = request.headers.getlist(DPOP_HEADER) if with_dpop else None
+    proofs = dpop_proofs() if with_dpop else None
     response = jsonify(application().userinfo.userinfo(token, dpop_proofs=proofs,
                                                        method=request.method))
     response.headers["Cache-Control"] = "no-store"
