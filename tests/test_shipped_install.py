@@ -2,7 +2,8 @@
 installed with no extras into a brand-new virtual environment, then `bridge db upgrade`,
 `bridge check` and gunicorn with bridge/gunicorn_conf.py on PostgreSQL behind TLS, and a whole
 login and refresh through it. Nothing of the test environment (the dev and test extras, this
-checkout on sys.path) reaches the installed bridge."""
+checkout on sys.path) reaches the installed bridge. On the Python that runs the tests and on
+every other CPython of 3.11 or newer this machine has (pyproject promises them all)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,36 @@ print(len(names), bridge.__file__)
 """
 
 
+def _pythons() -> dict[str, str]:
+    """The interpreter running the tests, then one CPython of each other version from 3.11 on
+    that this machine has: on the PATH, or installed through pyenv (whose shims run only the
+    version selected, so its versions are looked up directly)."""
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(11, 20)]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        if root:
+            candidates += sorted(str(p) for p in Path(root, "versions").glob("3.1*/bin/python3"))
+    found = {f"{sys.version_info.major}.{sys.version_info.minor}": sys.executable}
+    for candidate in candidates:
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.implementation.name, "
+             "'%d.%d' % sys.version_info[:2], sys.version_info >= (3, 11))"],
+            capture_output=True, text=True)
+        words = probe.stdout.split()
+        if probe.returncode == 0 and len(words) == 3 and words[0] == "cpython" \
+                and words[2] == "True":
+            found.setdefault(words[1], candidate)
+    return found
+
+
+PYTHONS = _pythons()
+
+
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A brand-new virtual environment with the wheel of this checkout and no extras."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     # Built from a copy of what the Dockerfile copies, so that nothing else of the checkout
     # (a build/ directory left by an earlier build, with files since deleted) enters the wheel.
@@ -58,9 +86,18 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    check=True, capture_output=True, timeout=600)
     wheels = list((work / "dist").glob("saml_jwt_bridge-*.whl"))
     assert len(wheels) == 1, wheels
-    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True, timeout=120)
+    return wheels[0]
+
+
+@pytest.fixture(scope="module", params=list(PYTHONS.values()), ids=[f"python{v}" for v in PYTHONS])
+def venv(request: pytest.FixtureRequest, wheel: Path,
+         tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A brand-new virtual environment of one Python with the wheel of this checkout and no
+    extras."""
+    work = tmp_path_factory.mktemp("venv")
+    subprocess.run([request.param, "-m", "venv", str(work / "venv")], check=True, timeout=120)
     installed = subprocess.run([str(work / "venv" / "bin" / "pip"), "install", "--quiet",
-                                "--disable-pip-version-check", str(wheels[0])],
+                                "--disable-pip-version-check", str(wheel)],
                                capture_output=True, text=True, timeout=900, cwd=work)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return work / "venv"
