@@ -228,7 +228,17 @@ def tls_certificate(directory: Path) -> Path:
                    .serial_number(x509.random_serial_number())
                    .not_valid_before(now - dt.timedelta(minutes=5))
                    .not_valid_after(now + dt.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   # What Python 3.13's strict verification (VERIFY_X509_STRICT) asks of a chain.
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                                  critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                       signer.public_key()), critical=False)
+                   .add_extension(x509.KeyUsage(
+                       digital_signature=not ca, key_cert_sign=ca, crl_sign=ca,
+                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                       key_agreement=False, encipher_only=False, decipher_only=False),
+                       critical=True))
         if not ca:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
