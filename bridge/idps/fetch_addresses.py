@@ -93,9 +93,10 @@ def non_public_reason(address: IPAddress) -> str | None:
         if address.teredo is not None:
             return "Teredo tunnel"
         if address.sixtofour is not None:
+            # By its IPv4 address alone: Python 3.13 counts all of 2002::/16 as private, 3.11
+            # and 3.12 none of it, and the answer must not depend on the Python that runs us.
             inner = non_public_reason(address.sixtofour)
-            if inner:
-                return f"6to4 form of {inner}"
+            return f"6to4 form of {inner}" if inner else None
         if address in NAT64:
             inner = non_public_reason(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
             return f"NAT64 form of {inner}" if inner else None
