@@ -31,6 +31,7 @@ from lxml import etree
 from bridge.errors import ConfigError
 from bridge.idps.fetch import FetchPolicy, fetch_metadata
 from bridge.idps.fetch_addresses import non_public_reason
+from bridge.idps.files import load_idp_directory
 from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.saml.metadata import parse_idp_metadata
 
@@ -593,6 +594,40 @@ def test_signed_metadata_verifies_with_the_pinned_certificate(federation: Signer
     # And the same bytes are usable metadata.
     metadata = parse_idp_metadata(signed, source="test", now=dt.datetime.now(dt.UTC))
     assert metadata.entity_id == "https://idp.example.org"
+
+
+def _idp_files(directory: Path, xml: bytes, pinned: str) -> Path:
+    directory.mkdir()
+    (directory / "partner.xml").write_bytes(xml)
+    (directory / "partner.toml").write_text(
+        f'email_domains = ["example.org"]\nmetadata_signing_certificate = """{pinned}"""\n')
+    return directory
+
+
+def test_an_idp_file_is_loaded_when_the_pinned_certificate_signed_it(federation: Signer,
+                                                                    tmp_path: Path) -> None:
+    directory = _idp_files(tmp_path / "idps", text(sign(entity(federation), federation)),
+                           federation.cert_pem)
+    idps = load_idp_directory(directory, now=dt.datetime.now(dt.UTC))
+    assert idps["partner"].metadata.entity_id == "https://idp.example.org"
+
+
+@pytest.mark.parametrize("document", ["unsigned", "another key", "tampered"])
+def test_an_idp_file_the_pinned_certificate_did_not_sign_is_refused(
+        document: str, federation: Signer, stranger: Signer, tmp_path: Path) -> None:
+    # An IdP declared as files pins the signer of its metadata as a managed one does: a file
+    # synced from elsewhere (a federation's aggregate, automation) is trusted only if signed.
+    xml = {"unsigned": lambda: text(entity(federation)),
+           "another key": lambda: text(sign(entity(stranger), stranger)),
+           "tampered": lambda: text(sign(entity(federation), federation)).replace(
+               b'Location="https://idp.example.org/sso"', b'Location="https://evil.example/sso"'),
+           }[document]()
+    assert document != "tampered" or b"evil.example" in xml
+    directory = _idp_files(tmp_path / "idps", xml, federation.cert_pem)
+    with pytest.raises(ConfigError) as refusal:
+        load_idp_directory(directory, now=dt.datetime.now(dt.UTC))
+    assert len(refusal.value.problems) == 1
+    assert refusal.value.problems[0].startswith(f"{directory / 'partner.xml'}: metadata signature: ")
 
 
 def test_a_signed_entities_descriptor_verifies(federation: Signer) -> None:

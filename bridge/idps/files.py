@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bridge.config.problems import Problems
 from bridge.errors import ConfigError
+from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.settings import SLUG_RE, IdentityProvider, IdpSettings, parse_idp_settings
 from bridge.saml.metadata import parse_idp_metadata
 
@@ -33,11 +34,20 @@ def load_idp_directory(directory: str | Path, *, now: dt.datetime) -> dict[str, 
                             "[a-z0-9][a-z0-9-]{0,62} followed by .xml")
             continue
         try:
-            metadata = parse_idp_metadata(xml_file.read_bytes(), source=str(xml_file), now=now)
+            xml = xml_file.read_bytes()
+            metadata = parse_idp_metadata(xml, source=str(xml_file), now=now)
             settings = load_idp_settings(xml_file.with_suffix(".toml"))
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
+        if settings.metadata_signing_certificate:
+            # As for an IdP managed through the API: a file synced from elsewhere is only
+            # trusted when the pinned certificate signed it.
+            try:
+                verify_metadata_signature(xml, settings.metadata_signing_certificate)
+            except ConfigError as exc:
+                problems.extend([f"{xml_file}: {p}" for p in exc.problems])
+                continue
         idp = IdentityProvider(slug=slug, metadata=metadata, settings=settings)
         problems.extend([f"{xml_file.with_suffix('.toml')}: {p}" for p in idp.binding_problems()])
         idps[slug] = idp
