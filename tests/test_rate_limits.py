@@ -304,3 +304,22 @@ def test_a_check_counts_in_the_librarys_own_window(storage: str, request: pytest
     limits.check(limit, "token-client", "spa 192.0.2.2")
     limits.check(limit, "token-address", "spa 192.0.2.1")
     limits.check(parse("3/minute"), "token-client", "spa 192.0.2.1")
+
+
+def test_a_rate_written_twice_counts_once() -> None:
+    from bridge.web.rate_limits import rates
+
+    assert [str(r) for r in rates("3/minute;3 per minute;3/2 minutes;6/hour")] == [
+        "3 per 1 minute", "3 per 2 minute", "6 per 1 hour"]
+
+
+def test_a_setting_that_repeats_a_rate_serves_that_rate(database: Database, idp_dir: Path,
+                                                        tmp_path: Path, dev_idp: DevIdp) -> None:
+    app = create_app(_settings(database, idp_dir, tmp_path,
+                               rate_limit_authorize="3/minute;3 per minute"))
+    client = app.test_client()
+    try:
+        statuses = [client.get("/authorize?client_id=demo").status_code for _ in range(4)]
+        assert statuses == [400, 400, 400, 429]
+    finally:
+        app.extensions["bridge"].db.dispose()

@@ -103,8 +103,7 @@ class RateLimits:
         # A URL of an asyncio storage ("async+redis://") is refused by the settings.
         self._storage: Storage = storage  # type: ignore[assignment]
         self._limiter = FixedWindowRateLimiter(storage)
-        # Every rate of a setting counts ("10/second;300/minute": both), not only the first.
-        self.token_per_client = parse_many(settings.rate_limit_token_per_client)
+        self.token_per_client = rates(settings.rate_limit_token_per_client)
 
     def check(self, limit: RateLimitItem, scope: str, key: str) -> None:
         """Count one request against ``limit`` for ``key``; TooManyRequests when over it."""
@@ -125,6 +124,12 @@ class RateLimits:
                         type(error).__name__)
             return
         raise TooManyRequests(retry_after=max(1, math.ceil(reset - time.time())))
+
+
+def rates(text: str) -> list[RateLimitItem]:
+    """Every rate of a setting ("10/second;300/minute": both count, not only the first), each
+    once: a rate written twice would share its window and count every request twice."""
+    return list(dict.fromkeys(parse_many(text)))
 
 
 def _address() -> str:
@@ -149,7 +154,7 @@ def install(app: Flask, settings: Settings) -> RateLimits:
     limits = RateLimits(settings)
 
     def limited(endpoint: str, *rules: tuple[str, str, Callable[[], str]]) -> None:
-        items = [(item, scope, key) for text, scope, key in rules for item in parse_many(text)]
+        items = [(item, scope, key) for text, scope, key in rules for item in rates(text)]
         view = app.view_functions[endpoint]
 
         @functools.wraps(view)
