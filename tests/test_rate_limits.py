@@ -247,6 +247,35 @@ def test_admin_sign_in_starts_are_limited_per_address(
         app.extensions["bridge"].db.dispose()
 
 
+def test_the_addresses_of_one_ipv6_64_share_one_budget(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    # An end site holds a whole /64: a sender that takes a new address of it for every request
+    # must not get a new budget with each.
+    app = _app(database, idp_dir, tmp_path, rate_limit_admin_login="3/minute",
+               rate_limit_token_per_client="3/minute")
+    try:
+        client = app.test_client()
+        statuses = [client.get("/admin/login/dev", environ_base=_at(f"2001:db8:7:9::{i:x}"),
+                               headers={"Accept": "application/json"}).status_code
+                    for i in range(1, 31)]
+        assert statuses == [302] * 3 + [429] * 27
+        assert _count(app, AuthnRequestRecord) == 3
+        # Written as an IPv4 address in IPv6 form, an address counts as that IPv4 address.
+        for _ in range(3):
+            assert client.get("/admin/login/dev", environ_base=_at("198.51.100.7")).status_code == 302
+        assert client.get("/admin/login/dev",
+                          environ_base=_at("::ffff:198.51.100.7")).status_code == 429
+        # Another /64 has a budget of its own.
+        assert client.get("/admin/login/dev", environ_base=_at("2001:db8:7:a::1")).status_code == 302
+        # A public client's budget is per client and /64 likewise.
+        form = {"grant_type": "refresh_token", "refresh_token": "x", "client_id": "demo"}
+        answers = [client.post("/token", data=form, environ_base=_at(f"2001:db8:5:5::{i}"))
+                   for i in range(1, 5)]
+        assert [a.status_code for a in answers] == [400, 400, 400, 429]
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
 def test_single_logout_is_limited_per_address(
         database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
     # Every refused LogoutRequest is an audit event: junk from one address must stop adding them.

@@ -11,6 +11,7 @@ node shares the budget. Over the limit: 429 with Retry-After, and the usual erro
 * Per client at /token, counted only once the client is authenticated: a request that merely
   *names* a client must not spend its budget, or a few addresses could lock every user of an SPA
   out. A public client proves nothing, so its budget is per client *and* address.
+* "Address": an IPv4 address, or an IPv6 address's /64 (``counted_address``).
 
 The limits are checked inside the limited views only (with the ``limits`` library directly), so
 other endpoints such as /healthz pay nothing for them."""
@@ -18,6 +19,7 @@ other endpoints such as /healthz pay nothing for them."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import math
 import threading
@@ -134,7 +136,23 @@ def rates(text: str) -> list[RateLimitItem]:
 
 def _address() -> str:
     # ProxyFix (trusted_proxy_hops) has already put the client's address here.
-    return request.remote_addr or "-"
+    return counted_address(request.remote_addr or "-")
+
+
+def counted_address(address: str) -> str:
+    """The address a per-address budget is counted for: an IPv4 address itself; for IPv6, its
+    /64. One end site is given a /64 at least, so counting each of its 2**64 addresses apart
+    would give one sender a budget without end (docs/decisions/0034-rate-limits-per-ipv6-64.md).
+    An IPv4 address written as IPv6 (``::ffff:192.0.2.1``) counts as that IPv4 address."""
+    if ":" not in address:
+        return address
+    try:
+        parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
 
 
 def count_client(client: ClientConfig) -> None:
