@@ -239,8 +239,9 @@ class Settings:
         "SSRF exposure). Refused in production.")
     claims_sunset: dict[int, dt.date] = setting(
         factory=dict, parse=_parse_sunset, default_doc="none",
-        doc="Claims versions being retired, `{ \"1\" = 2027-06-30 }`: the last day tokens of "
-        "that version are issued; token responses announce it until then.")
+        doc="Claims versions being retired, `{ \"1\" = 2027-06-30 }`: the day announced as the "
+        "last one tokens of that version are issued (token responses say so). The bridge does "
+        "not stop issuing them by itself: move the clients to another `claims_version` by then.")
     key_encryption_key: str | None = setting(
         None, secret=True, default_doc="generated into `instance_dir` in development",
         doc="**Secret** (`BRIDGE_KEY_ENCRYPTION_KEY` or `_FILE`): encrypts signing keys and the "
