@@ -52,6 +52,7 @@ def test_a_registered_client_logs_in_at_once(client: FlaskClient, browser: Brows
     body = response.get_json()
     assert body["client_id"].startswith("dyn-") and "client_secret" not in body
     assert body["token_endpoint_auth_method"] == "none" and body["scope"] == "openid email"
+    assert body["grant_types"] == ["authorization_code", "refresh_token"]
     redirect = APP["redirect_uris"][0]
     code, login = browser.login(client_id=body["client_id"], redirect_uri=redirect)
     tokens = browser.exchange(code, login.verifier, client_id=body["client_id"],
@@ -225,3 +226,16 @@ def test_metadata_with_a_string_that_is_not_text_registers_nothing(client: Flask
     assert response.get_json()["error"] == "invalid_client_metadata"
     assert "body.client_name: not valid Unicode text" in response.get_json()["error_description"]
     assert _registered(bridge) == before
+
+
+def test_the_answer_names_the_grants_the_client_may_use(client: FlaskClient,
+                                                       browser: Browser) -> None:
+    # Asked for the code alone (RFC 7591's default), the client still gets refresh tokens, as
+    # every client does: the registered metadata must say so.
+    body = _register(client, {k: v for k, v in APP.items() if k != "grant_types"}).get_json()
+    assert body["grant_types"] == ["authorization_code", "refresh_token"]
+    redirect = APP["redirect_uris"][0]
+    code, login = browser.login(client_id=body["client_id"], redirect_uri=redirect)
+    tokens = browser.exchange(code, login.verifier, client_id=body["client_id"],
+                              redirect_uri=redirect).get_json()
+    assert tokens["refresh_token"]

@@ -94,7 +94,9 @@ def register(admin: ClientAdmin, metadata: Any) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "client_id": client_id, "client_id_issued_at": int(detail["created_at"]),
         "redirect_uris": detail["redirect_uris"], "token_endpoint_auth_method": method,
-        "grant_types": metadata.get("grant_types", ["authorization_code"]),
+        # What the client may use, whatever it asked for: every client's code exchange gives a
+        # refresh token (RFC 7591 §3.2.1: the answer holds what was registered).
+        "grant_types": sorted(GRANT_TYPES),
         "response_types": ["code"], "audience": detail["audience"]}
     if "scopes" in table:
         answer["scope"] = " ".join(table["scopes"])
