@@ -630,6 +630,47 @@ def test_an_idp_file_the_pinned_certificate_did_not_sign_is_refused(
     assert refusal.value.problems[0].startswith(f"{directory / 'partner.xml'}: metadata signature: ")
 
 
+def _signed_aggregate_with_an_idp_in_its_key_info(federation: Signer, stranger: Signer,
+                                                  *, member_idp: bool) -> bytes:
+    """An EntitiesDescriptor the pinned key really signed (SP entities only, or with one IdP
+    member), and then an IdP entity of the stranger's put into the signature's KeyInfo, which
+    its digest does not cover."""
+    group = etree.Element(f"{{{MD}}}EntitiesDescriptor", nsmap={"md": MD}, ID="_group")
+    group.append(etree.fromstring(f"""<md:EntityDescriptor xmlns:md="{MD}"
+        entityID="https://sp.example.org" ID="_sp"><md:SPSSODescriptor
+        protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+        <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+        Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor>
+        </md:EntityDescriptor>"""))
+    if member_idp:
+        group.append(entity(federation))
+    signed = etree.fromstring(text(sign(group, federation)))
+    key_info = signed.find(f"{{{DS}}}Signature/{{{DS}}}KeyInfo")
+    assert key_info is not None
+    key_info.append(entity(stranger, entity_id="https://partner.example.net", id_="_hidden"))
+    xml = text(signed)
+    verify_metadata_signature(xml, federation.cert_pem)  # the pinned signature still holds
+    return xml
+
+
+def test_an_idp_hidden_in_a_signatures_key_info_is_no_idp(federation: Signer, stranger: Signer,
+                                                           tmp_path: Path) -> None:
+    xml = _signed_aggregate_with_an_idp_in_its_key_info(federation, stranger, member_idp=False)
+    with refused("an EntitiesDescriptor must hold exactly one IdP entity, found 0"):
+        parse_idp_metadata(xml, source="test", now=dt.datetime.now(dt.UTC))
+    directory = _idp_files(tmp_path / "idps", xml, federation.cert_pem)
+    with pytest.raises(ConfigError, match="exactly one IdP entity, found 0"):
+        load_idp_directory(directory, now=dt.datetime.now(dt.UTC))
+
+
+def test_beside_a_member_idp_the_hidden_one_is_ignored(federation: Signer,
+                                                       stranger: Signer) -> None:
+    xml = _signed_aggregate_with_an_idp_in_its_key_info(federation, stranger, member_idp=True)
+    metadata = parse_idp_metadata(xml, source="test", now=dt.datetime.now(dt.UTC))
+    assert metadata.entity_id == "https://idp.example.org"
+    assert [c.pem for c in metadata.signing_certificates] == [federation.cert_pem]
+
+
 def test_a_signed_entities_descriptor_verifies(federation: Signer) -> None:
     group = etree.Element(f"{{{MD}}}EntitiesDescriptor", nsmap={"md": MD}, ID="_group")
     group.append(entity(federation))

@@ -17,7 +17,7 @@ import hashlib
 from lxml import etree
 
 from bridge.saml import ns
-from bridge.saml.metadata import MAX_METADATA_BYTES
+from bridge.saml.metadata import MAX_METADATA_BYTES, member_entities
 from bridge.saml.xml_parser import parse_untrusted
 
 _ENTITY = f"{{{ns.MD}}}EntityDescriptor"
@@ -49,8 +49,9 @@ def with_added_certificates(in_force: bytes, proposed: bytes, added: set[str]) -
 
 
 def _idp_descriptor(root: etree._Element) -> etree._Element:
+    # The entity parse_idp_metadata took: a member of the aggregate, never one found elsewhere.
     entity = root if root.tag == _ENTITY else next(
-        e for e in root.iter(_ENTITY) if e.find(_IDP) is not None)
+        e for e in member_entities(root) if e.find(_IDP) is not None)
     descriptor = entity.find(_IDP)
     assert descriptor is not None  # both documents were parsed as IdP metadata before
     return descriptor

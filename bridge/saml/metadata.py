@@ -81,6 +81,23 @@ def looks_like_html(data: bytes) -> bool:
     return _HTML_START.match(head) is not None
 
 
+def member_entities(group: etree._Element) -> list[etree._Element]:
+    """The entities of an EntitiesDescriptor: its EntityDescriptor children and those of the
+    EntitiesDescriptors nested in it, nothing deeper. An entity anywhere else (inside the
+    signature's KeyInfo, which its digest does not cover, or in an Extensions element) is no
+    member: found by a search of the whole tree, one put into a signed aggregate's KeyInfo was
+    taken as the IdP, with the pinned signature still valid."""
+    members: list[etree._Element] = []
+    groups = [group]
+    while groups:
+        for child in groups.pop():
+            if child.tag == f"{{{ns.MD}}}EntityDescriptor":
+                members.append(child)
+            elif child.tag == f"{{{ns.MD}}}EntitiesDescriptor":
+                groups.append(child)
+    return members
+
+
 def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
                        check_expiry: bool = True) -> IdpMetadata:
     """Parse metadata bytes; raise ``ConfigError`` naming ``source`` and the problem.
@@ -104,7 +121,7 @@ def parse_idp_metadata(data: bytes, *, source: str, now: dt.datetime,
                    else exc.public_detail) from None
 
     if root.tag == f"{{{ns.MD}}}EntitiesDescriptor":
-        candidates = [e for e in root.iter(f"{{{ns.MD}}}EntityDescriptor")
+        candidates = [e for e in member_entities(root)
                       if e.find(f"{{{ns.MD}}}IDPSSODescriptor") is not None]
         if len(candidates) != 1:
             raise fail(f"an EntitiesDescriptor must hold exactly one IdP entity, found "
