@@ -276,6 +276,45 @@ def test_the_addresses_of_one_ipv6_64_share_one_budget(
         app.extensions["bridge"].db.dispose()
 
 
+@pytest.mark.parametrize(("address", "counted"), [
+    ("192.0.2.1", "192.0.2.1"),
+    (" 192.0.2.1 ", "192.0.2.1"),
+    ("198.51.100.7:1111", "198.51.100.7"),  # a proxy that writes the client's port
+    ("2001:db8:7:9:a:b:c:d", "2001:db8:7:9::/64"),
+    ("2001:DB8:7:9::5", "2001:db8:7:9::/64"),
+    ("[2001:db8:7:9::5]", "2001:db8:7:9::/64"),
+    ("[2001:db8:7:9::5]:443", "2001:db8:7:9::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+    # IPv6 forms of an IPv4 address count as that address: one IPv4 sender is one budget, and
+    # the IPv4 senders behind a translator are not one budget together.
+    ("::ffff:198.51.100.9", "198.51.100.9"),
+    ("64:ff9b::198.51.100.9", "198.51.100.9"),
+    ("64:ff9b::203.0.113.77", "203.0.113.77"),
+    ("2002:c633:6409:1234::1", "198.51.100.9"),  # 6to4: a /48 from one IPv4 address
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),  # Teredo: the client's address
+    ("garbage", "unparsed"), ("", "unparsed"), ("198.51.100.777", "unparsed"),
+])
+def test_the_address_a_budget_is_counted_for(address: str, counted: str) -> None:
+    from bridge.web.rate_limits import counted_address
+
+    assert counted_address(address) == counted
+
+
+def test_a_proxy_that_writes_ports_does_not_give_each_connection_a_budget(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    app = _app(database, idp_dir, tmp_path, rate_limit_admin_login="3/minute")
+    try:
+        client = app.test_client()
+        statuses = [client.get("/admin/login/dev", environ_base=_at(address)).status_code
+                    for address in ("198.51.100.7:1111", "198.51.100.7:2222", "198.51.100.7",
+                                    "198.51.100.7:3333", "[2001:db8:7:9::5]:1",
+                                    "[2001:db8:7:9::6]:2", "2001:db8:7:9::7",
+                                    "[2001:db8:7:9::8]")]
+        assert statuses == [302, 302, 302, 429, 302, 302, 302, 429]
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
 def test_single_logout_is_limited_per_address(
         database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
     # Every refused LogoutRequest is an audit event: junk from one address must stop adding them.

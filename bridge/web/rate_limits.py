@@ -11,7 +11,8 @@ node shares the budget. Over the limit: 429 with Retry-After, and the usual erro
 * Per client at /token, counted only once the client is authenticated: a request that merely
   *names* a client must not spend its budget, or a few addresses could lock every user of an SPA
   out. A public client proves nothing, so its budget is per client *and* address.
-* "Address": an IPv4 address, or an IPv6 address's /64 (``counted_address``).
+* "Address": an IPv4 address, or an IPv6 address's /64, or the IPv4 address an IPv6 one
+  carries (``counted_address``).
 
 The limits are checked inside the limited views only (with the ``limits`` library directly), so
 other endpoints such as /healthz pay nothing for them."""
@@ -37,6 +38,8 @@ from bridge.config import ClientConfig, Settings
 
 log = logging.getLogger("bridge.rate_limits")
 KEY_PREFIX = "bridge"
+UNPARSED_ADDRESS = "unparsed"
+NAT64_WELL_KNOWN_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
 # A Redis that stops answering must not hold requests: give up quickly and serve uncounted.
 REDIS_TIMEOUT_SECONDS = 0.5
 
@@ -139,19 +142,32 @@ def _address() -> str:
     return counted_address(request.remote_addr or "-")
 
 
+@functools.lru_cache(maxsize=4096)  # a refresh asks twice; a sender's address repeats
 def counted_address(address: str) -> str:
-    """The address a per-address budget is counted for: an IPv4 address itself; for IPv6, its
-    /64. One end site is given a /64 at least, so counting each of its 2**64 addresses apart
-    would give one sender a budget without end (docs/decisions/0034-rate-limits-per-ipv6-64.md).
-    An IPv4 address written as IPv6 (``::ffff:192.0.2.1``) counts as that IPv4 address."""
-    if ":" not in address:
-        return address
+    """The address a per-address budget is counted for (docs/decisions/0034-rate-limits-per-ipv6-64.md):
+    an IPv4 address itself; an IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64's
+    well-known prefix, 6to4, Teredo) as that IPv4 address; any other IPv6 address by its /64,
+    since one end site holds a /64 at least and counting each of its 2**64 addresses apart would
+    give one sender a budget without end. A port or brackets that a proxy wrote around the
+    address are left out (``198.51.100.7:1111``, ``[2001:db8::1]:443``), or every connection
+    would count apart; what is still no address shares one budget."""
+    text = address.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
+        parsed = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        return address
-    if parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
+        return UNPARSED_ADDRESS
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return str(parsed)
+    embedded = parsed.ipv4_mapped or parsed.sixtofour or (parsed.teredo[1] if parsed.teredo
+                                                          else None)
+    if embedded is None and parsed in NAT64_WELL_KNOWN_PREFIX:
+        embedded = ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF)
+    if embedded is not None:
+        return str(embedded)
     return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
 
 
