@@ -48,11 +48,13 @@ def client_table(metadata: Any, client_id: str) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise _refuse("invalid_client_metadata", "The body must be a JSON object.")
     method = metadata.get("token_endpoint_auth_method", "client_secret_basic")
-    if method not in AUTH_METHODS:
+    # Strings only before any set or dict lookup: a list in JSON is no key (a 500 before).
+    if not isinstance(method, str) or method not in AUTH_METHODS:
         raise _refuse("invalid_client_metadata", "token_endpoint_auth_method must be one of "
                       + ", ".join(AUTH_METHODS) + ".")
     grants = metadata.get("grant_types", ["authorization_code"])
-    if not isinstance(grants, list) or not set(grants) <= GRANT_TYPES or not grants:
+    if not isinstance(grants, list) or not grants \
+            or not all(isinstance(g, str) and g in GRANT_TYPES for g in grants):
         raise _refuse("invalid_client_metadata",
                       "grant_types may hold authorization_code and refresh_token only.")
     if metadata.get("response_types", ["code"]) != ["code"]:
