@@ -85,7 +85,9 @@ class Relay:
                     if not data:
                         return
                     (b if sock is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):
+            # cut() closes both sockets from another thread: select() then finds no file
+            # descriptor (-1) and raises ValueError rather than OSError.
             return
         finally:
             a.close()
