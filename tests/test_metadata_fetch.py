@@ -32,8 +32,10 @@ from bridge.errors import ConfigError
 from bridge.idps.fetch import FetchPolicy, fetch_metadata
 from bridge.idps.fetch_addresses import non_public_reason
 from bridge.idps.files import load_idp_directory
+from bridge.idps.lifecycle import IdpAdmin
 from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.saml.metadata import parse_idp_metadata
+from bridge.services import Services
 
 METADATA = b'<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>'
 ETAG = '"v1"'
@@ -669,6 +671,39 @@ def test_beside_a_member_idp_the_hidden_one_is_ignored(federation: Signer,
     metadata = parse_idp_metadata(xml, source="test", now=dt.datetime.now(dt.UTC))
     assert metadata.entity_id == "https://idp.example.org"
     assert [c.pem for c in metadata.signing_certificates] == [federation.cert_pem]
+
+
+def _relabelled_with_a_second_reading(federation: Signer, stranger: Signer) -> bytes:
+    """A real aggregate the pinned key signed, relabelled as GBK, with bytes outside the digest
+    (in the signature's KeyInfo, in processing instructions after the root) that read one way
+    as they are and another way once each byte that is not UTF-8 becomes U+FFFD: in the second
+    reading the signature ends early and the stranger's entity is the aggregate's member."""
+    ends_cdata_once_replaced, ends_cdata_as_is = b"\x81\xe0\xbd", b"\xe0\xa1"
+    group = etree.Element(f"{{{MD}}}EntitiesDescriptor", nsmap={"md": MD}, ID="_group")
+    group.append(entity(federation, entity_id="https://partner.example.net"))
+    raw = text(sign(group, federation)).replace(b"encoding='UTF-8'", b"encoding='GBK'")
+    smuggled = (b"<ds:KeyName><![CDATA[" + ends_cdata_once_replaced
+                + b"]]></ds:KeyName></ds:KeyInfo></ds:Signature>"
+                + etree.tostring(entity(stranger, entity_id="https://partner.example.net",
+                                        id_="_other"))
+                + b"<![CDATA[" + ends_cdata_as_is + b"]]></ds:KeyName>")
+    raw = raw.replace(b"</ds:KeyInfo>", smuggled + b"</ds:KeyInfo>", 1)
+    raw += b"<?x " + ends_cdata_once_replaced + b"]]></md:EntitiesDescriptor><?y ?>"
+    verify_metadata_signature(raw, federation.cert_pem)  # as it is, the pinned signature holds
+    replaced = raw.decode("utf-8", errors="replace").encode()
+    other = parse_idp_metadata(replaced, source="test", now=dt.datetime.now(dt.UTC))
+    assert [c.pem for c in other.signing_certificates] == [stranger.cert_pem]  # the second reading
+    return raw
+
+
+def test_metadata_that_is_not_utf8_is_refused_before_it_can_be_read_twice(
+        federation: Signer, stranger: Signer, bridge: Services) -> None:
+    xml = _relabelled_with_a_second_reading(federation, stranger)
+    admin = IdpAdmin(bridge, FetchPolicy())
+    with refused("IdP partner metadata: not UTF-8"):
+        admin.create_idp("partner", xml=xml, url=None, actor="test",
+                         settings={"metadata_signing_certificate": federation.cert_pem})
+    assert "partner" not in bridge.idps
 
 
 def test_a_signed_entities_descriptor_verifies(federation: Signer) -> None:

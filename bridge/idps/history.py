@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bridge.errors import NotFound
+from bridge.errors import ConfigError, NotFound
 from bridge.idps.settings import SLUG_RE, IdentityProvider
 from bridge.store.db import Database
 from bridge.store.models import IdpMetadataVersion, IdpRecord
@@ -43,10 +43,22 @@ def version_xml(db: Database, slug: str, version_id: int) -> str:
         return version.xml
 
 
+def metadata_text(slug: str, xml: bytes) -> str:
+    """The document as it is stored and served: its bytes as UTF-8, exactly, or ConfigError.
+    A lossy decoding would store (and parse) other bytes than those whose pinned signature was
+    checked: under a declared encoding such as GBK, each replaced byte shifts how the rest
+    pairs up, and the two readings can hold different markup."""
+    try:
+        return xml.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"IdP {slug} metadata: not UTF-8 (byte {error.start}); save it as "
+                          "UTF-8") from None
+
+
 def new_version(slug: str, xml: bytes, source: str, actor: str, now: float,
                 diff: dict[str, Any], *, status: str) -> IdpMetadataVersion:
     return IdpMetadataVersion(
-        slug=slug, xml=xml.decode("utf-8", errors="replace"),
+        slug=slug, xml=metadata_text(slug, xml),
         sha256=hashlib.sha256(xml).hexdigest(), status=status, source=source, created_at=now,
         created_by=actor, applied_at=now if status == "applied" else None,
         applied_by=actor if status == "applied" else None, diff_json=json.dumps(diff))

@@ -17,7 +17,7 @@ from bridge.errors import ConfigError, Conflict, FetchRefused, InvalidInput, Not
 from bridge.idps.auto_apply import applies_without_person, iso, splittable, withheld_reasons
 from bridge.idps.certificate_split import with_added_certificates
 from bridge.idps.fetch import Fetched, FetchPolicy, fetch_metadata, internal_host
-from bridge.idps.history import known_version_id, new_version, readded_certificates
+from bridge.idps.history import known_version_id, metadata_text, new_version, readded_certificates
 from bridge.idps.metadata_diff import document_order, metadata_diff
 from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.overview import IdpOverview
@@ -356,7 +356,7 @@ class MetadataVersions(IdpOverview):
 
     def _validated(self, slug: str, xml: bytes, settings_json: str) -> IdentityProvider:
         """Parse metadata and settings exactly as they would be served; raise with locations."""
-        idp = load_managed_idp(slug, xml.decode("utf-8", errors="replace"), settings_json,
+        idp = load_managed_idp(slug, metadata_text(slug, xml), settings_json,
                                version_id=None, now=self._now(), check_expiry=True)
         pinned = idp.settings.metadata_signing_certificate
         if pinned:
