@@ -234,3 +234,16 @@ def test_register_refuses_more_uris_or_scopes_than_an_application_needs(
     assert response.status_code == 400 and response.get_json()["error"] == error
     assert "at most 50" in response.get_json()["error_description"]
     assert _stored(bridge) == {}
+
+
+@pytest.mark.parametrize("audience", ["a" * 2049, "reports\napi", "reports\x00api", "api\u2028x"])
+def test_an_audience_too_long_or_with_control_characters_is_refused(  # type: ignore[no-untyped-def]
+        api, audience: str) -> None:
+    # It goes into every token of the client; through registration anyone with its token sets it.
+    response = api("POST", "/admin/api/clients", json={**SPA, "audience": audience})
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert "audience" in response.get_data(as_text=True)
+    exchange = api("POST", "/admin/api/clients",
+                   json={**API, "client_id": "exchanger", "token_exchange_audiences": [audience]})
+    assert exchange.status_code == 422, exchange.get_data(as_text=True)
+    assert api("POST", "/admin/api/clients", json={**SPA, "audience": "a" * 2048}).status_code == 201

@@ -155,6 +155,9 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
     audience = entry.get("audience")
     if not isinstance(audience, str) or not audience:
         where.at("audience").add("required (the `aud` the client's APIs check)")
+    elif len(audience) > MAX_URL_LENGTH or not audience.isprintable():
+        # It goes into every token the client gets: bounded, and no control characters.
+        where.at("audience").add(f"at most {MAX_URL_LENGTH} printable characters")
     version = entry.get("claims_version", 1)
     # true == 1 and 1.0 == 1 in Python: only an integer is a version.
     if isinstance(version, bool) or not isinstance(version, int) or version not in CLAIMS_VERSIONS:
@@ -192,7 +195,9 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
                                         "(scheme, host and port; no path, never \"*\")")
         origins = []
     exchange = entry.get("token_exchange_audiences", [])
-    if not isinstance(exchange, list) or not all(isinstance(a, str) and a for a in exchange):
+    if not isinstance(exchange, list) or not all(
+            isinstance(a, str) and a and len(a) <= MAX_URL_LENGTH and a.isprintable()
+            for a in exchange):
         where.at("token_exchange_audiences").add("must be a list of audiences")
         exchange = []
     saml_bearer = entry.get("allow_saml_bearer", False)
