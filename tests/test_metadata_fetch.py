@@ -28,12 +28,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, Conflict
 from bridge.idps.fetch import FetchPolicy, fetch_metadata
 from bridge.idps.fetch_addresses import non_public_reason
 from bridge.idps.files import load_idp_directory
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.idps.metadata_signature import verify_metadata_signature
+from bridge.idps.versions import MetadataVersions
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.services import Services
 
@@ -803,3 +804,72 @@ def test_a_validator_with_a_line_break_is_refused() -> None:
         fetch_metadata("https://metadata.test/idp.xml", policy=FetchPolicy(allow_private=True),
                        etag='"v1"\r\nX-Injected: 1', resolver=resolver)
     assert resolver.calls == []
+
+
+# --- a pin and the version in force, each changed while the other's change was being checked ---
+
+PARTNER = "https://partner.example.net"
+
+
+def _partner_with_a_pending_unsigned_version(bridge: Services, federation: Signer,
+                                             stranger: Signer, *, auto_apply: str
+                                             ) -> tuple[IdpAdmin, bytes]:
+    admin = IdpAdmin(bridge, FetchPolicy())
+    admin.create_idp("partner", xml=text(sign(entity(federation, entity_id=PARTNER), federation)),
+                     url=None, actor="test",
+                     settings={"email_domains": ["example.org"], "metadata_auto_apply": auto_apply})
+    # The stranger's key and another SSO URL, signed by no one.
+    unsigned = text(entity(stranger, entity_id=PARTNER)).replace(
+        b"https://partner.example.net/sso", b"https://partner.example.net/other-sso")
+    return admin, unsigned
+
+
+def _pinned(federation: Signer, auto_apply: str) -> dict[str, object]:
+    return {"email_domains": ["example.org"], "metadata_auto_apply": auto_apply,
+            "metadata_signing_certificate": federation.cert_pem}
+
+
+def test_a_pin_is_not_saved_over_a_version_applied_while_it_was_checked(
+        bridge: Services, federation: Signer, stranger: Signer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    admin, unsigned = _partner_with_a_pending_unsigned_version(bridge, federation, stranger,
+                                                               auto_apply="none")
+    pending = admin.propose_metadata("partner", xml=unsigned, actor="test")
+    assert pending["status"] == "pending"
+    checked_settings = IdpAdmin.checked_settings
+
+    def another_admin_applies_meanwhile(self, slug, settings):  # type: ignore[no-untyped-def]
+        checked = checked_settings(self, slug, settings)  # the pin holds for the signed version
+        admin.apply_version(slug, pending["version"], actor="another admin")
+        return checked
+
+    monkeypatch.setattr(IdpAdmin, "checked_settings", another_admin_applies_meanwhile)
+    with pytest.raises(Conflict) as refusal:
+        admin.update_settings("partner", _pinned(federation, "none"), "test")
+    assert refusal.value.code == "idp_pin_not_satisfied"
+    monkeypatch.undo()
+    in_force = bridge.idps["partner"]
+    assert in_force.settings.metadata_signing_certificate is None  # nothing saved
+    assert [c.pem for c in in_force.metadata.signing_certificates] == [stranger.cert_pem]
+
+
+def test_a_refresh_validated_before_a_pin_is_not_applied_after_it(
+        bridge: Services, federation: Signer, stranger: Signer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    admin, unsigned = _partner_with_a_pending_unsigned_version(bridge, federation, stranger,
+                                                               auto_apply="all")
+    validated = MetadataVersions._validated
+
+    def an_admin_pins_meanwhile(self, slug, xml, settings_json):  # type: ignore[no-untyped-def]
+        idp = validated(self, slug, xml, settings_json)
+        if xml == unsigned and "metadata_signing_certificate" not in settings_json:
+            admin.update_settings(slug, _pinned(federation, "all"), "an admin")
+        return idp
+
+    monkeypatch.setattr(MetadataVersions, "_validated", an_admin_pins_meanwhile)
+    with pytest.raises(Conflict, match="pinned certificate does not sign"):
+        admin.propose_metadata("partner", xml=unsigned, actor="scheduler")
+    monkeypatch.undo()
+    in_force = bridge.idps["partner"]
+    assert in_force.settings.metadata_signing_certificate == federation.cert_pem
+    assert [c.pem for c in in_force.metadata.signing_certificates] == [federation.cert_pem]

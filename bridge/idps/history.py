@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from bridge.errors import ConfigError, NotFound
+from bridge.errors import ConfigError, Conflict, NotFound
+from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.settings import SLUG_RE, IdentityProvider
 from bridge.store.db import Database
 from bridge.store.models import IdpMetadataVersion, IdpRecord
@@ -53,6 +55,28 @@ def metadata_text(slug: str, xml: bytes) -> str:
     except UnicodeDecodeError as error:
         raise ConfigError(f"IdP {slug} metadata: not UTF-8 (byte {error.start}); save it as "
                           "UTF-8") from None
+
+
+def check_pin_in_force(session: Session, row: IdpRecord) -> None:
+    """As a write that sets an IdP's settings or the version in force ends, under the row's
+    lock: with a pinned ``metadata_signing_certificate``, the document in force is signed by
+    it. The checks made before the lock saw the settings and the version as they were then;
+    another write in between (a pin set while a version was applied, or a scheduled refresh's
+    apply) would otherwise leave a pin in force over a document it never signed."""
+    if row.version_id is None:
+        return
+    pinned = json.loads(row.settings_json).get("metadata_signing_certificate")
+    if not pinned:
+        return
+    version = session.get(IdpMetadataVersion, row.version_id)
+    assert version is not None
+    try:
+        verify_metadata_signature(version.xml.encode(), pinned)
+    except ConfigError as error:
+        raise Conflict(f"metadata: the settings or the metadata in force changed meanwhile, and "
+                       f"the pinned certificate does not sign the document that would be in "
+                       f"force ({'; '.join(error.problems)}); reload and try again",
+                       code="idp_pin_not_satisfied") from None
 
 
 def new_version(slug: str, xml: bytes, source: str, actor: str, now: float,

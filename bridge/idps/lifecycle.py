@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from bridge import audit
 from bridge.errors import Conflict, InvalidInput, NotFound, StaleChange
 from bridge.idps.fetch import check_url
-from bridge.idps.history import new_version
+from bridge.idps.history import check_pin_in_force, new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import stored_settings
 from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
@@ -140,6 +140,7 @@ class IdpAdmin(IdpStages):
             before = json.loads(row.settings_json)
             row.settings_json = settings_json
             row.updated_at = now
+            check_pin_in_force(session, row)
             audit.record(session, at=now, event="idp_settings_changed", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "before": before,
                                                 "after": json.loads(settings_json)})

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
 from bridge.errors import Conflict, InvalidInput, NotFound
-from bridge.idps.history import new_version
+from bridge.idps.history import check_pin_in_force, new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import is_tested
 from bridge.idps.settings import SLUG_RE, parse_idp_settings
@@ -105,6 +105,7 @@ class IdpStages(MetadataVersions):
                 session.add(version)
                 session.flush()
                 row.version_id, row.state, row.updated_at = version.id, TESTING, now
+                check_pin_in_force(session, row)
                 if fetched is not None:
                     row.metadata_url, row.metadata_fetched_at = url, now
                     row.metadata_etag, row.metadata_last_modified = (fetched.etag,

@@ -17,7 +17,13 @@ from bridge.errors import ConfigError, Conflict, FetchRefused, InvalidInput, Not
 from bridge.idps.auto_apply import applies_without_person, iso, splittable, withheld_reasons
 from bridge.idps.certificate_split import with_added_certificates
 from bridge.idps.fetch import Fetched, FetchPolicy, fetch_metadata, internal_host
-from bridge.idps.history import known_version_id, metadata_text, new_version, readded_certificates
+from bridge.idps.history import (
+    check_pin_in_force,
+    known_version_id,
+    metadata_text,
+    new_version,
+    readded_certificates,
+)
 from bridge.idps.metadata_diff import document_order, metadata_diff
 from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.overview import IdpOverview
@@ -251,6 +257,7 @@ class MetadataVersions(IdpOverview):
                     previous.status = "superseded"
                 version.status, version.applied_at, version.applied_by = "applied", now, actor
                 row.version_id, row.updated_at = version_id, now
+                check_pin_in_force(session, row)
                 audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
                              idp_slug=slug, detail={"actor": actor, "before": before,
                                                     "after": version_id,
@@ -286,6 +293,7 @@ class MetadataVersions(IdpOverview):
                 session.add(version)
                 session.flush()
                 before, row.version_id, row.updated_at = row.version_id, version.id, now
+                check_pin_in_force(session, row)
                 audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
                              idp_slug=slug, detail={"actor": actor, "before": before,
                                                     "after": version.id, "restored_from": version_id,
