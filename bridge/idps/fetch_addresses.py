@@ -11,14 +11,11 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from bridge.errors import FetchRefused
+from bridge.ip_forms import NAT64_LOCAL, nat64_ipv4
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# RFC 6052 well-known NAT64 prefix: the embedded IPv4 address is where the packet really goes.
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-# RFC 8215 local-use NAT64 prefix: translates into the operator's own network.
-NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def fail(problem: str, *, code: str | None = None) -> FetchRefused:
@@ -97,8 +94,9 @@ def non_public_reason(address: IPAddress) -> str | None:
             # and 3.12 none of it, and the answer must not depend on the Python that runs us.
             inner = non_public_reason(address.sixtofour)
             return f"6to4 form of {inner}" if inner else None
-        if address in NAT64:
-            inner = non_public_reason(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        translated = nat64_ipv4(address)
+        if translated is not None:
+            inner = non_public_reason(translated)
             return f"NAT64 form of {inner}" if inner else None
         if address in NAT64_LOCAL:
             return "local-use NAT64"

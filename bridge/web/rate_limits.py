@@ -35,11 +35,11 @@ from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from bridge.config import ClientConfig, Settings
+from bridge.ip_forms import nat64_ipv4
 
 log = logging.getLogger("bridge.rate_limits")
 KEY_PREFIX = "bridge"
 UNPARSED_ADDRESS = "unparsed"
-NAT64_WELL_KNOWN_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
 # A Redis that stops answering must not hold requests: give up quickly and serve uncounted.
 REDIS_TIMEOUT_SECONDS = 0.5
 
@@ -162,10 +162,8 @@ def counted_address(address: str) -> str:
         return UNPARSED_ADDRESS
     if isinstance(parsed, ipaddress.IPv4Address):
         return str(parsed)
-    embedded = parsed.ipv4_mapped or parsed.sixtofour or (parsed.teredo[1] if parsed.teredo
-                                                          else None)
-    if embedded is None and parsed in NAT64_WELL_KNOWN_PREFIX:
-        embedded = ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF)
+    embedded = (parsed.ipv4_mapped or parsed.sixtofour or nat64_ipv4(parsed)
+                or (parsed.teredo[1] if parsed.teredo else None))
     if embedded is not None:
         return str(embedded)
     return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
