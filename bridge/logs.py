@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from bridge.patterns import LinearPattern, encodable
@@ -86,10 +87,14 @@ def _masked_value(value: Any) -> Any:
         return masked
 
 
+def _timestamp(created: float) -> str:
+    return dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "request_id": request_id.get(),
@@ -145,3 +150,66 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     # Alembic announces its dialect and DDL mode at INFO every time a schema revision is read
     # (each CLI command, each worker's start): noise. `bridge db upgrade` reports what it did.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+
+
+def log_access(logger: logging.Logger, method: str, path: str, status: int,
+               duration_ms: float) -> None:
+    """One request's access line: ``logger.info`` with the request's method, path, status and
+    duration as fields.
+
+    Every request but the probes writes one, and through ``logging`` it cost a refresh about a
+    tenth of its CPU: a record with some twenty attributes (the caller's frame and file, the
+    process id through a system call, the thread's name), its dispatch through the loggers, and
+    a formatter that reads every attribute back. While logging is configured as ``configure``
+    leaves it, the line is written to its handler directly, byte for byte what that path writes
+    (tests/test_logs.py compares the two). Whenever anything else would take part (a filter, a
+    handler, a level, a logger or record class that an operator or a library set), the line goes
+    through ``logging`` as any other (docs/decisions/0035-access-line-written-directly.md)."""
+    if logger.disabled or not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _sole_bridge_handler(logger)
+    if handler is None:
+        logger.info("%s %s %s", method, path, status,
+                    extra={"status": status, "method": method, "path": path,
+                           "duration_ms": duration_ms})
+        return
+    created = time.time()
+    line = _JSON.encode({
+        "ts": _timestamp(created), "level": "info", "logger": logger.name,
+        "request_id": request_id.get(), "msg": redact(f"{method} {path} {status}"),
+        "status": _masked_value(status), "method": _masked_value(method),
+        "path": _masked_value(path), "duration_ms": _masked_value(duration_ms),
+    }) + handler.terminator
+    handler.acquire()
+    try:
+        handler.stream.write(line)
+        handler.flush()
+    except RecursionError:
+        raise
+    except Exception:  # noqa: BLE001 - reported as logging reports a line it could not write
+        handler.handleError(logger.makeRecord(logger.name, logging.INFO, __file__, 0,
+                                              "%s %s %s", (method, path, status), None))
+    finally:
+        handler.release()
+
+
+def _sole_bridge_handler(logger: logging.Logger) -> MaskedStreamHandler | None:
+    """The handler ``configure`` installed, when it is the only thing ``logger.info`` would run:
+    no filter on the logger or the handler, no handler on any logger between them, every logger
+    propagating, and logging's own logger and record classes. None otherwise."""
+    if (logger.filters or type(logger) is not logging.Logger
+            or logging.getLogRecordFactory() is not logging.LogRecord):
+        return None
+    current = logger
+    while current.parent is not None:
+        if current.handlers or not current.propagate:
+            return None
+        current = current.parent
+    if len(current.handlers) != 1:
+        return None
+    handler = current.handlers[0]
+    if (type(handler) is not MaskedStreamHandler or not getattr(handler, "_bridge", False)
+            or handler.filters or handler.level > logging.INFO
+            or type(handler.formatter) is not JsonFormatter):
+        return None
+    return handler

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
 import io
 import json
 import logging
+import re
 import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import logs
@@ -254,3 +259,220 @@ def test_numbers_in_fields_are_masked_as_their_json_text_would_be(value: object)
 @given(st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.none()))
 def test_any_number_is_masked_as_its_json_text_would_be(value: object) -> None:
     assert json.dumps(logs._masked_value(value)) == json.dumps(_masked_the_long_way(value))
+
+
+# --- the access line, written directly while logging is as `configure` leaves it ---------------
+
+@pytest.fixture
+def configured() -> Iterator[io.StringIO]:
+    """Logging as the WSGI entry point configures it (one JSON handler on the root, at INFO),
+    writing into a buffer. The suite's own handlers (the leak capture, pytest's) are set aside
+    in the test itself (``_alone``): pytest adds its own as each phase starts."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    for handler in saved[0]:
+        root.removeHandler(handler)
+    logs.configure("json", "INFO")
+    stream = io.StringIO()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    try:
+        yield stream
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+
+
+@contextlib.contextmanager
+def _alone() -> Iterator[None]:
+    """Only the handler ``configure`` installed on the root, for the while."""
+    root = logging.getLogger()
+    others = [h for h in root.handlers if not getattr(h, "_bridge", False)]
+    for handler in others:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in others:
+            root.addHandler(handler)
+
+
+def _through_logging(logger: logging.Logger, method: str, path: str, status: int,
+                     duration_ms: float) -> None:
+    """What the access line was before it was written directly: a plain logging call."""
+    logger.info("%s %s %s", method, path, status, extra={
+        "status": status, "method": method, "path": path, "duration_ms": duration_ms})
+
+
+def _lines(stream: io.StringIO) -> list[str]:
+    text = stream.getvalue()
+    stream.seek(0)
+    stream.truncate()
+    return text.splitlines(keepends=True)
+
+
+def _without_time(line: str) -> str:
+    entry = json.loads(line)
+    assert dt.datetime.fromisoformat(entry["ts"]).tzinfo is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["ts"])
+    return line.replace(entry["ts"], "<ts>", 1)
+
+
+# The fixture is set up once for every example: each example reads (and empties) the buffer.
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "POST", "DELETE"]) | st.text(max_size=12),
+       path=st.lists(st.sampled_from(_FRAGMENTS) | st.text(max_size=8), max_size=8).map("".join),
+       status=st.integers(100, 599), duration=st.floats(0, 1e6))
+def test_the_access_line_written_directly_is_the_line_logging_writes(
+        configured: io.StringIO, method: str, path: str, status: int, duration: float) -> None:
+    logger = logging.getLogger("bridge.access")
+    token = logs.request_id.set("req-1")
+    try:
+        with _alone():
+            logs.log_access(logger, method, "/" + path, status, duration)
+            _through_logging(logger, method, "/" + path, status, duration)
+    finally:
+        logs.request_id.reset(token)
+    direct, through = _lines(configured)
+    assert _without_time(direct) == _without_time(through)
+
+
+def test_the_direct_access_line_builds_no_log_record(configured: io.StringIO,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = logging.getLogger("bridge.access")
+
+    def no_records(*args: object, **kwargs: object) -> logging.LogRecord:
+        raise AssertionError("a log record was built")
+
+    monkeypatch.setattr(logger, "makeRecord", no_records)
+    with _alone():
+        logs.log_access(logger, "POST", f"/token/{JWT}", 200, 1.5)
+    (line,) = _lines(configured)
+    entry = json.loads(line)
+    assert (entry["msg"], entry["path"]) == ("POST /token/[jwt] 200", "/token/[jwt]")
+    assert (entry["level"], entry["logger"], entry["status"]) == ("info", "bridge.access", 200)
+
+
+def _operator_changes() -> list[tuple[str, Callable[[logging.Logger], Callable[[], None]]]]:
+    """Ways an operator or a library may reconfigure logging; each returns its undo."""
+
+    def logger_filter(logger: logging.Logger) -> Callable[[], None]:
+        def keep_errors_only(record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.ERROR
+        logger.addFilter(keep_errors_only)
+        return lambda: logger.removeFilter(keep_errors_only)
+
+    def handler_filter(logger: logging.Logger) -> Callable[[], None]:
+        handler = logging.getLogger().handlers[0]
+        def tag(record: logging.LogRecord) -> bool:
+            record.tagged = "yes"
+            return True
+        handler.addFilter(tag)
+        return lambda: handler.removeFilter(tag)
+
+    def handler_level(logger: logging.Logger) -> Callable[[], None]:
+        handler = logging.getLogger().handlers[0]
+        handler.setLevel(logging.WARNING)
+        return lambda: handler.setLevel(logging.NOTSET)
+
+    def logger_level(logger: logging.Logger) -> Callable[[], None]:
+        logger.setLevel(logging.WARNING)
+        return lambda: logger.setLevel(logging.NOTSET)
+
+    def disabled_globally(logger: logging.Logger) -> Callable[[], None]:
+        logging.disable(logging.INFO)
+        return lambda: logging.disable(logging.NOTSET)
+
+    def logger_disabled(logger: logging.Logger) -> Callable[[], None]:
+        logger.disabled = True
+        def undo() -> None:
+            logger.disabled = False
+        return undo
+
+    def not_propagating(logger: logging.Logger) -> Callable[[], None]:
+        logger.propagate = False
+        def undo() -> None:
+            logger.propagate = True
+        return undo
+
+    def second_handler(logger: logging.Logger) -> Callable[[], None]:
+        extra = logging.StreamHandler(logging.getLogger().handlers[0].stream)  # type: ignore[attr-defined]
+        extra.setFormatter(logging.Formatter("plain %(message)s"))
+        logging.getLogger("bridge").addHandler(extra)
+        return lambda: logging.getLogger("bridge").removeHandler(extra)
+
+    def record_factory(logger: logging.Logger) -> Callable[[], None]:
+        original = logging.getLogRecordFactory()
+        def with_node(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = original(*args, **kwargs)
+            record.node = "node-7"
+            return record
+        logging.setLogRecordFactory(with_node)
+        return lambda: logging.setLogRecordFactory(original)
+
+    def text_format(logger: logging.Logger) -> Callable[[], None]:
+        handler = logging.getLogger().handlers[0]
+        formatter = handler.formatter
+        handler.setFormatter(logs.TextFormatter("%(levelname)s %(name)s: %(message)s"))
+        return lambda: handler.setFormatter(formatter)
+
+    return [(f.__name__, f) for f in (logger_filter, handler_filter, handler_level, logger_level,
+                                     disabled_globally, logger_disabled, not_propagating,
+                                     second_handler, record_factory, text_format)]
+
+
+@pytest.mark.parametrize(("name", "change"), _operator_changes())
+def test_the_access_line_follows_whatever_logging_configuration_is_in_place(
+        configured: io.StringIO, name: str,
+        change: Callable[[logging.Logger], Callable[[], None]]) -> None:
+    logger = logging.getLogger("bridge.access")
+    with _alone():
+        default = _without_time(_default_line(logger, configured))
+        _assert_follows(logger, configured, change, default)
+
+
+def _assert_follows(logger: logging.Logger, configured: io.StringIO,
+                    change: Callable[[logging.Logger], Callable[[], None]], default: str) -> None:
+    undo = change(logger)
+    try:
+        logs.log_access(logger, "POST", "/token", 200, 1.5)
+        direct = [_without_time(line) if line.startswith("{") else line
+                  for line in _lines(configured)]
+        _through_logging(logger, "POST", "/token", 200, 1.5)
+        through = [_without_time(line) if line.startswith("{") else line
+                   for line in _lines(configured)]
+    finally:
+        undo()
+    assert direct == through
+    # Each change shows: something other than the one default line.
+    assert direct != [default]
+
+
+def _default_line(logger: logging.Logger, stream: io.StringIO) -> str:
+    logs.log_access(logger, "POST", "/token", 200, 1.5)
+    (line,) = _lines(stream)
+    return line
+
+
+def test_an_access_line_that_cannot_be_written_is_reported_without_its_values(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    handler = logging.getLogger().handlers[0]
+
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            if "secret-path" in text:
+                raise OSError("disk full")
+            return super().write(text)
+
+    broken = Broken()
+    monkeypatch.setattr(handler, "stream", broken)
+    with _alone():
+        logs.log_access(logging.getLogger("bridge.access"), "GET", "/secret-path", 200, 1.0)
+    report = json.loads(broken.getvalue())
+    assert report["msg"] == "a log line could not be written" and report["error"] == "OSError"
+    assert report["source_logger"] == "bridge.access"
+    assert "secret-path" not in broken.getvalue() + capsys.readouterr().err

@@ -14,7 +14,7 @@ from bridge.clock import Clock, SystemClock
 from bridge.config import Settings, load_settings
 from bridge.errors import InvalidValue
 from bridge.jobs.standard import start_scheduler
-from bridge.logs import request_id
+from bridge.logs import log_access, request_id
 from bridge.services import Services, build_services
 from bridge.web import (
     admin_client_pages,  # noqa: F401  (adds the client pages to admin_pages)
@@ -92,9 +92,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         metrics.LATENCY.labels(request.method, rule, str(response.status_code)).observe(elapsed)
         if request.path not in QUIET_PATHS:
             # The path only: query strings can carry one-time values (tickets, codes).
-            access_log.info("%s %s %s", request.method, request.path, response.status_code,
-                            extra={"status": response.status_code, "method": request.method,
-                                   "path": request.path, "duration_ms": round(elapsed * 1000, 2)})
+            log_access(access_log, request.method, request.path, response.status_code,
+                       round(elapsed * 1000, 2))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
