@@ -163,8 +163,9 @@ def log_access(logger: logging.Logger, method: str, path: str, status: int,
     a formatter that reads every attribute back. While logging is configured as ``configure``
     leaves it, the line is written to its handler directly, byte for byte what that path writes
     (tests/test_logs.py compares the two). Whenever anything else would take part (a filter, a
-    handler, a level, a logger or record class that an operator or a library set), the line goes
-    through ``logging`` as any other (docs/decisions/0035-access-line-written-directly.md)."""
+    handler, a level, a logger or record class, or a method of logging's that an operator or a
+    library replaced), the line goes through ``logging`` as any other
+    (docs/decisions/0035-access-line-written-directly.md)."""
     if logger.disabled or not logger.isEnabledFor(logging.INFO):
         return
     handler = _sole_bridge_handler(logger)
@@ -187,7 +188,9 @@ def log_access(logger: logging.Logger, method: str, path: str, status: int,
     except RecursionError:
         raise
     except Exception:  # noqa: BLE001 - reported as logging reports a line it could not write
-        handler.handleError(logger.makeRecord(logger.name, logging.INFO, __file__, 0,
+        # The caller's file and line, as logging's record would name them.
+        path_name, line_number, _, _ = logger.findCaller(stacklevel=2)
+        handler.handleError(logger.makeRecord(logger.name, logging.INFO, path_name, line_number,
                                               "%s %s %s", (method, path, status), None))
     finally:
         handler.release()
@@ -196,9 +199,12 @@ def log_access(logger: logging.Logger, method: str, path: str, status: int,
 def _sole_bridge_handler(logger: logging.Logger) -> MaskedStreamHandler | None:
     """The handler ``configure`` installed, when it is the only thing ``logger.info`` would run:
     no filter on the logger or the handler, no handler on any logger between them, every logger
-    propagating, and logging's own logger and record classes. None otherwise."""
+    propagating, logging's own logger and record classes and level name, and none of the
+    methods that ``logger.info`` runs replaced (``_unpatched``). None otherwise."""
     if (logger.filters or type(logger) is not logging.Logger
-            or logging.getLogRecordFactory() is not logging.LogRecord):
+            or logging.getLogRecordFactory() is not logging.LogRecord
+            or logging.getLevelName(logging.INFO) != "INFO"
+            or not _LOGGER_METHODS.isdisjoint(logger.__dict__)):
         return None
     current = logger
     while current.parent is not None:
@@ -208,8 +214,48 @@ def _sole_bridge_handler(logger: logging.Logger) -> MaskedStreamHandler | None:
     if len(current.handlers) != 1:
         return None
     handler = current.handlers[0]
+    formatter = handler.formatter
     if (type(handler) is not MaskedStreamHandler or not getattr(handler, "_bridge", False)
             or handler.filters or handler.level > logging.INFO
-            or type(handler.formatter) is not JsonFormatter):
+            or type(formatter) is not JsonFormatter
+            or not _HANDLER_METHODS.isdisjoint(handler.__dict__)
+            or not _FORMATTER_METHODS.isdisjoint(formatter.__dict__)
+            or _methods_in_use() != _UNPATCHED):
         return None
     return handler
+
+
+# The methods ``logger.info`` runs for a line, by class; the direct path stands in for them only
+# while each is the one logging (or this module) defines. Libraries replace some: sentry-sdk's
+# logging integration replaces Logger.callHandlers, ddtrace wraps Logger.makeRecord to add trace
+# ids. An operator may set one on an instance (a handler's ``filter``, a formatter's ``format``).
+_LOGGER_METHODS = frozenset({"info", "isEnabledFor", "_log", "findCaller", "makeRecord",
+                             "handle", "filter", "callHandlers"})
+_HANDLER_METHODS = frozenset({"handle", "filter", "acquire", "release", "emit", "format",
+                              "flush", "handleError"})
+_FORMATTER_METHODS = frozenset({"format", "formatException", "formatTime", "formatMessage",
+                                "formatStack", "usesTime"})
+
+
+def _methods_in_use() -> tuple[Any, ...]:
+    logger, record, handler, formatter = (logging.Logger, logging.LogRecord, MaskedStreamHandler,
+                                          JsonFormatter)
+    return (logger.info, logger.isEnabledFor, logger._log, logger.findCaller, logger.makeRecord,
+            logger.handle, logger.filter, logger.callHandlers, record.__init__,
+            record.getMessage, handler.handle, handler.filter, handler.acquire, handler.release,
+            handler.emit, handler.format, handler.flush, handler.handleError, formatter.format,
+            formatter.formatException)
+
+
+def _unpatched(methods: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """``methods`` when every one is logging's own or this module's (its code in their files),
+    None when one was replaced before this module was imported: then never the direct path."""
+    shipped = {logging.__file__, __file__}
+    for method in methods:
+        code = getattr(method, "__code__", None)
+        if code is None or code.co_filename not in shipped:
+            return None
+    return methods
+
+
+_UNPATCHED = _unpatched(_methods_in_use())

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -340,16 +341,23 @@ def test_the_access_line_written_directly_is_the_line_logging_writes(
     assert _without_time(direct) == _without_time(through)
 
 
-def test_the_direct_access_line_builds_no_log_record(configured: io.StringIO,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_direct_access_line_builds_no_log_record(configured: io.StringIO) -> None:
     logger = logging.getLogger("bridge.access")
+    records = logging.LogRecord.__init__.__code__
+    built: list[str] = []
 
-    def no_records(*args: object, **kwargs: object) -> logging.LogRecord:
-        raise AssertionError("a log record was built")
+    def watch(frame: Any, event: str, arg: object) -> None:
+        # Watched, not replaced: a replaced method of logging's sends the line through logging.
+        if event == "call" and frame.f_code is records:
+            built.append(frame.f_code.co_name)
 
-    monkeypatch.setattr(logger, "makeRecord", no_records)
     with _alone():
-        logs.log_access(logger, "POST", f"/token/{JWT}", 200, 1.5)
+        sys.setprofile(watch)
+        try:
+            logs.log_access(logger, "POST", f"/token/{JWT}", 200, 1.5)
+        finally:
+            sys.setprofile(None)
+    assert built == []
     (line,) = _lines(configured)
     entry = json.loads(line)
     assert (entry["msg"], entry["path"]) == ("POST /token/[jwt] 200", "/token/[jwt]")
@@ -419,9 +427,82 @@ def _operator_changes() -> list[tuple[str, Callable[[logging.Logger], Callable[[
         handler.setFormatter(logs.TextFormatter("%(levelname)s %(name)s: %(message)s"))
         return lambda: handler.setFormatter(formatter)
 
+    def replaced(owner: Any, name: str, make: Callable[[Any], Any]) -> Callable[[], None]:
+        """``owner.name`` replaced by ``make(original)``, as a library patches logging."""
+        had = name in vars(owner)
+        original = getattr(owner, name)
+        setattr(owner, name, make(original))
+
+        def undo() -> None:
+            if had:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
+        return undo
+
+    def traced_records(logger: logging.Logger) -> Callable[[], None]:
+        # As ddtrace does: Logger.makeRecord wrapped to add the trace's ids.
+        def make(original: Any) -> Any:
+            def make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+                record = original(self, *args, **kwargs)
+                record.trace_id = "1234"
+                return record
+            return make_record
+        return replaced(logging.Logger, "makeRecord", make)
+
+    def breadcrumbs(logger: logging.Logger) -> Callable[[], None]:
+        # As sentry-sdk does: Logger.callHandlers replaced, to see every record first.
+        def make(original: Any) -> Any:
+            def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+                record.breadcrumb = "kept"
+                original(self, record)
+            return call_handlers
+        return replaced(logging.Logger, "callHandlers", make)
+
+    def record_init(logger: logging.Logger) -> Callable[[], None]:
+        def make(original: Any) -> Any:
+            def init(self: logging.LogRecord, *args: Any, **kwargs: Any) -> None:
+                original(self, *args, **kwargs)
+                self.node = "n7"
+            return init
+        return replaced(logging.LogRecord, "__init__", make)
+
+    def stream_emit(logger: logging.Logger) -> Callable[[], None]:
+        def make(original: Any) -> Any:
+            def emit(self: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+                record.msg = "[patched] " + str(record.msg)
+                original(self, record)
+            return emit
+        return replaced(logging.StreamHandler, "emit", make)
+
+    def formatter_class(logger: logging.Logger) -> Callable[[], None]:
+        def make(original: Any) -> Any:
+            def format(self: logs.JsonFormatter, record: logging.LogRecord) -> str:
+                record.host = "web-1"
+                return original(self, record)  # type: ignore[no-any-return]
+            return format
+        return replaced(logs.JsonFormatter, "format", make)
+
+    def handler_instance_filter(logger: logging.Logger) -> Callable[[], None]:
+        return replaced(logging.getLogger().handlers[0], "filter", lambda original: lambda r: False)
+
+    def logger_instance_filter(logger: logging.Logger) -> Callable[[], None]:
+        return replaced(logger, "filter", lambda original: lambda r: False)
+
+    def formatter_instance(logger: logging.Logger) -> Callable[[], None]:
+        formatter = logging.getLogger().handlers[0].formatter
+        return replaced(formatter, "format", lambda original: lambda r: "FMT " + r.getMessage())
+
+    def level_name(logger: logging.Logger) -> Callable[[], None]:
+        logging.addLevelName(logging.INFO, "NOTICE")
+        return lambda: logging.addLevelName(logging.INFO, "INFO")
+
     return [(f.__name__, f) for f in (logger_filter, handler_filter, handler_level, logger_level,
                                      disabled_globally, logger_disabled, not_propagating,
-                                     second_handler, record_factory, text_format)]
+                                     second_handler, record_factory, text_format, traced_records,
+                                     breadcrumbs, record_init, stream_emit, formatter_class,
+                                     handler_instance_filter, logger_instance_filter,
+                                     formatter_instance, level_name)]
 
 
 @pytest.mark.parametrize(("name", "change"), _operator_changes())
@@ -475,4 +556,17 @@ def test_an_access_line_that_cannot_be_written_is_reported_without_its_values(
     report = json.loads(broken.getvalue())
     assert report["msg"] == "a log line could not be written" and report["error"] == "OSError"
     assert report["source_logger"] == "bridge.access"
+    assert report["source"].rsplit(":", 1)[0] == __file__  # the caller, as logging names it
     assert "secret-path" not in broken.getvalue() + capsys.readouterr().err
+
+
+def test_a_method_replaced_before_the_logs_module_was_imported_keeps_lines_in_logging() -> None:
+    """Replaced before bridge.logs was imported (sentry-sdk initialised first, say), a method is
+    what the module finds as it loads: it must not take that for logging's own."""
+    assert logs._unpatched(logs._methods_in_use()) is not None
+
+    def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+        """A replacement defined outside logging."""
+
+    assert logs._unpatched((*logs._methods_in_use(), call_handlers)) is None
+    assert logs._unpatched((print,)) is None  # no Python code at all
