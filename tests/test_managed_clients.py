@@ -470,3 +470,72 @@ def test_a_rotation_reaches_another_node_when_a_node_clock_ran_ahead(  # type: i
         assert other_app.extensions["bridge"].clients["reports-spa"].claims_version == 2
     finally:
         other_app.extensions["bridge"].db.dispose()
+
+
+# --- clients without refresh tokens ---------------------------------------------------------------
+
+def _login(browser: Browser, client_id: str, redirect: str):  # type: ignore[no-untyped-def]
+    code, login = browser.login(client_id=client_id, redirect_uri=redirect)
+    return browser.exchange(code, login.verifier, client_id=client_id, redirect_uri=redirect)
+
+
+def test_a_client_without_refresh_tokens_gets_an_access_token_only(  # type: ignore[no-untyped-def]
+        api, browser: Browser, client: FlaskClient) -> None:
+    _register(api, {**SPA, "refresh_tokens": False})
+    answer = _login(browser, "reports-spa", SPA["redirect_uris"][0])
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    tokens = answer.get_json()
+    assert tokens["access_token"] and "refresh_token" not in tokens
+    # Its login is a login like any other: /userinfo serves it until a logout ends it.
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/userinfo", headers=bearer).status_code == 200
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("false", "refresh_tokens: must be true or false"),
+    (0, "refresh_tokens: must be true or false"),
+    (None, "refresh_tokens: must be true or false"),
+])
+def test_refresh_tokens_is_true_or_false(api, value: object, says: str) -> None:  # type: ignore[no-untyped-def]
+    response = api("POST", "/admin/api/clients", json={**SPA, "refresh_tokens": value})
+    assert response.status_code == 422
+    assert says in _problems(response)
+    assert api("GET", "/admin/api/clients/reports-spa").status_code == 404
+
+
+def test_cookie_delivery_needs_refresh_tokens(api) -> None:  # type: ignore[no-untyped-def]
+    response = api("POST", "/admin/api/clients", json={
+        **SPA, "refresh_tokens": False, "refresh_token_delivery": "cookie"})
+    assert response.status_code == 422
+    assert "refresh_token_delivery" in _problems(response)
+    assert api("GET", "/admin/api/clients/reports-spa").status_code == 404
+
+
+def test_refresh_tokens_switched_off_refuse_the_live_ones_and_issue_nothing(  # type: ignore[no-untyped-def]
+        api, browser: Browser) -> None:
+    _register(api, SPA)
+    tokens = _login(browser, "reports-spa", SPA["redirect_uris"][0]).get_json()
+    assert api("PUT", "/admin/api/clients/reports-spa",
+               json={**SPA, "refresh_tokens": False}).status_code == 200
+    refused = browser.refresh(tokens["refresh_token"], client_id="reports-spa")
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "unauthorized_client"
+    assert "access_token" not in refused.get_json()
+    event = api("GET", "/admin/api/audit").get_json()["events"][0]
+    assert (event["event"], event["outcome"], event["code"]) == (
+        "refresh", "refused", "refresh_tokens_disabled")
+    # Refused before the token was looked at: not rotated, so not spent (nor counted as reuse).
+    assert api("PUT", "/admin/api/clients/reports-spa", json=SPA).status_code == 200
+    assert browser.refresh(tokens["refresh_token"], client_id="reports-spa").status_code == 200
+
+
+def test_a_client_without_refresh_tokens_cannot_use_another_clients(  # type: ignore[no-untyped-def]
+        api, browser: Browser) -> None:
+    """A refresh token of the demo client, presented by a client without refresh tokens: refused
+    before it is read, so the demo client's login goes on untouched (no reuse, no rotation)."""
+    _register(api, {**SPA, "refresh_tokens": False})
+    theirs = browser.tokens()["refresh_token"]
+    refused = browser.refresh(theirs, client_id="reports-spa")
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "unauthorized_client"
+    assert browser.refresh(theirs).status_code == 200
