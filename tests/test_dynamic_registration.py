@@ -245,20 +245,3 @@ def test_the_answer_names_the_grants_the_client_may_use(client: FlaskClient,
     tokens = browser.exchange(code, login.verifier, client_id=body["client_id"],
                               redirect_uri=redirect).get_json()
     assert tokens["refresh_token"]
-
-
-def test_a_client_that_registers_without_the_refresh_grant_gets_no_refresh_tokens(
-        client: FlaskClient, browser: Browser, bridge: Services) -> None:
-    body = _register(client, {**APP, "grant_types": ["authorization_code"]}).get_json()
-    assert body["grant_types"] == ["authorization_code"]
-    redirect = APP["redirect_uris"][0]
-    code, login = browser.login(client_id=body["client_id"], redirect_uri=redirect)
-    answer = browser.exchange(code, login.verifier, client_id=body["client_id"],
-                              redirect_uri=redirect)
-    assert answer.status_code == 200
-    tokens = answer.get_json()
-    assert tokens["access_token"] and "refresh_token" not in tokens
-    assert "Set-Cookie" not in answer.headers
-    refused = browser.refresh("x" * 43, client_id=body["client_id"])
-    assert refused.status_code == 400
-    assert refused.get_json()["error"] == "unauthorized_client"

@@ -67,10 +67,6 @@ def client_table(metadata: Any, client_id: str) -> dict[str, Any]:
     table: dict[str, Any] = {"client_id": client_id, "redirect_uris": metadata["redirect_uris"],
                              "audience": metadata.get("audience", client_id),
                              "public": AUTH_METHODS[method]}
-    if "grant_types" in metadata and "refresh_token" not in grants:
-        # Asked for explicitly. Left out, both are meant: what registration gave before it
-        # could give less, and what every client is given by default.
-        table["refresh_tokens"] = False
     scope = metadata.get("scope")
     if scope is not None:
         if not isinstance(scope, str) or not scope.split():
@@ -100,9 +96,9 @@ def register(admin: ClientAdmin, metadata: Any) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "client_id": client_id, "client_id_issued_at": int(detail["created_at"]),
         "redirect_uris": detail["redirect_uris"], "token_endpoint_auth_method": method,
-        # RFC 7591 §3.2.1: the answer holds what was registered, whatever was asked for.
-        "grant_types": ["authorization_code", "refresh_token"] if table.get("refresh_tokens", True)
-        else ["authorization_code"],
+        # What the client may use, whatever it asked for: every client's code exchange gives a
+        # refresh token (RFC 7591 §3.2.1: the answer holds what was registered).
+        "grant_types": sorted(GRANT_TYPES),
         "response_types": ["code"], "audience": detail["audience"]}
     if "scopes" in table:
         answer["scope"] = " ".join(table["scopes"])

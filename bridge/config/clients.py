@@ -39,9 +39,6 @@ class ClientConfig:
         "secret.")
     refresh_token_delivery: str = setting(
         "body", doc="`body`, or `cookie` (HttpOnly; Secure; SameSite=Strict, for SPAs).")
-    refresh_tokens: bool = setting(
-        True, doc="`false`: the code exchange gives no refresh token and the refresh grant is "
-        "refused (`unauthorized_client`); a new access token takes a new login.")
     # Confidential clients authenticate with this secret (client_secret_basic / _post). It comes
     # from the environment: BRIDGE_CLIENT_<ID>_SECRET, never from the TOML file.
     client_secret: str | None = setting(None, secret=True, doc="")
@@ -171,13 +168,6 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
     delivery = entry.get("refresh_token_delivery", "body")
     if delivery not in ("body", "cookie"):
         where.at("refresh_token_delivery").add("must be \"body\" or \"cookie\"")
-    refresh = entry.get("refresh_tokens", True)
-    if not isinstance(refresh, bool):
-        where.at("refresh_tokens").add("must be true or false")
-    elif not refresh and delivery == "cookie":
-        # The cookie carries refresh tokens: a client with none has nothing to receive there.
-        where.at("refresh_token_delivery").add("\"cookie\" delivers refresh tokens; leave it "
-                                               "out when refresh_tokens = false")
     scopes = entry.get("scopes", list(ClientConfig.scopes))
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         where.at("scopes").add("must be a list of strings")
@@ -248,7 +238,6 @@ def _parse_client(problems: Problems, entry: dict[str, Any], env: Mapping[str, s
         claims_version=int(version),
         public=bool(public),
         refresh_token_delivery=str(delivery),
-        refresh_tokens=refresh,
         client_secret=secret,
         scopes=tuple(scopes),
         login_start_uri=login_start_uri,

@@ -88,10 +88,6 @@ def mint(services: Services, client: ClientConfig, claims_json: str, auth_time: 
             client_id=client.client_id, auth_time=auth_time, nonce=nonce,
             access_token=access_token, ttl=ttl, key=key, clock=clock)
     metrics.token_issued(client.client_id, grant)
-    # A client without refresh tokens never sees its login's: stored only as a hash, it is
-    # never used (the refresh grant refuses the client), and the login stays one that a logout
-    # or a deprovisioning ends.
-    given = refresh_token if client.refresh_tokens else None
-    return TokenSet(access_token, ttl, given, scope, client, id_token,
+    return TokenSet(access_token, ttl, refresh_token, scope, client, id_token,
                     settings.claims_sunset.get(int(full["ver"])),
                     token_type="DPoP" if dpop_jkt else "Bearer")

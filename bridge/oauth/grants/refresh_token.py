@@ -25,11 +25,6 @@ class RefreshTokenGrant:
     @refusals_audited("refresh", refusals=TokenError)
     def issue(self, client: ClientConfig, form: dict[str, str], *,
               dpop_jkt: str | None = None) -> TokenSet:
-        if not client.refresh_tokens:
-            # RFC 6749 §5.2: a grant this client is not allowed. Before the token is looked at:
-            # it was never given out, so whoever presents one did not get it from us.
-            raise TokenError("unauthorized_client", "This client does not use refresh tokens.",
-                             code="refresh_tokens_disabled")
         try:
             return self._rotate(client, form.get("refresh_token", ""), form.get("scope"),
                                 dpop_jkt)
