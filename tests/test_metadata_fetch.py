@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -37,6 +38,7 @@ from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.versions import MetadataVersions
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.services import Services
+from bridge.store.models import IdpRecord
 
 METADATA = b'<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>'
 ETAG = '"v1"'
@@ -873,3 +875,34 @@ def test_a_refresh_validated_before_a_pin_is_not_applied_after_it(
     in_force = bridge.idps["partner"]
     assert in_force.settings.metadata_signing_certificate == federation.cert_pem
     assert [c.pem for c in in_force.metadata.signing_certificates] == [federation.cert_pem]
+
+
+def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
+        bridge: Services, federation: Signer, stranger: Signer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The state the two races above could leave before the writes checked the pin under the
+    IdP's lock: a row whose pin never signed the version in force. The registry does not serve
+    it; the same pin over a version it signed is served again."""
+    admin, unsigned = _partner_with_a_pending_unsigned_version(bridge, federation, stranger,
+                                                               auto_apply="none")
+    signed_version = bridge.idps["partner"].version_id
+    pending = admin.propose_metadata("partner", xml=unsigned, actor="test")
+    admin.apply_version("partner", pending["version"], actor="test")
+    assert "partner" in bridge.idps
+
+    def written_directly(version_id: int | None) -> None:
+        with bridge.db.transaction() as session:
+            row = session.get(IdpRecord, "partner")
+            assert row is not None
+            row.settings_json = json.dumps(_pinned(federation, "none"))
+            row.version_id = version_id
+            row.updated_at = bridge.clock.now() + 1
+        bridge.idps.invalidate()
+
+    with caplog.at_level(logging.ERROR, logger="bridge.idps"):
+        written_directly(pending["version"])
+        assert "partner" not in bridge.idps
+    assert any("partner" in r.getMessage() and "does not sign the metadata in force"
+               in r.getMessage() for r in caplog.records)
+    written_directly(signed_version)
+    assert bridge.idps["partner"].settings.metadata_signing_certificate == federation.cert_pem

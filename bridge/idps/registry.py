@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bridge.clock import Clock
 from bridge.errors import ConfigError
 from bridge.idps.endpoints import clashes
+from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.store import direct
@@ -143,6 +144,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 try:
                     idp = load_managed_idp(record.slug, version.xml, record.settings_json,
                                            version_id=version.id, now=now)
+                    _check_pin(idp, version.xml)
                     idp.live = record.state == "live"
                     idp.created_at = record.created_at
                 except ConfigError as error:  # validated when saved; report, keep serving others
@@ -247,6 +249,22 @@ def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], 
                       else "managed through the admin API")
             problems.append(f"{directory / f'{slug}.xml'}: {clash.describe(holder)}")
     return problems
+
+
+def _check_pin(idp: IdentityProvider, xml: str) -> None:
+    """With a pinned ``metadata_signing_certificate``, the document in force must be signed by
+    it, as every write that sets either checks under the IdP's lock. Checked again as the
+    registry loads the pair: a row written before those checks existed (a pin set while another
+    admin applied an unsigned version, say) is not served, rather than served under a pin that
+    never signed it."""
+    pinned = idp.settings.metadata_signing_certificate
+    if pinned:
+        try:
+            verify_metadata_signature(xml.encode("utf-8"), pinned)
+        except ConfigError as error:
+            raise ConfigError([f"the pinned metadata_signing_certificate does not sign the "
+                               f"metadata in force (version {idp.version_id}): "
+                               + "; ".join(error.problems)]) from None
 
 
 def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int | None,
