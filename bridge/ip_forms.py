@@ -4,6 +4,7 @@ really sent one) judge such an address by its IPv4 address."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 # RFC 6052 well-known NAT64 prefix: the embedded IPv4 address is where the packet really goes.
@@ -12,6 +13,39 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
-def nat64_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address in the last 32 bits of a well-known-prefix NAT64 address, else None."""
-    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in NAT64 else None
+def nat64_ipv4(address: ipaddress.IPv6Address, prefixes: tuple[ipaddress.IPv6Network, ...] = ()
+               ) -> ipaddress.IPv4Address | None:
+    """The IPv4 address in the last 32 bits of a NAT64 address: one under the well-known prefix
+    or under one of ``prefixes``, the /96 network-specific prefixes the operator's networks use
+    (the ``nat64_prefixes`` setting). None for any other address."""
+    if address in NAT64 or any(address in prefix for prefix in prefixes):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def nat64_networks(prefixes: tuple[str, ...]) -> tuple[ipaddress.IPv6Network, ...]:
+    """The ``nat64_prefixes`` setting's prefixes as networks (checked as /96 when read)."""
+    return tuple(ipaddress.IPv6Network(prefix) for prefix in prefixes)
+
+
+def parse_nat64_prefixes(raw: object) -> tuple[tuple[str, ...], list[str]]:
+    """``raw`` (a list of prefixes) as the setting holds it, and what is wrong with it."""
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        return (), ['a list of IPv6 /96 prefixes such as ["2001:db8:64::/96"]']
+    prefixes: list[str] = []
+    problems: list[str] = []
+    for text in raw:
+        try:
+            network = ipaddress.IPv6Network(text)  # strict: no bits set past the prefix
+        except ValueError:
+            problems.append(f"{text[:80]!r} is not an IPv6 prefix such as \"2001:db8:64::/96\"")
+            continue
+        if network.prefixlen != 96:
+            problems.append(f"{text[:80]!r}: only /96 prefixes, whose addresses end with the "
+                            "IPv4 address (RFC 6052)")
+        elif network.overlaps(ipaddress.IPv6Network("::ffff:0:0/96")):
+            problems.append(f"{text[:80]!r}: IPv4-mapped addresses are no NAT64 prefix")
+        else:
+            prefixes.append(str(network))
+    return tuple(dict.fromkeys(prefixes)), problems

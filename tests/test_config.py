@@ -215,3 +215,23 @@ def test_a_blank_secret_stops_start_up_instead_of_counting_as_unset(tmp_path: Pa
         f"BRIDGE_METRICS_TOKEN_FILE ({blank_file}): is set but blank; give the secret or unset it"]
     assert load_settings(environ={"BRIDGE_METRICS_TOKEN": " scrape-secret "}).metrics_token == (
         "scrape-secret")
+
+
+def test_nat64_prefixes_are_ipv6_96_prefixes() -> None:
+    listed = load_settings(environ={
+        "BRIDGE_NAT64_PREFIXES": '["2001:DB8:64::/96", "2001:db8:64::/96", "64:ff9b:1:2::/96"]'})
+    assert listed.nat64_prefixes == ("2001:db8:64::/96", "64:ff9b:1:2::/96")
+    assert load_settings(environ={}).nat64_prefixes == ()
+    for value, says in [
+        ('["2001:db8:64::/64"]', "only /96 prefixes"),
+        ('["2001:db8:64::1/96"]', "is not an IPv6 prefix"),  # bits set past the prefix
+        ('["192.0.2.0/24"]', "is not an IPv6 prefix"),
+        ('["::ffff:0:0/96"]', "IPv4-mapped addresses are no NAT64 prefix"),
+        ('["2001:db8:64::"]', "only /96 prefixes"),  # a single address is a /128
+        ('"2001:db8:64::/96"', "a list of IPv6 /96 prefixes"),
+        ("[96]", "a list of IPv6 /96 prefixes"),
+        ("not json", "a list of IPv6 /96 prefixes"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(environ={"BRIDGE_NAT64_PREFIXES": value})
+        assert "nat64_prefixes: " in str(caught.value) and says in str(caught.value), value

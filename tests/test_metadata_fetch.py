@@ -7,6 +7,7 @@ name the system can resolve), which is also how the address checks are exercised
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import http.server
 import ipaddress
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
+from bridge.config import Settings
 from bridge.errors import ConfigError, Conflict
 from bridge.idps.fetch import FetchPolicy, fetch_metadata
 from bridge.idps.fetch_addresses import non_public_reason
@@ -36,9 +38,12 @@ from bridge.idps.files import load_idp_directory
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.versions import MetadataVersions
+from bridge.ip_forms import nat64_networks
+from bridge.provisioning.security_events import SecurityEvents
 from bridge.saml.metadata import parse_idp_metadata
-from bridge.services import Services
+from bridge.services import Services, build_services
 from bridge.store.models import IdpRecord
+from tests.conftest import MovableClock
 
 METADATA = b'<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>'
 ETAG = '"v1"'
@@ -906,3 +911,45 @@ def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
                in r.getMessage() for r in caplog.records)
     written_directly(signed_version)
     assert bridge.idps["partner"].settings.metadata_signing_certificate == federation.cert_pem
+
+
+# --- the operator's own NAT64 prefixes (the nat64_prefixes setting) -----------------------------
+
+# A global prefix, as an operator's NAT64 gateway may use: unlisted, its addresses are ordinary
+# public IPv6 addresses.
+OPERATOR_NAT64 = "2600:1f00:64::/96"
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("2600:1f00:64::a00:5", "NAT64 form of private"),
+    ("2600:1f00:64::a9fe:a9fe", "NAT64 form of link-local"),
+    ("2600:1f00:64::7f00:1", "NAT64 form of loopback"),
+])
+def test_an_address_under_a_listed_nat64_prefix_is_judged_by_its_ipv4_address(
+        address: str, reason: str) -> None:
+    listed = nat64_networks((OPERATOR_NAT64,))
+    assert non_public_reason(ipaddress.ip_address(address)) is None  # unlisted: public IPv6
+    assert non_public_reason(ipaddress.ip_address(address), listed) == reason
+    assert non_public_reason(ipaddress.ip_address("2600:1f00:64::808:808"), listed) is None
+
+
+def test_a_metadata_host_on_a_listed_nat64_prefix_is_refused_before_connecting(
+        server: Running) -> None:
+    resolver = Resolver(metadata_test=["2600:1f00:64::a9fe:a9fe"])  # 169.254.169.254
+    policy = FetchPolicy(ca_bundle=server.ca_file, nat64_prefixes=nat64_networks((OPERATOR_NAT64,)))
+    with refused("has no public address") as caught:
+        fetch_metadata(server.url(), policy=policy, resolver=resolver)
+    assert caught.value.log_detail["reason"] == "NAT64 form of link-local"
+    assert server.server.connections == 0
+
+
+def test_the_fetches_follow_the_nat64_prefixes_setting(settings: Settings) -> None:
+    listed = build_services(dataclasses.replace(settings, nat64_prefixes=(OPERATOR_NAT64,)),
+                            MovableClock())
+    try:
+        assert MetadataVersions(listed).fetch_policy.nat64_prefixes == (
+            ipaddress.IPv6Network(OPERATOR_NAT64),)
+        assert SecurityEvents(listed).keys.policy.nat64_prefixes == (
+            ipaddress.IPv6Network(OPERATOR_NAT64),)
+    finally:
+        listed.db.dispose()

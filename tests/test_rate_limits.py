@@ -300,6 +300,36 @@ def test_the_address_a_budget_is_counted_for(address: str, counted: str) -> None
     assert counted_address(address) == counted
 
 
+def test_an_address_under_a_listed_nat64_prefix_counts_as_its_ipv4_address() -> None:
+    from bridge.web.rate_limits import counted_address
+
+    listed = ("2001:db8:64::/96",)
+    # Unlisted, the IPv4 senders behind the operator's translator share its /64...
+    assert counted_address("2001:db8:64::198.51.100.9") == "2001:db8:64::/64"
+    # ...listed, each counts as itself; the well-known prefix still does.
+    assert counted_address("2001:db8:64::198.51.100.9", listed) == "198.51.100.9"
+    assert counted_address("[2001:db8:64::c633:640a]:443", listed) == "198.51.100.10"
+    assert counted_address("64:ff9b::198.51.100.9", listed) == "198.51.100.9"
+    # Outside the /96, the rest of its /64 is counted by its /64 as before.
+    assert counted_address("2001:db8:64:0:1::5", listed) == "2001:db8:64::/64"
+
+
+def test_senders_behind_a_listed_nat64_gateway_have_budgets_of_their_own(
+        database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
+    app = _app(database, idp_dir, tmp_path, rate_limit_admin_login="3/minute",
+               nat64_prefixes=["2001:db8:64::/96"])
+    try:
+        client = app.test_client()
+        behind = [client.get("/admin/login/dev", environ_base=_at(address)).status_code
+                  for address in ["2001:db8:64::198.51.100.1"] * 4 + ["2001:db8:64::198.51.100.2"]]
+        # One IPv4 sender spends its own budget, not its neighbour's.
+        assert behind == [302, 302, 302, 429, 302]
+        # The same sender reaching us over IPv4 is the same budget.
+        assert client.get("/admin/login/dev", environ_base=_at("198.51.100.1")).status_code == 429
+    finally:
+        app.extensions["bridge"].db.dispose()
+
+
 def test_a_proxy_that_writes_ports_does_not_give_each_connection_a_budget(
         database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
     app = _app(database, idp_dir, tmp_path, rate_limit_admin_login="3/minute")

@@ -23,6 +23,7 @@ from bridge.config.clients import (
 from bridge.config.problems import Problems
 from bridge.config.spec import Check, one_of, setting
 from bridge.config.urls import origin_of, plain
+from bridge.ip_forms import parse_nat64_prefixes
 
 ENVIRONMENTS = ("development", "production")
 NINETY_DAYS = 90 * 24 * 3600
@@ -74,6 +75,16 @@ def _parse_origins(raw: Any, problems: Problems, _env: Mapping[str, str],
                      '(no path, no final slash)')
         return ()
     return tuple(o.lower() for o in raw)
+
+
+def _parse_nat64_prefixes(raw: Any, problems: Problems, _env: Mapping[str, str],
+                          _settings: Mapping[str, Any]) -> tuple[str, ...]:
+    if isinstance(raw, str):  # BRIDGE_NAT64_PREFIXES: a JSON list
+        raw = sources.json_value(raw)
+    prefixes, found = parse_nat64_prefixes(raw)
+    for problem in found:
+        problems.add(problem)
+    return prefixes
 
 
 def _parse_sunset(raw: Any, problems: Problems, _env: Mapping[str, str],
@@ -234,6 +245,14 @@ class Settings:
         "IdP's endpoint URLs must differ instead, which trusts that service to keep its tenants "
         "apart (`docs/decisions/0021-one-idp-per-endpoint.md`). `BRIDGE_IDP_SHARED_ORIGINS` "
         "takes a JSON list.")
+    nat64_prefixes: tuple[str, ...] = setting(
+        (), parse=_parse_nat64_prefixes,
+        doc="Network-specific NAT64 prefixes (RFC 6052, /96 only) that the bridge's network, or "
+        "its clients', translates through, such as `[\"2001:db8:64::/96\"]`. An address under "
+        "one stands for the IPv4 address in its last 32 bits, as under the well-known "
+        "`64:ff9b::/96`: the metadata fetch judges it by that address (an internal one is "
+        "refused), and the per-address rate limits count it as that address. "
+        "`BRIDGE_NAT64_PREFIXES` takes a JSON list.")
     insecure_metadata_private_addresses: bool = setting(
         False, doc="Let metadata URLs point at private, loopback and link-local addresses (an "
         "SSRF exposure). Refused in production.")

@@ -20,6 +20,7 @@ Every refusal is a ``FetchRefused`` whose message starts with ``metadata_url:``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
@@ -82,6 +83,8 @@ class FetchPolicy:
     ca_bundle: str | None = None  # None: certifi's bundle
     # One IdP's metadata_internal_hosts: these hosts on these private addresses only.
     internal_hosts: InternalHosts = ()
+    # The nat64_prefixes setting: addresses under them are judged by the IPv4 address they carry.
+    nat64_prefixes: tuple[ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ def _check_addresses(host: str, port: int, addresses: list[IPAddress], policy: F
         # public or not.
         if internal_host_allows(policy.internal_hosts, host, port, address):
             continue
-        reason = non_public_reason(address)
+        reason = non_public_reason(address, policy.nat64_prefixes)
         if reason is None and not internal:
             continue
         if internal:

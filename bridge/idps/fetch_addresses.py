@@ -80,8 +80,11 @@ def resolve(host: str, port: int, resolver: Resolver) -> list[IPAddress]:
     return addresses
 
 
-def non_public_reason(address: IPAddress) -> str | None:
-    """Why ``address`` must not be fetched from, or None for a public unicast address."""
+def non_public_reason(address: IPAddress, nat64: tuple[ipaddress.IPv6Network, ...] = ()
+                      ) -> str | None:
+    """Why ``address`` must not be fetched from, or None for a public unicast address.
+    ``nat64``: the operator's network-specific NAT64 prefixes (the ``nat64_prefixes``
+    setting), whose addresses lead where the IPv4 address they carry does."""
     if isinstance(address, ipaddress.IPv6Address):
         # Forms that carry an IPv4 address are judged by where they really lead.
         if address.ipv4_mapped is not None:
@@ -94,7 +97,7 @@ def non_public_reason(address: IPAddress) -> str | None:
             # and 3.12 none of it, and the answer must not depend on the Python that runs us.
             inner = non_public_reason(address.sixtofour)
             return f"6to4 form of {inner}" if inner else None
-        translated = nat64_ipv4(address)
+        translated = nat64_ipv4(address, nat64)
         if translated is not None:
             inner = non_public_reason(translated)
             return f"NAT64 form of {inner}" if inner else None

@@ -33,6 +33,7 @@ from bridge.idps.settings import SLUG_RE, IdentityProvider, parse_idp_settings
 from bridge.idps.settings_text import check_nesting
 from bridge.idps.targets import check_idp_initiated_targets
 from bridge.idps.uniqueness import check_endpoints_free, check_entity_id_free, claim_entity_id, lost_race
+from bridge.ip_forms import nat64_networks
 from bridge.store.models import IdpMetadataVersion, IdpRecord
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class MetadataVersions(IdpOverview):
         super().__init__(bridge)
         # The one place the policy follows the settings: web process, jobs and CLI alike.
         self.fetch_policy = fetch_policy or FetchPolicy(
-            allow_private=bridge.settings.insecure_metadata_private_addresses)
+            allow_private=bridge.settings.insecure_metadata_private_addresses,
+            nat64_prefixes=nat64_networks(bridge.settings.nat64_prefixes))
 
     def propose_metadata(self, slug: str, *, xml: bytes | None = None, url: str | None = None,
                          actor: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from bridge.errors import NotFound, SecurityEventRejected
 from bridge.idps.event_settings import SecurityEventSettings
 from bridge.idps.fetch import FetchPolicy
 from bridge.idps.settings import IdentityProvider
+from bridge.ip_forms import nat64_networks
 from bridge.oauth.deprovisioned import deprovision, reinstate
 from bridge.oauth.revocation import end_logins, end_persons_logins
 from bridge.provisioning.scim_subjects import inactive_user_for
@@ -66,7 +67,8 @@ class SecurityEvents:
         self.keys = TransmitterKeys(
             services.clock, fetch_policy or FetchPolicy(
                 allow_private=services.settings.insecure_metadata_private_addresses,
-                max_bytes=256 * 1024))
+                max_bytes=256 * 1024,
+                nat64_prefixes=nat64_networks(services.settings.nat64_prefixes)))
 
     def receiver_url(self, slug: str) -> str:
         return f"{self.services.settings.base_url}/events/{slug}"

@@ -35,7 +35,7 @@ from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from bridge.config import ClientConfig, Settings
-from bridge.ip_forms import nat64_ipv4
+from bridge.ip_forms import nat64_ipv4, nat64_networks
 
 log = logging.getLogger("bridge.rate_limits")
 KEY_PREFIX = "bridge"
@@ -139,14 +139,16 @@ def rates(text: str) -> list[RateLimitItem]:
 
 def _address() -> str:
     # ProxyFix (trusted_proxy_hops) has already put the client's address here.
-    return counted_address(request.remote_addr or "-")
+    return counted_address(request.remote_addr or "-",
+                           current_app.extensions["bridge"].settings.nat64_prefixes)
 
 
 @functools.lru_cache(maxsize=4096)  # a refresh asks twice; a sender's address repeats
-def counted_address(address: str) -> str:
+def counted_address(address: str, nat64_prefixes: tuple[str, ...] = ()) -> str:
     """The address a per-address budget is counted for (docs/decisions/0034-rate-limits-per-ipv6-64.md):
     an IPv4 address itself; an IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64's
-    well-known prefix, 6to4, Teredo) as that IPv4 address; any other IPv6 address by its /64,
+    well-known prefix or one of ``nat64_prefixes``, 6to4, Teredo) as that IPv4 address; any
+    other IPv6 address by its /64,
     since one end site holds a /64 at least and counting each of its 2**64 addresses apart would
     give one sender a budget without end. A port or brackets that a proxy wrote around the
     address are left out (``198.51.100.7:1111``, ``[2001:db8::1]:443``), or every connection
@@ -162,7 +164,8 @@ def counted_address(address: str) -> str:
         return UNPARSED_ADDRESS
     if isinstance(parsed, ipaddress.IPv4Address):
         return str(parsed)
-    embedded = (parsed.ipv4_mapped or parsed.sixtofour or nat64_ipv4(parsed)
+    embedded = (parsed.ipv4_mapped or parsed.sixtofour
+                or nat64_ipv4(parsed, nat64_networks(nat64_prefixes))
                 or (parsed.teredo[1] if parsed.teredo else None))
     if embedded is not None:
         return str(embedded)
