@@ -256,7 +256,9 @@ def test_idps_already_stored_on_one_logout_origin_are_served_by_no_node(
                 "VALUES (:slug, :id, '{}', 0, :id)"), {"slug": slug, "id": version})
     bridge.idps.invalidate()
 
-    assert [i["slug"] for i in api("GET", "/admin/api/idps").get_json()["idps"]] == ["dev"]
+    # Listed for their admins to mend, each marked as not served; logins refused below.
+    listed = {i["slug"]: i["served"] for i in api("GET", "/admin/api/idps").get_json()["idps"]}
+    assert listed == {"dev": True, "other": False, "portal": False}
     for slug in ("other", "portal"):
         start = _authorize(client, slug)
         assert start.status_code == 302

@@ -28,10 +28,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from flask.testing import FlaskClient
 from lxml import etree
 
+from bridge.admin.access import AdminAccess
 from bridge.config import Settings
-from bridge.errors import ConfigError, Conflict
+from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.idps.fetch import FetchPolicy, fetch_metadata
 from bridge.idps.fetch_addresses import non_public_reason
 from bridge.idps.files import load_idp_directory
@@ -883,7 +885,7 @@ def test_a_refresh_validated_before_a_pin_is_not_applied_after_it(
 
 
 def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
-        bridge: Services, federation: Signer, stranger: Signer,
+        bridge: Services, federation: Signer, stranger: Signer, client: FlaskClient,
         caplog: pytest.LogCaptureFixture) -> None:
     """The state the two races above could leave before the writes checked the pin under the
     IdP's lock: a row whose pin never signed the version in force. The registry does not serve
@@ -909,8 +911,52 @@ def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
         assert "partner" not in bridge.idps
     assert any("partner" in r.getMessage() and "does not sign the metadata in force"
                in r.getMessage() for r in caplog.records)
+    # Not served, but its admins see it, say so, and can mend it; nothing acts through it.
+    shown = admin.get_idp("partner")
+    assert (shown["served"], shown["source"], shown["settings"]["metadata_signing_certificate"]
+            ) == (False, "api", federation.cert_pem)
+    assert [i["slug"] for i in admin.list_idps() if not i["served"]] == ["partner"]
+    with pytest.raises(NotFound):
+        admin.idp("partner")  # what a test login or a claims preview would act through
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    session_id = access.claim_ticket(access.issue_ticket(subject="s", name="A", idp_slug="dev"))
+    assert session_id is not None
+    client.set_cookie("__Host-bridge-admin", session_id)
+    page = client.get("/admin/idps/partner")
+    assert page.status_code == 200 and 'id="not-served"' in page.get_data(as_text=True)
+    assert "not served: see the log" in client.get("/admin/").get_data(as_text=True)
+    assert client.get("/admin/api/idps/partner/settings").status_code == 200
+    assert client.get("/admin/idps/partner/test-login").status_code == 404
     written_directly(signed_version)
     assert bridge.idps["partner"].settings.metadata_signing_certificate == federation.cert_pem
+    assert admin.get_idp("partner")["served"] is True
+
+
+def test_an_admin_mends_an_idp_whose_pin_does_not_sign_its_metadata_by_changing_the_pin(
+        bridge: Services, federation: Signer, stranger: Signer) -> None:
+    """The federation rolled its key: a new document signed by the new key is refused under the
+    old pin, so the pin itself must change, and the IdP is not served meanwhile."""
+    admin, unsigned = _partner_with_a_pending_unsigned_version(bridge, federation, stranger,
+                                                               auto_apply="none")
+    admin.apply_version("partner", admin.propose_metadata("partner", xml=unsigned,
+                                                          actor="test")["version"], actor="test")
+    with bridge.db.transaction() as session:
+        row = session.get(IdpRecord, "partner")
+        assert row is not None
+        row.settings_json = json.dumps(_pinned(federation, "none"))
+        row.updated_at = bridge.clock.now() + 1
+    bridge.idps.invalidate()
+    assert "partner" not in bridge.idps
+    fingerprint = admin.get_idp("partner")["settings_fingerprint"]
+    assert fingerprint
+    # A pin that does not sign the version in force either is refused...
+    with pytest.raises(ConfigError, match="metadata_signing_certificate|signature"):
+        admin.update_settings("partner", _pinned(_signer("another federation"), "none"), "test")
+    assert "partner" not in bridge.idps
+    # ...settings it does satisfy (here: no pin, the admin's choice) put it back in service.
+    admin.update_settings("partner", {"email_domains": ["example.org"],
+                                      "metadata_auto_apply": "none"}, "test")
+    assert bridge.idps["partner"].settings.metadata_signing_certificate is None
 
 
 # --- the operator's own NAT64 prefixes (the nat64_prefixes setting) -----------------------------

@@ -84,7 +84,7 @@ class IdpOverview:
         """Every IdP in force, and the drafts (no metadata yet) among those managed here."""
         health = login_health(self.db)
         listed = {slug: self._summary(slug, idp, health.get(slug, {}))
-                  for slug, idp in self.registry.items()}
+                  for slug, idp in self.registry.in_force().items()}
         with self.db.transaction() as session:
             drafts = list(session.scalars(select(IdpRecord).where(
                 IdpRecord.version_id.is_(None))))
@@ -98,7 +98,7 @@ class IdpOverview:
         if record is not None and record.version_id is None:
             detail = self._draft_summary(record)
         else:
-            detail = self._summary(slug, self.idp(slug), login_health(self.db).get(slug, {}))
+            detail = self._summary(slug, self._loaded(slug), login_health(self.db).get(slug, {}))
         detail["settings"] = stored_settings(record.settings_json) if record else None
         # Which stored settings these are: a form rendered from them sends it back, and a save
         # is refused once the settings have changed since (docs/decisions/0029).
@@ -147,6 +147,10 @@ class IdpOverview:
             "certificates": certificates,
             "metadata_valid_until": valid_until.isoformat() if valid_until else None,
             "warnings": sorted(warnings),
+            # False for one that loads but no login may use: its entity ID or an endpoint
+            # clashes with another IdP's, or its pinned certificate does not sign its metadata
+            # (the log says which). Its admins see it, and mend it.
+            "served": self.registry.served(slug),
             **health,
         }
 
@@ -174,6 +178,14 @@ class IdpOverview:
                            keys.encryption_certificates(), [settings.slo_url(slug)],
                            signing_certificates=keys.signing_certificates(),
                            authn_requests_signed=signs)
+
+    def _loaded(self, slug: str) -> IdentityProvider:
+        """An IdP that loads, served or not: what the admin views show and changes start from.
+        Whatever acts through an IdP (a test login, a preview of its claims) takes ``idp``."""
+        idp = self.registry.in_force().get(slug) if SLUG_RE.match(slug) else None
+        if idp is None:
+            raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+        return idp
 
     def idp(self, slug: str) -> IdentityProvider:
         idp = self.registry.get(slug) if SLUG_RE.match(slug) else None

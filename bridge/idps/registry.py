@@ -54,6 +54,8 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self._managed: dict[str, IdentityProvider] = {}
         # Parsed IdPs by (slug, version, settings digest): a reload reparses only what changed.
         self._parsed: dict[tuple[str, int, str, str, float], IdentityProvider] = {}
+        # Those among them whose pinned certificate does not sign their metadata, and why.
+        self._unpinned: dict[tuple[str, int, str, str, float], str] = {}
 
     # --- Mapping ---------------------------------------------------------------------------------
 
@@ -92,7 +94,10 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
     def source(self, slug: str) -> str | None:
         if slug in self.files:
             return "file"
-        return "api" if slug in self._current() else None
+        return "api" if slug in self.in_force() else None
+
+    def served(self, slug: str) -> bool:
+        return slug in self._current()
 
     def stands_since(self, session: Session, slug: str, since: float) -> bool:
         """Whether IdP ``slug`` is still the one that stood at ``since`` (read in ``session``):
@@ -135,6 +140,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], IdentityProvider] = {}
+        unpinned: dict[tuple[str, int, str, str, float], str] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
@@ -144,18 +150,27 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 try:
                     idp = load_managed_idp(record.slug, version.xml, record.settings_json,
                                            version_id=version.id, now=now)
-                    _check_pin(idp, version.xml)
                     idp.live = record.state == "live"
                     idp.created_at = record.created_at
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
                     continue
+                problem = _pin_problem(idp, version.xml)
+                if problem is not None:
+                    unpinned[key] = problem
+            elif key in self._unpinned:
+                unpinned[key] = self._unpinned[key]
             managed[record.slug] = idp
             parsed[key] = idp
+        # Loaded (its admins can see and mend it) but not served: a pin that does not sign the
+        # document in force.
+        loaded = dict(managed)
+        for key, problem in unpinned.items():
+            log.error("IdP %s is not served: %s", key[0], problem)
+            del managed[key[0]]
         # The database's unique constraint keeps entity IDs apart; a node whose files differ from
         # the node that last started could still see a clash: its own file IdP wins, and the
         # clashing API-managed IdP is not served here (docs/decisions/0011-one-idp-per-entity-id.md).
-        loaded = dict(managed)
         files = {idp.metadata.entity_id: slug for slug, idp in self.files.items()}
         counts = Counter(idp.metadata.entity_id for idp in managed.values())
         for slug, idp in list(managed.items()):
@@ -177,7 +192,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                     "a file" if found[0].other_slug in self.files else "API-managed"))
                 del managed[slug]
         self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
-        self._loaded = loaded
+        self._loaded, self._unpinned = loaded, unpinned
 
 
 def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
@@ -251,20 +266,20 @@ def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], 
     return problems
 
 
-def _check_pin(idp: IdentityProvider, xml: str) -> None:
+def _pin_problem(idp: IdentityProvider, xml: str) -> str | None:
     """With a pinned ``metadata_signing_certificate``, the document in force must be signed by
     it, as every write that sets either checks under the IdP's lock. Checked again as the
     registry loads the pair: a row written before those checks existed (a pin set while another
     admin applied an unsigned version, say) is not served, rather than served under a pin that
-    never signed it."""
+    never signed it. Why not, or None."""
     pinned = idp.settings.metadata_signing_certificate
     if pinned:
         try:
             verify_metadata_signature(xml.encode("utf-8"), pinned)
         except ConfigError as error:
-            raise ConfigError([f"the pinned metadata_signing_certificate does not sign the "
-                               f"metadata in force (version {idp.version_id}): "
-                               + "; ".join(error.problems)]) from None
+            return (f"the pinned metadata_signing_certificate does not sign the metadata in "
+                    f"force (version {idp.version_id}): " + "; ".join(error.problems))
+    return None
 
 
 def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int | None,
