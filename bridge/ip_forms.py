@@ -23,6 +23,20 @@ def nat64_ipv4(address: ipaddress.IPv6Address, prefixes: tuple[ipaddress.IPv6Net
     return None
 
 
+# Where a translator's prefix can lie. Not in the ranges whose addresses already mean something
+# else here (6to4 and Teredo carry an IPv4 address of their own; link-local, multicast,
+# site-local and ::/8 are never a host's address to fetch from): listed there, a prefix would
+# turn a refusal into "public".
+_TRANSLATOR_RANGES = tuple(ipaddress.IPv6Network(n)
+                           for n in ("2000::/3", "fc00::/7", "64:ff9b::/32"))
+_OTHER_MEANINGS = tuple(ipaddress.IPv6Network(n) for n in ("2002::/16", "2001::/32"))
+
+
+def _translator_range(network: ipaddress.IPv6Network) -> bool:
+    return (any(network.subnet_of(r) for r in _TRANSLATOR_RANGES)
+            and not any(network.subnet_of(r) for r in _OTHER_MEANINGS))
+
+
 @functools.lru_cache(maxsize=16)
 def nat64_networks(prefixes: tuple[str, ...]) -> tuple[ipaddress.IPv6Network, ...]:
     """The ``nat64_prefixes`` setting's prefixes as networks (checked as /96 when read)."""
@@ -44,8 +58,10 @@ def parse_nat64_prefixes(raw: object) -> tuple[tuple[str, ...], list[str]]:
         if network.prefixlen != 96:
             problems.append(f"{text[:80]!r}: only /96 prefixes, whose addresses end with the "
                             "IPv4 address (RFC 6052)")
-        elif network.overlaps(ipaddress.IPv6Network("::ffff:0:0/96")):
-            problems.append(f"{text[:80]!r}: IPv4-mapped addresses are no NAT64 prefix")
+        elif "%" in text or not _translator_range(network):
+            problems.append(f"{text[:80]!r}: a NAT64 prefix is global unicast (2000::/3, but "
+                            "not 6to4's 2002::/16 or Teredo's 2001::/32), unique local "
+                            "(fc00::/7) or under 64:ff9b::/32, with no zone")
         else:
             prefixes.append(str(network))
     return tuple(dict.fromkeys(prefixes)), problems

@@ -219,14 +219,22 @@ def test_a_blank_secret_stops_start_up_instead_of_counting_as_unset(tmp_path: Pa
 
 def test_nat64_prefixes_are_ipv6_96_prefixes() -> None:
     listed = load_settings(environ={
-        "BRIDGE_NAT64_PREFIXES": '["2001:DB8:64::/96", "2001:db8:64::/96", "64:ff9b:1:2::/96"]'})
-    assert listed.nat64_prefixes == ("2001:db8:64::/96", "64:ff9b:1:2::/96")
+        "BRIDGE_NAT64_PREFIXES":
+            '["2001:DB8:64::/96", "2001:db8:64::/96", "64:ff9b:1:2::/96", "fd00:64::/96"]'})
+    assert listed.nat64_prefixes == ("2001:db8:64::/96", "64:ff9b:1:2::/96", "fd00:64::/96")
     assert load_settings(environ={}).nat64_prefixes == ()
     for value, says in [
         ('["2001:db8:64::/64"]', "only /96 prefixes"),
         ('["2001:db8:64::1/96"]', "is not an IPv6 prefix"),  # bits set past the prefix
         ('["192.0.2.0/24"]', "is not an IPv6 prefix"),
-        ('["::ffff:0:0/96"]', "IPv4-mapped addresses are no NAT64 prefix"),
+        ('["::ffff:0:0/96"]', "a NAT64 prefix is global unicast"),  # IPv4-mapped
+        ('["2002:808:808::/96"]', "a NAT64 prefix is global unicast"),  # 6to4: its own IPv4
+        ('["2001:0:1::/96"]', "a NAT64 prefix is global unicast"),  # Teredo
+        ('["fe80::/96"]', "a NAT64 prefix is global unicast"),
+        ('["ff02::/96"]', "a NAT64 prefix is global unicast"),
+        ('["fec0::/96"]', "a NAT64 prefix is global unicast"),
+        ('["::/96"]', "a NAT64 prefix is global unicast"),
+        ('["2001:db8:64::%eth0/96"]', "with no zone"),
         ('["2001:db8:64::"]', "only /96 prefixes"),  # a single address is a /128
         ('"2001:db8:64::/96"', "a list of IPv6 /96 prefixes"),
         ("[96]", "a list of IPv6 /96 prefixes"),

@@ -33,10 +33,11 @@ from sqlalchemy import select
 from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import DevIdp
 from bridge.errors import ConfigError, FetchRefused
-from bridge.idps.fetch import FetchPolicy, fetch_metadata
+from bridge.idps.fetch import INTERNAL_HOST_REFUSED, FetchPolicy, fetch_metadata
 from bridge.idps.internal_hosts import parse_internal_hosts
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.idps.settings import parse_idp_settings
+from bridge.ip_forms import nat64_networks
 from bridge.services import Services
 from bridge.store.models import AuditEvent, IdpRecord
 from tests.test_admin_metadata_url import _Handler as PublishedHandler
@@ -728,3 +729,18 @@ def test_how_long_an_internal_failure_takes_does_not_tell_whether_a_port_answere
         str(closed_port), "P")  # the wording holds
     assert min(fast, slow, nxdomain) >= 3.5, (fast, slow, nxdomain)
     assert max(fast, slow, nxdomain) - min(fast, slow, nxdomain) < 1.0, (fast, slow, nxdomain)
+
+
+def test_an_entry_never_reaches_through_a_listed_nat64_prefix(
+        internal_v4: tuple[Running, str], connects: _Connects) -> None:
+    """An operator whose translator uses a unique local prefix lists it in nat64_prefixes. An
+    entry on that prefix is a private IPv6 address by its form, but leads wherever the IPv4
+    address it carries does: here 169.254.169.254, a cloud's metadata service."""
+    running, _ = internal_v4
+    behind = "fd00:64::a9fe:a9fe"
+    policy = replace(_policy(running, {_entry(running): [behind]}),
+                     nat64_prefixes=nat64_networks(("fd00:64::/96",)))
+    with pytest.raises(FetchRefused) as caught:
+        fetch_metadata(running.url(), policy=policy, resolver=Resolver(metadata_test=[behind]))
+    assert caught.value.code == INTERNAL_HOST_REFUSED
+    assert connects.addresses == [] and running.server.connections == 0

@@ -247,12 +247,14 @@ class Settings:
         "takes a JSON list.")
     nat64_prefixes: tuple[str, ...] = setting(
         (), parse=_parse_nat64_prefixes,
-        doc="Network-specific NAT64 prefixes (RFC 6052, /96 only) that the bridge's network, or "
-        "its clients', translates through, such as `[\"2001:db8:64::/96\"]`. An address under "
+        doc="The network-specific NAT64 prefixes (RFC 6052, /96 only) of translators you run, "
+        "whose IPv4 side is the internet, such as `[\"2001:db8:64::/96\"]`. An address under "
         "one stands for the IPv4 address in its last 32 bits, as under the well-known "
         "`64:ff9b::/96`: the metadata fetch judges it by that address (an internal one is "
-        "refused), and the per-address rate limits count it as that address. "
-        "`BRIDGE_NAT64_PREFIXES` takes a JSON list.")
+        "refused, and no `metadata_internal_hosts` entry reaches through it), and the "
+        "per-address rate limits count it as that address, so whoever sends from the prefix "
+        "chooses the budget: list no one else's. Global unicast, unique local or under "
+        "`64:ff9b::/32`. `BRIDGE_NAT64_PREFIXES` takes a JSON list.")
     insecure_metadata_private_addresses: bool = setting(
         False, doc="Let metadata URLs point at private, loopback and link-local addresses (an "
         "SSRF exposure). Refused in production.")

@@ -169,8 +169,11 @@ def _check_addresses(host: str, port: int, addresses: list[IPAddress], policy: F
         return
     for address in addresses:
         # A listed host is fetched from its listed addresses only, never from another one,
-        # public or not.
-        if internal_host_allows(policy.internal_hosts, host, port, address):
+        # public or not. Never from one under a NAT64 prefix of the operator's: it leads to
+        # whatever IPv4 address it carries, which an entry's private IPv6 range says nothing of.
+        translated = isinstance(address, ipaddress.IPv6Address) and any(
+            address in prefix for prefix in policy.nat64_prefixes)
+        if not translated and internal_host_allows(policy.internal_hosts, host, port, address):
             continue
         reason = non_public_reason(address, policy.nat64_prefixes)
         if reason is None and not internal:
