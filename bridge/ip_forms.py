@@ -25,11 +25,13 @@ def nat64_ipv4(address: ipaddress.IPv6Address, prefixes: tuple[ipaddress.IPv6Net
 
 # Where a translator's prefix can lie. Not in the ranges whose addresses already mean something
 # else here (6to4 and Teredo carry an IPv4 address of their own; link-local, multicast,
-# site-local and ::/8 are never a host's address to fetch from): listed there, a prefix would
-# turn a refusal into "public".
+# site-local, ::/8, the special-purpose blocks and the clouds' metadata ranges are never a
+# metadata host's address): listed there, a prefix would turn a refusal into "public".
 _TRANSLATOR_RANGES = tuple(ipaddress.IPv6Network(n)
                            for n in ("2000::/3", "fc00::/7", "64:ff9b::/32"))
-_OTHER_MEANINGS = tuple(ipaddress.IPv6Network(n) for n in ("2002::/16", "2001::/32"))
+_OTHER_MEANINGS = tuple(ipaddress.IPv6Network(n) for n in (
+    "2002::/16", "2001::/23",  # 6to4; IETF special purpose, Teredo's 2001::/32 among them
+    "fd00:ec2::/64", "fd20:ce::/64"))  # the instance metadata of AWS and Google Cloud
 
 
 def _translator_range(network: ipaddress.IPv6Network) -> bool:
@@ -60,8 +62,9 @@ def parse_nat64_prefixes(raw: object) -> tuple[tuple[str, ...], list[str]]:
                             "IPv4 address (RFC 6052)")
         elif "%" in text or not _translator_range(network):
             problems.append(f"{text[:80]!r}: a NAT64 prefix is global unicast (2000::/3, but "
-                            "not 6to4's 2002::/16 or Teredo's 2001::/32), unique local "
-                            "(fc00::/7) or under 64:ff9b::/32, with no zone")
+                            "not 6to4's 2002::/16 or the special-purpose 2001::/23), unique "
+                            "local (fc00::/7, but not a cloud's metadata range) or under "
+                            "64:ff9b::/32, with no zone")
         else:
             prefixes.append(str(network))
     return tuple(dict.fromkeys(prefixes)), problems

@@ -230,6 +230,8 @@ def test_nat64_prefixes_are_ipv6_96_prefixes() -> None:
         ('["::ffff:0:0/96"]', "a NAT64 prefix is global unicast"),  # IPv4-mapped
         ('["2002:808:808::/96"]', "a NAT64 prefix is global unicast"),  # 6to4: its own IPv4
         ('["2001:0:1::/96"]', "a NAT64 prefix is global unicast"),  # Teredo
+        ('["2001:4:112::/96"]', "a NAT64 prefix is global unicast"),  # special purpose
+        ('["fd00:ec2::/96"]', "a NAT64 prefix is global unicast"),  # AWS instance metadata
         ('["fe80::/96"]', "a NAT64 prefix is global unicast"),
         ('["ff02::/96"]', "a NAT64 prefix is global unicast"),
         ('["fec0::/96"]', "a NAT64 prefix is global unicast"),

@@ -39,6 +39,7 @@ from bridge.idps.fetch_addresses import non_public_reason
 from bridge.idps.files import load_idp_directory
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.idps.metadata_signature import verify_metadata_signature
+from bridge.idps.registry import IdpRegistry
 from bridge.idps.versions import MetadataVersions
 from bridge.ip_forms import nat64_networks
 from bridge.provisioning.security_events import SecurityEvents
@@ -912,6 +913,7 @@ def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
     assert any("partner" in r.getMessage() and "does not sign the metadata in force"
                in r.getMessage() for r in caplog.records)
     # Not served, but its admins see it, say so, and can mend it; nothing acts through it.
+    # (A SCIM token issued while it was served is revoked below.)
     shown = admin.get_idp("partner")
     assert (shown["served"], shown["source"], shown["settings"]["metadata_signing_certificate"]
             ) == (False, "api", federation.cert_pem)
@@ -927,6 +929,13 @@ def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
     assert "not served: see the log" in client.get("/admin/").get_data(as_text=True)
     assert client.get("/admin/api/idps/partner/settings").status_code == 200
     assert client.get("/admin/idps/partner/test-login").status_code == 404
+    # Access is taken away at once, without mending the IdP first (which would make a leaked
+    # token work again).
+    csrf = access.authenticate_session(session_id).csrf_token  # type: ignore[union-attr]
+    revoked = client.delete("/admin/api/idps/partner/scim-token", headers={"X-CSRF-Token": csrf})
+    assert revoked.status_code == 204
+    assert client.delete("/admin/api/idps/nobody/scim-token",
+                         headers={"X-CSRF-Token": csrf}).status_code == 404
     written_directly(signed_version)
     assert bridge.idps["partner"].settings.metadata_signing_certificate == federation.cert_pem
     assert admin.get_idp("partner")["served"] is True
@@ -999,3 +1008,28 @@ def test_the_fetches_follow_the_nat64_prefixes_setting(settings: Settings) -> No
             ipaddress.IPv6Network(OPERATOR_NAT64),)
     finally:
         listed.db.dispose()
+
+
+def test_a_change_reaches_another_node_when_a_node_clock_ran_ahead(
+        bridge: Services, federation: Signer, stranger: Signer) -> None:
+    """A write by a node whose clock was a minute ahead leaves an IdP's ``updated_at`` in the
+    future; a later change made at the right time (new metadata, as after a key leak) is still
+    seen by every node within the recheck."""
+    admin, unsigned = _partner_with_a_pending_unsigned_version(bridge, federation, stranger,
+                                                               auto_apply="none")
+    node_clock = MovableClock()
+    other_node = IdpRegistry(bridge.db, node_clock, {})
+    assert other_node["partner"].version_id == bridge.idps["partner"].version_id
+    bridge.clock.advance(60)  # type: ignore[attr-defined]
+    admin.create_draft("other", settings={"display_name": "Other"}, actor="a node ahead")
+    bridge.clock.advance(-60)  # type: ignore[attr-defined]
+    node_clock.advance(other_node.recheck_seconds)
+    assert "partner" in other_node and "other" not in other_node  # a draft is not served
+    applied = admin.apply_version(
+        "partner", admin.propose_metadata("partner", xml=unsigned, actor="t")["version"],
+        actor="t")
+    node_clock.advance(other_node.recheck_seconds)
+    assert other_node["partner"].version_id == applied["version_id"] == \
+        bridge.idps["partner"].version_id
+    assert [c.pem for c in other_node["partner"].metadata.signing_certificates] == [
+        stranger.cert_pem]

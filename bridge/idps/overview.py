@@ -122,7 +122,7 @@ class IdpOverview:
                 "vendor": (settings.get("mapping") or {}).get("preset"),
                 "entity_id": None, "sso_url": None,
                 "acs_url": self.bridge.settings.acs_url(record.slug), "certificates": [],
-                "metadata_valid_until": None, "warnings": []}
+                "metadata_valid_until": None, "warnings": [], "served": False}
 
     def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
         now = self._now()

@@ -131,8 +131,13 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
 
     def _reload_if_changed(self) -> None:
         with self.db.transaction() as session:
+            # The sum as well as the latest: a node whose clock ran ahead leaves a time in the
+            # future as the latest, and every write after it (at the right time) would leave
+            # count and latest as they were, unseen by the other nodes. Any write changes the
+            # sum (decision 24 found the same for clients).
             fingerprint = tuple(session.execute(
-                select(func.count(IdpRecord.slug), func.max(IdpRecord.updated_at))).one())
+                select(func.count(IdpRecord.slug), func.max(IdpRecord.updated_at),
+                       func.sum(IdpRecord.updated_at))).one())
             if fingerprint == self._fingerprint:
                 return
             rows = session.execute(

@@ -49,8 +49,12 @@ class ProvisioningTokens:
         return token_id, token
 
     def revoke(self, slug: str, *, actor: str) -> None:
-        """No SCIM token in force for the IdP any more: its SCIM client is refused."""
-        self._require_idp(slug)
+        """No SCIM token in force for the IdP any more: its SCIM client is refused. Also for an
+        IdP that loads but is not served (a clash, a pin that does not sign its metadata):
+        taking access away must not wait until it is mended, which would make a leaked token
+        work again first."""
+        if self.services.idps.source(slug) is None:
+            raise NotFound("idp_unknown", "No IdP is configured under this slug.")
         now = self.services.clock.now()
         with self.services.db.transaction() as session:
             revoked = _revoke_live(session, slug, now)
