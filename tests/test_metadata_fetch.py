@@ -1033,3 +1033,17 @@ def test_a_change_reaches_another_node_when_a_node_clock_ran_ahead(
         bridge.idps["partner"].version_id
     assert [c.pem for c in other_node["partner"].metadata.signing_certificates] == [
         stranger.cert_pem]
+
+
+def test_a_draft_is_not_served_and_says_nothing_of_clashes(
+        bridge: Services, client: FlaskClient) -> None:
+    admin = IdpAdmin(bridge, FetchPolicy())
+    admin.create_draft("newco", settings={"display_name": "Newco"}, actor="test")
+    assert admin.get_idp("newco")["served"] is False
+    access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
+    session_id = access.claim_ticket(access.issue_ticket(subject="s", name="A", idp_slug="dev"))
+    assert session_id is not None
+    client.set_cookie("__Host-bridge-admin", session_id)
+    page = client.get("/admin/idps/newco").get_data(as_text=True)
+    assert 'id="state"' in page and 'id="not-served"' not in page
+    assert "not served: see the log" not in client.get("/admin/").get_data(as_text=True)
