@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.exceptions import TooManyRequests
 
@@ -157,6 +158,11 @@ def _at(address: str) -> dict[str, str]:
     return {"REMOTE_ADDR": address}
 
 
+def _admin_sign_in_start(client: FlaskClient, address: str) -> int:
+    """The status of an admin sign-in start (limited per address) sent from ``address``."""
+    return client.get("/admin/login/dev", environ_base=_at(address)).status_code
+
+
 def test_strangers_naming_a_public_client_cannot_spend_its_budget(
         database: Database, idp_dir: Path, tmp_path: Path, dev_idp: DevIdp) -> None:
     app = _app(database, idp_dir, tmp_path, rate_limit_token_per_client="3/minute")
@@ -262,11 +268,11 @@ def test_the_addresses_of_one_ipv6_64_share_one_budget(
         assert _count(app, AuthnRequestRecord) == 3
         # Written as an IPv4 address in IPv6 form, an address counts as that IPv4 address.
         for _ in range(3):
-            assert client.get("/admin/login/dev", environ_base=_at("198.51.100.7")).status_code == 302
+            assert _admin_sign_in_start(client, "198.51.100.7") == 302
         assert client.get("/admin/login/dev",
                           environ_base=_at("::ffff:198.51.100.7")).status_code == 429
         # Another /64 has a budget of its own.
-        assert client.get("/admin/login/dev", environ_base=_at("2001:db8:7:a::1")).status_code == 302
+        assert _admin_sign_in_start(client, "2001:db8:7:a::1") == 302
         # A public client's budget is per client and /64 likewise.
         form = {"grant_type": "refresh_token", "refresh_token": "x", "client_id": "demo"}
         answers = [client.post("/token", data=form, environ_base=_at(f"2001:db8:5:5::{i}"))
@@ -320,12 +326,12 @@ def test_senders_behind_a_listed_nat64_gateway_have_budgets_of_their_own(
                nat64_prefixes=["2001:db8:64::/96"])
     try:
         client = app.test_client()
-        behind = [client.get("/admin/login/dev", environ_base=_at(address)).status_code
+        behind = [_admin_sign_in_start(client, address)
                   for address in ["2001:db8:64::198.51.100.1"] * 4 + ["2001:db8:64::198.51.100.2"]]
         # One IPv4 sender spends its own budget, not its neighbour's.
         assert behind == [302, 302, 302, 429, 302]
         # The same sender reaching us over IPv4 is the same budget.
-        assert client.get("/admin/login/dev", environ_base=_at("198.51.100.1")).status_code == 429
+        assert _admin_sign_in_start(client, "198.51.100.1") == 429
     finally:
         app.extensions["bridge"].db.dispose()
 
@@ -335,7 +341,7 @@ def test_a_proxy_that_writes_ports_does_not_give_each_connection_a_budget(
     app = _app(database, idp_dir, tmp_path, rate_limit_admin_login="3/minute")
     try:
         client = app.test_client()
-        statuses = [client.get("/admin/login/dev", environ_base=_at(address)).status_code
+        statuses = [_admin_sign_in_start(client, address)
                     for address in ("198.51.100.7:1111", "198.51.100.7:2222", "198.51.100.7",
                                     "198.51.100.7:3333", "[2001:db8:7:9::5]:1",
                                     "[2001:db8:7:9::6]:2", "2001:db8:7:9::7",

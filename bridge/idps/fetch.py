@@ -58,6 +58,7 @@ from bridge.idps.internal_hosts import (
     normal_host,
     port_allowed,
 )
+from bridge.ip_forms import nat64_ipv4
 from bridge.saml import ns
 from bridge.saml.xml_parser import parse_untrusted
 
@@ -171,8 +172,8 @@ def _check_addresses(host: str, port: int, addresses: list[IPAddress], policy: F
         # A listed host is fetched from its listed addresses only, never from another one,
         # public or not. Never from one under a NAT64 prefix of the operator's: it leads to
         # whatever IPv4 address it carries, which an entry's private IPv6 range says nothing of.
-        translated = isinstance(address, ipaddress.IPv6Address) and any(
-            address in prefix for prefix in policy.nat64_prefixes)
+        translated = isinstance(address, ipaddress.IPv6Address) and nat64_ipv4(
+            address, policy.nat64_prefixes) is not None
         if not translated and internal_host_allows(policy.internal_hosts, host, port, address):
             continue
         reason = non_public_reason(address, policy.nat64_prefixes)

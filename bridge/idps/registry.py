@@ -52,10 +52,11 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self._checked_at = -1e18
         self._fingerprint: tuple[object, ...] | None = None
         self._managed: dict[str, IdentityProvider] = {}
-        # Parsed IdPs by (slug, version, settings digest): a reload reparses only what changed.
-        self._parsed: dict[tuple[str, int, str, str, float], IdentityProvider] = {}
-        # Those among them whose pinned certificate does not sign their metadata, and why.
-        self._unpinned: dict[tuple[str, int, str, str, float], str] = {}
+        # Parsed IdPs by (slug, version, settings digest), each with why its pinned certificate
+        # does not sign its metadata (None when it does, or none is pinned): a reload reparses
+        # and checks only what changed.
+        self._parsed: dict[tuple[str, int, str, str, float],
+                           tuple[IdentityProvider, str | None]] = {}
 
     # --- Mapping ---------------------------------------------------------------------------------
 
@@ -144,14 +145,14 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 select(IdpRecord, IdpMetadataVersion)
                 .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
         managed: dict[str, IdentityProvider] = {}
-        parsed: dict[tuple[str, int, str, str, float], IdentityProvider] = {}
-        unpinned: dict[tuple[str, int, str, str, float], str] = {}
+        parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
+        unpinned: dict[str, str] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
                    record.state, record.created_at)
-            idp = self._parsed.get(key)
-            if idp is None:
+            cached = self._parsed.get(key)
+            if cached is None:
                 try:
                     idp = load_managed_idp(record.slug, version.xml, record.settings_json,
                                            version_id=version.id, now=now)
@@ -160,19 +161,18 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
                     continue
-                problem = _pin_problem(idp, version.xml)
-                if problem is not None:
-                    unpinned[key] = problem
-            elif key in self._unpinned:
-                unpinned[key] = self._unpinned[key]
+                cached = (idp, _pin_problem(idp, version.xml))
+            idp, problem = cached
+            if problem is not None:
+                unpinned[record.slug] = problem
             managed[record.slug] = idp
-            parsed[key] = idp
+            parsed[key] = cached
         # Loaded (its admins can see and mend it) but not served: a pin that does not sign the
         # document in force.
         loaded = dict(managed)
-        for key, problem in unpinned.items():
-            log.error("IdP %s is not served: %s", key[0], problem)
-            del managed[key[0]]
+        for slug, problem in unpinned.items():
+            log.error("IdP %s is not served: %s", slug, problem)
+            del managed[slug]
         # The database's unique constraint keeps entity IDs apart; a node whose files differ from
         # the node that last started could still see a clash: its own file IdP wins, and the
         # clashing API-managed IdP is not served here (docs/decisions/0011-one-idp-per-entity-id.md).
@@ -197,7 +197,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                     "a file" if found[0].other_slug in self.files else "API-managed"))
                 del managed[slug]
         self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
-        self._loaded, self._unpinned = loaded, unpinned
+        self._loaded = loaded
 
 
 def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
