@@ -293,6 +293,7 @@ def _jobs_status(settings: Settings) -> int:
 
 def _idp_list(services: object) -> int:
     from bridge.idps.lifecycle import IdpAdmin
+    from bridge.idps.registry import NOT_SERVED_REASONS
     from bridge.services import Services
 
     assert isinstance(services, Services)
@@ -307,6 +308,9 @@ def _idp_list(services: object) -> int:
                             + (" WARNING: metadata expired" if expired else ""))
         if idp["state"] != "live":  # drafts have no entity ID yet; neither is offered to users
             expiries.insert(0, f"({idp['state']}: not offered to users)")
+        if idp["not_served_reason"]:
+            expiries.insert(0, f"NOT SERVED: {NOT_SERVED_REASONS[idp['not_served_reason']]} "
+                               "(the log has the detail)")
         print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id'] or '-':<50} "
               f"{', '.join(expiries)}")
     return 0

@@ -239,8 +239,9 @@ def test_a_node_never_serves_an_api_idp_that_shares_its_file_idps_entity_id(
         node.extensions["bridge"].db.dispose()
     bridge.clock.advance(bridge.idps.recheck_seconds)  # the registry's recheck interval passes
     # This node: `dev` (its file) is served, `other` is not, and nothing logs in through it.
-    listed = {i["slug"]: i["served"] for i in api("GET", "/admin/api/idps").get_json()["idps"]}
-    assert listed == {"dev": True, "other": False}
+    listed = {i["slug"]: (i["served"], i["not_served_reason"])
+              for i in api("GET", "/admin/api/idps").get_json()["idps"]}
+    assert listed == {"dev": (True, None), "other": (False, "entity_id_clash")}
     start = browser.authorize(idp="other")
     assert start.status_code == 302 and "error=invalid_request" in start.headers["Location"]
     assert browser.tokens()["access_token"]

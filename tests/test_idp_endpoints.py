@@ -257,8 +257,15 @@ def test_idps_already_stored_on_one_logout_origin_are_served_by_no_node(
     bridge.idps.invalidate()
 
     # Listed for their admins to mend, each marked as not served; logins refused below.
-    listed = {i["slug"]: i["served"] for i in api("GET", "/admin/api/idps").get_json()["idps"]}
-    assert listed == {"dev": True, "other": False, "portal": False}
+    listed = {i["slug"]: (i["served"], i["not_served_reason"])
+              for i in api("GET", "/admin/api/idps").get_json()["idps"]}
+    assert listed == {"dev": (True, None), "other": (False, "endpoint_clash"),
+                      "portal": (False, "endpoint_clash")}
+    # No test login can start through either, and the state says why.
+    state = api("GET", "/admin/api/idps/portal/test-login").get_json()
+    assert (state["start_url"], state["served"], state["not_served_reason"]) == (
+        None, False, "endpoint_clash")
+    assert api("GET", "/admin/api/idps/dev/test-login").get_json()["start_url"] is None  # a file
     for slug in ("other", "portal"):
         start = _authorize(client, slug)
         assert start.status_code == 302

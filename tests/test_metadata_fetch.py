@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flask.testing import FlaskClient
 from lxml import etree
 
+from bridge import cli
 from bridge.admin.access import AdminAccess
 from bridge.config import Settings
 from bridge.errors import ConfigError, Conflict, NotFound
@@ -887,7 +888,7 @@ def test_a_refresh_validated_before_a_pin_is_not_applied_after_it(
 
 def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
         bridge: Services, federation: Signer, stranger: Signer, client: FlaskClient,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     """The state the two races above could leave before the writes checked the pin under the
     IdP's lock: a row whose pin never signed the version in force. The registry does not serve
     it; the same pin over a version it signed is served again."""
@@ -915,9 +916,15 @@ def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
     # Not served, but its admins see it, say so, and can mend it; nothing acts through it.
     # (A SCIM token issued while it was served is revoked below.)
     shown = admin.get_idp("partner")
-    assert (shown["served"], shown["source"], shown["settings"]["metadata_signing_certificate"]
-            ) == (False, "api", federation.cert_pem)
+    assert (shown["served"], shown["not_served_reason"], shown["source"],
+            shown["settings"]["metadata_signing_certificate"]
+            ) == (False, "metadata_pin_mismatch", "api", federation.cert_pem)
     assert [i["slug"] for i in admin.list_idps() if not i["served"]] == ["partner"]
+    assert cli._idp_list(bridge) == 0  # `bridge idp list`
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert ("NOT SERVED: its pinned metadata signing certificate does not sign the metadata in "
+            "force") in listed["partner"]
+    assert "NOT SERVED" not in listed["dev"]
     with pytest.raises(NotFound):
         admin.idp("partner")  # what a test login or a claims preview would act through
     access = AdminAccess(bridge.db, bridge.clock, bridge.idps)
@@ -925,20 +932,39 @@ def test_a_pin_left_over_a_version_it_does_not_sign_is_not_served(
     assert session_id is not None
     client.set_cookie("__Host-bridge-admin", session_id)
     page = client.get("/admin/idps/partner")
-    assert page.status_code == 200 and 'id="not-served"' in page.get_data(as_text=True)
-    assert "not served: see the log" in client.get("/admin/").get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'id="not-served" data-reason="metadata_pin_mismatch"' in page.get_data(as_text=True)
+    why = "its pinned metadata signing certificate does not sign the metadata in force"
+    assert f"not served: {why}" in client.get("/admin/").get_data(as_text=True)
     assert client.get("/admin/api/idps/partner/settings").status_code == 200
     assert client.get("/admin/idps/partner/test-login").status_code == 404
+    assert client.get("/admin/api/idps/partner/test-login").get_json()["start_url"] is None
+    assert "Live, but not served (above)" in page.get_data(as_text=True)
+    assert "Live: offered to users." not in page.get_data(as_text=True)
+    # Going live (without a test: none can pass) promises no logins while it is not served.
+    with bridge.db.transaction() as session:
+        row = session.get(IdpRecord, "partner")
+        assert row is not None
+        row.state, row.updated_at = "testing", bridge.clock.now() + 2
+    bridge.idps.invalidate()
+    csrf = access.authenticate_session(session_id).csrf_token  # type: ignore[union-attr]
+    went = client.post("/admin/idps/partner/go-live",
+                       data={"csrf_token": csrf, "without_test": "yes"})
+    assert went.status_code == 303
+    notice = client.get(went.headers["Location"]).get_data(as_text=True)
+    assert f"Live, but not served: {why}. No user can log in" in notice
+    assert "users can log in through it now" not in notice
     # Access is taken away at once, without mending the IdP first (which would make a leaked
     # token work again).
-    csrf = access.authenticate_session(session_id).csrf_token  # type: ignore[union-attr]
     revoked = client.delete("/admin/api/idps/partner/scim-token", headers={"X-CSRF-Token": csrf})
     assert revoked.status_code == 204
     assert client.delete("/admin/api/idps/nobody/scim-token",
                          headers={"X-CSRF-Token": csrf}).status_code == 404
     written_directly(signed_version)
     assert bridge.idps["partner"].settings.metadata_signing_certificate == federation.cert_pem
-    assert admin.get_idp("partner")["served"] is True
+    mended = admin.get_idp("partner")
+    assert (mended["served"], mended["not_served_reason"], mended["state"]) == (True, None, "live")
+    assert "Live: offered to users." in client.get("/admin/idps/partner").get_data(as_text=True)
 
 
 def test_an_admin_mends_an_idp_whose_pin_does_not_sign_its_metadata_by_changing_the_pin(

@@ -122,7 +122,8 @@ class IdpOverview:
                 "vendor": (settings.get("mapping") or {}).get("preset"),
                 "entity_id": None, "sso_url": None,
                 "acs_url": self.bridge.settings.acs_url(record.slug), "certificates": [],
-                "metadata_valid_until": None, "warnings": [], "served": False}
+                "metadata_valid_until": None, "warnings": [], "served": False,
+                "not_served_reason": None}
 
     def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
         now = self._now()
@@ -135,6 +136,7 @@ class IdpOverview:
                 warnings.add("metadata_expired")
             elif days < WARN_DAYS[1]:
                 warnings.add("metadata_expires_within_7_days")
+        reason = self.registry.not_served_reason(slug)
         return {
             "slug": slug,
             "source": self.registry.source(slug),
@@ -149,8 +151,9 @@ class IdpOverview:
             "warnings": sorted(warnings),
             # False for one that loads but no login may use: its entity ID or an endpoint
             # clashes with another IdP's, or its pinned certificate does not sign its metadata
-            # (the log says which). Its admins see it, and mend it.
-            "served": self.registry.served(slug),
+            # (the reason's code says which, the log the detail). Its admins see it, and mend it.
+            "served": reason is None,
+            "not_served_reason": reason,
             **health,
         }
 

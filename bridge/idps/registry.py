@@ -38,6 +38,16 @@ _RECORD_IN_FORCE = select(IdpRecord.created_at, IdpRecord.state).where(
     IdpRecord.slug == bindparam("slug"))
 
 
+# Why an IdP that loads is not served, by code: what its admins are told (the log has the detail).
+NOT_SERVED_REASONS = {
+    "metadata_pin_mismatch": "its pinned metadata signing certificate does not sign the metadata "
+                             "in force",
+    "entity_id_clash": "its entity ID is also another IdP's",
+    "endpoint_clash": "one of its endpoints shares an origin with another IdP's, and one of the "
+                      "two is a Single Logout service",
+}
+
+
 class IdpRegistry(Mapping[str, IdentityProvider]):
     def __init__(self, db: Database, clock: Clock, files: dict[str, IdentityProvider], *,
                  shared_origins: frozenset[str] = frozenset(), recheck_seconds: float = 2.0) -> None:
@@ -48,6 +58,8 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self.shared_origins = shared_origins
         # Every API-managed IdP that loads, also one not served for a clash (see the reload).
         self._loaded: dict[str, IdentityProvider] = {}
+        # Why each of those is not served, as a stable code (NOT_SERVED_REASONS).
+        self._not_served: dict[str, str] = {}
         self._lock = threading.Lock()
         self._checked_at = -1e18
         self._fingerprint: tuple[object, ...] | None = None
@@ -97,8 +109,13 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
             return "file"
         return "api" if slug in self.in_force() else None
 
-    def served(self, slug: str) -> bool:
-        return slug in self._current()
+    def not_served_reason(self, slug: str) -> str | None:
+        """Why an API-managed IdP that loads is not served (a key of ``NOT_SERVED_REASONS``),
+        or None (served, or not loaded at all). Its admins are told; the other IdP of a clash
+        is not named, since it may be another admin's."""
+        self._current()
+        with self._lock:
+            return self._not_served.get(slug)
 
     def stands_since(self, session: Session, slug: str, since: float) -> bool:
         """Whether IdP ``slug`` is still the one that stood at ``since`` (read in ``session``):
@@ -170,9 +187,11 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         # Loaded (its admins can see and mend it) but not served: a pin that does not sign the
         # document in force.
         loaded = dict(managed)
+        not_served: dict[str, str] = {}
         for slug, problem in unpinned.items():
             log.error("IdP %s is not served: %s", slug, problem)
             del managed[slug]
+            not_served[slug] = "metadata_pin_mismatch"
         # The database's unique constraint keeps entity IDs apart; a node whose files differ from
         # the node that last started could still see a clash: its own file IdP wins, and the
         # clashing API-managed IdP is not served here (docs/decisions/0011-one-idp-per-entity-id.md).
@@ -184,6 +203,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 log.error("IdP %s is not served: its entity ID %r is also used by IdP %s", slug,
                           entity_id, files.get(entity_id) or "another API-managed IdP")
                 del managed[slug]
+                not_served[slug] = "entity_id_clash"
         # Nor is one whose Single Logout service shares an origin with another IdP's endpoints
         # (a clash the checks of each change did not see: two admins at once, files that differ
         # between nodes, or a state from before the rule), nor the other if it is API-managed:
@@ -196,8 +216,9 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 log.error("IdP %s is not served: %s", slug, found[0].describe(
                     "a file" if found[0].other_slug in self.files else "API-managed"))
                 del managed[slug]
+                not_served[slug] = "endpoint_clash"
         self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
-        self._loaded = loaded
+        self._loaded, self._not_served = loaded, not_served
 
 
 def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],

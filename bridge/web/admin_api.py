@@ -143,8 +143,11 @@ def test_login_state(slug: str) -> Response:
         "slug": slug, "state": detail["state"], "version_id": detail["version_id"],
         "tested": detail["tested"], "tested_version_id": detail["tested_version_id"],
         "settings_tested": detail["settings_tested"],
+        "served": detail["served"], "not_served_reason": detail["not_served_reason"],
+        # None while no test login can start: a draft has no metadata, and no login goes
+        # through an IdP that is not served (the reason says why).
         "start_url": f"{services().settings.base_url}/admin/idps/{slug}/test-login"
-        if detail["version_id"] is not None else None,
+        if detail["version_id"] is not None and detail["served"] else None,
     })
 
 

@@ -8,6 +8,7 @@ a notice, or re-renders the page with the problems when it was refused.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from bridge.claims.mapping import CLAIMS
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
 from bridge.errors import ConfigError, NotFound
 from bridge.idps.preview import facts_from_test_login, preview_login
+from bridge.idps.registry import NOT_SERVED_REASONS
 from bridge.idps.settings import offered
 from bridge.idps.settings_form import (
     FINGERPRINT_FIELD,
@@ -51,6 +53,11 @@ def _when(value: float | None) -> str:
     if not value:
         return "—"
     return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@admin_pages.app_template_filter("not_served_because")
+def _not_served_because(reason: str | None) -> str:
+    return NOT_SERVED_REASONS.get(reason or "", "the log says why")
 
 
 @admin_pages.app_template_filter("form_date")
@@ -197,13 +204,18 @@ FIRST_METADATA = ("Metadata added: the IdP is in testing, not offered to users y
                   "then go live.")
 
 
-def _act(slug: str, action: Any, notice: str, first_notice: str = FIRST_METADATA) -> BaseResponse:
+def _act(slug: str, action: Any, notice: str | Callable[[Any], str],
+         first_notice: str = FIRST_METADATA) -> BaseResponse:
+    """Do ``action`` and go back to the IdP's page with ``notice`` (or what it makes of the
+    action's result); a ConfigError shows the page again with its problems."""
     try:
         result = action()
     except ConfigError as error:
         return _idp_page(slug, status=422, problems=error.problems,
                          **({"settings_text": request.form["settings_text"]}
                             if request.form.get("settings_text") else {}))
+    if callable(notice):
+        notice = notice(result)
     if isinstance(result, dict) and result.get("first"):
         notice = first_notice
     elif isinstance(result, dict) and result.get("status") in ("pending", "applied", "identical",
@@ -346,7 +358,15 @@ def go_live(slug: str) -> BaseResponse:
     without_test = request.form.get("without_test") == "yes"
     return _act(slug, lambda: administration().idps.go_live(slug, actor=actor(),
                                                             without_test=without_test),
-                "Live: users can log in through it now.")
+                _went_live)
+
+
+def _went_live(detail: dict[str, Any]) -> str:
+    if detail["served"]:
+        return "Live: users can log in through it now."
+    # Live, and still no login goes through it: say so rather than promise logins.
+    return (f"Live, but not served: {_not_served_because(detail['not_served_reason'])}. No user "
+            "can log in through it until that is mended.")
 
 
 @admin_pages.post("/idps/<slug>/scim-token")
