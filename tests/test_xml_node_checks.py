@@ -1,6 +1,6 @@
 """``xml_parser.check_nodes``, the parser's refusals of markup a SAML message never needs, at its
-edges: the depth limit exactly, each forbidden kind of node wherever it sits, and XInclude by
-its namespace only."""
+edges: the depth limit exactly, each forbidden kind of node wherever it sits, XInclude by its
+namespace only, and the namespaces in scope exactly, counted down the tree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from bridge.errors import SamlRejected
-from bridge.saml.xml_parser import MAX_DEPTH, check_nodes
+from bridge.saml.xml_parser import MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE, check_nodes, parse_untrusted
 
 
 def _nested(levels: int) -> etree._Element:
@@ -58,3 +58,47 @@ def test_xinclude_by_its_namespace(namespace: str, refused: bool) -> None:
     root = _nested(5)
     root[0][0].append(etree.Element(f"{{{namespace}}}include", href="file:///etc/passwd"))
     assert _code(root) == ("saml_forbidden_xml" if refused else None)
+
+
+def _declarations(count: int, name: str = "n") -> str:
+    return "".join(f' xmlns:{name}{i}="urn:{name}:{i}"' for i in range(count))
+
+
+def _parsed_code(data: bytes) -> str | None:
+    try:
+        parse_untrusted(data, max_bytes=len(data))
+    except SamlRejected as refusal:
+        return refusal.code
+    return None
+
+
+@pytest.mark.parametrize("default", [False, True])
+def test_the_namespaces_in_scope_exactly(default: bool) -> None:
+    """A default namespace declaration counts as one like any other."""
+    extra = ' xmlns="urn:default"' if default else ""
+    at_limit = MAX_NAMESPACES_IN_SCOPE - default
+    assert _parsed_code(f"<r{extra}{_declarations(at_limit)}/>".encode()) is None
+    assert _parsed_code(f"<r{extra}{_declarations(at_limit + 1)}/>".encode()) == "saml_malformed"
+
+
+def test_namespaces_are_counted_where_they_are_in_scope_not_in_all() -> None:
+    # Declared again on every one of many siblings (as IdPs do for xs and xsi on attribute
+    # values): hundreds of declarations, two in scope anywhere.
+    siblings = "".join(f"<v{_declarations(2)}>{i}</v>" for i in range(300)).encode()
+    assert _parsed_code(b"<r>" + siblings + b"</r>") is None
+    # Down one path, each element within the limit and their sum over it.
+    half = MAX_NAMESPACES_IN_SCOPE // 2 + 1
+    nested = f"<r{_declarations(half, 'a')}><c{_declarations(half, 'b')}/></r>".encode()
+    assert _parsed_code(nested) == "saml_malformed"
+    # The same declarations on siblings: in scope one element at a time.
+    apart = f"<r><c{_declarations(half, 'a')}/><c{_declarations(half, 'b')}/></r>".encode()
+    assert _parsed_code(apart) is None
+
+
+def test_a_tree_without_bytes_counts_what_its_ancestors_declare() -> None:
+    """A decrypted assertion is a tree xmlsec made inside the message: the namespaces its
+    ancestors declare are in scope in it as well."""
+    outer = etree.fromstring(f"<r{_declarations(MAX_NAMESPACES_IN_SCOPE)}><c/></r>".encode())
+    assert _code(outer[0]) is None
+    etree.SubElement(outer[0], "{urn:one-more}x")
+    assert _code(outer[0]) == "saml_malformed"

@@ -1,7 +1,10 @@
 """The one way the bridge turns untrusted bytes into an XML tree.
 
 No DTD (so no entities, internal or external, and no billion laughs), no network, no XInclude
-processing, a size limit before parsing and a depth limit after.
+processing, a size limit before parsing, and limits after it on depth and on the namespaces in
+scope at any element: canonicalization, which every signature check runs, costs about their
+number times the number of nodes, so thousands of declarations on the root of a message within
+its size limit cost seconds of CPU to refuse.
 
 Comments and processing instructions carry no meaning in SAML protocol messages, but exclusive
 canonicalization ignores them when digesting, which is what the comment-injection attack exploits
@@ -12,11 +15,15 @@ they are dropped at parse time so text reads whole. CDATA sections are merged in
 
 from __future__ import annotations
 
+import io
+
 from lxml import etree
 
 from bridge.errors import SamlRejected, TooLarge
 
 MAX_DEPTH = 64
+# Real messages and metadata have a handful of namespaces in scope, twenty at most.
+MAX_NAMESPACES_IN_SCOPE = 64
 
 
 def _parser(*, drop_comments: bool) -> etree.XMLParser:
@@ -77,7 +84,7 @@ def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False
         raise SamlRejected("saml_forbidden_xml", "DTDs are not allowed.")
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         raise _refuse_node(sibling)
-    check_nodes(root)
+    check_nodes(root, data, kind=kind)
     return root
 
 
@@ -102,19 +109,47 @@ _XINCLUDE = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInc
 _TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
 
 
-def check_nodes(root: etree._Element) -> None:
-    """Refuse comments, PIs, entity references, deep nesting and XInclude under ``root``. Each
-    is one search in libxml2 (a walk of every node in Python cost ten times as much); node kinds
-    and namespaces are matched by type and by string, so the nodes xmlsec made in a decrypted
-    assertion are checked as well as parsed ones."""
+def check_nodes(root: etree._Element, data: bytes | None = None, *,
+                kind: str = "SAML message") -> None:
+    """Refuse comments, PIs, entity references, deep nesting, XInclude and too many namespaces
+    in scope under ``root`` (parsed from ``data``, when given). Each is one search in libxml2 (a
+    walk of every node in Python cost ten times as much); node kinds and namespaces are matched
+    by type and by string, so the nodes xmlsec made in a decrypted assertion are checked as well
+    as parsed ones."""
     for node in root.iter(etree.Comment, etree.ProcessingInstruction, etree.Entity):
         raise _refuse_node(node)
     if _TOO_DEEP(root):
         # libxml2 already stops at 256 levels; SAML needs well under 20.
-        raise SamlRejected("saml_malformed", "The SAML message is nested too deeply.",
+        raise SamlRejected("saml_malformed", f"The {kind} is nested too deeply.",
                            log_detail={"limit": MAX_DEPTH})
     for _ in root.iter(*_XINCLUDE):
         raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
+    # A tree made by xmlsec has no bytes of its own: serialized, it carries the declarations of
+    # its ancestors too, as it has them in scope.
+    if _too_many_namespaces(etree.tostring(root) if data is None else data):
+        raise SamlRejected("saml_malformed", f"The {kind} declares too many XML namespaces.",
+                           log_detail={"limit": MAX_NAMESPACES_IN_SCOPE})
+
+
+def _too_many_namespaces(data: bytes) -> bool:
+    """Whether some element of the well-formed ``data`` has more than MAX_NAMESPACES_IN_SCOPE
+    namespace declarations in scope (a prefix declared again below counts twice)."""
+    if data.count(b"xmlns") <= MAX_NAMESPACES_IN_SCOPE:
+        return False  # every declaration is written with it: the common case, at once
+    # Many declarations in all (an IdP may declare xs and xsi on every attribute value): count
+    # those in scope as the parser meets them, declarations only.
+    in_scope = 0
+    events = etree.iterparse(io.BytesIO(data), events=("start-ns", "end-ns"),
+                             resolve_entities=False, load_dtd=False, no_network=True,
+                             huge_tree=False)
+    try:
+        for event, _ in events:
+            in_scope += 1 if event == "start-ns" else -1
+            if in_scope > MAX_NAMESPACES_IN_SCOPE:
+                return True
+    except etree.XMLSyntaxError:
+        return True  # parsed once already; whatever this parser minds, refuse rather than guess
+    return False
 
 
 def _refuse_node(node: etree._Element) -> SamlRejected:

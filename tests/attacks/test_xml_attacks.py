@@ -1,5 +1,6 @@
 """Attacks on the XML layer: comment, processing-instruction and CDATA injection, DTDs and
-entities (XXE, parameter entities, billion laughs), XInclude, size and depth."""
+entities (XXE, parameter entities, billion laughs), XInclude, size, depth, and floods of namespace
+declarations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from lxml import etree
 
 from bridge.saml import ns
 from bridge.saml.subject import derive_subject
+from bridge.saml.xml_parser import MAX_NAMESPACES_IN_SCOPE
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack
 
@@ -150,6 +152,70 @@ def test_deeply_nested_input(attack: Attack) -> None:
     for _ in range(100):
         holder = etree.SubElement(holder, "nest")
     attack.refused(attack.post(root), "saml_malformed")
+
+
+def _declaring(data: bytes, count: int, name: str = "flood") -> bytes:
+    """``data`` with ``count`` more namespace declarations on its root element, none of them
+    used: exclusive canonicalization leaves unused ones out, so signatures over it still hold."""
+    end = data.index(b" ", data.index(b"<"))  # the end of the root's name
+    declarations = b"".join(b' xmlns:%s%d="urn:%s:%d"' % (name.encode(), i, name.encode(), i)
+                            for i in range(count))
+    return data[:end] + declarations + data[end:]
+
+
+def test_a_flood_of_namespace_declarations_is_refused_before_any_signature_check(
+        attack: Attack) -> None:
+    """Canonicalization, run by every signature check, costs the namespaces in scope times the
+    nodes: thousands declared on the root of a message within its size limit cost seconds of
+    CPU to check. Refused as the message is parsed, although the IdP's signatures still hold."""
+    _, root = attack.fresh()
+    attack.refused(attack.post(_declaring(etree.tostring(root), 5000)), "saml_malformed")
+
+
+def test_a_forged_failure_with_a_namespace_flood_is_refused_at_the_parse(attack: Attack) -> None:
+    """What a stranger can send with no login of their own: a failure answer (no assertion,
+    so no subject to check first), its signature forged, the flood around it, no cookie."""
+    _, root = attack.fresh()
+    x.one(root, "//samlp:StatusCode").set("Value", "urn:oasis:names:tc:SAML:2.0:status:Responder")
+    root.remove(x.assertion(root))
+    attack.browser.client.delete_cookie("__Host-bridge-login")
+    attack.browser.client.delete_cookie("bridge-login")
+    attack.refused(attack.post(_declaring(etree.tostring(root), 5000)), "saml_malformed")
+    forged = attack.post(etree.tostring(root))  # without the flood: the signature's refusal
+    assert forged.get_json()["code"] == "saml_signature_invalid"
+
+
+def test_namespaces_nested_past_the_limit_are_refused(attack: Attack) -> None:
+    """Spread over elements down one path, each within the limit: what counts is their sum."""
+    _, root = attack.fresh()
+    half = MAX_NAMESPACES_IN_SCOPE // 2 + 1
+    etree.SubElement(x.one(root, "/samlp:Response/samlp:Status"), f"{{{x.SAMLP}}}StatusDetail",
+                     nsmap={f"inner{i}": f"urn:inner:{i}" for i in range(half)})
+    attack.refused(attack.post(_declaring(etree.tostring(root), half)), "saml_malformed")
+
+
+XS = "http://www.w3.org/2001/XMLSchema"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def test_namespaces_declared_on_every_attribute_value_are_accepted(attack: Attack) -> None:
+    """IdPs that declare xs and xsi on each attribute value write hundreds of declarations in
+    a message with many values, and only a few are in scope anywhere: such a login goes through."""
+
+    def values_declaring_their_types(root: etree._Element) -> None:
+        statement = x.one(root, "//saml:Assertion/saml:AttributeStatement")
+        attribute = etree.SubElement(statement, f"{{{x.SAML}}}Attribute",
+                                     Name="urn:example:unmapped")
+        for i in range(200):
+            value = etree.SubElement(attribute, f"{{{x.SAML}}}AttributeValue",
+                                     nsmap={"xs": XS, "xsi": XSI})
+            value.set(f"{{{XSI}}}type", "xs:string")
+            value.text = f"value {i}"
+
+    login, root = attack.mutated(values_declaring_their_types)
+    data = etree.tostring(root)
+    assert data.count(b"xmlns:xs=") > MAX_NAMESPACES_IN_SCOPE
+    attack.accepted(attack.post(data), login)
 
 
 def test_not_base64(attack: Attack) -> None:
