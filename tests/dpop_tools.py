@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask.testing import FlaskClient
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, OKPKey
 from werkzeug.test import TestResponse
 
@@ -60,6 +60,14 @@ class DpopKey:
             # joserfc warns that RFC 9864 deprecates the name EdDSA; clients still send it.
             warnings.simplefilter("ignore")
             return str(jwt.encode(protected, body, self.key, algorithms=[self.alg]))
+
+    def signed_claims(self, claims: bytes) -> str:
+        """A proof whose claims are exactly the bytes ``claims``, which need not be JSON that
+        an encoder would write: signed with this key, as anyone can."""
+        protected = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public_jwk}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(jws.serialize_compact(protected, claims, self.key, algorithms=[self.alg]))
 
 
 def unsigned_proof(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:

@@ -486,6 +486,10 @@ def test_session_changes_need_the_csrf_token(bridge: Services, client: FlaskClie
                           headers={"Accept": "application/json"})
     assert refused.status_code == 403 and refused.get_json()["code"] == "admin_csrf_invalid"
     csrf = access.authenticate_session(session_id).csrf_token  # type: ignore[union-attr]
+    for wrong in ("\xe9", csrf[:-1] + "\xe9"):  # any byte is a wrong token, not a server error
+        refused = client.post("/admin/api/tokens", json={"name": "x"},
+                              headers={"X-CSRF-Token": wrong})
+        assert refused.status_code == 403 and refused.get_json()["code"] == "admin_csrf_invalid"
     allowed = client.post("/admin/api/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
     assert allowed.status_code == 201
     # A ticket is not a session, and a session id is not a ticket.

@@ -53,6 +53,9 @@ def test_metrics_token(database: Database, idp_dir: Path, tmp_path: Path) -> Non
     try:
         client = create_app(services=bridge).test_client()
         assert client.get("/metrics").status_code == 401
+        # Any byte a header may carry is a wrong token like another, not a server error.
+        for wrong in ("Bearer \xe9", "Bearer scrape-secret-012345678\xe9", "Bearer \xff" * 3):
+            assert client.get("/metrics", headers={"Authorization": wrong}).status_code == 401
         ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-0123456789"})
         assert ok.status_code == 200
     finally:

@@ -254,7 +254,10 @@ def _names_foreign_issuer(idp: IdentityProvider, subject_id: object) -> bool:
         return False
     if subject_id.get("format") == "complex":
         return any(_names_foreign_issuer(idp, part) for part in subject_id.values())
-    return subject_id.get("format") == "iss_sub" and subject_id.get("iss") not in _issuers(idp)
+    # Any iss that is not one of the names, a list or an object included, is another issuer.
+    issuer = subject_id.get("iss")
+    return subject_id.get("format") == "iss_sub" and not (isinstance(issuer, str)
+                                                          and issuer in _issuers(idp))
 
 
 def _storable(value: object) -> bool:

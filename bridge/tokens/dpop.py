@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
@@ -122,11 +122,24 @@ def _json_object(part: str, name: str) -> dict[str, Any]:
         value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     except ValueError:
         raise refuse(f"the {name} is not base64url JSON") from None
+    except RecursionError:  # nested deeper than the decoder follows, within the length limit
+        raise refuse(f"the {name} is nested too deeply") from None
     if not isinstance(value, dict):
         raise refuse(f"the {name} is not an object")
     if not_text_at(value) is not None:  # a lone surrogate: nothing stores or shows it
         raise refuse(f"the {name} holds a string that is not Unicode text")
     return value
+
+
+def _a_time(value: object) -> TypeGuard[int | float]:
+    """A number the checks below can compare and subtract as seconds: NaN passes every
+    comparison (json.loads reads it), and an integer past a float's range cannot be subtracted
+    from one (``OverflowError``)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= 2**53
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def normalize_htu(url: str) -> str:
@@ -177,9 +190,8 @@ def verify_proof(proof: str, requirements: ProofRequirements) -> VerifiedProof:
     if not isinstance(htu, str) or normalize_htu(htu) != normalize_htu(requirements.url):
         raise refuse(f"htu {str(htu)[:200]!r}", "The DPoP proof is for another URL.")
     iat = claims.get("iat")
-    # NaN passes every comparison below (json.loads reads it), so only finite numbers count.
-    if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
-        raise refuse("iat is not a finite number")
+    if not _a_time(iat):
+        raise refuse("iat is not a finite number of seconds")
     now, skew = requirements.now, requirements.clock_skew_seconds
     if iat > now + skew:
         raise refuse(f"iat {iat} is {iat - now:.0f}s ahead", "The DPoP proof is from the future.")

@@ -6,7 +6,6 @@ come from our own pages: the session's CSRF token in ``X-CSRF-Token`` or the for
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.admin.access import Admin
 from bridge.errors import AdminForbidden, AdminUnauthorized
+from bridge.tokens.secrets_util import constant_time_equal
 from bridge.web.context import administration, services
 from bridge.web.cookies import secure_prefix
 
@@ -38,7 +38,7 @@ def current_admin() -> Admin | None:
         admin = administration().access.authenticate_session(request.cookies[session_cookie_name()])
         if admin is not None and request.method not in SAFE_METHODS:
             sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
-            if not admin.csrf_token or not hmac.compare_digest(sent, admin.csrf_token):
+            if not admin.csrf_token or not constant_time_equal(sent, admin.csrf_token):
                 raise AdminForbidden("admin_csrf_invalid", "The form's CSRF token is missing or "
                                      "wrong; reload the page.")
     g.admin = admin

@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.metrics import ScrapeTimeGauges, exposition
+from bridge.tokens.secrets_util import constant_time_equal
 from bridge.web.context import services
 
 metrics_blueprint = Blueprint("metrics", __name__)
@@ -50,7 +50,8 @@ def metrics() -> Response:
     token: str | None = current_app.extensions[_TOKEN]
     if token:
         scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip(), token):
+        # As bytes: compare_digest refuses two strings with any non-ASCII character (a 500).
+        if scheme.lower() != "bearer" or not constant_time_equal(sent.strip(), token):
             return Response("metrics need a bearer token\n", status=401,
                             headers={"WWW-Authenticate": "Bearer"}, mimetype="text/plain")
     return Response(exposition(ScrapeTimeGauges(_certificates, _pool, _sp_certificates)),

@@ -19,9 +19,10 @@ from bridge.dev.saml_idp import DevIdp
 from bridge.services import build_services
 from bridge.store.db import Database
 from bridge.store.models import AuditEvent, RefreshFamily, RefreshToken
+from bridge.tokens.dpop import MAX_PROOF_LENGTH
 from bridge.web import create_app
 from tests.conftest import DEMO_CLIENT, MovableClock, make_settings
-from tests.dpop_tools import DpopApp, DpopKey, unsigned_proof
+from tests.dpop_tools import DpopApp, DpopKey, b64url, unsigned_proof
 from tests.helpers import DEMO_REDIRECT, Browser
 
 URL = "https://bridge.example.com"
@@ -186,6 +187,43 @@ def test_forged_proofs_get_no_tokens_for_a_fresh_code(browser: Browser, client: 
     audited(browser, "invalid_dpop_proof")
     assert state(browser) == (0, 0, 0)
     assert app.token(form).status_code == 200  # the code was never used up
+
+
+def _malformed_proof(case: str, app: DpopApp, endpoint: str) -> str:
+    """A proof a stranger makes without any secret: its own key, or none at all."""
+    if case == "header nested deeply":
+        depth = 1400  # deeper than json's decoder follows, within the proof's length limit
+        nested = b64url(('{"typ":' + "[" * depth + "]" * depth + "}").encode())
+        return f"{nested}.{b64url(b'{}')}.{b64url(b'x')}"
+    if case == "claims nested deeply":
+        depth = 1200  # the header (the key) takes its share of the length limit
+        proof = app.key.signed_claims(('{"jti":' + "[" * depth + "]" * depth + "}").encode())
+        assert len(proof) <= MAX_PROOF_LENGTH
+        return proof
+    iat = {"iat past a float": int("9" * 400), "iat far in the past": -int("9" * 400),
+           "iat a boolean": True}[case]
+    return app.key.proof("POST", URL + endpoint, nonce=app.nonce, claims={"iat": iat})
+
+
+@pytest.mark.parametrize("case", ["header nested deeply", "claims nested deeply",
+                                  "iat past a float", "iat far in the past", "iat a boolean"])
+@pytest.mark.parametrize("endpoint", ["/token", "/revoke", "/logout"])
+def test_malformed_proofs_are_refused_not_a_server_error(
+        browser: Browser, client: FlaskClient, victim: DpopApp, case: str, endpoint: str) -> None:
+    """JSON nested past what the decoder follows, and times no float holds, in a proof signed
+    by the sender's own key: a refusal with the stable code, and the login goes on."""
+    newest = tokens(victim)["refresh_token"]
+    form = ({"grant_type": "refresh_token", "refresh_token": newest, "client_id": "demo"}
+            if endpoint == "/token" else
+            {"token" if endpoint == "/revoke" else "refresh_token": newest, "client_id": "demo"})
+    before = state(browser)
+    refused(post_token(client, form, _malformed_proof(case, victim, endpoint))
+            if endpoint == "/token" else
+            client.post(endpoint, data=form,
+                        headers={"DPoP": _malformed_proof(case, victim, endpoint)}),
+            "invalid_dpop_proof")
+    assert state(browser) == before
+    assert victim.refresh(newest).status_code == 200
 
 
 # --- stolen tokens -----------------------------------------------------------------------------

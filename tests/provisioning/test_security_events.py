@@ -324,9 +324,13 @@ def test_an_iss_sub_of_another_issuer_names_nobody(client: FlaskClient, browser:
     before = _state(bridge)
     foreign = {"format": "iss_sub", "iss": "https://other-idp.example.net", "sub": ALICE_NAME_ID}
     no_iss = {"format": "iss_sub", "sub": ALICE_NAME_ID}
+    # Not a string: no issuer's name, ours included (a list cannot even be looked up in a set).
+    listed = {"format": "iss_sub", "iss": [TRANSMITTER_ISSUER], "sub": ALICE_NAME_ID}
     session = _session_index(bridge, alice["refresh_token"])
     for token in (TRANSMITTER.set({DISABLED: {}}, sub_id=foreign),
                   TRANSMITTER.set({DISABLED: {}}, sub_id=no_iss),
+                  TRANSMITTER.set({DISABLED: {}}, sub_id=listed),
+                  TRANSMITTER.set({DISABLED: {}}, sub_id={**listed, "iss": {"a": 1}}),
                   TRANSMITTER.set({RISC + "credential-compromise": {}}, sub_id=foreign),
                   TRANSMITTER.set({SESSION_REVOKED: {}}, sub_id={
                       "format": "complex", "user": foreign,
@@ -338,7 +342,7 @@ def test_an_iss_sub_of_another_issuer_names_nobody(client: FlaskClient, browser:
     with bridge.db.transaction() as session_:
         outcomes = [e.outcome for e in session_.query(AuditEvent).filter(
             AuditEvent.event == "security_event")]
-    assert outcomes == ["ignored"] * 4
+    assert outcomes == ["ignored"] * 6
 
 
 @pytest.mark.parametrize("issuer", ["transmitter", "entity ID"])
