@@ -187,9 +187,16 @@ class AssertionConsumer:
         asked for no interaction and the IdP could not log in without it (NoPassive), raise what
         tells the client ``login_required``; otherwise the caller raises the failure as it is."""
         settings, now = self.services.settings, self.services.clock.now()
+        # The login it claims to answer is looked up before its signature is checked, as for a
+        # success: from a stranger with no login under way in this browser, a failure costs a
+        # parse, not a signature check over whatever the size limit lets in. One that answers
+        # no request is acted on in no way, so it is not checked at all.
+        claimed = failure.root.get("InResponseTo")
+        if not claimed:
+            return
+        record = self._outstanding(idp.slug, claimed, browser_token, now, refusal)
         failed = verify_failure(failure, idp=idp, acs_url=settings.acs_url(idp.slug),
                                 allow_sha1=idp.settings.allows_sha1(now))
-        record = self._outstanding(idp.slug, failed.in_response_to, browser_token, now, refusal)
         failure.log_detail = {"status": failed.status, "sub_status": failed.sub_status}
         if record.client_id in self.completions or record.prompt != "none" or not failed.no_passive:
             return
