@@ -102,3 +102,25 @@ def test_a_tree_without_bytes_counts_what_its_ancestors_declare() -> None:
     assert _code(outer[0]) is None
     etree.SubElement(outer[0], "{urn:one-more}x")
     assert _code(outer[0]) == "saml_malformed"
+
+
+def _written_as(encoding: str, declarations: int) -> bytes:
+    """A document in ``encoding``, declared where the encoding needs it, with ``declarations``
+    namespace declarations on its root. UTF-7 may spell any character in base64, ``xmlns``
+    included, and does here."""
+    if encoding == "utf-7":
+        names = "".join(f' +AHgAbQBsAG4Acw-:n{i}="urn:n:{i}"' for i in range(declarations))
+        return f'<?xml version="1.0" encoding="UTF-7"?><r{names}/>'.encode("ascii")
+    declared = {"utf-16": "", "utf-32": "", "utf-16-le": "UTF-16", "latin-1": "ISO-8859-1"}[
+        encoding]
+    head = f'<?xml version="1.0" encoding="{declared}"?>' if declared else ""
+    return f"{head}<r{_declarations(declarations)}/>".encode(encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "latin-1", "utf-7"])
+def test_the_namespaces_are_counted_in_any_encoding_the_parser_reads(encoding: str) -> None:
+    """In these the bytes need not spell xmlns in ASCII; what the parser read is counted."""
+    assert _parsed_code(_written_as(encoding, 3)) is None
+    refused = _written_as(encoding, MAX_NAMESPACES_IN_SCOPE + 1)
+    with pytest.raises(SamlRejected, match="namespaces"):
+        parse_untrusted(refused, max_bytes=len(refused))

@@ -16,6 +16,7 @@ they are dropped at parse time so text reads whole. CDATA sections are merged in
 from __future__ import annotations
 
 import io
+import re
 
 from lxml import etree
 
@@ -124,11 +125,29 @@ def check_nodes(root: etree._Element, data: bytes | None = None, *,
                            log_detail={"limit": MAX_DEPTH})
     for _ in root.iter(*_XINCLUDE):
         raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
-    # A tree made by xmlsec has no bytes of its own: serialized, it carries the declarations of
-    # its ancestors too, as it has them in scope.
-    if _too_many_namespaces(etree.tostring(root) if data is None else data):
+    # A tree made by xmlsec has no bytes of its own, and bytes in another encoding (UTF-16, say)
+    # do not spell xmlns in ASCII: both are counted serialized as UTF-8, which writes every
+    # declaration (of a subtree, its ancestors' too, as it has them in scope).
+    if _too_many_namespaces(data if data is not None and _spelled_in_ascii(data)
+                            else etree.tostring(root)):
         raise SamlRejected("saml_malformed", f"The {kind} declares too many XML namespaces.",
                            log_detail={"limit": MAX_NAMESPACES_IN_SCOPE})
+
+
+# An XML declaration's encoding, which libxml2 follows (UTF-16, UTF-7 or EBCDIC through iconv).
+_DECLARED_ENCODING = re.compile(rb"<\?xml[^>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']")
+
+
+def _spelled_in_ascii(data: bytes) -> bool:
+    """Whether the parser read ``data`` as UTF-8 (or ASCII), where every namespace declaration
+    is written with the bytes ``xmlns``: no byte-order mark but UTF-8's, no NUL (UTF-16 and
+    UTF-32 have them; XML text has none), a first character that is ``<`` or white space in
+    ASCII (EBCDIC's ``<`` is another byte), and no other encoding declared."""
+    text = data.removeprefix(b"\xef\xbb\xbf")
+    if b"\x00" in text or not text[:1] in (b"<", b" ", b"\t", b"\r", b"\n"):
+        return False
+    declared = _DECLARED_ENCODING.match(text) if text.startswith(b"<?xml") else None
+    return declared is None or declared.group(1).lower() in (b"utf-8", b"us-ascii", b"ascii")
 
 
 def _too_many_namespaces(data: bytes) -> bool:
