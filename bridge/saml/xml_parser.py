@@ -144,7 +144,7 @@ def _spelled_in_ascii(data: bytes) -> bool:
     UTF-32 have them; XML text has none), a first character that is ``<`` or white space in
     ASCII (EBCDIC's ``<`` is another byte), and no other encoding declared."""
     text = data.removeprefix(b"\xef\xbb\xbf")
-    if b"\x00" in text or not text[:1] in (b"<", b" ", b"\t", b"\r", b"\n"):
+    if b"\x00" in text or text[:1] not in (b"<", b" ", b"\t", b"\r", b"\n"):
         return False
     declared = _DECLARED_ENCODING.match(text) if text.startswith(b"<?xml") else None
     return declared is None or declared.group(1).lower() in (b"utf-8", b"us-ascii", b"ascii")
