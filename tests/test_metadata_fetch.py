@@ -610,6 +610,19 @@ def test_signed_metadata_verifies_with_the_pinned_certificate(federation: Signer
     assert metadata.entity_id == "https://idp.example.org"
 
 
+def test_a_long_prefix_list_in_metadata_is_refused_before_canonicalization(
+        federation: Signer) -> None:
+    """Whoever controls a metadata URL chooses the document the pinned check reads: a
+    PrefixList of thousands costs seconds of canonicalization even unsigned by anyone."""
+    signed = sign(entity(federation), federation)
+    method = signed.find(f"{{{DS}}}Signature/{{{DS}}}SignedInfo/{{{DS}}}CanonicalizationMethod")
+    assert method is not None
+    etree.SubElement(method, "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces",
+                     PrefixList=" ".join(f"p{i}" for i in range(4000)))
+    with pytest.raises(ConfigError, match="PrefixList may name at most 16 prefixes"):
+        verify_metadata_signature(text(signed), federation.cert_pem)
+
+
 def _idp_files(directory: Path, xml: bytes, pinned: str) -> Path:
     directory.mkdir()
     (directory / "partner.xml").write_bytes(xml)

@@ -1,6 +1,7 @@
 """``xml_parser.check_nodes``, the parser's refusals of markup a SAML message never needs, at its
 edges: the depth limit exactly, each forbidden kind of node wherever it sits, XInclude by its
-namespace only, and the namespaces in scope exactly, counted down the tree."""
+namespace only, the attributes of an element exactly, and the namespaces in scope exactly,
+counted down the tree."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import pytest
 from lxml import etree
 
 from bridge.errors import SamlRejected
-from bridge.saml.xml_parser import MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE, check_nodes, parse_untrusted
+from bridge.saml.xml_parser import (
+    MAX_ATTRIBUTES,
+    MAX_DEPTH,
+    MAX_NAMESPACES_IN_SCOPE,
+    check_nodes,
+    parse_untrusted,
+)
 
 
 def _nested(levels: int) -> etree._Element:
@@ -124,3 +131,20 @@ def test_the_namespaces_are_counted_in_any_encoding_the_parser_reads(encoding: s
     refused = _written_as(encoding, MAX_NAMESPACES_IN_SCOPE + 1)
     with pytest.raises(SamlRejected, match="namespaces"):
         parse_untrusted(refused, max_bytes=len(refused))
+
+
+@pytest.mark.parametrize("where", [0, 1, MAX_DEPTH - 2])
+def test_the_attributes_of_an_element_exactly(where: int) -> None:
+    """Namespace declarations are no attributes; any element counts, the checked one included."""
+    root = _nested(MAX_DEPTH - 1)
+    holder = root
+    for _ in range(where):
+        holder = holder[0]
+    for i in range(MAX_ATTRIBUTES):
+        holder.set(f"{{urn:a}}a{i}" if i % 2 else f"a{i}", "v")
+    assert _code(root) is None
+    holder.set("one-more", "v")
+    assert _code(root) == "saml_malformed"
+    assert _code(holder) == "saml_malformed"
+    if len(holder):
+        assert _code(holder[0]) is None  # below it: not in what is checked

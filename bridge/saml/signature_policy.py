@@ -122,6 +122,27 @@ def check_unique_ids(root: etree._Element) -> None:
         seen.add(value)
 
 
+# Real signatures list a few prefixes (xs, xsi, the protocol's own). Canonicalization looks each
+# one up at every element it writes: thousands cost seconds of CPU in a message of 50 kB.
+MAX_INCLUSIVE_PREFIXES = 16
+_INCLUSIVE_NAMESPACES = q(EXC_C14N, "InclusiveNamespaces")
+
+
+def _check_c14n_parameters(method: etree._Element) -> None:
+    """An exclusive c14n transform or CanonicalizationMethod may carry an InclusiveNamespaces
+    with a short PrefixList, and nothing else (XPath, XSLT stylesheets have no business here)."""
+    for child in method:
+        if child.tag != _INCLUSIVE_NAMESPACES:
+            raise SamlRejected("saml_signature_algorithm", "Transforms may not carry parameters.")
+        # Split at spaces as libxmlsec does, empty names included (the default namespace).
+        listed = (child.get("PrefixList") or "").split(" ")
+        if len(listed) > MAX_INCLUSIVE_PREFIXES or any(len(name) > 64 for name in listed):
+            raise SamlRejected("saml_signature_algorithm",
+                               f"An InclusiveNamespaces PrefixList may name at most "
+                               f"{MAX_INCLUSIVE_PREFIXES} prefixes.",
+                               log_detail={"prefixes": len(listed)})
+
+
 def check_signature(signature: etree._Element, parent: etree._Element, *, allow_sha1: bool) -> bool:
     """Refuse anything but one enveloped, exclusively canonicalized reference to ``parent``."""
 
@@ -140,6 +161,7 @@ def check_signature(signature: etree._Element, parent: etree._Element, *, allow_
     if len(c14n) != 1 or c14n[0].get("Algorithm") != EXC_C14N:
         raise refuse("saml_signature_algorithm", "Only exclusive canonicalization is accepted.",
                      algorithm=[c.get("Algorithm") for c in c14n])
+    _check_c14n_parameters(c14n[0])
     methods = info.findall(q(ns.DS, "SignatureMethod"))
     method = methods[0].get("Algorithm") if len(methods) == 1 else None
     if method == SHA1_SIGNATURE and allow_sha1:
@@ -170,12 +192,7 @@ def check_signature(signature: etree._Element, parent: etree._Element, *, allow_
                      transforms=transforms)
     for transform_el in transforms_el:
         for transform in transform_el:
-            # InclusiveNamespaces is the only child exc-c14n defines; anything else (XPath, XSLT
-            # stylesheets) has no business here.
-            for child in transform:
-                if child.tag != "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces":
-                    raise refuse("saml_signature_algorithm",
-                                 "Transforms may not carry parameters.")
+            _check_c14n_parameters(transform)
 
     digests = reference.findall(q(ns.DS, "DigestMethod"))
     digest = digests[0].get("Algorithm") if len(digests) == 1 else None

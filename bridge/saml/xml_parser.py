@@ -1,10 +1,10 @@
 """The one way the bridge turns untrusted bytes into an XML tree.
 
 No DTD (so no entities, internal or external, and no billion laughs), no network, no XInclude
-processing, a size limit before parsing, and limits after it on depth and on the namespaces in
-scope at any element: canonicalization, which every signature check runs, costs about their
-number times the number of nodes, so thousands of declarations on the root of a message within
-its size limit cost seconds of CPU to refuse.
+processing, a size limit before parsing, and limits after it on depth, on the attributes of an
+element and on the namespaces in scope at any element: canonicalization, which every signature
+check runs, sorts an element's attributes and looks at every namespace in scope for every node,
+so thousands of either within a message's size limit cost seconds of CPU to refuse.
 
 Comments and processing instructions carry no meaning in SAML protocol messages, but exclusive
 canonicalization ignores them when digesting, which is what the comment-injection attack exploits
@@ -25,6 +25,9 @@ from bridge.errors import SamlRejected, TooLarge
 MAX_DEPTH = 64
 # Real messages and metadata have a handful of namespaces in scope, twenty at most.
 MAX_NAMESPACES_IN_SCOPE = 64
+# And a handful of attributes on an element: canonicalization sorts them, in time that grows with
+# the square of their number.
+MAX_ATTRIBUTES = 64
 
 
 def _parser(*, drop_comments: bool) -> etree.XMLParser:
@@ -108,15 +111,18 @@ def _cut_off(data: bytes) -> bool:
 _XINCLUDE = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
 # True when some element lies more than MAX_DEPTH levels down, counting the root as one.
 _TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
+# True when some element has more than MAX_ATTRIBUTES (asked for the next one: a count would
+# count every element's attributes).
+_TOO_MANY_ATTRIBUTES = etree.XPath(f"boolean(descendant-or-self::*/@*[{MAX_ATTRIBUTES + 1}])")
 
 
 def check_nodes(root: etree._Element, data: bytes | None = None, *,
                 kind: str = "SAML message") -> None:
-    """Refuse comments, PIs, entity references, deep nesting, XInclude and too many namespaces
-    in scope under ``root`` (parsed from ``data``, when given). Each is one search in libxml2 (a
-    walk of every node in Python cost ten times as much); node kinds and namespaces are matched
-    by type and by string, so the nodes xmlsec made in a decrypted assertion are checked as well
-    as parsed ones."""
+    """Refuse comments, PIs, entity references, deep nesting, XInclude, too many attributes on an
+    element and too many namespaces in scope under ``root`` (parsed from ``data``, when given).
+    Each is one search in libxml2 (a walk of every node in Python cost ten times as much); node
+    kinds and namespaces are matched by type and by string, so the nodes xmlsec made in a
+    decrypted assertion are checked as well as parsed ones."""
     for node in root.iter(etree.Comment, etree.ProcessingInstruction, etree.Entity):
         raise _refuse_node(node)
     if _TOO_DEEP(root):
@@ -125,6 +131,9 @@ def check_nodes(root: etree._Element, data: bytes | None = None, *,
                            log_detail={"limit": MAX_DEPTH})
     for _ in root.iter(*_XINCLUDE):
         raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
+    if _TOO_MANY_ATTRIBUTES(root):
+        raise SamlRejected("saml_malformed", f"An element of the {kind} has too many attributes.",
+                           log_detail={"limit": MAX_ATTRIBUTES})
     # A tree made by xmlsec has no bytes of its own, and bytes in another encoding (UTF-16, say)
     # do not spell xmlns in ASCII: both are counted serialized as UTF-8, which writes every
     # declaration (of a subtree, its ancestors' too, as it has them in scope).

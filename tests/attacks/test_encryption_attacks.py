@@ -9,7 +9,7 @@ import pytest
 import xmlsec
 from lxml import etree
 
-from bridge.saml.xml_parser import MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE
+from bridge.saml.xml_parser import MAX_ATTRIBUTES, MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE
 from bridge.sp_keys.manager import SamlKeys
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack, clone
@@ -157,12 +157,12 @@ def test_plaintext_assertion_without_an_id(attack: Attack) -> None:
 
 
 @pytest.mark.parametrize("hidden", ["comment", "instruction", "xinclude", "xinclude 2003",
-                                    "deep nesting", "namespace flood"])
+                                    "deep nesting", "namespace flood", "attribute flood"])
 def test_markup_hidden_in_the_plaintext_is_refused(attack: Attack, hidden: str) -> None:
     """What decryption puts into the document (nodes xmlsec made) gets the parser's node checks:
-    a comment, a processing instruction, XInclude, nesting past the limit or more namespaces in
-    scope than the limit inside the ciphertext is refused, with the one code every unusable
-    plaintext gets."""
+    a comment, a processing instruction, XInclude, nesting past the limit, or more attributes on
+    an element or namespaces in scope than the limits inside the ciphertext is refused, with the
+    one code every unusable plaintext gets."""
     _, root = attack.fresh()
     x.strip_signature(root)
     subject = x.one(root, "//saml:Assertion/saml:Subject")
@@ -174,6 +174,10 @@ def test_markup_hidden_in_the_plaintext_is_refused(attack: Attack, hidden: str) 
         year = "2003" if hidden.endswith("2003") else "2001"
         etree.SubElement(subject, f"{{http://www.w3.org/{year}/XInclude}}include",
                          href="file:///etc/passwd", parse="text")
+    elif hidden == "attribute flood":
+        flooded = etree.SubElement(subject, f"{{{x.SAML}}}flooded")
+        for i in range(MAX_ATTRIBUTES + 1):
+            flooded.set(f"a{i}", "v")
     elif hidden == "namespace flood":
         etree.SubElement(subject, f"{{{x.SAML}}}flooded", nsmap={
             f"flood{i}": f"urn:flood:{i}" for i in range(MAX_NAMESPACES_IN_SCOPE + 1)})

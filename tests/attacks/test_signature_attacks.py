@@ -10,6 +10,7 @@ import pytest
 import xmlsec
 from lxml import etree
 
+from bridge.saml.signature_policy import MAX_INCLUSIVE_PREFIXES
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack, clone
 
@@ -332,6 +333,35 @@ def test_xpath_transform_is_refused(attack: Attack) -> None:
     xpath = etree.SubElement(transforms, f"{{{x.DS}}}Transform",
                              Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116")
     etree.SubElement(xpath, f"{{{x.DS}}}XPath").text = "not(ancestor-or-self::saml:Subject)"
+    attack.refused(attack.post(root), "saml_signature_algorithm")
+
+
+def _prefixes(count: int) -> str:
+    return " ".join(["xs", "xsi", *(f"p{i}" for i in range(count - 2))])
+
+
+def test_a_prefix_list_of_the_usual_length_verifies(attack: Attack) -> None:
+    """The IdP's own signature with an InclusiveNamespaces PrefixList at the limit."""
+    login, root = attack.fresh()
+    x.sign(x.assertion(root), attack.idp_keys, prefixes=_prefixes(MAX_INCLUSIVE_PREFIXES))
+    x.sign(root, attack.idp_keys)
+    attack.accepted(attack.post(root), login)
+
+
+@pytest.mark.parametrize("where", ["transform", "SignedInfo"])
+def test_a_long_prefix_list_is_refused_before_canonicalization(attack: Attack,
+                                                               where: str) -> None:
+    """Canonicalization looks every listed prefix up at every element: thousands in a message
+    of 50 kB cost seconds of CPU, whoever signed it (or did not). Refused at the policy check,
+    before any digest, and one over the limit is refused as thousands would be."""
+    _, root = attack.fresh()
+    if where == "transform":
+        x.sign(x.assertion(root), attack.idp_keys, prefixes=_prefixes(MAX_INCLUSIVE_PREFIXES + 1))
+        x.sign(root, attack.idp_keys)  # a real signature of the IdP's: the list alone is refused
+    else:
+        method = x.one(root, "/samlp:Response/ds:Signature/ds:SignedInfo/ds:CanonicalizationMethod")
+        etree.SubElement(method, "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces",
+                         PrefixList=" " * 4000)  # the default namespace, 4,001 times
     attack.refused(attack.post(root), "saml_signature_algorithm")
 
 

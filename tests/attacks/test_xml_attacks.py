@@ -1,16 +1,17 @@
 """Attacks on the XML layer: comment, processing-instruction and CDATA injection, DTDs and
-entities (XXE, parameter entities, billion laughs), XInclude, size, depth, and floods of namespace
-declarations."""
+entities (XXE, parameter entities, billion laughs), XInclude, size, depth, and floods of
+attributes and of namespace declarations."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 from lxml import etree
 
 from bridge.saml import ns
 from bridge.saml.subject import derive_subject
-from bridge.saml.xml_parser import MAX_NAMESPACES_IN_SCOPE
+from bridge.saml.xml_parser import MAX_ATTRIBUTES, MAX_NAMESPACES_IN_SCOPE
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack
 
@@ -196,6 +197,25 @@ def test_namespaces_nested_past_the_limit_are_refused(attack: Attack) -> None:
     etree.SubElement(x.one(root, "/samlp:Response/samlp:Status"), f"{{{x.SAMLP}}}StatusDetail",
                      nsmap={f"inner{i}": f"urn:inner:{i}" for i in range(half)})
     attack.refused(attack.post(_declaring(etree.tostring(root), half)), "saml_malformed")
+
+
+def test_an_element_with_too_many_attributes_is_refused(attack: Attack) -> None:
+    """Canonicalization sorts an element's attributes, in time that grows with the square of
+    their number: 25,000 on one element cost seconds of CPU. Refused as the message is parsed;
+    the IdP's signature over them would still be checked too late."""
+    def attributes(count: int) -> Callable[[etree._Element], None]:
+        def add(root: etree._Element) -> None:
+            # saml:Attribute takes attributes of other namespaces (the schema's anyAttribute).
+            attribute = x.one(root, "//saml:Assertion/saml:AttributeStatement/saml:Attribute[1]")
+            for i in range(count - len(attribute.attrib)):
+                attribute.set(f"{{urn:example:extension}}a{i}", "v")
+        return add
+
+    login, root = attack.mutated(attributes(MAX_ATTRIBUTES))
+    attack.accepted(attack.post(root), login)  # at the limit: a login like another
+    before = attack.issued()
+    _, root = attack.mutated(attributes(MAX_ATTRIBUTES + 1))
+    attack.refused(attack.post(root), "saml_malformed", before)
 
 
 XS = "http://www.w3.org/2001/XMLSchema"

@@ -107,8 +107,9 @@ def saml_time(at: float) -> str:
 # --- signing ---------------------------------------------------------------------------------
 
 def sign(element: etree._Element, keys: KeyPair, *, method=RSA_SHA256, digest=SHA256,
-         uri: str | None = None) -> etree._Element:
-    """Replace ``element``'s enveloped signature with a fresh one made by ``keys``."""
+         uri: str | None = None, prefixes: str | None = None) -> etree._Element:
+    """Replace ``element``'s enveloped signature with a fresh one made by ``keys``; with
+    ``prefixes``, an InclusiveNamespaces PrefixList on its exclusive c14n transform."""
     strip_signature(element)
     signature = xmlsec.template.create(element, xmlsec.constants.TransformExclC14N, method, ns="ds")
     issuer = element.find(f"{{{SAML}}}Issuer")
@@ -116,7 +117,10 @@ def sign(element: etree._Element, keys: KeyPair, *, method=RSA_SHA256, digest=SH
     reference = xmlsec.template.add_reference(
         signature, digest, uri=("#" + element.get("ID")) if uri is None else uri)
     xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
+    c14n = xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
+    if prefixes is not None:
+        etree.SubElement(c14n, "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces",
+                         PrefixList=prefixes)
     key_info = xmlsec.template.ensure_key_info(signature)
     xmlsec.template.add_x509_data(key_info)
     context = xmlsec.SignatureContext()
