@@ -12,7 +12,11 @@ from bridge.errors import SamlRejected
 from bridge.saml.xml_parser import (
     MAX_ATTRIBUTES,
     MAX_DEPTH,
+    MAX_ELEMENTS,
+    MAX_NAMESPACE_NAME_LENGTH,
+    MAX_NAMESPACED_ATTRIBUTES,
     MAX_NAMESPACES_IN_SCOPE,
+    MAX_PREFIX_LENGTH,
     check_nodes,
     parse_untrusted,
 )
@@ -141,10 +145,46 @@ def test_the_attributes_of_an_element_exactly(where: int) -> None:
     for _ in range(where):
         holder = holder[0]
     for i in range(MAX_ATTRIBUTES):
-        holder.set(f"{{urn:a}}a{i}" if i % 2 else f"a{i}", "v")
+        holder.set(f"{{urn:a}}a{i}" if i < MAX_NAMESPACED_ATTRIBUTES else f"a{i}", "v")
     assert _code(root) is None
     holder.set("one-more", "v")
     assert _code(root) == "saml_malformed"
     assert _code(holder) == "saml_malformed"
     if len(holder):
         assert _code(holder[0]) is None  # below it: not in what is checked
+
+
+def test_the_attributes_in_a_namespace_exactly() -> None:
+    root = _nested(3)
+    for i in range(MAX_NAMESPACED_ATTRIBUTES):
+        root[0].set(f"{{urn:ns{i}}}a", "v")
+    assert _code(root) is None
+    root[0].set("{urn:one-more}a", "v")
+    assert _code(root) == "saml_malformed"
+
+
+def test_the_elements_exactly() -> None:
+    at_limit = b"<r>" + b"<e/>" * (MAX_ELEMENTS - 1) + b"</r>"
+    assert _parsed_code(at_limit) is None
+    assert _parsed_code(b"<r>" + b"<e/>" * MAX_ELEMENTS + b"</r>") == "saml_malformed"
+
+
+@pytest.mark.parametrize("declarations", [1, MAX_NAMESPACES_IN_SCOPE + 1])  # read both ways
+@pytest.mark.parametrize("written", ["prefix", "name", "default name"])
+def test_namespace_prefixes_and_names_exactly(declarations: int, written: str) -> None:
+    """Canonicalization compares prefixes along the ancestors of every element, and writes a
+    name again on every element that uses it: both are bounded, however many are declared."""
+    def document(extra: int) -> bytes:
+        prefix, name = "p" * MAX_PREFIX_LENGTH, "urn:" + "n" * (MAX_NAMESPACE_NAME_LENGTH - 4)
+        if written == "prefix":
+            prefix += "p" * extra
+        else:
+            name += "n" * extra
+        declared = (f' xmlns="{name}"' if written == "default name"
+                    else f' xmlns:{prefix}="{name}"')
+        # Many more declarations, each on an element of its own: never many in scope.
+        siblings = "".join(f'<s xmlns:o="urn:o:{i}"/>' for i in range(declarations))
+        return f"<r{declared}>{siblings}</r>".encode()
+
+    assert _parsed_code(document(0)) is None
+    assert _parsed_code(document(1)) == "saml_malformed"

@@ -23,6 +23,7 @@ from bridge.errors import SamlRejected
 from bridge.saml import ns
 from bridge.saml.assertion_checks import check_id_length
 from bridge.saml.ns import q
+from bridge.saml.xml_parser import MAX_PREFIX_LENGTH
 
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -123,24 +124,31 @@ def check_unique_ids(root: etree._Element) -> None:
 
 
 # Real signatures list a few prefixes (xs, xsi, the protocol's own). Canonicalization looks each
-# one up at every element it writes: thousands cost seconds of CPU in a message of 50 kB.
+# one up along the ancestors of every element it writes: thousands cost seconds of CPU in a
+# message of 50 kB, and sixteen long ones over a hundred thousand elements cost as much.
 MAX_INCLUSIVE_PREFIXES = 16
+# Elements canonicalized times prefixes listed: a login of 25,000 elements may list two.
+MAX_PREFIX_LOOKUPS = 50_000
 _INCLUSIVE_NAMESPACES = q(EXC_C14N, "InclusiveNamespaces")
+_ELEMENTS = etree.XPath("count(descendant-or-self::*)")
 
 
-def _check_c14n_parameters(method: etree._Element) -> None:
-    """An exclusive c14n transform or CanonicalizationMethod may carry an InclusiveNamespaces
-    with a short PrefixList, and nothing else (XPath, XSLT stylesheets have no business here)."""
+def _check_c14n_parameters(method: etree._Element, covered: etree._Element) -> None:
+    """An exclusive c14n transform or CanonicalizationMethod, canonicalizing ``covered``, may
+    carry an InclusiveNamespaces with a short PrefixList, and nothing else (XPath, XSLT
+    stylesheets have no business here)."""
     for child in method:
         if child.tag != _INCLUSIVE_NAMESPACES:
             raise SamlRejected("saml_signature_algorithm", "Transforms may not carry parameters.")
         # Split at spaces as libxmlsec does, empty names included (the default namespace).
         listed = (child.get("PrefixList") or "").split(" ")
-        if len(listed) > MAX_INCLUSIVE_PREFIXES or any(len(name) > 64 for name in listed):
+        if (len(listed) > MAX_INCLUSIVE_PREFIXES
+                or any(len(name) > MAX_PREFIX_LENGTH for name in listed)
+                or len(listed) * _ELEMENTS(covered) > MAX_PREFIX_LOOKUPS):
             raise SamlRejected("saml_signature_algorithm",
                                f"An InclusiveNamespaces PrefixList may name at most "
-                               f"{MAX_INCLUSIVE_PREFIXES} prefixes.",
-                               log_detail={"prefixes": len(listed)})
+                               f"{MAX_INCLUSIVE_PREFIXES} short prefixes, fewer over a large "
+                               "document.", log_detail={"prefixes": len(listed)})
 
 
 def check_signature(signature: etree._Element, parent: etree._Element, *, allow_sha1: bool) -> bool:
@@ -161,7 +169,7 @@ def check_signature(signature: etree._Element, parent: etree._Element, *, allow_
     if len(c14n) != 1 or c14n[0].get("Algorithm") != EXC_C14N:
         raise refuse("saml_signature_algorithm", "Only exclusive canonicalization is accepted.",
                      algorithm=[c.get("Algorithm") for c in c14n])
-    _check_c14n_parameters(c14n[0])
+    _check_c14n_parameters(c14n[0], info)
     methods = info.findall(q(ns.DS, "SignatureMethod"))
     method = methods[0].get("Algorithm") if len(methods) == 1 else None
     if method == SHA1_SIGNATURE and allow_sha1:
@@ -192,7 +200,7 @@ def check_signature(signature: etree._Element, parent: etree._Element, *, allow_
                      transforms=transforms)
     for transform_el in transforms_el:
         for transform in transform_el:
-            _check_c14n_parameters(transform)
+            _check_c14n_parameters(transform, parent)
 
     digests = reference.findall(q(ns.DS, "DigestMethod"))
     digest = digests[0].get("Algorithm") if len(digests) == 1 else None

@@ -28,6 +28,18 @@ MAX_NAMESPACES_IN_SCOPE = 64
 # And a handful of attributes on an element: canonicalization sorts them, in time that grows with
 # the square of their number.
 MAX_ATTRIBUTES = 64
+# Of which few in a namespace (xsi:type, xml:lang): canonicalization sorts those by namespace
+# name first, comparing names of up to MAX_NAMESPACE_NAME_LENGTH for every pair.
+MAX_NAMESPACED_ATTRIBUTES = 8
+# Short prefixes and names: exclusive canonicalization compares prefixes along every element's
+# ancestors, and writes a name again on every element that uses it (a 64 kB name on 4,000
+# elements made 256 MB of output).
+MAX_PREFIX_LENGTH = 32
+MAX_NAMESPACE_NAME_LENGTH = 256
+# Every signature check canonicalizes each element at least once: a bound on the work of one
+# check whatever else the message holds. A response of 512 kB with ten thousand attribute values
+# has about twenty thousand.
+MAX_ELEMENTS = 50_000
 
 
 def _parser(*, drop_comments: bool) -> etree.XMLParser:
@@ -114,6 +126,9 @@ _TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
 # True when some element has more than MAX_ATTRIBUTES (asked for the next one: a count would
 # count every element's attributes).
 _TOO_MANY_ATTRIBUTES = etree.XPath(f"boolean(descendant-or-self::*/@*[{MAX_ATTRIBUTES + 1}])")
+_TOO_MANY_ELEMENTS = etree.XPath(f"boolean((descendant-or-self::*)[{MAX_ELEMENTS + 1}])")
+_TOO_MANY_NAMESPACED_ATTRIBUTES = etree.XPath(
+    f"boolean(descendant-or-self::*/@*[namespace-uri() != ''][{MAX_NAMESPACED_ATTRIBUTES + 1}])")
 
 
 def check_nodes(root: etree._Element, data: bytes | None = None, *,
@@ -131,16 +146,21 @@ def check_nodes(root: etree._Element, data: bytes | None = None, *,
                            log_detail={"limit": MAX_DEPTH})
     for _ in root.iter(*_XINCLUDE):
         raise SamlRejected("saml_forbidden_xml", "XInclude is not allowed.")
-    if _TOO_MANY_ATTRIBUTES(root):
+    if _TOO_MANY_ATTRIBUTES(root) or _TOO_MANY_NAMESPACED_ATTRIBUTES(root):
         raise SamlRejected("saml_malformed", f"An element of the {kind} has too many attributes.",
-                           log_detail={"limit": MAX_ATTRIBUTES})
+                           log_detail={"limits": [MAX_ATTRIBUTES, MAX_NAMESPACED_ATTRIBUTES]})
+    if _TOO_MANY_ELEMENTS(root):
+        raise SamlRejected("saml_malformed", f"The {kind} has too many elements.",
+                           log_detail={"limit": MAX_ELEMENTS})
     # A tree made by xmlsec has no bytes of its own, and bytes in another encoding (UTF-16, say)
-    # do not spell xmlns in ASCII: both are counted serialized as UTF-8, which writes every
+    # do not spell xmlns in ASCII: both are read serialized as UTF-8, which writes every
     # declaration (of a subtree, its ancestors' too, as it has them in scope).
-    if _too_many_namespaces(data if data is not None and _spelled_in_ascii(data)
-                            else etree.tostring(root)):
-        raise SamlRejected("saml_malformed", f"The {kind} declares too many XML namespaces.",
-                           log_detail={"limit": MAX_NAMESPACES_IN_SCOPE})
+    problem = _namespace_problem(data if data is not None and _spelled_in_ascii(data)
+                                 else etree.tostring(root))
+    if problem is not None:
+        raise SamlRejected("saml_malformed", f"The {kind} {problem}.",
+                           log_detail={"limits": [MAX_NAMESPACES_IN_SCOPE, MAX_PREFIX_LENGTH,
+                                                  MAX_NAMESPACE_NAME_LENGTH]})
 
 
 # An XML declaration's encoding, which libxml2 follows (UTF-16, UTF-7 or EBCDIC through iconv).
@@ -159,11 +179,23 @@ def _spelled_in_ascii(data: bytes) -> bool:
     return declared is None or declared.group(1).lower() in (b"utf-8", b"us-ascii", b"ascii")
 
 
-def _too_many_namespaces(data: bytes) -> bool:
-    """Whether some element of the well-formed ``data`` has more than MAX_NAMESPACES_IN_SCOPE
-    namespace declarations in scope (a prefix declared again below counts twice)."""
+# A namespace declaration as UTF-8 writes it: the prefix (none for the default namespace) and
+# the quoted name, whose bytes are at least as many as its characters once references are read.
+_DECLARATION = re.compile(rb"""xmlns(?::([^\s=]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def _namespace_problem(data: bytes) -> str | None:
+    """What is wrong with the namespace declarations of the well-formed UTF-8 ``data``: more
+    than MAX_NAMESPACES_IN_SCOPE in scope at an element (a prefix declared again below counts
+    twice), or a prefix or name longer than the limits; None when nothing is."""
     if data.count(b"xmlns") <= MAX_NAMESPACES_IN_SCOPE:
-        return False  # every declaration is written with it: the common case, at once
+        # Every declaration is written with it, so none can have more in scope: the common
+        # case, read with one pattern (text that looks like a declaration counts as one).
+        for match in _DECLARATION.finditer(data):
+            name = match.group(2) if match.group(2) is not None else match.group(3)
+            if _too_long(match.group(1) or b"", name):
+                return _TOO_LONG
+        return None
     # Many declarations in all (an IdP may declare xs and xsi on every attribute value): count
     # those in scope as the parser meets them, declarations only.
     in_scope = 0
@@ -171,13 +203,27 @@ def _too_many_namespaces(data: bytes) -> bool:
                              resolve_entities=False, load_dtd=False, no_network=True,
                              huge_tree=False)
     try:
-        for event, _ in events:
-            in_scope += 1 if event == "start-ns" else -1
+        for event, declared in events:
+            if event == "end-ns":
+                in_scope -= 1
+                continue
+            in_scope += 1
             if in_scope > MAX_NAMESPACES_IN_SCOPE:
-                return True
+                return "declares too many XML namespaces"
+            prefix, name = declared
+            if _too_long(prefix.encode(), name.encode()):
+                return _TOO_LONG
     except etree.XMLSyntaxError:
-        return True  # parsed once already; whatever this parser minds, refuse rather than guess
-    return False
+        # Parsed once already; whatever this parser minds, refuse rather than guess.
+        return "declares its XML namespaces in a way this bridge does not read"
+    return None
+
+
+_TOO_LONG = "declares an XML namespace prefix or name longer than this bridge accepts"
+
+
+def _too_long(prefix: bytes, name: bytes) -> bool:
+    return len(prefix) > MAX_PREFIX_LENGTH or len(name) > MAX_NAMESPACE_NAME_LENGTH
 
 
 def _refuse_node(node: etree._Element) -> SamlRejected:

@@ -10,7 +10,7 @@ import pytest
 import xmlsec
 from lxml import etree
 
-from bridge.saml.signature_policy import MAX_INCLUSIVE_PREFIXES
+from bridge.saml.signature_policy import MAX_INCLUSIVE_PREFIXES, MAX_PREFIX_LOOKUPS
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack, clone
 
@@ -362,6 +362,18 @@ def test_a_long_prefix_list_is_refused_before_canonicalization(attack: Attack,
         method = x.one(root, "/samlp:Response/ds:Signature/ds:SignedInfo/ds:CanonicalizationMethod")
         etree.SubElement(method, "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces",
                          PrefixList=" " * 4000)  # the default namespace, 4,001 times
+    attack.refused(attack.post(root), "saml_signature_algorithm")
+
+
+def test_a_prefix_list_over_a_large_document_is_refused(attack: Attack) -> None:
+    """Each listed prefix is looked up at every element canonicalized: sixteen over a hundred
+    thousand elements cost as much as thousands over a few. The IdP's own signature."""
+    _, root = attack.fresh()
+    values = x.one(root, "(//saml:Assertion//saml:Attribute)[1]")
+    for i in range(MAX_PREFIX_LOOKUPS // MAX_INCLUSIVE_PREFIXES):
+        etree.SubElement(values, f"{{{x.SAML}}}AttributeValue").text = f"v{i}"
+    x.sign(x.assertion(root), attack.idp_keys, prefixes=_prefixes(MAX_INCLUSIVE_PREFIXES))
+    x.sign(root, attack.idp_keys)
     attack.refused(attack.post(root), "saml_signature_algorithm")
 
 

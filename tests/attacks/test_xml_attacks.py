@@ -7,11 +7,18 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+import pytest
 from lxml import etree
 
 from bridge.saml import ns
 from bridge.saml.subject import derive_subject
-from bridge.saml.xml_parser import MAX_ATTRIBUTES, MAX_NAMESPACES_IN_SCOPE
+from bridge.saml.xml_parser import (
+    MAX_ATTRIBUTES,
+    MAX_ELEMENTS,
+    MAX_NAMESPACE_NAME_LENGTH,
+    MAX_NAMESPACED_ATTRIBUTES,
+    MAX_NAMESPACES_IN_SCOPE,
+)
 from tests.attacks import xml_tools as x
 from tests.attacks.conftest import Attack
 
@@ -205,10 +212,11 @@ def test_an_element_with_too_many_attributes_is_refused(attack: Attack) -> None:
     the IdP's signature over them would still be checked too late."""
     def attributes(count: int) -> Callable[[etree._Element], None]:
         def add(root: etree._Element) -> None:
-            # saml:Attribute takes attributes of other namespaces (the schema's anyAttribute).
-            attribute = x.one(root, "//saml:Assertion/saml:AttributeStatement/saml:Attribute[1]")
-            for i in range(count - len(attribute.attrib)):
-                attribute.set(f"{{urn:example:extension}}a{i}", "v")
+            # An attribute value of no declared type is of any type, and takes any attributes.
+            value = x.one(root, "(//saml:Assertion//saml:AttributeValue)[1]")
+            value.attrib.pop("{http://www.w3.org/2001/XMLSchema-instance}type", None)
+            for i in range(count - len(value.attrib)):
+                value.set(f"a{i}", "v")
         return add
 
     login, root = attack.mutated(attributes(MAX_ATTRIBUTES))
@@ -216,6 +224,27 @@ def test_an_element_with_too_many_attributes_is_refused(attack: Attack) -> None:
     before = attack.issued()
     _, root = attack.mutated(attributes(MAX_ATTRIBUTES + 1))
     attack.refused(attack.post(root), "saml_malformed", before)
+
+
+@pytest.mark.parametrize("flood", ["namespaced attributes", "long namespace name", "elements"])
+def test_what_canonicalization_would_repeat_is_bounded(attack: Attack, flood: str) -> None:
+    """Attributes in many namespaces (sorted by their names, pair by pair), a long namespace
+    name (written again on every element that uses it: 64 kB on 4,000 elements made 256 MB of
+    output) and elements past the limit: refused as the message is parsed."""
+    _, root = attack.fresh()
+    status = x.one(root, "/samlp:Response/samlp:Status")
+    if flood == "namespaced attributes":
+        for i in range(MAX_NAMESPACED_ATTRIBUTES + 1):
+            status.set(f"{{urn:flood:{i}}}a", "v")
+    elif flood == "long namespace name":
+        long_name = "urn:" + "n" * MAX_NAMESPACE_NAME_LENGTH
+        for _ in range(50):
+            etree.SubElement(status, f"{{{long_name}}}x")
+    else:
+        detail = etree.SubElement(status, f"{{{x.SAMLP}}}StatusDetail")
+        for _ in range(MAX_ELEMENTS):
+            etree.SubElement(detail, "x")
+    attack.refused(attack.post(root), "saml_malformed")
 
 
 XS = "http://www.w3.org/2001/XMLSchema"
