@@ -127,8 +127,8 @@ def check_unique_ids(root: etree._Element) -> None:
 # one up along the ancestors of every element it writes: thousands cost seconds of CPU in a
 # message of 50 kB, and sixteen long ones over a hundred thousand elements cost as much.
 MAX_INCLUSIVE_PREFIXES = 16
-# Elements canonicalized times prefixes listed: a login of 25,000 elements may list two.
-MAX_PREFIX_LOOKUPS = 50_000
+# Elements canonicalized times prefixes listed: a login of 10,000 elements may list two.
+MAX_PREFIX_LOOKUPS = 20_000
 _INCLUSIVE_NAMESPACES = q(EXC_C14N, "InclusiveNamespaces")
 _ELEMENTS = etree.XPath("count(descendant-or-self::*)")
 

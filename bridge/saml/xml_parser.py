@@ -34,7 +34,7 @@ MAX_NAMESPACED_ATTRIBUTES = 8
 # Short prefixes and names: exclusive canonicalization compares prefixes along every element's
 # ancestors, and writes a name again on every element that uses it (a 64 kB name on 4,000
 # elements made 256 MB of output).
-MAX_PREFIX_LENGTH = 32
+MAX_PREFIX_LENGTH = 16
 MAX_NAMESPACE_NAME_LENGTH = 256
 # Every signature check canonicalizes each element at least once: a bound on the work of one
 # check whatever else the message holds. A response of 512 kB with ten thousand attribute values
