@@ -1,10 +1,11 @@
 """The one way the bridge turns untrusted bytes into an XML tree.
 
 No DTD (so no entities, internal or external, and no billion laughs), no network, no XInclude
-processing, a size limit before parsing, and limits after it on depth, on the attributes of an
-element and on the namespaces in scope at any element: canonicalization, which every signature
-check runs, sorts an element's attributes and looks at every namespace in scope for every node,
-so thousands of either within a message's size limit cost seconds of CPU to refuse.
+processing, a size limit before parsing, and limits after it on what canonicalization, which
+every signature check runs, would repeat: depth, elements, the attributes of an element, the
+namespaces in scope at an element, and the length of prefixes and namespace names. Within a
+message's size limit, any of these unbounded cost seconds of CPU per check
+(docs/decisions/0036-bounds-on-what-canonicalization-reads.md).
 
 Comments and processing instructions carry no meaning in SAML protocol messages, but exclusive
 canonicalization ignores them when digesting, which is what the comment-injection attack exploits
