@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from bridge import logs
 from bridge.logs import JsonFormatter, redact
 from tests import leaks
+from tests.helpers import Browser
 
 
 def test_every_request_logs_one_json_line_with_its_request_id(client: FlaskClient) -> None:
@@ -216,20 +217,20 @@ def test_the_scan_finds_a_secret_in_a_log_line() -> None:
 
 
 def test_a_refusal_logs_at_most_a_bounded_line_whatever_the_sender_sent(
-        client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
-    """Anyone may post an IdP's report of a failed login (no assertion, no signature needed),
-    and its refusal names the Destination it carried: 300 kB of it must not become 300 kB of
-    log line per request."""
+        browser: Browser, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone with a login under way (one GET /authorize) may post a report of a failed login
+    answering it (no assertion, no signature needed), and its refusal names the Destination it
+    carried: 300 kB of it must not become 300 kB of log line per request."""
+    login = browser.start(idp="dev")
     destination = "lorem ipsum " * 25_000  # words, which nothing masks as a secret
     report = (
         '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_f1" '
-        f'Version="2.0" IssueInstant="2026-01-01T00:00:00Z" Destination="{destination}">'
+        f'InResponseTo="{login.pending.request_id}" Version="2.0" '
+        f'IssueInstant="2026-01-01T00:00:00Z" Destination="{destination}">'
         '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/>'
         '</samlp:Status></samlp:Response>')
     with caplog.at_level(logging.WARNING):
-        refused = client.post("/saml/dev/acs",
-                              data={"SAMLResponse": base64.b64encode(report.encode()).decode()},
-                              headers={"Accept": "application/json"})
+        refused = browser.post_acs(base64.b64encode(report.encode()).decode())
     assert refused.get_json()["code"] == "saml_destination_mismatch"
     lines = [JsonFormatter().format(record) for record in caplog.records
              if "saml_destination_mismatch" in record.getMessage()]

@@ -188,3 +188,14 @@ def test_namespace_prefixes_and_names_exactly(declarations: int, written: str) -
 
     assert _parsed_code(document(0)) is None
     assert _parsed_code(document(1)) == "saml_malformed"
+
+
+def test_a_declaration_is_read_as_the_parser_reads_it() -> None:
+    """Not as text that looks like one: an attribute value holding ``xmlns='`` once hid from a
+    pattern over the bytes the long name that follows it."""
+    name = "urn:a'" + "n" * MAX_NAMESPACE_NAME_LENGTH
+    hidden = f"""<r b="xmlns='" xmlns:p="{name}" c="'"><p:x/></r>""".encode()
+    assert _parsed_code(hidden) == "saml_malformed"
+    prefix = "p" * (MAX_PREFIX_LENGTH + 1)
+    hidden = f"""<r b="xmlns='" xmlns:{prefix}="urn:a'" c="'"><{prefix}:x/></r>""".encode()
+    assert _parsed_code(hidden) == "saml_malformed"
