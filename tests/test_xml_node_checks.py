@@ -199,3 +199,15 @@ def test_a_declaration_is_read_as_the_parser_reads_it() -> None:
     prefix = "p" * (MAX_PREFIX_LENGTH + 1)
     hidden = f"""<r b="xmlns='" xmlns:{prefix}="urn:a'" c="'"><{prefix}:x/></r>""".encode()
     assert _parsed_code(hidden) == "saml_malformed"
+
+
+@pytest.mark.parametrize("whole", [b'<r xmlns:p=""/>', b'<r xmlns:xmlns="urn:x"/>',
+                                   b"<r><p:x/></r>"])
+def test_a_whole_document_with_a_namespace_error_is_not_called_cut_off(whole: bytes) -> None:
+    with pytest.raises(SamlRejected) as refused:
+        parse_untrusted(whole, max_bytes=len(whole))
+    assert refused.value.code == "saml_malformed"
+    assert "cut off" not in str(refused.value)
+    cut = b"<r><a>text"
+    with pytest.raises(SamlRejected, match="cut off"):
+        parse_untrusted(cut, max_bytes=len(cut))

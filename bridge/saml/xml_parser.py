@@ -113,9 +113,14 @@ def _cut_off(data: bytes) -> bool:
         return False
     try:
         parser.close()
-    except etree.XMLSyntaxError:
-        return bool(data.strip())
+    except etree.XMLSyntaxError as error:
+        # The push parser reports namespace errors (libxml2's codes from 200) only at the end,
+        # in whole documents too: those are not cut off.
+        return bool(data.strip()) and error.code < _NAMESPACE_ERRORS
     return False
+
+
+_NAMESPACE_ERRORS = 200  # XML_NS_ERR_XML_NAMESPACE, the first of libxml2's namespace errors
 
 
 _XINCLUDE = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
