@@ -1,7 +1,9 @@
 """``xml_parser.check_nodes``, the parser's refusals of markup a SAML message never needs, at its
 edges: the depth limit exactly, each forbidden kind of node wherever it sits, XInclude by its
-namespace only, the attributes of an element exactly, and the namespaces in scope exactly,
-counted down the tree."""
+namespace only, and each bound on what canonicalization would repeat exactly (elements, the
+attributes of an element, the namespaces in scope counted down the tree, prefix and name
+lengths), read as the parser read the document, whatever its encoding or text; and a whole
+document is not called cut off."""
 
 from __future__ import annotations
 
