@@ -39,7 +39,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
-from bridge.saml.signature_policy import ENVELOPED, EXC_C14N, SHA1_DIGEST, SHA1_SIGNATURE
+from bridge.saml.signature_policy import (
+    ENVELOPED,
+    EXC_C14N,
+    INCLUSIVE_NAMESPACES,
+    SHA1_DIGEST,
+    SHA1_SIGNATURE,
+)
 
 _DS = "{http://www.w3.org/2000/09/xmldsig#}"
 _SIGNED_INFO = _DS + "SignedInfo"
@@ -52,7 +58,6 @@ _TRANSFORMS = _DS + "Transforms"
 _TRANSFORM = _DS + "Transform"
 _DIGEST_METHOD = _DS + "DigestMethod"
 _DIGEST_VALUE = _DS + "DigestValue"
-_INCLUSIVE_NAMESPACES = "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces"
 
 _MORE = "http://www.w3.org/2001/04/xmldsig-more#"
 # Signature method -> (key type, hash).
@@ -158,7 +163,7 @@ def _exclusive_c14n_prefixes(method: etree._Element) -> list[str] | None:
     parameters = _children(method)
     if not parameters:
         return []
-    if len(parameters) != 1 or parameters[0].tag != _INCLUSIVE_NAMESPACES or _children(
+    if len(parameters) != 1 or parameters[0].tag != INCLUSIVE_NAMESPACES or _children(
             parameters[0]):
         return None
     # Split at spaces alone, as libxmlsec does. lxml passes libxml2 only the prefixes its

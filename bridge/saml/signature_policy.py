@@ -129,7 +129,7 @@ def check_unique_ids(root: etree._Element) -> None:
 MAX_INCLUSIVE_PREFIXES = 16
 # Elements canonicalized times prefixes listed: a login of 10,000 elements may list two.
 MAX_PREFIX_LOOKUPS = 20_000
-_INCLUSIVE_NAMESPACES = q(EXC_C14N, "InclusiveNamespaces")
+INCLUSIVE_NAMESPACES = q(EXC_C14N, "InclusiveNamespaces")
 _ELEMENTS = etree.XPath("count(descendant-or-self::*)")
 
 
@@ -138,7 +138,7 @@ def _check_c14n_parameters(method: etree._Element, covered: etree._Element) -> N
     carry an InclusiveNamespaces with a short PrefixList, and nothing else (XPath, XSLT
     stylesheets have no business here)."""
     for child in method:
-        if child.tag != _INCLUSIVE_NAMESPACES:
+        if child.tag != INCLUSIVE_NAMESPACES:
             raise SamlRejected("saml_signature_algorithm", "Transforms may not carry parameters.")
         # Split at spaces as libxmlsec does, empty names included (the default namespace).
         listed = (child.get("PrefixList") or "").split(" ")

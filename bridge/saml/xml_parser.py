@@ -102,6 +102,9 @@ def parse_untrusted(data: bytes, *, max_bytes: int, allow_comments: bool = False
     return root
 
 
+_NAMESPACE_ERRORS = 200  # XML_NS_ERR_XML_NAMESPACE, the first of libxml2's namespace errors
+
+
 def _cut_off(data: bytes) -> bool:
     """True if ``data`` is a sound beginning of an XML document that stops before its end: fed
     to a push parser, nothing is wrong until the parser is told there is no more."""
@@ -118,9 +121,6 @@ def _cut_off(data: bytes) -> bool:
         # in whole documents too: those are not cut off.
         return bool(data.strip()) and error.code < _NAMESPACE_ERRORS
     return False
-
-
-_NAMESPACE_ERRORS = 200  # XML_NS_ERR_XML_NAMESPACE, the first of libxml2's namespace errors
 
 
 _XINCLUDE = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
