@@ -309,8 +309,9 @@ def _idp_list(services: object) -> int:
         if idp["state"] != "live":  # drafts have no entity ID yet; neither is offered to users
             expiries.insert(0, f"({idp['state']}: not offered to users)")
         if idp["not_served_reason"]:
+            why = "; ".join(idp["load_problems"] or []) or "the log has the detail"
             expiries.insert(0, f"NOT SERVED: {NOT_SERVED_REASONS[idp['not_served_reason']]} "
-                               "(the log has the detail)")
+                               f"({why})")
         print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id'] or '-':<50} "
               f"{', '.join(expiries)}")
     return 0

@@ -18,8 +18,8 @@ def withheld_reasons(current: IdentityProvider | None, proposed: IdentityProvide
     """Why ``proposed`` must wait for a person whatever the policy says (empty: nothing)."""
     withheld = []
     if current is None:
-        withheld.append("the metadata in force could not be loaded (see the log), so nothing "
-                        "can be compared with it")
+        withheld.append("the metadata in force does not load (its problems are shown with "
+                        "the IdP), so nothing can be compared with it")
     elif order in ("older", "same"):
         withheld.append("the document is not newer than the one in force (by its "
                         + ("publication time" if proposed.metadata.published_at

@@ -81,22 +81,34 @@ class IdpOverview:
         return dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
 
     def list_idps(self) -> list[dict[str, Any]]:
-        """Every IdP in force, and the drafts (no metadata yet) among those managed here."""
+        """Every IdP in force, and those managed here that are stored but not loaded: drafts
+        (no metadata yet), and IdPs whose metadata in force or settings no longer load."""
         health = login_health(self.db)
+        with self.db.transaction() as session:
+            records = list(session.scalars(select(IdpRecord)))
+        if any(self._not_read_yet(record) for record in records):
+            self.registry.invalidate()
         listed = {slug: self._summary(slug, idp, health.get(slug, {}))
                   for slug, idp in self.registry.in_force().items()}
-        with self.db.transaction() as session:
-            drafts = list(session.scalars(select(IdpRecord).where(
-                IdpRecord.version_id.is_(None))))
-        for record in drafts:
-            listed.setdefault(record.slug, self._draft_summary(record))
+        for record in records:
+            if record.slug not in listed and record.slug not in self.registry.files:
+                listed[record.slug] = self._record_summary(record)
         return [listed[slug] for slug in sorted(listed)]
+
+    def _not_read_yet(self, record: IdpRecord) -> bool:
+        """Whether an IdP with metadata is stored that this node's registry has neither loaded
+        nor failed to load: made or changed through another node since its last reading."""
+        return (record.version_id is not None and record.slug not in self.registry.in_force()
+                and self.registry.load_problems(record.slug) is None)
 
     def get_idp(self, slug: str) -> dict[str, Any]:
         with self.db.transaction() as session:
             record = session.get(IdpRecord, slug) if SLUG_RE.match(slug) else None
-        if record is not None and record.version_id is None:
-            detail = self._draft_summary(record)
+        if record is not None and self._not_read_yet(record):
+            self.registry.invalidate()
+        if (record is not None and slug not in self.registry.files
+                and slug not in self.registry.in_force()):
+            detail = self._record_summary(record)
         else:
             detail = self._summary(slug, self._loaded(slug), login_health(self.db).get(slug, {}))
         detail["settings"] = stored_settings(record.settings_json) if record else None
@@ -115,15 +127,22 @@ class IdpOverview:
         detail["versions"] = self.versions(slug) if detail["source"] == "api" else []
         return detail
 
-    def _draft_summary(self, record: IdpRecord) -> dict[str, Any]:
+    def _record_summary(self, record: IdpRecord) -> dict[str, Any]:
+        """An API-managed IdP that is stored but not loaded: a draft (no metadata yet), or one
+        whose metadata in force or settings no longer load. What the record alone says, and for
+        the second the problems, so that its admins can mend it (or delete it)."""
         settings = stored_settings(record.settings_json)
+        problems = None
+        if record.version_id is not None:
+            problems = self.registry.load_problems(record.slug) or []
         return {"slug": record.slug, "source": "api", "state": record.state,
                 "display_name": settings.get("display_name") or record.slug,
                 "vendor": (settings.get("mapping") or {}).get("preset"),
                 "entity_id": None, "sso_url": None,
                 "acs_url": self.bridge.settings.acs_url(record.slug), "certificates": [],
                 "metadata_valid_until": None, "warnings": [], "served": False,
-                "not_served_reason": None}
+                "not_served_reason": None if problems is None else "not_loadable",
+                "load_problems": _shown(problems)}
 
     def _summary(self, slug: str, idp: IdentityProvider, health: dict[str, Any]) -> dict[str, Any]:
         now = self._now()
@@ -154,6 +173,7 @@ class IdpOverview:
             # (the reason's code says which, the log the detail). Its admins see it, and mend it.
             "served": reason is None,
             "not_served_reason": reason,
+            "load_problems": None,
             **health,
         }
 
@@ -195,6 +215,17 @@ class IdpOverview:
         if idp is None:
             raise NotFound("idp_unknown", f"No IdP {slug!r}.")
         return idp
+
+
+def _shown(problems: list[str] | None, most: int = 10, length: int = 500) -> list[str] | None:
+    """At most ``most`` problems of at most ``length`` characters each: a page stays readable
+    whatever a document stored by an earlier version holds."""
+    if problems is None:
+        return None
+    shown = [p if len(p) <= length else p[:length] + "…" for p in problems[:most]]
+    if len(problems) > most:
+        shown.append(f"and {len(problems) - most} more (the log has them all)")
+    return shown
 
 
 def stored_settings(settings_json: str) -> dict[str, Any]:

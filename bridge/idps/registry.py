@@ -45,6 +45,9 @@ NOT_SERVED_REASONS = {
     "entity_id_clash": "its entity ID is also another IdP's",
     "endpoint_clash": "one of its endpoints shares an origin with another IdP's, and one of the "
                       "two is a Single Logout service",
+    # Stored, but its metadata in force or its settings no longer load (valid when saved, refused
+    # by a stricter check of a later version, say): the problems are shown with it.
+    "not_loadable": "its metadata in force or its settings no longer load",
 }
 
 
@@ -60,6 +63,8 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self._loaded: dict[str, IdentityProvider] = {}
         # Why each of those is not served, as a stable code (NOT_SERVED_REASONS).
         self._not_served: dict[str, str] = {}
+        # Every API-managed IdP stored with metadata that does not load, with its problems.
+        self._unloadable: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._checked_at = -1e18
         self._fingerprint: tuple[object, ...] | None = None
@@ -117,6 +122,14 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         with self._lock:
             return self._not_served.get(slug)
 
+    def load_problems(self, slug: str) -> list[str] | None:
+        """Why the stored metadata in force or settings of API-managed IdP ``slug`` no longer
+        load, or None when they load (or no such IdP is stored). Its admins see the problems
+        and mend them: apply another version, or save settings that load."""
+        self._current()
+        with self._lock:
+            return self._unloadable.get(slug)
+
     def stands_since(self, session: Session, slug: str, since: float) -> bool:
         """Whether IdP ``slug`` is still the one that stood at ``since`` (read in ``session``):
         declared in a file on this node, or made through the admin API no later than then, not
@@ -164,6 +177,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
         unpinned: dict[str, str] = {}
+        unloadable: dict[str, list[str]] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
@@ -177,6 +191,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                     idp.created_at = record.created_at
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
+                    unloadable[record.slug] = list(error.problems)
                     continue
                 cached = (idp, _pin_problem(idp, version.xml))
             idp, problem = cached
@@ -218,7 +233,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 del managed[slug]
                 not_served[slug] = "endpoint_clash"
         self._managed, self._parsed, self._fingerprint = managed, parsed, fingerprint
-        self._loaded, self._not_served = loaded, not_served
+        self._loaded, self._not_served, self._unloadable = loaded, not_served, unloadable
 
 
 def register_file_idps(db: Database, files: Mapping[str, IdentityProvider],
