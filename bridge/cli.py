@@ -309,12 +309,19 @@ def _idp_list(services: object) -> int:
         if idp["state"] != "live":  # drafts have no entity ID yet; neither is offered to users
             expiries.insert(0, f"({idp['state']}: not offered to users)")
         if idp["not_served_reason"]:
-            why = "; ".join(idp["load_problems"] or []) or "the log has the detail"
+            why = "; ".join(map(_printable, idp["load_problems"] or [])) or (
+                "the log has the detail")
             expiries.insert(0, f"NOT SERVED: {NOT_SERVED_REASONS[idp['not_served_reason']]} "
                                f"({why})")
         print(f"{idp['slug']:<20} {idp['source']:<6} {idp['entity_id'] or '-':<50} "
               f"{', '.join(expiries)}")
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line with its control characters escaped: a problem quotes what was
+    stored, which must not start a line of its own or drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _idp_refresh(services: object, *, every: bool) -> int:

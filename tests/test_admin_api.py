@@ -611,3 +611,12 @@ def test_an_event_stored_cut_by_an_earlier_version_is_read_as_such(
     refused = api("POST", "/admin/api/deleted-idps/gone/restore")
     assert refused.status_code == 409
     assert refused.get_json()["code"] == "idp_not_restorable"
+
+
+def test_a_preset_that_is_not_a_name_is_refused_not_a_500(api, acme: DevIdp) -> None:  # type: ignore[no-untyped-def]
+    assert _create(api, acme).status_code == 201
+    for preset in (["okta"], {"okta": 1}, 5):
+        saved = api("PUT", "/admin/api/idps/other/settings",
+                    json={"display_name": "Acme", "mapping": {"preset": preset}})
+        assert saved.status_code == 422, (preset, saved.get_data(as_text=True))
+        assert "unknown preset" in saved.get_data(as_text=True)

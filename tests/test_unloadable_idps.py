@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
 from bridge.web import create_app
 from tests.conftest import MovableClock
 from tests.helpers import Browser
-from tests.test_admin_api import _create, _login_at_acme
+from tests.test_admin_api import _create, _login_at_acme, _new_keypair
 from tests.test_idp_stages import Admin
 
 # What an earlier version accepted and this one refuses: more attributes on an element than the
@@ -195,3 +196,152 @@ def test_an_idp_made_on_another_node_is_shown_at_once_not_as_unloadable(  # type
     assert detail["served"] is True and detail["not_served_reason"] is None
     listed = {idp["slug"]: idp for idp in api("GET", "/admin/api/idps").get_json()["idps"]}
     assert listed["other"]["served"] is True
+
+
+# --- what an earlier version may have stored ------------------------------------------------------
+
+@pytest.mark.parametrize("stored", [
+    {"display_name": "Acme", "mapping": "okta"},
+    {"display_name": "Acme", "mapping": ["okta"]},
+    {"display_name": "Acme", "mapping": {"preset": ["okta"]}},
+    {"display_name": {"text": "Acme"}},
+], ids=["mapping-a-string", "mapping-a-list", "preset-a-list", "name-an-object"])
+def test_settings_of_any_stored_shape_are_shown_and_mended_without_a_500(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node,
+        stored: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    app, api = _unloadable(bridge, client, token, acme, node, settings=stored)
+    # The registry of that node still serves its other IdPs.
+    assert "dev" in app.extensions["bridge"].idps
+    for path in ("/admin/api/idps", "/admin/api/idps/other", "/admin/api/idps/other/settings",
+                 "/admin/api/idps/other/test-login"):
+        answer = api("GET", path)
+        assert answer.status_code == 200, (path, answer.get_data(as_text=True))
+    detail = api("GET", "/admin/api/idps/other").get_json()
+    assert detail["not_served_reason"] == "not_loadable" and detail["load_problems"]
+    assert detail["display_name"] in ("Acme", "other") and detail["vendor"] is None
+    admin = Admin(app.test_client(), app.extensions["bridge"])
+    admin.page("/admin/")
+    assert admin.page("/admin/idps/other").get_element_by_id("load-problems") is not None
+    assert cli._idp_list(app.extensions["bridge"]) == 0
+    assert "NOT SERVED" in capsys.readouterr().out
+    # Its settings page saves settings that load, which mends it.
+    saved = admin.post("/admin/idps/other/settings", settings_text='display_name = "Acme"')
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    assert api("GET", "/admin/api/idps/other").get_json()["served"] is True
+
+
+def test_problem_text_is_markup_on_no_page_and_one_line_in_the_command_line(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A problem quotes a stored key: neither markup on the page, nor a line (or a terminal
+    control sequence) of its own in `bridge idp list`."""
+    key = "<script>x</script>\nforged   api   https://forged.example/metadata\x1b[2K"
+    app, api = _unloadable(bridge, client, token, acme, node,
+                           settings={"display_name": "Acme", key: 1})
+    assert any("<script>" in p for p in api("GET", "/admin/api/idps/other").get_json()[
+        "load_problems"])
+    admin = Admin(app.test_client(), app.extensions["bridge"])
+    page = admin.client.get("/admin/idps/other").get_data(as_text=True)
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert cli._idp_list(app.extensions["bridge"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and not any(line.startswith("forged") for line in out.splitlines())
+    assert "\\x1b[2K" in out
+
+
+def test_many_long_problems_are_shown_cut(bridge: Services, client: FlaskClient, token: str,  # type: ignore[no-untyped-def]
+                                          acme: DevIdp, node) -> None:
+    stored = {"display_name": "Acme", **{f"k{i}" * 300: i for i in range(40)}}
+    _, api = _unloadable(bridge, client, token, acme, node, settings=stored)
+    problems = api("GET", "/admin/api/idps/other").get_json()["load_problems"]
+    assert len(problems) == 11 and problems[-1] == "and 30 more (the log has them all)"
+    assert all(len(problem) <= 501 for problem in problems)
+
+
+def test_when_neither_metadata_nor_settings_load_they_are_mended_in_turn(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node) -> None:
+    app, api = _unloadable(bridge, client, token, acme, node, xml=_bad_metadata(acme),
+                           settings={"display_name": "Acme", "clock_skew_seconds": "soon"})
+    # Metadata is checked with the settings in force, which do not load: refused.
+    refused = api("POST", "/admin/api/idps/other/metadata", data=acme.metadata_xml(),
+                  content_type="application/samlmetadata+xml")
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    # Settings are checked alone, since no settings make that metadata load; still refused when
+    # they are wrong themselves.
+    wrong = api("PUT", "/admin/api/idps/other/settings",
+                json={"display_name": "Acme", "clock_skew_seconds": -1})
+    assert wrong.status_code == 422, wrong.get_data(as_text=True)
+    saved = api("PUT", "/admin/api/idps/other/settings", json={"display_name": "Acme"})
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    assert saved.get_json()["not_served_reason"] == "not_loadable"  # the metadata still fails
+    proposed = api("POST", "/admin/api/idps/other/metadata", data=acme.metadata_xml(),
+                   content_type="application/samlmetadata+xml")
+    assert proposed.status_code == 200, proposed.get_data(as_text=True)
+    version = proposed.get_json()["version"]
+    assert api("POST", f"/admin/api/idps/other/metadata/versions/{version}/apply").status_code == 200
+    assert api("GET", "/admin/api/idps/other").get_json()["served"] is True
+    browser = Browser(app.test_client(), acme, app.extensions["bridge"])
+    assert _login_at_acme(browser, acme).status_code == 302
+
+
+def test_settings_are_checked_with_the_metadata_in_force_when_it_loads(
+        client: FlaskClient, token: str, acme: DevIdp, tmp_path: Path) -> None:
+    """Settings alone are checked only when the metadata in force loads with no settings at all:
+    a pin that does not sign the metadata in force is refused as before."""
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    stranger = _new_keypair(tmp_path).cert_pem.decode()
+    refused = api("PUT", "/admin/api/idps/other/settings",
+                  json={"display_name": "Acme", "metadata_signing_certificate": stranger})
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert api("GET", "/admin/api/idps/other/settings").get_json()["settings"] == {
+        "display_name": "Acme"}
+
+
+def test_an_unexpected_error_loading_one_idp_leaves_the_others_served(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _create(_caller(client, token), acme).status_code == 201
+    from bridge.idps import registry as registry_module
+    loading = registry_module.load_managed_idp
+
+    def failing(slug: str, *args: Any, **kwargs: Any) -> Any:
+        if slug == "other":
+            raise TypeError("a bug")
+        return loading(slug, *args, **kwargs)
+    monkeypatch.setattr(registry_module, "load_managed_idp", failing)
+    app = node()
+    assert "dev" in app.extensions["bridge"].idps
+    detail = _caller(app.test_client(), token)("GET", "/admin/api/idps/other").get_json()
+    assert detail["load_problems"] == [
+        "its stored metadata or settings could not be read (TypeError; the log has the detail)"]
+
+
+def test_a_record_whose_version_is_missing_is_shown_and_read_once(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    app, api = _unloadable(bridge, client, token, acme, node)
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, "other")
+        assert record is not None
+        record.version_id = 987654  # removed by hand, or a partial restore
+        record.updated_at += 1
+    app.extensions["bridge"].idps.invalidate()
+    detail = api("GET", "/admin/api/idps/other").get_json()
+    assert detail["not_served_reason"] == "not_loadable"
+    assert detail["load_problems"] == [
+        "its metadata version 987654 is missing; apply or restore another version"]
+    # The views do not make the registry read the IdPs again on every request.
+    from bridge.idps import registry as registry_module
+    reloads: list[object] = []
+    original = registry_module.IdpRegistry._reload_if_changed
+    monkeypatch.setattr(registry_module.IdpRegistry, "_reload_if_changed",
+                        lambda self: reloads.append(self) or original(self))
+    for _ in range(3):
+        assert api("GET", "/admin/api/idps").status_code == 200
+        assert api("GET", "/admin/api/idps/other").status_code == 200
+    assert reloads == []
+    # Settings alone can be saved; deleting it works.
+    assert api("PUT", "/admin/api/idps/other/settings",
+               json={"display_name": "Acme"}).status_code == 200
+    assert api("DELETE", "/admin/api/idps/other?confirm_slug=other").status_code == 204

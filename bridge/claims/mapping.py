@@ -263,7 +263,8 @@ def _parse_mapping(raw: dict[str, Any], problems: Problems,
     preset_name = raw.get("preset")
     base = presets["default"]
     if preset_name is not None:
-        if preset_name not in presets or preset_name == "default":
+        if (not isinstance(preset_name, str) or preset_name not in presets
+                or preset_name == "default"):
             choices = ", ".join(sorted(p for p in presets if p != "default"))
             problems.at("preset").add(f"unknown preset {preset_name!r} (one of {choices})")
         else:

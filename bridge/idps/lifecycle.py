@@ -25,7 +25,7 @@ from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
-from bridge.errors import Conflict, InvalidInput, NotFound, StaleChange
+from bridge.errors import ConfigError, Conflict, InvalidInput, NotFound, StaleChange
 from bridge.idps.fetch import check_url
 from bridge.idps.history import check_pin_in_force, new_version
 from bridge.idps.metadata_diff import metadata_diff
@@ -40,6 +40,7 @@ from bridge.idps.uniqueness import (
 )
 from bridge.oauth.deprovisioned import forget_provisioning, forget_scim
 from bridge.oauth.revocation import end_logins
+from bridge.saml.metadata import parse_idp_metadata
 from bridge.store.models import (
     AdminSession,
     AdminToken,
@@ -112,15 +113,36 @@ class IdpAdmin(IdpStages):
     def checked_settings(self, slug: str, settings: dict[str, Any]) -> tuple[
             str, IdentityProvider | None]:
         """``settings`` as they would be stored, and the IdP as it would be in force with them
-        (None for a draft, which has no metadata); raise with every problem's location. Nothing
+        (None for a draft, which has no metadata, and for an IdP whose metadata in force does
+        not load); raise with every problem's location. Nothing
         is changed: saving and the settings page's preview both check through here."""
         record = self._managed(slug)
         settings_json = self._validated_settings(slug, settings)
-        if record.version_id is None:  # a draft: settings alone
-            parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
-            return settings_json, None
-        return settings_json, self._validated(
-            slug, self.version_xml(slug, record.version_id).encode(), settings_json)
+        if record.version_id is not None:
+            try:
+                xml = self.version_xml(slug, record.version_id).encode()
+            except NotFound:
+                xml = None  # its version is missing: nothing in force to check against
+            if xml is not None:
+                try:
+                    return settings_json, self._validated(slug, xml, settings_json)
+                except ConfigError:
+                    if self._loads(slug, xml):
+                        raise
+            # The metadata in force no longer loads, whatever the settings (a stricter check
+            # of a later version): the settings are checked alone, as a draft's, so that its
+            # admins can mend the two in turn. It stays unserved until a version that loads is
+            # applied, and that version is checked with these settings.
+        parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
+        return settings_json, None
+
+    def _loads(self, slug: str, xml: bytes) -> bool:
+        """Whether stored metadata loads at all, with any settings."""
+        try:
+            parse_idp_metadata(xml, source=f"IdP {slug}", now=self._now(), check_expiry=False)
+        except ConfigError:
+            return False
+        return True
 
     def update_settings(self, slug: str, settings: dict[str, Any], actor: str, *,
                         based_on: str | Collection[str] | None = None,

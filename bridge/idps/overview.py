@@ -86,7 +86,8 @@ class IdpOverview:
         health = login_health(self.db)
         with self.db.transaction() as session:
             records = list(session.scalars(select(IdpRecord)))
-        if any(self._not_read_yet(record) for record in records):
+        loaded = self.registry.in_force()
+        if any(self._not_read_yet(record, loaded) for record in records):
             self.registry.invalidate()
         listed = {slug: self._summary(slug, idp, health.get(slug, {}))
                   for slug, idp in self.registry.in_force().items()}
@@ -95,16 +96,16 @@ class IdpOverview:
                 listed[record.slug] = self._record_summary(record)
         return [listed[slug] for slug in sorted(listed)]
 
-    def _not_read_yet(self, record: IdpRecord) -> bool:
+    def _not_read_yet(self, record: IdpRecord, loaded: dict[str, IdentityProvider]) -> bool:
         """Whether an IdP with metadata is stored that this node's registry has neither loaded
         nor failed to load: made or changed through another node since its last reading."""
-        return (record.version_id is not None and record.slug not in self.registry.in_force()
+        return (record.version_id is not None and record.slug not in loaded
                 and self.registry.load_problems(record.slug) is None)
 
     def get_idp(self, slug: str) -> dict[str, Any]:
         with self.db.transaction() as session:
             record = session.get(IdpRecord, slug) if SLUG_RE.match(slug) else None
-        if record is not None and self._not_read_yet(record):
+        if record is not None and self._not_read_yet(record, self.registry.in_force()):
             self.registry.invalidate()
         if (record is not None and slug not in self.registry.files
                 and slug not in self.registry.in_force()):
@@ -135,9 +136,12 @@ class IdpOverview:
         problems = None
         if record.version_id is not None:
             problems = self.registry.load_problems(record.slug) or []
+        # Read as stored: an earlier version may have stored what the settings now refuse.
+        name, mapping = settings.get("display_name"), settings.get("mapping")
+        preset = mapping.get("preset") if isinstance(mapping, dict) else None
         return {"slug": record.slug, "source": "api", "state": record.state,
-                "display_name": settings.get("display_name") or record.slug,
-                "vendor": (settings.get("mapping") or {}).get("preset"),
+                "display_name": name if isinstance(name, str) and name else record.slug,
+                "vendor": preset if isinstance(preset, str) else None,
                 "entity_id": None, "sso_url": None,
                 "acs_url": self.bridge.settings.acs_url(record.slug), "certificates": [],
                 "metadata_valid_until": None, "warnings": [], "served": False,

@@ -171,15 +171,24 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                        func.sum(IdpRecord.updated_at))).one())
             if fingerprint == self._fingerprint:
                 return
+            # Drafts (no version yet) aside; a record whose version is missing (removed by hand,
+            # a partial restore) is reported as one that does not load, rather than ignored.
             rows = session.execute(
                 select(IdpRecord, IdpMetadataVersion)
-                .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
+                .outerjoin(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)
+                .where(IdpRecord.version_id.is_not(None))).all()
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
         unpinned: dict[str, str] = {}
         unloadable: dict[str, list[str]] = {}
         now = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
         for record, version in rows:
+            if version is None:
+                log.error("IdP %s cannot be loaded: its metadata version %s is missing",
+                          record.slug, record.version_id)
+                unloadable[record.slug] = [f"its metadata version {record.version_id} is missing; "
+                                           "apply or restore another version"]
+                continue
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
                    record.state, record.created_at)
             cached = self._parsed.get(key)
@@ -192,6 +201,12 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
                     unloadable[record.slug] = list(error.problems)
+                    continue
+                except Exception as error:  # noqa: BLE001 - one IdP's bug must not stop the others
+                    log.exception("IdP %s cannot be loaded", record.slug)
+                    unloadable[record.slug] = [
+                        f"its stored metadata or settings could not be read "
+                        f"({type(error).__name__}; the log has the detail)"]
                     continue
                 cached = (idp, _pin_problem(idp, version.xml))
             idp, problem = cached

@@ -67,6 +67,8 @@ def form_values(settings: Mapping[str, Any]) -> dict[str, Any]:
     the role rules as rows. A value of a shape the form cannot show is marked not editable; the
     form then leaves it to the TOML view."""
     mapping = settings.get("mapping") or {}
+    if not isinstance(mapping, dict):  # stored by an earlier version: the TOML view shows it
+        return {"sources": dict.fromkeys(CLAIMS), "roles_editable": False, "roles": []}
     claims = mapping.get("claims") or {}
     sources: dict[str, str | None] = {}
     for claim in CLAIMS:

@@ -192,8 +192,10 @@ def _form_context(settings: dict[str, Any], posted: dict[str, list[str]] | None 
         common = {"mapping": {"preset": (posted.get("preset") or [""])[0]},
                   **{key: (posted.get(key) or [""])[0] for key in (
                       "clock_skew_seconds", "sign_requests", "insecure_allow_sha1_until")}}
-    preset = (common.get("mapping") or {}).get("preset") or "default"
-    base = MAPPING_PRESETS.get(preset, MAPPING_PRESETS["default"])
+    mapping = common.get("mapping")
+    preset = mapping.get("preset") if isinstance(mapping, dict) else None
+    base = MAPPING_PRESETS.get(preset if isinstance(preset, str) else "default",
+                               MAPPING_PRESETS["default"])
     return {**values, "common": common, "claims": CLAIMS, "role_rules_field": ROLE_RULES_FIELD,
             "fingerprint": fingerprint or "",
             "preset_sources": {claim: "\n".join(base.claims[claim].sources)
@@ -304,8 +306,9 @@ def common_settings(slug: str) -> BaseResponse:
 
 NO_TEST_LOGIN = ("No test login yet: use \u201cTest a login\u201d above and sign in at the IdP; "
                  "then this shows what that login would produce with the settings as edited here.")
-NO_METADATA = ("No test login yet: a draft has no metadata. Add the IdP's metadata, test a login, "
-               "and this shows what it would produce with the settings as edited here.")
+NO_METADATA = ("No test login yet: a draft has no metadata, and an IdP that is not loadable has "
+               "none that loads. Add the IdP's metadata (or apply a version that loads), test a "
+               "login, and this shows what it would produce with the settings as edited here.")
 
 
 @admin_pages.post("/idps/<slug>/settings/preview")
