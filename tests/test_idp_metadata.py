@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from bridge.errors import ConfigError
 from bridge.idps.files import load_idp_directory
+from bridge.saml.metadata import LONGEST_DURATION_SECONDS
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -151,6 +152,18 @@ def test_the_documents_own_dates_are_read(tmp_path: Path) -> None:
     assert found.valid_until.strftime("%Y-%m-%dT%H:%M:%SZ") == FUTURE  # the earliest one
     assert found.cache_duration_seconds == 86400 + 2 * 3600 + 30 * 60
     assert found.published_at is None
+
+
+@pytest.mark.parametrize("duration", [
+    "PT" + "9" * 400 + "S",       # a float of it is infinite
+    "PT" + "9" * 5000 + "S",      # more digits than int() converts
+    "P" + "9" * 20 + "Y",
+    "P200Y",
+])
+def test_a_cache_duration_of_any_length_counts_as_a_century_at_most(tmp_path: Path,
+                                                                  duration: str) -> None:
+    idps = load(tmp_path, {"corp.xml": dated(metadata(certificate()), cacheDuration=duration)})
+    assert idps["corp"].metadata.cache_duration_seconds == LONGEST_DURATION_SECONDS
 
 
 def test_expired_certificate_beside_a_current_one_is_accepted(tmp_path: Path) -> None:

@@ -345,3 +345,70 @@ def test_a_record_whose_version_is_missing_is_shown_and_read_once(  # type: igno
     assert api("PUT", "/admin/api/idps/other/settings",
                json={"display_name": "Acme"}).status_code == 200
     assert api("DELETE", "/admin/api/idps/other?confirm_slug=other").status_code == 204
+
+
+def test_a_version_id_that_names_another_idps_version_serves_nothing(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node) -> None:
+    """A record whose version is missing, when that id is later another IdP's version (SQLite
+    reuses the largest id deleted; a partial restore resets a sequence): the other IdP's
+    document, pending or not, is never served under this slug."""
+    app, api = _unloadable(bridge, client, token, acme, node)
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, "other")
+        assert record is not None
+        session.add(IdpMetadataVersion(
+            slug="someone-else", xml=acme.metadata_xml().decode(), sha256="0" * 64,
+            status="pending", source="upload", created_at=record.created_at,
+            created_by="test", diff_json="{}"))
+        session.flush()
+        foreign = session.scalars(select(IdpMetadataVersion.id).where(
+            IdpMetadataVersion.slug == "someone-else")).one()
+        record.version_id, record.updated_at = foreign, record.updated_at + 1
+    app.extensions["bridge"].idps.invalidate()
+    detail = api("GET", "/admin/api/idps/other").get_json()
+    assert detail["served"] is False and detail["not_served_reason"] == "not_loadable"
+    assert "other" not in app.extensions["bridge"].idps
+    assert b"/saml/other/acs" not in app.test_client().get("/saml/metadata").data
+
+
+@pytest.mark.parametrize("stored", ["[]", "null", '"x"', "1"])
+def test_stored_settings_that_are_not_an_object_are_shown_and_deleted(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node, stored: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    with bridge.db.transaction() as session:
+        session.execute(update(IdpRecord).where(IdpRecord.slug == "other").values(
+            settings_json=stored))
+    app = node()
+    api = _caller(app.test_client(), token)
+    for path in ("/admin/api/idps", "/admin/api/idps/other", "/admin/api/idps/other/settings"):
+        answer = api("GET", path)
+        assert answer.status_code == 200, (path, answer.get_data(as_text=True))
+    assert api("GET", "/admin/api/idps/other").get_json()["not_served_reason"] == "not_loadable"
+    # Without credentials too: the IdP's SP metadata.
+    assert app.test_client().get("/saml/other/metadata").status_code == 200
+    admin = Admin(app.test_client(), app.extensions["bridge"])
+    admin.page("/admin/")
+    admin.page("/admin/idps/other")
+    assert cli._idp_list(app.extensions["bridge"]) == 0
+    capsys.readouterr()
+    assert api("DELETE", "/admin/api/idps/other?confirm_slug=other").status_code == 204
+    deleted = api("GET", "/admin/api/deleted-idps").get_json()["idps"]
+    assert [idp["display_name"] for idp in deleted if idp["slug"] == "other"] == ["other"]
+
+
+@pytest.mark.parametrize("mapping", ["okta", {"claims": ["email"]}, {"claims": "email"},
+                                     {"claims": {"email": "mail"}}])
+def test_the_settings_form_on_a_mapping_it_cannot_show_answers_without_a_500(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node,
+        mapping: object) -> None:
+    app, _ = _unloadable(bridge, client, token, acme, node,
+                         settings={"display_name": "Acme", "mapping": mapping})
+    admin = Admin(app.test_client(), app.extensions["bridge"])
+    page = admin.page("/admin/idps/other")
+    fingerprint = page.xpath("//input[@name='settings_fingerprint']/@value")[0]
+    for path in ("/admin/idps/other/settings/common", "/admin/idps/other/settings/preview"):
+        posted = admin.post(path, settings_fingerprint=fingerprint, display_name="Acme",
+                            **{"from_email": "mail"})
+        assert posted.status_code in (200, 303, 409, 422), (path, posted.get_data(as_text=True))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.idps.metadata_signature import verify_metadata_signature
-from bridge.idps.settings import SLUG_RE, IdentityProvider
+from bridge.idps.settings import SLUG_RE, IdentityProvider, settings_object
 from bridge.store.db import Database
 from bridge.store.models import IdpMetadataVersion, IdpRecord
 
@@ -57,6 +57,15 @@ def metadata_text(slug: str, xml: bytes) -> str:
                           "UTF-8") from None
 
 
+def changed_meanwhile(changed: str) -> Conflict:
+    """A change to one half of an IdP (its settings, or its metadata in force) that was checked
+    with the other half, which another change replaced before this one was written: the two
+    were never checked together, so nothing is written."""
+    return Conflict(f"{changed} changed meanwhile (another admin, or a scheduled metadata "
+                    "refresh), after this change was checked with them; nothing was changed. "
+                    "Reload and try again", code="idp_changed_meanwhile")
+
+
 def check_pin_in_force(session: Session, row: IdpRecord) -> None:
     """As a write that sets an IdP's settings or the version in force ends, under the row's
     lock: with a pinned ``metadata_signing_certificate``, the document in force is signed by
@@ -65,11 +74,12 @@ def check_pin_in_force(session: Session, row: IdpRecord) -> None:
     apply) would otherwise leave a pin in force over a document it never signed."""
     if row.version_id is None:
         return
-    pinned = json.loads(row.settings_json).get("metadata_signing_certificate")
+    pinned = settings_object(row.settings_json).get("metadata_signing_certificate")
     if not pinned:
         return
     version = session.get(IdpMetadataVersion, row.version_id)
-    assert version is not None
+    if version is None or version.slug != row.slug:
+        return  # none in force (the registry serves it nowhere); the next version is checked
     try:
         verify_metadata_signature(version.xml.encode(), pinned)
     except ConfigError as error:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from bridge import audit
 from bridge.errors import ConfigError, Conflict, InvalidInput, NotFound, StaleChange
 from bridge.idps.fetch import check_url
-from bridge.idps.history import check_pin_in_force, new_version
+from bridge.idps.history import changed_meanwhile, check_pin_in_force, new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import stored_settings
 from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
@@ -114,8 +114,8 @@ class IdpAdmin(IdpStages):
             str, IdentityProvider | None]:
         """``settings`` as they would be stored, and the IdP as it would be in force with them
         (None for a draft, which has no metadata, and for an IdP whose metadata in force does
-        not load); raise with every problem's location. Nothing
-        is changed: saving and the settings page's preview both check through here."""
+        not load); raise with every problem's location. Nothing is changed: saving and the
+        settings page's preview both check through here."""
         record = self._managed(slug)
         settings_json = self._validated_settings(slug, settings)
         if record.version_id is not None:
@@ -151,6 +151,9 @@ class IdpAdmin(IdpStages):
         was made from (the settings page's; any of several, an API request's ``If-Match``); the
         change is refused (``StaleChange`` saying ``stale``, nothing saved) when the settings
         stored now are others."""
+        # Read before the check, which reads it again: a version applied in between is at worst
+        # refused below though the check saw it.
+        checked_with = self._managed(slug).version_id
         settings_json, _ = self.checked_settings(slug, settings)
         now = self.clock.now()
         accepted = {based_on} if isinstance(based_on, str) else based_on
@@ -163,6 +166,8 @@ class IdpAdmin(IdpStages):
             row.settings_json = settings_json
             row.updated_at = now
             check_pin_in_force(session, row)
+            if row.version_id != checked_with:
+                raise changed_meanwhile("settings: the IdP's metadata in force")
             audit.record(session, at=now, event="idp_settings_changed", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "before": before,
                                                 "after": json.loads(settings_json)})

@@ -4,7 +4,6 @@ the warnings due, and the health of their logins from the audit trail."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, select
@@ -12,7 +11,12 @@ from sqlalchemy import func, select
 from bridge.errors import NotFound
 from bridge.idps.history import version_history, version_xml
 from bridge.idps.registry import IdpRegistry
-from bridge.idps.settings import SLUG_RE, IdentityProvider, settings_fingerprint
+from bridge.idps.settings import (
+    SLUG_RE,
+    IdentityProvider,
+    settings_fingerprint,
+    settings_object,
+)
 from bridge.saml.metadata import IdpMetadata
 from bridge.saml.sp import sp_metadata
 from bridge.store.db import Database
@@ -198,7 +202,7 @@ class IdpOverview:
             if record is None:
                 raise NotFound("idp_unknown", f"No IdP {slug[:64]!r}.")
             # Without the IdP's metadata, only an explicit setting says we sign.
-            signs = json.loads(record.settings_json).get("sign_requests") == "always"
+            signs = settings_object(record.settings_json).get("sign_requests") == "always"
         settings = self.bridge.settings
         keys = self.bridge.sp_keys
         return sp_metadata(settings.sp_entity_id, [settings.acs_url(slug)],
@@ -235,4 +239,4 @@ def _shown(problems: list[str] | None, most: int = 10, length: int = 500) -> lis
 def stored_settings(settings_json: str) -> dict[str, Any]:
     """An IdP's stored settings as they are shown: a string stored before strings that are not
     Unicode text were refused reads with U+FFFD in place, rather than breaking the page."""
-    return cast("dict[str, Any]", as_text(json.loads(settings_json)))
+    return cast("dict[str, Any]", as_text(settings_object(settings_json)))

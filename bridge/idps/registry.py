@@ -175,7 +175,8 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
             # a partial restore) is reported as one that does not load, rather than ignored.
             rows = session.execute(
                 select(IdpRecord, IdpMetadataVersion)
-                .outerjoin(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)
+                .outerjoin(IdpMetadataVersion, (IdpMetadataVersion.id == IdpRecord.version_id)
+                           & (IdpMetadataVersion.slug == IdpRecord.slug))
                 .where(IdpRecord.version_id.is_not(None))).all()
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
@@ -302,15 +303,16 @@ def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], 
     with db.transaction() as session:
         rows = session.execute(
             select(IdpRecord.slug, IdpMetadataVersion.xml)
-            .join(IdpMetadataVersion, IdpMetadataVersion.id == IdpRecord.version_id)).all()
+            .join(IdpMetadataVersion, (IdpMetadataVersion.id == IdpRecord.version_id)
+                  & (IdpMetadataVersion.slug == IdpRecord.slug))).all()
     now = dt.datetime.fromtimestamp(0, dt.UTC)  # no expiry check: only the endpoints are read
     managed = {}
     for slug, xml in rows:
         try:
             managed[slug] = parse_idp_metadata(xml.encode("utf-8"), source=slug, now=now,
                                                check_expiry=False)
-        except ConfigError:
-            continue  # not loadable: the registry reports it and serves it nowhere
+        except Exception:  # noqa: BLE001, S112 - not loadable: the registry reports it, serves it nowhere
+            continue
     problems = []
     for slug, idp in sorted(files.items()):
         others = {**{s: i.metadata for s, i in files.items() if s != slug},

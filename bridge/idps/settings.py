@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +86,13 @@ def settings_fingerprint(settings_json: str) -> str:
     """Which stored settings an IdP is in force with: a passing test login counts for go-live
     only while the settings it was made with are in force (docs/decisions/0025)."""
     return hashlib.sha256(settings_json.encode()).hexdigest()
+
+
+def settings_object(settings_json: str) -> dict[str, Any]:
+    """Stored settings as an object. Every write stores one; a row changed by hand may hold
+    other JSON, which reads as no settings here (loading it says what is wrong)."""
+    value = json.loads(settings_json)
+    return value if isinstance(value, dict) else {}
 
 
 def offered(idps: Mapping[str, IdentityProvider]) -> dict[str, IdentityProvider]:

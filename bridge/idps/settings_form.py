@@ -139,8 +139,13 @@ def settings_from_form(settings: Mapping[str, Any], form: FormData) -> dict[str,
     sources and the role rules. Nothing the form did not show, or did not change, is touched."""
     changed = with_common_settings(dict(settings), {key: _first(form, key) for key in form})
     shown = form_values(settings)
-    mapping: dict[str, Any] = json.loads(json.dumps(changed.get("mapping") or {}))
-    claims: dict[str, Any] = dict(mapping.get("claims") or {})
+    stored_mapping = changed.get("mapping") or {}
+    if not isinstance(stored_mapping, dict):
+        return changed  # a mapping the form cannot show: the TOML view edits it
+    mapping: dict[str, Any] = json.loads(json.dumps(stored_mapping))
+    # Claims of a shape the form cannot show are shown as not editable, and left as they are.
+    stored_claims = mapping.get("claims") or {}
+    claims: dict[str, Any] = dict(stored_claims) if isinstance(stored_claims, dict) else {}
     touched = False
     for claim in CLAIMS:
         field = source_field(claim)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge import audit
 from bridge.errors import Conflict, InvalidInput, NotFound
-from bridge.idps.history import check_pin_in_force, new_version
+from bridge.idps.history import changed_meanwhile, check_pin_in_force, new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import is_tested
 from bridge.idps.settings import SLUG_RE, parse_idp_settings
@@ -99,6 +99,8 @@ class IdpStages(MetadataVersions):
                     raise NotFound("idp_unknown", f"No IdP {slug!r}.")
                 if row.version_id is not None:
                     raise Conflict("metadata: this IdP got its metadata meanwhile; reload the page")
+                if row.settings_json != record.settings_json:
+                    raise changed_meanwhile("metadata: the IdP's settings")
                 claim_entity_id(session, self.registry, slug, entity_id)
                 version = new_version(slug, xml, "url" if fetched else "upload", actor, now, diff,
                                       status="applied")
@@ -163,9 +165,10 @@ class IdpStages(MetadataVersions):
             if slug in self.registry.files:
                 continue
             detail = audit.detail_of(event.detail_json)
+            settings = detail.get("settings")
+            name = settings.get("display_name") if isinstance(settings, dict) else None
             deleted.append({"slug": slug, "deleted_at": event.at, "deleted_by": detail.get("actor"),
-                            "display_name": as_text((detail.get("settings") or {})
-                                                    .get("display_name")) or slug})
+                            "display_name": as_text(name) or slug})
         return deleted
 
     def restore_deleted(self, slug: str, *, actor: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from bridge.idps.auto_apply import applies_without_person, iso, splittable, with
 from bridge.idps.certificate_split import with_added_certificates
 from bridge.idps.fetch import Fetched, FetchPolicy, fetch_metadata, internal_host
 from bridge.idps.history import (
+    changed_meanwhile,
     check_pin_in_force,
     known_version_id,
     metadata_text,
@@ -173,7 +174,8 @@ class MetadataVersions(IdpOverview):
             # Applied only over the version it was compared with: if another change got in
             # first, it waits for a person.
             if self._apply(slug, version_id, proposed.metadata.entity_id,
-                           actor=f"{reason} ({actor})", over=record.version_id):
+                           actor=f"{reason} ({actor})", checked_with=record.settings_json,
+                           over=record.version_id):
                 self.registry.invalidate()
                 return {"status": "applied", "version": version_id, "diff": diff}
         elif current is not None and not withheld and policy != "none" and splittable(diff) and (
@@ -219,7 +221,8 @@ class MetadataVersions(IdpOverview):
                                                 "certificates_from": pending_id,
                                                 "diff": partial})
         if not self._apply(slug, split_id, idp.metadata.entity_id,
-                           actor=f"policy:additions ({actor})", over=record.version_id):
+                           actor=f"policy:additions ({actor})",
+                           checked_with=record.settings_json, over=record.version_id):
             return None
         self.registry.invalidate()
         return split_id
@@ -230,14 +233,16 @@ class MetadataVersions(IdpOverview):
         idp = self._validated(slug, xml.encode(), record.settings_json)
         check_entity_id_free(self.db, self.registry, slug, idp.metadata.entity_id)
         check_endpoints_free(self.registry, slug, idp)
-        self._apply(slug, version_id, idp.metadata.entity_id, actor=actor)
+        self._apply(slug, version_id, idp.metadata.entity_id, actor=actor,
+                    checked_with=record.settings_json)
         self.registry.invalidate()
         return self.get_idp(slug)
 
     def _apply(self, slug: str, version_id: int, entity_id: str, *, actor: str,
-               over: int | None = None) -> bool:
-        """Put a version in force, its entity ID claimed in the same transaction. With ``over``,
-        only if that version is still the one in force (else False, nothing changed)."""
+               checked_with: str, over: int | None = None) -> bool:
+        """Put a version in force, its entity ID claimed in the same transaction, if the settings
+        it was checked with (``checked_with``) are still the IdP's. With ``over``, only if that
+        version is still the one in force (else False, nothing changed)."""
         now = self.clock.now()
         known_version_id(version_id)
         try:
@@ -260,6 +265,8 @@ class MetadataVersions(IdpOverview):
                 version.status, version.applied_at, version.applied_by = "applied", now, actor
                 row.version_id, row.updated_at = version_id, now
                 check_pin_in_force(session, row)
+                if row.settings_json != checked_with:
+                    raise changed_meanwhile("metadata: the IdP's settings")
                 audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
                              idp_slug=slug, detail={"actor": actor, "before": before,
                                                     "after": version_id,
@@ -284,6 +291,8 @@ class MetadataVersions(IdpOverview):
                 row = session.get(IdpRecord, slug, with_for_update=True)
                 if row is None:
                     raise NotFound("idp_unknown", f"No IdP {slug!r}.")
+                if row.settings_json != record.settings_json:
+                    raise changed_meanwhile("metadata: the IdP's settings")
                 claim_entity_id(session, self.registry, slug, entity_id)
                 for previous in session.scalars(select(IdpMetadataVersion).where(
                         IdpMetadataVersion.slug == slug, IdpMetadataVersion.status == "applied")):

@@ -270,18 +270,28 @@ _DURATION = re.compile(r"^(-)?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?"
                        r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
+# What a longer cacheDuration counts as: a century, which is "keep it" for any reader.
+LONGEST_DURATION_SECONDS = 100 * 365 * 86400
+
+
 def _duration_seconds(value: str) -> int | None:
-    """An xs:duration in whole seconds (a year counted as 365 days, a month as 30); negative
-    durations count as zero. None if it is not an xs:duration."""
+    """An xs:duration in whole seconds (a year counted as 365 days, a month as 30), at most
+    ``LONGEST_DURATION_SECONDS``; negative durations count as zero. None if it is not an
+    xs:duration."""
     text = value.strip()
     match = _DURATION.match(text)
     if match is None or text.endswith(("P", "T")):
         return None
     sign, years, months, days, hours, minutes, seconds = match.groups()
+    if sign:
+        return 0
+    # xs:duration has no bound, but Python's int() and float() of a long digit string do.
+    if any(len(part.split(".")[0]) > 12 for part in match.groups()[1:] if part):
+        return LONGEST_DURATION_SECONDS
     total = (int(years or 0) * 365 * 86400 + int(months or 0) * 30 * 86400
              + int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
              + float(seconds or 0))
-    return 0 if sign else int(total)
+    return min(int(total), LONGEST_DURATION_SECONDS)
 
 
 def _certificate(text: str, where: str, fail) -> SigningCertificate:

@@ -19,7 +19,7 @@ from bridge.admin.access import SESSION_SECONDS
 from bridge.admin.logins import ADMIN_SIGN_IN
 from bridge.claims.mapping import CLAIMS
 from bridge.claims.presets import MAPPING_PRESETS, PRESETS
-from bridge.errors import ConfigError, NotFound
+from bridge.errors import ConfigError, Conflict, NotFound
 from bridge.idps.preview import facts_from_test_login, preview_login
 from bridge.idps.registry import NOT_SERVED_REASONS
 from bridge.idps.settings import offered
@@ -280,7 +280,7 @@ def settings(slug: str) -> BaseResponse:
                                               based_on=_based_on())
     except ConfigError as error:
         # Refused: shown again as typed (with the fingerprint it was typed against).
-        return _idp_page(slug, status=409 if error.code == "settings_changed" else 422,
+        return _idp_page(slug, status=409 if isinstance(error, Conflict) else 422,
                          problems=error.problems,
                          **({"settings_text": typed, "settings_fingerprint": _based_on() or ""}
                             if typed else {}))
@@ -299,7 +299,7 @@ def common_settings(slug: str) -> BaseResponse:
         admin.update_settings(slug, settings_from_form(current, posted), actor(),
                               based_on=_based_on())
     except ConfigError as error:
-        return _idp_page(slug, status=409 if error.code == "settings_changed" else 422,
+        return _idp_page(slug, status=409 if isinstance(error, Conflict) else 422,
                          problems=error.problems, settings_form=_form_context(current, posted))
     return _back(slug, "Settings saved.")
 

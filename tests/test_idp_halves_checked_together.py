@@ -1,0 +1,126 @@
+"""An IdP's settings and its metadata in force are each checked with the other; a change to one
+half is written only if the other half is still the one it was checked with. Another change
+that lands between the check and the write (another admin, a scheduled refresh) gets the first
+refused with 409 ``idp_changed_meanwhile``, and nothing written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bridge.admin.access import AdminAccess
+from bridge.dev.saml_idp import DevIdp
+from bridge.idps.lifecycle import IdpAdmin
+from bridge.services import Services
+from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+from tests.test_unloadable_idps import _caller, _create
+
+OTHER_SETTINGS = {"display_name": "Acme", "clock_skew_seconds": 30}
+
+
+@pytest.fixture
+def acme(session_other_idp: DevIdp) -> DevIdp:
+    return session_other_idp
+
+
+@pytest.fixture
+def token(bridge: Services) -> str:
+    return AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token(
+        "tests", expires_in=3600, actor="test")[1]
+
+
+def _during_the_check(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
+    """Make ``change`` once, while the next change of an IdP is being checked (after its check
+    read what it checks with, before its write)."""
+    checking = IdpAdmin._validated
+    done: list[bool] = []
+
+    def validated(self: IdpAdmin, *args: Any, **kwargs: Any) -> Any:
+        result = checking(self, *args, **kwargs)
+        if not done:
+            done.append(True)
+            change()
+        return result
+    monkeypatch.setattr(IdpAdmin, "_validated", validated)
+
+
+def _row(bridge: Services) -> tuple[int | None, str]:
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, "other")
+        assert record is not None
+        return record.version_id, record.settings_json
+
+
+def _second_version(bridge: Services, idp: DevIdp, *, in_force: bool = True) -> int:
+    """Another version of the same document: put in force by hand, or left pending."""
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, "other")
+        assert record is not None
+        version = IdpMetadataVersion(slug="other", xml=idp.metadata_xml().decode(),
+                                     sha256="1" * 64, status="applied" if in_force else "pending",
+                                     source="upload", created_at=record.created_at,
+                                     created_by="test", diff_json="{}")
+        session.add(version)
+        session.flush()
+        if in_force:
+            record.version_id, record.updated_at = version.id, record.updated_at + 1
+        return version.id
+
+
+def _events(bridge: Services, name: str) -> int:
+    with bridge.db.transaction() as session:
+        return len(list(session.scalars(select(AuditEvent.id).where(
+            AuditEvent.event == name, AuditEvent.idp_slug == "other"))))
+
+
+def test_settings_checked_with_a_version_replaced_meanwhile_are_not_saved(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    replaced: list[int] = []
+    _during_the_check(monkeypatch, lambda: replaced.append(_second_version(bridge, acme)))
+    refused = api("PUT", "/admin/api/idps/other/settings", json=OTHER_SETTINGS)
+    assert refused.status_code == 409, refused.get_data(as_text=True)
+    assert refused.get_json()["code"] == "idp_changed_meanwhile"
+    version_id, settings_json = _row(bridge)
+    assert version_id == replaced[0] and json.loads(settings_json) == {"display_name": "Acme"}
+    assert _events(bridge, "idp_settings_changed") == 0
+    # Tried again, it is checked with the version in force now, and saved.
+    monkeypatch.undo()
+    assert api("PUT", "/admin/api/idps/other/settings", json=OTHER_SETTINGS).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["apply", "restore"])
+def test_a_version_checked_with_settings_replaced_meanwhile_is_not_put_in_force(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,
+        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    first, _ = _row(bridge)
+    if how == "apply":
+        target = _second_version(bridge, acme, in_force=False)
+    else:
+        _second_version(bridge, acme)
+        target = first
+    before, _ = _row(bridge)
+
+    def save_other_settings() -> None:
+        with bridge.db.transaction() as session:
+            record = session.get(IdpRecord, "other")
+            assert record is not None
+            record.settings_json = json.dumps(OTHER_SETTINGS, sort_keys=True)
+            record.updated_at += 1
+    _during_the_check(monkeypatch, save_other_settings)
+    refused = api("POST", f"/admin/api/idps/other/metadata/versions/{target}/{how}")
+    assert refused.status_code == 409, refused.get_data(as_text=True)
+    assert refused.get_json()["code"] == "idp_changed_meanwhile"
+    assert _row(bridge)[0] == before
+    assert _events(bridge, "idp_metadata_applied") == 0
+    monkeypatch.undo()
+    assert api("POST", f"/admin/api/idps/other/metadata/versions/{target}/{how}").status_code == 200
