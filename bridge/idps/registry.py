@@ -63,7 +63,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
         self._loaded: dict[str, IdentityProvider] = {}
         # Why each of those is not served, as a stable code (NOT_SERVED_REASONS).
         self._not_served: dict[str, str] = {}
-        # Every API-managed IdP stored with metadata that does not load, with its problems.
+        # Every API-managed IdP whose version in force or settings do not load, with why not.
         self._unloadable: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._checked_at = -1e18
@@ -199,6 +199,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                                            version_id=version.id, now=now)
                     idp.live = record.state == "live"
                     idp.created_at = record.created_at
+                    cached = (idp, _pin_problem(idp, version.xml))
                 except ConfigError as error:  # validated when saved; report, keep serving others
                     log.error("IdP %s cannot be loaded: %s", record.slug, error)
                     unloadable[record.slug] = list(error.problems)
@@ -209,7 +210,6 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                         f"its stored metadata or settings could not be read "
                         f"({type(error).__name__}; the log has the detail)"]
                     continue
-                cached = (idp, _pin_problem(idp, version.xml))
             idp, problem = cached
             if problem is not None:
                 unpinned[record.slug] = problem
