@@ -170,6 +170,27 @@ def test_a_document_stale_by_its_own_cache_duration_is_not_applied(
     assert _refresh(api).get_json()["status"] == "applied"
 
 
+@pytest.mark.parametrize(("published_at", "cache"), [
+    ("9950-01-01T00:00:00Z", "P100Y"), ("9950-01-01T00:00:00Z", "P99999999999999Y"),
+    ("9999-12-31T00:00:00Z", "P2D")])
+def test_a_document_current_past_the_last_date_is_judged_not_a_500(
+        api, acme: DevIdp, published: str, admin: IdpAdmin,  # type: ignore[no-untyped-def]  # noqa: F811
+        tmp_path: Path, published_at: str, cache: str) -> None:
+    """A publication time and a cacheDuration whose sum lies past the year 9999: current for as
+    long as dates go, and judged as every other document is."""
+    acme.metadata_xml()
+    current = x.load_keypair(acme.state_dir)
+    _Published.body = _metadata_with(acme, current.cert_pem)
+    _create_from_url(api, published)
+    _Published.body = document(acme, current.cert_pem, _new_keypair(tmp_path).cert_pem,
+                               published_at=published_at, cache=cache)
+    refreshed = _refresh(api)
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    assert refreshed.get_json()["status"] in ("applied", "pending")
+    assert not any("out of date" in reason
+                   for reason in refreshed.get_json().get("withheld", []))
+
+
 def test_an_old_undated_document_cannot_bring_back_a_dropped_key(
         api, acme: DevIdp, published: str, admin: IdpAdmin,  # type: ignore[no-untyped-def]  # noqa: F811
         browser: Browser, tmp_path: Path) -> None:

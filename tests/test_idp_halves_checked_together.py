@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from bridge.dev.saml_idp import DevIdp
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.services import Services
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
+from tests.attacks import xml_tools as x
+from tests.test_admin_api import _metadata_with, _new_keypair
 from tests.test_unloadable_idps import _caller, _create
 
 OTHER_SETTINGS = {"display_name": "Acme", "clock_skew_seconds": 30}
@@ -124,3 +127,40 @@ def test_a_version_checked_with_settings_replaced_meanwhile_is_not_put_in_force(
     assert _events(bridge, "idp_metadata_applied") == 0
     monkeypatch.undo()
     assert api("POST", f"/admin/api/idps/other/metadata/versions/{target}/{how}").status_code == 200
+
+
+def test_an_automatic_apply_checked_with_settings_replaced_meanwhile_waits_for_a_person(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """New certificates are applied by themselves (the default policy), unless the settings
+    they were checked with were replaced meanwhile: then the upload is answered as pending, as
+    one that waits for a person, with nothing in force changed and nothing said to be."""
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    before, _ = _row(bridge)
+    current = x.load_keypair(acme.state_dir)
+
+    def save_other_settings() -> None:
+        with bridge.db.transaction() as session:
+            record = session.get(IdpRecord, "other")
+            assert record is not None
+            record.settings_json = json.dumps(OTHER_SETTINGS, sort_keys=True)
+            record.updated_at += 1
+    _during_the_check(monkeypatch, save_other_settings)
+    added = _metadata_with(acme, current.cert_pem, _new_keypair(tmp_path).cert_pem)
+    answered = api("POST", "/admin/api/idps/other/metadata", data=added,
+                   content_type="application/samlmetadata+xml")
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    body = answered.get_json()
+    assert body["status"] == "pending" and "certificates_applied" not in body
+    assert _row(bridge)[0] == before
+    assert _events(bridge, "idp_metadata_applied") == 0
+    with bridge.db.transaction() as session:
+        proposal = session.get(IdpMetadataVersion, body["version"])
+        assert proposal is not None
+        assert "certificates_applied_as" not in json.loads(proposal.diff_json)
+    # Without a race the same upload puts the new certificate in force by itself.
+    monkeypatch.undo()
+    again = api("POST", "/admin/api/idps/other/metadata", data=added,
+                content_type="application/samlmetadata+xml").get_json()
+    assert again.get("certificates_applied") is not None or again["status"] == "applied"

@@ -166,6 +166,12 @@ def test_a_cache_duration_of_any_length_counts_as_a_century_at_most(tmp_path: Pa
     assert idps["corp"].metadata.cache_duration_seconds == LONGEST_DURATION_SECONDS
 
 
+def test_leading_zeros_do_not_lengthen_a_cache_duration(tmp_path: Path) -> None:
+    idps = load(tmp_path, {"corp.xml": dated(metadata(certificate()),
+                                             cacheDuration="P0000000000001YT00000000000000002S")})
+    assert idps["corp"].metadata.cache_duration_seconds == 365 * 86400 + 2
+
+
 def test_expired_certificate_beside_a_current_one_is_accepted(tmp_path: Path) -> None:
     idps = load(tmp_path, {"corp.xml": metadata(certificate(days_valid=30, expired=True),
                                                 certificate())})

@@ -330,7 +330,7 @@ def test_a_record_whose_version_is_missing_is_shown_and_read_once(  # type: igno
     detail = api("GET", "/admin/api/idps/other").get_json()
     assert detail["not_served_reason"] == "not_loadable"
     assert detail["load_problems"] == [
-        "its metadata version 987654 is missing; apply or restore another version"]
+        "its metadata version in force (987654) is missing; apply or restore another version"]
     # The views do not make the registry read the IdPs again on every request.
     from bridge.idps import registry as registry_module
     reloads: list[object] = []
@@ -371,7 +371,7 @@ def test_a_version_id_that_names_another_idps_version_serves_nothing(  # type: i
     assert b"/saml/other/acs" not in app.test_client().get("/saml/metadata").data
 
 
-@pytest.mark.parametrize("stored", ["[]", "null", '"x"', "1"])
+@pytest.mark.parametrize("stored", ["[]", "null", '"x"', "1", "{", ""])
 def test_stored_settings_that_are_not_an_object_are_shown_and_deleted(  # type: ignore[no-untyped-def]
         bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node, stored: str,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -393,9 +393,59 @@ def test_stored_settings_that_are_not_an_object_are_shown_and_deleted(  # type: 
     admin.page("/admin/idps/other")
     assert cli._idp_list(app.extensions["bridge"]) == 0
     capsys.readouterr()
+    # Metadata is checked with those settings: refused, naming them.
+    refused = api("POST", "/admin/api/idps/other/metadata", data=acme.metadata_xml(),
+                  content_type="application/samlmetadata+xml")
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert "must be a table of settings" in refused.get_data(as_text=True)
     assert api("DELETE", "/admin/api/idps/other?confirm_slug=other").status_code == 204
     deleted = api("GET", "/admin/api/deleted-idps").get_json()["idps"]
     assert [idp["display_name"] for idp in deleted if idp["slug"] == "other"] == ["other"]
+    # It comes back with what it had: no settings (an empty value), or a value that does not
+    # load, refused.
+    restored = api("POST", "/admin/api/deleted-idps/other/restore")
+    empty = stored in ("[]", "null", "")
+    assert restored.status_code == (200 if empty else 422), restored.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("stored", ["[]", "{"])
+def test_settings_that_load_mend_stored_settings_that_are_not_an_object(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node,
+        stored: str) -> None:
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    with bridge.db.transaction() as session:
+        session.execute(update(IdpRecord).where(IdpRecord.slug == "other").values(
+            settings_json=stored))
+    api = _caller(node().test_client(), token)
+    saved = api("PUT", "/admin/api/idps/other/settings", json={"display_name": "Acme"})
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    assert saved.get_json()["served"] is True
+    with bridge.db.transaction() as session:
+        event = session.scalars(select(AuditEvent).where(
+            AuditEvent.event == "idp_settings_changed")).one()
+    assert json.loads(event.detail_json)["before"] == json.loads(
+        stored if stored != "{" else '"{"')
+
+
+def test_a_version_id_that_names_one_of_its_own_pending_versions_serves_nothing(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node) -> None:
+    """The version in force removed, and its id taken by a version proposed since (SQLite
+    reuses the largest id deleted): a pending version is never served unapplied."""
+    app, api = _unloadable(bridge, client, token, acme, node)
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, "other")
+        assert record is not None
+        session.add(IdpMetadataVersion(
+            slug="other", xml=acme.metadata_xml().decode(), sha256="0" * 64, status="pending",
+            source="upload", created_at=record.created_at, created_by="test", diff_json="{}"))
+        session.flush()
+        pending = session.scalars(select(IdpMetadataVersion.id).where(
+            IdpMetadataVersion.status == "pending")).one()
+        record.version_id, record.updated_at = pending, record.updated_at + 1
+    app.extensions["bridge"].idps.invalidate()
+    assert api("GET", "/admin/api/idps/other").get_json()["not_served_reason"] == "not_loadable"
+    assert "other" not in app.extensions["bridge"].idps
 
 
 @pytest.mark.parametrize("mapping", ["okta", {"claims": ["email"]}, {"claims": "email"},

@@ -59,7 +59,10 @@ def _stale_since(metadata: IdpMetadata, now: float) -> dt.datetime | None:
     current, if it has; None otherwise."""
     if metadata.published_at is None or metadata.cache_duration_seconds is None:
         return None
-    until = metadata.published_at + dt.timedelta(seconds=metadata.cache_duration_seconds)
+    try:
+        until = metadata.published_at + dt.timedelta(seconds=metadata.cache_duration_seconds)
+    except OverflowError:  # past the year 9999: current for as long as dates go
+        return None
     return until if until.timestamp() < now else None
 
 

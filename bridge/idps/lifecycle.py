@@ -30,7 +30,12 @@ from bridge.idps.fetch import check_url
 from bridge.idps.history import changed_meanwhile, check_pin_in_force, new_version
 from bridge.idps.metadata_diff import metadata_diff
 from bridge.idps.overview import stored_settings
-from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
+from bridge.idps.settings import (
+    IdentityProvider,
+    parse_idp_settings,
+    settings_fingerprint,
+    stored_value,
+)
 from bridge.idps.stages import LIVE, IdpStages
 from bridge.idps.uniqueness import (
     check_endpoints_free,
@@ -162,7 +167,7 @@ class IdpAdmin(IdpStages):
             assert row is not None
             if accepted is not None and settings_fingerprint(row.settings_json) not in accepted:
                 raise StaleChange(stale, code="settings_changed")
-            before = json.loads(row.settings_json)
+            before = stored_value(row.settings_json)
             row.settings_json = settings_json
             row.updated_at = now
             check_pin_in_force(session, row)
@@ -235,7 +240,7 @@ class IdpAdmin(IdpStages):
                 revoked_at=now))).rowcount
             audit.record(session, at=now, event="idp_deleted", outcome="success", idp_slug=slug,
                          detail={"actor": actor, "version": record.version_id,
-                                 "settings": json.loads(record.settings_json),
+                                 "settings": stored_value(record.settings_json),
                                  "metadata_url": record.metadata_url, "state": record.state,
                                  "logins_ended": ended, "requests_ended": requests_ended,
                                  "admin_sessions_ended": admin_sessions_ended,

@@ -10,7 +10,6 @@ holds every IdP's entity ID under a unique constraint. File IdPs are entered the
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 from collections import Counter
@@ -25,7 +24,12 @@ from bridge.clock import Clock
 from bridge.errors import ConfigError
 from bridge.idps.endpoints import clashes
 from bridge.idps.metadata_signature import verify_metadata_signature
-from bridge.idps.settings import IdentityProvider, parse_idp_settings, settings_fingerprint
+from bridge.idps.settings import (
+    IdentityProvider,
+    parse_idp_settings,
+    settings_fingerprint,
+    stored_value,
+)
 from bridge.saml.metadata import parse_idp_metadata
 from bridge.store import direct
 from bridge.store.db import Database
@@ -172,11 +176,14 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
             if fingerprint == self._fingerprint:
                 return
             # Drafts (no version yet) aside; a record whose version is missing (removed by hand,
-            # a partial restore) is reported as one that does not load, rather than ignored.
+            # a partial restore) is reported as one that does not load, rather than ignored. Only
+            # its own applied version is in force: an id reused for another IdP's version, or for
+            # a version pending (SQLite reuses the largest id deleted), is not.
             rows = session.execute(
                 select(IdpRecord, IdpMetadataVersion)
                 .outerjoin(IdpMetadataVersion, (IdpMetadataVersion.id == IdpRecord.version_id)
-                           & (IdpMetadataVersion.slug == IdpRecord.slug))
+                           & (IdpMetadataVersion.slug == IdpRecord.slug)
+                           & (IdpMetadataVersion.status == "applied"))
                 .where(IdpRecord.version_id.is_not(None))).all()
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
@@ -187,8 +194,9 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
             if version is None:
                 log.error("IdP %s cannot be loaded: its metadata version %s is missing",
                           record.slug, record.version_id)
-                unloadable[record.slug] = [f"its metadata version {record.version_id} is missing; "
-                                           "apply or restore another version"]
+                unloadable[record.slug] = [
+                    f"its metadata version in force ({record.version_id}) is missing; apply or "
+                    "restore another version"]
                 continue
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
                    record.state, record.created_at)
@@ -347,6 +355,6 @@ def load_managed_idp(slug: str, xml: str, settings_json: str, *, version_id: int
     where = f"IdP {slug} (metadata version {version_id})" if version_id else "metadata"
     metadata = parse_idp_metadata(xml.encode("utf-8"), source=where, now=now,
                                   check_expiry=check_expiry)
-    settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
+    settings = parse_idp_settings(stored_value(settings_json), source=f"IdP {slug} settings")
     return IdentityProvider(slug=slug, metadata=metadata, settings=settings, version_id=version_id,
                             settings_fingerprint=settings_fingerprint(settings_json))

@@ -88,10 +88,19 @@ def settings_fingerprint(settings_json: str) -> str:
     return hashlib.sha256(settings_json.encode()).hexdigest()
 
 
+def stored_value(settings_json: str) -> Any:
+    """Stored settings as JSON reads them. Every write stores an object; a row changed by hand
+    may hold other JSON, or text that is not JSON, which is returned as it is (loading it says
+    what is wrong, and the audit trail records it as it was)."""
+    try:
+        return json.loads(settings_json)
+    except ValueError:
+        return settings_json
+
+
 def settings_object(settings_json: str) -> dict[str, Any]:
-    """Stored settings as an object. Every write stores one; a row changed by hand may hold
-    other JSON, which reads as no settings here (loading it says what is wrong)."""
-    value = json.loads(settings_json)
+    """Stored settings as an object: anything else reads as no settings (see ``stored_value``)."""
+    value = stored_value(settings_json)
     return value if isinstance(value, dict) else {}
 
 
@@ -110,8 +119,11 @@ IDP_SETTING_KEYS = frozenset({
     "scim_user_key", "security_events"})
 
 
-def parse_idp_settings(raw: dict[str, Any], *, source: str) -> IdpSettings:
+def parse_idp_settings(raw: Any, *, source: str) -> IdpSettings:
     problems = Problems(source)
+    if not isinstance(raw, dict):  # stored settings changed by hand (``stored_value``)
+        problems.add(f"must be a table of settings, not {type(raw).__name__}")
+        problems.raise_any()
     # A string that is not Unicode text (JSON's "\ud800") would break every page and answer
     # that shows it, the IdP chooser first: no setting holds one, from a file or the admin API.
     not_text = not_text_at(raw)

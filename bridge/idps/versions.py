@@ -30,7 +30,7 @@ from bridge.idps.metadata_signature import verify_metadata_signature
 from bridge.idps.overview import IdpOverview
 from bridge.idps.refresh import RefreshFailed, refresh_interval
 from bridge.idps.registry import load_managed_idp
-from bridge.idps.settings import SLUG_RE, IdentityProvider, parse_idp_settings
+from bridge.idps.settings import SLUG_RE, IdentityProvider, parse_idp_settings, stored_value
 from bridge.idps.settings_text import check_nesting
 from bridge.idps.targets import check_idp_initiated_targets
 from bridge.idps.uniqueness import check_endpoints_free, check_entity_id_free, claim_entity_id, lost_race
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 # The logger keeps the name it had before the module moved: log filters and alerts name it.
 log = logging.getLogger("bridge.admin.idps")
+
+
+class _WaitsForAPerson(Exception):  # noqa: N818 - control flow, not an error
+    """An automatic apply found the settings it was checked with replaced: rolled back."""
 
 
 class MetadataVersions(IdpOverview):
@@ -212,9 +216,6 @@ class MetadataVersions(IdpOverview):
             session.add(version)
             session.flush()
             split_id = version.id
-            pending = session.get(IdpMetadataVersion, pending_id)
-            assert pending is not None
-            pending.diff_json = json.dumps({**diff, "certificates_applied_as": split_id})
             audit.record(session, at=now, event="idp_metadata_proposed", outcome="success",
                          idp_slug=slug, detail={"actor": actor, "version": split_id,
                                                 "source": "certificates",
@@ -224,6 +225,11 @@ class MetadataVersions(IdpOverview):
                            actor=f"policy:additions ({actor})",
                            checked_with=record.settings_json, over=record.version_id):
             return None
+        # Marked once in force: the proposal's page says its certificates are in force as it.
+        with self.db.transaction() as session:
+            pending = session.get(IdpMetadataVersion, pending_id)
+            assert pending is not None
+            pending.diff_json = json.dumps({**diff, "certificates_applied_as": split_id})
         self.registry.invalidate()
         return split_id
 
@@ -241,8 +247,10 @@ class MetadataVersions(IdpOverview):
     def _apply(self, slug: str, version_id: int, entity_id: str, *, actor: str,
                checked_with: str, over: int | None = None) -> bool:
         """Put a version in force, its entity ID claimed in the same transaction, if the settings
-        it was checked with (``checked_with``) are still the IdP's. With ``over``, only if that
-        version is still the one in force (else False, nothing changed)."""
+        it was checked with (``checked_with``) are still the IdP's. With ``over`` (an apply
+        that no person asked for), only if that version is still the one in force and those
+        settings still the IdP's: else False, nothing changed, and the version waits for a
+        person."""
         now = self.clock.now()
         known_version_id(version_id)
         try:
@@ -266,6 +274,8 @@ class MetadataVersions(IdpOverview):
                 row.version_id, row.updated_at = version_id, now
                 check_pin_in_force(session, row)
                 if row.settings_json != checked_with:
+                    if over is not None:
+                        raise _WaitsForAPerson  # undoes what this transaction did
                     raise changed_meanwhile("metadata: the IdP's settings")
                 audit.record(session, at=now, event="idp_metadata_applied", outcome="success",
                              idp_slug=slug, detail={"actor": actor, "before": before,
@@ -273,6 +283,8 @@ class MetadataVersions(IdpOverview):
                                                     "entity_id": entity_id})
         except IntegrityError:
             raise lost_race(self.db, slug, entity_id) from None
+        except _WaitsForAPerson:
+            return False
         return True
 
     def restore_version(self, slug: str, version_id: int, *, actor: str) -> dict[str, Any]:
@@ -370,7 +382,7 @@ class MetadataVersions(IdpOverview):
     def policy_for(self, slug: str, settings_json: str) -> FetchPolicy:
         """The fetch policy for this IdP's metadata URL: the bridge's, with the IdP's internal
         hosts (the settings as they are stored, or about to be)."""
-        settings = parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
+        settings = parse_idp_settings(stored_value(settings_json), source=f"IdP {slug} settings")
         return replace(self.fetch_policy, internal_hosts=settings.metadata_internal_hosts)
 
     def _validated(self, slug: str, xml: bytes, settings_json: str) -> IdentityProvider:

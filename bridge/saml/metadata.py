@@ -286,7 +286,7 @@ def _duration_seconds(value: str) -> int | None:
     if sign:
         return 0
     # xs:duration has no bound, but Python's int() and float() of a long digit string do.
-    if any(len(part.split(".")[0]) > 12 for part in match.groups()[1:] if part):
+    if any(len(part.split(".")[0].lstrip("0")) > 12 for part in match.groups()[1:] if part):
         return LONGEST_DURATION_SECONDS
     total = (int(years or 0) * 365 * 86400 + int(months or 0) * 30 * 86400
              + int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
