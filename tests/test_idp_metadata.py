@@ -170,6 +170,10 @@ def test_leading_zeros_do_not_lengthen_a_cache_duration(tmp_path: Path) -> None:
     idps = load(tmp_path, {"corp.xml": dated(metadata(certificate()),
                                              cacheDuration="P0000000000001YT00000000000000002S")})
     assert idps["corp"].metadata.cache_duration_seconds == 365 * 86400 + 2
+    # More zeros than int() reads from a string.
+    padded = load(tmp_path, {"corp.xml": dated(metadata(certificate()),
+                                               cacheDuration="P" + "0" * 5000 + "1D")})
+    assert padded["corp"].metadata.cache_duration_seconds == 86400
 
 
 def test_expired_certificate_beside_a_current_one_is_accepted(tmp_path: Path) -> None:

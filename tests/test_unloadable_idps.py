@@ -330,7 +330,8 @@ def test_a_record_whose_version_is_missing_is_shown_and_read_once(  # type: igno
     detail = api("GET", "/admin/api/idps/other").get_json()
     assert detail["not_served_reason"] == "not_loadable"
     assert detail["load_problems"] == [
-        "its metadata version in force (987654) is missing; apply or restore another version"]
+        "its metadata version in force (987654) is missing, or is not one of its versions that "
+        "was put in force; apply or restore another version"]
     # The views do not make the registry read the IdPs again on every request.
     from bridge.idps import registry as registry_module
     reloads: list[object] = []
@@ -371,7 +372,11 @@ def test_a_version_id_that_names_another_idps_version_serves_nothing(  # type: i
     assert b"/saml/other/acs" not in app.test_client().get("/saml/metadata").data
 
 
-@pytest.mark.parametrize("stored", ["[]", "null", '"x"', "1", "{", ""])
+DEEP = "[" * 5000 + "]" * 5000  # JSON, but deeper than the decoder follows
+
+
+@pytest.mark.parametrize("stored", ["[]", "null", '"x"', "1", "{", "", DEEP],
+                         ids=["list", "null", "string", "number", "not-json", "empty", "deep"])
 def test_stored_settings_that_are_not_an_object_are_shown_and_deleted(  # type: ignore[no-untyped-def]
         bridge: Services, client: FlaskClient, token: str, acme: DevIdp, node, stored: str,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -462,3 +467,18 @@ def test_the_settings_form_on_a_mapping_it_cannot_show_answers_without_a_500(  #
         posted = admin.post(path, settings_fingerprint=fingerprint, display_name="Acme",
                             **{"from_email": "mail"})
         assert posted.status_code in (200, 303, 409, 422), (path, posted.get_data(as_text=True))
+
+
+def test_a_deleted_draft_comes_back_only_with_settings_that_load(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str) -> None:
+    api = _caller(client, token)
+    made = api("POST", "/admin/api/idp-drafts", json={"slug": "other",
+                                                       "settings": {"display_name": "Acme"}})
+    assert made.status_code == 201, made.get_data(as_text=True)
+    with bridge.db.transaction() as session:
+        session.execute(update(IdpRecord).where(IdpRecord.slug == "other").values(
+            settings_json='"x"'))
+    assert api("DELETE", "/admin/api/idps/other?confirm_slug=other").status_code == 204
+    restored = api("POST", "/admin/api/deleted-idps/other/restore")
+    assert restored.status_code == 422, restored.get_data(as_text=True)
+    assert api("GET", "/admin/api/idps/other").status_code == 404

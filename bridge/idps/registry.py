@@ -37,6 +37,10 @@ from bridge.store.models import IdpEntityId, IdpMetadataVersion, IdpRecord
 
 log = logging.getLogger("bridge.idps")
 
+# The statuses of a version that was put in force: "superseded" too, for a record set back by
+# hand (or restored from a backup of the idps table alone) to a version it had.
+PUT_IN_FORCE = ("applied", "superseded")
+
 # The record an API-managed IdP was loaded from, read in the request that issues through it.
 _RECORD_IN_FORCE = select(IdpRecord.created_at, IdpRecord.state).where(
     IdpRecord.slug == bindparam("slug"))
@@ -177,13 +181,14 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 return
             # Drafts (no version yet) aside; a record whose version is missing (removed by hand,
             # a partial restore) is reported as one that does not load, rather than ignored. Only
-            # its own applied version is in force: an id reused for another IdP's version, or for
-            # a version pending (SQLite reuses the largest id deleted), is not.
+            # a version of its own that was put in force is: an id reused for another IdP's
+            # version, or for a version proposed since (SQLite reuses the largest id deleted),
+            # is not, nor one discarded.
             rows = session.execute(
                 select(IdpRecord, IdpMetadataVersion)
                 .outerjoin(IdpMetadataVersion, (IdpMetadataVersion.id == IdpRecord.version_id)
                            & (IdpMetadataVersion.slug == IdpRecord.slug)
-                           & (IdpMetadataVersion.status == "applied"))
+                           & IdpMetadataVersion.status.in_(PUT_IN_FORCE))
                 .where(IdpRecord.version_id.is_not(None))).all()
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
@@ -195,8 +200,8 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
                 log.error("IdP %s cannot be loaded: its metadata version %s is missing",
                           record.slug, record.version_id)
                 unloadable[record.slug] = [
-                    f"its metadata version in force ({record.version_id}) is missing; apply or "
-                    "restore another version"]
+                    f"its metadata version in force ({record.version_id}) is missing, or is not "
+                    "one of its versions that was put in force; apply or restore another version"]
                 continue
             key = (record.slug, version.id, settings_fingerprint(record.settings_json),
                    record.state, record.created_at)

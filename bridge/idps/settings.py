@@ -94,7 +94,7 @@ def stored_value(settings_json: str) -> Any:
     what is wrong, and the audit trail records it as it was)."""
     try:
         return json.loads(settings_json)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than it reads
         return settings_json
 
 

@@ -193,6 +193,8 @@ class IdpStages(MetadataVersions):
             entity_id = idp.metadata.entity_id
             check_entity_id_free(self.db, self.registry, slug, entity_id)
             check_endpoints_free(self.registry, slug, idp)
+        else:  # a draft: its settings alone, as when it was made
+            parse_idp_settings(json.loads(settings_json), source=f"IdP {slug} settings")
         now = self.clock.now()
         try:
             with self.db.transaction() as session:

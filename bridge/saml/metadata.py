@@ -282,15 +282,17 @@ def _duration_seconds(value: str) -> int | None:
     match = _DURATION.match(text)
     if match is None or text.endswith(("P", "T")):
         return None
-    sign, years, months, days, hours, minutes, seconds = match.groups()
-    if sign:
+    if match.group(1):
         return 0
-    # xs:duration has no bound, but Python's int() and float() of a long digit string do.
-    if any(len(part.split(".")[0].lstrip("0")) > 12 for part in match.groups()[1:] if part):
+    # xs:duration has no bound, but Python's int() of a long digit string does (leading zeros
+    # included), and float() overflows: each part without its leading zeros, at most 12 digits.
+    parts = [(part or "0").lstrip("0") or "0" for part in match.groups()[1:]]
+    if any(len(part.split(".")[0]) > 12 for part in parts):
         return LONGEST_DURATION_SECONDS
-    total = (int(years or 0) * 365 * 86400 + int(months or 0) * 30 * 86400
-             + int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
-             + float(seconds or 0))
+    years, months, days, hours, minutes = (int(part) for part in parts[:5])
+    seconds = float(parts[5] if not parts[5].startswith(".") else "0" + parts[5])
+    total = (years * 365 * 86400 + months * 30 * 86400 + days * 86400 + hours * 3600
+             + minutes * 60 + seconds)
     return min(int(total), LONGEST_DURATION_SECONDS)
 
 
