@@ -14,27 +14,24 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from bridge.admin.access import AdminAccess
 from bridge.dev.saml_idp import DevIdp
 from bridge.idps.lifecycle import IdpAdmin
 from bridge.services import Services
 from bridge.store.models import AuditEvent, IdpMetadataVersion, IdpRecord
 from tests.attacks import xml_tools as x
 from tests.test_admin_api import _metadata_with, _new_keypair
-from tests.test_unloadable_idps import _caller, _create
+from tests.test_unloadable_idps import _caller, _create, acme, token  # noqa: F401
 
 OTHER_SETTINGS = {"display_name": "Acme", "clock_skew_seconds": 30}
 
 
-@pytest.fixture
-def acme(session_other_idp: DevIdp) -> DevIdp:
-    return session_other_idp
-
-
-@pytest.fixture
-def token(bridge: Services) -> str:
-    return AdminAccess(bridge.db, bridge.clock, bridge.idps).create_token(
-        "tests", expires_in=3600, actor="test")[1]
+def _save_other_settings(bridge: Services) -> None:
+    """What another admin's settings save writes."""
+    with bridge.db.transaction() as session:
+        record = session.get(IdpRecord, "other")
+        assert record is not None
+        record.settings_json = json.dumps(OTHER_SETTINGS, sort_keys=True)
+        record.updated_at += 1
 
 
 def _during_the_check(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
@@ -82,7 +79,7 @@ def _events(bridge: Services, name: str) -> int:
 
 
 def test_settings_checked_with_a_version_replaced_meanwhile_are_not_saved(  # type: ignore[no-untyped-def]
-        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     api = _caller(client, token)
     assert _create(api, acme).status_code == 201
@@ -101,7 +98,7 @@ def test_settings_checked_with_a_version_replaced_meanwhile_are_not_saved(  # ty
 
 @pytest.mark.parametrize("how", ["apply", "restore"])
 def test_a_version_checked_with_settings_replaced_meanwhile_is_not_put_in_force(  # type: ignore[no-untyped-def]
-        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     api = _caller(client, token)
     assert _create(api, acme).status_code == 201
@@ -113,13 +110,7 @@ def test_a_version_checked_with_settings_replaced_meanwhile_is_not_put_in_force(
         target = first
     before, _ = _row(bridge)
 
-    def save_other_settings() -> None:
-        with bridge.db.transaction() as session:
-            record = session.get(IdpRecord, "other")
-            assert record is not None
-            record.settings_json = json.dumps(OTHER_SETTINGS, sort_keys=True)
-            record.updated_at += 1
-    _during_the_check(monkeypatch, save_other_settings)
+    _during_the_check(monkeypatch, lambda: _save_other_settings(bridge))
     refused = api("POST", f"/admin/api/idps/other/metadata/versions/{target}/{how}")
     assert refused.status_code == 409, refused.get_data(as_text=True)
     assert refused.get_json()["code"] == "idp_changed_meanwhile"
@@ -130,7 +121,7 @@ def test_a_version_checked_with_settings_replaced_meanwhile_is_not_put_in_force(
 
 
 def test_an_automatic_apply_checked_with_settings_replaced_meanwhile_waits_for_a_person(  # type: ignore[no-untyped-def]
-        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """New certificates are applied by themselves (the default policy), unless the settings
     they were checked with were replaced meanwhile: then the upload is answered as pending, as
@@ -140,13 +131,7 @@ def test_an_automatic_apply_checked_with_settings_replaced_meanwhile_waits_for_a
     before, _ = _row(bridge)
     current = x.load_keypair(acme.state_dir)
 
-    def save_other_settings() -> None:
-        with bridge.db.transaction() as session:
-            record = session.get(IdpRecord, "other")
-            assert record is not None
-            record.settings_json = json.dumps(OTHER_SETTINGS, sort_keys=True)
-            record.updated_at += 1
-    _during_the_check(monkeypatch, save_other_settings)
+    _during_the_check(monkeypatch, lambda: _save_other_settings(bridge))
     added = _metadata_with(acme, current.cert_pem, _new_keypair(tmp_path).cert_pem)
     answered = api("POST", "/admin/api/idps/other/metadata", data=added,
                    content_type="application/samlmetadata+xml")
