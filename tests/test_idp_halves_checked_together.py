@@ -149,3 +149,32 @@ def test_an_automatic_apply_checked_with_settings_replaced_meanwhile_waits_for_a
     again = api("POST", "/admin/api/idps/other/metadata", data=added,
                 content_type="application/samlmetadata+xml").get_json()
     assert again.get("certificates_applied") is not None or again["status"] == "applied"
+
+
+def test_certificates_split_off_a_proposal_that_lose_a_race_leave_only_the_proposal(  # type: ignore[no-untyped-def]
+        bridge: Services, client: FlaskClient, token: str, acme: DevIdp,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A proposal that adds a certificate and moves the SSO URL: the certificate goes in force by
+    itself as a version of its own, unless the settings were replaced meanwhile. Then nothing
+    goes in force, the proposal waits for a person, and the version split off is discarded."""
+    api = _caller(client, token)
+    assert _create(api, acme).status_code == 201
+    before, _ = _row(bridge)
+    current = x.load_keypair(acme.state_dir)
+    moved = _metadata_with(acme, current.cert_pem, _new_keypair(tmp_path).cert_pem).replace(
+        b"https://other-idp.example.net/sso/redirect", b"https://sso.acme.example/saml2")
+    _during_the_check(monkeypatch, lambda: _save_other_settings(bridge))
+    answered = api("POST", "/admin/api/idps/other/metadata", data=moved,
+                   content_type="application/samlmetadata+xml")
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    body = answered.get_json()
+    assert body["status"] == "pending" and "certificates_applied" not in body
+    assert _row(bridge)[0] == before
+    assert _events(bridge, "idp_metadata_applied") == 0
+    with bridge.db.transaction() as session:
+        versions = {v.id: v for v in session.scalars(select(IdpMetadataVersion).where(
+            IdpMetadataVersion.slug == "other"))}
+    assert "certificates_applied_as" not in json.loads(versions[body["version"]].diff_json)
+    split_off = [v for v in versions.values() if v.source == "certificates"]
+    assert [v.status for v in split_off] == ["discarded"]
+    assert [v.id for v in versions.values() if v.status == "pending"] == [body["version"]]

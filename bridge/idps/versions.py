@@ -4,6 +4,7 @@ docstring and docs/decisions/0012). What reads and checks the stored IdPs is her
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import replace
@@ -224,6 +225,10 @@ class MetadataVersions(IdpOverview):
         if not self._apply(slug, split_id, idp.metadata.entity_id,
                            actor=f"policy:additions ({actor})",
                            checked_with=record.settings_json, over=record.version_id):
+            # Another change got in first: the proposal it came from waits for a person and
+            # carries the same certificates, so this one is of no further use.
+            with contextlib.suppress(Conflict, NotFound):  # discarded, or the IdP deleted
+                self.discard_version(slug, split_id, actor=f"policy:additions ({actor})")
             return None
         # Marked once in force: the proposal's page says its certificates are in force as it.
         with self.db.transaction() as session:
