@@ -120,6 +120,21 @@ def test_a_version_checked_with_settings_replaced_meanwhile_is_not_put_in_force(
     assert api("POST", f"/admin/api/idps/other/metadata/versions/{target}/{how}").status_code == 200
 
 
+def _upload_while_settings_change(bridge: Services, api, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                  document: bytes, in_force: int | None) -> dict[str, Any]:
+    """Upload ``document`` while another admin saves other settings; check that it is answered
+    as pending, with nothing put in force (``in_force`` still the version in force)."""
+    _during_the_check(monkeypatch, lambda: _save_other_settings(bridge))
+    answered = api("POST", "/admin/api/idps/other/metadata", data=document,
+                   content_type="application/samlmetadata+xml")
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    body: dict[str, Any] = answered.get_json()
+    assert body["status"] == "pending" and "certificates_applied" not in body
+    assert _row(bridge)[0] == in_force
+    assert _events(bridge, "idp_metadata_applied") == 0
+    return body
+
+
 def test_an_automatic_apply_checked_with_settings_replaced_meanwhile_waits_for_a_person(  # type: ignore[no-untyped-def]
         bridge: Services, client: FlaskClient, token: str, acme: DevIdp,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -131,15 +146,8 @@ def test_an_automatic_apply_checked_with_settings_replaced_meanwhile_waits_for_a
     before, _ = _row(bridge)
     current = x.load_keypair(acme.state_dir)
 
-    _during_the_check(monkeypatch, lambda: _save_other_settings(bridge))
     added = _metadata_with(acme, current.cert_pem, _new_keypair(tmp_path).cert_pem)
-    answered = api("POST", "/admin/api/idps/other/metadata", data=added,
-                   content_type="application/samlmetadata+xml")
-    assert answered.status_code == 200, answered.get_data(as_text=True)
-    body = answered.get_json()
-    assert body["status"] == "pending" and "certificates_applied" not in body
-    assert _row(bridge)[0] == before
-    assert _events(bridge, "idp_metadata_applied") == 0
+    body = _upload_while_settings_change(bridge, api, monkeypatch, added, before)
     with bridge.db.transaction() as session:
         proposal = session.get(IdpMetadataVersion, body["version"])
         assert proposal is not None
@@ -163,14 +171,7 @@ def test_certificates_split_off_a_proposal_that_lose_a_race_leave_only_the_propo
     current = x.load_keypair(acme.state_dir)
     moved = _metadata_with(acme, current.cert_pem, _new_keypair(tmp_path).cert_pem).replace(
         b"https://other-idp.example.net/sso/redirect", b"https://sso.acme.example/saml2")
-    _during_the_check(monkeypatch, lambda: _save_other_settings(bridge))
-    answered = api("POST", "/admin/api/idps/other/metadata", data=moved,
-                   content_type="application/samlmetadata+xml")
-    assert answered.status_code == 200, answered.get_data(as_text=True)
-    body = answered.get_json()
-    assert body["status"] == "pending" and "certificates_applied" not in body
-    assert _row(bridge)[0] == before
-    assert _events(bridge, "idp_metadata_applied") == 0
+    body = _upload_while_settings_change(bridge, api, monkeypatch, moved, before)
     with bridge.db.transaction() as session:
         versions = {v.id: v for v in session.scalars(select(IdpMetadataVersion).where(
             IdpMetadataVersion.slug == "other"))}
