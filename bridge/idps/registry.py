@@ -40,6 +40,11 @@ log = logging.getLogger("bridge.idps")
 # The statuses of a version that was put in force: "superseded" too, for a record set back by
 # hand (or restored from a backup of the idps table alone) to a version it had.
 PUT_IN_FORCE = ("applied", "superseded")
+# The version an API-managed IdP's record has in force: one of its own that was put in force (an
+# id reused for another IdP's version, or for a version proposed since, is not).
+_VERSION_IN_FORCE = ((IdpMetadataVersion.id == IdpRecord.version_id)
+                     & (IdpMetadataVersion.slug == IdpRecord.slug)
+                     & IdpMetadataVersion.status.in_(PUT_IN_FORCE))
 
 # The record an API-managed IdP was loaded from, read in the request that issues through it.
 _RECORD_IN_FORCE = select(IdpRecord.created_at, IdpRecord.state).where(
@@ -186,9 +191,7 @@ class IdpRegistry(Mapping[str, IdentityProvider]):
             # is not, nor one discarded.
             rows = session.execute(
                 select(IdpRecord, IdpMetadataVersion)
-                .outerjoin(IdpMetadataVersion, (IdpMetadataVersion.id == IdpRecord.version_id)
-                           & (IdpMetadataVersion.slug == IdpRecord.slug)
-                           & IdpMetadataVersion.status.in_(PUT_IN_FORCE))
+                .outerjoin(IdpMetadataVersion, _VERSION_IN_FORCE)
                 .where(IdpRecord.version_id.is_not(None))).all()
         managed: dict[str, IdentityProvider] = {}
         parsed: dict[tuple[str, int, str, str, float], tuple[IdentityProvider, str | None]] = {}
@@ -316,8 +319,7 @@ def _file_endpoint_clashes(db: Database, files: Mapping[str, IdentityProvider], 
     with db.transaction() as session:
         rows = session.execute(
             select(IdpRecord.slug, IdpMetadataVersion.xml)
-            .join(IdpMetadataVersion, (IdpMetadataVersion.id == IdpRecord.version_id)
-                  & (IdpMetadataVersion.slug == IdpRecord.slug))).all()
+            .join(IdpMetadataVersion, _VERSION_IN_FORCE)).all()
     now = dt.datetime.fromtimestamp(0, dt.UTC)  # no expiry check: only the endpoints are read
     managed = {}
     for slug, xml in rows:
