@@ -263,6 +263,30 @@ def test_any_number_is_masked_as_its_json_text_would_be(value: object) -> None:
     assert json.dumps(logs._masked_value(value)) == json.dumps(_masked_the_long_way(value))
 
 
+def _timestamp_the_long_way(created: float) -> str:
+    return dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+
+
+# Ends of seconds and of milliseconds, where fromtimestamp's rounding to the microsecond carries.
+_EDGES = [0.0, 0.0000005, 0.0000004999, 0.9999995, 0.99999949, 0.0015, 0.0009995, 0.9995,
+          1_764_892_799.9999995, 1_764_892_799.999999, 1_764_892_800.0000004, 4_102_444_799.9999999]
+
+
+@pytest.mark.parametrize("created", _EDGES)
+def test_a_line_s_time_is_written_as_datetime_writes_it_at_the_edges(created: float) -> None:
+    logs._SECOND = (None, "")
+    assert logs._timestamp(created) == _timestamp_the_long_way(created)
+
+
+@given(st.floats(0, 2**34, allow_nan=False), st.lists(st.floats(-2.0, 2.0), max_size=4))
+def test_a_line_s_time_is_written_as_datetime_writes_it(created: float,
+                                                         steps: list[float]) -> None:
+    # The text of the second is kept from one line to the next: a line in the same second, the
+    # next one or an earlier one (a clock set back) gets its own.
+    for moment in [created, *(max(0.0, created + step) for step in steps)]:
+        assert logs._timestamp(moment) == _timestamp_the_long_way(moment)
+
+
 # --- the access line, written directly while logging is as `configure` leaves it ---------------
 
 @pytest.fixture

@@ -151,6 +151,29 @@ def test_keys_rotate_while_tokens_live_and_all_verify_through_jwks(browser: Brow
     assert jwt.get_unverified_header(before)["kid"] not in published  # retired and expired
 
 
+def test_the_key_that_signs_changes_when_its_successor_starts_without_a_reread(
+        bridge: Services) -> None:
+    # The ring keeps the key it chose (every token asks); the choice must end at the moment the
+    # next key starts signing, also while the table's read stays cached, and be made again when
+    # the clock is set back.
+    clock = FixedClock(bridge.clock.now())
+    bridge.keys.clock = clock
+    bridge.keys.cache_seconds = 10**9
+    old = bridge.keys.signing_key("ES256").kid
+    created = set(bridge.keys.rotate())
+    (successor,) = {row.kid for row in bridge.keys._keys() if row.alg == "ES256"} & created
+    starts = clock.now() + bridge.keys.publish_lead_seconds
+    assert bridge.keys.signing_key("ES256").kid == old
+    clock.at = starts - 0.001
+    assert bridge.keys.signing_key("ES256").kid == old
+    clock.at = starts
+    assert bridge.keys.signing_key("ES256").kid == successor
+    clock.at = starts - 1
+    assert bridge.keys.signing_key("ES256").kid == old
+    clock.at = starts + 5
+    assert bridge.keys.signing_key("ES256").kid == successor
+
+
 def test_rotation_is_skipped_while_keys_are_young(bridge: Services) -> None:
     assert bridge.keys.rotate(older_than=30 * 86400) == []
     assert len(bridge.keys.rotate(older_than=0)) == 3

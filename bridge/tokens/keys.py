@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
@@ -88,6 +89,12 @@ def _public_jwk(private_key: PrivateKey, alg: str, kid: str) -> dict[str, Any]:
     return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
 
 
+def _active(rows: list[SigningKey], alg: str, now: float) -> list[SigningKey]:
+    """The keys of ``alg`` among ``rows`` that sign at ``now``."""
+    return [k for k in rows if k.alg == alg and k.active_at <= now
+            and (k.retired_at is None or k.retired_at > now)]
+
+
 @dataclass(frozen=True)
 class ActiveKey:
     kid: str
@@ -115,6 +122,10 @@ class KeyRing:
         self._private: dict[str, ActiveKey] = {}
         self._public: dict[str, tuple[str, Any]] = {}
         self._decrypts: set[str] = set()
+        # Per algorithm, the key chosen last: (rows it was chosen from, from, until, key). Every
+        # token asks (each refresh once); the choice holds while the rows are the same list and
+        # no key of the algorithm starts or stops signing in between.
+        self._chosen: dict[str, tuple[list[SigningKey], float, float, ActiveKey]] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -134,18 +145,25 @@ class KeyRing:
     def signing_key(self, alg: str = "ES256") -> ActiveKey:
         """The newest key of ``alg`` that is active now."""
         now = self.clock.now()
-
-        def active() -> list[SigningKey]:
-            return [k for k in self._keys() if k.alg == alg and k.active_at <= now
-                    and (k.retired_at is None or k.retired_at > now)]
-
-        candidates = active()
+        rows = self._keys()
+        chosen = self._chosen.get(alg)
+        if chosen is not None and chosen[0] is rows and chosen[1] <= now < chosen[2]:
+            return chosen[3]
+        candidates = _active(rows, alg, now)
         if not candidates:
             self.invalidate()
-            candidates = active()
+            rows = self._keys()
+            candidates = _active(rows, alg, now)
         if not candidates:
             raise Misconfigured(f"no active {alg} signing key; run `bridge keys rotate`")
-        row = max(candidates, key=lambda k: (k.active_at, k.created_at))
+        key = self._private_key(max(candidates, key=lambda k: (k.active_at, k.created_at)))
+        # The choice holds until a key of this algorithm starts or stops signing.
+        changes = [moment for k in rows if k.alg == alg
+                   for moment in (k.active_at, k.retired_at) if moment is not None and moment > now]
+        self._chosen[alg] = (rows, now, min(changes, default=math.inf), key)
+        return key
+
+    def _private_key(self, row: SigningKey) -> ActiveKey:
         cached = self._private.get(row.kid)
         if cached is None:
             try:
