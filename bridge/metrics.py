@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -46,7 +47,15 @@ def observe_event(event: str, outcome: str, code: str | None, idp: str | None,
 
 
 def token_issued(client: str, grant: str) -> None:
-    TOKENS.labels(client, grant).inc()
+    # Each (client, grant) series once: labels() checks and converts its values on every call.
+    series = _TOKENS_SERIES.get((client, grant))
+    if series is None:
+        series = _TOKENS_SERIES.setdefault((client, grant), TOKENS.labels(client, grant))
+    series.inc()
+
+
+# The series of TOKENS by (client, grant); as many as TOKENS itself keeps.
+_TOKENS_SERIES: dict[tuple[str, str], Any] = {}
 
 
 def job_ran(job: str, *, failed: bool) -> None:

@@ -70,6 +70,9 @@ class ClientRegistry(Mapping[str, ClientConfig]):
         self._checked_at = -1e18
         self._revision: int | None = None
         self._managed: dict[str, ClientConfig] = {}
+        # What is served: the managed clients, a file's client in place of one of the same ID.
+        # Made at each reload, read by every request; never changed in place.
+        self._served: dict[str, ClientConfig] = dict(self.files)
         self._secrets: dict[str, tuple[StoredSecret, ...]] = {}
         self._self_registered: frozenset[str] = frozenset()
         # Parsed clients by (client_id, settings digest): a reload reparses only what changed.
@@ -86,7 +89,7 @@ class ClientRegistry(Mapping[str, ClientConfig]):
             if now - self._checked_at >= interval or now < self._checked_at:
                 self._checked_at = now
                 self._reload_if_changed()
-            return {**self._managed, **self.files}
+            return self._served
 
     def __getitem__(self, client_id: str) -> ClientConfig:
         return self._current()[client_id]
@@ -182,6 +185,7 @@ class ClientRegistry(Mapping[str, ClientConfig]):
             by_client.setdefault(row.client_id, []).append(
                 StoredSecret(row.secret_hash, row.expires_at))
         self._managed, self._parsed, self._revision = managed, parsed, revision
+        self._served = {**managed, **self.files}
         self._secrets = {client_id: tuple(rows) for client_id, rows in by_client.items()}
         self._self_registered = frozenset(
             record.client_id for record in records if record.created_by == REGISTRATION_ACTOR)

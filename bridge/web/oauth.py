@@ -34,6 +34,7 @@ from bridge.web.saml_binding import send as send_saml
 oauth = Blueprint("oauth", __name__)
 # Made once: json.dumps builds an encoder per call whenever it is given an argument of its own.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_TOKEN_RESPONSE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
 
 @oauth.get("/authorize")
@@ -158,8 +159,9 @@ def _set_cookie_answer(response: BaseResponse, client: ClientConfig, value: str 
 def _token_response(tokens: TokenSet) -> BaseResponse:
     in_cookie = _uses_cookie(tokens.client)
     # Serialized directly: Flask's JSON provider adds nothing to a body of strings and numbers.
+    # RFC 6749 §5.1: token responses must not be cached.
     response = Response(_COMPACT_JSON.encode(tokens.body(include_refresh=not in_cookie)),
-                        mimetype="application/json")
+                        headers=_TOKEN_RESPONSE_HEADERS, content_type="application/json")
     if in_cookie and tokens.refresh_token:
         _set_cookie_answer(response, tokens.client, tokens.refresh_token,
                            max_age=tokens.client.refresh_token_ttl_seconds)
@@ -167,9 +169,6 @@ def _token_response(tokens: TokenSet) -> BaseResponse:
         # RFC 8594: the claims version this client receives is being retired.
         end = dt.datetime.combine(tokens.claims_sunset, dt.time(23, 59, 59), dt.UTC)
         response.headers["Sunset"] = format_datetime(end, usegmt=True)
-    # RFC 6749 §5.1: token responses must not be cached.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
     return response
 
 
