@@ -447,6 +447,18 @@ def test_rotation_hands_out_the_successor_once(database: Database) -> None:
     assert _rotate(database, rotated.refresh_token, now=NOW + 2).family.id == first.family.id
 
 
+def test_the_successor_is_the_hmac_every_version_derives() -> None:
+    # Nodes of different versions derive one family's successors alike (a retry re-derives it).
+    import base64
+    import hashlib
+    import hmac
+
+    for token in ("t", "abc" * 20, "é-token"):
+        mac = hmac.new(KEY, token.encode("utf-8"), hashlib.sha256).digest()
+        assert refresh.successor_of(token, KEY) == \
+            base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
 def test_a_reused_token_kills_its_family(database: Database) -> None:
     first = _new_family(database)
     rotated = _rotate(database, first.refresh_token)
