@@ -14,7 +14,6 @@ cannot exist by construction.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
