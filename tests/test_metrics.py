@@ -44,6 +44,8 @@ def test_metrics_count_what_happened(browser: Browser, client: FlaskClient) -> N
                  status="200") == 3
     assert 300 < _value(after, "bridge_idp_certificate_days_left", idp="dev") < 400
     assert "bridge_db_pool_connections" in after
+    # The refreshes' connection went back to those kept beside the pool.
+    assert _value(after, "bridge_db_pool_connections", state="kept_idle") >= 1
 
 
 def test_metrics_token(database: Database, idp_dir: Path, tmp_path: Path) -> None:

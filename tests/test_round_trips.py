@@ -46,13 +46,13 @@ def traced(browser: Browser, tmp_path: Path) -> Iterator[Callable[[Callable[[], 
                 read.seek(start)
                 return _round_trips(read.read())
 
-        db.engine.pool.dispose()
+        db.dispose()  # the pool's connections and the kept ones: every one is traced
         event.listen(db.engine, "connect", on_connect)
         try:
             yield count
         finally:
             event.remove(db.engine, "connect", on_connect)
-            db.engine.pool.dispose()
+            db.dispose()
 
 
 def test_a_refresh_is_one_round_trip_and_so_is_a_code_exchange(
@@ -70,8 +70,9 @@ def test_a_refresh_is_one_round_trip_and_so_is_a_code_exchange(
 
     for _ in range(6):  # past psycopg's prepare threshold: the steady state
         refresh()
-    assert traced(exchange) <= 1
-    assert traced(refresh) <= 1
+    # One each, not none: a trace that missed the work's connection would count none.
+    assert traced(exchange) == 1
+    assert traced(refresh) == 1
 
 
 def test_a_login_at_the_acs_is_two_round_trips(
@@ -87,4 +88,4 @@ def test_a_login_at_the_acs_is_two_round_trips(
             browser.code_from(browser.post_acs(saml_response), login)  # noqa: B023 - called here
 
         trips.append(traced(acs))
-    assert trips[-1] <= 2
+    assert 1 <= trips[-1] <= 2

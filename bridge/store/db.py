@@ -7,9 +7,9 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from bridge.errors import InvalidValue, Misconfigured, StoreUnavailable
 from bridge.store import direct
+from bridge.store.kept_connections import KeptConnections
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -87,6 +88,9 @@ def _read_committed(engine: Engine) -> None:
 
 # A pooled connection unused for longer than this is checked before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
+# Idle kept connections (store/kept_connections.py) at most, per process: as many as the pool
+# keeps; more at once are closed as they come back.
+KEEP_IDLE_CONNECTIONS = 5
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -139,45 +143,61 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The connections of store/direct.py's statements (on SQLite all of them, on PostgreSQL
+        # those outside transactions): kept apart from the pool, in autocommit on PostgreSQL.
+        self._kept = KeptConnections(
+            self.engine, self._raw_connection, autocommit=self.dialect == "postgresql",
+            keep=KEEP_IDLE_CONNECTIONS,
+            ping_after=lambda: PING_AFTER_IDLE_SECONDS if self.dialect == "postgresql" else None)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def _guarded(self) -> contextlib.AbstractContextManager[None]:
+        return _unavailable_when_disconnected(self.engine, self._kept.dispose)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error, all or nothing."""
-        with _unavailable_when_disconnected(self.engine), self._sessions.begin() as session:
+        with self._guarded(), self._sessions.begin() as session:
             yield session
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
         """Like ``transaction()`` but a Core connection, for hot paths that run prepared
         statements and need none of the ORM's unit-of-work machinery."""
-        with _unavailable_when_disconnected(self.engine), self.engine.begin() as connection:
+        with self._guarded(), self.engine.begin() as connection:
             yield connection
 
     @contextlib.contextmanager
     def driver_transaction(self) -> Iterator[direct.DriverConnection]:
-        """Like ``connection()``, for work that runs only ``store/direct.py`` statements: the
-        pooled driver connection, begun (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the driver
-        begins at the first statement) and committed or rolled back on it directly."""
-        with _unavailable_when_disconnected(self.engine):
-            pooled = self._raw_connection()
+        """Like ``connection()``, for work that runs only ``store/direct.py`` statements: a
+        driver connection, begun (``BEGIN IMMEDIATE`` on SQLite, on a kept connection; on
+        PostgreSQL the pool's, which the driver begins at the first statement) and committed or
+        rolled back on it directly."""
+        sqlite = self.dialect == "sqlite"
+        with self._guarded(), \
+                self._kept.connection() if sqlite else self._pooled() as pooled:
+            connection = direct.DriverConnection(self.engine.dialect, pooled)
+            if sqlite:
+                direct.execute(connection, _BEGIN_IMMEDIATE, {})
             try:
-                connection = direct.DriverConnection(self.engine.dialect, pooled)
-                if self.dialect == "sqlite":
-                    direct.execute(connection, _BEGIN_IMMEDIATE, {})
-                try:
-                    yield connection
-                except BaseException:
-                    # A rollback that fails (a lost connection) must not hide why we roll back.
-                    with contextlib.suppress(exc.DBAPIError):
-                        direct.finish(connection, commit=False)
-                    raise
-                direct.finish(connection, commit=True)
-            finally:
-                pooled.close()  # back to the pool, which rolls back whatever is left
+                yield connection
+            except BaseException:
+                # A rollback that fails (a lost connection) must not hide why we roll back.
+                with contextlib.suppress(exc.DBAPIError):
+                    direct.finish(connection, commit=False)
+                raise
+            direct.finish(connection, commit=True)
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[PoolProxiedConnection]:
+        pooled = self._raw_connection()
+        try:
+            yield pooled
+        finally:
+            pooled.close()  # back to the pool, which rolls back whatever is left
 
     def _raw_connection(self) -> PoolProxiedConnection:
         """The pool's driver connection. ``engine.connect()`` turns a failure to connect into
@@ -213,22 +233,10 @@ class Database:
 
     @contextlib.contextmanager
     def _outside_transactions(self) -> Iterator[direct.DriverConnection]:
-        """The pooled driver connection with each statement committed on its own: SQLite's
-        connections are so already (we issue BEGIN ourselves), psycopg's for the while."""
-        with _unavailable_when_disconnected(self.engine):
-            pooled = self._raw_connection()
-            postgresql = self.dialect == "postgresql"
-            try:
-                if postgresql:
-                    driver: Any = pooled.driver_connection
-                    driver.autocommit = True
-                try:
-                    yield direct.DriverConnection(self.engine.dialect, pooled)
-                finally:
-                    if postgresql:
-                        direct.leave_autocommit(pooled)  # as the pool hands connections out
-            finally:
-                pooled.close()
+        """A kept driver connection, each statement committed on its own: SQLite's connections
+        are so already (we issue BEGIN ourselves), the kept ones of psycopg are in autocommit."""
+        with self._guarded(), self._kept.connection() as pooled:
+            yield direct.DriverConnection(self.engine.dialect, pooled)
 
     def serialize(self, session: Session, name: str) -> None:
         """Hold a lock named ``name`` until ``session``'s transaction ends, for work that must not
@@ -286,7 +294,12 @@ class Database:
                 "run `bridge db upgrade` (with the same BRIDGE_CONFIG / BRIDGE_DATABASE_URL)"
             )
 
+    def kept_idle(self) -> int:
+        """How many kept connections (store/kept_connections.py) sit idle in this process."""
+        return self._kept.idle()
+
     def dispose(self) -> None:
+        self._kept.dispose()
         self.engine.dispose()
 
 
@@ -307,15 +320,18 @@ def _newest_migration() -> str | None:
 
 
 @contextlib.contextmanager
-def _unavailable_when_disconnected(engine: Engine) -> Iterator[None]:
+def _unavailable_when_disconnected(engine: Engine, dispose_kept: Callable[[], None]
+                                   ) -> Iterator[None]:
     """A lost or unreachable database is ``StoreUnavailable`` (503, retry), not a 500. A lost
-    connection empties the pool: its others were most likely lost with it (a restart), and the
-    idle check (``_ping_when_idle``) does not look at connections in steady use."""
+    connection empties the pool and the kept connections: the others were most likely lost with
+    it (a restart), and the idle check (``_ping_when_idle``) does not look at connections in
+    steady use."""
     try:
         yield
     except (exc.OperationalError, exc.InterfaceError) as error:
         if error.connection_invalidated:
             engine.pool.dispose()
+            dispose_kept()
         if _is_connection_problem(error):
             raise StoreUnavailable("temporarily_unavailable",
                                    "The database is unavailable; retry shortly.") from error

@@ -35,6 +35,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from bridge.errors import InvalidValue, StoreUnavailable
+from bridge.store.kept_connections import KeptConnection
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,11 @@ class _Compiled:
 
 
 class DriverConnection:
-    """A pooled driver connection in a transaction of its own (``Database.driver_transaction()``),
-    with what ``execute`` needs of a SQLAlchemy ``Connection``."""
+    """A driver connection, pooled or kept (store/kept_connections.py), in a transaction of its
+    own (``Database.driver_transaction()``) or in none, with what ``execute`` needs of a
+    SQLAlchemy ``Connection``."""
 
-    def __init__(self, dialect: Dialect, pooled: PoolProxiedConnection) -> None:
+    def __init__(self, dialect: Dialect, pooled: PoolProxiedConnection | KeptConnection) -> None:
         self.dialect = dialect
         self.connection = pooled
 

@@ -1,0 +1,246 @@
+"""The driver connections kept apart from the pool for store/direct.py's statements
+(bridge/store/kept_connections.py), on SQLite and PostgreSQL: reused rather than made anew, never
+shared by two callers at once, never handed out lost, inside a transaction, after ``dispose()``
+or across a fork, and at most ``keep`` of them idle."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.errors import StoreUnavailable
+from bridge.store import db as db_module
+from bridge.store import direct
+from bridge.store.db import Database
+from bridge.store.kept_connections import KeptConnections
+
+pytestmark = pytest.mark.conformance
+
+_ONE = sa.text("SELECT 1 AS one")
+_PID = sa.text("SELECT pg_backend_pid() AS pid")
+
+
+@pytest.fixture
+def own(database: Database):  # type: ignore[no-untyped-def]
+    """A ``Database`` of its own on the test's database: its connections are the test's."""
+    ours = Database(database.url)
+    yield ours
+    ours.dispose()
+
+
+def _connects(database: Database) -> list[object]:
+    made: list[object] = []
+    sa.event.listen(database.engine, "connect", lambda dbapi, _record: made.append(dbapi))
+    return made
+
+
+def _driver_of(connection: direct.DriverConnection) -> Any:
+    return connection.connection.driver_connection
+
+
+def test_direct_statements_reuse_one_kept_connection(own: Database) -> None:
+    made = _connects(own)
+    drivers = set()
+    for _ in range(3):
+        with own.lookup() as connection:
+            assert direct.first(connection, _ONE, {}).one == 1
+            drivers.add(id(_driver_of(connection)))
+        with own.single_statement() as connection:
+            direct.first(connection, _ONE, {})
+            drivers.add(id(_driver_of(connection)))
+    assert len(made) == 1 and len(drivers) == 1
+
+
+def test_callers_at_once_never_share_a_kept_connection(own: Database) -> None:
+    holding = threading.Barrier(4, timeout=10)
+    seen: list[int] = []
+
+    def use() -> None:
+        with own.lookup() as connection:
+            direct.first(connection, _ONE, {})
+            seen.append(id(_driver_of(connection)))
+            holding.wait()
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(set(seen)) == 4
+
+
+def test_at_most_keep_connections_stay_idle(own: Database) -> None:
+    count = db_module.KEEP_IDLE_CONNECTIONS + 3
+    holding = threading.Barrier(count, timeout=10)
+    drivers: list[Any] = []
+
+    def use() -> None:
+        with own.lookup() as connection:
+            direct.first(connection, _ONE, {})
+            drivers.append(_driver_of(connection))
+            holding.wait()
+
+    threads = [threading.Thread(target=use) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert own._kept.idle() == db_module.KEEP_IDLE_CONNECTIONS
+    assert sum(_closed(driver) for driver in drivers) == 3
+
+
+def _closed(driver: Any) -> bool:
+    if hasattr(driver, "closed"):  # psycopg
+        return bool(driver.closed)
+    try:
+        driver.execute("SELECT 1")  # sqlite3
+    except Exception:  # noqa: BLE001 - sqlite3.ProgrammingError: closed
+        return True
+    return False
+
+
+def _begin(connection: direct.DriverConnection, dialect: str) -> None:
+    direct.execute(connection, sa.text("BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN"), {})
+
+
+def test_a_connection_given_back_inside_a_transaction_is_closed(own: Database) -> None:
+    """Work that began a transaction and did not end it (a bug, or a failed rollback): its
+    connection is closed, with its transaction and any lock it held, and never handed out."""
+    with own.lookup() as connection:
+        _begin(connection, own.dialect)
+        left = _driver_of(connection)
+    assert _closed(left)
+    with own.lookup() as connection:
+        assert _driver_of(connection) is not left
+        # SQLite: the write lock went with it (a writer would otherwise wait 30 s for it).
+        _begin(connection, own.dialect)
+        direct.finish(connection, commit=False)
+
+
+def test_dispose_closes_idle_connections_and_those_in_use_as_they_come_back(
+        own: Database) -> None:
+    with own.lookup() as connection:
+        idle = _driver_of(connection)
+    with own.lookup() as connection:
+        in_use = _driver_of(connection)
+        assert in_use is idle
+        own.dispose()
+        assert _closed(idle) is False  # in use: closed only once it comes back
+    assert _closed(idle)
+    with own.lookup() as connection:
+        assert _driver_of(connection) is not idle
+        assert direct.first(connection, _ONE, {}).one == 1
+
+
+def test_postgresql_kept_connections_are_in_autocommit_and_the_pools_are_not(
+        own: Database) -> None:
+    if own.dialect != "postgresql":
+        pytest.skip("autocommit is a PostgreSQL matter")
+    with own.lookup() as connection:
+        assert _driver_of(connection).autocommit is True
+    with own.engine.connect() as pooled:
+        assert pooled.connection.driver_connection.autocommit is False
+
+
+def test_an_idle_kept_connection_the_server_closed_is_replaced_unseen(
+        own: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    if own.dialect != "postgresql":
+        pytest.skip("connections that the server closes are a PostgreSQL matter")
+    with own.lookup() as connection:
+        pid = direct.first(connection, _PID, {}).pid
+    _terminate(own.url, [pid])
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # it has sat idle long enough
+    with own.lookup() as connection:
+        assert direct.first(connection, _PID, {}).pid != pid
+
+
+def test_kept_connections_lost_in_steady_use_cost_one_request(own: Database) -> None:
+    if own.dialect != "postgresql":
+        pytest.skip("connections that the server closes are a PostgreSQL matter")
+    holding = threading.Barrier(3, timeout=10)
+    pids: list[int] = []
+
+    def use() -> None:
+        with own.lookup() as connection:
+            pids.append(direct.first(connection, _PID, {}).pid)
+            holding.wait()
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert own._kept.idle() == 3
+    _terminate(own.url, pids)
+    # Just used, so not pinged: the first request finds its connection lost ...
+    with pytest.raises(StoreUnavailable), own.lookup() as connection:
+        direct.first(connection, _PID, {})
+    # ... and the others kept with it are dropped unused: the next request is served.
+    assert own._kept.idle() == 0
+    with own.single_statement() as connection:
+        assert direct.first(connection, _PID, {}).pid not in pids
+
+
+def _terminate(url: str, pids: list[int]) -> None:
+    admin = Database(url)
+    try:
+        with admin.lookup() as connection:
+            for pid in pids:
+                direct.first(connection, sa.text("SELECT pg_terminate_backend(:pid) AS done"),
+                             {"pid": pid})
+    finally:
+        admin.dispose()
+
+
+def test_a_forked_child_uses_and_closes_none_of_its_parents_connections(own: Database) -> None:
+    with own.lookup() as connection:
+        direct.first(connection, _ONE, {})
+        parents = _driver_of(connection)
+    child = os.fork()
+    if child == 0:  # the child: report through the exit status only, and leave at once
+        status = 1
+        try:
+            own.engine.dispose(close=False)  # SQLAlchemy's own pool after a fork, as it asks
+            with own.lookup() as connection:
+                status = 0 if _driver_of(connection) is not parents else 2
+                direct.first(connection, _ONE, {})
+            own.dispose()
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection is whole: the child neither used nor closed it.
+    with own.lookup() as connection:
+        assert _driver_of(connection) is parents
+        assert direct.first(connection, _ONE, {}).one == 1
+
+
+def test_a_kept_connection_that_cannot_be_made_is_store_unavailable() -> None:
+    database = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(StoreUnavailable), database.lookup():
+            pass
+    finally:
+        database.dispose()
+
+
+def test_a_connection_that_fails_to_be_kept_is_closed(own: Database) -> None:
+    made: list[Any] = []
+
+    class Undetachable:
+        def __init__(self, pooled: Any) -> None:
+            self.driver_connection = pooled.driver_connection
+            made.append(self.driver_connection)
+
+        def detach(self) -> None:
+            raise RuntimeError("cannot detach")
+
+    kept = KeptConnections(own.engine, lambda: Undetachable(own._raw_connection()),
+                           autocommit=False, keep=2, ping_after=lambda: None)
+    with pytest.raises(RuntimeError), kept.connection():
+        pass
+    assert len(made) == 1 and _closed(made[0])
