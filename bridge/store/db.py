@@ -212,8 +212,8 @@ class Database:
     @contextlib.contextmanager
     def single_statement(self) -> Iterator[direct.DriverConnection]:
         """For work that is one ``store/direct.py`` statement, atomic by itself: on PostgreSQL
-        the pooled driver connection outside any transaction (no BEGIN and COMMIT, each a round
-        trip of its own); on SQLite, which has no round trips to save, a transaction as
+        a kept driver connection in autocommit (no BEGIN and COMMIT, each a round trip of its
+        own); on SQLite, which has no round trips to save, a transaction as
         ``driver_transaction()`` gives (its BEGIN IMMEDIATE keeps a write from failing at once,
         unwaited, on a snapshot another writer moved past)."""
         if self.dialect != "postgresql":

@@ -5,13 +5,13 @@ costs about 30 µs of CPU per statement: more than SQLite needs to run a lookup 
 as much as a round trip to a local PostgreSQL. A refresh, a code exchange and an ACS login run a
 handful of fixed statements each, so those are compiled once per dialect and shape here and
 handed straight to the driver. The transaction around them is SQLAlchemy's
-(``Database.connection()``) or, for work that runs nothing but these statements, the pooled
-driver connection's own (``Database.driver_transaction()``, ``DriverConnection`` below), and
-reads and one-statement writes run on that connection outside any transaction
-(``Database.lookup()``, ``Database.single_statement()``): SQLAlchemy's Connection and
-Transaction objects cost 7 to 40 µs of CPU each time (SQLite; PostgreSQL, which also switches
-the connection into autocommit and back), as much as SQLite's whole rotation of a refresh
-token.
+(``Database.connection()``) or, for work that runs nothing but these statements, the driver
+connection's own (``Database.driver_transaction()``, ``DriverConnection`` below), and reads and
+one-statement writes run outside any transaction (``Database.lookup()``,
+``Database.single_statement()``): SQLAlchemy's Connection and Transaction objects cost 7 to
+40 µs of CPU each time, as much as SQLite's whole rotation of a refresh token. Those driver
+connections are kept apart from the pool (store/kept_connections.py), except a PostgreSQL
+``driver_transaction()``'s, which is the pool's.
 
 What the pipeline did and still happens here: NUL characters are refused (as ``store/db.py``
 does for every other statement), driver errors become SQLAlchemy's exception classes (so callers
@@ -164,18 +164,6 @@ def finish(connection: DriverConnection, *, commit: bool) -> None:
             dbapi_connection.rollback()
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, error, "COMMIT" if commit else "ROLLBACK", ()) from error
-
-
-def leave_autocommit(pooled: PoolProxiedConnection) -> None:
-    """Take a psycopg connection out of autocommit; one that cannot be (lost meanwhile) is
-    invalidated, so the pool never hands it out again."""
-    driver: Any = pooled.driver_connection
-    if driver is None:  # invalidated already
-        return
-    try:
-        driver.autocommit = False
-    except Exception as error:  # noqa: BLE001 - whatever the driver says, the connection goes
-        pooled.invalidate(error)
 
 
 def _translated(connection: Runner, error: Any, sql: str, bound: Any) -> exc.StatementError:
