@@ -55,33 +55,16 @@ def test_direct_statements_reuse_one_kept_connection(own: Database) -> None:
     assert len(made) == 1 and len(drivers) == 1
 
 
-def test_callers_at_once_never_share_a_kept_connection(own: Database) -> None:
-    holding = threading.Barrier(4, timeout=10)
-    seen: list[int] = []
-
-    def use() -> None:
-        with own.lookup() as connection:
-            direct.first(connection, _ONE, {})
-            seen.append(id(_driver_of(connection)))
-            holding.wait()
-
-    threads = [threading.Thread(target=use) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert len(set(seen)) == 4
-
-
-def test_at_most_keep_connections_stay_idle(own: Database) -> None:
-    count = db_module.KEEP_IDLE_CONNECTIONS + 3
+def _held_at_once(database: Database, count: int, statement: sa.TextClause = _ONE
+                  ) -> list[tuple[Any, Any]]:
+    """``count`` callers in threads, each holding a ``lookup()`` connection until all hold one:
+    each one's driver connection and the row its ``statement`` gave."""
     holding = threading.Barrier(count, timeout=10)
-    drivers: list[Any] = []
+    held: list[tuple[Any, Any]] = []
 
     def use() -> None:
-        with own.lookup() as connection:
-            direct.first(connection, _ONE, {})
-            drivers.append(_driver_of(connection))
+        with database.lookup() as connection:
+            held.append((_driver_of(connection), direct.first(connection, statement, {})))
             holding.wait()
 
     threads = [threading.Thread(target=use) for _ in range(count)]
@@ -89,8 +72,18 @@ def test_at_most_keep_connections_stay_idle(own: Database) -> None:
         thread.start()
     for thread in threads:
         thread.join(10)
+    assert len(held) == count
+    return held
+
+
+def test_callers_at_once_never_share_a_kept_connection(own: Database) -> None:
+    assert len({id(driver) for driver, _ in _held_at_once(own, 4)}) == 4
+
+
+def test_at_most_keep_connections_stay_idle(own: Database) -> None:
+    held = _held_at_once(own, db_module.KEEP_IDLE_CONNECTIONS + 3)
     assert own._kept.idle() == db_module.KEEP_IDLE_CONNECTIONS
-    assert sum(_closed(driver) for driver in drivers) == 3
+    assert sum(_closed(driver) for driver, _ in held) == 3
 
 
 def _closed(driver: Any) -> bool:
@@ -161,19 +154,7 @@ def test_an_idle_kept_connection_the_server_closed_is_replaced_unseen(
 def test_kept_connections_lost_in_steady_use_cost_one_request(own: Database) -> None:
     if own.dialect != "postgresql":
         pytest.skip("connections that the server closes are a PostgreSQL matter")
-    holding = threading.Barrier(3, timeout=10)
-    pids: list[int] = []
-
-    def use() -> None:
-        with own.lookup() as connection:
-            pids.append(direct.first(connection, _PID, {}).pid)
-            holding.wait()
-
-    threads = [threading.Thread(target=use) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    pids = [row.pid for _, row in _held_at_once(own, 3, _PID)]
     assert own._kept.idle() == 3
     _terminate(own.url, pids)
     # Just used, so not pinged: the first request finds its connection lost ...
