@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ _PID = sa.text("SELECT pg_backend_pid() AS pid")
 
 
 @pytest.fixture
-def own(database: Database):  # type: ignore[no-untyped-def]
+def own(database: Database) -> Iterator[Database]:
     """A ``Database`` of its own on the test's database: its connections are the test's."""
     ours = Database(database.url)
     yield ours
@@ -136,7 +137,7 @@ def test_postgresql_kept_connections_are_in_autocommit_and_the_pools_are_not(
     with own.lookup() as connection:
         assert _driver_of(connection).autocommit is True
     with own.engine.connect() as pooled:
-        assert pooled.connection.driver_connection.autocommit is False
+        assert cast(Any, pooled.connection.driver_connection).autocommit is False
 
 
 def test_an_idle_kept_connection_the_server_closed_is_replaced_unseen(
@@ -220,7 +221,7 @@ def test_a_connection_that_fails_to_be_kept_is_closed(own: Database) -> None:
         def detach(self) -> None:
             raise RuntimeError("cannot detach")
 
-    kept = KeptConnections(own.engine, lambda: Undetachable(own._raw_connection()),
+    kept = KeptConnections(own.engine, lambda: cast(Any, Undetachable(own._raw_connection())),
                            autocommit=False, keep=2, ping_after=lambda: None)
     with pytest.raises(RuntimeError), kept.connection():
         pass
