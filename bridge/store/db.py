@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 # in every worker, which only needs to know whether the schema is current.
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
+# A process opens at most 15 connections to PostgreSQL: the pool's 5, and 10 more under load.
+# Up to 5 of them stay checked out for store/direct.py's statements (store/kept_connections.py),
+# busy or idle; while those are all busy, direct statements take others from the pool.
+# (SQLite: the pool's defaults, and the same 5 kept.)
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
+KEPT_CONNECTIONS = 5
 _BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
 
 
@@ -62,8 +69,8 @@ def make_engine(database_url: str) -> Engine:
         return engine
     # LIFO as for SQLite: the busiest connection stays warm (its backend's caches, psycopg's
     # prepared statements), and the rest idle until a burst needs them (then pinged first).
-    engine = create_engine(database_url, pool_size=5, max_overflow=10, pool_use_lifo=True,
-                           isolation_level="READ COMMITTED")
+    engine = create_engine(database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                           pool_use_lifo=True, isolation_level="READ COMMITTED")
     _read_committed(engine)
     _ping_when_idle(engine)
     _refuse_nul_characters(engine)
@@ -88,9 +95,6 @@ def _read_committed(engine: Engine) -> None:
 
 # A pooled connection unused for longer than this is checked before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
-# Idle kept connections (store/kept_connections.py) at most, per process: as many as the pool
-# keeps; more at once are closed as they come back.
-KEEP_IDLE_CONNECTIONS = 5
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -144,10 +148,10 @@ class Database:
         self.engine = make_engine(database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # The connections of store/direct.py's statements (on SQLite all of them, on PostgreSQL
-        # those outside transactions): kept apart from the pool, in autocommit on PostgreSQL.
+        # those outside transactions): kept checked out, in autocommit on PostgreSQL.
         self._kept = KeptConnections(
             self.engine, self._raw_connection, autocommit=self.dialect == "postgresql",
-            keep=KEEP_IDLE_CONNECTIONS,
+            keep=KEPT_CONNECTIONS,
             ping_after=lambda: PING_AFTER_IDLE_SECONDS if self.dialect == "postgresql" else None)
 
     @property
@@ -173,9 +177,9 @@ class Database:
     @contextlib.contextmanager
     def driver_transaction(self) -> Iterator[direct.DriverConnection]:
         """Like ``connection()``, for work that runs only ``store/direct.py`` statements: a
-        driver connection, begun (``BEGIN IMMEDIATE`` on SQLite, on a kept connection; on
-        PostgreSQL the pool's, which the driver begins at the first statement) and committed or
-        rolled back on it directly."""
+        pooled driver connection, begun (``BEGIN IMMEDIATE`` on SQLite, on a kept connection; on
+        PostgreSQL one from the pool, which the driver begins at the first statement) and
+        committed or rolled back on it directly."""
         sqlite = self.dialect == "sqlite"
         with self._guarded(), \
                 self._kept.connection() if sqlite else self._pooled() as pooled:
@@ -294,9 +298,9 @@ class Database:
                 "run `bridge db upgrade` (with the same BRIDGE_CONFIG / BRIDGE_DATABASE_URL)"
             )
 
-    def kept_idle(self) -> int:
-        """How many kept connections (store/kept_connections.py) sit idle in this process."""
-        return self._kept.idle()
+    def kept(self) -> tuple[int, int]:
+        """The kept connections (store/kept_connections.py) of this process: (busy, idle)."""
+        return self._kept.busy(), self._kept.idle()
 
     def dispose(self) -> None:
         self._kept.dispose()

@@ -9,9 +9,9 @@ handed straight to the driver. The transaction around them is SQLAlchemy's
 connection's own (``Database.driver_transaction()``, ``DriverConnection`` below), and reads and
 one-statement writes run outside any transaction (``Database.lookup()``,
 ``Database.single_statement()``): SQLAlchemy's Connection and Transaction objects cost 7 to
-40 µs of CPU each time, as much as SQLite's whole rotation of a refresh token. Those driver
-connections are kept apart from the pool (store/kept_connections.py), except a PostgreSQL
-``driver_transaction()``'s, which is the pool's.
+40 µs of CPU each time, as much as SQLite's whole rotation of a refresh token. Those pooled
+connections are kept checked out between uses (store/kept_connections.py), except a
+PostgreSQL ``driver_transaction()``'s, which goes back to the pool.
 
 What the pipeline did and still happens here: NUL characters are refused (as ``store/db.py``
 does for every other statement), driver errors become SQLAlchemy's exception classes (so callers
@@ -35,7 +35,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from bridge.errors import InvalidValue, StoreUnavailable
-from bridge.store.kept_connections import KeptConnection
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,11 @@ class _Compiled:
 
 
 class DriverConnection:
-    """A driver connection, pooled or kept (store/kept_connections.py), in a transaction of its
-    own (``Database.driver_transaction()``) or in none, with what ``execute`` needs of a
-    SQLAlchemy ``Connection``."""
+    """A pooled driver connection (kept checked out between uses: store/kept_connections.py),
+    in a transaction of its own (``Database.driver_transaction()``) or in none, with what
+    ``execute`` needs of a SQLAlchemy ``Connection``."""
 
-    def __init__(self, dialect: Dialect, pooled: PoolProxiedConnection | KeptConnection) -> None:
+    def __init__(self, dialect: Dialect, pooled: PoolProxiedConnection) -> None:
         self.dialect = dialect
         self.connection = pooled
 

@@ -40,11 +40,12 @@ def _sp_certificates() -> list[tuple[str, str, str, float]]:
 def _pool() -> dict[str, float]:
     db = services().db
     pool = db.engine.pool
+    # Beside the pool: the hot statements' connections (store/kept_connections.py).
+    kept_busy, kept_idle = db.kept()
     status = {"checked_out": getattr(pool, "checkedout", lambda: 0)(),
               "size": getattr(pool, "size", lambda: 0)(),
               "overflow": getattr(pool, "overflow", lambda: 0)(),
-              # Beside the pool: the hot statements' connections (store/kept_connections.py).
-              "kept_idle": db.kept_idle()}
+              "kept_busy": kept_busy, "kept_idle": kept_idle}
     return {k: float(v) for k, v in status.items()}
 
 

@@ -18,10 +18,14 @@ from bridge.store import db as db_module
 from bridge.store import direct
 from bridge.store.db import Database
 from bridge.store.kept_connections import KeptConnections
+from bridge.store.models import ConsumedAssertion
 
 pytestmark = pytest.mark.conformance
 
 _ONE = sa.text("SELECT 1 AS one")
+_INSERT = sa.insert(ConsumedAssertion)
+_FIND = sa.select(ConsumedAssertion.assertion_id).where(
+    ConsumedAssertion.assertion_id == sa.bindparam("id"))
 _PID = sa.text("SELECT pg_backend_pid() AS pid")
 
 
@@ -81,10 +85,58 @@ def test_callers_at_once_never_share_a_kept_connection(own: Database) -> None:
     assert len({id(driver) for driver, _ in _held_at_once(own, 4)}) == 4
 
 
-def test_at_most_keep_connections_stay_idle(own: Database) -> None:
-    held = _held_at_once(own, db_module.KEEP_IDLE_CONNECTIONS + 3)
-    assert own._kept.idle() == db_module.KEEP_IDLE_CONNECTIONS
-    assert sum(_closed(driver) for driver, _ in held) == 3
+def test_past_the_cap_callers_take_the_pools_connections(own: Database) -> None:
+    """At most KEPT_CONNECTIONS kept, busy or idle: while all are busy, a caller is served on
+    the pool's connection (on PostgreSQL in autocommit for the while), which goes back to the
+    pool open and, on PostgreSQL, out of autocommit."""
+    cap = db_module.KEPT_CONNECTIONS
+    made = _connects(own)
+    held = _held_at_once(own, cap + 3)
+    assert len({id(driver) for driver, _ in held}) == cap + 3
+    assert own.kept() == (0, cap)
+    assert len(made) == cap + 3  # no more connections than callers at once
+    kept = {id(k.pooled.driver_connection) for k in own._kept._idle}
+    borrowed = [driver for driver, _ in held if id(driver) not in kept]
+    assert len(borrowed) == 3 and not any(_closed(driver) for driver in borrowed)
+    if own.dialect == "postgresql":
+        assert not any(driver.autocommit for driver in borrowed)
+    # The kept ones count as the pool's: checked out, busy or idle.
+    assert own.engine.pool.checkedout() == cap  # type: ignore[attr-defined]
+
+
+def test_writes_past_the_cap_commit_like_any_other(own: Database) -> None:
+    """A single statement on a borrowed connection commits at once on PostgreSQL (autocommit)
+    and in its transaction on SQLite, as on a kept one."""
+    cap = db_module.KEPT_CONNECTIONS
+    holding = threading.Barrier(cap + 1, timeout=10)
+    release = threading.Event()
+
+    def hold() -> None:
+        with own.lookup():
+            holding.wait()
+            release.wait(10)
+
+    threads = [threading.Thread(target=hold) for _ in range(cap)]
+    for thread in threads:
+        thread.start()
+    try:
+        holding.wait()
+        assert own.kept() == (cap, 0)
+        with own.single_statement() as connection:
+            assert own.kept() == (cap, 0)  # served, and not on a kept connection
+            direct.execute(connection, _INSERT, {"idp_entity_id": "https://idp",
+                                                 "assertion_id": "past-cap",
+                                                 "expires_at": 1.0})
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    other = Database(own.url)
+    try:
+        with other.lookup() as connection:
+            assert direct.first(connection, _FIND, {"id": "past-cap"}) is not None
+    finally:
+        other.dispose()
 
 
 def _closed(driver: Any) -> bool:
@@ -156,13 +208,13 @@ def test_kept_connections_lost_in_steady_use_cost_one_request(own: Database) -> 
     if own.dialect != "postgresql":
         pytest.skip("connections that the server closes are a PostgreSQL matter")
     pids = [row.pid for _, row in _held_at_once(own, 3, _PID)]
-    assert own._kept.idle() == 3
+    assert own.kept() == (0, 3)
     _terminate(own.url, pids)
     # Just used, so not pinged: the first request finds its connection lost ...
     with pytest.raises(StoreUnavailable), own.lookup() as connection:
         direct.first(connection, _PID, {})
     # ... and the others kept with it are dropped unused: the next request is served.
-    assert own._kept.idle() == 0
+    assert own.kept() == (0, 0)
     with own.single_statement() as connection:
         assert direct.first(connection, _PID, {}).pid not in pids
 
@@ -210,19 +262,20 @@ def test_a_kept_connection_that_cannot_be_made_is_store_unavailable() -> None:
         database.dispose()
 
 
-def test_a_connection_that_fails_to_be_kept_is_closed(own: Database) -> None:
-    made: list[Any] = []
+def test_a_connection_that_cannot_be_switched_to_autocommit_is_closed(own: Database) -> None:
+    if own.dialect != "postgresql":
+        pytest.skip("autocommit is a PostgreSQL matter")
+    taken: list[Any] = []
 
-    class Undetachable:
-        def __init__(self, pooled: Any) -> None:
-            self.driver_connection = pooled.driver_connection
-            made.append(self.driver_connection)
+    def in_a_transaction() -> Any:
+        pooled = own._raw_connection()
+        cast(Any, pooled.driver_connection).execute("SELECT 1")  # the driver began one
+        taken.append(pooled.driver_connection)
+        return pooled
 
-        def detach(self) -> None:
-            raise RuntimeError("cannot detach")
-
-    kept = KeptConnections(own.engine, lambda: cast(Any, Undetachable(own._raw_connection())),
-                           autocommit=False, keep=2, ping_after=lambda: None)
-    with pytest.raises(RuntimeError), kept.connection():
+    kept = KeptConnections(own.engine, in_a_transaction, autocommit=True, keep=2,
+                           ping_after=lambda: None)
+    with pytest.raises(Exception, match="autocommit"), kept.connection():
         pass
-    assert len(made) == 1 and _closed(made[0])
+    assert len(taken) == 1 and _closed(taken[0])
+    assert kept.busy() == 0
