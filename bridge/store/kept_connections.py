@@ -209,5 +209,7 @@ def _in_transaction_checker(dialect: str) -> Callable[[Any], bool]:
     if dialect == "postgresql":
         from psycopg.pq import TransactionStatus  # the driver of postgresql+psycopg URLs
 
-        return lambda connection: connection.info.transaction_status != TransactionStatus.IDLE
+        # libpq's own figure: ``connection.info.transaction_status`` builds two objects to say it.
+        idle = int(TransactionStatus.IDLE)
+        return lambda connection: connection.pgconn.transaction_status != idle
     return lambda connection: bool(connection.in_transaction)  # sqlite3's
