@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 # in every worker, which only needs to know whether the schema is current.
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
-# A process opens at most 15 connections to PostgreSQL: the pool's 5, and 10 more under load.
-# Up to 5 of them stay checked out for store/direct.py's statements (store/kept_connections.py),
-# busy or idle; while those are all busy, direct statements take others from the pool.
-# (SQLite: the pool's defaults, and the same 5 kept.)
-POOL_SIZE = 5
-POOL_OVERFLOW = 10
-KEPT_CONNECTIONS = 5
+# A process opens at most 15 connections to PostgreSQL (3 the pool keeps idle, 12 more under
+# load). Up to 4 of them stay checked out for store/direct.py's statements
+# (store/kept_connections.py), busy or idle, one per thread of a gthread worker; while those
+# are all busy, direct statements take others from the pool. Idle, a process holds at most 7.
+# (SQLite: the pool's defaults, and the same 4 kept.)
+POOL_SIZE = 3
+POOL_OVERFLOW = 12
+KEPT_CONNECTIONS = 4
 _BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
 
 
@@ -334,8 +335,10 @@ def _unavailable_when_disconnected(engine: Engine, dispose_kept: Callable[[], No
         yield
     except (exc.OperationalError, exc.InterfaceError) as error:
         if error.connection_invalidated:
-            engine.pool.dispose()
+            # The kept ones first: checked in, the pool's dispose closes them and counts them
+            # out; the other way round the pool would count them as free twice.
             dispose_kept()
+            engine.pool.dispose()
         if _is_connection_problem(error):
             raise StoreUnavailable("temporarily_unavailable",
                                    "The database is unavailable; retry shortly.") from error

@@ -108,17 +108,23 @@ class KeptConnections:
                 else:
                     kept = None
                 self._busy += 1
-                epoch = self._epoch
+                # Read here, not after connecting: a dispose() or fork meanwhile must see to it.
+                generation, epoch = self._generation, self._epoch
             if kept is None:
                 try:
-                    return self._new()
+                    return self._new(generation, epoch)
                 except BaseException:
                     self._release(epoch)
                     raise
             ping_after = self._ping_after()
-            if ping_after is None or time.monotonic() - kept.idle_since < ping_after \
-                    or self._answers(kept):
-                return kept
+            try:
+                if ping_after is None or time.monotonic() - kept.idle_since < ping_after \
+                        or self._answers(kept):
+                    return kept
+            except BaseException:  # interrupted while pinging: neither kept nor lost
+                self._release(kept.epoch)
+                self._discard(kept)
+                raise
             self._release(kept.epoch)
             self._discard(kept)
 
@@ -127,7 +133,7 @@ class KeptConnections:
             if epoch == self._epoch:
                 self._busy -= 1
 
-    def _new(self) -> _Kept:
+    def _new(self, generation: int, epoch: int) -> _Kept:
         pooled = self._connect()
         if self._autocommit:
             try:
@@ -135,7 +141,7 @@ class KeptConnections:
             except BaseException:
                 pooled.invalidate()  # closed: never back in the pool half switched
                 raise
-        return _Kept(pooled, self._generation, self._epoch)
+        return _Kept(pooled, generation, epoch)
 
     @contextlib.contextmanager
     def _borrowed(self) -> Iterator[PoolProxiedConnection]:

@@ -213,8 +213,11 @@ def test_kept_connections_lost_in_steady_use_cost_one_request(own: Database) -> 
     # Just used, so not pinged: the first request finds its connection lost ...
     with pytest.raises(StoreUnavailable), own.lookup() as connection:
         direct.first(connection, _PID, {})
-    # ... and the others kept with it are dropped unused: the next request is served.
+    # ... and the others kept with it are dropped unused, and counted out of the pool once:
+    # the pool's count of what is checked out stays true (it counts kept ones), so it still
+    # opens no more than its limit.
     assert own.kept() == (0, 0)
+    assert own.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     with own.single_statement() as connection:
         assert direct.first(connection, _PID, {}).pid not in pids
 
@@ -279,3 +282,40 @@ def test_a_connection_that_cannot_be_switched_to_autocommit_is_closed(own: Datab
         pass
     assert len(taken) == 1 and _closed(taken[0])
     assert kept.busy() == 0
+
+
+def test_a_ping_interrupted_gives_back_what_it_held(own: Database,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """KeyboardInterrupt (or a green thread's timeout) while an idle connection is pinged: the
+    connection is dropped and its place freed, not held busy for ever."""
+    if own.dialect != "postgresql":
+        pytest.skip("idle connections are pinged on PostgreSQL")
+    with own.lookup() as connection:
+        direct.first(connection, _ONE, {})
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+
+    def interrupted(_dbapi_connection: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(own.engine.dialect, "do_ping", interrupted)
+    with pytest.raises(KeyboardInterrupt), own.lookup():
+        pass
+    assert own.kept() == (0, 0)
+    assert own.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_connection_taken_while_a_dispose_runs_is_not_kept(own: Database) -> None:
+    """dispose() while a kept connection is being made (its pool taken before the dispose): the
+    new one belongs to what the dispose ends, and is closed as it comes back."""
+    kept: KeptConnections
+
+    def connect_then_disposed() -> Any:
+        pooled = own._raw_connection()
+        kept.dispose()  # as another thread would, in the meantime
+        return pooled
+
+    kept = KeptConnections(own.engine, connect_then_disposed, autocommit=False, keep=2,
+                           ping_after=lambda: None)
+    with kept.connection() as pooled:
+        driver = pooled.driver_connection
+    assert kept.idle() == 0 and _closed(driver)
