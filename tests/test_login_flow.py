@@ -40,6 +40,8 @@ def test_full_login_issues_a_token_that_verifies_and_fits_schema_v1(browser: Bro
     response = browser.exchange(code, login.verifier)
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
+    assert response.headers["Content-Type"] == "application/json"
     body = response.get_json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 600
