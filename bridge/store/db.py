@@ -150,10 +150,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # The connections of store/direct.py's statements (on SQLite all of them, on PostgreSQL
         # those outside transactions): kept checked out, in autocommit on PostgreSQL.
+        postgresql = self.dialect == "postgresql"
         self._kept = KeptConnections(
-            self.engine, self._raw_connection, autocommit=self.dialect == "postgresql",
-            keep=KEPT_CONNECTIONS,
-            ping_after=lambda: PING_AFTER_IDLE_SECONDS if self.dialect == "postgresql" else None)
+            self.engine, self._raw_connection, autocommit=postgresql, keep=KEPT_CONNECTIONS,
+            # Read at each use (tests set it); SQLite's connections are files, never pinged.
+            ping_after=(lambda: PING_AFTER_IDLE_SECONDS) if postgresql else (lambda: None))
 
     @property
     def dialect(self) -> str:

@@ -117,16 +117,16 @@ class KeptConnections:
                     self._release(epoch)
                     raise
             ping_after = self._ping_after()
+            usable = False
             try:
-                if ping_after is None or time.monotonic() - kept.idle_since < ping_after \
-                        or self._answers(kept):
-                    return kept
-            except BaseException:  # interrupted while pinging: neither kept nor lost
-                self._release(kept.epoch)
-                self._discard(kept)
-                raise
-            self._release(kept.epoch)
-            self._discard(kept)
+                usable = ping_after is None or time.monotonic() - kept.idle_since < ping_after \
+                    or self._answers(kept)
+            finally:
+                if not usable:  # dead, or the ping was interrupted: its place is freed
+                    self._release(kept.epoch)
+                    self._discard(kept)
+            if usable:
+                return kept
 
     def _release(self, epoch: int) -> None:
         with self._lock:
